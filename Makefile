@@ -1,0 +1,31 @@
+# Two commands for a fresh machine: `make demo` and `make test` (README.md).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch/torchvision first and pinned: pip takes these from this machine's local disk (no multi-GB download).
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: demo test bench profiles clean-venv
+
+$(BIN)/edgesim: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_PINS)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(BIN)/edgesim
+
+demo: $(BIN)/edgesim
+	$(BIN)/edgesim run scenarios/matsubara2019_fig3.yaml --out results/matsubara2019_fig3
+	@echo "report: results/matsubara2019_fig3/report.html"
+
+test: $(BIN)/edgesim
+	$(BIN)/python -m pytest -n 2 tests
+
+bench: $(BIN)/edgesim
+	$(BIN)/python -m benchmarks.run
+
+profiles: $(BIN)/edgesim
+	$(BIN)/python -m profilers.bundle
+
+clean-venv:
+	rm -rf $(VENV)

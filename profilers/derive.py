@@ -1,0 +1,247 @@
+"""Derive a device profile from a measured host profile by a per-block roofline, calibrated on a published latency.
+
+For each block b measured on the host: FLOPs F_b and bytes moved B_b = 4 * params + input + output bytes
+(float32). On the target, t'_b = max(F_b / (eta_c * P'), B_b / (eta_m * BW')) with P' the peak GFLOP/s and
+BW' the memory bandwidth from device_facts.json; eta_c is fitted so that the derived full-model latency of a
+named model equals its published latency on that device.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from profilers.errors import EdgesimError, ProfileError
+from profilers.schema import (
+    BlockRecord,
+    DerivedProvenance,
+    DeviceKind,
+    DeviceProfile,
+    HardwareFacts,
+    LatencyStats,
+    ModelProfile,
+    PowerModel,
+    format_validation_error,
+)
+
+ETA_BOUNDS = (1e-6, 10.0)
+
+
+class Calibration(BaseModel):
+    """A published full-model latency of a named model on the device (batch 1)."""
+
+    model_config = ConfigDict(extra="forbid")
+    model_id: str
+    input_size: int = 224
+    latency_s: float = Field(gt=0)
+    source: str
+
+
+class DeviceFacts(BaseModel):
+    """One device of device_facts.json: hardware, roofline figures, power, and a calibration latency."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: DeviceKind
+    cpu_model: str
+    cores: int = Field(ge=1)
+    memory_gb: float = Field(gt=0)
+    accelerator: Optional[str] = None
+    compute: str = "cpu"
+    peak_gflops: float = Field(gt=0)
+    memory_bandwidth_gbs: Optional[float] = Field(default=None, gt=0)
+    power: PowerModel
+    sources: dict[str, str] = Field(default_factory=dict)
+    calibration: Optional[Calibration] = None
+    eta_m: Optional[float] = Field(default=None, gt=0, description="memory efficiency; eta_c when absent")
+    description: str = ""
+
+
+class FactsFile(BaseModel):
+    """device_facts.json: devices by name."""
+
+    model_config = ConfigDict(extra="forbid")
+    devices: dict[str, DeviceFacts]
+    notes: str = ""
+
+
+def load_facts(path: str | Path) -> dict[str, DeviceFacts]:
+    """Read and validate a facts file; one line with the file and field on any problem."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProfileError(f"{path}: device facts file not found") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ProfileError(f"{path}: cannot read device facts: {exc}") from None
+    try:
+        return FactsFile.model_validate(data).devices
+    except ValidationError as exc:
+        raise ProfileError(format_validation_error(exc, str(path))) from None
+
+
+# ------------------------------------------------------------------------------------------------- roofline
+
+
+def block_bytes(block: BlockRecord) -> int:
+    """Bytes a block moves: float32 weights plus its input and output activations."""
+    return 4 * block.params + block.input_bytes + block.output_bytes
+
+
+def roofline_times(blocks: list[BlockRecord], peak_gflops: float, bandwidth_gbs: Optional[float],
+                   eta_c: float, eta_m: float) -> list[float]:
+    """Per-block time max(F / (eta_c P), B / (eta_m BW)); compute only when BW is unknown."""
+    times = []
+    for b in blocks:
+        t = b.flops / (eta_c * peak_gflops * 1e9)
+        if bandwidth_gbs:
+            t = max(t, block_bytes(b) / (eta_m * bandwidth_gbs * 1e9))
+        times.append(t)
+    return times
+
+
+def calibrate_eta(blocks: list[BlockRecord], peak_gflops: float, bandwidth_gbs: Optional[float],
+                  latency_s: float, eta_m: Optional[float] = None) -> float:
+    """eta_c such that the summed roofline time equals latency_s (bisection on log eta; the sum falls with eta)."""
+    import math
+
+    def total(eta: float) -> float:
+        return sum(roofline_times(blocks, peak_gflops, bandwidth_gbs, eta, eta_m or eta))
+
+    lo, hi = ETA_BOUNDS
+    if total(hi) > latency_s or total(lo) < latency_s:
+        raise EdgesimError(
+            f"cannot calibrate: published latency {latency_s:.4g} s is outside the roofline range "
+            f"[{total(hi):.4g}, {total(lo):.4g}] s for efficiencies {lo}..{hi}")
+    for _ in range(200):
+        mid = math.sqrt(lo * hi)
+        if total(mid) > latency_s:
+            lo = mid
+        else:
+            hi = mid
+    return math.sqrt(lo * hi)
+
+
+def host_efficiency(host: DeviceProfile) -> float:
+    """The host's own efficiency: eta with the host's roofline summed over its measured blocks equal to their
+    measured time (= sum F / (P_host * sum t) when the host's bandwidth is unknown)."""
+    hw = host.hardware
+    if not hw.peak_gflops:
+        raise EdgesimError(f"host profile '{host.name}' has no peak_gflops; cannot fit its efficiency")
+    blocks = [b for mp in host.models.values() for b in mp.blocks if b.latency is not None]
+    seconds = sum(b.latency.median_s for b in blocks)
+    if seconds <= 0 or sum(b.flops for b in blocks) <= 0:
+        raise EdgesimError(f"host profile '{host.name}' has no measured blocks to fit an efficiency from")
+    return calibrate_eta(blocks, hw.peak_gflops, hw.memory_bandwidth_gbs, seconds)
+
+
+# -------------------------------------------------------------------------------------------------- derive
+
+
+def _scaled(stats: Optional[LatencyStats], target_s: float) -> LatencyStats:
+    """Host samples scaled so the median becomes target_s; a constant when the host median is zero."""
+    if stats is None or stats.median_s <= 0 or target_s <= 0:
+        return LatencyStats.constant(target_s)
+    return stats.scaled(target_s / stats.median_s)
+
+
+def derive_model(mp: ModelProfile, facts: DeviceFacts, eta_c: float, eta_m: float) -> ModelProfile:
+    """One model on the target: roofline block times, split-point medians, host samples rescaled, energy."""
+    if not mp.blocks:
+        raise ProfileError(f"model '{mp.model_id}' has no per-block records; re-measure it with this version")
+    times = roofline_times(mp.blocks, facts.peak_gflops, facts.memory_bandwidth_gbs, eta_c, eta_m)
+    cum = [0.0]
+    for t in times:
+        cum.append(cum[-1] + t)
+    points = []
+    for sp in mp.split_points:
+        head_s, tail_s = cum[sp.layer_index], cum[-1] - cum[sp.layer_index]
+        points.append(sp.model_copy(update={
+            "head_latency": _scaled(sp.head_latency, head_s),
+            "tail_latency": _scaled(sp.tail_latency, tail_s),
+            "head_energy_j": facts.power.active_w * head_s,
+            "tail_energy_j": facts.power.active_w * tail_s,
+        }))
+    blocks = [b.model_copy(update={"latency": LatencyStats.constant(t)}) for b, t in zip(mp.blocks, times)]
+    return mp.model_copy(update={
+        "split_points": points,
+        "blocks": blocks,
+        "measurement": "derived",
+        "torch_device": facts.compute,
+        "threads": None,
+        "peak_memory_bytes": None,
+        "memory_method": "",
+        "cpu_utilisation_percent": None,
+        "energy_method": "power-model-estimate",
+        "description": mp.description.split("; energy:")[0]
+        + "; derived by per-block roofline; energy = power.active_w x latency",
+    })
+
+
+def derive_device(host: DeviceProfile, name: str, facts: DeviceFacts, from_profile: str = "",
+                  validation: Optional[dict[str, str]] = None) -> DeviceProfile:
+    """A device profile for `name` derived from a measured host profile and the device's facts."""
+    cal = facts.calibration
+    sources = dict(facts.sources)
+    calibration: dict[str, float] = {}
+    if cal is not None and cal.model_id in host.models:
+        ref = host.models[cal.model_id]
+        eta_c = calibrate_eta(ref.blocks, facts.peak_gflops, facts.memory_bandwidth_gbs, cal.latency_s, facts.eta_m)
+        sources["eta_c"] = (f"bisection so that derived {cal.model_id} ({cal.input_size}x{cal.input_size}) latency = "
+                            f"{cal.latency_s} s published in: {cal.source}")
+        calibration["calibration_latency_s"] = cal.latency_s
+    else:
+        eta_c = host_efficiency(host)
+        why = "no calibration entry" if cal is None else f"calibration model {cal.model_id} not profiled on the host"
+        sources["eta_c"] = (f"fallback ({why}): the host's own efficiency, eta with the host roofline "
+                            "(P_host, BW_host) summed over its measured blocks equal to their measured time")
+    eta_m = facts.eta_m or eta_c
+    sources["eta_m"] = "given in device_facts.json" if facts.eta_m else "assumed equal to eta_c"
+    calibration.update({"eta_c": eta_c, "eta_m": eta_m})
+    models = {mid: derive_model(mp, facts, eta_c, eta_m) for mid, mp in host.models.items() if mp.blocks}
+    hw_sources = {k: v for k, v in facts.sources.items()
+                  if k in {"cpu_model", "cores", "memory_gb", "accelerator", "compute", "peak_gflops",
+                           "memory_bandwidth_gbs"}}
+    hardware = HardwareFacts(cpu_model=facts.cpu_model, cores=facts.cores, memory_gb=facts.memory_gb,
+                             accelerator=facts.accelerator, compute="cuda" if facts.compute == "cuda" else "cpu",
+                             peak_gflops=facts.peak_gflops, memory_bandwidth_gbs=facts.memory_bandwidth_gbs,
+                             sources=hw_sources)
+    method = ("per-block roofline t' = max(F/(eta_c*P'), B/(eta_m*BW')) with B = 4*params + input + output "
+              "float32 bytes, F from torch.utils.flop_counter on the host; eta_c calibrated on a published "
+              "latency; head/tail medians are sums of block times; host samples rescaled to those medians")
+    provenance = DerivedProvenance(from_profile=from_profile or f"{host.name} ({host.provenance.kind})",
+                                   method=method, date=datetime.now(timezone.utc), sources=sources,
+                                   calibration=calibration, validation=validation or {})
+    return DeviceProfile(name=name, kind=facts.kind, hardware=hardware, power=facts.power,
+                         provenance=provenance, models=models)
+
+
+def validate_against_measurement(measured_2t: DeviceProfile, measured_1t: DeviceProfile,
+                                 peak_scale: float = 0.5) -> tuple[float, int]:
+    """Derive the 1-thread host from the 2-thread one (peak x peak_scale, host efficiency) and compare to a
+    1-thread measurement: median absolute percentage error of per-split-point head latency, and the count."""
+    if not measured_2t.hardware.peak_gflops:
+        raise EdgesimError("validation needs the host's peak_gflops")
+    eta = host_efficiency(measured_2t)
+    facts = DeviceFacts(kind=measured_2t.kind, cpu_model=measured_2t.hardware.cpu_model, cores=1,
+                        memory_gb=measured_2t.hardware.memory_gb,
+                        peak_gflops=measured_2t.hardware.peak_gflops * peak_scale,
+                        memory_bandwidth_gbs=measured_2t.hardware.memory_bandwidth_gbs, power=measured_2t.power)
+    errors = []
+    for mid, mp in measured_2t.models.items():
+        if mid not in measured_1t.models or not mp.blocks:
+            continue
+        derived = derive_model(mp, facts, eta, eta)
+        truth = {sp.name: sp for sp in measured_1t.models[mid].split_points}
+        for sp in derived.split_points:
+            ref = truth.get(sp.name)
+            if ref is None or ref.head_latency is None or ref.head_latency.median_s <= 0:
+                continue
+            errors.append(abs(sp.head_latency.median_s - ref.head_latency.median_s) / ref.head_latency.median_s)
+    if not errors:
+        raise EdgesimError("validation: no split points with measured head latency in both profiles")
+    return 100.0 * statistics.median(errors), len(errors)

@@ -1,0 +1,288 @@
+"""Edge and cloud model adapters for DMD (000 section 3): a batch in, class probabilities and hidden features out.
+
+TorchClassifierAdapter wraps any nn.Module classifier; ViltYesNoAdapter is 000's small model (ViLT VQA,
+yes/no logits, hidden = the 2*hidden-wide layer of the classifier head); LlavaNextVideoYesNoAdapter is 000's
+large model (LLaVA-NeXT-Video, a short generated answer parsed as yes/no). Nothing is downloaded:
+checkpoints load with local_files_only=True.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
+
+import numpy as np
+
+from profilers.errors import EdgesimError
+
+DEFAULT_QUESTION = "Is the person in the image falling?"  # 000 A.2: "a prompt telling them to report if a fall occurred"
+
+
+class Adapter(Protocol):
+    """A classifier seen by DMD: probabilities (B, C) and, when asked, the named hidden layer's features (B, H)."""
+
+    default_hidden_layer: Optional[str]
+
+    def predict(self, batch: Sequence[Any], hidden_layer: Optional[str] = None) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """Class probabilities and hidden features (None unless hidden_layer is given)."""
+        ...
+
+
+def find_module(model, name: str):
+    """The submodule with this dotted name; one-line error listing some known names."""
+    modules = dict(model.named_modules())
+    if name not in modules:
+        known = [n for n in modules if n][:12]
+        raise EdgesimError(f"hidden layer '{name}' not found in {type(model).__name__}; e.g. {', '.join(known)}")
+    return modules[name]
+
+
+@contextlib.contextmanager
+def capture_output(model, name: Optional[str]) -> Iterator[dict]:
+    """Forward hook on the named module; the yielded dict gets 'value' = its output flattened to (B, -1)."""
+    store: dict = {}
+    if name is None:
+        yield store
+        return
+    module = find_module(model, name)
+
+    def hook(_mod, _inp, out):
+        t = out[0] if isinstance(out, (tuple, list)) else out
+        store["value"] = t.detach().reshape(t.shape[0], -1).float().cpu().numpy()
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield store
+    finally:
+        handle.remove()
+
+
+def _to_image_tensor(item: Any):
+    """A (C, H, W) float tensor in [0, 1] from a tensor, numpy array or PIL image (RGB)."""
+    import torch
+
+    if isinstance(item, torch.Tensor):
+        t = item.float()
+    elif isinstance(item, np.ndarray):
+        t = torch.from_numpy(np.ascontiguousarray(item)).float()
+        if t.ndim == 3 and t.shape[-1] in (1, 3) and t.shape[0] not in (1, 3):
+            t = t.permute(2, 0, 1)
+        if t.max() > 1.0:
+            t = t / 255.0
+    else:  # PIL
+        arr = np.asarray(item.convert("RGB"), dtype=np.float32) / 255.0
+        t = torch.from_numpy(arr).permute(2, 0, 1)
+    if t.ndim == 2:
+        t = t.unsqueeze(0)
+    return t
+
+
+def preprocess_images(batch: Sequence[Any], size: tuple[int, int], mean: Sequence[float], std: Sequence[float], channels: int = 3):
+    """Resize (bilinear), convert to `channels` and normalise with torch ops only (no processor downloads)."""
+    import torch
+    import torch.nn.functional as F
+
+    out = []
+    for item in batch:
+        t = _to_image_tensor(item)
+        if t.shape[0] != channels:
+            t = t.mean(0, keepdim=True).expand(channels, -1, -1) if channels in (1, 3) else t
+            if channels == 1:
+                t = t[:1]
+        t = F.interpolate(t.unsqueeze(0), size=size, mode="bilinear", align_corners=False).squeeze(0)
+        out.append(t)
+    x = torch.stack(out)
+    m = torch.tensor(mean, dtype=x.dtype).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
+class TorchClassifierAdapter:
+    """Any nn.Module classifier: softmax of its logits, hidden layer by module name via a forward hook."""
+
+    def __init__(self, model, hidden_layer: Optional[str] = None, transform: Optional[Callable[[Sequence[Any]], Any]] = None, device: str = "cpu"):
+        self.model = model.to(device).eval()
+        self.default_hidden_layer = hidden_layer
+        self.transform = transform
+        self.device = device
+
+    def predict(self, batch: Sequence[Any], hidden_layer: Optional[str] = None) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """Softmax probabilities (B, C) and the hidden layer's flattened output (B, H) or None."""
+        import torch
+
+        x = self.transform(batch) if self.transform else torch.stack([_to_image_tensor(b) for b in batch])
+        with torch.no_grad(), capture_output(self.model, hidden_layer) as store:
+            logits = self.model(x.to(self.device))
+        logits = getattr(logits, "logits", logits)
+        probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        return probs, store.get("value")
+
+
+def _yes_no_ids(label2id: dict) -> tuple[int, int]:
+    """Ids of the 'yes' and 'no' answers in a label2id map; one-line error if missing."""
+    lower = {str(k).strip().lower(): int(v) for k, v in label2id.items()}
+    if "yes" not in lower or "no" not in lower:
+        raise EdgesimError(f"model config label2id lacks 'yes'/'no' answers (has {len(lower)} labels, e.g. {list(lower)[:5]})")
+    return lower["yes"], lower["no"]
+
+
+class ViltYesNoAdapter:
+    """000's small model: ViltForQuestionAnswering; P(fall) from the 'yes'/'no' logits, hidden = classifier.2 (2*hidden wide)."""
+
+    HIDDEN_LAYER = "classifier.2"  # Linear(h, 2h) -> LayerNorm -> GELU: the last hidden layer, 1536 wide for ViLT-B
+
+    def __init__(self, model, tokenizer: Optional[Callable] = None, question: str = DEFAULT_QUESTION,
+                 image_size: Optional[int] = None, question_ids: Optional[Sequence[int]] = None, device: str = "cpu"):
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.question = question
+        self.device = device
+        cfg = model.config
+        self.image_size = int(image_size or getattr(cfg, "image_size", 384))
+        self.yes_id, self.no_id = _yes_no_ids(cfg.label2id)
+        self.default_hidden_layer = self.HIDDEN_LAYER
+        if question_ids is None and tokenizer is None:
+            raise EdgesimError("ViLT adapter needs a tokenizer or question_ids for the prompt")
+        self.question_ids = list(question_ids) if question_ids is not None else None
+
+    @classmethod
+    def from_pretrained(cls, path: str, question: str = DEFAULT_QUESTION, **kw) -> "ViltYesNoAdapter":
+        """Load model and tokenizer from a local folder or cached hub id (local_files_only=True)."""
+        from transformers import AutoTokenizer, ViltForQuestionAnswering
+
+        try:
+            model = ViltForQuestionAnswering.from_pretrained(path, local_files_only=True)
+            tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        except OSError as exc:
+            raise EdgesimError(f"ViLT checkpoint '{path}': not found locally ({str(exc).splitlines()[0]})") from None
+        return cls(model, tok, question=question, **kw)
+
+    def _text(self, n: int):
+        """input_ids and attention_mask for n copies of the question."""
+        import torch
+
+        if self.question_ids is not None:
+            ids = torch.tensor([self.question_ids] * n, dtype=torch.long)
+            return ids, torch.ones_like(ids)
+        enc = self.tokenizer([self.question] * n, return_tensors="pt", padding=True)
+        return enc["input_ids"], enc["attention_mask"]
+
+    def predict(self, batch: Sequence[Any], hidden_layer: Optional[str] = None) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """Probabilities [P(no), P(yes)] (softmax over the two answer logits) and the hooked hidden layer."""
+        import torch
+
+        pixels = preprocess_images(batch, (self.image_size, self.image_size), [0.5] * 3, [0.5] * 3)
+        ids, mask = self._text(len(batch))
+        with torch.no_grad(), capture_output(self.model, hidden_layer) as store:
+            out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                             pixel_values=pixels.to(self.device), pixel_mask=torch.ones(pixels.shape[0], *pixels.shape[2:], dtype=torch.long, device=self.device))
+        two = out.logits[:, [self.no_id, self.yes_id]].float()
+        return torch.softmax(two, dim=-1).cpu().numpy(), store.get("value")
+
+
+_YES = re.compile(r"^\W*(yes|yeah|true)\b", re.IGNORECASE)
+_NO = re.compile(r"^\W*(no|not|false)\b", re.IGNORECASE)
+
+
+def parse_yes_no(text: str) -> Optional[int]:
+    """1 for an answer starting with yes, 0 for one starting with no, None when neither."""
+    if _YES.search(text or ""):
+        return 1
+    if _NO.search(text or ""):
+        return 0
+    return None
+
+
+class LlavaNextVideoYesNoAdapter:
+    """000's large model: LLaVA-NeXT-Video; a short generated answer parsed as yes/no (single-frame video, 000 section 4).
+
+    Probabilities come from the first generated step's 'yes'/'no' token logits; the prediction is the parsed
+    text, or those logits when the text is neither yes nor no (counted in `unparsed`).
+    """
+
+    def __init__(self, model, tokenizer, question: str = DEFAULT_QUESTION, prompt_template: str = "USER: <video>\n{question} Answer yes or no. ASSISTANT:",
+                 max_new_tokens: int = 4, image_size: Optional[int] = None, num_frames: int = 1, device: str = "cpu"):
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.question = question
+        self.prompt_template = prompt_template
+        self.max_new_tokens = int(max_new_tokens)
+        self.num_frames = int(num_frames)
+        self.device = device
+        cfg = model.config
+        self.image_size = int(image_size or cfg.vision_config.image_size)
+        self.video_token_id = int(cfg.video_token_id if getattr(cfg, "video_token_id", None) is not None else cfg.video_token_index)
+        self.yes_token = self._token_id("yes")
+        self.no_token = self._token_id("no")
+        self.default_hidden_layer = None
+        self.unparsed = 0
+        self._n_video_tokens: Optional[int] = None
+
+    @classmethod
+    def from_pretrained(cls, path: str, question: str = DEFAULT_QUESTION, **kw) -> "LlavaNextVideoYesNoAdapter":
+        """Load model and tokenizer from a local folder or cached hub id (local_files_only=True)."""
+        from transformers import AutoTokenizer, LlavaNextVideoForConditionalGeneration
+
+        try:
+            model = LlavaNextVideoForConditionalGeneration.from_pretrained(path, local_files_only=True)
+            tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        except OSError as exc:
+            raise EdgesimError(f"LLaVA-NeXT-Video checkpoint '{path}': not found locally ({str(exc).splitlines()[0]})") from None
+        return cls(model, tok, question=question, **kw)
+
+    def _token_id(self, word: str) -> int:
+        """First token id of a word (tries ' word' too, for BPE vocabularies)."""
+        for w in (word, " " + word, word.capitalize()):
+            ids = self.tokenizer(w, add_special_tokens=False)["input_ids"]
+            if ids and ids[0] != getattr(self.tokenizer, "unk_token_id", None):
+                return int(ids[0])
+        raise EdgesimError(f"tokenizer has no token for '{word}'")
+
+    def _video_tokens(self, pixels) -> int:
+        """Number of video placeholder tokens the vision tower produces for one clip (measured once)."""
+        import torch
+
+        if self._n_video_tokens is None:
+            cfg = self.model.config
+            with torch.no_grad():
+                feats = self.model.model.get_video_features(pixel_values_videos=pixels[:1], vision_feature_layer=cfg.vision_feature_layer,
+                                                            vision_feature_select_strategy=cfg.vision_feature_select_strategy)
+            feats = getattr(feats, "pooler_output", feats)
+            self._n_video_tokens = int(feats.shape[1])
+        return self._n_video_tokens
+
+    def _prompt_ids(self, n_video: int) -> list[int]:
+        """Prompt token ids with the single <video> placeholder expanded to n_video copies (what the processor does)."""
+        text = self.prompt_template.format(question=self.question)
+        ids = list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+        if self.video_token_id not in ids:
+            raise EdgesimError("LLaVA-NeXT-Video prompt template has no <video> token the tokenizer knows")
+        at = ids.index(self.video_token_id)
+        return ids[:at] + [self.video_token_id] * n_video + ids[at + 1:]
+
+    def predict(self, batch: Sequence[Any], hidden_layer: Optional[str] = None) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """[P(no), P(yes)] per image: generate an answer, parse yes/no, probabilities from the first step's logits."""
+        import torch
+
+        cfg = self.model.config
+        mean = getattr(cfg, "image_mean", None) or [0.48145466, 0.4578275, 0.40821073]  # CLIP normalisation
+        std = getattr(cfg, "image_std", None) or [0.26862954, 0.26130258, 0.27577711]
+        frames = preprocess_images(batch, (self.image_size, self.image_size), mean, std)
+        pixels = frames.unsqueeze(1).expand(-1, self.num_frames, -1, -1, -1).contiguous()
+        ids = torch.tensor([self._prompt_ids(self._video_tokens(pixels) // 1)] * len(batch), dtype=torch.long)
+        with torch.no_grad():
+            out = self.model.generate(input_ids=ids.to(self.device), attention_mask=torch.ones_like(ids).to(self.device),
+                                      pixel_values_videos=pixels.to(self.device), max_new_tokens=self.max_new_tokens, do_sample=False,
+                                      output_scores=True, return_dict_in_generate=True, pad_token_id=self.tokenizer.pad_token_id)
+        first = out.scores[0][:, [self.no_token, self.yes_token]].float()
+        probs = torch.softmax(first, dim=-1).cpu().numpy()
+        texts = self.tokenizer.batch_decode(out.sequences[:, ids.shape[1]:], skip_special_tokens=True)
+        for i, text in enumerate(texts):
+            parsed = parse_yes_no(text)
+            if parsed is None:
+                self.unparsed += 1
+                continue
+            if int(np.argmax(probs[i])) != parsed:  # the text decides; keep its probability as the confidence of that answer
+                probs[i] = probs[i][::-1]
+        return probs, None

@@ -1,0 +1,365 @@
+"""Deferral to the cloud model: masks, thresholds, curves and Table 1 rows (000 section 3.1, A.4).
+
+Pure functions over the per-sample DMD trace (a DataFrame with the columns of `profilers.dmd.TRACE_COLUMNS`
+plus `switcher_score`); the combined prediction is cloud_pred where deferred and edge_pred elsewhere.
+
+Methods (lower priority defers first):
+  switcher     switcher_score, the switcher's agreement probability (000 A.4: ascending alignment probability)
+  uncertainty  edge_max_prob, least confident first (Narayan et al. 2022, ref [14] of 000; 000's baseline)
+  margin       edge_margin = top-1 minus top-2 probability (ref [14])
+  entropy      edge_entropy, highest entropy first (ref [14])
+  random       a seeded permutation
+  oracle       uses the labels: defers first the samples the cloud fixes (edge wrong, cloud right; for binary
+               F1 missed positives before false alarms), then those where deferral changes nothing (edge and
+               cloud give the same answer, or both are wrong), then those the cloud breaks (edge right, cloud
+               wrong; false alarms before lost positives). This ordering maximises accuracy and binary F1 at
+               every deferral fraction; ties keep row order.
+  edge-only / cloud-only  defer nothing / everything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from profilers.errors import EdgesimError, unknown_name
+
+SCORE_COLUMNS = {"switcher": "switcher_score", "uncertainty": "edge_max_prob", "margin": "edge_margin", "entropy": "edge_entropy"}
+"""Confidence column per score method; entropy is reversed (high entropy = low confidence)."""
+ALIASES = {"dmd-switcher": "switcher", "max_prob": "uncertainty", "max-prob": "uncertainty", "ours": "switcher"}
+METHODS = ("edge-only", "cloud-only", "switcher", "uncertainty", "margin", "entropy", "random", "oracle")
+CURVE_METHODS = ("switcher", "uncertainty", "margin", "entropy", "random", "oracle")
+N_BUCKETS = 10  # 000 A.4: "split the results into 10 buckets"
+
+
+def canonical_method(method: str) -> str:
+    """The method's canonical name; unknown names raise one line listing the known ones."""
+    name = ALIASES.get(method, method)
+    if name not in METHODS:
+        raise unknown_name("deferral method", method, list(METHODS) + list(ALIASES))
+    return name
+
+
+def _require(trace: pd.DataFrame, cols: Sequence[str], what: str) -> None:
+    """One-line error when the trace lacks columns a method needs."""
+    missing = [c for c in cols if c not in trace.columns]
+    if missing:
+        raise EdgesimError(f"DMD trace lacks column(s) {missing} needed for {what}; has {list(trace.columns)}")
+
+
+def n_deferred(n: int, offload_fraction: float) -> int:
+    """Number of samples deferred at a fraction: round half up of f*n (000 A.4 buckets are k*n/10)."""
+    if not 0.0 <= float(offload_fraction) <= 1.0:
+        raise EdgesimError(f"offload fraction {offload_fraction}: expected a number in [0, 1]")
+    return int(np.floor(float(offload_fraction) * n + 0.5 + 1e-9))
+
+
+def confidence(trace: pd.DataFrame, method: str) -> np.ndarray:
+    """Per-sample confidence of a score method; the lowest values are deferred first."""
+    method = canonical_method(method)
+    if method not in SCORE_COLUMNS:
+        raise EdgesimError(f"method '{method}' has no score; score methods: {', '.join(SCORE_COLUMNS)}")
+    col = SCORE_COLUMNS[method]
+    _require(trace, [col], f"'{method}' deferral")
+    values = trace[col].to_numpy(dtype=float)
+    return -values if method == "entropy" else values
+
+
+def oracle_tier(trace: pd.DataFrame, pos_label: Optional[int] = 1) -> np.ndarray:
+    """Oracle tier per sample (0 defers first): fixes, then no-change, then breaks; see the module docstring."""
+    _require(trace, ["label", "edge_pred", "cloud_pred"], "'oracle' deferral")
+    y = trace["label"].to_numpy()
+    e = trace["edge_pred"].to_numpy()
+    c = trace["cloud_pred"].to_numpy()
+    fixes = (e != y) & (c == y)
+    breaks = (e == y) & (c != y)
+    tier = np.full(len(y), 2, dtype=int)
+    binary = pos_label is not None and set(np.unique(np.concatenate([y, e, c])).tolist()) <= {0, 1}
+    is_pos = (y == pos_label) if binary else np.zeros(len(y), dtype=bool)
+    tier[fixes & is_pos] = 0
+    tier[fixes & ~is_pos] = 1
+    tier[breaks & ~is_pos] = 3
+    tier[breaks & is_pos] = 4
+    return tier
+
+
+def deferral_order(trace: pd.DataFrame, method: str, seed: int = 0, pos_label: Optional[int] = 1) -> np.ndarray:
+    """Row indices in the order a method defers them (stable: ties keep row order)."""
+    method = canonical_method(method)
+    n = len(trace)
+    if method == "random":
+        return np.random.default_rng(seed).permutation(n)
+    if method == "oracle":
+        return np.argsort(oracle_tier(trace, pos_label), kind="stable")
+    if method in ("edge-only", "cloud-only"):
+        return np.arange(n)
+    return np.argsort(confidence(trace, method), kind="stable")
+
+
+def defer_mask(
+    trace_df: pd.DataFrame,
+    method: str,
+    offload_fraction: Optional[float] = None,
+    threshold: Optional[float] = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Boolean mask of samples sent to the cloud model (000 A.4); a threshold or an offload fraction, not both.
+
+    threshold: defer where the method's score is below it (entropy: above it). offload_fraction: defer the
+    round(f*n) lowest-priority samples. edge-only/cloud-only ignore both.
+    """
+    method = canonical_method(method)
+    n = len(trace_df)
+    if method == "edge-only":
+        return np.zeros(n, dtype=bool)
+    if method == "cloud-only":
+        return np.ones(n, dtype=bool)
+    if (offload_fraction is None) == (threshold is None):
+        raise EdgesimError(f"deferral '{method}': give exactly one of offload_fraction or threshold")
+    if threshold is not None:
+        if method not in SCORE_COLUMNS:
+            raise EdgesimError(f"deferral '{method}' takes an offload fraction, not a threshold")
+        col = SCORE_COLUMNS[method]
+        _require(trace_df, [col], f"'{method}' deferral")
+        values = trace_df[col].to_numpy(dtype=float)
+        return values > float(threshold) if method == "entropy" else values < float(threshold)
+    k = n_deferred(n, float(offload_fraction))
+    mask = np.zeros(n, dtype=bool)
+    mask[deferral_order(trace_df, method, seed)[:k]] = True
+    return mask
+
+
+def combined_pred(trace: pd.DataFrame, mask: np.ndarray) -> np.ndarray:
+    """Combined prediction: cloud_pred where deferred, edge_pred elsewhere (000 section 2)."""
+    return np.where(np.asarray(mask, dtype=bool), trace["cloud_pred"].to_numpy(), trace["edge_pred"].to_numpy())
+
+
+def f1_score(y_true: np.ndarray, y_pred: np.ndarray, average: str = "binary", pos_label: int = 1, n_classes: Optional[int] = None) -> float:
+    """F1 as scikit-learn defines it (zero_division=0): 'binary' for pos_label, or 'macro' over the classes present."""
+    y_true = np.asarray(y_true)
+    y_pred = np.asarray(y_pred)
+    if average == "binary":
+        tp = np.sum((y_pred == pos_label) & (y_true == pos_label))
+        denom = np.sum(y_pred == pos_label) + np.sum(y_true == pos_label)
+        return float(2 * tp / denom) if denom else 0.0
+    if average != "macro":
+        raise EdgesimError(f"F1 average '{average}': expected 'binary' or 'macro'")
+    classes = np.union1d(np.unique(y_true), np.unique(y_pred)) if n_classes is None else np.arange(n_classes)
+    scores = []
+    for c in classes:
+        tp = np.sum((y_pred == c) & (y_true == c))
+        denom = np.sum(y_pred == c) + np.sum(y_true == c)
+        scores.append(2 * tp / denom if denom else 0.0)
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def default_average(trace: pd.DataFrame) -> str:
+    """'binary' (positive class 1, as 000's fall F1) when labels are 0/1, else 'macro'."""
+    values = set(np.unique(trace["label"].to_numpy()).tolist()) | set(np.unique(trace["edge_pred"].to_numpy()).tolist())
+    return "binary" if values <= {0, 1} else "macro"
+
+
+def _metrics_along(trace: pd.DataFrame, order: np.ndarray, ks: np.ndarray, average: str) -> tuple[np.ndarray, np.ndarray]:
+    """F1 and accuracy of the combined prediction after deferring order[:k], for each k."""
+    y = trace["label"].to_numpy()
+    e = trace["edge_pred"].to_numpy()
+    c = trace["cloud_pred"].to_numpy()
+    f1s, accs = np.empty(len(ks)), np.empty(len(ks))
+    for i, k in enumerate(ks):
+        pred = e.copy()
+        idx = order[:k]
+        pred[idx] = c[idx]
+        f1s[i] = f1_score(y, pred, average)
+        accs[i] = float(np.mean(pred == y)) if len(y) else 0.0
+    return f1s, accs
+
+
+def curve_fractions(n_points: int = 101) -> np.ndarray:
+    """Deferral fractions 0..1 evenly spaced (101 points: every 1%)."""
+    return np.linspace(0.0, 1.0, int(n_points))
+
+
+def deferral_curves(
+    trace: pd.DataFrame,
+    methods: Sequence[str] = CURVE_METHODS,
+    fractions: Optional[Sequence[float]] = None,
+    average: Optional[str] = None,
+    seed: int = 0,
+    random_seeds: int = 20,
+) -> pd.DataFrame:
+    """Combined F1 and accuracy vs fraction deferred per method (000 Figures 2-3), long format.
+
+    Adds 'random-mean' (mean over `random_seeds` seeds) and 'random-expected' (linear interpolation between
+    edge-only and cloud-only: the exact expectation for accuracy, the usual reference for F1).
+    """
+    _require(trace, ["label", "edge_pred", "cloud_pred"], "deferral curves")
+    fr = curve_fractions() if fractions is None else np.asarray(fractions, dtype=float)
+    average = average or default_average(trace)
+    n = len(trace)
+    ks = np.array([n_deferred(n, f) for f in fr])
+    rows = []
+
+    def add(method: str, f1s: np.ndarray, accs: np.ndarray) -> None:
+        for f, k, f1, acc in zip(fr, ks, f1s, accs):
+            rows.append({"method": method, "offload_fraction": float(f), "n_deferred": int(k), "f1": float(f1), "accuracy": float(acc)})
+
+    for m in methods:
+        m = canonical_method(m)
+        f1s, accs = _metrics_along(trace, deferral_order(trace, m, seed), ks, average)
+        add(m, f1s, accs)
+        if m == "random":
+            runs = [_metrics_along(trace, deferral_order(trace, "random", seed + s), ks, average) for s in range(int(random_seeds))]
+            add("random-mean", np.mean([r[0] for r in runs], axis=0), np.mean([r[1] for r in runs], axis=0))
+            y = trace["label"].to_numpy()
+            e = trace["edge_pred"].to_numpy()
+            c = trace["cloud_pred"].to_numpy()
+            f_e, f_c = f1_score(y, e, average), f1_score(y, c, average)
+            a_e, a_c = float(np.mean(e == y)), float(np.mean(c == y))
+            frac = ks / n if n else fr
+            add("random-expected", f_e + (f_c - f_e) * frac, a_e + (a_c - a_e) * frac)
+    out = pd.DataFrame(rows)
+    out.attrs["f1_average"] = average
+    return out
+
+
+def curve_area(curves: pd.DataFrame, metric: str = "f1") -> pd.DataFrame:
+    """Area under each deferral curve: trapezoid over the deferral fraction 0..1."""
+    rows = []
+    for method, g in curves.groupby("method", sort=False):
+        g = g.sort_values("offload_fraction")
+        x, y = g["offload_fraction"].to_numpy(), g[metric].to_numpy()
+        rows.append({"method": method, f"auc_{metric}": float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0))})
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class ThresholdInfo:
+    """The chosen offload operating point: a fraction from train, and per score method the threshold it implies."""
+
+    method: str
+    strategy: str  # "buckets", "fraction" or "threshold"
+    offload_fraction: float  # fraction deferred on the training split
+    threshold: float  # score threshold of `method`: defer where score < threshold
+    method_thresholds: dict = field(default_factory=dict)  # per score method, same fraction on train
+    bucket_f1: list = field(default_factory=list)  # combined train F1 at k = 0..10 buckets (strategy "buckets")
+    f1_average: str = "binary"
+
+    def to_dict(self) -> dict:
+        """Plain dict for JSON."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ThresholdInfo":
+        """From a JSON dict; unknown keys ignored."""
+        keys = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in keys})
+
+
+def threshold_at_fraction(trace: pd.DataFrame, method: str, offload_fraction: float) -> float:
+    """Score threshold that defers round(f*n) training samples (midpoint between neighbours; ties defer fewer)."""
+    method = canonical_method(method)
+    conf = np.sort(confidence(trace, method), kind="stable")
+    k = n_deferred(len(conf), offload_fraction)
+    if k == 0:
+        t = (conf[0] - 1.0) if len(conf) else 0.0
+    elif k >= len(conf):
+        t = conf[-1] + 1.0
+    else:
+        t = (conf[k - 1] + conf[k]) / 2.0
+    return float(-t if method == "entropy" else t)
+
+
+def bucket_f1(trace: pd.DataFrame, method: str = "switcher", average: Optional[str] = None, n_buckets: int = N_BUCKETS) -> np.ndarray:
+    """Combined F1 after deferring the k lowest-score buckets, k = 0..n_buckets (000 A.4)."""
+    average = average or default_average(trace)
+    n = len(trace)
+    ks = np.array([n_deferred(n, k / n_buckets) for k in range(n_buckets + 1)])
+    f1s, _ = _metrics_along(trace, deferral_order(trace, method), ks, average)
+    return f1s
+
+
+def choose_threshold(
+    train: pd.DataFrame,
+    method: str = "switcher",
+    strategy: str = "buckets",
+    offload_fraction: Optional[float] = None,
+    threshold: Optional[float] = None,
+    average: Optional[str] = None,
+) -> ThresholdInfo:
+    """Pick the operating point on training data: 10-bucket best combined F1 (ties: fewer deferrals), a fraction, or a threshold."""
+    method = canonical_method(method)
+    average = average or default_average(train)
+    buckets: list = []
+    if strategy == "buckets":
+        f1s = bucket_f1(train, method, average)
+        buckets = [float(v) for v in f1s]
+        best = int(np.flatnonzero(f1s >= f1s.max() - 1e-12)[0])
+        fraction = best / N_BUCKETS
+        thr = threshold_at_fraction(train, method, fraction)
+    elif strategy == "fraction":
+        if offload_fraction is None:
+            raise EdgesimError("threshold strategy 'fraction' needs an offload fraction (e.g. 0.6)")
+        fraction = float(offload_fraction)
+        thr = threshold_at_fraction(train, method, fraction)
+    elif strategy == "threshold":
+        if threshold is None:
+            raise EdgesimError("threshold strategy 'threshold' needs a threshold value")
+        thr = float(threshold)
+        fraction = float(defer_mask(train, method, threshold=thr).mean()) if len(train) else 0.0
+    else:
+        raise EdgesimError(f"threshold strategy '{strategy}': expected buckets, fraction or threshold")
+    others = {m: threshold_at_fraction(train, m, fraction) for m in SCORE_COLUMNS if SCORE_COLUMNS[m] in train.columns}
+    others[method] = thr
+    return ThresholdInfo(method, strategy, float(fraction), float(thr), others, buckets, average)
+
+
+TABLE1_APPROACHES = (
+    ("Small model only", "edge-only"),
+    ("Large model only", "cloud-only"),
+    ("Uncertainty-based system", "uncertainty"),
+    ("Ours (switcher)", "switcher"),
+    ("Random", "random"),
+    ("Oracle", "oracle"),
+)
+
+
+def table1_rows(trace_df: pd.DataFrame, threshold_info: ThresholdInfo | Mapping[str, Any], split: Optional[str] = "test", seed: int = 0) -> pd.DataFrame:
+    """Table 1 of 000 without time/energy: F1 %, accuracy % and % to the large model per approach.
+
+    Switcher and uncertainty defer where their score passes the threshold chosen on train at the same
+    train fraction (000 A.4 "we also used 60%"); random and oracle defer that fraction of the split.
+    """
+    info = threshold_info if isinstance(threshold_info, ThresholdInfo) else ThresholdInfo.from_dict(threshold_info)
+    trace = trace_df
+    if split is not None and "split" in trace_df.columns:
+        trace = trace_df[trace_df["split"] == split].reset_index(drop=True)
+        if trace.empty:
+            raise EdgesimError(f"DMD trace has no rows with split '{split}'")
+    average = info.f1_average or default_average(trace)
+    y = trace["label"].to_numpy()
+    rows = []
+    for approach, method in TABLE1_APPROACHES:
+        if method in SCORE_COLUMNS:
+            if SCORE_COLUMNS[method] not in trace.columns:
+                continue
+            thr = info.method_thresholds.get(method, info.threshold if method == info.method else None)
+            mask = defer_mask(trace, method, threshold=thr) if thr is not None else defer_mask(trace, method, offload_fraction=info.offload_fraction)
+        elif method in ("random", "oracle"):
+            mask = defer_mask(trace, method, offload_fraction=info.offload_fraction, seed=seed)
+        else:
+            mask = defer_mask(trace, method)
+        pred = combined_pred(trace, mask)
+        rows.append({
+            "approach": approach,
+            "method": method,
+            "f1_pct": 100.0 * f1_score(y, pred, average),
+            "accuracy_pct": 100.0 * float(np.mean(pred == y)) if len(y) else 0.0,
+            "large_model_pct": 100.0 * float(mask.mean()) if len(mask) else 0.0,
+            "n_samples": int(len(trace)),
+            "n_deferred": int(mask.sum()),
+            "f1_average": average,
+        })
+    return pd.DataFrame(rows)

@@ -1,0 +1,133 @@
+"""The embedded DMD demo data and models: scikit-learn's bundled 8x8 digits (no download).
+
+Task "binary" (default) asks "is the digit an 8 or a 9?": a rare positive class (about 20%) scored with
+positive-class F1, mirroring 000's fall/no-fall F1. Task "multiclass" keeps the 10 digits (macro F1).
+The edge model sees a 4x4 average-pooled image (16 features) through one 32-wide hidden layer, trained
+briefly (10 epochs); the cloud model is a 3-layer CNN on the image upsampled to 32x32. Both are trained on a disjoint
+"pretraining" part so that, as in 000, DMD runs them zero-shot on data they have not seen.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from profilers.dmd.generate import Sample
+from profilers.errors import EdgesimError
+
+TASKS = ("binary", "multiclass")
+POSITIVE_DIGITS = (8, 9)
+EDGE_HIDDEN_LAYER = "hidden"  # the edge model's last hidden layer (ReLU output, 32 wide)
+CLOUD_SIDE_PX = 32
+
+
+@dataclass
+class DigitsData:
+    """Images (n, 1, 8, 8) in [0, 1], task labels, digit labels and the pretrain/DMD assignment."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    digits: np.ndarray
+    pretrain: np.ndarray  # bool: used to train the edge and cloud models, not seen by DMD
+    task: str
+
+    @property
+    def n_classes(self) -> int:
+        """2 for the binary task, 10 for multiclass."""
+        return 2 if self.task == "binary" else 10
+
+
+def load_digits_data(task: str = "binary", pretrain_fraction: float = 0.4, seed: int = 0) -> DigitsData:
+    """sklearn's bundled digits (1797 images), labels for the task and a seeded stratified pretrain split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    if task not in TASKS:
+        raise EdgesimError(f"digits task '{task}': expected one of {', '.join(TASKS)}")
+    d = load_digits()
+    images = (d.images.astype(np.float32) / 16.0)[:, None, :, :]
+    digits = d.target.astype(np.int64)
+    labels = np.isin(digits, POSITIVE_DIGITS).astype(np.int64) if task == "binary" else digits
+    idx = np.arange(len(digits))
+    pre_idx, _ = train_test_split(idx, train_size=pretrain_fraction, random_state=seed, stratify=digits)
+    pretrain = np.zeros(len(digits), dtype=bool)
+    pretrain[pre_idx] = True
+    return DigitsData(images, labels, digits, pretrain, task)
+
+
+def dmd_samples(data: DigitsData, limit: int | None = None) -> list[Sample]:
+    """The DMD pool (not pretraining) as samples with ids 'digits/<index>'."""
+    idx = np.flatnonzero(~data.pretrain)
+    if limit is not None:
+        idx = idx[: int(limit)]
+    import torch
+
+    return [Sample(f"digits/{i}", torch.from_numpy(data.images[i]), int(data.labels[i])) for i in idx]
+
+
+def edge_net(n_classes: int = 2):
+    """Edge model: 4x4 average pool (16 features) -> Linear(16, 32) + ReLU ('hidden') -> Linear(32, classes)."""
+    import torch.nn as nn
+
+    return nn.Sequential(OrderedDict(
+        features=nn.Sequential(nn.AvgPool2d(2), nn.Flatten()),
+        hidden=nn.Sequential(nn.Linear(16, 32), nn.ReLU()),
+        head=nn.Linear(32, n_classes),
+    ))
+
+
+def cloud_net(n_classes: int = 2):
+    """Cloud model: upsample 8x8 -> 32x32, three conv blocks (16, 32, 64 channels), FC 128, head."""
+    import torch.nn as nn
+
+    def conv(cin: int, cout: int):
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+
+    return nn.Sequential(OrderedDict(
+        upsample=nn.Upsample(size=(CLOUD_SIDE_PX, CLOUD_SIDE_PX), mode="bilinear", align_corners=False),
+        conv1=conv(1, 16),
+        conv2=conv(16, 32),
+        conv3=conv(32, 64),
+        fc=nn.Sequential(nn.Flatten(), nn.Linear(64 * 4 * 4, 128), nn.ReLU()),
+        head=nn.Linear(128, n_classes),
+    ))
+
+
+def train_classifier(model, images: np.ndarray, labels: np.ndarray, epochs: int, lr: float, batch_size: int = 64, seed: int = 0):
+    """Plain supervised training with Adam and cross-entropy; returns the model in eval mode and per-epoch losses."""
+    import torch
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.from_numpy(np.asarray(images, dtype=np.float32))
+    y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    losses = []
+    for _ in range(int(epochs)):
+        model.train()
+        perm = torch.randperm(len(x), generator=gen)
+        total = 0.0
+        for s in range(0, len(x), batch_size):
+            b = perm[s:s + batch_size]
+            opt.zero_grad()
+            loss = loss_fn(model(x[b]), y[b])
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(b)
+        losses.append(total / len(x))
+    model.eval()
+    return model, losses
+
+
+def train_demo_models(data: DigitsData, seed: int = 0, fast: bool = False):
+    """Train the edge model weakly (few epochs) and the cloud model well on the pretraining split."""
+    import torch
+
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    x, y = data.images[data.pretrain], data.labels[data.pretrain]
+    edge, _ = train_classifier(edge_net(data.n_classes), x, y, epochs=10, lr=1e-2, seed=seed)
+    cloud, _ = train_classifier(cloud_net(data.n_classes), x, y, epochs=6 if fast else 12, lr=2e-3, seed=seed + 1)
+    return edge, cloud

@@ -1,0 +1,161 @@
+"""DMD steps end to end (000 section 2 and A.2-A.4): train the switcher, score, pick the threshold, evaluate,
+and the embedded digits demo that writes every artefact. Files are written here, at the edge, atomically."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import pandas as pd
+
+from profilers.dmd import deferral
+from profilers.dmd.generate import hidden_matrix
+from profilers.dmd.switcher import SwitcherConfig, save_switcher, switcher_scores, train_switcher
+from profilers.errors import EdgesimError
+from profilers.io import atomic_write_bytes, atomic_write_text
+
+Progress = Callable[[str, int, int], None]  # (task, advance, total)
+
+
+def _train_rows(trace: pd.DataFrame) -> pd.DataFrame:
+    """Training split rows (all rows when there is no split column)."""
+    if "split" not in trace.columns:
+        return trace
+    rows = trace[trace["split"] == "train"]
+    if rows.empty:
+        raise EdgesimError("DMD trace has no 'train' rows to fit the switcher on")
+    return rows
+
+
+def fit_switcher(trace: pd.DataFrame, epochs: int = 100, patience: int = 10, seed: int = 0, on_epoch=None):
+    """Train the switcher on the train split's hidden features and agreement labels (000 A.3)."""
+    train = _train_rows(trace)
+    return train_switcher(hidden_matrix(train), train["agree"].to_numpy(dtype=np.float32),
+                          hidden_layer=str(trace.attrs.get("hidden_layer", "")), epochs=epochs, patience=patience, seed=seed, on_epoch=on_epoch)
+
+
+def add_switcher_score(trace: pd.DataFrame, model, config: SwitcherConfig) -> pd.DataFrame:
+    """Copy of the trace with switcher_score = the switcher's agreement probability per sample."""
+    out = trace.copy()
+    out["switcher_score"] = switcher_scores(model, config, hidden_matrix(trace)).astype(np.float64)
+    return out
+
+
+@dataclass
+class Evaluation:
+    """Curves per split (long format with a 'split' column), their areas, the Table 1 rows and the operating point."""
+
+    curves: pd.DataFrame
+    areas: pd.DataFrame
+    table1: pd.DataFrame
+    info: deferral.ThresholdInfo
+
+
+def evaluate(trace: pd.DataFrame, info: deferral.ThresholdInfo, seed: int = 0, average: Optional[str] = None, n_points: int = 101) -> Evaluation:
+    """Deferral curves and their areas on train and test (000 Figures 2-3) and Table 1 rows on test."""
+    average = average or info.f1_average or deferral.default_average(trace)
+    curves, areas = [], []
+    splits = ["train", "test"] if "split" in trace.columns else [None]
+    for split in splits:
+        part = trace if split is None else trace[trace["split"] == split].reset_index(drop=True)
+        if part.empty:
+            continue
+        methods = [m for m in deferral.CURVE_METHODS if m not in deferral.SCORE_COLUMNS or deferral.SCORE_COLUMNS[m] in part.columns]
+        c = deferral.deferral_curves(part, methods, deferral.curve_fractions(n_points), average, seed)
+        c.insert(0, "split", split or "all")
+        curves.append(c)
+        a = deferral.curve_area(c, "f1").merge(deferral.curve_area(c, "accuracy"), on="method")
+        a.insert(0, "split", split or "all")
+        areas.append(a)
+    curves_df = pd.concat(curves, ignore_index=True)
+    curves_df.attrs["f1_average"] = average
+    table = deferral.table1_rows(trace, info, split="test" if "test" in splits else None, seed=seed)
+    return Evaluation(curves_df, pd.concat(areas, ignore_index=True), table, info)
+
+
+def write_evaluation(ev: Evaluation, out: Path, png: bool = True, provenance: Optional[dict] = None) -> list[Path]:
+    """curves.csv, curve_areas.csv, table1.csv, threshold.json, curves_<split>.html (+png) and report.html."""
+    from profilers.dmd.plots import curves_figure, report_html, write_figure
+
+    out = Path(out)
+    written = [atomic_write_text(out / "curves.csv", ev.curves.to_csv(index=False)),
+               atomic_write_text(out / "curve_areas.csv", ev.areas.to_csv(index=False)),
+               atomic_write_text(out / "table1.csv", ev.table1.to_csv(index=False)),
+               atomic_write_text(out / "threshold.json", json.dumps(ev.info.to_dict(), indent=2) + "\n")]
+    figs = []
+    for split, g in ev.curves.groupby("split", sort=False):
+        g = g.drop(columns="split")
+        g.attrs["f1_average"] = ev.curves.attrs.get("f1_average", "")
+        fig = curves_figure(g, f"DMD deferral curves, {split} split (000 Figure {2 if split == 'train' else 3})", ev.info.offload_fraction)
+        written += write_figure(fig, out / f"curves_{split}.html", png=png)
+        figs.append(fig)
+    written.append(atomic_write_text(out / "report.html", report_html(ev.table1, ev.areas, ev.info.to_dict(), figs, provenance or {})))
+    return written
+
+
+def _save_state(model, path: Path) -> Path:
+    """An nn.Module's state_dict as safetensors."""
+    from safetensors.torch import save
+
+    return atomic_write_bytes(path, save({k: v.detach().contiguous() for k, v in model.state_dict().items()}))
+
+
+def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "binary", png: bool = True,
+             progress: Optional[Progress] = None) -> dict:
+    """The embedded DMD demo on sklearn's digits: train edge/cloud, DMD, switcher, threshold, curves, Table 1, report."""
+    import torch
+
+    from profilers.dmd import digits
+    from profilers.dmd.adapters import TorchClassifierAdapter
+    from profilers.dmd.generate import generate
+    from profilers.dmd.records import write_dmd_json, write_trace_parquet
+
+    out = Path(out)
+    step = progress or (lambda *_: None)
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    data = digits.load_digits_data(task, seed=seed)
+    step("train edge and cloud models", 0, 4)
+    edge, cloud = digits.train_demo_models(data, seed=seed, fast=fast)
+    _save_state(edge, out / "edge.safetensors")
+    _save_state(cloud, out / "cloud.safetensors")
+    step("train edge and cloud models", 1, 4)
+    samples = digits.dmd_samples(data, limit=400 if fast else None)
+    trace = generate(samples, TorchClassifierAdapter(edge, digits.EDGE_HIDDEN_LAYER), TorchClassifierAdapter(cloud),
+                     batch_size=128, test_fraction=0.3, seed=seed)
+    step("train edge and cloud models", 1, 4)
+    model, cfg, result = fit_switcher(trace, epochs=30 if fast else 300, patience=5 if fast else 20, seed=seed)
+    trace = add_switcher_score(trace, model, cfg)
+    train = trace[trace["split"] == "train"].reset_index(drop=True)
+    info = deferral.choose_threshold(train, "switcher", "buckets")
+    cfg.threshold, cfg.threshold_info = info.threshold, info.to_dict()
+    save_switcher(model, cfg, out / "switcher.safetensors", out / "switcher.json")
+    write_trace_parquet(trace, out / "dmd.parquet")
+    write_dmd_json(trace, out / "dmd.json")
+    ev = evaluate(trace, info, seed=seed)
+    step("train edge and cloud models", 1, 4)
+    provenance = {
+        "data": f"scikit-learn bundled digits (1797 8x8 images), task '{task}'"
+                + (" (positive = digit 8 or 9, positive-class F1)" if task == "binary" else " (macro F1)")
+                + f"; {int(data.pretrain.sum())} images train the edge/cloud models, {len(trace)} go through DMD",
+        "models": "edge: 4x4-pooled MLP (16->32->classes, 10 epochs); cloud: CNN on 32x32 upsampled input; both trained here, CPU",
+        "switcher": f"MLP {cfg.input_size}->512->128->1, Adam lr 1e-4, dropout 0.3, early stop at epoch {result.best_epoch} of {result.epochs_run}",
+        "threshold": f"10-bucket strategy on train (000 A.4): defer {100 * info.offload_fraction:.0f}% (switcher score < {info.threshold:.4f})",
+        "measured": f"{time.strftime('%Y-%m-%d %H:%M:%S')} on {platform.node()} ({platform.machine()}), seed {seed}, fast={fast}",
+    }
+    write_evaluation(ev, out, png=png, provenance=provenance)
+    edge_acc = float(np.mean(trace["edge_pred"] == trace["label"]))
+    summary = {
+        "seed": seed, "task": task, "fast": fast, "n_dmd": int(len(trace)), "agree_rate": float(trace["agree"].mean()),
+        "edge_accuracy_all": edge_acc, "switcher": cfg.metrics, "threshold": info.to_dict(),
+        "table1": ev.table1.to_dict(orient="records"), "areas": ev.areas.to_dict(orient="records"),
+        "wall_s": time.perf_counter() - t0,
+    }
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    step("train edge and cloud models", 1, 4)
+    return summary

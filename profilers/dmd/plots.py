@@ -1,0 +1,90 @@
+"""Figures and the HTML report of the DMD demo (000 Figures 2-3: combined F1 vs % of data deferred).
+
+HTML is always written; PNG only if kaleido can start a local Chromium (a warning otherwise, never an error).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+
+from profilers.io import atomic_write_bytes, atomic_write_text
+
+CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+LABELS = {
+    "switcher": "Ours (switcher)", "uncertainty": "Uncertainty: max prob [14]", "margin": "Uncertainty: margin [14]",
+    "entropy": "Uncertainty: entropy [14]", "random": "Random (seed)", "random-mean": "Random (mean over seeds)",
+    "random-expected": "Random (expected, linear)", "oracle": "Oracle",
+}
+
+
+def curves_figure(curves: pd.DataFrame, title: str, chosen_fraction: Optional[float] = None):
+    """Two panels: combined F1 and accuracy against % of data deferred to the large model, one line per method."""
+    from plotly.subplots import make_subplots
+    import plotly.graph_objects as go
+
+    avg = curves.attrs.get("f1_average", "")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(f"Combined F1 ({avg})", "Combined accuracy"))
+    for method, g in curves.groupby("method", sort=False):
+        dash = "dot" if method.startswith("random") else ("dash" if method == "oracle" else "solid")
+        for col, metric in ((1, "f1"), (2, "accuracy")):
+            fig.add_trace(go.Scatter(x=100 * g["offload_fraction"], y=100 * g[metric], mode="lines", name=LABELS.get(method, method),
+                                     legendgroup=method, showlegend=col == 1, line={"dash": dash}), row=1, col=col)
+    if chosen_fraction is not None:
+        for col in (1, 2):
+            fig.add_vline(x=100 * chosen_fraction, line_dash="dash", line_color="grey", row=1, col=col)
+    fig.update_xaxes(title_text="% of data deferred to the large model")
+    fig.update_yaxes(title_text="%")
+    fig.update_layout(title=title, width=1100, height=450, template="plotly_white")
+    return fig
+
+
+def _enable_local_chromium() -> None:
+    """Point kaleido (choreographer) at the system Chromium; never download one."""
+    if "BROWSER_PATH" not in os.environ:
+        for p in CHROMIUM_PATHS:
+            if Path(p).is_file():
+                os.environ["BROWSER_PATH"] = p
+                break
+
+
+def write_figure(fig, html_path: str | Path, png: bool = True) -> list[Path]:
+    """Write the figure as standalone HTML (plotly.js inlined) and, if possible, PNG next to it."""
+    html_path = Path(html_path)
+    written = [atomic_write_text(html_path, fig.to_html(include_plotlyjs=True, full_html=True))]
+    if png:
+        try:
+            _enable_local_chromium()
+            written.append(atomic_write_bytes(html_path.with_suffix(".png"), fig.to_image(format="png")))
+        except Exception as exc:  # kaleido/chromium missing or failing: PNG is optional
+            warnings.warn(f"PNG for {html_path.name} not written: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", stacklevel=2)
+    return written
+
+
+def _table_html(df: pd.DataFrame) -> str:
+    """A DataFrame as a plain HTML table with 2-decimal floats."""
+    return df.to_html(index=False, float_format=lambda v: f"{v:.2f}", border=0, classes="t")
+
+
+def report_html(table1: pd.DataFrame, areas: pd.DataFrame, info: dict, figures: list, provenance: dict) -> str:
+    """One self-contained HTML page: provenance, Table 1 layout, curve areas, threshold and the figures."""
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>edgesim DMD report</title>",
+        "<style>body{font-family:sans-serif;max-width:1150px;margin:auto}table.t{border-collapse:collapse}"
+        "table.t td,table.t th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}</style></head><body>",
+        "<h1>Dual-Model Distillation (seed paper 000): switcher vs baselines</h1>",
+        "<h2>Where the numbers come from</h2><ul>",
+    ]
+    parts += [f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in provenance.items()]
+    parts += ["</ul><h2>Table 1 layout (test split; time and energy come from the simulator replay)</h2>", _table_html(table1)]
+    parts += ["<h2>Area under the deferral curves (trapezoid over fraction deferred 0..1)</h2>", _table_html(areas)]
+    parts += ["<h2>Operating point chosen on train (000 A.4)</h2><pre>", html.escape(str(info)), "</pre>"]
+    for i, fig in enumerate(figures):
+        parts.append(fig.to_html(include_plotlyjs="inline" if i == 0 else False, full_html=False))
+    parts.append("</body></html>")
+    return "\n".join(parts)

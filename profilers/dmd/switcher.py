@@ -1,0 +1,208 @@
+"""The switcher of 000 A.3: an MLP input->512->128->1 on the edge model's hidden features predicting agreement.
+
+Trained with BCEWithLogitsLoss on the DMD agreement label, Adam lr 1e-4, dropout 0.3, early stopping on a
+validation split; saved as safetensors weights plus a JSON config (no pickle).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from profilers.errors import EdgesimError
+from profilers.io import atomic_write_bytes, atomic_write_text
+
+HIDDEN_SIZES = (512, 128)  # 000 A.3
+DROPOUT = 0.3  # 000 A.3
+LEARNING_RATE = 1e-4  # 000 A.3
+
+
+def build_switcher(input_size: int, dropout: float = DROPOUT):
+    """The switcher MLP of 000 A.3: Linear(input,512)-ReLU-Dropout-Linear(512,128)-ReLU-Dropout-Linear(128,1)."""
+    import torch.nn as nn
+
+    if input_size < 1:
+        raise EdgesimError(f"switcher input size {input_size}: expected a positive integer")
+    h1, h2 = HIDDEN_SIZES
+    return nn.Sequential(
+        nn.Linear(input_size, h1), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(h1, h2), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(h2, 1),
+    )
+
+
+@dataclass
+class SwitcherConfig:
+    """What is saved beside the weights: sizes, the edge layer the features come from, threshold and metrics."""
+
+    input_size: int
+    hidden_layer: str = ""
+    hidden_sizes: list = field(default_factory=lambda: list(HIDDEN_SIZES))
+    dropout: float = DROPOUT
+    learning_rate: float = LEARNING_RATE
+    threshold: Optional[float] = None
+    threshold_info: dict = field(default_factory=dict)
+    feature_mean: list = field(default_factory=list)  # standardisation fitted on the training split
+    feature_std: list = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    """Training history: per-epoch train loss and validation loss, and the epoch whose weights were kept."""
+
+    train_loss: list
+    val_loss: list
+    best_epoch: int
+    epochs_run: int
+
+
+def _standardise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(x - mean) / std with std floored to avoid division by zero."""
+    return (x - mean) / np.maximum(std, 1e-6)
+
+
+def train_switcher(
+    features: np.ndarray,
+    agree: np.ndarray,
+    hidden_layer: str = "",
+    epochs: int = 100,
+    patience: int = 10,
+    val_fraction: float = 0.2,
+    batch_size: int = 32,
+    learning_rate: float = LEARNING_RATE,
+    seed: int = 0,
+    standardise: bool = True,
+    on_epoch: Optional[Callable[[int, float, float], None]] = None,
+):
+    """Train the switcher on (hidden features, agreement) with early stopping on validation loss (000 A.3).
+
+    Returns (model, SwitcherConfig, TrainResult); the model is in eval mode with the best validation weights.
+    """
+    import torch
+    from sklearn.model_selection import train_test_split
+
+    x = np.asarray(features, dtype=np.float32)
+    y = np.asarray(agree, dtype=np.float32).reshape(-1)
+    if x.ndim != 2 or len(x) != len(y) or len(x) < 2:
+        raise EdgesimError(f"switcher training data: expected features (n, d) and n labels with n >= 2, got {x.shape} and {y.shape}")
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    idx = np.arange(len(x))
+    strat = y if len(np.unique(y)) > 1 and np.bincount(y.astype(int)).min() >= 2 else None
+    n_val = max(1, int(round(val_fraction * len(x)))) if val_fraction > 0 else 0
+    if n_val and len(x) - n_val >= 1:
+        try:
+            tr_idx, va_idx = train_test_split(idx, test_size=n_val, random_state=seed, stratify=strat)
+        except ValueError:
+            tr_idx, va_idx = train_test_split(idx, test_size=n_val, random_state=seed)
+    else:
+        tr_idx, va_idx = idx, idx
+    mean = x[tr_idx].mean(axis=0) if standardise else np.zeros(x.shape[1], np.float32)
+    std = x[tr_idx].std(axis=0) if standardise else np.ones(x.shape[1], np.float32)
+    xs = torch.from_numpy(_standardise(x, mean, std).astype(np.float32))
+    ys = torch.from_numpy(y)
+    model = build_switcher(x.shape[1])
+    opt = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    x_tr, y_tr, x_va, y_va = xs[tr_idx], ys[tr_idx], xs[va_idx], ys[va_idx]
+    best = (float("inf"), 0, {k: v.clone() for k, v in model.state_dict().items()})
+    train_hist, val_hist, bad = [], [], 0
+    epoch = 0
+    for epoch in range(1, int(epochs) + 1):
+        model.train()
+        perm = torch.randperm(len(x_tr), generator=gen)
+        total = 0.0
+        for start in range(0, len(perm), batch_size):
+            b = perm[start:start + batch_size]
+            opt.zero_grad()
+            loss = loss_fn(model(x_tr[b]).squeeze(1), y_tr[b])
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(b)
+        model.eval()
+        with torch.no_grad():
+            val = float(loss_fn(model(x_va).squeeze(1), y_va))
+        train_hist.append(total / len(x_tr))
+        val_hist.append(val)
+        if on_epoch:
+            on_epoch(epoch, train_hist[-1], val)
+        if val < best[0] - 1e-6:
+            best, bad = (val, epoch, {k: v.clone() for k, v in model.state_dict().items()}), 0
+        else:
+            bad += 1
+            if bad >= patience:
+                break
+    model.load_state_dict(best[2])
+    model.eval()
+    with torch.no_grad():
+        p_va = torch.sigmoid(model(x_va).squeeze(1)).numpy()
+    y_va_np = y_va.numpy()
+    pred = (p_va >= 0.5).astype(np.float32)
+    tp = float(np.sum((pred == 1) & (y_va_np == 1)))
+    denom = float(np.sum(pred == 1) + np.sum(y_va_np == 1))
+    metrics = {
+        "val_loss": best[0], "best_epoch": best[1], "epochs_run": epoch,
+        "val_accuracy": float(np.mean(pred == y_va_np)), "val_f1": 2 * tp / denom if denom else 0.0,
+        "n_train": int(len(tr_idx)), "n_val": int(len(va_idx)), "agree_rate": float(y.mean()),
+    }
+    cfg = SwitcherConfig(int(x.shape[1]), hidden_layer, learning_rate=learning_rate,
+                         feature_mean=[float(v) for v in mean], feature_std=[float(v) for v in std], metrics=metrics)
+    return model, cfg, TrainResult(train_hist, val_hist, best[1], epoch)
+
+
+def switcher_scores(model, config: SwitcherConfig, features: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Agreement probability per sample (sigmoid of the switcher's logit)."""
+    import torch
+
+    x = np.asarray(features, dtype=np.float32)
+    if x.ndim != 2 or x.shape[1] != config.input_size:
+        raise EdgesimError(f"switcher expects features of width {config.input_size}, got shape {x.shape}")
+    if config.feature_mean:
+        x = _standardise(x, np.asarray(config.feature_mean, np.float32), np.asarray(config.feature_std, np.float32))
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(x), batch_size):
+            out.append(torch.sigmoid(model(torch.from_numpy(x[s:s + batch_size].astype(np.float32))).squeeze(1)).numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def save_switcher(model, config: SwitcherConfig, weights_path: str | Path, config_path: str | Path) -> None:
+    """Write switcher.safetensors and switcher.json atomically."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    atomic_write_bytes(weights_path, save(state, metadata={"format": "pt", "model": "dmd-switcher"}))
+    atomic_write_text(config_path, json.dumps(asdict(config), indent=2) + "\n")
+
+
+def load_switcher(weights_path: str | Path, config_path: str | Path):
+    """Read a switcher saved by save_switcher (safetensors, no pickle); one-line errors."""
+    from safetensors.torch import load_file
+
+    config_path, weights_path = Path(config_path), Path(weights_path)
+    try:
+        data = json.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EdgesimError(f"switcher config {config_path}: file not found") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise EdgesimError(f"switcher config {config_path}: cannot read JSON: {exc}") from None
+    if not isinstance(data, dict) or "input_size" not in data:
+        raise EdgesimError(f"switcher config {config_path}: expected an object with 'input_size'")
+    keys = set(SwitcherConfig.__dataclass_fields__)
+    config = SwitcherConfig(**{k: v for k, v in data.items() if k in keys})
+    model = build_switcher(int(config.input_size), float(config.dropout))
+    if not weights_path.is_file():
+        raise EdgesimError(f"switcher weights {weights_path}: file not found")
+    try:
+        state = load_file(str(weights_path))
+        model.load_state_dict(state)
+    except Exception as exc:
+        raise EdgesimError(f"switcher weights {weights_path}: do not fit input size {config.input_size}: {str(exc).splitlines()[0]}") from None
+    model.eval()
+    return model, config

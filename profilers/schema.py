@@ -1,0 +1,305 @@
+"""The device-profile format: pydantic models, JSON on disk, a JSON Schema for editors.
+
+A device profile is what the profilers measure (or derive) and what the simulator replays:
+per model and per split point, head and tail latency, transferred bytes per encoding,
+cumulative FLOPs and parameters of the head, and energy where it was measured.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from profilers.errors import ProfileError
+from profilers.io import atomic_write_text
+
+SCHEMA_VERSION = 1
+
+DeviceKind = Literal["mobile", "edge", "cloud"]
+#: How a tensor crossing a split point can be sent (002 section 2 compares raw and zip-compressed sizes).
+TensorEncoding = Literal["float32", "float16", "int8", "zlib_float32", "zlib_int8"]
+#: How the input image can be sent when the whole model runs on the server (Org. ES of 002).
+InputEncoding = Literal["raw_uint8", "float32", "jpeg"]
+EnergyMethod = Literal["nvml-total-energy", "rapl-powercap", "power-model-estimate"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class LatencyStats(_Strict):
+    """Latency samples in seconds with their median and 5th/95th percentiles."""
+
+    samples_s: list[Annotated[float, Field(ge=0)]]
+    median_s: float = Field(ge=0)
+    p5_s: float = Field(ge=0)
+    p95_s: float = Field(ge=0)
+
+    @classmethod
+    def from_samples(cls, samples_s: list[float]) -> "LatencyStats":
+        """Summarise samples with numpy's linear-interpolation percentiles."""
+        import numpy as np
+
+        arr = np.asarray(samples_s, dtype=float)
+        if arr.size == 0:
+            return cls(samples_s=[], median_s=0.0, p5_s=0.0, p95_s=0.0)
+        return cls(
+            samples_s=[float(x) for x in arr],
+            median_s=float(np.median(arr)),
+            p5_s=float(np.percentile(arr, 5)),
+            p95_s=float(np.percentile(arr, 95)),
+        )
+
+    @classmethod
+    def constant(cls, value_s: float) -> "LatencyStats":
+        """A single-valued latency (derived profiles, zero-length heads)."""
+        return cls(samples_s=[value_s], median_s=value_s, p5_s=value_s, p95_s=value_s)
+
+    def scaled(self, factor: float) -> "LatencyStats":
+        """Every sample multiplied by factor (a device slower or faster by that ratio)."""
+        return LatencyStats.from_samples([s * factor for s in self.samples_s])
+
+
+class SplitPoint(_Strict):
+    """One place the model can be cut: the head runs on the mobile device, the tail on the server."""
+
+    name: str
+    layer_index: int = Field(ge=0, description="number of top-level blocks in the head (0 = full offload)")
+    output_shape: list[int]
+    output_numel: int = Field(ge=0)
+    output_bytes: dict[TensorEncoding, int] = Field(
+        description="bytes of the head's output per encoding; zlib sizes measured on real activations"
+    )
+    head_flops: int = Field(ge=0, description="cumulative FLOPs of the head (torch.utils.flop_counter)")
+    head_params: int = Field(ge=0, description="cumulative parameters of the head")
+    head_latency: Optional[LatencyStats] = None
+    tail_latency: Optional[LatencyStats] = None
+    head_energy_j: Optional[float] = Field(default=None, ge=0)
+    tail_energy_j: Optional[float] = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _numel_matches_shape(self) -> "SplitPoint":
+        if math.prod(self.output_shape) != self.output_numel:
+            raise ValueError(f"output_numel {self.output_numel} != product of output_shape {self.output_shape}")
+        return self
+
+
+class BlockRecord(_Strict):
+    """One top-level block as measured: FLOPs, parameters, float32 activation bytes and latency (for derivation)."""
+
+    name: str
+    flops: int = Field(ge=0)
+    params: int = Field(ge=0)
+    input_bytes: int = Field(ge=0, description="float32 bytes of the block's input activation")
+    output_bytes: int = Field(ge=0, description="float32 bytes of the block's output activation")
+    latency: Optional[LatencyStats] = None
+
+
+class ModelProfile(_Strict):
+    """A model measured on one device: its input, its ordered split points and how it was measured."""
+
+    model_id: str
+    description: str = ""
+    checkpoint: str = Field(default="random-init", description="local path or hub id of the weights, or random-init")
+    input_shape: list[int] = Field(description="C, H, W of one input (batch 1)")
+    input_numel: int = Field(ge=1)
+    input_bytes: dict[InputEncoding, int]
+    jpeg_quality: int = Field(default=90, ge=1, le=100)
+    jpeg_source: str = Field(default="", description="the real image the JPEG size was measured on")
+    result_bytes: int = Field(default=4000, ge=0, description="bytes of the result returned on the downlink")
+    total_flops: int = Field(ge=0)
+    total_params: int = Field(ge=0)
+    measurement: Literal["measured", "shapes-only", "derived"] = Field(
+        default="measured", description="shapes-only: too large for this machine, profiled on meta tensors"
+    )
+    torch_device: str = "cpu"
+    threads: Optional[int] = None
+    repeats: int = 0
+    warmup: int = 0
+    peak_memory_bytes: Optional[int] = None
+    memory_method: str = ""
+    cpu_utilisation_percent: Optional[float] = None
+    energy_method: Optional[EnergyMethod] = None
+    accuracy: Optional[float] = Field(default=None, ge=0, le=1)
+    accuracy_source: str = ""
+    split_points: list[SplitPoint]
+    blocks: list[BlockRecord] = Field(
+        default_factory=list, description="per-block records in order; used by the roofline derivation (derive.py)"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ModelProfile":
+        if math.prod(self.input_shape) != self.input_numel:
+            raise ValueError(f"input_numel {self.input_numel} != product of input_shape {self.input_shape}")
+        names = [sp.name for sp in self.split_points]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate split point names in {names}")
+        indices = [sp.layer_index for sp in self.split_points]
+        if indices != sorted(indices):
+            raise ValueError("split points must be ordered by layer_index")
+        return self
+
+    def split_point(self, name: str) -> SplitPoint:
+        """The split point called name; ProfileError listing the known ones otherwise."""
+        for sp in self.split_points:
+            if sp.name == name:
+                return sp
+        known = ", ".join(sp.name for sp in self.split_points)
+        raise ProfileError(f"model '{self.model_id}' has no split point '{name}'; known: {known}")
+
+
+class RadioPower(_Strict):
+    """Wireless interface power, linear in throughput as in Huang et al. (MobiSys 2012): P = base + slope * rate."""
+
+    tx_w: float = Field(ge=0, description="base power while sending")
+    tx_w_per_mbps: float = Field(default=0.0, ge=0, description="added power per Mbit/s of uplink throughput")
+    rx_w: float = Field(ge=0, description="base power while receiving")
+    rx_w_per_mbps: float = Field(default=0.0, ge=0, description="added power per Mbit/s of downlink throughput")
+    idle_w: float = Field(ge=0)
+    source: str
+
+    def tx_power_w(self, data_rate_mbps: float) -> float:
+        """Power while sending at data_rate_mbps."""
+        return self.tx_w + self.tx_w_per_mbps * data_rate_mbps
+
+    def rx_power_w(self, data_rate_mbps: float) -> float:
+        """Power while receiving at data_rate_mbps."""
+        return self.rx_w + self.rx_w_per_mbps * data_rate_mbps
+
+
+class PowerModel(_Strict):
+    """Linear power model, LEAF-style: P = idle + (active - idle) * utilisation."""
+
+    idle_w: float = Field(ge=0)
+    active_w: float = Field(ge=0)
+    source: str
+    radio: Optional[RadioPower] = None
+
+    @model_validator(mode="after")
+    def _active_above_idle(self) -> "PowerModel":
+        if self.active_w < self.idle_w:
+            raise ValueError(f"active_w {self.active_w} is below idle_w {self.idle_w}")
+        return self
+
+
+class HardwareFacts(_Strict):
+    """What the device is: processor, cores, memory, accelerator and its roofline figures."""
+
+    cpu_model: str
+    cores: int = Field(ge=1)
+    memory_gb: float = Field(gt=0)
+    accelerator: Optional[str] = None
+    compute: Literal["cpu", "cuda"] = "cpu"
+    peak_gflops: Optional[float] = Field(default=None, gt=0, description="peak FP32 GFLOP/s of the compute used")
+    memory_bandwidth_gbs: Optional[float] = Field(default=None, gt=0)
+    sources: dict[str, str] = Field(default_factory=dict, description="source of each number above")
+
+
+class MeasuredProvenance(_Strict):
+    """A profile measured on a real host."""
+
+    kind: Literal["measured"] = "measured"
+    host_fingerprint: str
+    date: datetime
+    torch_version: str
+    python_version: str
+    platform: str
+    threads: int
+    driver_version: Optional[str] = None
+    cuda_version: Optional[str] = None
+
+
+class DerivedProvenance(_Strict):
+    """A profile derived from a measured one by a stated method, every number with its source."""
+
+    kind: Literal["derived"] = "derived"
+    from_profile: str
+    method: str
+    date: datetime
+    sources: dict[str, str]
+    calibration: dict[str, float] = Field(default_factory=dict)
+    validation: dict[str, str] = Field(default_factory=dict, description="checks of the method against measurements")
+
+
+Provenance = Annotated[Union[MeasuredProvenance, DerivedProvenance], Field(discriminator="kind")]
+
+
+class DeviceProfile(_Strict):
+    """A device (mobile device, edge server or cloud) with its hardware, power model and model profiles."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    name: str
+    kind: DeviceKind
+    hardware: HardwareFacts
+    power: PowerModel
+    provenance: Provenance
+    models: dict[str, ModelProfile] = Field(default_factory=dict)
+
+    def model(self, model_id: str) -> ModelProfile:
+        """The profile of model_id on this device; ProfileError listing the profiled models otherwise."""
+        try:
+            return self.models[model_id]
+        except KeyError:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise ProfileError(
+                f"device '{self.name}' has no profile for model '{model_id}'; profiled: {known}"
+            ) from None
+
+
+def format_validation_error(exc: ValidationError, where: str) -> str:
+    """First pydantic error as one line: where, field path, message."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err.get("loc", ())) or "(top level)"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: field '{loc}': {err.get('msg', 'invalid')}{more}"
+
+
+def load_profile(path: str | Path) -> DeviceProfile:
+    """Read and validate a device profile; ProfileError with the file and field on any problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProfileError(f"{path}: profile file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"{path}: cannot read profile: {exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProfileError(f"{path}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    try:
+        return DeviceProfile.model_validate(data)
+    except ValidationError as exc:
+        raise ProfileError(format_validation_error(exc, str(path))) from None
+
+
+def dump_profile(profile: DeviceProfile) -> str:
+    """Canonical JSON text of a profile (stable key order for diffs)."""
+    return json.dumps(profile.model_dump(mode="json"), indent=1, sort_keys=False) + "\n"
+
+
+def save_profile(profile: DeviceProfile, path: str | Path) -> Path:
+    """Write a profile atomically (temporary file, then rename)."""
+    return atomic_write_text(path, dump_profile(profile))
+
+
+def merge_model(path: str | Path, device: DeviceProfile, model: ModelProfile) -> DeviceProfile:
+    """Add or replace one model in the profile at path, keeping its other models; write atomically."""
+    path = Path(path)
+    if path.exists():
+        existing = load_profile(path)
+        merged = device.model_copy(update={"models": {**existing.models, model.model_id: model}})
+    else:
+        merged = device.model_copy(update={"models": {model.model_id: model}})
+    save_profile(merged, path)
+    return merged
+
+
+def profile_json_schema() -> dict:
+    """JSON Schema of the device-profile format, for editors."""
+    return DeviceProfile.model_json_schema()

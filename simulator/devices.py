@@ -1,0 +1,193 @@
+"""Devices as the simulator sees them: service times per model part and a power model.
+
+Service times come from measured or derived profiles (median, or drawn from the kept samples),
+or from an inline what-if device (fixed / exponential latency, or a speed factor over a profile).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+import numpy as np
+
+from profilers.errors import EdgesimError, ProfileError
+from profilers.schema import DeviceProfile, LatencyStats, ModelProfile, SplitPoint
+from simulator.scenario import InlineDevice, Scenario
+
+ServiceMode = Literal["median", "sampled"]
+
+
+@dataclass(frozen=True)
+class ServiceTime:
+    """A service-time distribution, drawn by inverse transform from a per-frame uniform u (common random numbers)."""
+
+    distribution: Literal["empirical", "fixed", "exponential"]
+    median_s: float
+    samples_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    mean_s: float = 0.0
+    power_w: float = 0.0  # energy rate while serving: measured energy / time, or the power model's active watts
+    energy_method: str = "power-model-estimate"
+
+    def draw(self, u: np.ndarray, mode: ServiceMode) -> np.ndarray:
+        """Service times for uniforms u: the median, an empirical quantile, or exponential."""
+        u = np.asarray(u, dtype=float)
+        if self.distribution == "exponential":
+            return -self.mean_s * np.log1p(-u)
+        if self.distribution == "fixed" or mode == "median" or self.samples_s.size == 0:
+            return np.full(u.shape, self.median_s)
+        idx = np.minimum((u * self.samples_s.size).astype(np.int64), self.samples_s.size - 1)
+        return self.samples_s[idx]
+
+    def scaled(self, factor: float) -> "ServiceTime":
+        """The same distribution, every time multiplied by factor."""
+        return ServiceTime(self.distribution, self.median_s * factor, self.samples_s * factor,
+                           self.mean_s * factor, self.power_w, self.energy_method)
+
+    @property
+    def expected_s(self) -> float:
+        """Mean service time (used by best-split's predictions)."""
+        if self.distribution == "exponential":
+            return self.mean_s
+        return self.median_s
+
+
+ZERO = ServiceTime("fixed", 0.0)
+
+
+def _from_stats(stats: Optional[LatencyStats], energy_j: Optional[float], active_w: float,
+                energy_method: Optional[str], where: str) -> ServiceTime:
+    if stats is None:
+        raise ProfileError(f"{where}: no latency was measured (shapes-only profile); profile it on a device that can run it")
+    power = active_w
+    method = "power-model-estimate"
+    if energy_j is not None and stats.median_s > 0 and energy_method:
+        power, method = energy_j / stats.median_s, energy_method
+    samples = np.sort(np.asarray(stats.samples_s, dtype=float))
+    return ServiceTime("empirical", stats.median_s, samples, float(samples.mean()) if samples.size else stats.median_s,
+                       power, method)
+
+
+@dataclass(frozen=True)
+class Radio:
+    """Power of the mobile device's radio while sending and receiving (linear in throughput)."""
+
+    tx_w: float = 0.0
+    tx_w_per_mbps: float = 0.0
+    rx_w: float = 0.0
+    rx_w_per_mbps: float = 0.0
+    idle_w: float = 0.0
+
+
+@dataclass(frozen=True)
+class Device:
+    """A mobile device, edge server or cloud as used in a simulation."""
+
+    name: str
+    kind: str
+    idle_w: float
+    active_w: float
+    radio: Radio
+    profile: Optional[DeviceProfile] = None
+    inline: Optional[InlineDevice] = None
+    speed_factor: float = 1.0
+
+    def model(self, model_id: str) -> ModelProfile:
+        """The model's profile on this device (or on the device an inline speed factor scales)."""
+        if self.profile is None:
+            raise EdgesimError(f"device '{self.name}' is inline with a fixed latency and has no model profiles")
+        return self.profile.model(model_id)
+
+    def _inline_time(self, share: float) -> ServiceTime:
+        lat = self.inline.latency
+        return ServiceTime(lat.distribution, lat.mean_s * share, mean_s=lat.mean_s * share, power_w=self.active_w)
+
+    def head_time(self, model: ModelProfile, sp: SplitPoint) -> Optional[ServiceTime]:
+        """Time to run the head (blocks before the split point) here; None when the head is empty."""
+        if sp.layer_index == 0:
+            return None
+        if self.inline is not None and self.inline.latency is not None:
+            return self._inline_time(sp.head_flops / model.total_flops if model.total_flops else 1.0)
+        own = self.model(model.model_id)
+        own_sp = own.split_point(sp.name)
+        st = _from_stats(own_sp.head_latency, own_sp.head_energy_j, self.active_w, own.energy_method,
+                         f"device '{self.name}', model '{model.model_id}', split point '{sp.name}'")
+        return st.scaled(1.0 / self.speed_factor) if self.speed_factor != 1.0 else st
+
+    def tail_time(self, model: ModelProfile, sp: SplitPoint) -> Optional[ServiceTime]:
+        """Time to run the tail (blocks from the split point on) here; None when the tail is empty."""
+        if sp.name == "output":
+            return None
+        if self.inline is not None and self.inline.latency is not None:
+            return self._inline_time(1.0 - (sp.head_flops / model.total_flops if model.total_flops else 0.0))
+        own = self.model(model.model_id)
+        own_sp = own.split_point(sp.name)
+        st = _from_stats(own_sp.tail_latency, own_sp.tail_energy_j, self.active_w, own.energy_method,
+                         f"device '{self.name}', model '{model.model_id}', split point '{sp.name}'")
+        return st.scaled(1.0 / self.speed_factor) if self.speed_factor != 1.0 else st
+
+
+def _device_from_profile(profile: DeviceProfile) -> Device:
+    radio = profile.power.radio
+    return Device(
+        name=profile.name,
+        kind=profile.kind,
+        idle_w=profile.power.idle_w,
+        active_w=profile.power.active_w,
+        radio=Radio(radio.tx_w, radio.tx_w_per_mbps, radio.rx_w, radio.rx_w_per_mbps, radio.idle_w) if radio else Radio(),
+        profile=profile,
+    )
+
+
+def load_profile_device(name_or_path: str, extra: dict[str, DeviceProfile]) -> DeviceProfile:
+    """A catalog device, a device from the scenario's extra profiles, or a profile file."""
+    if name_or_path in extra:
+        return extra[name_or_path]
+    from profilers.catalog import load_device
+
+    return load_device(name_or_path)
+
+
+def resolve_devices(scenario: Scenario) -> dict[str, Device]:
+    """Every device the scenario names (mobiles, server, inline, listed profiles), keyed by its scenario name."""
+    from profilers.schema import load_profile
+
+    extra = {}
+    for path in scenario.profiles:
+        prof = load_profile(path)
+        extra[prof.name] = prof
+    inline = {d.name: d for d in scenario.devices}
+    names = [g.device for g in scenario.mobiles] + [scenario.edge.device]
+    out: dict[str, Device] = {}
+    for name in names:
+        if name in out:
+            continue
+        if name in inline:
+            spec = inline[name]
+            radio = Radio(tx_w=spec.radio_tx_w, rx_w=spec.radio_rx_w)
+            if spec.speed_factor is not None:
+                base = _device_from_profile(load_profile_device(spec.over, extra))
+                out[name] = Device(spec.name, spec.kind, spec.idle_w or base.idle_w, spec.active_w or base.active_w,
+                                   radio if (spec.radio_tx_w or spec.radio_rx_w) else base.radio,
+                                   profile=base.profile, speed_factor=spec.speed_factor)
+            else:
+                out[name] = Device(spec.name, spec.kind, spec.idle_w, spec.active_w, radio, inline=spec)
+        else:
+            out[name] = _device_from_profile(load_profile_device(name, extra))
+    for name, prof in extra.items():  # listed profiles also supply model shapes for inline devices
+        out.setdefault(name, _device_from_profile(prof))
+    return out
+
+
+def reference_model(devices: dict[str, Device], model_id: str) -> ModelProfile:
+    """The model's profile from any profiled device (shapes, bytes and FLOPs do not depend on the device)."""
+    for dev in devices.values():
+        if dev.profile is not None and model_id in dev.profile.models:
+            return dev.profile.models[model_id]
+    from profilers.catalog import list_devices, load_device
+
+    for name in list_devices():
+        prof = load_device(name)
+        if model_id in prof.models:
+            return prof.models[model_id]
+    raise ProfileError(f"no profile of model '{model_id}' in the scenario's devices or the catalog; run `edgesim profile {model_id}`")

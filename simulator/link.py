@@ -1,0 +1,123 @@
+"""Wireless link: packetisation, per-packet overhead, loss with retransmission, constant or traced data rate.
+
+A link is busy for size/rate (serialisation); propagation delay pipelines and does not hold the link
+(STYLE.md rule 11).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from profilers.errors import EdgesimError
+
+
+@dataclass(frozen=True)
+class RateTrace:
+    """Piecewise-constant data rate: rates_bps[k] holds from times_s[k] until times_s[k+1]; the last one holds on."""
+
+    times_s: np.ndarray
+    rates_bps: np.ndarray
+
+    def __post_init__(self) -> None:
+        cum = np.concatenate(([0.0], np.cumsum(np.diff(self.times_s) * self.rates_bps[:-1])))
+        object.__setattr__(self, "_cum_bits", cum)
+
+    @classmethod
+    def constant(cls, data_rate_mbps: float) -> "RateTrace":
+        """A link whose rate never changes."""
+        return cls(np.array([0.0]), np.array([data_rate_mbps * 1e6]))
+
+    @property
+    def is_constant(self) -> bool:
+        """True when the rate never changes (the fast, closed-form case)."""
+        return len(self.rates_bps) == 1
+
+    def rate_bps_at(self, t_s: float) -> float:
+        """Data rate in bit/s at time t_s."""
+        k = int(np.searchsorted(self.times_s, t_s, side="right")) - 1
+        return float(self.rates_bps[max(k, 0)])
+
+    def bits_until(self, t_s: np.ndarray | float) -> np.ndarray | float:
+        """Bits the link can carry from time 0 to t_s: C(t) = integral of the rate."""
+        t = np.asarray(t_s, dtype=float)
+        k = np.clip(np.searchsorted(self.times_s, t, side="right") - 1, 0, None)
+        out = self._cum_bits[k] + (t - self.times_s[k]) * self.rates_bps[k]
+        return out if out.ndim else float(out)
+
+    def finish_time(self, start_s: np.ndarray | float, bits: np.ndarray | float) -> np.ndarray | float:
+        """When a transmission of `bits` starting at start_s ends: C^-1(C(start) + bits), exact for the trace."""
+        if self.is_constant:
+            out = np.asarray(start_s, dtype=float) + np.asarray(bits, dtype=float) / self.rates_bps[0]
+            return out if out.ndim else float(out)
+        target = np.asarray(self.bits_until(start_s), dtype=float) + np.asarray(bits, dtype=float)
+        k = np.clip(np.searchsorted(self._cum_bits, target, side="right") - 1, 0, None)
+        # skip zero-rate segments: the transmission cannot end inside them
+        k = np.where(self.rates_bps[k] > 0, k, np.minimum(k + 1, len(self.rates_bps) - 1))
+        out = self.times_s[k] + (target - self._cum_bits[k]) / self.rates_bps[k]
+        out = np.maximum(out, np.asarray(start_s, dtype=float))
+        return out if out.ndim else float(out)
+
+
+def load_rate_trace(path: str | Path, scale: float = 1.0) -> RateTrace:
+    """Read a CSV trace with columns time_s,data_rate_mbps; one clear line on any problem."""
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            fields = reader.fieldnames or []
+            if "time_s" not in fields or "data_rate_mbps" not in fields:
+                raise EdgesimError(f"{path}: link trace needs columns time_s,data_rate_mbps (found: {', '.join(fields) or 'none'})")
+            times, rates = [], []
+            for lineno, row in enumerate(reader, start=2):
+                try:
+                    t, r = float(row["time_s"]), float(row["data_rate_mbps"])
+                except (TypeError, ValueError):
+                    raise EdgesimError(f"{path}:{lineno}: time_s and data_rate_mbps must be numbers") from None
+                if not (np.isfinite(t) and np.isfinite(r)) or r < 0 or t < 0:
+                    raise EdgesimError(f"{path}:{lineno}: time_s and data_rate_mbps must be finite and >= 0")
+                if times and t <= times[-1]:
+                    raise EdgesimError(f"{path}:{lineno}: time_s must increase strictly")
+                times.append(t)
+                rates.append(r * scale * 1e6)
+    except FileNotFoundError:
+        raise EdgesimError(f"{path}: link trace not found") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise EdgesimError(f"{path}: cannot read link trace: {exc}") from None
+    if not times:
+        raise EdgesimError(f"{path}: link trace has no rows")
+    if times[0] != 0.0:
+        raise EdgesimError(f"{path}:2: the first time_s must be 0")
+    if rates[-1] <= 0:
+        raise EdgesimError(f"{path}: the last data_rate_mbps must be > 0 (it holds after the trace ends)")
+    return RateTrace(np.asarray(times), np.asarray(rates))
+
+
+@dataclass(frozen=True)
+class Packetiser:
+    """Turns a payload into bytes on the wire: per-packet overhead and resent lost packets."""
+
+    payload_bytes: int = 1460
+    overhead_bytes: int = 0
+    loss_probability: float = 0.0
+
+    def packets(self, size_bytes: np.ndarray) -> np.ndarray:
+        """Packets needed for each payload (0 for an empty one)."""
+        return -(-np.asarray(size_bytes, dtype=np.int64) // self.payload_bytes)
+
+    def wire_bytes(self, size_bytes: np.ndarray, resent_packets: np.ndarray | int = 0) -> np.ndarray:
+        """Payload plus per-packet overhead, plus every resent packet at full size (link-layer ARQ)."""
+        size = np.asarray(size_bytes, dtype=np.int64)
+        return size + self.packets(size) * self.overhead_bytes + np.asarray(resent_packets) * (
+            self.payload_bytes + self.overhead_bytes
+        )
+
+    def draw_resent(self, rng: np.random.Generator, size_bytes: np.ndarray) -> np.ndarray:
+        """Resent packets per payload: each packet is lost independently, so resends are negative binomial."""
+        n = self.packets(size_bytes)
+        if self.loss_probability <= 0:
+            return np.zeros_like(n)
+        return rng.negative_binomial(np.maximum(n, 1), 1.0 - self.loss_probability) * (n > 0)

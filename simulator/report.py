@@ -1,0 +1,263 @@
+"""Figure files (HTML, optional PNG through kaleido and the local Chromium) and the offline HTML report of a run.
+
+Every file is written atomically (profilers.io); plotly.js is written once as plotly.min.js next to the HTML
+files so the report and figures open offline without inlining 3.5 MB into each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import math
+import os
+import re
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Literal, Mapping, Optional
+
+import pandas as pd
+
+from profilers.errors import EdgesimError
+from profilers.io import atomic_write_bytes, atomic_write_text
+
+PLOTLYJS_NAME = "plotly.min.js"
+#: Where a system Chromium is looked for (BROWSER_PATH, if set, wins); nothing is ever downloaded.
+CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+PNG_TIMEOUT_S = 60.0
+PNG_WIDTH_PX = 1100
+PNG_HEIGHT_PX = 500
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+PngMode = Literal["auto", "yes", "no"]
+
+GAIN_DEFINITION = (
+    "Gains follow 002 section 4: gain = T_baseline / T_policy, where T is the mean capture-to-output delay of "
+    "the frames that were not dropped, at the same sweep point. A gain above 1 means the policy is faster than "
+    "the baseline; the baselines are local processing on the mobile device (Org. MD, policy 'local') and full "
+    "offloading of the input to the edge server (Org. ES, policy 'offload')."
+)
+#: What each figure shows, by figure name (layers_<model> figures share one note).
+FIGURE_NOTES = {
+    "gain_vs_offload": "Gain w.r.t. full offloading, T_offload / T_policy, against the uplink data rate (log "
+                       "axis), one line per policy and mobile → edge combination; the dashed line marks gain = 1.",
+    "gain_vs_local": "Gain w.r.t. local processing, T_local / T_policy, against the uplink data rate (log axis); "
+                     "below the dashed line local processing is faster.",
+    "fig3": "Reproduction of 002 Figure 3: (a) and (b) gain w.r.t. full offloading and local processing for each "
+            "mobile device with the reference edge server; (c) and (d) the same for the reference mobile device "
+            "with each edge server.",
+    "delay_components": "Mean capture-to-output delay split into its components (mobile queue, head, uplink "
+                        "queue, transfer, propagation, server queue, tail, return) per data rate; the stacked "
+                        "bars add up to the mean delay of the frames that were not dropped.",
+    "delay_cdf": "Empirical CDF of the capture-to-output delay per policy; dropped frames never complete, so a "
+                 "curve tops out at 1 minus the drop fraction.",
+    "energy": "Dynamic energy of the mobile device per frame against the data rate: total, compute (head) and "
+              "radio (uplink and downlink, power linear in throughput).",
+    "throughput_drops": "Completed frames per second, late frames (deadline missed) and dropped frames against "
+                        "the data rate.",
+    "accuracy": "F1 and accuracy of each policy against the fraction of frames offloaded (000 Figures 2-3).",
+    "layers": "002 Figure 1: output size at each split point as % of the float32 input (raw and zlib-compressed) "
+              "and the cumulative share of the model's FLOPs executed on the mobile device up to that point.",
+}
+
+
+class WrittenFigures(dict):
+    """Files written per figure name (dict[str, list[Path]]), with the warnings PNG export raised."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.warnings: list[str] = []
+        self.png_seconds: float = 0.0
+
+
+def write_plotlyjs(out_dir: str | Path) -> Path:
+    """plotly.min.js (the version plotly.py bundles) in out_dir, written only if missing or different."""
+    from plotly.offline import get_plotlyjs
+
+    path = Path(out_dir) / PLOTLYJS_NAME
+    text = get_plotlyjs()
+    if path.is_file() and path.stat().st_size == len(text.encode("utf-8")):
+        return path
+    return atomic_write_text(path, text)
+
+
+def browser_path() -> Optional[str]:
+    """The Chromium kaleido should drive: BROWSER_PATH if set, else the first system Chromium found."""
+    env = os.environ.get("BROWSER_PATH")
+    if env:
+        return env
+    return next((p for p in CHROMIUM_PATHS if Path(p).is_file()), None)
+
+
+def _png_opts(fig) -> dict:
+    """Kaleido layout options: the figure's own size, or a default page width."""
+    return {"format": "png", "width": fig.layout.width or PNG_WIDTH_PX, "height": fig.layout.height or PNG_HEIGHT_PX}
+
+
+async def _render_all(figures: Mapping[str, object], path: Optional[str], timeout_s: float) -> dict[str, bytes]:
+    """PNG bytes of every figure from one headless Chromium (one tab, figures queued through it)."""
+    import kaleido
+
+    kwargs = {"path": path} if path else {}
+    # mathjax=False: no CDN fetch (the machine may be offline); headless and --no-sandbox are choreographer's defaults
+    async with kaleido.Kaleido(n=1, timeout=timeout_s, mathjax=False, **kwargs) as k:
+        names = list(figures)
+        images = await asyncio.gather(*(k.calc_fig(figures[n], opts=_png_opts(figures[n])) for n in names))
+    return dict(zip(names, images))
+
+
+def render_pngs(figures: Mapping[str, object], timeout_s: float = PNG_TIMEOUT_S) -> dict[str, bytes]:
+    """PNG bytes per figure name, one browser for all; runs its own event loop in a thread (safe in notebooks)."""
+    if not figures:
+        return {}
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, _render_all(figures, browser_path(), timeout_s)).result()
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as 'Type: first line of its message'."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def write_figures(figures: Mapping[str, object], out_dir: str | Path, png: PngMode = "auto") -> WrittenFigures:
+    """Each figure as <name>.html (plotly.js from plotly.min.js alongside) and, per `png`, <name>.png.
+
+    png "auto": PNG if kaleido and Chromium work, else one warning (also in the result's .warnings);
+    "yes": EdgesimError (one line) if PNG fails; "no": HTML only.
+    """
+    if png not in ("auto", "yes", "no"):
+        raise EdgesimError(f"png '{png}': expected one of auto, yes, no")
+    out_dir = Path(out_dir)
+    for name in figures:
+        if not _SAFE_NAME.match(name):
+            raise EdgesimError(f"figure name '{name}': use letters, digits, '_', '-' or '.' only (it is a file name)")
+    written = WrittenFigures()
+    write_plotlyjs(out_dir)
+    for name, fig in figures.items():
+        page = fig.to_html(include_plotlyjs="directory", full_html=True, div_id=f"fig-{name}")
+        written[name] = [atomic_write_text(out_dir / f"{name}.html", page)]
+    if png == "no" or not figures:
+        return written
+    import time
+
+    start = time.perf_counter()
+    try:
+        images = render_pngs(figures)
+    except Exception as exc:  # kaleido, choreographer and Chromium fail in many ways; PNG is optional in "auto"
+        msg = (f"PNG export failed ({_one_line(exc)}); browser: {browser_path() or 'none found'}; "
+               "HTML figures were written")
+        if png == "yes":
+            raise EdgesimError(msg + "; install Chromium (or set BROWSER_PATH) or use png 'no'") from None
+        written.warnings.append(msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        return written
+    written.png_seconds = time.perf_counter() - start
+    for name, data in images.items():
+        written[name].append(atomic_write_bytes(out_dir / f"{name}.png", data))
+    return written
+
+
+def _figure_note(name: str, fig) -> str:
+    """The description shown above a figure in the report."""
+    if name in FIGURE_NOTES:
+        return FIGURE_NOTES[name]
+    if name.startswith("layers_"):
+        return FIGURE_NOTES["layers"]
+    title = fig.layout.title.text if fig.layout.title else None
+    return title or ""
+
+
+def _fmt_sig(v: float, digits: int = 3) -> str:
+    """A number with `digits` significant digits, no exponent for everyday magnitudes."""
+    if v == 0:
+        return "0"
+    mag = math.floor(math.log10(abs(v)))
+    if -4 <= mag < 6:
+        return f"{v:.{max(digits - 1 - mag, 0)}f}"
+    return f"{v:.{digits - 1}e}"
+
+
+_TIME_COL = re.compile(r"_s(_|$)")
+
+
+def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """Summary as strings for people: times in ms (3 significant digits, '_s' renamed '_ms'), gains and fractions
+    with 3 decimals, energy with 3 significant digits, bytes as integers; NaN as '–'."""
+    out = {}
+    for col in summary.columns:
+        s = summary[col]
+        numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+        if not numeric:
+            out[col] = s.map(lambda v: "–" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
+            continue
+        name, scale = col, 1.0
+        if col.startswith("gain_") or col.endswith("_fraction") or col in ("accuracy", "f1"):
+            fmt = lambda v: f"{v:.3f}"  # noqa: E731
+        elif _TIME_COL.search(col):
+            name, scale = _TIME_COL.sub(lambda m: "_ms" + m.group(1), col, count=1), 1e3
+            fmt = _fmt_sig
+        elif col == "bytes_per_frame" or pd.api.types.is_integer_dtype(s):
+            fmt = lambda v: f"{v:,.0f}"  # noqa: E731
+        elif "_j" in col or col.endswith("_fps"):
+            fmt = _fmt_sig
+        elif col.endswith("_mbps"):
+            fmt = lambda v: f"{v:g}"  # noqa: E731
+        else:
+            fmt = lambda v: _fmt_sig(v, 4)  # noqa: E731
+        out[name] = [("–" if not math.isfinite(float(v)) else fmt(float(v) * scale)) for v in s]
+    return pd.DataFrame(out, index=summary.index)
+
+
+def _manifest_rows(manifest: Mapping) -> str:
+    """The manifest as table rows; nested values as compact JSON."""
+    rows = []
+    for key, value in manifest.items():
+        text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+        rows.append(f"<tr><th>{html.escape(str(key))}</th><td>{html.escape(str(text))}</td></tr>")
+    return "\n".join(rows)
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:1250px;margin:1em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em} h2{font-size:1.25em;margin-top:1.6em;border-bottom:1px solid #ddd}
+p.note{color:#444;max-width:75em} nav li{margin:.15em 0}
+div.scroll{overflow-x:auto;max-width:100%}
+table.t{border-collapse:collapse;font-size:.82em}
+table.t td,table.t th{padding:2px 7px;border-bottom:1px solid #e4e4e4;text-align:right;white-space:nowrap}
+table.t th{background:#f5f5f5;position:sticky;top:0} table.t tr:hover td{background:#fafafa}
+table.m th{text-align:left} table.m td{text-align:left;white-space:normal;word-break:break-word}
+"""
+
+
+def report_html(figures: Mapping[str, object], summary: pd.DataFrame, manifest: Mapping, title: str) -> str:
+    """The report page: title, gain definition, each figure with a note, the summary table and the manifest."""
+    esc = html.escape
+    parts = [
+        "<!doctype html>", "<html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{esc(title)}</title>", f"<style>{_CSS}</style>",
+        f"<script charset='utf-8' src='{PLOTLYJS_NAME}'></script>", "</head><body>",
+        f"<h1>{esc(title)}</h1>", f"<p class='note'>{esc(GAIN_DEFINITION)}</p>",
+    ]
+    if figures:
+        parts.append("<nav><ul>" + "".join(f"<li><a href='#sec-{esc(n)}'>{esc(n)}</a></li>" for n in figures)
+                     + "<li><a href='#sec-summary'>summary table</a></li><li><a href='#sec-manifest'>manifest</a>"
+                       "</li></ul></nav>")
+    for name, fig in figures.items():
+        parts += [f"<h2 id='sec-{esc(name)}'>{esc(name)}</h2>", f"<p class='note'>{esc(_figure_note(name, fig))}</p>",
+                  fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{name}")]
+    table = format_summary(summary).to_html(index=False, border=0, classes="t summary", na_rep="–")
+    parts += ["<h2 id='sec-summary'>Summary: one row per sweep point and policy</h2>",
+              "<p class='note'>Times in ms (3 significant digits; columns renamed from _s to _ms), gains and "
+              "fractions with 3 decimals, energy in J.</p>", f"<div class='scroll'>{table}</div>",
+              "<h2 id='sec-manifest'>Run manifest</h2>",
+              f"<table class='t m manifest'>{_manifest_rows(manifest)}</table>", "</body></html>"]
+    return "\n".join(parts)
+
+
+def write_report(out_dir: str | Path, figures: Mapping[str, object], summary: pd.DataFrame, manifest: Mapping,
+                 title: str) -> Path:
+    """report.html in out_dir (offline: plotly.min.js from the same folder), written atomically."""
+    out_dir = Path(out_dir)
+    write_plotlyjs(out_dir)
+    return atomic_write_text(out_dir / "report.html", report_html(figures, summary, manifest, title))

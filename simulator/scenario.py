@@ -1,0 +1,365 @@
+"""Scenario YAML: pydantic models parsed once at the boundary, sweeps expanded into concrete points."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from profilers.errors import EdgesimError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InlineLatency(_Strict):
+    """A what-if service time: fixed or exponential with the given mean (for queueing-theory checks)."""
+
+    distribution: Literal["fixed", "exponential"] = "fixed"
+    mean_s: float = Field(gt=0)
+
+
+class InlineDevice(_Strict):
+    """A device defined in the scenario: a fixed/exponential latency, or a speed factor over a profiled device."""
+
+    name: str
+    kind: Literal["mobile", "edge", "cloud"] = "edge"
+    latency: Optional[InlineLatency] = None
+    speed_factor: Optional[float] = Field(default=None, gt=0, description="2.0 = twice as fast as `over`")
+    over: Optional[str] = Field(default=None, description="catalog device or profile path the speed factor applies to")
+    idle_w: float = Field(default=0.0, ge=0)
+    active_w: float = Field(default=0.0, ge=0)
+    radio_tx_w: float = Field(default=0.0, ge=0)
+    radio_rx_w: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> "InlineDevice":
+        if (self.latency is None) == (self.speed_factor is None):
+            raise ValueError("give exactly one of 'latency' or 'speed_factor' (with 'over')")
+        if self.speed_factor is not None and not self.over:
+            raise ValueError("'speed_factor' needs 'over': the profiled device it scales")
+        return self
+
+
+class MobileGroup(_Strict):
+    """One or more identical mobile devices (cameras) with their own uplinks."""
+
+    device: str = Field(description="catalog name, profile path, or the name of an inline device")
+    count: int = Field(default=1, ge=1, le=10_000)
+
+
+class ServerSpec(_Strict):
+    """The edge server or cloud: c parallel servers shared by all mobile devices (M/G/c)."""
+
+    device: str
+    servers: int = Field(default=1, ge=1, le=10_000)
+
+
+class LinkSpec(_Strict):
+    """Uplink and downlink between each mobile device and the server."""
+
+    data_rate_mbps: float = Field(default=10.0, gt=0, description="uplink data rate, constant (or swept)")
+    trace: Optional[str] = Field(default=None, description="CSV with time_s,data_rate_mbps; overrides data_rate_mbps")
+    trace_scale: float = Field(default=1.0, gt=0, description="multiplies every rate of the trace")
+    downlink_data_rate_mbps: Optional[float] = Field(default=None, gt=0, description="default: the uplink rate")
+    propagation_delay_s: float = Field(default=0.0, ge=0)
+    packet_payload_bytes: int = Field(default=1460, ge=1, description="payload per packet (TCP MSS)")
+    packet_overhead_bytes: int = Field(default=0, ge=0, description="protocol bytes added per packet")
+    loss_probability: float = Field(default=0.0, ge=0, lt=1, description="per-packet loss; lost packets are resent")
+    shared_medium: bool = Field(default=False, description="one wireless medium shared by all mobile devices")
+
+
+class QueueSpec(_Strict):
+    """FIFO queues: optional bounds, drop-stale mode for real-time streams, per-frame deadline."""
+
+    mobile_capacity: Optional[int] = Field(default=None, ge=0, description="frames waiting at the mobile device")
+    server_capacity: Optional[int] = Field(default=None, ge=0, description="frames waiting at the server")
+    drop_stale: bool = Field(default=False, description="a new capture drops frames still waiting at its mobile device")
+    deadline_s: Optional[float] = Field(default=None, gt=0)
+
+
+class WorkloadSpec(_Strict):
+    """Where frames come from: periodic, Poisson, or the timestamps of a dataset trace."""
+
+    source: Literal["periodic", "poisson", "trace"] = "periodic"
+    frame_rate_fps: float = Field(default=1.0, gt=0)
+    frames: int = Field(default=100, ge=1, le=100_000_000, description="frames per mobile device")
+    trace: Optional[str] = Field(default=None, description="CSV with capture_time_s (source: trace)")
+    dataset: Optional[str] = Field(default=None, description="per-sample Parquet/CSV trace (labels, predictions)")
+    dataset_split: Optional[str] = Field(default=None, description="keep only rows whose 'split' equals this")
+    service_time: Literal["median", "sampled"] = Field(default="median")
+    warmup_frames: int = Field(default=0, ge=0, description="frames per mobile left out of the summary")
+
+    @model_validator(mode="after")
+    def _trace_given(self) -> "WorkloadSpec":
+        if self.source == "trace" and not (self.trace or self.dataset):
+            raise ValueError("source 'trace' needs 'trace' (CSV with capture_time_s) or 'dataset'")
+        return self
+
+
+class PolicySpec(_Strict):
+    """A policy by registry name with its parameters (see `edgesim list policies`)."""
+
+    name: str
+    label: Optional[str] = Field(default=None, description="name in tables and plots; default: the policy name")
+    model: Optional[str] = None
+    split_point: Optional[str] = None
+    encoding: Optional[str] = None
+    candidates: Optional[list[str]] = Field(default=None, description="best-split: split points to choose from")
+    bandwidth_estimate: Literal["ewma", "oracle"] = "ewma"
+    ewma_alpha: float = Field(default=0.3, gt=0, le=1)
+    edge_model: Optional[str] = None
+    cloud_model: Optional[str] = None
+    offload_fraction: Optional[float] = Field(default=None, ge=0, le=1)
+    threshold: Optional[float] = None
+    score: Optional[str] = Field(default=None, description="uncertainty: edge_max_prob, edge_margin or edge_entropy")
+
+    @property
+    def display(self) -> str:
+        """The policy's name in tables and plots."""
+        return self.label or self.name
+
+
+class SweepSpec(_Strict):
+    """A grid over any field (dotted path) crossed with a list of cases (sets of fields changed together)."""
+
+    grid: dict[str, Union[list[Any], dict[str, list[float]]]] = Field(default_factory=dict)
+    cases: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("grid")
+    @classmethod
+    def _ranges_ok(cls, grid: dict) -> dict:
+        for path, values in grid.items():
+            if isinstance(values, dict):
+                if set(values) - {"log", "linear"} or len(values) != 1:
+                    raise ValueError(f"'{path}': a range is {{log: [start, stop, n]}} or {{linear: [start, stop, n]}}")
+                (kind, spec), = values.items()
+                if len(spec) != 3 or spec[2] < 1 or int(spec[2]) != spec[2]:
+                    raise ValueError(f"'{path}': {kind} range needs [start, stop, n] with n a positive integer")
+                if kind == "log" and (spec[0] <= 0 or spec[1] <= 0):
+                    raise ValueError(f"'{path}': log range needs positive start and stop")
+            elif not values:
+                raise ValueError(f"'{path}': empty list of values")
+        return grid
+
+
+class OutputSpec(_Strict):
+    """What a results folder gets besides summary.csv and the manifest."""
+
+    frames: bool = True
+    plots: bool = True
+    png: Literal["auto", "yes", "no"] = "auto"
+
+
+class Scenario(_Strict):
+    """A complete scenario: models, devices, link, workload, policies, sweep, seeds and outputs."""
+
+    name: str = "scenario"
+    description: str = ""
+    model: str = Field(description="the model all policies use unless a policy names its own")
+    devices: list[InlineDevice] = Field(default_factory=list, description="inline devices for what-if studies")
+    profiles: list[str] = Field(default_factory=list, description="extra profile files; their devices become known")
+    mobiles: list[MobileGroup] = Field(min_length=1)
+    edge: ServerSpec
+    link: LinkSpec = Field(default_factory=LinkSpec)
+    queue: QueueSpec = Field(default_factory=QueueSpec)
+    workload: WorkloadSpec = Field(default_factory=WorkloadSpec)
+    policies: list[PolicySpec] = Field(min_length=1)
+    sweep: SweepSpec = Field(default_factory=SweepSpec)
+    seed: int = Field(default=1, ge=0)
+    replications: int = Field(default=1, ge=1, le=10_000)
+    engine: Literal["auto", "simpy", "fast"] = "auto"
+    outputs: OutputSpec = Field(default_factory=OutputSpec)
+
+    @model_validator(mode="after")
+    def _labels_unique(self) -> "Scenario":
+        labels = [p.display for p in self.policies]
+        dup = {x for x in labels if labels.count(x) > 1}
+        if dup:
+            raise ValueError(f"policies need distinct labels; repeated: {', '.join(sorted(dup))} (set 'label')")
+        return self
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+class ScenarioError(EdgesimError):
+    """A scenario that does not parse or validate."""
+
+
+def _yaml_line(root: Optional[yaml.Node], loc: tuple) -> Optional[int]:
+    """1-based YAML line of the node at a pydantic error location, or of its closest parent."""
+    node, line = root, None
+    for part in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            nxt = None
+            for key, value in node.value:
+                if key.value == str(part):
+                    nxt, line = value, key.start_mark.line + 1
+                    break
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            node = None
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
+
+
+def validation_message(exc: ValidationError, source: str, root: Optional[yaml.Node] = None) -> str:
+    """One line naming the file, the field (dotted), its YAML line and what is wrong."""
+    err = exc.errors()[0]
+    loc = tuple(p for p in err.get("loc", ()) if not (isinstance(p, str) and p.startswith("function-")))
+    field = ".".join(str(p) for p in loc) or "(top level)"
+    line = _yaml_line(root, loc) if root is not None else None
+    where = f"{source}:{line}" if line else source
+    msg = err.get("msg", "invalid").replace("Value error, ", "")
+    if err.get("type") == "extra_forbidden":
+        msg = "unknown field"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: field '{field}': {msg}{more}"
+
+
+def parse_scenario(text: str, source: str = "<scenario>", base_dir: Optional[Path] = None) -> Scenario:
+    """Parse YAML text (safe loading only) into a validated Scenario; relative paths resolve from base_dir."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ScenarioError(f"{where}: not valid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{source}: a scenario is a YAML mapping (name, model, mobiles, edge, policies, ...)")
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(validation_message(exc, source, root)) from None
+    return resolve_paths(scenario, base_dir) if base_dir is not None else scenario
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: scenario file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{path}: cannot read scenario: {exc}") from None
+    return parse_scenario(text, str(path), base_dir=path.parent)
+
+
+def _resolve(value: Optional[str], base_dir: Path) -> Optional[str]:
+    if value is None or "/" not in value and not value.endswith((".json", ".csv", ".parquet")):
+        return value
+    p = Path(value)
+    if p.is_absolute() or p.exists():
+        return str(p)
+    candidate = base_dir / p
+    return str(candidate) if candidate.exists() else value
+
+
+def resolve_paths(scenario: Scenario, base_dir: Path) -> Scenario:
+    """Make file paths in the scenario usable from any working directory (relative to the YAML file)."""
+    data = scenario.model_dump()
+    data["link"]["trace"] = _resolve(data["link"]["trace"], base_dir)
+    data["workload"]["trace"] = _resolve(data["workload"]["trace"], base_dir)
+    data["workload"]["dataset"] = _resolve(data["workload"]["dataset"], base_dir)
+    data["profiles"] = [_resolve(p, base_dir) for p in data["profiles"]]
+    for group in data["mobiles"]:
+        group["device"] = _resolve(group["device"], base_dir)
+    data["edge"]["device"] = _resolve(data["edge"]["device"], base_dir)
+    return Scenario.model_validate(data)
+
+
+def scenario_json_schema() -> dict:
+    """JSON Schema of the scenario format, for editors (yaml-language-server)."""
+    return Scenario.model_json_schema()
+
+
+def to_yaml(scenario: Scenario) -> str:
+    """The resolved scenario as YAML (what a results folder records)."""
+    return yaml.safe_dump(json.loads(scenario.model_dump_json()), sort_keys=False)
+
+
+# ----------------------------------------------------------------------------- overrides and sweeps
+
+
+def parse_value(text: str) -> Any:
+    """A --set value: YAML scalar/list syntax (10, 1e3, true, [1, 2], rpi3b+)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def set_path(data: dict, path: str, value: Any) -> None:
+    """Set a dotted path (list items by index: mobiles.0.device) inside plain data, in place."""
+    parts = path.split(".")
+    node: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ScenarioError(f"'{path}': '{part}' is not an index of a list of {len(node)}")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                if node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
+        else:
+            raise ScenarioError(f"'{path}': '{'.'.join(parts[:i])}' is not a mapping or list")
+
+
+def apply_overrides(scenario: Scenario, overrides: dict[str, Any], source: str = "--set") -> Scenario:
+    """A new validated scenario with dotted-path overrides applied."""
+    if not overrides:
+        return scenario
+    data = json.loads(scenario.model_dump_json())
+    for path, value in overrides.items():
+        set_path(data, path, value)
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(validation_message(exc, source)) from None
+
+
+def expand_values(values: Union[list, dict]) -> list:
+    """A sweep axis as a list: explicit values, or log/linear ranges [start, stop, n]."""
+    if isinstance(values, list):
+        return list(values)
+    (kind, (start, stop, n)), = values.items()
+    n = int(n)
+    if n == 1:
+        return [float(start)]
+    if kind == "log":
+        a, b = math.log10(start), math.log10(stop)
+        return [float(f"{10 ** (a + (b - a) * i / (n - 1)):.6g}") for i in range(n)]
+    return [float(f"{start + (stop - start) * i / (n - 1):.6g}") for i in range(n)]
+
+
+def sweep_points(scenario: Scenario) -> list[dict[str, Any]]:
+    """Every point of the sweep as a dict of overrides: the grid's cartesian product crossed with the cases."""
+    axes = {path: expand_values(v) for path, v in scenario.sweep.grid.items()}
+    grid = [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())] if axes else [{}]
+    cases = scenario.sweep.cases or [{}]
+    return [{**copy.deepcopy(case), **point} for case in cases for point in grid]

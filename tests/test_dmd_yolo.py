@@ -1,0 +1,63 @@
+"""Fall Detection YOLO v7 export loader (000 A.1) on a small generated folder."""
+
+import pytest
+from PIL import Image
+
+from profilers.dmd.yolo import iter_fall_images, load_fall_samples
+from profilers.errors import EdgesimError
+
+
+def make_export(root, with_yaml=True, split_dirs=True):
+    layout = {"train": {"a": "1 0.5 0.5 0.2 0.3\n", "b": "0 0.1 0.2 0.3 0.4\n0 0.5 0.5 0.1 0.1\n", "c": None},
+              "valid": {"d": "0 0.5 0.5 0.5 0.5\n1 0.2 0.2 0.1 0.1\n"}, "test": {"e": ""}}
+    if not split_dirs:
+        layout = {"": layout["train"]}
+    for split, files in layout.items():
+        (root / split / "images").mkdir(parents=True)
+        (root / split / "labels").mkdir(parents=True)
+        for stem, text in files.items():
+            Image.new("RGB", (16, 12), (stem.encode()[0], 0, 0)).save(root / split / "images" / f"{stem}.jpg")
+            if text is not None:
+                (root / split / "labels" / f"{stem}.txt").write_text(text)
+    if with_yaml:
+        (root / "data.yaml").write_text("nc: 2\nnames: ['not-fallen', 'fall']\n")
+    return root
+
+
+def test_fall_label_from_any_box_with_fall_class(tmp_path):
+    make_export(tmp_path)
+    got = {im.path.stem: (im.label, im.split) for im in iter_fall_images(tmp_path)}
+    assert got == {"a": (1, "train"), "b": (0, "train"), "c": (0, "train"), "d": (1, "valid"), "e": (0, "test")}
+
+
+def test_missing_label_skip_and_explicit_class(tmp_path):
+    make_export(tmp_path, with_yaml=False, split_dirs=False)
+    got = {im.path.stem: im.label for im in iter_fall_images(tmp_path, fall_class=0, missing_label="skip")}
+    assert got == {"a": 0, "b": 1}
+    samples = load_fall_samples(tmp_path, fall_class="1")
+    assert [s.label for s in samples] == [1, 0, 0]
+    assert samples[0].image.convert("RGB").size == (16, 12)
+
+
+def test_fall_class_by_name_from_data_yaml(tmp_path):
+    make_export(tmp_path)
+    assert {im.path.stem: im.label for im in iter_fall_images(tmp_path, fall_class="not-fallen")}["b"] == 1
+    with pytest.raises(EdgesimError, match="fall class 'sitting' not in"):
+        list(iter_fall_images(tmp_path, fall_class="sitting"))
+
+
+@pytest.mark.parametrize("line,match", [("1 0.5 0.5 0.2\n", "expected 'class cx cy w h'"), ("x 0.5 0.5 0.2 0.1\n", "integer class"),
+                                        ("1 0.5 1.5 0.2 0.1\n", "normalised")])
+def test_malformed_label_line_names_file_and_line(tmp_path, line, match):
+    make_export(tmp_path)
+    (tmp_path / "train" / "labels" / "b.txt").write_text("0 0.1 0.2 0.3 0.4\n" + line)
+    with pytest.raises(EdgesimError, match=match) as err:
+        list(iter_fall_images(tmp_path))
+    assert "b.txt:2:" in str(err.value)
+
+
+def test_not_a_yolo_folder(tmp_path):
+    with pytest.raises(EdgesimError, match="no images/ folder"):
+        list(iter_fall_images(tmp_path))
+    with pytest.raises(EdgesimError, match="folder not found"):
+        list(iter_fall_images(tmp_path / "missing"))

@@ -1,0 +1,111 @@
+"""Roofline derivation: calibration hits the published latency, samples are rescaled, fallback and validation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from profilers.bundle import measure_host
+from profilers.derive import (
+    calibrate_eta,
+    derive_device,
+    host_efficiency,
+    load_facts,
+    roofline_times,
+    validate_against_measurement,
+)
+from profilers.errors import ProfileError
+from profilers.schema import BlockRecord
+
+SMALL = (("resnet18", 64),)
+
+
+@pytest.fixture(scope="module")
+def hosts():
+    """resnet18 at 64x64 measured at 2 and 1 threads, repeats 2."""
+    return (measure_host("h2", "edge", 2, 2, 1, models=SMALL), measure_host("h1", "mobile", 1, 2, 1, models=SMALL))
+
+
+def write_facts(path, calibration_model="resnet18", latency_s=0.25, bandwidth=4.0):
+    facts = {"devices": {"toy-pi": {
+        "kind": "mobile", "cpu_model": "ARM Cortex-A53", "cores": 4, "memory_gb": 1.0, "compute": "cpu",
+        "peak_gflops": 19.2, "memory_bandwidth_gbs": bandwidth,
+        "power": {"idle_w": 1.9, "active_w": 5.1, "source": "test figure",
+                  "radio": {"tx_w": 1.0, "rx_w": 0.8, "idle_w": 0.1, "source": "test figure"}},
+        "sources": {"peak_gflops": "test: 4 cores x 1.2 GHz x 4 FLOPs/cycle"},
+        "calibration": {"model_id": calibration_model, "input_size": 64, "latency_s": latency_s, "source": "test"},
+    }}}
+    path.write_text(json.dumps(facts))
+    return load_facts(path)
+
+
+def test_calibrated_full_latency_equals_published(tmp_path, hosts):
+    host, _ = hosts
+    facts = write_facts(tmp_path / "facts.json")
+    dev = derive_device(host, "toy-pi", facts["toy-pi"])
+    mp = dev.model("resnet18")
+    assert mp.split_point("output").head_latency.median_s == pytest.approx(0.25, rel=1e-6)
+    assert mp.split_point("input").tail_latency.median_s == pytest.approx(0.25, rel=1e-6)
+    assert dev.provenance.kind == "derived" and "bisection" in dev.provenance.sources["eta_c"]
+    assert dev.provenance.calibration["eta_c"] == dev.provenance.calibration["eta_m"]
+    for sp, host_sp in zip(mp.split_points, host.model("resnet18").split_points):
+        assert sp.head_latency.median_s + sp.tail_latency.median_s == pytest.approx(0.25, rel=1e-6)
+        if host_sp.head_latency.median_s > 0:  # host samples rescaled by one factor
+            ratios = [d / h for d, h in zip(sp.head_latency.samples_s, host_sp.head_latency.samples_s)]
+            assert max(ratios) == pytest.approx(min(ratios), rel=1e-9)
+        assert sp.head_energy_j == pytest.approx(5.1 * sp.head_latency.median_s)
+    assert [sp.output_bytes for sp in mp.split_points] == [sp.output_bytes for sp in host.model("resnet18").split_points]
+
+
+def test_fallback_to_host_efficiency(tmp_path, hosts):
+    host, _ = hosts
+    facts = write_facts(tmp_path / "facts.json", calibration_model="densenet201")
+    dev = derive_device(host, "toy-pi", facts["toy-pi"])
+    assert "fallback" in dev.provenance.sources["eta_c"]
+    assert dev.provenance.calibration["eta_c"] == pytest.approx(host_efficiency(host))
+
+
+def test_closed_form_when_eta_m_equals_eta_c(hosts):
+    blocks = hosts[0].model("resnet18").blocks
+    unit = sum(roofline_times(blocks, 19.2, 4.0, 1.0, 1.0))  # total time scales as 1/eta
+    assert calibrate_eta(blocks, 19.2, 4.0, 0.25) == pytest.approx(unit / 0.25, rel=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 10**6), st.integers(1, 10**7)), min_size=1,
+                max_size=8),
+       st.floats(0.01, 1.0), st.floats(0.05, 2.0))
+def test_bisection_hits_target_with_separate_eta_m(spec, latency_s, eta_m):
+    blocks = [BlockRecord(name=str(i), flops=f, params=p, input_bytes=a, output_bytes=a) for i, (f, p, a) in
+              enumerate(spec)]
+    peak, bw = 10.0, 2.0
+    if sum(roofline_times(blocks, peak, bw, 10.0, eta_m)) > latency_s:
+        return  # memory-bound floor above the target: not reachable
+    if sum(roofline_times(blocks, peak, bw, 1e-6, eta_m)) < latency_s:
+        return
+    eta = calibrate_eta(blocks, peak, bw, latency_s, eta_m)
+    assert sum(roofline_times(blocks, peak, bw, eta, eta_m)) == pytest.approx(latency_s, rel=1e-6)
+
+
+def test_validation_against_one_thread_measurement(hosts):
+    mdape, n = validate_against_measurement(*hosts)
+    assert n == 5 and 0 <= mdape < 1000
+
+
+def test_bad_facts_file_one_line(tmp_path):
+    path = tmp_path / "facts.json"
+    path.write_text(json.dumps({"devices": {"x": {"kind": "phone"}}}))
+    with pytest.raises(ProfileError) as info:
+        load_facts(path)
+    assert "\n" not in str(info.value) and "devices.x.kind" in str(info.value)
+
+
+def test_host_efficiency_is_compute_ratio_without_bandwidth(hosts):
+    host = hosts[0]
+    host = host.model_copy(update={"hardware": host.hardware.model_copy(update={"memory_bandwidth_gbs": None})})
+    blocks = host.model("resnet18").blocks
+    expected = sum(b.flops for b in blocks) / (host.hardware.peak_gflops * 1e9 * sum(b.latency.median_s for b in blocks))
+    assert host_efficiency(host) == pytest.approx(expected, rel=1e-6)
