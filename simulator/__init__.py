@@ -1,0 +1,5 @@
+"""edgesim's simulator: scenarios in, per-frame records and summaries out (`simulator.run`)."""
+
+from simulator.runner import run
+
+__all__ = ["run"]

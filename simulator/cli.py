@@ -259,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     args = [a for a in args if a != "--debug"]
     try:
         _register_subcommands()
-        app(args=args, prog_name="edgesim", standalone_mode=False)
+        rv = app(args=args, prog_name="edgesim", standalone_mode=False)
+        if isinstance(rv, int) and rv:
+            return rv
     except EdgesimError as exc:
         if debug:
             raise

@@ -50,6 +50,8 @@ class Topology:
     server_capacity: Optional[int] = None
     drop_stale: bool = False
     deadline_s: Optional[float] = None
+    packet_payload_bytes: int = 1460
+    packet_overhead_bytes: int = 0
 
 
 class _Station:
@@ -189,9 +191,10 @@ def simulate(plan: FramePlan, topo: Topology, choose_one: Optional[Callable[[Loa
                 uplink_backlog_s=uplinks[k].backlog_s(0.0),
                 server_backlog_s=server.backlog_s(float(mean_tail[r_prev])) / topo.servers,
                 bandwidth_bps=bw_est[k] if bandwidth_estimate == "ewma" else topo.uplink[k].rate_bps_at(env.now),
-                overhead_factor=1.0,
                 propagation_s=prop,
                 downlink_bps=topo.downlink_bps,
+                packet_payload_bytes=topo.packet_payload_bytes,
+                packet_overhead_bytes=topo.packet_overhead_bytes,
             )
             route[i] = choose_one(view, m)
         if head_s[route[i], i] > 0:

@@ -99,6 +99,13 @@ def _curve(g: pd.DataFrame, y: str) -> tuple[np.ndarray, np.ndarray]:
     return s.index.to_numpy(float), s.to_numpy(float)
 
 
+def _rate_axis(fig: go.Figure, rates: Iterable[float], log_x: bool = True) -> None:
+    """Data-rate x axes: log scale, ticks at the swept rates when there are few of them."""
+    ticks = sorted({float(r) for r in rates if np.isfinite(r)})
+    kw = {"tickvals": ticks, "ticktext": [f"{r:g}" for r in ticks]} if 0 < len(ticks) <= 12 else {}
+    fig.update_xaxes(type="log" if log_x else "linear", title_text=RATE_TITLE, **kw)
+
+
 def baseline_policies(summary: pd.DataFrame, gain_col: str, baseline: Optional[str] = None) -> set[str]:
     """The baseline of a gain column: the named policy if present, else policies whose gain is identically 1."""
     name = baseline or GAINS[gain_col][0]
@@ -131,11 +138,11 @@ def _gain_figure(summary: pd.DataFrame, gain_col: str, baseline: Optional[str]) 
     base_name = " / ".join(sorted(base)) or GAINS[gain_col][0]
     fig.add_hline(y=1, line_dash="dash", line_color="grey", annotation_text="gain = 1",
                   annotation_position="bottom right")
-    fig.update_xaxes(type="log", title_text=RATE_TITLE)
+    _rate_axis(fig, data["data_rate_mbps"])
     fig.update_yaxes(title_text=f"gain = T_{base_name} / T_policy")
     fig.update_layout(
         title=f"Gain w.r.t. {GAINS[gain_col][1]}: T_{base_name} / T_policy (> 1: the policy is faster; 002 Fig. 3)",
-        template=TEMPLATE, height=520, legend_title_text="policy: mobile → edge",
+        template=TEMPLATE, height=max(520, 21 * len(fig.data) + 140), legend_title_text="policy: mobile → edge",
     )
     return fig
 
@@ -178,7 +185,7 @@ def fig3_figure(summary: pd.DataFrame, policy: str = "mimic", ref_edge: str = "l
             ), row=row + 1, col=c + 1)
             shown.add(ser)
     fig.add_hline(y=1, line_dash="dash", line_color="grey", row="all", col="all")
-    fig.update_xaxes(type="log", title_text=RATE_TITLE)
+    _rate_axis(fig, data["data_rate_mbps"])
     fig.update_yaxes(title_text="gain")
     fig.update_layout(
         title=f"002 Figure 3 for '{policy}': gain = T_baseline / T_{policy} (> 1: {policy} is faster)",
@@ -210,7 +217,7 @@ def _point_labels(summary: pd.DataFrame) -> pd.DataFrame:
     order = {s: i for i, s in enumerate(dict.fromkeys(per_point["series"]))}
     per_point = per_point.assign(_order=per_point["series"].map(order))
     per_point = per_point.sort_values(["_order", "data_rate_mbps"], na_position="last", kind="stable")
-    labels = per_point["data_rate_mbps"].map(_rate_label)
+    labels = per_point["data_rate_mbps"].map(lambda r: f"{r:g}" if np.isfinite(r) else "trace")
     dup = labels.groupby(per_point["series"]).transform(lambda s: s.duplicated(keep=False))
     labels = labels.where(~dup, labels + " #" + per_point.index.to_series().astype(str))
     per_point["x_label"] = labels
@@ -250,6 +257,7 @@ def delay_components_figure(summary: pd.DataFrame, frames: pd.DataFrame) -> go.F
                 ), row=i + 1, col=j + 1)
             fig.update_xaxes(type="category", categoryorder="array", categoryarray=order, row=i + 1, col=j + 1)
     fig.update_yaxes(title_text="mean delay (ms)", col=1)
+    fig.update_xaxes(title_text=RATE_TITLE, row=rows)
     fig.update_layout(barmode="stack", template=TEMPLATE, height=max(420, 330 * rows),
                       title="Mean capture-to-output delay by component (frames not dropped; warm-up excluded)")
     return fig
@@ -343,9 +351,12 @@ def layer_profile_figure(model: ModelProfile) -> go.Figure:
                              mode="lines+markers", name="cumulative complexity (% FLOPs)", line={"color": COLORS[1]},
                              hovertemplate=hover), secondary_y=True)
     fig.add_hline(y=100, line_dash="dot", line_color="grey", secondary_y=False)
-    fig.update_xaxes(title_text="split point (layer index; 0 = input)")
+    idx = sorted(set(t["layer_index"]))
+    fig.update_xaxes(title_text="split point (layer index; 0 = input)",
+                     **({"tickvals": idx} if len(idx) <= 30 else {"tickformat": "d"}))
     fig.update_yaxes(title_text="output size / input size (%)", secondary_y=False, rangemode="tozero")
-    fig.update_yaxes(title_text="cumulative complexity (%)", secondary_y=True, range=[0, 105], showgrid=False)
+    fig.update_yaxes(title_text="cumulative complexity (%)", secondary_y=True, range=[0, 105], showgrid=False,
+                     tickmode="linear", tick0=0, dtick=20)
     fig.update_layout(title=f"{model.model_id}: data size and cumulative complexity per split point (002 Fig. 1)",
                       template=TEMPLATE, height=480)
     return fig
@@ -367,8 +378,10 @@ def _lines_by_policy(summary: pd.DataFrame, panels: list[tuple[str, str, float]]
                 x=x, y=y * scale, mode="lines+markers", name=name, legendgroup=name, showlegend=k == 0,
                 line={"color": color[policy, ser], "dash": dash[policy, ser]},
             ), row=1, col=k + 1)
-    fig.update_xaxes(type="log" if log_x else "linear", title_text=RATE_TITLE)
-    fig.update_layout(title=title, template=TEMPLATE, height=height)
+    _rate_axis(fig, data["data_rate_mbps"], log_x)
+    fig.update_yaxes(rangemode="tozero")
+    n_legend = len(policies) * len(series)
+    fig.update_layout(title=title, template=TEMPLATE, height=max(height, 21 * n_legend + 140))
     return fig
 
 
@@ -378,7 +391,7 @@ def energy_figure(summary: pd.DataFrame) -> Optional[go.Figure]:
         return None
     fig = _lines_by_policy(summary, [
         ("energy_mobile_j_per_frame", "total (compute + radio)", 1e3),
-        ("energy_mobile_compute_j_per_frame", "compute (head on the mobile device)", 1e3),
+        ("energy_mobile_compute_j_per_frame", "compute (head)", 1e3),
         ("energy_mobile_radio_j_per_frame", "radio (uplink + downlink)", 1e3),
     ], "Mobile-device energy per frame (dynamic part, above idle)")
     fig.update_yaxes(title_text="energy per frame (mJ)", col=1)

@@ -58,9 +58,15 @@ class LoadView:
     uplink_backlog_s: float
     server_backlog_s: float
     bandwidth_bps: float
-    overhead_factor: float  # wire bytes per payload byte
     propagation_s: float
     downlink_bps: float
+    packet_payload_bytes: int = 1460
+    packet_overhead_bytes: int = 0
+
+    def wire_bits(self, size_bytes: int) -> float:
+        """Bits on the wire for a payload: per-packet overhead included (resends not predicted)."""
+        packets = -(-size_bytes // self.packet_payload_bytes)
+        return 8.0 * (size_bytes + packets * self.packet_overhead_bytes)
 
 
 class Policy(Protocol):
@@ -169,7 +175,7 @@ class OffloadPolicy(BasePolicy):
     """Full offloading: the head is empty and the input image crosses the link."""
 
     def routes(self, mobile: Device, server: Device) -> list[Route]:
-        enc = self.spec.encoding or "raw_uint8"
+        enc = self.spec.encoding or self.spec.input_encoding
         return [make_route(f"offload/{enc}", self.model, "input", enc, mobile, server)]
 
 
@@ -208,11 +214,11 @@ class BestSplitPolicy(BasePolicy):
 
     def routes(self, mobile: Device, server: Device) -> list[Route]:
         names = self.spec.candidates or [sp.name for sp in self.model.split_points]
-        enc = self.spec.encoding or "float32"
         out = []
         for name in names:
-            sp_enc = "raw_uint8" if self.model.split_point(name).layer_index == 0 and enc not in self.model.input_bytes else enc
-            out.append(make_route(f"best-split@{name}/{sp_enc}", self.model, name, sp_enc, mobile, server))
+            full_offload = self.model.split_point(name).layer_index == 0
+            enc = self.spec.input_encoding if full_offload else (self.spec.encoding or "float32")
+            out.append(make_route(f"best-split@{name}/{enc}", self.model, name, enc, mobile, server))
         return out
 
     def choose_one(self, view: LoadView, routes: list[Route]) -> int:
@@ -220,9 +226,9 @@ class BestSplitPolicy(BasePolicy):
         for k, r in enumerate(routes):
             t = view.mobile_backlog_s + (r.head.expected_s if r.head else 0.0)
             if r.tail is not None:
-                t += view.uplink_backlog_s + r.up_bytes * 8 * view.overhead_factor / view.bandwidth_bps
+                t += view.uplink_backlog_s + view.wire_bits(r.up_bytes) / view.bandwidth_bps
                 t += view.propagation_s + view.server_backlog_s + r.tail.expected_s
-                t += r.down_bytes * 8 * view.overhead_factor / view.downlink_bps + view.propagation_s
+                t += view.wire_bits(r.down_bytes) / view.downlink_bps + view.propagation_s
             if t < best_s:
                 best, best_s = k, t
         return best
@@ -251,7 +257,7 @@ class _DatasetPolicy(BasePolicy):
 
     def routes(self, mobile: Device, server: Device) -> list[Route]:
         edge = make_route("edge", self.edge, "output", "float32", mobile, server, prediction="edge_pred")
-        cloud = make_route("cloud", self.cloud, "input", self.spec.encoding or "raw_uint8", mobile, server,
+        cloud = make_route("cloud", self.cloud, "input", self.spec.encoding or self.spec.input_encoding, mobile, server,
                            prediction="cloud_pred")
         both = Route("edge+cloud", self.cloud.model_id, "input", cloud.encoding, edge.head, cloud.up_bytes,
                      cloud.tail, cloud.down_bytes, "cloud_pred")

@@ -130,6 +130,8 @@ def run_point(scenario: Scenario, point: int, overrides: dict) -> PointResult:
         server_capacity=sc.queue.server_capacity,
         drop_stale=sc.queue.drop_stale,
         deadline_s=sc.queue.deadline_s,
+        packet_payload_bytes=link.packet_payload_bytes,
+        packet_overhead_bytes=link.packet_overhead_bytes,
     )
     policies = [make_policy(spec, sc.model, devices, dataset) for spec in sc.policies]
     stateful = any(p.stateful for p in policies)
@@ -263,7 +265,7 @@ def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]]
                 m = pred_cols == col
                 prediction[m] = dataset[col].to_numpy()[sample[m]]
             df["label"] = dataset["label"].to_numpy()[sample]
-            df["prediction"] = prediction
+            df["prediction"] = pd.Series(prediction).infer_objects()
             df["correct"] = df["label"] == df["prediction"]
     return df
 

@@ -111,7 +111,9 @@ class PolicySpec(_Strict):
     label: Optional[str] = Field(default=None, description="name in tables and plots; default: the policy name")
     model: Optional[str] = None
     split_point: Optional[str] = None
-    encoding: Optional[str] = None
+    encoding: Optional[str] = Field(default=None, description="how the tensor (or, for offload, the input) is sent")
+    input_encoding: Literal["raw_uint8", "float32", "jpeg"] = Field(
+        default="raw_uint8", description="how the input is sent when the whole model runs on the server")
     candidates: Optional[list[str]] = Field(default=None, description="best-split: split points to choose from")
     bandwidth_estimate: Literal["ewma", "oracle"] = "ewma"
     ewma_alpha: float = Field(default=0.3, gt=0, le=1)

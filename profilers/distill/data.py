@@ -1,0 +1,166 @@
+"""Offline image data for distillation: scikit-learn's bundled 8x8 digits or a local ImageFolder, as tensors.
+
+Digits (1797 images, 10 classes, sklearn.datasets.load_digits, no download) are scaled to [0, 1], optionally
+upsampled (bilinear) to the side an architecture needs and replicated to 3 channels for RGB models, then
+normalised to [-1, 1]. A seeded stratified split gives train / val / test (60 / 20 / 20 % by default).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from profilers.errors import EdgesimError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+NORM_MEAN = 0.5  # x -> (x - 0.5) / 0.5 maps [0, 1] to [-1, 1]
+NORM_STD = 0.5
+
+
+@dataclass
+class Split:
+    """Images (n, C, H, W) float32 and labels (n,) int64 of one part of a dataset."""
+
+    x: "object"  # torch.Tensor
+    y: "object"  # torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+
+@dataclass
+class ImageData:
+    """train / val / test tensors with the dataset's description (for accuracy_source)."""
+
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+    side_px: int
+    channels: int
+    source: str
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """C, H, W of one image."""
+        return (self.channels, self.side_px, self.side_px)
+
+    def describe(self) -> str:
+        """One line: dataset, size, split sizes."""
+        return (f"{self.source} at {self.channels}x{self.side_px}x{self.side_px}, {self.num_classes} classes, "
+                f"train/val/test {len(self.train)}/{len(self.val)}/{len(self.test)}")
+
+
+def resize_images(x, side_px: int, channels: int):
+    """Bilinear resize to side_px and replicate a single channel to `channels` (1 or 3)."""
+    import torch.nn.functional as F
+
+    if x.shape[-1] != side_px or x.shape[-2] != side_px:
+        x = F.interpolate(x, size=(side_px, side_px), mode="bilinear", align_corners=False)
+    if x.shape[1] == 1 and channels == 3:
+        x = x.repeat(1, 3, 1, 1)
+    elif x.shape[1] == 3 and channels == 1:
+        x = x.mean(dim=1, keepdim=True)
+    elif x.shape[1] != channels:
+        raise EdgesimError(f"images have {x.shape[1]} channels; cannot make {channels}")
+    return x
+
+
+def _stratified(x, y, num_classes: int, side_px: int, channels: int, seed: int,
+                val_fraction: float, test_fraction: float, source: str, limit: Optional[int]) -> ImageData:
+    """Seeded stratified train/val/test split, resize and normalise."""
+    import torch
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < val_fraction < 1 or not 0 < test_fraction < 1 or val_fraction + test_fraction >= 1:
+        raise EdgesimError(f"val/test fractions {val_fraction}/{test_fraction}: each in (0, 1), sum below 1")
+    idx = np.arange(len(y))
+    if limit is not None and limit < len(y):
+        idx, _ = train_test_split(idx, train_size=int(limit), random_state=seed, stratify=y)
+    counts = np.bincount(y[idx], minlength=num_classes)
+    strat = y[idx] if counts[counts > 0].min() >= 3 else None  # tiny subsets cannot stratify
+    rest, test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=strat)
+    strat_rest = y[rest] if strat is not None else None
+    train, val = train_test_split(rest, test_size=val_fraction / (1 - test_fraction), random_state=seed,
+                                  stratify=strat_rest)
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    xt = (resize_images(xt, side_px, channels) - NORM_MEAN) / NORM_STD
+    yt = torch.from_numpy(y.astype(np.int64))
+
+    def part(i):
+        i = torch.from_numpy(np.sort(i))
+        return Split(xt[i].contiguous(), yt[i].contiguous())
+
+    return ImageData(part(train), part(val), part(test), num_classes, side_px, channels, source)
+
+
+def load_digits_data(side_px: int = 32, channels: int = 3, seed: int = 0, val_fraction: float = 0.2,
+                     test_fraction: float = 0.2, limit: Optional[int] = None) -> ImageData:
+    """sklearn's bundled digits as tensors, upsampled to side_px, with a seeded stratified split."""
+    from sklearn.datasets import load_digits
+
+    if side_px < 8:
+        raise EdgesimError(f"image side {side_px}: expected at least 8 (the digits are 8x8)")
+    d = load_digits()
+    x = (d.images.astype(np.float32) / 16.0)[:, None, :, :]
+    return _stratified(x, d.target.astype(np.int64), 10, side_px, channels, seed, val_fraction, test_fraction,
+                       f"sklearn digits (1797 8x8 images, bilinear to {side_px}x{side_px}, seed {seed})", limit)
+
+
+def load_image_folder(root: str | Path, side_px: int = 32, channels: int = 3, seed: int = 0,
+                      val_fraction: float = 0.2, test_fraction: float = 0.2,
+                      limit: Optional[int] = None) -> ImageData:
+    """A torchvision ImageFolder (root/class_x/*.png) read into tensors with the digits transforms."""
+    from torchvision import transforms
+    from torchvision.datasets import ImageFolder
+
+    root = Path(root)
+    if not root.is_dir():
+        raise EdgesimError(f"image folder {root}: not a directory (expected root/<class>/<image>.png)")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(classes) < 2:
+        raise EdgesimError(f"image folder {root}: found {len(classes)} class folder(s); need at least 2 "
+                           "(layout root/<class>/<image>.png)")
+    tf = transforms.Compose([transforms.Grayscale(1) if channels == 1 else transforms.Lambda(lambda im: im.convert("RGB")),
+                             transforms.Resize((side_px, side_px)), transforms.ToTensor()])
+    try:
+        ds = ImageFolder(str(root), transform=tf)
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise EdgesimError(f"image folder {root}: {str(exc).splitlines()[0]} (suffixes: {', '.join(IMAGE_SUFFIXES)})") from None
+    import torch
+
+    xs, ys = [], []
+    for path, label in ds.samples:
+        try:
+            xs.append(ds.transform(ds.loader(path)))
+        except Exception as exc:  # PIL.UnidentifiedImageError and friends
+            raise EdgesimError(f"image folder {root}: cannot read {path}: {type(exc).__name__}") from None
+        ys.append(label)
+    y = np.asarray(ys, dtype=np.int64)
+    if len(y) < 10:
+        raise EdgesimError(f"image folder {root}: {len(y)} images; need at least 10 for a train/val/test split")
+    x = torch.stack(xs).numpy()
+    return _stratified(x, y, len(ds.classes), side_px, channels, seed, val_fraction, test_fraction,
+                       f"image folder {root} ({len(y)} images, {len(ds.classes)} classes, seed {seed})", limit)
+
+
+def load_data(dataset: str = "digits", side_px: int = 32, channels: int = 3, seed: int = 0,
+              limit: Optional[int] = None) -> ImageData:
+    """'digits' or a path to an ImageFolder root."""
+    if dataset == "digits":
+        return load_digits_data(side_px, channels, seed, limit=limit)
+    return load_image_folder(dataset, side_px, channels, seed, limit=limit)
+
+
+def batches(split: Split, batch_size: int, shuffle: bool, generator=None):
+    """Mini-batches (x, y) of a split; shuffled with the given torch.Generator."""
+    import torch
+
+    n = len(split)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    for i in range(0, n, batch_size):
+        j = order[i:i + batch_size]
+        yield split.x[j], split.y[j]

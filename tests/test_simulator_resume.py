@@ -1,0 +1,44 @@
+"""Crash safety: an interrupted sweep keeps its finished points and --resume ends byte-identical."""
+
+from __future__ import annotations
+
+import pytest
+
+import simulator.runner as runner
+from simulator.cli import main
+from tests.sim_helpers import scenario_dict, write_scenario, write_toy_profiles
+
+
+def test_interrupt_then_resume_is_byte_identical(tmp_path, monkeypatch, capsys):
+    profiles = write_toy_profiles(tmp_path)
+    data = scenario_dict(profiles, sweep={"grid": {"link.data_rate_mbps": {"log": [0.1, 10, 6]}}}, outputs={"plots": False})
+    path = write_scenario(tmp_path, data)
+    full = tmp_path / "full"
+    assert main(["run", str(path), "--out", str(full)]) == 0
+
+    real = runner.run_point
+    calls = {"n": 0}
+
+    def flaky(scenario, point, overrides):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt  # what Ctrl-C or SIGTERM (turned into KeyboardInterrupt) does mid-sweep
+        return real(scenario, point, overrides)
+
+    monkeypatch.setattr(runner, "run_point", flaky)
+    part = tmp_path / "part"
+    assert main(["run", str(path), "--out", str(part)]) == 130
+    err = capsys.readouterr().err
+    assert "3 finished sweep point(s) kept" in err and f"edgesim run --resume {part}" in err
+    assert not part.exists() and (tmp_path / "part.partial").exists()
+
+    monkeypatch.setattr(runner, "run_point", real)
+    assert main(["run", "--resume", str(part)]) == 0
+    assert (part / "summary.csv").read_bytes() == (full / "summary.csv").read_bytes()
+    assert (part / "frames.parquet").read_bytes() == (full / "frames.parquet").read_bytes()
+    assert not (tmp_path / "part.partial").exists()
+
+
+def test_resume_without_interrupted_run(tmp_path, capsys):
+    assert main(["run", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "no interrupted run to resume" in capsys.readouterr().err
