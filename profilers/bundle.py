@@ -19,7 +19,7 @@ from profilers.schema import DeviceProfile, load_profile, save_profile
 #: models the shipped scenarios need, with their input side (002 sections 2 and 4)
 BUNDLE_MODELS = (
     ("densenet201", 224), ("densenet169", 224), ("densenet201-mimic", 224), ("resnet152", 224),
-    ("inception_v3", 299), ("mobilenet_v2", 224),
+    ("inception_v3", 299), ("mobilenet_v2", 224), ("resnet50", 224),
 )
 HOST_NAME = "host-cpu"
 HOST_1T_NAME = "host-cpu-1thread"

@@ -4,7 +4,10 @@ A FIFO single-server stage obeys Lindley's recursion d_i = max(a_i, d_{i-1}) + s
 d = S + cummax(a - S_prev) with S the cumulative service (numpy cumsum and np.maximum.accumulate).
 A link with a piecewise-constant rate is the same recursion in the cumulative-bits domain C(t):
 C(d_i) = max(C(a_i), C(d_{i-1})) + bits_i, so traced links stay exact. Several parallel servers
-(M/G/c) use the earliest-free-server recursion with a heap. Results equal the SimPy engine's.
+(M/G/c) use the earliest-free-server recursion with a heap. Results equal the SimPy engine's; the one
+known exception is an exact tie in arrival times that SimPy orders by floating-point noise (transfers that
+start during a link outage all end when it ends): both engines then serve the tied frames FIFO, possibly
+in a different order.
 """
 
 from __future__ import annotations
@@ -40,15 +43,40 @@ def _multi_server(arrival: np.ndarray, service: np.ndarray, servers: int) -> tup
     return start, start + service
 
 
-def _fifo_stage(arrival: np.ndarray, service: np.ndarray, key: np.ndarray, servers: int = 1):
+def _arrival_order(arrival: np.ndarray, tiebreak: np.ndarray | None) -> np.ndarray | None:
+    """Indices that sort arrivals, or None when they already strictly increase (the common case).
+
+    Simultaneous arrivals are ordered as SimPy orders their events: the one whose upstream service
+    started first was scheduled first (tiebreak), then by frame index.
+    """
+    if arrival.size < 2 or bool((arrival[1:] > arrival[:-1]).all()):
+        return None
+    keys = (np.arange(arrival.size),) + ((tiebreak,) if tiebreak is not None else ()) + (arrival,)
+    return np.lexsort(keys)
+
+
+def _fifo_stage(arrival: np.ndarray, service: np.ndarray, key: np.ndarray, servers: int = 1,
+                tiebreak: np.ndarray | None = None):
     """Per-queue FIFO (key = queue id) in arrival order; returns start and end times in frame order."""
-    start = np.full(arrival.shape, np.nan)
-    end = np.full(arrival.shape, np.nan)
-    for q in np.unique(key):
-        idx = np.flatnonzero(key == q)
-        idx = idx[np.argsort(arrival[idx], kind="stable")]
-        s, e = _multi_server(arrival[idx], service[idx], servers)
-        start[idx], end[idx] = s, e
+    if arrival.size == 0 or bool((key == key[0]).all()):
+        groups = [None]
+    else:
+        groups = [np.flatnonzero(key == q) for q in np.unique(key)]
+    start = np.empty(arrival.shape)
+    end = np.empty(arrival.shape)
+    for idx in groups:
+        a = arrival if idx is None else arrival[idx]
+        s_ = service if idx is None else service[idx]
+        tb = tiebreak if idx is None or tiebreak is None else tiebreak[idx]
+        order = _arrival_order(a, tb)
+        if order is not None:
+            a, s_ = a[order], s_[order]
+            idx = order if idx is None else idx[order]
+        st, en = _multi_server(a, s_, servers)
+        if idx is None:
+            start, end = st, en
+        else:
+            start[idx], end[idx] = st, en
     return start, end
 
 
@@ -90,9 +118,9 @@ def simulate_fast(plan: FramePlan, topo: Topology) -> dict[str, np.ndarray]:
             us[sel], ue[sel] = st, trace.finish_time(st, b)
     out["up_start"][off], out["up_end"][off] = us, ue
     arr_server = ue + topo.propagation_s
-    ts, te = _fifo_stage(arr_server, tail[off], np.zeros(arr_server.shape, dtype=np.int64), topo.servers)
+    ts, te = _fifo_stage(arr_server, tail[off], np.zeros(arr_server.shape, dtype=np.int64), topo.servers, tiebreak=us)
     out["tail_start"][off], out["tail_end"][off] = ts, te
-    ds, de = _fifo_stage(te, down[off], mob)
+    ds, de = _fifo_stage(te, down[off], mob, tiebreak=ts)
     out["down_start"][off], out["down_end"][off] = ds, de
     out["done"][off] = de + topo.propagation_s
     out["status"] = np.zeros(n, dtype=np.int8)

@@ -10,49 +10,35 @@ import pandas as pd
 from simulator.scenario import Scenario
 
 
-def build_figures(scenario: Scenario, summary: pd.DataFrame, frames: Optional[pd.DataFrame]) -> dict:
-    """Every figure that applies to this run: gains, delay components, CDFs, energy, per-layer profile."""
-    from simulator import plots
-    from simulator.devices import resolve_devices, reference_model
-
-    figs = dict(plots.gain_figures(summary))
-    if frames is not None and len(frames):
-        figs["delay_components"] = plots.delay_components_figure(summary, frames)
-        figs["delay_cdf"] = plots.delay_cdf_figure(frames)
-    figs["energy"] = plots.energy_figure(summary)
-    for name in ("throughput_drop_figure", "accuracy_figure"):
-        fn = getattr(plots, name, None)
-        if fn is not None:
-            fig = fn(summary)
-            if fig is not None:
-                figs[name.removesuffix("_figure")] = fig
-    devices = resolve_devices(scenario)
-    models = []
+def policy_models(scenario: Scenario) -> list[str]:
+    """The models the scenario's policies run, in order, without repeats."""
+    models: list[str] = []
     for spec in scenario.policies:
-        mid = spec.model or (f"{scenario.model}-mimic" if spec.name == "mimic" else scenario.model)
-        if spec.edge_model:
-            mid = spec.edge_model
-        if mid not in models:
-            models.append(mid)
-    for mid in models:
-        try:
-            figs[f"layers_{mid}"] = plots.layer_profile_figure(reference_model(devices, mid))
-        except Exception:  # a model without split points (e.g. inline devices only) has no layer figure
-            continue
-    return {k: v for k, v in figs.items() if v is not None}
+        if spec.edge_model or spec.cloud_model:
+            ids = [spec.edge_model, spec.cloud_model]
+        else:
+            ids = [spec.model or (f"{scenario.model}-mimic" if spec.name == "mimic" else scenario.model)]
+        models += [m for m in ids if m and m not in models]
+    return models
 
 
 def write_plots_and_report(folder: Path, scenario: Scenario, summary: pd.DataFrame, manifest: dict,
                            png: Optional[str] = None) -> list[str]:
-    """Write plots (HTML, and PNG where chromium works) and report.html into folder; returns warnings."""
-    from simulator import report
+    """Write plots (HTML, and PNG where Chromium works) and report.html into folder; returns warnings."""
+    from profilers.errors import EdgesimError
+    from simulator import plots, report
+    from simulator.devices import reference_model, resolve_devices
 
     frames_path = folder / "frames.parquet"
     frames = pd.read_parquet(frames_path) if frames_path.exists() else None
-    figs = build_figures(scenario, summary, frames)
+    devices = resolve_devices(scenario)
+    profiles = []
+    for model_id in policy_models(scenario):
+        try:
+            profiles.append(reference_model(devices, model_id))
+        except EdgesimError:  # inline-only scenarios have no per-layer profile to draw
+            continue
+    figs = plots.build_figures(summary, frames, profiles)
     written = report.write_figures(figs, folder / "plots", png or scenario.outputs.png)
-    warnings = []
-    if isinstance(written, tuple):
-        written, warnings = written
     report.write_report(folder, figs, summary, manifest, title=f"edgesim: {scenario.name}")
-    return list(warnings)
+    return list(getattr(written, "warnings", []))

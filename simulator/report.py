@@ -28,7 +28,7 @@ CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/go
 PNG_TIMEOUT_S = 60.0
 PNG_WIDTH_PX = 1100
 PNG_HEIGHT_PX = 500
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 PngMode = Literal["auto", "yes", "no"]
 
 GAIN_DEFINITION = (
@@ -68,6 +68,11 @@ class WrittenFigures(dict):
         super().__init__(*args, **kwargs)
         self.warnings: list[str] = []
         self.png_seconds: float = 0.0
+
+
+def file_stem(name: str) -> str:
+    """A figure name made safe as a file name and HTML id (other characters become '_', no leading dot)."""
+    return _UNSAFE.sub("_", name).lstrip(".") or "figure"
 
 
 def write_plotlyjs(out_dir: str | Path) -> Path:
@@ -129,14 +134,14 @@ def write_figures(figures: Mapping[str, object], out_dir: str | Path, png: PngMo
     if png not in ("auto", "yes", "no"):
         raise EdgesimError(f"png '{png}': expected one of auto, yes, no")
     out_dir = Path(out_dir)
-    for name in figures:
-        if not _SAFE_NAME.match(name):
-            raise EdgesimError(f"figure name '{name}': use letters, digits, '_', '-' or '.' only (it is a file name)")
+    stems = {name: file_stem(name) for name in figures}
+    if len(set(stems.values())) != len(stems):
+        raise EdgesimError(f"figure names {sorted(figures)} give clashing file names; rename one")
     written = WrittenFigures()
     write_plotlyjs(out_dir)
     for name, fig in figures.items():
-        page = fig.to_html(include_plotlyjs="directory", full_html=True, div_id=f"fig-{name}")
-        written[name] = [atomic_write_text(out_dir / f"{name}.html", page)]
+        page = fig.to_html(include_plotlyjs="directory", full_html=True, div_id=f"fig-{stems[name]}")
+        written[name] = [atomic_write_text(out_dir / f"{stems[name]}.html", page)]
     if png == "no" or not figures:
         return written
     import time
@@ -154,7 +159,7 @@ def write_figures(figures: Mapping[str, object], out_dir: str | Path, png: PngMo
         return written
     written.png_seconds = time.perf_counter() - start
     for name, data in images.items():
-        written[name].append(atomic_write_bytes(out_dir / f"{name}.png", data))
+        written[name].append(atomic_write_bytes(out_dir / f"{stems[name]}.png", data))
     return written
 
 
@@ -240,12 +245,13 @@ def report_html(figures: Mapping[str, object], summary: pd.DataFrame, manifest: 
         f"<h1>{esc(title)}</h1>", f"<p class='note'>{esc(GAIN_DEFINITION)}</p>",
     ]
     if figures:
-        parts.append("<nav><ul>" + "".join(f"<li><a href='#sec-{esc(n)}'>{esc(n)}</a></li>" for n in figures)
+        parts.append("<nav><ul>" + "".join(f"<li><a href='#sec-{file_stem(n)}'>{esc(n)}</a></li>" for n in figures)
                      + "<li><a href='#sec-summary'>summary table</a></li><li><a href='#sec-manifest'>manifest</a>"
                        "</li></ul></nav>")
     for name, fig in figures.items():
-        parts += [f"<h2 id='sec-{esc(name)}'>{esc(name)}</h2>", f"<p class='note'>{esc(_figure_note(name, fig))}</p>",
-                  fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{name}")]
+        stem = file_stem(name)
+        parts += [f"<h2 id='sec-{stem}'>{esc(name)}</h2>", f"<p class='note'>{esc(_figure_note(name, fig))}</p>",
+                  fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{stem}")]
     table = format_summary(summary).to_html(index=False, border=0, classes="t summary", na_rep="–")
     parts += ["<h2 id='sec-summary'>Summary: one row per sweep point and policy</h2>",
               "<p class='note'>Times in ms (3 significant digits; columns renamed from _s to _ms), gains and "

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+torch.set_num_threads(1)  # two pytest workers on two cores: avoid oversubscription
+
 from profilers.dmd.adapters import LlavaNextVideoYesNoAdapter, TorchClassifierAdapter, ViltYesNoAdapter, parse_yes_no
 from profilers.dmd.generate import Sample, confidence_features, generate
 from profilers.errors import EdgesimError

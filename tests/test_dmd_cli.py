@@ -7,6 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
+torch.set_num_threads(1)  # two pytest workers on two cores: avoid oversubscription
+
 from profilers.dmd.cli import register
 
 

@@ -291,11 +291,16 @@ def test_write_figures_png_no_writes_html_only(tmp_path, small_figs):
     assert written.warnings == []
 
 
-def test_write_figures_rejects_bad_mode_and_names(tmp_path, small_figs):
+def test_write_figures_rejects_bad_mode_and_keeps_files_inside(tmp_path, small_figs):
     with pytest.raises(EdgesimError):
         report.write_figures(small_figs, tmp_path, png="maybe")
+    out = tmp_path / "out"
+    written = report.write_figures({"../evil": small_figs["layers_tiny"], "layers_org/model": small_figs["layers_tiny"]},
+                                   out, png="no")
+    assert written["../evil"] == [out / "_evil.html"] and written["layers_org/model"] == [out / "layers_org_model.html"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     with pytest.raises(EdgesimError):
-        report.write_figures({"../evil": small_figs["layers_tiny"]}, tmp_path, png="no")
+        report.write_figures({"a/b": small_figs["layers_tiny"], "a_b": small_figs["layers_tiny"]}, out, png="no")
 
 
 def test_png_auto_never_raises_and_yes_raises_one_line(tmp_path, small_figs, monkeypatch):

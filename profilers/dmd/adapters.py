@@ -270,7 +270,7 @@ class LlavaNextVideoYesNoAdapter:
         std = getattr(cfg, "image_std", None) or [0.26862954, 0.26130258, 0.27577711]
         frames = preprocess_images(batch, (self.image_size, self.image_size), mean, std)
         pixels = frames.unsqueeze(1).expand(-1, self.num_frames, -1, -1, -1).contiguous()
-        ids = torch.tensor([self._prompt_ids(self._video_tokens(pixels) // 1)] * len(batch), dtype=torch.long)
+        ids = torch.tensor([self._prompt_ids(self._video_tokens(pixels))] * len(batch), dtype=torch.long)
         with torch.no_grad():
             out = self.model.generate(input_ids=ids.to(self.device), attention_mask=torch.ones_like(ids).to(self.device),
                                       pixel_values_videos=pixels.to(self.device), max_new_tokens=self.max_new_tokens, do_sample=False,

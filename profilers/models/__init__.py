@@ -54,11 +54,12 @@ def _load_builtin() -> None:
     """Import the modules that register models (kept lazy so `import profilers` stays cheap)."""
     import importlib
 
-    for name in ("torchvision_models", "vgg", "mimic", "hf"):
+    for module in ("profilers.models.torchvision_models", "profilers.models.vgg", "profilers.models.mimic",
+                   "profilers.models.hf", "profilers.dmd.models", "profilers.distill.models"):
         try:
-            importlib.import_module(f"profilers.models.{name}")
+            importlib.import_module(module)
         except ModuleNotFoundError as exc:
-            if exc.name != f"profilers.models.{name}":
+            if exc.name != module:
                 raise
 
 

@@ -145,6 +145,12 @@ def resnet18(input_size=None, checkpoint=None, shapes_only=False, **_) -> Splitt
     return _resnet("resnet18", "resnet18", input_size, checkpoint, shapes_only)
 
 
+@register("resnet50", "ResNet-50, torchvision (calibration anchor of derived laptop-class CPUs)", "resnet")
+def resnet50(input_size=None, checkpoint=None, shapes_only=False, **_) -> SplittableModel:
+    """ResNet-50 with stage-boundary split points."""
+    return _resnet("resnet50", "resnet50", input_size, checkpoint, shapes_only)
+
+
 @register("inception_v3", "Inception-v3 (002 Table 3), torchvision, 299x299, no aux logits", "inception")
 def inception_v3(input_size=None, checkpoint=None, shapes_only=False, **_) -> SplittableModel:
     """Inception-v3 as its Conv/Mixed blocks and pools; split points at block-group boundaries."""

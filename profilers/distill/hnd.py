@@ -1,0 +1,226 @@
+"""Head network distillation with an injected bottleneck (002 section 3, eq. (1)).
+
+A student head replaces the frozen teacher's head up to a split point; it is trained with Adam to minimise
+SSE(X) = sum_{x in X} ||t(x) - s(x)||^2 between the teacher head's output t(x) and the student's s(x)
+(002 eq. (1)), then attached to the teacher's original tail (the "mimic" model). The mobile device runs the
+student encoder and bottleneck; the edge server runs the student decoder and the teacher tail.
+
+Two kinds of student head:
+* the four mimic ids of profilers/models/mimic.py (densenet169/201, resnet152, inception_v3 at 224/299):
+  build_student_head(model_id), 3-channel bottleneck at 1.68% / 1.53% of the input (002 Table 3);
+* a generic head for a small teacher (ours): stride-2 3x3 convs (32, 64, 128... channels) halve the input
+  until it is twice the teacher tensor's side, then BN, ReLU and a k2 s2 conv to b bottleneck channels at the
+  teacher tensor's side, then a stride-1 decoder (3x3 conv to 64, 3x3 conv to C_t, 1x1 conv) restores the
+  teacher's C_t channels. b defaults to the count that brings the transferred tensor nearest 1.7% of the input
+  values (002 Table 3: 1.68%); for resnet18 at 32x32 split at layer2 (128x4x4) that is b = 3: 3x4x4 = 48
+  values = 1.56% of 3x32x32 = 3072.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Callable, Optional
+
+from profilers.distill.data import ImageData, Split, batches
+from profilers.errors import EdgesimError
+
+Progress = Callable[[int, int], None]
+TARGET_FRACTION = 0.017  # transferred values / input values aimed at by the generic bottleneck (002 Table 3: 1.68%)
+
+
+def hnd_loss(student_out, teacher_out):
+    """002 eq. (1): sum over the batch of the squared L2 distance between teacher and student head outputs."""
+    return ((teacher_out.detach() - student_out) ** 2).sum()
+
+
+@lru_cache(maxsize=None)
+def _head_class():
+    import torch.nn as nn
+
+    class BottleneckHead(nn.Module):
+        """Student head: encoder and bottleneck (mobile device), decoder (edge server) mimicking the teacher head."""
+
+        def __init__(self, encoder, bottleneck, decoder):
+            super().__init__()
+            self.encoder = encoder
+            self.bottleneck = bottleneck
+            self.decoder = decoder
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+        def encode(self, x):
+            """Mobile-device side: the tensor sent over the link."""
+            return self.bottleneck(self.encoder(x))
+
+        def forward(self, x):
+            return self.decoder(self.encode(x))
+
+        def blocks(self) -> list:
+            """Top-level blocks in execution order: encoder, bottleneck, decoder stages."""
+            return [self.encoder, self.bottleneck, *self.decoder.children()]
+
+        def mobile_blocks(self) -> int:
+            """Number of leading blocks the mobile device runs (encoder and bottleneck)."""
+            return 2
+
+    return BottleneckHead
+
+
+def _bn_relu_conv(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0):
+    import torch.nn as nn
+
+    return nn.Sequential(nn.BatchNorm2d(c_in), nn.ReLU(inplace=False),
+                         nn.Conv2d(c_in, c_out, kernel_size=kernel, stride=stride, padding=padding, bias=False))
+
+
+def auto_bottleneck_channels(input_shape: tuple[int, ...], teacher_shape: tuple[int, ...]) -> int:
+    """Bottleneck channels whose tensor (b x h_t x w_t) is nearest TARGET_FRACTION of the input values."""
+    return max(1, round(TARGET_FRACTION * math.prod(input_shape) / (teacher_shape[1] * teacher_shape[2])))
+
+
+def build_generic_head(input_shape: tuple[int, int, int], teacher_shape: tuple[int, int, int],
+                       bottleneck_channels: Optional[int] = None):
+    """A bottlenecked student head from input_shape (C, H, W) to the teacher head's output teacher_shape."""
+    import torch.nn as nn
+
+    c_in, side, _ = input_shape
+    c_t, t_side, _ = teacher_shape
+    ratio = side // t_side
+    if side % t_side or ratio < 2 or ratio & (ratio - 1):
+        raise EdgesimError(f"generic student head: input side {side} must be a power-of-2 multiple (>= 2) of the "
+                           f"teacher tensor side {t_side}")
+    b = bottleneck_channels or auto_bottleneck_channels(input_shape, teacher_shape)
+    layers: list = []
+    c, width = c_in, 32
+    for i in range(int(math.log2(ratio)) - 1):
+        if i:
+            layers += [nn.BatchNorm2d(c), nn.ReLU(inplace=False)]
+        layers.append(nn.Conv2d(c, width, kernel_size=3, stride=2, padding=1, bias=False))
+        c, width = width, width * 2
+    if not layers:  # ratio 2: one stride-1 conv so that the encoder has some capacity
+        layers.append(nn.Conv2d(c, 32, kernel_size=3, padding=1, bias=False))
+        c = 32
+    encoder = nn.Sequential(*layers)
+    bottleneck = _bn_relu_conv(c, b, kernel=2, stride=2)
+    decoder = nn.Sequential(_bn_relu_conv(b, 64, 3, padding=1), _bn_relu_conv(64, c_t, 3, padding=1),
+                            _bn_relu_conv(c_t, c_t, 1))
+    return _head_class()(encoder, bottleneck, decoder)
+
+
+# ----------------------------------------------------------------------------- teachers cut into head and tail
+
+
+def resnet_blocks(net) -> tuple[list, list[tuple[str, int]]]:
+    """torchvision ResNet as the profilers' blocks (conv1 ... layer4, avgpool, flatten, fc) and split points."""
+    import torch.nn as nn
+
+    blocks = [net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4,
+              net.avgpool, nn.Flatten(1), net.fc]
+    return blocks, [(f"layer{i}", 4 + i) for i in range(1, 5)]
+
+
+def split_teacher(net, split: str):
+    """(head, tail) nn.Sequential of a torchvision ResNet cut at a stage boundary (layer1..layer4)."""
+    import torch.nn as nn
+
+    blocks, points = resnet_blocks(net)
+    index = dict(points).get(split)
+    if index is None:
+        raise EdgesimError(f"unknown split point '{split}' for the teacher; known: {', '.join(p for p, _ in points)}")
+    return nn.Sequential(*blocks[:index]), nn.Sequential(*blocks[index:])
+
+
+@lru_cache(maxsize=None)
+def _mimic_class():
+    import torch.nn as nn
+
+    class MimicNet(nn.Module):
+        """Student head (with its bottleneck) followed by the teacher's original tail (002 Fig. 2)."""
+
+        def __init__(self, student_head, tail):
+            super().__init__()
+            self.student_head = student_head
+            self.tail = tail
+
+        def forward(self, x):
+            return self.tail(self.student_head(x))
+
+    return MimicNet
+
+
+def make_mimic(student_head, tail):
+    """The mimic model: student head then teacher tail."""
+    return _mimic_class()(student_head, tail)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@dataclass
+class HeadTrainResult:
+    """SSE per image on the training and validation images after each epoch, and the wall time."""
+
+    train_sse: list[float] = field(default_factory=list)
+    val_sse: list[float] = field(default_factory=list)
+    initial_val_sse: float = 0.0
+    time_s: float = 0.0
+
+
+def teacher_outputs(teacher_head, split: Split, batch_size: int = 128):
+    """The frozen teacher head's outputs t(x) on every image of split (computed once: no augmentation)."""
+    import torch
+
+    teacher_head.eval()
+    with torch.no_grad():
+        return torch.cat([teacher_head(x) for x, _ in batches(split, batch_size, shuffle=False)])
+
+
+def _sse_per_image(student, x, t, batch_size: int = 128) -> float:
+    import torch
+
+    student.eval()
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            total += float(hnd_loss(student(x[i:i + batch_size]), t[i:i + batch_size]))
+    return total / max(len(x), 1)
+
+
+def train_head(student, teacher_head, data: ImageData, epochs: int, lr: float = 1e-3, batch_size: int = 32,
+               seed: int = 0, progress: Optional[Progress] = None) -> HeadTrainResult:
+    """Adam on 002 eq. (1) against the frozen teacher head; teacher outputs precomputed once."""
+    import torch
+
+    for p in teacher_head.parameters():
+        p.requires_grad_(False)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    t_train = teacher_outputs(teacher_head, data.train)
+    t_val = teacher_outputs(teacher_head, data.val)
+    result = HeadTrainResult(initial_val_sse=_sse_per_image(student, data.val.x, t_val))
+    opt = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=lr)
+    n = len(data.train)
+    steps = (n + batch_size - 1) // batch_size
+    for epoch in range(epochs):
+        student.train()
+        total = 0.0
+        order = torch.randperm(n, generator=gen)
+        for step, i in enumerate(range(0, n, batch_size)):
+            j = order[i:i + batch_size]
+            loss = hnd_loss(student(data.train.x[j]), t_train[j])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+            if progress is not None:
+                progress(epoch * steps + step + 1, epochs * steps)
+        result.train_sse.append(total / n)
+        result.val_sse.append(_sse_per_image(student, data.val.x, t_val))
+    student.eval()
+    result.time_s = time.perf_counter() - start
+    return result
