@@ -61,6 +61,8 @@ def run(
     jobs: int = typer.Option(1, "--jobs", "-j", min=0, help="parallel processes for sweep points (0 = all cores)"),
     engine: Optional[str] = typer.Option(None, "--engine", help="auto | simpy | fast"),
     resume: Optional[Path] = typer.Option(None, "--resume", help="finish an interrupted run into this folder"),
+    executor: str = typer.Option("process", "--executor", help="process (this machine) | dask"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address (default: a LocalCluster)"),
 ) -> None:
     """Simulate a scenario: frames.parquet, summary.csv, plots and report.html in a results folder."""
     from simulator.results import python_command, run_to_folder, staging_dir
@@ -86,7 +88,8 @@ def run(
     try:
         with bar:
             manifest = run_to_folder(sc, target, jobs=jobs, resume=resume is not None, progress=update,
-                                     command=python_command(), scenario_source=str(scenario or resume))
+                                     command=python_command(), scenario_source=str(scenario or resume),
+                                     executor=executor, scheduler=scheduler)
     except KeyboardInterrupt:
         from simulator.results import finished_points
 

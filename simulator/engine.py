@@ -60,7 +60,7 @@ class _Station:
     __slots__ = ("env", "free", "queue", "capacity", "service", "start", "end", "on_done", "on_drop", "busy_until", "stage")
 
     def __init__(self, env: simpy.Environment, servers: int, capacity: Optional[int],
-                 service: Callable[[int, float], float], start: np.ndarray, end: np.ndarray,
+                 service: Callable[[int, float], float], start: list, end: list,
                  on_done: Callable[[int], None], on_drop: Callable[[int, int], None], stage: int) -> None:
         self.env, self.free, self.queue, self.capacity = env, servers, deque(), capacity
         self.service, self.start, self.end, self.on_done, self.on_drop = service, start, end, on_done, on_drop
@@ -80,7 +80,8 @@ class _Station:
         now = self.env.now
         s = self.service(i, now)
         self.start[i] = now
-        self.busy_until = max(self.busy_until, now + s)
+        if now + s > self.busy_until:
+            self.busy_until = now + s
         self.env.timeout(s, i).callbacks.append(self._finish)
 
     def _finish(self, event: simpy.events.Event) -> None:
@@ -96,10 +97,10 @@ class _Station:
         while self.queue:
             self.on_drop(self.queue.popleft(), self.stage)
 
-    def backlog_s(self, mean_service_s: float) -> float:
-        """Predicted wait for a new arrival: residual service plus queued frames at their mean service."""
+    def backlog_s(self, service_of: Callable[[int], float], servers: int = 1) -> float:
+        """Predicted wait for a new arrival: residual service plus the queued frames' own service, over c servers."""
         residual = max(self.busy_until - self.env.now, 0.0) if not self.free else 0.0
-        return residual + len(self.queue) * mean_service_s
+        return residual + sum(service_of(j) for j in self.queue) / servers
 
 
 def simulate(plan: FramePlan, topo: Topology, choose_one: Optional[Callable[[LoadView, int], int]] = None,
@@ -107,22 +108,34 @@ def simulate(plan: FramePlan, topo: Topology, choose_one: Optional[Callable[[Loa
     """Run the discrete-event simulation; returns per-frame stage times, status and chosen route."""
     n = plan.capture_s.size
     env = simpy.Environment()
-    t = {k: np.full(n, np.nan) for k in ("head_start", "head_end", "up_start", "up_end", "tail_start", "tail_end", "down_start", "down_end", "done")}
-    status = np.zeros(n, dtype=np.int8)
-    drop_stage = np.zeros(n, dtype=np.int8)
+    nan = float("nan")
+    t = {k: [nan] * n for k in ("head_start", "head_end", "up_start", "up_end", "tail_start", "tail_end", "down_start", "down_end", "done")}
+    status = [COMPLETED] * n
+    drop_stage = [0] * n
     route = plan.route
     rows = np.arange(n)
-    head_s, wire_bits, tail_s, down_s = plan.head_s, plan.wire_bits, plan.tail_s, plan.down_s
+    # per-frame demands of the chosen route as Python lists (cheap to index in the inner loop)
+    if choose_one is None:
+        head_c = plan.head_s[route, rows].tolist()
+        bits_c = plan.wire_bits[route, rows].tolist()
+        tail_c = plan.tail_s[route, rows].tolist()
+        down_c = plan.down_s[route, rows].tolist()
+    else:
+        head_c, bits_c, tail_c, down_c = [0.0] * n, [0.0] * n, [nan] * n, [0.0] * n
+    mobile_of = plan.mobile.tolist()
+    capture_s = plan.capture_s.tolist()
     prop = topo.propagation_s
+    deadline = topo.deadline_s
     bw_est = [tr.rate_bps_at(0.0) for tr in topo.uplink]
+    t_done, t_up_start, t_up_end = t["done"], t["up_start"], t["up_end"]
 
     def drop(i: int, stage: int) -> None:
         status[i], drop_stage[i] = DROPPED, stage
-        t["done"][i] = env.now
+        t_done[i] = env.now
 
     def finish(i: int) -> None:
-        t["done"][i] = env.now
-        if topo.deadline_s is not None and env.now - plan.capture_s[i] > topo.deadline_s + 1e-12:
+        t_done[i] = env.now
+        if deadline is not None and env.now - capture_s[i] > deadline + 1e-12:
             status[i] = LATE
 
     def finish_event(event) -> None:
@@ -134,70 +147,71 @@ def simulate(plan: FramePlan, topo: Topology, choose_one: Optional[Callable[[Loa
         else:
             finish(i)
 
-    downlinks = [_Station(env, 1, None, lambda i, now: down_s[route[i], i], t["down_start"], t["down_end"], down_done, drop, 4)
+    downlinks = [_Station(env, 1, None, lambda i, now: down_c[i], t["down_start"], t["down_end"], down_done, drop, 4)
                  for _ in range(plan.n_mobiles)]
 
     def tail_done(i: int) -> None:
-        downlinks[plan.mobile[i]].arrive(i)
+        downlinks[mobile_of[i]].arrive(i)
 
-    server = _Station(env, topo.servers, topo.server_capacity, lambda i, now: tail_s[route[i], i],
+    server = _Station(env, topo.servers, topo.server_capacity, lambda i, now: tail_c[i],
                       t["tail_start"], t["tail_end"], tail_done, drop, 3)
 
     def server_arrive_event(event) -> None:
         server.arrive(event._value)
 
-    def uplink_index(i: int) -> int:
-        return 0 if topo.shared_medium else int(plan.mobile[i])
+    shared = topo.shared_medium
+    links = topo.uplink
 
     def up_service(i: int, now: float) -> float:
-        return topo.uplink[uplink_index(i)].finish_time(now, wire_bits[route[i], i]) - now
+        return links[0 if shared else mobile_of[i]].finish_time(now, bits_c[i]) - now
 
     def up_done(i: int) -> None:
-        k = uplink_index(i)
-        dur = t["up_end"][i] - t["up_start"][i]
+        k = 0 if shared else mobile_of[i]
+        dur = t_up_end[i] - t_up_start[i]
         if dur > 0:
-            bw_est[k] = (1 - ewma_alpha) * bw_est[k] + ewma_alpha * wire_bits[route[i], i] / dur
+            bw_est[k] = (1 - ewma_alpha) * bw_est[k] + ewma_alpha * bits_c[i] / dur
         if prop > 0:
             env.timeout(prop, i).callbacks.append(server_arrive_event)
         else:
             server.arrive(i)
 
-    uplinks = [_Station(env, 1, None, up_service, t["up_start"], t["up_end"], up_done, drop, 2)
-               for _ in range(1 if topo.shared_medium else plan.n_mobiles)]
+    uplinks = [_Station(env, 1, None, up_service, t_up_start, t_up_end, up_done, drop, 2)
+               for _ in range(1 if shared else plan.n_mobiles)]
 
     def head_done(i: int) -> None:
-        r = route[i]
-        if wire_bits[r, i] > 0 or not np.isnan(tail_s[r, i]):
-            uplinks[uplink_index(i)].arrive(i)
+        if bits_c[i] > 0 or tail_c[i] == tail_c[i]:  # something to send, or a tail to run (not NaN)
+            uplinks[0 if shared else mobile_of[i]].arrive(i)
         else:
             finish(i)
 
-    mobiles = [_Station(env, 1, topo.mobile_capacity, lambda i, now: head_s[route[i], i],
+    mobiles = [_Station(env, 1, topo.mobile_capacity, lambda i, now: head_c[i],
                         t["head_start"], t["head_end"], head_done, drop, 1) for _ in range(plan.n_mobiles)]
 
-    mean_head = head_s.mean(axis=1) if n else np.zeros(head_s.shape[0])
-    mean_tail = np.nan_to_num(tail_s).mean(axis=1) if n else mean_head
-
     def capture(i: int) -> None:
-        m = plan.mobile[i]
+        m = mobile_of[i]
         if topo.drop_stale:
             mobiles[m].drop_waiting()
         if choose_one is not None:
-            k = uplink_index(i)
-            r_prev = route[i]
+            k = 0 if shared else m
+            bw = bw_est[k] if bandwidth_estimate == "ewma" else links[k].rate_bps_at(env.now)
             view = LoadView(
                 now_s=env.now,
-                mobile_backlog_s=mobiles[m].backlog_s(float(mean_head[r_prev])),
-                uplink_backlog_s=uplinks[k].backlog_s(0.0),
-                server_backlog_s=server.backlog_s(float(mean_tail[r_prev])) / topo.servers,
-                bandwidth_bps=bw_est[k] if bandwidth_estimate == "ewma" else topo.uplink[k].rate_bps_at(env.now),
+                mobile_backlog_s=mobiles[m].backlog_s(head_c.__getitem__),
+                uplink_backlog_s=uplinks[k].backlog_s(lambda j: bits_c[j] / bw),
+                server_backlog_s=server.backlog_s(lambda j: tail_c[j], topo.servers),
+                bandwidth_bps=bw,
                 propagation_s=prop,
                 downlink_bps=topo.downlink_bps,
                 packet_payload_bytes=topo.packet_payload_bytes,
                 packet_overhead_bytes=topo.packet_overhead_bytes,
             )
-            route[i] = choose_one(view, m)
-        if head_s[route[i], i] > 0:
+            r = choose_one(view, m)
+            route[i] = r
+            head_c[i] = float(plan.head_s[r, i])
+            bits_c[i] = float(plan.wire_bits[r, i])
+            tail_c[i] = float(plan.tail_s[r, i])
+            down_c[i] = float(plan.down_s[r, i])
+        if head_c[i] > 0:
             mobiles[m].arrive(i)
         else:
             t["head_start"][i] = t["head_end"][i] = env.now
@@ -212,20 +226,20 @@ def simulate(plan: FramePlan, topo: Topology, choose_one: Optional[Callable[[Loa
         next_frame[seq[:-1]] = seq[1:]
         if seq.size:
             firsts.append(int(seq[0]))
-    capture_s = plan.capture_s
+    next_of = next_frame.tolist()
 
     def capture_event(event) -> None:
         i = event._value
-        nxt = next_frame[i]
+        nxt = next_of[i]
         if nxt >= 0:
-            env.timeout(capture_s[nxt] - env.now, int(nxt)).callbacks.append(capture_event)
+            env.timeout(capture_s[nxt] - env.now, nxt).callbacks.append(capture_event)
         capture(i)
 
     for i in sorted(firsts, key=lambda j: (capture_s[j], j)):
-        env.timeout(float(capture_s[i]), i).callbacks.append(capture_event)
+        env.timeout(capture_s[i], i).callbacks.append(capture_event)
     env.run()
-    out = {k: v for k, v in t.items()}
-    out["status"] = status
-    out["drop_stage"] = drop_stage
+    out = {k: np.asarray(v, dtype=float) for k, v in t.items()}
+    out["status"] = np.asarray(status, dtype=np.int8)
+    out["drop_stage"] = np.asarray(drop_stage, dtype=np.int8)
     out["route"] = route
     return out

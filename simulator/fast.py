@@ -58,10 +58,7 @@ def _arrival_order(arrival: np.ndarray, tiebreak: np.ndarray | None) -> np.ndarr
 def _fifo_stage(arrival: np.ndarray, service: np.ndarray, key: np.ndarray, servers: int = 1,
                 tiebreak: np.ndarray | None = None):
     """Per-queue FIFO (key = queue id) in arrival order; returns start and end times in frame order."""
-    if arrival.size == 0 or bool((key == key[0]).all()):
-        groups = [None]
-    else:
-        groups = [np.flatnonzero(key == q) for q in np.unique(key)]
+    groups = _groups(key)
     start = np.empty(arrival.shape)
     end = np.empty(arrival.shape)
     for idx in groups:
@@ -80,52 +77,95 @@ def _fifo_stage(arrival: np.ndarray, service: np.ndarray, key: np.ndarray, serve
     return start, end
 
 
+def _groups(key: np.ndarray) -> list:
+    """Index arrays per queue id, or [None] when every frame uses the same queue (no gathering needed)."""
+    if key.size == 0 or bool((key == key[0]).all()):
+        return [None]
+    return [np.flatnonzero(key == q) for q in np.unique(key)]
+
+
+def _link_stage(arrival: np.ndarray, bits: np.ndarray, key: np.ndarray, traces: list) -> tuple[np.ndarray, np.ndarray]:
+    """Per-mobile FIFO uplinks: Lindley in the cumulative-bits domain C(t) of each link (exact for traces)."""
+    start = np.empty(arrival.shape)
+    end = np.empty(arrival.shape)
+    for idx in _groups(key):
+        a = arrival if idx is None else arrival[idx]
+        b = bits if idx is None else bits[idx]
+        order = _arrival_order(a, None)
+        if order is not None:
+            a, b = a[order], b[order]
+            idx = order if idx is None else idx[order]
+        trace = traces[int(key[0] if idx is None else key[idx[0]])]
+        if trace.is_constant:
+            s_t = b / trace.rates_bps[0]
+            e = lindley(a, s_t)
+            st = e - s_t
+        else:
+            ends = np.asarray(trace.finish_time(np.zeros(a.size), lindley(np.asarray(trace.bits_until(a)), b)))
+            st = np.maximum(a, np.concatenate(([-np.inf], ends[:-1])))
+            e = trace.finish_time(st, b)
+        if idx is None:
+            start, end = st, e
+        else:
+            start[idx], end[idx] = st, e
+    return start, end
+
+
+def _take(x: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    return x if mask is None else x[mask]
+
+
+def _put(dst: np.ndarray, mask: np.ndarray | None, values: np.ndarray) -> None:
+    if mask is None:
+        dst[:] = values
+    else:
+        dst[mask] = values
+
+
+def _mask(selected: np.ndarray) -> np.ndarray | None:
+    """None when every frame is selected (the common case), else the boolean mask."""
+    return None if bool(selected.all()) else selected
+
+
 def simulate_fast(plan: FramePlan, topo: Topology) -> dict[str, np.ndarray]:
     """Same per-frame stage times as engine.simulate, computed without events (stateless scenarios only)."""
     n = plan.capture_s.size
-    idx = np.arange(n)
-    r = plan.route.astype(np.int64)
-    head = plan.head_s[r, idx]
-    bits = plan.wire_bits[r, idx]
-    tail = plan.tail_s[r, idx]
-    down = plan.down_s[r, idx]
-    out = {k: np.full(n, np.nan) for k in ("head_start", "head_end", "up_start", "up_end", "tail_start", "tail_end", "down_start", "down_end", "done")}
+    if plan.head_s.shape[0] == 1:  # one route: no gather needed
+        head, bits, tail, down = plan.head_s[0], plan.wire_bits[0], plan.tail_s[0], plan.down_s[0]
+    else:
+        idx = np.arange(n)
+        r = plan.route.astype(np.int64)
+        head, bits, tail, down = (plan.head_s[r, idx], plan.wire_bits[r, idx], plan.tail_s[r, idx],
+                                  plan.down_s[r, idx])
+    out = {k: np.full(n, np.nan) for k in ("up_start", "up_end", "tail_start", "tail_end", "down_start", "down_end")}
+    capture = plan.capture_s
+    # mobile device: frames with a head queue FIFO; the others pass at capture time
     has_head = head > 0
-    out["head_start"][~has_head] = plan.capture_s[~has_head]
-    out["head_end"][~has_head] = plan.capture_s[~has_head]
-    hs, he = _fifo_stage(plan.capture_s[has_head], head[has_head], plan.mobile[has_head])
-    out["head_start"][has_head], out["head_end"][has_head] = hs, he
-    off = (bits > 0) | ~np.isnan(tail)
-    local = ~off
-    out["done"][local] = out["head_end"][local]
-    # uplink: Lindley in the cumulative-bits domain of each mobile device's link
-    a = out["head_end"][off]
-    mob = plan.mobile[off]
-    us = np.full(a.shape, np.nan)
-    ue = np.full(a.shape, np.nan)
-    for q in np.unique(mob):
-        sel = np.flatnonzero(mob == q)
-        sel = sel[np.argsort(a[sel], kind="stable")]
-        trace = topo.uplink[int(q)]
-        if trace.is_constant:
-            s_t = bits[off][sel] / trace.rates_bps[0]
-            e = lindley(a[sel], s_t)
-            us[sel], ue[sel] = e - s_t, e
-        else:
-            b = bits[off][sel]
-            ends = np.asarray(trace.finish_time(np.zeros(sel.size), lindley(np.asarray(trace.bits_until(a[sel])), b)))
-            st = np.maximum(a[sel], np.concatenate(([-np.inf], ends[:-1])))
-            us[sel], ue[sel] = st, trace.finish_time(st, b)
-    out["up_start"][off], out["up_end"][off] = us, ue
-    arr_server = ue + topo.propagation_s
-    ts, te = _fifo_stage(arr_server, tail[off], np.zeros(arr_server.shape, dtype=np.int64), topo.servers, tiebreak=us)
-    out["tail_start"][off], out["tail_end"][off] = ts, te
-    ds, de = _fifo_stage(te, down[off], mob, tiebreak=ts)
-    out["down_start"][off], out["down_end"][off] = ds, de
-    out["done"][off] = de + topo.propagation_s
+    out["head_start"], out["head_end"] = capture.copy(), capture.copy()
+    if has_head.any():
+        m = _mask(has_head)
+        hs, he = _fifo_stage(_take(capture, m), _take(head, m), _take(plan.mobile, m))
+        _put(out["head_start"], m, hs)
+        _put(out["head_end"], m, he)
+    off_sel = (bits > 0) | (tail == tail)  # something to send, or a tail (not NaN) to run
+    out["done"] = out["head_end"].copy()
+    if off_sel.any():
+        off = _mask(off_sel)
+        mob = _take(plan.mobile, off)
+        us, ue = _link_stage(_take(out["head_end"], off), _take(bits, off), mob, topo.uplink)
+        _put(out["up_start"], off, us)
+        _put(out["up_end"], off, ue)
+        ts, te = _fifo_stage(ue + topo.propagation_s, _take(tail, off), np.zeros(ue.shape, dtype=np.int64),
+                             topo.servers, tiebreak=us)
+        _put(out["tail_start"], off, ts)
+        _put(out["tail_end"], off, te)
+        ds, de = _fifo_stage(te, _take(down, off), mob, tiebreak=ts)
+        _put(out["down_start"], off, ds)
+        _put(out["down_end"], off, de)
+        _put(out["done"], off, de + topo.propagation_s)
     out["status"] = np.zeros(n, dtype=np.int8)
     if topo.deadline_s is not None:
-        out["status"][(out["done"] - plan.capture_s) > topo.deadline_s + 1e-12] = 1
+        out["status"][(out["done"] - capture) > topo.deadline_s + 1e-12] = 1
     out["drop_stage"] = np.zeros(n, dtype=np.int8)
     out["route"] = plan.route
     return out

@@ -117,7 +117,7 @@ def _combine_frames(stage: Path, n_points: int) -> Optional[Path]:
 
 def run_to_folder(scenario: Scenario, out: Path, jobs: int = 1, resume: bool = False,
                   progress: Optional[Callable[[int, int], None]] = None, command: str = "",
-                  scenario_source: str = "") -> dict:
+                  scenario_source: str = "", executor: str = "process", scheduler: Optional[str] = None) -> dict:
     """Run a scenario into a results folder; returns the manifest. Interrupts keep finished points."""
     out = Path(out)
     stage = staging_dir(out)
@@ -144,7 +144,7 @@ def run_to_folder(scenario: Scenario, out: Path, jobs: int = 1, resume: bool = F
         _write_point(stage, res, scenario.outputs.frames)
         engines[res.point] = res.engine
 
-    run_sweep(scenario, jobs=jobs, progress=progress, skip=done, on_point=keep)
+    run_sweep(scenario, jobs=jobs, progress=progress, skip=done, on_point=keep, executor=executor, scheduler=scheduler)
     summaries = [pd.read_csv(stage / "points" / f"{k:05d}.summary.csv") for k in range(len(points))]
     summary = order_summary(pd.concat(summaries, ignore_index=True))
     atomic_write_bytes(stage / "summary.csv", _csv_bytes(summary))
@@ -164,6 +164,7 @@ def run_to_folder(scenario: Scenario, out: Path, jobs: int = 1, resume: bool = F
         "engine_note": "fast = exact vectorised recursion (no simulation state needed); simpy = discrete-event engine "
                        "(adaptive policies, bounded queues, drop-stale or a shared medium)",
         "jobs": jobs,
+        "executor": executor if executor == "process" else f"dask ({scheduler or 'LocalCluster'})",
         "git_revision": git_revision(),
         "versions": package_versions(),
         "platform": platform.platform(),
@@ -177,6 +178,7 @@ def run_to_folder(scenario: Scenario, out: Path, jobs: int = 1, resume: bool = F
 
         manifest["warnings"] = write_plots_and_report(stage, scenario, summary, manifest)
         atomic_write_text(stage / "manifest.json", json.dumps(manifest, indent=1) + "\n")
+    shutil.rmtree(stage / "points", ignore_errors=True)  # the per-point files are only needed to resume
     _promote(stage, out)
     return manifest
 

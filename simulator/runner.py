@@ -271,42 +271,64 @@ def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]]
 
 
 def run_sweep(scenario: Scenario, jobs: int = 1, progress: Optional[Callable[[int, int], None]] = None,
-              skip: Optional[set[int]] = None, on_point: Optional[Callable[[PointResult], None]] = None) -> list[PointResult]:
-    """Run every sweep point (in `jobs` processes), in point order whatever finishes first."""
+              skip: Optional[set[int]] = None, on_point: Optional[Callable[[PointResult], None]] = None,
+              executor: str = "process", scheduler: Optional[str] = None) -> list[PointResult]:
+    """Run every sweep point (in `jobs` processes, or on a Dask cluster), returned in point order.
+
+    Each point is a pure function of (scenario, point index, overrides), so results are the same
+    whatever the executor, the job count or the order points finish in.
+    """
     points = sweep_points(scenario)
     todo = [(k, ov) for k, ov in enumerate(points) if not skip or k not in skip]
     results: dict[int, PointResult] = {}
     total = len(todo)
-    if jobs <= 1 or total <= 1:
+
+    def keep(res: PointResult, done_n: int) -> None:
+        results[res.point] = res
+        if on_point:
+            on_point(res)
+        if progress:
+            progress(done_n, total)
+
+    if executor == "dask":
+        from dask.distributed import Client, LocalCluster, as_completed as dask_completed
+
+        cluster = None if scheduler else LocalCluster(n_workers=max(jobs, 1), threads_per_worker=1, processes=True,
+                                                     dashboard_address=None)
+        with Client(scheduler or cluster) as client:
+            futures = [client.submit(run_point, scenario, k, ov, pure=False) for k, ov in todo]
+            for done_n, fut in enumerate(dask_completed(futures), start=1):
+                keep(fut.result(), done_n)
+        if cluster is not None:
+            cluster.close()
+    elif executor != "process":
+        raise EdgesimError(f"unknown executor '{executor}'; known: dask, process")
+    elif jobs <= 1 or total <= 1:
         for done_n, (k, ov) in enumerate(todo, start=1):
-            res = run_point(scenario, k, ov)
-            results[k] = res
-            if on_point:
-                on_point(res)
-            if progress:
-                progress(done_n, total)
+            keep(run_point(scenario, k, ov), done_n)
     else:
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(run_point, scenario, k, ov): k for k, ov in todo}
-            for done_n, fut in enumerate(as_completed(futures), start=1):
-                res = fut.result()
-                results[res.point] = res
-                if on_point:
-                    on_point(res)
-                if progress:
-                    progress(done_n, total)
+            futures = [pool.submit(run_point, scenario, k, ov) for k, ov in todo]
+            try:
+                for done_n, fut in enumerate(as_completed(futures), start=1):
+                    keep(fut.result(), done_n)
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
     return [results[k] for k in sorted(results)]
 
 
-def run(scenario: Scenario | str | Path, jobs: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+def run(scenario: Scenario | str | Path, jobs: int = 1, executor: str = "process",
+        scheduler: Optional[str] = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Python API for notebooks: simulate a scenario (object or YAML path) and return (frames, summary)."""
     if not isinstance(scenario, Scenario):
         from simulator.scenario import load_scenario
 
         scenario = load_scenario(scenario)
-    results = run_sweep(scenario, jobs=jobs)
+    results = run_sweep(scenario, jobs=jobs, executor=executor, scheduler=scheduler)
     frames = pd.concat([r.frames for r in results], ignore_index=True)
     summary = pd.concat([r.summary for r in results], ignore_index=True)
     return frames, order_summary(summary)

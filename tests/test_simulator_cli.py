@@ -138,3 +138,13 @@ def test_list_and_schema(tmp_path, capsys):
     assert "properties" in json.loads((tmp_path / "s.json").read_text())
     assert main(["list", "gadgets"]) == 2
     assert "known: devices, models, policies" in _err_line(capsys)
+
+
+def test_dask_local_cluster_gives_identical_results(tmp_path, scenario):
+    pytest.importorskip("dask.distributed")
+    path, _, _ = scenario
+    assert main(["run", str(path), "--out", str(tmp_path / "p")]) == 0
+    assert main(["run", str(path), "--out", str(tmp_path / "d"), "--executor", "dask", "--jobs", "2"]) == 0
+    assert (tmp_path / "p" / "summary.csv").read_bytes() == (tmp_path / "d" / "summary.csv").read_bytes()
+    assert (tmp_path / "p" / "frames.parquet").read_bytes() == (tmp_path / "d" / "frames.parquet").read_bytes()
+    assert "dask" in json.loads((tmp_path / "d" / "manifest.json").read_text())["executor"]

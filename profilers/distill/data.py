@@ -80,12 +80,13 @@ def _stratified(x, y, num_classes: int, side_px: int, channels: int, seed: int,
     idx = np.arange(len(y))
     if limit is not None and limit < len(y):
         idx, _ = train_test_split(idx, train_size=int(limit), random_state=seed, stratify=y)
-    counts = np.bincount(y[idx], minlength=num_classes)
-    strat = y[idx] if counts[counts > 0].min() >= 3 else None  # tiny subsets cannot stratify
-    rest, test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=strat)
-    strat_rest = y[rest] if strat is not None else None
-    train, val = train_test_split(rest, test_size=val_fraction / (1 - test_fraction), random_state=seed,
-                                  stratify=strat_rest)
+    try:
+        rest, test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=y[idx])
+        train, val = train_test_split(rest, test_size=val_fraction / (1 - test_fraction), random_state=seed,
+                                      stratify=y[rest])
+    except ValueError:  # too few images per class to stratify (tiny test subsets): a plain seeded split
+        rest, test = train_test_split(idx, test_size=test_fraction, random_state=seed)
+        train, val = train_test_split(rest, test_size=val_fraction / (1 - test_fraction), random_state=seed)
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     xt = (resize_images(xt, side_px, channels) - NORM_MEAN) / NORM_STD
     yt = torch.from_numpy(y.astype(np.int64))

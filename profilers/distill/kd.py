@@ -135,7 +135,7 @@ def train_classifier(net, data: ImageData, epochs: int, lr: float = 1e-3, batch_
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(j)
+            total += float(loss.detach()) * len(j)
             count += len(j)
             if progress is not None:
                 progress(epoch * steps_per_epoch + step + 1, epochs * steps_per_epoch)

@@ -1,0 +1,273 @@
+"""The trade-off studies of 003 section IV on offline digits: student size x resolution, architecture pairs, fine-tuning.
+
+* size (003 Table II): VGG students vgg-s2..s8 distilled from one teacher at each resolution; params, MACs and
+  test accuracy. The teacher is trained once at the teacher resolution (32x32); its logits on the training
+  images are the soft targets at every student resolution (the images are the same digits, upsampled), so the
+  comparison across resolutions keeps the KD budget (epochs, learning rate) constant, as 003 does.
+* pairs (003 Table I): CNN->CNN, CNN->ViT, ViT->CNN, ViT->ViT with small models; accuracy and KD time.
+* finetune (003 Table III): KD on one half of the training images, then the features frozen and the classifier
+  fine-tuned at a tenth of the learning rate on the other half (hard labels); test accuracy before and after.
+
+"Ops" of 003 are read as multiply-accumulates: macs = FLOPs / 2 (torch.utils.flop_counter, batch 1).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Optional
+
+from profilers.errors import EdgesimError
+
+Progress = Callable[[str, int, int], None]  # (label, done, total)
+
+STUDIES = ("size", "pairs", "finetune")
+SIZE_STUDENTS = ("vgg-s2", "vgg-s3", "vgg-s4", "vgg-s5", "vgg-s8")
+PAIRS = (("vgg-s8", "vgg-s3"), ("vgg-s8", "vit-micro"), ("vit-small", "vgg-s3"), ("vit-small", "vit-micro"))
+FINETUNE_STUDENTS = ("vgg-s5", "vit-micro")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Budget of a study: epochs, learning rates, KD temperature and mixing weight, data and seed."""
+
+    teacher: str = "vgg-s8"
+    teacher_epochs: int = 4
+    epochs: int = 3
+    lr: float = 3e-3
+    finetune_epochs: int = 5
+    finetune_lr_factor: float = 0.1
+    temperature: float = 4.0
+    alpha: float = 0.9
+    resolutions: tuple[int, ...] = (32, 64)
+    teacher_side_px: int = 32
+    students: tuple[str, ...] = SIZE_STUDENTS
+    dataset: str = "digits"
+    seed: int = 0
+    limit: Optional[int] = None
+    batch_size: int = 64
+
+
+def quick(cfg: StudyConfig) -> StudyConfig:
+    """Seconds instead of minutes (tests): 1 epoch, 300 images, 32x32 only for 'size' (plus 40 at a 2nd side)."""
+    return replace(cfg, teacher_epochs=1, epochs=1, finetune_epochs=1, limit=300, resolutions=(32,),
+                   students=tuple(s for s in cfg.students if s in ("vgg-s2", "vgg-s3", "vgg-s4")) or cfg.students[:3])
+
+
+class _Teachers:
+    """Teachers trained once per (name, side) and their test accuracy, soft targets and size."""
+
+    def __init__(self, cfg: StudyConfig):
+        self.cfg = cfg
+        self._cache: dict = {}
+
+    def get(self, name: str, data):
+        import torch
+
+        from profilers.distill.kd import count_flops, count_params, freeze, predict_logits, train_classifier
+        from profilers.distill.nets import make_net
+
+        key = (name, data.side_px, len(data.train))
+        if key not in self._cache:
+            torch.manual_seed(self.cfg.seed)
+            net = make_net(name, data.num_classes, data.side_px)
+            res = train_classifier(net, data, self.cfg.teacher_epochs, self.cfg.lr, self.cfg.batch_size, self.cfg.seed)
+            freeze(net)
+            start = time.perf_counter()
+            logits = predict_logits(net, data.train)
+            self._cache[key] = {"net": net, "accuracy": res.test_accuracy, "logits": logits,
+                                "logits_time_s": time.perf_counter() - start, "train_time_s": res.train_time_s,
+                                "params": count_params(net), "flops": count_flops(net, data.input_shape),
+                                "side_px": data.side_px}
+        return self._cache[key]
+
+
+def _data(cfg: StudyConfig, side: int):
+    from profilers.distill.data import load_data
+
+    return load_data(cfg.dataset, side, 3, cfg.seed, cfg.limit)
+
+
+def _kd_row(cfg: StudyConfig, teacher: dict, teacher_name: str, student: str, data, progress=None,
+            baseline: bool = True) -> dict:
+    import torch
+
+    from profilers.distill.kd import distill
+    from profilers.distill.nets import make_net
+
+    torch.manual_seed(cfg.seed + 1)
+    s_net = make_net(student, data.num_classes, data.side_px)
+    b_net = None
+    if baseline:
+        torch.manual_seed(cfg.seed + 1)
+        b_net = make_net(student, data.num_classes, data.side_px)
+    rec = distill(teacher["net"], s_net, data, teacher_name, student, teacher["accuracy"], cfg.epochs, cfg.lr,
+                  cfg.batch_size, cfg.temperature, cfg.alpha, cfg.seed, b_net, teacher_logits=teacher["logits"],
+                  progress=progress)
+    row = rec.row()
+    row.update(teacher_params=teacher["params"], teacher_flops=teacher["flops"], teacher_macs=teacher["flops"] // 2,
+               teacher_side_px=teacher["side_px"], kd_time_s=rec.kd_time_s + teacher["logits_time_s"],
+               teacher_train_time_s=teacher["train_time_s"])
+    return row, s_net
+
+
+def size_study(cfg: StudyConfig, progress: Optional[Progress] = None):
+    """003 Table II: params, MACs and KD accuracy per VGG student size and resolution (long format)."""
+    import pandas as pd
+
+    for s in cfg.students:
+        from profilers.models.vgg import STUDENTS, TEACHER_CFGS
+
+        if s not in STUDENTS and s not in TEACHER_CFGS:
+            raise EdgesimError(f"size study: student '{s}' is not a VGG; known: {', '.join([*STUDENTS, *TEACHER_CFGS])}")
+    teachers = _Teachers(cfg)
+    t_data = _data(cfg, cfg.teacher_side_px)
+    teacher = teachers.get(cfg.teacher, t_data)
+    rows = []
+    total = len(cfg.students) * len(cfg.resolutions)
+    for side in cfg.resolutions:
+        data = t_data if side == cfg.teacher_side_px else _data(cfg, side)
+        if not bool((data.train.y == t_data.train.y).all()):
+            raise EdgesimError("size study: the split differs between resolutions")  # same seed, same split
+        for student in cfg.students:
+            if progress:
+                progress(f"size: {student} at {side}px", len(rows), total)
+            row, _ = _kd_row(cfg, teacher, cfg.teacher, student, data)
+            rows.append(row)
+    if progress:
+        progress("size: done", total, total)
+    return pd.DataFrame(rows)
+
+
+def table2(long):
+    """Reshape the size study to 003 Table II: rows Params (M) and per resolution Accuracy / Ops (M MACs)."""
+    import pandas as pd
+
+    from profilers.models.vgg import STUDENTS
+
+    students = list(dict.fromkeys(long["student"]))
+    label = {s: f"{s} ({STUDENTS[s][0]})" if s in STUDENTS else s for s in students}
+    out = [{"row": "Params (M)", **{label[s]: long[long.student == s].student_params.iloc[0] / 1e6 for s in students}}]
+    for side in sorted(set(long.side_px)):
+        g = long[long.side_px == side].set_index("student")
+        out.append({"row": f"Img_size:{side} Accuracy (KD)", **{label[s]: g.kd_accuracy[s] for s in students}})
+        out.append({"row": f"Img_size:{side} Accuracy (scratch)", **{label[s]: g.scratch_accuracy[s] for s in students}})
+        out.append({"row": f"Img_size:{side} Ops (M MACs)", **{label[s]: g.student_macs[s] / 1e6 for s in students}})
+        out.append({"row": f"Img_size:{side} KD time (s)", **{label[s]: g.kd_time_s[s] for s in students}})
+    return pd.DataFrame(out)
+
+
+def pairs_study(cfg: StudyConfig, pairs=PAIRS, progress: Optional[Progress] = None):
+    """003 Table I: accuracy and KD time per teacher/student architecture pair (CNN or ViT), 32x32."""
+    import pandas as pd
+
+    from profilers.distill.nets import is_vit
+
+    data = _data(cfg, cfg.teacher_side_px)
+    teachers = _Teachers(cfg)
+    rows = []
+    for i, (t, s) in enumerate(pairs):
+        if progress:
+            progress(f"pairs: {t} -> {s}", i, len(pairs))
+        teacher = teachers.get(t, data)
+        row, _ = _kd_row(cfg, teacher, t, s, data)
+        row.update(teacher_kind="Transformer" if is_vit(t) else "CNN", student_kind="Transformer" if is_vit(s) else "CNN")
+        rows.append(row)
+    if progress:
+        progress("pairs: done", len(pairs), len(pairs))
+    df = pd.DataFrame(rows)
+    # 003 Table I ranks: best accuracy / shortest KD time = "Best"
+    df["accuracy_rank"] = df.kd_accuracy.rank(ascending=False, method="min").astype(int)
+    df["kd_time_rank"] = df.kd_time_s.rank(ascending=True, method="min").astype(int)
+    return df
+
+
+def finetune_study(cfg: StudyConfig, students=FINETUNE_STUDENTS, progress: Optional[Progress] = None):
+    """003 Table III: KD on half the training images, then classifier-only fine-tuning on the other half."""
+    import pandas as pd
+    import torch
+
+    from profilers.distill.data import ImageData, Split
+    from profilers.distill.kd import accuracy, count_params, train_classifier
+    from profilers.distill.nets import classifier_params
+
+    data = _data(cfg, cfg.teacher_side_px)
+    teachers = _Teachers(cfg)
+    teacher = teachers.get(cfg.teacher, data)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    order = torch.randperm(len(data.train), generator=gen)
+    half = len(order) // 2
+    kd_idx, ft_idx = order[:half].sort().values, order[half:].sort().values
+    kd_data = ImageData(Split(data.train.x[kd_idx], data.train.y[kd_idx]), data.val, data.test, data.num_classes,
+                        data.side_px, data.channels, data.source + "; KD half")
+    ft_data = ImageData(Split(data.train.x[ft_idx], data.train.y[ft_idx]), data.val, data.test, data.num_classes,
+                        data.side_px, data.channels, data.source + "; fine-tune half")
+    kd_teacher = dict(teacher, logits=teacher["logits"][kd_idx])
+    rows = []
+    for i, s in enumerate(students):
+        if progress:
+            progress(f"finetune: {s}", i, len(students))
+        row, net = _kd_row(cfg, kd_teacher, cfg.teacher, s, kd_data, baseline=False)
+        before = accuracy(net, data.test)
+        for p in net.parameters():
+            p.requires_grad_(False)
+        head = classifier_params(net)
+        for p in head:
+            p.requires_grad_(True)
+        ft = train_classifier(net, ft_data, cfg.finetune_epochs, cfg.lr * cfg.finetune_lr_factor, cfg.batch_size,
+                              cfg.seed, params=head)
+        rows.append({"student": s, "params_m": count_params(net) / 1e6, "trainable_params": sum(p.numel() for p in head),
+                     "prior_finetune_accuracy": before, "post_finetune_accuracy": ft.test_accuracy,
+                     "gain": ft.test_accuracy - before, "kd_time_s": row["kd_time_s"], "finetune_time_s": ft.train_time_s,
+                     "kd_images": half, "finetune_images": len(ft_idx), "finetune_epochs": cfg.finetune_epochs,
+                     "finetune_lr": cfg.lr * cfg.finetune_lr_factor, "teacher": cfg.teacher,
+                     "teacher_accuracy": teacher["accuracy"]})
+    if progress:
+        progress("finetune: done", len(students), len(students))
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def size_figure(long):
+    """Accuracy vs parameters per resolution (003 Table II as a plot), KD and scratch."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for side in sorted(set(long.side_px)):
+        g = long[long.side_px == side].sort_values("student_params")
+        fig.add_trace(go.Scatter(x=g.student_params, y=100 * g.kd_accuracy, mode="lines+markers", text=g.student,
+                                 name=f"KD, {side}x{side}"))
+        fig.add_trace(go.Scatter(x=g.student_params, y=100 * g.scratch_accuracy, mode="lines+markers", text=g.student,
+                                 name=f"scratch, {side}x{side}", line={"dash": "dot"}))
+    fig.update_xaxes(type="log", title_text="student parameters")
+    fig.update_yaxes(title_text="test accuracy [%]")
+    fig.update_layout(title="003 Table II on digits: student size and resolution", template="plotly_white")
+    return fig
+
+
+def pairs_figure(df):
+    """Accuracy and KD time per teacher -> student pair (003 Table I as a plot)."""
+    from plotly.subplots import make_subplots
+    import plotly.graph_objects as go
+
+    labels = [f"{t} ({a}) -> {s} ({b})" for t, a, s, b in zip(df.teacher, df.teacher_kind, df.student, df.student_kind)]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("test accuracy [%]", "KD time [s]"))
+    fig.add_trace(go.Bar(x=labels, y=100 * df.kd_accuracy, name="KD accuracy"), row=1, col=1)
+    fig.add_trace(go.Bar(x=labels, y=100 * df.scratch_accuracy, name="scratch accuracy"), row=1, col=1)
+    fig.add_trace(go.Bar(x=labels, y=df.kd_time_s, name="KD time"), row=1, col=2)
+    fig.update_layout(title="003 Table I on digits: teacher/student architectures", template="plotly_white")
+    return fig
+
+
+def finetune_figure(df):
+    """Accuracy before and after classifier fine-tuning (003 Table III as a plot)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure([go.Bar(x=df.student, y=100 * df.prior_finetune_accuracy, name="prior fine-tuning"),
+                     go.Bar(x=df.student, y=100 * df.post_finetune_accuracy, name="post fine-tuning")])
+    fig.update_yaxes(title_text="test accuracy [%]")
+    fig.update_layout(title="003 Table III on digits: fine-tuning after KD", template="plotly_white", barmode="group")
+    return fig

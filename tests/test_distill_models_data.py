@@ -1,0 +1,72 @@
+"""Distillation data (digits, ImageFolder), nets, mimic shapes and the registered distilled models."""
+
+import numpy as np
+import pytest
+import torch
+
+from profilers.distill.data import load_digits_data, load_image_folder
+from profilers.distill.nets import make_net
+from profilers.errors import EdgesimError
+
+
+def test_digits_split_is_stratified_seeded_and_resized():
+    a = load_digits_data(side_px=32, channels=3, seed=1)
+    b = load_digits_data(side_px=64, channels=1, seed=1)
+    assert tuple(a.train.x.shape[1:]) == (3, 32, 32) and tuple(b.train.x.shape[1:]) == (1, 64, 64)
+    assert len(a.train) + len(a.val) + len(a.test) == 1797
+    assert torch.equal(a.test.y, b.test.y)  # same seed, same split at any resolution
+    counts = np.bincount(a.test.y.numpy(), minlength=10)
+    assert counts.min() >= 34 and counts.max() <= 38  # stratified: about 36 per class
+    assert float(a.train.x.min()) >= -1.0 and float(a.train.x.max()) <= 1.0
+
+
+def test_image_folder_loads_and_bad_folder_is_one_line(tmp_path):
+    from PIL import Image
+
+    for c in ("cat", "dog"):
+        (tmp_path / c).mkdir()
+        for i in range(6):
+            Image.fromarray(np.full((10, 12, 3), 40 * i, dtype=np.uint8)).save(tmp_path / c / f"{i}.png")
+    d = load_image_folder(tmp_path, side_px=16, channels=3)
+    assert d.num_classes == 2 and tuple(d.train.x.shape[1:]) == (3, 16, 16)
+    with pytest.raises(EdgesimError, match="not a directory"):
+        load_image_folder(tmp_path / "missing")
+    empty = tmp_path / "empty"
+    (empty / "a").mkdir(parents=True)
+    (empty / "b").mkdir()
+    with pytest.raises(EdgesimError) as exc:
+        load_image_folder(empty)
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("name", ["vgg-s2", "vgg-s8", "resnet18", "vit-micro", "vit-small"])
+def test_nets_give_logits(name):
+    net = make_net(name, 10, 32).eval()
+    assert tuple(net(torch.zeros(2, 3, 32, 32)).shape) == (2, 10)
+
+
+def test_registered_mimic_output_shape_equals_teacher():
+    import profilers.distill.models  # noqa: F401
+    from profilers.models import build
+
+    teacher, mimic = build("resnet18-digits"), build("resnet18-mimic-digits")
+    x = torch.zeros(1, 3, 32, 32)
+    with torch.no_grad():
+        t, m = x, x
+        for b in teacher.blocks:
+            t = b(t)
+        for i, b in enumerate(mimic.blocks):
+            m = b(m)
+            if i + 1 == dict(mimic.split_points)["bottleneck"]:
+                assert m.numel() == 48  # 3x4x4, 1.56% of 3072
+    assert t.shape == m.shape == (1, 10)
+
+
+def test_mimic_id_code_path_at_tiny_size():
+    """002's real mimic (DenseNet-169 teacher) trains one step at 64x64 on a few images: head shape matches."""
+    from profilers.distill.runs import run_head
+
+    rec = run_head("densenet169-mimic", dataset="digits", side_px=64, epochs=1, lr=1e-3, limit=40)
+    assert rec["teacher_split_shape"] == [128, 8, 8]
+    assert rec["bottleneck_shape"] == [3, 9, 9]
+    assert rec["mobile_head_flops"] < rec["teacher_head_flops"]
