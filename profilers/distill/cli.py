@@ -147,6 +147,8 @@ def register(app: typer.Typer) -> None:
         profile_kind: str = typer.Option("edge", "--profile-kind", help="mobile, edge or cloud"),
         threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads while profiling"),
         repeats: int = typer.Option(10, "--repeats", min=1, help="timed runs while profiling"),
+        export: Optional[Path] = typer.Option(None, "--export", help="also copy the student head weights and the "
+                                              "run record here (profilers/data/distilled for the registered model)"),
         out: Optional[Path] = typer.Option(None, "--out", help="folder (default results/distill-head)"),
         no_png: bool = typer.Option(False, "--no-png"),
     ) -> None:
@@ -174,6 +176,11 @@ def register(app: typer.Typer) -> None:
                       f"({rec['data_size_pct']:.2f}% of the input); val SSE/image {rec['initial_val_sse_per_image']:.4g} "
                       f"-> {rec['val_sse_per_image'][-1] if rec['val_sse_per_image'] else float('nan'):.4g}; "
                       f"wall {rec['wall_time_s']:.1f} s")
+        if export is not None:
+            from profilers.distill.runs import export_head
+
+            for p in export_head(rec, export):
+                console.print(f"exported {p}")
         if profile_device:
             _profile_run(rec, profile_device, profile_out, profile_kind, threads, repeats)
         console.print(f"wrote {out}")

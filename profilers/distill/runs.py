@@ -245,3 +245,21 @@ def accuracy_source(rec: dict, which: str) -> str:
         how = (f"head network distillation (002 eq. (1), Adam, {rec['head_epochs']} epochs) of {rec['teacher_id']} "
                f"up to {rec['split_point']}, then its tail")
     return f"measured {when}: top-1 on the test split of {rec['dataset']}; {how}; `edgesim distill head`"
+
+
+def export_head(rec: dict, folder: Path) -> list[Path]:
+    """Copy a run's student head weights and its record (without local paths) beside the registered model.
+
+    The registered resnet18-mimic-digits reads its split point and bottleneck channels from the record and its
+    student head from the weights (small: about 0.45 MB); the teacher tail is not exported (about 43 MB).
+    """
+    from profilers.io import atomic_write_bytes
+
+    folder = Path(folder)
+    files = rec.get("files", {})
+    head = Path(files.get("head", ""))
+    if not head.is_file():
+        raise EdgesimError(f"run record has no student head weights at {head} (run `edgesim distill head` first)")
+    record = {k: v for k, v in rec.items() if k != "files"}
+    return [atomic_write_bytes(folder / f"{rec['model_id']}-head.safetensors", head.read_bytes()),
+            write_json(record, folder / f"{rec['model_id']}.json")]
