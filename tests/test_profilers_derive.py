@@ -91,8 +91,29 @@ def test_bisection_hits_target_with_separate_eta_m(spec, latency_s, eta_m):
 
 
 def test_validation_against_one_thread_measurement(hosts):
+    """Against a real 1-thread measurement: a finite error over every split point with a head (no timing bound)."""
+    import math
+
     mdape, n = validate_against_measurement(*hosts)
-    assert n == 5 and 0 <= mdape < 1000
+    assert n == 5 and math.isfinite(mdape) and mdape >= 0
+
+
+def test_validation_error_is_zero_against_its_own_derivation_and_grows_with_a_bias(hosts):
+    from profilers.derive import DeviceFacts, derive_model
+
+    h2, _ = hosts
+    eta = host_efficiency(h2)
+    facts = DeviceFacts(kind=h2.kind, cpu_model=h2.hardware.cpu_model, cores=1, memory_gb=h2.hardware.memory_gb,
+                        peak_gflops=h2.hardware.peak_gflops * 0.5, memory_bandwidth_gbs=h2.hardware.memory_bandwidth_gbs,
+                        power=h2.power)
+    truth = h2.model_copy(update={"models": {m: derive_model(mp, facts, eta, eta) for m, mp in h2.models.items()}})
+    mdape, n = validate_against_measurement(h2, truth)
+    assert n == 5 and mdape == pytest.approx(0.0, abs=1e-9)
+    slower = truth.model_copy(update={"models": {m: mp.model_copy(update={"split_points": [
+        sp.model_copy(update={"head_latency": sp.head_latency.scaled(2.0)}) for sp in mp.split_points]})
+        for m, mp in truth.models.items()}})
+    mdape, _ = validate_against_measurement(h2, slower)
+    assert mdape == pytest.approx(50.0, rel=1e-6)  # derived = truth / 2: |d - t| / t = 0.5
 
 
 def test_bad_facts_file_one_line(tmp_path):

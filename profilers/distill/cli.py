@@ -208,8 +208,7 @@ def register(app: typer.Typer) -> None:
         study: str = typer.Option("size", "--study", help="size (003 Table II), pairs (Table I) or finetune (Table III)"),
         resolutions: str = typer.Option("32,64", "--resolutions", help="size study: image sides; 224 works but "
                                         "takes tens of minutes on a laptop CPU (opt in)"),
-        students: str = typer.Option(",".join(__import__("profilers.distill.studies", fromlist=["x"]).SIZE_STUDENTS),
-                                     "--students", help="size study: VGG students"),
+        students: str = typer.Option("vgg-s2,vgg-s3,vgg-s4,vgg-s5,vgg-s8", "--students", help="size study: VGG students"),
         teacher: str = typer.Option("vgg-s8", "--teacher", help="teacher of the size and finetune studies"),
         teacher_epochs: int = typer.Option(4, "--teacher-epochs", min=0),
         epochs: int = typer.Option(3, "--epochs", min=0, help="KD epochs per student (same budget for all)"),
@@ -306,6 +305,11 @@ def _profile_run(rec: dict, device: str, profile_out: Optional[Path], kind: str,
                  {"checkpoint": files.get("mimic"), "split": rec["split_point"],
                   "bottleneck_channels": rec["bottleneck_channels"]})]
     else:  # a mimic id of profilers/models/mimic.py
+        from profilers.models import entries
+
+        if rec["model_id"] not in entries():
+            raise EdgesimError(f"model '{rec['model_id']}' is not registered, so it cannot be profiled; profiling "
+                               f"supports digits runs ({MIMIC_ID}) and the mimic ids of 002")
         jobs = [(rec["model_id"], rec["mimic_accuracy"], "mimic",
                  {"head_checkpoint": files.get("head"), "teacher_checkpoint": files.get("teacher")})]
     for model_id, acc, which, kwargs in jobs:

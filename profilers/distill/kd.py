@@ -178,7 +178,8 @@ class KDRecord:
 def distill(teacher, student, data: ImageData, teacher_name: str, student_name: str, teacher_accuracy: float,
             epochs: int, lr: float = 1e-3, batch_size: int = 64, temperature: float = DEFAULT_TEMPERATURE,
             alpha: float = DEFAULT_ALPHA, seed: int = 0, baseline_student=None,
-            teacher_logits=None, progress: Optional[Progress] = None) -> KDRecord:
+            teacher_logits=None, teacher_flops: Optional[int] = None,
+            progress: Optional[Progress] = None) -> KDRecord:
     """KD from a frozen teacher into student; optionally the same student architecture from scratch, same budget.
 
     kd_time_s counts the teacher's forward passes over the training set (once, no augmentation) and the
@@ -196,7 +197,9 @@ def distill(teacher, student, data: ImageData, teacher_name: str, student_name: 
         base = train_classifier(baseline_student, data, epochs, lr, batch_size, seed)
         scratch_acc, scratch_time = base.test_accuracy, base.train_time_s
     shape = data.input_shape
-    return KDRecord(teacher_name, student_name, data.side_px, count_params(teacher), count_flops(teacher, shape),
+    if teacher_flops is None:
+        teacher_flops = count_flops(teacher, shape)
+    return KDRecord(teacher_name, student_name, data.side_px, count_params(teacher), teacher_flops,
                     teacher_accuracy, count_params(student), count_flops(student, shape), res.test_accuracy,
                     res.val_accuracy, teacher_time + res.train_time_s, epochs, scratch_acc, scratch_time,
                     temperature, alpha)

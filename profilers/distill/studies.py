@@ -104,7 +104,7 @@ def _kd_row(cfg: StudyConfig, teacher: dict, teacher_name: str, student: str, da
         b_net = make_net(student, data.num_classes, data.side_px)
     rec = distill(teacher["net"], s_net, data, teacher_name, student, teacher["accuracy"], cfg.epochs, cfg.lr,
                   cfg.batch_size, cfg.temperature, cfg.alpha, cfg.seed, b_net, teacher_logits=teacher["logits"],
-                  progress=progress)
+                  teacher_flops=teacher["flops"], progress=progress)
     row = rec.row()
     row.update(teacher_params=teacher["params"], teacher_flops=teacher["flops"], teacher_macs=teacher["flops"] // 2,
                teacher_side_px=teacher["side_px"], kd_time_s=rec.kd_time_s + teacher["logits_time_s"],
