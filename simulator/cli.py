@@ -58,7 +58,7 @@ def run(
     scenario: Optional[Path] = typer.Argument(None, help="scenario YAML (omit with --resume)"),
     out: Optional[Path] = typer.Option(None, "--out", help="results folder (default results/<scenario name>)"),
     set_: list[str] = typer.Option([], "--set", help="override a field: PATH=VALUE (repeatable)"),
-    jobs: int = typer.Option(1, "--jobs", "-j", min=0, help="parallel processes for sweep points (0 = all cores)"),
+    jobs: int = typer.Option(0, "--jobs", "-j", min=0, help="parallel processes for sweep points (default 0: all cores)"),
     engine: Optional[str] = typer.Option(None, "--engine", help="auto | simpy | fast"),
     resume: Optional[Path] = typer.Option(None, "--resume", help="finish an interrupted run into this folder"),
     executor: str = typer.Option("process", "--executor", help="process (this machine) | dask"),

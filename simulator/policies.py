@@ -263,84 +263,62 @@ class _DatasetPolicy(BasePolicy):
                      cloud.tail, cloud.down_bytes, "cloud_pred")
         return [edge, both, cloud]
 
+    #: deferral method of profilers.dmd.deferral (000 A.4) this policy applies
+    method: ClassVar[str] = ""
+
     def defer(self, frames: FrameInputs) -> np.ndarray:
-        """True where the frame is deferred to the cloud model."""
-        raise NotImplementedError
+        """True where the frame is deferred to the cloud model: the per-sample mask of 000 A.4, by sample."""
+        from profilers.dmd.deferral import defer_mask
+
+        method = self.method
+        if method == "uncertainty" and self.spec.score:
+            known = {"edge_max_prob": "uncertainty", "edge_margin": "margin", "edge_entropy": "entropy"}
+            if self.spec.score not in known:
+                raise EdgesimError(f"policy '{self.spec.display}': score '{self.spec.score}' unknown; known: {', '.join(known)}")
+            method = known[self.spec.score]
+        fraction, threshold = self.spec.offload_fraction, self.spec.threshold
+        if method not in ("edge-only", "cloud-only") and fraction is None and threshold is None:
+            raise EdgesimError(f"policy '{self.spec.display}' needs 'offload_fraction' or 'threshold'")
+        if method in ("random", "oracle") and threshold is not None:
+            raise EdgesimError(f"policy '{self.spec.display}': '{method}' takes offload_fraction, not threshold")
+        per_sample = defer_mask(self.dataset, method, fraction, threshold, seed=frames.seed)
+        return per_sample[frames.sample_index]
 
     def choose(self, frames: FrameInputs, routes: list[Route]) -> np.ndarray:
+        """Route 1 (edge model, then the cloud model) where deferred, route 0 (edge model only) elsewhere."""
         return self.defer(frames).astype(np.int16)
-
-
-def _deferred_samples(order_key: np.ndarray, fraction: Optional[float], threshold: Optional[float],
-                      below: bool) -> np.ndarray:
-    """Per dataset sample: deferred or not, by a threshold on a score or by a target offload fraction of samples."""
-    n = order_key.size
-    if threshold is not None:
-        return order_key < threshold if below else order_key > threshold
-    frac = 0.5 if fraction is None else fraction
-    k = int(round(frac * n))
-    order = np.argsort(order_key if below else -order_key, kind="stable")
-    mask = np.zeros(n, dtype=bool)
-    mask[order[:k]] = True
-    return mask
 
 
 @register("edge-only", "the small model on the mobile device for every frame", "Small model only, 000 Table 1")
 class EdgeOnlyPolicy(_DatasetPolicy):
-    def defer(self, frames: FrameInputs) -> np.ndarray:
-        return np.zeros(frames.sample_index.shape, dtype=bool)
+    method = "edge-only"
 
 
 @register("cloud-only", "send every frame to the large model in the cloud", "Large model only, 000 Table 1")
 class CloudOnlyPolicy(_DatasetPolicy):
     def choose(self, frames: FrameInputs, routes: list[Route]) -> np.ndarray:
+        """Route 2: the input goes straight to the cloud model, nothing runs on the mobile device."""
         return np.full(frames.sample_index.shape, 2, dtype=np.int16)
 
 
 @register("dmd-switcher", "defer where the switcher's agreement probability is lowest",
           "Dual-Model Distillation switcher, 000 section 2 and A.3-A.4")
 class SwitcherPolicy(_DatasetPolicy):
-    def defer(self, frames: FrameInputs) -> np.ndarray:
-        if "switcher_score" not in self.dataset.columns:
-            raise EdgesimError(f"policy '{self.spec.display}': workload.dataset has no 'switcher_score' (run `edgesim dmd evaluate`)")
-        per_sample = _deferred_samples(self.dataset["switcher_score"].to_numpy(float), self.spec.offload_fraction,
-                                       self.spec.threshold, below=True)
-        return per_sample[frames.sample_index]
+    method = "switcher"
 
 
 @register("uncertainty", "defer the frames the small model is least sure of (max probability, margin or entropy)",
           "uncertainty deferral, Narayan et al. 2022 (ref. [14] of 000)")
 class UncertaintyPolicy(_DatasetPolicy):
-    def defer(self, frames: FrameInputs) -> np.ndarray:
-        score = self.spec.score or "edge_max_prob"
-        if score not in ("edge_max_prob", "edge_margin", "edge_entropy"):
-            raise EdgesimError(f"policy '{self.spec.display}': score '{score}' unknown; known: edge_entropy, edge_margin, edge_max_prob")
-        if score not in self.dataset.columns:
-            raise EdgesimError(f"policy '{self.spec.display}': workload.dataset has no column '{score}'")
-        values = self.dataset[score].to_numpy(float)
-        per_sample = _deferred_samples(values, self.spec.offload_fraction, self.spec.threshold,
-                                       below=score != "edge_entropy")
-        return per_sample[frames.sample_index]
+    method = "uncertainty"
 
 
 @register("random", "defer a random fraction of frames (seeded)", "random deferral baseline, 000 A.4")
 class RandomPolicy(_DatasetPolicy):
-    def defer(self, frames: FrameInputs) -> np.ndarray:
-        rng = np.random.default_rng([frames.seed, 0x5EED])
-        n = len(self.dataset)
-        per_sample = _deferred_samples(rng.random(n), self.spec.offload_fraction, None, below=True)
-        return per_sample[frames.sample_index]
+    method = "random"
 
 
 @register("oracle", "defer first where the small model is wrong and the large one right",
           "oracle deferral (upper bound), 000 A.4")
 class OraclePolicy(_DatasetPolicy):
-    def defer(self, frames: FrameInputs) -> np.ndarray:
-        if "label" not in self.dataset.columns:
-            raise EdgesimError(f"policy '{self.spec.display}': the oracle needs a 'label' column in workload.dataset")
-        d = self.dataset
-        edge_ok = (d["edge_pred"] == d["label"]).to_numpy()
-        cloud_ok = (d["cloud_pred"] == d["label"]).to_numpy()
-        priority = np.where(~edge_ok & cloud_ok, 0, np.where(~edge_ok, 1, 2)).astype(float)
-        per_sample = _deferred_samples(priority, self.spec.offload_fraction, None, below=True)
-        return per_sample[frames.sample_index]
+    method = "oracle"

@@ -159,6 +159,12 @@ class OutputSpec(_Strict):
     plots: bool = True
     png: Literal["auto", "yes", "no"] = "auto"
 
+    @field_validator("png", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: Any) -> Any:
+        """YAML reads bare yes/no as booleans; take them as the words they were."""
+        return {True: "yes", False: "no"}.get(value, value) if isinstance(value, bool) else value
+
 
 class Scenario(_Strict):
     """A complete scenario: models, devices, link, workload, policies, sweep, seeds and outputs."""

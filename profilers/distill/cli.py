@@ -89,8 +89,8 @@ def register(app: typer.Typer) -> None:
         student: str = typer.Option("vgg-s3", "--student", help="student net"),
         data: str = typer.Option("digits", "--data", help="'digits' or an ImageFolder root"),
         input_size: int = typer.Option(32, "--input-size", min=8, help="image side in pixels"),
-        teacher_epochs: int = typer.Option(4, "--teacher-epochs", min=0),
-        epochs: int = typer.Option(3, "--epochs", min=0),
+        teacher_epochs: int = typer.Option(8, "--teacher-epochs", min=0),
+        epochs: int = typer.Option(8, "--epochs", min=0),
         lr: float = typer.Option(3e-3, "--lr"),
         temperature: float = typer.Option(4.0, "--temperature", "-T"),
         alpha: float = typer.Option(0.9, "--alpha", help="weight of the soft-target term"),
@@ -210,8 +210,10 @@ def register(app: typer.Typer) -> None:
                                         "takes tens of minutes on a laptop CPU (opt in)"),
         students: str = typer.Option("vgg-s2,vgg-s3,vgg-s4,vgg-s5,vgg-s8", "--students", help="size study: VGG students"),
         teacher: str = typer.Option("vgg-s8", "--teacher", help="teacher of the size and finetune studies"),
-        teacher_epochs: int = typer.Option(4, "--teacher-epochs", min=0),
-        epochs: int = typer.Option(3, "--epochs", min=0, help="KD epochs per student (same budget for all)"),
+        teacher_epochs: int = typer.Option(8, "--teacher-epochs", min=0),
+        epochs: int = typer.Option(8, "--epochs", min=0, help="KD epochs per student (same budget for all)"),
+        baseline: Optional[bool] = typer.Option(None, "--baseline/--no-baseline", help="also train each student "
+                                                "from scratch (default: on for pairs, off for size to fit the budget)"),
         finetune_epochs: int = typer.Option(5, "--finetune-epochs", min=0),
         lr: float = typer.Option(3e-3, "--lr"),
         temperature: float = typer.Option(4.0, "--temperature", "-T"),
@@ -239,7 +241,8 @@ def register(app: typer.Typer) -> None:
                 raise unknown_name("distillation net", s, known_nets())
         cfg = st.StudyConfig(teacher=teacher, teacher_epochs=teacher_epochs, epochs=epochs, lr=lr,
                              finetune_epochs=finetune_epochs, temperature=temperature, alpha=alpha,
-                             resolutions=_ints(resolutions, "--resolutions"), students=names, dataset=data, seed=seed)
+                             resolutions=_ints(resolutions, "--resolutions"), students=names, dataset=data, seed=seed,
+                             baseline=baseline)
         if quick:
             cfg = st.quick(cfg)
         out = _out_dir(out, "sweep")
