@@ -240,17 +240,11 @@ def schema(what: str = typer.Argument(..., help="scenario | profile"),
 
 
 def _register_subcommands() -> None:
-    """Mount the command groups that live beside their packages."""
-    from profilers.cli import register as register_profilers
+    """Mount the command groups that live beside their packages (profile, dmd, distill)."""
+    import importlib
 
-    register_profilers(app)
-    try:
-        from profilers.dmd.cli import register as register_dmd
-    except ModuleNotFoundError as exc:
-        if exc.name != "profilers.dmd.cli":
-            raise
-    else:
-        register_dmd(app)
+    for module in ("profilers.cli", "profilers.dmd.cli", "profilers.distill.cli"):
+        importlib.import_module(module).register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

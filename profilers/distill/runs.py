@@ -95,6 +95,8 @@ def run_head(teacher: str = "resnet18", split: str = "layer2", dataset: str = "d
     from profilers.models.mimic import _TEACHERS, build_student_head, teacher_split
 
     t0 = time.perf_counter()
+    if teacher == "resnet18" and split not in ("layer1", "layer2", "layer3", "layer4"):
+        raise EdgesimError(f"unknown split point '{split}' for the teacher; known: layer1, layer2, layer3, layer4")
     data = load_data(dataset, side_px, 3, seed, limit)
     torch.manual_seed(seed)
     teacher_time = 0.0
