@@ -20,6 +20,7 @@ from profilers.schema import DeviceProfile, load_profile, save_profile
 BUNDLE_MODELS = (
     ("densenet201", 224), ("densenet169", 224), ("densenet201-mimic", 224), ("resnet152", 224),
     ("inception_v3", 299), ("mobilenet_v2", 224), ("resnet50", 224),
+    ("resnet18", 224), ("vgg16", 224),  # calibration anchors of the derived devices (device_facts.json)
 )
 HOST_NAME = "host-cpu"
 HOST_1T_NAME = "host-cpu-1thread"

@@ -12,7 +12,7 @@ import json
 import statistics
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -56,7 +56,8 @@ class DeviceFacts(BaseModel):
     memory_bandwidth_gbs: Optional[float] = Field(default=None, gt=0)
     power: PowerModel
     sources: dict[str, str] = Field(default_factory=dict)
-    calibration: Optional[Calibration] = None
+    calibration: Optional[Union[Calibration, list[Calibration]]] = Field(
+        default=None, description="one published latency, or several: eta_c is then their geometric mean")
     eta_m: Optional[float] = Field(default=None, gt=0, description="memory efficiency; eta_c when absent")
     description: str = ""
 
@@ -185,18 +186,36 @@ def derive_model(mp: ModelProfile, facts: DeviceFacts, eta_c: float, eta_m: floa
 def derive_device(host: DeviceProfile, name: str, facts: DeviceFacts, from_profile: str = "",
                   validation: Optional[dict[str, str]] = None) -> DeviceProfile:
     """A device profile for `name` derived from a measured host profile and the device's facts."""
-    cal = facts.calibration
+    anchors = facts.calibration if isinstance(facts.calibration, list) else ([facts.calibration] if facts.calibration else [])
+    usable = [cal for cal in anchors if cal.model_id in host.models]
     sources = dict(facts.sources)
     calibration: dict[str, float] = {}
-    if cal is not None and cal.model_id in host.models:
-        ref = host.models[cal.model_id]
-        eta_c = calibrate_eta(ref.blocks, facts.peak_gflops, facts.memory_bandwidth_gbs, cal.latency_s, facts.eta_m)
-        sources["eta_c"] = (f"bisection so that derived {cal.model_id} ({cal.input_size}x{cal.input_size}) latency = "
-                            f"{cal.latency_s} s published in: {cal.source}")
-        calibration["calibration_latency_s"] = cal.latency_s
+    fit_notes: dict[str, str] = {}
+    if usable:
+        import math
+
+        etas = []
+        for cal in usable:
+            ref = host.models[cal.model_id]
+            eta = calibrate_eta(ref.blocks, facts.peak_gflops, facts.memory_bandwidth_gbs, cal.latency_s, facts.eta_m)
+            etas.append(eta)
+            calibration[f"eta_c[{cal.model_id}]"] = eta
+            calibration[f"published_latency_s[{cal.model_id}]"] = cal.latency_s
+        eta_c = math.exp(sum(math.log(e) for e in etas) / len(etas))
+        listed = "; ".join(f"{cal.model_id} ({cal.input_size}x{cal.input_size}) {cal.latency_s} s published in: {cal.source}"
+                           for cal in usable)
+        sources["eta_c"] = (("bisection so that the derived latency equals " if len(usable) == 1 else
+                             f"geometric mean of {len(usable)} efficiencies, each by bisection so that the derived "
+                             "latency equals ") + listed)
+        if len(usable) > 1:  # how far each anchor ends up from its published latency with the shared eta
+            for cal in usable:
+                t = sum(roofline_times(host.models[cal.model_id].blocks, facts.peak_gflops,
+                                       facts.memory_bandwidth_gbs, eta_c, facts.eta_m or eta_c))
+                fit_notes[f"anchor {cal.model_id}"] = (f"derived {t * 1e3:.1f} ms vs published {cal.latency_s * 1e3:.1f} ms "
+                                                       f"({100 * (t - cal.latency_s) / cal.latency_s:+.0f}%)")
     else:
         eta_c = host_efficiency(host)
-        why = "no calibration entry" if cal is None else f"calibration model {cal.model_id} not profiled on the host"
+        why = "no calibration entry" if not anchors else f"calibration model(s) {', '.join(c.model_id for c in anchors)} not profiled on the host"
         sources["eta_c"] = (f"fallback ({why}): the host's own efficiency, eta with the host roofline "
                             "(P_host, BW_host) summed over its measured blocks equal to their measured time")
     eta_m = facts.eta_m or eta_c
@@ -215,7 +234,7 @@ def derive_device(host: DeviceProfile, name: str, facts: DeviceFacts, from_profi
               "latency; head/tail medians are sums of block times; host samples rescaled to those medians")
     provenance = DerivedProvenance(from_profile=from_profile or f"{host.name} ({host.provenance.kind})",
                                    method=method, date=datetime.now(timezone.utc), sources=sources,
-                                   calibration=calibration, validation=validation or {})
+                                   calibration=calibration, validation={**(validation or {}), **fit_notes})
     return DeviceProfile(name=name, kind=facts.kind, hardware=hardware, power=facts.power,
                          provenance=provenance, models=models)
 

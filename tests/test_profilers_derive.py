@@ -130,3 +130,24 @@ def test_host_efficiency_is_compute_ratio_without_bandwidth(hosts):
     blocks = host.model("resnet18").blocks
     expected = sum(b.flops for b in blocks) / (host.hardware.peak_gflops * 1e9 * sum(b.latency.median_s for b in blocks))
     assert host_efficiency(host) == pytest.approx(expected, rel=1e-6)
+
+
+def test_several_anchors_use_the_geometric_mean_efficiency(tmp_path, hosts):
+    import math
+
+    host, _ = hosts
+    path = tmp_path / "facts.json"
+    write_facts(path)
+    data = json.loads(path.read_text())
+    data["devices"]["toy-pi"]["calibration"] = [
+        {"model_id": "resnet18", "input_size": 64, "latency_s": 0.1, "source": "test a"},
+        {"model_id": "resnet18", "input_size": 64, "latency_s": 0.4, "source": "test b"},
+    ]
+    path.write_text(json.dumps(data))
+    dev = derive_device(host, "toy-pi", load_facts(path)["toy-pi"])
+    blocks = host.model("resnet18").blocks
+    eta_a = calibrate_eta(blocks, 19.2, 4.0, 0.1)
+    eta_b = calibrate_eta(blocks, 19.2, 4.0, 0.4)
+    assert dev.provenance.calibration["eta_c"] == pytest.approx(math.sqrt(eta_a * eta_b), rel=1e-6)
+    assert "geometric mean of 2" in dev.provenance.sources["eta_c"]
+    assert "anchor resnet18" in dev.provenance.validation
