@@ -15,7 +15,6 @@ from typing import Callable, Optional
 import numpy as np
 import simpy
 
-from simulator.link import RateTrace
 from simulator.policies import LoadView
 
 COMPLETED, LATE, DROPPED = 0, 1, 2

@@ -25,7 +25,7 @@ from typing import Callable, Optional
 import pandas as pd
 
 from profilers.errors import EdgesimError
-from profilers.io import atomic_write_bytes, atomic_write_text
+from profilers.io import atomic_target, atomic_write_bytes, atomic_write_text
 from simulator.runner import PointResult, order_summary, run_sweep
 from simulator.scenario import Scenario, load_scenario, sweep_points, to_yaml
 
@@ -99,19 +99,18 @@ def _combine_frames(stage: Path, n_points: int) -> Optional[Path]:
     files = [stage / "points" / f"{k:05d}.frames.parquet" for k in range(n_points)]
     if not all(f.exists() for f in files):
         return None
-    tmp = stage / ".frames.parquet.tmp"
-    writer = None
-    try:
-        for f in files:
-            table = pq.read_table(f)
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
-            writer.write_table(table.cast(writer.schema) if table.schema != writer.schema else table)
-    finally:
-        if writer is not None:
-            writer.close()
     target = stage / "frames.parquet"
-    tmp.replace(target)
+    with atomic_target(target) as tmp:
+        writer = None
+        try:
+            for f in files:
+                table = pq.read_table(f)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                writer.write_table(table.cast(writer.schema) if table.schema != writer.schema else table)
+        finally:
+            if writer is not None:
+                writer.close()
     return target
 
 

@@ -4,7 +4,7 @@ features, both predictions and whether they agree (the switcher's label, no huma
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 import pandas as pd

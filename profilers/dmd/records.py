@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -18,7 +16,7 @@ import pandas as pd
 from profilers.dmd import TRACE_COLUMNS
 from profilers.dmd.generate import hidden_matrix
 from profilers.errors import EdgesimError
-from profilers.io import atomic_write_text
+from profilers.io import atomic_target, atomic_write_text
 
 JSON_FIELDS = ("image_path", "last_hidden_layer", "label")  # 000 A.2
 
@@ -90,13 +88,7 @@ def write_trace_parquet(trace: pd.DataFrame, path: str | Path, row_group_rows: i
     path = Path(path)
     hidden = hidden_matrix(trace) if "hidden" in trace.columns else None
     width = int(hidden.shape[1]) if hidden is not None and hidden.size else 0
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-    except OSError as exc:
-        raise EdgesimError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
+    with atomic_target(path) as tmp:
         plain = trace.drop(columns=["hidden"]) if hidden is None and "hidden" in trace.columns else trace
         first = _arrow_table(plain, 0, min(len(plain), row_group_rows), width, hidden) if hidden is not None else None
         if first is None:
@@ -116,18 +108,6 @@ def write_trace_parquet(trace: pd.DataFrame, path: str | Path, row_group_rows: i
 
                     tbl = pa.Table.from_pandas(plain.iloc[start:stop], preserve_index=False)
                 writer.write_table(tbl.cast(schema))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; match a plain open()
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise EdgesimError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

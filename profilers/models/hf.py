@@ -117,7 +117,6 @@ def _build_vilt(model_id: str, tiny: bool, input_size=None, checkpoint: Optional
     import torch.nn as nn
     from transformers import ViltForQuestionAnswering
 
-    import contextlib
 
     if shapes_only:  # visual_embed selects patches from the pixel mask's values: meta tensors have none
         raise EdgesimError(f"model {model_id}: ViLT's patch selection needs real tensors; build it without "
