@@ -29,55 +29,100 @@ def _ci95(per_rep_means: np.ndarray) -> float:
     return float(t * per_rep_means.std(ddof=1) / np.sqrt(k))
 
 
+class SummaryAccumulator:
+    """Per-policy summary built window by window (bounded memory: sums, counts and the completed delays)."""
+
+    def __init__(self) -> None:
+        self.n = self.dropped = self.late = self.offloaded = 0
+        self.sums = dict.fromkeys(("compute", "radio", "server", "bytes_up", "busy", "head", "transfer", "tail", "queue"), 0.0)
+        self.delays: list[np.ndarray] = []
+        self.labels: list[np.ndarray] = []
+        self.preds: list[np.ndarray] = []
+        self.rep_sum: dict[int, float] = {}
+        self.rep_count: dict[int, int] = {}
+        self.rep_first: dict[int, float] = {}
+        self.rep_last: dict[int, float] = {}
+
+    def add(self, frames: pd.DataFrame) -> None:
+        """Fold in a window of frame records (warm-up frames are left out)."""
+        kept = frames[~frames["warmup"]] if "warmup" in frames else frames
+        status = kept["status"].to_numpy()
+        done = kept[status != "dropped"]
+        self.n += len(kept)
+        self.dropped += int((status == "dropped").sum())
+        self.late += int((status == "late").sum())
+        self.offloaded += int((kept["bytes_up"] > 0).sum())
+        s = self.sums
+        s["compute"] += float(kept["energy_mobile_compute_j"].sum())
+        s["radio"] += float(kept["energy_mobile_radio_j"].sum())
+        s["server"] += float(kept["energy_server_j"].sum())
+        s["bytes_up"] += float(kept["bytes_up"].sum())
+        s["busy"] += float(kept["head_s"].fillna(0).sum() + kept["transfer_s"].fillna(0).sum())
+        s["head"] += float(done["head_s"].sum())
+        s["transfer"] += float(done["transfer_s"].sum())
+        s["tail"] += float(done["tail_s"].sum())
+        s["queue"] += float((done["mobile_queue_s"] + done["uplink_queue_s"] + done["server_queue_s"]).sum())
+        self.delays.append(done["delay_s"].to_numpy(float))
+        if "label" in kept and kept["label"].notna().any():
+            self.labels.append(done["label"].to_numpy())
+            self.preds.append(done["prediction"].to_numpy())
+        for rep, grp in done.groupby("replication"):
+            rep = int(rep)
+            self.rep_sum[rep] = self.rep_sum.get(rep, 0.0) + float(grp["delay_s"].sum())
+            self.rep_count[rep] = self.rep_count.get(rep, 0) + len(grp)
+            self.rep_first[rep] = min(self.rep_first.get(rep, np.inf), float(grp["capture_s"].min()))
+            self.rep_last[rep] = max(self.rep_last.get(rep, -np.inf), float(grp["done_s"].max()))
+
+    def result(self, mobile_idle_w: dict[str, float], n_mobiles: int) -> dict:
+        """The summary row (002 section 4 metrics; energy as in the README)."""
+        n, s = self.n, self.sums
+        delay = np.concatenate(self.delays) if self.delays else np.zeros(0)
+        n_done = delay.size
+        per_rep = np.array([self.rep_sum[r] / self.rep_count[r] for r in sorted(self.rep_sum)])
+        span = float(sum(self.rep_last[r] - self.rep_first[r] for r in self.rep_first))
+        idle_w = float(np.mean(list(mobile_idle_w.values()))) if mobile_idle_w else 0.0
+        idle_time = max(span * n_mobiles - s["busy"], 0.0)
+        nan = float("nan")
+        per = (lambda x: float(x / n)) if n else (lambda x: nan)
+        per_done = (lambda x: float(x / n_done)) if n_done else (lambda x: nan)
+        row = {
+            "frames": n,
+            "delay_mean_s": float(delay.mean()) if n_done else nan,
+            "delay_p50_s": float(np.percentile(delay, 50)) if n_done else nan,
+            "delay_p95_s": float(np.percentile(delay, 95)) if n_done else nan,
+            "delay_p99_s": float(np.percentile(delay, 99)) if n_done else nan,
+            "delay_mean_ci95_s": _ci95(per_rep),
+            "throughput_fps": float(n_done / span) if span > 0 else nan,
+            "deadline_miss_fraction": per(self.late),
+            "drop_fraction": per(self.dropped),
+            "energy_mobile_j_per_frame": per(s["compute"] + s["radio"]),
+            "energy_mobile_compute_j_per_frame": per(s["compute"]),
+            "energy_mobile_radio_j_per_frame": per(s["radio"]),
+            "energy_mobile_total_j": float(s["compute"] + s["radio"] + idle_w * idle_time),
+            "energy_server_j_per_frame": per(s["server"]),
+            "bytes_per_frame": per(s["bytes_up"]),
+            "offload_fraction": per(self.offloaded),
+            "head_s_mean": per_done(s["head"]),
+            "transfer_s_mean": per_done(s["transfer"]),
+            "tail_s_mean": per_done(s["tail"]),
+            "queue_s_mean": per_done(s["queue"]),
+        }
+        if self.labels and n_done:
+            from sklearn.metrics import f1_score
+
+            lab, pred = np.concatenate(self.labels), np.concatenate(self.preds)
+            row["accuracy"] = float((lab == pred).mean())
+            average = "binary" if len(np.unique(np.concatenate([lab, pred]))) <= 2 else "macro"
+            row["f1"] = float(f1_score(lab, pred, average=average, zero_division=0))
+            row["f1_average"] = average
+        return row
+
+
 def summarise(frames: pd.DataFrame, mobile_idle_w: dict[str, float], n_mobiles: int) -> dict:
     """Summary of one policy at one sweep point (all replications pooled)."""
-    kept = frames[~frames["warmup"]] if "warmup" in frames else frames
-    n = len(kept)
-    done = kept[kept["status"] != "dropped"]
-    delay = done["delay_s"].to_numpy(float)
-    per_rep = done.groupby("replication")["delay_s"].mean().to_numpy(float) if len(done) else np.zeros(0)
-    span = 0.0
-    if len(done):
-        spans = done.groupby("replication").apply(lambda d: d["done_s"].max() - d["capture_s"].min(), include_groups=False)
-        span = float(spans.sum())
-    dyn_compute = kept["energy_mobile_compute_j"].sum()
-    dyn_radio = kept["energy_mobile_radio_j"].sum()
-    busy = kept["head_s"].fillna(0).sum() + kept["transfer_s"].fillna(0).sum()
-    idle_w = float(np.mean(list(mobile_idle_w.values()))) if mobile_idle_w else 0.0
-    idle_time = max(span * n_mobiles - busy, 0.0)
-    row = {
-        "frames": n,
-        "delay_mean_s": float(delay.mean()) if delay.size else float("nan"),
-        "delay_p50_s": float(np.percentile(delay, 50)) if delay.size else float("nan"),
-        "delay_p95_s": float(np.percentile(delay, 95)) if delay.size else float("nan"),
-        "delay_p99_s": float(np.percentile(delay, 99)) if delay.size else float("nan"),
-        "delay_mean_ci95_s": _ci95(per_rep),
-        "throughput_fps": float(len(done) / span) if span > 0 else float("nan"),
-        "deadline_miss_fraction": float((kept["status"] == "late").mean()) if n else float("nan"),
-        "drop_fraction": float((kept["status"] == "dropped").mean()) if n else float("nan"),
-        "energy_mobile_j_per_frame": float((dyn_compute + dyn_radio) / n) if n else float("nan"),
-        "energy_mobile_compute_j_per_frame": float(dyn_compute / n) if n else float("nan"),
-        "energy_mobile_radio_j_per_frame": float(dyn_radio / n) if n else float("nan"),
-        "energy_mobile_total_j": float(dyn_compute + dyn_radio + idle_w * idle_time),
-        "energy_server_j_per_frame": float(kept["energy_server_j"].sum() / n) if n else float("nan"),
-        "bytes_per_frame": float(kept["bytes_up"].mean()) if n else float("nan"),
-        "offload_fraction": float((kept["bytes_up"] > 0).mean()) if n else float("nan"),
-        "head_s_mean": float(done["head_s"].mean()) if len(done) else float("nan"),
-        "transfer_s_mean": float(done["transfer_s"].mean()) if len(done) else float("nan"),
-        "tail_s_mean": float(done["tail_s"].mean()) if len(done) else float("nan"),
-        "queue_s_mean": float((done["mobile_queue_s"] + done["uplink_queue_s"] + done["server_queue_s"]).mean())
-        if len(done) else float("nan"),
-    }
-    if "label" in kept and kept["label"].notna().any() and len(done):
-        from sklearn.metrics import f1_score
-
-        lab = done["label"].to_numpy()
-        pred = done["prediction"].to_numpy()
-        row["accuracy"] = float((lab == pred).mean())
-        average = "binary" if len(np.unique(np.concatenate([lab, pred]))) <= 2 else "macro"
-        row["f1"] = float(f1_score(lab, pred, average=average, zero_division=0))
-        row["f1_average"] = average
-    return row
+    acc = SummaryAccumulator()
+    acc.add(frames)
+    return acc.result(mobile_idle_w, n_mobiles)
 
 
 def add_gains(summary: pd.DataFrame, local_label: str | None, offload_label: str | None) -> pd.DataFrame:

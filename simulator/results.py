@@ -82,7 +82,7 @@ def _parquet_bytes(df: pd.DataFrame) -> bytes:
 
 def _write_point(stage: Path, res: PointResult, frames: bool) -> None:
     points = stage / "points"
-    if frames:
+    if frames and res.frames is not None:  # None: streamed to that file by the worker, window by window
         atomic_write_bytes(points / f"{res.point:05d}.frames.parquet", _parquet_bytes(res.frames))
     atomic_write_bytes(points / f"{res.point:05d}.summary.csv", _csv_bytes(res.summary))
 
@@ -143,7 +143,8 @@ def run_to_folder(scenario: Scenario, out: Path, jobs: int = 1, resume: bool = F
         _write_point(stage, res, scenario.outputs.frames)
         engines[res.point] = res.engine
 
-    run_sweep(scenario, jobs=jobs, progress=progress, skip=done, on_point=keep, executor=executor, scheduler=scheduler)
+    run_sweep(scenario, jobs=jobs, progress=progress, skip=done, on_point=keep, executor=executor, scheduler=scheduler,
+              frames_dir=stage / "points" if scenario.outputs.frames else None)
     summaries = [pd.read_csv(stage / "points" / f"{k:05d}.summary.csv") for k in range(len(points))]
     summary = order_summary(pd.concat(summaries, ignore_index=True))
     atomic_write_bytes(stage / "summary.csv", _csv_bytes(summary))

@@ -96,6 +96,9 @@ class WorkloadSpec(_Strict):
     dataset_split: Optional[str] = Field(default=None, description="keep only rows whose 'split' equals this")
     service_time: Literal["median", "sampled"] = Field(default="median")
     warmup_frames: int = Field(default=0, ge=0, description="frames per mobile left out of the summary")
+    chunk_frames: int = Field(default=1_000_000, ge=100, description=(
+        "above this many frames per sweep point and policy, the SimPy engine runs in windows of this size and "
+        "writes frames as it goes (flat memory)"))
 
     @model_validator(mode="after")
     def _trace_given(self) -> "WorkloadSpec":

@@ -18,11 +18,11 @@ def test_interrupt_then_resume_is_byte_identical(tmp_path, monkeypatch, capsys):
     real = runner.run_point
     calls = {"n": 0}
 
-    def flaky(scenario, point, overrides):
+    def flaky(scenario, point, overrides, frames_path=None):
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt  # what Ctrl-C or SIGTERM (turned into KeyboardInterrupt) does mid-sweep
-        return real(scenario, point, overrides)
+        return real(scenario, point, overrides, frames_path)
 
     monkeypatch.setattr(runner, "run_point", flaky)
     part = tmp_path / "part"
