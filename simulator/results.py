@@ -104,10 +104,12 @@ def _combine_frames(stage: Path, n_points: int) -> Optional[Path]:
         writer = None
         try:
             for f in files:
-                table = pq.read_table(f)
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
-                writer.write_table(table.cast(writer.schema) if table.schema != writer.schema else table)
+                source = pq.ParquetFile(f)
+                for i in range(source.num_row_groups):
+                    table = source.read_row_group(i)
+                    if writer is None:
+                        writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                    writer.write_table(table.cast(writer.schema) if table.schema != writer.schema else table)
         finally:
             if writer is not None:
                 writer.close()
