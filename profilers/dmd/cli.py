@@ -183,6 +183,8 @@ def demo_cmd(
     task: str = typer.Option("binary", help="binary ('is it an 8 or a 9?', positive-class F1) or multiclass (macro F1)"),
     fast: bool = typer.Option(False, help="fewer epochs and 400 DMD samples (tests)"),
     png: bool = typer.Option(True, help="also write PNG figures (needs kaleido + Chromium; a warning if not)"),
+    mobile: str = typer.Option("host-1thread", help="replay device of the small model: host-1thread (measured) or a catalog device (derived)"),
+    cloud: str = typer.Option("host-2threads", help="replay device of the large model: host-2threads (measured) or a catalog device (derived)"),
 ) -> None:
     """Embedded DMD demo on scikit-learn's bundled digits: models, DMD data, switcher, curves, Table 1, report."""
     from profilers.dmd.digits import TASKS
@@ -193,7 +195,8 @@ def demo_cmd(
     with _progress() as prog, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         t = prog.add_task("DMD demo", total=4)
-        summary = run_demo(out, seed=seed, fast=fast, task=task, png=png, progress=lambda _d, adv, _tot: prog.advance(t, adv))
+        summary = run_demo(out, seed=seed, fast=fast, task=task, png=png, mobile=mobile, cloud_device=cloud,
+                           progress=lambda _d, adv, _tot: prog.advance(t, adv))
     for w in caught:
         if issubclass(w.category, UserWarning) and "PNG" in str(w.message):
             typer.echo(f"warning: {w.message}", err=True)
@@ -201,4 +204,9 @@ def demo_cmd(
 
     table = pd.DataFrame(summary["table1"])
     typer.echo(table[["approach", "f1_pct", "accuracy_pct", "large_model_pct"]].to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    replay = pd.DataFrame(summary["table1_replay"])
+    typer.echo(f"\nsimulator replay of the test split ({summary['replay_devices']['mobile']} -> {summary['replay_devices']['cloud']}; "
+               f"{summary['replay_method']}):")
+    typer.echo(replay[["approach", "f1_pct", "large_model_pct", "time_s", "energy_kj"]].to_string(
+        index=False, float_format=lambda v: f"{v:.4g}"))
     typer.echo(f"report: {out / 'report.html'}")

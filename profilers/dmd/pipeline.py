@@ -106,7 +106,7 @@ def _save_state(model, path: Path) -> Path:
 
 
 def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "binary", png: bool = True,
-             progress: Optional[Progress] = None) -> dict:
+             progress: Optional[Progress] = None, mobile: str = "host-1thread", cloud_device: str = "host-2threads") -> dict:
     """The embedded DMD demo on sklearn's digits: train edge/cloud, DMD, switcher, threshold, curves, Table 1, report."""
     import torch
 
@@ -149,11 +149,18 @@ def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "bi
         "measured": f"{time.strftime('%Y-%m-%d %H:%M:%S')} on {platform.node()} ({platform.machine()}), seed {seed}, fast={fast}",
     }
     write_evaluation(ev, out, png=png, provenance=provenance)
+    from profilers.dmd.replay import replay
+
+    replayed = replay(out, out / "dmd.parquet", out / "edge.safetensors", out / "cloud.safetensors",
+                      n_classes=2 if task == "binary" else 10, offload_fraction=info.offload_fraction,
+                      mobile=mobile, cloud=cloud_device, repeats=5 if fast else 20)
     edge_acc = float(np.mean(trace["edge_pred"] == trace["label"]))
     summary = {
         "seed": seed, "task": task, "fast": fast, "n_dmd": int(len(trace)), "agree_rate": float(trace["agree"].mean()),
         "edge_accuracy_all": edge_acc, "switcher": cfg.metrics, "threshold": info.to_dict(),
         "table1": ev.table1.to_dict(orient="records"), "areas": ev.areas.to_dict(orient="records"),
+        "table1_replay": replayed.to_dict(orient="records"), "replay_method": replayed.attrs.get("method", ""),
+        "replay_devices": {"mobile": mobile, "cloud": cloud_device},
         "wall_s": time.perf_counter() - t0,
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
