@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _measure(engine: str, frames: int) -> dict:
-    out = subprocess.run([sys.executable, "-m", "benchmarks.measure", engine, str(frames)], capture_output=True,
+def _measure(engine: str, frames: int, repeats: int = 3) -> dict:
+    out = subprocess.run([sys.executable, "-m", "benchmarks.measure", engine, str(frames), str(repeats)], capture_output=True,
                          text=True, check=True, cwd=Path(__file__).resolve().parent.parent)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     rows = [_measure("fast", args.frames), _measure("simpy", args.frames),
             _measure("plain-simpy", args.peer_frames), _measure("ciw", args.peer_frames)]
     by = {r["engine"]: r for r in rows}
-    mem = _measure("fast", args.memory_frames)
+    mem = _measure("fast", args.memory_frames, repeats=1)
     report = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "engines": rows,
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="edgesim benchmark: mobile device -> link -> edge server, Poisson frames (measured)")
+    table = Table(title="edgesim benchmark: mobile device -> link -> edge server, Poisson frames (measured, best of 3)")
     for col in ("engine", "frames", "seconds", "frames/s", "peak RSS MB"):
         table.add_column(col, justify="right")
     for r in rows + [dict(mem, engine=f"fast ({mem['frames']:,} frames)")]:

@@ -24,8 +24,11 @@ def lindley(arrival: np.ndarray, service: np.ndarray) -> np.ndarray:
     if arrival.size == 0:
         return arrival.copy()
     cum = np.cumsum(service)
-    prev = cum - service
-    return cum + np.maximum.accumulate(arrival - prev)
+    out = arrival - cum  # a_j - S_{j-1} = a_j - S_j + s_j, computed in place
+    out += service
+    np.maximum.accumulate(out, out=out)
+    out += cum
+    return out
 
 
 def _multi_server(arrival: np.ndarray, service: np.ndarray, servers: int) -> tuple[np.ndarray, np.ndarray]:
@@ -159,7 +162,11 @@ def simulate_fast(plan: FramePlan, topo: Topology) -> dict[str, np.ndarray]:
                              topo.servers, tiebreak=us)
         _put(out["tail_start"], off, ts)
         _put(out["tail_end"], off, te)
-        ds, de = _fifo_stage(te, _take(down, off), mob, tiebreak=ts)
+        d_off = _take(down, off)
+        if topo.servers == 1 and not d_off.any():  # nothing to return and results leave in order: no queue
+            ds, de = te, te
+        else:
+            ds, de = _fifo_stage(te, d_off, mob, tiebreak=ts)
         _put(out["down_start"], off, ds)
         _put(out["down_end"], off, de)
         _put(out["done"], off, de + topo.propagation_s)
