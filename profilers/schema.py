@@ -254,9 +254,9 @@ class DeviceProfile(_Strict):
 def format_validation_error(exc: ValidationError, where: str) -> str:
     """First pydantic error as one line: where, field path, message."""
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err.get("loc", ())) or "(top level)"
+    loc = (".".join(str(p) for p in err.get("loc", ())) or "(top level)").encode("unicode_escape").decode("ascii")
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{where}: field '{loc}': {err.get('msg', 'invalid')}{more}"
+    return f"{where}: field '{loc}': {err.get('msg', 'invalid')}{more}".replace("\n", " ")
 
 
 def load_profile(path: str | Path) -> DeviceProfile:

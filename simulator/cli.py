@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     except EdgesimError as exc:
         if debug:
             raise
-        print(f"edgesim: error: {exc}", file=sys.stderr)
+        print(f"edgesim: error: {' '.join(str(exc).split())}", file=sys.stderr)  # always one line
         return 2
     except KeyboardInterrupt:
         print("edgesim: interrupted", file=sys.stderr)

@@ -217,6 +217,16 @@ def _window(st: _Setup, pol, rep: int, streams: FrameStreams, start: int, stop: 
     return _Window(plan, routes_by_group, group, sample, seq, mobile * frames_per + seq)
 
 
+def _slice_window(w: _Window, times: dict, lo: int, hi: int) -> tuple[_Window, dict]:
+    """Rows lo..hi-1 of a window and of its stage times (the fast engine's chunked output)."""
+    p = w.plan
+    sl = slice(lo, hi)
+    plan = FramePlan(p.capture_s[sl], p.mobile[sl], p.route[sl], p.head_s[:, sl], p.wire_bits[:, sl], p.tail_s[:, sl],
+                     p.down_s[:, sl], p.n_mobiles)
+    part = _Window(plan, w.routes_by_group, w.group[sl], w.sample[sl], w.seq[sl], w.frame_id[sl])
+    return part, {k: v[sl] for k, v in times.items()}
+
+
 def _frames_df(st: _Setup, w: _Window, times: dict, policy: str, rep: int, point: int) -> pd.DataFrame:
     df = frame_table(w.plan, times, w.routes_by_group, w.group, st.devices, [n for n, _ in st.groups], st.server,
                      st.instance_names, w.sample, st.dataset, st.sc.link.propagation_delay_s, st.downlink_bps,
@@ -239,12 +249,25 @@ def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Opti
     n_inst = st.group_of_instance.size
     frames_per = sc.workload.frames
     chunk_per_mobile = max(1, sc.workload.chunk_frames // n_inst)
-    streaming = frames_path is not None and st.engine == "simpy" and frames_per * n_inst > sc.workload.chunk_frames
+    streaming = frames_path is not None and frames_per * n_inst > sc.workload.chunk_frames
     accs = {spec.display: SummaryAccumulator() for spec in sc.policies}
     kept: list[pd.DataFrame] = []
     writer = None
     target = atomic_target(frames_path) if streaming else None
     tmp = target.__enter__() if target is not None else None
+
+    def write_frames(df: pd.DataFrame, label: str) -> None:
+        """Fold a chunk of frame records into the summary and append it to the Parquet file as a row group."""
+        nonlocal writer
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        accs[label].add(df)
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        if writer is None:
+            writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+        writer.write_table(table.cast(writer.schema) if table.schema != writer.schema else table)
+
     try:
         for rep in range(sc.replications):
             for pol in st.policies:
@@ -255,6 +278,17 @@ def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Opti
                     routes_cache = {m: pol.routes(st.devices[st.groups[st.group_of_instance[m]][0]], st.server)
                                     for m in range(n_inst)}
                     choose_one = lambda view, m, _p=pol, _rc=routes_cache: _p.choose_one(view, _rc[m])  # noqa: E731
+                if streaming and st.engine == "fast":
+                    # the exact recursion needs every frame at once (about 170 bytes a frame); the frame table,
+                    # the big part, is built and written a chunk of rows at a time
+                    from simulator.fast import simulate_fast
+
+                    w = _window(st, pol, rep, streams, 0, frames_per)
+                    times = simulate_fast(w.plan, st.topo)
+                    for lo in range(0, w.plan.capture_s.size, sc.workload.chunk_frames):
+                        part = _slice_window(w, times, lo, lo + sc.workload.chunk_frames)
+                        write_frames(_frames_df(st, part[0], part[1], label, rep, point), label)
+                    continue
                 if not streaming:
                     w = _window(st, pol, rep, streams, 0, frames_per)
                     if st.engine == "fast":
@@ -277,16 +311,7 @@ def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Opti
                     return windows[k].plan
 
                 def done(k: int, _plan, times, _label=label, _rep=rep) -> None:
-                    nonlocal writer
-                    import pyarrow as pa
-                    import pyarrow.parquet as pq
-
-                    df = _frames_df(st, windows.pop(k), times, _label, _rep, point)
-                    accs[_label].add(df)
-                    table = pa.Table.from_pandas(df, preserve_index=False)
-                    if writer is None:
-                        writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
-                    writer.write_table(table.cast(writer.schema) if table.schema != writer.schema else table)
+                    write_frames(_frames_df(st, windows.pop(k), times, _label, _rep, point), _label)
 
                 simulate_windows(load, st.topo, done, choose_one, pol.spec.bandwidth_estimate, pol.spec.ewma_alpha)
         if writer is not None:
@@ -311,7 +336,7 @@ def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Opti
         row.update(accs[spec.display].result(idle, n_inst))
         for path, value in overrides.items():
             row[f"sweep.{path}"] = value
-        row["engine"] = st.engine + (" (windows)" if streaming else "")
+        row["engine"] = st.engine + ((" (windows)" if st.engine == "simpy" else " (chunked output)") if streaming else "")
         rows.append(row)
     local = next((p.display for p in sc.policies if p.name == "local"), None)
     offload = next((p.display for p in sc.policies if p.name == "offload"), None)

@@ -232,10 +232,10 @@ def validation_message(exc: ValidationError, source: str, root: Optional[yaml.No
     """One line naming the file, the field (dotted), its YAML line and what is wrong."""
     err = exc.errors()[0]
     loc = tuple(p for p in err.get("loc", ()) if not (isinstance(p, str) and p.startswith("function-")))
-    field = ".".join(str(p) for p in loc) or "(top level)"
+    field = (".".join(str(p) for p in loc) or "(top level)").encode("unicode_escape").decode("ascii")
     line = _yaml_line(root, loc) if root is not None else None
     where = f"{source}:{line}" if line else source
-    msg = err.get("msg", "invalid").replace("Value error, ", "")
+    msg = err.get("msg", "invalid").replace("Value error, ", "").replace("\n", " ")
     if err.get("type") == "extra_forbidden":
         msg = "unknown field"
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""

@@ -93,3 +93,25 @@ def test_windowed_run_writes_the_same_frames_and_summary(tmp_path):
     sb = pd.read_csv(tmp_path / "win" / "summary.csv")
     assert (sb["engine"] == "simpy (windows)").all()
     pd.testing.assert_frame_equal(sa, sb.drop(columns=["engine"]), check_exact=False, rtol=1e-9)
+
+
+def test_fast_engine_chunked_output_equals_in_memory(tmp_path):
+    import pandas as pd
+
+    from simulator.cli import main
+    from tests.sim_helpers import scenario_dict, write_scenario, write_toy_profiles
+
+    profiles = write_toy_profiles(tmp_path)
+    data = scenario_dict(profiles, engine="fast", mobiles=[{"device": "toy-mobile", "count": 2}],
+                         workload={"source": "poisson", "frame_rate_fps": 2.0, "frames": 900, "service_time": "sampled"},
+                         outputs={"plots": False})
+    path = write_scenario(tmp_path, data)
+    assert main(["run", str(path), "--out", str(tmp_path / "mem"), "--jobs", "1"]) == 0
+    assert main(["run", str(path), "--out", str(tmp_path / "chk"), "--jobs", "1", "--set", "workload.chunk_frames=500"]) == 0
+    a = pd.read_parquet(tmp_path / "mem" / "frames.parquet")
+    b = pd.read_parquet(tmp_path / "chk" / "frames.parquet")
+    pd.testing.assert_frame_equal(a, b, check_exact=False, atol=1e-12, rtol=0)
+    sb = pd.read_csv(tmp_path / "chk" / "summary.csv")
+    assert (sb["engine"] == "fast (chunked output)").all()
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "mem" / "summary.csv").drop(columns=["engine"]),
+                                  sb.drop(columns=["engine"]), check_exact=False, rtol=1e-9)
