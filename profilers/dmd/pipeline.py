@@ -115,6 +115,9 @@ def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "bi
     from profilers.dmd.generate import generate
     from profilers.dmd.records import write_dmd_json, write_trace_parquet
 
+    from profilers.dmd.replay import check_devices, replay
+
+    check_devices(mobile, cloud_device)  # before minutes of training, not after
     out = Path(out)
     step = progress or (lambda *_: None)
     t0 = time.perf_counter()
@@ -149,8 +152,6 @@ def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "bi
         "measured": f"{time.strftime('%Y-%m-%d %H:%M:%S')} on {platform.node()} ({platform.machine()}), seed {seed}, fast={fast}",
     }
     write_evaluation(ev, out, png=png, provenance=provenance)
-    from profilers.dmd.replay import replay
-
     replayed = replay(out, out / "dmd.parquet", out / "edge.safetensors", out / "cloud.safetensors",
                       n_classes=2 if task == "binary" else 10, offload_fraction=info.offload_fraction,
                       mobile=mobile, cloud=cloud_device, repeats=5 if fast else 20)

@@ -26,6 +26,19 @@ MEASURED = {"host-1thread": 1, "host-2threads": 2}
 """Device names that mean: this host, measured with that many threads (the default: no extrapolation)."""
 
 
+def check_devices(*names: str) -> dict:
+    """The catalog facts, after checking every replay device name (one line listing the known ones)."""
+    from profilers.catalog import FACTS_PATH
+    from profilers.derive import load_facts
+
+    facts = load_facts(FACTS_PATH)
+    for name in names:
+        if name not in facts and name not in MEASURED:
+            raise EdgesimError(f"unknown device '{name}' for the DMD replay; known: "
+                               f"{', '.join(sorted(MEASURED) + sorted(facts))}")
+    return facts
+
+
 def profile_demo_models(out: Path, edge_ckpt: Path, cloud_ckpt: Path, n_classes: int, mobile: str = "host-1thread",
                         cloud: str = "host-2threads", repeats: int = 20) -> list[Path]:
     """Measure both trained models on this host; a catalog name is derived from that measurement instead.
@@ -33,17 +46,12 @@ def profile_demo_models(out: Path, edge_ckpt: Path, cloud_ckpt: Path, n_classes:
     The roofline derivation has no per-layer overhead term, so for models this small (microseconds of
     arithmetic) derived devices understate latency; the measured host is the default for that reason.
     """
-    from profilers.catalog import FACTS_PATH
-    from profilers.derive import derive_device, load_facts
+    from profilers.derive import derive_device
     from profilers.measure import MeasureOptions, assumed_host_power, host_hardware, host_provenance, measure_model
     from profilers.models import build
     from profilers.schema import DeviceProfile, save_profile
 
-    facts = load_facts(FACTS_PATH)
-    for name in (mobile, cloud):
-        if name not in facts and name not in MEASURED:
-            raise EdgesimError(f"unknown device '{name}' for the DMD replay; known: "
-                               f"{', '.join(sorted(MEASURED) + sorted(facts))}")
+    facts = check_devices(mobile, cloud)
     hardware = host_hardware("cpu")
     hosts = {}
     for name, threads in MEASURED.items():
