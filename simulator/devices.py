@@ -44,6 +44,13 @@ class ServiceTime:
         return ServiceTime(self.distribution, self.median_s * factor, self.samples_s * factor,
                            self.mean_s * factor, self.power_w, self.energy_method)
 
+    def plus(self, extra_s: float) -> "ServiceTime":
+        """The same distribution shifted by a constant (a fixed extra step on the same device)."""
+        if self.distribution == "exponential":
+            raise EdgesimError("an inline exponential latency cannot take an extra fixed step (switcher_s)")
+        return ServiceTime(self.distribution, self.median_s + extra_s, self.samples_s + extra_s, self.mean_s + extra_s,
+                           self.power_w, self.energy_method)
+
     @property
     def expected_s(self) -> float:
         """Mean service time (used by best-split's predictions)."""

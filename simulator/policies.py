@@ -257,6 +257,11 @@ class _DatasetPolicy(BasePolicy):
 
     def routes(self, mobile: Device, server: Device) -> list[Route]:
         edge = make_route("edge", self.edge, "output", "float32", mobile, server, prediction="edge_pred")
+        if self.spec.switcher_s and edge.head is not None:  # the switcher runs after the small model (000 Fig. 1)
+            if self.spec.name != "dmd-switcher":
+                raise EdgesimError(f"policy '{self.spec.display}': switcher_s applies to dmd-switcher only")
+            edge = Route(edge.decision, edge.model, edge.split_point, edge.encoding, edge.head.plus(self.spec.switcher_s),
+                         edge.up_bytes, edge.tail, edge.down_bytes, edge.prediction)
         cloud = make_route("cloud", self.cloud, "input", self.spec.encoding or self.spec.input_encoding, mobile, server,
                            prediction="cloud_pred")
         both = Route("edge+cloud", self.cloud.model_id, "input", cloud.encoding, edge.head, cloud.up_bytes,

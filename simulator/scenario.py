@@ -125,6 +125,8 @@ class PolicySpec(_Strict):
     offload_fraction: Optional[float] = Field(default=None, ge=0, le=1)
     threshold: Optional[float] = None
     score: Optional[str] = Field(default=None, description="uncertainty: edge_max_prob, edge_margin or edge_entropy")
+    switcher_s: float = Field(default=0.0, ge=0, description=(
+        "dmd-switcher: measured time of the switcher MLP on the mobile device, added to every frame's head"))
 
     @property
     def display(self) -> str:

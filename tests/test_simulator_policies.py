@@ -147,3 +147,21 @@ def test_dmd_policies_replay_the_trace(tmp_path):
     unc = frames[(frames.policy == "uncertainty") & (frames.decision == "edge+cloud")]
     cutoff = df.edge_max_prob.sort_values().iloc[59]
     assert (df.edge_max_prob.iloc[unc["sample"].to_numpy()] <= cutoff + 1e-12).all()
+
+
+def test_switcher_time_is_added_to_every_switcher_frame(tmp_path):
+    from profilers.schema import load_profile, save_profile
+
+    paths = write_toy_profiles(tmp_path)
+    for p in paths:
+        prof = load_profile(p)
+        prof.models["toy-cloud"] = prof.models["toy"].model_copy(update={"model_id": "toy-cloud"})
+        save_profile(prof, p)
+    trace = _dmd_trace(tmp_path)
+    pol = {"edge_model": "toy", "cloud_model": "toy-cloud", "offload_fraction": 0.3}
+    base = scenario_dict(paths, workload={"source": "periodic", "frame_rate_fps": 0.2, "frames": 50, "dataset": trace,
+                                          "service_time": "median"})
+    plain, _ = run(Scenario.model_validate({**base, "policies": [{"name": "dmd-switcher", **pol}]}))
+    timed, _ = run(Scenario.model_validate({**base, "policies": [{"name": "dmd-switcher", "switcher_s": 0.005, **pol}]}))
+    np.testing.assert_allclose(timed["head_s"], plain["head_s"] + 0.005)
+    assert (timed["decision"] == plain["decision"]).all()
