@@ -8,7 +8,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -78,8 +78,11 @@ def evaluate(trace: pd.DataFrame, info: deferral.ThresholdInfo, seed: int = 0, a
     return Evaluation(curves_df, pd.concat(areas, ignore_index=True), table, info)
 
 
-def write_evaluation(ev: Evaluation, out: Path, png: bool = True, provenance: Optional[dict] = None) -> list[Path]:
-    """curves.csv, curve_areas.csv, table1.csv, threshold.json, curves_<split>.html (+png) and report.html."""
+def write_evaluation(ev: Evaluation, out: Path, png: bool = True, provenance: Optional[dict] = None,
+                     extra_figures: Sequence = ()) -> list[Path]:
+    """curves.csv, curve_areas.csv, table1.csv, threshold.json, curves_<split>.html (+png) and report.html.
+
+    extra_figures (e.g. the replay's Figures 4 and 5) are appended to report.html only."""
     from profilers.dmd.plots import curves_figure, report_html, write_figure
 
     out = Path(out)
@@ -94,7 +97,8 @@ def write_evaluation(ev: Evaluation, out: Path, png: bool = True, provenance: Op
         fig = curves_figure(g, f"DMD deferral curves, {split} split (000 Figure {2 if split == 'train' else 3})", ev.info.offload_fraction)
         written += write_figure(fig, out / f"curves_{split}.html", png=png)
         figs.append(fig)
-    written.append(atomic_write_text(out / "report.html", report_html(ev.table1, ev.areas, ev.info.to_dict(), figs, provenance or {})))
+    written.append(atomic_write_text(out / "report.html", report_html(ev.table1, ev.areas, ev.info.to_dict(),
+                                                                      figs + list(extra_figures), provenance or {})))
     return written
 
 
@@ -107,7 +111,10 @@ def _save_state(model, path: Path) -> Path:
 
 def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "binary", png: bool = True,
              progress: Optional[Progress] = None, mobile: str = "host-1thread", cloud_device: str = "host-2threads") -> dict:
-    """The embedded DMD demo on sklearn's digits: train edge/cloud, DMD, switcher, threshold, curves, Table 1, report."""
+    """The embedded DMD demo on sklearn's digits: train edge/cloud, DMD, switcher, threshold, curves, Table 1, report.
+
+    Table 1's time and energy come from replaying the test split in the simulator (profilers.dmd.replay) with the
+    two models profiled on `mobile` and `cloud_device` (measured host names or device_facts.json entries)."""
     import torch
 
     from profilers.dmd import digits
@@ -151,17 +158,19 @@ def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "bi
         "threshold": f"10-bucket strategy on train (000 A.4): defer {100 * info.offload_fraction:.0f}% (switcher score < {info.threshold:.4f})",
         "measured": f"{time.strftime('%Y-%m-%d %H:%M:%S')} on {platform.node()} ({platform.machine()}), seed {seed}, fast={fast}",
     }
-    write_evaluation(ev, out, png=png, provenance=provenance)
-    replayed = replay(out, out / "dmd.parquet", out / "edge.safetensors", out / "cloud.safetensors",
-                      n_classes=2 if task == "binary" else 10, offload_fraction=info.offload_fraction,
-                      mobile=mobile, cloud=cloud_device, repeats=5 if fast else 20)
+    replayed = replay(out, out / "dmd.parquet", info, out / "edge.safetensors", out / "cloud.safetensors",
+                      n_classes=2 if task == "binary" else 10, mobile=mobile, cloud=cloud_device,
+                      repeats=5 if fast else 20, seed=seed, png="auto" if png else "no")
+    ev.table1 = replayed.table1  # the trace's F1 / accuracy / % large, plus the simulator's time and energy
+    write_evaluation(ev, out, png=png, provenance={**provenance, **replayed.provenance},
+                     extra_figures=list(replayed.figures.values()))
     edge_acc = float(np.mean(trace["edge_pred"] == trace["label"]))
     summary = {
         "seed": seed, "task": task, "fast": fast, "n_dmd": int(len(trace)), "agree_rate": float(trace["agree"].mean()),
         "edge_accuracy_all": edge_acc, "switcher": cfg.metrics, "threshold": info.to_dict(),
         "table1": ev.table1.to_dict(orient="records"), "areas": ev.areas.to_dict(orient="records"),
-        "table1_replay": replayed.to_dict(orient="records"), "replay_method": replayed.attrs.get("method", ""),
-        "replay_devices": {"mobile": mobile, "cloud": cloud_device},
+        "replay": replayed.provenance, "replay_devices": {"mobile": mobile, "cloud": cloud_device},
+        "cost_vs_deferred": replayed.sweep.to_dict(orient="records"),
         "wall_s": time.perf_counter() - t0,
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")

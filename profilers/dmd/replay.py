@@ -1,29 +1,70 @@
 """DMD replay in the simulator (000 Table 1, Figures 4 and 5): time and energy from profiles, decisions from the trace.
 
 The two demo models are measured on this host (1 thread for the mobile device, 2 for the cloud by default;
-catalog devices can be named instead and are derived from that measurement), and the simulator replays the test
-split: every frame's decision and correctness come from the per-sample trace of the real models, its
-time and energy from the profiles (energy: the power-model estimate unless a profile measured it).
+any device of profilers/data/device_facts.json can be named instead and is derived from that measurement),
+and the simulator replays the test split: every frame's deferral and correctness come from the per-sample
+trace of the real models, its time and energy from the profiles (energy: the power-model estimate unless a
+profile measured it). Table 1's F1/accuracy columns stay those of the trace; the simulator's own accuracy is
+kept beside them (sim_*) and equals them because both apply the same deferral masks.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import pandas as pd
 
+from profilers.dmd import deferral
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_text
+from profilers.schema import DeviceProfile
 
 EDGE_ID, CLOUD_ID = "dmd-digits-edge", "dmd-digits-cloud"
-#: the WAN between the mobile device and the cloud (stated assumption, not a measurement)
-WAN = {"data_rate_mbps": 20.0, "propagation_delay_s": 0.02, "packet_payload_bytes": 1460, "packet_overhead_bytes": 40}
 
+WAN = {"data_rate_mbps": 20.0, "propagation_delay_s": 0.02, "packet_payload_bytes": 1460, "packet_overhead_bytes": 40}
+"""The link from the mobile device to the cloud: a stated WAN assumption (20 Mbit/s, 20 ms one way, TCP/IP
+headers of 40 bytes per 1460-byte packet), not a measurement."""
 
 MEASURED = {"host-1thread": 1, "host-2threads": 2}
-"""Device names that mean: this host, measured with that many threads (the default: no extrapolation)."""
+"""Device names that mean: this host, measured with that many torch threads (the default: no extrapolation)."""
+
+DERIVE_FROM = "host-2threads"
+"""Catalog devices are derived from the 2-thread host measurement, as the catalog's bundle does."""
+
+POLICY_METHOD = {"edge-only": "edge-only", "cloud-only": "cloud-only", "uncertainty": "uncertainty",
+                 "dmd-switcher": "switcher", "random": "random", "oracle": "oracle"}
+"""Simulator policy -> deferral method of profilers.dmd.deferral (the method column of table1.csv)."""
+
+SWEEP_FRACTIONS = tuple(round(0.1 * k, 1) for k in range(11))
+"""Offload fractions of the Figures 4/5 sweep (000 A.5: cost against % deferred to the large model)."""
+
+
+@dataclass
+class DemoProfiles:
+    """The profile files the replay loads and the numbers needed to scale host timings to the mobile device."""
+
+    paths: list[Path]
+    mobile: DeviceProfile
+    cloud: DeviceProfile
+    host_edge_1thread_s: float  # measured median of the whole edge model on this host, 1 thread
+
+    def mobile_edge_s(self) -> float:
+        """Median of the whole edge model on the mobile device (measured or derived)."""
+        return _whole_model_s(self.mobile, EDGE_ID)
+
+    def energy_method(self) -> str:
+        """Where compute energy comes from: 'power-model-estimate' unless a profile measured energy."""
+        methods = {self.mobile.models[EDGE_ID].energy_method or "power-model-estimate",
+                   self.cloud.models[CLOUD_ID].energy_method or "power-model-estimate"}
+        return "+".join(sorted(methods))
+
+
+def _whole_model_s(profile: DeviceProfile, model_id: str) -> float:
+    """Median latency of the whole model (head up to 'output') in a profile."""
+    return float(profile.models[model_id].split_point("output").head_latency.median_s)
 
 
 def check_devices(*names: str) -> dict:
@@ -39,35 +80,57 @@ def check_devices(*names: str) -> dict:
     return facts
 
 
-def profile_demo_models(out: Path, edge_ckpt: Path, cloud_ckpt: Path, n_classes: int, mobile: str = "host-1thread",
-                        cloud: str = "host-2threads", repeats: int = 20) -> list[Path]:
-    """Measure both trained models on this host; a catalog name is derived from that measurement instead.
+def profile_demo_models(out: Path, edge_ckpt: Optional[Path], cloud_ckpt: Optional[Path], repeats: int = 20,
+                        n_classes: int = 2, mobile: str = "host-1thread", cloud: str = "host-2threads") -> DemoProfiles:
+    """Measure both models on this host (profilers.measure), derive catalog devices from that, write out/profiles/.
 
-    The roofline derivation has no per-layer overhead term, so for models this small (microseconds of
-    arithmetic) derived devices understate latency; the measured host is the default for that reason.
+    A checkpoint of None measures randomly initialised weights (latency does not depend on the weights). The
+    roofline derivation has no per-layer overhead term, so for models this small (microseconds of arithmetic)
+    derived devices understate latency; the measured host is the default for that reason.
     """
+    import profilers.dmd.models  # noqa: F401  registers dmd-digits-edge / dmd-digits-cloud
     from profilers.derive import derive_device
-    from profilers.measure import MeasureOptions, assumed_host_power, host_hardware, host_provenance, measure_model
+    from profilers.measure import (
+        MeasureOptions,
+        assumed_host_power,
+        host_hardware,
+        host_provenance,
+        measure_model,
+    )
     from profilers.models import build
-    from profilers.schema import DeviceProfile, save_profile
+    from profilers.schema import save_profile
 
     facts = check_devices(mobile, cloud)
+    wifi = next((f.power.radio for f in facts.values() if f.power.radio is not None), None)
+    threads_needed = {1} | {MEASURED.get(name, MEASURED[DERIVE_FROM]) for name in (mobile, cloud)}
     hardware = host_hardware("cpu")
     hosts = {}
     for name, threads in MEASURED.items():
+        if threads not in threads_needed:
+            continue
+        power = assumed_host_power(threads)  # the energy estimate of each model uses the profile's own power model
         models = {}
         for model_id, ckpt in ((EDGE_ID, edge_ckpt), (CLOUD_ID, cloud_ckpt)):
-            model = build(model_id, checkpoint=str(ckpt), n_classes=n_classes)
-            models[model_id] = measure_model(model, MeasureOptions(repeats=repeats, warmup=3, threads=threads))
-        hosts[name] = DeviceProfile(name=name, kind="mobile" if threads == 1 else "edge", hardware=hardware,
-                                    power=assumed_host_power(threads), provenance=host_provenance(threads, "cpu"),
-                                    models=models)
-    paths = []
+            model = build(model_id, checkpoint=str(ckpt) if ckpt else None, n_classes=n_classes)
+            models[model_id] = measure_model(model, MeasureOptions(repeats=repeats, warmup=3, threads=threads), power)
+        if name == mobile and wifi is not None:  # the host as a mobile device sends over Wi-Fi: a stated radio model
+            power = power.model_copy(update={"radio": wifi.model_copy(update={
+                "source": f"assumed for this host as the mobile device: {wifi.source}"})})
+        hosts[name] = DeviceProfile(name=name, kind="mobile" if name == mobile else "cloud", hardware=hardware,
+                                    power=power, provenance=host_provenance(threads, "cpu"), models=models)
+    profiles = {}
     for name in dict.fromkeys((mobile, cloud)):
-        prof = hosts[name] if name in hosts else derive_device(hosts["host-2threads"], name, facts[name],
-                                                             from_profile="host-2threads.json (this run)")
-        paths.append(save_profile(prof, out / "profiles" / f"{name}.json"))
-    return paths
+        profiles[name] = hosts[name] if name in hosts else derive_device(
+            hosts[DERIVE_FROM], name, facts[name], from_profile=f"{DERIVE_FROM}.json (measured in this run)")
+    paths = [save_profile(p, Path(out) / "profiles" / f"{name}.json") for name, p in profiles.items()]
+    return DemoProfiles(paths, profiles[mobile], profiles[cloud], _whole_model_s(hosts["host-1thread"], EDGE_ID))
+
+
+def _where(profile: DeviceProfile, repeats: int) -> str:
+    """Where a replay device's numbers come from, in a few words."""
+    if profile.provenance.kind == "measured":
+        return f"{profile.name}: measured on this host ({profile.provenance.threads} thread(s), {repeats} repeats)"
+    return f"{profile.name}: derived from {profile.provenance.from_profile} with device_facts.json (roofline)"
 
 
 def switcher_latency_s(weights: Path, config: Path, repeats: int = 200) -> float:
@@ -96,123 +159,168 @@ def switcher_latency_s(weights: Path, config: Path, repeats: int = 200) -> float
     return float(np.median(times))
 
 
+def _policies(info: deferral.ThresholdInfo, switcher_s: float, sweep: bool) -> list[dict]:
+    """Table 1 policies at the operating point chosen on train, or the switcher/uncertainty pair for the sweep."""
+    models = {"edge_model": EDGE_ID, "cloud_model": CLOUD_ID, "encoding": "float32"}  # the digits tensor, 1x8x8
+    if sweep:
+        return [{"name": "dmd-switcher", "offload_fraction": 0.0, "switcher_s": switcher_s, **models},
+                {"name": "uncertainty", "offload_fraction": 0.0, **models}]
+
+    def at_threshold(method: str) -> dict:
+        """Same deferral set as table1_rows: the train threshold of this score, else the train fraction."""
+        thr = info.method_thresholds.get(method, info.threshold if method == info.method else None)
+        return {"threshold": float(thr)} if thr is not None else {"offload_fraction": info.offload_fraction}
+
+    return [{"name": "edge-only", **models}, {"name": "cloud-only", **models},
+            {"name": "uncertainty", **at_threshold("uncertainty"), **models},
+            {"name": "dmd-switcher", **at_threshold("switcher"), "switcher_s": switcher_s, **models},
+            {"name": "random", "offload_fraction": info.offload_fraction, **models},
+            {"name": "oracle", "offload_fraction": info.offload_fraction, **models}]
+
+
 def replay_scenario(profiles: list[Path], trace_path: Path, n_test: int, mobile: str, cloud: str,
-                    offload_fraction: float, fractions: Optional[list[float]] = None, switcher_s: float = 0.0):
-    """The scenario that replays the test split: Table 1 policies at the chosen fraction, or a sweep over it."""
+                    info: deferral.ThresholdInfo, switcher_s: float = 0.0, seed: int = 0, sweep: bool = False):
+    """The scenario replaying the test split, one periodic frame per test sample (Table 1, or the 0..1 sweep)."""
     from simulator.scenario import Scenario
 
-    models = {"edge_model": EDGE_ID, "cloud_model": CLOUD_ID, "encoding": "float32"}  # the digits tensor
-    if fractions is None:
-        policies = [{"name": "edge-only", **models}, {"name": "cloud-only", **models},
-                    {"name": "uncertainty", "offload_fraction": offload_fraction, **models},
-                    {"name": "dmd-switcher", "offload_fraction": offload_fraction, "switcher_s": switcher_s, **models},
-                    {"name": "random", "offload_fraction": offload_fraction, **models},
-                    {"name": "oracle", "offload_fraction": offload_fraction, **models}]
-        sweep = {}
-    else:
-        policies = [{"name": "dmd-switcher", "offload_fraction": fractions[0], "switcher_s": switcher_s, **models},
-                    {"name": "uncertainty", "offload_fraction": fractions[0], **models}]
-        sweep = {"cases": [{"policies.0.offload_fraction": f, "policies.1.offload_fraction": f} for f in fractions]}
     data = {
-        "name": "dmd-replay",
+        "name": "dmd-replay-sweep" if sweep else "dmd-replay",
+        "description": "000 Table 1 / Figures 4-5: the DMD test split replayed, decisions from the trace",
         "model": EDGE_ID,
         "profiles": [str(p) for p in profiles],
         "mobiles": [{"device": mobile}],
         "edge": {"device": cloud},
         "link": WAN,
+        # 1 frame/s: frames never queue, so each frame's delay is its own capture-to-output time
         "workload": {"source": "periodic", "frame_rate_fps": 1.0, "frames": n_test, "dataset": str(trace_path),
                      "dataset_split": "test", "service_time": "median"},
-        "policies": policies,
-        "sweep": sweep,
+        "policies": _policies(info, switcher_s, sweep),
+        "sweep": {"cases": [{"policies.0.offload_fraction": f, "policies.1.offload_fraction": f}
+                            for f in SWEEP_FRACTIONS]} if sweep else {},
+        "seed": seed,  # the random policy's permutation: the seed table1_rows uses
         "engine": "fast",
         "outputs": {"plots": False, "frames": False},
     }
     return Scenario.model_validate(data)
 
 
-TABLE1_NAMES = {"edge-only": "Small model only", "cloud-only": "Large model only", "uncertainty": "Uncertainty-based",
-                "dmd-switcher": "Ours (switcher)", "random": "Random deferral", "oracle": "Oracle deferral"}
-
-
-def table1_with_cost(summary: pd.DataFrame, n_frames: int) -> pd.DataFrame:
-    """000 Table 1 layout from the replay: F1 %, % to the large model, time (s) and energy (kJ) over the test split."""
-    rows = []
-    for _, r in summary.iterrows():
-        energy_j = (r["energy_mobile_j_per_frame"] + r["energy_server_j_per_frame"]) * n_frames
-        rows.append({
-            "approach": TABLE1_NAMES.get(r["policy"], r["policy"]),
-            "policy": r["policy"],
-            "f1_pct": 100.0 * r["f1"],
-            "accuracy_pct": 100.0 * r["accuracy"],
-            "large_model_pct": 100.0 * r["offload_fraction"],
-            "time_s": r["delay_mean_s"] * n_frames,
-            "delay_mean_ms": 1e3 * r["delay_mean_s"],
-            "energy_kj": energy_j / 1e3,
-            "energy_mobile_mj_per_frame": 1e3 * r["energy_mobile_j_per_frame"],
-            "energy_cloud_mj_per_frame": 1e3 * r["energy_server_j_per_frame"],
-        })
-    out = pd.DataFrame(rows)
-    out.attrs["method"] = ("time = capture-to-output delay summed over the test frames (simulated, service times "
-                           "from the profiles); energy = mobile (compute + radio) + cloud energy per frame x frames, "
-                           "power-model estimates")
+def cost_columns(summary: pd.DataFrame, n_frames: int) -> pd.DataFrame:
+    """Per policy: the simulator's accuracy/F1/% large and time (s), energy (kJ) over the n_frames test frames."""
+    out = pd.DataFrame({
+        "policy": summary["policy"].to_numpy(),
+        "method": summary["policy"].map(POLICY_METHOD).to_numpy(),
+        "sim_f1_pct": 100.0 * summary["f1"].to_numpy(float),
+        "sim_accuracy_pct": 100.0 * summary["accuracy"].to_numpy(float),
+        "sim_large_model_pct": 100.0 * summary["offload_fraction"].to_numpy(float),
+        "sim_time_s": summary["delay_mean_s"].to_numpy(float) * n_frames,
+        "sim_delay_mean_ms": 1e3 * summary["delay_mean_s"].to_numpy(float),
+        "sim_energy_kj": (summary["energy_mobile_j_per_frame"].to_numpy(float)
+                          + summary["energy_server_j_per_frame"].to_numpy(float)) * n_frames / 1e3,
+        "sim_energy_mobile_mj_per_frame": 1e3 * summary["energy_mobile_j_per_frame"].to_numpy(float),
+        "sim_energy_cloud_mj_per_frame": 1e3 * summary["energy_server_j_per_frame"].to_numpy(float),
+    })
     return out
 
 
-def replay(out: Path, trace_path: Path, edge_ckpt: Path, cloud_ckpt: Path, n_classes: int, offload_fraction: float,
-           mobile: str = "host-1thread", cloud: str = "host-2threads", repeats: int = 20) -> pd.DataFrame:
-    """Profile, replay at the chosen fraction (table1_replay.csv) and over fractions 0..1 (figures 4 and 5 of 000)."""
+def table1_with_cost(table1: pd.DataFrame, summary: pd.DataFrame, n_frames: int, energy_method: str) -> pd.DataFrame:
+    """000 Table 1: the trace's F1 / accuracy / % large per approach, plus simulated time (s) and energy (kJ)."""
+    cost = cost_columns(summary, n_frames).drop(columns="policy")
+    out = table1.merge(cost, on="method", how="left", validate="one_to_one")
+    out["energy_method"] = energy_method
+    return out
+
+
+@dataclass
+class Replay:
+    """What the replay produced: Table 1 with cost columns, the 0..1 sweep, its figures, and where numbers come from."""
+
+    table1: pd.DataFrame
+    sweep: pd.DataFrame
+    figures: dict
+    provenance: dict = field(default_factory=dict)
+    written: list = field(default_factory=list)
+
+
+def replay(out: Path, trace_path: Path, info: deferral.ThresholdInfo | dict, edge_ckpt: Optional[Path] = None,
+           cloud_ckpt: Optional[Path] = None, n_classes: int = 2, mobile: str = "host-1thread",
+           cloud: str = "host-2threads", repeats: int = 20, switcher_host_s: Optional[float] = None, seed: int = 0,
+           png: str = "auto") -> Replay:
+    """Profile both models, replay the test split (Table 1 at the train operating point, and the 0..1 sweep).
+
+    Writes out/profiles/*.json, table1.csv (trace F1/accuracy + sim_* time and energy), cost_vs_deferred.csv and
+    energy_vs_deferred / runtime_vs_deferred figures (000 Figures 4 and 5). switcher_host_s: the switcher's
+    time on this host (1 thread); None measures out/switcher.safetensors when it exists, else 0. It is scaled to
+    the mobile device by the edge model's time ratio (1 on host-1thread) and added to every dmd-switcher frame.
+    """
     from simulator.report import write_figures
     from simulator.runner import run
 
-    trace = pd.read_parquet(trace_path, columns=["split"])
-    n_test = int((trace["split"] == "test").sum())
+    out = Path(out)
+    info = info if isinstance(info, deferral.ThresholdInfo) else deferral.ThresholdInfo.from_dict(info)
+    trace = pd.read_parquet(trace_path)
+    n_test = int((trace["split"] == "test").sum()) if "split" in trace.columns else 0
     if n_test == 0:
-        raise EdgesimError(f"{trace_path}: no test rows to replay")
-    profiles = profile_demo_models(out, edge_ckpt, cloud_ckpt, n_classes, mobile, cloud, repeats)
-    switcher_s = 0.0
-    if (out / "switcher.safetensors").exists() and (out / "switcher.json").exists():
-        switcher_s = switcher_latency_s(out / "switcher.safetensors", out / "switcher.json")
-    _, summary = run(replay_scenario(profiles, trace_path, n_test, mobile, cloud, offload_fraction,
-                                     switcher_s=switcher_s), jobs=1)
-    table = table1_with_cost(summary, n_test)
-    table["switcher_ms_per_frame"] = np.where(table["policy"] == "dmd-switcher", 1e3 * switcher_s, 0.0)
-    table.attrs["method"] = table.attrs.get("method", "") + (
-        f"; the switcher's own time on the mobile device, {1e3 * switcher_s:.3f} ms a frame (measured here, 1 thread),"
-        " is added to every dmd-switcher frame")
-    atomic_write_text(out / "table1_replay.csv", table.to_csv(index=False))
-    fractions = [round(0.1 * k, 1) for k in range(11)]
-    _, swept = run(replay_scenario(profiles, trace_path, n_test, mobile, cloud, offload_fraction, fractions,
-                                   switcher_s=switcher_s), jobs=1)
-    sweep = table1_with_cost(swept, n_test)
-    sweep["deferred_fraction"] = swept["sweep.policies.0.offload_fraction"].to_numpy()
-    atomic_write_text(out / "cost_vs_deferred.csv", sweep.to_csv(index=False))
-    write_figures(cost_figures(sweep), out, "auto")
-    return table
+        raise EdgesimError(f"{trace_path}: no rows with split 'test' to replay")
+    profs = profile_demo_models(out, edge_ckpt, cloud_ckpt, repeats, n_classes, mobile, cloud)
+    scale = profs.mobile_edge_s() / profs.host_edge_1thread_s if profs.host_edge_1thread_s > 0 else 1.0
+    if switcher_host_s is None:
+        weights, config = out / "switcher.safetensors", out / "switcher.json"
+        switcher_host_s = switcher_latency_s(weights, config) if weights.is_file() and config.is_file() else 0.0
+    switcher_s = float(switcher_host_s) * scale
+    _, summary = run(replay_scenario(profs.paths, trace_path, n_test, mobile, cloud, info, switcher_s, seed), jobs=1)
+    table = table1_with_cost(deferral.table1_rows(trace, info, split="test", seed=seed), summary, n_test,
+                             profs.energy_method())
+    table["switcher_ms_per_frame"] = np.where(table["method"] == "switcher", 1e3 * switcher_s, 0.0)
+    _, swept = run(replay_scenario(profs.paths, trace_path, n_test, mobile, cloud, info, switcher_s, seed, sweep=True),
+                   jobs=1)
+    sweep = cost_columns(swept, n_test)
+    sweep.insert(1, "offload_fraction", swept["sweep.policies.0.offload_fraction"].to_numpy(float))
+    provenance = {
+        "time and energy": (
+            f"simulated (edgesim fast engine) from the profiles in {out / 'profiles'}: mobile device '{mobile}' runs "
+            f"the small model (+ the switcher for dmd-switcher), deferred frames cross a WAN ({WAN['data_rate_mbps']:g} "
+            f"Mbit/s, {1e3 * WAN['propagation_delay_s']:g} ms one way, assumed) to '{cloud}' running the large model; "
+            f"{n_test} test frames at 1 frame/s, median service times; Time (s) = capture-to-output delay summed "
+            f"over the frames, Energy (kJ) = (mobile compute + radio + cloud) energy; energy method: "
+            f"{profs.energy_method()} (power models as stated in each profile)"),
+        "devices": "; ".join(_where(p, repeats) for p in ([profs.mobile] if profs.mobile is profs.cloud
+                                                            else [profs.mobile, profs.cloud])),
+        "switcher time": (f"{1e6 * switcher_s:.1f} us per frame on the mobile device: measured "
+                          f"{1e6 * switcher_host_s:.1f} us on this host (1 thread, median)"
+                          + (f" x {scale:.3g} (edge model time, mobile / host)" if abs(scale - 1.0) > 1e-12 else "")),
+    }
+    written = [atomic_write_text(out / "table1.csv", table.to_csv(index=False)),
+               atomic_write_text(out / "cost_vs_deferred.csv", sweep.to_csv(index=False))]
+    figures = cost_figures(sweep, table)
+    result = write_figures(figures, out, png)
+    for paths in result.values():
+        written += list(paths)
+    return Replay(table, sweep, figures, provenance, written + list(profs.paths))
 
 
-def cost_figures(sweep: pd.DataFrame) -> dict:
-    """Figures 4 and 5 of 000: energy and runtime over the test split vs % sent to the large model."""
+def cost_figures(sweep: pd.DataFrame, table1: Optional[pd.DataFrame] = None) -> dict:
+    """000 Figures 4 and 5: energy and runtime over the test split vs % of frames sent to the large model.
+
+    Energy is drawn in J (the demo's tiny models spend well under a kJ); Table 1's rows are marked on the lines."""
     import plotly.graph_objects as go
 
+    symbols = ["circle-open", "square-open", "diamond-open", "x", "triangle-up-open", "star-open"]
     figs = {}
-    for name, col, title in (("energy_vs_deferred", "energy_kj", "Energy (kJ) vs % deferred to the large model (000 Fig. 4)"),
-                             ("runtime_vs_deferred", "time_s", "Runtime (s) vs % deferred to the large model (000 Fig. 5)")):
+    for name, col, scale, label, title in (
+            ("energy_vs_deferred", "sim_energy_kj", 1e3, "energy over the test split (J, simulated)",
+             "Total energy vs % deferred to the large model (000 Figure 4)"),
+            ("runtime_vs_deferred", "sim_time_s", 1.0, "runtime over the test split (s, simulated)",
+             "Runtime vs % deferred to the large model (000 Figure 5)")):
         fig = go.Figure()
         for policy, g in sweep.groupby("policy", sort=False):
-            fig.add_trace(go.Scatter(x=100 * g["deferred_fraction"], y=g[col], mode="lines+markers", name=policy))
-        fig.update_layout(title=title, xaxis_title="% of test frames sent to the large model",
-                          yaxis_title=col.replace("_", " "), template="plotly_white")
+            fig.add_trace(go.Scatter(x=g["sim_large_model_pct"], y=scale * g[col], mode="lines+markers",
+                                     name=f"{policy} (sweep)"))
+        if table1 is not None and col in table1.columns:
+            for i, row in enumerate(table1.itertuples(index=False)):
+                fig.add_trace(go.Scatter(x=[row.large_model_pct], y=[scale * getattr(row, col)], mode="markers",
+                                         name=f"Table 1: {row.approach}",
+                                         marker={"symbol": symbols[i % len(symbols)], "size": 12, "line": {"width": 2}}))
+        fig.update_layout(title=title, xaxis_title="% of test frames deferred to the large model",
+                          yaxis_title=label, template="plotly_white")
         figs[name] = fig
     return figs
-
-
-def accuracy_matches_trace(table: pd.DataFrame, trace_path: Path) -> dict:
-    """Edge-only and cloud-only accuracy of the replay vs the trace itself (a consistency check)."""
-    df = pd.read_parquet(trace_path)
-    test = df[df["split"] == "test"]
-    return {
-        "edge-only": (float(table.loc[table.policy == "edge-only", "accuracy_pct"].iloc[0]),
-                      100.0 * float(np.mean(test["edge_pred"] == test["label"]))),
-        "cloud-only": (float(table.loc[table.policy == "cloud-only", "accuracy_pct"].iloc[0]),
-                       100.0 * float(np.mean(test["cloud_pred"] == test["label"]))),
-    }
