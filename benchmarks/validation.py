@@ -16,7 +16,7 @@ import numpy as np
 
 from profilers.io import atomic_write_text
 from simulator.link import Packetiser, RateTrace
-from simulator.metrics import _ci95
+from simulator.metrics import ci95_half_width
 from simulator.runner import run
 from simulator.scenario import Scenario
 from tests.sim_helpers import scenario_dict, write_toy_profiles
@@ -44,7 +44,7 @@ def _scenario(profiles, mobile, edge, lam, policy, engine, servers=1, split=None
 def _mean_ci(frames, column):
     done = frames[~frames["warmup"]]
     means = done.groupby("replication")[column].mean().to_numpy()
-    return float(means.mean()), _ci95(means)
+    return float(means.mean()), ci95_half_width(means)
 
 
 def checks(profiles) -> list[dict]:

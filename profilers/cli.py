@@ -1,4 +1,4 @@
-"""`edgesim profile` and `edgesim profile-schema`: measure a model on this host and print a Table-2-like summary."""
+"""`edgesim profile`: measure a model on this host and print a Table-2-like summary."""
 
 from __future__ import annotations
 
@@ -191,7 +191,7 @@ def run_profile(model_id: str, device_name: str, split_points: str = "auto", rep
 
 
 def register(app: typer.Typer) -> None:
-    """Mount `profile` and `profile-schema` on the edgesim app."""
+    """Mount `profile` on the edgesim app (the profile JSON Schema is `edgesim schema profile`)."""
 
     @app.command("profile")
     def profile(
@@ -235,16 +235,3 @@ def register(app: typer.Typer) -> None:
         console.print("; ".join(extra))
         console.print(f"wrote {path}")
 
-    @app.command("profile-schema")
-    def profile_schema(out: Optional[Path] = typer.Option(None, "--out", help="file to write (default: stdout)")) -> None:
-        """Write the JSON Schema of the device-profile format."""
-        from profilers.io import atomic_write_text
-        from profilers.schema import profile_json_schema
-
-        text = json.dumps(profile_json_schema(), indent=1) + "\n"
-        if out is None:
-            typer.echo(text, nl=False)
-        else:
-            check_writable(out)
-            atomic_write_text(out, text)
-            typer.echo(f"wrote {out}")

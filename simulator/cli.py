@@ -121,7 +121,7 @@ def compare_table(summary, metric: str):
     index = ["mobile", "edge", "data_rate_mbps"] + [k for k in keys if k not in ("sweep.mobiles.0.device", "sweep.edge.device")]
     policies = list(dict.fromkeys(summary["policy"]))
     unit = " [ms]" if metric.endswith("_s") else ""
-    table = Table(title=f"{metric}{unit} by policy (from summary.csv)")
+    table = Table(title=f"{metric}{unit} by policy (simulated; summary.csv)")
     for col in index:
         table.add_column(col.removeprefix("sweep."))
     for p in policies:

@@ -15,18 +15,14 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def _ci95(per_rep_means: np.ndarray) -> float:
-    """Half-width of a 95% Student-t interval over replication means (NaN with one replication)."""
+def ci95_half_width(per_rep_means: np.ndarray) -> float:
+    """Half-width of a 95% Student-t interval over replication means (NaN with fewer than two)."""
     k = per_rep_means.size
     if k < 2:
         return float("nan")
-    from statistics import NormalDist
+    from scipy.stats import t
 
-    # t quantile via a small table for common k, normal beyond (fine for >= 30 replications)
-    t_table = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262,
-               15: 2.145, 20: 2.093, 30: 2.045}
-    t = t_table.get(k) or next((v for kk, v in sorted(t_table.items()) if kk >= k), NormalDist().inv_cdf(0.975))
-    return float(t * per_rep_means.std(ddof=1) / np.sqrt(k))
+    return float(t.ppf(0.975, k - 1) * per_rep_means.std(ddof=1) / np.sqrt(k))
 
 
 class SummaryAccumulator:
@@ -91,7 +87,7 @@ class SummaryAccumulator:
             "delay_p50_s": float(np.percentile(delay, 50)) if n_done else nan,
             "delay_p95_s": float(np.percentile(delay, 95)) if n_done else nan,
             "delay_p99_s": float(np.percentile(delay, 99)) if n_done else nan,
-            "delay_mean_ci95_s": _ci95(per_rep),
+            "delay_mean_ci95_s": ci95_half_width(per_rep),
             "throughput_fps": float(n_done / span) if span > 0 else nan,
             "deadline_miss_fraction": per(self.late),
             "drop_fraction": per(self.dropped),
@@ -116,13 +112,6 @@ class SummaryAccumulator:
             row["f1"] = float(f1_score(lab, pred, average=average, zero_division=0))
             row["f1_average"] = average
         return row
-
-
-def summarise(frames: pd.DataFrame, mobile_idle_w: dict[str, float], n_mobiles: int) -> dict:
-    """Summary of one policy at one sweep point (all replications pooled)."""
-    acc = SummaryAccumulator()
-    acc.add(frames)
-    return acc.result(mobile_idle_w, n_mobiles)
 
 
 def add_gains(summary: pd.DataFrame, local_label: str | None, offload_label: str | None) -> pd.DataFrame:

@@ -88,7 +88,7 @@ def test_llava_next_video_adapter_tiny_model(tmp_path):
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaNextVideoConfig, LlavaNextVideoForConditionalGeneration
 
     torch.manual_seed(0)
-    tok = tiny_tokenizer(tmp_path)
+    tiny_tokenizer(tmp_path)  # writes the tokenizer files next to the model
     text = LlamaConfig(vocab_size=len(WORDS), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                        num_key_value_heads=2, max_position_embeddings=128, pad_token_id=0, bos_token_id=2, eos_token_id=3)
     vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8,

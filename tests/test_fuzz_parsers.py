@@ -32,6 +32,19 @@ def _one_line(exc: EdgesimError) -> None:
     assert text and "\n" not in text and "Traceback" not in text
 
 
+def _each_file_parses_or_fails_in_one_line(parse, path, contents) -> None:
+    """Write each content (str or bytes) to path and parse it: a result or one EdgesimError line, nothing else."""
+    for content in contents:
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+        try:
+            parse(path)
+        except EdgesimError as exc:
+            _one_line(exc)
+
+
 def _mutated_scenario(draw_value, key):
     base = {"name": "f", "model": "toy", "mobiles": [{"device": "rpi3b+"}], "edge": {"device": "laptop"},
             "policies": [{"name": "local"}]}
@@ -70,13 +83,7 @@ def test_scenario_yaml_mutated_fields(key, value):
 def test_profile_json(tmp_path, value, text):
     from profilers.schema import load_profile
 
-    for i, content in enumerate((json.dumps(value), text)):
-        path = tmp_path / f"p{i}.json"
-        path.write_text(content)
-        try:
-            load_profile(path)
-        except EdgesimError as exc:
-            _one_line(exc)
+    _each_file_parses_or_fails_in_one_line(load_profile, tmp_path / "p.json", (json.dumps(value), text))
 
 
 rows = st.lists(st.tuples(st.one_of(st.floats(allow_nan=True), st.text(max_size=5)),
@@ -88,15 +95,8 @@ rows = st.lists(st.tuples(st.one_of(st.floats(allow_nan=True), st.text(max_size=
 def test_link_trace_csv(tmp_path, rows, header, raw):
     from simulator.link import load_rate_trace
 
-    path = tmp_path / "trace.csv"
-    path.write_text(header + "\n" + "".join(f"{a},{b}\n" for a, b in rows))
-    for content in (None, raw):
-        if content is not None:
-            path.write_bytes(content)
-        try:
-            load_rate_trace(path)
-        except EdgesimError as exc:
-            _one_line(exc)
+    table = header + "\n" + "".join(f"{a},{b}\n" for a, b in rows)
+    _each_file_parses_or_fails_in_one_line(load_rate_trace, tmp_path / "trace.csv", (table, raw))
 
 
 @SETTINGS
@@ -107,13 +107,7 @@ def test_link_trace_csv(tmp_path, rows, header, raw):
 def test_dmd_json(tmp_path, value, records):
     from profilers.dmd.records import read_dmd_json
 
-    for i, content in enumerate((json.dumps(value), json.dumps(records))):
-        path = tmp_path / f"d{i}.json"
-        path.write_text(content)
-        try:
-            read_dmd_json(path)
-        except EdgesimError as exc:
-            _one_line(exc)
+    _each_file_parses_or_fails_in_one_line(read_dmd_json, tmp_path / "d.json", (json.dumps(value), json.dumps(records)))
 
 
 @SETTINGS
@@ -121,10 +115,4 @@ def test_dmd_json(tmp_path, value, records):
 def test_yolo_labels(tmp_path, lines, raw):
     from profilers.dmd.yolo import parse_label_file
 
-    path = tmp_path / "img.txt"
-    for content in ("\n".join(lines).encode(), raw):
-        path.write_bytes(content)
-        try:
-            parse_label_file(path)
-        except EdgesimError as exc:
-            _one_line(exc)
+    _each_file_parses_or_fails_in_one_line(parse_label_file, tmp_path / "img.txt", ("\n".join(lines).encode(), raw))

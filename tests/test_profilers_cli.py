@@ -86,7 +86,7 @@ def test_profile_merges_and_prints_table(capsys, existing):
 
 
 def test_profile_schema_and_rows(capsys, tmp_path):
-    code, out, _ = run(capsys, "profile-schema", "--out", str(tmp_path / "schema" / "s.json"))
+    code, out, _ = run(capsys, "schema", "profile", "--out", str(tmp_path / "schema" / "s.json"))
     assert code == 0 and "models" in json.loads((tmp_path / "schema" / "s.json").read_text())["properties"]
     ids = [r["model_id"] for r in model_rows()]
     assert {"densenet169", "densenet201", "resnet152", "inception_v3", "mobilenet_v2", "resnet18"} <= set(ids)

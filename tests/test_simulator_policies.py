@@ -107,7 +107,8 @@ def _dmd_trace(tmp_path) -> str:
     return str(path)
 
 
-def test_dmd_policies_replay_the_trace(tmp_path):
+def _dmd_setup(tmp_path):
+    """Toy profiles with a second model 'toy-cloud' on every device, and a synthetic two-model trace."""
     from profilers.schema import load_profile, save_profile
 
     paths = write_toy_profiles(tmp_path)
@@ -115,7 +116,11 @@ def test_dmd_policies_replay_the_trace(tmp_path):
         prof = load_profile(p)
         prof.models["toy-cloud"] = prof.models["toy"].model_copy(update={"model_id": "toy-cloud"})
         save_profile(prof, p)
-    trace = _dmd_trace(tmp_path)
+    return paths, _dmd_trace(tmp_path)
+
+
+def test_dmd_policies_replay_the_trace(tmp_path):
+    paths, trace = _dmd_setup(tmp_path)
     pol = {"edge_model": "toy", "cloud_model": "toy-cloud"}
     data = scenario_dict(paths, workload={"source": "periodic", "frame_rate_fps": 0.5, "frames": 200, "dataset": trace},
                          policies=[{"name": "edge-only", **pol}, {"name": "cloud-only", **pol},
@@ -150,14 +155,7 @@ def test_dmd_policies_replay_the_trace(tmp_path):
 
 
 def test_switcher_time_is_added_to_every_switcher_frame(tmp_path):
-    from profilers.schema import load_profile, save_profile
-
-    paths = write_toy_profiles(tmp_path)
-    for p in paths:
-        prof = load_profile(p)
-        prof.models["toy-cloud"] = prof.models["toy"].model_copy(update={"model_id": "toy-cloud"})
-        save_profile(prof, p)
-    trace = _dmd_trace(tmp_path)
+    paths, trace = _dmd_setup(tmp_path)
     pol = {"edge_model": "toy", "cloud_model": "toy-cloud", "offload_fraction": 0.3}
     base = scenario_dict(paths, workload={"source": "periodic", "frame_rate_fps": 0.2, "frames": 50, "dataset": trace,
                                           "service_time": "median"})

@@ -26,6 +26,7 @@ from typing import Callable, Optional
 
 from profilers.distill.data import ImageData, Split, batches
 from profilers.errors import EdgesimError
+from profilers.models.mimic import bn_relu_conv
 
 Progress = Callable[[int, int], None]
 TARGET_FRACTION = 0.017  # transferred values / input values aimed at by the generic bottleneck (002 Table 3: 1.68%)
@@ -38,26 +39,11 @@ def hnd_loss(student_out, teacher_out):
 
 @lru_cache(maxsize=None)
 def _head_class():
-    import torch.nn as nn
+    """The mimic student of profilers.models.mimic, keeping a generic encoder as one block."""
+    from profilers.models.mimic import student_head_class
 
-    class BottleneckHead(nn.Module):
+    class BottleneckHead(student_head_class()):
         """Student head: encoder and bottleneck (mobile device), decoder (edge server) mimicking the teacher head."""
-
-        def __init__(self, encoder, bottleneck, decoder):
-            super().__init__()
-            self.encoder = encoder
-            self.bottleneck = bottleneck
-            self.decoder = decoder
-            for m in self.modules():
-                if isinstance(m, nn.Conv2d):
-                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-        def encode(self, x):
-            """Mobile-device side: the tensor sent over the link."""
-            return self.bottleneck(self.encoder(x))
-
-        def forward(self, x):
-            return self.decoder(self.encode(x))
 
         def blocks(self) -> list:
             """Top-level blocks in execution order: encoder, bottleneck, decoder stages."""
@@ -68,13 +54,6 @@ def _head_class():
             return 2
 
     return BottleneckHead
-
-
-def _bn_relu_conv(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0):
-    import torch.nn as nn
-
-    return nn.Sequential(nn.BatchNorm2d(c_in), nn.ReLU(inplace=False),
-                         nn.Conv2d(c_in, c_out, kernel_size=kernel, stride=stride, padding=padding, bias=False))
 
 
 def auto_bottleneck_channels(input_shape: tuple[int, ...], teacher_shape: tuple[int, ...]) -> int:
@@ -105,9 +84,9 @@ def build_generic_head(input_shape: tuple[int, int, int], teacher_shape: tuple[i
         layers.append(nn.Conv2d(c, 32, kernel_size=3, padding=1, bias=False))
         c = 32
     encoder = nn.Sequential(*layers)
-    bottleneck = _bn_relu_conv(c, b, kernel=2, stride=2)
-    decoder = nn.Sequential(_bn_relu_conv(b, 64, 3, padding=1), _bn_relu_conv(64, c_t, 3, padding=1),
-                            _bn_relu_conv(c_t, c_t, 1))
+    bottleneck = bn_relu_conv(c, b, kernel=2, stride=2)
+    decoder = nn.Sequential(bn_relu_conv(b, 64, 3, padding=1), bn_relu_conv(64, c_t, 3, padding=1),
+                            bn_relu_conv(c_t, c_t, 1))
     return _head_class()(encoder, bottleneck, decoder)
 
 

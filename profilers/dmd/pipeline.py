@@ -79,17 +79,19 @@ def evaluate(trace: pd.DataFrame, info: deferral.ThresholdInfo, seed: int = 0, a
 
 
 def write_evaluation(ev: Evaluation, out: Path, png: bool = True, provenance: Optional[dict] = None,
-                     extra_figures: Sequence = ()) -> list[Path]:
+                     extra_figures: Sequence = (), write_table1: bool = True) -> list[Path]:
     """curves.csv, curve_areas.csv, table1.csv, threshold.json, curves_<split>.html (+png) and report.html.
 
-    extra_figures (e.g. the replay's Figures 4 and 5) are appended to report.html only."""
+    extra_figures (e.g. the replay's Figures 4 and 5) are appended to report.html only; write_table1=False
+    when the replay has already written table1.csv with its time and energy columns."""
     from profilers.dmd.plots import curves_figure, report_html, write_figure
 
     out = Path(out)
     written = [atomic_write_text(out / "curves.csv", ev.curves.to_csv(index=False)),
                atomic_write_text(out / "curve_areas.csv", ev.areas.to_csv(index=False)),
-               atomic_write_text(out / "table1.csv", ev.table1.to_csv(index=False)),
                atomic_write_text(out / "threshold.json", json.dumps(ev.info.to_dict(), indent=2) + "\n")]
+    if write_table1:
+        written.append(atomic_write_text(out / "table1.csv", ev.table1.to_csv(index=False)))
     figs = []
     for split, g in ev.curves.groupby("split", sort=False):
         g = g.drop(columns="split")
@@ -163,7 +165,7 @@ def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "bi
                       repeats=5 if fast else 20, seed=seed, png="auto" if png else "no")
     ev.table1 = replayed.table1  # the trace's F1 / accuracy / % large, plus the simulator's time and energy
     write_evaluation(ev, out, png=png, provenance={**provenance, **replayed.provenance},
-                     extra_figures=list(replayed.figures.values()))
+                     extra_figures=list(replayed.figures.values()), write_table1=False)
     edge_acc = float(np.mean(trace["edge_pred"] == trace["label"]))
     summary = {
         "seed": seed, "task": task, "fast": fast, "n_dmd": int(len(trace)), "agree_rate": float(trace["agree"].mean()),

@@ -50,7 +50,7 @@ def teacher_split(model_id: str) -> tuple[str, str]:
     return teacher_id, point
 
 
-def _bn_relu_conv(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0):
+def bn_relu_conv(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0):
     """BN, ReLU, conv without bias: the pre-activation stage used throughout the student."""
     import torch.nn as nn
 
@@ -71,32 +71,32 @@ def _make_student_head(model_id: str, bottleneck_channels: int = BOTTLENECK_CHAN
     stem = nn.Sequential(nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=pad, bias=False),
                          nn.BatchNorm2d(64), nn.ReLU(inplace=False))
     pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=pool_pad)
-    bottleneck = _bn_relu_conv(64, bottleneck_channels, kernel=2, stride=2, padding=1)  # 56 -> 29, 73 -> 37
+    bottleneck = bn_relu_conv(64, bottleneck_channels, kernel=2, stride=2, padding=1)  # 56 -> 29, 73 -> 37
     b = bottleneck_channels
     if teacher_id.startswith("densenet"):  # 29 -> 30 -> 29 -> 28
-        decoder = [_bn_relu_conv(b, 64, 2, padding=1), _bn_relu_conv(64, 128, 2), _bn_relu_conv(128, c_teacher, 2)]
+        decoder = [bn_relu_conv(b, 64, 2, padding=1), bn_relu_conv(64, 128, 2), bn_relu_conv(128, c_teacher, 2)]
     elif teacher_id == "resnet152":  # 29 -> 30 -> 29 -> 28 -> 28
-        decoder = [_bn_relu_conv(b, 64, 2, padding=1), _bn_relu_conv(64, 128, 2), _bn_relu_conv(128, 256, 2),
-                   _bn_relu_conv(256, c_teacher, 1)]
+        decoder = [bn_relu_conv(b, 64, 2, padding=1), bn_relu_conv(64, 128, 2), bn_relu_conv(128, 256, 2),
+                   bn_relu_conv(256, c_teacher, 1)]
     else:  # inception: 37 -> 38 -> 37 -> 36 -> avg-pool k2 s1 -> 35
-        decoder = [_bn_relu_conv(b, 64, 2, padding=1), _bn_relu_conv(64, 128, 2), _bn_relu_conv(128, c_teacher, 2),
+        decoder = [bn_relu_conv(b, 64, 2, padding=1), bn_relu_conv(64, 128, 2), bn_relu_conv(128, c_teacher, 2),
                    nn.AvgPool2d(kernel_size=2, stride=1)]
-    return _student_head_class()(stem, pool, bottleneck, decoder)
+    return student_head_class()(nn.Sequential(OrderedDict(stem=stem, pool=pool)), bottleneck, nn.Sequential(*decoder))
 
 
 @lru_cache(maxsize=None)
-def _student_head_class():
+def student_head_class():
     """The StudentHead nn.Module class (defined lazily: torch is imported only when a model is built)."""
     import torch.nn as nn
 
-    class _StudentHead(nn.Module):
-        """Student of 002 Fig. 2: encoder (stem, pool) and bottleneck on the mobile device, decoder on the server."""
+    class StudentHead(nn.Module):
+        """Student of 002 Fig. 2: encoder and bottleneck on the mobile device, decoder on the server."""
 
-        def __init__(self, stem, pool, bottleneck, decoder):
+        def __init__(self, encoder, bottleneck, decoder):
             super().__init__()
-            self.encoder = nn.Sequential(OrderedDict(stem=stem, pool=pool))
+            self.encoder = encoder
             self.bottleneck = bottleneck
-            self.decoder = nn.Sequential(*decoder)
+            self.decoder = decoder
             for m in self.modules():
                 if isinstance(m, nn.Conv2d):
                     nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -109,10 +109,14 @@ def _student_head_class():
             return self.decoder(self.encode(x))
 
         def blocks(self) -> list:
-            """Top-level blocks in execution order; the bottleneck is the third."""
+            """Top-level blocks in execution order: encoder stages, bottleneck, decoder stages."""
             return [*self.encoder.children(), self.bottleneck, *self.decoder.children()]
 
-    return _StudentHead
+        def mobile_blocks(self) -> int:
+            """Number of leading blocks the mobile device runs (encoder and bottleneck)."""
+            return len(list(self.encoder.children())) + 1
+
+    return StudentHead
 
 
 def build_student_head(model_id: str, bottleneck_channels: int = BOTTLENECK_CHANNELS):
