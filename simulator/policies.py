@@ -268,12 +268,12 @@ class _DatasetPolicy(BasePolicy):
                      cloud.tail, cloud.down_bytes, "cloud_pred")
         return [edge, both, cloud]
 
-    #: deferral method of profilers.dmd.deferral (000 A.4) this policy applies
+    #: deferral method of edgesim.studies.dmd.deferral (000 A.4) this policy applies
     method: ClassVar[str] = ""
 
     def defer(self, frames: FrameInputs) -> np.ndarray:
         """True where the frame is deferred to the cloud model: the per-sample mask of 000 A.4, by sample."""
-        from profilers.dmd.deferral import defer_mask
+        from simulator.deferral import defer_mask
 
         method = self.method
         if method == "uncertainty" and self.spec.score:

@@ -118,8 +118,13 @@ def _combine_frames(stage: Path, n_points: int) -> Optional[Path]:
 
 def run_to_folder(scenario: Scenario, out: Path, jobs: int = 1, resume: bool = False,
                   progress: Optional[Callable[[int, int], None]] = None, command: str = "",
-                  scenario_source: str = "", executor: str = "process", scheduler: Optional[str] = None) -> dict:
-    """Run a scenario into a results folder; returns the manifest. Interrupts keep finished points."""
+                  scenario_source: str = "", executor: str = "process", scheduler: Optional[str] = None,
+                  write_extras: Optional[Callable[[Path, Scenario, pd.DataFrame, dict], list[str]]] = None) -> dict:
+    """Run a scenario into a results folder; returns the manifest. Interrupts keep finished points.
+
+    write_extras(folder, scenario, summary, manifest) adds files (plots, the report) to the staged folder before
+    it becomes the results folder, and returns warnings; the layer above passes it (the simulator draws nothing).
+    """
     out = Path(out)
     stage = staging_dir(out)
     started = time.time()
@@ -175,10 +180,8 @@ def run_to_folder(scenario: Scenario, out: Path, jobs: int = 1, resume: bool = F
         "rerun": f"edgesim run {out}/scenario.yaml --out <new folder>",
     }
     atomic_write_text(stage / "manifest.json", json.dumps(manifest, indent=1) + "\n")
-    if scenario.outputs.plots:
-        from simulator.outputs import write_plots_and_report
-
-        manifest["warnings"] = write_plots_and_report(stage, scenario, summary, manifest)
+    if scenario.outputs.plots and write_extras is not None:
+        manifest["warnings"] = write_extras(stage, scenario, summary, manifest)
         atomic_write_text(stage / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     shutil.rmtree(stage / "points", ignore_errors=True)  # the per-point files are only needed to resume
     _promote(stage, out)

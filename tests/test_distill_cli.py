@@ -3,15 +3,11 @@
 import pandas as pd
 import pytest
 
-from profilers.distill.cli import register
+from edgesim.cli.app import main
 
 
 def run_cli(args):
-    from simulator import cli
-
-    if not any(getattr(g, "name", None) == "distill" for g in cli.app.registered_groups):
-        register(cli.app)
-    return cli.main(list(args))
+    return main(list(args))
 
 
 def test_quick_size_sweep_table_has_columns_and_params_grow(tmp_path):

@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 
-from profilers.distill.data import load_digits_data
-from profilers.distill.hnd import build_generic_head, hnd_loss, train_head
-from profilers.distill.kd import kd_loss, train_classifier
+from edgesim.studies.distill.data import load_digits_data
+from edgesim.studies.distill.hnd import hnd_loss, train_head
+from profilers.models.students import build_generic_head
+from edgesim.studies.distill.kd import kd_loss, train_classifier
 
 
 @pytest.fixture(scope="module")

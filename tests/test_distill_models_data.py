@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from profilers.distill.data import load_digits_data, load_image_folder
-from profilers.distill.nets import make_net
+from edgesim.studies.distill.data import load_digits_data, load_image_folder
+from profilers.models.nets import make_net
 from profilers.errors import EdgesimError
 
 
@@ -46,7 +46,7 @@ def test_nets_give_logits(name):
 
 
 def test_registered_mimic_output_shape_equals_teacher():
-    import profilers.distill.models  # noqa: F401
+    import profilers.models.students  # noqa: F401
     from profilers.models import build
 
     teacher, mimic = build("resnet18-digits"), build("resnet18-mimic-digits")
@@ -64,7 +64,7 @@ def test_registered_mimic_output_shape_equals_teacher():
 
 def test_mimic_id_code_path_at_tiny_size():
     """002's real mimic (DenseNet-169 teacher) trains one step at 64x64 on a few images: head shape matches."""
-    from profilers.distill.runs import run_head
+    from edgesim.studies.distill.runs import run_head
 
     rec = run_head("densenet169-mimic", dataset="digits", side_px=64, epochs=1, lr=1e-3, limit=40)
     assert rec["teacher_split_shape"] == [128, 8, 8]

@@ -6,8 +6,8 @@ import torch
 
 torch.set_num_threads(1)  # two pytest workers on two cores: avoid oversubscription
 
-from profilers.dmd.adapters import LlavaNextVideoYesNoAdapter, TorchClassifierAdapter, ViltYesNoAdapter, parse_yes_no
-from profilers.dmd.generate import Sample, confidence_features, generate
+from edgesim.studies.dmd.adapters import LlavaNextVideoYesNoAdapter, TorchClassifierAdapter, ViltYesNoAdapter, parse_yes_no
+from edgesim.studies.dmd.generate import Sample, confidence_features, generate
 from profilers.errors import EdgesimError
 
 WORDS = ["<pad>", "<unk>", "<s>", "</s>", "<video>", "<image>", "[CLS]", "[SEP]", "USER:", "ASSISTANT:", "yes", "no",

@@ -8,15 +8,11 @@ import torch
 
 torch.set_num_threads(1)  # two pytest workers on two cores: avoid oversubscription
 
-from profilers.dmd.cli import register
+from edgesim.cli.app import main
 
 
 def run_cli(args):
-    from simulator import cli
-
-    if not any(getattr(g, "name", None) == "dmd" for g in cli.app.registered_groups):
-        register(cli.app)
-    return cli.main(list(args))
+    return main(list(args))
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +38,8 @@ def test_demo_writes_every_artefact(demo_dir):
 
 
 def test_registry_models_load_demo_checkpoints(demo_dir):
-    import profilers.dmd.models  # noqa: F401
-    from profilers.dmd.digits import edge_net
+    import profilers.models.digits  # noqa: F401
+    from profilers.models.digits import edge_net
     from profilers.models import build
     from safetensors.torch import load_file
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from sklearn.metrics import f1_score as sk_f1
 
-from profilers.dmd import deferral
+from edgesim.studies.dmd import deferral
 from profilers.errors import EdgesimError
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from profilers.dmd.records import read_dmd_json, read_trace_parquet, write_dmd_json, write_trace_parquet
+from edgesim.studies.dmd.records import read_dmd_json, read_trace_parquet, write_dmd_json, write_trace_parquet
 from profilers.errors import EdgesimError
 
 

@@ -8,7 +8,7 @@ import torch
 
 torch.set_num_threads(1)  # two pytest workers on two cores: avoid oversubscription
 
-from profilers.dmd.switcher import build_switcher, load_switcher, save_switcher, switcher_scores, train_switcher
+from edgesim.studies.dmd.switcher import build_switcher, load_switcher, save_switcher, switcher_scores, train_switcher
 from profilers.errors import EdgesimError
 
 

@@ -3,7 +3,7 @@
 import pytest
 from PIL import Image
 
-from profilers.dmd.yolo import iter_fall_images, load_fall_samples
+from edgesim.studies.dmd.yolo import iter_fall_images, load_fall_samples
 from profilers.errors import EdgesimError
 
 

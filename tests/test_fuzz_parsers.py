@@ -105,7 +105,7 @@ def test_link_trace_csv(tmp_path, rows, header, raw):
     "last_hidden_layer": st.one_of(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), max_size=4), st.text(max_size=3)),
     "label": st.one_of(st.integers(-1, 2), st.text(max_size=2))}), max_size=5))
 def test_dmd_json(tmp_path, value, records):
-    from profilers.dmd.records import read_dmd_json
+    from edgesim.studies.dmd.records import read_dmd_json
 
     _each_file_parses_or_fails_in_one_line(read_dmd_json, tmp_path / "d.json", (json.dumps(value), json.dumps(records)))
 
@@ -113,6 +113,6 @@ def test_dmd_json(tmp_path, value, records):
 @SETTINGS
 @given(lines=st.lists(st.text(alphabet="0123456789.- abc\t", max_size=30), max_size=6), raw=st.binary(max_size=40))
 def test_yolo_labels(tmp_path, lines, raw):
-    from profilers.dmd.yolo import parse_label_file
+    from edgesim.studies.dmd.yolo import parse_label_file
 
     _each_file_parses_or_fails_in_one_line(parse_label_file, tmp_path / "img.txt", ("\n".join(lines).encode(), raw))

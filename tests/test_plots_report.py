@@ -13,7 +13,7 @@ import pytest
 
 from profilers.errors import EdgesimError
 from profilers.schema import ModelProfile, SplitPoint
-from simulator import plots, report
+from edgesim.report import html as report, plots
 
 RATES_MBPS = [0.5, 2.0, 10.0, 50.0]
 #: (mobile, edge) pairs of 002 Figure 3: every mobile with the laptop, the RPi with every edge server.

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from profilers.cli import device_rows, model_rows
+from edgesim.cli.profile import device_rows, model_rows
 from profilers.schema import load_profile
-from simulator.cli import main
+from edgesim.cli.app import main
 try:
     from tests.test_profilers_schema import make_device, make_model
 except ModuleNotFoundError:  # tests/ collected without its __init__.py
@@ -98,7 +98,7 @@ def test_profile_schema_and_rows(capsys, tmp_path):
 
 
 def test_console_script_error_has_no_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "simulator.cli", "profile", "resnet18", "--device-name", "d",
+    proc = subprocess.run([sys.executable, "-m", "edgesim.cli.app", "profile", "resnet18", "--device-name", "d",
                            "--split-points", "nope", "--out", str(tmp_path / "p.json")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.startswith("edgesim: error:") and "Traceback" not in proc.stderr

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from simulator.cli import main
+from edgesim.cli.app import main
 from tests.sim_helpers import scenario_dict, write_scenario, write_toy_profiles
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 import simulator.runner as runner
-from simulator.cli import main
+from edgesim.cli.app import main
 from tests.sim_helpers import scenario_dict, write_scenario, write_toy_profiles
 
 

@@ -72,7 +72,7 @@ def test_windowed_run_writes_the_same_frames_and_summary(tmp_path):
     """A results-folder run above workload.chunk_frames streams windows; values equal the in-memory run."""
     import pandas as pd
 
-    from simulator.cli import main
+    from edgesim.cli.app import main
     from tests.sim_helpers import scenario_dict, write_scenario, write_toy_profiles
 
     profiles = write_toy_profiles(tmp_path)
@@ -98,7 +98,7 @@ def test_windowed_run_writes_the_same_frames_and_summary(tmp_path):
 def test_fast_engine_chunked_output_equals_in_memory(tmp_path):
     import pandas as pd
 
-    from simulator.cli import main
+    from edgesim.cli.app import main
     from tests.sim_helpers import scenario_dict, write_scenario, write_toy_profiles
 
     profiles = write_toy_profiles(tmp_path)

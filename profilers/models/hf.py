@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from profilers.errors import EdgesimError
-from profilers.models import SplittableModel, register
+from profilers.models.registry import SplittableModel, register
 
 #: "Is the person falling?" as ViLT/BERT tokens, padded to a fixed length; random ids of this length stand in
 VILT_TEXT_TOKENS = 11

@@ -29,7 +29,7 @@ from functools import lru_cache
 from typing import Optional
 
 from profilers.errors import EdgesimError
-from profilers.models import SplittableModel, register
+from profilers.models.registry import SplittableModel, register
 
 #: mimic id -> (teacher model id, teacher split point name, teacher tensor channels, default input side)
 _TEACHERS: dict[str, tuple[str, str, int, int]] = {
@@ -127,7 +127,7 @@ def build_student_head(model_id: str, bottleneck_channels: int = BOTTLENECK_CHAN
 
 def _teacher_tail(teacher_id: str, point: str, input_size, teacher_checkpoint: Optional[str], shapes_only: bool):
     """The teacher's blocks after its split point (random init or a local teacher checkpoint)."""
-    from profilers.models import build
+    from profilers.models.registry import build
 
     teacher = build(teacher_id, input_size=input_size, checkpoint=teacher_checkpoint, shapes_only=shapes_only)
     index = dict(teacher.split_points)[point]

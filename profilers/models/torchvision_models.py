@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from profilers.errors import EdgesimError
-from profilers.models import SplittableModel, register
+from profilers.models.registry import SplittableModel, register
 
 
 def load_checkpoint(model, checkpoint: str, drop_prefixes: Sequence[str] = ()) -> None:

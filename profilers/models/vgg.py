@@ -21,7 +21,7 @@ from functools import lru_cache
 from typing import Optional
 
 from profilers.errors import EdgesimError
-from profilers.models import SplittableModel, register
+from profilers.models.registry import SplittableModel, register
 
 #: torchvision's VGG configurations (int = 3x3 conv width, "M" = 2x2 max-pool)
 TEACHER_CFGS: dict[str, list] = {

@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable, Optional
 import numpy as np
 import pandas as pd
 
-from profilers.dmd.adapters import Adapter
+from edgesim.studies.dmd.adapters import Adapter
 from profilers.errors import EdgesimError
 
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from profilers.dmd.generate import Sample
+from edgesim.studies.dmd.generate import Sample
 from profilers.errors import EdgesimError
+from profilers.models.digits import cloud_net, edge_net
 
 TASKS = ("binary", "multiclass")
 POSITIVE_DIGITS = (8, 9)
@@ -65,34 +66,6 @@ def dmd_samples(data: DigitsData, limit: int | None = None) -> list[Sample]:
     import torch
 
     return [Sample(f"digits/{i}", torch.from_numpy(data.images[i]), int(data.labels[i])) for i in idx]
-
-
-def edge_net(n_classes: int = 2):
-    """Edge model: 4x4 average pool (16 features) -> Linear(16, 32) + ReLU ('hidden') -> Linear(32, classes)."""
-    import torch.nn as nn
-
-    return nn.Sequential(OrderedDict(
-        features=nn.Sequential(nn.AvgPool2d(2), nn.Flatten()),
-        hidden=nn.Sequential(nn.Linear(16, 32), nn.ReLU()),
-        head=nn.Linear(32, n_classes),
-    ))
-
-
-def cloud_net(n_classes: int = 2):
-    """Cloud model: upsample 8x8 -> 32x32, three conv blocks (16, 32, 64 channels), FC 128, head."""
-    import torch.nn as nn
-
-    def conv(cin: int, cout: int):
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
-
-    return nn.Sequential(OrderedDict(
-        upsample=nn.Upsample(size=(CLOUD_SIDE_PX, CLOUD_SIDE_PX), mode="bilinear", align_corners=False),
-        conv1=conv(1, 16),
-        conv2=conv(16, 32),
-        conv3=conv(32, 64),
-        fc=nn.Sequential(nn.Flatten(), nn.Linear(64 * 4 * 4, 128), nn.ReLU()),
-        head=nn.Linear(128, n_classes),
-    ))
 
 
 def train_classifier(model, images: np.ndarray, labels: np.ndarray, epochs: int, lr: float, batch_size: int = 64, seed: int = 0):

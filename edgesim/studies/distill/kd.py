@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from profilers.distill.data import ImageData, Split, batches
+from edgesim.studies.distill.data import ImageData, Split, batches
 from profilers.errors import EdgesimError
 
 Progress = Callable[[int, int], None]

@@ -1,4 +1,4 @@
-"""The `edgesim` command line: thin wrappers over the simulator and profilers packages."""
+"""`edgesim run | validate | plot | compare | list | schema`: thin wrappers over the simulator."""
 
 from __future__ import annotations
 
@@ -11,11 +11,8 @@ from typing import Optional
 
 import typer
 
+from edgesim.report.outputs import write_plots_and_report
 from profilers.errors import EdgesimError
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="edgesim: edge-cloud split-computing simulator with real-model profiling.")
-
 
 def _console():
     from rich.console import Console
@@ -53,7 +50,6 @@ def _sigterm_as_interrupt(signum, frame):  # noqa: ARG001
     raise KeyboardInterrupt
 
 
-@app.command()
 def run(
     scenario: Optional[Path] = typer.Argument(None, help="scenario YAML (omit with --resume)"),
     out: Optional[Path] = typer.Option(None, "--out", help="results folder (default results/<scenario name>)"),
@@ -89,7 +85,8 @@ def run(
         with bar:
             manifest = run_to_folder(sc, target, jobs=jobs, resume=resume is not None, progress=update,
                                      command=python_command(), scenario_source=str(scenario or resume),
-                                     executor=executor, scheduler=scheduler)
+                                     executor=executor, scheduler=scheduler,
+                                     write_extras=write_plots_and_report)
     except KeyboardInterrupt:
         from simulator.results import finished_points
 
@@ -143,7 +140,6 @@ def compare_table(summary, metric: str):
     return table
 
 
-@app.command()
 def validate(scenario: Path = typer.Argument(..., help="scenario YAML")) -> None:
     """Check a scenario: fields, devices, models, split points, policies and traces, without simulating."""
     from simulator.devices import resolve_devices
@@ -168,11 +164,10 @@ def validate(scenario: Path = typer.Argument(..., help="scenario YAML")) -> None
     print(f"{scenario}: valid ({len(points)} sweep points x {len(sc.policies)} policies x {sc.replications} replications)")
 
 
-@app.command()
 def plot(results: Path = typer.Argument(..., help="results folder"),
          png: str = typer.Option("auto", "--png", help="auto | yes | no")) -> None:
     """Regenerate the plots and report.html of a results folder from its summary and frames."""
-    from simulator.outputs import write_plots_and_report
+    from edgesim.report.outputs import write_plots_and_report
     from simulator.results import load_results
 
     summary, _, manifest, sc = load_results(results)
@@ -182,24 +177,22 @@ def plot(results: Path = typer.Argument(..., help="results folder"),
     print(f"plots: {results / 'plots'}  report: {results / 'report.html'}")
 
 
-@app.command()
 def compare(results: Path = typer.Argument(..., help="results folder"),
             metric: str = typer.Option("delay_mean_s", "--metric", help="any summary.csv column")) -> None:
     """A table of policies by data rate (and device combination) for one metric."""
     _print_summary(results, metric)
 
 
-@app.command("list")
 def list_(what: str = typer.Argument(..., help="devices | models | policies")) -> None:
     """List catalog devices, registered models or policies."""
     from rich.table import Table
 
     if what == "devices":
-        from profilers.cli import device_rows
+        from edgesim.cli.profile import device_rows
 
         rows = device_rows()
     elif what == "models":
-        from profilers.cli import model_rows
+        from edgesim.cli.profile import model_rows
 
         rows = model_rows()
     elif what == "policies":
@@ -216,7 +209,6 @@ def list_(what: str = typer.Argument(..., help="devices | models | policies")) -
     _console().print(table)
 
 
-@app.command()
 def schema(what: str = typer.Argument(..., help="scenario | profile"),
            out: Optional[Path] = typer.Option(None, "--out", help="write to this file instead of stdout")) -> None:
     """Print (or write) the JSON Schema of scenario YAMLs or device profiles, for editors."""
@@ -239,49 +231,3 @@ def schema(what: str = typer.Argument(..., help="scenario | profile"),
         sys.stdout.write(text)
 
 
-def _register_subcommands() -> None:
-    """Mount the command groups that live beside their packages (profile, dmd, distill)."""
-    import importlib
-
-    for module in ("profilers.cli", "profilers.dmd.cli", "profilers.distill.cli"):
-        importlib.import_module(module).register(app)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: one line and exit code 2 for user errors; tracebacks only with --debug or EDGESIM_DEBUG=1."""
-    import click
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args or os.environ.get("EDGESIM_DEBUG") == "1"
-    args = [a for a in args if a != "--debug"]
-    try:
-        _register_subcommands()
-        rv = app(args=args, prog_name="edgesim", standalone_mode=False)
-        if isinstance(rv, int) and rv:
-            return rv
-    except EdgesimError as exc:
-        if debug:
-            raise
-        print(f"edgesim: error: {' '.join(str(exc).split())}", file=sys.stderr)  # always one line
-        return 2
-    except KeyboardInterrupt:
-        print("edgesim: interrupted", file=sys.stderr)
-        return 130
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code or 0)
-    except click.exceptions.Abort:
-        print("edgesim: interrupted", file=sys.stderr)
-        return 130
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        return 2
-    except OSError as exc:
-        if debug:
-            raise
-        print(f"edgesim: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from profilers.distill.data import load_data
+from edgesim.studies.distill.data import load_data
 from profilers.errors import EdgesimError
 
 Progress = Callable[[int, int], None]
@@ -51,8 +51,8 @@ def run_kd(teacher: str, student: str, dataset: str = "digits", side_px: int = 3
     """Train a teacher on hard labels, distil it into student (003 section III), and the scratch baseline."""
     import torch
 
-    from profilers.distill.kd import distill, train_classifier
-    from profilers.distill.nets import make_net
+    from edgesim.studies.distill.kd import distill, train_classifier
+    from profilers.models.nets import make_net
 
     data = load_data(dataset, side_px, 3, seed, limit)
     torch.manual_seed(seed)
@@ -89,9 +89,10 @@ def run_head(teacher: str = "resnet18", split: str = "layer2", dataset: str = "d
     """
     import torch
 
-    from profilers.distill.hnd import build_generic_head, make_mimic, split_teacher, train_head
-    from profilers.distill.kd import accuracy, count_flops, count_params, freeze, train_classifier
-    from profilers.distill.models import MIMIC_ID, TEACHER_ID, build_teacher_net
+    from edgesim.studies.distill.hnd import train_head
+    from profilers.models.students import build_generic_head, make_mimic, split_teacher
+    from edgesim.studies.distill.kd import accuracy, count_flops, count_params, freeze, train_classifier
+    from profilers.models.students import MIMIC_ID, TEACHER_ID, build_teacher_net
     from profilers.models.mimic import _TEACHERS, build_student_head, teacher_split
 
     t0 = time.perf_counter()
@@ -103,7 +104,7 @@ def run_head(teacher: str = "resnet18", split: str = "layer2", dataset: str = "d
     if teacher == "resnet18":
         t_net = build_teacher_net(teacher_checkpoint)
         if data.num_classes != 10:
-            from profilers.distill.nets import make_net
+            from profilers.models.nets import make_net
 
             t_net = make_net("resnet18", data.num_classes, side_px)
         if not teacher_checkpoint:
@@ -215,7 +216,7 @@ def profile_into(model_id: str, device_name: str, profile_out: Path, accuracy: O
     """Measure a registered model (profilers/measure.py) and merge it, with its accuracy, into a device profile."""
     import torch
 
-    import profilers.distill.models  # noqa: F401  (registers the distilled model ids)
+    import profilers.models.students  # noqa: F401  (registers the distilled model ids)
     from profilers.measure import (MeasureOptions, assumed_host_power, host_hardware, host_provenance,
                                    measure_model)
     from profilers.models import build

@@ -13,9 +13,9 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from profilers.dmd import deferral
-from profilers.dmd.generate import hidden_matrix
-from profilers.dmd.switcher import SwitcherConfig, save_switcher, switcher_scores, train_switcher
+from edgesim.studies.dmd import deferral
+from edgesim.studies.dmd.generate import hidden_matrix
+from edgesim.studies.dmd.switcher import SwitcherConfig, save_switcher, switcher_scores, train_switcher
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_bytes, atomic_write_text
 
@@ -84,7 +84,7 @@ def write_evaluation(ev: Evaluation, out: Path, png: bool = True, provenance: Op
 
     extra_figures (e.g. the replay's Figures 4 and 5) are appended to report.html only; write_table1=False
     when the replay has already written table1.csv with its time and energy columns."""
-    from profilers.dmd.plots import curves_figure, report_html, write_figure
+    from edgesim.studies.dmd.plots import curves_figure, report_html, write_figure
 
     out = Path(out)
     written = [atomic_write_text(out / "curves.csv", ev.curves.to_csv(index=False)),
@@ -115,16 +115,16 @@ def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "bi
              progress: Optional[Progress] = None, mobile: str = "host-1thread", cloud_device: str = "host-2threads") -> dict:
     """The embedded DMD demo on sklearn's digits: train edge/cloud, DMD, switcher, threshold, curves, Table 1, report.
 
-    Table 1's time and energy come from replaying the test split in the simulator (profilers.dmd.replay) with the
+    Table 1's time and energy come from replaying the test split in the simulator (edgesim.studies.dmd.replay) with the
     two models profiled on `mobile` and `cloud_device` (measured host names or device_facts.json entries)."""
     import torch
 
-    from profilers.dmd import digits
-    from profilers.dmd.adapters import TorchClassifierAdapter
-    from profilers.dmd.generate import generate
-    from profilers.dmd.records import write_dmd_json, write_trace_parquet
+    from edgesim.studies.dmd import digits
+    from edgesim.studies.dmd.adapters import TorchClassifierAdapter
+    from edgesim.studies.dmd.generate import generate
+    from edgesim.studies.dmd.records import write_dmd_json, write_trace_parquet
 
-    from profilers.dmd.replay import check_devices, replay
+    from edgesim.studies.dmd.replay import check_devices, replay
 
     check_devices(mobile, cloud_device)  # before minutes of training, not after
     out = Path(out)

@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from profilers.dmd import deferral
+from edgesim.studies.dmd import deferral
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_text
 from profilers.schema import DeviceProfile
@@ -36,7 +36,7 @@ DERIVE_FROM = "host-2threads"
 
 POLICY_METHOD = {"edge-only": "edge-only", "cloud-only": "cloud-only", "uncertainty": "uncertainty",
                  "dmd-switcher": "switcher", "random": "random", "oracle": "oracle"}
-"""Simulator policy -> deferral method of profilers.dmd.deferral (the method column of table1.csv)."""
+"""Simulator policy -> deferral method of edgesim.studies.dmd.deferral (the method column of table1.csv)."""
 
 SWEEP_FRACTIONS = tuple(round(0.1 * k, 1) for k in range(11))
 """Offload fractions of the Figures 4/5 sweep (000 A.5: cost against % deferred to the large model)."""
@@ -88,7 +88,7 @@ def profile_demo_models(out: Path, edge_ckpt: Optional[Path], cloud_ckpt: Option
     roofline derivation has no per-layer overhead term, so for models this small (microseconds of arithmetic)
     derived devices understate latency; the measured host is the default for that reason.
     """
-    import profilers.dmd.models  # noqa: F401  registers dmd-digits-edge / dmd-digits-cloud
+    import profilers.models.digits  # noqa: F401  registers dmd-digits-edge / dmd-digits-cloud
     from profilers.derive import derive_device
     from profilers.measure import (
         MeasureOptions,
@@ -139,7 +139,7 @@ def switcher_latency_s(weights: Path, config: Path, repeats: int = 200) -> float
 
     import torch
 
-    from profilers.dmd.switcher import load_switcher
+    from edgesim.studies.dmd.switcher import load_switcher
 
     model, cfg = load_switcher(weights, config)
     model.eval()
@@ -252,7 +252,7 @@ def replay(out: Path, trace_path: Path, info: deferral.ThresholdInfo | dict, edg
     time on this host (1 thread); None measures out/switcher.safetensors when it exists, else 0. It is scaled to
     the mobile device by the edge model's time ratio (1 on host-1thread) and added to every dmd-switcher frame.
     """
-    from simulator.report import write_figures
+    from edgesim.report.html import write_figures
     from simulator.runner import run
 
     out = Path(out)

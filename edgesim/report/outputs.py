@@ -26,7 +26,7 @@ def write_plots_and_report(folder: Path, scenario: Scenario, summary: pd.DataFra
                            png: Optional[str] = None) -> list[str]:
     """Write plots (HTML, and PNG where Chromium works) and report.html into folder; returns warnings."""
     from profilers.errors import EdgesimError
-    from simulator import plots, report
+    from edgesim.report import html as report, plots
     from simulator.devices import reference_model, resolve_devices
 
     frames_path = folder / "frames.parquet"

@@ -13,8 +13,8 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from profilers.dmd import TRACE_COLUMNS
-from profilers.dmd.generate import hidden_matrix
+from edgesim.studies.dmd import TRACE_COLUMNS
+from edgesim.studies.dmd.generate import hidden_matrix
 from profilers.errors import EdgesimError
 from profilers.io import atomic_target, atomic_write_text
 

@@ -190,48 +190,43 @@ def run_profile(model_id: str, device_name: str, split_points: str = "auto", rep
     return mp, out
 
 
-def register(app: typer.Typer) -> None:
-    """Mount `profile` on the edgesim app (the profile JSON Schema is `edgesim schema profile`)."""
+def profile(
+    model: str = typer.Argument(..., help="registered model id (edgesim list models)"),
+    device_name: str = typer.Option(..., "--device-name", help="name of the device profile to write"),
+    split_points: str = typer.Option("auto", "--split-points", help="auto or comma-separated split point names"),
+    repeats: int = typer.Option(10, "--repeats", min=1),
+    warmup: int = typer.Option(2, "--warmup", min=0),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads (default: torch's)"),
+    device: str = typer.Option("cpu", "--device", help="torch device: cpu or cuda"),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help="H,W of the input image"),
+    out: Optional[Path] = typer.Option(None, "--out", help="profile JSON (default profiles/<device-name>.json)"),
+    energy: str = typer.Option("auto", "--energy", help="auto, nvml, rapl or estimate"),
+    kind: Optional[str] = typer.Option(None, "--kind", help="mobile, edge or cloud (default edge)"),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="local state_dict or .safetensors"),
+    shapes_only: bool = typer.Option(False, "--shapes-only", help="meta tensors: FLOPs and sizes, no timing"),
+    json_out: bool = typer.Option(False, "--json", help="print the split-point rows as JSON"),
+) -> None:
+    """Measure MODEL on this host and add it to a device profile (002 section 2, Table 2)."""
+    from rich.console import Console
 
-    @app.command("profile")
-    def profile(
-        model: str = typer.Argument(..., help="registered model id (edgesim list models)"),
-        device_name: str = typer.Option(..., "--device-name", help="name of the device profile to write"),
-        split_points: str = typer.Option("auto", "--split-points", help="auto or comma-separated split point names"),
-        repeats: int = typer.Option(10, "--repeats", min=1),
-        warmup: int = typer.Option(2, "--warmup", min=0),
-        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads (default: torch's)"),
-        device: str = typer.Option("cpu", "--device", help="torch device: cpu or cuda"),
-        input_size: Optional[str] = typer.Option(None, "--input-size", help="H,W of the input image"),
-        out: Optional[Path] = typer.Option(None, "--out", help="profile JSON (default profiles/<device-name>.json)"),
-        energy: str = typer.Option("auto", "--energy", help="auto, nvml, rapl or estimate"),
-        kind: Optional[str] = typer.Option(None, "--kind", help="mobile, edge or cloud (default edge)"),
-        checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="local state_dict or .safetensors"),
-        shapes_only: bool = typer.Option(False, "--shapes-only", help="meta tensors: FLOPs and sizes, no timing"),
-        json_out: bool = typer.Option(False, "--json", help="print the split-point rows as JSON"),
-    ) -> None:
-        """Measure MODEL on this host and add it to a device profile (002 section 2, Table 2)."""
-        from rich.console import Console
+    mp, path = run_profile(model, device_name, split_points, repeats, warmup, threads, device, input_size, out,
+                           energy, kind, checkpoint, shapes_only)
+    if json_out:
+        typer.echo(json.dumps(split_rows(mp), indent=1))
+        return
+    import sys
 
-        mp, path = run_profile(model, device_name, split_points, repeats, warmup, threads, device, input_size, out,
-                               energy, kind, checkpoint, shapes_only)
-        if json_out:
-            typer.echo(json.dumps(split_rows(mp), indent=1))
-            return
-        import sys
-
-        console = Console(width=None if sys.stdout.isatty() else 160)
-        console.print(split_table(mp))
-        extra = []
-        if mp.peak_memory_bytes is not None:
-            extra.append(f"peak memory {mp.peak_memory_bytes / 2**20:.1f} MiB")
-        if mp.cpu_utilisation_percent is not None:
-            extra.append(f"CPU {mp.cpu_utilisation_percent:.0f}% of {mp.threads} threads")
-        if mp.energy_method:
-            extra.append(f"energy: {mp.energy_method}")
-        jpeg = mp.input_bytes.get("jpeg")
-        if jpeg:
-            extra.append(f"input JPEG q{mp.jpeg_quality}: {jpeg} B ({100 * jpeg / mp.input_bytes['float32']:.1f}% of float32)")
-        console.print("; ".join(extra))
-        console.print(f"wrote {path}")
-
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(split_table(mp))
+    extra = []
+    if mp.peak_memory_bytes is not None:
+        extra.append(f"peak memory {mp.peak_memory_bytes / 2**20:.1f} MiB")
+    if mp.cpu_utilisation_percent is not None:
+        extra.append(f"CPU {mp.cpu_utilisation_percent:.0f}% of {mp.threads} threads")
+    if mp.energy_method:
+        extra.append(f"energy: {mp.energy_method}")
+    jpeg = mp.input_bytes.get("jpeg")
+    if jpeg:
+        extra.append(f"input JPEG q{mp.jpeg_quality}: {jpeg} B ({100 * jpeg / mp.input_bytes['float32']:.1f}% of float32)")
+    console.print("; ".join(extra))
+    console.print(f"wrote {path}")

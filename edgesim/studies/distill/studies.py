@@ -65,8 +65,8 @@ class _Teachers:
     def get(self, name: str, data):
         import torch
 
-        from profilers.distill.kd import count_flops, count_params, freeze, predict_logits, train_classifier
-        from profilers.distill.nets import make_net
+        from edgesim.studies.distill.kd import count_flops, count_params, freeze, predict_logits, train_classifier
+        from profilers.models.nets import make_net
 
         key = (name, data.side_px, len(data.train))
         if key not in self._cache:
@@ -84,7 +84,7 @@ class _Teachers:
 
 
 def _data(cfg: StudyConfig, side: int):
-    from profilers.distill.data import load_data
+    from edgesim.studies.distill.data import load_data
 
     return load_data(cfg.dataset, side, 3, cfg.seed, cfg.limit)
 
@@ -93,8 +93,8 @@ def _kd_row(cfg: StudyConfig, teacher: dict, teacher_name: str, student: str, da
             baseline: bool = True) -> dict:
     import torch
 
-    from profilers.distill.kd import distill
-    from profilers.distill.nets import make_net
+    from edgesim.studies.distill.kd import distill
+    from profilers.models.nets import make_net
 
     torch.manual_seed(cfg.seed + 1)
     s_net = make_net(student, data.num_classes, data.side_px)
@@ -163,7 +163,7 @@ def pairs_study(cfg: StudyConfig, pairs=PAIRS, progress: Optional[Progress] = No
     """003 Table I: accuracy and KD time per teacher/student architecture pair (CNN or ViT), 32x32."""
     import pandas as pd
 
-    from profilers.distill.nets import is_vit
+    from profilers.models.nets import is_vit
 
     data = _data(cfg, cfg.teacher_side_px)
     teachers = _Teachers(cfg)
@@ -189,9 +189,9 @@ def finetune_study(cfg: StudyConfig, students=FINETUNE_STUDENTS, progress: Optio
     import pandas as pd
     import torch
 
-    from profilers.distill.data import ImageData, Split
-    from profilers.distill.kd import accuracy, count_params, train_classifier
-    from profilers.distill.nets import classifier_params
+    from edgesim.studies.distill.data import ImageData, Split
+    from edgesim.studies.distill.kd import accuracy, count_params, train_classifier
+    from profilers.models.nets import classifier_params
 
     data = _data(cfg, cfg.teacher_side_px)
     teachers = _Teachers(cfg)

@@ -6,11 +6,42 @@ weights the demo saves (edge.safetensors, cloud.safetensors), else weights are r
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 from typing import Optional
 
 from profilers.errors import EdgesimError
-from profilers.models import SplittableModel, register
+from profilers.models.registry import SplittableModel, register
+
+CLOUD_SIDE_PX = 32
+
+
+def edge_net(n_classes: int = 2):
+    """Edge model: 4x4 average pool (16 features) -> Linear(16, 32) + ReLU ('hidden') -> Linear(32, classes)."""
+    import torch.nn as nn
+
+    return nn.Sequential(OrderedDict(
+        features=nn.Sequential(nn.AvgPool2d(2), nn.Flatten()),
+        hidden=nn.Sequential(nn.Linear(16, 32), nn.ReLU()),
+        head=nn.Linear(32, n_classes),
+    ))
+
+
+def cloud_net(n_classes: int = 2):
+    """Cloud model: upsample 8x8 -> 32x32, three conv blocks (16, 32, 64 channels), FC 128, head."""
+    import torch.nn as nn
+
+    def conv(cin: int, cout: int):
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+
+    return nn.Sequential(OrderedDict(
+        upsample=nn.Upsample(size=(CLOUD_SIDE_PX, CLOUD_SIDE_PX), mode="bilinear", align_corners=False),
+        conv1=conv(1, 16),
+        conv2=conv(16, 32),
+        conv3=conv(32, 64),
+        fc=nn.Sequential(nn.Flatten(), nn.Linear(64 * 4 * 4, 128), nn.ReLU()),
+        head=nn.Linear(128, n_classes),
+    ))
 
 
 def load_safetensors_state(model, checkpoint: str | Path) -> None:
@@ -53,8 +84,6 @@ def _splittable(model_id: str, net, input_shape, description: str, checkpoint: O
 @register("dmd-digits-edge", "DMD demo edge model: 4x4-pooled digits, one 32-wide hidden layer (000 small-model role)", "dmd")
 def build_edge(input_size=None, checkpoint: Optional[str] = None, n_classes: int = 2, **_kw) -> SplittableModel:
     """The demo's edge model as a SplittableModel (input 1x8x8)."""
-    from profilers.dmd.digits import edge_net
-
     net = edge_net(_classes_in(checkpoint, n_classes))
     return _splittable("dmd-digits-edge", net, (1, 8, 8), "DMD digits edge model", checkpoint)
 
@@ -62,7 +91,5 @@ def build_edge(input_size=None, checkpoint: Optional[str] = None, n_classes: int
 @register("dmd-digits-cloud", "DMD demo cloud model: 3-layer CNN on digits upsampled to 32x32 (000 large-model role)", "dmd")
 def build_cloud(input_size=None, checkpoint: Optional[str] = None, n_classes: int = 2, **_kw) -> SplittableModel:
     """The demo's cloud model as a SplittableModel (input 1x8x8, upsampled inside)."""
-    from profilers.dmd.digits import cloud_net
-
     net = cloud_net(_classes_in(checkpoint, n_classes))
     return _splittable("dmd-digits-cloud", net, (1, 8, 8), "DMD digits cloud model", checkpoint)

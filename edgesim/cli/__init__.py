@@ -1,0 +1,1 @@
+"""The `edgesim` command line: one module per command group, mounted by `edgesim.cli.app`."""

@@ -1,0 +1,320 @@
+"""`edgesim distill ...`: knowledge distillation (003), head network distillation (002) and the 003 studies."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from profilers.errors import EdgesimError
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 160)
+
+
+class _Bar:
+    """A rich progress bar whose callback(done, total[, label]) the core reports through."""
+
+    def __init__(self, description: str):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+        self.task = self.progress.add_task(description, total=None)
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def steps(self, done: int, total: int) -> None:
+        self.progress.update(self.task, completed=done, total=total)
+
+    def labelled(self, label: str, done: int, total: int) -> None:
+        self.progress.update(self.task, description=label, completed=done, total=total)
+
+
+def _table(df, title: str, floats: str = "{:.4g}"):
+    from rich.table import Table
+
+    t = Table(title=title)
+    for c in df.columns:
+        t.add_column(str(c), justify="right" if df[c].dtype.kind in "if" else "left")
+    for _, r in df.iterrows():
+        t.add_row(*[floats.format(v) if isinstance(v, float) else str(v) for v in r])
+    return t
+
+
+def _out_dir(out: Optional[Path], command: str) -> Path:
+    out = Path(out) if out else Path("results") / f"distill-{command}"
+    if out.exists() and not out.is_dir():
+        raise EdgesimError(f"--out {out}: exists and is not a folder")
+    return out
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise EdgesimError(f"{what} '{text}': expected comma-separated integers, e.g. 32,64") from None
+    if not values or min(values) < 8:
+        raise EdgesimError(f"{what} '{text}': expected sides of at least 8 pixels")
+    return values
+
+
+def _check_dataset(dataset: str) -> None:
+    if dataset != "digits" and not Path(dataset).is_dir():
+        raise EdgesimError(f"--data {dataset}: not 'digits' and not a folder (ImageFolder layout root/<class>/*.png)")
+
+
+distill_app = typer.Typer(no_args_is_help=True, help="Knowledge distillation (003) and head network distillation (002).")
+
+@distill_app.command("kd")
+def kd(
+    teacher: str = typer.Option("vgg-s8", "--teacher", help="teacher net (vgg-s2..s8, vgg11..19, resnet18, vit-micro, vit-small)"),
+    student: str = typer.Option("vgg-s3", "--student", help="student net"),
+    data: str = typer.Option("digits", "--data", help="'digits' or an ImageFolder root"),
+    input_size: int = typer.Option(32, "--input-size", min=8, help="image side in pixels"),
+    teacher_epochs: int = typer.Option(8, "--teacher-epochs", min=0),
+    epochs: int = typer.Option(8, "--epochs", min=0),
+    lr: float = typer.Option(3e-3, "--lr"),
+    temperature: float = typer.Option(4.0, "--temperature", "-T"),
+    alpha: float = typer.Option(0.9, "--alpha", help="weight of the soft-target term"),
+    seed: int = typer.Option(0, "--seed"),
+    baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="also train the student from scratch"),
+    quick: bool = typer.Option(False, "--quick", help="1 epoch, 300 images (tests)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="folder (default results/distill-kd)"),
+) -> None:
+    """Train a teacher, distil it into a student (Hinton KD, 003), compare with the student from scratch."""
+    import pandas as pd
+
+    from profilers.models.nets import known_nets
+    from edgesim.studies.distill.runs import run_kd, write_csv, write_json
+    from profilers.errors import unknown_name
+
+    for n in (teacher, student):
+        if n not in known_nets():
+            raise unknown_name("distillation net", n, known_nets())
+    _check_dataset(data)
+    out = _out_dir(out, "kd")
+    limit = 300 if quick else None
+    if quick:
+        teacher_epochs, epochs = min(teacher_epochs, 1), min(epochs, 1)
+    with _Bar(f"KD {teacher} -> {student}") as bar:
+        row = run_kd(teacher, student, data, input_size, teacher_epochs, epochs, lr, temperature, alpha, seed,
+                     baseline, limit, bar.steps)
+    df = pd.DataFrame([row])
+    write_csv(df, out / "kd.csv")
+    write_json(row, out / "kd.json")
+    cols = ["teacher", "student", "side_px", "teacher_accuracy", "kd_accuracy", "scratch_accuracy",
+            "teacher_params", "student_params", "teacher_macs", "student_macs", "kd_time_s", "scratch_time_s"]
+    _console().print(_table(df[cols], f"KD on {row['dataset']} (MACs = FLOPs/2)"))
+    _console().print(f"wrote {out / 'kd.csv'}")
+
+@distill_app.command("head")
+def head(
+    teacher: str = typer.Option("resnet18", "--teacher", help="resnet18 (trained here) or a mimic id "
+                                "(densenet169-mimic, densenet201-mimic, resnet152-mimic, inception_v3-mimic)"),
+    split: str = typer.Option("layer2", "--split", help="teacher split point (resnet18: layer1..layer4)"),
+    data: str = typer.Option("digits", "--data", help="'digits' or an ImageFolder root"),
+    input_size: int = typer.Option(32, "--input-size", min=8),
+    teacher_epochs: int = typer.Option(5, "--teacher-epochs", min=0),
+    epochs: int = typer.Option(30, "--epochs", min=0, help="head distillation epochs"),
+    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate for the student head"),
+    bottleneck: Optional[int] = typer.Option(None, "--bottleneck-channels", min=1,
+                                             help="default: nearest 1.7%% of the input values"),
+    teacher_checkpoint: Optional[str] = typer.Option(None, "--teacher-checkpoint", help="local state_dict"),
+    seed: int = typer.Option(0, "--seed"),
+    quick: bool = typer.Option(False, "--quick", help="1+1 epochs on 300 images (tests)"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=10, help="use only this many images"),
+    profile_device: Optional[str] = typer.Option(None, "--profile-device", help="profile teacher and mimic "
+                                                 "into this device profile (name)"),
+    profile_out: Optional[Path] = typer.Option(None, "--profile-out", help="profile JSON (default profiles/<device>.json)"),
+    profile_kind: str = typer.Option("edge", "--profile-kind", help="mobile, edge or cloud"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads while profiling"),
+    repeats: int = typer.Option(10, "--repeats", min=1, help="timed runs while profiling"),
+    export: Optional[Path] = typer.Option(None, "--export", help="also copy the student head weights and the "
+                                          "run record here (profilers/data/distilled for the registered model)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="folder (default results/distill-head)"),
+    no_png: bool = typer.Option(False, "--no-png"),
+) -> None:
+    """Head network distillation with a bottleneck (002 section 3, eq. (1)); optionally profile the mimic."""
+    import pandas as pd
+
+    from edgesim.studies.distill.runs import head_table_rows, run_head, write_csv
+
+    _check_dataset(data)
+    if profile_kind not in ("mobile", "edge", "cloud"):
+        raise EdgesimError(f"--profile-kind '{profile_kind}': expected mobile, edge or cloud")
+    out = _out_dir(out, "head")
+    if quick:
+        teacher_epochs, epochs, limit = min(teacher_epochs, 1), min(epochs, 1), limit or 300
+    with _Bar(f"head distillation of {teacher} up to {split}") as bar:
+        rec = run_head(teacher, split, data, input_size, teacher_epochs, epochs, lr,
+                       bottleneck_channels=bottleneck, teacher_checkpoint=teacher_checkpoint, seed=seed,
+                       limit=limit, out=out, progress=bar.steps)
+    table = pd.DataFrame(head_table_rows(rec))
+    write_csv(table, out / "table3.csv")
+    _sse_figure(rec, out / "hnd_sse.html", png=not no_png)
+    console = _console()
+    console.print(_table(table, f"002 Table 3 layout: {rec['model_id']} (student head + {rec['teacher_id']} tail)"))
+    console.print(f"bottleneck {rec['bottleneck_shape']} = {rec['bottleneck_numel']} values "
+                  f"({rec['data_size_pct']:.2f}% of the input); val SSE/image {rec['initial_val_sse_per_image']:.4g} "
+                  f"-> {rec['val_sse_per_image'][-1] if rec['val_sse_per_image'] else float('nan'):.4g}; "
+                  f"wall {rec['wall_time_s']:.1f} s")
+    if export is not None:
+        from edgesim.studies.distill.runs import export_head
+
+        for p in export_head(rec, export):
+            console.print(f"exported {p}")
+    if profile_device:
+        _profile_run(rec, profile_device, profile_out, profile_kind, threads, repeats)
+    console.print(f"wrote {out}")
+
+@distill_app.command("profile")
+def profile(
+    run: Path = typer.Option(Path("results/distill-head"), "--run", help="folder written by `distill head`"),
+    profile_device: str = typer.Option(..., "--profile-device", help="device profile name"),
+    profile_out: Optional[Path] = typer.Option(None, "--profile-out", help="profile JSON (default profiles/<device>.json)"),
+    profile_kind: str = typer.Option("edge", "--profile-kind", help="mobile, edge or cloud"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1),
+    repeats: int = typer.Option(10, "--repeats", min=1),
+) -> None:
+    """Profile a finished `distill head` run (teacher and mimic, with accuracy) into a device profile."""
+    import json
+
+    path = Path(run) / "head.json"
+    if not path.is_file():
+        raise EdgesimError(f"--run {run}: no head.json (run `edgesim distill head --out {run}` first)")
+    _profile_run(json.loads(path.read_text(encoding="utf-8")), profile_device, profile_out, profile_kind,
+                 threads, repeats)
+
+@distill_app.command("sweep")
+def sweep(
+    study: str = typer.Option("size", "--study", help="size (003 Table II), pairs (Table I) or finetune (Table III)"),
+    resolutions: str = typer.Option("32,64", "--resolutions", help="size study: image sides; 224 works but "
+                                    "takes tens of minutes on a laptop CPU (opt in)"),
+    students: str = typer.Option("vgg-s2,vgg-s3,vgg-s4,vgg-s5,vgg-s8", "--students", help="size study: VGG students"),
+    teacher: str = typer.Option("vgg-s8", "--teacher", help="teacher of the size and finetune studies"),
+    teacher_epochs: int = typer.Option(8, "--teacher-epochs", min=0),
+    epochs: int = typer.Option(8, "--epochs", min=0, help="KD epochs per student (same budget for all)"),
+    baseline: Optional[bool] = typer.Option(None, "--baseline/--no-baseline", help="also train each student "
+                                            "from scratch (default: on for pairs, off for size to fit the budget)"),
+    finetune_epochs: int = typer.Option(5, "--finetune-epochs", min=0),
+    lr: float = typer.Option(3e-3, "--lr"),
+    temperature: float = typer.Option(4.0, "--temperature", "-T"),
+    alpha: float = typer.Option(0.9, "--alpha"),
+    data: str = typer.Option("digits", "--data", help="'digits' or an ImageFolder root"),
+    seed: int = typer.Option(0, "--seed"),
+    quick: bool = typer.Option(False, "--quick", help="seconds: 1 epoch, 300 images, 32x32, three students"),
+    out: Optional[Path] = typer.Option(None, "--out", help="folder (default results/distill-sweep)"),
+    no_png: bool = typer.Option(False, "--no-png"),
+) -> None:
+    """003 trade-off studies as tables (CSV + rich) and plotly figures."""
+    from edgesim.studies.distill import studies as st
+    from profilers.models.nets import known_nets
+    from edgesim.studies.distill.runs import write_csv, write_json
+    from profilers.errors import unknown_name
+
+    if study not in st.STUDIES:
+        raise unknown_name("study", study, list(st.STUDIES))
+    if teacher not in known_nets():
+        raise unknown_name("distillation net", teacher, known_nets())
+    _check_dataset(data)
+    names = tuple(s.strip() for s in students.split(",") if s.strip())
+    for s in names:
+        if s not in known_nets():
+            raise unknown_name("distillation net", s, known_nets())
+    cfg = st.StudyConfig(teacher=teacher, teacher_epochs=teacher_epochs, epochs=epochs, lr=lr,
+                         finetune_epochs=finetune_epochs, temperature=temperature, alpha=alpha,
+                         resolutions=_ints(resolutions, "--resolutions"), students=names, dataset=data, seed=seed,
+                         baseline=baseline)
+    if quick:
+        cfg = st.quick(cfg)
+    out = _out_dir(out, "sweep")
+    start, cpu0 = time.perf_counter(), time.process_time()
+    with _Bar(f"study {study}") as bar:
+        if study == "size":
+            long = st.size_study(cfg, bar.labelled)
+            table, fig = st.table2(long), st.size_figure(long)
+            shown = table
+        elif study == "pairs":
+            long = st.pairs_study(cfg, progress=bar.labelled)
+            fig = st.pairs_figure(long)
+            table = long[["teacher", "teacher_kind", "student", "student_kind", "teacher_accuracy", "kd_accuracy",
+                          "scratch_accuracy", "kd_time_s", "accuracy_rank", "kd_time_rank", "teacher_params",
+                          "student_params", "student_macs"]]
+            shown = table
+        else:
+            long = st.finetune_study(cfg, progress=bar.labelled)
+            fig = st.finetune_figure(long)
+            table = long
+            shown = long[["student", "params_m", "prior_finetune_accuracy", "post_finetune_accuracy", "gain",
+                          "kd_time_s", "finetune_time_s"]]
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    write_csv(long, out / f"{study}_runs.csv")
+    write_csv(table, out / f"{study}_table.csv")
+    write_json({"study": study, "config": cfg.__dict__, "wall_time_s": wall, "cpu_time_s": cpu,
+                "ops": "MACs = torch.utils.flop_counter FLOPs / 2, batch 1"}, out / f"{study}.json")
+    from edgesim.studies.dmd.plots import write_figure
+
+    write_figure(fig, out / f"{study}.html", png=not no_png)
+    _console().print(_table(shown, f"003 study '{study}' on {cfg.dataset} (Ops = MACs)"))
+    _console().print(f"wall {wall:.1f} s, process CPU {cpu:.1f} s; wrote {out / f'{study}_table.csv'}")
+
+
+def _sse_figure(rec: dict, path: Path, png: bool) -> None:
+    import plotly.graph_objects as go
+
+    from edgesim.studies.dmd.plots import write_figure
+
+    epochs = list(range(0, len(rec["val_sse_per_image"]) + 1))
+    fig = go.Figure([go.Scatter(x=epochs, y=[rec["initial_val_sse_per_image"], *rec["val_sse_per_image"]],
+                                mode="lines+markers", name="validation"),
+                     go.Scatter(x=epochs[1:], y=rec["train_sse_per_image"], mode="lines+markers", name="training")])
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text="SSE per image, 002 eq. (1)", type="log")
+    fig.update_layout(title=f"Head network distillation: {rec['model_id']}", template="plotly_white")
+    write_figure(fig, path, png=png)
+
+
+def _profile_run(rec: dict, device: str, profile_out: Optional[Path], kind: str, threads: Optional[int],
+                 repeats: int) -> None:
+    """Profile the run's teacher (when trained here) and its mimic into a device profile, with accuracies."""
+    from profilers.models.students import MIMIC_ID, TEACHER_ID
+    from edgesim.studies.distill.runs import accuracy_source, profile_into
+
+    path = Path(profile_out) if profile_out else Path("profiles") / f"{device}.json"
+    files = rec.get("files", {})
+    side = rec["side_px"]
+    console = _console()
+    if rec["model_id"] == MIMIC_ID:
+        jobs = [(TEACHER_ID, rec["teacher_accuracy"], "teacher", {"checkpoint": files.get("teacher")}),
+                (MIMIC_ID, rec["mimic_accuracy"], "mimic",
+                 {"checkpoint": files.get("mimic"), "split": rec["split_point"],
+                  "bottleneck_channels": rec["bottleneck_channels"]})]
+    else:  # a mimic id of profilers/models/mimic.py
+        from profilers.models import entries
+
+        if rec["model_id"] not in entries():
+            raise EdgesimError(f"model '{rec['model_id']}' is not registered, so it cannot be profiled; profiling "
+                               f"supports digits runs ({MIMIC_ID}) and the mimic ids of 002")
+        jobs = [(rec["model_id"], rec["mimic_accuracy"], "mimic",
+                 {"head_checkpoint": files.get("head"), "teacher_checkpoint": files.get("teacher")})]
+    for model_id, acc, which, kwargs in jobs:
+        kwargs = {k: v for k, v in kwargs.items() if v}
+        with _Bar(f"profiling {model_id}") as bar:
+            mp = profile_into(model_id, device, path, acc, accuracy_source(rec, which), kind, threads, repeats,
+                              progress=bar.steps, input_size=side, **kwargs)
+        sp = mp.split_points
+        console.print(f"{model_id}: accuracy {acc:.4f}, total {mp.total_flops / 1e6:.1f} MFLOPs, "
+                      f"full run {sp[-1].head_latency.median_s * 1e3:.2f} ms median -> {path}")
