@@ -13,7 +13,17 @@ from pathlib import Path
 from typing import Optional
 
 from profilers.catalog import CATALOG_DIR, FACTS_PATH
+from profilers.derive import derive_device, load_facts, validate_against_measurement
 from profilers.errors import EdgesimError
+from profilers.measure import (
+    MeasureOptions,
+    assumed_host_power,
+    host_busy,
+    host_hardware,
+    host_provenance,
+    measure_model,
+)
+from profilers.models import build, entries
 from profilers.schema import DeviceProfile, load_profile, save_profile
 
 #: models the shipped scenarios need, with their input side (002 sections 2 and 4)
@@ -33,9 +43,6 @@ def _warn(msg: str) -> None:
 def measure_host(name: str, kind: str, threads: int, repeats: int, warmup: int,
                  models=BUNDLE_MODELS, power=None) -> DeviceProfile:
     """Measure the listed models on this host (CPU) into one device profile; unregistered models are skipped."""
-    from profilers.measure import (MeasureOptions, assumed_host_power, host_hardware, host_provenance,
-                                   measure_model)
-    from profilers.models import build, entries
 
     hardware = host_hardware("cpu")
     power = power or assumed_host_power(hardware.cores)
@@ -70,23 +77,16 @@ def summary_rows(devices: list[DeviceProfile]) -> list[dict]:
 
 
 def print_summary(devices: list[DeviceProfile]) -> None:
-    """A rich table of summary_rows."""
-    from rich.console import Console
-    from rich.table import Table
+    """summary_rows as a plain-text table on stdout (the bundle is a script; no console library needed)."""
+    import pandas as pd
 
-    table = Table(title="device profiles")
-    for col in ("device", "kind", "provenance", "model", "full model ms", "head ms at split points"):
-        table.add_column(col)
-    for r in summary_rows(devices):
-        table.add_row(r["device"], r["kind"], r["provenance"], r["model"],
-                      "-" if r["full_ms"] is None else f"{r['full_ms']:.1f}", r["heads_ms"])
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    table = pd.DataFrame(summary_rows(devices)).rename(columns={"full_ms": "full model ms", "heads_ms": "head ms at split points"})
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.1f}", na_rep="-"))
 
 
 def run(out_dir: Path = CATALOG_DIR, facts_path: Path = FACTS_PATH, repeats: int = 20, repeats_1t: int = 10,
         warmup: int = 2, measure: bool = True) -> list[DeviceProfile]:
     """Measure the host at 2 and 1 threads (or reuse the saved profiles), then derive every device in the facts."""
-    from profilers.derive import derive_device, load_facts, validate_against_measurement
 
     out_dir = Path(out_dir)
     facts = load_facts(facts_path) if Path(facts_path).is_file() else {}
@@ -94,7 +94,6 @@ def run(out_dir: Path = CATALOG_DIR, facts_path: Path = FACTS_PATH, repeats: int
         _warn(f"{facts_path} not found or empty; only the host is measured")
     host_power = facts[HOST_NAME].power if HOST_NAME in facts else None
     if measure:
-        from profilers.measure import host_busy
 
         busy = host_busy()
         if busy:

@@ -11,8 +11,9 @@ from typing import Literal, Optional
 
 import numpy as np
 
+from profilers.catalog import list_devices, load_device
 from profilers.errors import EdgesimError, ProfileError
-from profilers.schema import DeviceProfile, LatencyStats, ModelProfile, SplitPoint
+from profilers.schema import DeviceProfile, LatencyStats, ModelProfile, SplitPoint, load_profile
 from simulator.scenario import InlineDevice, Scenario
 
 ServiceMode = Literal["median", "sampled"]
@@ -150,14 +151,12 @@ def load_profile_device(name_or_path: str, extra: dict[str, DeviceProfile]) -> D
     """A catalog device, a device from the scenario's extra profiles, or a profile file."""
     if name_or_path in extra:
         return extra[name_or_path]
-    from profilers.catalog import load_device
 
     return load_device(name_or_path)
 
 
 def resolve_devices(scenario: Scenario) -> dict[str, Device]:
     """Every device the scenario names (mobiles, server, inline, listed profiles), keyed by its scenario name."""
-    from profilers.schema import load_profile
 
     extra = {}
     for path in scenario.profiles:
@@ -191,7 +190,6 @@ def reference_model(devices: dict[str, Device], model_id: str) -> ModelProfile:
     for dev in devices.values():
         if dev.profile is not None and model_id in dev.profile.models:
             return dev.profile.models[model_id]
-    from profilers.catalog import list_devices, load_device
 
     for name in list_devices():
         prof = load_device(name)

@@ -15,6 +15,7 @@ from typing import Callable, Optional
 import numpy as np
 import simpy
 
+from profilers.errors import EdgesimError
 from simulator.policies import LoadView
 
 COMPLETED, LATE, DROPPED = 0, 1, 2
@@ -155,7 +156,6 @@ def simulate_windows(load_window: Callable[[int], Optional[FramePlan]], topo: To
             return False
         n = wp.capture_s.size
         if k - state["flushed"] >= (1 if single else ring_windows):
-            from profilers.errors import EdgesimError
 
             raise EdgesimError(f"more than {ring_windows} windows of frames are in flight at t = {env.now:.6g} s: "
                                "the system falls behind without bound; shorten the run or raise workload.chunk_frames")

@@ -15,6 +15,7 @@ import pandas as pd
 
 from profilers.errors import EdgesimError, unknown_name
 from profilers.schema import ModelProfile
+from simulator.deferral import defer_mask
 from simulator.devices import Device, ServiceTime, reference_model
 from simulator.scenario import PolicySpec
 
@@ -273,7 +274,6 @@ class _DatasetPolicy(BasePolicy):
 
     def defer(self, frames: FrameInputs) -> np.ndarray:
         """True where the frame is deferred to the cloud model: the per-sample mask of 000 A.4, by sample."""
-        from simulator.deferral import defer_mask
 
         method = self.method
         if method == "uncertainty" and self.spec.score:

@@ -10,13 +10,14 @@ import numpy as np
 import pandas as pd
 
 from profilers.errors import EdgesimError
-from simulator.devices import Device, resolve_devices
 from profilers.io import atomic_target
+from simulator.devices import Device, resolve_devices
 from simulator.engine import STAGES, STATUS_NAMES, FramePlan, Topology, simulate, simulate_windows
+from simulator.fast import simulate_fast
 from simulator.link import Packetiser, RateTrace, load_rate_trace
 from simulator.metrics import SUMMARY_COLUMNS, SummaryAccumulator, add_gains
 from simulator.policies import FrameInputs, Route, make_policy
-from simulator.scenario import Scenario, apply_overrides, sweep_points
+from simulator.scenario import Scenario, apply_overrides, load_scenario, sweep_points
 
 
 @dataclass
@@ -281,7 +282,6 @@ def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Opti
                 if streaming and st.engine == "fast":
                     # the exact recursion needs every frame at once (about 170 bytes a frame); the frame table,
                     # the big part, is built and written a chunk of rows at a time
-                    from simulator.fast import simulate_fast
 
                     w = _window(st, pol, rep, streams, 0, frames_per)
                     times = simulate_fast(w.plan, st.topo)
@@ -292,7 +292,6 @@ def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Opti
                 if not streaming:
                     w = _window(st, pol, rep, streams, 0, frames_per)
                     if st.engine == "fast":
-                        from simulator.fast import simulate_fast
 
                         times = simulate_fast(w.plan, st.topo)
                     else:
@@ -445,7 +444,8 @@ def run_sweep(scenario: Scenario, jobs: int = 1, progress: Optional[Callable[[in
             progress(done_n, total)
 
     if executor == "dask":
-        from dask.distributed import Client, LocalCluster, as_completed as dask_completed
+        from dask.distributed import Client, LocalCluster
+        from dask.distributed import as_completed as dask_completed
 
         cluster = None if scheduler else LocalCluster(n_workers=max(jobs, 1), threads_per_worker=1, processes=True,
                                                      dashboard_address=None)
@@ -479,7 +479,6 @@ def run(scenario: Scenario | str | Path, jobs: int = 1, executor: str = "process
         scheduler: Optional[str] = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Python API for notebooks: simulate a scenario (object or YAML path) and return (frames, summary)."""
     if not isinstance(scenario, Scenario):
-        from simulator.scenario import load_scenario
 
         scenario = load_scenario(scenario)
     results = run_sweep(scenario, jobs=jobs, executor=executor, scheduler=scheduler)

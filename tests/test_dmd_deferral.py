@@ -7,6 +7,7 @@ from hypothesis import given, settings, strategies as st
 from sklearn.metrics import f1_score as sk_f1
 
 from edgesim.studies.dmd import deferral
+from simulator import deferral as masks
 from profilers.errors import EdgesimError
 
 
@@ -44,13 +45,13 @@ def test_bucket_threshold_known_best_k_and_tie_goes_to_fewer_deferrals():
     info = deferral.choose_threshold(tr, "switcher", "buckets")
     assert info.offload_fraction == pytest.approx(0.3)
     assert info.bucket_f1[3] == pytest.approx(1.0) and info.bucket_f1[4] == pytest.approx(1.0)
-    assert deferral.defer_mask(tr, "switcher", threshold=info.threshold).sum() == 6
+    assert masks.defer_mask(tr, "switcher", threshold=info.threshold).sum() == 6
 
 
 def test_fraction_and_threshold_strategies():
     tr = random_trace(1, n=50)
     info = deferral.choose_threshold(tr, "switcher", "fraction", offload_fraction=0.6)
-    assert deferral.defer_mask(tr, "switcher", threshold=info.threshold).sum() == 30
+    assert masks.defer_mask(tr, "switcher", threshold=info.threshold).sum() == 30
     info2 = deferral.choose_threshold(tr, "switcher", "threshold", threshold=0.5)
     assert info2.offload_fraction == pytest.approx(np.mean(tr["switcher_score"] < 0.5))
     with pytest.raises(EdgesimError):
@@ -59,12 +60,12 @@ def test_fraction_and_threshold_strategies():
 
 def test_uncertainty_defers_lowest_max_prob_first_and_entropy_highest():
     tr = random_trace(2, n=40)
-    mask = deferral.defer_mask(tr, "uncertainty", offload_fraction=0.25)
+    mask = masks.defer_mask(tr, "uncertainty", offload_fraction=0.25)
     assert mask.sum() == 10
     assert tr["edge_max_prob"][mask].max() <= tr["edge_max_prob"][~mask].min()
-    ent = deferral.defer_mask(tr, "entropy", offload_fraction=0.25)
+    ent = masks.defer_mask(tr, "entropy", offload_fraction=0.25)
     assert tr["edge_entropy"][ent].min() >= tr["edge_entropy"][~ent].max()
-    assert deferral.defer_mask(tr, "entropy", threshold=0.5).tolist() == (tr["edge_entropy"] > 0.5).tolist()
+    assert masks.defer_mask(tr, "entropy", threshold=0.5).tolist() == (tr["edge_entropy"] > 0.5).tolist()
 
 
 def test_oracle_first_deferrals_are_edge_wrong_cloud_right():
@@ -72,10 +73,10 @@ def test_oracle_first_deferrals_are_edge_wrong_cloud_right():
     fixes = (tr.edge_pred != tr.label) & (tr.cloud_pred == tr.label)
     k = int(fixes.sum())
     assert k > 0
-    mask = deferral.defer_mask(tr, "oracle", offload_fraction=k / len(tr))
+    mask = masks.defer_mask(tr, "oracle", offload_fraction=k / len(tr))
     assert mask.tolist() == fixes.tolist()
-    order = deferral.deferral_order(tr, "oracle")
-    tiers = deferral.oracle_tier(tr)[order]
+    order = masks.deferral_order(tr, "oracle")
+    tiers = masks.oracle_tier(tr)[order]
     assert np.all(np.diff(tiers) >= 0)
 
 
@@ -95,7 +96,7 @@ def test_oracle_curve_dominates_every_other_curve(seed, classes):
 @pytest.mark.parametrize("f,n,expected", [(0.25, 40, 10), (0.6, 10, 6), (0.1, 7, 1), (1.0, 13, 13), (0.0, 13, 0)])
 def test_random_defers_round_f_n(f, n, expected):
     tr = random_trace(4, n=n)
-    assert deferral.defer_mask(tr, "random", offload_fraction=f, seed=9).sum() == expected
+    assert masks.defer_mask(tr, "random", offload_fraction=f, seed=9).sum() == expected
 
 
 def test_random_mean_curve_approaches_linear_interpolation():
@@ -148,10 +149,10 @@ def test_table1_rows_edge_only_and_cloud_only_and_percent_large():
 def test_bad_method_and_arguments_are_one_line_errors():
     tr = random_trace(8, n=10)
     with pytest.raises(EdgesimError, match="unknown deferral method 'nope'"):
-        deferral.defer_mask(tr, "nope", offload_fraction=0.5)
+        masks.defer_mask(tr, "nope", offload_fraction=0.5)
     with pytest.raises(EdgesimError, match="exactly one"):
-        deferral.defer_mask(tr, "switcher")
+        masks.defer_mask(tr, "switcher")
     with pytest.raises(EdgesimError, match="offload fraction"):
-        deferral.defer_mask(tr, "random", offload_fraction=1.5)
+        masks.defer_mask(tr, "random", offload_fraction=1.5)
     with pytest.raises(EdgesimError, match="switcher_score"):
-        deferral.defer_mask(tr.drop(columns="switcher_score"), "dmd-switcher", offload_fraction=0.5)
+        masks.defer_mask(tr.drop(columns="switcher_score"), "dmd-switcher", offload_fraction=0.5)

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import sys
-from pathlib import Path
-from typing import Optional
 
 import typer
 
-from edgesim.cli import dmd, distill, profile, simulate
+from edgesim.cli import distill, dmd, profile, simulate
 from profilers.errors import EdgesimError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,

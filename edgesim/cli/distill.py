@@ -9,7 +9,22 @@ from typing import Optional
 
 import typer
 
-from profilers.errors import EdgesimError
+from edgesim.studies.distill import studies as st
+from edgesim.studies.distill.runs import (
+    accuracy_source,
+    export_head,
+    head_table_rows,
+    profile_into,
+    run_head,
+    run_kd,
+    write_csv,
+    write_json,
+)
+from edgesim.studies.dmd.plots import write_figure
+from profilers.errors import EdgesimError, unknown_name
+from profilers.models import entries
+from profilers.models.nets import known_nets
+from profilers.models.students import MIMIC_ID, TEACHER_ID
 
 
 def _console():
@@ -97,9 +112,6 @@ def kd(
     """Train a teacher, distil it into a student (Hinton KD, 003), compare with the student from scratch."""
     import pandas as pd
 
-    from profilers.models.nets import known_nets
-    from edgesim.studies.distill.runs import run_kd, write_csv, write_json
-    from profilers.errors import unknown_name
 
     for n in (teacher, student):
         if n not in known_nets():
@@ -150,7 +162,6 @@ def head(
     """Head network distillation with a bottleneck (002 section 3, eq. (1)); optionally profile the mimic."""
     import pandas as pd
 
-    from edgesim.studies.distill.runs import head_table_rows, run_head, write_csv
 
     _check_dataset(data)
     if profile_kind not in ("mobile", "edge", "cloud"):
@@ -172,7 +183,6 @@ def head(
                   f"-> {rec['val_sse_per_image'][-1] if rec['val_sse_per_image'] else float('nan'):.4g}; "
                   f"wall {rec['wall_time_s']:.1f} s")
     if export is not None:
-        from edgesim.studies.distill.runs import export_head
 
         for p in export_head(rec, export):
             console.print(f"exported {p}")
@@ -220,10 +230,6 @@ def sweep(
     no_png: bool = typer.Option(False, "--no-png"),
 ) -> None:
     """003 trade-off studies as tables (CSV + rich) and plotly figures."""
-    from edgesim.studies.distill import studies as st
-    from profilers.models.nets import known_nets
-    from edgesim.studies.distill.runs import write_csv, write_json
-    from profilers.errors import unknown_name
 
     if study not in st.STUDIES:
         raise unknown_name("study", study, list(st.STUDIES))
@@ -265,7 +271,6 @@ def sweep(
     write_csv(table, out / f"{study}_table.csv")
     write_json({"study": study, "config": cfg.__dict__, "wall_time_s": wall, "cpu_time_s": cpu,
                 "ops": "MACs = torch.utils.flop_counter FLOPs / 2, batch 1"}, out / f"{study}.json")
-    from edgesim.studies.dmd.plots import write_figure
 
     write_figure(fig, out / f"{study}.html", png=not no_png)
     _console().print(_table(shown, f"003 study '{study}' on {cfg.dataset} (Ops = MACs)"))
@@ -275,7 +280,6 @@ def sweep(
 def _sse_figure(rec: dict, path: Path, png: bool) -> None:
     import plotly.graph_objects as go
 
-    from edgesim.studies.dmd.plots import write_figure
 
     epochs = list(range(0, len(rec["val_sse_per_image"]) + 1))
     fig = go.Figure([go.Scatter(x=epochs, y=[rec["initial_val_sse_per_image"], *rec["val_sse_per_image"]],
@@ -290,8 +294,6 @@ def _sse_figure(rec: dict, path: Path, png: bool) -> None:
 def _profile_run(rec: dict, device: str, profile_out: Optional[Path], kind: str, threads: Optional[int],
                  repeats: int) -> None:
     """Profile the run's teacher (when trained here) and its mimic into a device profile, with accuracies."""
-    from profilers.models.students import MIMIC_ID, TEACHER_ID
-    from edgesim.studies.distill.runs import accuracy_source, profile_into
 
     path = Path(profile_out) if profile_out else Path("profiles") / f"{device}.json"
     files = rec.get("files", {})
@@ -303,7 +305,6 @@ def _profile_run(rec: dict, device: str, profile_out: Optional[Path], kind: str,
                  {"checkpoint": files.get("mimic"), "split": rec["split_point"],
                   "bottleneck_channels": rec["bottleneck_channels"]})]
     else:  # a mimic id of profilers/models/mimic.py
-        from profilers.models import entries
 
         if rec["model_id"] not in entries():
             raise EdgesimError(f"model '{rec['model_id']}' is not registered, so it cannot be profiled; profiling "

@@ -9,7 +9,15 @@ from typing import Optional
 
 import typer
 
+from edgesim.studies.dmd import adapters, deferral, digits
+from edgesim.studies.dmd.digits import TASKS
+from edgesim.studies.dmd.generate import generate
+from edgesim.studies.dmd.pipeline import add_switcher_score, evaluate, fit_switcher, run_demo, write_evaluation
+from edgesim.studies.dmd.records import read_trace_parquet, write_dmd_json, write_trace_parquet
+from edgesim.studies.dmd.switcher import load_switcher, save_switcher
+from edgesim.studies.dmd.yolo import load_fall_samples
 from profilers.errors import EdgesimError
+from profilers.models import build
 
 dmd_app = typer.Typer(add_completion=False, no_args_is_help=True,
                       help="Dual-Model Distillation (seed paper 000): agreement data, switcher, deferral curves, Table 1.")
@@ -26,7 +34,6 @@ def _progress():
 
 def _adapter(spec: str, checkpoint: Optional[str], hidden_layer: Optional[str], question: str):
     """An adapter from a registry model id (with an optional safetensors checkpoint) or a local HF checkpoint folder."""
-    from edgesim.studies.dmd import adapters
 
     path = Path(spec)
     if path.is_dir():
@@ -44,8 +51,6 @@ def _adapter(spec: str, checkpoint: Optional[str], hidden_layer: Optional[str], 
         raise EdgesimError(f"model folder {path}: model_type '{model_type}' not supported; known: vilt, llava_next_video")
     import torch.nn as nn
 
-    import profilers.models.digits  # noqa: F401  registers the demo models
-    from profilers.models import build
 
     sm = build(spec, checkpoint=checkpoint)
     net = nn.Sequential(*sm.blocks)
@@ -58,10 +63,8 @@ def _adapter(spec: str, checkpoint: Optional[str], hidden_layer: Optional[str], 
 def _samples(dataset: str, task: str, seed: int, fall_class: Optional[str], missing_label: str):
     """Samples from 'digits' (the DMD pool of sklearn's digits) or a YOLO fall-detection folder."""
     if dataset == "digits":
-        from edgesim.studies.dmd import digits
 
         return digits.dmd_samples(digits.load_digits_data(task, seed=seed))
-    from edgesim.studies.dmd.yolo import load_fall_samples
 
     if not Path(dataset).is_dir():
         raise EdgesimError(f"dataset '{dataset}': expected 'digits' or a YOLO export folder")
@@ -87,8 +90,6 @@ def generate_cmd(
     seed: int = typer.Option(0),
 ) -> None:
     """Run both models on every sample and record hidden features, predictions and agreement (000 section 2, A.2)."""
-    from edgesim.studies.dmd.generate import generate
-    from edgesim.studies.dmd.records import write_dmd_json, write_trace_parquet
 
     samples = _samples(dataset, task, seed, fall_class, missing_label)
     e = _adapter(edge, edge_checkpoint, hidden_layer, question)
@@ -105,7 +106,6 @@ def generate_cmd(
 
 def _read_trace(path: Path):
     """Parquet trace, one-line errors."""
-    from edgesim.studies.dmd.records import read_trace_parquet
 
     return read_trace_parquet(path)
 
@@ -122,9 +122,6 @@ def train_cmd(
     seed: int = typer.Option(0),
 ) -> None:
     """Train the switcher on the train split (000 A.3) and choose its threshold on train (000 A.4)."""
-    from edgesim.studies.dmd import deferral
-    from edgesim.studies.dmd.pipeline import add_switcher_score, fit_switcher
-    from edgesim.studies.dmd.switcher import save_switcher
 
     trace = _read_trace(trace_path)
     with _progress() as prog:
@@ -148,10 +145,6 @@ def evaluate_cmd(
     seed: int = typer.Option(0),
 ) -> None:
     """Score the trace with the switcher, then deferral curves (train/test), curve areas and Table 1 rows (000 A.4)."""
-    from edgesim.studies.dmd import deferral
-    from edgesim.studies.dmd.pipeline import add_switcher_score, evaluate, write_evaluation
-    from edgesim.studies.dmd.records import write_trace_parquet
-    from edgesim.studies.dmd.switcher import load_switcher
 
     trace = _read_trace(trace_path)
     model, cfg = load_switcher(switcher / "switcher.safetensors", switcher / "switcher.json")
@@ -184,8 +177,6 @@ def demo_cmd(
     cloud: str = typer.Option("host-2threads", help="device running the large model in the replay (same choices; e.g. cloud-gpu)"),
 ) -> None:
     """Embedded DMD demo on scikit-learn's bundled digits: models, DMD data, switcher, curves, Table 1 with simulated time/energy, report."""
-    from edgesim.studies.dmd.digits import TASKS
-    from edgesim.studies.dmd.pipeline import run_demo
 
     if task not in TASKS:
         raise EdgesimError(f"--task '{task}': expected one of {', '.join(TASKS)}")

@@ -9,7 +9,22 @@ from typing import Optional
 
 import typer
 
+from profilers.catalog import CATALOG_DIR, FACTS_PATH, list_devices, load_device
+from profilers.derive import load_facts
+from profilers.energy import ENERGY_CHOICES
 from profilers.errors import EdgesimError
+from profilers.measure import (
+    MeasureOptions,
+    assumed_host_power,
+    check_torch_device,
+    host_busy,
+    host_hardware,
+    host_provenance,
+    measure_model,
+    resolve_split_points,
+)
+from profilers.models import build, entries
+from profilers.schema import DeviceProfile, load_profile, merge_model
 
 KINDS = ("mobile", "edge", "cloud")
 
@@ -88,7 +103,6 @@ def split_table(mp, title: str = ""):
 
 def device_rows(catalog_dir: Optional[Path] = None) -> list[dict]:
     """One row per catalog device: name, kind, processor, provenance and the models profiled."""
-    from profilers.catalog import CATALOG_DIR, list_devices, load_device
 
     folder = catalog_dir or CATALOG_DIR
     rows = []
@@ -109,7 +123,6 @@ def device_rows(catalog_dir: Optional[Path] = None) -> list[dict]:
 
 def model_rows() -> list[dict]:
     """One row per registered model: id, family, description."""
-    from profilers.models import entries
 
     return [{"model_id": e.model_id, "family": e.family, "description": e.description}
             for e in sorted(entries().values(), key=lambda e: e.model_id)]
@@ -117,11 +130,8 @@ def model_rows() -> list[dict]:
 
 def _power_and_kind(device_name: str, kind: Optional[str], cores: int):
     """Power model and kind from device_facts.json when it names this device, else a stated assumption."""
-    from profilers.catalog import FACTS_PATH
-    from profilers.measure import assumed_host_power
 
     if FACTS_PATH.is_file():
-        from profilers.derive import load_facts
 
         facts = load_facts(FACTS_PATH)
         if device_name in facts:
@@ -134,11 +144,6 @@ def run_profile(model_id: str, device_name: str, split_points: str = "auto", rep
                 out: Optional[Path] = None, energy: str = "auto", kind: Optional[str] = None,
                 checkpoint: Optional[str] = None, shapes_only: bool = False, show_progress: bool = True):
     """Build, measure and merge one model into a device profile; returns (ModelProfile, path)."""
-    from profilers.energy import ENERGY_CHOICES
-    from profilers.measure import (MeasureOptions, check_torch_device, host_hardware, host_provenance,
-                                   measure_model, resolve_split_points)
-    from profilers.models import build
-    from profilers.schema import DeviceProfile, load_profile, merge_model
 
     if kind is not None and kind not in KINDS:
         raise EdgesimError(f"unknown device kind '{kind}'; known: {', '.join(KINDS)}")
@@ -162,7 +167,6 @@ def run_profile(model_id: str, device_name: str, split_points: str = "auto", rep
         hardware = hardware.model_copy(update={"memory_bandwidth_gbs": None})
         hardware.sources.pop("memory_bandwidth_gbs", None)
     power, kind = _power_and_kind(device_name, kind, hardware.cores)
-    from profilers.measure import host_busy
 
     busy = host_busy() if not shapes_only else None
     if busy:

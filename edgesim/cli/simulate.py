@@ -11,8 +11,18 @@ from typing import Optional
 
 import typer
 
+from edgesim.cli.profile import device_rows, model_rows
 from edgesim.report.outputs import write_plots_and_report
 from profilers.errors import EdgesimError
+from profilers.io import atomic_write_text
+from profilers.schema import profile_json_schema
+from simulator.devices import resolve_devices
+from simulator.link import load_rate_trace
+from simulator.policies import make_policy, policy_entries
+from simulator.results import finished_points, load_results, python_command, run_to_folder, staging_dir
+from simulator.runner import load_dataset
+from simulator.scenario import apply_overrides, load_scenario, parse_value, scenario_json_schema, sweep_points
+
 
 def _console():
     from rich.console import Console
@@ -35,7 +45,6 @@ def _progress(description: str):
 
 
 def _parse_sets(sets: list[str]) -> dict:
-    from simulator.scenario import parse_value
 
     out = {}
     for item in sets:
@@ -61,8 +70,6 @@ def run(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address (default: a LocalCluster)"),
 ) -> None:
     """Simulate a scenario: frames.parquet, summary.csv, plots and report.html in a results folder."""
-    from simulator.results import python_command, run_to_folder, staging_dir
-    from simulator.scenario import apply_overrides, load_scenario
 
     jobs = jobs or os.cpu_count() or 1
     if resume is not None:
@@ -88,7 +95,6 @@ def run(
                                      executor=executor, scheduler=scheduler,
                                      write_extras=write_plots_and_report)
     except KeyboardInterrupt:
-        from simulator.results import finished_points
 
         kept = len(finished_points(staging_dir(target)))
         print(f"edgesim: interrupted; {kept} finished sweep point(s) kept in {staging_dir(target)}; "
@@ -101,7 +107,6 @@ def run(
 
 
 def _print_summary(folder: Path, metric: str = "delay_mean_s") -> None:
-    from simulator.results import load_results
 
     summary, _, _, _ = load_results(folder)
     _console().print(compare_table(summary, metric))
@@ -142,10 +147,6 @@ def compare_table(summary, metric: str):
 
 def validate(scenario: Path = typer.Argument(..., help="scenario YAML")) -> None:
     """Check a scenario: fields, devices, models, split points, policies and traces, without simulating."""
-    from simulator.devices import resolve_devices
-    from simulator.policies import make_policy
-    from simulator.runner import load_dataset
-    from simulator.scenario import apply_overrides, load_scenario, sweep_points
 
     sc = load_scenario(scenario)
     points = sweep_points(sc)
@@ -154,7 +155,6 @@ def validate(scenario: Path = typer.Argument(..., help="scenario YAML")) -> None
         devices = resolve_devices(scp)
         dataset = load_dataset(scp.workload.dataset, scp.workload.dataset_split)
         if scp.link.trace:
-            from simulator.link import load_rate_trace
 
             load_rate_trace(scp.link.trace)
         for spec in scp.policies:
@@ -167,8 +167,6 @@ def validate(scenario: Path = typer.Argument(..., help="scenario YAML")) -> None
 def plot(results: Path = typer.Argument(..., help="results folder"),
          png: str = typer.Option("auto", "--png", help="auto | yes | no")) -> None:
     """Regenerate the plots and report.html of a results folder from its summary and frames."""
-    from edgesim.report.outputs import write_plots_and_report
-    from simulator.results import load_results
 
     summary, _, manifest, sc = load_results(results)
     warnings = write_plots_and_report(results, sc, summary, manifest, png=png)
@@ -188,15 +186,12 @@ def list_(what: str = typer.Argument(..., help="devices | models | policies")) -
     from rich.table import Table
 
     if what == "devices":
-        from edgesim.cli.profile import device_rows
 
         rows = device_rows()
     elif what == "models":
-        from edgesim.cli.profile import model_rows
 
         rows = model_rows()
     elif what == "policies":
-        from simulator.policies import policy_entries
 
         rows = [{"policy": e.name, "what": e.summary, "source": e.source} for e in policy_entries().values()]
     else:
@@ -212,14 +207,11 @@ def list_(what: str = typer.Argument(..., help="devices | models | policies")) -
 def schema(what: str = typer.Argument(..., help="scenario | profile"),
            out: Optional[Path] = typer.Option(None, "--out", help="write to this file instead of stdout")) -> None:
     """Print (or write) the JSON Schema of scenario YAMLs or device profiles, for editors."""
-    from profilers.io import atomic_write_text
 
     if what == "scenario":
-        from simulator.scenario import scenario_json_schema
 
         data = scenario_json_schema()
     elif what == "profile":
-        from profilers.schema import profile_json_schema
 
         data = profile_json_schema()
     else:

@@ -7,6 +7,10 @@ from typing import Optional
 
 import pandas as pd
 
+from edgesim.report import html as report
+from edgesim.report import plots
+from profilers.errors import EdgesimError
+from simulator.devices import reference_model, resolve_devices
 from simulator.scenario import Scenario
 
 
@@ -25,9 +29,6 @@ def policy_models(scenario: Scenario) -> list[str]:
 def write_plots_and_report(folder: Path, scenario: Scenario, summary: pd.DataFrame, manifest: dict,
                            png: Optional[str] = None) -> list[str]:
     """Write plots (HTML, and PNG where Chromium works) and report.html into folder; returns warnings."""
-    from profilers.errors import EdgesimError
-    from edgesim.report import html as report, plots
-    from simulator.devices import reference_model, resolve_devices
 
     frames_path = folder / "frames.parquet"
     frames = pd.read_parquet(frames_path) if frames_path.exists() else None

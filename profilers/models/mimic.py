@@ -29,7 +29,8 @@ from functools import lru_cache
 from typing import Optional
 
 from profilers.errors import EdgesimError
-from profilers.models.registry import SplittableModel, register
+from profilers.models.registry import SplittableModel, build, register
+from profilers.models.torchvision_models import load_checkpoint
 
 #: mimic id -> (teacher model id, teacher split point name, teacher tensor channels, default input side)
 _TEACHERS: dict[str, tuple[str, str, int, int]] = {
@@ -127,7 +128,6 @@ def build_student_head(model_id: str, bottleneck_channels: int = BOTTLENECK_CHAN
 
 def _teacher_tail(teacher_id: str, point: str, input_size, teacher_checkpoint: Optional[str], shapes_only: bool):
     """The teacher's blocks after its split point (random init or a local teacher checkpoint)."""
-    from profilers.models.registry import build
 
     teacher = build(teacher_id, input_size=input_size, checkpoint=teacher_checkpoint, shapes_only=shapes_only)
     index = dict(teacher.split_points)[point]
@@ -138,13 +138,10 @@ def _build_mimic(model_id: str, input_size=None, checkpoint: Optional[str] = Non
                  head_checkpoint: Optional[str] = None, teacher_checkpoint: Optional[str] = None,
                  bottleneck_channels: int = BOTTLENECK_CHANNELS, shapes_only: bool = False) -> SplittableModel:
     """Assemble [encoder, bottleneck, decoder, teacher tail] and optionally load weights."""
-    import torch.nn as nn
-
-    from profilers.models.torchvision_models import load_checkpoint
-
     import contextlib
 
     import torch
+    import torch.nn as nn
 
     if shapes_only and (checkpoint or head_checkpoint or teacher_checkpoint):
         raise EdgesimError(f"model {model_id}: a checkpoint cannot be loaded into a shapes-only (meta) model")

@@ -8,6 +8,7 @@ heavy for a CPU in minutes): "vit-micro" (student, about the parameters of vgg-s
 from __future__ import annotations
 
 from profilers.errors import unknown_name
+from profilers.models.vgg import STUDENTS, TEACHER_CFGS, build_vgg
 
 #: vit id -> (patches per side, layers, heads, hidden width, MLP width)
 VITS: dict[str, tuple[int, int, int, int, int]] = {  # 16 tokens: cheap on a CPU
@@ -18,7 +19,6 @@ VITS: dict[str, tuple[int, int, int, int, int]] = {  # 16 tokens: cheap on a CPU
 
 def known_nets() -> list[str]:
     """Every net id make_net accepts."""
-    from profilers.models.vgg import STUDENTS, TEACHER_CFGS
 
     return sorted([*STUDENTS, *TEACHER_CFGS, "resnet18", *VITS])
 
@@ -32,7 +32,6 @@ def make_net(name: str, num_classes: int = 10, side_px: int = 32, channels: int 
     """A randomly initialised classifier for images of channels x side_px x side_px."""
     import torch.nn as nn
 
-    from profilers.models.vgg import STUDENTS, TEACHER_CFGS, build_vgg
 
     if name in STUDENTS or name in TEACHER_CFGS:
         return build_vgg(name, num_classes=num_classes, input_size=side_px, in_channels=channels)

@@ -22,6 +22,7 @@ from typing import Optional
 
 from profilers.errors import EdgesimError
 from profilers.models.registry import SplittableModel, register
+from profilers.models.torchvision_models import load_checkpoint
 
 #: torchvision's VGG configurations (int = 3x3 conv width, "M" = 2x2 max-pool)
 TEACHER_CFGS: dict[str, list] = {
@@ -154,7 +155,6 @@ def vgg_blocks(model) -> tuple[list, list[tuple[str, int]]]:
 def _build(name: str, input_size=None, checkpoint: Optional[str] = None, num_classes: int = 10,
            in_channels: int = 3, batch_norm: Optional[bool] = None, shapes_only: bool = False, **_) -> SplittableModel:
     """Build, optionally load a local state_dict (torchvision key names), and cut into stage blocks."""
-    from profilers.models.torchvision_models import load_checkpoint
 
     import contextlib
 

@@ -18,15 +18,11 @@ Two kinds of student head:
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Callable, Optional
 
 from edgesim.studies.distill.data import ImageData, Split, batches
-from profilers.errors import EdgesimError
-from profilers.models.mimic import bn_relu_conv
 
 Progress = Callable[[int, int], None]
 

@@ -12,7 +12,23 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from edgesim.studies.distill.data import load_data
+from edgesim.studies.distill.hnd import train_head
+from edgesim.studies.distill.kd import accuracy, count_flops, count_params, distill, freeze, train_classifier
 from profilers.errors import EdgesimError
+from profilers.io import atomic_write_bytes, atomic_write_text
+from profilers.measure import MeasureOptions, assumed_host_power, host_hardware, host_provenance, measure_model
+from profilers.models import build
+from profilers.models.mimic import _TEACHERS, build_student_head, teacher_split
+from profilers.models.nets import make_net
+from profilers.models.students import (
+    MIMIC_ID,
+    TEACHER_ID,
+    build_generic_head,
+    build_teacher_net,
+    make_mimic,
+    split_teacher,
+)
+from profilers.schema import DeviceProfile, load_profile, merge_model
 
 Progress = Callable[[int, int], None]
 INT8_HEADER_BYTES = 8  # float32 scale + int32 zero point, as profilers/measure.py counts int8 tensors
@@ -23,21 +39,18 @@ def save_state(module, path: Path) -> Path:
     from safetensors.torch import save
 
     state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-    from profilers.io import atomic_write_bytes
 
     return atomic_write_bytes(path, save(state))
 
 
 def write_json(obj, path: Path) -> Path:
     """Pretty JSON, atomically."""
-    from profilers.io import atomic_write_text
 
     return atomic_write_text(path, json.dumps(obj, indent=1, default=str) + "\n")
 
 
 def write_csv(df, path: Path) -> Path:
     """A DataFrame as CSV, atomically."""
-    from profilers.io import atomic_write_text
 
     return atomic_write_text(path, df.to_csv(index=False))
 
@@ -51,8 +64,6 @@ def run_kd(teacher: str, student: str, dataset: str = "digits", side_px: int = 3
     """Train a teacher on hard labels, distil it into student (003 section III), and the scratch baseline."""
     import torch
 
-    from edgesim.studies.distill.kd import distill, train_classifier
-    from profilers.models.nets import make_net
 
     data = load_data(dataset, side_px, 3, seed, limit)
     torch.manual_seed(seed)
@@ -89,11 +100,6 @@ def run_head(teacher: str = "resnet18", split: str = "layer2", dataset: str = "d
     """
     import torch
 
-    from edgesim.studies.distill.hnd import train_head
-    from profilers.models.students import build_generic_head, make_mimic, split_teacher
-    from edgesim.studies.distill.kd import accuracy, count_flops, count_params, freeze, train_classifier
-    from profilers.models.students import MIMIC_ID, TEACHER_ID, build_teacher_net
-    from profilers.models.mimic import _TEACHERS, build_student_head, teacher_split
 
     t0 = time.perf_counter()
     if teacher == "resnet18" and split not in ("layer1", "layer2", "layer3", "layer4"):
@@ -104,7 +110,6 @@ def run_head(teacher: str = "resnet18", split: str = "layer2", dataset: str = "d
     if teacher == "resnet18":
         t_net = build_teacher_net(teacher_checkpoint)
         if data.num_classes != 10:
-            from profilers.models.nets import make_net
 
             t_net = make_net("resnet18", data.num_classes, side_px)
         if not teacher_checkpoint:
@@ -119,7 +124,6 @@ def run_head(teacher: str = "resnet18", split: str = "layer2", dataset: str = "d
         model_id, teacher_id = (MIMIC_ID, TEACHER_ID) if dataset == "digits" else (f"resnet18-mimic-{Path(dataset).name}", f"resnet18-{Path(dataset).name}")
         whole_teacher = t_net
     elif teacher in _TEACHERS:
-        from profilers.models import build
 
         teacher_id, split = teacher_split(teacher)
         sm = build(teacher_id, input_size=side_px, checkpoint=teacher_checkpoint)
@@ -216,11 +220,6 @@ def profile_into(model_id: str, device_name: str, profile_out: Path, accuracy: O
     """Measure a registered model (profilers/measure.py) and merge it, with its accuracy, into a device profile."""
     import torch
 
-    import profilers.models.students  # noqa: F401  (registers the distilled model ids)
-    from profilers.measure import (MeasureOptions, assumed_host_power, host_hardware, host_provenance,
-                                   measure_model)
-    from profilers.models import build
-    from profilers.schema import DeviceProfile, load_profile, merge_model
 
     if kind not in ("mobile", "edge", "cloud"):
         raise EdgesimError(f"unknown device kind '{kind}'; known: mobile, edge, cloud")
@@ -256,7 +255,6 @@ def export_head(rec: dict, folder: Path) -> list[Path]:
     The registered resnet18-mimic-digits reads its split point and bottleneck channels from the record and its
     student head from the weights (small: about 0.45 MB); the teacher tail is not exported (about 43 MB).
     """
-    from profilers.io import atomic_write_bytes
 
     folder = Path(folder)
     files = rec.get("files", {})

@@ -17,7 +17,19 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
+from edgesim.studies.distill.data import ImageData, Split, load_data
+from edgesim.studies.distill.kd import (
+    accuracy,
+    count_flops,
+    count_params,
+    distill,
+    freeze,
+    predict_logits,
+    train_classifier,
+)
 from profilers.errors import EdgesimError
+from profilers.models.nets import classifier_params, is_vit, make_net
+from profilers.models.vgg import STUDENTS, TEACHER_CFGS
 
 Progress = Callable[[str, int, int], None]  # (label, done, total)
 
@@ -65,8 +77,6 @@ class _Teachers:
     def get(self, name: str, data):
         import torch
 
-        from edgesim.studies.distill.kd import count_flops, count_params, freeze, predict_logits, train_classifier
-        from profilers.models.nets import make_net
 
         key = (name, data.side_px, len(data.train))
         if key not in self._cache:
@@ -84,7 +94,6 @@ class _Teachers:
 
 
 def _data(cfg: StudyConfig, side: int):
-    from edgesim.studies.distill.data import load_data
 
     return load_data(cfg.dataset, side, 3, cfg.seed, cfg.limit)
 
@@ -93,8 +102,6 @@ def _kd_row(cfg: StudyConfig, teacher: dict, teacher_name: str, student: str, da
             baseline: bool = True) -> dict:
     import torch
 
-    from edgesim.studies.distill.kd import distill
-    from profilers.models.nets import make_net
 
     torch.manual_seed(cfg.seed + 1)
     s_net = make_net(student, data.num_classes, data.side_px)
@@ -117,7 +124,6 @@ def size_study(cfg: StudyConfig, progress: Optional[Progress] = None):
     import pandas as pd
 
     for s in cfg.students:
-        from profilers.models.vgg import STUDENTS, TEACHER_CFGS
 
         if s not in STUDENTS and s not in TEACHER_CFGS:
             raise EdgesimError(f"size study: student '{s}' is not a VGG; known: {', '.join([*STUDENTS, *TEACHER_CFGS])}")
@@ -144,7 +150,6 @@ def table2(long):
     """Reshape the size study to 003 Table II: rows Params (M) and per resolution Accuracy / Ops (M MACs)."""
     import pandas as pd
 
-    from profilers.models.vgg import STUDENTS
 
     students = list(dict.fromkeys(long["student"]))
     label = {s: f"{s} ({STUDENTS[s][0]})" if s in STUDENTS else s for s in students}
@@ -163,7 +168,6 @@ def pairs_study(cfg: StudyConfig, pairs=PAIRS, progress: Optional[Progress] = No
     """003 Table I: accuracy and KD time per teacher/student architecture pair (CNN or ViT), 32x32."""
     import pandas as pd
 
-    from profilers.models.nets import is_vit
 
     data = _data(cfg, cfg.teacher_side_px)
     teachers = _Teachers(cfg)
@@ -189,9 +193,6 @@ def finetune_study(cfg: StudyConfig, students=FINETUNE_STUDENTS, progress: Optio
     import pandas as pd
     import torch
 
-    from edgesim.studies.distill.data import ImageData, Split
-    from edgesim.studies.distill.kd import accuracy, count_params, train_classifier
-    from profilers.models.nets import classifier_params
 
     data = _data(cfg, cfg.teacher_side_px)
     teachers = _Teachers(cfg)
@@ -253,8 +254,8 @@ def size_figure(long):
 
 def pairs_figure(df):
     """Accuracy and KD time per teacher -> student pair (003 Table I as a plot)."""
-    from plotly.subplots import make_subplots
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
     labels = [f"{t} ({a}) -> {s} ({b})" for t, a, s, b in zip(df.teacher, df.teacher_kind, df.student, df.student_kind)]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("test accuracy [%]", "KD time [s]"))

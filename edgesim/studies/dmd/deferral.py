@@ -13,8 +13,16 @@ import numpy as np
 import pandas as pd
 
 from profilers.errors import EdgesimError
-from simulator.deferral import (ALIASES, METHODS, SCORE_COLUMNS, canonical_method, combined_pred, confidence,
-                                defer_mask, deferral_order, n_deferred, oracle_tier, require_columns)
+from simulator.deferral import (
+    SCORE_COLUMNS,
+    canonical_method,
+    combined_pred,
+    confidence,
+    defer_mask,
+    deferral_order,
+    n_deferred,
+    require_columns,
+)
 
 CURVE_METHODS = ("switcher", "uncertainty", "margin", "entropy", "random", "oracle")
 N_BUCKETS = 10  # 000 A.4: "split the results into 10 buckets"

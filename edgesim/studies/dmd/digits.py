@@ -9,7 +9,6 @@ briefly (10 epochs); the cloud model is a 3-layer CNN on the image upsampled to 
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np

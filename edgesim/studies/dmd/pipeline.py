@@ -13,8 +13,12 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from edgesim.studies.dmd import deferral
-from edgesim.studies.dmd.generate import hidden_matrix
+from edgesim.studies.dmd import deferral, digits
+from edgesim.studies.dmd.adapters import TorchClassifierAdapter
+from edgesim.studies.dmd.generate import generate, hidden_matrix
+from edgesim.studies.dmd.plots import curves_figure, report_html, write_figure
+from edgesim.studies.dmd.records import write_dmd_json, write_trace_parquet
+from edgesim.studies.dmd.replay import check_devices, replay
 from edgesim.studies.dmd.switcher import SwitcherConfig, save_switcher, switcher_scores, train_switcher
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_bytes, atomic_write_text
@@ -84,7 +88,6 @@ def write_evaluation(ev: Evaluation, out: Path, png: bool = True, provenance: Op
 
     extra_figures (e.g. the replay's Figures 4 and 5) are appended to report.html only; write_table1=False
     when the replay has already written table1.csv with its time and energy columns."""
-    from edgesim.studies.dmd.plots import curves_figure, report_html, write_figure
 
     out = Path(out)
     written = [atomic_write_text(out / "curves.csv", ev.curves.to_csv(index=False)),
@@ -119,12 +122,7 @@ def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "bi
     two models profiled on `mobile` and `cloud_device` (measured host names or device_facts.json entries)."""
     import torch
 
-    from edgesim.studies.dmd import digits
-    from edgesim.studies.dmd.adapters import TorchClassifierAdapter
-    from edgesim.studies.dmd.generate import generate
-    from edgesim.studies.dmd.records import write_dmd_json, write_trace_parquet
 
-    from edgesim.studies.dmd.replay import check_devices, replay
 
     check_devices(mobile, cloud_device)  # before minutes of training, not after
     out = Path(out)

@@ -25,8 +25,8 @@ LABELS = {
 
 def curves_figure(curves: pd.DataFrame, title: str, chosen_fraction: Optional[float] = None):
     """Two panels: combined F1 and accuracy against % of data deferred to the large model, one line per method."""
-    from plotly.subplots import make_subplots
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
     avg = curves.attrs.get("f1_average", "")
     fig = make_subplots(rows=1, cols=2, subplot_titles=(f"Combined F1 ({avg})", "Combined accuracy"))

@@ -17,10 +17,24 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from edgesim.report.html import write_figures
 from edgesim.studies.dmd import deferral
+from edgesim.studies.dmd.switcher import load_switcher
+from profilers.catalog import FACTS_PATH
+from profilers.derive import derive_device, load_facts
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_text
-from profilers.schema import DeviceProfile
+from profilers.measure import (
+    MeasureOptions,
+    assumed_host_power,
+    host_hardware,
+    host_provenance,
+    measure_model,
+)
+from profilers.models import build
+from profilers.schema import DeviceProfile, save_profile
+from simulator.runner import run
+from simulator.scenario import Scenario
 
 EDGE_ID, CLOUD_ID = "dmd-digits-edge", "dmd-digits-cloud"
 
@@ -69,8 +83,6 @@ def _whole_model_s(profile: DeviceProfile, model_id: str) -> float:
 
 def check_devices(*names: str) -> dict:
     """The catalog facts, after checking every replay device name (one line listing the known ones)."""
-    from profilers.catalog import FACTS_PATH
-    from profilers.derive import load_facts
 
     facts = load_facts(FACTS_PATH)
     for name in names:
@@ -88,17 +100,6 @@ def profile_demo_models(out: Path, edge_ckpt: Optional[Path], cloud_ckpt: Option
     roofline derivation has no per-layer overhead term, so for models this small (microseconds of arithmetic)
     derived devices understate latency; the measured host is the default for that reason.
     """
-    import profilers.models.digits  # noqa: F401  registers dmd-digits-edge / dmd-digits-cloud
-    from profilers.derive import derive_device
-    from profilers.measure import (
-        MeasureOptions,
-        assumed_host_power,
-        host_hardware,
-        host_provenance,
-        measure_model,
-    )
-    from profilers.models import build
-    from profilers.schema import save_profile
 
     facts = check_devices(mobile, cloud)
     wifi = next((f.power.radio for f in facts.values() if f.power.radio is not None), None)
@@ -139,7 +140,6 @@ def switcher_latency_s(weights: Path, config: Path, repeats: int = 200) -> float
 
     import torch
 
-    from edgesim.studies.dmd.switcher import load_switcher
 
     model, cfg = load_switcher(weights, config)
     model.eval()
@@ -181,7 +181,6 @@ def _policies(info: deferral.ThresholdInfo, switcher_s: float, sweep: bool) -> l
 def replay_scenario(profiles: list[Path], trace_path: Path, n_test: int, mobile: str, cloud: str,
                     info: deferral.ThresholdInfo, switcher_s: float = 0.0, seed: int = 0, sweep: bool = False):
     """The scenario replaying the test split, one periodic frame per test sample (Table 1, or the 0..1 sweep)."""
-    from simulator.scenario import Scenario
 
     data = {
         "name": "dmd-replay-sweep" if sweep else "dmd-replay",
@@ -252,8 +251,6 @@ def replay(out: Path, trace_path: Path, info: deferral.ThresholdInfo | dict, edg
     time on this host (1 thread); None measures out/switcher.safetensors when it exists, else 0. It is scaled to
     the mobile device by the edge model's time ratio (1 on host-1thread) and added to every dmd-switcher frame.
     """
-    from edgesim.report.html import write_figures
-    from simulator.runner import run
 
     out = Path(out)
     info = info if isinstance(info, deferral.ThresholdInfo) else deferral.ThresholdInfo.from_dict(info)

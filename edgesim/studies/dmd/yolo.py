@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
+from edgesim.studies.dmd.generate import Sample
 from profilers.errors import EdgesimError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -126,7 +127,6 @@ def iter_fall_images(root: str | Path, fall_class: Optional[int | str] = None, m
 
 def load_fall_samples(root: str | Path, fall_class: Optional[int | str] = None, missing_label: str = "negative"):
     """DMD samples (lazy PIL images) from a YOLO folder: sample_id = image path, label = fall (1) or not (0)."""
-    from edgesim.studies.dmd.generate import Sample
 
     return [Sample(str(im.path), _LazyImage(im.path), im.label) for im in iter_fall_images(root, fall_class, missing_label)]
 
