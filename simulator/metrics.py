@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import pandas as pd
 
@@ -13,6 +15,34 @@ SUMMARY_COLUMNS = [
     "energy_mobile_total_j", "energy_server_j_per_frame", "bytes_per_frame", "offload_fraction",
     "head_s_mean", "transfer_s_mean", "tail_s_mean", "queue_s_mean", "gain_vs_local", "gain_vs_offload",
 ]
+
+
+def positive_class(labels: np.ndarray, positive: Optional[object] = None) -> Optional[object]:
+    """The class binary F1 is taken for: `positive` when given, else the larger of exactly two labels, else None.
+
+    One rule for every F1 edgesim prints (the simulator's summary and the DMD tables): with two classes the
+    positive one is the larger label (1 of {0, 1}, as 000's fall F1), so {1, 2} and {3, 7} need no special case;
+    with more classes F1 is the macro average over the classes present (positive_class returns None).
+    """
+    if positive is not None:
+        return positive
+    classes = np.unique(np.asarray(labels))
+    return classes[-1].item() if classes.size == 2 else None
+
+
+def f1_score(y_true: np.ndarray, y_pred: np.ndarray, positive: Optional[object] = None) -> float:
+    """F1 of the positive class (binary), or the macro average over the classes in y_true and y_pred (None).
+
+    Counts as scikit-learn does with zero_division=0: a class never predicted nor present scores 0.
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    classes = [positive] if positive is not None else np.union1d(np.unique(y_true), np.unique(y_pred)).tolist()
+    scores = []
+    for c in classes:
+        tp = np.sum((y_pred == c) & (y_true == c))
+        denom = np.sum(y_pred == c) + np.sum(y_true == c)
+        scores.append(2.0 * tp / denom if denom else 0.0)
+    return float(np.mean(scores)) if scores else 0.0
 
 
 def ci95_half_width(per_rep_means: np.ndarray) -> float:
