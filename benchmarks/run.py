@@ -37,7 +37,7 @@ def agreement(frames: int) -> float:
 
 def sweep_scaling(points: int, frames: int) -> dict:
     """Wall time of the same sweep (SimPy engine) with --jobs 1 and --jobs 2, and whether results match."""
-    from simulator.runner import run_sweep
+    from simulator.sweep import run_sweep
     from simulator.scenario import Scenario
     from tests.sim_helpers import scenario_dict, write_toy_profiles
 

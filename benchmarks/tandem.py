@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import simpy
 
-from simulator.engine import FramePlan, Topology, simulate
+from simulator.engine import simulate
+from simulator.plan import FramePlan, Topology
 from simulator.fast import simulate_fast
 from simulator.link import RateTrace
 

@@ -1,85 +1,89 @@
-"""Energy meters: NVML total-energy counter, Intel RAPL powercap counters, or a power-model estimate."""
+"""Energy meters: a Zeus measurement window (GPU energy counters, RAPL CPU package and DRAM, SoC rails), or a
+labelled power-model estimate where no counter exists.
+
+Zeus (`zeus` on PyPI, REFERENCES.md section 3) reads NVML's total-energy counter on NVIDIA Volta and later,
+AMD SMI on AMD GPUs, the RAPL powercap files on Intel/AMD CPUs and the power rails of Jetson boards; this
+module only chooses which of them a profile needs and names the method in the profile.
+"""
 
 from __future__ import annotations
 
-import glob
 import time
-from pathlib import Path
-from typing import Optional, Protocol
+import typing
+from typing import Any, Callable, Optional, Protocol
 
 from profilers.errors import EdgesimError, MeasurementUnavailable
-from profilers.schema import PowerModel
+from profilers.schema import EnergyMethod, PowerModel
 
-ENERGY_CHOICES = ("auto", "nvml", "rapl", "estimate")
+ENERGY_CHOICES = ("auto", "required", "nvml", "rapl", "estimate")
+WINDOW = "edgesim-profile"
+
+#: builds a ZeusMonitor-like object: monitor_factory(gpu_indices=[...], cpu_indices=[...])
+MonitorFactory = Callable[..., Any]
 
 
 class EnergyMeter(Protocol):
     """Measures the energy in joules spent between start() and stop()."""
 
     method: str  # one of schema.EnergyMethod
+    detail: str  # how, in words, for the profile's description
 
     def start(self) -> None: ...
 
     def stop(self) -> float: ...
 
 
-class NvmlEnergyMeter:
-    """GPU energy from nvmlDeviceGetTotalEnergyConsumption (millijoules since driver load)."""
+def zeus_monitor_factory() -> MonitorFactory:
+    """zeus.monitor.ZeusMonitor, or MeasurementUnavailable when the zeus package is missing."""
+    try:
+        from zeus.monitor import ZeusMonitor
+    except ImportError as exc:
+        raise MeasurementUnavailable(f"energy counters need the zeus package (pip install zeus): {exc}") from None
+    return ZeusMonitor
 
-    method = "nvml-total-energy"
 
-    def __init__(self, index: int = 0) -> None:
+def _zeus_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("zeus")
+    except Exception:  # not installed (a fake backend in tests)
+        return "?"
+
+
+class ZeusEnergyMeter:
+    """Energy of one ZeusMonitor window over the measured runs: the GPU's counter on cuda, CPU packages + DRAM on cpu."""
+
+    def __init__(self, target: str, gpu_index: int = 0, factory: Optional[MonitorFactory] = None) -> None:
+        factory = factory or zeus_monitor_factory()
         try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            self._handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            pynvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
-        except Exception as exc:
-            raise MeasurementUnavailable(f"NVML energy counter unavailable: {type(exc).__name__}: {exc}") from None
-        self._pynvml = pynvml
-        self._start_mj = 0
-
-    def _read_mj(self) -> int:
-        return int(self._pynvml.nvmlDeviceGetTotalEnergyConsumption(self._handle))
-
-    def start(self) -> None:
-        self._start_mj = self._read_mj()
-
-    def stop(self) -> float:
-        return (self._read_mj() - self._start_mj) / 1000.0
-
-
-class RaplEnergyMeter:
-    """CPU package energy from /sys/class/powercap/intel-rapl:*/energy_uj, handling counter wrap-around."""
-
-    method = "rapl-powercap"
-
-    def __init__(self, root: str = "/sys/class/powercap") -> None:
-        zones = sorted(p for p in glob.glob(f"{root}/intel-rapl:*") if p.count(":") == 1)  # packages, not subzones
-        readable = []
-        for zone in zones:
-            try:
-                int(Path(zone, "energy_uj").read_text())
-                readable.append((zone, int(Path(zone, "max_energy_range_uj").read_text())))
-            except (OSError, ValueError):
-                continue
-        if not readable:
-            raise MeasurementUnavailable(f"RAPL energy counters unavailable or unreadable under {root}/intel-rapl:*")
-        self._zones = readable
-        self._start_uj: list[int] = []
-
-    def _read(self) -> list[int]:
-        return [int(Path(zone, "energy_uj").read_text()) for zone, _ in self._zones]
+            if target == "gpu":
+                monitor = factory(gpu_indices=[gpu_index], cpu_indices=[])
+            else:
+                monitor = factory(gpu_indices=[], cpu_indices=None)
+        except Exception as exc:  # ZeusMonitor raises RuntimeError without RAPL permission, NVML errors, ...
+            raise MeasurementUnavailable(f"Zeus cannot open the {target} energy counters: "
+                                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        gpus, cpus = list(getattr(monitor, "gpu_indices", [])), list(getattr(monitor, "cpu_indices", []))
+        if target == "gpu" and not gpus:
+            raise MeasurementUnavailable(f"Zeus finds no GPU energy counter for GPU {gpu_index} on this host")
+        if target == "cpu" and not cpus:
+            raise MeasurementUnavailable("Zeus finds no RAPL CPU energy counter on this host (or it is not readable)")
+        self._monitor = monitor
+        self._target = target
+        self.method = "nvml-total-energy" if target == "gpu" else "rapl-powercap"
+        what = f"GPU {gpus[0]} energy counter" if target == "gpu" else \
+            f"RAPL CPU package(s) {', '.join(map(str, cpus))} + DRAM where exposed"
+        self.detail = f"Zeus {_zeus_version()} ZeusMonitor window, {what}"
 
     def start(self) -> None:
-        self._start_uj = self._read()
+        self._monitor.begin_window(WINDOW)
 
     def stop(self) -> float:
-        total_uj = 0
-        for (_, max_uj), before, after in zip(self._zones, self._start_uj, self._read()):
-            total_uj += after - before if after >= before else after + max_uj - before
-        return total_uj / 1e6
+        m = self._monitor.end_window(WINDOW)
+        if self._target == "gpu":
+            return float(sum((m.gpu_energy or {}).values()))
+        return float(sum((m.cpu_energy or {}).values()) + sum((m.dram_energy or {}).values()))
 
 
 class PowerModelEstimate:
@@ -87,8 +91,10 @@ class PowerModelEstimate:
 
     method = "power-model-estimate"
 
-    def __init__(self, power_w: float) -> None:
+    def __init__(self, power_w: float, source: str = "") -> None:
         self.power_w = float(power_w)
+        self.detail = f"estimate, not measured: active power {self.power_w:g} W x wall time" + \
+            (f" (power: {source})" if source else "")
         self._t0 = 0.0
 
     def start(self) -> None:
@@ -98,18 +104,28 @@ class PowerModelEstimate:
         return self.power_w * (time.perf_counter() - self._t0)
 
 
-def pick_energy_meter(torch_device: str, power_model: PowerModel, require: Optional[str] = None) -> EnergyMeter:
-    """NVML on cuda, RAPL on cpu, else active_w * time from the power model; a required absent counter is an error."""
-    power_w = power_model.active_w
-    if require not in (None, "auto", "nvml", "rapl", "estimate"):
+def _check_method(name: str) -> None:
+    if name not in typing.get_args(EnergyMethod):
+        raise MeasurementUnavailable(f"energy method '{name}' is not in the profile format yet")
+
+
+def pick_energy_meter(torch_device: str, power_model: PowerModel, require: Optional[str] = None,
+                      factory: Optional[MonitorFactory] = None) -> EnergyMeter:
+    """Zeus on the device's counter (GPU on cuda, RAPL on cpu), else active_w * time from the power model.
+
+    require: auto (counter, else estimate), required (a counter or MeasurementUnavailable), nvml, rapl, estimate.
+    """
+    if require not in (None, *ENERGY_CHOICES):
         raise EdgesimError(f"unknown energy method '{require}'; known: {', '.join(ENERGY_CHOICES)}")
-    if require == "nvml":
-        return NvmlEnergyMeter()
-    if require == "rapl":
-        return RaplEnergyMeter()
     if require == "estimate":
-        return PowerModelEstimate(power_w)
+        return PowerModelEstimate(power_model.active_w, power_model.source)
+    target = {"nvml": "gpu", "rapl": "cpu"}.get(require or "", "gpu" if torch_device.startswith("cuda") else "cpu")
+    index = int(torch_device.split(":")[1]) if ":" in torch_device else 0
     try:
-        return NvmlEnergyMeter() if torch_device.startswith("cuda") else RaplEnergyMeter()
-    except MeasurementUnavailable:
-        return PowerModelEstimate(power_w)
+        meter = ZeusEnergyMeter(target, index, factory)
+        _check_method(meter.method)
+        return meter
+    except MeasurementUnavailable as exc:
+        if require in ("required", "nvml", "rapl"):
+            raise MeasurementUnavailable(f"--energy {require}: {exc}") from None
+        return PowerModelEstimate(power_model.active_w, power_model.source)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional, Sequence
 
-from profilers.energy import pick_energy_meter
+from profilers.energy import EnergyMeter, pick_energy_meter
 from profilers.errors import EdgesimError, MeasurementUnavailable
 from profilers.models import SplittableModel
 from profilers.schema import (
@@ -284,10 +284,16 @@ def image_tensor(img):
 
 
 def resolve_split_points(model: SplittableModel, wanted: str | Sequence[str]) -> list[tuple[str, int]]:
-    """The model's natural split points ("auto") or the named ones, ordered by layer index."""
+    """The model's natural split points ("auto"), every block boundary ("all") or the named ones, by layer index.
+
+    Models cut from a traced graph (models/graph.py) are built at the selected cuts already: all their points."""
     if isinstance(wanted, str):
-        if wanted.strip() == "auto":
+        if wanted.strip() == "auto" or (wanted.strip() == "all" and "candidates" in model.extra):
             return list(model.split_points)
+        if wanted.strip() == "all":
+            named = {k: name for name, k in model.split_points}
+            names = _block_names(model)
+            return [(named.get(k, names[k - 1] if k else "input"), k) for k in range(len(model.blocks) + 1)]
         wanted = [w.strip() for w in wanted.split(",") if w.strip()]
     known = dict(model.split_points)
     chosen = []
@@ -383,6 +389,8 @@ def _peak_memory_meter():
 
 def _block_names(model: SplittableModel) -> list[str]:
     """Dotted module names of the blocks where the original torch model is known, else class names."""
+    if model.extra.get("block_names"):
+        return list(model.extra["block_names"])
     names: dict[int, str] = {}
     torch_model = model.extra.get("torch_model") if model.extra else None
     if torch_model is not None:
@@ -472,8 +480,12 @@ def measure_model(
     options: MeasureOptions = MeasureOptions(),
     power_model: Optional[PowerModel] = None,
     progress: Optional[Progress] = None,
+    meter: Optional[EnergyMeter] = None,
 ) -> ModelProfile:
-    """Profile model on this host: latency at every block boundary, FLOPs, bytes per encoding, memory, energy."""
+    """Profile model on this host: latency at every block boundary, FLOPs, bytes per encoding, memory, energy.
+
+    002 section 2 needs tau_head and tau_tail at every split point; one timed pass per repeat stamps every block
+    boundary, so a head is the sum of its blocks' times (whole_head_latencies checks that sum)."""
     import torch
 
     points = resolve_split_points(model, options.split_points)
@@ -490,12 +502,12 @@ def measure_model(
         raise EdgesimError(f"threads must be at least 1, got {threads}")
     torch.set_num_threads(threads)
     try:
-        return _measure(model, options, points, power_model, progress, device, cuda, threads)
+        return _measure(model, options, points, power_model, progress, device, cuda, threads, meter)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _measure(model, options, points, power_model, progress, device, cuda, threads) -> ModelProfile:
+def _measure(model, options, points, power_model, progress, device, cuda, threads, meter) -> ModelProfile:
     import psutil
     import torch
 
@@ -522,10 +534,10 @@ def _measure(model, options, points, power_model, progress, device, cuda, thread
     memory_method = ""
     cpu_percent = None
     energy_j = None
-    energy_method = None
+    energy_method = energy_detail = None
     if not model.shapes_only:
         power_model = power_model or assumed_host_power(_cores())
-        meter = pick_energy_meter(options.torch_device, power_model, None if options.energy == "auto" else options.energy)
+        meter = meter or pick_energy_meter(options.torch_device, power_model, options.energy)
         sampler = None
         if cuda:
             torch.cuda.synchronize()
@@ -546,7 +558,7 @@ def _measure(model, options, points, power_model, progress, device, cuda, thread
                 tick()
             energy_j = meter.stop()
             cpu_percent = round(min(100.0, proc.cpu_percent(None) / threads), 1)
-        energy_method = meter.method
+        energy_method, energy_detail = meter.method, getattr(meter, "detail", meter.method)
         if cuda:
             peak_memory = int(torch.cuda.max_memory_allocated() - base_alloc)
             memory_method = "torch.cuda.max_memory_allocated minus allocation before the runs (weights excluded)"
@@ -591,7 +603,7 @@ def _measure(model, options, points, power_model, progress, device, cuda, thread
     out_numel = at[n_blocks][1]
     description = model.description
     if energy_method:
-        description += (f"; energy: {energy_method} over {len(stamps)} runs, per run apportioned to head and tail "
+        description += (f"; energy: {energy_method} ({energy_detail}) over {len(stamps)} runs, per run apportioned to head and tail "
                         "by their share of the mean run time")
     description += f"; result_bytes: float32 logits ({out_numel} values)"
     if stamps and load1 is not None:
@@ -620,3 +632,39 @@ def _measure(model, options, points, power_model, progress, device, cuda, thread
         split_points=split_points,
         blocks=block_records,
     )
+
+
+def whole_head_latencies(model: SplittableModel, repeats: int = 10, warmup: int = 2,
+                         threads: Optional[int] = None) -> dict[str, tuple[float, float]]:
+    """Per split point: (median of the sum of block times, median of timing the head as one call), in seconds.
+
+    The check behind per-block timing: a head timed as one call (no stamps between blocks) against the sum of
+    its blocks' times from the stamped pass, on the same input and thread count."""
+    import statistics
+
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or previous)
+    try:
+        x, _, _ = _model_input(model, "cpu")
+        blocks = list(model.blocks)
+        with torch.inference_mode():
+            for _ in range(warmup):
+                _timed_pass(blocks, x, False)
+            stamps = [_timed_pass(blocks, x, False) for _ in range(repeats)]
+            result = {}
+            for name, k in model.split_points:
+                if k == 0:
+                    continue
+                whole = []
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    y = x
+                    for block in blocks[:k]:
+                        y = block(y)
+                    whole.append(time.perf_counter() - t0)
+                result[name] = (statistics.median(s[k] for s in stamps), statistics.median(whole))
+        return result
+    finally:
+        torch.set_num_threads(previous)

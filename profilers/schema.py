@@ -224,6 +224,11 @@ class DerivedProvenance(_Strict):
     sources: dict[str, str]
     calibration: dict[str, float] = Field(default_factory=dict)
     validation: dict[str, str] = Field(default_factory=dict, description="checks of the method against measurements")
+    stack: str = Field(default="", description="the device and software stack the derivation models (board | "
+                       "framework precision compute threads batch), as in profilers/data/calibration.csv")
+    validated_errors: list[float] = Field(
+        default_factory=list, description="leave-one-out relative errors (predicted / published - 1) of the method "
+        "on this stack's published latencies (profilers.calibrate); empty when too few points to validate")
 
 
 Provenance = Annotated[Union[MeasuredProvenance, DerivedProvenance], Field(discriminator="kind")]

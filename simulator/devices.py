@@ -7,16 +7,52 @@ or from an inline what-if device (fixed / exponential latency, or a speed factor
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import TYPE_CHECKING, Literal, Optional
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from profilers.catalog import list_devices, load_device
 from profilers.errors import EdgesimError, ProfileError
 from profilers.schema import DeviceProfile, LatencyStats, ModelProfile, SplitPoint, load_profile
-from simulator.scenario import InlineDevice, Scenario
+
+if TYPE_CHECKING:  # the scenario imports this module for InlineDevice; resolve_devices only reads it
+    from simulator.scenario import Scenario
 
 ServiceMode = Literal["median", "sampled"]
+
+
+class InlineLatency(BaseModel):
+    """A what-if service time: fixed or exponential with the given mean (for queueing-theory checks)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    distribution: Literal["fixed", "exponential"] = "fixed"
+    mean_s: float = Field(gt=0)
+
+
+class InlineDevice(BaseModel):
+    """A device defined in the scenario: a fixed/exponential latency, or a speed factor over a profiled device."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    name: str
+    kind: Literal["mobile", "edge", "cloud"] = "edge"
+    latency: Optional[InlineLatency] = None
+    speed_factor: Optional[float] = Field(default=None, gt=0, description="2.0 = twice as fast as `over`")
+    over: Optional[str] = Field(default=None, description="catalog device or profile path the speed factor applies to")
+    idle_w: float = Field(default=0.0, ge=0)
+    active_w: float = Field(default=0.0, ge=0)
+    radio_tx_w: float = Field(default=0.0, ge=0)
+    radio_rx_w: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> "InlineDevice":
+        if (self.latency is None) == (self.speed_factor is None):
+            raise ValueError("give exactly one of 'latency' or 'speed_factor' (with 'over')")
+        if self.speed_factor is not None and not self.over:
+            raise ValueError("'speed_factor' needs 'over': the profiled device it scales")
+        return self
 
 
 @dataclass(frozen=True)
@@ -60,8 +96,6 @@ class ServiceTime:
         return self.median_s
 
 
-ZERO = ServiceTime("fixed", 0.0)
-
 
 def _from_stats(stats: Optional[LatencyStats], energy_j: Optional[float], active_w: float,
                 energy_method: Optional[str], where: str) -> ServiceTime:
@@ -84,7 +118,6 @@ class Radio:
     tx_w_per_mbps: float = 0.0
     rx_w: float = 0.0
     rx_w_per_mbps: float = 0.0
-    idle_w: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -142,7 +175,7 @@ def _device_from_profile(profile: DeviceProfile) -> Device:
         kind=profile.kind,
         idle_w=profile.power.idle_w,
         active_w=profile.power.active_w,
-        radio=Radio(radio.tx_w, radio.tx_w_per_mbps, radio.rx_w, radio.rx_w_per_mbps, radio.idle_w) if radio else Radio(),
+        radio=Radio(radio.tx_w, radio.tx_w_per_mbps, radio.rx_w, radio.rx_w_per_mbps) if radio else Radio(),
         profile=profile,
     )
 

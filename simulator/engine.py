@@ -1,57 +1,29 @@
 """The SimPy engine: frames flow through the mobile device, the uplink, the server and the downlink.
 
-Every stage is a FIFO station with c servers (optionally bounded), driven by SimPy timeouts with
-callbacks instead of one process per frame, which keeps the inner loop lean. Capture-to-output
-delay = mobile queue + head + uplink queue + transfer + propagation + server queue + tail + return
-(002 section 2: T = tau_head + tau_data + tau_tail, with the queueing terms made explicit).
+Every stage is a FIFO station with c servers (optionally bounded), driven by SimPy timeouts with callbacks
+instead of one process per frame, which keeps the inner loop lean. Capture-to-output delay = mobile queue +
+head + uplink queue + transfer + propagation + server queue + tail + return (002 section 2: T = tau_head +
+tau_data + tau_tail, with the queueing terms made explicit). Frames live in a ring of slots (`FrameRing`),
+so a run in memory and a long run in windows go through the same stations (`StationPipeline`).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 import simpy
 
 from profilers.errors import EdgesimError
-from simulator.policies import LoadView
+from simulator.plan import COMPLETED, DROPPED, LATE, TIME_FIELDS, FramePlan, Topology
+from simulator.policies import LoadView, Route, StatefulPolicy
 
-COMPLETED, LATE, DROPPED = 0, 1, 2
-STATUS_NAMES = np.array(["completed", "late", "dropped"])
-STAGES = np.array(["", "mobile", "uplink", "server", "downlink"])
+WindowLoader = Callable[[int], Optional[FramePlan]]
+"""load_window(k): window k of frames (every mobile device's next frames), or None after the last one."""
 
-
-@dataclass
-class FramePlan:
-    """Per-frame inputs both engines read: capture times, where each frame goes, its service demands by route."""
-
-    capture_s: np.ndarray  # (N,)
-    mobile: np.ndarray  # (N,) mobile device instance index
-    route: np.ndarray  # (N,) chosen route (filled at capture for stateful policies)
-    head_s: np.ndarray  # (R, N) head service per route (0: no head)
-    wire_bits: np.ndarray  # (R, N) uplink bits per route incl. overhead and resent packets (0: nothing sent)
-    tail_s: np.ndarray  # (R, N) tail service per route (NaN: nothing on the server)
-    down_s: np.ndarray  # (R, N) downlink transfer time per route
-    n_mobiles: int
-
-
-@dataclass(frozen=True)
-class Topology:
-    """Stations and their parameters: who shares what, bounds, propagation, link rates."""
-
-    servers: int
-    uplink: list  # RateTrace per uplink (one if shared_medium)
-    shared_medium: bool
-    propagation_s: float
-    downlink_bps: float
-    mobile_capacity: Optional[int] = None
-    server_capacity: Optional[int] = None
-    drop_stale: bool = False
-    deadline_s: Optional[float] = None
-    packet_payload_bytes: int = 1460
-    packet_overhead_bytes: int = 0
+WindowDone = Callable[[int, FramePlan, dict], None]
+"""on_window(k, plan, times): window k has ended; times holds TIME_FIELDS, status, drop_stage and route per frame."""
 
 
 class _Station:
@@ -85,7 +57,7 @@ class _Station:
         self.env.timeout(s, i).callbacks.append(self._finish)
 
     def _finish(self, event: simpy.events.Event) -> None:
-        i = event._value
+        i = event.value
         self.end[i] = self.env.now
         if self.queue:
             self._begin(self.queue.popleft())
@@ -97,236 +69,264 @@ class _Station:
         while self.queue:
             self.on_drop(self.queue.popleft(), self.stage)
 
+    def residual_s(self) -> float:
+        """What is left of the longest service in progress (0 when a server is free)."""
+        return max(self.busy_until - self.env.now, 0.0) if not self.free else 0.0
+
     def backlog_s(self, service_of: Callable[[int], float], servers: int = 1) -> float:
         """Predicted wait for a new arrival: residual service plus the queued frames' own service, over c servers."""
-        residual = max(self.busy_until - self.env.now, 0.0) if not self.free else 0.0
-        return residual + sum(service_of(j) for j in self.queue) / servers
+        return self.residual_s() + sum(service_of(j) for j in self.queue) / servers
 
 
-def simulate(plan: FramePlan, topo: Topology, choose_one: Optional[Callable[[LoadView, int], int]] = None,
-             bandwidth_estimate: str = "ewma", ewma_alpha: float = 0.3) -> dict[str, np.ndarray]:
-    """Run the discrete-event simulation on frames held in memory; per-frame stage times, status, route."""
-    out: dict[str, np.ndarray] = {}
-    simulate_windows(lambda k: plan if k == 0 else None, topo, lambda k, p, times: out.update(times),
-                     choose_one, bandwidth_estimate, ewma_alpha)
-    return out
+class FrameRing:
+    """Slots for the frames in flight: windows of frames are loaded on demand and handed back, in order, once ended.
 
-
-def simulate_windows(load_window: Callable[[int], Optional[FramePlan]], topo: Topology,
-                     on_window: Callable[[int, FramePlan, dict], None],
-                     choose_one: Optional[Callable[[LoadView, int], int]] = None, bandwidth_estimate: str = "ewma",
-                     ewma_alpha: float = 0.3, ring_windows: int = 4) -> None:
-    """The same simulation over consecutive windows of frames, in bounded memory (long runs, soaks).
-
-    Window k holds every mobile device's next frames; it is loaded when a mobile device's captures reach it
-    and handed to on_window (in order) once all its frames have ended. Frames live in a ring of slots, so
-    memory stays flat as long as frames in flight fit in ring_windows windows (an unstable system that
-    falls further behind gets one clear error). One window is the in-memory case, frame index = slot.
+    Window k holds every mobile device's next frames; it is loaded when a mobile device's captures reach it and
+    handed to on_window once all its frames have ended. Memory stays flat as long as the frames in flight fit in
+    ring_windows windows (a system that falls further behind gets one clear error). With a single window the
+    ring is that window and slot = frame index.
     """
+
+    def __init__(self, env: simpy.Environment, first: FramePlan, peeked: Optional[FramePlan],
+                 load_window: WindowLoader, on_window: WindowDone, decide_at_capture: bool, ring_windows: int) -> None:
+        self.env, self.first, self.peeked = env, first, peeked
+        self.load_window, self.on_window, self.decide_at_capture = load_window, on_window, decide_at_capture
+        self.single = peeked is None
+        self.ring_windows = 1 if self.single else ring_windows
+        size = first.capture_s.size
+        cap = size if self.single else ring_windows * size
+        nan = float("nan")
+        self.cap, self.n_mobiles = cap, first.n_mobiles
+        self.t = {k: [nan] * cap for k in TIME_FIELDS}
+        self.status, self.drop_stage, self.route = [COMPLETED] * cap, [0] * cap, [0] * cap
+        self.head_s, self.bits, self.tail_s, self.down_s = [0.0] * cap, [0.0] * cap, [nan] * cap, [0.0] * cap
+        self.mobile_of, self.capture_s = [0] * cap, [0.0] * cap
+        self.next_of = [-1] * cap  # next slot of the same mobile device inside the window, -1 at its last frame
+        self.window_of, self.local_of = [0] * cap, [0] * cap
+        self.plans: dict[int, FramePlan] = {}
+        self.offsets: dict[int, int] = {}
+        self.remaining: dict[int, int] = {}
+        self.firsts: dict[int, list[int]] = {}  # per window: first slot of each mobile device (-1 if none)
+        self.loaded = self.flushed = self.next_offset = 0
+
+    def load(self, k: int) -> bool:
+        """Put window k into the ring; False when there is no window k."""
+        wp = self.first if k == 0 else (self.peeked if k == 1 else self.load_window(k))
+        if wp is None or wp.capture_s.size == 0:
+            return False
+        n = wp.capture_s.size
+        if k - self.flushed >= self.ring_windows:
+            raise EdgesimError(f"more than {self.ring_windows} windows of frames are in flight at t = {self.env.now:.6g} "
+                               "s: the system falls behind without bound; shorten the run or raise workload.chunk_frames")
+        off = self.next_offset
+        self.next_offset += n
+        rows = np.arange(n)
+        slots = (off + rows) % self.cap
+        sl = slots.tolist()
+        r = wp.route
+        if self.decide_at_capture:
+            vals = (np.zeros(n), np.zeros(n), np.full(n, float("nan")), np.zeros(n))
+        else:
+            vals = (wp.head_s[r, rows], wp.wire_bits[r, rows], wp.tail_s[r, rows], wp.down_s[r, rows])
+        for lst, arr in zip((self.head_s, self.bits, self.tail_s, self.down_s), vals):
+            for s_, v in zip(sl, arr.tolist()):
+                lst[s_] = v
+        nan = float("nan")
+        for s_, m, c, loc in zip(sl, wp.mobile.tolist(), wp.capture_s.tolist(), range(n)):
+            self.mobile_of[s_], self.capture_s[s_], self.window_of[s_], self.local_of[s_] = m, c, k, loc
+            self.status[s_], self.drop_stage[s_], self.route[s_] = COMPLETED, 0, int(r[loc])
+            for lst in self.t.values():
+                lst[s_] = nan
+        order = np.lexsort((rows, wp.capture_s))
+        heads = [-1] * self.n_mobiles
+        for m in range(self.n_mobiles):
+            seq = slots[order[wp.mobile[order] == m]].tolist()
+            for a, b in zip(seq, seq[1:]):
+                self.next_of[a] = b
+            if seq:
+                self.next_of[seq[-1]] = -1
+                heads[m] = seq[0]
+        self.plans[k], self.offsets[k], self.remaining[k], self.firsts[k] = wp, off, n, heads
+        self.loaded = k + 1
+        return True
+
+    def next_slot(self, i: int) -> int:
+        """The slot of the next capture of frame i's mobile device (loading the next window if needed), or -1."""
+        nxt = self.next_of[i]
+        if nxt >= 0:
+            return nxt
+        k = self.window_of[i] + 1
+        if k >= self.loaded and not self.load(k):
+            return -1
+        return self.firsts[k][self.mobile_of[i]] if k in self.firsts else -1
+
+    def decide(self, i: int, r: int) -> None:
+        """Give frame i route r: its service demands become those of the route."""
+        wp, loc = self.plans[self.window_of[i]], self.local_of[i]
+        self.route[i] = r
+        self.head_s[i] = float(wp.head_s[r, loc])
+        self.bits[i] = float(wp.wire_bits[r, loc])
+        self.tail_s[i] = float(wp.tail_s[r, loc])
+        self.down_s[i] = float(wp.down_s[r, loc])
+
+    def ended(self, i: int) -> None:
+        """Frame i has ended: hand back every leading window whose frames have all ended."""
+        self.remaining[self.window_of[i]] -= 1
+        while self.flushed < self.loaded and self.remaining[self.flushed] == 0:
+            self._flush(self.flushed)
+
+    def _flush(self, k: int) -> None:
+        wp, off = self.plans.pop(k), self.offsets.pop(k)
+        n = wp.capture_s.size
+        sl = ((off + np.arange(n)) % self.cap).tolist()
+        times = {name: np.fromiter((lst[s_] for s_ in sl), dtype=float, count=n) for name, lst in self.t.items()}
+        times["status"] = np.fromiter((self.status[s_] for s_ in sl), dtype=np.int8, count=n)
+        times["drop_stage"] = np.fromiter((self.drop_stage[s_] for s_ in sl), dtype=np.int8, count=n)
+        times["route"] = np.fromiter((self.route[s_] for s_ in sl), dtype=np.int16, count=n)
+        del self.remaining[k], self.firsts[k]
+        self.flushed = k + 1
+        self.on_window(k, wp, times)
+
+    def close(self) -> None:
+        """After the last event: hand back the windows whose last frames ended with nothing after them."""
+        while self.flushed < self.loaded:
+            if self.remaining[self.flushed]:
+                raise RuntimeError("simulation ended with frames still in flight")
+            self._flush(self.flushed)
+
+
+class StationPipeline:
+    """The stations a frame crosses: its mobile device, its uplink (or the shared medium), the server pool, its downlink."""
+
+    def __init__(self, env: simpy.Environment, topo: Topology, ring: FrameRing,
+                 policy: Optional[StatefulPolicy], routes_of_mobile: Optional[list[list[Route]]]) -> None:
+        self.env, self.topo, self.ring = env, topo, ring
+        self.policy, self.routes_of_mobile = policy, routes_of_mobile
+        n_mobiles, t = ring.n_mobiles, ring.t
+        self.uplink_of = (lambda m: 0) if topo.shared_medium else (lambda m: m)
+        self.downlinks = [_Station(env, 1, None, lambda i, now: ring.down_s[i], t["down_start"], t["down_end"],
+                                   self._down_done, self._drop, 4) for _ in range(n_mobiles)]
+        self.server = _Station(env, topo.servers, topo.server_capacity, lambda i, now: ring.tail_s[i],
+                               t["tail_start"], t["tail_end"], self._tail_done, self._drop, 3)
+        self.uplinks = [_Station(env, 1, None, self._up_service, t["up_start"], t["up_end"], self._up_done, self._drop, 2)
+                        for _ in range(1 if topo.shared_medium else n_mobiles)]
+        self.mobiles = [_Station(env, 1, topo.mobile_capacity, lambda i, now: ring.head_s[i],
+                                 t["head_start"], t["head_end"], self._head_done, self._drop, 1) for _ in range(n_mobiles)]
+        if policy is not None:
+            policy.start(topo.uplink)
+
+    def start(self) -> None:
+        """Schedule each mobile device's first capture; every capture schedules the next one of its device."""
+        ring = self.ring
+        for i in sorted((j for j in ring.firsts[0] if j >= 0), key=lambda j: (ring.capture_s[j], j)):
+            self.env.timeout(ring.capture_s[i], i).callbacks.append(self._capture_event)
+
+    def _capture_event(self, event: simpy.events.Event) -> None:
+        i = event.value
+        nxt = self.ring.next_slot(i)
+        if nxt >= 0:
+            self.env.timeout(self.ring.capture_s[nxt] - self.env.now, nxt).callbacks.append(self._capture_event)
+        self._capture(i)
+
+    def _capture(self, i: int) -> None:
+        ring, m = self.ring, self.ring.mobile_of[i]
+        if self.topo.drop_stale:
+            self.mobiles[m].drop_waiting()
+        if self.policy is not None:
+            ring.decide(i, self.policy.choose_one(self._load_view(m), self.routes_of_mobile[m]))
+        if ring.head_s[i] > 0:
+            self.mobiles[m].arrive(i)
+        else:
+            ring.t["head_start"][i] = ring.t["head_end"][i] = self.env.now
+            self._head_done(i)
+
+    def _load_view(self, m: int) -> LoadView:
+        """What a stateful policy sees when mobile device m captures a frame."""
+        ring, topo, k = self.ring, self.topo, self.uplink_of(m)
+        uplink = self.uplinks[k]
+        return LoadView(
+            now_s=self.env.now,
+            link=k,
+            mobile_backlog_s=self.mobiles[m].backlog_s(ring.head_s.__getitem__),
+            uplink_residual_s=uplink.residual_s(),
+            uplink_queued_bits=tuple(ring.bits[j] for j in uplink.queue),
+            server_backlog_s=self.server.backlog_s(ring.tail_s.__getitem__, topo.servers),
+            propagation_s=topo.propagation_s,
+            downlink_bps=topo.downlink_bps,
+            packet_payload_bytes=topo.packet_payload_bytes,
+            packet_overhead_bytes=topo.packet_overhead_bytes,
+        )
+
+    def _head_done(self, i: int) -> None:
+        ring = self.ring
+        if ring.bits[i] > 0 or ring.tail_s[i] == ring.tail_s[i]:  # something to send, or a tail to run (not NaN)
+            self.uplinks[self.uplink_of(ring.mobile_of[i])].arrive(i)
+        else:
+            self._finish(i)
+
+    def _up_service(self, i: int, now: float) -> float:
+        return self.topo.uplink[self.uplink_of(self.ring.mobile_of[i])].finish_time(now, self.ring.bits[i]) - now
+
+    def _up_done(self, i: int) -> None:
+        ring = self.ring
+        if self.policy is not None:
+            self.policy.observe_transfer(self.uplink_of(ring.mobile_of[i]), ring.bits[i],
+                                         ring.t["up_end"][i] - ring.t["up_start"][i])
+        if self.topo.propagation_s > 0:
+            self.env.timeout(self.topo.propagation_s, i).callbacks.append(self._server_arrive_event)
+        else:
+            self.server.arrive(i)
+
+    def _server_arrive_event(self, event: simpy.events.Event) -> None:
+        self.server.arrive(event.value)
+
+    def _tail_done(self, i: int) -> None:
+        self.downlinks[self.ring.mobile_of[i]].arrive(i)
+
+    def _down_done(self, i: int) -> None:
+        if self.topo.propagation_s > 0:
+            self.env.timeout(self.topo.propagation_s, i).callbacks.append(self._finish_event)
+        else:
+            self._finish(i)
+
+    def _finish_event(self, event: simpy.events.Event) -> None:
+        self._finish(event.value)
+
+    def _finish(self, i: int) -> None:
+        ring, now = self.ring, self.env.now
+        ring.t["done"][i] = now
+        if self.topo.deadline_s is not None and now - ring.capture_s[i] > self.topo.deadline_s + 1e-12:
+            ring.status[i] = LATE
+        ring.ended(i)
+
+    def _drop(self, i: int, stage: int) -> None:
+        ring = self.ring
+        ring.status[i], ring.drop_stage[i] = DROPPED, stage
+        ring.t["done"][i] = self.env.now
+        ring.ended(i)
+
+
+def simulate_windows(load_window: WindowLoader, topo: Topology, on_window: WindowDone,
+                     policy: Optional[StatefulPolicy] = None, routes_of_mobile: Optional[list[list[Route]]] = None,
+                     ring_windows: int = 4) -> None:
+    """Simulate consecutive windows of frames in bounded memory; a stateful policy decides each frame at capture."""
     first = load_window(0)
     if first is None or first.capture_s.size == 0:
         return
     peeked = load_window(1)  # loaded once: a window loader may draw from random streams
-    single = peeked is None
-    size = first.capture_s.size
-    cap = size if single else ring_windows * size
-    n_mobiles = first.n_mobiles
     env = simpy.Environment()
-    nan = float("nan")
-    t = {k: [nan] * cap for k in ("head_start", "head_end", "up_start", "up_end", "tail_start", "tail_end", "down_start", "down_end", "done")}
-    status = [COMPLETED] * cap
-    drop_stage = [0] * cap
-    route = [0] * cap
-    head_c, bits_c, tail_c, down_c = [0.0] * cap, [0.0] * cap, [nan] * cap, [0.0] * cap
-    mobile_of = [0] * cap
-    capture_s = [0.0] * cap
-    next_of = [-1] * cap  # next slot of the same mobile device inside the window, -1 at its last frame
-    window_of = [0] * cap
-    local_of = [0] * cap
-    plans: dict[int, FramePlan] = {}
-    offsets: dict[int, int] = {}
-    remaining: dict[int, int] = {}
-    firsts: dict[int, list[int]] = {}  # per window: first slot of each mobile device (-1 if none)
-    state = {"loaded": 0, "flushed": 0, "next_offset": 0}
-
-    def load(k: int) -> bool:
-        """Put window k into the ring; False when there is no window k."""
-        wp = first if k == 0 else (peeked if k == 1 else load_window(k))
-        if wp is None or wp.capture_s.size == 0:
-            return False
-        n = wp.capture_s.size
-        if k - state["flushed"] >= (1 if single else ring_windows):
-
-            raise EdgesimError(f"more than {ring_windows} windows of frames are in flight at t = {env.now:.6g} s: "
-                               "the system falls behind without bound; shorten the run or raise workload.chunk_frames")
-        off = state["next_offset"]
-        state["next_offset"] += n
-        rows = np.arange(n)
-        slots = (off + rows) % cap
-        sl = slots.tolist()
-        r = wp.route
-        if choose_one is None:
-            vals = (wp.head_s[r, rows], wp.wire_bits[r, rows], wp.tail_s[r, rows], wp.down_s[r, rows])
-        else:
-            vals = (np.zeros(n), np.zeros(n), np.full(n, nan), np.zeros(n))
-        for lst, arr in zip((head_c, bits_c, tail_c, down_c), vals):
-            for s_, v in zip(sl, arr.tolist()):
-                lst[s_] = v
-        for s_, m, c, loc in zip(sl, wp.mobile.tolist(), wp.capture_s.tolist(), range(n)):
-            mobile_of[s_], capture_s[s_], window_of[s_], local_of[s_] = m, c, k, loc
-            status[s_], drop_stage[s_], route[s_] = COMPLETED, 0, int(r[loc])
-            for lst in t.values():
-                lst[s_] = nan
-        order = np.lexsort((rows, wp.capture_s))
-        heads = [-1] * n_mobiles
-        for m in range(n_mobiles):
-            seq = slots[order[wp.mobile[order] == m]].tolist()
-            for a, b in zip(seq, seq[1:]):
-                next_of[a] = b
-            if seq:
-                next_of[seq[-1]] = -1
-                heads[m] = seq[0]
-        plans[k], offsets[k], remaining[k], firsts[k] = wp, off, n, heads
-        state["loaded"] = k + 1
-        return True
-
-    def frame_ended(i: int) -> None:
-        k = window_of[i]
-        remaining[k] -= 1
-        while state["flushed"] < state["loaded"] and remaining[state["flushed"]] == 0:
-            flush(state["flushed"])
-
-    def flush(k: int) -> None:
-        wp, off = plans.pop(k), offsets.pop(k)
-        n = wp.capture_s.size
-        sl = ((off + np.arange(n)) % cap).tolist()
-        times = {name: np.fromiter((lst[s_] for s_ in sl), dtype=float, count=n) for name, lst in t.items()}
-        times["status"] = np.fromiter((status[s_] for s_ in sl), dtype=np.int8, count=n)
-        times["drop_stage"] = np.fromiter((drop_stage[s_] for s_ in sl), dtype=np.int8, count=n)
-        times["route"] = np.fromiter((route[s_] for s_ in sl), dtype=np.int16, count=n)
-        del remaining[k], firsts[k]
-        state["flushed"] = k + 1
-        on_window(k, wp, times)
-
-    prop = topo.propagation_s
-    deadline = topo.deadline_s
-    bw_est = [tr.rate_bps_at(0.0) for tr in topo.uplink]
-    t_done, t_up_start, t_up_end = t["done"], t["up_start"], t["up_end"]
-
-    def drop(i: int, stage: int) -> None:
-        status[i], drop_stage[i] = DROPPED, stage
-        t_done[i] = env.now
-        frame_ended(i)
-
-    def finish(i: int) -> None:
-        t_done[i] = env.now
-        if deadline is not None and env.now - capture_s[i] > deadline + 1e-12:
-            status[i] = LATE
-        frame_ended(i)
-
-    def finish_event(event) -> None:
-        finish(event._value)
-
-    def down_done(i: int) -> None:
-        if prop > 0:
-            env.timeout(prop, i).callbacks.append(finish_event)
-        else:
-            finish(i)
-
-    downlinks = [_Station(env, 1, None, lambda i, now: down_c[i], t["down_start"], t["down_end"], down_done, drop, 4)
-                 for _ in range(n_mobiles)]
-
-    def tail_done(i: int) -> None:
-        downlinks[mobile_of[i]].arrive(i)
-
-    server = _Station(env, topo.servers, topo.server_capacity, lambda i, now: tail_c[i],
-                      t["tail_start"], t["tail_end"], tail_done, drop, 3)
-
-    def server_arrive_event(event) -> None:
-        server.arrive(event._value)
-
-    shared = topo.shared_medium
-    links = topo.uplink
-
-    def up_service(i: int, now: float) -> float:
-        return links[0 if shared else mobile_of[i]].finish_time(now, bits_c[i]) - now
-
-    def up_done(i: int) -> None:
-        k = 0 if shared else mobile_of[i]
-        dur = t_up_end[i] - t_up_start[i]
-        if dur > 0:
-            bw_est[k] = (1 - ewma_alpha) * bw_est[k] + ewma_alpha * bits_c[i] / dur
-        if prop > 0:
-            env.timeout(prop, i).callbacks.append(server_arrive_event)
-        else:
-            server.arrive(i)
-
-    uplinks = [_Station(env, 1, None, up_service, t_up_start, t_up_end, up_done, drop, 2)
-               for _ in range(1 if shared else n_mobiles)]
-
-    def head_done(i: int) -> None:
-        if bits_c[i] > 0 or tail_c[i] == tail_c[i]:  # something to send, or a tail to run (not NaN)
-            uplinks[0 if shared else mobile_of[i]].arrive(i)
-        else:
-            finish(i)
-
-    mobiles = [_Station(env, 1, topo.mobile_capacity, lambda i, now: head_c[i],
-                        t["head_start"], t["head_end"], head_done, drop, 1) for _ in range(n_mobiles)]
-
-    def capture(i: int) -> None:
-        m = mobile_of[i]
-        if topo.drop_stale:
-            mobiles[m].drop_waiting()
-        if choose_one is not None:
-            k = 0 if shared else m
-            bw = bw_est[k] if bandwidth_estimate == "ewma" else links[k].rate_bps_at(env.now)
-            view = LoadView(
-                now_s=env.now,
-                mobile_backlog_s=mobiles[m].backlog_s(head_c.__getitem__),
-                uplink_backlog_s=uplinks[k].backlog_s(lambda j: bits_c[j] / bw),
-                server_backlog_s=server.backlog_s(lambda j: tail_c[j], topo.servers),
-                bandwidth_bps=bw,
-                propagation_s=prop,
-                downlink_bps=topo.downlink_bps,
-                packet_payload_bytes=topo.packet_payload_bytes,
-                packet_overhead_bytes=topo.packet_overhead_bytes,
-            )
-            r = choose_one(view, m)
-            wp, loc = plans[window_of[i]], local_of[i]
-            route[i] = r
-            head_c[i] = float(wp.head_s[r, loc])
-            bits_c[i] = float(wp.wire_bits[r, loc])
-            tail_c[i] = float(wp.tail_s[r, loc])
-            down_c[i] = float(wp.down_s[r, loc])
-        if head_c[i] > 0:
-            mobiles[m].arrive(i)
-        else:
-            t["head_start"][i] = t["head_end"][i] = env.now
-            head_done(i)
-
-    # one source per mobile device: each capture schedules the next one of its device (a short event heap);
-    # at the end of a window the next capture comes from the next window, loaded on demand
-    def next_slot(i: int) -> int:
-        nxt = next_of[i]
-        if nxt >= 0:
-            return nxt
-        k = window_of[i] + 1
-        if k >= state["loaded"] and not load(k):
-            return -1
-        return firsts[k][mobile_of[i]] if k in firsts else -1
-
-    def capture_event(event) -> None:
-        i = event._value
-        nxt = next_slot(i)
-        if nxt >= 0:
-            env.timeout(capture_s[nxt] - env.now, nxt).callbacks.append(capture_event)
-        capture(i)
-
-    load(0)
-    for i in sorted((j for j in firsts[0] if j >= 0), key=lambda j: (capture_s[j], j)):
-        env.timeout(capture_s[i], i).callbacks.append(capture_event)
+    ring = FrameRing(env, first, peeked, load_window, on_window, policy is not None, ring_windows)
+    pipeline = StationPipeline(env, topo, ring, policy, routes_of_mobile)
+    ring.load(0)
+    pipeline.start()
     env.run()
-    while state["flushed"] < state["loaded"]:  # windows whose last frames ended with nothing after them
-        if remaining[state["flushed"]]:
-            raise RuntimeError("simulation ended with frames still in flight")
-        flush(state["flushed"])
+    ring.close()
+
+
+def simulate(plan: FramePlan, topo: Topology, policy: Optional[StatefulPolicy] = None,
+             routes_of_mobile: Optional[list[list[Route]]] = None) -> dict[str, np.ndarray]:
+    """Simulate frames held in memory (one window); per-frame stage times, status and route."""
+    out: dict[str, np.ndarray] = {}
+    simulate_windows(lambda k: plan if k == 0 else None, topo, lambda k, p, times: out.update(times),
+                     policy, routes_of_mobile)
+    return out

@@ -16,7 +16,7 @@ import heapq
 
 import numpy as np
 
-from simulator.engine import FramePlan, Topology
+from simulator.plan import FramePlan, Topology
 
 
 def lindley(arrival: np.ndarray, service: np.ndarray) -> np.ndarray:

@@ -62,45 +62,65 @@ class RateTrace:
         return out if out.ndim else float(out)
 
 
-def load_rate_trace(path: str | Path, scale: float = 1.0) -> RateTrace:
-    """Read a CSV trace with columns time_s,data_rate_mbps; one clear line on any problem."""
-    path = Path(path)
+def trace_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, stripped text) of every line that is neither blank nor a `#` comment; one line if unreadable."""
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            fields = reader.fieldnames or []
-            if "time_s" not in fields or "data_rate_mbps" not in fields:
-                raise EdgesimError(f"{path}: link trace needs columns time_s,data_rate_mbps (found: {', '.join(fields) or 'none'})")
-            times, rates = [], []
-            for lineno, row in enumerate(reader, start=2):
-                try:
-                    t, r = float(row["time_s"]), float(row["data_rate_mbps"])
-                except (TypeError, ValueError):
-                    raise EdgesimError(f"{path}:{lineno}: time_s and data_rate_mbps must be numbers") from None
-                if not (np.isfinite(t) and np.isfinite(r)) or r < 0 or t < 0:
-                    raise EdgesimError(f"{path}:{lineno}: time_s and data_rate_mbps must be finite and >= 0")
-                if times and t <= times[-1]:
-                    raise EdgesimError(f"{path}:{lineno}: time_s must increase strictly")
-                times.append(t)
-                rates.append(r * scale * 1e6)
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise EdgesimError(f"{path}: link trace not found") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise EdgesimError(f"{path}: trace not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EdgesimError(f"{path}: cannot read trace: {exc}") from None
+    numbered = [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1)]
+    return [(n, line) for n, line in numbered if line and not line.startswith("#")]
+
+
+def load_rate_trace(path: str | Path, scale: float = 1.0) -> RateTrace:
+    """Read a CSV trace with columns time_s,data_rate_mbps (extra columns such as rtt_ms and `#` comment lines
+    are skipped); one clear `FILE:LINE: what` line on any problem."""
+    path = Path(path)
+    numbered = trace_lines(path)
+    if not numbered:
+        raise EdgesimError(f"{path}:1: link trace is empty (needs a header time_s,data_rate_mbps and rows)")
+    linenos = [n for n, _ in numbered]
+    try:
+        reader = csv.DictReader(line for _, line in numbered)
+        fields = reader.fieldnames or []
+        if "time_s" not in fields or "data_rate_mbps" not in fields:
+            raise EdgesimError(f"{path}:{linenos[0]}: link trace needs columns time_s,data_rate_mbps "
+                               f"(found: {', '.join(fields) or 'none'})")
+        times, rates = [], []
+        for lineno, row in zip(linenos[1:], reader):
+            try:
+                t, r = float(row["time_s"]), float(row["data_rate_mbps"])
+            except (TypeError, ValueError):
+                raise EdgesimError(f"{path}:{lineno}: time_s and data_rate_mbps must be numbers") from None
+            if not (np.isfinite(t) and np.isfinite(r)) or r < 0 or t < 0:
+                raise EdgesimError(f"{path}:{lineno}: time_s and data_rate_mbps must be finite and >= 0")
+            if times and t <= times[-1]:
+                raise EdgesimError(f"{path}:{lineno}: time_s must increase strictly")
+            times.append(t)
+            rates.append(r * scale * 1e6)
+    except csv.Error as exc:
         raise EdgesimError(f"{path}: cannot read link trace: {exc}") from None
     if not times:
-        raise EdgesimError(f"{path}: link trace has no rows")
+        raise EdgesimError(f"{path}:{linenos[0]}: link trace has no rows after the header")
     if times[0] != 0.0:
-        raise EdgesimError(f"{path}:2: the first time_s must be 0")
+        raise EdgesimError(f"{path}:{linenos[1]}: the first time_s must be 0")
     if rates[-1] <= 0:
-        raise EdgesimError(f"{path}: the last data_rate_mbps must be > 0 (it holds after the trace ends)")
+        raise EdgesimError(f"{path}:{linenos[len(times)]}: the last data_rate_mbps must be > 0 "
+                           "(it holds after the trace ends)")
     return RateTrace(np.asarray(times), np.asarray(rates))
+
+
+DEFAULT_PACKET_PAYLOAD_BYTES = 1460
+"""Payload per packet when a scenario names none: the TCP MSS of a 1500-byte Ethernet/Wi-Fi MTU (RFC 879)."""
 
 
 @dataclass(frozen=True)
 class Packetiser:
     """Turns a payload into bytes on the wire: per-packet overhead and resent lost packets."""
 
-    payload_bytes: int = 1460
+    payload_bytes: int = DEFAULT_PACKET_PAYLOAD_BYTES
     overhead_bytes: int = 0
     loss_probability: float = 0.0
 

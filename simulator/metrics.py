@@ -7,7 +7,9 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-#: Summary columns in order (issue 3 point 3); sweep columns and accuracy/f1 are added where they apply.
+from simulator.scenario import Scenario
+
+#: Summary columns in order; sweep columns and accuracy/f1 are added where they apply.
 SUMMARY_COLUMNS = [
     "point", "policy", "mobile", "edge", "data_rate_mbps", "frames", "delay_mean_s", "delay_p50_s", "delay_p95_s",
     "delay_p99_s", "delay_mean_ci95_s", "throughput_fps", "deadline_miss_fraction", "drop_fraction",
@@ -68,6 +70,7 @@ class SummaryAccumulator:
         self.rep_count: dict[int, int] = {}
         self.rep_first: dict[int, float] = {}
         self.rep_last: dict[int, float] = {}
+        self.load = OfferedLoad()
 
     def add(self, frames: pd.DataFrame) -> None:
         """Fold in a window of frame records (warm-up frames are left out)."""
@@ -98,6 +101,7 @@ class SummaryAccumulator:
             self.rep_count[rep] = self.rep_count.get(rep, 0) + len(grp)
             self.rep_first[rep] = min(self.rep_first.get(rep, np.inf), float(grp["capture_s"].min()))
             self.rep_last[rep] = max(self.rep_last.get(rep, -np.inf), float(grp["done_s"].max()))
+        self.load.add(kept)
 
     def result(self, mobile_idle_w: dict[str, float], n_mobiles: int) -> dict:
         """The summary row (002 section 4 metrics; energy as in the README)."""
@@ -142,6 +146,87 @@ class SummaryAccumulator:
             row["f1"] = float(f1_score(lab, pred, average=average, zero_division=0))
             row["f1_average"] = average
         return row
+
+
+class OfferedLoad:
+    """Offered load per station: arrival rate x mean service demand, per server (rho of a queue; stable below 1).
+
+    Per mobile device m over each replication: lambda_m = n_m / T_m with T_m = (last - first capture) x n_m /
+    (n_m - 1) (exactly 1/fps for periodic captures), and the demand is the head time of its frames; its uplink
+    carries its transfers (all mobile devices' on a shared medium); the server pool carries every tail over c
+    servers. A station with rho >= 1 has a queue that grows with the run length, so its delays mean nothing.
+    """
+
+    def __init__(self) -> None:
+        self.busy: dict[tuple[int, str, str], float] = {}  # (replication, station kind, mobile) -> service demand
+        self.first: dict[tuple[int, str], float] = {}
+        self.last: dict[tuple[int, str], float] = {}
+        self.count: dict[tuple[int, str], int] = {}
+
+    def add(self, frames: pd.DataFrame) -> None:
+        """Fold in a window of frame records (dropped frames count as arrivals with the service they got)."""
+        for (rep, mobile), grp in frames.groupby(["replication", "mobile"], sort=False):
+            key = (int(rep), str(mobile))
+            self.first[key] = min(self.first.get(key, np.inf), float(grp["capture_s"].min()))
+            self.last[key] = max(self.last.get(key, -np.inf), float(grp["capture_s"].max()))
+            self.count[key] = self.count.get(key, 0) + len(grp)
+            for kind, col in (("mobile", "head_s"), ("uplink", "transfer_s"), ("server", "tail_s")):
+                k3 = (key[0], kind, key[1])
+                self.busy[k3] = self.busy.get(k3, 0.0) + float(grp[col].fillna(0).sum())
+
+    def _span(self, key: tuple[int, str]) -> float:
+        n = self.count[key]
+        return (self.last[key] - self.first[key]) * n / (n - 1) if n > 1 else float("nan")
+
+    def utilisation(self, servers: int, shared_medium: bool) -> dict:
+        """rho of the busiest mobile device, of the busiest uplink (or the shared medium) and of the server pool."""
+        nan = float("nan")
+        per_mobile: dict[str, list[float]] = {"mobile": [], "uplink": []}
+        pooled: dict[int, dict[str, float]] = {}
+        for (rep, mobile), n in self.count.items():
+            span = self._span((rep, mobile))
+            for kind in ("mobile", "uplink"):
+                per_mobile[kind].append(self.busy[(rep, kind, mobile)] / span if span > 0 else nan)
+            pool = pooled.setdefault(rep, {"uplink": 0.0, "server": 0.0, "first": np.inf, "last": -np.inf, "n": 0})
+            pool["uplink"] += self.busy[(rep, "uplink", mobile)]
+            pool["server"] += self.busy[(rep, "server", mobile)]
+            pool["first"], pool["last"] = min(pool["first"], self.first[(rep, mobile)]), max(pool["last"], self.last[(rep, mobile)])
+            pool["n"] = max(pool["n"], n)
+        spans = {rep: (p["last"] - p["first"]) * p["n"] / (p["n"] - 1) if p["n"] > 1 else nan for rep, p in pooled.items()}
+        server = [p["server"] / (spans[rep] * servers) for rep, p in pooled.items() if spans[rep] > 0]
+        uplink = [p["uplink"] / spans[rep] for rep, p in pooled.items() if spans[rep] > 0] if shared_medium \
+            else per_mobile["uplink"]
+        rho = {"utilisation_mobile": max(per_mobile["mobile"], default=nan),
+               "utilisation_uplink": max(uplink, default=nan),
+               "utilisation_server": max(server, default=nan)}
+        rho["stable"] = bool(all(not (v >= 1.0) for v in rho.values()))
+        return rho
+
+
+def summary_rows(sc: Scenario, point: int, overrides: dict, accumulators: dict[str, "SummaryAccumulator"],
+                 groups: list[tuple[str, int]], mobile_idle_w: dict[str, float], engine: str) -> pd.DataFrame:
+    """One summary row per policy at a sweep point: what was simulated where, then the accumulated metrics."""
+    n_mobiles = sum(count for _, count in groups)
+    rate = float("nan") if sc.link.trace else sc.link.data_rate_mbps
+    mobile_label = "+".join(f"{name}x{count}" if count > 1 else name for name, count in groups)
+    rows = []
+    for spec in sc.policies:
+        row = {"point": point, "policy": spec.display, "mobile": mobile_label, "edge": sc.edge.device,
+               "data_rate_mbps": rate}
+        row.update(accumulators[spec.display].result(mobile_idle_w, n_mobiles))
+        row.update(accumulators[spec.display].load.utilisation(sc.edge.servers, sc.link.shared_medium))
+        for path, value in overrides.items():
+            row[f"sweep.{path}"] = value
+        row["engine"] = engine
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def order_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """Summary columns in the documented order, extra ones (sweep.*, accuracy, f1, engine) after."""
+    first = [c for c in SUMMARY_COLUMNS if c in summary.columns]
+    rest = [c for c in summary.columns if c not in first]
+    return summary[first + rest].reset_index(drop=True)
 
 
 def add_gains(summary: pd.DataFrame, local_label: str | None, offload_label: str | None) -> pd.DataFrame:

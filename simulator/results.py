@@ -2,13 +2,15 @@
 
 A run works in a staging folder `<out>.partial/` beside the results folder. Each finished sweep
 point is written there atomically (frames as Parquet, summary as CSV), so an interrupted sweep keeps
-every finished point and `edgesim run --resume <out>` runs only the rest. At the end the staging
-folder becomes `<out>` in one rename; an existing results folder is replaced only then, never
-left half-overwritten.
+every finished point and `edgesim run --resume <out>` runs only the rest. Resuming first drops what a
+hard kill can leave (temporary files, a per-point file without its Parquet footer or cut-short CSV),
+so those points run again. At the end the staging folder becomes `<out>` in one rename; an existing
+results folder is replaced only when asked (`overwrite`), and only then, never left half-overwritten.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
@@ -26,7 +28,9 @@ import pandas as pd
 
 from profilers.errors import EdgesimError
 from profilers.io import atomic_target, atomic_write_bytes, atomic_write_text
-from simulator.runner import PointResult, order_summary, run_sweep
+from simulator.metrics import order_summary
+from simulator.runner import PointResult
+from simulator.sweep import run_sweep
 from simulator.scenario import Scenario, load_scenario, sweep_points, to_yaml
 
 PACKAGES = ("numpy", "pandas", "pyarrow", "simpy", "pydantic", "plotly", "kaleido", "torch", "torchvision",
@@ -92,6 +96,65 @@ def finished_points(stage: Path) -> set[int]:
     return {int(p.name.split(".")[0]) for p in (stage / "points").glob("*.summary.csv")} if stage.exists() else set()
 
 
+def _parquet_complete(path: Path) -> bool:
+    """True if the Parquet file ends with a readable footer (a write cut short has none)."""
+    import pyarrow.parquet as pq
+
+    try:
+        pq.ParquetFile(path).metadata
+    except Exception:  # pyarrow raises ArrowInvalid, OSError and others for a damaged file
+        return False
+    return True
+
+
+def _csv_complete(path: Path) -> bool:
+    """True if the CSV has a header, at least one row, every row as long as the header, and a final line end."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    rows = list(csv.reader(text.splitlines()))
+    return text.endswith("\n") and len(rows) > 1 and all(len(r) == len(rows[0]) for r in rows)
+
+
+def _drop_incomplete(stage: Path, frames: bool) -> None:
+    """Before resuming: remove temporary files and each point whose files a hard kill may have cut short."""
+    for tmp in stage.rglob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+    points = stage / "points"
+    for k in sorted(finished_points(stage)):
+        summary, frames_file = points / f"{k:05d}.summary.csv", points / f"{k:05d}.frames.parquet"
+        ok = _csv_complete(summary) and (not frames or (frames_file.exists() and _parquet_complete(frames_file)))
+        if not ok:
+            summary.unlink(missing_ok=True)
+            frames_file.unlink(missing_ok=True)
+
+
+def holds_results(folder: Path) -> bool:
+    """True if folder looks like a results folder (a summary or a manifest written by a run)."""
+    return (folder / "summary.csv").exists() or (folder / "manifest.json").exists()
+
+
+def check_target(out: Path, overwrite: bool, resume: bool = False) -> None:
+    """Refuse a results folder that would replace results (unless overwrite) or any folder that is not results."""
+    out = Path(out)
+    stage = staging_dir(out)
+    if not resume and stage.exists() and not overwrite:
+        raise EdgesimError(f"{stage}: an interrupted run is staged there; finish it with `edgesim run --resume {out}`, "
+                           "or add --overwrite to start again")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise EdgesimError(f"{out}: exists and is not a folder; choose another --out")
+    if holds_results(out):
+        if not overwrite:
+            raise EdgesimError(f"{out}: already holds results; add --overwrite to replace them (they stay whole "
+                               "until the new run is complete), or choose another --out")
+    elif any(out.iterdir()):
+        raise EdgesimError(f"{out}: not a results folder and not empty; choose another --out (a run replaces the "
+                           "whole folder)")
+
+
 def _combine_frames(stage: Path, n_points: int) -> Optional[Path]:
     """frames.parquet from the per-point files, one row group at a time (bounded memory)."""
     import pyarrow.parquet as pq
@@ -119,11 +182,14 @@ def _combine_frames(stage: Path, n_points: int) -> Optional[Path]:
 def run_to_folder(scenario: Scenario, out: Path, jobs: int = 1, resume: bool = False,
                   progress: Optional[Callable[[int, int], None]] = None, command: str = "",
                   scenario_source: str = "", executor: str = "process", scheduler: Optional[str] = None,
-                  write_extras: Optional[Callable[[Path, Scenario, pd.DataFrame, dict], list[str]]] = None) -> dict:
+                  write_extras: Optional[Callable[[Path, Scenario, pd.DataFrame, dict], list[str]]] = None,
+                  overwrite: bool = False) -> dict:
     """Run a scenario into a results folder; returns the manifest. Interrupts keep finished points.
 
-    write_extras(folder, scenario, summary, manifest) adds files (plots, the report) to the staged folder before
-    it becomes the results folder, and returns warnings; the layer above passes it (the simulator draws nothing).
+    An existing results folder is replaced only with overwrite=True. write_extras(folder, scenario, summary,
+    manifest) adds files (plots, the report) to the staged folder before it becomes the results folder, and returns
+    warnings; the layer above passes it (the simulator draws nothing). A failure (EdgesimError) after points have
+    finished keeps them in the staging folder and says so; with none finished, a fresh run leaves nothing behind.
     """
     out = Path(out)
     stage = staging_dir(out)
@@ -134,14 +200,35 @@ def run_to_folder(scenario: Scenario, out: Path, jobs: int = 1, resume: bool = F
             if (out / "summary.csv").exists():
                 raise EdgesimError(f"{out}: already complete, nothing to resume")
             raise EdgesimError(f"{out}: no interrupted run to resume (no {stage.name}/ beside it)")
+        check_target(out, overwrite, resume=True)
         saved = (stage / "scenario.yaml").read_text(encoding="utf-8")
         scenario = load_scenario(stage / "scenario.yaml")
         resolved = saved
+        _drop_incomplete(stage, scenario.outputs.frames)
     else:
+        check_target(out, overwrite)
         if stage.exists():
             shutil.rmtree(stage)
         stage.mkdir(parents=True)
         atomic_write_text(stage / "scenario.yaml", resolved)
+    try:
+        return _finish(scenario, out, stage, resolved, started, jobs, progress, command, scenario_source, executor,
+                       scheduler, write_extras)
+    except EdgesimError as exc:
+        kept = len(finished_points(stage))
+        if not kept and not resume:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        raise EdgesimError(f"{exc}; {kept} finished sweep point(s) kept in {stage}: resume with "
+                           f"`edgesim run --resume {out}` once the cause is fixed (it reruns the saved scenario), "
+                           "or delete that folder") from exc
+
+
+def _finish(scenario: Scenario, out: Path, stage: Path, resolved: str, started: float, jobs: int,
+            progress: Optional[Callable[[int, int], None]], command: str, scenario_source: str, executor: str,
+            scheduler: Optional[str],
+            write_extras: Optional[Callable[[Path, Scenario, pd.DataFrame, dict], list[str]]]) -> dict:
+    """Run the points not yet staged, then combine, describe and promote the staging folder to `out`."""
     points = sweep_points(scenario)
     done = finished_points(stage)
     engines: dict[int, str] = {}
@@ -184,6 +271,8 @@ def run_to_folder(scenario: Scenario, out: Path, jobs: int = 1, resume: bool = F
         manifest["warnings"] = write_extras(stage, scenario, summary, manifest)
         atomic_write_text(stage / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     shutil.rmtree(stage / "points", ignore_errors=True)  # the per-point files are only needed to resume
+    for tmp in stage.rglob(".*.tmp"):  # never carry a temporary file into the results folder
+        tmp.unlink(missing_ok=True)
     _promote(stage, out)
     return manifest
 
@@ -199,20 +288,71 @@ def _promote(stage: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def load_results(folder: Path) -> tuple[pd.DataFrame, Optional[pd.DataFrame], dict, Scenario]:
-    """Read a results folder back: summary, frames (if written), manifest, scenario."""
+def read_summary(path: Path, n_points: Optional[int] = None) -> pd.DataFrame:
+    """summary.csv, checked whole: a header with point and policy, complete rows, every point with every policy.
+
+    A truncated or corrupt file is one EdgesimError line naming the file (and line), never an empty table.
+    """
+    path = Path(path)
+    redo = "rerun into a new folder (see scenario.yaml and manifest.json beside it)"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise EdgesimError(f"{path}: not UTF-8 text at byte {exc.start} (corrupt file); {redo}") from None
+    rows = list(csv.reader(text.splitlines()))
+    if not rows:
+        raise EdgesimError(f"{path}: empty file; {redo}")
+    header = rows[0]
+    missing = [c for c in ("point", "policy") if c not in header]
+    if missing:
+        raise EdgesimError(f"{path}:1: no column {', '.join(repr(c) for c in missing)} in the header; not a summary "
+                           f"written by edgesim run")
+    if len(rows) == 1:
+        raise EdgesimError(f"{path}: header but no rows (cut short?); {redo}")
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise EdgesimError(f"{path}:{line}: {len(row)} fields, the header has {len(header)} (cut short or "
+                               f"corrupt); {redo}")
+    if not text.endswith("\n"):
+        raise EdgesimError(f"{path}:{len(rows)}: the last line has no line end (cut short?); {redo}")
+    try:
+        summary = pd.read_csv(io.StringIO(text))
+        point = pd.to_numeric(summary["point"], errors="raise")
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise EdgesimError(f"{path}: cannot parse: {str(exc).splitlines()[0]}") from None
+    if point.isna().any() or summary["policy"].isna().any() or (point != point.round()).any():
+        raise EdgesimError(f"{path}: a row without a whole 'point' number or a 'policy'; {redo}")
+    policies = set(summary["policy"])
+    have = summary.groupby("point")["policy"].agg(set)
+    expected = range(n_points) if n_points is not None else have.index
+    lacking = [k for k in expected if k not in have.index or have[k] != policies]
+    if lacking:
+        raise EdgesimError(f"{path}: rows missing for sweep point(s) {', '.join(str(k) for k in lacking[:5])}"
+                           f"{' ...' if len(lacking) > 5 else ''} ({len(summary)} rows, expected every point x "
+                           f"{len(policies)} policies; cut short?); {redo}")
+    return summary
+
+
+def load_results(folder: Path, frames: bool = True) -> tuple[pd.DataFrame, Optional[pd.DataFrame], dict, Scenario]:
+    """Read a results folder back: summary (checked), frames (if written and asked for), manifest, scenario."""
     folder = Path(folder)
     if not (folder / "summary.csv").exists():
         hint = f"; an interrupted run can be resumed with `edgesim run --resume {folder}`" if staging_dir(folder).exists() else ""
         raise EdgesimError(f"{folder}: not a results folder (no summary.csv){hint}")
-    try:
-        summary = pd.read_csv(folder / "summary.csv")
-        manifest = json.loads((folder / "manifest.json").read_text()) if (folder / "manifest.json").exists() else {}
-        frames = pd.read_parquet(folder / "frames.parquet") if (folder / "frames.parquet").exists() else None
-    except Exception as exc:
-        raise EdgesimError(f"{folder}: cannot read results: {str(exc).splitlines()[0]}") from None
     scenario = load_scenario(folder / "scenario.yaml")
-    return summary, frames, manifest, scenario
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text()) if (folder / "manifest.json").exists() else {}
+    except (OSError, ValueError) as exc:
+        raise EdgesimError(f"{folder / 'manifest.json'}: cannot read: {str(exc).splitlines()[0]}") from None
+    n_points = manifest.get("sweep_points") if isinstance(manifest.get("sweep_points"), int) else None
+    summary = read_summary(folder / "summary.csv", n_points if n_points is not None else len(sweep_points(scenario)))
+    table = None
+    if frames and (folder / "frames.parquet").exists():
+        try:
+            table = pd.read_parquet(folder / "frames.parquet")
+        except Exception as exc:  # pyarrow raises many types for a damaged file
+            raise EdgesimError(f"{folder / 'frames.parquet'}: cannot read: {str(exc).splitlines()[0]}") from None
+    return summary, table, manifest, scenario
 
 
 def python_command() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import itertools
 import json
 import math
@@ -13,39 +14,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from profilers.errors import EdgesimError
+from simulator.devices import InlineDevice
+from simulator.link import DEFAULT_PACKET_PAYLOAD_BYTES
+from simulator.policies import ENTRIES as POLICY_ENTRIES
+from simulator.policies import PolicySpec
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class InlineLatency(_Strict):
-    """A what-if service time: fixed or exponential with the given mean (for queueing-theory checks)."""
-
-    distribution: Literal["fixed", "exponential"] = "fixed"
-    mean_s: float = Field(gt=0)
-
-
-class InlineDevice(_Strict):
-    """A device defined in the scenario: a fixed/exponential latency, or a speed factor over a profiled device."""
-
-    name: str
-    kind: Literal["mobile", "edge", "cloud"] = "edge"
-    latency: Optional[InlineLatency] = None
-    speed_factor: Optional[float] = Field(default=None, gt=0, description="2.0 = twice as fast as `over`")
-    over: Optional[str] = Field(default=None, description="catalog device or profile path the speed factor applies to")
-    idle_w: float = Field(default=0.0, ge=0)
-    active_w: float = Field(default=0.0, ge=0)
-    radio_tx_w: float = Field(default=0.0, ge=0)
-    radio_rx_w: float = Field(default=0.0, ge=0)
-
-    @model_validator(mode="after")
-    def _one_way(self) -> "InlineDevice":
-        if (self.latency is None) == (self.speed_factor is None):
-            raise ValueError("give exactly one of 'latency' or 'speed_factor' (with 'over')")
-        if self.speed_factor is not None and not self.over:
-            raise ValueError("'speed_factor' needs 'over': the profiled device it scales")
-        return self
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class MobileGroup(_Strict):
@@ -70,7 +46,7 @@ class LinkSpec(_Strict):
     trace_scale: float = Field(default=1.0, gt=0, description="multiplies every rate of the trace")
     downlink_data_rate_mbps: Optional[float] = Field(default=None, gt=0, description="default: the uplink rate")
     propagation_delay_s: float = Field(default=0.0, ge=0)
-    packet_payload_bytes: int = Field(default=1460, ge=1, description="payload per packet (TCP MSS)")
+    packet_payload_bytes: int = Field(default=DEFAULT_PACKET_PAYLOAD_BYTES, ge=1, description="payload per packet (TCP MSS)")
     packet_overhead_bytes: int = Field(default=0, ge=0, description="protocol bytes added per packet")
     loss_probability: float = Field(default=0.0, ge=0, lt=1, description="per-packet loss; lost packets are resent")
     shared_medium: bool = Field(default=False, description="one wireless medium shared by all mobile devices")
@@ -105,33 +81,6 @@ class WorkloadSpec(_Strict):
         if self.source == "trace" and not (self.trace or self.dataset):
             raise ValueError("source 'trace' needs 'trace' (CSV with capture_time_s) or 'dataset'")
         return self
-
-
-class PolicySpec(_Strict):
-    """A policy by registry name with its parameters (see `edgesim list policies`)."""
-
-    name: str
-    label: Optional[str] = Field(default=None, description="name in tables and plots; default: the policy name")
-    model: Optional[str] = None
-    split_point: Optional[str] = None
-    encoding: Optional[str] = Field(default=None, description="how the tensor (or, for offload, the input) is sent")
-    input_encoding: Literal["raw_uint8", "float32", "jpeg"] = Field(
-        default="raw_uint8", description="how the input is sent when the whole model runs on the server")
-    candidates: Optional[list[str]] = Field(default=None, description="best-split: split points to choose from")
-    bandwidth_estimate: Literal["ewma", "oracle"] = "ewma"
-    ewma_alpha: float = Field(default=0.3, gt=0, le=1)
-    edge_model: Optional[str] = None
-    cloud_model: Optional[str] = None
-    offload_fraction: Optional[float] = Field(default=None, ge=0, le=1)
-    threshold: Optional[float] = None
-    score: Optional[str] = Field(default=None, description="uncertainty: edge_max_prob, edge_margin or edge_entropy")
-    switcher_s: float = Field(default=0.0, ge=0, description=(
-        "dmd-switcher: measured time of the switcher MLP on the mobile device, added to every frame's head"))
-
-    @property
-    def display(self) -> str:
-        """The policy's name in tables and plots."""
-        return self.label or self.name
 
 
 class SweepSpec(_Strict):
@@ -230,18 +179,46 @@ def _yaml_line(root: Optional[yaml.Node], loc: tuple) -> Optional[int]:
     return line
 
 
+def _field_path(loc: tuple) -> tuple:
+    """A pydantic error location as the user wrote it: without validator names and union tags (policies.0.split_point)."""
+    out: list = []
+    for i, part in enumerate(loc):
+        if isinstance(part, str) and part.startswith("function-"):
+            continue
+        if i >= 2 and loc[0] == "policies" and isinstance(loc[i - 1], int) and part in POLICY_ENTRIES:
+            continue  # the discriminated union's tag: the entry's own name
+        out.append(part)
+    return tuple(out)
+
+
+def _message(err: dict, errors: list[dict]) -> str:
+    """What is wrong, in words: unknown fields name the field they were probably meant to be."""
+    msg = err.get("msg", "invalid").replace("Value error, ", "").replace("\n", " ")
+    kind = err.get("type")
+    if kind == "extra_forbidden":
+        loc = _field_path(err.get("loc", ()))
+        missing = [_field_path(e.get("loc", ()))[-1] for e in errors if e.get("type") == "missing"
+                   and _field_path(e.get("loc", ()))[:-1] == loc[:-1]]
+        close = difflib.get_close_matches(str(loc[-1]), [str(m) for m in missing], n=1) if loc else []
+        return f"unknown field (did you mean '{close[0]}'?)" if close else "unknown field"
+    if kind == "union_tag_invalid":
+        ctx = err.get("ctx", {})
+        return f"unknown policy '{ctx.get('tag')}'; known: {', '.join(POLICY_ENTRIES)}"
+    return msg
+
+
 def validation_message(exc: ValidationError, source: str, root: Optional[yaml.Node] = None) -> str:
     """One line naming the file, the field (dotted), its YAML line and what is wrong."""
-    err = exc.errors()[0]
-    loc = tuple(p for p in err.get("loc", ()) if not (isinstance(p, str) and p.startswith("function-")))
+    errors = exc.errors()
+    # an unknown key beside a missing one is most likely a typo of it: report the unknown key, naming both
+    err = next((e for e in errors if e.get("type") == "extra_forbidden"), errors[0]) if any(
+        e.get("type") == "missing" for e in errors) else errors[0]
+    loc = _field_path(err.get("loc", ()))
     field = (".".join(str(p) for p in loc) or "(top level)").encode("unicode_escape").decode("ascii")
     line = _yaml_line(root, loc) if root is not None else None
     where = f"{source}:{line}" if line else source
-    msg = err.get("msg", "invalid").replace("Value error, ", "").replace("\n", " ")
-    if err.get("type") == "extra_forbidden":
-        msg = "unknown field"
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{where}: field '{field}': {msg}{more}"
+    return f"{where}: field '{field}': {_message(err, errors)}{more}"
 
 
 def parse_scenario(text: str, source: str = "<scenario>", base_dir: Optional[Path] = None) -> Scenario:
@@ -273,6 +250,20 @@ def load_scenario(path: str | Path) -> Scenario:
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError(f"{path}: cannot read scenario: {exc}") from None
     return parse_scenario(text, str(path), base_dir=path.parent)
+
+
+def as_scenario(scenario: "Scenario | dict | str | Path") -> Scenario:
+    """A validated Scenario from a Scenario (checked again: it may have been changed field by field), a dict or a path."""
+    if isinstance(scenario, (str, Path)):
+        return load_scenario(scenario)
+    if isinstance(scenario, Scenario):
+        scenario = json.loads(scenario.model_dump_json())
+    if not isinstance(scenario, dict):
+        raise ScenarioError(f"a scenario is a Scenario, a dict or a YAML path, not {type(scenario).__name__}")
+    try:
+        return Scenario.model_validate(scenario)
+    except ValidationError as exc:
+        raise ScenarioError(validation_message(exc, "<scenario>")) from None
 
 
 def _resolve(value: Optional[str], base_dir: Path) -> Optional[str]:

@@ -124,11 +124,25 @@ def test_curve_area_trapezoid_closed_form():
 
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), classes=st.sampled_from([2, 3, 5]))
-def test_f1_matches_scikit_learn(seed, classes):
-    rng = np.random.default_rng(seed)
-    y, p = rng.integers(0, classes, 30), rng.integers(0, classes, 30)
-    avg = "binary" if classes == 2 else "macro"
-    assert deferral.f1_score(y, p, avg) == pytest.approx(sk_f1(y, p, average=avg, zero_division=0))
+def test_curve_f1_is_scikit_learns_with_the_positive_class_rule(seed, classes):
+    tr = random_trace(seed, n=30, classes=classes)
+    curves = deferral.deferral_curves(tr, ["switcher"], [0.0, 1.0]).set_index("method").loc["switcher"]
+    y = tr.label.to_numpy()
+    avg = "binary" if classes == 2 else "macro"  # 0/1 labels: F1 of class 1, as 000's fall F1
+    assert curves.attrs.get("f1_average", avg) == avg
+    assert deferral.default_positive(tr) == (1 if classes == 2 else None)
+    assert curves["f1"].iloc[0] == pytest.approx(sk_f1(y, tr.edge_pred, average=avg, zero_division=0))
+    assert curves["f1"].iloc[-1] == pytest.approx(sk_f1(y, tr.cloud_pred, average=avg, zero_division=0))
+
+
+def test_f1_rule_is_recorded_with_the_threshold_and_in_table1():
+    tr = random_trace(9, n=40)
+    info = deferral.choose_threshold(tr, "switcher", "fraction", offload_fraction=0.5)
+    assert info.f1_positive == 1 and deferral.ThresholdInfo.from_dict(info.to_dict()).f1_positive == 1
+    assert set(deferral.table1_rows(tr, info, split=None).f1_average) == {"binary"}
+    multi = random_trace(9, n=40, classes=4)
+    info = deferral.choose_threshold(multi, "switcher", "fraction", offload_fraction=0.5)
+    assert info.f1_positive is None and set(deferral.table1_rows(multi, info, split=None).f1_average) == {"macro"}
 
 
 def test_table1_rows_edge_only_and_cloud_only_and_percent_large():

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator.runner import run
+from simulator.sweep import run
 from simulator.scenario import Scenario
 from tests.sim_helpers import scenario_dict, write_toy_profiles
 

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator.runner import run
+from simulator.sweep import run
 from simulator.scenario import Scenario
 from tests.sim_helpers import scenario_dict, write_toy_profiles
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from simulator.link import Packetiser, RateTrace
-from simulator.runner import run
+from simulator.sweep import run
 from simulator.scenario import Scenario
 from tests.sim_helpers import scenario_dict, write_toy_profiles
 

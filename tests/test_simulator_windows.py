@@ -6,8 +6,27 @@ import numpy as np
 import pytest
 
 from profilers.errors import EdgesimError
-from simulator.engine import FramePlan, Topology, simulate, simulate_windows
+from simulator.engine import simulate, simulate_windows
+from simulator.plan import FramePlan, Topology
 from simulator.link import RateTrace
+from simulator.policies import StatefulPolicy
+from simulator.policies.best_split import BandwidthEstimator
+
+
+class _ByBandwidth(StatefulPolicy):
+    """Route 1 (offload) while the EWMA bandwidth estimate is above 1 Mbit/s, else route 0 (local)."""
+
+    def __init__(self) -> None:  # no spec or devices: the engine only calls the stateful hooks
+        self.estimator = None
+
+    def start(self, uplinks):
+        self.estimator = BandwidthEstimator("ewma", 0.3, uplinks)
+
+    def observe_transfer(self, link, bits, duration_s):
+        self.estimator.observe(link, bits, duration_s)
+
+    def choose_one(self, view, routes):
+        return 1 if self.estimator.at(view.link, view.now_s) > 1e6 else 0
 
 
 def _plan(n_mobiles=3, frames=400, seed=0, routes=2):
@@ -43,14 +62,15 @@ def test_windows_equal_in_memory(servers, trace, stateful):
     plan = _plan(frames=frames)
     uplink = RateTrace(np.array([0.0, 30.0, 60.0]), np.array([2e6, 0.5e6, 4e6])) if trace else RateTrace.constant(2.0)
     topo = Topology(servers=servers, uplink=[uplink] * 3, shared_medium=False, propagation_s=0.002, downlink_bps=1e7)
-    choose = (lambda view, m: 1 if view.bandwidth_bps > 1e6 else 0) if stateful else None
-    whole = simulate(FramePlan(**{**plan.__dict__, "route": plan.route.copy()}), topo, choose)
+    policy = _ByBandwidth() if stateful else None
+    routes = [[None, None]] * 3 if stateful else None
+    whole = simulate(FramePlan(**{**plan.__dict__, "route": plan.route.copy()}), topo, policy, routes)
     got = {}
 
     def keep(k, wp, times):
         got[k] = times
 
-    simulate_windows(lambda k: _window(plan, frames, k, w)[0], topo, keep, choose, ring_windows=4)
+    simulate_windows(lambda k: _window(plan, frames, k, w)[0], topo, keep, policy, routes, ring_windows=4)
     assert sorted(got) == list(range(-(-frames // w)))
     for k, times in got.items():
         _, sel = _window(plan, frames, k, w)

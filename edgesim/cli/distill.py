@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import sys
+import json
 import time
 from pathlib import Path
 from typing import Optional
 
+import pandas as pd
 import typer
 
+from edgesim.cli.console import console, progress_steps
+from edgesim.report.html import write_figures
 from edgesim.studies.distill import studies as st
 from edgesim.studies.distill.runs import (
     accuracy_source,
@@ -20,45 +23,14 @@ from edgesim.studies.distill.runs import (
     write_csv,
     write_json,
 )
-from edgesim.studies.dmd.plots import write_figure
 from profilers.errors import EdgesimError, unknown_name
 from profilers.models import entries
 from profilers.models.nets import known_nets
 from profilers.models.students import MIMIC_ID, TEACHER_ID
 
 
-def _console():
-    from rich.console import Console
-
-    return Console(width=None if sys.stdout.isatty() else 160)
-
-
-class _Bar:
-    """A rich progress bar whose callback(done, total[, label]) the core reports through."""
-
-    def __init__(self, description: str):
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=Console(stderr=True), transient=True)
-        self.task = self.progress.add_task(description, total=None)
-
-    def __enter__(self):
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self.progress.__exit__(*exc)
-
-    def steps(self, done: int, total: int) -> None:
-        self.progress.update(self.task, completed=done, total=total)
-
-    def labelled(self, label: str, done: int, total: int) -> None:
-        self.progress.update(self.task, description=label, completed=done, total=total)
-
-
 def _table(df, title: str, floats: str = "{:.4g}"):
+    """A DataFrame as a rich table: numbers right-aligned, floats with 4 significant digits."""
     from rich.table import Table
 
     t = Table(title=title)
@@ -70,6 +42,7 @@ def _table(df, title: str, floats: str = "{:.4g}"):
 
 
 def _out_dir(out: Optional[Path], command: str) -> Path:
+    """--out, or results/distill-<command>; a file in the way is a one-line error."""
     out = Path(out) if out else Path("results") / f"distill-{command}"
     if out.exists() and not out.is_dir():
         raise EdgesimError(f"--out {out}: exists and is not a folder")
@@ -77,6 +50,7 @@ def _out_dir(out: Optional[Path], command: str) -> Path:
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:
+    """Comma-separated image sides of at least 8 pixels."""
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
@@ -87,6 +61,7 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
 
 
 def _check_dataset(dataset: str) -> None:
+    """'digits' or an existing folder (ImageFolder layout)."""
     if dataset != "digits" and not Path(dataset).is_dir():
         raise EdgesimError(f"--data {dataset}: not 'digits' and not a folder (ImageFolder layout root/<class>/*.png)")
 
@@ -110,9 +85,6 @@ def kd(
     out: Optional[Path] = typer.Option(None, "--out", help="folder (default results/distill-kd)"),
 ) -> None:
     """Train a teacher, distil it into a student (Hinton KD, 003), compare with the student from scratch."""
-    import pandas as pd
-
-
     for n in (teacher, student):
         if n not in known_nets():
             raise unknown_name("distillation net", n, known_nets())
@@ -121,16 +93,16 @@ def kd(
     limit = 300 if quick else None
     if quick:
         teacher_epochs, epochs = min(teacher_epochs, 1), min(epochs, 1)
-    with _Bar(f"KD {teacher} -> {student}") as bar:
+    with progress_steps() as steps:
         row = run_kd(teacher, student, data, input_size, teacher_epochs, epochs, lr, temperature, alpha, seed,
-                     baseline, limit, bar.steps)
+                     baseline, limit, steps)
     df = pd.DataFrame([row])
     write_csv(df, out / "kd.csv")
     write_json(row, out / "kd.json")
     cols = ["teacher", "student", "side_px", "teacher_accuracy", "kd_accuracy", "scratch_accuracy",
             "teacher_params", "student_params", "teacher_macs", "student_macs", "kd_time_s", "scratch_time_s"]
-    _console().print(_table(df[cols], f"KD on {row['dataset']} (MACs = FLOPs/2)"))
-    _console().print(f"wrote {out / 'kd.csv'}")
+    console().print(_table(df[cols], f"KD on {row['dataset']} (MACs = FLOPs/2)"))
+    console().print(f"wrote {out / 'kd.csv'}")
 
 @distill_app.command("head")
 def head(
@@ -160,35 +132,31 @@ def head(
     no_png: bool = typer.Option(False, "--no-png"),
 ) -> None:
     """Head network distillation with a bottleneck (002 section 3, eq. (1)); optionally profile the mimic."""
-    import pandas as pd
-
-
     _check_dataset(data)
     if profile_kind not in ("mobile", "edge", "cloud"):
         raise EdgesimError(f"--profile-kind '{profile_kind}': expected mobile, edge or cloud")
     out = _out_dir(out, "head")
     if quick:
         teacher_epochs, epochs, limit = min(teacher_epochs, 1), min(epochs, 1), limit or 300
-    with _Bar(f"head distillation of {teacher} up to {split}") as bar:
+    with progress_steps() as steps:
         rec = run_head(teacher, split, data, input_size, teacher_epochs, epochs, lr,
                        bottleneck_channels=bottleneck, teacher_checkpoint=teacher_checkpoint, seed=seed,
-                       limit=limit, out=out, progress=bar.steps)
+                       limit=limit, out=out, steps=steps)
     table = pd.DataFrame(head_table_rows(rec))
     write_csv(table, out / "table3.csv")
-    _sse_figure(rec, out / "hnd_sse.html", png=not no_png)
-    console = _console()
-    console.print(_table(table, f"002 Table 3 layout: {rec['model_id']} (student head + {rec['teacher_id']} tail)"))
-    console.print(f"bottleneck {rec['bottleneck_shape']} = {rec['bottleneck_numel']} values "
+    write_figures({"hnd_sse": _sse_figure(rec)}, out, "no" if no_png else "auto")
+    con = console()
+    con.print(_table(table, f"002 Table 3 layout: {rec['model_id']} (student head + {rec['teacher_id']} tail)"))
+    con.print(f"bottleneck {rec['bottleneck_shape']} = {rec['bottleneck_numel']} values "
                   f"({rec['data_size_pct']:.2f}% of the input); val SSE/image {rec['initial_val_sse_per_image']:.4g} "
                   f"-> {rec['val_sse_per_image'][-1] if rec['val_sse_per_image'] else float('nan'):.4g}; "
                   f"wall {rec['wall_time_s']:.1f} s")
     if export is not None:
-
         for p in export_head(rec, export):
-            console.print(f"exported {p}")
+            con.print(f"exported {p}")
     if profile_device:
         _profile_run(rec, profile_device, profile_out, profile_kind, threads, repeats)
-    console.print(f"wrote {out}")
+    con.print(f"wrote {out}")
 
 @distill_app.command("profile")
 def profile(
@@ -200,8 +168,6 @@ def profile(
     repeats: int = typer.Option(10, "--repeats", min=1),
 ) -> None:
     """Profile a finished `distill head` run (teacher and mimic, with accuracy) into a device profile."""
-    import json
-
     path = Path(run) / "head.json"
     if not path.is_file():
         raise EdgesimError(f"--run {run}: no head.json (run `edgesim distill head --out {run}` first)")
@@ -248,20 +214,20 @@ def sweep(
         cfg = st.quick(cfg)
     out = _out_dir(out, "sweep")
     start, cpu0 = time.perf_counter(), time.process_time()
-    with _Bar(f"study {study}") as bar:
+    with progress_steps() as steps:
         if study == "size":
-            long = st.size_study(cfg, bar.labelled)
+            long = st.size_study(cfg, steps)
             table, fig = st.table2(long), st.size_figure(long)
             shown = table
         elif study == "pairs":
-            long = st.pairs_study(cfg, progress=bar.labelled)
+            long = st.pairs_study(cfg, steps=steps)
             fig = st.pairs_figure(long)
             table = long[["teacher", "teacher_kind", "student", "student_kind", "teacher_accuracy", "kd_accuracy",
                           "scratch_accuracy", "kd_time_s", "accuracy_rank", "kd_time_rank", "teacher_params",
                           "student_params", "student_macs"]]
             shown = table
         else:
-            long = st.finetune_study(cfg, progress=bar.labelled)
+            long = st.finetune_study(cfg, steps=steps)
             fig = st.finetune_figure(long)
             table = long
             shown = long[["student", "params_m", "prior_finetune_accuracy", "post_finetune_accuracy", "gain",
@@ -271,15 +237,14 @@ def sweep(
     write_csv(table, out / f"{study}_table.csv")
     write_json({"study": study, "config": cfg.__dict__, "wall_time_s": wall, "cpu_time_s": cpu,
                 "ops": "MACs = torch.utils.flop_counter FLOPs / 2, batch 1"}, out / f"{study}.json")
+    write_figures({study: fig}, out, "no" if no_png else "auto")
+    console().print(_table(shown, f"003 study '{study}' on {cfg.dataset} (Ops = MACs)"))
+    console().print(f"wall {wall:.1f} s, process CPU {cpu:.1f} s; wrote {out / f'{study}_table.csv'}")
 
-    write_figure(fig, out / f"{study}.html", png=not no_png)
-    _console().print(_table(shown, f"003 study '{study}' on {cfg.dataset} (Ops = MACs)"))
-    _console().print(f"wall {wall:.1f} s, process CPU {cpu:.1f} s; wrote {out / f'{study}_table.csv'}")
 
-
-def _sse_figure(rec: dict, path: Path, png: bool) -> None:
+def _sse_figure(rec: dict):
+    """Validation and training SSE per image (002 eq. (1)) against the head-distillation epoch."""
     import plotly.graph_objects as go
-
 
     epochs = list(range(0, len(rec["val_sse_per_image"]) + 1))
     fig = go.Figure([go.Scatter(x=epochs, y=[rec["initial_val_sse_per_image"], *rec["val_sse_per_image"]],
@@ -288,24 +253,22 @@ def _sse_figure(rec: dict, path: Path, png: bool) -> None:
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(title_text="SSE per image, 002 eq. (1)", type="log")
     fig.update_layout(title=f"Head network distillation: {rec['model_id']}", template="plotly_white")
-    write_figure(fig, path, png=png)
+    return fig
 
 
 def _profile_run(rec: dict, device: str, profile_out: Optional[Path], kind: str, threads: Optional[int],
                  repeats: int) -> None:
     """Profile the run's teacher (when trained here) and its mimic into a device profile, with accuracies."""
-
     path = Path(profile_out) if profile_out else Path("profiles") / f"{device}.json"
     files = rec.get("files", {})
     side = rec["side_px"]
-    console = _console()
+    con = console()
     if rec["model_id"] == MIMIC_ID:
         jobs = [(TEACHER_ID, rec["teacher_accuracy"], "teacher", {"checkpoint": files.get("teacher")}),
                 (MIMIC_ID, rec["mimic_accuracy"], "mimic",
                  {"checkpoint": files.get("mimic"), "split": rec["split_point"],
                   "bottleneck_channels": rec["bottleneck_channels"]})]
     else:  # a mimic id of profilers/models/mimic.py
-
         if rec["model_id"] not in entries():
             raise EdgesimError(f"model '{rec['model_id']}' is not registered, so it cannot be profiled; profiling "
                                f"supports digits runs ({MIMIC_ID}) and the mimic ids of 002")
@@ -313,9 +276,9 @@ def _profile_run(rec: dict, device: str, profile_out: Optional[Path], kind: str,
                  {"head_checkpoint": files.get("head"), "teacher_checkpoint": files.get("teacher")})]
     for model_id, acc, which, kwargs in jobs:
         kwargs = {k: v for k, v in kwargs.items() if v}
-        with _Bar(f"profiling {model_id}") as bar:
+        with progress_steps() as steps:
             mp = profile_into(model_id, device, path, acc, accuracy_source(rec, which), kind, threads, repeats,
-                              progress=bar.steps, input_size=side, **kwargs)
+                              progress=steps(f"profiling {model_id}"), input_size=side, **kwargs)
         sp = mp.split_points
-        console.print(f"{model_id}: accuracy {acc:.4f}, total {mp.total_flops / 1e6:.1f} MFLOPs, "
+        con.print(f"{model_id}: accuracy {acc:.4f}, total {mp.total_flops / 1e6:.1f} MFLOPs, "
                       f"full run {sp[-1].head_latency.median_s * 1e3:.2f} ms median -> {path}")

@@ -7,8 +7,10 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
+import pandas as pd
 import typer
 
+from edgesim.cli.console import progress_steps
 from edgesim.studies.dmd import adapters, deferral, digits
 from edgesim.studies.dmd.digits import TASKS
 from edgesim.studies.dmd.generate import generate
@@ -21,15 +23,6 @@ from profilers.models import build
 
 dmd_app = typer.Typer(add_completion=False, no_args_is_help=True,
                       help="Dual-Model Distillation (seed paper 000): agreement data, switcher, deferral curves, Table 1.")
-
-
-def _progress():
-    """A rich progress bar on stderr."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=Console(stderr=True), transient=True)
 
 
 def _adapter(spec: str, checkpoint: Optional[str], hidden_layer: Optional[str], question: str):
@@ -51,7 +44,6 @@ def _adapter(spec: str, checkpoint: Optional[str], hidden_layer: Optional[str], 
         raise EdgesimError(f"model folder {path}: model_type '{model_type}' not supported; known: vilt, llava_next_video")
     import torch.nn as nn
 
-
     sm = build(spec, checkpoint=checkpoint)
     net = nn.Sequential(*sm.blocks)
     c, h, w = sm.input_shape
@@ -63,9 +55,7 @@ def _adapter(spec: str, checkpoint: Optional[str], hidden_layer: Optional[str], 
 def _samples(dataset: str, task: str, seed: int, fall_class: Optional[str], missing_label: str):
     """Samples from 'digits' (the DMD pool of sklearn's digits) or a YOLO fall-detection folder."""
     if dataset == "digits":
-
-        return digits.dmd_samples(digits.load_digits_data(task, seed=seed))
-
+        return digits.dmd_samples(digits.demo_data(task, seed=seed))
     if not Path(dataset).is_dir():
         raise EdgesimError(f"dataset '{dataset}': expected 'digits' or a YOLO export folder")
     return load_fall_samples(dataset, fall_class, missing_label)
@@ -90,24 +80,16 @@ def generate_cmd(
     seed: int = typer.Option(0),
 ) -> None:
     """Run both models on every sample and record hidden features, predictions and agreement (000 section 2, A.2)."""
-
     samples = _samples(dataset, task, seed, fall_class, missing_label)
     e = _adapter(edge, edge_checkpoint, hidden_layer, question)
     c = _adapter(cloud, cloud_checkpoint, None, question)
-    with _progress() as prog:
-        t = prog.add_task("DMD generate", total=len(samples))
-        trace = generate(samples, e, c, hidden_layer=hidden_layer, batch_size=batch_size, test_fraction=test_fraction, seed=seed,
-                         on_batch=lambda n: prog.advance(t, n))
+    with progress_steps() as steps:
+        trace = generate(samples, e, c, hidden_layer=hidden_layer, batch_size=batch_size, test_fraction=test_fraction,
+                         seed=seed, progress=steps("DMD generate: samples"))
     write_trace_parquet(trace, out)
     if json_out:
         write_dmd_json(trace, json_out)
     typer.echo(f"{len(trace)} samples, agreement {100 * trace['agree'].mean():.1f}% -> {out}")
-
-
-def _read_trace(path: Path):
-    """Parquet trace, one-line errors."""
-
-    return read_trace_parquet(path)
 
 
 @dmd_app.command("train")
@@ -122,11 +104,10 @@ def train_cmd(
     seed: int = typer.Option(0),
 ) -> None:
     """Train the switcher on the train split (000 A.3) and choose its threshold on train (000 A.4)."""
-
-    trace = _read_trace(trace_path)
-    with _progress() as prog:
-        t = prog.add_task("switcher epochs", total=epochs)
-        model, cfg, result = fit_switcher(trace, epochs, patience, seed, on_epoch=lambda *_: prog.advance(t))
+    trace = read_trace_parquet(trace_path)
+    with progress_steps() as steps:
+        model, cfg, result = fit_switcher(trace, epochs, patience, seed,
+                                          progress=steps("switcher training: batches (early stopping may end it)"))
     scored = add_switcher_score(trace, model, cfg)
     train = scored[scored["split"] == "train"].reset_index(drop=True) if "split" in scored.columns else scored
     info = deferral.choose_threshold(train, "switcher", strategy, offload_fraction, threshold)
@@ -145,8 +126,7 @@ def evaluate_cmd(
     seed: int = typer.Option(0),
 ) -> None:
     """Score the trace with the switcher, then deferral curves (train/test), curve areas and Table 1 rows (000 A.4)."""
-
-    trace = _read_trace(trace_path)
+    trace = read_trace_parquet(trace_path)
     model, cfg = load_switcher(switcher / "switcher.safetensors", switcher / "switcher.json")
     scored = add_switcher_score(trace, model, cfg)
     if cfg.threshold_info:
@@ -158,7 +138,8 @@ def evaluate_cmd(
     write_trace_parquet(scored, out / "dmd_scored.parquet")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        write_evaluation(ev, out, png=png, provenance={"trace": str(trace_path), "switcher": str(switcher)})
+        write_evaluation(ev, out, png="auto" if png else "no",
+                         provenance={"trace": str(trace_path), "switcher": str(switcher)})
     for w in caught:
         typer.echo(f"warning: {w.message}", err=True)
     typer.echo(ev.table1[["approach", "f1_pct", "accuracy_pct", "large_model_pct"]].to_string(index=False, float_format=lambda v: f"{v:.1f}"))
@@ -177,19 +158,15 @@ def demo_cmd(
     cloud: str = typer.Option("host-2threads", help="device running the large model in the replay (same choices; e.g. cloud-gpu)"),
 ) -> None:
     """Embedded DMD demo on scikit-learn's bundled digits: models, DMD data, switcher, curves, Table 1 with simulated time/energy, report."""
-
     if task not in TASKS:
         raise EdgesimError(f"--task '{task}': expected one of {', '.join(TASKS)}")
-    with _progress() as prog, warnings.catch_warnings(record=True) as caught:
+    with progress_steps() as steps, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        t = prog.add_task("DMD demo", total=4)
-        summary = run_demo(out, seed=seed, fast=fast, task=task, png=png, mobile=mobile, cloud_device=cloud,
-                           progress=lambda _d, adv, _tot: prog.advance(t, adv))
+        summary = run_demo(out, seed=seed, fast=fast, task=task, png="auto" if png else "no", mobile=mobile,
+                           cloud_device=cloud, steps=steps)
     for w in caught:
         if "PNG" in str(w.message):
             typer.echo(f"warning: {w.message}", err=True)
-    import pandas as pd
-
     table = pd.DataFrame(summary["table1"])
     typer.echo(f"Table 1 of 000 on the digits test split; F1/accuracy/% large from the trace, time and energy simulated "
                f"({summary['replay_devices']['mobile']} -> WAN -> {summary['replay_devices']['cloud']}; energy: "

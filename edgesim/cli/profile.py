@@ -1,83 +1,40 @@
-"""`edgesim profile`: measure a model on this host and print a Table-2-like summary."""
+"""`edgesim profile`, `edgesim profile show` and `edgesim derive`: parse options, call profilers.profiling, print."""
 
 from __future__ import annotations
 
 import json
-import os
+import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from profilers.catalog import CATALOG_DIR, FACTS_PATH, list_devices, load_device
-from profilers.derive import load_facts
-from profilers.energy import ENERGY_CHOICES
 from profilers.errors import EdgesimError
-from profilers.measure import (
-    MeasureOptions,
-    assumed_host_power,
-    check_torch_device,
-    host_busy,
-    host_hardware,
-    host_provenance,
-    measure_model,
-    resolve_split_points,
+from profilers.models.sources import ModelRequest
+from profilers.profiling import (
+    derive_profiles,
+    device_row,
+    device_rows,
+    list_split_points,
+    model_rows,
+    parse_input_size,
+    profile_model_rows,
+    run_profile,
+    split_rows,
 )
-from profilers.models import build, entries
-from profilers.schema import DeviceProfile, load_profile, merge_model
+from profilers.schema import load_profile
 
-KINDS = ("mobile", "edge", "cloud")
-
-
-def parse_input_size(text: Optional[str]) -> Optional[tuple[int, int]]:
-    """'H,W' or 'S' -> (H, W); one line on anything else."""
-    if text is None:
-        return None
-    parts = [p.strip() for p in text.replace("x", ",").split(",") if p.strip()]
-    try:
-        sizes = [int(p) for p in parts]
-    except ValueError:
-        sizes = []
-    if len(sizes) == 1:
-        sizes *= 2
-    if len(sizes) != 2 or min(sizes) < 1:
-        raise EdgesimError(f"--input-size '{text}': expected H,W (e.g. 224,224)")
-    return sizes[0], sizes[1]
+__all__ = ["derive", "device_rows", "model_rows", "profile", "show"]
 
 
-def check_writable(path: Path) -> None:
-    """One line if path cannot be written (its nearest existing folder is not writable or it is a folder)."""
-    if path.is_dir():
-        raise EdgesimError(f"cannot write {path}: it is a folder")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise EdgesimError(f"cannot write {path}: folder {parent} is not writable")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise EdgesimError(f"cannot write {path}: file is not writable")
+def _warn(message: str) -> None:
+    print(f"edgesim: warning: {' '.join(message.split())}", file=sys.stderr)
 
 
-def split_rows(mp) -> list[dict]:
-    """Per split point: the columns of 002 Table 2 / Fig. 1 (size % of the float32 input, cumulative FLOPs %)."""
-    in_bytes = mp.input_bytes.get("float32") or 4 * mp.input_numel
-    rows = []
-    for sp in mp.split_points:
-        row = {
-            "split_point": sp.name,
-            "layer_index": sp.layer_index,
-            "output_shape": "x".join(str(s) for s in sp.output_shape),
-            "size_pct": 100.0 * sp.output_bytes["float32"] / in_bytes,
-            "zlib_pct": (100.0 * sp.output_bytes["zlib_float32"] / in_bytes) if "zlib_float32" in sp.output_bytes else None,
-            "head_gflops": sp.head_flops / 1e9,
-            "head_flops_pct": 100.0 * sp.head_flops / mp.total_flops if mp.total_flops else 0.0,
-        }
-        for part, stats in (("head", sp.head_latency), ("tail", sp.tail_latency)):
-            row[f"{part}_median_ms"] = stats.median_s * 1e3 if stats else None
-            row[f"{part}_p5_ms"] = stats.p5_s * 1e3 if stats else None
-            row[f"{part}_p95_ms"] = stats.p95_s * 1e3 if stats else None
-        rows.append(row)
-    return rows
+def _console():
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 160)
 
 
 def split_table(mp, title: str = ""):
@@ -101,128 +58,89 @@ def split_table(mp, title: str = ""):
     return table
 
 
-def device_rows(catalog_dir: Optional[Path] = None) -> list[dict]:
-    """One row per catalog device: name, kind, processor, provenance and the models profiled."""
-
-    folder = catalog_dir or CATALOG_DIR
-    rows = []
-    for name in list_devices(folder):
-        dev = load_device(Path(folder) / f"{name}.json")
-        hw = dev.hardware
-        rows.append({
-            "name": dev.name,
-            "kind": dev.kind,
-            "processor": hw.cpu_model + (f" + {hw.accelerator}" if hw.accelerator else ""),
-            "cores": hw.cores,
-            "memory_gb": hw.memory_gb,
-            "provenance": dev.provenance.kind,
-            "models": ", ".join(sorted(dev.models)),
-        })
-    return rows
 
 
-def model_rows() -> list[dict]:
-    """One row per registered model: id, family, description."""
+def _candidates_table(model_label: str, rows: list[dict]):
+    from rich.table import Table
 
-    return [{"model_id": e.model_id, "family": e.family, "description": e.description}
-            for e in sorted(entries().values(), key=lambda e: e.model_id)]
-
-
-def _power_and_kind(device_name: str, kind: Optional[str], cores: int):
-    """Power model and kind from device_facts.json when it names this device, else a stated assumption."""
-
-    if FACTS_PATH.is_file():
-
-        facts = load_facts(FACTS_PATH)
-        if device_name in facts:
-            return facts[device_name].power, kind or facts[device_name].kind
-    return assumed_host_power(cores), kind or "edge"
+    table = Table(title=f"{model_label}: split point candidates (single-tensor cuts; * = the model's own stages, "
+                        "kept by --split-points auto)")
+    for col in ("split point", "stage", "output shape", "float32 KiB"):
+        table.add_column(col, justify="left" if col != "float32 KiB" else "right")
+    for row in rows:
+        size = row["float32_bytes"]
+        table.add_row(row["split_point"], "*" if row["stage"] else "", row["output_shape"],
+                      "-" if size is None else f"{size / 1024:.1f}")
+    return table
 
 
-def run_profile(model_id: str, device_name: str, split_points: str = "auto", repeats: int = 10, warmup: int = 2,
-                threads: Optional[int] = None, torch_device: str = "cpu", input_size: Optional[str] = None,
-                out: Optional[Path] = None, energy: str = "auto", kind: Optional[str] = None,
-                checkpoint: Optional[str] = None, shapes_only: bool = False, show_progress: bool = True):
-    """Build, measure and merge one model into a device profile; returns (ModelProfile, path)."""
+def show(path: Path) -> None:
+    """Print what a profile holds: the device, and per model how it was measured and its split points."""
+    from rich.table import Table
 
-    if kind is not None and kind not in KINDS:
-        raise EdgesimError(f"unknown device kind '{kind}'; known: {', '.join(KINDS)}")
-    if energy not in ENERGY_CHOICES:
-        raise EdgesimError(f"unknown energy method '{energy}'; known: {', '.join(ENERGY_CHOICES)}")
-    out = Path(out) if out else Path("profiles") / f"{device_name}.json"
-    check_writable(out)
-    if out.exists():
-        load_profile(out)  # a corrupt existing profile fails before any measuring and stays unchanged
-    check_torch_device(torch_device)
-    size = parse_input_size(input_size)
-    kwargs = {"input_size": size} if size else {}
-    if checkpoint:
-        kwargs["checkpoint"] = checkpoint
-    if shapes_only:
-        kwargs["shapes_only"] = True
-    model = build(model_id, **kwargs)
-    resolve_split_points(model, split_points)
-    hardware = host_hardware(torch_device)
-    if torch_device.startswith("cuda"):
-        hardware = hardware.model_copy(update={"memory_bandwidth_gbs": None})
-        hardware.sources.pop("memory_bandwidth_gbs", None)
-    power, kind = _power_and_kind(device_name, kind, hardware.cores)
-
-    busy = host_busy() if not shapes_only else None
-    if busy:
-        import sys
-
-        print(f"edgesim: warning: {busy}", file=sys.stderr)
-    options = MeasureOptions(split_points=split_points, repeats=repeats, warmup=warmup, threads=threads,
-                             torch_device=torch_device, energy=energy)
-    if show_progress:
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        with Progress(TextColumn(f"profiling {model_id}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
-            task = bar.add_task("runs", total=None)
-            mp = measure_model(model, options, power,
-                               progress=lambda done, total: bar.update(task, completed=done, total=total))
-    else:
-        mp = measure_model(model, options, power)
-    import torch
-
-    provenance = host_provenance(mp.threads or torch.get_num_threads(), torch_device)
-    device = DeviceProfile(name=device_name, kind=kind, hardware=hardware, power=power, provenance=provenance)
-    merge_model(out, device, mp)
-    return mp, out
+    dev = load_profile(path)
+    console = _console()
+    row = device_row(dev)
+    console.print(f"{path}: device '{row['name']}' ({row['kind']}, {row['provenance']}): {row['processor']}, "
+                  f"{row['cores']} cores, {row['memory_gb']} GB; power {dev.power.idle_w:g}-{dev.power.active_w:g} W")
+    table = Table(title="models")
+    cols = ("model_id", "measurement", "input", "weights", "gflops", "split_points", "full_ms", "energy_method")
+    for col in cols:
+        table.add_column(col.replace("_", " "))
+    for r in profile_model_rows(dev):
+        table.add_row(*[("-" if r[c] is None else f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]))
+                        for c in cols])
+    console.print(table)
+    for mp in dev.models.values():
+        console.print(split_table(mp))
 
 
 def profile(
-    model: str = typer.Argument(..., help="registered model id (edgesim list models)"),
-    device_name: str = typer.Option(..., "--device-name", help="name of the device profile to write"),
-    split_points: str = typer.Option("auto", "--split-points", help="auto or comma-separated split point names"),
+    model: Optional[str] = typer.Argument(None, help="registered id, torchvision:NAME (or a bare torchvision name), "
+                                          "timm:NAME, hf:PATH; or 'show FILE' to print a profile"),
+    show_path: Optional[Path] = typer.Argument(None, hidden=True),
+    device_name: Optional[str] = typer.Option(None, "--device-name", help="name of the device profile to write"),
+    model_file: Optional[str] = typer.Option(None, "--model-file", help="FILE.py:FACTORY returning an nn.Module"),
+    split_points: str = typer.Option("auto", "--split-points", help="auto, all or comma-separated names"),
+    list_points: bool = typer.Option(False, "--list-split-points", help="print the candidates; time nothing"),
     repeats: int = typer.Option(10, "--repeats", min=1),
     warmup: int = typer.Option(2, "--warmup", min=0),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads (default: torch's)"),
     device: str = typer.Option("cpu", "--device", help="torch device: cpu or cuda"),
-    input_size: Optional[str] = typer.Option(None, "--input-size", help="H,W of the input image"),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help="H,W (C,H,W with --model-file)"),
     out: Optional[Path] = typer.Option(None, "--out", help="profile JSON (default profiles/<device-name>.json)"),
-    energy: str = typer.Option("auto", "--energy", help="auto, nvml, rapl or estimate"),
+    energy: str = typer.Option("auto", "--energy", help="auto, required, nvml, rapl or estimate (Zeus counters)"),
     kind: Optional[str] = typer.Option(None, "--kind", help="mobile, edge or cloud (default edge)"),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="local state_dict or .safetensors"),
     shapes_only: bool = typer.Option(False, "--shapes-only", help="meta tensors: FLOPs and sizes, no timing"),
     json_out: bool = typer.Option(False, "--json", help="print the split-point rows as JSON"),
 ) -> None:
-    """Measure MODEL on this host and add it to a device profile (002 section 2, Table 2)."""
-    from rich.console import Console
-
-    mp, path = run_profile(model, device_name, split_points, repeats, warmup, threads, device, input_size, out,
-                           energy, kind, checkpoint, shapes_only)
+    """Measure MODEL on this host and add it to a device profile (002 section 2, Table 2); `profile show FILE`."""
+    if model == "show":
+        if show_path is None:
+            raise EdgesimError("edgesim profile show FILE: give the profile file to print")
+        show(show_path)
+        return
+    if show_path is not None:
+        raise EdgesimError(f"unexpected argument '{show_path}' after MODEL '{model}'")
+    request = ModelRequest(spec=model, model_file=model_file, input_size=parse_input_size(input_size),
+                           checkpoint=checkpoint, split_points=split_points, shapes_only=shapes_only)
+    if list_points:
+        rows = list_split_points(request, _warn)
+        if json_out:
+            typer.echo(json.dumps(rows, indent=1))
+        else:
+            _console().print(_candidates_table(model or model_file or "", rows))
+        return
+    if not device_name:
+        raise EdgesimError("give --device-name NAME (the device profile to write), or --list-split-points")
+    mp, path = _run_with_progress(request, device_name, repeats, warmup, threads, device, out, energy, kind)
     if json_out:
         typer.echo(json.dumps(split_rows(mp), indent=1))
         return
-    import sys
-
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = _console()
     console.print(split_table(mp))
-    extra = []
+    extra = [f"weights: {mp.checkpoint}"]
     if mp.peak_memory_bytes is not None:
         extra.append(f"peak memory {mp.peak_memory_bytes / 2**20:.1f} MiB")
     if mp.cpu_utilisation_percent is not None:
@@ -234,3 +152,27 @@ def profile(
         extra.append(f"input JPEG q{mp.jpeg_quality}: {jpeg} B ({100 * jpeg / mp.input_bytes['float32']:.1f}% of float32)")
     console.print("; ".join(extra))
     console.print(f"wrote {path}")
+
+
+def _run_with_progress(request, device_name, repeats, warmup, threads, device, out, energy, kind):
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    label = request.spec or request.model_file
+    with Progress(TextColumn(f"profiling {label}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("runs", total=None)
+        return run_profile(request, device_name, repeats, warmup, threads, device, out, energy, kind,
+                           progress=lambda done, total: bar.update(task, completed=done, total=total), warn=_warn)
+
+
+def derive(
+    profile_path: Path = typer.Argument(..., help="a measured profile (edgesim profile ... --out FILE)"),
+    devices: list[str] = typer.Option(..., "--device", help="catalog device (device_facts.json); repeatable"),
+    out: Optional[Path] = typer.Option(None, "--out", help="FILE.json for one device, a folder for several "
+                                       "(default profiles/<device>.json)"),
+) -> None:
+    """Derive the models of a measured profile onto catalog devices with the catalog's method (profilers.derive)."""
+    for path in derive_profiles(profile_path, devices, out):
+        dev = load_profile(path)
+        typer.echo(f"wrote {path}: {dev.name} ({dev.kind}, derived) with {', '.join(sorted(dev.models))}")

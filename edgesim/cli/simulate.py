@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import signal
 import sys
 from pathlib import Path
 from typing import Optional
 
+import pandas as pd
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
+from edgesim.cli.console import console, progress_steps
 from edgesim.cli.profile import device_rows, model_rows
+from edgesim.report.html import column_unit, fmt_sig
 from edgesim.report.outputs import write_plots_and_report
+from edgesim.report.stability import unstable_warnings
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_text
 from profilers.schema import profile_json_schema
@@ -20,28 +29,8 @@ from simulator.devices import resolve_devices
 from simulator.link import load_rate_trace
 from simulator.policies import make_policy, policy_entries
 from simulator.results import finished_points, load_results, python_command, run_to_folder, staging_dir
-from simulator.runner import load_dataset
+from simulator.workload import load_dataset
 from simulator.scenario import apply_overrides, load_scenario, parse_value, scenario_json_schema, sweep_points
-
-
-def _console():
-    from rich.console import Console
-
-    return Console()
-
-
-def _progress(description: str):
-    """A rich progress bar with a callback(done, total) for the core to report through."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=_console(), transient=False, disable=not sys.stderr.isatty() and os.environ.get("CI") == "true")
-    task = bar.add_task(description, total=None)
-
-    def update(done: int, total: int) -> None:
-        bar.update(task, completed=done, total=total)
-
-    return bar, update
 
 
 def _parse_sets(sets: list[str]) -> dict:
@@ -59,20 +48,52 @@ def _sigterm_as_interrupt(signum, frame):  # noqa: ARG001
     raise KeyboardInterrupt
 
 
+PNG_HELP = ("--png: PNG figures too, an error if they cannot be made (needs kaleido and Chromium); --no-png: HTML "
+            "only; neither: the scenario's outputs.png (auto: PNG where Chromium works, else one warning)")
+
+
+def _png_mode(png: Optional[bool]) -> Optional[str]:
+    """--png / --no-png / neither as write_figures' png mode ('yes', 'no', or None for the scenario's)."""
+    return None if png is None else ("yes" if png else "no")
+
+
+def _refuse_changes_on_resume(resume: Path, scenario: Optional[Path], out: Optional[Path], sets: list[str],
+                              engine: Optional[str]) -> None:
+    """A resumed run is the saved scenario: anything that would change it (or move it) is one line, not ignored."""
+    given = [name for name, value in (("a scenario argument", scenario), ("--out", out), ("--set", sets),
+                                      ("--engine", engine)) if value]
+    if given:
+        raise EdgesimError(f"--resume {resume}: {' and '.join(given)} cannot be combined with --resume: a resumed run "
+                           f"is the saved scenario ({staging_dir(resume) / 'scenario.yaml'}) into the same folder; "
+                           f"to change it, start a new run with --out")
+
+
 def run(
-    scenario: Optional[Path] = typer.Argument(None, help="scenario YAML (omit with --resume)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="results folder (default results/<scenario name>)"),
-    set_: list[str] = typer.Option([], "--set", help="override a field: PATH=VALUE (repeatable)"),
-    jobs: int = typer.Option(0, "--jobs", "-j", min=0, help="parallel processes for sweep points (default 0: all cores)"),
-    engine: Optional[str] = typer.Option(None, "--engine", help="auto | simpy | fast"),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="finish an interrupted run into this folder"),
-    executor: str = typer.Option("process", "--executor", help="process (this machine) | dask"),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address (default: a LocalCluster)"),
+    scenario: Optional[Path] = typer.Argument(None, metavar="SCENARIO", help="scenario YAML (omit with --resume)",
+                                              show_default=False),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="DIR",
+                                       help="results folder (default results/<scenario name>)"),
+    set_: list[str] = typer.Option([], "--set", metavar="PATH=VALUE", show_default=False,
+                                   help="override a field, e.g. link.data_rate_mbps=20 (repeatable)"),
+    jobs: int = typer.Option(0, "--jobs", "-j", min=0, metavar="N",
+                             help="parallel processes for sweep points (default 0: all cores)"),
+    engine: Optional[str] = typer.Option(None, "--engine", metavar="auto|simpy|fast",
+                                         help="simulation engine (default: the scenario's)"),
+    resume: Optional[Path] = typer.Option(None, "--resume", metavar="DIR",
+                                          help="finish an interrupted run into this folder (its saved scenario)"),
+    overwrite: bool = typer.Option(False, "--overwrite", metavar="",
+                                   help="replace the results already in --out (kept whole until the new run ends)"),
+    png: Optional[bool] = typer.Option(None, "--png/--no-png", metavar="", show_default=False, help=PNG_HELP),
+    executor: str = typer.Option("process", "--executor", metavar="process|dask",
+                                 help="process (this machine) or dask"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDRESS",
+                                            help="Dask scheduler address (default: a LocalCluster)"),
 ) -> None:
     """Simulate a scenario: frames.parquet, summary.csv, plots and report.html in a results folder."""
 
     jobs = jobs or os.cpu_count() or 1
     if resume is not None:
+        _refuse_changes_on_resume(resume, scenario, out, set_, engine)
         target = resume
         sc = load_scenario(staging_dir(resume) / "scenario.yaml") if staging_dir(resume).exists() else None
         if sc is None:
@@ -87,18 +108,20 @@ def run(
         sc = apply_overrides(sc, overrides)
         target = out or Path("results") / sc.name
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    bar, update = _progress(f"{sc.name}: sweep points")
+    quiet = not sys.stderr.isatty() and os.environ.get("CI") == "true"
     try:
-        with bar:
+        with progress_steps(transient=False, disable=quiet) as steps:
+            update = steps(f"{sc.name}: sweep points")
             manifest = run_to_folder(sc, target, jobs=jobs, resume=resume is not None, progress=update,
                                      command=python_command(), scenario_source=str(scenario or resume),
-                                     executor=executor, scheduler=scheduler,
-                                     write_extras=write_plots_and_report)
+                                     executor=executor, scheduler=scheduler, overwrite=overwrite,
+                                     write_extras=functools.partial(write_plots_and_report, png=_png_mode(png)))
     except KeyboardInterrupt:
 
         kept = len(finished_points(staging_dir(target)))
+        again = " --overwrite" if overwrite else ""
         print(f"edgesim: interrupted; {kept} finished sweep point(s) kept in {staging_dir(target)}; "
-              f"resume with: edgesim run --resume {target}", file=sys.stderr)
+              f"resume with: edgesim run --resume {target}{again}", file=sys.stderr)
         raise typer.Exit(130)
     _print_summary(target)
     for w in manifest.get("warnings", []):
@@ -106,28 +129,42 @@ def run(
     print(f"results: {target}  (report: {target / 'report.html'}, wall time {manifest['wall_time_s']:.1f} s)")
 
 
-def _print_summary(folder: Path, metric: str = "delay_mean_s") -> None:
+#: at most this many overload warnings on the console; the report lists them all
+MAX_CONSOLE_WARNINGS = 10
 
-    summary, _, _, _ = load_results(folder)
-    _console().print(compare_table(summary, metric))
+
+def _print_summary(folder: Path, metric: str = "delay_mean_s") -> None:
+    """The metric's table on stdout, then one warning line per overloaded (point, policy) on stderr."""
+    summary, _, _, _ = load_results(folder, frames=False)
+    console().print(compare_table(summary, metric))
+    lines = unstable_warnings(summary)
+    for w in lines[:MAX_CONSOLE_WARNINGS]:
+        print(f"edgesim: warning: {w}", file=sys.stderr)
+    if len(lines) > MAX_CONSOLE_WARNINGS:
+        print(f"edgesim: warning: {len(lines) - MAX_CONSOLE_WARNINGS} more overloaded (point, policy) pairs; "
+              f"all are listed in {folder / 'report.html'}", file=sys.stderr)
 
 
 def compare_table(summary, metric: str):
-    """A rich table of policies (columns) by sweep point (rows) for one summary metric."""
-    import pandas as pd
-    from rich.table import Table
+    """A rich table of policies (columns) by sweep point (rows) for one summary metric, in the unit its title says.
 
+    Every text is escaped: '[ms]' or a policy label such as 'split [mid]' must print as written, not as markup.
+    """
     if metric not in summary.columns:
         raise EdgesimError(f"no column '{metric}' in summary.csv; known: {', '.join(summary.columns)}")
     keys = [c for c in summary.columns if c.startswith("sweep.") and not c.endswith("data_rate_mbps")]
-    index = ["mobile", "edge", "data_rate_mbps"] + [k for k in keys if k not in ("sweep.mobiles.0.device", "sweep.edge.device")]
+    index = [c for c in ("mobile", "edge", "data_rate_mbps") if c in summary.columns]
+    index += [k for k in keys if k not in ("sweep.mobiles.0.device", "sweep.edge.device")]
     policies = list(dict.fromkeys(summary["policy"]))
-    unit = " [ms]" if metric.endswith("_s") else ""
-    table = Table(title=f"{metric}{unit} by policy (simulated; summary.csv)")
+    unit, scale = column_unit(metric)
+    stored = " (summary.csv holds s)" if scale != 1.0 else ""
+    title = f"{metric}{f' [{unit}]' if unit else ''} by policy{stored}; simulated"
+    table = Table(title=escape(title))
     for col in index:
-        table.add_column(col.removeprefix("sweep."))
+        table.add_column(escape(col.removeprefix("sweep.")))
     for p in policies:
-        table.add_column(p, justify="right")
+        table.add_column(escape(str(p)), justify="right")
+    numeric = pd.api.types.is_numeric_dtype(summary[metric]) and not pd.api.types.is_bool_dtype(summary[metric])
     for _, group in summary.groupby("point", sort=True):
         first = group.iloc[0]
         cells = [("" if pd.isna(first[c]) else (f"{first[c]:g}" if isinstance(first[c], float) else str(first[c])))
@@ -137,15 +174,16 @@ def compare_table(summary, metric: str):
             v = values.get(p)
             if v is None or pd.isna(v):
                 cells.append("-")
-            elif metric.endswith("_s"):
-                cells.append(f"{v * 1e3:.4g}")
+            elif numeric:
+                cells.append(fmt_sig(float(v) * scale, 4))
             else:
-                cells.append(f"{v:.4g}")
-        table.add_row(*cells)
+                cells.append(str(v))
+        table.add_row(*[escape(c) for c in cells])
     return table
 
 
-def validate(scenario: Path = typer.Argument(..., help="scenario YAML")) -> None:
+def validate(scenario: Path = typer.Argument(..., metavar="SCENARIO", help="scenario YAML",
+                                           show_default=False)) -> None:
     """Check a scenario: fields, devices, models, split points, policies and traces, without simulating."""
 
     sc = load_scenario(scenario)
@@ -164,30 +202,48 @@ def validate(scenario: Path = typer.Argument(..., help="scenario YAML")) -> None
     print(f"{scenario}: valid ({len(points)} sweep points x {len(sc.policies)} policies x {sc.replications} replications)")
 
 
-def plot(results: Path = typer.Argument(..., help="results folder"),
-         png: str = typer.Option("auto", "--png", help="auto | yes | no")) -> None:
+def plot(results: Path = typer.Argument(..., metavar="RESULTS", help="results folder", show_default=False),
+         png: Optional[bool] = typer.Option(None, "--png/--no-png", metavar="", show_default=False,
+                                            help=PNG_HELP)) -> None:
     """Regenerate the plots and report.html of a results folder from its summary and frames."""
 
-    summary, _, manifest, sc = load_results(results)
-    warnings = write_plots_and_report(results, sc, summary, manifest, png=png)
+    summary, _, manifest, sc = load_results(results, frames=False)
+    warnings = write_plots_and_report(results, sc, summary, manifest, png=_png_mode(png))
     for w in warnings:
         print(f"edgesim: warning: {w}", file=sys.stderr)
     print(f"plots: {results / 'plots'}  report: {results / 'report.html'}")
 
 
-def compare(results: Path = typer.Argument(..., help="results folder"),
-            metric: str = typer.Option("delay_mean_s", "--metric", help="any summary.csv column")) -> None:
+def compare(results: Path = typer.Argument(..., metavar="RESULTS", help="results folder", show_default=False),
+            metric: str = typer.Option("delay_mean_s", "--metric", metavar="COLUMN",
+                                       help="any summary.csv column")) -> None:
     """A table of policies by data rate (and device combination) for one metric."""
     _print_summary(results, metric)
 
 
-def list_(what: str = typer.Argument(..., help="devices | models | policies")) -> None:
-    """List catalog devices, registered models or policies."""
-    from rich.table import Table
+#: the widest a processor name gets in `edgesim list devices` without --wide
+PROCESSOR_CHARS = 28
 
+
+def short_processor(text: str, limit: int = PROCESSOR_CHARS) -> str:
+    """A processor description as its names only: '(quad-core)' and '@ 2.0 GHz' dropped, cut to limit with '…'."""
+    short = re.sub(r"\s*\([^)]*\)", "", text)
+    short = re.sub(r"\s*@[^+,]*", "", short)
+    short = re.sub(r",[^+]*", "", short)
+    short = " ".join(short.split())
+    return short if len(short) <= limit else short[: limit - 1].rstrip() + "…"
+
+
+def list_(what: str = typer.Argument(..., metavar="devices|models|policies", help="what to list",
+                                     show_default=False),
+          wide: bool = typer.Option(False, "--wide", "-w", metavar="",
+                                    help="full texts (processor descriptions, model lists), however wide")) -> None:
+    """List catalog devices, registered models or policies."""
     if what == "devices":
 
         rows = device_rows()
+        if not wide:
+            rows = [{**r, "processor": short_processor(str(r.get("processor", "")))} for r in rows]
     elif what == "models":
 
         rows = model_rows()
@@ -198,14 +254,15 @@ def list_(what: str = typer.Argument(..., help="devices | models | policies")) -
         raise EdgesimError(f"unknown list '{what}'; known: devices, models, policies")
     table = Table(title=what)
     for col in rows[0] if rows else []:
-        table.add_column(col)
+        table.add_column(col, overflow="fold" if wide else "ellipsis", no_wrap=not wide and col != "what")
     for row in rows:
-        table.add_row(*[str(v) for v in row.values()])
-    _console().print(table)
+        table.add_row(*[escape(str(v)) for v in row.values()])
+    (Console(width=10_000) if wide else console()).print(table)
 
 
-def schema(what: str = typer.Argument(..., help="scenario | profile"),
-           out: Optional[Path] = typer.Option(None, "--out", help="write to this file instead of stdout")) -> None:
+def schema(what: str = typer.Argument(..., metavar="scenario|profile", help="which schema", show_default=False),
+           out: Optional[Path] = typer.Option(None, "--out", metavar="FILE",
+                                              help="write to this file instead of stdout")) -> None:
     """Print (or write) the JSON Schema of scenario YAMLs or device profiles, for editors."""
 
     if what == "scenario":

@@ -19,6 +19,7 @@ from typing import Literal, Mapping, Optional
 
 import pandas as pd
 
+from edgesim.report.stability import unstable_warnings
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_bytes, atomic_write_text
 
@@ -173,7 +174,7 @@ def _figure_note(name: str, fig) -> str:
     return title or ""
 
 
-def _fmt_sig(v: float, digits: int = 3) -> str:
+def fmt_sig(v: float, digits: int = 3) -> str:
     """A number with `digits` significant digits, no exponent for everyday magnitudes."""
     if v == 0:
         return "0"
@@ -184,6 +185,16 @@ def _fmt_sig(v: float, digits: int = 3) -> str:
 
 
 _TIME_COL = re.compile(r"_s(_|$)")
+#: units of the other summary columns people read, by how the column name ends
+_UNIT_SUFFIXES = (("_j_per_frame", "J/frame"), ("_j", "J"), ("_w", "W"), ("_fps", "frames/s"), ("_mbps", "Mbit/s"),
+                  ("bytes_per_frame", "bytes/frame"), ("_bytes", "bytes"))
+
+
+def column_unit(col: str) -> tuple[str, float]:
+    """(unit, scale) a summary column is shown in: times in ms (x 1000), others as stored; '' when unitless."""
+    if _TIME_COL.search(col):
+        return "ms", 1e3
+    return next((unit for suffix, unit in _UNIT_SUFFIXES if col.endswith(suffix)), ""), 1.0
 
 
 def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
@@ -201,15 +212,15 @@ def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
             fmt = lambda v: f"{v:.3f}"  # noqa: E731
         elif _TIME_COL.search(col):
             name, scale = _TIME_COL.sub(lambda m: "_ms" + m.group(1), col, count=1), 1e3
-            fmt = _fmt_sig
+            fmt = fmt_sig
         elif col == "bytes_per_frame" or pd.api.types.is_integer_dtype(s):
             fmt = lambda v: f"{v:,.0f}"  # noqa: E731
         elif "_j" in col or col.endswith("_fps"):
-            fmt = _fmt_sig
+            fmt = fmt_sig
         elif col.endswith("_mbps"):
             fmt = lambda v: f"{v:g}"  # noqa: E731
         else:
-            fmt = lambda v: _fmt_sig(v, 4)  # noqa: E731
+            fmt = lambda v: fmt_sig(v, 4)  # noqa: E731
         out[name] = [("–" if not math.isfinite(float(v)) else fmt(float(v) * scale)) for v in s]
     return pd.DataFrame(out, index=summary.index)
 
@@ -232,7 +243,21 @@ table.t{border-collapse:collapse;font-size:.82em}
 table.t td,table.t th{padding:2px 7px;border-bottom:1px solid #e4e4e4;text-align:right;white-space:nowrap}
 table.t th{background:#f5f5f5;position:sticky;top:0} table.t tr:hover td{background:#fafafa}
 table.m th{text-align:left} table.m td{text-align:left;white-space:normal;word-break:break-word}
+div.warn{border:2px solid #c62828;background:#fdecea;padding:.4em 1em;margin:1em 0;max-width:75em}
+div.warn li{margin:.2em 0}
 """
+
+
+def _warning_box(summary: pd.DataFrame) -> list[str]:
+    """A visible box listing the (point, policy) pairs whose queues never settle; nothing when all are stable."""
+    lines = unstable_warnings(summary)
+    if not lines:
+        return []
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return [f"<div class='warn' role='alert'><strong>Overloaded stations ({len(lines)}):</strong> offered load "
+            "(arrival rate x mean service demand, per server) at or above 1 means no steady state; lower the frame "
+            "rate, add servers or shorten service times before reading delays or gains from these rows."
+            f"<ul>{items}</ul></div>"]
 
 
 def report_html(figures: Mapping[str, object], summary: pd.DataFrame, manifest: Mapping, title: str) -> str:
@@ -242,7 +267,7 @@ def report_html(figures: Mapping[str, object], summary: pd.DataFrame, manifest: 
         "<!doctype html>", "<html lang='en'><head><meta charset='utf-8'>",
         f"<title>{esc(title)}</title>", f"<style>{_CSS}</style>",
         f"<script charset='utf-8' src='{PLOTLYJS_NAME}'></script>", "</head><body>",
-        f"<h1>{esc(title)}</h1>", f"<p class='note'>{esc(GAIN_DEFINITION)}</p>",
+        f"<h1>{esc(title)}</h1>", *_warning_box(summary), f"<p class='note'>{esc(GAIN_DEFINITION)}</p>",
     ]
     if figures:
         parts.append("<nav><ul>" + "".join(f"<li><a href='#sec-{file_stem(n)}'>{esc(n)}</a></li>" for n in figures)

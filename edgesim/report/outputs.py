@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -18,17 +19,17 @@ def policy_models(scenario: Scenario) -> list[str]:
     """The models the scenario's policies run, in order, without repeats."""
     models: list[str] = []
     for spec in scenario.policies:
-        if spec.edge_model or spec.cloud_model:
-            ids = [spec.edge_model, spec.cloud_model]
-        else:
-            ids = [spec.model or (f"{scenario.model}-mimic" if spec.name == "mimic" else scenario.model)]
-        models += [m for m in ids if m and m not in models]
+        models += [m for m in spec.models(scenario.model) if m and m not in models]
     return models
 
 
 def write_plots_and_report(folder: Path, scenario: Scenario, summary: pd.DataFrame, manifest: dict,
                            png: Optional[str] = None) -> list[str]:
-    """Write plots (HTML, and PNG where Chromium works) and report.html into folder; returns warnings."""
+    """Write plots (HTML, and PNG where Chromium works) and report.html into folder; returns warnings.
+
+    png: "auto" | "yes" | "no", default the scenario's outputs.png. A failed PNG export comes back once, in the
+    returned warnings for the caller to print, not also as a Python warning.
+    """
 
     frames_path = folder / "frames.parquet"
     frames = pd.read_parquet(frames_path) if frames_path.exists() else None
@@ -40,6 +41,8 @@ def write_plots_and_report(folder: Path, scenario: Scenario, summary: pd.DataFra
         except EdgesimError:  # inline-only scenarios have no per-layer profile to draw
             continue
     figs = plots.build_figures(summary, frames, profiles)
-    written = report.write_figures(figs, folder / "plots", png or scenario.outputs.png)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="PNG export failed", category=RuntimeWarning)
+        written = report.write_figures(figs, folder / "plots", png or scenario.outputs.png)
     report.write_report(folder, figs, summary, manifest, title=f"edgesim: {scenario.name}")
     return list(getattr(written, "warnings", []))

@@ -26,7 +26,7 @@ GAINS = {
     "gain_vs_offload": ("offload", "full offloading (Org. ES)"),
     "gain_vs_local": ("local", "local processing (Org. MD)"),
 }
-#: Per-frame delay components in pipeline order; they sum to delay_s (runner.frame_table).
+#: Per-frame delay components in pipeline order; they sum to delay_s (simulator.frames.frame_table).
 COMPONENTS = (
     ("mobile_queue_s", "mobile queue"), ("head_s", "head"), ("uplink_queue_s", "uplink queue"),
     ("transfer_s", "transfer"), ("propagation_s", "propagation"), ("server_queue_s", "server queue"),

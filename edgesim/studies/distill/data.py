@@ -1,6 +1,6 @@
 """Offline image data for distillation: scikit-learn's bundled 8x8 digits or a local ImageFolder, as tensors.
 
-Digits (1797 images, 10 classes, sklearn.datasets.load_digits, no download) are scaled to [0, 1], optionally
+Digits (1797 images, 10 classes, edgesim.studies.data.load_digits, no download) are scaled to [0, 1], optionally
 upsampled (bilinear) to the side an architecture needs and replicated to 3 channels for RGB models, then
 normalised to [-1, 1]. A seeded stratified split gives train / val / test (60 / 20 / 20 % by default).
 """
@@ -13,6 +13,7 @@ from typing import Optional
 
 import numpy as np
 
+from edgesim.studies.data import DIGITS_CLASSES, DIGITS_SIDE_PX, load_digits, resize_images, split_indices
 from profilers.errors import EdgesimError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -54,39 +55,18 @@ class ImageData:
                 f"train/val/test {len(self.train)}/{len(self.val)}/{len(self.test)}")
 
 
-def resize_images(x, side_px: int, channels: int):
-    """Bilinear resize to side_px and replicate a single channel to `channels` (1 or 3)."""
-    import torch.nn.functional as F
-
-    if x.shape[-1] != side_px or x.shape[-2] != side_px:
-        x = F.interpolate(x, size=(side_px, side_px), mode="bilinear", align_corners=False)
-    if x.shape[1] == 1 and channels == 3:
-        x = x.repeat(1, 3, 1, 1)
-    elif x.shape[1] == 3 and channels == 1:
-        x = x.mean(dim=1, keepdim=True)
-    elif x.shape[1] != channels:
-        raise EdgesimError(f"images have {x.shape[1]} channels; cannot make {channels}")
-    return x
-
-
 def _stratified(x, y, num_classes: int, side_px: int, channels: int, seed: int,
                 val_fraction: float, test_fraction: float, source: str, limit: Optional[int]) -> ImageData:
     """Seeded stratified train/val/test split, resize and normalise."""
     import torch
-    from sklearn.model_selection import train_test_split
 
     if not 0 < val_fraction < 1 or not 0 < test_fraction < 1 or val_fraction + test_fraction >= 1:
         raise EdgesimError(f"val/test fractions {val_fraction}/{test_fraction}: each in (0, 1), sum below 1")
     idx = np.arange(len(y))
     if limit is not None and limit < len(y):
-        idx, _ = train_test_split(idx, train_size=int(limit), random_state=seed, stratify=y)
-    try:
-        rest, test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=y[idx])
-        train, val = train_test_split(rest, test_size=val_fraction / (1 - test_fraction), random_state=seed,
-                                      stratify=y[rest])
-    except ValueError:  # too few images per class to stratify (tiny test subsets): a plain seeded split
-        rest, test = train_test_split(idx, test_size=test_fraction, random_state=seed)
-        train, val = train_test_split(rest, test_size=val_fraction / (1 - test_fraction), random_state=seed)
+        idx, _ = split_indices(idx, y, seed, train_size=int(limit))
+    rest, test = split_indices(idx, y, seed, test_size=test_fraction)
+    train, val = split_indices(rest, y, seed, test_size=val_fraction / (1 - test_fraction))
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     xt = (resize_images(xt, side_px, channels) - NORM_MEAN) / NORM_STD
     yt = torch.from_numpy(y.astype(np.int64))
@@ -101,13 +81,10 @@ def _stratified(x, y, num_classes: int, side_px: int, channels: int, seed: int,
 def load_digits_data(side_px: int = 32, channels: int = 3, seed: int = 0, val_fraction: float = 0.2,
                      test_fraction: float = 0.2, limit: Optional[int] = None) -> ImageData:
     """sklearn's bundled digits as tensors, upsampled to side_px, with a seeded stratified split."""
-    from sklearn.datasets import load_digits
-
-    if side_px < 8:
-        raise EdgesimError(f"image side {side_px}: expected at least 8 (the digits are 8x8)")
-    d = load_digits()
-    x = (d.images.astype(np.float32) / 16.0)[:, None, :, :]
-    return _stratified(x, d.target.astype(np.int64), 10, side_px, channels, seed, val_fraction, test_fraction,
+    if side_px < DIGITS_SIDE_PX:
+        raise EdgesimError(f"image side {side_px}: expected at least {DIGITS_SIDE_PX} (the digits are 8x8)")
+    x, y = load_digits()
+    return _stratified(x, y, DIGITS_CLASSES, side_px, channels, seed, val_fraction, test_fraction,
                        f"sklearn digits (1797 8x8 images, bilinear to {side_px}x{side_px}, seed {seed})", limit)
 
 

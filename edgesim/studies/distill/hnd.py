@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 from edgesim.studies.distill.data import ImageData, Split, batches
-
-Progress = Callable[[int, int], None]
+from edgesim.studies.training import fit
+from profilers.progress import Progress, silent
 
 
 def hnd_loss(student_out, teacher_out):
@@ -55,6 +54,7 @@ def teacher_outputs(teacher_head, split: Split, batch_size: int = 128):
 
 
 def _sse_per_image(student, x, t, batch_size: int = 128) -> float:
+    """002 eq. (1) over (x, t) divided by the number of images, in eval mode without gradients."""
     import torch
 
     student.eval()
@@ -66,36 +66,14 @@ def _sse_per_image(student, x, t, batch_size: int = 128) -> float:
 
 
 def train_head(student, teacher_head, data: ImageData, epochs: int, lr: float = 1e-3, batch_size: int = 32,
-               seed: int = 0, progress: Optional[Progress] = None) -> HeadTrainResult:
+               seed: int = 0, progress: Progress = silent) -> HeadTrainResult:
     """Adam on 002 eq. (1) against the frozen teacher head; teacher outputs precomputed once."""
-    import torch
-
     for p in teacher_head.parameters():
         p.requires_grad_(False)
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
     t_train = teacher_outputs(teacher_head, data.train)
     t_val = teacher_outputs(teacher_head, data.val)
-    result = HeadTrainResult(initial_val_sse=_sse_per_image(student, data.val.x, t_val))
-    opt = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=lr)
-    n = len(data.train)
-    steps = (n + batch_size - 1) // batch_size
-    for epoch in range(epochs):
-        student.train()
-        total = 0.0
-        order = torch.randperm(n, generator=gen)
-        for step, i in enumerate(range(0, n, batch_size)):
-            j = order[i:i + batch_size]
-            loss = hnd_loss(student(data.train.x[j]), t_train[j])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach())
-            if progress is not None:
-                progress(epoch * steps + step + 1, epochs * steps)
-        result.train_sse.append(total / n)
-        result.val_sse.append(_sse_per_image(student, data.val.x, t_val))
-    student.eval()
-    result.time_s = time.perf_counter() - start
-    return result
+    initial = _sse_per_image(student, data.val.x, t_val)
+    history = fit(student, hnd_loss, data.train.x, t_train, epochs, lr, batch_size, seed, batch_mean=False,
+                  validate=lambda: _sse_per_image(student, data.val.x, t_val), progress=progress)
+    return HeadTrainResult(history.train_loss, history.val, initial, time.perf_counter() - start)

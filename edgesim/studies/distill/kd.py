@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Optional
 
 from edgesim.studies.distill.data import ImageData, Split, batches
+from edgesim.studies.training import fit
 from profilers.errors import EdgesimError
-
-Progress = Callable[[int, int], None]
+from profilers.progress import Progress, Steps, silent, silent_steps
 
 DEFAULT_TEMPERATURE = 4.0  # ours: 003 does not state T or alpha; 4 and 0.9 are common choices
 DEFAULT_ALPHA = 0.9
@@ -66,8 +66,6 @@ def count_flops(net, input_shape: tuple[int, ...]) -> int:
     return int(counter.get_total_flops())
 
 
-
-
 def predict_logits(net, split: Split, batch_size: int = 256):
     """Logits of net on every image of split, in eval mode without gradients."""
     import torch
@@ -102,48 +100,22 @@ class TrainResult:
 def train_classifier(net, data: ImageData, epochs: int, lr: float = 1e-3, batch_size: int = 64, seed: int = 0,
                      teacher_logits=None, temperature: float = DEFAULT_TEMPERATURE, alpha: float = DEFAULT_ALPHA,
                      params: Optional[list] = None, weight_decay: float = 0.0,
-                     progress: Optional[Progress] = None) -> TrainResult:
+                     progress: Progress = silent) -> TrainResult:
     """Adam on hard labels (teacher_logits None) or on the KD loss against precomputed teacher logits.
 
     params restricts the trained parameters (fine-tuning the classifier only); the rest stays frozen.
     """
-    import torch
+    import torch.nn.functional as F
 
-    if epochs < 0:
-        raise EdgesimError(f"epochs {epochs}: must be 0 or more")
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    trainable = params if params is not None else [p for p in net.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(trainable, lr=lr, weight_decay=weight_decay)
-    n = len(data.train)
-    index = torch.arange(n)
-    history = []
-    start = time.perf_counter()
-    steps_per_epoch = (n + batch_size - 1) // batch_size
-    for epoch in range(epochs):
-        net.train()
-        total, count = 0.0, 0
-        order = torch.randperm(n, generator=gen)
-        for step, i in enumerate(range(0, n, batch_size)):
-            j = index[order[i:i + batch_size]]
-            x, y = data.train.x[j], data.train.y[j]
-            logits = net(x)
-            if teacher_logits is None:
-                loss = torch.nn.functional.cross_entropy(logits, y)
-            else:
-                loss = kd_loss(logits, teacher_logits[j], y, temperature, alpha)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(j)
-            count += len(j)
-            if progress is not None:
-                progress(epoch * steps_per_epoch + step + 1, epochs * steps_per_epoch)
-        history.append({"epoch": epoch + 1, "train_loss": total / max(count, 1),
-                        "val_accuracy": accuracy(net, data.val)})
-    elapsed = time.perf_counter() - start
-    net.eval()
-    return TrainResult(accuracy(net, data.val), accuracy(net, data.test), elapsed, epochs, history)
+    if teacher_logits is None:
+        loss_fn, targets = F.cross_entropy, data.train.y
+    else:
+        loss_fn, targets = (lambda s, y, t: kd_loss(s, t, y, temperature, alpha)), (data.train.y, teacher_logits)
+    history = fit(net, loss_fn, data.train.x, targets, epochs, lr, batch_size, seed, params, weight_decay,
+                  validate=lambda: accuracy(net, data.val), progress=progress)
+    rows = [{"epoch": e + 1, "train_loss": loss, "val_accuracy": acc}
+            for e, (loss, acc) in enumerate(zip(history.train_loss, history.val))]
+    return TrainResult(accuracy(net, data.val), accuracy(net, data.test), history.time_s, epochs, rows)
 
 
 @dataclass
@@ -178,8 +150,7 @@ class KDRecord:
 def distill(teacher, student, data: ImageData, teacher_name: str, student_name: str, teacher_accuracy: float,
             epochs: int, lr: float = 1e-3, batch_size: int = 64, temperature: float = DEFAULT_TEMPERATURE,
             alpha: float = DEFAULT_ALPHA, seed: int = 0, baseline_student=None,
-            teacher_logits=None, teacher_flops: Optional[int] = None,
-            progress: Optional[Progress] = None) -> KDRecord:
+            teacher_logits=None, teacher_flops: Optional[int] = None, steps: Steps = silent_steps) -> KDRecord:
     """KD from a frozen teacher into student; optionally the same student architecture from scratch, same budget.
 
     kd_time_s counts the teacher's forward passes over the training set (once, no augmentation) and the
@@ -191,10 +162,11 @@ def distill(teacher, student, data: ImageData, teacher_name: str, student_name: 
         teacher_logits = predict_logits(teacher, data.train)
     teacher_time = time.perf_counter() - start
     res = train_classifier(student, data, epochs, lr, batch_size, seed, teacher_logits, temperature, alpha,
-                           progress=progress)
+                           progress=steps(f"KD {teacher_name} -> {student_name}"))
     scratch_acc = scratch_time = None
     if baseline_student is not None:
-        base = train_classifier(baseline_student, data, epochs, lr, batch_size, seed)
+        base = train_classifier(baseline_student, data, epochs, lr, batch_size, seed,
+                                progress=steps(f"{student_name} from scratch"))
         scratch_acc, scratch_time = base.test_accuracy, base.train_time_s
     shape = data.input_shape
     if teacher_flops is None:

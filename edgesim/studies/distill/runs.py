@@ -9,14 +9,21 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from edgesim.studies.distill.data import load_data
 from edgesim.studies.distill.hnd import train_head
 from edgesim.studies.distill.kd import accuracy, count_flops, count_params, distill, freeze, train_classifier
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_bytes, atomic_write_text
-from profilers.measure import MeasureOptions, assumed_host_power, host_hardware, host_provenance, measure_model
+from profilers.measure import (
+    INT8_HEADER_BYTES,
+    MeasureOptions,
+    assumed_host_power,
+    host_hardware,
+    host_provenance,
+    measure_model,
+)
 from profilers.models import build
 from profilers.models.mimic import _TEACHERS, build_student_head, teacher_split
 from profilers.models.nets import make_net
@@ -28,10 +35,8 @@ from profilers.models.students import (
     make_mimic,
     split_teacher,
 )
+from profilers.progress import Progress, Steps, silent, silent_steps
 from profilers.schema import DeviceProfile, load_profile, merge_model
-
-Progress = Callable[[int, int], None]
-INT8_HEADER_BYTES = 8  # float32 scale + int32 zero point, as profilers/measure.py counts int8 tensors
 
 
 def save_state(module, path: Path) -> Path:
@@ -39,19 +44,16 @@ def save_state(module, path: Path) -> Path:
     from safetensors.torch import save
 
     state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-
     return atomic_write_bytes(path, save(state))
 
 
 def write_json(obj, path: Path) -> Path:
     """Pretty JSON, atomically."""
-
     return atomic_write_text(path, json.dumps(obj, indent=1, default=str) + "\n")
 
 
 def write_csv(df, path: Path) -> Path:
     """A DataFrame as CSV, atomically."""
-
     return atomic_write_text(path, df.to_csv(index=False))
 
 
@@ -60,21 +62,20 @@ def write_csv(df, path: Path) -> Path:
 
 def run_kd(teacher: str, student: str, dataset: str = "digits", side_px: int = 32, teacher_epochs: int = 3,
            epochs: int = 3, lr: float = 3e-3, temperature: float = 4.0, alpha: float = 0.9, seed: int = 0,
-           baseline: bool = True, limit: Optional[int] = None, progress: Optional[Progress] = None) -> dict:
+           baseline: bool = True, limit: Optional[int] = None, steps: Steps = silent_steps) -> dict:
     """Train a teacher on hard labels, distil it into student (003 section III), and the scratch baseline."""
     import torch
-
 
     data = load_data(dataset, side_px, 3, seed, limit)
     torch.manual_seed(seed)
     t_net = make_net(teacher, data.num_classes, side_px)
-    t_res = train_classifier(t_net, data, teacher_epochs, lr, seed=seed)
+    t_res = train_classifier(t_net, data, teacher_epochs, lr, seed=seed, progress=steps(f"teacher {teacher}"))
     torch.manual_seed(seed + 1)
     s_net = make_net(student, data.num_classes, side_px)
     torch.manual_seed(seed + 1)
     b_net = make_net(student, data.num_classes, side_px) if baseline else None
     rec = distill(t_net, s_net, data, teacher, student, t_res.test_accuracy, epochs, lr, temperature=temperature,
-                  alpha=alpha, seed=seed, baseline_student=b_net, progress=progress)
+                  alpha=alpha, seed=seed, baseline_student=b_net, steps=steps)
     row = rec.row()
     row.update(teacher_train_time_s=t_res.train_time_s, teacher_epochs=teacher_epochs, dataset=data.describe())
     return row
@@ -84,6 +85,7 @@ def run_kd(teacher: str, student: str, dataset: str = "digits", side_px: int = 3
 
 
 def _numel_bytes(numel: int) -> dict:
+    """Bytes of a tensor of numel values sent as float32 or as per-tensor int8 (profilers.measure's count)."""
     return {"float32": 4 * numel, "int8": numel + INT8_HEADER_BYTES}
 
 
@@ -91,7 +93,7 @@ def run_head(teacher: str = "resnet18", split: str = "layer2", dataset: str = "d
              teacher_epochs: int = 3, epochs: int = 10, lr: float = 1e-3, teacher_lr: float = 1e-3,
              bottleneck_channels: Optional[int] = None, teacher_checkpoint: Optional[str] = None,
              seed: int = 0, limit: Optional[int] = None, out: Optional[Path] = None,
-             progress: Optional[Progress] = None) -> dict:
+             steps: Steps = silent_steps) -> dict:
     """002 section 3 end to end: teacher, student head by eq. (1), mimic = student head + teacher tail.
 
     teacher 'resnet18' trains a 10-class ResNet-18 on the data first (unless teacher_checkpoint); a mimic id
@@ -99,7 +101,6 @@ def run_head(teacher: str = "resnet18", split: str = "layer2", dataset: str = "d
     teacher_checkpoint: a 1000-class ImageNet network, so its accuracy on digits is only a code-path check).
     """
     import torch
-
 
     t0 = time.perf_counter()
     if teacher == "resnet18" and split not in ("layer1", "layer2", "layer3", "layer4"):
@@ -110,10 +111,10 @@ def run_head(teacher: str = "resnet18", split: str = "layer2", dataset: str = "d
     if teacher == "resnet18":
         t_net = build_teacher_net(teacher_checkpoint)
         if data.num_classes != 10:
-
             t_net = make_net("resnet18", data.num_classes, side_px)
         if not teacher_checkpoint:
-            res = train_classifier(t_net, data, teacher_epochs, teacher_lr, seed=seed)
+            res = train_classifier(t_net, data, teacher_epochs, teacher_lr, seed=seed,
+                                   progress=steps(f"teacher {teacher}"))
             teacher_time = res.train_time_s
         freeze(t_net)
         teacher_acc = accuracy(t_net, data.test)
@@ -124,7 +125,6 @@ def run_head(teacher: str = "resnet18", split: str = "layer2", dataset: str = "d
         model_id, teacher_id = (MIMIC_ID, TEACHER_ID) if dataset == "digits" else (f"resnet18-mimic-{Path(dataset).name}", f"resnet18-{Path(dataset).name}")
         whole_teacher = t_net
     elif teacher in _TEACHERS:
-
         teacher_id, split = teacher_split(teacher)
         sm = build(teacher_id, input_size=side_px, checkpoint=teacher_checkpoint)
         k = dict(sm.split_points)[split]
@@ -143,7 +143,8 @@ def run_head(teacher: str = "resnet18", split: str = "layer2", dataset: str = "d
     else:
         raise EdgesimError(f"unknown head-distillation teacher '{teacher}'; known: resnet18, {', '.join(sorted(_TEACHERS))}")
 
-    hnd = train_head(student, head, data, epochs, lr, seed=seed, progress=progress)
+    hnd = train_head(student, head, data, epochs, lr, seed=seed,
+                     progress=steps(f"head network distillation of {teacher} up to {split}"))
     mimic = make_mimic(student, tail)
     freeze(mimic)
     mimic_acc = accuracy(mimic, data.test)
@@ -216,10 +217,9 @@ def head_table_rows(rec: dict) -> list[dict]:
 
 def profile_into(model_id: str, device_name: str, profile_out: Path, accuracy: Optional[float],
                  accuracy_source: str, kind: str = "edge", threads: Optional[int] = None, repeats: int = 10,
-                 warmup: int = 2, progress: Optional[Progress] = None, **build_kwargs):
+                 warmup: int = 2, progress: Progress = silent, **build_kwargs):
     """Measure a registered model (profilers/measure.py) and merge it, with its accuracy, into a device profile."""
     import torch
-
 
     if kind not in ("mobile", "edge", "cloud"):
         raise EdgesimError(f"unknown device kind '{kind}'; known: mobile, edge, cloud")
@@ -255,7 +255,6 @@ def export_head(rec: dict, folder: Path) -> list[Path]:
     The registered resnet18-mimic-digits reads its split point and bottleneck channels from the record and its
     student head from the weights (small: about 0.45 MB); the teacher tail is not exported (about 43 MB).
     """
-
     folder = Path(folder)
     files = rec.get("files", {})
     head = Path(files.get("head", ""))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, Optional
+from typing import Optional
 
 from edgesim.studies.distill.data import ImageData, Split, load_data
 from edgesim.studies.distill.kd import (
@@ -30,8 +30,7 @@ from edgesim.studies.distill.kd import (
 from profilers.errors import EdgesimError
 from profilers.models.nets import classifier_params, is_vit, make_net
 from profilers.models.vgg import STUDENTS, TEACHER_CFGS
-
-Progress = Callable[[str, int, int], None]  # (label, done, total)
+from profilers.progress import Steps, silent_steps
 
 STUDIES = ("size", "pairs", "finetune")
 SIZE_STUDENTS = ("vgg-s2", "vgg-s3", "vgg-s4", "vgg-s5", "vgg-s8")
@@ -74,15 +73,16 @@ class _Teachers:
         self.cfg = cfg
         self._cache: dict = {}
 
-    def get(self, name: str, data):
+    def get(self, name: str, data, steps: Steps = silent_steps):
+        """The teacher `name` trained on data's training split (once per side and size), with its numbers."""
         import torch
-
 
         key = (name, data.side_px, len(data.train))
         if key not in self._cache:
             torch.manual_seed(self.cfg.seed)
             net = make_net(name, data.num_classes, data.side_px)
-            res = train_classifier(net, data, self.cfg.teacher_epochs, self.cfg.lr, self.cfg.batch_size, self.cfg.seed)
+            res = train_classifier(net, data, self.cfg.teacher_epochs, self.cfg.lr, self.cfg.batch_size, self.cfg.seed,
+                                   progress=steps(f"teacher {name} at {data.side_px}px"))
             freeze(net)
             start = time.perf_counter()
             logits = predict_logits(net, data.train)
@@ -94,14 +94,14 @@ class _Teachers:
 
 
 def _data(cfg: StudyConfig, side: int):
-
+    """The study's images at side x side, RGB, with the study's seed and limit."""
     return load_data(cfg.dataset, side, 3, cfg.seed, cfg.limit)
 
 
-def _kd_row(cfg: StudyConfig, teacher: dict, teacher_name: str, student: str, data, progress=None,
-            baseline: bool = True) -> dict:
+def _kd_row(cfg: StudyConfig, teacher: dict, teacher_name: str, student: str, data, steps: Steps = silent_steps,
+            baseline: bool = True) -> tuple[dict, object]:
+    """One KD run (and optionally its scratch baseline) as a table row with the teacher's numbers, and the student."""
     import torch
-
 
     torch.manual_seed(cfg.seed + 1)
     s_net = make_net(student, data.num_classes, data.side_px)
@@ -111,7 +111,7 @@ def _kd_row(cfg: StudyConfig, teacher: dict, teacher_name: str, student: str, da
         b_net = make_net(student, data.num_classes, data.side_px)
     rec = distill(teacher["net"], s_net, data, teacher_name, student, teacher["accuracy"], cfg.epochs, cfg.lr,
                   cfg.batch_size, cfg.temperature, cfg.alpha, cfg.seed, b_net, teacher_logits=teacher["logits"],
-                  teacher_flops=teacher["flops"], progress=progress)
+                  teacher_flops=teacher["flops"], steps=steps)
     row = rec.row()
     row.update(teacher_params=teacher["params"], teacher_flops=teacher["flops"], teacher_macs=teacher["flops"] // 2,
                teacher_side_px=teacher["side_px"], kd_time_s=rec.kd_time_s + teacher["logits_time_s"],
@@ -119,17 +119,16 @@ def _kd_row(cfg: StudyConfig, teacher: dict, teacher_name: str, student: str, da
     return row, s_net
 
 
-def size_study(cfg: StudyConfig, progress: Optional[Progress] = None):
+def size_study(cfg: StudyConfig, steps: Steps = silent_steps):
     """003 Table II: params, MACs and KD accuracy per VGG student size and resolution (long format)."""
     import pandas as pd
 
     for s in cfg.students:
-
         if s not in STUDENTS and s not in TEACHER_CFGS:
             raise EdgesimError(f"size study: student '{s}' is not a VGG; known: {', '.join([*STUDENTS, *TEACHER_CFGS])}")
     teachers = _Teachers(cfg)
     t_data = _data(cfg, cfg.teacher_side_px)
-    teacher = teachers.get(cfg.teacher, t_data)
+    teacher = teachers.get(cfg.teacher, t_data, steps)
     rows = []
     total = len(cfg.students) * len(cfg.resolutions)
     for side in cfg.resolutions:
@@ -137,19 +136,15 @@ def size_study(cfg: StudyConfig, progress: Optional[Progress] = None):
         if not bool((data.train.y == t_data.train.y).all()):
             raise EdgesimError("size study: the split differs between resolutions")  # same seed, same split
         for student in cfg.students:
-            if progress:
-                progress(f"size: {student} at {side}px", len(rows), total)
-            row, _ = _kd_row(cfg, teacher, cfg.teacher, student, data, baseline=bool(cfg.baseline))
+            row, _ = _kd_row(cfg, teacher, cfg.teacher, student, data, _numbered(steps, len(rows) + 1, total),
+                             baseline=bool(cfg.baseline))
             rows.append(row)
-    if progress:
-        progress("size: done", total, total)
     return pd.DataFrame(rows)
 
 
 def table2(long):
     """Reshape the size study to 003 Table II: rows Params (M) and per resolution Accuracy / Ops (M MACs)."""
     import pandas as pd
-
 
     students = list(dict.fromkeys(long["student"]))
     label = {s: f"{s} ({STUDENTS[s][0]})" if s in STUDENTS else s for s in students}
@@ -164,23 +159,19 @@ def table2(long):
     return pd.DataFrame(out)
 
 
-def pairs_study(cfg: StudyConfig, pairs=PAIRS, progress: Optional[Progress] = None):
+def pairs_study(cfg: StudyConfig, pairs=PAIRS, steps: Steps = silent_steps):
     """003 Table I: accuracy and KD time per teacher/student architecture pair (CNN or ViT), 32x32."""
     import pandas as pd
-
 
     data = _data(cfg, cfg.teacher_side_px)
     teachers = _Teachers(cfg)
     rows = []
     for i, (t, s) in enumerate(pairs):
-        if progress:
-            progress(f"pairs: {t} -> {s}", i, len(pairs))
-        teacher = teachers.get(t, data)
-        row, _ = _kd_row(cfg, teacher, t, s, data, baseline=cfg.baseline is not False)
+        numbered = _numbered(steps, i + 1, len(pairs))
+        teacher = teachers.get(t, data, numbered)
+        row, _ = _kd_row(cfg, teacher, t, s, data, numbered, baseline=cfg.baseline is not False)
         row.update(teacher_kind="Transformer" if is_vit(t) else "CNN", student_kind="Transformer" if is_vit(s) else "CNN")
         rows.append(row)
-    if progress:
-        progress("pairs: done", len(pairs), len(pairs))
     df = pd.DataFrame(rows)
     # 003 Table I ranks: best accuracy / shortest KD time = "Best"
     df["accuracy_rank"] = df.kd_accuracy.rank(ascending=False, method="min").astype(int)
@@ -188,15 +179,14 @@ def pairs_study(cfg: StudyConfig, pairs=PAIRS, progress: Optional[Progress] = No
     return df
 
 
-def finetune_study(cfg: StudyConfig, students=FINETUNE_STUDENTS, progress: Optional[Progress] = None):
+def finetune_study(cfg: StudyConfig, students=FINETUNE_STUDENTS, steps: Steps = silent_steps):
     """003 Table III: KD on half the training images, then classifier-only fine-tuning on the other half."""
     import pandas as pd
     import torch
 
-
     data = _data(cfg, cfg.teacher_side_px)
     teachers = _Teachers(cfg)
-    teacher = teachers.get(cfg.teacher, data)
+    teacher = teachers.get(cfg.teacher, data, steps)
     gen = torch.Generator().manual_seed(cfg.seed)
     order = torch.randperm(len(data.train), generator=gen)
     half = len(order) // 2
@@ -208,9 +198,8 @@ def finetune_study(cfg: StudyConfig, students=FINETUNE_STUDENTS, progress: Optio
     kd_teacher = dict(teacher, logits=teacher["logits"][kd_idx])
     rows = []
     for i, s in enumerate(students):
-        if progress:
-            progress(f"finetune: {s}", i, len(students))
-        row, net = _kd_row(cfg, kd_teacher, cfg.teacher, s, kd_data, baseline=False)
+        numbered = _numbered(steps, i + 1, len(students))
+        row, net = _kd_row(cfg, kd_teacher, cfg.teacher, s, kd_data, numbered, baseline=False)
         before = accuracy(net, data.test)
         for p in net.parameters():
             p.requires_grad_(False)
@@ -218,16 +207,19 @@ def finetune_study(cfg: StudyConfig, students=FINETUNE_STUDENTS, progress: Optio
         for p in head:
             p.requires_grad_(True)
         ft = train_classifier(net, ft_data, cfg.finetune_epochs, cfg.lr * cfg.finetune_lr_factor, cfg.batch_size,
-                              cfg.seed, params=head)
+                              cfg.seed, params=head, progress=numbered(f"fine-tune {s}'s classifier"))
         rows.append({"student": s, "params_m": count_params(net) / 1e6, "trainable_params": sum(p.numel() for p in head),
                      "prior_finetune_accuracy": before, "post_finetune_accuracy": ft.test_accuracy,
                      "gain": ft.test_accuracy - before, "kd_time_s": row["kd_time_s"], "finetune_time_s": ft.train_time_s,
                      "kd_images": half, "finetune_images": len(ft_idx), "finetune_epochs": cfg.finetune_epochs,
                      "finetune_lr": cfg.lr * cfg.finetune_lr_factor, "teacher": cfg.teacher,
                      "teacher_accuracy": teacher["accuracy"]})
-    if progress:
-        progress("finetune: done", len(students), len(students))
     return pd.DataFrame(rows)
+
+
+def _numbered(steps: Steps, i: int, n: int) -> Steps:
+    """Steps whose labels say which of the study's n runs they belong to: '[i/n] label'."""
+    return lambda label: steps(f"[{i}/{n}] {label}")
 
 
 # ----------------------------------------------------------------------------- figures

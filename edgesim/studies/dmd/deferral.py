@@ -23,37 +23,25 @@ from simulator.deferral import (
     n_deferred,
     require_columns,
 )
+from simulator.metrics import f1_score, positive_class
 
 CURVE_METHODS = ("switcher", "uncertainty", "margin", "entropy", "random", "oracle")
 N_BUCKETS = 10  # 000 A.4: "split the results into 10 buckets"
 
 
-def f1_score(y_true: np.ndarray, y_pred: np.ndarray, average: str = "binary", pos_label: int = 1, n_classes: Optional[int] = None) -> float:
-    """F1 as scikit-learn defines it (zero_division=0): 'binary' for pos_label, or 'macro' over the classes present."""
-    y_true = np.asarray(y_true)
-    y_pred = np.asarray(y_pred)
-    if average == "binary":
-        tp = np.sum((y_pred == pos_label) & (y_true == pos_label))
-        denom = np.sum(y_pred == pos_label) + np.sum(y_true == pos_label)
-        return float(2 * tp / denom) if denom else 0.0
-    if average != "macro":
-        raise EdgesimError(f"F1 average '{average}': expected 'binary' or 'macro'")
-    classes = np.union1d(np.unique(y_true), np.unique(y_pred)) if n_classes is None else np.arange(n_classes)
-    scores = []
-    for c in classes:
-        tp = np.sum((y_pred == c) & (y_true == c))
-        denom = np.sum(y_pred == c) + np.sum(y_true == c)
-        scores.append(2 * tp / denom if denom else 0.0)
-    return float(np.mean(scores)) if scores else 0.0
+def default_positive(trace: pd.DataFrame) -> Optional[int]:
+    """The class F1 is taken for, by simulator.metrics' rule over labels and edge predictions: 1 for 0/1 labels (as
+    000's fall F1), None (macro F1) with more classes."""
+    return positive_class(np.union1d(trace["label"].to_numpy(), trace["edge_pred"].to_numpy()))
 
 
-def default_average(trace: pd.DataFrame) -> str:
-    """'binary' (positive class 1, as 000's fall F1) when labels are 0/1, else 'macro'."""
-    values = set(np.unique(trace["label"].to_numpy()).tolist()) | set(np.unique(trace["edge_pred"].to_numpy()).tolist())
-    return "binary" if values <= {0, 1} else "macro"
+def average_name(positive: Optional[int]) -> str:
+    """How F1 is averaged, for tables and figure titles: 'binary' (F1 of the positive class) or 'macro'."""
+    return "binary" if positive is not None else "macro"
 
 
-def _metrics_along(trace: pd.DataFrame, order: np.ndarray, ks: np.ndarray, average: str) -> tuple[np.ndarray, np.ndarray]:
+def _metrics_along(trace: pd.DataFrame, order: np.ndarray, ks: np.ndarray,
+                   positive: Optional[int]) -> tuple[np.ndarray, np.ndarray]:
     """F1 and accuracy of the combined prediction after deferring order[:k], for each k."""
     y = trace["label"].to_numpy()
     e = trace["edge_pred"].to_numpy()
@@ -63,7 +51,7 @@ def _metrics_along(trace: pd.DataFrame, order: np.ndarray, ks: np.ndarray, avera
         pred = e.copy()
         idx = order[:k]
         pred[idx] = c[idx]
-        f1s[i] = f1_score(y, pred, average)
+        f1s[i] = f1_score(y, pred, positive)
         accs[i] = float(np.mean(pred == y)) if len(y) else 0.0
     return f1s, accs
 
@@ -77,18 +65,18 @@ def deferral_curves(
     trace: pd.DataFrame,
     methods: Sequence[str] = CURVE_METHODS,
     fractions: Optional[Sequence[float]] = None,
-    average: Optional[str] = None,
+    positive: Optional[int] = None,
     seed: int = 0,
     random_seeds: int = 20,
 ) -> pd.DataFrame:
     """Combined F1 and accuracy vs fraction deferred per method (000 Figures 2-3), long format.
 
-    Adds 'random-mean' (mean over `random_seeds` seeds) and 'random-expected' (linear interpolation between
+    F1 is of the `positive` class (default: default_positive of the trace; None there means macro F1). Adds 'random-mean' (mean over `random_seeds` seeds) and 'random-expected' (linear interpolation between
     edge-only and cloud-only: the exact expectation for accuracy, the usual reference for F1).
     """
     require_columns(trace, ["label", "edge_pred", "cloud_pred"], "deferral curves")
     fr = curve_fractions() if fractions is None else np.asarray(fractions, dtype=float)
-    average = average or default_average(trace)
+    positive = default_positive(trace) if positive is None else positive
     n = len(trace)
     ks = np.array([n_deferred(n, f) for f in fr])
     rows = []
@@ -99,20 +87,21 @@ def deferral_curves(
 
     for m in methods:
         m = canonical_method(m)
-        f1s, accs = _metrics_along(trace, deferral_order(trace, m, seed), ks, average)
+        f1s, accs = _metrics_along(trace, deferral_order(trace, m, seed), ks, positive)
         add(m, f1s, accs)
         if m == "random":
-            runs = [_metrics_along(trace, deferral_order(trace, "random", seed + s), ks, average) for s in range(int(random_seeds))]
+            runs = [_metrics_along(trace, deferral_order(trace, "random", seed + s), ks, positive)
+                    for s in range(int(random_seeds))]
             add("random-mean", np.mean([r[0] for r in runs], axis=0), np.mean([r[1] for r in runs], axis=0))
             y = trace["label"].to_numpy()
             e = trace["edge_pred"].to_numpy()
             c = trace["cloud_pred"].to_numpy()
-            f_e, f_c = f1_score(y, e, average), f1_score(y, c, average)
+            f_e, f_c = f1_score(y, e, positive), f1_score(y, c, positive)
             a_e, a_c = float(np.mean(e == y)), float(np.mean(c == y))
             frac = ks / n if n else fr
             add("random-expected", f_e + (f_c - f_e) * frac, a_e + (a_c - a_e) * frac)
     out = pd.DataFrame(rows)
-    out.attrs["f1_average"] = average
+    out.attrs["f1_average"] = average_name(positive)
     return out
 
 
@@ -136,7 +125,7 @@ class ThresholdInfo:
     threshold: float  # score threshold of `method`: defer where score < threshold
     method_thresholds: dict = field(default_factory=dict)  # per score method, same fraction on train
     bucket_f1: list = field(default_factory=list)  # combined train F1 at k = 0..10 buckets (strategy "buckets")
-    f1_average: str = "binary"
+    f1_positive: Optional[int] = None  # the class F1 is taken for on train (default_positive); None: macro F1
 
     def to_dict(self) -> dict:
         """Plain dict for JSON."""
@@ -163,12 +152,13 @@ def threshold_at_fraction(trace: pd.DataFrame, method: str, offload_fraction: fl
     return float(-t if method == "entropy" else t)
 
 
-def bucket_f1(trace: pd.DataFrame, method: str = "switcher", average: Optional[str] = None, n_buckets: int = N_BUCKETS) -> np.ndarray:
+def bucket_f1(trace: pd.DataFrame, method: str = "switcher", positive: Optional[int] = None,
+              n_buckets: int = N_BUCKETS) -> np.ndarray:
     """Combined F1 after deferring the k lowest-score buckets, k = 0..n_buckets (000 A.4)."""
-    average = average or default_average(trace)
+    positive = default_positive(trace) if positive is None else positive
     n = len(trace)
     ks = np.array([n_deferred(n, k / n_buckets) for k in range(n_buckets + 1)])
-    f1s, _ = _metrics_along(trace, deferral_order(trace, method), ks, average)
+    f1s, _ = _metrics_along(trace, deferral_order(trace, method), ks, positive)
     return f1s
 
 
@@ -178,14 +168,14 @@ def choose_threshold(
     strategy: str = "buckets",
     offload_fraction: Optional[float] = None,
     threshold: Optional[float] = None,
-    average: Optional[str] = None,
+    positive: Optional[int] = None,
 ) -> ThresholdInfo:
     """Pick the operating point on training data: 10-bucket best combined F1 (ties: fewer deferrals), a fraction, or a threshold."""
     method = canonical_method(method)
-    average = average or default_average(train)
+    positive = default_positive(train) if positive is None else positive
     buckets: list = []
     if strategy == "buckets":
-        f1s = bucket_f1(train, method, average)
+        f1s = bucket_f1(train, method, positive)
         buckets = [float(v) for v in f1s]
         best = int(np.flatnonzero(f1s >= f1s.max() - 1e-12)[0])
         fraction = best / N_BUCKETS
@@ -204,7 +194,7 @@ def choose_threshold(
         raise EdgesimError(f"threshold strategy '{strategy}': expected buckets, fraction or threshold")
     others = {m: threshold_at_fraction(train, m, fraction) for m in SCORE_COLUMNS if SCORE_COLUMNS[m] in train.columns}
     others[method] = thr
-    return ThresholdInfo(method, strategy, float(fraction), float(thr), others, buckets, average)
+    return ThresholdInfo(method, strategy, float(fraction), float(thr), others, buckets, positive)
 
 
 TABLE1_APPROACHES = (
@@ -229,7 +219,7 @@ def table1_rows(trace_df: pd.DataFrame, threshold_info: ThresholdInfo | Mapping[
         trace = trace_df[trace_df["split"] == split].reset_index(drop=True)
         if trace.empty:
             raise EdgesimError(f"DMD trace has no rows with split '{split}'")
-    average = info.f1_average or default_average(trace)
+    positive = default_positive(trace) if info.f1_positive is None else info.f1_positive
     y = trace["label"].to_numpy()
     rows = []
     for approach, method in TABLE1_APPROACHES:
@@ -246,11 +236,11 @@ def table1_rows(trace_df: pd.DataFrame, threshold_info: ThresholdInfo | Mapping[
         rows.append({
             "approach": approach,
             "method": method,
-            "f1_pct": 100.0 * f1_score(y, pred, average),
+            "f1_pct": 100.0 * f1_score(y, pred, positive),
             "accuracy_pct": 100.0 * float(np.mean(pred == y)) if len(y) else 0.0,
             "large_model_pct": 100.0 * float(mask.mean()) if len(mask) else 0.0,
             "n_samples": int(len(trace)),
             "n_deferred": int(mask.sum()),
-            "f1_average": average,
+            "f1_average": average_name(positive),
         })
     return pd.DataFrame(rows)

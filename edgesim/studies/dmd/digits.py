@@ -13,14 +13,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgesim.studies.data import load_digits, split_indices
 from edgesim.studies.dmd.generate import Sample
+from edgesim.studies.training import fit
 from profilers.errors import EdgesimError
 from profilers.models.digits import cloud_net, edge_net
+from profilers.progress import Steps, silent_steps
 
 TASKS = ("binary", "multiclass")
 POSITIVE_DIGITS = (8, 9)
 EDGE_HIDDEN_LAYER = "hidden"  # the edge model's last hidden layer (ReLU output, 32 wide)
-CLOUD_SIDE_PX = 32
 
 
 @dataclass
@@ -39,19 +41,13 @@ class DigitsData:
         return 2 if self.task == "binary" else 10
 
 
-def load_digits_data(task: str = "binary", pretrain_fraction: float = 0.4, seed: int = 0) -> DigitsData:
+def demo_data(task: str = "binary", pretrain_fraction: float = 0.4, seed: int = 0) -> DigitsData:
     """sklearn's bundled digits (1797 images), labels for the task and a seeded stratified pretrain split."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
     if task not in TASKS:
         raise EdgesimError(f"digits task '{task}': expected one of {', '.join(TASKS)}")
-    d = load_digits()
-    images = (d.images.astype(np.float32) / 16.0)[:, None, :, :]
-    digits = d.target.astype(np.int64)
+    images, digits = load_digits()
     labels = np.isin(digits, POSITIVE_DIGITS).astype(np.int64) if task == "binary" else digits
-    idx = np.arange(len(digits))
-    pre_idx, _ = train_test_split(idx, train_size=pretrain_fraction, random_state=seed, stratify=digits)
+    pre_idx, _ = split_indices(np.arange(len(digits)), digits, seed, train_size=pretrain_fraction)
     pretrain = np.zeros(len(digits), dtype=bool)
     pretrain[pre_idx] = True
     return DigitsData(images, labels, digits, pretrain, task)
@@ -67,39 +63,17 @@ def dmd_samples(data: DigitsData, limit: int | None = None) -> list[Sample]:
     return [Sample(f"digits/{i}", torch.from_numpy(data.images[i]), int(data.labels[i])) for i in idx]
 
 
-def train_classifier(model, images: np.ndarray, labels: np.ndarray, epochs: int, lr: float, batch_size: int = 64, seed: int = 0):
-    """Plain supervised training with Adam and cross-entropy; returns the model in eval mode and per-epoch losses."""
+def train_demo_models(data: DigitsData, seed: int = 0, fast: bool = False, steps: Steps = silent_steps):
+    """Train the edge model weakly (10 epochs) and the cloud model well on the pretraining split (cross-entropy)."""
     import torch
-
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.from_numpy(np.asarray(images, dtype=np.float32))
-    y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    losses = []
-    for _ in range(int(epochs)):
-        model.train()
-        perm = torch.randperm(len(x), generator=gen)
-        total = 0.0
-        for s in range(0, len(x), batch_size):
-            b = perm[s:s + batch_size]
-            opt.zero_grad()
-            loss = loss_fn(model(x[b]), y[b])
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(b)
-        losses.append(total / len(x))
-    model.eval()
-    return model, losses
-
-
-def train_demo_models(data: DigitsData, seed: int = 0, fast: bool = False):
-    """Train the edge model weakly (few epochs) and the cloud model well on the pretraining split."""
-    import torch
+    import torch.nn.functional as F
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    x, y = data.images[data.pretrain], data.labels[data.pretrain]
-    edge, _ = train_classifier(edge_net(data.n_classes), x, y, epochs=10, lr=1e-2, seed=seed)
-    cloud, _ = train_classifier(cloud_net(data.n_classes), x, y, epochs=6 if fast else 12, lr=2e-3, seed=seed + 1)
+    x = torch.from_numpy(data.images[data.pretrain])
+    y = torch.from_numpy(data.labels[data.pretrain])
+    edge = edge_net(data.n_classes)
+    fit(edge, F.cross_entropy, x, y, epochs=10, lr=1e-2, seed=seed, progress=steps("train the edge model"))
+    cloud = cloud_net(data.n_classes)  # built after the edge model's seeded training, as its seed expects
+    fit(cloud, F.cross_entropy, x, y, epochs=6 if fast else 12, lr=2e-3, seed=seed + 1,
+        progress=steps("train the cloud model"))
     return edge, cloud

@@ -4,13 +4,15 @@ features, both predictions and whether they agree (the switcher's label, no huma
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Iterable, Optional
 
 import numpy as np
 import pandas as pd
 
+from edgesim.studies.data import split_indices
 from edgesim.studies.dmd.adapters import Adapter
 from profilers.errors import EdgesimError
+from profilers.progress import Progress, silent
 
 
 @dataclass(frozen=True)
@@ -35,19 +37,11 @@ def confidence_features(probs: np.ndarray) -> dict[str, np.ndarray]:
 
 def stratified_split(labels: np.ndarray, test_fraction: float = 0.3, seed: int = 0) -> np.ndarray:
     """'train'/'test' per sample, stratified by label when every class has at least 2 samples, seeded."""
-    from sklearn.model_selection import train_test_split
-
     labels = np.asarray(labels)
     n = len(labels)
     if not 0.0 < test_fraction < 1.0 or n < 2:
         raise EdgesimError(f"test fraction {test_fraction} with {n} samples: expected 0 < fraction < 1 and at least 2 samples")
-    idx = np.arange(n)
-    counts = np.unique(labels, return_counts=True)[1]
-    strat = labels if counts.min() >= 2 else None
-    try:
-        _, test_idx = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=strat)
-    except ValueError:
-        _, test_idx = train_test_split(idx, test_size=test_fraction, random_state=seed)
+    _, test_idx = split_indices(np.arange(n), labels, seed, test_size=test_fraction)
     split = np.full(n, "train", dtype=object)
     split[test_idx] = "test"
     return split
@@ -73,16 +67,18 @@ def generate(
     batch_size: int = 64,
     test_fraction: float = 0.3,
     seed: int = 0,
-    on_batch: Optional[Callable[[int], None]] = None,
+    progress: Progress = silent,
 ) -> pd.DataFrame:
     """The DMD trace: one row per sample with both models' outputs, agreement, split and a 'hidden' column (000 A.2).
 
     hidden_layer defaults to the edge adapter's default_hidden_layer; 'hidden' holds float32 vectors of equal width.
+    progress counts samples (total 0 when the dataset has no length).
     """
     layer = hidden_layer or getattr(edge_adapter, "default_hidden_layer", None)
     if not layer:
         raise EdgesimError("DMD generation needs the edge model's hidden layer name (e.g. 'classifier.2' for ViLT)")
     cols: dict[str, list] = {k: [] for k in ("sample_id", "label", "edge_prob", "cloud_prob", "hidden")}
+    total = len(dataset) if hasattr(dataset, "__len__") else 0
     for batch in _batches(dataset, int(batch_size)):
         images = [s.image for s in batch]
         e_probs, hidden = edge_adapter.predict(images, hidden_layer=layer)
@@ -94,8 +90,7 @@ def generate(
         cols["edge_prob"].append(np.asarray(e_probs))
         cols["cloud_prob"].append(np.asarray(c_probs))
         cols["hidden"] += [np.asarray(h, dtype=np.float32) for h in hidden]
-        if on_batch:
-            on_batch(len(batch))
+        progress(len(cols["sample_id"]), total)
     if not cols["sample_id"]:
         raise EdgesimError("DMD generation: the dataset has no samples")
     e = confidence_features(np.concatenate(cols["edge_prob"]))

@@ -8,22 +8,22 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
+from edgesim.report.html import PngMode, write_figures
 from edgesim.studies.dmd import deferral, digits
 from edgesim.studies.dmd.adapters import TorchClassifierAdapter
 from edgesim.studies.dmd.generate import generate, hidden_matrix
-from edgesim.studies.dmd.plots import curves_figure, report_html, write_figure
+from edgesim.studies.dmd.plots import curves_figure, report_html
 from edgesim.studies.dmd.records import write_dmd_json, write_trace_parquet
 from edgesim.studies.dmd.replay import check_devices, replay
 from edgesim.studies.dmd.switcher import SwitcherConfig, save_switcher, switcher_scores, train_switcher
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_bytes, atomic_write_text
-
-Progress = Callable[[str, int, int], None]  # (task, advance, total)
+from profilers.progress import Progress, Steps, silent, silent_steps
 
 
 def _train_rows(trace: pd.DataFrame) -> pd.DataFrame:
@@ -36,11 +36,13 @@ def _train_rows(trace: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
-def fit_switcher(trace: pd.DataFrame, epochs: int = 100, patience: int = 10, seed: int = 0, on_epoch=None):
+def fit_switcher(trace: pd.DataFrame, epochs: int = 100, patience: int = 10, seed: int = 0,
+                 progress: Progress = silent):
     """Train the switcher on the train split's hidden features and agreement labels (000 A.3)."""
     train = _train_rows(trace)
     return train_switcher(hidden_matrix(train), train["agree"].to_numpy(dtype=np.float32),
-                          hidden_layer=str(trace.attrs.get("hidden_layer", "")), epochs=epochs, patience=patience, seed=seed, on_epoch=on_epoch)
+                          hidden_layer=str(trace.attrs.get("hidden_layer", "")), epochs=epochs, patience=patience,
+                          seed=seed, progress=progress)
 
 
 def add_switcher_score(trace: pd.DataFrame, model, config: SwitcherConfig) -> pd.DataFrame:
@@ -60,9 +62,9 @@ class Evaluation:
     info: deferral.ThresholdInfo
 
 
-def evaluate(trace: pd.DataFrame, info: deferral.ThresholdInfo, seed: int = 0, average: Optional[str] = None, n_points: int = 101) -> Evaluation:
+def evaluate(trace: pd.DataFrame, info: deferral.ThresholdInfo, seed: int = 0, n_points: int = 101) -> Evaluation:
     """Deferral curves and their areas on train and test (000 Figures 2-3) and Table 1 rows on test."""
-    average = average or info.f1_average or deferral.default_average(trace)
+    positive = deferral.default_positive(trace) if info.f1_positive is None else info.f1_positive
     curves, areas = [], []
     splits = ["train", "test"] if "split" in trace.columns else [None]
     for split in splits:
@@ -70,21 +72,21 @@ def evaluate(trace: pd.DataFrame, info: deferral.ThresholdInfo, seed: int = 0, a
         if part.empty:
             continue
         methods = [m for m in deferral.CURVE_METHODS if m not in deferral.SCORE_COLUMNS or deferral.SCORE_COLUMNS[m] in part.columns]
-        c = deferral.deferral_curves(part, methods, deferral.curve_fractions(n_points), average, seed)
+        c = deferral.deferral_curves(part, methods, deferral.curve_fractions(n_points), positive, seed)
         c.insert(0, "split", split or "all")
         curves.append(c)
         a = deferral.curve_area(c, "f1").merge(deferral.curve_area(c, "accuracy"), on="method")
         a.insert(0, "split", split or "all")
         areas.append(a)
     curves_df = pd.concat(curves, ignore_index=True)
-    curves_df.attrs["f1_average"] = average
+    curves_df.attrs["f1_average"] = deferral.average_name(positive)
     table = deferral.table1_rows(trace, info, split="test" if "test" in splits else None, seed=seed)
     return Evaluation(curves_df, pd.concat(areas, ignore_index=True), table, info)
 
 
-def write_evaluation(ev: Evaluation, out: Path, png: bool = True, provenance: Optional[dict] = None,
+def write_evaluation(ev: Evaluation, out: Path, png: PngMode = "auto", provenance: Optional[dict] = None,
                      extra_figures: Sequence = (), write_table1: bool = True) -> list[Path]:
-    """curves.csv, curve_areas.csv, table1.csv, threshold.json, curves_<split>.html (+png) and report.html.
+    """curves.csv, curve_areas.csv, table1.csv, threshold.json, curves_<split>.html (+png per `png`) and report.html.
 
     extra_figures (e.g. the replay's Figures 4 and 5) are appended to report.html only; write_table1=False
     when the replay has already written table1.csv with its time and energy columns."""
@@ -95,15 +97,15 @@ def write_evaluation(ev: Evaluation, out: Path, png: bool = True, provenance: Op
                atomic_write_text(out / "threshold.json", json.dumps(ev.info.to_dict(), indent=2) + "\n")]
     if write_table1:
         written.append(atomic_write_text(out / "table1.csv", ev.table1.to_csv(index=False)))
-    figs = []
+    figs = {}
     for split, g in ev.curves.groupby("split", sort=False):
         g = g.drop(columns="split")
         g.attrs["f1_average"] = ev.curves.attrs.get("f1_average", "")
-        fig = curves_figure(g, f"DMD deferral curves, {split} split (000 Figure {2 if split == 'train' else 3})", ev.info.offload_fraction)
-        written += write_figure(fig, out / f"curves_{split}.html", png=png)
-        figs.append(fig)
+        figs[f"curves_{split}"] = curves_figure(
+            g, f"DMD deferral curves, {split} split (000 Figure {2 if split == 'train' else 3})", ev.info.offload_fraction)
+    written += [path for paths in write_figures(figs, out, png).values() for path in paths]
     written.append(atomic_write_text(out / "report.html", report_html(ev.table1, ev.areas, ev.info.to_dict(),
-                                                                      figs + list(extra_figures), provenance or {})))
+                                                                      [*figs.values(), *extra_figures], provenance or {})))
     return written
 
 
@@ -114,32 +116,28 @@ def _save_state(model, path: Path) -> Path:
     return atomic_write_bytes(path, save({k: v.detach().contiguous() for k, v in model.state_dict().items()}))
 
 
-def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "binary", png: bool = True,
-             progress: Optional[Progress] = None, mobile: str = "host-1thread", cloud_device: str = "host-2threads") -> dict:
+def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "binary", png: PngMode = "auto",
+             steps: Steps = silent_steps, mobile: str = "host-1thread", cloud_device: str = "host-2threads") -> dict:
     """The embedded DMD demo on sklearn's digits: train edge/cloud, DMD, switcher, threshold, curves, Table 1, report.
 
     Table 1's time and energy come from replaying the test split in the simulator (edgesim.studies.dmd.replay) with the
     two models profiled on `mobile` and `cloud_device` (measured host names or device_facts.json entries)."""
     import torch
 
-
-
     check_devices(mobile, cloud_device)  # before minutes of training, not after
     out = Path(out)
-    step = progress or (lambda *_: None)
     t0 = time.perf_counter()
     torch.manual_seed(seed)
-    data = digits.load_digits_data(task, seed=seed)
-    step("train edge and cloud models", 0, 4)
-    edge, cloud = digits.train_demo_models(data, seed=seed, fast=fast)
+    data = digits.demo_data(task, seed=seed)
+    edge, cloud = digits.train_demo_models(data, seed=seed, fast=fast, steps=steps)
     _save_state(edge, out / "edge.safetensors")
     _save_state(cloud, out / "cloud.safetensors")
-    step("train edge and cloud models", 1, 4)
     samples = digits.dmd_samples(data, limit=400 if fast else None)
     trace = generate(samples, TorchClassifierAdapter(edge, digits.EDGE_HIDDEN_LAYER), TorchClassifierAdapter(cloud),
-                     batch_size=128, test_fraction=0.3, seed=seed)
-    step("train edge and cloud models", 1, 4)
-    model, cfg, result = fit_switcher(trace, epochs=30 if fast else 300, patience=5 if fast else 20, seed=seed)
+                     batch_size=128, test_fraction=0.3, seed=seed,
+                     progress=steps("run both models on the DMD samples (000 A.2)"))
+    model, cfg, result = fit_switcher(trace, epochs=30 if fast else 300, patience=5 if fast else 20, seed=seed,
+                                      progress=steps("train the switcher (000 A.3)"))
     trace = add_switcher_score(trace, model, cfg)
     train = trace[trace["split"] == "train"].reset_index(drop=True)
     info = deferral.choose_threshold(train, "switcher", "buckets")
@@ -148,7 +146,6 @@ def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "bi
     write_trace_parquet(trace, out / "dmd.parquet")
     write_dmd_json(trace, out / "dmd.json")
     ev = evaluate(trace, info, seed=seed)
-    step("train edge and cloud models", 1, 4)
     provenance = {
         "data": f"scikit-learn bundled digits (1797 8x8 images), task '{task}'"
                 + (" (positive = digit 8 or 9, positive-class F1)" if task == "binary" else " (macro F1)")
@@ -158,9 +155,12 @@ def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "bi
         "threshold": f"10-bucket strategy on train (000 A.4): defer {100 * info.offload_fraction:.0f}% (switcher score < {info.threshold:.4f})",
         "measured": f"{time.strftime('%Y-%m-%d %H:%M:%S')} on {platform.node()} ({platform.machine()}), seed {seed}, fast={fast}",
     }
+    replaying = steps("profile both models and replay the test split in the simulator")
+    replaying(0, 1)
     replayed = replay(out, out / "dmd.parquet", info, out / "edge.safetensors", out / "cloud.safetensors",
                       n_classes=2 if task == "binary" else 10, mobile=mobile, cloud=cloud_device,
-                      repeats=5 if fast else 20, seed=seed, png="auto" if png else "no")
+                      repeats=5 if fast else 20, seed=seed, png=png)
+    replaying(1, 1)
     ev.table1 = replayed.table1  # the trace's F1 / accuracy / % large, plus the simulator's time and energy
     write_evaluation(ev, out, png=png, provenance={**provenance, **replayed.provenance},
                      extra_figures=list(replayed.figures.values()), write_table1=False)
@@ -174,5 +174,4 @@ def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "bi
         "wall_s": time.perf_counter() - t0,
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    step("train edge and cloud models", 1, 4)
     return summary

@@ -1,21 +1,15 @@
 """Figures and the HTML report of the DMD demo (000 Figures 2-3: combined F1 vs % of data deferred).
 
-HTML is always written; PNG only if kaleido can start a local Chromium (a warning otherwise, never an error).
+The figure files are written by edgesim.report.html.write_figures; this module builds the figures and the report page.
 """
 
 from __future__ import annotations
 
 import html
-import os
-import warnings
-from pathlib import Path
 from typing import Optional
 
 import pandas as pd
 
-from profilers.io import atomic_write_bytes, atomic_write_text
-
-CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 LABELS = {
     "switcher": "Ours (switcher)", "uncertainty": "Uncertainty: max prob [14]", "margin": "Uncertainty: margin [14]",
     "entropy": "Uncertainty: entropy [14]", "random": "Random (seed)", "random-mean": "Random (mean over seeds)",
@@ -42,28 +36,6 @@ def curves_figure(curves: pd.DataFrame, title: str, chosen_fraction: Optional[fl
     fig.update_yaxes(title_text="%")
     fig.update_layout(title=title, width=1100, height=450, template="plotly_white")
     return fig
-
-
-def _enable_local_chromium() -> None:
-    """Point kaleido (choreographer) at the system Chromium; never download one."""
-    if "BROWSER_PATH" not in os.environ:
-        for p in CHROMIUM_PATHS:
-            if Path(p).is_file():
-                os.environ["BROWSER_PATH"] = p
-                break
-
-
-def write_figure(fig, html_path: str | Path, png: bool = True) -> list[Path]:
-    """Write the figure as standalone HTML (plotly.js inlined) and, if possible, PNG next to it."""
-    html_path = Path(html_path)
-    written = [atomic_write_text(html_path, fig.to_html(include_plotlyjs=True, full_html=True))]
-    if png:
-        try:
-            _enable_local_chromium()
-            written.append(atomic_write_bytes(html_path.with_suffix(".png"), fig.to_image(format="png")))
-        except Exception as exc:  # kaleido/chromium missing or failing: PNG is optional
-            warnings.warn(f"PNG for {html_path.name} not written: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", stacklevel=2)
-    return written
 
 
 def _table_html(df: pd.DataFrame) -> str:

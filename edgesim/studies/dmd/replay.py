@@ -33,8 +33,8 @@ from profilers.measure import (
 )
 from profilers.models import build
 from profilers.schema import DeviceProfile, save_profile
-from simulator.runner import run
 from simulator.scenario import Scenario
+from simulator.sweep import run
 
 EDGE_ID, CLOUD_ID = "dmd-digits-edge", "dmd-digits-cloud"
 

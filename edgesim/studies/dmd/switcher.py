@@ -9,12 +9,16 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
+from edgesim.studies.data import split_indices
+from edgesim.studies.training import fit
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_bytes, atomic_write_text
+from profilers.progress import Progress, silent
+from simulator.metrics import f1_score
 
 HIDDEN_SIZES = (512, 128)  # 000 A.3
 DROPOUT = 0.3  # 000 A.3
@@ -51,16 +55,6 @@ class SwitcherConfig:
     metrics: dict = field(default_factory=dict)
 
 
-@dataclass
-class TrainResult:
-    """Training history: per-epoch train loss and validation loss, and the epoch whose weights were kept."""
-
-    train_loss: list
-    val_loss: list
-    best_epoch: int
-    epochs_run: int
-
-
 def _standardise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """(x - mean) / std with std floored to avoid division by zero."""
     return (x - mean) / np.maximum(std, 1e-6)
@@ -77,29 +71,23 @@ def train_switcher(
     learning_rate: float = LEARNING_RATE,
     seed: int = 0,
     standardise: bool = True,
-    on_epoch: Optional[Callable[[int, float, float], None]] = None,
+    progress: Progress = silent,
 ):
     """Train the switcher on (hidden features, agreement) with early stopping on validation loss (000 A.3).
 
-    Returns (model, SwitcherConfig, TrainResult); the model is in eval mode with the best validation weights.
+    Returns (model, SwitcherConfig, History); the model is in eval mode with the best validation weights.
     """
     import torch
-    from sklearn.model_selection import train_test_split
 
     x = np.asarray(features, dtype=np.float32)
     y = np.asarray(agree, dtype=np.float32).reshape(-1)
     if x.ndim != 2 or len(x) != len(y) or len(x) < 2:
         raise EdgesimError(f"switcher training data: expected features (n, d) and n labels with n >= 2, got {x.shape} and {y.shape}")
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # the switcher's initial weights
     idx = np.arange(len(x))
-    strat = y if len(np.unique(y)) > 1 and np.bincount(y.astype(int)).min() >= 2 else None
     n_val = max(1, int(round(val_fraction * len(x)))) if val_fraction > 0 else 0
     if n_val and len(x) - n_val >= 1:
-        try:
-            tr_idx, va_idx = train_test_split(idx, test_size=n_val, random_state=seed, stratify=strat)
-        except ValueError:
-            tr_idx, va_idx = train_test_split(idx, test_size=n_val, random_state=seed)
+        tr_idx, va_idx = split_indices(idx, y if len(np.unique(y)) > 1 else None, seed, test_size=n_val)
     else:
         tr_idx, va_idx = idx, idx
     mean = x[tr_idx].mean(axis=0) if standardise else np.zeros(x.shape[1], np.float32)
@@ -107,52 +95,23 @@ def train_switcher(
     xs = torch.from_numpy(_standardise(x, mean, std).astype(np.float32))
     ys = torch.from_numpy(y)
     model = build_switcher(x.shape[1])
-    opt = torch.optim.Adam(model.parameters(), lr=learning_rate)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     x_tr, y_tr, x_va, y_va = xs[tr_idx], ys[tr_idx], xs[va_idx], ys[va_idx]
-    best = (float("inf"), 0, {k: v.clone() for k, v in model.state_dict().items()})
-    train_hist, val_hist, bad = [], [], 0
-    epoch = 0
-    for epoch in range(1, int(epochs) + 1):
-        model.train()
-        perm = torch.randperm(len(x_tr), generator=gen)
-        total = 0.0
-        for start in range(0, len(perm), batch_size):
-            b = perm[start:start + batch_size]
-            opt.zero_grad()
-            loss = loss_fn(model(x_tr[b]).squeeze(1), y_tr[b])
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(b)
-        model.eval()
-        with torch.no_grad():
-            val = float(loss_fn(model(x_va).squeeze(1), y_va))
-        train_hist.append(total / len(x_tr))
-        val_hist.append(val)
-        if on_epoch:
-            on_epoch(epoch, train_hist[-1], val)
-        if val < best[0] - 1e-6:
-            best, bad = (val, epoch, {k: v.clone() for k, v in model.state_dict().items()}), 0
-        else:
-            bad += 1
-            if bad >= patience:
-                break
-    model.load_state_dict(best[2])
-    model.eval()
+    history = fit(model, lambda out, target: loss_fn(out.squeeze(1), target), x_tr, y_tr, epochs, learning_rate,
+                  batch_size, seed, validate=lambda: loss_fn(model(x_va).squeeze(1), y_va), patience=patience,
+                  progress=progress)
     with torch.no_grad():
         p_va = torch.sigmoid(model(x_va).squeeze(1)).numpy()
     y_va_np = y_va.numpy()
     pred = (p_va >= 0.5).astype(np.float32)
-    tp = float(np.sum((pred == 1) & (y_va_np == 1)))
-    denom = float(np.sum(pred == 1) + np.sum(y_va_np == 1))
     metrics = {
-        "val_loss": best[0], "best_epoch": best[1], "epochs_run": epoch,
-        "val_accuracy": float(np.mean(pred == y_va_np)), "val_f1": 2 * tp / denom if denom else 0.0,
+        "val_loss": history.best_val, "best_epoch": history.best_epoch, "epochs_run": history.epochs_run,
+        "val_accuracy": float(np.mean(pred == y_va_np)), "val_f1": f1_score(y_va_np, pred, positive=1.0),
         "n_train": int(len(tr_idx)), "n_val": int(len(va_idx)), "agree_rate": float(y.mean()),
     }
     cfg = SwitcherConfig(int(x.shape[1]), hidden_layer, learning_rate=learning_rate,
                          feature_mean=[float(v) for v in mean], feature_std=[float(v) for v in std], metrics=metrics)
-    return model, cfg, TrainResult(train_hist, val_hist, best[1], epoch)
+    return model, cfg, history
 
 
 def switcher_scores(model, config: SwitcherConfig, features: np.ndarray, batch_size: int = 1024) -> np.ndarray:

@@ -1,0 +1,229 @@
+"""Operators of a real model as a deployed framework runs them: type, FLOPs and bytes, conv-bn-activation fused.
+
+The model is traced with torch.fx and its shapes propagated on the meta device (no weights, no download):
+every convolution, linear layer and memory-bound operator (element-wise, pooling, concatenation, copies) becomes
+one Op. A BatchNorm or an activation whose only input is a convolution or linear layer (or such a fused chain)
+with no other user adds no operator, as ncnn, TensorRT and oneDNN fold them into the convolution.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass, replace
+from typing import Literal, Optional, Sequence
+
+import torch
+from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+OpType = Literal["conv_dense", "conv_1x1", "conv_dw", "memory"]
+OP_TYPES: tuple[OpType, ...] = ("conv_dense", "conv_1x1", "conv_dw", "memory")
+BYTES_PER_ELEMENT = 4  # float32 activations and weights
+
+_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.GELU,
+                nn.LeakyReLU, nn.Tanh, nn.ELU, nn.PReLU, nn.Mish)
+_ACTIVATION_FUNCS = {torch.relu, torch.nn.functional.relu, torch.nn.functional.relu6, torch.nn.functional.hardtanh,
+                     torch.nn.functional.silu, torch.nn.functional.hardswish, torch.nn.functional.hardsigmoid,
+                     torch.sigmoid, torch.nn.functional.sigmoid, torch.nn.functional.gelu, torch.tanh,
+                     torch.nn.functional.leaky_relu, torch.nn.functional.elu, torch.nn.functional.mish}
+_ACTIVATION_METHODS = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "clamp", "clamp_"}
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+#: operators that only re-describe memory (views) or vanish at inference
+_FREE_MODULES = (nn.Identity, nn.Dropout, nn.Dropout2d, nn.Flatten)
+_FREE_FUNCS = {torch.flatten, torch.reshape, torch.transpose, torch.permute, operator.getitem, getattr,
+               torch.nn.functional.dropout, torch.chunk, torch.split}
+_FREE_METHODS = {"view", "reshape", "flatten", "size", "dim", "transpose", "permute", "chunk", "split",
+                 "unsqueeze", "squeeze", "expand", "expand_as", "view_as"}
+
+
+@dataclass(frozen=True)
+class Op:
+    """One operator as executed: its type, FLOPs, bytes moved (float32 in + out + weights) and block index."""
+
+    name: str
+    kind: OpType
+    flops: int  # 2 x multiply-accumulates; 0 for memory-bound operators
+    in_bytes: int
+    out_bytes: int
+    weight_bytes: int
+    block: int  # index of the top-level child the operator belongs to (-1: the model's own forward)
+    fused: tuple[str, ...] = ()  # BatchNorm / activation nodes folded into it
+
+    @property
+    def bytes(self) -> int:
+        """Bytes moved: input and output activations plus weights."""
+        return self.in_bytes + self.out_bytes + self.weight_bytes
+
+
+def conv_type(conv: nn.Conv2d) -> OpType:
+    """Depthwise (and grouped) when groups > 1, 1x1 when the kernel is 1x1, dense otherwise (3x3 and larger)."""
+    if conv.groups > 1:
+        return "conv_dw"
+    if tuple(conv.kernel_size) == (1, 1):
+        return "conv_1x1"
+    return "conv_dense"
+
+
+class _ScopeTracer(fx.Tracer):
+    """An fx tracer that records, on every node, the dotted path of the module whose forward created it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._path = ""
+
+    def call_module(self, m, forward, args, kwargs):
+        old, self._path = self._path, self.path_of_module(m)
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        finally:
+            self._path = old
+
+    def create_node(self, *args, **kwargs):
+        node = super().create_node(*args, **kwargs)
+        node.meta["scope"] = self._path
+        return node
+
+
+def _numel(meta) -> int:
+    """Elements of a TensorMetadata or a (nested) tuple of them; 0 for anything else."""
+    if meta is None:
+        return 0
+    if hasattr(meta, "shape"):
+        return math.prod(meta.shape)
+    if isinstance(meta, (tuple, list)):
+        return sum(_numel(m) for m in meta)
+    return 0
+
+
+def _in_numel(node: fx.Node) -> int:
+    return sum(_numel(a.meta.get("tensor_meta")) for a in node.all_input_nodes)
+
+
+def _block_of(node: fx.Node, child_names: list[str]) -> int:
+    head = node.meta.get("scope", "").split(".")[0]
+    return child_names.index(head) if head in child_names else -1
+
+
+def _is_activation(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        return isinstance(modules[node.target], _ACTIVATIONS)
+    if node.op == "call_function":
+        return node.target in _ACTIVATION_FUNCS
+    return node.op == "call_method" and node.target in _ACTIVATION_METHODS
+
+
+def _is_free(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        mod = modules[node.target]
+        return isinstance(mod, _FREE_MODULES) or type(mod).__name__ == "StochasticDepth"
+    if node.op == "call_function":
+        return node.target in _FREE_FUNCS
+    return node.op == "call_method" and node.target in _FREE_METHODS
+
+
+def trace_ops(model: nn.Module, input_shape: Sequence[int]) -> list[Op]:
+    """Operators of model (eval mode) for one input of input_shape (N, C, H, W), conv-bn-activation fused."""
+    model = model.eval()
+    tracer = _ScopeTracer()
+    graph = tracer.trace(model)
+    gm = fx.GraphModule(tracer.root, graph)
+    meta_model = gm.to("meta")
+    ShapeProp(meta_model).propagate(torch.empty(*input_shape, device="meta"))
+    modules = dict(meta_model.named_modules())
+    child_names = [name for name, _ in model.named_children()]
+    ops: list[Op] = []
+    owner: dict[fx.Node, int] = {}  # node -> index in ops of the compute operator it is fused into
+    for node in meta_model.graph.nodes:
+        if node.op in ("placeholder", "output", "get_attr"):
+            continue
+        out_numel = _numel(node.meta.get("tensor_meta"))
+        producer = node.all_input_nodes[0] if node.all_input_nodes else None
+        fusable = producer is not None and producer in owner and len(producer.users) == 1
+        mod = modules.get(node.target) if node.op == "call_module" else None
+        if isinstance(mod, nn.Conv2d) or isinstance(mod, nn.Linear):
+            if isinstance(mod, nn.Conv2d):
+                kind = conv_type(mod)
+                macs = out_numel * (mod.in_channels // mod.groups) * math.prod(mod.kernel_size)
+            else:
+                kind, macs = "conv_1x1", out_numel * mod.in_features
+            weights = sum(p.numel() for p in mod.parameters())
+            ops.append(Op(str(node.target), kind, 2 * macs, BYTES_PER_ELEMENT * _in_numel(node),
+                          BYTES_PER_ELEMENT * out_numel, BYTES_PER_ELEMENT * weights, _block_of(node, child_names)))
+            owner[node] = len(ops) - 1
+        elif (isinstance(mod, _NORMS) or _is_activation(node, modules)) and fusable:
+            i = owner[producer]
+            ops[i] = replace(ops[i], fused=ops[i].fused + (node.name,))
+            owner[node] = i
+        elif _is_free(node, modules):
+            continue
+        elif out_numel > 0:
+            ops.append(Op(node.name, "memory", 0, BYTES_PER_ELEMENT * _in_numel(node), BYTES_PER_ELEMENT * out_numel,
+                          0, _block_of(node, child_names)))
+    return ops
+
+
+# --------------------------------------------------------------------------------------------- architectures
+
+
+def _mobilenet_v1() -> nn.Module:
+    """MobileNet v1 (Howard et al. 2017, Table 1), width 1.0: the 'mobilenet' of ncnn's benchmark."""
+    def cbr(cin: int, cout: int, k: int, stride: int, groups: int = 1) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
+                             nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    cfg = [(32, 64, 1), (64, 128, 2), (128, 128, 1), (128, 256, 2), (256, 256, 1), (256, 512, 2)] + \
+          [(512, 512, 1)] * 5 + [(512, 1024, 2), (1024, 1024, 1)]
+    layers = [cbr(3, 32, 3, 2)]
+    for cin, cout, s in cfg:
+        layers += [cbr(cin, cin, 3, s, groups=cin), cbr(cin, cout, 1, 1)]
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1024, 1000))
+
+
+def _alexnet_caffe() -> nn.Module:
+    """BVLC AlexNet as in Caffe (grouped conv2/4/5, LRN), 227x227: the 'alexnet' of ncnn's benchmark."""
+    return nn.Sequential(
+        nn.Conv2d(3, 96, 11, 4), nn.ReLU(), nn.LocalResponseNorm(5), nn.MaxPool2d(3, 2),
+        nn.Conv2d(96, 256, 5, 1, 2, groups=2), nn.ReLU(), nn.LocalResponseNorm(5), nn.MaxPool2d(3, 2),
+        nn.Conv2d(256, 384, 3, 1, 1), nn.ReLU(), nn.Conv2d(384, 384, 3, 1, 1, groups=2), nn.ReLU(),
+        nn.Conv2d(384, 256, 3, 1, 1, groups=2), nn.ReLU(), nn.MaxPool2d(3, 2), nn.Flatten(),
+        nn.Linear(9216, 4096), nn.ReLU(), nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, 1000))
+
+
+CUSTOM_ARCHS = {"mobilenet_v1": _mobilenet_v1, "alexnet_caffe": _alexnet_caffe}
+
+
+def build_arch(arch: str) -> nn.Module:
+    """A torchvision classification model (weights=None) or one of CUSTOM_ARCHS, built on the meta device."""
+    import torchvision
+
+    kwargs = {"aux_logits": False, "init_weights": False} if arch in ("googlenet", "inception_v3") else {}
+    for device in ("meta", "cpu"):  # RegNet computes its widths with tensors, which meta cannot read back
+        try:
+            with torch.device(device):
+                if arch in CUSTOM_ARCHS:
+                    return CUSTOM_ARCHS[arch]().eval()
+                return torchvision.models.get_model(arch, weights=None, **kwargs).eval()
+        except NotImplementedError:
+            continue
+    raise RuntimeError(f"cannot build {arch}")
+
+
+_CACHE: dict[tuple[str, int, int], list[Op]] = {}
+
+
+def arch_ops(arch: str, input_size: int = 224, batch: int = 1) -> list[Op]:
+    """Operators of a named architecture for a batch of square RGB inputs (cached)."""
+    key = (arch, input_size, batch)
+    if key not in _CACHE:
+        _CACHE[key] = trace_ops(build_arch(arch), (batch, 3, input_size, input_size))
+    return _CACHE[key]
+
+
+def block_ops(blocks: Sequence[nn.Module], input_shape: Sequence[int]) -> Optional[list[Op]]:
+    """Operators of a chain of blocks (a measured model's top-level blocks), each Op tagged with its block index;
+    None when fx cannot trace the chain."""
+    chain = nn.Sequential(*blocks)
+    try:
+        return trace_ops(chain, input_shape)
+    except Exception:  # fx raises many types on untraceable code (control flow on values, hf models)
+        return None

@@ -1,0 +1,260 @@
+"""Build, measure and merge a model into a device profile; derive a measured profile onto catalog devices.
+
+The core of `edgesim profile`, `edgesim derive` and `edgesim profile show`: the command line only parses
+options and prints what these functions return.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Optional
+
+from profilers.catalog import CATALOG_DIR, FACTS_PATH, list_devices, load_device
+from profilers.derive import derive_device, load_facts
+from profilers.energy import ENERGY_CHOICES, pick_energy_meter
+from profilers.errors import EdgesimError, unknown_name
+from profilers.measure import (
+    MeasureOptions,
+    Progress,
+    assumed_host_power,
+    check_torch_device,
+    host_busy,
+    host_hardware,
+    host_provenance,
+    measure_model,
+    resolve_split_points,
+)
+from profilers.models import entries
+from profilers.models.graph import candidate_rows
+from profilers.models.sources import ModelRequest, build_model
+from profilers.schema import DeviceProfile, ModelProfile, load_profile, merge_model, save_profile
+
+KINDS = ("mobile", "edge", "cloud")
+Warn = Callable[[str], None]
+#: the catalog's measured host, whose calibration models anchor a derivation when the user's profile lacks them
+CATALOG_HOST = "host-cpu"
+
+
+def parse_input_size(text: Optional[str]) -> Optional[tuple[int, ...]]:
+    """'H,W', 'S' or 'C,H,W' -> a tuple of positive ints; one line on anything else."""
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.replace("x", ",").split(",") if p.strip()]
+    try:
+        sizes = [int(p) for p in parts]
+    except ValueError:
+        sizes = []
+    if len(sizes) == 1:
+        sizes *= 2
+    if len(sizes) not in (2, 3) or min(sizes) < 1:
+        raise EdgesimError(f"--input-size '{text}': expected H,W or C,H,W with positive integers (e.g. 224,224)")
+    return tuple(sizes)
+
+
+def check_writable(path: Path) -> None:
+    """One line if path cannot be written (its nearest existing folder is not writable or it is a folder)."""
+    if path.is_dir():
+        raise EdgesimError(f"cannot write {path}: it is a folder")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise EdgesimError(f"cannot write {path}: folder {parent} is not writable")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise EdgesimError(f"cannot write {path}: file is not writable")
+
+
+def check_same_device(path: Path, device_name: str) -> None:
+    """An existing profile keeps its device name: one line instead of silently renaming it (issue 11 point 9)."""
+    if path.exists():
+        existing = load_profile(path)  # a corrupt profile fails here, before anything is measured
+        if existing.name != device_name:
+            raise EdgesimError(f"{path} is the profile of device '{existing.name}', not '{device_name}'; use "
+                               f"--device-name {existing.name} to add to it, or another --out")
+
+
+def split_rows(mp: ModelProfile) -> list[dict]:
+    """Per split point: the columns of 002 Table 2 / Fig. 1 (size % of the float32 input, cumulative FLOPs %)."""
+    in_bytes = mp.input_bytes.get("float32") or 4 * mp.input_numel
+    rows = []
+    for sp in mp.split_points:
+        row = {
+            "split_point": sp.name,
+            "layer_index": sp.layer_index,
+            "output_shape": "x".join(str(s) for s in sp.output_shape),
+            "size_pct": 100.0 * sp.output_bytes["float32"] / in_bytes,
+            "zlib_pct": (100.0 * sp.output_bytes["zlib_float32"] / in_bytes) if "zlib_float32" in sp.output_bytes else None,
+            "head_gflops": sp.head_flops / 1e9,
+            "head_flops_pct": 100.0 * sp.head_flops / mp.total_flops if mp.total_flops else 0.0,
+        }
+        for part, stats in (("head", sp.head_latency), ("tail", sp.tail_latency)):
+            row[f"{part}_median_ms"] = stats.median_s * 1e3 if stats else None
+            row[f"{part}_p5_ms"] = stats.p5_s * 1e3 if stats else None
+            row[f"{part}_p95_ms"] = stats.p95_s * 1e3 if stats else None
+        rows.append(row)
+    return rows
+
+
+def device_rows(catalog_dir: Optional[Path] = None) -> list[dict]:
+    """One row per catalog device: name, kind, processor, provenance and the models profiled."""
+    folder = catalog_dir or CATALOG_DIR
+    return [device_row(load_device(Path(folder) / f"{name}.json")) for name in list_devices(folder)]
+
+
+def device_row(dev: DeviceProfile) -> dict:
+    """What a device profile is: name, kind, processor, cores, memory, provenance and its models."""
+    hw = dev.hardware
+    return {
+        "name": dev.name,
+        "kind": dev.kind,
+        "processor": hw.cpu_model + (f" + {hw.accelerator}" if hw.accelerator else ""),
+        "cores": hw.cores,
+        "memory_gb": hw.memory_gb,
+        "provenance": dev.provenance.kind,
+        "models": ", ".join(sorted(dev.models)),
+    }
+
+
+def model_rows() -> list[dict]:
+    """One row per registered model: id, family, description."""
+    return [{"model_id": e.model_id, "family": e.family, "description": e.description}
+            for e in sorted(entries().values(), key=lambda e: e.model_id)]
+
+
+def profile_model_rows(dev: DeviceProfile) -> list[dict]:
+    """One row per model of a profile: how it was measured, weights, energy method, split points, full latency."""
+    rows = []
+    for mp in dev.models.values():
+        last = mp.split_points[-1]
+        rows.append({
+            "model_id": mp.model_id,
+            "measurement": mp.measurement,
+            "input": "x".join(map(str, mp.input_shape)),
+            "weights": mp.checkpoint,
+            "gflops": mp.total_flops / 1e9,
+            "split_points": len(mp.split_points),
+            "full_ms": last.head_latency.median_s * 1e3 if last.head_latency else None,
+            "energy_method": mp.energy_method or "-",
+        })
+    return rows
+
+
+def power_and_kind(device_name: str, kind: Optional[str], cores: int):
+    """Power model and kind from device_facts.json when it names this device, else a stated assumption."""
+    if FACTS_PATH.is_file():
+        facts = load_facts(FACTS_PATH)
+        if device_name in facts:
+            return facts[device_name].power, kind or facts[device_name].kind
+    return assumed_host_power(cores), kind or "edge"
+
+
+def list_split_points(request: ModelRequest, warn: Optional[Warn] = None) -> list[dict]:
+    """Every split point candidate of a model with its output shape and size, without timing anything."""
+    return candidate_rows(build_model(request, warn))
+
+
+def run_profile(request: ModelRequest, device_name: str, repeats: int = 10, warmup: int = 2,
+                threads: Optional[int] = None, torch_device: str = "cpu", out: Optional[Path] = None,
+                energy: str = "auto", kind: Optional[str] = None, progress: Optional[Progress] = None,
+                warn: Optional[Warn] = None) -> tuple[ModelProfile, Path]:
+    """Build, measure and merge one model into a device profile; returns (ModelProfile, path).
+
+    Every check that can fail runs before measuring, and the profile is written atomically at the end:
+    an error leaves no half-written profile."""
+    if kind is not None and kind not in KINDS:
+        raise EdgesimError(f"unknown device kind '{kind}'; known: {', '.join(KINDS)}")
+    if energy not in ENERGY_CHOICES:
+        raise EdgesimError(f"unknown energy method '{energy}'; known: {', '.join(ENERGY_CHOICES)}")
+    out = Path(out) if out else Path("profiles") / f"{device_name}.json"
+    check_writable(out)
+    check_same_device(out, device_name)
+    check_torch_device(torch_device)
+    model = build_model(request, warn)
+    resolve_split_points(model, request.split_points)
+    hardware = host_hardware(torch_device)
+    if torch_device.startswith("cuda"):
+        hardware = hardware.model_copy(update={"memory_bandwidth_gbs": None})
+        hardware.sources.pop("memory_bandwidth_gbs", None)
+    power, kind = power_and_kind(device_name, kind, hardware.cores)
+    meter = None if model.shapes_only else pick_energy_meter(torch_device, power, energy)
+    busy = host_busy() if not model.shapes_only else None
+    if busy and warn:
+        warn(busy)
+    options = MeasureOptions(split_points=request.split_points, repeats=repeats, warmup=warmup, threads=threads,
+                             torch_device=torch_device, energy=energy)
+    mp = measure_model(model, options, power, progress=progress, meter=meter)
+    provenance = host_provenance(mp.threads or 1, torch_device)
+    device = DeviceProfile(name=device_name, kind=kind, hardware=hardware, power=power, provenance=provenance)
+    merge_model(out, device, mp)
+    return mp, out
+
+
+def derive_profiles(profile_path: Path, devices: list[str], out: Optional[Path] = None,
+                    facts_path: Path = FACTS_PATH, catalog_dir: Path = CATALOG_DIR) -> list[Path]:
+    """Derive the models of a measured profile onto catalog devices with profilers.derive (the catalog's method).
+
+    When the profile lacks a device's calibration models, the catalog host's measurements of those models join
+    the derivation as anchors (their blocks' FLOPs and bytes do not depend on the host) and are left out of the
+    result. One device writes `out` (default profiles/<device>.json); several write out/<device>.json."""
+    measured = load_profile(profile_path)
+    if measured.provenance.kind != "measured":
+        raise EdgesimError(f"{profile_path}: derive needs a measured profile, this one is {measured.provenance.kind}")
+    if not devices:
+        raise EdgesimError("give at least one --device (a device of the catalog's device_facts.json)")
+    facts = load_facts(facts_path)
+    for name in devices:
+        if name not in facts:
+            raise unknown_name("catalog device", name, list(facts))
+    missing = [mid for mid, mp in measured.models.items() if not mp.blocks or mp.measurement != "measured"]
+    if missing:
+        raise EdgesimError(f"{profile_path}: model(s) {', '.join(missing)} have no measured per-block records; "
+                           "re-profile them with edgesim profile")
+    targets = _derive_targets(devices, out)
+    anchors_host = _catalog_host(catalog_dir)
+    written = []
+    for name, target in zip(devices, targets):
+        check_writable(target)
+        host = measured
+        anchor_ids = _calibration_ids(facts[name])
+        borrowed = {mid: anchors_host.models[mid] for mid in anchor_ids
+                    if mid not in measured.models and anchors_host is not None and mid in anchors_host.models}
+        if borrowed:
+            host = measured.model_copy(update={"models": {**borrowed, **measured.models}})
+        derived = derive_device(host, name, facts[name], from_profile=f"{profile_path} "
+                                f"({measured.provenance.host_fingerprint})"
+                                + (f"; calibration models {', '.join(borrowed)} from the catalog's {CATALOG_HOST}"
+                                   if borrowed else ""))
+        derived = derived.model_copy(update={"models": {k: v for k, v in derived.models.items()
+                                                        if k in measured.models}})
+        if target.exists():
+            existing = load_profile(target)
+            if existing.name != name:
+                raise EdgesimError(f"{target} is the profile of device '{existing.name}', not '{name}'; "
+                                   "choose another --out")
+            derived = derived.model_copy(update={"models": {**existing.models, **derived.models}})
+        save_profile(derived, target)
+        written.append(target)
+    return written
+
+
+def _derive_targets(devices: list[str], out: Optional[Path]) -> list[Path]:
+    if out is None:
+        return [Path("profiles") / f"{name}.json" for name in devices]
+    out = Path(out)
+    if len(devices) == 1 and out.suffix == ".json":
+        return [out]
+    if out.suffix == ".json":
+        raise EdgesimError(f"--out {out}: several --device values need a folder (one <device>.json each)")
+    return [out / f"{name}.json" for name in devices]
+
+
+def _calibration_ids(facts) -> list[str]:
+    cal = facts.calibration
+    anchors = cal if isinstance(cal, list) else ([cal] if cal else [])
+    return [a.model_id for a in anchors]
+
+
+def _catalog_host(catalog_dir: Path) -> Optional[DeviceProfile]:
+    path = Path(catalog_dir) / f"{CATALOG_HOST}.json"
+    return load_profile(path) if path.is_file() else None

@@ -1,0 +1,153 @@
+"""Per-frame records (each delay component, bytes, energy, decision) and where they go: summaries and Parquet.
+
+Mobile energy per frame = head time x the route's power + radio energy from a linear Wi-Fi model (Huang et al.,
+MobiSys 2012): tx_w x transfer time + tx_w_per_mbps x megabits sent, likewise for the downlink.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from profilers.io import atomic_target
+from simulator.assemble import Point, Window
+from simulator.devices import Device
+from simulator.metrics import SummaryAccumulator
+from simulator.plan import STAGES, STATUS_NAMES, FramePlan
+from simulator.policies import Route
+
+
+def frames_df(pt: Point, w: Window, times: dict, policy: str, rep: int, point: int) -> pd.DataFrame:
+    """The frame table of one window of one policy, keyed by sweep point and replication."""
+    df = frame_table(w.plan, times, w.routes_by_group, w.group, pt.devices, [n for n, _ in pt.groups],
+                     pt.instance_names, w.sample, pt.dataset, pt.scenario.link.propagation_delay_s, pt.downlink_bps,
+                     w.frame_id)
+    df.insert(0, "policy", policy)
+    df.insert(0, "replication", rep)
+    df.insert(0, "point", point)
+    df["warmup"] = w.seq < pt.scenario.workload.warmup_frames
+    return df
+
+
+def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]], group: np.ndarray,
+                devices: dict[str, Device], group_names: list[str], instance_names: list[str],
+                sample: np.ndarray, dataset: Optional[pd.DataFrame], propagation_s: float,
+                downlink_bps: float, frame_id: Optional[np.ndarray] = None) -> pd.DataFrame:
+    """Per-frame records: each delay component, bytes, energy (compute and radio) and the decision."""
+    n = plan.capture_s.size
+    idx = np.arange(n)
+    r = times["route"].astype(np.int64)
+    capture = plan.capture_s
+    head_start, head_end = times["head_start"], times["head_end"]
+    up_start, up_end = times["up_start"], times["up_end"]
+    tail_start, tail_end = times["tail_start"], times["tail_end"]
+    done = times["done"]
+    status = times["status"]
+    offloaded = ~np.isnan(up_end)
+    transfer = np.where(offloaded, up_end - up_start, 0.0)
+    n_routes = len(routes_by_group[0])
+    head_power = np.array([[routes[k].head.power_w if routes[k].head else 0.0 for k in range(n_routes)] for routes in routes_by_group])
+    tail_power = np.array([[routes[k].tail.power_w if routes[k].tail else 0.0 for k in range(n_routes)] for routes in routes_by_group])
+    up_bytes = np.array([[routes[k].up_bytes for k in range(n_routes)] for routes in routes_by_group])
+    down_bytes = np.array([[routes[k].down_bytes for k in range(n_routes)] for routes in routes_by_group])
+    decisions = np.array([rt.decision for rt in routes_by_group[0]], dtype=object)
+    wire_bits = plan.wire_bits[r, idx]
+    down_dur = np.where(offloaded, times["down_end"] - times["down_start"], 0.0)
+    head_s = np.nan_to_num(head_end - head_start)
+    tx_w = np.array([devices[nm].radio.tx_w for nm in group_names])[group]
+    tx_slope = np.array([devices[nm].radio.tx_w_per_mbps for nm in group_names])[group]
+    rx_w = np.array([devices[nm].radio.rx_w for nm in group_names])[group]
+    rx_slope = np.array([devices[nm].radio.rx_w_per_mbps for nm in group_names])[group]
+    down_bits = down_dur * downlink_bps
+    radio_j = np.where(offloaded, tx_w * transfer + tx_slope * wire_bits / 1e6 + rx_w * down_dur + rx_slope * down_bits / 1e6, 0.0)
+    tail_s = np.where(offloaded, tail_end - tail_start, 0.0)
+    df = pd.DataFrame({
+        "frame": idx if frame_id is None else frame_id,
+        "mobile": np.asarray(instance_names, dtype=object)[plan.mobile],
+        "capture_s": capture,
+        "decision": decisions[r],
+        "status": STATUS_NAMES[status],
+        "drop_stage": STAGES[times["drop_stage"]],
+        "mobile_queue_s": head_start - capture,
+        "head_s": head_end - head_start,
+        "uplink_queue_s": np.where(offloaded, up_start - head_end, 0.0),
+        "transfer_s": transfer,
+        "propagation_s": np.where(offloaded, 2 * propagation_s, 0.0),
+        "server_queue_s": np.where(offloaded, tail_start - up_end - propagation_s, 0.0),
+        "tail_s": tail_s,
+        "return_s": np.where(offloaded, done - tail_end - propagation_s, 0.0),
+        "delay_s": np.where(status == 2, np.nan, done - capture),
+        "done_s": done,
+        "bytes_up": np.where(offloaded, up_bytes[group, r], 0),
+        "wire_bytes_up": np.where(offloaded, wire_bits / 8.0, 0.0),
+        "bytes_down": np.where(offloaded, down_bytes[group, r], 0),
+        "energy_mobile_compute_j": head_s * head_power[group, r],
+        "energy_mobile_radio_j": radio_j,
+        "energy_server_j": np.nan_to_num(tail_s) * tail_power[group, r],
+        "sample": sample,
+    })
+    dropped = status == 2
+    for col in ("mobile_queue_s", "head_s", "uplink_queue_s", "transfer_s", "server_queue_s", "tail_s", "return_s"):
+        df.loc[dropped, col] = np.nan
+    if dataset is not None and "label" in dataset.columns:
+        preds = {rt.prediction for rt in routes_by_group[0] if rt.prediction}
+        if preds:
+            pred_cols = np.array([rt.prediction or "" for rt in routes_by_group[0]], dtype=object)[r]
+            prediction = np.empty(n, dtype=object)
+            for col in preds:
+                m = pred_cols == col
+                prediction[m] = dataset[col].to_numpy()[sample[m]]
+            df["label"] = dataset["label"].to_numpy()[sample]
+            df["prediction"] = pd.Series(prediction).infer_objects()
+            df["correct"] = df["label"] == df["prediction"]
+    return df
+
+
+class FrameSink:
+    """Where a sweep point's frame tables go: folded into per-policy summaries, and kept or streamed to Parquet.
+
+    With a path, tables are appended to one Parquet file as row groups (written to a temporary name and renamed
+    when the sink closes without error); without one they are kept in memory when `keep` is true.
+    """
+
+    def __init__(self, labels: list[str], path: Optional[Path] = None, keep: bool = True) -> None:
+        self.accumulators = {label: SummaryAccumulator() for label in labels}
+        self.path, self.keep = path, keep and path is None
+        self.kept: list[pd.DataFrame] = []
+        self._stack = ExitStack()
+        self._tmp: Optional[Path] = None
+        self._writer: Optional[pq.ParquetWriter] = None
+
+    def __enter__(self) -> "FrameSink":
+        if self.path is not None:
+            self._tmp = self._stack.enter_context(atomic_target(self.path))
+            self._stack.callback(self._close_writer)  # runs first: the file is complete before it is renamed
+        return self
+
+    def _close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+    def add(self, df: pd.DataFrame, label: str) -> None:
+        """Fold a frame table into its policy's summary; keep it or append it to the Parquet file."""
+        self.accumulators[label].add(df)
+        if self._tmp is not None:
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            if self._writer is None:
+                self._writer = pq.ParquetWriter(self._tmp, table.schema, compression="zstd")
+            self._writer.write_table(table.cast(self._writer.schema) if table.schema != self._writer.schema else table)
+        elif self.keep:
+            self.kept.append(df)
+
+    def frames(self) -> Optional[pd.DataFrame]:
+        """The kept frame tables as one (None when streamed or not kept)."""
+        return pd.concat(self.kept, ignore_index=True) if self.kept else None
+
+    def __exit__(self, kind, exc, tb) -> None:
+        self._stack.__exit__(kind, exc, tb)

@@ -1,0 +1,162 @@
+"""What every policy shares: routes, what a policy sees of frames and load, its spec model, and the registry.
+
+A policy offers routes (head on the mobile device, bytes on the uplink, tail on the server) and picks one
+per frame. Stateless policies pick for all frames at once from the frames' own fields, so the exact engine can
+replay them; stateful ones pick at capture time from the load they see and keep their own state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Optional
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from profilers.errors import EdgesimError
+from profilers.schema import ModelProfile
+from simulator.devices import Device, ServiceTime, reference_model
+from simulator.link import DEFAULT_PACKET_PAYLOAD_BYTES, RateTrace
+
+
+@dataclass(frozen=True)
+class Route:
+    """One way to process a frame: head here, payload over the uplink, tail there, result back."""
+
+    decision: str
+    model: str
+    split_point: str
+    encoding: str
+    head: Optional[ServiceTime]  # None: nothing runs on the mobile device
+    up_bytes: int  # payload on the uplink (0: nothing is sent)
+    tail: Optional[ServiceTime]  # None: nothing runs on the server
+    down_bytes: int  # result returned on the downlink
+    prediction: Optional[str] = None  # dataset column with this route's prediction
+
+    @property
+    def offloads(self) -> bool:
+        """True when the frame uses the server."""
+        return self.tail is not None
+
+
+@dataclass(frozen=True)
+class FrameInputs:
+    """Per-frame fields a stateless policy may read: which mobile device, which dataset sample."""
+
+    mobile_index: np.ndarray
+    sample_index: np.ndarray
+    dataset: Optional[pd.DataFrame]
+    seed: int
+
+
+@dataclass(frozen=True)
+class LoadView:
+    """What a stateful policy sees at capture time: the backlog of each station on the frame's way, and the link."""
+
+    now_s: float
+    link: int  # index of the frame's uplink (0 with a shared medium)
+    mobile_backlog_s: float
+    uplink_residual_s: float  # what is left of the transfer in progress
+    uplink_queued_bits: tuple[float, ...]  # bits of the frames waiting for the uplink, in order
+    server_backlog_s: float
+    propagation_s: float
+    downlink_bps: float
+    packet_payload_bytes: int = DEFAULT_PACKET_PAYLOAD_BYTES
+    packet_overhead_bytes: int = 0
+
+    def wire_bits(self, size_bytes: int) -> float:
+        """Bits on the wire for a payload: per-packet overhead included (resends not predicted)."""
+        packets = -(-size_bytes // self.packet_payload_bytes)
+        return 8.0 * (size_bytes + packets * self.packet_overhead_bytes)
+
+    def uplink_backlog_s(self, bandwidth_bps: float) -> float:
+        """Predicted wait for the uplink: the transfer in progress, then the queued frames at bandwidth_bps."""
+        return self.uplink_residual_s + sum(b / bandwidth_bps for b in self.uplink_queued_bits) / 1
+
+
+class PolicySpecBase(BaseModel):
+    """Fields every policy entry of a scenario has; each policy adds its own (see `edgesim list policies`)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    name: str
+    label: Optional[str] = Field(default=None, description="name in tables and plots; default: the policy name")
+
+    @property
+    def display(self) -> str:
+        """The policy's name in tables and plots."""
+        return self.label or self.name
+
+    def models(self, scenario_model: str) -> list[str]:
+        """The models this policy runs (the report draws their profiles)."""
+        return [getattr(self, "model", None) or scenario_model]
+
+    #: deferral method of simulator.deferral (000 A.4) a cascade policy applies; None for the others
+    deferral_method: ClassVar[Optional[str]] = None
+
+
+def make_route(decision: str, model: ModelProfile, split: str, encoding: str, mobile: Device, server: Device,
+               prediction: Optional[str] = None) -> Route:
+    """A route splitting `model` at `split`, sending the head's output in `encoding`."""
+    sp = model.split_point(split)
+    head = mobile.head_time(model, sp)
+    tail = server.tail_time(model, sp)
+    up_bytes = 0
+    if tail is not None:
+        table = model.input_bytes if sp.layer_index == 0 else sp.output_bytes
+        if encoding not in table:
+            raise EdgesimError(
+                f"model '{model.model_id}' split point '{split}' has no encoding '{encoding}'; known: {', '.join(table)}"
+            )
+        up_bytes = int(table[encoding])
+    return Route(decision, model.model_id, split, encoding, head, up_bytes, tail,
+                 model.result_bytes if tail is not None else 0, prediction)
+
+
+class BasePolicy:
+    """Shared construction (the spec, its model from the devices' profiles); one fixed route unless overridden."""
+
+    stateful: ClassVar[bool] = False
+
+    def __init__(self, spec: PolicySpecBase, scenario_model: str, devices: dict[str, Device],
+                 dataset: Optional[pd.DataFrame]) -> None:
+        self.spec = spec
+        self.model_id = spec.models(scenario_model)[0]
+        self.model = reference_model(devices, self.model_id)
+        self.dataset = dataset
+
+    def routes(self, mobile: Device, server: Device) -> list[Route]:
+        """The routes this policy can give a frame of `mobile` (the same order for every mobile device)."""
+        raise NotImplementedError
+
+    def choose(self, frames: FrameInputs, routes: list[Route]) -> np.ndarray:
+        """Route index per frame: the single route."""
+        return np.zeros(frames.mobile_index.shape, dtype=np.int16)
+
+
+class StatefulPolicy(BasePolicy):
+    """A policy that decides at capture time from the load it sees, and learns from what the engine reports."""
+
+    stateful: ClassVar[bool] = True
+
+    def start(self, uplinks: list[RateTrace]) -> None:
+        """Forget what earlier runs taught (a run is one replication of one sweep point)."""
+
+    def observe_transfer(self, link: int, bits: float, duration_s: float) -> None:
+        """An uplink transfer of `bits` on `link` ended after duration_s."""
+
+    def choose_one(self, view: LoadView, routes: list[Route]) -> int:
+        """Route for one frame at capture time."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class PolicyEntry:
+    """A registered policy: its spec model, its behaviour, and the paper section it comes from."""
+
+    name: str
+    spec: type[PolicySpecBase]
+    policy: type[BasePolicy]
+    summary: str
+    source: str
