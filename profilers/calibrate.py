@@ -2,11 +2,12 @@
 
 Model (issue 13): for each operator o of a network (profilers.opcount, conv-bn-activation fused),
     t_o = max(F_o / (eta_type(o) * P), B_o / (eta_mem * BW)) + tau,    T = sum_o t_o + c0,
-with types dense conv (k >= 3), 1x1 conv and linear, depthwise/grouped conv, and memory-bound operators (F = 0).
+with types dense conv (k >= 3; 3x3 stride 1, which engines run with Winograd, apart), 1x1 conv and linear,
+depthwise/grouped conv, and memory-bound operators (F = 0).
 P is the peak FP32 FLOP/s and BW the memory bandwidth of the compute the stack uses.
 
 Fit: least squares on log T (scipy.optimize.least_squares, log-parameters within bounds) with Gaussian priors
-on the log-parameters as extra residuals. The ratios eta_1x1/eta_dense and eta_dw/eta_dense shrink toward the
+on the log-parameters as extra residuals. The ratios eta_3x3/eta_dense, eta_1x1/eta_dense and eta_dw/eta_dense shrink toward the
 median of the other stacks of the same compute class (CPU or GPU), each fitted once with the default priors;
 the other parameters have wide priors (PRIOR_SIGMA). Simpler forms share parameters: 'single' is today's
 method (one efficiency for compute and memory, per top-level block, no overhead), 'overhead' adds tau and c0,
@@ -33,12 +34,12 @@ from profilers.opcount import OP_TYPES, Op, arch_ops
 
 BOARDS_PATH = Path(__file__).resolve().parent / "data" / "calibration_boards.json"
 FORMS = ("single", "overhead", "types", "full")
-PARAMS = ("eta_dense", "eta_1x1", "eta_dw", "eta_mem", "tau_s", "c0_s")
+PARAMS = ("eta_dense", "eta_3x3", "eta_1x1", "eta_dw", "eta_mem", "tau_s", "c0_s")
 #: prior means of the log-parameters before any cross-device information (CPU and GPU)
-DEFAULT_PRIOR = {"eta_dense": 0.3, "eta_1x1": 0.3, "eta_dw": 0.05, "eta_mem": 0.3, "tau_s": 2e-5, "c0_s": 1e-3}
+DEFAULT_PRIOR = {"eta_dense": 0.3, "eta_3x3": 0.6, "eta_1x1": 0.3, "eta_dw": 0.05, "eta_mem": 0.3, "tau_s": 2e-5, "c0_s": 1e-3}
 #: prior standard deviations in natural-log units: ratios to eta_dense are the informative ones
-PRIOR_SIGMA = {"eta_dense": 2.0, "ratio_1x1": 0.5, "ratio_dw": 0.5, "eta_mem": 2.0, "tau_s": 2.0, "c0_s": 3.0}
-LOG_BOUNDS = {"eta_dense": (1e-4, 8.0), "eta_1x1": (1e-4, 8.0), "eta_dw": (1e-5, 8.0), "eta_mem": (1e-4, 4.0),
+PRIOR_SIGMA = {"eta_dense": 2.0, "ratio_3x3": 0.5, "ratio_1x1": 0.5, "ratio_dw": 0.5, "eta_mem": 2.0, "tau_s": 2.0, "c0_s": 3.0}
+LOG_BOUNDS = {"eta_dense": (1e-4, 8.0), "eta_3x3": (1e-4, 8.0), "eta_1x1": (1e-4, 8.0), "eta_dw": (1e-5, 8.0), "eta_mem": (1e-4, 4.0),
               "tau_s": (1e-8, 1e-2), "c0_s": (1e-7, 1.0)}
 MIN_POINTS = 5  # a stack with fewer published points uses the fallback (fit_fallback)
 
@@ -90,6 +91,7 @@ class Params:
     """Fitted parameters of one device-stack (efficiencies are fractions of P or BW; times in seconds)."""
 
     eta_dense: float
+    eta_3x3: float
     eta_1x1: float
     eta_dw: float
     eta_mem: float
@@ -107,22 +109,29 @@ def predict_s(p: Params, a: OpArrays, roof: Roofline) -> float:
         comp = a.block_flops / (p.eta_dense * roof.peak_flops)
         mem = a.block_bytes / (p.eta_dense * roof.bandwidth_bps)
         return float(np.maximum(comp, mem).sum())
-    eta = np.array([p.eta_dense, p.eta_1x1, p.eta_dw, np.inf])[a.kind]
+    eta = np.array([p.eta_dense, p.eta_3x3, p.eta_1x1, p.eta_dw, np.inf])[a.kind]
     comp = a.flops / (eta * roof.peak_flops)
     mem = a.bytes / (p.eta_mem * roof.bandwidth_bps)
     return float(np.maximum(comp, mem).sum() + a.n_ops * p.tau_s + p.c0_s)
 
 
+def op_times_s(p: Params, ops: Sequence[Op], roof: Roofline) -> np.ndarray:
+    """Per-operator time of the full model (tau included, c0 not): what a derived profile sums per block."""
+    a = op_arrays(ops)
+    eta = np.array([p.eta_dense, p.eta_3x3, p.eta_1x1, p.eta_dw, np.inf])[a.kind]
+    return np.maximum(a.flops / (eta * roof.peak_flops), a.bytes / (p.eta_mem * roof.bandwidth_bps)) + p.tau_s
+
+
 def _free(form: str) -> tuple[str, ...]:
     """The parameters a form fits; the others are tied to eta_dense (efficiencies) or zero (overheads)."""
     return {"single": ("eta_dense",), "overhead": ("eta_dense", "tau_s", "c0_s"),
-            "types": ("eta_dense", "eta_1x1", "eta_dw", "eta_mem"), "full": PARAMS}[form]
+            "types": ("eta_dense", "eta_3x3", "eta_1x1", "eta_dw", "eta_mem"), "full": PARAMS}[form]
 
 
 def _unpack(x: np.ndarray, form: str) -> Params:
     values = dict(zip(_free(form), np.exp(x)))
     e = values["eta_dense"]
-    return Params(eta_dense=e, eta_1x1=values.get("eta_1x1", e), eta_dw=values.get("eta_dw", e),
+    return Params(eta_dense=e, eta_3x3=values.get("eta_3x3", e), eta_1x1=values.get("eta_1x1", e), eta_dw=values.get("eta_dw", e),
                   eta_mem=values.get("eta_mem", e), tau_s=values.get("tau_s", 0.0), c0_s=values.get("c0_s", 0.0),
                   form=form)
 
@@ -132,6 +141,7 @@ class Prior:
     """Prior means (natural units) for the parameters; ratios are eta_1x1/eta_dense and eta_dw/eta_dense."""
 
     eta_dense: float = DEFAULT_PRIOR["eta_dense"]
+    ratio_3x3: float = DEFAULT_PRIOR["eta_3x3"] / DEFAULT_PRIOR["eta_dense"]
     ratio_1x1: float = DEFAULT_PRIOR["eta_1x1"] / DEFAULT_PRIOR["eta_dense"]
     ratio_dw: float = DEFAULT_PRIOR["eta_dw"] / DEFAULT_PRIOR["eta_dense"]
     eta_mem: float = DEFAULT_PRIOR["eta_mem"]
@@ -146,6 +156,7 @@ def _prior_residuals(x: np.ndarray, form: str, prior: Prior) -> list[float]:
         return out
     out.append((v["eta_dense"] - math.log(prior.eta_dense)) / PRIOR_SIGMA["eta_dense"])
     if "eta_1x1" in v:
+        out.append((v["eta_3x3"] - v["eta_dense"] - math.log(prior.ratio_3x3)) / PRIOR_SIGMA["ratio_3x3"])
         out.append((v["eta_1x1"] - v["eta_dense"] - math.log(prior.ratio_1x1)) / PRIOR_SIGMA["ratio_1x1"])
         out.append((v["eta_dw"] - v["eta_dense"] - math.log(prior.ratio_dw)) / PRIOR_SIGMA["ratio_dw"])
         out.append((v["eta_mem"] - math.log(prior.eta_mem)) / PRIOR_SIGMA["eta_mem"])
@@ -168,7 +179,7 @@ def fit(arrays: Sequence[OpArrays], latencies_s: Sequence[float], roof: Roofline
         pred = np.log([predict_s(p, a, roof) for a in arrays])
         return np.concatenate([pred - obs, _prior_residuals(x, form, prior)])
 
-    base = {"eta_dense": prior.eta_dense, "eta_1x1": prior.eta_dense * prior.ratio_1x1,
+    base = {"eta_dense": prior.eta_dense, "eta_3x3": prior.eta_dense * prior.ratio_3x3, "eta_1x1": prior.eta_dense * prior.ratio_1x1,
             "eta_dw": prior.eta_dense * prior.ratio_dw, "eta_mem": prior.eta_mem, "tau_s": prior.tau_s,
             "c0_s": prior.c0_s}
     best = None
@@ -234,12 +245,18 @@ def stacks(points: Optional[list[PublishedLatency]] = None, boards: Optional[dic
     return out
 
 
+_OWN_FITS: dict[tuple, Params] = {}
+
+
 def cross_device_priors(all_stacks: dict[str, Stack]) -> dict[str, Prior]:
     """Per stack: the prior whose ratio means are the medians of the other same-class stacks' own fits."""
     own: dict[str, Params] = {}
     for key, s in all_stacks.items():
         if s.roof is not None and len(s.points) >= MIN_POINTS:
-            own[key] = fit(s.arrays, s.latencies_s, s.roof, "full")
+            memo = (key, s.roof, tuple(s.latencies_s))
+            if memo not in _OWN_FITS:
+                _OWN_FITS[memo] = fit(s.arrays, s.latencies_s, s.roof, "full")
+            own[key] = _OWN_FITS[memo]
     priors = {}
     for key, s in all_stacks.items():
         others = [p for k, p in own.items() if k != key and all_stacks[k].compute_class == s.compute_class]
@@ -247,7 +264,8 @@ def cross_device_priors(all_stacks: dict[str, Stack]) -> dict[str, Prior]:
             priors[key] = Prior()
             continue
         med = lambda f: math.exp(statistics.median(math.log(f(p)) for p in others))  # noqa: E731
-        priors[key] = Prior(eta_dense=med(lambda p: p.eta_dense), ratio_1x1=med(lambda p: p.eta_1x1 / p.eta_dense),
+        priors[key] = Prior(eta_dense=med(lambda p: p.eta_dense), ratio_3x3=med(lambda p: p.eta_3x3 / p.eta_dense),
+                            ratio_1x1=med(lambda p: p.eta_1x1 / p.eta_dense),
                             ratio_dw=med(lambda p: p.eta_dw / p.eta_dense), eta_mem=med(lambda p: p.eta_mem),
                             tau_s=med(lambda p: p.tau_s), c0_s=med(lambda p: p.c0_s))
     return priors
@@ -328,13 +346,13 @@ class DeviceCalibration:
 def fit_fallback(s: Stack, prior: Prior) -> Params:
     """Too few points: the cross-device default shape (prior means) with one common speed factor fitted on the
     points there are (all efficiencies scaled together, overheads divided by it); the prior alone when none."""
-    base = Params(prior.eta_dense, prior.eta_dense * prior.ratio_1x1, prior.eta_dense * prior.ratio_dw,
+    base = Params(prior.eta_dense, prior.eta_dense * prior.ratio_3x3, prior.eta_dense * prior.ratio_1x1, prior.eta_dense * prior.ratio_dw,
                   prior.eta_mem, prior.tau_s, prior.c0_s)
     if not s.points or s.roof is None:
         return base
 
     def scaled(k: float) -> Params:
-        return Params(base.eta_dense * k, base.eta_1x1 * k, base.eta_dw * k, base.eta_mem * k, base.tau_s / k,
+        return Params(base.eta_dense * k, base.eta_3x3 * k, base.eta_1x1 * k, base.eta_dw * k, base.eta_mem * k, base.tau_s / k,
                       base.c0_s / k)
 
     obs = np.log(s.latencies_s)
@@ -344,14 +362,19 @@ def fit_fallback(s: Stack, prior: Prior) -> Params:
 
 
 def calibrate_stack(key: str, roof: Roofline, all_stacks: Optional[dict[str, Stack]] = None,
-                    compute_class: Optional[str] = None) -> DeviceCalibration:
+                    compute_class: Optional[str] = None, anchors: Sequence[PublishedLatency] = ()
+                    ) -> DeviceCalibration:
     """Fit the full model for one stack with the given roofline (a catalog device's facts), with its LOO errors;
-    the fallback of fit_fallback when the stack has fewer than MIN_POINTS points."""
+    the fallback of fit_fallback when the stack has fewer than MIN_POINTS points. anchors are further published
+    points (a device's own calibration entries) used only by the fallback."""
     all_stacks = stacks() if all_stacks is None else all_stacks
     s = all_stacks.get(key)
     if s is None:
         s = Stack(key, [], roof, compute_class or "cpu")
     s = Stack(s.key, s.points, roof, compute_class or s.compute_class, s.sources, s.arrays)
+    if len(s.points) < MIN_POINTS and anchors:
+        s = Stack(s.key, s.points + list(anchors), roof, s.compute_class, s.sources,
+                  s.arrays + [arrays_for(a) for a in anchors])
     priors = cross_device_priors({**all_stacks, key: s})
     prior = priors[key]
     if len(s.points) < MIN_POINTS:

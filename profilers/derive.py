@@ -1,9 +1,12 @@
-"""Derive a device profile from a measured host profile by a per-block roofline, calibrated on a published latency.
+"""Derive a device profile from a measured host profile, calibrated on published latencies of the device.
 
-For each block b measured on the host: FLOPs F_b and bytes moved B_b = 4 * params + input + output bytes
-(float32). On the target, t'_b = max(F_b / (eta_c * P'), B_b / (eta_m * BW')) with P' the peak GFLOP/s and
-BW' the memory bandwidth from device_facts.json; eta_c is fitted so that the derived full-model latency of a
-named model equals its published latency on that device.
+Devices whose facts name a `stack` use the per-operator model of profilers.calibrate (issue 13): each block's
+time on the target is the sum over its operators (profilers.opcount, conv-bn-activation fused) of
+max(F_o / (eta_type P'), B_o / (eta_mem BW')) + tau, plus a per-inference c0 in the first block, with the
+parameters fitted to every published latency of that stack (profilers/data/calibration.csv) and the
+leave-one-out errors carried in the provenance. Devices without a `stack` keep the earlier method: per block b,
+t'_b = max(F_b / (eta_c * P'), B_b / (eta_m * BW')) with B_b = 4 * params + input + output bytes and eta_c
+fitted so that the derived full-model latency of named models equals their published latency.
 """
 
 from __future__ import annotations
@@ -16,7 +19,11 @@ from typing import Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from profilers.calibrate import DeviceCalibration, Roofline, calibrate_stack, op_times_s
+from profilers.calibration_data import PublishedLatency, stack_key
 from profilers.errors import EdgesimError, ProfileError
+from profilers.models import build, entries
+from profilers.opcount import KNOWN_ARCHS, Op, block_ops
 from profilers.schema import (
     BlockRecord,
     DerivedProvenance,
@@ -42,6 +49,23 @@ class Calibration(BaseModel):
     source: str
 
 
+class StackSpec(BaseModel):
+    """The device and software stack a derived device models: rows of calibration.csv with these fields."""
+
+    model_config = ConfigDict(extra="forbid")
+    board: str = Field(description="board name as the source writes it")
+    framework: str
+    precision: str
+    threads: int = 0
+    compute: str = "cpu"
+    batch: int = 1
+    note: str = Field(default="", description="why this stack stands for the device (a proxy is said so here)")
+
+    @property
+    def key(self) -> str:
+        return stack_key(self.board, self.framework, self.precision, self.threads, self.compute, self.batch)
+
+
 class DeviceFacts(BaseModel):
     """One device of device_facts.json: hardware, roofline figures, power, and a calibration latency."""
 
@@ -59,6 +83,7 @@ class DeviceFacts(BaseModel):
     calibration: Optional[Union[Calibration, list[Calibration]]] = Field(
         default=None, description="one published latency, or several: eta_c is then their geometric mean")
     eta_m: Optional[float] = Field(default=None, gt=0, description="memory efficiency; eta_c when absent")
+    stack: Optional[StackSpec] = Field(default=None, description="calibrate with profilers.calibrate on this stack")
     description: str = ""
 
 
@@ -155,6 +180,11 @@ def derive_model(mp: ModelProfile, facts: DeviceFacts, eta_c: float, eta_m: floa
     if not mp.blocks:
         raise ProfileError(f"model '{mp.model_id}' has no per-block records; re-measure it with this version")
     times = roofline_times(mp.blocks, facts.peak_gflops, facts.memory_bandwidth_gbs, eta_c, eta_m)
+    return _derived_model(mp, facts, times, "derived by per-block roofline")
+
+
+def _derived_model(mp: ModelProfile, facts: DeviceFacts, times: list[float], how: str) -> ModelProfile:
+    """The host model with the target's block times: split-point medians, host samples rescaled, energy."""
     cum = [0.0]
     for t in times:
         cum.append(cum[-1] + t)
@@ -178,14 +208,102 @@ def derive_model(mp: ModelProfile, facts: DeviceFacts, eta_c: float, eta_m: floa
         "memory_method": "",
         "cpu_utilisation_percent": None,
         "energy_method": "power-model-estimate",
-        "description": mp.description.split("; energy:")[0]
-        + "; derived by per-block roofline; energy = power.active_w x latency",
+        "description": mp.description.split("; energy:")[0] + f"; {how}; energy = power.active_w x latency",
     })
+
+
+def _registry_ops(mp: ModelProfile) -> Optional[list[Op]]:
+    """Operators of a host model, rebuilt from the model registry and tagged with the measured block index."""
+    if mp.model_id not in entries():
+        return None
+    side = tuple(mp.input_shape[1:]) if len(mp.input_shape) == 3 else None
+    model = build(mp.model_id, input_size=side) if side else build(mp.model_id)
+    if len(model.blocks) != len(mp.blocks):
+        return None
+    return block_ops(model.blocks, [1, *mp.input_shape])
+
+
+def operator_block_times(mp: ModelProfile, cal: DeviceCalibration, roof: Roofline,
+                         ops: Optional[list[Op]]) -> tuple[list[float], str]:
+    """Per measured block: the sum of its operators' times (c0 in block 0); without operators (the model cannot be
+    rebuilt or traced) each block is one dense-convolution operator with its recorded FLOPs and bytes."""
+    times = [0.0] * len(mp.blocks)
+    if ops is not None and all(0 <= o.block < len(times) for o in ops):
+        for o, t in zip(ops, op_times_s(cal.params, ops, roof)):
+            times[o.block] += t
+        how = "per operator"
+    else:
+        pseudo = [Op(b.name, "conv_dense", b.flops, b.input_bytes, b.output_bytes, 4 * b.params, i)
+                  for i, b in enumerate(mp.blocks)]
+        times = list(op_times_s(cal.params, pseudo, roof))
+        how = "per block as one dense operator (the model could not be traced into operators)"
+    if times:
+        times[0] += cal.params.c0_s
+    return times, how
+
+
+def _anchors(facts: DeviceFacts) -> list[Calibration]:
+    cal = facts.calibration
+    return cal if isinstance(cal, list) else ([cal] if cal else [])
+
+
+def derive_device_calibrated(host: DeviceProfile, name: str, facts: DeviceFacts, from_profile: str = "",
+                             validation: Optional[dict[str, str]] = None,
+                             ops_for=_registry_ops) -> DeviceProfile:
+    """A device profile for `name` by the per-operator model fitted on the published latencies of facts.stack."""
+    if not facts.memory_bandwidth_gbs:
+        raise EdgesimError(f"device '{name}': the per-operator model needs memory_bandwidth_gbs in its facts")
+    roof = Roofline(facts.peak_gflops * 1e9, facts.memory_bandwidth_gbs * 1e9)
+    anchors = [PublishedLatency(facts.stack.board, facts.stack.framework, facts.stack.precision, facts.stack.threads,
+                                facts.stack.compute, facts.stack.batch, a.model_id, a.model_id, a.input_size,
+                                a.latency_s * 1e3, "calibration anchor of device_facts.json", a.source, "")
+               for a in _anchors(facts) if a.model_id in KNOWN_ARCHS]
+    cal = calibrate_stack(facts.stack.key, roof, compute_class="gpu" if facts.compute == "cuda" else "cpu",
+                          anchors=anchors)
+    models, notes = {}, {}
+    for mid, mp in host.models.items():
+        if not mp.blocks:
+            continue
+        times, how = operator_block_times(mp, cal, roof, ops_for(mp))
+        models[mid] = _derived_model(mp, facts, times, f"derived {how} (profilers.calibrate)")
+        notes[f"model {mid}"] = f"block times {how}"
+    sources = dict(facts.sources)
+    sources["stack"] = facts.stack.key + (f" ({facts.stack.note})" if facts.stack.note else "")
+    sources["calibration"] = cal.method + "; published points: profilers/data/calibration.csv rows of this stack"
+    mdae = cal.median_abs_error
+    fit_notes = {"leave-one-out": (f"median absolute error {100 * mdae:.1f}% over {cal.n_points} published points "
+                                   "of this stack, each predicted by a fit without it" if mdae is not None else
+                                   "not validated: " + cal.method)}
+    method = ("per-operator roofline t_o = max(F_o/(eta_type*P'), B_o/(eta_mem*BW')) + tau, plus c0 per inference; "
+              "types dense conv, 1x1 conv/linear, depthwise/grouped conv, memory-bound; conv-bn-activation fused; "
+              "fitted by least squares on log latency to the stack's published latencies (profilers.calibrate); "
+              "head/tail medians are sums of block times; host samples rescaled to those medians")
+    provenance = DerivedProvenance(
+        from_profile=from_profile or f"{host.name} ({host.provenance.kind})", method=method,
+        date=datetime.now(timezone.utc), sources=sources,
+        calibration={**cal.params.as_dict(), "published_points": float(cal.n_points)},
+        validation={**(validation or {}), **fit_notes, **notes}, stack=facts.stack.key,
+        validated_errors=list(cal.loo_errors))
+    return DeviceProfile(name=name, kind=facts.kind, hardware=_hardware(facts), power=facts.power,
+                         provenance=provenance, models=models)
+
+
+def _hardware(facts: DeviceFacts) -> HardwareFacts:
+    hw_sources = {k: v for k, v in facts.sources.items()
+                  if k in {"cpu_model", "cores", "memory_gb", "accelerator", "compute", "peak_gflops",
+                           "memory_bandwidth_gbs"}}
+    return HardwareFacts(cpu_model=facts.cpu_model, cores=facts.cores, memory_gb=facts.memory_gb,
+                         accelerator=facts.accelerator, compute="cuda" if facts.compute == "cuda" else "cpu",
+                         peak_gflops=facts.peak_gflops, memory_bandwidth_gbs=facts.memory_bandwidth_gbs,
+                         sources=hw_sources)
 
 
 def derive_device(host: DeviceProfile, name: str, facts: DeviceFacts, from_profile: str = "",
                   validation: Optional[dict[str, str]] = None) -> DeviceProfile:
-    """A device profile for `name` derived from a measured host profile and the device's facts."""
+    """A device profile for `name` derived from a measured host profile and the device's facts: the per-operator
+    model when the facts name a stack, else the single-efficiency roofline on the calibration anchors."""
+    if facts.stack is not None:
+        return derive_device_calibrated(host, name, facts, from_profile, validation)
     anchors = facts.calibration if isinstance(facts.calibration, list) else ([facts.calibration] if facts.calibration else [])
     usable = [cal for cal in anchors if cal.model_id in host.models]
     sources = dict(facts.sources)
@@ -222,13 +340,7 @@ def derive_device(host: DeviceProfile, name: str, facts: DeviceFacts, from_profi
     sources["eta_m"] = "given in device_facts.json" if facts.eta_m else "assumed equal to eta_c"
     calibration.update({"eta_c": eta_c, "eta_m": eta_m})
     models = {mid: derive_model(mp, facts, eta_c, eta_m) for mid, mp in host.models.items() if mp.blocks}
-    hw_sources = {k: v for k, v in facts.sources.items()
-                  if k in {"cpu_model", "cores", "memory_gb", "accelerator", "compute", "peak_gflops",
-                           "memory_bandwidth_gbs"}}
-    hardware = HardwareFacts(cpu_model=facts.cpu_model, cores=facts.cores, memory_gb=facts.memory_gb,
-                             accelerator=facts.accelerator, compute="cuda" if facts.compute == "cuda" else "cpu",
-                             peak_gflops=facts.peak_gflops, memory_bandwidth_gbs=facts.memory_bandwidth_gbs,
-                             sources=hw_sources)
+    hardware = _hardware(facts)
     method = ("per-block roofline t' = max(F/(eta_c*P'), B/(eta_m*BW')) with B = 4*params + input + output "
               "float32 bytes, F from torch.utils.flop_counter on the host; eta_c calibrated on a published "
               "latency; head/tail medians are sums of block times; host samples rescaled to those medians")

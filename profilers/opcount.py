@@ -17,8 +17,8 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-OpType = Literal["conv_dense", "conv_1x1", "conv_dw", "memory"]
-OP_TYPES: tuple[OpType, ...] = ("conv_dense", "conv_1x1", "conv_dw", "memory")
+OpType = Literal["conv_dense", "conv_3x3s1", "conv_1x1", "conv_dw", "memory"]
+OP_TYPES: tuple[OpType, ...] = ("conv_dense", "conv_3x3s1", "conv_1x1", "conv_dw", "memory")
 BYTES_PER_ELEMENT = 4  # float32 activations and weights
 
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.GELU,
@@ -57,11 +57,14 @@ class Op:
 
 
 def conv_type(conv: nn.Conv2d) -> OpType:
-    """Depthwise (and grouped) when groups > 1, 1x1 when the kernel is 1x1, dense otherwise (3x3 and larger)."""
+    """Depthwise (and grouped) when groups > 1, 1x1 when the kernel is 1x1; dense 3x3 stride 1 apart (the
+    convolutions deployed engines run with Winograd), dense otherwise (larger kernels, strided 3x3)."""
     if conv.groups > 1:
         return "conv_dw"
     if tuple(conv.kernel_size) == (1, 1):
         return "conv_1x1"
+    if tuple(conv.kernel_size) == (3, 3) and tuple(conv.stride) == (1, 1) and tuple(conv.dilation) == (1, 1):
+        return "conv_3x3s1"
     return "conv_dense"
 
 
@@ -190,6 +193,12 @@ def _alexnet_caffe() -> nn.Module:
 
 
 CUSTOM_ARCHS = {"mobilenet_v1": _mobilenet_v1, "alexnet_caffe": _alexnet_caffe}
+#: architectures a published point or calibration anchor may name
+KNOWN_ARCHS = frozenset({"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "mobilenet_v2",
+                         "mobilenet_v3_large", "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn",
+                         "vgg19_bn", "densenet121", "densenet161", "densenet169", "densenet201", "inception_v3",
+                         "googlenet", "squeezenet1_0", "squeezenet1_1", "alexnet", "shufflenet_v2_x1_0", "mnasnet1_0",
+                         "efficientnet_b0", "regnet_y_400mf", *CUSTOM_ARCHS})
 
 
 def build_arch(arch: str) -> nn.Module:

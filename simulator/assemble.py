@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from profilers.errors import EdgesimError
-from simulator.devices import Device, resolve_devices
+from simulator.devices import Device, mobile_radio_notes, resolve_devices
 from simulator.link import Packetiser, RateTrace, load_rate_trace
 from simulator.plan import FramePlan, Topology
 from simulator.policies import BasePolicy, FrameInputs, Route, make_policy
@@ -34,6 +34,7 @@ class Point:
     policies: list[BasePolicy]
     engine: str  # "fast" or "simpy"
     capture_trace: Optional[np.ndarray]
+    notes: list[str]  # what the user should know about how the scenario was read (one line each)
 
     @property
     def n_mobiles(self) -> int:
@@ -59,7 +60,7 @@ def needs_state(scenario: Scenario, policies: list[BasePolicy]) -> bool:
 
 def assemble(sc: Scenario) -> Point:
     """Resolve a scenario (one sweep point) into devices, stations, policies and the engine that can run it."""
-    devices = resolve_devices(sc)
+    devices, notes = mobile_radio_notes(sc, resolve_devices(sc))
     dataset = load_dataset(sc.workload.dataset, sc.workload.dataset_split)
     groups = [(g.device, g.count) for g in sc.mobiles]
     group_of_instance = np.repeat(np.arange(len(groups)), [c for _, c in groups])
@@ -90,7 +91,7 @@ def assemble(sc: Scenario) -> Point:
     capture_trace = trace_captures(sc, dataset) if sc.workload.source == "trace" else None
     return Point(sc, devices, devices[sc.edge.device], groups, group_of_instance, instance_names, dataset,
                  Packetiser(link.packet_payload_bytes, link.packet_overhead_bytes, link.loss_probability),
-                 downlink_mbps * 1e6, topo, policies, engine, capture_trace)
+                 downlink_mbps * 1e6, topo, policies, engine, capture_trace, notes)
 
 
 @dataclass
@@ -142,7 +143,7 @@ def plan_window(pt: Point, pol: BasePolicy, rep: int, streams: FrameStreams, sta
             if route.tail is not None:
                 tail[r, sl] = route.tail.draw(u_tail[sl], mode)
                 size = np.full(per, route.up_bytes)
-                wire[r, sl] = packetiser.wire_bytes(size, packetiser.draw_resent(streams.loss(m, r), size)) * 8.0
+                wire[r, sl] = packetiser.wire_bytes(size, packetiser.draw_resent_bytes(streams.loss(m, r), size)) * 8.0
                 down[r, sl] = packetiser.wire_bytes(np.full(per, route.down_bytes)) * 8.0 / pt.downlink_bps
     inputs = FrameInputs(mobile_index=mobile, sample_index=sample, dataset=pt.dataset, seed=sc.seed + rep)
     route = pol.choose(inputs, routes_by_group[0]).astype(np.int16) if not pol.stateful else np.zeros(n, np.int16)

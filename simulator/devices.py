@@ -6,7 +6,7 @@ or from an inline what-if device (fixed / exponential latency, or a speed factor
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal, Optional
 
 import numpy as np
@@ -120,6 +120,11 @@ class Radio:
     rx_w_per_mbps: float = 0.0
 
 
+DEFAULT_WIFI = Radio(tx_w=0.13286, tx_w_per_mbps=0.28317, rx_w=0.13286, rx_w_per_mbps=0.13701)
+"""The Wi-Fi model the catalog gives every mobile device: Huang et al., MobiSys 2012, Table 3 (base 132.86 mW,
+uplink 283.17 mW/Mbps, downlink 137.01 mW/Mbps; profilers/data/device_facts.json), for mobiles without one."""
+
+
 @dataclass(frozen=True)
 class Device:
     """A mobile device, edge server or cloud as used in a simulation."""
@@ -137,6 +142,11 @@ class Device:
         """The model's profile on this device (or on the device an inline speed factor scales)."""
         if self.profile is None:
             raise EdgesimError(f"device '{self.name}' is inline with a fixed latency and has no model profiles")
+        if model_id not in self.profile.models and self.profile.provenance.kind == "derived":
+            raise ProfileError(f"device '{self.name}' (derived, not measured) has no profile for model '{model_id}'; "
+                               f"profile the model on a machine you have (`edgesim profile {model_id} --device-name NAME "
+                               f"--out P.json`), then `edgesim derive P.json --device {self.name} --out D.json` and list "
+                               "D.json under `profiles:`")
         return self.profile.model(model_id)
 
     def _inline_time(self, share: float) -> ServiceTime:
@@ -218,6 +228,27 @@ def resolve_devices(scenario: Scenario) -> dict[str, Device]:
     return out
 
 
+def mobile_radio_notes(scenario: "Scenario", devices: dict[str, Device]) -> tuple[dict[str, Device], list[str]]:
+    """Give mobile devices without a radio model the catalog's Wi-Fi model, and say so; note devices of the wrong kind.
+
+    Offloading from a mobile device with no radio would cost 0 J on the radio: never silently.
+    """
+    out, notes = dict(devices), []
+    mobiles = list(dict.fromkeys(g.device for g in scenario.mobiles))
+    for name in mobiles:
+        dev = out[name]
+        if dev.radio == Radio():
+            out[name] = replace(dev, radio=DEFAULT_WIFI)
+            notes.append(f"mobile device '{name}' has no radio model; its radio energy uses the catalog's Wi-Fi model "
+                         "(Huang et al., MobiSys 2012)")
+        if dev.kind != "mobile":
+            notes.append(f"device '{name}' is of kind '{dev.kind}' and is used as a mobile device")
+    server = out[scenario.edge.device]
+    if server.kind == "mobile":
+        notes.append(f"device '{server.name}' is of kind 'mobile' and is used as the edge server")
+    return out, notes
+
+
 def reference_model(devices: dict[str, Device], model_id: str) -> ModelProfile:
     """The model's profile from any profiled device (shapes, bytes and FLOPs do not depend on the device)."""
     for dev in devices.values():
@@ -228,4 +259,7 @@ def reference_model(devices: dict[str, Device], model_id: str) -> ModelProfile:
         prof = load_device(name)
         if model_id in prof.models:
             return prof.models[model_id]
-    raise ProfileError(f"no profile of model '{model_id}' in the scenario's devices or the catalog; run `edgesim profile {model_id}`")
+    raise ProfileError(f"no profile of model '{model_id}' in the scenario's devices or the catalog; measure it on a "
+                       f"machine you have (`edgesim profile {model_id} --device-name NAME --out P.json`), derive it onto "
+                       "catalog devices (`edgesim derive P.json --device rpi3b+ --out D.json`) and list both files "
+                       "under `profiles:`")

@@ -128,16 +128,24 @@ class Packetiser:
         """Packets needed for each payload (0 for an empty one)."""
         return -(-np.asarray(size_bytes, dtype=np.int64) // self.payload_bytes)
 
-    def wire_bytes(self, size_bytes: np.ndarray, resent_packets: np.ndarray | int = 0) -> np.ndarray:
-        """Payload plus per-packet overhead, plus every resent packet at full size (link-layer ARQ)."""
+    def wire_bytes(self, size_bytes: np.ndarray, resent_bytes: np.ndarray | int = 0) -> np.ndarray:
+        """Payload plus per-packet overhead, plus the bytes of resent packets (link-layer ARQ)."""
         size = np.asarray(size_bytes, dtype=np.int64)
-        return size + self.packets(size) * self.overhead_bytes + np.asarray(resent_packets) * (
-            self.payload_bytes + self.overhead_bytes
-        )
+        return size + self.packets(size) * self.overhead_bytes + np.asarray(resent_bytes)
 
-    def draw_resent(self, rng: np.random.Generator, size_bytes: np.ndarray) -> np.ndarray:
-        """Resent packets per payload: each packet is lost independently, so resends are negative binomial."""
-        n = self.packets(size_bytes)
+    def draw_resent_bytes(self, rng: np.random.Generator, size_bytes: np.ndarray) -> np.ndarray:
+        """Wire bytes of resent packets per payload: each packet is lost independently and resent as it was.
+
+        A payload of s bytes is floor(s/P) full packets and, when P does not divide s, one last packet of s mod P
+        bytes; every packet carries the per-packet overhead. Resends of the k full packets are NB(k, 1 - p) and
+        those of the last packet NB(1, 1 - p) (failures before each packet's success), so the expected resent
+        bytes are p/(1 - p) x (s + packets x overhead): a resend repeats the packet that was lost, no more.
+        """
+        size = np.asarray(size_bytes, dtype=np.int64)
         if self.loss_probability <= 0:
-            return np.zeros_like(n)
-        return rng.negative_binomial(np.maximum(n, 1), 1.0 - self.loss_probability) * (n > 0)
+            return np.zeros_like(size)
+        full, last = size // self.payload_bytes, size % self.payload_bytes
+        keep = 1.0 - self.loss_probability
+        resent_full = rng.negative_binomial(np.maximum(full, 1), keep) * (full > 0)
+        resent_last = rng.negative_binomial(1, keep, size=size.shape) * (last > 0)
+        return resent_full * (self.payload_bytes + self.overhead_bytes) + resent_last * (last + self.overhead_bytes)

@@ -103,8 +103,8 @@ class SummaryAccumulator:
             self.rep_last[rep] = max(self.rep_last.get(rep, -np.inf), float(grp["done_s"].max()))
         self.load.add(kept)
 
-    def result(self, mobile_idle_w: dict[str, float], n_mobiles: int) -> dict:
-        """The summary row (002 section 4 metrics; energy as in the README)."""
+    def result(self, mobile_idle_w: dict[str, float], n_mobiles: int, positive: Optional[object] = None) -> dict:
+        """The summary row (002 section 4 metrics; energy as in the README; F1 of `positive`, else macro)."""
         n, s = self.n, self.sums
         delay = np.concatenate(self.delays) if self.delays else np.zeros(0)
         n_done = delay.size
@@ -138,13 +138,10 @@ class SummaryAccumulator:
             "queue_s_mean": per_done(s["queue"]),
         }
         if self.labels and n_done:
-            from sklearn.metrics import f1_score
-
             lab, pred = np.concatenate(self.labels), np.concatenate(self.preds)
             row["accuracy"] = float((lab == pred).mean())
-            average = "binary" if len(np.unique(np.concatenate([lab, pred]))) <= 2 else "macro"
-            row["f1"] = float(f1_score(lab, pred, average=average, zero_division=0))
-            row["f1_average"] = average
+            row["f1"] = f1_score(lab, pred, positive)
+            row["f1_positive"] = "macro" if positive is None else str(positive)
         return row
 
 
@@ -181,39 +178,37 @@ class OfferedLoad:
     def utilisation(self, servers: int, shared_medium: bool) -> dict:
         """rho of the busiest mobile device, of the busiest uplink (or the shared medium) and of the server pool."""
         nan = float("nan")
-        per_mobile: dict[str, list[float]] = {"mobile": [], "uplink": []}
-        pooled: dict[int, dict[str, float]] = {}
-        for (rep, mobile), n in self.count.items():
-            span = self._span((rep, mobile))
-            for kind in ("mobile", "uplink"):
-                per_mobile[kind].append(self.busy[(rep, kind, mobile)] / span if span > 0 else nan)
-            pool = pooled.setdefault(rep, {"uplink": 0.0, "server": 0.0, "first": np.inf, "last": -np.inf, "n": 0})
-            pool["uplink"] += self.busy[(rep, "uplink", mobile)]
-            pool["server"] += self.busy[(rep, "server", mobile)]
-            pool["first"], pool["last"] = min(pool["first"], self.first[(rep, mobile)]), max(pool["last"], self.last[(rep, mobile)])
-            pool["n"] = max(pool["n"], n)
-        spans = {rep: (p["last"] - p["first"]) * p["n"] / (p["n"] - 1) if p["n"] > 1 else nan for rep, p in pooled.items()}
-        server = [p["server"] / (spans[rep] * servers) for rep, p in pooled.items() if spans[rep] > 0]
-        uplink = [p["uplink"] / spans[rep] for rep, p in pooled.items() if spans[rep] > 0] if shared_medium \
-            else per_mobile["uplink"]
-        rho = {"utilisation_mobile": max(per_mobile["mobile"], default=nan),
+        rho_of: dict[str, dict[tuple[int, str], float]] = {"mobile": {}, "uplink": {}, "server": {}}
+        for key in self.count:
+            span = self._span(key)
+            for kind in rho_of:
+                rho_of[kind][key] = self.busy[(key[0], kind, key[1])] / span if span > 0 else nan
+        reps = sorted({rep for rep, _ in self.count})
+
+        def pooled(kind: str, over: int) -> list[float]:  # lambda_total x E[S] = sum over mobiles of lambda_m x E[S_m]
+            return [sum(v for (r, _), v in rho_of[kind].items() if r == rep) / over for rep in reps]
+
+        uplink = pooled("uplink", 1) if shared_medium else list(rho_of["uplink"].values())
+        rho = {"utilisation_mobile": max(rho_of["mobile"].values(), default=nan),
                "utilisation_uplink": max(uplink, default=nan),
-               "utilisation_server": max(server, default=nan)}
+               "utilisation_server": max(pooled("server", servers), default=nan)}
         rho["stable"] = bool(all(not (v >= 1.0) for v in rho.values()))
         return rho
 
 
 def summary_rows(sc: Scenario, point: int, overrides: dict, accumulators: dict[str, "SummaryAccumulator"],
-                 groups: list[tuple[str, int]], mobile_idle_w: dict[str, float], engine: str) -> pd.DataFrame:
+                 groups: list[tuple[str, int]], mobile_idle_w: dict[str, float], engine: str,
+                 labels: Optional[np.ndarray] = None) -> pd.DataFrame:
     """One summary row per policy at a sweep point: what was simulated where, then the accumulated metrics."""
     n_mobiles = sum(count for _, count in groups)
     rate = float("nan") if sc.link.trace else sc.link.data_rate_mbps
     mobile_label = "+".join(f"{name}x{count}" if count > 1 else name for name, count in groups)
+    positive = positive_class(labels, sc.workload.positive_label) if labels is not None else None
     rows = []
     for spec in sc.policies:
         row = {"point": point, "policy": spec.display, "mobile": mobile_label, "edge": sc.edge.device,
                "data_rate_mbps": rate}
-        row.update(accumulators[spec.display].result(mobile_idle_w, n_mobiles))
+        row.update(accumulators[spec.display].result(mobile_idle_w, n_mobiles, positive))
         row.update(accumulators[spec.display].load.utilisation(sc.edge.servers, sc.link.shared_medium))
         for path, value in overrides.items():
             row[f"sweep.{path}"] = value

@@ -238,7 +238,7 @@ def _finish(scenario: Scenario, out: Path, stage: Path, resolved: str, started: 
         engines[res.point] = res.engine
 
     run_sweep(scenario, jobs=jobs, progress=progress, skip=done, on_point=keep, executor=executor, scheduler=scheduler,
-              frames_dir=stage / "points" if scenario.outputs.frames else None)
+              frames_dir=stage / "points" if scenario.outputs.frames else None, keep_frames=scenario.outputs.frames)
     summaries = [pd.read_csv(stage / "points" / f"{k:05d}.summary.csv") for k in range(len(points))]
     summary = order_summary(pd.concat(summaries, ignore_index=True))
     atomic_write_bytes(stage / "summary.csv", _csv_bytes(summary))

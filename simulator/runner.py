@@ -6,7 +6,7 @@ policy) run goes through the exact engine, the SimPy engine in memory, or the Si
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -30,6 +30,7 @@ class PointResult:
     frames: Optional[pd.DataFrame]
     summary: pd.DataFrame
     engine: str
+    notes: list[str] = field(default_factory=list)
 
 
 def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Optional[Path] = None,
@@ -44,10 +45,11 @@ def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Opti
                 run_policy(pt, pol, rep, point, sink, windowed=streaming)
     engine = pt.engine + ((" (windows)" if pt.engine == "simpy" else " (chunked output)") if streaming else "")
     idle_w = {name: pt.devices[name].idle_w for name, _ in pt.groups}
-    summary = summary_rows(sc, point, overrides, sink.accumulators, pt.groups, idle_w, engine)
+    labels = pt.dataset["label"].to_numpy() if pt.dataset is not None and "label" in pt.dataset.columns else None
+    summary = summary_rows(sc, point, overrides, sink.accumulators, pt.groups, idle_w, engine, labels)
     local = next((p.display for p in sc.policies if p.name == "local"), None)
     offload = next((p.display for p in sc.policies if p.name == "offload"), None)
-    return PointResult(point, sink.frames(), add_gains(summary, local, offload), pt.engine)
+    return PointResult(point, sink.frames(), add_gains(summary, local, offload), pt.engine, pt.notes)
 
 
 def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink, windowed: bool) -> None:

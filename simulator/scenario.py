@@ -70,6 +70,8 @@ class WorkloadSpec(_Strict):
     trace: Optional[str] = Field(default=None, description="CSV with capture_time_s (source: trace)")
     dataset: Optional[str] = Field(default=None, description="per-sample Parquet/CSV trace (labels, predictions)")
     dataset_split: Optional[str] = Field(default=None, description="keep only rows whose 'split' equals this")
+    positive_label: Optional[Union[int, str]] = Field(default=None, description=(
+        "the class F1 is reported for; default: the larger of the dataset's two labels (macro F1 with more)"))
     service_time: Literal["median", "sampled"] = Field(default="median")
     warmup_frames: int = Field(default=0, ge=0, description="frames per mobile left out of the summary")
     chunk_frames: int = Field(default=1_000_000, ge=100, description=(

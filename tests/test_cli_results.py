@@ -8,7 +8,7 @@ import re
 import pandas as pd
 import pytest
 
-import simulator.runner as runner
+import simulator.sweep as sweep
 from edgesim.cli.app import main
 from edgesim.report import html as report
 from edgesim.report.stability import unstable_warnings
@@ -48,7 +48,7 @@ def _table_rows(text: str) -> tuple[str, list[list[str]]]:
     return title, rows
 
 
-@pytest.mark.parametrize("metric,scale,unit", [("delay_mean_s", 1e3, "ms"), ("throughput_fps", 1.0, "fps")])
+@pytest.mark.parametrize("metric,scale,unit", [("delay_mean_s", 1e3, "ms"), ("throughput_fps", 1.0, "frames/s")])
 def test_compare_prints_the_unit_its_numbers_are_in(results, capsys, metric, scale, unit):
     assert main(["compare", str(results), "--metric", metric]) == 0
     out = capsys.readouterr().out
@@ -97,19 +97,19 @@ def test_out_into_a_folder_that_is_not_results_is_refused_even_with_overwrite(tm
 
 
 def _interrupted(tmp_path, path, monkeypatch, out_name="part", fail_at=2):
-    real = runner.run_point
+    real = sweep.run_point
     calls = {"n": 0}
 
-    def flaky(scenario, point, overrides, frames_path=None):
+    def flaky(*args):
         calls["n"] += 1
         if calls["n"] == fail_at:
             raise KeyboardInterrupt
-        return real(scenario, point, overrides, frames_path)
+        return real(*args)
 
-    monkeypatch.setattr(runner, "run_point", flaky)
+    monkeypatch.setattr(sweep, "run_point", flaky)
     out = tmp_path / out_name
     assert main(["run", str(path), "--out", str(out), "--jobs", "1"]) == 130
-    monkeypatch.setattr(runner, "run_point", real)
+    monkeypatch.setattr(sweep, "run_point", real)
     return out
 
 

@@ -6,11 +6,14 @@ from importlib import metadata
 
 import pytest
 
+from rich.console import Console
+
+import edgesim.cli.simulate as simulate
 from edgesim.cli.app import main
 
 USAGE_ERRORS = [
     (["run", "s.yaml", "--output", "x"], "--output"),
-    (["profile", "resnet18"], "--device-name"),
+    (["trace", "import", "csv", "in.csv"], "Missing option '--out'"),
     (["frobnicate"], "frobnicate"),
     (["run", "s.yaml", "--jobs", "-1"], "--jobs"),
     (["compare"], "RESULTS"),
@@ -38,7 +41,14 @@ def test_short_help_version_and_debug_in_help(capsys):
     assert capsys.readouterr().out.strip() == f"edgesim {metadata.version('edgesim')}"
 
 
-def test_list_devices_fits_80_columns(capsys):
+def test_profile_without_device_name_is_one_line(capsys):
+    assert main(["profile", "resnet18"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("edgesim: error: ") and "--device-name" in err[0], err
+
+
+def test_list_devices_fits_80_columns(capsys, monkeypatch):
+    monkeypatch.setattr(simulate, "console", lambda stderr=False: Console(width=80))
     assert main(["list", "devices"]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if "jetson-tx2" in line]

@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from edgesim.cli.app import main
+from profilers.schema import load_profile
 
 
 def run_cli(args):
@@ -23,8 +24,6 @@ def test_quick_size_sweep_table_has_columns_and_params_grow(tmp_path):
 
 
 def test_quick_head_writes_profile_with_accuracy(tmp_path):
-    from profilers.schema import load_profile
-
     prof = tmp_path / "dev.json"
     assert run_cli(["distill", "head", "--quick", "--no-png", "--out", str(tmp_path / "run"), "--repeats", "2",
                     "--profile-device", "dev", "--profile-out", str(prof)]) == 0

@@ -5,8 +5,10 @@ import pytest
 import torch
 
 from edgesim.studies.distill.data import load_digits_data, load_image_folder
-from profilers.models.nets import make_net
+from edgesim.studies.distill.runs import run_head
 from profilers.errors import EdgesimError
+from profilers.models import build
+from profilers.models.nets import make_net
 
 
 def test_digits_split_is_stratified_seeded_and_resized():
@@ -46,9 +48,6 @@ def test_nets_give_logits(name):
 
 
 def test_registered_mimic_output_shape_equals_teacher():
-    import profilers.models.students  # noqa: F401
-    from profilers.models import build
-
     teacher, mimic = build("resnet18-digits"), build("resnet18-mimic-digits")
     x = torch.zeros(1, 3, 32, 32)
     with torch.no_grad():
@@ -64,8 +63,6 @@ def test_registered_mimic_output_shape_equals_teacher():
 
 def test_mimic_id_code_path_at_tiny_size():
     """002's real mimic (DenseNet-169 teacher) trains one step at 64x64 on a few images: head shape matches."""
-    from edgesim.studies.distill.runs import run_head
-
     rec = run_head("densenet169-mimic", dataset="digits", side_px=64, epochs=1, lr=1e-3, limit=40)
     assert rec["teacher_split_shape"] == [128, 8, 8]
     assert rec["bottleneck_shape"] == [3, 9, 9]

@@ -9,6 +9,8 @@ import torch
 torch.set_num_threads(1)  # two pytest workers on two cores: avoid oversubscription
 
 from edgesim.cli.app import main
+from profilers.models import build
+from profilers.models.digits import edge_net
 
 
 def run_cli(args):
@@ -38,9 +40,6 @@ def test_demo_writes_every_artefact(demo_dir):
 
 
 def test_registry_models_load_demo_checkpoints(demo_dir):
-    import profilers.models.digits  # noqa: F401
-    from profilers.models.digits import edge_net
-    from profilers.models import build
     from safetensors.torch import load_file
 
     sm = build("dmd-digits-edge", checkpoint=str(demo_dir / "edge.safetensors"))

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from edgesim.studies.dmd import deferral
+from edgesim.studies.dmd.pipeline import run_demo
 from edgesim.studies.dmd.replay import CLOUD_ID, EDGE_ID, SWEEP_FRACTIONS, WAN, replay
 from profilers.errors import EdgesimError
 from profilers.schema import load_profile
@@ -154,18 +155,14 @@ def test_catalog_devices_are_derived(tmp_path):
 
 
 def test_unknown_device_is_one_line_before_training(tmp_path):
-    from edgesim.studies.dmd.pipeline import run_demo
-
     with pytest.raises(EdgesimError, match=r"unknown device 'nope'.*jetson-tx2") as err:
-        run_demo(tmp_path, fast=True, png=False, mobile="nope")
+        run_demo(tmp_path, fast=True, png="no", mobile="nope")
     assert "\n" not in str(err.value) and not any(tmp_path.iterdir())
 
 
 def test_demo_table1_has_simulated_time_and_energy(tmp_path):
     """The --fast demo end to end: table1.csv carries the replay's columns, consistent with the trace."""
-    from edgesim.studies.dmd.pipeline import run_demo
-
-    summary = run_demo(tmp_path, seed=0, fast=True, png=False)
+    summary = run_demo(tmp_path, seed=0, fast=True, png="no")
     table = pd.read_csv(tmp_path / "table1.csv").set_index("method")
     for col in ("f1_pct", "accuracy_pct", "large_model_pct"):
         assert table[f"sim_{col}"].to_numpy() == pytest.approx(table[col].to_numpy(), abs=1e-9), col

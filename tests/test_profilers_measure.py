@@ -9,7 +9,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from profilers.energy import PowerModelEstimate, RaplEnergyMeter, pick_energy_meter
 from profilers.errors import EdgesimError, MeasurementUnavailable
 from profilers.measure import (
     MeasureOptions,
@@ -119,30 +118,6 @@ def test_cuda_absent_is_one_line():
         pytest.skip("this host has CUDA")
     with pytest.raises(MeasurementUnavailable, match="CUDA is not available"):
         measure_model(tiny_model(), MeasureOptions(torch_device="cuda"))
-
-
-def test_energy_meter_selection(tmp_path, monkeypatch):
-    meter = pick_energy_meter("cpu", POWER, "estimate")
-    assert isinstance(meter, PowerModelEstimate) and meter.power_w == 5.0
-    with pytest.raises(MeasurementUnavailable):
-        RaplEnergyMeter(root=str(tmp_path))
-    if not torch.cuda.is_available():
-        with pytest.raises(MeasurementUnavailable, match="NVML"):
-            pick_energy_meter("cuda", POWER, "nvml")
-        assert isinstance(pick_energy_meter("cuda", POWER), PowerModelEstimate)
-    with pytest.raises(EdgesimError, match="known: auto, nvml, rapl, estimate"):
-        pick_energy_meter("cpu", POWER, "joulemeter")
-
-
-def test_rapl_wraparound(tmp_path):
-    zone = tmp_path / "intel-rapl:0"
-    zone.mkdir()
-    (zone / "max_energy_range_uj").write_text("1000000\n")
-    (zone / "energy_uj").write_text("999000\n")
-    meter = RaplEnergyMeter(root=str(tmp_path))
-    meter.start()
-    (zone / "energy_uj").write_text("4000\n")  # wrapped: 1000 uJ to the top, then 4000 uJ
-    assert meter.stop() == pytest.approx(5000e-6)
 
 
 def test_host_facts_and_provenance():

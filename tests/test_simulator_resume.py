@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-import simulator.runner as runner
+import simulator.sweep as sweep
 from edgesim.cli.app import main
 from tests.sim_helpers import scenario_dict, write_scenario, write_toy_profiles
 
@@ -17,23 +17,23 @@ def test_interrupt_then_resume_is_byte_identical(tmp_path, monkeypatch, capsys):
     full = tmp_path / "full"
     assert main(["run", str(path), "--out", str(full)]) == 0
 
-    real = runner.run_point
+    real = sweep.run_point
     calls = {"n": 0}
 
-    def flaky(scenario, point, overrides, frames_path=None):
+    def flaky(*args):
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt  # what Ctrl-C or SIGTERM (turned into KeyboardInterrupt) does mid-sweep
-        return real(scenario, point, overrides, frames_path)
+        return real(*args)
 
-    monkeypatch.setattr(runner, "run_point", flaky)
+    monkeypatch.setattr(sweep, "run_point", flaky)
     part = tmp_path / "part"
     assert main(["run", str(path), "--out", str(part), "--jobs", "1"]) == 130  # in-process, so the patch applies
     err = capsys.readouterr().err
     assert "3 finished sweep point(s) kept" in err and f"edgesim run --resume {part}" in err
     assert not part.exists() and (tmp_path / "part.partial").exists()
 
-    monkeypatch.setattr(runner, "run_point", real)
+    monkeypatch.setattr(sweep, "run_point", real)
     assert main(["run", "--resume", str(part), "--jobs", "2"]) == 0
     assert (part / "summary.csv").read_bytes() == (full / "summary.csv").read_bytes()
     assert (part / "frames.parquet").read_bytes() == (full / "frames.parquet").read_bytes()
@@ -53,19 +53,19 @@ def test_resume_after_hard_kill_ignores_half_written_files(tmp_path, monkeypatch
     full = tmp_path / "full"
     assert main(["run", str(path), "--out", str(full)]) == 0
 
-    real = runner.run_point
+    real = sweep.run_point
     calls = {"n": 0}
 
-    def flaky(scenario, point, overrides, frames_path=None):
+    def flaky(*args):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return real(scenario, point, overrides, frames_path)
+        return real(*args)
 
-    monkeypatch.setattr(runner, "run_point", flaky)
+    monkeypatch.setattr(sweep, "run_point", flaky)
     part = tmp_path / "part"
     assert main(["run", str(path), "--out", str(part), "--jobs", "1"]) == 130
-    monkeypatch.setattr(runner, "run_point", real)
+    monkeypatch.setattr(sweep, "run_point", real)
     stage = tmp_path / "part.partial"
     points = stage / "points"
     # what a kill during the writes leaves: the final frames.parquet cut short as a temporary file, a point's

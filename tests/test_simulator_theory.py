@@ -114,9 +114,24 @@ def test_transfer_time_piecewise_trace():
 
 def test_loss_resends_are_negative_binomial():
     pk = Packetiser(payload_bytes=100, overhead_bytes=0, loss_probability=0.2)
-    resent = pk.draw_resent(np.random.default_rng(1), np.full(20000, 1000))
-    # 10 packets each: resends ~ NB(10, 0.8): mean 10 * 0.2 / 0.8
-    assert resent.mean() == pytest.approx(2.5, rel=0.03)
+    resent = pk.draw_resent_bytes(np.random.default_rng(1), np.full(20000, 1000))
+    # 10 full packets each: resends ~ NB(10, 0.8): mean 10 * 0.2 / 0.8 = 2.5 packets of 100 bytes
+    assert resent.mean() == pytest.approx(250, rel=0.03)
+
+
+@pytest.mark.parametrize("size,payload,overhead", [(500, 1460, 40), (2500, 1000, 50), (1, 1460, 0), (3000, 1000, 40)])
+def test_a_resend_repeats_the_lost_packet_at_its_own_size(size, payload, overhead):
+    # expected resent bytes = p / (1 - p) x (payload + every packet's overhead): a small or partial last packet
+    # is resent at its own size, not at the full configured packet size
+    p = 0.2
+    pk = Packetiser(payload_bytes=payload, overhead_bytes=overhead, loss_probability=p)
+    resent = pk.draw_resent_bytes(np.random.default_rng(7), np.full(200_000, size))
+    packets = -(-size // payload)
+    expected = p / (1 - p) * (size + packets * overhead)
+    assert resent.mean() == pytest.approx(expected, rel=0.02)
+    # a 500-byte tensor at 20 % loss: the transfer is 25 % longer on average, not a third more
+    wire = pk.wire_bytes(np.full(200_000, size), resent).mean()
+    assert wire / (size + packets * overhead) == pytest.approx(1 / (1 - p), rel=0.02)
 
 
 @pytest.mark.parametrize("engine", ENGINES)

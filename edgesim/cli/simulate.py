@@ -108,9 +108,8 @@ def run(
         sc = apply_overrides(sc, overrides)
         target = out or Path("results") / sc.name
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    quiet = not sys.stderr.isatty() and os.environ.get("CI") == "true"
-    try:
-        with progress_steps(transient=False, disable=quiet) as steps:
+    try:  # a bar only on a terminal: in a log or pipe rich draws it once, at the end, among the error lines
+        with progress_steps(transient=False, disable=not sys.stderr.isatty()) as steps:
             update = steps(f"{sc.name}: sweep points")
             manifest = run_to_folder(sc, target, jobs=jobs, resume=resume is not None, progress=update,
                                      command=python_command(), scenario_source=str(scenario or resume),

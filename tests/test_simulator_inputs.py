@@ -1,0 +1,141 @@
+"""What the simulator answers to what users write: parse-time errors, the Python API, F1, load, radios."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import f1_score as sk_f1
+
+from edgesim.cli.app import main
+from profilers.errors import EdgesimError
+from profilers.schema import load_profile, save_profile
+from simulator import run
+from simulator.metrics import f1_score, positive_class
+from simulator.scenario import Scenario, ScenarioError, load_scenario
+from tests.sim_helpers import scenario_dict, write_scenario, write_toy_profiles
+
+
+@pytest.fixture()
+def profiles(tmp_path):
+    return write_toy_profiles(tmp_path)
+
+
+def _yaml_error(tmp_path, data) -> str:
+    path = write_scenario(tmp_path, data)
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(path)
+    return str(err.value)
+
+
+def test_split_without_split_point_is_a_parse_error_with_file_and_line(tmp_path, profiles, capsys):
+    data = scenario_dict(profiles, policies=[{"name": "local"}, {"name": "split", "encoding": "int8"}])
+    path = write_scenario(tmp_path, data)
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), start=1) if "name: split" in text)
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"edgesim: error: {path}:{line}: field 'policies.1.split_point': Field required"
+    assert not out.exists() and not (tmp_path / "out.partial").exists()  # before any simulation
+
+
+@pytest.mark.parametrize("policy,field,words", [
+    ({"name": "locale"}, "policies.0", "unknown policy 'locale'; known: local, offload"),
+    ({"name": "local", "split_point": "mid"}, "policies.0.split_point", "unknown field"),
+    ({"name": "random", "edge_model": "a", "cloud_model": "b", "threshold": 0.5}, "policies.0.threshold", "unknown field"),
+    ({"name": "uncertainty", "edge_model": "a", "cloud_model": "b"}, "policies.0",
+     "needs exactly one of 'offload_fraction' or 'threshold'"),
+    ({"name": "offload", "switcher_s": 0.1}, "policies.0.switcher_s", "unknown field"),
+])
+def test_each_policy_has_its_own_fields(tmp_path, profiles, policy, field, words):
+    msg = _yaml_error(tmp_path, scenario_dict(profiles, policies=[policy]))
+    assert f"field '{field}'" in msg and words in msg and "scenario.yaml:" in msg
+
+
+def test_a_top_level_typo_names_both_keys(tmp_path, profiles):
+    data = scenario_dict(profiles)
+    data["polices"] = data.pop("policies")
+    msg = _yaml_error(tmp_path, data)
+    assert "field 'polices': unknown field (did you mean 'policies'?)" in msg
+
+
+def test_python_api_takes_dicts_paths_and_validates_assignment(tmp_path, profiles):
+    data = scenario_dict(profiles, workload={"frames": 20, "frame_rate_fps": 1.0})
+    _, from_dict = run(data)
+    _, from_path = run(write_scenario(tmp_path, data))
+    pd.testing.assert_frame_equal(from_dict, from_path)
+    sc = Scenario.model_validate(data)
+    with pytest.raises(ValueError, match="greater than 0"):
+        sc.link.data_rate_mbps = -5
+    with pytest.raises(ScenarioError, match="a scenario is a Scenario, a dict or a YAML path"):
+        run(42)
+
+
+def test_f1_rule_is_the_same_whatever_the_labels():
+    y = np.array([1, 2, 2, 1, 2, 2, 1, 1, 2, 2])
+    p = np.array([1, 2, 1, 1, 2, 2, 2, 1, 2, 1])
+    assert positive_class(y) == 2
+    assert f1_score(y, p, positive_class(y)) == pytest.approx(sk_f1(y, p, pos_label=2))
+    assert f1_score(y + 2, p + 2, positive_class(y + 2)) == pytest.approx(sk_f1(y, p, pos_label=2))
+    assert f1_score(np.where(y == 1, 3, 7), np.where(p == 1, 3, 7), 7) == pytest.approx(sk_f1(y, p, pos_label=2))
+    three = np.array([0, 1, 2, 2, 1, 0])
+    assert positive_class(three) is None
+    assert f1_score(three, three[::-1], None) == pytest.approx(sk_f1(three, three[::-1], average="macro"))
+
+
+@pytest.mark.parametrize("labels", [(0, 1), (1, 2), (3, 7)])
+def test_simulator_f1_takes_the_positive_class_from_the_dataset(tmp_path, profiles, labels):
+    rng = np.random.default_rng(3)
+    n = 120
+    y = rng.integers(0, 2, n)
+    edge = np.where(rng.random(n) < 0.7, y, 1 - y)
+    lo, hi = labels
+    trace = pd.DataFrame({"label": np.where(y == 1, hi, lo), "edge_pred": np.where(edge == 1, hi, lo),
+                          "cloud_pred": np.where(y == 1, hi, lo)})
+    path = tmp_path / "trace.parquet"
+    trace.to_parquet(path)
+    for p in profiles:
+        prof = load_profile(p)
+        prof.models["toy-cloud"] = prof.models["toy"].model_copy(update={"model_id": "toy-cloud"})
+        save_profile(prof, p)
+    data = scenario_dict(profiles, workload={"frames": n, "frame_rate_fps": 0.5, "dataset": str(path)},
+                         policies=[{"name": "edge-only", "edge_model": "toy", "cloud_model": "toy-cloud"}])
+    _, summary = run(data)
+    assert summary.loc[0, "f1"] == pytest.approx(sk_f1(y, edge))  # the larger label is positive, as 1 of {0, 1}
+    assert summary.loc[0, "f1_positive"] == str(hi)
+
+
+def test_offered_load_is_arrival_rate_times_service_demand(profiles):
+    # toy-mobile runs the whole toy model in 0.2 s (median); 3 cameras at 4.5 fps each: rho = 0.9 per camera
+    stable = scenario_dict(profiles, mobiles=[{"device": "toy-mobile", "count": 3}], policies=[{"name": "local"}],
+                           workload={"source": "periodic", "frame_rate_fps": 4.5, "frames": 300, "service_time": "median"})
+    _, s = run(stable)
+    assert s.loc[0, "utilisation_mobile"] == pytest.approx(0.9, rel=1e-9)
+    assert s.loc[0, "utilisation_uplink"] == 0 and s.loc[0, "utilisation_server"] == 0 and bool(s.loc[0, "stable"])
+    # offload everything to 1 server: server rho = 3 x 4.5 fps x 0.025 s; uplink rho = 4.5 fps x transfer time
+    _, s = run({**stable, "policies": [{"name": "offload"}]})
+    assert s.loc[0, "utilisation_server"] == pytest.approx(3 * 4.5 * 0.025, rel=1e-9)
+    assert s.loc[0, "utilisation_uplink"] == pytest.approx(4.5 * (192 + 40) * 8 / 1e6, rel=1e-9)
+    over = {**stable, "workload": {**stable["workload"], "frame_rate_fps": 6.0}}
+    _, s = run(over)
+    assert s.loc[0, "utilisation_mobile"] == pytest.approx(1.2, rel=1e-9) and not bool(s.loc[0, "stable"])
+
+
+def test_a_mobile_without_radio_gets_the_catalog_wifi_model_with_a_note(tmp_path, profiles):
+    prof = load_profile(profiles[0])
+    save_profile(prof.model_copy(update={"kind": "edge", "power": prof.power.model_copy(update={"radio": None})}),
+                 profiles[0])
+    data = scenario_dict(profiles, policies=[{"name": "offload"}], workload={"frames": 20, "frame_rate_fps": 1.0})
+    from simulator.runner import run_point
+
+    res = run_point(Scenario.model_validate(data), 0, {})
+    assert res.summary.loc[0, "energy_mobile_radio_j_per_frame"] > 0
+    assert any("no radio model" in n and "Wi-Fi" in n for n in res.notes)
+    assert any("of kind 'edge' and is used as a mobile device" in n for n in res.notes)
+
+
+def test_a_model_missing_on_a_derived_device_says_how_to_derive_it(profiles):
+    data = scenario_dict(profiles, mobiles=[{"device": "rpi3b+"}], policies=[{"name": "local"}])  # no toy on rpi3b+
+    with pytest.raises(EdgesimError, match="edgesim derive") as err:
+        run(data)
+    assert "run `edgesim profile" not in str(err.value)
