@@ -10,7 +10,7 @@ import pandas as pd
 
 from profilers.errors import EdgesimError
 from simulator.devices import Device, mobile_radio_notes, resolve_devices
-from simulator.link import Packetiser, RateTrace, load_rate_trace
+from simulator.link import LinkDelay, Packetiser, RateTrace, load_delay_trace, load_rate_trace
 from simulator.plan import FramePlan, Topology
 from simulator.policies import BasePolicy, FrameInputs, Route, make_policy
 from simulator.scenario import Scenario
@@ -66,12 +66,14 @@ def assemble(sc: Scenario) -> Point:
     group_of_instance = np.repeat(np.arange(len(groups)), [c for _, c in groups])
     instance_names = [f"{name}#{k}" if count > 1 else name for name, count in groups for k in range(count)]
     link = sc.link
-    uplink_trace = load_rate_trace(link.trace, link.trace_scale) if link.trace else RateTrace.constant(link.data_rate_mbps)
+    uplink_trace = load_rate_trace(link.trace, link.trace_scale, link.trace_end) if link.trace \
+        else RateTrace.constant(link.data_rate_mbps)
     downlink_mbps = link.downlink_data_rate_mbps or (
         link.data_rate_mbps if not link.trace else float(uplink_trace.rates_bps.mean() / 1e6))
+    uplinks, delays = mobile_links(sc, uplink_trace)
     topo = Topology(
         servers=sc.edge.servers,
-        uplink=[uplink_trace] * (1 if link.shared_medium else group_of_instance.size),
+        uplink=[uplink_trace] if link.shared_medium else uplinks,
         shared_medium=link.shared_medium,
         propagation_s=link.propagation_delay_s,
         downlink_bps=downlink_mbps * 1e6,
@@ -81,6 +83,7 @@ def assemble(sc: Scenario) -> Point:
         deadline_s=sc.queue.deadline_s,
         packet_payload_bytes=link.packet_payload_bytes,
         packet_overhead_bytes=link.packet_overhead_bytes,
+        delay=delays,
     )
     policies = [make_policy(spec, sc.model, devices, dataset) for spec in sc.policies]
     stateful = needs_state(sc, policies)
@@ -92,6 +95,28 @@ def assemble(sc: Scenario) -> Point:
     return Point(sc, devices, devices[sc.edge.device], groups, group_of_instance, instance_names, dataset,
                  Packetiser(link.packet_payload_bytes, link.packet_overhead_bytes, link.loss_probability),
                  downlink_mbps * 1e6, topo, policies, engine, capture_trace, notes)
+
+
+def mobile_links(sc: Scenario, scenario_trace: RateTrace) -> tuple[list[RateTrace], Optional[list[LinkDelay]]]:
+    """Each mobile device's uplink (its group's own link or the scenario's, at its offset) and varying delay."""
+    link = sc.link
+    uplinks: list[RateTrace] = []
+    delays: list[LinkDelay] = []
+    for g in sc.mobiles:
+        own = g.link
+        spec = own or link
+        path = spec.trace
+        base = scenario_trace if own is None else (
+            load_rate_trace(own.trace, own.trace_scale, own.trace_end) if own.trace else RateTrace.constant(own.data_rate_mbps))
+        rtt = load_delay_trace(path, spec.trace_end) if link.delay and link.delay.from_trace and path else None
+        for k in range(g.count):
+            offset = spec.trace_offset_s + k * spec.offset_step_s if path else 0.0
+            uplinks.append(base.shifted(offset))
+            if link.delay is not None:
+                d = link.delay
+                delays.append(LinkDelay(d.mean_s or link.propagation_delay_s, rtt.shifted(offset) if rtt else None,
+                                        d.distribution, d.std_s, fifo=not link.allow_reordering))
+    return uplinks, (delays if link.delay is not None else None)
 
 
 @dataclass
@@ -147,5 +172,8 @@ def plan_window(pt: Point, pol: BasePolicy, rep: int, streams: FrameStreams, sta
                 down[r, sl] = packetiser.wire_bytes(np.full(per, route.down_bytes)) * 8.0 / pt.downlink_bps
     inputs = FrameInputs(mobile_index=mobile, sample_index=sample, dataset=pt.dataset, seed=sc.seed + rep)
     route = pol.choose(inputs, routes_by_group[0]).astype(np.int16) if not pol.stateful else np.zeros(n, np.int16)
-    plan = FramePlan(capture, mobile, route, head, wire, tail, down, n_inst)
+    delay_u = None
+    if pt.topo.delay is not None:
+        delay_u = np.concatenate([streams.delay[m].random((2, per)) for m in range(n_inst)], axis=1)
+    plan = FramePlan(capture, mobile, route, head, wire, tail, down, n_inst, delay_u)
     return Window(plan, routes_by_group, group, sample, seq, mobile * frames_per + seq)

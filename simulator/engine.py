@@ -103,6 +103,9 @@ class FrameRing:
         self.mobile_of, self.capture_s = [0] * cap, [0.0] * cap
         self.next_of = [-1] * cap  # next slot of the same mobile device inside the window, -1 at its last frame
         self.window_of, self.local_of = [0] * cap, [0] * cap
+        self.delay_u = first.delay_u is not None
+        self.u_up, self.u_down = [0.0] * cap, [0.0] * cap  # uniforms of a varying delay (common random numbers)
+        self.prop_up, self.prop_down = [nan] * cap, [nan] * cap  # the delays the frame met (FIFO included)
         self.plans: dict[int, FramePlan] = {}
         self.offsets: dict[int, int] = {}
         self.remaining: dict[int, int] = {}
@@ -132,6 +135,9 @@ class FrameRing:
             for s_, v in zip(sl, arr.tolist()):
                 lst[s_] = v
         nan = float("nan")
+        if self.delay_u:
+            for s_, up, down in zip(sl, wp.delay_u[0].tolist(), wp.delay_u[1].tolist()):
+                self.u_up[s_], self.u_down[s_], self.prop_up[s_], self.prop_down[s_] = up, down, nan, nan
         for s_, m, c, loc in zip(sl, wp.mobile.tolist(), wp.capture_s.tolist(), range(n)):
             self.mobile_of[s_], self.capture_s[s_], self.window_of[s_], self.local_of[s_] = m, c, k, loc
             self.status[s_], self.drop_stage[s_], self.route[s_] = COMPLETED, 0, int(r[loc])
@@ -183,6 +189,9 @@ class FrameRing:
         times["status"] = np.fromiter((self.status[s_] for s_ in sl), dtype=np.int8, count=n)
         times["drop_stage"] = np.fromiter((self.drop_stage[s_] for s_ in sl), dtype=np.int8, count=n)
         times["route"] = np.fromiter((self.route[s_] for s_ in sl), dtype=np.int16, count=n)
+        if self.delay_u:
+            times["prop_up_s"] = np.fromiter((self.prop_up[s_] for s_ in sl), dtype=float, count=n)
+            times["prop_down_s"] = np.fromiter((self.prop_down[s_] for s_ in sl), dtype=float, count=n)
         del self.remaining[k], self.firsts[k]
         self.flushed = k + 1
         self.on_window(k, wp, times)
@@ -214,6 +223,8 @@ class StationPipeline:
                                  t["head_start"], t["head_end"], self._head_done, self._drop, 1) for _ in range(n_mobiles)]
         if policy is not None:
             policy.start(topo.uplink)
+        self.last_up = [0.0] * len(self.uplinks)  # latest arrival at the server per uplink (FIFO paths)
+        self.last_down = [0.0] * n_mobiles  # latest arrival back at each mobile device
 
     def start(self) -> None:
         """Schedule each mobile device's first capture; every capture schedules the next one of its device."""
@@ -272,7 +283,12 @@ class StationPipeline:
         if self.policy is not None:
             self.policy.observe_transfer(self.uplink_of(ring.mobile_of[i]), ring.bits[i],
                                          ring.t["up_end"][i] - ring.t["up_start"][i])
-        if self.topo.propagation_s > 0:
+        if self.topo.delay is not None:
+            k = self.uplink_of(ring.mobile_of[i])
+            d = self._varying_delay(i, ring.u_up[i], self.last_up, k)
+            ring.prop_up[i] = d
+            self.env.timeout(d, i).callbacks.append(self._server_arrive_event)
+        elif self.topo.propagation_s > 0:
             self.env.timeout(self.topo.propagation_s, i).callbacks.append(self._server_arrive_event)
         else:
             self.server.arrive(i)
@@ -283,8 +299,23 @@ class StationPipeline:
     def _tail_done(self, i: int) -> None:
         self.downlinks[self.ring.mobile_of[i]].arrive(i)
 
+    def _varying_delay(self, i: int, u: float, last: list, k: int) -> float:
+        """The delay frame i meets on path k now: drawn (or traced), then held behind the frame sent before it (FIFO)."""
+        now = self.env.now
+        delay = self.topo.delay[self.ring.mobile_of[i]]
+        arrive = now + float(delay.sample(now, u))
+        if delay.fifo and arrive < last[k]:
+            arrive = last[k]
+        last[k] = max(last[k], arrive)
+        return arrive - now
+
     def _down_done(self, i: int) -> None:
-        if self.topo.propagation_s > 0:
+        if self.topo.delay is not None:
+            m = self.ring.mobile_of[i]
+            d = self._varying_delay(i, self.ring.u_down[i], self.last_down, m)
+            self.ring.prop_down[i] = d
+            self.env.timeout(d, i).callbacks.append(self._finish_event)
+        elif self.topo.propagation_s > 0:
             self.env.timeout(self.topo.propagation_s, i).callbacks.append(self._finish_event)
         else:
             self._finish(i)

@@ -130,6 +130,21 @@ def _mask(selected: np.ndarray) -> np.ndarray | None:
     return None if bool(selected.all()) else selected
 
 
+def _varying_arrivals(sent: np.ndarray, u: np.ndarray, mobile: np.ndarray, path: np.ndarray, delays: list) -> np.ndarray:
+    """Arrival times after each mobile device's varying delay; on a FIFO path a running maximum in sending order."""
+    arrive = np.empty(sent.shape)
+    for m in np.unique(mobile):
+        sel = mobile == m
+        arrive[sel] = sent[sel] + delays[int(m)].sample(sent[sel], u[sel])
+    for idx in _groups(path):
+        if not delays[int(path[0] if idx is None else path[idx[0]])].fifo:
+            continue
+        order = np.argsort(sent if idx is None else sent[idx], kind="stable")
+        rows = order if idx is None else idx[order]
+        arrive[rows] = np.maximum.accumulate(arrive[rows])
+    return arrive
+
+
 def simulate_fast(plan: FramePlan, topo: Topology) -> dict[str, np.ndarray]:
     """Same per-frame stage times as engine.simulate, computed without events (stateless scenarios only)."""
     n = plan.capture_s.size
@@ -158,7 +173,16 @@ def simulate_fast(plan: FramePlan, topo: Topology) -> dict[str, np.ndarray]:
         us, ue = _link_stage(_take(out["head_end"], off), _take(bits, off), mob, topo.uplink)
         _put(out["up_start"], off, us)
         _put(out["up_end"], off, ue)
-        ts, te = _fifo_stage(ue + topo.propagation_s, _take(tail, off), np.zeros(ue.shape, dtype=np.int64),
+        u_up = u_down = None
+        if topo.delay is not None:
+            u_up, u_down = _take(plan.delay_u[0], off), _take(plan.delay_u[1], off)
+            link_of = np.zeros_like(mob) if topo.shared_medium else mob
+            arrive = _varying_arrivals(ue, u_up, mob, link_of, topo.delay)
+            out["prop_up_s"] = np.full(n, np.nan)
+            _put(out["prop_up_s"], off, arrive - ue)
+        else:
+            arrive = ue + topo.propagation_s
+        ts, te = _fifo_stage(arrive, _take(tail, off), np.zeros(ue.shape, dtype=np.int64),
                              topo.servers, tiebreak=us)
         _put(out["tail_start"], off, ts)
         _put(out["tail_end"], off, te)
@@ -169,7 +193,13 @@ def simulate_fast(plan: FramePlan, topo: Topology) -> dict[str, np.ndarray]:
             ds, de = _fifo_stage(te, d_off, mob, tiebreak=ts)
         _put(out["down_start"], off, ds)
         _put(out["down_end"], off, de)
-        _put(out["done"], off, de + topo.propagation_s)
+        if topo.delay is not None:
+            back = _varying_arrivals(de, u_down, mob, mob, topo.delay)
+            out["prop_down_s"] = np.full(n, np.nan)
+            _put(out["prop_down_s"], off, back - de)
+            _put(out["done"], off, back)
+        else:
+            _put(out["done"], off, de + topo.propagation_s)
     out["status"] = np.zeros(n, dtype=np.int8)
     if topo.deadline_s is not None:
         out["status"][(out["done"] - capture) > topo.deadline_s + 1e-12] = 1

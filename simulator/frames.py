@@ -50,6 +50,9 @@ def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]]
     done = times["done"]
     status = times["status"]
     offloaded = ~np.isnan(up_end)
+    # the one-way delays each frame met: a varying delay's own, else the constant propagation both ways
+    prop_up = times.get("prop_up_s", propagation_s)
+    prop_down = times.get("prop_down_s", propagation_s)
     transfer = np.where(offloaded, up_end - up_start, 0.0)
     n_routes = len(routes_by_group[0])
     head_power = np.array([[routes[k].head.power_w if routes[k].head else 0.0 for k in range(n_routes)] for routes in routes_by_group])
@@ -78,10 +81,11 @@ def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]]
         "head_s": head_end - head_start,
         "uplink_queue_s": np.where(offloaded, up_start - head_end, 0.0),
         "transfer_s": transfer,
-        "propagation_s": np.where(offloaded, 2 * propagation_s, 0.0),
-        "server_queue_s": np.where(offloaded, tail_start - up_end - propagation_s, 0.0),
+        "propagation_s": np.where(offloaded, prop_up + prop_down, 0.0),
+        "propagation_up_s": np.where(offloaded, prop_up, 0.0),
+        "server_queue_s": np.where(offloaded, tail_start - up_end - prop_up, 0.0),
         "tail_s": tail_s,
-        "return_s": np.where(offloaded, done - tail_end - propagation_s, 0.0),
+        "return_s": np.where(offloaded, done - tail_end - prop_down, 0.0),
         "delay_s": np.where(status == 2, np.nan, done - capture),
         "done_s": done,
         "bytes_up": np.where(offloaded, up_bytes[group, r], 0),

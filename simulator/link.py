@@ -9,22 +9,42 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
+from scipy.special import ndtri
 
 from profilers.errors import EdgesimError
 
 
+def _segment(times_s: np.ndarray, t_s: np.ndarray, period_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """(index of the step holding at t, t within the period) for a step function starting at times_s."""
+    t = np.asarray(t_s, dtype=float)
+    if period_s:
+        t = np.mod(t, period_s)
+    return np.clip(np.searchsorted(times_s, t, side="right") - 1, 0, None), t
+
+
 @dataclass(frozen=True)
 class RateTrace:
-    """Piecewise-constant data rate: rates_bps[k] holds from times_s[k] until times_s[k+1]; the last one holds on."""
+    """Piecewise-constant data rate: rates_bps[k] holds from times_s[k] until times_s[k+1].
+
+    After the last step either the last rate holds on (period_s = 0), or the trace repeats with period period_s
+    (the steps then cover [0, period_s), the `wrap` end of a scenario's trace).
+    """
 
     times_s: np.ndarray
     rates_bps: np.ndarray
+    period_s: float = 0.0
 
     def __post_init__(self) -> None:
         cum = np.concatenate(([0.0], np.cumsum(np.diff(self.times_s) * self.rates_bps[:-1])))
         object.__setattr__(self, "_cum_bits", cum)
+        if self.period_s:
+            total = cum[-1] + (self.period_s - self.times_s[-1]) * self.rates_bps[-1]
+            if total <= 0:
+                raise EdgesimError("a repeating link trace must carry some bits in each period")
+            object.__setattr__(self, "_period_bits", float(total))
 
     @classmethod
     def constant(cls, data_rate_mbps: float) -> "RateTrace":
@@ -38,15 +58,16 @@ class RateTrace:
 
     def rate_bps_at(self, t_s: float) -> float:
         """Data rate in bit/s at time t_s."""
-        k = int(np.searchsorted(self.times_s, t_s, side="right")) - 1
-        return float(self.rates_bps[max(k, 0)])
+        k, _ = _segment(self.times_s, t_s, self.period_s)
+        return float(self.rates_bps[int(k)])
 
     def bits_until(self, t_s: np.ndarray | float) -> np.ndarray | float:
         """Bits the link can carry from time 0 to t_s: C(t) = integral of the rate."""
-        t = np.asarray(t_s, dtype=float)
-        k = np.clip(np.searchsorted(self.times_s, t, side="right") - 1, 0, None)
+        k, t = _segment(self.times_s, t_s, self.period_s)
         out = self._cum_bits[k] + (t - self.times_s[k]) * self.rates_bps[k]
-        return out if out.ndim else float(out)
+        if self.period_s:
+            out = out + np.floor(np.asarray(t_s, dtype=float) / self.period_s) * self._period_bits
+        return out if np.ndim(out) else float(out)
 
     def finish_time(self, start_s: np.ndarray | float, bits: np.ndarray | float) -> np.ndarray | float:
         """When a transmission of `bits` starting at start_s ends: C^-1(C(start) + bits), exact for the trace."""
@@ -54,12 +75,107 @@ class RateTrace:
             out = np.asarray(start_s, dtype=float) + np.asarray(bits, dtype=float) / self.rates_bps[0]
             return out if out.ndim else float(out)
         target = np.asarray(self.bits_until(start_s), dtype=float) + np.asarray(bits, dtype=float)
+        if self.period_s:
+            return self._finish_periodic(np.asarray(start_s, dtype=float), target)
         k = np.clip(np.searchsorted(self._cum_bits, target, side="right") - 1, 0, None)
         # skip zero-rate segments: the transmission cannot end inside them
         k = np.where(self.rates_bps[k] > 0, k, np.minimum(k + 1, len(self.rates_bps) - 1))
         out = self.times_s[k] + (target - self._cum_bits[k]) / self.rates_bps[k]
         out = np.maximum(out, np.asarray(start_s, dtype=float))
         return out if out.ndim else float(out)
+
+    def _finish_periodic(self, start_s: np.ndarray, target: np.ndarray) -> np.ndarray | float:
+        """C^-1 of a repeating trace: whole periods, then the step inside the period where the target is reached."""
+        n = np.floor(target / self._period_bits)
+        rem = target - n * self._period_bits
+        last = rem <= 0  # reached exactly at a period's end: the end of the previous period's last bits
+        n, rem = np.where(last & (n > 0), n - 1, n), np.where(last & (n > 0), self._period_bits, rem)
+        k = np.clip(np.searchsorted(self._cum_bits, rem, side="left") - 1, 0, len(self.rates_bps) - 1)
+        out = n * self.period_s + self.times_s[k] + (rem - self._cum_bits[k]) / np.where(self.rates_bps[k] > 0,
+                                                                                       self.rates_bps[k], np.inf)
+        out = np.maximum(out, start_s)
+        return out if out.ndim else float(out)
+
+    @property
+    def end_s(self) -> float:
+        """Where the trace's own data ends: its period, or its last step (after which the last rate holds)."""
+        return self.period_s or float(self.times_s[-1])
+
+    def shifted(self, offset_s: float) -> "RateTrace":
+        """The same link seen offset_s seconds into the trace: rate'(t) = rate(t + offset_s)."""
+        if offset_s == 0:
+            return self
+        if self.period_s:
+            o = offset_s % self.period_s
+            k = int(np.searchsorted(self.times_s, o, side="right") - 1)
+            times = np.concatenate(([0.0], self.times_s[k + 1:] - o, self.times_s[:k + 1] + self.period_s - o))
+            rates = np.concatenate((self.rates_bps[k:], self.rates_bps[:k + 1]))
+            keep = np.concatenate(([True], np.diff(times) > 0)) & (times < self.period_s)
+            return RateTrace(times[keep], rates[keep], self.period_s)
+        if offset_s >= self.times_s[-1] and len(self.times_s) > 1:
+            raise EdgesimError(f"offset {offset_s:g} s is at or beyond the trace's end ({self.times_s[-1]:g} s)")
+        k = int(np.searchsorted(self.times_s, offset_s, side="right") - 1)
+        return RateTrace(np.concatenate(([0.0], self.times_s[k + 1:] - offset_s)), self.rates_bps[k:])
+
+
+@dataclass(frozen=True)
+class DelayTrace:
+    """One-way propagation delay over time: half the round-trip time of a trace's rtt_ms column, stepwise."""
+
+    times_s: np.ndarray
+    one_way_s: np.ndarray
+    period_s: float = 0.0
+
+    def at(self, t_s: np.ndarray | float) -> np.ndarray:
+        """One-way delay at times t_s."""
+        k, _ = _segment(self.times_s, t_s, self.period_s)
+        return self.one_way_s[k]
+
+    def shifted(self, offset_s: float) -> "DelayTrace":
+        """The same delays seen offset_s seconds into the trace."""
+        if offset_s == 0:
+            return self
+        rate = RateTrace(self.times_s, np.ones_like(self.one_way_s), self.period_s).shifted(offset_s)
+        return DelayTrace(rate.times_s, self.at(rate.times_s + offset_s), self.period_s)
+
+
+@dataclass(frozen=True)
+class LinkDelay:
+    """One-way propagation delay of each transfer: following a trace's RTT, or drawn from a stated distribution.
+
+    Drawn by inverse transform from a per-frame uniform u (common random numbers): uniform mean +- sqrt(3) std,
+    normal and lognormal with the given mean and std (normal truncated at 0), exponential with the given mean.
+    On a FIFO link (fifo=True) a transfer never arrives before the one sent before it on the same path:
+    arrival_i = max(sent_i + delay_i, arrival_{i-1}), so jitter does not reorder frames.
+    """
+
+    mean_s: float
+    trace: Optional[DelayTrace] = None
+    distribution: Optional[str] = None
+    std_s: float = 0.0
+    fifo: bool = True
+
+    def sample(self, t_s: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Delays of transfers ending at t_s with uniforms u."""
+        t_s, u = np.asarray(t_s, dtype=float), np.asarray(u, dtype=float)
+        if self.trace is not None:
+            return np.asarray(self.trace.at(t_s), dtype=float)
+        m, s = self.mean_s, self.std_s
+        if self.distribution == "uniform":
+            return np.maximum(m + s * np.sqrt(12.0) * (u - 0.5), 0.0)
+        if self.distribution == "normal":
+            return np.maximum(m + s * ndtri(u), 0.0)
+        if self.distribution == "exponential":
+            return -m * np.log1p(-u)
+        if self.distribution == "lognormal":
+            sigma2 = np.log1p((s / m) ** 2)
+            return np.exp(np.log(m) - sigma2 / 2 + np.sqrt(sigma2) * ndtri(u))
+        return np.full(np.shape(u), m)
+
+    @staticmethod
+    def in_order(sent_s: np.ndarray, delay_s: np.ndarray) -> np.ndarray:
+        """Arrival times of transfers sent in this order on one FIFO path: a running maximum of sent + delay."""
+        return np.maximum.accumulate(np.asarray(sent_s) + np.asarray(delay_s))
 
 
 def trace_lines(path: Path) -> list[tuple[int, str]]:
@@ -74,9 +190,13 @@ def trace_lines(path: Path) -> list[tuple[int, str]]:
     return [(n, line) for n, line in numbered if line and not line.startswith("#")]
 
 
-def load_rate_trace(path: str | Path, scale: float = 1.0) -> RateTrace:
+def load_rate_trace(path: str | Path, scale: float = 1.0, end: str = "hold") -> RateTrace:
     """Read a CSV trace with columns time_s,data_rate_mbps (extra columns such as rtt_ms and `#` comment lines
-    are skipped); one clear `FILE:LINE: what` line on any problem."""
+    are skipped); one clear `FILE:LINE: what` line on any problem.
+
+    end 'hold': the last rate holds after the last time; 'wrap': the last time is where the trace ends and it
+    repeats from 0 (the last row's rate is then not used).
+    """
     path = Path(path)
     numbered = trace_lines(path)
     if not numbered:
@@ -109,7 +229,35 @@ def load_rate_trace(path: str | Path, scale: float = 1.0) -> RateTrace:
     if rates[-1] <= 0:
         raise EdgesimError(f"{path}:{linenos[len(times)]}: the last data_rate_mbps must be > 0 "
                            "(it holds after the trace ends)")
+    if end == "wrap":
+        if len(times) < 2:
+            raise EdgesimError(f"{path}:{linenos[1]}: a trace that wraps around needs at least two rows (the last "
+                               "time is where it ends)")
+        return RateTrace(np.asarray(times[:-1]), np.asarray(rates[:-1]), period_s=times[-1])
     return RateTrace(np.asarray(times), np.asarray(rates))
+
+
+def load_delay_trace(path: str | Path, end: str = "hold") -> DelayTrace:
+    """Read the rtt_ms column of a link trace (as `edgesim trace import` writes it) as a one-way delay, rtt / 2."""
+    path = Path(path)
+    numbered = trace_lines(path)
+    reader = csv.DictReader(line for _, line in numbered)
+    if "rtt_ms" not in (reader.fieldnames or []):
+        raise EdgesimError(f"{path}:{numbered[0][0] if numbered else 1}: link.delay.from_trace needs an rtt_ms column "
+                           "(edgesim trace import --rtt-column writes it)")
+    times, delays = [], []
+    for (lineno, _), row in zip(numbered[1:], reader):
+        try:
+            t, rtt = float(row["time_s"]), float(row["rtt_ms"])
+        except (TypeError, ValueError):
+            raise EdgesimError(f"{path}:{lineno}: time_s and rtt_ms must be numbers") from None
+        if not (np.isfinite(rtt) and rtt >= 0):
+            raise EdgesimError(f"{path}:{lineno}: rtt_ms must be finite and >= 0")
+        times.append(t)
+        delays.append(rtt / 2e3)
+    if end == "wrap":
+        return DelayTrace(np.asarray(times[:-1]), np.asarray(delays[:-1]), period_s=times[-1])
+    return DelayTrace(np.asarray(times), np.asarray(delays))
 
 
 DEFAULT_PACKET_PAYLOAD_BYTES = 1460

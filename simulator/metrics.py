@@ -201,7 +201,7 @@ def summary_rows(sc: Scenario, point: int, overrides: dict, accumulators: dict[s
                  labels: Optional[np.ndarray] = None) -> pd.DataFrame:
     """One summary row per policy at a sweep point: what was simulated where, then the accumulated metrics."""
     n_mobiles = sum(count for _, count in groups)
-    rate = float("nan") if sc.link.trace else sc.link.data_rate_mbps
+    rate = float("nan") if sc.link.trace or any(g.link for g in sc.mobiles) else sc.link.data_rate_mbps
     mobile_label = "+".join(f"{name}x{count}" if count > 1 else name for name, count in groups)
     positive = positive_class(labels, sc.workload.positive_label) if labels is not None else None
     rows = []

@@ -7,7 +7,7 @@ from typing import Optional
 
 import numpy as np
 
-from simulator.link import DEFAULT_PACKET_PAYLOAD_BYTES, RateTrace
+from simulator.link import DEFAULT_PACKET_PAYLOAD_BYTES, LinkDelay, RateTrace
 
 COMPLETED, LATE, DROPPED = 0, 1, 2
 STATUS_NAMES = np.array(["completed", "late", "dropped"])
@@ -28,12 +28,14 @@ class FramePlan:
     tail_s: np.ndarray  # (R, N) tail service per route (NaN: nothing on the server)
     down_s: np.ndarray  # (R, N) downlink transfer time per route
     n_mobiles: int
+    delay_u: Optional[np.ndarray] = None  # (2, N) uniforms of the uplink and downlink delays (varying delay only)
 
     def rows(self, lo: int, hi: int) -> "FramePlan":
         """Frames lo..hi-1 of this plan."""
         sl = slice(lo, hi)
         return FramePlan(self.capture_s[sl], self.mobile[sl], self.route[sl], self.head_s[:, sl], self.wire_bits[:, sl],
-                         self.tail_s[:, sl], self.down_s[:, sl], self.n_mobiles)
+                         self.tail_s[:, sl], self.down_s[:, sl], self.n_mobiles,
+                         None if self.delay_u is None else self.delay_u[:, sl])
 
 
 @dataclass(frozen=True)
@@ -51,3 +53,4 @@ class Topology:
     deadline_s: Optional[float] = None
     packet_payload_bytes: int = DEFAULT_PACKET_PAYLOAD_BYTES
     packet_overhead_bytes: int = 0
+    delay: Optional[list[LinkDelay]] = None  # per mobile device: a varying one-way delay (None: propagation_s)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from profilers.errors import EdgesimError
 from simulator.devices import InlineDevice
-from simulator.link import DEFAULT_PACKET_PAYLOAD_BYTES
+from simulator.link import DEFAULT_PACKET_PAYLOAD_BYTES, load_rate_trace
 from simulator.policies import ENTRIES as POLICY_ENTRIES
 from simulator.policies import PolicySpec
 
@@ -24,11 +24,54 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+TraceEnd = Literal["hold", "wrap"]
+
+
+class TraceOffsets(_Strict):
+    """Where in a rate trace each mobile device starts, and what the trace does after its end."""
+
+    trace_offset_s: float = Field(default=0.0, ge=0, description="the first mobile device starts this far into the trace")
+    offset_step_s: float = Field(default=0.0, ge=0, description=(
+        "each further mobile device starts this much later in the trace, so cameras do not see identical conditions"))
+    trace_end: TraceEnd = Field(default="hold", description=(
+        "after the trace ends: 'hold' its last rate, or 'wrap' around to its start (the last time is the end)"))
+
+
+class MobileLinkSpec(TraceOffsets):
+    """A mobile group's own uplink: a constant rate or a trace (downlink, delay and packets stay the scenario's)."""
+
+    data_rate_mbps: Optional[float] = Field(default=None, gt=0, description="constant uplink rate")
+    trace: Optional[str] = Field(default=None, description="CSV with time_s,data_rate_mbps (edgesim trace import)")
+    trace_scale: float = Field(default=1.0, gt=0, description="multiplies every rate of the trace")
+
+    @model_validator(mode="after")
+    def _one_rate(self) -> "MobileLinkSpec":
+        if (self.data_rate_mbps is None) == (self.trace is None):
+            raise ValueError("give exactly one of 'data_rate_mbps' or 'trace'")
+        return self
+
+
 class MobileGroup(_Strict):
-    """One or more identical mobile devices (cameras) with their own uplinks."""
+    """One or more identical mobile devices (cameras), each with its own uplink (the scenario's link unless `link`)."""
 
     device: str = Field(description="catalog name, profile path, or the name of an inline device")
     count: int = Field(default=1, ge=1, le=10_000)
+    link: Optional[MobileLinkSpec] = Field(default=None, description="this group's own uplink rate or trace")
+
+
+class DelaySpec(_Strict):
+    """A one-way propagation delay that varies: from the trace's rtt_ms column (rtt / 2), or a distribution."""
+
+    from_trace: bool = Field(default=False, description="follow the rtt_ms column of the uplink trace")
+    distribution: Optional[Literal["uniform", "normal", "lognormal", "exponential"]] = None
+    mean_s: Optional[float] = Field(default=None, gt=0, description="default: link.propagation_delay_s")
+    std_s: float = Field(default=0.0, ge=0, description="jitter (uniform, normal, lognormal)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DelaySpec":
+        if self.from_trace == (self.distribution is not None):
+            raise ValueError("give either 'from_trace: true' or a 'distribution'")
+        return self
 
 
 class ServerSpec(_Strict):
@@ -38,7 +81,7 @@ class ServerSpec(_Strict):
     servers: int = Field(default=1, ge=1, le=10_000)
 
 
-class LinkSpec(_Strict):
+class LinkSpec(TraceOffsets):
     """Uplink and downlink between each mobile device and the server."""
 
     data_rate_mbps: float = Field(default=10.0, gt=0, description="uplink data rate, constant (or swept)")
@@ -50,6 +93,9 @@ class LinkSpec(_Strict):
     packet_overhead_bytes: int = Field(default=0, ge=0, description="protocol bytes added per packet")
     loss_probability: float = Field(default=0.0, ge=0, lt=1, description="per-packet loss; lost packets are resent")
     shared_medium: bool = Field(default=False, description="one wireless medium shared by all mobile devices")
+    delay: Optional[DelaySpec] = Field(default=None, description="a varying one-way delay instead of the constant one")
+    allow_reordering: bool = Field(default=False, description=(
+        "let a varying delay deliver a frame before one sent earlier on the same path (default: FIFO)"))
 
 
 class QueueSpec(_Strict):
@@ -141,6 +187,16 @@ class Scenario(_Strict):
     replications: int = Field(default=1, ge=1, le=10_000)
     engine: Literal["auto", "simpy", "fast"] = "auto"
     outputs: OutputSpec = Field(default_factory=OutputSpec)
+
+    @model_validator(mode="after")
+    def _links_consistent(self) -> "Scenario":
+        if self.link.shared_medium and any(g.link for g in self.mobiles):
+            raise ValueError("a shared medium has one rate for all mobile devices: per-group 'link' needs "
+                             "link.shared_medium: false")
+        if self.link.delay and self.link.delay.from_trace and not (self.link.trace or any(
+                g.link and g.link.trace for g in self.mobiles)):
+            raise ValueError("link.delay.from_trace needs a link trace with an rtt_ms column")
+        return self
 
     @model_validator(mode="after")
     def _labels_unique(self) -> "Scenario":
@@ -239,7 +295,27 @@ def parse_scenario(text: str, source: str = "<scenario>", base_dir: Optional[Pat
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
         raise ScenarioError(validation_message(exc, source, root)) from None
-    return resolve_paths(scenario, base_dir) if base_dir is not None else scenario
+    scenario = resolve_paths(scenario, base_dir) if base_dir is not None else scenario
+    check_trace_offsets(scenario, source, root)
+    return scenario
+
+
+def check_trace_offsets(scenario: Scenario, source: str = "<scenario>", root: Optional[yaml.Node] = None) -> None:
+    """Every mobile device's offset into a held (not wrapped) trace lies before the trace's end; one line if not."""
+    links = [(("link",), scenario.link, sum(g.count for g in scenario.mobiles if g.link is None))]
+    links += [(("mobiles", k, "link"), g.link, g.count) for k, g in enumerate(scenario.mobiles) if g.link is not None]
+    for loc, link, count in links:
+        if not link.trace or link.trace_end == "wrap" or count == 0 or not Path(link.trace).is_file():
+            continue
+        last = link.trace_offset_s + (count - 1) * link.offset_step_s
+        end = load_rate_trace(link.trace).end_s
+        if last > 0 and last >= end:
+            field = "trace_offset_s" if link.offset_step_s == 0 else "offset_step_s"
+            line = _yaml_line(root, (*loc, field)) if root is not None else None
+            where = f"{source}:{line}" if line else source
+            raise ScenarioError(f"{where}: field '{'.'.join(map(str, (*loc, field)))}': the last mobile device would "
+                                f"start {last:g} s into {link.trace}, which ends at {end:g} s; use trace_end: wrap or "
+                                "a smaller offset")
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -287,6 +363,8 @@ def resolve_paths(scenario: Scenario, base_dir: Path) -> Scenario:
     data["profiles"] = [_resolve(p, base_dir) for p in data["profiles"]]
     for group in data["mobiles"]:
         group["device"] = _resolve(group["device"], base_dir)
+        if group.get("link") and group["link"].get("trace"):
+            group["link"]["trace"] = _resolve(group["link"]["trace"], base_dir)
     data["edge"]["device"] = _resolve(data["edge"]["device"], base_dir)
     return Scenario.model_validate(data)
 

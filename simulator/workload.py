@@ -33,7 +33,7 @@ def load_dataset(path: Optional[str], split: Optional[str]) -> Optional[pd.DataF
 
 
 class FrameStreams:
-    """Per-mobile-device random streams (captures, head and tail uniforms, per-route packet losses).
+    """Per-mobile-device random streams (captures, head and tail uniforms, per-route packet losses, link delays).
 
     Each stream belongs to one mobile device, so the numbers a frame gets do not depend on how the run is
     cut into windows, and every policy sees the same captures and uniforms (common random numbers).
@@ -44,6 +44,7 @@ class FrameStreams:
         self.capture = [self._rng(m, 0) for m in range(n_mobiles)]
         self.head = [self._rng(m, 1) for m in range(n_mobiles)]
         self.tail = [self._rng(m, 2) for m in range(n_mobiles)]
+        self.delay = [self._rng(m, 4) for m in range(n_mobiles)]
         self._loss: dict[tuple[int, int], np.random.Generator] = {}
         self.last_capture_s = [0.0] * n_mobiles
 

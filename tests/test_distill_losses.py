@@ -7,8 +7,8 @@ import torch
 
 from edgesim.studies.distill.data import load_digits_data
 from edgesim.studies.distill.hnd import hnd_loss, train_head
-from profilers.models.students import build_generic_head
 from edgesim.studies.distill.kd import kd_loss, train_classifier
+from profilers.models.students import build_generic_head
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,12 @@ import torch
 
 torch.set_num_threads(1)  # two pytest workers on two cores: avoid oversubscription
 
-from edgesim.studies.dmd.adapters import LlavaNextVideoYesNoAdapter, TorchClassifierAdapter, ViltYesNoAdapter, parse_yes_no
+from edgesim.studies.dmd.adapters import (
+    LlavaNextVideoYesNoAdapter,
+    TorchClassifierAdapter,
+    ViltYesNoAdapter,
+    parse_yes_no,
+)
 from edgesim.studies.dmd.generate import Sample, confidence_features, generate
 from profilers.errors import EdgesimError
 

@@ -3,12 +3,13 @@
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import f1_score as sk_f1
 
 from edgesim.studies.dmd import deferral
-from simulator import deferral as masks
 from profilers.errors import EdgesimError
+from simulator import deferral as masks
 
 
 def make_trace(label, edge, cloud, score=None, max_prob=None, split=None):

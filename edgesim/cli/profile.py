@@ -155,15 +155,28 @@ def profile(
 
 
 def _run_with_progress(request, device_name, repeats, warmup, threads, device, out, energy, kind):
+    """run_profile with a progress bar on stderr, started at the first step so that errors before it stay one line."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     label = request.spec or request.model_file
-    with Progress(TextColumn(f"profiling {label}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("runs", total=None)
+    bar = Progress(TextColumn(f"profiling {label}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+    task = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task("runs", total=total)
+        bar.update(task, completed=done, total=total)
+
+    try:
         return run_profile(request, device_name, repeats, warmup, threads, device, out, energy, kind,
-                           progress=lambda done, total: bar.update(task, completed=done, total=total), warn=_warn)
+                           progress=progress, warn=_warn)
+    finally:
+        if task is not None:
+            bar.stop()
 
 
 def derive(

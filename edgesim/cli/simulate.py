@@ -13,6 +13,7 @@ from typing import Optional
 
 import pandas as pd
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -221,7 +222,9 @@ def compare(results: Path = typer.Argument(..., metavar="RESULTS", help="results
 
 
 #: the widest a processor name gets in `edgesim list devices` without --wide
-PROCESSOR_CHARS = 28
+PROCESSOR_CHARS = 24
+#: `edgesim list devices` without --wide: these columns (fit 80 columns), processor by name, models counted
+COMPACT_DEVICE_COLUMNS = ("name", "kind", "processor", "cores", "provenance", "models")
 
 
 def short_processor(text: str, limit: int = PROCESSOR_CHARS) -> str:
@@ -233,16 +236,27 @@ def short_processor(text: str, limit: int = PROCESSOR_CHARS) -> str:
     return short if len(short) <= limit else short[: limit - 1].rstrip() + "…"
 
 
+def _compact_device(row: dict) -> dict:
+    """A device row for an 80-column table: a short processor name and the number of models profiled."""
+    out = {k: row[k] for k in COMPACT_DEVICE_COLUMNS if k in row}
+    if "processor" in out:
+        out["processor"] = short_processor(str(out["processor"]))
+    if "models" in out:
+        out["models"] = len([m for m in str(out["models"]).split(",") if m.strip()])
+    return out
+
+
 def list_(what: str = typer.Argument(..., metavar="devices|models|policies", help="what to list",
                                      show_default=False),
           wide: bool = typer.Option(False, "--wide", "-w", metavar="",
-                                    help="full texts (processor descriptions, model lists), however wide")) -> None:
+                                    help="every column in full (devices: processor description, memory, model "
+                                         "names), one line per row however wide")) -> None:
     """List catalog devices, registered models or policies."""
     if what == "devices":
 
         rows = device_rows()
         if not wide:
-            rows = [{**r, "processor": short_processor(str(r.get("processor", "")))} for r in rows]
+            rows = [_compact_device(r) for r in rows]
     elif what == "models":
 
         rows = model_rows()
@@ -251,12 +265,16 @@ def list_(what: str = typer.Argument(..., metavar="devices|models|policies", hel
         rows = [{"policy": e.name, "what": e.summary, "source": e.source} for e in policy_entries().values()]
     else:
         raise EdgesimError(f"unknown list '{what}'; known: devices, models, policies")
-    table = Table(title=what)
-    for col in rows[0] if rows else []:
-        table.add_column(col, overflow="fold" if wide else "ellipsis", no_wrap=not wide and col != "what")
+    table = Table(title=what, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for k, col in enumerate(rows[0] if rows else []):  # names (and compact device rows) never wrap; prose does
+        table.add_column(col, no_wrap=wide or k == 0 or what == "devices")
     for row in rows:
         table.add_row(*[escape(str(v)) for v in row.values()])
-    (Console(width=10_000) if wide else console()).print(table)
+    if wide:  # one line per row: as wide as the table needs, whatever the terminal
+        width = Console(width=100_000).measure(table).maximum
+        Console(width=width).print(table)
+    else:
+        console().print(table)
 
 
 def schema(what: str = typer.Argument(..., metavar="scenario|profile", help="which schema", show_default=False),

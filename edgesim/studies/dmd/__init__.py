@@ -2,7 +2,8 @@
 
 One concept a file: `generate` (section 2, A.2), `records` (A.2 JSON and Parquet), `switcher` (A.3),
 `deferral` (A.4 thresholds, baselines and curves), `adapters` (edge/cloud models), `yolo` (A.1 dataset),
-`digits` (the embedded demo), `plots` and `cli` at the edge.
+`digits` (the embedded demo), `pipeline` (the steps end to end), `replay` (time and energy in the simulator)
+and `plots`; the command line is edgesim/cli/dmd.py.
 """
 
 from __future__ import annotations

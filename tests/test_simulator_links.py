@@ -1,0 +1,131 @@
+"""A link per mobile device (own rate or trace, offsets into it, hold or wrap), and delay that varies over time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from simulator import run
+from simulator.link import RateTrace, load_rate_trace
+from simulator.scenario import ScenarioError, load_scenario
+from tests.sim_helpers import scenario_dict, write_scenario, write_toy_profiles
+
+
+@pytest.fixture()
+def profiles(tmp_path):
+    return write_toy_profiles(tmp_path)
+
+
+def _trace(tmp_path, rows, name="link.csv", rtt=None) -> str:
+    path = tmp_path / name
+    head = "time_s,data_rate_mbps" + (",rtt_ms" if rtt is not None else "")
+    lines = [f"{t},{r}" + (f",{d}" if rtt is not None else "") for (t, r), d in zip(rows, rtt or [None] * len(rows))]
+    path.write_text("# source: test\n" + head + "\n" + "\n".join(lines) + "\n")
+    return str(path)
+
+
+def _offload(profiles, **over):
+    base = scenario_dict(profiles, policies=[{"name": "offload"}],
+                         workload={"source": "periodic", "frame_rate_fps": 0.5, "frames": 10, "service_time": "median"})
+    base.update(over)
+    return base
+
+
+def test_each_group_has_its_own_uplink_rate(profiles):
+    data = _offload(profiles, mobiles=[{"device": "toy-mobile", "link": {"data_rate_mbps": 0.5}},
+                                       {"device": "toy-mobile", "count": 2}])
+    frames, summary = run(data)
+    wire_bits = (192 + 40) * 8
+    by = frames.groupby("mobile")["transfer_s"].agg(["min", "max"])
+    assert by.loc["toy-mobile", "min"] == pytest.approx(wire_bits / 0.5e6)
+    for k in (0, 1):
+        assert by.loc[f"toy-mobile#{k}", "max"] == pytest.approx(wire_bits / 1e6)  # the scenario's 1 Mbit/s
+    assert np.isnan(summary.loc[0, "data_rate_mbps"])  # no single rate describes the run
+
+
+@pytest.mark.parametrize("engine", ["fast", "simpy"])
+def test_offsets_and_wrap_follow_the_trace(tmp_path, profiles, engine):
+    # 1 Mbit/s for 1 s, then 0.1 Mbit/s for 1 s, trace ends at 2 s; cameras 0.5 s apart in the trace
+    path = _trace(tmp_path, [(0, 1.0), (1, 0.1), (2, 0.1)])
+    for end in ("hold", "wrap"):
+        data = _offload(profiles, engine=engine, mobiles=[{"device": "toy-mobile", "count": 3, "link": {
+            "trace": path, "trace_offset_s": 0.25, "offset_step_s": 0.5, "trace_end": end}}])
+        frames, _ = run(data)
+        base = load_rate_trace(path, end=end)
+        for k in range(3):
+            rows = frames[frames.mobile == f"toy-mobile#{k}"]
+            link = base.shifted(0.25 + 0.5 * k)
+            start = rows["capture_s"].to_numpy() + rows["head_s"].to_numpy() + rows["uplink_queue_s"].to_numpy()
+            expected = np.asarray(link.finish_time(start, rows["wire_bytes_up"].to_numpy() * 8)) - start
+            np.testing.assert_allclose(rows["transfer_s"], expected, rtol=0, atol=1e-9)
+        late = frames[frames.capture_s > 4]  # past the trace's end: held at 0.1 Mbit/s, or the trace again
+        rate = (late["wire_bytes_up"] * 8 / late["transfer_s"]).to_numpy()
+        if end == "hold":
+            assert rate == pytest.approx(0.1e6)
+        else:
+            assert rate.max() > 0.2e6
+
+
+def test_a_wrapped_trace_repeats_exactly():
+    tr = RateTrace(np.array([0.0, 1.0, 2.0]), np.array([1e6, 0.0, 2e6]), period_s=3.0)
+    assert tr.bits_until(7.0) == pytest.approx(2 * 3e6 + 1e6)
+    assert tr.finish_time(2.9, 0.5e6) == pytest.approx(3.3)  # 0.2 Mbit before the period ends, 0.3 after
+    assert tr.finish_time(0.9, 0.1e6) == pytest.approx(1.0)  # ends as the outage starts, not after it
+    rot = tr.shifted(1.5)
+    t = np.linspace(0, 9, 37)
+    np.testing.assert_allclose([rot.rate_bps_at(x) for x in t], [tr.rate_bps_at(x + 1.5) for x in t])
+
+
+def test_an_offset_beyond_a_held_trace_is_one_line_with_the_yaml_line(tmp_path, profiles):
+    path = _trace(tmp_path, [(0, 1.0), (1, 0.1), (2, 0.1)])
+    data = _offload(profiles, mobiles=[{"device": "toy-mobile", "count": 3,
+                                        "link": {"trace": path, "offset_step_s": 1.5}}])
+    yaml_path = write_scenario(tmp_path, data)
+    line = next(i for i, text in enumerate(yaml_path.read_text().splitlines(), start=1) if "offset_step_s" in text)
+    with pytest.raises(ScenarioError, match=rf"scenario.yaml:{line}: field 'mobiles.0.link.offset_step_s': the last "
+                                            r"mobile device would start 3 s into .* which ends at 2 s"):
+        load_scenario(yaml_path)
+    data["mobiles"][0]["link"]["trace_end"] = "wrap"
+    load_scenario(write_scenario(tmp_path, data))  # wrapping around has no end to run past
+
+
+@pytest.mark.parametrize("distribution", ["uniform", "normal", "lognormal", "exponential"])
+def test_jittered_delay_engines_agree_and_fifo_keeps_order(profiles, distribution):
+    link = {"data_rate_mbps": 2.0, "propagation_delay_s": 0.05, "packet_overhead_bytes": 40,
+            "delay": {"distribution": distribution, "std_s": 0.04}}
+    data = scenario_dict(profiles, mobiles=[{"device": "toy-mobile", "count": 2}], link=link,
+                         policies=[{"name": "offload"}, {"name": "split", "split_point": "mid"}],
+                         workload={"source": "poisson", "frame_rate_fps": 8.0, "frames": 300, "service_time": "sampled"})
+    fast, _ = run({**data, "engine": "fast"})
+    simpy, _ = run({**data, "engine": "simpy"})
+    for col in ("propagation_s", "server_queue_s", "return_s", "delay_s", "done_s"):
+        np.testing.assert_allclose(fast[col], simpy[col], rtol=0, atol=1e-9, err_msg=col)
+    up = fast["capture_s"] + fast["mobile_queue_s"] + fast["head_s"] + fast["uplink_queue_s"] + fast["transfer_s"]
+    mean_prop = fast["propagation_s"].mean() / 2
+    assert mean_prop == pytest.approx(0.05, rel=0.25)  # the stated mean (FIFO holds add a little)
+    for _, g in fast.assign(up_end=up).groupby(["policy", "mobile"]):
+        g = g.sort_values("up_end", kind="stable")
+        server_arrive = (g["up_end"] + g["propagation_up_s"]).to_numpy()
+        assert np.all(np.diff(server_arrive) >= -1e-12)  # FIFO: no frame reaches the server before an earlier one
+    reordered, _ = run({**data, "engine": "fast", "link": {**link, "allow_reordering": True}})
+    assert (reordered["propagation_up_s"] <= fast["propagation_up_s"] + 1e-12).all()  # no FIFO hold
+    arrive = reordered["capture_s"] + reordered["mobile_queue_s"] + reordered["head_s"] + reordered["uplink_queue_s"] \
+        + reordered["transfer_s"] + reordered["propagation_up_s"]
+    order = reordered.assign(a=arrive, s=up).sort_values(["policy", "mobile", "s"])
+    assert (order.groupby(["policy", "mobile"])["a"].diff() < 0).any()  # jitter now overtakes
+
+
+@pytest.mark.parametrize("engine", ["fast", "simpy"])
+def test_delay_follows_the_traces_rtt(tmp_path, profiles, engine):
+    path = _trace(tmp_path, [(0, 1.0), (5, 1.0), (10, 1.0)], rtt=[40, 400, 40])
+    data = _offload(profiles, engine=engine, link={"trace": path, "delay": {"from_trace": True},
+                                                   "packet_overhead_bytes": 40, "trace_end": "wrap"},
+                    workload={"source": "periodic", "frame_rate_fps": 1.0, "frames": 20, "service_time": "median"})
+    frames, _ = run(data)
+    up_end = frames["capture_s"] + frames["transfer_s"]
+    rtt_half = np.where((up_end % 10) < 5, 0.02, 0.2)
+    server_arrive = up_end + frames["propagation_up_s"]
+    held = np.maximum.accumulate((up_end + rtt_half).to_numpy())  # FIFO: a short delay waits behind a long one
+    np.testing.assert_allclose(server_arrive, held, rtol=0, atol=1e-9)
+    assert pd.Series(frames["propagation_s"]).max() == pytest.approx(0.4, abs=1e-9)
