@@ -15,7 +15,7 @@ $(BIN)/edgesim: pyproject.toml
 	touch $(BIN)/edgesim
 
 demo: $(BIN)/edgesim
-	$(BIN)/edgesim run scenarios/matsubara2019_fig3.yaml --out results/matsubara2019_fig3
+	$(BIN)/edgesim run scenarios/matsubara2019_fig3.yaml --out results/matsubara2019_fig3 --overwrite
 	@echo "report: results/matsubara2019_fig3/report.html"
 
 test: $(BIN)/edgesim

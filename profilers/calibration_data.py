@@ -82,7 +82,7 @@ def save_points(points: Iterable[PublishedLatency], path: Path = CALIBRATION_PAT
     """Write rows to the CSV (sorted by stack, then model)."""
     rows = sorted(points, key=lambda p: (p.stack, p.model))
     with Path(path).open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=[f.name for f in fields(PublishedLatency)])
+        writer = csv.DictWriter(fh, fieldnames=[f.name for f in fields(PublishedLatency)], lineterminator="\n")
         writer.writeheader()
         for p in rows:
             writer.writerow(asdict(p))

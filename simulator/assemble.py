@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
@@ -11,7 +11,7 @@ import pandas as pd
 from profilers.errors import EdgesimError
 from simulator.devices import Device, mobile_radio_notes, resolve_devices
 from simulator.link import LinkDelay, Packetiser, RateTrace, load_delay_trace, load_rate_trace
-from simulator.plan import FramePlan, Topology
+from simulator.plan import Batching, EdgeTier, FramePlan, Tiers, Topology
 from simulator.policies import BasePolicy, FrameInputs, Route, make_policy
 from simulator.scenario import Scenario
 from simulator.workload import FrameStreams, capture_window, load_dataset, trace_captures
@@ -35,6 +35,11 @@ class Point:
     engine: str  # "fast" or "simpy"
     capture_trace: Optional[np.ndarray]
     notes: list[str]  # what the user should know about how the scenario was read (one line each)
+    edge_devices: list[Device] = field(default_factory=list)  # every edge server's device (server = the first)
+    cloud: Optional[Device] = None
+    edge_of_mobile: Optional[np.ndarray] = None  # static and round-robin assignment: each mobile device's edge server
+    wan_packetiser: Optional[Packetiser] = None
+    wan_down_bps: float = float("inf")
 
     @property
     def n_mobiles(self) -> int:
@@ -42,8 +47,9 @@ class Point:
         return int(self.group_of_instance.size)
 
     def routes_of_group(self, policy: BasePolicy) -> list[list[Route]]:
-        """The policy's routes for each mobile group (same order of routes in every group)."""
-        return [policy.routes(self.devices[name], self.server) for name, _ in self.groups]
+        """The policy's routes for each mobile group via each edge server in turn (route r' = edge x R + r)."""
+        edges = self.edge_devices or [self.server]
+        return [[r for e in edges for r in policy.routes(self.devices[name], e)] for name, _ in self.groups]
 
     def routes_of_mobile(self, policy: BasePolicy) -> list[list[Route]]:
         """The policy's routes for each mobile device instance."""
@@ -52,10 +58,55 @@ class Point:
 
 
 def needs_state(scenario: Scenario, policies: list[BasePolicy]) -> bool:
-    """True when frames' times depend on the simulation state (adaptive policy, bounds, drop-stale, shared medium)."""
+    """True when frames' times depend on the simulation state: adaptive policy, bounds, drop-stale, a shared medium,
+    dynamic batching, or an edge server chosen at capture from the load."""
     q = scenario.queue
-    return any(p.stateful for p in policies) or scenario.link.shared_medium or q.mobile_capacity is not None \
-        or q.server_capacity is not None or q.drop_stale
+    shared = scenario.link.shared_medium or any(e.link and e.link.shared_medium for e in scenario.edges)
+    batching = scenario.cloud is not None and scenario.cloud.batching is not None
+    return any(p.stateful for p in policies) or shared or q.mobile_capacity is not None \
+        or q.server_capacity is not None or q.drop_stale or batching \
+        or scenario.assignment in ("least-loaded", "shortest-expected-delay")
+
+
+def assigned_edges(sc: Scenario, group_of_instance: np.ndarray) -> np.ndarray:
+    """Each mobile device's edge server under static (mobiles.N.edge) or round-robin assignment (mobile m -> m mod E)."""
+    names = [e.name for e in sc.edge_servers()]
+    if sc.assignment == "static":
+        per_group = [names.index(g.edge) if g.edge is not None else 0 for g in sc.mobiles]
+        return np.asarray(per_group, dtype=np.int64)[group_of_instance]
+    return np.arange(group_of_instance.size, dtype=np.int64) % len(names)
+
+
+def tiers_of(sc: Scenario, mobile_uplinks: list[RateTrace], scenario_trace: RateTrace,
+             group_of_instance: np.ndarray) -> Tiers:
+    """The edge servers (each with the uplinks to it and its WAN link), the cloud pool and its batching."""
+    link, cloud = sc.link, sc.cloud
+    edges = []
+    for e, spec in enumerate(sc.edge_servers()):
+        own = spec.link
+        if own is None:
+            uplink, shared = ([scenario_trace] if link.shared_medium else mobile_uplinks), link.shared_medium
+        else:
+            base = load_rate_trace(own.trace, own.trace_scale, own.trace_end) if own.trace \
+                else RateTrace.constant(own.data_rate_mbps)
+            shared = own.shared_medium
+            groups_own = [g.link is not None for g in sc.mobiles for _ in range(g.count)]
+            uplink = [base.shifted(own.trace_offset_s) if own.trace else base] if shared else [
+                mobile_uplinks[m] if groups_own[m] else (base.shifted(own.trace_offset_s + m * own.offset_step_s)
+                                                         if own.trace else base) for m in range(len(mobile_uplinks))]
+        wan = None
+        if cloud is not None:
+            w = cloud.wan
+            base_wan = load_rate_trace(w.trace, w.trace_scale, w.trace_end) if w.trace else RateTrace.constant(w.data_rate_mbps)
+            wan = base_wan.shifted(w.trace_offset_s + e * w.offset_step_s) if w.trace else base_wan
+        edges.append(EdgeTier(spec.name, spec.servers, uplink, shared, wan,
+                              cloud.wan.propagation_delay_s if cloud is not None else 0.0))
+    b = cloud.batching if cloud is not None else None
+    batching = Batching(b.max_batch_size, tuple(sorted(b.preferred_batch_sizes, reverse=True)), b.max_queue_delay_s) \
+        if b is not None else None
+    wan_down = (cloud.wan.downlink_data_rate_mbps or cloud.wan.data_rate_mbps) * 1e6 if cloud is not None else float("inf")
+    return Tiers(edges, sc.assignment, cloud.servers if cloud is not None else 0, batching,
+                 assigned_edges(sc, group_of_instance), wan_down)
 
 
 def assemble(sc: Scenario) -> Point:
@@ -72,7 +123,7 @@ def assemble(sc: Scenario) -> Point:
         link.data_rate_mbps if not link.trace else float(uplink_trace.rates_bps.mean() / 1e6))
     uplinks, delays = mobile_links(sc, uplink_trace)
     topo = Topology(
-        servers=sc.edge.servers,
+        servers=sc.edge_servers()[0].servers,
         uplink=[uplink_trace] if link.shared_medium else uplinks,
         shared_medium=link.shared_medium,
         propagation_s=link.propagation_delay_s,
@@ -85,16 +136,26 @@ def assemble(sc: Scenario) -> Point:
         packet_overhead_bytes=link.packet_overhead_bytes,
         delay=delays,
     )
-    policies = [make_policy(spec, sc.model, devices, dataset) for spec in sc.policies]
+    cloud = devices[sc.cloud.device] if sc.cloud is not None else None
+    policies = [make_policy(spec, sc.model, devices, dataset).with_cloud(cloud) for spec in sc.policies]
+    edge_specs = sc.edge_servers()
+    tiers = tiers_of(sc, uplinks, uplink_trace, group_of_instance) if sc.tiered else None
+    if tiers is not None:
+        topo = replace(topo, tiers=tiers)
     stateful = needs_state(sc, policies)
     engine = sc.engine if sc.engine != "auto" else ("simpy" if stateful else "fast")
     if engine == "fast" and stateful:
         raise EdgesimError("engine 'fast' cannot run this scenario (adaptive policy, bounded queues, drop-stale or a "
                            "shared medium need the simulation state); use engine: simpy or auto")
     capture_trace = trace_captures(sc, dataset) if sc.workload.source == "trace" else None
-    return Point(sc, devices, devices[sc.edge.device], groups, group_of_instance, instance_names, dataset,
+    wan = sc.cloud.wan if sc.cloud is not None else None
+    return Point(sc, devices, devices[edge_specs[0].device], groups, group_of_instance, instance_names, dataset,
                  Packetiser(link.packet_payload_bytes, link.packet_overhead_bytes, link.loss_probability),
-                 downlink_mbps * 1e6, topo, policies, engine, capture_trace, notes)
+                 downlink_mbps * 1e6, topo, policies, engine, capture_trace, notes,
+                 [devices[e.device] for e in edge_specs] if tiers is not None else [], cloud,
+                 tiers.edge_of_mobile if tiers is not None else None,
+                 Packetiser(link.packet_payload_bytes, link.packet_overhead_bytes, wan.loss_probability) if wan else None,
+                 (wan.downlink_data_rate_mbps or wan.data_rate_mbps) * 1e6 if wan else float("inf"))
 
 
 def mobile_links(sc: Scenario, scenario_trace: RateTrace) -> tuple[list[RateTrace], Optional[list[LinkDelay]]]:
@@ -117,6 +178,39 @@ def mobile_links(sc: Scenario, scenario_trace: RateTrace) -> tuple[list[RateTrac
                 delays.append(LinkDelay(d.mean_s or link.propagation_delay_s, rtt.shifted(offset) if rtt else None,
                                         d.distribution, d.std_s, fifo=not link.allow_reordering))
     return uplinks, (delays if link.delay is not None else None)
+
+
+WAN_LOSS = 1 << 20
+"""Loss streams of the WAN are those of mobile device m numbered from here (the uplink's use the route index)."""
+
+BATCH_SLOPE = 0.139
+"""Fallback batched service time t(b) = t(1) x (1 + 0.139 (b - 1)): the least-squares line t0 + t1 b through
+ResNet-50 on Triton (TensorRT fp16, V100, client latency at batch 1-32: 2.84 ... 15.66 ms; NVIDIA
+DeepLearningExamples, PyTorch/Classification/ConvNets/triton/resnet50/README.md) is t0 = 2.553 ms, t1 = 0.4123 ms,
+so t1 / (t0 + t1) = 0.139 (largest relative error of the line 4.4 %). Used where a profile has no batch table."""
+
+
+def cloud_batches(routes: list[Route], pt: Point) -> tuple[np.ndarray, np.ndarray]:
+    """Per route: its cloud key (routes with the same model part batch together; -1: none) and t(b)/t(1) factors."""
+    tiers = pt.topo.tiers
+    size = tiers.batching.max_batch_size if tiers.batching is not None else 1
+    keys, factors, seen = np.full(len(routes), -1, dtype=np.int64), np.ones((len(routes), size + 1)), {}
+    sizes = np.arange(size + 1, dtype=float)
+    for r, route in enumerate(routes):
+        if route.cloud is None:
+            continue
+        keys[r] = seen.setdefault(route.cloud_key, len(seen))
+        table = batch_table(pt.cloud, route)
+        factors[r] = np.interp(sizes, *zip(*sorted(table.items()))) / table[1] if table else 1 + BATCH_SLOPE * (sizes - 1)
+    return keys, factors
+
+
+def batch_table(cloud: Device, route: Route) -> dict[int, float]:
+    """The cloud's measured latency per batch size of the route's whole model part, if its profile has one."""
+    if cloud is None or cloud.profile is None or route.model not in cloud.profile.models:
+        return {}
+    table = getattr(cloud.profile.models[route.model], "batch_latency_s", None) or {}
+    return {int(b): float(t) for b, t in table.items()} if 1 in {int(b) for b in table} else {}
 
 
 @dataclass
@@ -160,6 +254,11 @@ def plan_window(pt: Point, pol: BasePolicy, rep: int, streams: FrameStreams, sta
     down = np.zeros((n_routes, n))
     mode = sc.workload.service_time
     packetiser = pt.packetiser
+    tiered = pt.topo.tiers is not None
+    wan_bits = np.zeros((n_routes, n)) if tiered else None
+    cloud = np.full((n_routes, n), np.nan) if tiered else None
+    wan_down = np.zeros((n_routes, n)) if tiered else None
+    u_cloud = np.concatenate([streams.cloud[m].random(per) for m in range(n_inst)]) if tiered else None
     for m in range(n_inst):
         sl = slice(m * per, (m + 1) * per)
         for r, route in enumerate(routes_by_group[pt.group_of_instance[m]]):
@@ -167,13 +266,28 @@ def plan_window(pt: Point, pol: BasePolicy, rep: int, streams: FrameStreams, sta
                 head[r, sl] = route.head.draw(u_head[sl], mode)
             if route.tail is not None:
                 tail[r, sl] = route.tail.draw(u_tail[sl], mode)
+            if route.offloads:
                 size = np.full(per, route.up_bytes)
                 wire[r, sl] = packetiser.wire_bytes(size, packetiser.draw_resent_bytes(streams.loss(m, r), size)) * 8.0
                 down[r, sl] = packetiser.wire_bytes(np.full(per, route.down_bytes)) * 8.0 / pt.downlink_bps
+            if route.cloud is not None:
+                cloud[r, sl] = route.cloud.draw(u_cloud[sl], mode)
+                wp, size = pt.wan_packetiser, np.full(per, route.wan_bytes)
+                wan_bits[r, sl] = wp.wire_bytes(size, wp.draw_resent_bytes(streams.loss(m, WAN_LOSS + r), size)) * 8.0
+                wan_down[r, sl] = wp.wire_bytes(np.full(per, route.down_bytes)) * 8.0 / pt.wan_down_bps
     inputs = FrameInputs(mobile_index=mobile, sample_index=sample, dataset=pt.dataset, seed=sc.seed + rep)
-    route = pol.choose(inputs, routes_by_group[0]).astype(np.int16) if not pol.stateful else np.zeros(n, np.int16)
+    per_edge = len(routes_by_group[0]) // max(len(pt.edge_devices), 1)
+    route = pol.choose(inputs, routes_by_group[0][:per_edge]).astype(np.int16) if not pol.stateful \
+        else np.zeros(n, np.int16)
+    if tiered and pt.edge_of_mobile is not None and not pt.topo.tiers.dynamic:
+        route = (route + pt.edge_of_mobile[mobile] * per_edge).astype(np.int16)
     delay_u = None
     if pt.topo.delay is not None:
         delay_u = np.concatenate([streams.delay[m].random((2, per)) for m in range(n_inst)], axis=1)
-    plan = FramePlan(capture, mobile, route, head, wire, tail, down, n_inst, delay_u)
+    if tiered:
+        keys, factors = cloud_batches(routes_by_group[0], pt)
+        plan = FramePlan(capture, mobile, route, head, wire, tail, down, n_inst, delay_u, wan_bits, cloud, wan_down,
+                         per_edge, keys, factors)
+    else:
+        plan = FramePlan(capture, mobile, route, head, wire, tail, down, n_inst, delay_u)
     return Window(plan, routes_by_group, group, sample, seq, mobile * frames_per + seq)

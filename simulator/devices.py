@@ -178,6 +178,23 @@ class Device:
         return st.scaled(1.0 / self.speed_factor) if self.speed_factor != 1.0 else st
 
 
+    def part_time(self, model: ModelProfile, start: SplitPoint, end: SplitPoint) -> Optional[ServiceTime]:
+        """Time to run the blocks between two split points here (the middle of a two-point split); None if empty.
+
+        From the input it is the head up to `end`, up to the output the tail from `start`; in between, the head time
+        up to `end` scaled so that its median is head(end) - head(start) (profiles time heads and tails, not parts).
+        """
+        if end.layer_index <= start.layer_index:
+            return None
+        if start.layer_index == 0:
+            return self.head_time(model, end)
+        if end.name == "output":
+            return self.tail_time(model, start)
+        to_end, to_start = self.head_time(model, end), self.head_time(model, start)
+        share = (to_end.median_s - to_start.median_s) / to_end.median_s if to_end.median_s > 0 else 0.0
+        return to_end.scaled(max(share, 0.0))
+
+
 def _device_from_profile(profile: DeviceProfile) -> Device:
     radio = profile.power.radio
     return Device(
@@ -206,7 +223,8 @@ def resolve_devices(scenario: Scenario) -> dict[str, Device]:
         prof = load_profile(path)
         extra[prof.name] = prof
     inline = {d.name: d for d in scenario.devices}
-    names = [g.device for g in scenario.mobiles] + [scenario.edge.device]
+    names = [g.device for g in scenario.mobiles] + [e.device for e in scenario.edge_servers()]
+    names += [scenario.cloud.device] if scenario.cloud is not None else []
     out: dict[str, Device] = {}
     for name in names:
         if name in out:
@@ -243,9 +261,11 @@ def mobile_radio_notes(scenario: "Scenario", devices: dict[str, Device]) -> tupl
                          "(Huang et al., MobiSys 2012)")
         if dev.kind != "mobile":
             notes.append(f"device '{name}' is of kind '{dev.kind}' and is used as a mobile device")
-    server = out[scenario.edge.device]
-    if server.kind == "mobile":
-        notes.append(f"device '{server.name}' is of kind 'mobile' and is used as the edge server")
+    for edge in scenario.edge_servers():
+        if out[edge.device].kind == "mobile":
+            notes.append(f"device '{edge.device}' is of kind 'mobile' and is used as an edge server")
+    if scenario.cloud is not None and out[scenario.cloud.device].kind == "mobile":
+        notes.append(f"device '{scenario.cloud.device}' is of kind 'mobile' and is used as the cloud")
     return out, notes
 
 

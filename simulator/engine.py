@@ -16,8 +16,9 @@ import numpy as np
 import simpy
 
 from profilers.errors import EdgesimError
-from simulator.plan import COMPLETED, DROPPED, LATE, TIME_FIELDS, FramePlan, Topology
+from simulator.plan import COMPLETED, DROPPED, LATE, TIER_FIELDS, TIME_FIELDS, Batching, FramePlan, Topology
 from simulator.policies import LoadView, Route, StatefulPolicy
+from simulator.policies.best_split import predicted_delay_s
 
 WindowLoader = Callable[[int], Optional[FramePlan]]
 """load_window(k): window k of frames (every mobile device's next frames), or None after the last one."""
@@ -29,12 +30,13 @@ WindowDone = Callable[[int, FramePlan, dict], None]
 class _Station:
     """FIFO queue with c servers; calls on_done(frame) when a frame's service ends."""
 
-    __slots__ = ("env", "free", "queue", "capacity", "service", "start", "end", "on_done", "on_drop", "busy_until", "stage")
+    __slots__ = ("env", "free", "queue", "capacity", "service", "start", "end", "on_done", "on_drop", "busy_until", "stage",
+                 "servers")
 
     def __init__(self, env: simpy.Environment, servers: int, capacity: Optional[int],
                  service: Callable[[int, float], float], start: list, end: list,
                  on_done: Callable[[int], None], on_drop: Callable[[int, int], None], stage: int) -> None:
-        self.env, self.free, self.queue, self.capacity = env, servers, deque(), capacity
+        self.env, self.free, self.queue, self.capacity, self.servers = env, servers, deque(), capacity, servers
         self.service, self.start, self.end, self.on_done, self.on_drop = service, start, end, on_done, on_drop
         self.busy_until = 0.0
         self.stage = stage
@@ -69,6 +71,10 @@ class _Station:
         while self.queue:
             self.on_drop(self.queue.popleft(), self.stage)
 
+    def load(self) -> float:
+        """Frames in service and waiting, per server (least-loaded assignment compares this)."""
+        return (self.servers - self.free + len(self.queue)) / self.servers
+
     def residual_s(self) -> float:
         """What is left of the longest service in progress (0 when a server is free)."""
         return max(self.busy_until - self.env.now, 0.0) if not self.free else 0.0
@@ -76,6 +82,72 @@ class _Station:
     def backlog_s(self, service_of: Callable[[int], float], servers: int = 1) -> float:
         """Predicted wait for a new arrival: residual service plus the queued frames' own service, over c servers."""
         return self.residual_s() + sum(service_of(j) for j in self.queue) / servers
+
+
+class _BatchStation:
+    """c servers behind Triton's dynamic batcher (plan.Batching): frames of one cloud key are served together.
+
+    A free server takes the oldest frame's key and dispatches at once when that key's queued frames reach
+    max_batch_size or a preferred size (the largest that fits), or when the oldest has waited max_queue_delay_s;
+    otherwise it waits. Each frame records its batch size and its batching wait: the part of its wait after a
+    server was free for it (the rest is queueing for a busy server).
+    """
+
+    def __init__(self, env: simpy.Environment, servers: int, batching: Batching, ring: "FrameRing",
+                 on_done: Callable[[int], None]) -> None:
+        self.env, self.batching, self.ring, self.on_done = env, batching, ring, on_done
+        self.free_since = [0.0] * servers  # when each idle server became free
+        self.queue: deque = deque()
+        self.busy_until = 0.0
+        self.timer_at = -1.0
+
+    def arrive(self, i: int) -> None:
+        self.queue.append(i)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        b, ring, now = self.batching, self.ring, self.env.now
+        while self.free_since and self.queue:
+            key = ring.cloud_key[self.queue[0]]
+            same = [j for j in self.queue if ring.cloud_key[j] == key][: b.max_batch_size]
+            oldest = ring.t["cloud_arrive"][same[0]]
+            size = len(same) if len(same) == b.max_batch_size else next(
+                (p for p in b.preferred_batch_sizes if p <= len(same)), 0)
+            if not size and now - oldest >= b.max_queue_delay_s - 1e-12:
+                size = len(same)
+            if not size:
+                due = oldest + b.max_queue_delay_s
+                if self.timer_at != due:
+                    self.timer_at = due
+                    self.env.timeout(due - now).callbacks.append(lambda _e: self._dispatch())
+                return
+            self._start(same[:size])
+
+    def _start(self, batch: list[int]) -> None:
+        ring, now = self.ring, self.env.now
+        free = self.free_since.pop(self.free_since.index(min(self.free_since)))
+        for j in batch:
+            self.queue.remove(j)
+            ring.t["cloud_start"][j] = now
+            ring.t["batch_size"][j] = len(batch)
+            ring.t["batch_wait"][j] = now - max(ring.t["cloud_arrive"][j], free)
+        s = ring.cloud_s[batch[0]] * ring.batch_factor[batch[0]][len(batch)]
+        self.busy_until = max(self.busy_until, now + s)
+        self.env.timeout(s, batch).callbacks.append(self._finish)
+
+    def _finish(self, event: simpy.events.Event) -> None:
+        batch, now = event.value, self.env.now
+        self.free_since.append(now)
+        for j in batch:
+            self.ring.t["cloud_end"][j] = now
+        self._dispatch()
+        for j in batch:
+            self.on_done(j)
+
+    def backlog_s(self) -> float:
+        """Predicted wait: the longest batch in progress, then the queued frames' own service over the servers."""
+        residual = max(self.busy_until - self.env.now, 0.0) if not self.free_since else 0.0
+        return residual + sum(self.ring.cloud_s[j] for j in self.queue) / max(len(self.free_since), 1)
 
 
 class FrameRing:
@@ -97,7 +169,11 @@ class FrameRing:
         cap = size if self.single else ring_windows * size
         nan = float("nan")
         self.cap, self.n_mobiles = cap, first.n_mobiles
-        self.t = {k: [nan] * cap for k in TIME_FIELDS}
+        self.tiered = first.cloud_s is not None
+        self.t = {k: [nan] * cap for k in TIME_FIELDS + (TIER_FIELDS if self.tiered else ())}
+        self.routes_per_edge = first.routes_per_edge or 1
+        self.wan_bits, self.cloud_s, self.wan_down_s = [0.0] * cap, [nan] * cap, [0.0] * cap
+        self.cloud_key, self.batch_factor = [-1] * cap, [None] * cap
         self.status, self.drop_stage, self.route = [COMPLETED] * cap, [0] * cap, [0] * cap
         self.head_s, self.bits, self.tail_s, self.down_s = [0.0] * cap, [0.0] * cap, [nan] * cap, [0.0] * cap
         self.mobile_of, self.capture_s = [0] * cap, [0.0] * cap
@@ -134,6 +210,8 @@ class FrameRing:
         for lst, arr in zip((self.head_s, self.bits, self.tail_s, self.down_s), vals):
             for s_, v in zip(sl, arr.tolist()):
                 lst[s_] = v
+        if self.tiered:
+            self._load_tiers(wp, sl, rows, r)
         nan = float("nan")
         if self.delay_u:
             for s_, up, down in zip(sl, wp.delay_u[0].tolist(), wp.delay_u[1].tolist()):
@@ -156,6 +234,19 @@ class FrameRing:
         self.loaded = k + 1
         return True
 
+    def _load_tiers(self, wp: FramePlan, sl: list, rows: np.ndarray, r: np.ndarray) -> None:
+        """The WAN and cloud demands of a window's frames (of their planned route until decided at capture)."""
+        vals = (wp.wan_bits[r, rows], wp.cloud_s[r, rows], wp.wan_down_s[r, rows])
+        for lst, arr in zip((self.wan_bits, self.cloud_s, self.wan_down_s), vals):
+            for s_, v in zip(sl, arr.tolist()):
+                lst[s_] = v
+        for s_, rr in zip(sl, r.tolist()):
+            self.cloud_key[s_], self.batch_factor[s_] = int(wp.cloud_key[rr]), wp.batch_factors[rr]
+
+    def edge_of(self, i: int) -> int:
+        """The edge server frame i goes to (its route r' = edge x routes per edge + r)."""
+        return self.route[i] // self.routes_per_edge
+
     def next_slot(self, i: int) -> int:
         """The slot of the next capture of frame i's mobile device (loading the next window if needed), or -1."""
         nxt = self.next_of[i]
@@ -174,6 +265,10 @@ class FrameRing:
         self.bits[i] = float(wp.wire_bits[r, loc])
         self.tail_s[i] = float(wp.tail_s[r, loc])
         self.down_s[i] = float(wp.down_s[r, loc])
+        if self.tiered:
+            self.wan_bits[i], self.cloud_s[i] = float(wp.wan_bits[r, loc]), float(wp.cloud_s[r, loc])
+            self.wan_down_s[i] = float(wp.wan_down_s[r, loc])
+            self.cloud_key[i], self.batch_factor[i] = int(wp.cloud_key[r]), wp.batch_factors[r]
 
     def ended(self, i: int) -> None:
         """Frame i has ended: hand back every leading window whose frames have all ended."""
@@ -205,20 +300,36 @@ class FrameRing:
 
 
 class StationPipeline:
-    """The stations a frame crosses: its mobile device, its uplink (or the shared medium), the server pool, its downlink."""
+    """The stations a frame crosses: its mobile device, its uplink (or a shared medium), an edge server pool, and with
+    a cloud the edge server's WAN link, the cloud pool (or batcher) and the WAN back; then its downlink."""
 
     def __init__(self, env: simpy.Environment, topo: Topology, ring: FrameRing,
                  policy: Optional[StatefulPolicy], routes_of_mobile: Optional[list[list[Route]]]) -> None:
         self.env, self.topo, self.ring = env, topo, ring
         self.policy, self.routes_of_mobile = policy, routes_of_mobile
         n_mobiles, t = ring.n_mobiles, ring.t
+        tiers = self.tiers = topo.tiers
         self.uplink_of = (lambda m: 0) if topo.shared_medium else (lambda m: m)
         self.downlinks = [_Station(env, 1, None, lambda i, now: ring.down_s[i], t["down_start"], t["down_end"],
                                    self._down_done, self._drop, 4) for _ in range(n_mobiles)]
-        self.server = _Station(env, topo.servers, topo.server_capacity, lambda i, now: ring.tail_s[i],
-                               t["tail_start"], t["tail_end"], self._tail_done, self._drop, 3)
+        pools = [e.servers for e in tiers.edges] if tiers is not None else [topo.servers]
+        self.edges = [_Station(env, c, topo.server_capacity, lambda i, now: ring.tail_s[i], t["tail_start"],
+                               t["tail_end"], self._tail_done, self._drop, 3) for c in pools]
+        self.server = self.edges[0]
+        if tiers is not None:
+            self.media = {k: _Station(env, 1, None, self._up_service, t["up_start"], t["up_end"], self._up_done,
+                                      self._drop, 2) for k, e in enumerate(tiers.edges) if e.shared_medium}
+            self.wans = [_Station(env, 1, None, self._wan_service, t["wan_start"], t["wan_end"], self._wan_done,
+                                  self._drop, 5) for _ in tiers.edges]
+            self.wan_downs = [_Station(env, 1, None, lambda i, now: ring.wan_down_s[i], t["wan_down_start"],
+                                       t["wan_down_end"], self._wan_down_done, self._drop, 5) for _ in tiers.edges]
+            if tiers.batching is not None:
+                self.cloud = _BatchStation(env, tiers.cloud_servers, tiers.batching, ring, self._cloud_done)
+            else:
+                self.cloud = _Station(env, max(tiers.cloud_servers, 1), None, lambda i, now: ring.cloud_s[i],
+                                      t["cloud_start"], t["cloud_end"], self._cloud_done, self._drop, 6)
         self.uplinks = [_Station(env, 1, None, self._up_service, t["up_start"], t["up_end"], self._up_done, self._drop, 2)
-                        for _ in range(1 if topo.shared_medium else n_mobiles)]
+                        for _ in range(1 if topo.shared_medium and tiers is None else n_mobiles)]
         self.mobiles = [_Station(env, 1, topo.mobile_capacity, lambda i, now: ring.head_s[i],
                                  t["head_start"], t["head_end"], self._head_done, self._drop, 1) for _ in range(n_mobiles)]
         if policy is not None:
@@ -243,7 +354,9 @@ class StationPipeline:
         ring, m = self.ring, self.ring.mobile_of[i]
         if self.topo.drop_stale:
             self.mobiles[m].drop_waiting()
-        if self.policy is not None:
+        if self.tiers is not None and (self.tiers.dynamic or self.policy is not None):
+            ring.decide(i, self._place(i, m))
+        elif self.policy is not None:
             ring.decide(i, self.policy.choose_one(self._load_view(m), self.routes_of_mobile[m]))
         if ring.head_s[i] > 0:
             self.mobiles[m].arrive(i)
@@ -251,53 +364,144 @@ class StationPipeline:
             ring.t["head_start"][i] = ring.t["head_end"][i] = self.env.now
             self._head_done(i)
 
-    def _load_view(self, m: int) -> LoadView:
-        """What a stateful policy sees when mobile device m captures a frame."""
+    def _place(self, i: int, m: int) -> int:
+        """Route r' = edge x R + r of a frame at capture: the edge server by the assignment, the route by the policy."""
+        tiers, ring, per = self.tiers, self.ring, self.ring.routes_per_edge
+        base = ring.route[i] % per  # a stateless policy's planned route
+        candidates = range(len(tiers.edges)) if tiers.dynamic else [int(tiers.edge_of_mobile[m])]
+        if tiers.assignment == "least-loaded" and tiers.dynamic:
+            loads = [st.load() for st in self.edges]
+            candidates = [loads.index(min(loads))]
+        best, best_s = None, float("inf")
+        for e in candidates:
+            routes = self.routes_of_mobile[m][e * per:(e + 1) * per]
+            view = self._load_view(m, e)
+            r = self.policy.choose_one(view, routes) if self.policy is not None else base
+            if len(candidates) == 1:
+                return e * per + r
+            bw = tiers.edges[e].uplink[0 if tiers.edges[e].shared_medium else m].rate_bps_at(self.env.now)
+            expected = predicted_delay_s(view, routes[r], bw, view.uplink_backlog_s(bw))
+            if expected < best_s:
+                best, best_s = e * per + r, expected
+        return best
+
+    def _uplink_station(self, i: int) -> _Station:
+        """The uplink frame i is sent on: its mobile device's radio, or a shared medium."""
+        m = self.ring.mobile_of[i]
+        if self.tiers is None:
+            return self.uplinks[self.uplink_of(m)]
+        return self.media.get(self.ring.edge_of(i)) or self.uplinks[m]
+
+    def _load_view(self, m: int, e: int = 0) -> LoadView:
+        """What a stateful policy (or the assignment) sees when mobile device m captures a frame bound for edge e."""
         ring, topo, k = self.ring, self.topo, self.uplink_of(m)
-        uplink = self.uplinks[k]
+        uplink = self.uplinks[k] if self.tiers is None else (self.media.get(e) or self.uplinks[m])
+        extra = {}
+        if self.tiers is not None and self.tiers.cloud_servers:
+            edge, wan = self.tiers.edges[e], self.wans[e]
+            rate = edge.wan.rate_bps_at(self.env.now)
+            extra = dict(wan_backlog_s=wan.residual_s() + sum(ring.wan_bits[j] for j in wan.queue) / rate,
+                         wan_bps=rate, wan_propagation_s=edge.wan_propagation_s, wan_down_bps=self.tiers.wan_down_bps,
+                         cloud_backlog_s=self.cloud.backlog_s() if isinstance(self.cloud, _BatchStation)
+                         else self.cloud.backlog_s(ring.cloud_s.__getitem__, self.tiers.cloud_servers))
+        server = self.edges[e]
         return LoadView(
             now_s=self.env.now,
-            link=k,
+            link=k if self.tiers is None else m,
             mobile_backlog_s=self.mobiles[m].backlog_s(ring.head_s.__getitem__),
             uplink_residual_s=uplink.residual_s(),
             uplink_queued_bits=tuple(ring.bits[j] for j in uplink.queue),
-            server_backlog_s=self.server.backlog_s(ring.tail_s.__getitem__, topo.servers),
+            server_backlog_s=server.backlog_s(ring.tail_s.__getitem__, self.tiers.edges[e].servers if self.tiers
+                                              else topo.servers),
             propagation_s=topo.propagation_s,
             downlink_bps=topo.downlink_bps,
             packet_payload_bytes=topo.packet_payload_bytes,
             packet_overhead_bytes=topo.packet_overhead_bytes,
+            **extra,
         )
 
     def _head_done(self, i: int) -> None:
         ring = self.ring
-        if ring.bits[i] > 0 or ring.tail_s[i] == ring.tail_s[i]:  # something to send, or a tail to run (not NaN)
-            self.uplinks[self.uplink_of(ring.mobile_of[i])].arrive(i)
+        if ring.bits[i] > 0 or ring.tail_s[i] == ring.tail_s[i] or (ring.tiered and ring.cloud_s[i] == ring.cloud_s[i]):
+            self._uplink_station(i).arrive(i)  # something to send, or a tail to run (not NaN)
         else:
             self._finish(i)
 
     def _up_service(self, i: int, now: float) -> float:
-        return self.topo.uplink[self.uplink_of(self.ring.mobile_of[i])].finish_time(now, self.ring.bits[i]) - now
+        ring = self.ring
+        if self.tiers is None:
+            trace = self.topo.uplink[self.uplink_of(ring.mobile_of[i])]
+        else:
+            edge = self.tiers.edges[ring.edge_of(i)]
+            trace = edge.uplink[0 if edge.shared_medium else ring.mobile_of[i]]
+        return trace.finish_time(now, ring.bits[i]) - now
 
     def _up_done(self, i: int) -> None:
         ring = self.ring
         if self.policy is not None:
-            self.policy.observe_transfer(self.uplink_of(ring.mobile_of[i]), ring.bits[i],
-                                         ring.t["up_end"][i] - ring.t["up_start"][i])
+            self.policy.observe_transfer(self.uplink_of(ring.mobile_of[i]) if self.tiers is None else ring.mobile_of[i],
+                                         ring.bits[i], ring.t["up_end"][i] - ring.t["up_start"][i])
         if self.topo.delay is not None:
-            k = self.uplink_of(ring.mobile_of[i])
+            k = self.uplink_of(ring.mobile_of[i]) if self.tiers is None else ring.mobile_of[i]
             d = self._varying_delay(i, ring.u_up[i], self.last_up, k)
             ring.prop_up[i] = d
             self.env.timeout(d, i).callbacks.append(self._server_arrive_event)
         elif self.topo.propagation_s > 0:
             self.env.timeout(self.topo.propagation_s, i).callbacks.append(self._server_arrive_event)
         else:
-            self.server.arrive(i)
+            self._edge_arrive(i)
 
     def _server_arrive_event(self, event: simpy.events.Event) -> None:
-        self.server.arrive(event.value)
+        self._edge_arrive(event.value)
+
+    def _edge_arrive(self, i: int) -> None:
+        ring = self.ring
+        if not ring.tiered:
+            self.server.arrive(i)
+            return
+        ring.t["edge_arrive"][i] = self.env.now
+        if ring.tail_s[i] == ring.tail_s[i]:
+            self.edges[ring.edge_of(i)].arrive(i)
+        else:  # nothing to run here: the edge server relays the frame to the cloud
+            self._after_edge(i)
 
     def _tail_done(self, i: int) -> None:
-        self.downlinks[self.ring.mobile_of[i]].arrive(i)
+        if self.ring.tiered:
+            self._after_edge(i)
+        else:
+            self.downlinks[self.ring.mobile_of[i]].arrive(i)
+
+    def _after_edge(self, i: int) -> None:
+        ring = self.ring
+        if ring.cloud_s[i] == ring.cloud_s[i]:
+            self.wans[ring.edge_of(i)].arrive(i)
+        else:
+            self.downlinks[ring.mobile_of[i]].arrive(i)
+
+    def _wan_service(self, i: int, now: float) -> float:
+        return self.tiers.edges[self.ring.edge_of(i)].wan.finish_time(now, self.ring.wan_bits[i]) - now
+
+    def _wan_done(self, i: int) -> None:
+        prop = self.tiers.edges[self.ring.edge_of(i)].wan_propagation_s
+        if prop > 0:
+            self.env.timeout(prop, i).callbacks.append(lambda ev: self._cloud_arrive(ev.value))
+        else:
+            self._cloud_arrive(i)
+
+    def _cloud_arrive(self, i: int) -> None:
+        self.ring.t["cloud_arrive"][i] = self.env.now
+        self.cloud.arrive(i)
+
+    def _cloud_done(self, i: int) -> None:
+        self.wan_downs[self.ring.edge_of(i)].arrive(i)
+
+    def _wan_down_done(self, i: int) -> None:
+        prop = self.tiers.edges[self.ring.edge_of(i)].wan_propagation_s
+        down = self.downlinks[self.ring.mobile_of[i]]
+        if prop > 0:
+            self.env.timeout(prop, i).callbacks.append(lambda ev: down.arrive(ev.value))
+        else:
+            down.arrive(i)
 
     def _varying_delay(self, i: int, u: float, last: list, k: int) -> float:
         """The delay frame i meets on path k now: drawn (or traced), then held behind the frame sent before it (FIFO)."""
@@ -346,7 +550,8 @@ def simulate_windows(load_window: WindowLoader, topo: Topology, on_window: Windo
         return
     peeked = load_window(1)  # loaded once: a window loader may draw from random streams
     env = simpy.Environment()
-    ring = FrameRing(env, first, peeked, load_window, on_window, policy is not None, ring_windows)
+    decide = policy is not None or (topo.tiers is not None and topo.tiers.dynamic)
+    ring = FrameRing(env, first, peeked, load_window, on_window, decide, ring_windows)
     pipeline = StationPipeline(env, topo, ring, policy, routes_of_mobile)
     ring.load(0)
     pipeline.start()

@@ -147,6 +147,8 @@ def _varying_arrivals(sent: np.ndarray, u: np.ndarray, mobile: np.ndarray, path:
 
 def simulate_fast(plan: FramePlan, topo: Topology) -> dict[str, np.ndarray]:
     """Same per-frame stage times as engine.simulate, computed without events (stateless scenarios only)."""
+    if topo.tiers is not None:
+        return _simulate_tiers(plan, topo)
     n = plan.capture_s.size
     if plan.head_s.shape[0] == 1:  # one route: no gather needed
         head, bits, tail, down = plan.head_s[0], plan.wire_bits[0], plan.tail_s[0], plan.down_s[0]
@@ -200,6 +202,91 @@ def simulate_fast(plan: FramePlan, topo: Topology) -> dict[str, np.ndarray]:
             _put(out["done"], off, back)
         else:
             _put(out["done"], off, de + topo.propagation_s)
+    out["status"] = np.zeros(n, dtype=np.int8)
+    if topo.deadline_s is not None:
+        out["status"][(out["done"] - capture) > topo.deadline_s + 1e-12] = 1
+    out["drop_stage"] = np.zeros(n, dtype=np.int8)
+    out["route"] = plan.route
+    return out
+
+
+def _gather(plan: FramePlan) -> tuple[np.ndarray, ...]:
+    """Each frame's demands on its route: head, uplink bits, edge, downlink, WAN bits, cloud, WAN return."""
+    idx, r = np.arange(plan.capture_s.size), plan.route.astype(np.int64)
+    return tuple(a[r, idx] for a in (plan.head_s, plan.wire_bits, plan.tail_s, plan.down_s, plan.wan_bits,
+                                     plan.cloud_s, plan.wan_down_s))
+
+
+def _simulate_tiers(plan: FramePlan, topo: Topology) -> dict[str, np.ndarray]:
+    """The exact recursion through edge servers and the cloud (static or round-robin assignment, no batching).
+
+    Each mobile device keeps one edge server, so every station is still a FIFO queue fed in arrival order: the
+    uplink per mobile device (Lindley in the cumulative-bits domain of its trace to that server), each edge pool,
+    each WAN link, the cloud pool (c servers), each WAN return link and the downlink per mobile device.
+    """
+    tiers, n, capture = topo.tiers, plan.capture_s.size, plan.capture_s
+    head, bits, tail, down, wan_bits, cloud, wan_down = _gather(plan)
+    edge = plan.route.astype(np.int64) // (plan.routes_per_edge or 1)
+    out = {k: np.full(n, np.nan) for k in ("up_start", "up_end", "tail_start", "tail_end", "down_start", "down_end",
+                                           "edge_arrive", "wan_start", "wan_end", "cloud_arrive", "cloud_start",
+                                           "cloud_end", "wan_down_start", "wan_down_end")}
+    out["head_start"], out["head_end"] = capture.copy(), capture.copy()
+    if (head > 0).any():
+        m = _mask(head > 0)
+        hs, he = _fifo_stage(_take(capture, m), _take(head, m), _take(plan.mobile, m))
+        _put(out["head_start"], m, hs)
+        _put(out["head_end"], m, he)
+    out["done"] = out["head_end"].copy()
+    sent = (bits > 0) | (tail == tail) | (cloud == cloud)
+    if sent.any():
+        idx = np.flatnonzero(sent)
+        mob, e = plan.mobile[idx], edge[idx]
+        traces = [tiers.edges[int(e[mob == m][0])].uplink[int(m)] for m in range(plan.n_mobiles)
+                  if (mob == m).any()]
+        keys = np.unique(mob)
+        remap = np.searchsorted(keys, mob)
+        us, ue = _link_stage(out["head_end"][idx], bits[idx], remap, traces)
+        out["up_start"][idx], out["up_end"][idx] = us, ue
+        if topo.delay is not None:
+            arrive = _varying_arrivals(ue, plan.delay_u[0][idx], mob, mob, topo.delay)
+            out["prop_up_s"] = np.full(n, np.nan)
+            out["prop_up_s"][idx] = arrive - ue
+        else:
+            arrive = ue + topo.propagation_s
+        out["edge_arrive"][idx] = arrive
+        after = arrive.copy()
+        computed = tail[idx] == tail[idx]
+        for k, spec in enumerate(tiers.edges):
+            sel = np.flatnonzero(computed & (e == k))
+            if sel.size:
+                ts, te = _fifo_stage(arrive[sel], tail[idx][sel], np.zeros(sel.size, dtype=np.int64), spec.servers,
+                                     tiebreak=us[sel])
+                out["tail_start"][idx[sel]], out["tail_end"][idx[sel]] = ts, te
+                after[sel] = te
+        to_cloud = cloud[idx] == cloud[idx]
+        back = after.copy()
+        if to_cloud.any():
+            c = np.flatnonzero(to_cloud)
+            ws, we = _link_stage(after[c], wan_bits[idx][c], e[c], [spec.wan for spec in tiers.edges])
+            prop = np.array([spec.wan_propagation_s for spec in tiers.edges])[e[c]]
+            cs, ce = _fifo_stage(we + prop, cloud[idx][c], np.zeros(c.size, dtype=np.int64), max(tiers.cloud_servers, 1),
+                                 tiebreak=ws)
+            ds, de = _fifo_stage(ce, wan_down[idx][c], e[c], tiebreak=cs)
+            for name, vals in (("wan_start", ws), ("wan_end", we), ("cloud_arrive", we + prop), ("cloud_start", cs),
+                               ("cloud_end", ce), ("wan_down_start", ds), ("wan_down_end", de)):
+                out[name][idx[c]] = vals
+            back[c] = de + prop
+        ds, de = _fifo_stage(back, down[idx], mob, tiebreak=np.where(computed, out["tail_start"][idx], us))
+        out["down_start"][idx], out["down_end"][idx] = ds, de
+        if topo.delay is not None:
+            done = _varying_arrivals(de, plan.delay_u[1][idx], mob, mob, topo.delay)
+            out["prop_down_s"] = np.full(n, np.nan)
+            out["prop_down_s"][idx] = done - de
+        else:
+            done = de + topo.propagation_s
+        out["done"][idx] = done
+    out["batch_wait"] = np.where(np.isnan(out["cloud_start"]), np.nan, 0.0)
+    out["batch_size"] = np.where(np.isnan(out["cloud_start"]), np.nan, 1.0)
     out["status"] = np.zeros(n, dtype=np.int8)
     if topo.deadline_s is not None:
         out["status"][(out["done"] - capture) > topo.deadline_s + 1e-12] = 1

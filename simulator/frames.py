@@ -32,7 +32,54 @@ def frames_df(pt: Point, w: Window, times: dict, policy: str, rep: int, point: i
     df.insert(0, "replication", rep)
     df.insert(0, "point", point)
     df["warmup"] = w.seq < pt.scenario.workload.warmup_frames
+    if pt.topo.tiers is not None:
+        add_tier_columns(df, w, times, pt)
     return df
+
+
+TIER_COLUMNS = ("wan_queue_s", "wan_transfer_s", "wan_propagation_s", "cloud_queue_s", "batch_wait_s", "cloud_s",
+                "wan_return_s")
+"""Delay components past the edge server (0 for frames that stay at the edge); with the earlier ones they sum to
+delay_s: mobile queue, head, uplink queue, transfer, propagation, edge queue, edge compute (tail_s), WAN queue and
+transfer, WAN propagation both ways, cloud queue, batching wait, cloud compute, WAN return, return."""
+
+
+def add_tier_columns(df: pd.DataFrame, w: Window, times: dict, pt: Point) -> None:
+    """The edge server of each frame and the WAN, cloud and batching components; edge and cloud energy."""
+    tiers, plan = pt.topo.tiers, w.plan
+    r = times["route"].astype(np.int64)
+    per = plan.routes_per_edge or 1
+    edge = r // per
+    df.insert(df.columns.get_loc("mobile") + 1, "edge", np.asarray([e.name for e in tiers.edges], dtype=object)[edge])
+    arrive = times["edge_arrive"]
+    computed = ~np.isnan(times["tail_start"])
+    cloud = ~np.isnan(times["cloud_start"])
+    offloaded = ~np.isnan(times["up_end"])
+    after_edge = np.where(computed, times["tail_end"], arrive)
+    wan_prop = np.array([e.wan_propagation_s for e in tiers.edges])[edge]
+    prop_down = df["propagation_s"].to_numpy() - df["propagation_up_s"].to_numpy()
+    df["server_queue_s"] = np.where(computed, times["tail_start"] - arrive, 0.0)
+    df["tail_s"] = np.where(computed, times["tail_end"] - times["tail_start"], 0.0)
+    batch_wait = np.nan_to_num(times["batch_wait"])
+    df["wan_queue_s"] = np.where(cloud, times["wan_start"] - after_edge, 0.0)
+    df["wan_transfer_s"] = np.where(cloud, times["wan_end"] - times["wan_start"], 0.0)
+    df["wan_propagation_s"] = np.where(cloud, 2 * wan_prop, 0.0)
+    df["cloud_queue_s"] = np.where(cloud, times["cloud_start"] - times["cloud_arrive"] - batch_wait, 0.0)
+    df["batch_wait_s"] = np.where(cloud, batch_wait, 0.0)
+    df["cloud_s"] = np.where(cloud, times["cloud_end"] - times["cloud_start"], 0.0)
+    df["wan_return_s"] = np.where(cloud, times["wan_down_end"] - times["cloud_end"], 0.0)
+    df["batch_size"] = np.where(cloud, np.nan_to_num(times["batch_size"], nan=1.0), 0).astype(np.int64)
+    back = np.where(cloud, times["wan_down_end"] + wan_prop, after_edge)
+    df["return_s"] = np.where(offloaded, times["done"] - back - prop_down, 0.0)
+    df["bytes_wan"] = np.where(cloud, np.array([[rt.wan_bytes for rt in routes] for routes in w.routes_by_group])[
+        w.group, r], 0)
+    cloud_w = pt.cloud.active_w if pt.cloud is not None else 0.0
+    edge_w = np.array([[rt.tail.power_w if rt.tail else 0.0 for rt in routes] for routes in w.routes_by_group])[w.group, r]
+    df["energy_server_j"] = df["tail_s"].to_numpy() * edge_w
+    df["energy_cloud_j"] = df["cloud_s"].to_numpy() * cloud_w / np.maximum(df["batch_size"].to_numpy(), 1)
+    dropped = times["status"] == 2
+    for col in ("server_queue_s", "tail_s", "return_s", *TIER_COLUMNS):
+        df.loc[dropped, col] = np.nan
 
 
 def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]], group: np.ndarray,
@@ -120,8 +167,9 @@ class FrameSink:
     when the sink closes without error); without one they are kept in memory when `keep` is true.
     """
 
-    def __init__(self, labels: list[str], path: Optional[Path] = None, keep: bool = True) -> None:
-        self.accumulators = {label: SummaryAccumulator() for label in labels}
+    def __init__(self, labels: list[str], path: Optional[Path] = None, keep: bool = True, per_edge: bool = False) -> None:
+        self.accumulators: dict = {label: SummaryAccumulator() for label in labels}
+        self.per_edge = per_edge
         self.path, self.keep = path, keep and path is None
         self.kept: list[pd.DataFrame] = []
         self._stack = ExitStack()
@@ -139,8 +187,11 @@ class FrameSink:
             self._writer.close()
 
     def add(self, df: pd.DataFrame, label: str) -> None:
-        """Fold a frame table into its policy's summary; keep it or append it to the Parquet file."""
+        """Fold a frame table into its policy's summary (and, with several edge servers, each server's); keep or write it."""
         self.accumulators[label].add(df)
+        if "edge" in df and df["edge"].nunique() > 0 and self.per_edge:
+            for edge, part in df.groupby("edge", sort=False):
+                self.accumulators.setdefault((label, edge), SummaryAccumulator()).add(part)
         if self._tmp is not None:
             table = pa.Table.from_pandas(df, preserve_index=False)
             if self._writer is None:

@@ -71,6 +71,8 @@ class SummaryAccumulator:
         self.rep_first: dict[int, float] = {}
         self.rep_last: dict[int, float] = {}
         self.load = OfferedLoad()
+        self.tier_sums: dict[str, float] = {}
+        self.tier_done = 0
 
     def add(self, frames: pd.DataFrame) -> None:
         """Fold in a window of frame records (warm-up frames are left out)."""
@@ -102,6 +104,17 @@ class SummaryAccumulator:
             self.rep_first[rep] = min(self.rep_first.get(rep, np.inf), float(grp["capture_s"].min()))
             self.rep_last[rep] = max(self.rep_last.get(rep, -np.inf), float(grp["done_s"].max()))
         self.load.add(kept)
+        if "cloud_s" in done:
+            for col in TIER_MEANS:
+                self.tier_sums[col] = self.tier_sums.get(col, 0.0) + float(done[col].sum())
+            self.tier_sums["energy_cloud_j"] = self.tier_sums.get("energy_cloud_j", 0.0) + float(kept["energy_cloud_j"].sum())
+            self.tier_sums["batch_size"] = self.tier_sums.get("batch_size", 0.0) + float(done["batch_size"][done["batch_size"] > 0].sum())
+            self.tier_sums["batched"] = self.tier_sums.get("batched", 0.0) + float((done["batch_size"] > 0).sum())
+            self.tier_done += len(done)
+
+    def tier_means(self) -> dict:
+        """The per-tier component means of these frames (see TIER_MEANS)."""
+        return _tier_means(self)
 
     def result(self, mobile_idle_w: dict[str, float], n_mobiles: int, positive: Optional[object] = None) -> dict:
         """The summary row (002 section 4 metrics; energy as in the README; F1 of `positive`, else macro)."""
@@ -145,6 +158,11 @@ class SummaryAccumulator:
         return row
 
 
+TIER_MEANS = ("propagation_s", "server_queue_s", "tail_s", "wan_queue_s", "wan_transfer_s", "wan_propagation_s",
+              "cloud_queue_s", "batch_wait_s", "cloud_s", "wan_return_s", "return_s")
+"""Per-tier delay components whose means the summary reports with several edge servers or a cloud."""
+
+
 class OfferedLoad:
     """Offered load per station: arrival rate x mean service demand, per server (rho of a queue; stable below 1).
 
@@ -170,10 +188,34 @@ class OfferedLoad:
             for kind, col in (("mobile", "head_s"), ("uplink", "transfer_s"), ("server", "tail_s")):
                 k3 = (key[0], kind, key[1])
                 self.busy[k3] = self.busy.get(k3, 0.0) + float(grp[col].fillna(0).sum())
+            if "edge" in grp:  # several edge servers or a cloud: each edge pool and WAN, and the cloud pool
+                occupancy = grp["cloud_s"].fillna(0) / grp["batch_size"].clip(lower=1)  # a batch's time, shared
+                for edge, by_edge in grp.assign(cloud_busy=occupancy).groupby("edge", sort=False):
+                    for kind, col in (("server", "tail_s"), ("wan", "wan_transfer_s"), ("cloud", "cloud_busy")):
+                        k3 = (key[0], f"{kind}@{edge}", key[1])
+                        self.busy[k3] = self.busy.get(k3, 0.0) + float(by_edge[col].fillna(0).sum())
 
     def _span(self, key: tuple[int, str]) -> float:
         n = self.count[key]
         return (self.last[key] - self.first[key]) * n / (n - 1) if n > 1 else float("nan")
+
+    def tier_utilisation(self, edge_servers: dict[str, int], cloud_servers: int) -> dict:
+        """rho of the busiest edge server pool, of the busiest WAN link and of the cloud pool (per server)."""
+        nan = float("nan")
+        spans = {key: self._span(key) for key in self.count}
+        reps = sorted({rep for rep, _ in self.count})
+
+        def pooled(kind: str, edge: str) -> list[float]:
+            return [sum(self.busy.get((rep, f"{kind}@{edge}", mob), 0.0) / spans[(rep, mob)]
+                        for (r, mob) in self.count if r == rep and spans[(rep, mob)] > 0) for rep in reps]
+
+        rho = {"utilisation_server": max((v / c for e, c in edge_servers.items() for v in pooled("server", e)),
+                                         default=nan)}
+        if cloud_servers:
+            rho["utilisation_wan"] = max((v for e in edge_servers for v in pooled("wan", e)), default=nan)
+            per_rep = [sum(vals) / cloud_servers for vals in zip(*(pooled("cloud", e) for e in edge_servers))]
+            rho["utilisation_cloud"] = max(per_rep, default=nan)
+        return rho
 
     def utilisation(self, servers: int, shared_medium: bool) -> dict:
         """rho of the busiest mobile device, of the busiest uplink (or the shared medium) and of the server pool."""
@@ -196,6 +238,16 @@ class OfferedLoad:
         return rho
 
 
+def _tier_means(acc: "SummaryAccumulator") -> dict:
+    """Mean of each per-tier component over completed frames; cloud energy per frame; mean batch size."""
+    nan = float("nan")
+    n, s = acc.tier_done, acc.tier_sums
+    out = {f"{col}_mean": (s.get(col, 0.0) / n if n else nan) for col in TIER_MEANS}
+    out["energy_cloud_j_per_frame"] = s.get("energy_cloud_j", 0.0) / acc.n if acc.n else nan
+    out["batch_size_mean"] = s.get("batch_size", 0.0) / s["batched"] if s.get("batched") else nan
+    return out
+
+
 def summary_rows(sc: Scenario, point: int, overrides: dict, accumulators: dict[str, "SummaryAccumulator"],
                  groups: list[tuple[str, int]], mobile_idle_w: dict[str, float], engine: str,
                  labels: Optional[np.ndarray] = None) -> pd.DataFrame:
@@ -204,16 +256,30 @@ def summary_rows(sc: Scenario, point: int, overrides: dict, accumulators: dict[s
     rate = float("nan") if sc.link.trace or any(g.link for g in sc.mobiles) else sc.link.data_rate_mbps
     mobile_label = "+".join(f"{name}x{count}" if count > 1 else name for name, count in groups)
     positive = positive_class(labels, sc.workload.positive_label) if labels is not None else None
+    edges = sc.edge_servers()
+    servers = {e.name: e.servers for e in edges}
+    scopes = [None] + ([e.name for e in edges] if sc.tiered and len(edges) > 1 else [])
     rows = []
     for spec in sc.policies:
-        row = {"point": point, "policy": spec.display, "mobile": mobile_label, "edge": sc.edge.device,
-               "data_rate_mbps": rate}
-        row.update(accumulators[spec.display].result(mobile_idle_w, n_mobiles, positive))
-        row.update(accumulators[spec.display].load.utilisation(sc.edge.servers, sc.link.shared_medium))
-        for path, value in overrides.items():
-            row[f"sweep.{path}"] = value
-        row["engine"] = engine
-        rows.append(row)
+        for scope in scopes:
+            acc = accumulators.get(spec.display if scope is None else (spec.display, scope))
+            if acc is None:
+                continue
+            row = {"point": point, "policy": spec.display, "mobile": mobile_label,
+                   "edge": "+".join(servers) if scope is None else scope, "data_rate_mbps": rate}
+            if len(scopes) > 1:
+                row["scope"] = "all" if scope is None else "edge"
+            row.update(acc.result(mobile_idle_w, n_mobiles, positive))
+            row.update(acc.load.utilisation(edges[0].servers, sc.link.shared_medium))
+            if sc.tiered:
+                row.update(acc.load.tier_utilisation(servers if scope is None else {scope: servers[scope]},
+                                                     sc.cloud.servers if sc.cloud else 0))
+                row.update(acc.tier_means())
+                row["stable"] = bool(all(not (v >= 1.0) for k, v in row.items() if k.startswith("utilisation_")))
+            for path, value in overrides.items():
+                row[f"sweep.{path}"] = value
+            row["engine"] = engine
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -227,10 +293,12 @@ def order_summary(summary: pd.DataFrame) -> pd.DataFrame:
 def add_gains(summary: pd.DataFrame, local_label: str | None, offload_label: str | None) -> pd.DataFrame:
     """Gains as in 002 section 4: T_baseline / T_policy at the same sweep point; above 1 the policy is faster."""
     out = summary.copy()
+    keys = ["point", "edge"] if "scope" in out else ["point"]
     for col, label in (("gain_vs_local", local_label), ("gain_vs_offload", offload_label)):
         if label is None:
             out[col] = np.nan
             continue
-        base = out[out["policy"] == label].set_index("point")["delay_mean_s"]
-        out[col] = out["point"].map(base) / out["delay_mean_s"]
+        base = out[out["policy"] == label].set_index(keys)["delay_mean_s"]
+        idx = pd.MultiIndex.from_frame(out[keys]) if len(keys) > 1 else out["point"]
+        out[col] = base.reindex(idx).to_numpy() / out["delay_mean_s"].to_numpy()
     return out

@@ -14,6 +14,9 @@ STATUS_NAMES = np.array(["completed", "late", "dropped"])
 STAGES = np.array(["", "mobile", "uplink", "server", "downlink"])
 TIME_FIELDS = ("head_start", "head_end", "up_start", "up_end", "tail_start", "tail_end", "down_start", "down_end", "done")
 """Per-frame stage times every engine returns (NaN where a frame never reached the stage)."""
+TIER_FIELDS = ("edge_arrive", "wan_start", "wan_end", "cloud_arrive", "cloud_start", "cloud_end", "wan_down_start",
+               "wan_down_end", "batch_wait", "batch_size")
+"""Also returned with several edge servers or a cloud: the WAN and cloud stages, and each frame's batch."""
 
 
 @dataclass
@@ -29,13 +32,66 @@ class FramePlan:
     down_s: np.ndarray  # (R, N) downlink transfer time per route
     n_mobiles: int
     delay_u: Optional[np.ndarray] = None  # (2, N) uniforms of the uplink and downlink delays (varying delay only)
+    wan_bits: Optional[np.ndarray] = None  # (R, N) bits from the edge server to the cloud (0: not to the cloud)
+    cloud_s: Optional[np.ndarray] = None  # (R, N) cloud service at batch size 1 (NaN: nothing in the cloud)
+    wan_down_s: Optional[np.ndarray] = None  # (R, N) WAN transfer time of the result back to the edge server
+    routes_per_edge: int = 0  # with several edge servers, route r' = edge x routes_per_edge + the policy's route
+    cloud_key: Optional[np.ndarray] = None  # (R,) what the cloud runs per route (-1: nothing): batches share a key
+    batch_factors: Optional[np.ndarray] = None  # (R, B + 1) cloud time at batch size b / at batch size 1
 
     def rows(self, lo: int, hi: int) -> "FramePlan":
         """Frames lo..hi-1 of this plan."""
         sl = slice(lo, hi)
+
+        def cut(a):
+            return None if a is None else a[:, sl]
+
         return FramePlan(self.capture_s[sl], self.mobile[sl], self.route[sl], self.head_s[:, sl], self.wire_bits[:, sl],
-                         self.tail_s[:, sl], self.down_s[:, sl], self.n_mobiles,
-                         None if self.delay_u is None else self.delay_u[:, sl])
+                         self.tail_s[:, sl], self.down_s[:, sl], self.n_mobiles, cut(self.delay_u), cut(self.wan_bits),
+                         cut(self.cloud_s), cut(self.wan_down_s), self.routes_per_edge, self.cloud_key,
+                         self.batch_factors)
+
+
+@dataclass(frozen=True)
+class Batching:
+    """Triton's dynamic batcher at the cloud: dispatch at max_batch_size or a preferred size, else after max_queue_delay_s.
+
+    A batch holds frames of one cloud key (one model part), oldest first; it takes cloud_s of its oldest frame x
+    the route's batch factor t(b) / t(1) (FramePlan.batch_factors: a measured per-batch-size table, or a stated fit).
+    """
+
+    max_batch_size: int
+    preferred_batch_sizes: tuple[int, ...]  # largest first
+    max_queue_delay_s: float
+
+
+@dataclass(frozen=True)
+class EdgeTier:
+    """One edge server of several: its pool, the uplinks to it, and its WAN link to the cloud and back."""
+
+    name: str
+    servers: int
+    uplink: list[RateTrace]  # per mobile device to this server, or one medium shared by all frames sent to it
+    shared_medium: bool
+    wan: Optional[RateTrace] = None
+    wan_propagation_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Tiers:
+    """Edge servers, the cloud and how frames are assigned to edge servers (absent: one edge server, no cloud)."""
+
+    edges: list[EdgeTier]
+    assignment: str  # static | round-robin (decided per mobile device) | least-loaded | shortest-expected-delay
+    cloud_servers: int = 0  # 0: no cloud
+    batching: Optional[Batching] = None
+    edge_of_mobile: Optional[np.ndarray] = None  # static and round-robin: each mobile device's edge server
+    wan_down_bps: float = float("inf")
+
+    @property
+    def dynamic(self) -> bool:
+        """True when the edge server is chosen per frame at capture from the load (needs the SimPy engine)."""
+        return self.assignment in ("least-loaded", "shortest-expected-delay")
 
 
 @dataclass(frozen=True)
@@ -54,3 +110,4 @@ class Topology:
     packet_payload_bytes: int = DEFAULT_PACKET_PAYLOAD_BYTES
     packet_overhead_bytes: int = 0
     delay: Optional[list[LinkDelay]] = None  # per mobile device: a varying one-way delay (None: propagation_s)
+    tiers: Optional[Tiers] = None  # several edge servers and/or a cloud (None: one edge server, as above)

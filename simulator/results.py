@@ -30,8 +30,8 @@ from profilers.errors import EdgesimError
 from profilers.io import atomic_target, atomic_write_bytes, atomic_write_text
 from simulator.metrics import order_summary
 from simulator.runner import PointResult
-from simulator.sweep import run_sweep
 from simulator.scenario import Scenario, load_scenario, sweep_points, to_yaml
+from simulator.sweep import run_sweep
 
 PACKAGES = ("numpy", "pandas", "pyarrow", "simpy", "pydantic", "plotly", "kaleido", "torch", "torchvision",
             "transformers", "PyYAML", "typer", "rich")

@@ -39,7 +39,8 @@ def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Opti
     sc = apply_overrides(scenario, overrides, source=f"sweep point {point}")
     pt = assemble(sc)
     streaming = frames_path is not None and sc.workload.frames * pt.n_mobiles > sc.workload.chunk_frames
-    with FrameSink([s.display for s in sc.policies], frames_path if streaming else None, keep_frames) as sink:
+    per_edge = pt.topo.tiers is not None and len(pt.topo.tiers.edges) > 1
+    with FrameSink([s.display for s in sc.policies], frames_path if streaming else None, keep_frames, per_edge) as sink:
         for rep in range(sc.replications):
             for pol in pt.policies:
                 run_policy(pt, pol, rep, point, sink, windowed=streaming)
@@ -68,7 +69,8 @@ def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink
                                point), label)
         return
     policy = pol if pol.stateful else None
-    routes = pt.routes_of_mobile(pol) if pol.stateful else None
+    dynamic = pt.topo.tiers is not None and pt.topo.tiers.dynamic
+    routes = pt.routes_of_mobile(pol) if pol.stateful or dynamic else None
     if not windowed:
         w = plan_window(pt, pol, rep, streams, 0, frames_per)
         sink.add(frames_df(pt, w, simulate(w.plan, pt.topo, policy, routes), label, rep, point), label)

@@ -13,7 +13,9 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from profilers.catalog import list_devices, load_device
 from profilers.errors import EdgesimError
+from profilers.schema import load_profile
 from simulator.devices import InlineDevice
 from simulator.link import DEFAULT_PACKET_PAYLOAD_BYTES, load_rate_trace
 from simulator.policies import ENTRIES as POLICY_ENTRIES
@@ -57,6 +59,7 @@ class MobileGroup(_Strict):
     device: str = Field(description="catalog name, profile path, or the name of an inline device")
     count: int = Field(default=1, ge=1, le=10_000)
     link: Optional[MobileLinkSpec] = Field(default=None, description="this group's own uplink rate or trace")
+    edge: Optional[str] = Field(default=None, description="the edge server (edges.N.name) of static assignment")
 
 
 class DelaySpec(_Strict):
@@ -75,10 +78,71 @@ class DelaySpec(_Strict):
 
 
 class ServerSpec(_Strict):
-    """The edge server or cloud: c parallel servers shared by all mobile devices (M/G/c)."""
+    """The edge server: c parallel servers shared by all mobile devices (M/G/c)."""
 
     device: str
     servers: int = Field(default=1, ge=1, le=10_000)
+
+
+class BatchingSpec(_Strict):
+    """Dynamic batching at a server, as Triton's dynamic batcher: batch size cap, preferred sizes, queue delay."""
+
+    max_batch_size: int = Field(default=8, ge=1, le=4096)
+    preferred_batch_sizes: list[int] = Field(default_factory=list, description=(
+        "sizes dispatched at once when the queue holds them (largest first); others wait up to max_queue_delay_s"))
+    max_queue_delay_s: float = Field(default=0.0, ge=0, description=(
+        "how long the oldest queued frame may wait for a batch to fill while a server is free"))
+
+    @model_validator(mode="after")
+    def _sizes(self) -> "BatchingSpec":
+        bad = [b for b in self.preferred_batch_sizes if not 1 <= b <= self.max_batch_size]
+        if bad:
+            raise ValueError(f"preferred_batch_sizes {bad} must lie in 1..max_batch_size ({self.max_batch_size})")
+        return self
+
+
+class EdgeLinkSpec(TraceOffsets):
+    """The uplink rate from the mobile devices to one edge server (packets, loss and delay stay the scenario's)."""
+
+    data_rate_mbps: Optional[float] = Field(default=None, gt=0, description="constant uplink rate to this edge server")
+    trace: Optional[str] = Field(default=None, description="CSV with time_s,data_rate_mbps (edgesim trace import)")
+    trace_scale: float = Field(default=1.0, gt=0)
+    shared_medium: bool = Field(default=False, description="one wireless medium for all frames sent to this server")
+
+    @model_validator(mode="after")
+    def _one_rate(self) -> "EdgeLinkSpec":
+        if (self.data_rate_mbps is None) == (self.trace is None):
+            raise ValueError("give exactly one of 'data_rate_mbps' or 'trace'")
+        return self
+
+
+class EdgeSpec(_Strict):
+    """One edge server of several: its device, its parallel servers, its uplink, optional dynamic batching."""
+
+    name: str = Field(description="how mobiles.N.edge and tables name it")
+    device: str
+    servers: int = Field(default=1, ge=1, le=10_000)
+    link: Optional[EdgeLinkSpec] = Field(default=None, description="uplink to this server (default: the scenario link)")
+
+
+class WanSpec(TraceOffsets):
+    """The wide-area link from the edge tier to the cloud (one per edge server) and back."""
+
+    data_rate_mbps: float = Field(default=100.0, gt=0, description="WAN rate from an edge server to the cloud")
+    trace: Optional[str] = Field(default=None, description="CSV with time_s,data_rate_mbps; overrides data_rate_mbps")
+    trace_scale: float = Field(default=1.0, gt=0)
+    downlink_data_rate_mbps: Optional[float] = Field(default=None, gt=0, description="default: the WAN rate")
+    propagation_delay_s: float = Field(default=0.02, ge=0, description="one way, edge server to cloud")
+    loss_probability: float = Field(default=0.0, ge=0, lt=1)
+
+
+class CloudSpec(_Strict):
+    """The cloud behind the WAN: a device, its parallel servers (GPUs) and optional dynamic batching."""
+
+    device: str
+    servers: int = Field(default=1, ge=1, le=10_000)
+    wan: WanSpec = Field(default_factory=WanSpec)
+    batching: Optional[BatchingSpec] = None
 
 
 class LinkSpec(TraceOffsets):
@@ -177,7 +241,13 @@ class Scenario(_Strict):
     devices: list[InlineDevice] = Field(default_factory=list, description="inline devices for what-if studies")
     profiles: list[str] = Field(default_factory=list, description="extra profile files; their devices become known")
     mobiles: list[MobileGroup] = Field(min_length=1)
-    edge: ServerSpec
+    edge: Optional[ServerSpec] = Field(default=None, description="one edge server (or give `edges`)")
+    edges: list[EdgeSpec] = Field(default_factory=list, description="several edge servers (or give `edge`)")
+    cloud: Optional[CloudSpec] = Field(default=None, description="a cloud behind a WAN from the edge tier")
+    assignment: Literal["static", "round-robin", "least-loaded", "shortest-expected-delay"] = Field(
+        default="static", description=(
+            "which edge server a frame goes to: mobiles.N.edge (static), mobile devices in turn (round-robin), or "
+            "at capture the least loaded / the one with the shortest expected delay"))
     link: LinkSpec = Field(default_factory=LinkSpec)
     queue: QueueSpec = Field(default_factory=QueueSpec)
     workload: WorkloadSpec = Field(default_factory=WorkloadSpec)
@@ -187,6 +257,26 @@ class Scenario(_Strict):
     replications: int = Field(default=1, ge=1, le=10_000)
     engine: Literal["auto", "simpy", "fast"] = "auto"
     outputs: OutputSpec = Field(default_factory=OutputSpec)
+
+    @model_validator(mode="after")
+    def _one_edge_form(self) -> "Scenario":
+        if (self.edge is None) == (not self.edges):
+            raise ValueError("give either 'edge' (one edge server) or 'edges' (several)")
+        names = [e.name for e in self.edges]
+        if len(set(names)) != len(names):
+            raise ValueError(f"edge server names must be distinct: {', '.join(names)}")
+        return self
+
+    def edge_servers(self) -> list[EdgeSpec]:
+        """Every edge server; the `edge` shorthand is one server named after its device."""
+        if self.edge is not None:
+            return [EdgeSpec(name=self.edge.device, device=self.edge.device, servers=self.edge.servers)]
+        return list(self.edges)
+
+    @property
+    def tiered(self) -> bool:
+        """True when the scenario has more than one hop: several edge servers, a cloud, or batching."""
+        return len(self.edges) > 1 or self.cloud is not None or any(e.link for e in self.edges)
 
     @model_validator(mode="after")
     def _links_consistent(self) -> "Scenario":
@@ -259,6 +349,9 @@ def _message(err: dict, errors: list[dict]) -> str:
                    and _field_path(e.get("loc", ()))[:-1] == loc[:-1]]
         close = difflib.get_close_matches(str(loc[-1]), [str(m) for m in missing], n=1) if loc else []
         return f"unknown field (did you mean '{close[0]}'?)" if close else "unknown field"
+    if kind in ("literal_error", "enum") and "input" in err:
+        known = str(err.get("ctx", {}).get("expected", "")).replace("'", "").replace(" or ", ", ")
+        return f"unknown value {err['input']!r}; known: {known}"
     if kind == "union_tag_invalid":
         ctx = err.get("ctx", {})
         return f"unknown policy '{ctx.get('tag')}'; known: {', '.join(POLICY_ENTRIES)}"
@@ -297,7 +390,51 @@ def parse_scenario(text: str, source: str = "<scenario>", base_dir: Optional[Pat
         raise ScenarioError(validation_message(exc, source, root)) from None
     scenario = resolve_paths(scenario, base_dir) if base_dir is not None else scenario
     check_trace_offsets(scenario, source, root)
+    check_topology(scenario, source, root)
     return scenario
+
+
+def _fail(source: str, root: Optional[yaml.Node], loc: tuple, what: str) -> None:
+    """Raise one line `FILE:LINE: field 'a.b': what` for a check made after parsing."""
+    line = _yaml_line(root, loc) if root is not None else None
+    where = f"{source}:{line}" if line else source
+    raise ScenarioError(f"{where}: field '{'.'.join(map(str, loc))}': {what}")
+
+
+def check_topology(scenario: Scenario, source: str = "<scenario>", root: Optional[yaml.Node] = None) -> None:
+    """Edge servers named by mobile groups exist, cloud policies have a cloud, two-point splits are in order."""
+    names = [e.name for e in scenario.edge_servers()]
+    for k, g in enumerate(scenario.mobiles):
+        if g.edge is not None and g.edge not in names:
+            _fail(source, root, ("mobiles", k, "edge"), f"unknown edge server '{g.edge}'; known: {', '.join(names)}")
+        if g.edge is None and scenario.assignment == "static" and len(names) > 1:
+            _fail(source, root, ("mobiles", k), f"static assignment with several edge servers: give 'edge' (one of "
+                                                f"{', '.join(names)}) or another assignment")
+    for k, spec in enumerate(scenario.policies):
+        field = spec.cloud_field()
+        if field is not None and scenario.cloud is None:
+            _fail(source, root, ("policies", k, field), f"policy '{spec.display}' needs a cloud: add `cloud:` "
+                                                        "(device, servers, wan) to the scenario")
+        if spec.name == "split2":
+            order = split_point_order(scenario, spec.models(scenario.model)[0])
+            a, b = spec.split_points
+            if order and a in order and b in order and order[b] < order[a]:
+                _fail(source, root, ("policies", k, "split_points"), f"out of order: '{b}' (layer {order[b]}) comes "
+                                                                     f"before '{a}' (layer {order[a]}) in the model")
+
+
+def split_point_order(scenario: Scenario, model_id: str) -> dict[str, int]:
+    """Layer index of each split point of a model, from the scenario's profiles or the catalog ({} if not found)."""
+    for path in scenario.profiles:
+        if Path(path).is_file():
+            prof = load_profile(path)
+            if model_id in prof.models:
+                return {sp.name: sp.layer_index for sp in prof.models[model_id].split_points}
+    for name in list_devices():
+        prof = load_device(name)
+        if model_id in prof.models:
+            return {sp.name: sp.layer_index for sp in prof.models[model_id].split_points}
+    return {}
 
 
 def check_trace_offsets(scenario: Scenario, source: str = "<scenario>", root: Optional[yaml.Node] = None) -> None:
@@ -365,7 +502,15 @@ def resolve_paths(scenario: Scenario, base_dir: Path) -> Scenario:
         group["device"] = _resolve(group["device"], base_dir)
         if group.get("link") and group["link"].get("trace"):
             group["link"]["trace"] = _resolve(group["link"]["trace"], base_dir)
-    data["edge"]["device"] = _resolve(data["edge"]["device"], base_dir)
+    if data["edge"] is not None:
+        data["edge"]["device"] = _resolve(data["edge"]["device"], base_dir)
+    for edge in data["edges"]:
+        edge["device"] = _resolve(edge["device"], base_dir)
+        if edge.get("link") and edge["link"].get("trace"):
+            edge["link"]["trace"] = _resolve(edge["link"]["trace"], base_dir)
+    if data["cloud"] is not None:
+        data["cloud"]["device"] = _resolve(data["cloud"]["device"], base_dir)
+        data["cloud"]["wan"]["trace"] = _resolve(data["cloud"]["wan"]["trace"], base_dir)
     return Scenario.model_validate(data)
 
 

@@ -45,6 +45,7 @@ class FrameStreams:
         self.head = [self._rng(m, 1) for m in range(n_mobiles)]
         self.tail = [self._rng(m, 2) for m in range(n_mobiles)]
         self.delay = [self._rng(m, 4) for m in range(n_mobiles)]
+        self.cloud = [self._rng(m, 5) for m in range(n_mobiles)]
         self._loss: dict[tuple[int, int], np.random.Generator] = {}
         self.last_capture_s = [0.0] * n_mobiles
 

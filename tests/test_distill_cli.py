@@ -37,7 +37,7 @@ def test_quick_head_writes_profile_with_accuracy(tmp_path):
 
 
 @pytest.mark.parametrize("args, words", [
-    (["distill", "kd", "--data", "/nonexistent/folder"], "not 'digits' and not a folder"),
+    (["distill", "kd", "--data", "/nonexistent/folder"], "not 'digits' or 'mnist' and not a folder"),
     (["distill", "kd", "--student", "vgg-s99"], "unknown distillation net 'vgg-s99'"),
     (["distill", "sweep", "--study", "nope"], "unknown study 'nope'"),
     (["distill", "head", "--teacher", "alexnet"], "unknown head-distillation teacher"),

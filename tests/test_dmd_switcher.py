@@ -63,3 +63,47 @@ def test_save_load_round_trip_without_pickle(tmp_path):
     (tmp_path / "s.json").write_text(json.dumps(meta))
     with pytest.raises(EdgesimError, match="do not fit input size 9"):
         load_switcher(tmp_path / "s.safetensors", tmp_path / "s.json")
+
+
+def _trace(n_train=240, n_valid=80, n_test=120, d=6, seed=0):
+    """Agreement follows x0 + x1 > 0 on train and valid, and the opposite rule on test: a switcher that saw test
+    rows cannot rank test rows perfectly backwards."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    n = n_train + n_valid + n_test
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    split = np.array(["train"] * n_train + ["valid"] * n_valid + ["test"] * n_test, dtype=object)
+    agree = (x[:, 0] + x[:, 1] > 0)
+    agree[split == "test"] = ~agree[split == "test"]
+    return pd.DataFrame({"agree": agree, "split": split, "hidden": list(x)})
+
+
+def test_switcher_never_trains_on_test_rows():
+    """Catches a switcher fitted on all rows (or on train + test): test rows carry the opposite rule."""
+    from edgesim.studies.dmd.pipeline import fit_switcher
+    from edgesim.studies.dmd.generate import hidden_matrix
+    from edgesim.studies.stats import auroc
+
+    trace = _trace()
+    model, cfg, _ = fit_switcher(trace, epochs=40, patience=40, seed=0)
+    assert cfg.metrics["n_train"] == 240 and cfg.metrics["n_val"] == 80  # the valid split early-stops, not train rows
+    test = trace[trace.split == "test"]
+    score = switcher_scores(model, cfg, hidden_matrix(test))
+    assert auroc(test.agree.to_numpy(), score) < 0.1  # the train rule, applied to test rows, ranks them backwards
+
+
+def test_switcher_beats_random_and_confidence_where_agreement_is_predictable():
+    """Synthetic: agreement depends on hidden features the small model's confidence does not see."""
+    from edgesim.studies.stats import auroc
+
+    rng = np.random.default_rng(1)
+    n = 900
+    x = rng.normal(size=(n, 8)).astype(np.float32)
+    agree = (x[:, 2] - x[:, 5] > -0.3).astype(np.float32)
+    confidence = rng.uniform(0.5, 1.0, n)  # uninformative about agreement
+    model, cfg, _ = train_switcher(x[:600], agree[:600], epochs=40, patience=10, seed=0, learning_rate=1e-3)
+    score = switcher_scores(model, cfg, x[600:])
+    a_switch, a_conf = auroc(agree[600:], score), auroc(agree[600:], confidence[600:])
+    a_random = auroc(agree[600:], rng.random(300))
+    assert a_switch > 0.9 and a_switch > a_conf + 0.25 and a_switch > a_random + 0.25

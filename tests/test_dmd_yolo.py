@@ -61,3 +61,47 @@ def test_not_a_yolo_folder(tmp_path):
         list(iter_fall_images(tmp_path))
     with pytest.raises(EdgesimError, match="folder not found"):
         list(iter_fall_images(tmp_path / "missing"))
+
+
+# ---------------------------------------------------------------- issue 11 point 14: the readers, each failed before
+
+
+def test_class_id_not_in_data_yaml_names_is_file_and_line(tmp_path):
+    make_export(tmp_path)  # data.yaml names 2 classes: ids 0 and 1
+    (tmp_path / "train" / "labels" / "b.txt").write_text("0 0.1 0.2 0.3 0.4\n7 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(EdgesimError, match=r"b\.txt:2: class 7 is not in data\.yaml's 2 names") as err:
+        list(iter_fall_images(tmp_path))
+    assert "\n" not in str(err.value)
+
+
+def test_non_utf8_label_is_reported_as_file_and_line(tmp_path):
+    make_export(tmp_path)
+    (tmp_path / "train" / "labels" / "b.txt").write_bytes(b"0 0.1 0.2 0.3 0.4\n0 0.5 0.5 0.1 0.1 \xff\n")
+    with pytest.raises(EdgesimError, match=r"b\.txt:2: not UTF-8") as err:
+        list(iter_fall_images(tmp_path))
+    assert "position" not in str(err.value)
+
+
+def test_utf8_byte_order_mark_does_not_break_the_first_line(tmp_path):
+    make_export(tmp_path)
+    (tmp_path / "train" / "labels" / "a.txt").write_bytes("\ufeff1 0.5 0.5 0.2 0.3\n".encode("utf-8"))
+    (tmp_path / "data.yaml").write_bytes("\ufeffnc: 2\nnames: ['not-fallen', 'fall']\n".encode("utf-8"))
+    got = {im.path.stem: im.label for im in iter_fall_images(tmp_path)}
+    assert got["a"] == 1
+
+
+def test_the_exports_own_split_is_kept_through_generate(tmp_path):
+    """000 A.1 keeps the export's train / valid / test (742 / 212 / 106): no re-split of the samples."""
+    import torch
+
+    from edgesim.studies.dmd.adapters import TorchClassifierAdapter
+    from edgesim.studies.dmd.generate import generate
+
+    make_export(tmp_path)
+    samples = load_fall_samples(tmp_path)
+    assert [s.split for s in samples] == ["train", "train", "train", "valid", "test"]
+    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(12, 4), torch.nn.ReLU(),
+                              torch.nn.Linear(4, 2))
+    trace = generate(samples, TorchClassifierAdapter(net, "4"), TorchClassifierAdapter(net), test_fraction=0.5, seed=3)
+    assert dict(zip(trace.sample_id.map(lambda p: p.split("/")[-1]), trace.split)) == {
+        "a.jpg": "train", "b.jpg": "train", "c.jpg": "train", "d.jpg": "valid", "e.jpg": "test"}

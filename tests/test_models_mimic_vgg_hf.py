@@ -167,12 +167,6 @@ def test_vilt_tiny_chain_equals_hf_forward_and_classifier_hidden_is_2h():
     assert x["input_ids"].shape == (2, 11)
 
 
-def test_vilt_base_classifier_hidden_is_1536():
-    model = build("vilt")
-    head = model.blocks[dict(model.split_points)["classifier_hidden"] - 1]
-    assert head[0].out_features == 1536 and model.input_shape == (3, 384, 384)
-
-
 def test_llava_tiny_chain_equals_hf_prefill_last_logits():
     model = build("llava-next-video-tiny")
     x = model.example_input(1)

@@ -11,9 +11,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
+from edgesim.report import html as report
+from edgesim.report import plots
 from profilers.errors import EdgesimError
 from profilers.schema import ModelProfile, SplitPoint
-from edgesim.report import html as report, plots
 
 RATES_MBPS = [0.5, 2.0, 10.0, 50.0]
 #: (mobile, edge) pairs of 002 Figure 3: every mobile with the laptop, the RPi with every edge server.

@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
+from edgesim.cli.app import main
 from edgesim.cli.profile import device_rows, model_rows
 from profilers.schema import load_profile
-from edgesim.cli.app import main
+
 try:
     from tests.test_profilers_schema import make_device, make_model
 except ModuleNotFoundError:  # tests/ collected without its __init__.py

@@ -55,8 +55,9 @@ def test_same_seed_gives_byte_identical_summary_across_runs_and_jobs(tmp_path, s
     assert (tmp_path / "a" / "frames.parquet").read_bytes() == (tmp_path / "b" / "frames.parquet").read_bytes()
     # the SimPy engine gives the same numbers; only the engine column differs
     c = (tmp_path / "c" / "summary.csv").read_text().replace(",simpy", ",fast")
-    import pandas as pd
     import io
+
+    import pandas as pd
 
     pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(a.decode())), pd.read_csv(io.StringIO(c)), rtol=1e-9)
 

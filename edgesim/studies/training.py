@@ -33,14 +33,16 @@ class History:
 def fit(model, loss_fn: Callable, inputs, targets, epochs: int, lr: float, batch_size: int = 64, seed: int = 0,
         params: Optional[Sequence] = None, weight_decay: float = 0.0, batch_mean: bool = True,
         validate: Optional[Callable[[], float]] = None, patience: Optional[int] = None,
-        progress: Progress = silent) -> History:
+        frozen_norm: bool = False, progress: Progress = silent) -> History:
     """Adam on loss_fn(model(inputs[b]), *targets[b]) over seeded shuffled batches; returns the model's History.
 
     targets: a tensor or a tuple of tensors indexed like inputs (labels; labels and teacher logits; teacher outputs).
     batch_mean: loss_fn returns the batch mean (True) or the batch sum (False, as 002 eq. (1)); train_loss is per
     sample either way. params: the trained parameters (default: those requiring gradients). validate() is called
     after each epoch, model in eval mode without gradients; with patience it is a loss: training stops after
-    `patience` epochs without a decrease and the best weights are restored (000 A.3). The model ends in eval mode.
+    `patience` epochs without a decrease and the best weights are restored (000 A.3). frozen_norm keeps every
+    BatchNorm layer in eval mode while training (running statistics frozen: fine-tuning on frozen features, 003
+    section IV-D). The model ends in eval mode.
     """
     import torch
 
@@ -60,6 +62,10 @@ def fit(model, loss_fn: Callable, inputs, targets, epochs: int, lr: float, batch
     start = time.perf_counter()
     for epoch in range(1, int(epochs) + 1):
         model.train()
+        if frozen_norm:
+            for m in model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         total = 0.0
         order = torch.randperm(n, generator=gen)
         for step, i in enumerate(range(0, n, batch_size)):

@@ -17,18 +17,18 @@ CLOUD_SIDE_PX = 32
 
 
 def edge_net(n_classes: int = 2):
-    """Edge model: 4x4 average pool (16 features) -> Linear(16, 32) + ReLU ('hidden') -> Linear(32, classes)."""
+    """Edge model: average pool to 4x4 (16 features, any input side) -> Linear(16, 32) + ReLU ('hidden') -> Linear(32, classes)."""
     import torch.nn as nn
 
     return nn.Sequential(OrderedDict(
-        features=nn.Sequential(nn.AvgPool2d(2), nn.Flatten()),
+        features=nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten()),
         hidden=nn.Sequential(nn.Linear(16, 32), nn.ReLU()),
         head=nn.Linear(32, n_classes),
     ))
 
 
 def cloud_net(n_classes: int = 2):
-    """Cloud model: upsample 8x8 -> 32x32, three conv blocks (16, 32, 64 channels), FC 128, head."""
+    """Cloud model: resize to 32x32 (8x8 digits or 28x28 MNIST), three conv blocks (16, 32, 64 channels), FC 128, head."""
     import torch.nn as nn
 
     def conv(cin: int, cout: int):
@@ -70,6 +70,14 @@ def _classes_in(checkpoint: Optional[str], default: int) -> int:
         return default
 
 
+def _shape(input_size) -> tuple[int, int, int]:
+    """(1, S, S) for an input side S (default 8: scikit-learn's digits; 28: MNIST)."""
+    side = int(input_size[-1] if isinstance(input_size, (list, tuple)) else input_size or 8)
+    if side < 4:
+        raise EdgesimError(f"DMD demo model input size {input_size}: expected a side of at least 4 pixels")
+    return (1, side, side)
+
+
 def _splittable(model_id: str, net, input_shape, description: str, checkpoint: Optional[str]) -> SplittableModel:
     """Blocks are the Sequential's named children; split points after each."""
     if checkpoint:
@@ -83,13 +91,13 @@ def _splittable(model_id: str, net, input_shape, description: str, checkpoint: O
 
 @register("dmd-digits-edge", "DMD demo edge model: 4x4-pooled digits, one 32-wide hidden layer (000 small-model role)", "dmd")
 def build_edge(input_size=None, checkpoint: Optional[str] = None, n_classes: int = 2, **_kw) -> SplittableModel:
-    """The demo's edge model as a SplittableModel (input 1x8x8)."""
+    """The demo's edge model as a SplittableModel (input 1x8x8, or 1xSxS with input_size=S, e.g. 28 for MNIST)."""
     net = edge_net(_classes_in(checkpoint, n_classes))
-    return _splittable("dmd-digits-edge", net, (1, 8, 8), "DMD digits edge model", checkpoint)
+    return _splittable("dmd-digits-edge", net, _shape(input_size), "DMD digits edge model", checkpoint)
 
 
 @register("dmd-digits-cloud", "DMD demo cloud model: 3-layer CNN on digits upsampled to 32x32 (000 large-model role)", "dmd")
 def build_cloud(input_size=None, checkpoint: Optional[str] = None, n_classes: int = 2, **_kw) -> SplittableModel:
-    """The demo's cloud model as a SplittableModel (input 1x8x8, upsampled inside)."""
+    """The demo's cloud model as a SplittableModel (input 1x8x8 or 1xSxS, resized to 32x32 inside)."""
     net = cloud_net(_classes_in(checkpoint, n_classes))
-    return _splittable("dmd-digits-cloud", net, (1, 8, 8), "DMD digits cloud model", checkpoint)
+    return _splittable("dmd-digits-cloud", net, _shape(input_size), "DMD digits cloud model", checkpoint)

@@ -24,7 +24,8 @@ from simulator.policies.base import (
     make_route,
 )
 
-ENTRIES: dict[str, PolicyEntry] = {e.name: e for e in (*fixed.ENTRIES, best_split.ENTRY, *cascade.ENTRIES)}
+ENTRIES: dict[str, PolicyEntry] = {e.name: e for e in (*fixed.ENTRIES, best_split.ENTRY, best_split.ENTRY_PLACEMENT,
+                                                     *cascade.ENTRIES)}
 """Every policy by name, in the order `edgesim list policies` shows them."""
 
 PolicySpec = Annotated[Union[tuple(e.spec for e in ENTRIES.values())], Field(discriminator="name")]

@@ -33,11 +33,14 @@ class Route:
     tail: Optional[ServiceTime]  # None: nothing runs on the server
     down_bytes: int  # result returned on the downlink
     prediction: Optional[str] = None  # dataset column with this route's prediction
+    wan_bytes: int = 0  # payload from the edge server to the cloud (0: the frame does not reach the cloud)
+    cloud: Optional[ServiceTime] = None  # None: nothing runs in the cloud
+    cloud_key: str = ""  # what the cloud runs (model and split point): frames batch only with the same key
 
     @property
     def offloads(self) -> bool:
-        """True when the frame uses the server."""
-        return self.tail is not None
+        """True when the frame leaves the mobile device (to the edge server, and maybe on to the cloud)."""
+        return self.tail is not None or self.cloud is not None
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,12 @@ class LoadView:
     downlink_bps: float
     packet_payload_bytes: int = DEFAULT_PACKET_PAYLOAD_BYTES
     packet_overhead_bytes: int = 0
+    edge_backlog_s: float = 0.0  # the middle's edge server (the server backlog above is the same pool)
+    wan_backlog_s: float = 0.0  # the edge server's WAN link to the cloud
+    wan_bps: float = float("inf")
+    wan_propagation_s: float = 0.0
+    wan_down_bps: float = float("inf")
+    cloud_backlog_s: float = 0.0
 
     def wire_bits(self, size_bytes: int) -> float:
         """Bits on the wire for a payload: per-packet overhead included (resends not predicted)."""
@@ -92,6 +101,10 @@ class PolicySpecBase(BaseModel):
         """The models this policy runs (the report draws their profiles)."""
         return [getattr(self, "model", None) or scenario_model]
 
+    def cloud_field(self) -> Optional[str]:
+        """The field of this entry that needs a cloud in the scenario (None: it runs without one)."""
+        return None
+
     #: deferral method of simulator.deferral (000 A.4) a cascade policy applies; None for the others
     deferral_method: ClassVar[Optional[str]] = None
 
@@ -102,16 +115,47 @@ def make_route(decision: str, model: ModelProfile, split: str, encoding: str, mo
     sp = model.split_point(split)
     head = mobile.head_time(model, sp)
     tail = server.tail_time(model, sp)
-    up_bytes = 0
-    if tail is not None:
-        table = model.input_bytes if sp.layer_index == 0 else sp.output_bytes
-        if encoding not in table:
-            raise EdgesimError(
-                f"model '{model.model_id}' split point '{split}' has no encoding '{encoding}'; known: {', '.join(table)}"
-            )
-        up_bytes = int(table[encoding])
+    up_bytes = _payload_bytes(model, sp, encoding) if tail is not None else 0
     return Route(decision, model.model_id, split, encoding, head, up_bytes, tail,
                  model.result_bytes if tail is not None else 0, prediction)
+
+
+TIERS = ("mobile", "edge", "cloud")
+
+
+def place_route(decision: str, model: ModelProfile, to_edge: str, to_cloud: Optional[str], encoding: str,
+                wan_encoding: str, mobile: Device, edge: Device, cloud: Optional[Device],
+                prediction: Optional[str] = None) -> Route:
+    """A route over the three tiers: the mobile device runs up to `to_edge`, the edge server up to `to_cloud`, the
+    cloud the rest (002 section 2's head/tail cut twice; to_cloud None: nothing in the cloud).
+
+    The tensor at `to_edge` crosses the uplink in `encoding` (the input image when to_edge is 'input'), the one at
+    `to_cloud` the WAN in `wan_encoding`; an edge server with nothing to run relays it.
+    """
+    a = model.split_point(to_edge)
+    if to_cloud is None:
+        return make_route(decision, model, to_edge, encoding, mobile, edge, prediction)
+    b = model.split_point(to_cloud)
+    if b.layer_index < a.layer_index:
+        raise EdgesimError(f"model '{model.model_id}': split point '{to_cloud}' comes before '{to_edge}'")
+    if cloud is None:
+        raise EdgesimError(f"route '{decision}' needs a cloud: the scenario has none")
+    head = mobile.head_time(model, a)
+    middle = edge.part_time(model, a, b)
+    tail = cloud.tail_time(model, b)
+    up_bytes = _payload_bytes(model, a, encoding)
+    wan_bytes = _payload_bytes(model, b, wan_encoding)
+    return Route(decision, model.model_id, f"{to_edge}|{to_cloud}", f"{encoding}|{wan_encoding}", head, up_bytes,
+                 middle, model.result_bytes, prediction, wan_bytes, tail, f"{model.model_id}@{to_cloud}")
+
+
+def _payload_bytes(model: ModelProfile, sp, encoding: str) -> int:
+    """Bytes of the tensor at split point sp (the input image at 'input') in an encoding; one line if unknown."""
+    table = model.input_bytes if sp.layer_index == 0 else sp.output_bytes
+    if encoding not in table:
+        raise EdgesimError(f"model '{model.model_id}' split point '{sp.name}' has no encoding '{encoding}'; "
+                           f"known: {', '.join(table)}")
+    return int(table[encoding])
 
 
 class BasePolicy:
@@ -125,9 +169,15 @@ class BasePolicy:
         self.model_id = spec.models(scenario_model)[0]
         self.model = reference_model(devices, self.model_id)
         self.dataset = dataset
+        self.cloud: Optional[Device] = None
+
+    def with_cloud(self, cloud: Optional[Device]) -> "BasePolicy":
+        """The cloud device routes may use (None: the scenario has no cloud)."""
+        self.cloud = cloud
+        return self
 
     def routes(self, mobile: Device, server: Device) -> list[Route]:
-        """The routes this policy can give a frame of `mobile` (the same order for every mobile device)."""
+        """The routes this policy can give a frame of `mobile` via edge server `server` (same order for every pair)."""
         raise NotImplementedError
 
     def choose(self, frames: FrameInputs, routes: list[Route]) -> np.ndarray:

@@ -8,7 +8,8 @@ from pydantic import Field
 
 from simulator.devices import Device
 from simulator.link import RateTrace
-from simulator.policies.base import LoadView, PolicyEntry, PolicySpecBase, Route, StatefulPolicy, make_route
+from simulator.policies.base import (LoadView, PolicyEntry, PolicySpecBase, Route, StatefulPolicy, make_route,
+                                    place_route)
 from simulator.policies.fixed import InputEncoding, TensorEncoding
 
 
@@ -67,14 +68,60 @@ class BestSplitPolicy(StatefulPolicy):
         uplink_wait = view.uplink_backlog_s(bw)
         best, best_s = 0, float("inf")
         for k, r in enumerate(routes):
-            t = view.mobile_backlog_s + (r.head.expected_s if r.head else 0.0)
-            if r.tail is not None:
-                t += uplink_wait + view.wire_bits(r.up_bytes) / bw
-                t += view.propagation_s + view.server_backlog_s + r.tail.expected_s
-                t += view.wire_bits(r.down_bytes) / view.downlink_bps + view.propagation_s
+            t = predicted_delay_s(view, r, bw, uplink_wait)
             if t < best_s:
                 best, best_s = k, t
         return best
+
+
+def predicted_delay_s(view: LoadView, r: Route, bw: float, uplink_wait: float) -> float:
+    """Neurosurgeon's prediction of a route's capture-to-output delay: every station's backlog plus its own service."""
+    t = view.mobile_backlog_s + (r.head.expected_s if r.head else 0.0)
+    if r.cloud is None:
+        if r.tail is not None:
+            t += uplink_wait + view.wire_bits(r.up_bytes) / bw
+            t += view.propagation_s + view.server_backlog_s + r.tail.expected_s
+            t += view.wire_bits(r.down_bytes) / view.downlink_bps + view.propagation_s
+        return t
+    t += uplink_wait + view.wire_bits(r.up_bytes) / bw + view.propagation_s
+    if r.tail is not None:
+        t += view.server_backlog_s + r.tail.expected_s
+    t += view.wan_backlog_s + view.wire_bits(r.wan_bytes) / view.wan_bps + view.wan_propagation_s
+    t += view.cloud_backlog_s + r.cloud.expected_s
+    t += view.wire_bits(r.down_bytes) / view.wan_down_bps + view.wan_propagation_s
+    return t + view.wire_bits(r.down_bytes) / view.downlink_bps + view.propagation_s
+
+
+class BestPlacementSpec(BestSplitSpec):
+    """Best placement over the three tiers: every (split points, tiers) pair, per frame (Neurosurgeon generalised)."""
+
+    name: Literal["best-placement"]
+    wan_encoding: TensorEncoding = Field(default="float32", description="how a tensor crosses the WAN")
+
+
+class BestPlacementPolicy(BestSplitPolicy):
+    """Local, mobile|edge at each split point, and with a cloud: mobile|edge|cloud at every ordered pair of points."""
+
+    def routes(self, mobile: Device, server: Device) -> list[Route]:
+        names = self.spec.candidates or [sp.name for sp in self.model.split_points]
+        order = sorted(names, key=lambda n: self.model.split_point(n).layer_index)
+        out = []
+        for i, a in enumerate(order):
+            enc = self.spec.input_encoding if self.model.split_point(a).layer_index == 0 else self.spec.encoding
+            out.append(make_route(f"place@{a}/{enc}", self.model, a, enc, mobile, server))
+            if self.cloud is None or a == "output":
+                continue
+            for b in order[i:]:
+                if b == "output":
+                    continue
+                wan = self.spec.input_encoding if self.model.split_point(b).layer_index == 0 else self.spec.wan_encoding
+                out.append(place_route(f"place@{a}|{b}", self.model, a, b, enc, wan, mobile, server, self.cloud))
+        return out
+
+
+ENTRY_PLACEMENT = PolicyEntry("best-placement", BestPlacementSpec, BestPlacementPolicy,
+                              "per frame, the least predicted delay over every split and tier (mobile, edge, cloud)",
+                              "Neurosurgeon (Kang et al. 2017) generalised to three tiers, with backlogs per station")
 
 
 ENTRY = PolicyEntry("best-split", BestSplitSpec, BestSplitPolicy,

@@ -6,6 +6,7 @@ edge_pred and cloud_pred, plus the score columns); its time and energy come from
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import ClassVar, Literal, Optional
 
 import numpy as np
@@ -15,20 +16,32 @@ from pydantic import Field, model_validator
 from profilers.errors import EdgesimError
 from simulator.deferral import defer_mask
 from simulator.devices import Device, reference_model
-from simulator.policies.base import BasePolicy, FrameInputs, PolicyEntry, PolicySpecBase, Route, make_route
+from simulator.policies.base import BasePolicy, FrameInputs, PolicyEntry, PolicySpecBase, Route, make_route, place_route
 from simulator.policies.fixed import InputEncoding, TensorEncoding
 
 
 class CascadeSpec(PolicySpecBase):
-    """The two models of a cascade and how the input reaches the large one."""
+    """The two models of a cascade, the tiers they run on, and how the input reaches them."""
 
-    edge_model: str = Field(description="the small model (000: edge), on the mobile device")
-    cloud_model: str = Field(description="the large model (000: cloud), on the server")
+    edge_model: str = Field(description="the small model (000: edge)")
+    cloud_model: str = Field(description="the large model (000: cloud)")
     encoding: InputEncoding | TensorEncoding = Field(default="raw_uint8", description="how the input is sent to the large model")
+    small_on: Literal["mobile", "edge"] = Field(default="mobile", description="where the small model runs")
+    large_on: Literal["edge", "cloud"] = Field(default="edge", description="where the large model runs")
+
+    @model_validator(mode="after")
+    def _tiers(self):
+        if self.small_on == "edge" and self.large_on == "edge":
+            raise ValueError("small_on: edge needs large_on: cloud (a cascade spans two tiers)")
+        return self
 
     def models(self, scenario_model: str) -> list[str]:  # noqa: ARG002
         """The small model, then the large one."""
         return [self.edge_model, self.cloud_model]
+
+    def cloud_field(self) -> Optional[str]:
+        """The field that needs a cloud in the scenario, if any."""
+        return "large_on" if self.large_on == "cloud" else None
 
 
 class EdgeOnlySpec(CascadeSpec):
@@ -107,20 +120,35 @@ class CascadePolicy(BasePolicy):
             if col not in dataset.columns:
                 raise EdgesimError(f"policy '{spec.display}': workload.dataset has no column '{col}'")
         self.dataset = dataset
-        self.edge = reference_model(devices, spec.edge_model)
-        self.cloud = reference_model(devices, spec.cloud_model)
+        self.small = reference_model(devices, spec.edge_model)
+        self.large = reference_model(devices, spec.cloud_model)
         self.model_id = spec.edge_model
+        self.cloud = None
+
+    @property
+    def cloud_device(self):
+        """The cloud device (None without one)."""
+        return self.cloud
 
     def routes(self, mobile: Device, server: Device) -> list[Route]:
-        edge = make_route("edge", self.edge, "output", "float32", mobile, server, prediction="edge_pred")
-        switcher_s = getattr(self.spec, "switcher_s", 0.0)
-        if switcher_s and edge.head is not None:  # the switcher runs after the small model (000 Fig. 1)
-            edge = Route(edge.decision, edge.model, edge.split_point, edge.encoding, edge.head.plus(switcher_s),
-                         edge.up_bytes, edge.tail, edge.down_bytes, edge.prediction)
-        cloud = make_route("cloud", self.cloud, "input", self.spec.encoding, mobile, server, prediction="cloud_pred")
-        both = Route("edge+cloud", self.cloud.model_id, "input", cloud.encoding, edge.head, cloud.up_bytes,
-                     cloud.tail, cloud.down_bytes, "cloud_pred")
-        return [edge, both, cloud]
+        spec, enc, switcher_s = self.spec, self.spec.encoding, getattr(self.spec, "switcher_s", 0.0)
+        if spec.small_on == "mobile":
+            small = make_route("edge", self.small, "output", "float32", mobile, server, prediction="edge_pred")
+            if switcher_s and small.head is not None:  # the switcher runs after the small model (000 Fig. 1)
+                small = replace(small, head=small.head.plus(switcher_s))
+            if spec.large_on == "edge":
+                large = make_route("cloud", self.large, "input", enc, mobile, server, prediction="cloud_pred")
+            else:
+                large = place_route("cloud", self.large, "input", "input", enc, enc, mobile, server, self.cloud_device,
+                                    prediction="cloud_pred")
+            return [small, replace(large, decision="edge+cloud", head=small.head), large]
+        # the small model on the edge server, the large one in the cloud: the input goes to the edge first
+        small = make_route("edge", self.small, "input", enc, mobile, server, prediction="edge_pred")
+        if switcher_s:
+            small = replace(small, tail=small.tail.plus(switcher_s))
+        large = place_route("cloud", self.large, "input", "input", enc, enc, mobile, server, self.cloud_device,
+                            prediction="cloud_pred")
+        return [small, replace(large, decision="edge+cloud", tail=small.tail), large]
 
     def defer(self, frames: FrameInputs) -> np.ndarray:
         """True where the frame is deferred to the large model: the per-sample mask of 000 A.4, by sample."""
@@ -143,6 +171,65 @@ class CloudOnlyPolicy(CascadePolicy):
         return np.full(frames.sample_index.shape, 2, dtype=np.int16)
 
 
+class EarlyExitSpec(PolicySpecBase):
+    """Early exit: answer after the head when the sample's confidence clears a threshold, else send the tensor on."""
+
+    name: Literal["early-exit"]
+    model: Optional[str] = Field(default=None, description="default: the scenario's model")
+    exit_point: str = Field(description="the split point where the exit branch answers")
+    threshold: float = Field(description="answer at the exit where the confidence column is at least this")
+    confidence_column: str = Field(default="edge_max_prob", description="per-sample confidence of the exit branch")
+    exit_on: Literal["mobile", "edge"] = Field(default="edge", description="where the head and its exit run")
+    rest_on: Literal["edge", "cloud"] = Field(default="cloud", description="where the rest of the model runs")
+    encoding: TensorEncoding = Field(default="float32", description="how the exit point's tensor is sent on")
+    input_encoding: InputEncoding = Field(default="raw_uint8", description="how the input reaches an edge head")
+
+    @model_validator(mode="after")
+    def _tiers(self):
+        if self.exit_on == "edge" and self.rest_on == "edge":
+            raise ValueError("exit_on: edge needs rest_on: cloud")
+        return self
+
+    def cloud_field(self) -> Optional[str]:
+        """The field that needs a cloud in the scenario, if any."""
+        return "rest_on" if self.rest_on == "cloud" else None
+
+
+class EarlyExitPolicy(BasePolicy):
+    """Route 0: answer at the exit (prediction edge_pred); route 1: the rest of the model (prediction cloud_pred)."""
+
+    def __init__(self, spec: EarlyExitSpec, scenario_model: str, devices: dict[str, Device],
+                 dataset: Optional[pd.DataFrame]) -> None:
+        super().__init__(spec, scenario_model, devices, dataset)
+        if dataset is None:
+            raise EdgesimError(f"policy '{spec.display}' reads per-sample confidence: set workload.dataset")
+        for col in ("edge_pred", "cloud_pred", spec.confidence_column):
+            if col not in dataset.columns:
+                raise EdgesimError(f"policy '{spec.display}': workload.dataset has no column '{col}'")
+
+    def routes(self, mobile: Device, server: Device) -> list[Route]:
+        s, x = self.spec, self.spec.exit_point
+        if s.exit_on == "mobile":
+            head = self.model.split_point(x)
+            exit_ = Route("exit", self.model.model_id, x, "", mobile.head_time(self.model, head), 0, None, 0, "edge_pred")
+            if s.rest_on == "edge":
+                rest = make_route("forward", self.model, x, s.encoding, mobile, server, prediction="cloud_pred")
+            else:
+                rest = place_route("forward", self.model, x, x, s.encoding, s.encoding, mobile, server, self.cloud,
+                                   prediction="cloud_pred")
+            return [exit_, rest]
+        rest = place_route("forward", self.model, "input", x, s.input_encoding, s.encoding, mobile, server, self.cloud,
+                           prediction="cloud_pred")
+        exit_ = Route("exit", self.model.model_id, x, s.input_encoding, None, rest.up_bytes, rest.tail,
+                      self.model.result_bytes, "edge_pred")
+        return [exit_, rest]
+
+    def choose(self, frames: FrameInputs, routes: list[Route]) -> np.ndarray:
+        """Route 0 where the sample's confidence clears the threshold, else route 1."""
+        conf = self.dataset[self.spec.confidence_column].to_numpy(dtype=float)[frames.sample_index]
+        return (conf < self.spec.threshold).astype(np.int16)
+
+
 ENTRIES = (
     PolicyEntry("edge-only", EdgeOnlySpec, CascadePolicy, "the small model on the mobile device for every frame",
                 "Small model only, 000 Table 1"),
@@ -155,6 +242,9 @@ ENTRIES = (
                 "uncertainty deferral, Narayan et al. 2022 (ref. [14] of 000)"),
     PolicyEntry("random", RandomSpec, CascadePolicy, "defer a random fraction of frames (seeded)",
                 "random deferral baseline, 000 A.4"),
+    PolicyEntry("early-exit", EarlyExitSpec, EarlyExitPolicy,
+                "answer after the head where the per-sample confidence clears a threshold, else send the tensor on",
+                "early exit (BranchyNet, Teerapittayanon et al. 2016) over the tiers of a hybrid edge-cloud system"),
     PolicyEntry("oracle", OracleSpec, CascadePolicy, "defer first where the small model is wrong and the large one right",
                 "oracle deferral (upper bound), 000 A.4"),
 )

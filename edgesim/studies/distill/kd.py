@@ -99,11 +99,12 @@ class TrainResult:
 
 def train_classifier(net, data: ImageData, epochs: int, lr: float = 1e-3, batch_size: int = 64, seed: int = 0,
                      teacher_logits=None, temperature: float = DEFAULT_TEMPERATURE, alpha: float = DEFAULT_ALPHA,
-                     params: Optional[list] = None, weight_decay: float = 0.0,
+                     params: Optional[list] = None, weight_decay: float = 0.0, frozen_norm: bool = False,
                      progress: Progress = silent) -> TrainResult:
     """Adam on hard labels (teacher_logits None) or on the KD loss against precomputed teacher logits.
 
-    params restricts the trained parameters (fine-tuning the classifier only); the rest stays frozen.
+    params restricts the trained parameters (fine-tuning the classifier only); the rest stays frozen, and with
+    frozen_norm so do the BatchNorm running statistics (eval mode), as frozen features require.
     """
     import torch.nn.functional as F
 
@@ -112,7 +113,7 @@ def train_classifier(net, data: ImageData, epochs: int, lr: float = 1e-3, batch_
     else:
         loss_fn, targets = (lambda s, y, t: kd_loss(s, t, y, temperature, alpha)), (data.train.y, teacher_logits)
     history = fit(net, loss_fn, data.train.x, targets, epochs, lr, batch_size, seed, params, weight_decay,
-                  validate=lambda: accuracy(net, data.val), progress=progress)
+                  validate=lambda: accuracy(net, data.val), frozen_norm=frozen_norm, progress=progress)
     rows = [{"epoch": e + 1, "train_loss": loss, "val_accuracy": acc}
             for e, (loss, acc) in enumerate(zip(history.train_loss, history.val))]
     return TrainResult(accuracy(net, data.val), accuracy(net, data.test), history.time_s, epochs, rows)

@@ -1,12 +1,18 @@
 """The trade-off studies of 003 section IV on offline digits: student size x resolution, architecture pairs, fine-tuning.
 
-* size (003 Table II): VGG students vgg-s2..s8 distilled from one teacher at each resolution; params, MACs and
-  test accuracy. The teacher is trained once at the teacher resolution (32x32); its logits on the training
+* size (003 Table II): VGG students distilled from one teacher at each resolution; params, MACs and test
+  accuracy. As in 003 ("the teachers always had significantly more parameters than the students") the teacher
+  must be strictly larger than every student: vgg-s2..s5 from vgg-s8 by default; vgg-s8 as a student needs a
+  larger teacher (--teacher vgg11). The teacher is trained once at the teacher resolution (32x32); its logits on the training
   images are the soft targets at every student resolution (the images are the same digits, upsampled), so the
   comparison across resolutions keeps the KD budget (epochs, learning rate) constant, as 003 does.
 * pairs (003 Table I): CNN->CNN, CNN->ViT, ViT->CNN, ViT->ViT with small models; accuracy and KD time.
-* finetune (003 Table III): KD on one half of the training images, then the features frozen and the classifier
-  fine-tuned at a tenth of the learning rate on the other half (hard labels); test accuracy before and after.
+* finetune (003 Table III): KD on one half of the training images, then the features frozen (weights and
+  BatchNorm statistics) and the classifier fine-tuned at a tenth of the learning rate on the other half (hard
+  labels); test accuracy before and after.
+
+Every study runs over seeds (`run_seeds`); `seed_table` gives mean +/- Student-t interval per row, including
+KD minus scratch (the same student, epochs and learning rate trained on hard labels only).
 
 "Ops" of 003 are read as multiply-accumulates: macs = FLOPs / 2 (torch.utils.flop_counter, batch 1).
 """
@@ -18,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Optional
 
 from edgesim.studies.distill.data import ImageData, Split, load_data
+from edgesim.studies.stats import summarise
 from edgesim.studies.distill.kd import (
     accuracy,
     count_flops,
@@ -33,7 +40,7 @@ from profilers.models.vgg import STUDENTS, TEACHER_CFGS
 from profilers.progress import Steps, silent_steps
 
 STUDIES = ("size", "pairs", "finetune")
-SIZE_STUDENTS = ("vgg-s2", "vgg-s3", "vgg-s4", "vgg-s5", "vgg-s8")
+SIZE_STUDENTS = ("vgg-s2", "vgg-s3", "vgg-s4", "vgg-s5")
 PAIRS = (("vgg-s8", "vgg-s3"), ("vgg-s8", "vit-micro"), ("vit-small", "vgg-s3"), ("vit-small", "vit-micro"))
 FINETUNE_STUDENTS = ("vgg-s5", "vit-micro")
 
@@ -113,6 +120,7 @@ def _kd_row(cfg: StudyConfig, teacher: dict, teacher_name: str, student: str, da
                   cfg.batch_size, cfg.temperature, cfg.alpha, cfg.seed, b_net, teacher_logits=teacher["logits"],
                   teacher_flops=teacher["flops"], steps=steps)
     row = rec.row()
+    row["kd_minus_scratch"] = (rec.kd_accuracy - rec.scratch_accuracy) if rec.scratch_accuracy is not None else None
     row.update(teacher_params=teacher["params"], teacher_flops=teacher["flops"], teacher_macs=teacher["flops"] // 2,
                teacher_side_px=teacher["side_px"], kd_time_s=rec.kd_time_s + teacher["logits_time_s"],
                teacher_train_time_s=teacher["train_time_s"])
@@ -128,6 +136,7 @@ def size_study(cfg: StudyConfig, steps: Steps = silent_steps):
             raise EdgesimError(f"size study: student '{s}' is not a VGG; known: {', '.join([*STUDENTS, *TEACHER_CFGS])}")
     teachers = _Teachers(cfg)
     t_data = _data(cfg, cfg.teacher_side_px)
+    check_teacher_larger(cfg.teacher, cfg.students, t_data.num_classes, cfg.teacher_side_px)
     teacher = teachers.get(cfg.teacher, t_data, steps)
     rows = []
     total = len(cfg.students) * len(cfg.resolutions)
@@ -140,6 +149,16 @@ def size_study(cfg: StudyConfig, steps: Steps = silent_steps):
                              baseline=bool(cfg.baseline))
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def check_teacher_larger(teacher: str, students, num_classes: int = 10, side_px: int = 32) -> None:
+    """003 section IV: the teacher has strictly more parameters than every student; one line naming the first that does not."""
+    t = count_params(make_net(teacher, num_classes, side_px))
+    for s in students:
+        n = count_params(make_net(s, num_classes, side_px))
+        if n >= t:
+            raise EdgesimError(f"teacher {teacher} ({t:,} parameters) is not larger than student {s} ({n:,}); 003 "
+                               "distils from a strictly larger teacher: pass a larger --teacher (e.g. vgg11) or drop the student")
 
 
 def table2(long):
@@ -166,6 +185,8 @@ def pairs_study(cfg: StudyConfig, pairs=PAIRS, steps: Steps = silent_steps):
     data = _data(cfg, cfg.teacher_side_px)
     teachers = _Teachers(cfg)
     rows = []
+    for t, s in pairs:
+        check_teacher_larger(t, [s], data.num_classes, data.side_px)
     for i, (t, s) in enumerate(pairs):
         numbered = _numbered(steps, i + 1, len(pairs))
         teacher = teachers.get(t, data, numbered)
@@ -185,6 +206,7 @@ def finetune_study(cfg: StudyConfig, students=FINETUNE_STUDENTS, steps: Steps = 
     import torch
 
     data = _data(cfg, cfg.teacher_side_px)
+    check_teacher_larger(cfg.teacher, students, data.num_classes, data.side_px)
     teachers = _Teachers(cfg)
     teacher = teachers.get(cfg.teacher, data, steps)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -207,7 +229,7 @@ def finetune_study(cfg: StudyConfig, students=FINETUNE_STUDENTS, steps: Steps = 
         for p in head:
             p.requires_grad_(True)
         ft = train_classifier(net, ft_data, cfg.finetune_epochs, cfg.lr * cfg.finetune_lr_factor, cfg.batch_size,
-                              cfg.seed, params=head, progress=numbered(f"fine-tune {s}'s classifier"))
+                              cfg.seed, params=head, frozen_norm=True, progress=numbered(f"fine-tune {s}'s classifier"))
         rows.append({"student": s, "params_m": count_params(net) / 1e6, "trainable_params": sum(p.numel() for p in head),
                      "prior_finetune_accuracy": before, "post_finetune_accuracy": ft.test_accuracy,
                      "gain": ft.test_accuracy - before, "kd_time_s": row["kd_time_s"], "finetune_time_s": ft.train_time_s,
@@ -215,6 +237,43 @@ def finetune_study(cfg: StudyConfig, students=FINETUNE_STUDENTS, steps: Steps = 
                      "finetune_lr": cfg.lr * cfg.finetune_lr_factor, "teacher": cfg.teacher,
                      "teacher_accuracy": teacher["accuracy"]})
     return pd.DataFrame(rows)
+
+
+SEED_KEYS = {"size": ("student", "side_px"), "pairs": ("teacher", "student"), "finetune": ("student",)}
+SEED_METRICS = {
+    "size": ("kd_accuracy", "scratch_accuracy", "kd_minus_scratch", "teacher_accuracy", "student_params", "student_macs",
+             "kd_time_s"),
+    "pairs": ("kd_accuracy", "scratch_accuracy", "kd_minus_scratch", "teacher_accuracy", "kd_time_s", "student_params"),
+    "finetune": ("prior_finetune_accuracy", "post_finetune_accuracy", "gain", "kd_time_s", "finetune_time_s"),
+}
+
+
+def run_study(cfg: StudyConfig, study: str, steps: Steps = silent_steps):
+    """One study at cfg.seed: its long table (one row per run)."""
+    if study == "size":
+        return size_study(cfg, steps)
+    if study == "pairs":
+        return pairs_study(cfg, steps=steps)
+    if study == "finetune":
+        return finetune_study(cfg, steps=steps)
+    raise EdgesimError(f"unknown study '{study}'; known: {', '.join(STUDIES)}")
+
+
+def run_seeds(cfg: StudyConfig, study: str, seeds, steps: Steps = silent_steps):
+    """The study once per seed (split, initialisation and batch order change with it), long tables with a seed column."""
+    import pandas as pd
+
+    parts = []
+    for i, seed in enumerate(seeds):
+        long = run_study(replace(cfg, seed=int(seed)), study, _numbered(steps, i + 1, len(seeds)))
+        long.insert(0, "seed", int(seed))
+        parts.append(long)
+    return pd.concat(parts, ignore_index=True)
+
+
+def seed_table(long, study: str):
+    """Mean and 95 % t-interval half-width (<metric>_ci) over seeds per row of the study (003 Tables I-III)."""
+    return summarise(long, SEED_KEYS[study], SEED_METRICS[study])
 
 
 def _numbered(steps: Steps, i: int, n: int) -> Steps:

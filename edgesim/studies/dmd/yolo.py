@@ -1,7 +1,10 @@
 """Fall Detection - Eldercare Robot layout (000 A.1): a YOLO v7 PyTorch export, one fall/no-fall label per image.
 
 Folder: images/ and labels/ (label files `class cx cy w h`, normalised), optionally under train/ valid/ test/,
-and an optional data.yaml with class names. An image is a fall if any of its boxes has the fall class.
+and an optional data.yaml with class names. An image is a fall if any of its boxes has the fall class. The
+export's own split is kept (000 A.1: 742 / 212 / 106 images in train / valid / test): `valid` early-stops the
+switcher, `test` is Table 1's. Label files are UTF-8 (a byte-order mark is allowed); a class id that data.yaml
+does not name is an error, as is a byte that is not UTF-8, each with file:line.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from profilers.errors import EdgesimError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 SPLIT_NAMES = ("train", "valid", "val", "test")
+SPLIT_ALIASES = {"train": "train", "valid": "valid", "val": "valid", "test": "test"}  # "all": no split folders
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,7 @@ def class_names(root: Path) -> list[str]:
     if not f.is_file():
         return []
     try:
-        data = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(_read_text(f)) or {}
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         raise EdgesimError(f"{f}: not valid YAML" + (f" at line {line + 1}" if line is not None else "")) from None
@@ -71,13 +75,24 @@ def _no_fall_class(root: Path, names: list[str]) -> int:
     raise EdgesimError(f"{root / 'data.yaml'}: no class name contains 'fall' (names {names}); pass the fall class id")
 
 
-def parse_label_file(path: Path) -> list[int]:
-    """Class ids of the boxes in a YOLO label file; malformed lines raise one line naming file and line number."""
-    classes = []
+def _read_text(path: Path) -> str:
+    """A UTF-8 text file without its byte-order mark; a non-UTF-8 byte is reported as file:line."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EdgesimError(f"{path}: cannot read label file: {exc}") from None
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise EdgesimError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise EdgesimError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8") from None
+
+
+def parse_label_file(path: Path, n_classes: Optional[int] = None) -> list[int]:
+    """Class ids of the boxes in a YOLO label file; malformed lines, and ids >= n_classes (the data.yaml names,
+    when known), raise one line naming file and line number."""
+    classes = []
+    text = _read_text(path)
     for no, line in enumerate(text.splitlines(), start=1):
         parts = line.split()
         if not parts:
@@ -91,6 +106,8 @@ def parse_label_file(path: Path) -> list[int]:
             raise EdgesimError(f"{path}:{no}: expected an integer class and four numbers, got '{line.strip()}'") from None
         if cls < 0 or not all(0.0 <= v <= 1.0 for v in box):
             raise EdgesimError(f"{path}:{no}: class must be >= 0 and cx cy w h normalised to [0, 1], got '{line.strip()}'")
+        if n_classes is not None and cls >= n_classes:
+            raise EdgesimError(f"{path}:{no}: class {cls} is not in data.yaml's {n_classes} names (ids 0..{n_classes - 1})")
         classes.append(cls)
     return classes
 
@@ -113,6 +130,7 @@ def iter_fall_images(root: str | Path, fall_class: Optional[int | str] = None, m
     if missing_label not in ("negative", "skip"):
         raise EdgesimError(f"missing-label policy '{missing_label}': expected 'negative' or 'skip'")
     fall_id = fall_class_id(root, fall_class)
+    n_classes = len(class_names(root)) or None
     for split, folder in _split_dirs(root):
         for img in sorted(p for p in (folder / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
             lbl = folder / "labels" / (img.stem + ".txt")
@@ -121,14 +139,15 @@ def iter_fall_images(root: str | Path, fall_class: Optional[int | str] = None, m
                     continue
                 yield YoloImage(img, 0, split, ())
                 continue
-            classes = tuple(parse_label_file(lbl))
+            classes = tuple(parse_label_file(lbl, n_classes))
             yield YoloImage(img, int(fall_id in classes), split, classes)
 
 
 def load_fall_samples(root: str | Path, fall_class: Optional[int | str] = None, missing_label: str = "negative"):
     """DMD samples (lazy PIL images) from a YOLO folder: sample_id = image path, label = fall (1) or not (0)."""
 
-    return [Sample(str(im.path), _LazyImage(im.path), im.label) for im in iter_fall_images(root, fall_class, missing_label)]
+    return [Sample(str(im.path), _LazyImage(im.path), im.label, SPLIT_ALIASES.get(im.split))
+            for im in iter_fall_images(root, fall_class, missing_label)]
 
 
 class _LazyImage:

@@ -1,0 +1,190 @@
+"""Edge servers, a cloud behind a WAN, three-way splits, assignment and dynamic batching (both engines)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from simulator import run
+from simulator.scenario import ScenarioError, load_scenario
+from tests.sim_helpers import scenario_dict, write_scenario, write_toy_profiles
+
+COMPONENTS = ["mobile_queue_s", "head_s", "uplink_queue_s", "transfer_s", "propagation_s", "server_queue_s", "tail_s",
+              "wan_queue_s", "wan_transfer_s", "wan_propagation_s", "cloud_queue_s", "batch_wait_s", "cloud_s",
+              "wan_return_s", "return_s"]
+
+
+@pytest.fixture()
+def profiles(tmp_path):
+    return write_toy_profiles(tmp_path)
+
+
+def _tiered(profiles, **over):
+    data = scenario_dict(profiles, mobiles=[{"device": "toy-mobile", "count": 3}],
+                         edges=[{"name": "e1", "device": "toy-edge"},
+                                {"name": "e2", "device": "toy-edge", "servers": 2, "link": {"data_rate_mbps": 3.0}}],
+                         cloud={"device": "toy-edge", "wan": {"data_rate_mbps": 5, "propagation_delay_s": 0.01}},
+                         assignment="round-robin",
+                         policies=[{"name": "offload", "tier": "cloud"}],
+                         workload={"source": "poisson", "frame_rate_fps": 3.0, "frames": 100, "service_time": "sampled"})
+    data.pop("edge")
+    data.update(over)
+    return data
+
+
+def _check(sim_mean, ci, theory, rel=0.05):
+    assert abs(sim_mean - theory) <= max(2 * ci, rel * theory), (sim_mean, ci, theory)
+
+
+def _inline(profiles, lam, edge, cloud, servers=1, cloud_servers=1, policy=None, engine="fast", frames=20000, reps=4):
+    data = scenario_dict(
+        profiles,
+        devices=[{"name": "m", "kind": "mobile", "latency": {"mean_s": 1e-9}},
+                 {"name": "e", "kind": "edge", "latency": {"distribution": "exponential", "mean_s": edge}},
+                 {"name": "c", "kind": "cloud", "latency": {"distribution": "exponential", "mean_s": cloud}}],
+        mobiles=[{"device": "m"}], edges=[{"name": "e", "device": "e", "servers": servers}],
+        cloud={"device": "c", "servers": cloud_servers, "wan": {"data_rate_mbps": 1e9, "propagation_delay_s": 0.0}},
+        link={"data_rate_mbps": 1e9, "downlink_data_rate_mbps": 1e9},
+        workload={"source": "poisson", "frame_rate_fps": lam, "frames": frames, "warmup_frames": 1000},
+        policies=[policy or {"name": "offload"}], replications=reps, engine=engine)
+    data.pop("edge")
+    return data
+
+
+@pytest.mark.parametrize("engine", ["fast", "simpy"])
+def test_mmc_edge_pool_is_erlang_c(profiles, engine):
+    lam, mu, c = 3.0, 1.5, 3  # the whole model on an edge pool of 3 exponential servers (rho = 2/3)
+    _, s = run(_inline(profiles, lam, 1 / mu, 1.0, servers=c, engine=engine, frames=20000 if engine == "fast" else 8000))
+    a, rho = lam / mu, lam / (c * mu)
+    p0 = 1 / (sum(a ** k / math.factorial(k) for k in range(c)) + a ** c / (math.factorial(c) * (1 - rho)))
+    wait = a ** c / (math.factorial(c) * (1 - rho)) * p0 / (c * mu - lam)
+    _check(s.loc[0, "delay_mean_s"], s.loc[0, "delay_mean_ci95_s"], wait + 1 / mu)
+    assert s.loc[0, "utilisation_server"] == pytest.approx(rho, rel=0.03)
+
+
+@pytest.mark.parametrize("engine", ["fast", "simpy"])
+def test_jackson_tandem_edge_then_cloud(profiles, engine):
+    # split between the edge and the cloud at 'mid' (half the FLOPs each): the edge serves exp(mean 0.1 s), the
+    # cloud exp(mean 0.08 s); Poisson at 5 fps: E[T] = 1/(10 - 5) + 1/(12.5 - 5) (Jackson, two M/M/1 in tandem)
+    lam = 5.0
+    policy = {"name": "split", "split_point": "mid", "between": ["edge", "cloud"]}
+    _, s = run(_inline(profiles, lam, 0.2, 0.16, policy=policy, engine=engine, frames=20000 if engine == "fast" else 8000))
+    _check(s.loc[0, "delay_mean_s"], s.loc[0, "delay_mean_ci95_s"], 1 / (10 - lam) + 1 / (12.5 - lam))
+    assert s.loc[0, "utilisation_server"] == pytest.approx(0.5, rel=0.03)
+    assert s.loc[0, "utilisation_cloud"] == pytest.approx(0.4, rel=0.03)
+
+
+def test_dynamic_batching_on_a_timeline_computed_by_hand(tmp_path):
+    # cloud: fixed 0.1 s at batch 1, t(b) = 0.1 x (1 + 0.139 (b - 1)) (the stated Triton fit); max batch 4,
+    # preferred [2], queue delay 0.05 s; four frames of one camera reach the cloud at 0, 0.01, 0.02 and 0.3 s
+    profiles = write_toy_profiles(tmp_path)
+    data = scenario_dict(
+        profiles,
+        devices=[{"name": "m", "kind": "mobile", "latency": {"mean_s": 1e-9}},
+                 {"name": "c", "kind": "cloud", "latency": {"mean_s": 0.1}}],
+        mobiles=[{"device": "m"}], edges=[{"name": "e", "device": "toy-edge"}],
+        cloud={"device": "c", "servers": 1, "wan": {"data_rate_mbps": 1e9, "propagation_delay_s": 0.0},
+               "batching": {"max_batch_size": 4, "preferred_batch_sizes": [2], "max_queue_delay_s": 0.05}},
+        link={"data_rate_mbps": 1e9, "downlink_data_rate_mbps": 1e9},
+        workload={"source": "trace", "trace": str(_captures(tmp_path, [0.0, 0.01, 0.02, 0.3])), "frames": 4},
+        policies=[{"name": "offload", "tier": "cloud"}], engine="simpy")
+    data.pop("edge")
+    frames, _ = run(data)
+    f = frames.sort_values("capture_s")
+    t2 = 0.1 * (1 + 0.139)
+    # frames 0 and 1 form a preferred batch of 2 at 0.01 s; frame 2 waits (server busy) and goes alone when the
+    # server frees at 0.01 + t2 (it has waited 0.05 s by then); frame 3 arrives to an idle server, waits 0.05 s
+    start = [0.01, 0.01, 0.01 + t2, 0.35]
+    size = [2, 2, 1, 1]
+    batch_wait = [0.01, 0.0, 0.0, 0.05]
+    np.testing.assert_allclose(f["capture_s"] + f["delay_s"] - f["cloud_s"] - f["wan_return_s"] - f["return_s"],
+                               np.array(start) + 0.0, atol=1e-9)
+    assert f["batch_size"].tolist() == size
+    np.testing.assert_allclose(f["batch_wait_s"], batch_wait, atol=1e-9)
+    np.testing.assert_allclose(f["cloud_queue_s"], [0.0, 0.0, 0.01 + t2 - 0.02, 0.0], atol=1e-9)
+    np.testing.assert_allclose(f["cloud_s"], [t2, t2, 0.1, 0.1], atol=1e-9)
+    np.testing.assert_allclose(f[COMPONENTS].sum(axis=1), f["delay_s"], atol=1e-9)
+
+
+def _captures(folder, times):
+    path = folder / "captures.csv"
+    path.write_text("capture_time_s\n" + "\n".join(str(t) for t in times) + "\n")
+    return path
+
+
+def test_round_robin_and_static_assignment_follow_their_definitions(profiles):
+    frames, _ = run(_tiered(profiles, mobiles=[{"device": "toy-mobile", "count": 5}]))
+    assert frames.groupby("mobile")["edge"].unique().map(tuple).to_dict() == {
+        "toy-mobile#0": ("e1",), "toy-mobile#1": ("e2",), "toy-mobile#2": ("e1",), "toy-mobile#3": ("e2",),
+        "toy-mobile#4": ("e1",)}
+    static = _tiered(profiles, assignment="static",
+                     mobiles=[{"device": "toy-mobile", "count": 2, "edge": "e2"}, {"device": "toy-mobile", "edge": "e1"}])
+    frames, _ = run(static)
+    assert set(frames[frames.mobile.str.startswith("toy-mobile#")]["edge"]) == {"e2"}
+    assert set(frames[frames.mobile == "toy-mobile"]["edge"]) == {"e1"}
+
+
+def test_least_loaded_sends_each_frame_to_the_emptier_pool(profiles):
+    # one slow edge (1 server) and one with 3 servers: least-loaded compares frames per server at capture
+    data = _tiered(profiles, assignment="least-loaded", policies=[{"name": "offload"}],
+                   edges=[{"name": "slow", "device": "toy-edge"}, {"name": "wide", "device": "toy-edge", "servers": 3}],
+                   workload={"source": "periodic", "frame_rate_fps": 30.0, "frames": 60, "service_time": "median"})
+    frames, _ = run(data)
+    f = frames.sort_values(["capture_s", "mobile"])
+    # the first capture finds both pools empty: ties go to the first edge server
+    assert f.iloc[0]["edge"] == "slow"
+    assert (f["edge"] == "wide").mean() > 0.5  # three servers take more frames
+    sed, _ = run({**data, "assignment": "shortest-expected-delay"})
+    assert sed["delay_s"].mean() <= frames["delay_s"].mean() * 1.05
+
+
+topologies = st.fixed_dictionaries({
+    "n_mobiles": st.integers(1, 4), "servers": st.lists(st.integers(1, 3), min_size=1, max_size=3),
+    "cloud_servers": st.integers(1, 3), "rate": st.floats(0.5, 20), "wan": st.floats(1, 50),
+    "fps": st.floats(0.5, 8), "assignment": st.sampled_from(["static", "round-robin"]),
+    "policy": st.sampled_from([{"name": "offload"}, {"name": "offload", "tier": "cloud"},
+                               {"name": "split", "split_point": "mid", "between": ["mobile", "cloud"]},
+                               {"name": "split", "split_point": "mid", "between": ["edge", "cloud"]},
+                               {"name": "split2", "split_points": ["mid", "mid"]}, {"name": "local"}]),
+    "seed": st.integers(0, 10_000)})
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(topo=topologies)
+def test_engines_agree_frame_by_frame_over_random_topologies(profiles, topo):
+    edges = [{"name": f"e{k}", "device": "toy-edge", "servers": c} for k, c in enumerate(topo["servers"])]
+    data = _tiered(profiles, mobiles=[{"device": "toy-mobile", "count": topo["n_mobiles"]}], edges=edges,
+                   cloud={"device": "toy-edge", "servers": topo["cloud_servers"],
+                          "wan": {"data_rate_mbps": topo["wan"], "propagation_delay_s": 0.005}},
+                   link={"data_rate_mbps": topo["rate"], "propagation_delay_s": 0.001, "packet_overhead_bytes": 40},
+                   assignment=topo["assignment"], policies=[topo["policy"]], seed=topo["seed"],
+                   workload={"source": "poisson", "frame_rate_fps": topo["fps"], "frames": 60, "service_time": "sampled"})
+    fast, _ = run({**data, "engine": "fast"})
+    simpy, _ = run({**data, "engine": "simpy"})
+    for col in ["delay_s", "done_s", *COMPONENTS]:
+        np.testing.assert_allclose(fast[col], simpy[col], rtol=0, atol=1e-9, err_msg=col)
+    assert (fast["edge"] == simpy["edge"]).all()
+
+
+@pytest.mark.parametrize("change,field,words", [
+    ({"mobiles": [{"device": "toy-mobile", "edge": "nowhere"}], "assignment": "static"}, "mobiles.0.edge",
+     "unknown edge server 'nowhere'; known: e1, e2"),
+    ({"cloud": None, "policies": [{"name": "offload", "tier": "cloud"}]}, "policies.0.tier", "needs a cloud"),
+    ({"policies": [{"name": "split2", "split_points": ["mid", "input"]}]}, "policies.0.split_points",
+     "out of order"),
+    ({"cloud": {"device": "toy-edge", "batching": {"max_batch_size": 4, "preferred_batch_sizes": [8]}}},
+     "cloud.batching", "preferred_batch_sizes [8] must lie in 1..max_batch_size (4)"),
+])
+def test_bad_topologies_are_one_line_with_file_and_yaml_line(tmp_path, profiles, change, field, words):
+    data = _tiered(profiles)
+    data.update(change)
+    if data.get("cloud") is None:
+        data.pop("cloud")
+    path = write_scenario(tmp_path, data)
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}:") and f"field '{field}" in msg and words in msg, msg
