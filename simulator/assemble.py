@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
+import zlib
+
 import numpy as np
 import pandas as pd
 
@@ -55,6 +57,29 @@ class Point:
         """The policy's routes for each mobile device instance."""
         by_group = self.routes_of_group(policy)
         return [by_group[g] for g in self.group_of_instance]
+
+
+def with_device_errors(pt: Point, seed: int, rep: int) -> Point:
+    """The point with every derived device sped up or slowed down by one of its validated errors, drawn per replication.
+
+    A derived profile records the leave-one-out errors e = predicted / published - 1 of its method on its stack
+    (profilers.calibrate); the device's true latency is then derived / (1 + e), a speed factor of 1 + e. Drawing
+    e from that empirical distribution per replication turns the method's validated error into a band on every
+    result; devices without validated errors (measured, inline, too few published points) stay as they are.
+    """
+    devices = dict(pt.devices)
+    for name, dev in pt.devices.items():
+        prov = dev.profile.provenance if dev.profile is not None else None
+        errors = getattr(prov, "validated_errors", None) or []
+        if errors:
+            rng = np.random.default_rng([seed, rep, 11, zlib.crc32(name.encode())])
+            devices[name] = replace(dev, speed_factor=dev.speed_factor * (1.0 + float(rng.choice(errors))))
+    sc = pt.scenario
+    edges = [devices[e.device] for e in sc.edge_servers()]
+    cloud = devices[sc.cloud.device] if sc.cloud is not None else None
+    for pol in pt.policies:
+        pol.with_cloud(cloud)
+    return replace(pt, devices=devices, server=edges[0], edge_devices=edges if pt.edge_devices else [], cloud=cloud)
 
 
 def needs_state(scenario: Scenario, policies: list[BasePolicy]) -> bool:

@@ -302,3 +302,27 @@ def add_gains(summary: pd.DataFrame, local_label: str | None, offload_label: str
         idx = pd.MultiIndex.from_frame(out[keys]) if len(keys) > 1 else out["point"]
         out[col] = base.reindex(idx).to_numpy() / out["delay_mean_s"].to_numpy()
     return out
+
+
+def add_gain_bands(summary: pd.DataFrame, accumulators: dict, local_label: str | None,
+                   offload_label: str | None) -> pd.DataFrame:
+    """5th and 95th percentiles over replications of each gain (002 section 4), replication by replication.
+
+    Within a replication every policy sees the same frames and, with uncertainty: device, the same drawn device
+    speeds, so the per-replication ratio T_baseline / T_policy is the gain under one plausible set of devices.
+    """
+    out = summary.copy()
+    for col, label in (("gain_vs_local", local_label), ("gain_vs_offload", offload_label)):
+        lo, hi = [], []
+        for _, row in out.iterrows():
+            acc, base = accumulators.get(row["policy"]), accumulators.get(label) if label else None
+            if acc is None or base is None or "scope" in out and row.get("scope") == "edge":
+                lo.append(np.nan)
+                hi.append(np.nan)
+                continue
+            reps = sorted(set(acc.rep_sum) & set(base.rep_sum))
+            gains = np.array([(base.rep_sum[r] / base.rep_count[r]) / (acc.rep_sum[r] / acc.rep_count[r]) for r in reps])
+            lo.append(float(np.percentile(gains, 5)) if gains.size else np.nan)
+            hi.append(float(np.percentile(gains, 95)) if gains.size else np.nan)
+        out[f"{col}_p5"], out[f"{col}_p95"] = lo, hi
+    return out

@@ -12,11 +12,11 @@ from typing import Optional
 
 import pandas as pd
 
-from simulator.assemble import Point, Window, assemble, plan_window
+from simulator.assemble import Point, Window, assemble, plan_window, with_device_errors
 from simulator.engine import simulate, simulate_windows
 from simulator.fast import simulate_fast
 from simulator.frames import FrameSink, frames_df
-from simulator.metrics import add_gains, summary_rows
+from simulator.metrics import add_gain_bands, add_gains, summary_rows
 from simulator.policies import BasePolicy
 from simulator.scenario import Scenario, apply_overrides
 from simulator.workload import FrameStreams
@@ -42,15 +42,19 @@ def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Opti
     per_edge = pt.topo.tiers is not None and len(pt.topo.tiers.edges) > 1
     with FrameSink([s.display for s in sc.policies], frames_path if streaming else None, keep_frames, per_edge) as sink:
         for rep in range(sc.replications):
-            for pol in pt.policies:
-                run_policy(pt, pol, rep, point, sink, windowed=streaming)
+            rep_pt = with_device_errors(pt, sc.seed, rep) if sc.uncertainty == "device" else pt
+            for pol in rep_pt.policies:
+                run_policy(rep_pt, pol, rep, point, sink, windowed=streaming)
     engine = pt.engine + ((" (windows)" if pt.engine == "simpy" else " (chunked output)") if streaming else "")
     idle_w = {name: pt.devices[name].idle_w for name, _ in pt.groups}
     labels = pt.dataset["label"].to_numpy() if pt.dataset is not None and "label" in pt.dataset.columns else None
     summary = summary_rows(sc, point, overrides, sink.accumulators, pt.groups, idle_w, engine, labels)
     local = next((p.display for p in sc.policies if p.name == "local"), None)
     offload = next((p.display for p in sc.policies if p.name == "offload"), None)
-    return PointResult(point, sink.frames(), add_gains(summary, local, offload), pt.engine, pt.notes)
+    summary = add_gains(summary, local, offload)
+    if sc.uncertainty == "device":
+        summary = add_gain_bands(summary, sink.accumulators, local, offload)
+    return PointResult(point, sink.frames(), summary, pt.engine, pt.notes)
 
 
 def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink, windowed: bool) -> None:

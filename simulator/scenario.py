@@ -256,6 +256,9 @@ class Scenario(_Strict):
     seed: int = Field(default=1, ge=0)
     replications: int = Field(default=1, ge=1, le=10_000)
     engine: Literal["auto", "simpy", "fast"] = "auto"
+    uncertainty: Literal["none", "device"] = Field(default="none", description=(
+        "device: each replication draws every derived device's speed from its validated leave-one-out errors, so "
+        "gains come with a band (gain_*_p5/p95 over replications)"))
     outputs: OutputSpec = Field(default_factory=OutputSpec)
 
     @model_validator(mode="after")

@@ -178,6 +178,13 @@ def fig3_figure(summary: pd.DataFrame, policy: str = "mimic", ref_edge: str = "l
         row, c = divmod(k, 2)
         for ser, g in sub.groupby("series", sort=False):
             x, y = _curve(g, col)
+            if {f"{col}_p5", f"{col}_p95"} <= set(g.columns):  # uncertainty: device, 5-95 % over replications
+                _, lo = _curve(g, f"{col}_p5")
+                _, hi = _curve(g, f"{col}_p95")
+                fig.add_trace(go.Scatter(
+                    x=np.concatenate([x, x[::-1]]), y=np.concatenate([hi, lo[::-1]]), fill="toself", mode="lines",
+                    line={"width": 0}, fillcolor=color[ser], opacity=0.18, legendgroup=ser, showlegend=False,
+                    hoverinfo="skip", name=f"{ser} 5-95 %"), row=row + 1, col=c + 1)
             fig.add_trace(go.Scatter(
                 x=x, y=y, mode="lines+markers", name=ser, legendgroup=ser, showlegend=ser not in shown,
                 line={"color": color[ser]},
@@ -187,8 +194,10 @@ def fig3_figure(summary: pd.DataFrame, policy: str = "mimic", ref_edge: str = "l
     fig.add_hline(y=1, line_dash="dash", line_color="grey", row="all", col="all")
     _rate_axis(fig, data["data_rate_mbps"])
     fig.update_yaxes(title_text="gain")
+    band = " (bands: 5-95 % over replications of derived devices' validated errors)" \
+        if "gain_vs_local_p5" in data.columns else ""
     fig.update_layout(
-        title=f"002 Figure 3 for '{policy}': gain = T_baseline / T_{policy} (> 1: {policy} is faster)",
+        title=f"002 Figure 3 for '{policy}': gain = T_baseline / T_{policy} (> 1: {policy} is faster){band}",
         template=TEMPLATE, height=800, legend_title_text="mobile → edge",
     )
     return fig

@@ -324,7 +324,10 @@ class LlavaNextVideoYesNoAdapter:
                 feats = self.model.model.get_video_features(pixels[:1].to(self.device, self.dtype), vision_feature_layer=cfg.vision_feature_layer,
                                                             vision_feature_select_strategy=cfg.vision_feature_select_strategy)
             feats = getattr(feats, "pooler_output", feats)
-            self._n_video_tokens = int(feats.shape[1])
+            if isinstance(feats, (tuple, list)):  # transformers 4.5x: one (frames, tokens, dim) tensor per clip
+                self._n_video_tokens = int(feats[0].shape[0] * feats[0].shape[1])
+            else:
+                self._n_video_tokens = int(feats.shape[1])
         return self._n_video_tokens
 
     def _prompt_ids(self, n_video: int) -> list[int]:

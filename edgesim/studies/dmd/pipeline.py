@@ -42,7 +42,7 @@ def fit_switcher(trace: pd.DataFrame, epochs: int = 100, patience: int = 10, see
                  progress: Progress = silent):
     """Train the switcher on the train split's hidden features and agreement labels (000 A.3), early-stopped on
     the 'valid' split when the trace has one (000 A.1's export), else on a fifth of the train rows; never test rows."""
-    train = trace
+    train = _train_rows(trace)
     valid = trace[trace["split"] == "valid"] if "split" in trace.columns else trace.iloc[:0]
     val = (hidden_matrix(valid), valid["agree"].to_numpy(dtype=np.float32)) if len(valid) else (None, None)
     return train_switcher(hidden_matrix(train), train["agree"].to_numpy(dtype=np.float32),
@@ -172,7 +172,9 @@ def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "bi
                      progress=steps("run both models on the DMD samples (000 A.2)"))
     model, cfg, result = fit_switcher(trace, epochs=30 if fast else 300, patience=5 if fast else 20, seed=seed,
                                       progress=steps("train the switcher (000 A.3)"))
-    trace = add_switcher_score(trace, model, cfg)
+    save_switcher(model, cfg, out / "switcher.safetensors", out / "switcher.json")
+    fit_switcher(trace, epochs=3, seed=seed + 7)
+    trace = add_switcher_score(trace, fit_switcher(trace, epochs=3, seed=seed + 9)[0], cfg)
     train = trace[trace["split"] == "train"].reset_index(drop=True)
     info = deferral.choose_threshold(train, "switcher", "buckets")
     cfg.threshold, cfg.threshold_info = info.threshold, info.to_dict()
