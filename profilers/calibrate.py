@@ -1,6 +1,6 @@
 """Per-operator latency model of a device and software stack, fitted to published latencies and validated leave-one-out.
 
-Model (issue 13): for each operator o of a network (profilers.opcount, conv-bn-activation fused),
+Model: for each operator o of a network (profilers.opcount, conv-bn-activation fused),
     t_o = max(F_o / (eta_type(o) * P), B_o / (eta_mem * BW)) + tau,    T = sum_o t_o + c0,
 with types dense conv (k >= 3; 3x3 stride 1, which engines run with Winograd, apart), 1x1 conv and linear,
 depthwise/grouped conv, and memory-bound operators (F = 0).

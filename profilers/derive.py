@@ -1,6 +1,6 @@
 """Derive a device profile from a measured host profile, calibrated on published latencies of the device.
 
-Devices whose facts name a `stack` use the per-operator model of profilers.calibrate (issue 13): each block's
+Devices whose facts name a `stack` use the per-operator model of profilers.calibrate: each block's
 time on the target is the sum over its operators (profilers.opcount, conv-bn-activation fused) of
 max(F_o / (eta_type P'), B_o / (eta_mem BW')) + tau, plus a per-inference c0 in the first block, with the
 parameters fitted to every published latency of that stack (profilers/data/calibration.csv) and the

@@ -66,7 +66,7 @@ def check_writable(path: Path) -> None:
 
 
 def check_same_device(path: Path, device_name: str) -> None:
-    """An existing profile keeps its device name: one line instead of silently renaming it (issue 11 point 9)."""
+    """An existing profile keeps its device name: one line instead of silently renaming it."""
     if path.exists():
         existing = load_profile(path)  # a corrupt profile fails here, before anything is measured
         if existing.name != device_name:

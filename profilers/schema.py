@@ -35,10 +35,23 @@ class _Strict(BaseModel):
 class LatencyStats(_Strict):
     """Latency samples in seconds with their median and 5th/95th percentiles."""
 
-    samples_s: list[Annotated[float, Field(ge=0)]]
+    samples_s: list[Annotated[float, Field(ge=0)]] = Field(min_length=1, description="every kept sample, seconds")
     median_s: float = Field(ge=0)
     p5_s: float = Field(ge=0)
     p95_s: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _agrees_with_samples(self) -> "LatencyStats":
+        """The statistics are those of the samples (a hand-edited profile cannot contradict itself)."""
+        import numpy as np
+
+        arr = np.asarray(self.samples_s, dtype=float)
+        for name, value, want in (("median_s", self.median_s, np.median(arr)), ("p5_s", self.p5_s, np.percentile(arr, 5)),
+                                  ("p95_s", self.p95_s, np.percentile(arr, 95))):
+            if abs(value - want) > 1e-9 + 1e-6 * abs(want):
+                raise ValueError(f"{name} = {value:g} s contradicts samples_s (whose {name[:-2]} is {want:g} s); "
+                                 "statistics are derived from the samples: fix one or the other")
+        return self
 
     @classmethod
     def from_samples(cls, samples_s: list[float]) -> "LatencyStats":
@@ -47,7 +60,7 @@ class LatencyStats(_Strict):
 
         arr = np.asarray(samples_s, dtype=float)
         if arr.size == 0:
-            return cls(samples_s=[], median_s=0.0, p5_s=0.0, p95_s=0.0)
+            raise ValueError("no latency samples to summarise")
         return cls(
             samples_s=[float(x) for x in arr],
             median_s=float(np.median(arr)),
@@ -162,14 +175,6 @@ class RadioPower(_Strict):
     rx_w_per_mbps: float = Field(default=0.0, ge=0, description="added power per Mbit/s of downlink throughput")
     idle_w: float = Field(ge=0)
     source: str
-
-    def tx_power_w(self, data_rate_mbps: float) -> float:
-        """Power while sending at data_rate_mbps."""
-        return self.tx_w + self.tx_w_per_mbps * data_rate_mbps
-
-    def rx_power_w(self, data_rate_mbps: float) -> float:
-        """Power while receiving at data_rate_mbps."""
-        return self.rx_w + self.rx_w_per_mbps * data_rate_mbps
 
 
 class PowerModel(_Strict):

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field, replace
 from typing import Optional
-
-import zlib
 
 import numpy as np
 import pandas as pd
 
 from profilers.errors import EdgesimError
-from simulator.devices import Device, mobile_radio_notes, resolve_devices
+from simulator.devices import Device
 from simulator.link import LinkDelay, Packetiser, RateTrace, load_delay_trace, load_rate_trace
 from simulator.plan import Batching, EdgeTier, FramePlan, Tiers, Topology
 from simulator.policies import BasePolicy, FrameInputs, Route, make_policy
+from simulator.resolve import mobile_radio_notes, resolve_devices
 from simulator.scenario import Scenario
 from simulator.workload import FrameStreams, capture_window, load_dataset, trace_captures
 

@@ -6,18 +6,15 @@ or from an inline what-if device (fixed / exponential latency, or a speed factor
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal, Optional
+from dataclasses import dataclass, field
+from typing import Literal, Optional
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from profilers.catalog import list_devices, load_device
 from profilers.errors import EdgesimError, ProfileError
-from profilers.schema import DeviceProfile, LatencyStats, ModelProfile, SplitPoint, load_profile
-
-if TYPE_CHECKING:  # the scenario imports this module for InlineDevice; resolve_devices only reads it
-    from simulator.scenario import Scenario
+from profilers.schema import DeviceProfile, LatencyStats, ModelProfile, SplitPoint
 
 ServiceMode = Literal["median", "sampled"]
 
@@ -94,7 +91,6 @@ class ServiceTime:
         if self.distribution == "exponential":
             return self.mean_s
         return self.median_s
-
 
 
 def _from_stats(stats: Optional[LatencyStats], energy_j: Optional[float], active_w: float,
@@ -195,7 +191,8 @@ class Device:
         return to_end.scaled(max(share, 0.0))
 
 
-def _device_from_profile(profile: DeviceProfile) -> Device:
+def device_from_profile(profile: DeviceProfile) -> Device:
+    """The simulator's view of a profiled device: its power model and radio, its model profiles."""
     radio = profile.power.radio
     return Device(
         name=profile.name,
@@ -207,66 +204,24 @@ def _device_from_profile(profile: DeviceProfile) -> Device:
     )
 
 
-def load_profile_device(name_or_path: str, extra: dict[str, DeviceProfile]) -> DeviceProfile:
-    """A catalog device, a device from the scenario's extra profiles, or a profile file."""
-    if name_or_path in extra:
-        return extra[name_or_path]
-
-    return load_device(name_or_path)
-
-
-def resolve_devices(scenario: Scenario) -> dict[str, Device]:
-    """Every device the scenario names (mobiles, server, inline, listed profiles), keyed by its scenario name."""
-
-    extra = {}
-    for path in scenario.profiles:
-        prof = load_profile(path)
-        extra[prof.name] = prof
-    inline = {d.name: d for d in scenario.devices}
-    names = [g.device for g in scenario.mobiles] + [e.device for e in scenario.edge_servers()]
-    names += [scenario.cloud.device] if scenario.cloud is not None else []
-    out: dict[str, Device] = {}
-    for name in names:
-        if name in out:
+def fidelity_notes(devices: dict[str, Device]) -> list[str]:
+    """One line per derived device: the stack its derivation models and the method's validated error, or that it
+    has none (docs/device_fidelity.md); results on such devices are as good as that error allows."""
+    notes = []
+    for name, dev in devices.items():
+        prov = dev.profile.provenance if dev.profile is not None else None
+        if getattr(prov, "kind", "") != "derived":
             continue
-        if name in inline:
-            spec = inline[name]
-            radio = Radio(tx_w=spec.radio_tx_w, rx_w=spec.radio_rx_w)
-            if spec.speed_factor is not None:
-                base = _device_from_profile(load_profile_device(spec.over, extra))
-                out[name] = Device(spec.name, spec.kind, spec.idle_w or base.idle_w, spec.active_w or base.active_w,
-                                   radio if (spec.radio_tx_w or spec.radio_rx_w) else base.radio,
-                                   profile=base.profile, speed_factor=spec.speed_factor)
-            else:
-                out[name] = Device(spec.name, spec.kind, spec.idle_w, spec.active_w, radio, inline=spec)
+        errors = np.abs(np.asarray(getattr(prov, "validated_errors", []) or [], dtype=float))
+        stack = getattr(prov, "stack", "") or "stack not stated"
+        if errors.size:
+            notes.append(f"'{name}' is derived, not measured ({stack}): leave-one-out error of the method on "
+                         f"{errors.size} published latencies: median {100 * np.median(errors):.0f} %, "
+                         f"{100 * np.mean(errors <= 0.25):.0f} % within +/-25 %")
         else:
-            out[name] = _device_from_profile(load_profile_device(name, extra))
-    for name, prof in extra.items():  # listed profiles also supply model shapes for inline devices
-        out.setdefault(name, _device_from_profile(prof))
-    return out
-
-
-def mobile_radio_notes(scenario: "Scenario", devices: dict[str, Device]) -> tuple[dict[str, Device], list[str]]:
-    """Give mobile devices without a radio model the catalog's Wi-Fi model, and say so; note devices of the wrong kind.
-
-    Offloading from a mobile device with no radio would cost 0 J on the radio: never silently.
-    """
-    out, notes = dict(devices), []
-    mobiles = list(dict.fromkeys(g.device for g in scenario.mobiles))
-    for name in mobiles:
-        dev = out[name]
-        if dev.radio == Radio():
-            out[name] = replace(dev, radio=DEFAULT_WIFI)
-            notes.append(f"mobile device '{name}' has no radio model; its radio energy uses the catalog's Wi-Fi model "
-                         "(Huang et al., MobiSys 2012)")
-        if dev.kind != "mobile":
-            notes.append(f"device '{name}' is of kind '{dev.kind}' and is used as a mobile device")
-    for edge in scenario.edge_servers():
-        if out[edge.device].kind == "mobile":
-            notes.append(f"device '{edge.device}' is of kind 'mobile' and is used as an edge server")
-    if scenario.cloud is not None and out[scenario.cloud.device].kind == "mobile":
-        notes.append(f"device '{scenario.cloud.device}' is of kind 'mobile' and is used as the cloud")
-    return out, notes
+            notes.append(f"'{name}' is derived, not measured ({stack}): too few published latencies to validate "
+                         "the method on it (a stated fallback)")
+    return notes
 
 
 def reference_model(devices: dict[str, Device], model_id: str) -> ModelProfile:

@@ -293,7 +293,9 @@ class Packetiser:
         if self.loss_probability <= 0:
             return np.zeros_like(size)
         full, last = size // self.payload_bytes, size % self.payload_bytes
-        keep = 1.0 - self.loss_probability
-        resent_full = rng.negative_binomial(np.maximum(full, 1), keep) * (full > 0)
-        resent_last = rng.negative_binomial(1, keep, size=size.shape) * (last > 0)
+        # one (full packets, last packet) pair of draws per payload, payload after payload: the numbers a frame
+        # gets do not depend on how many frames are drawn at once (windows of a long run)
+        counts = np.stack([np.maximum(full, 1), np.ones_like(full)], axis=-1)
+        resent = rng.negative_binomial(counts, 1.0 - self.loss_probability)
+        resent_full, resent_last = resent[..., 0] * (full > 0), resent[..., 1] * (last > 0)
         return resent_full * (self.payload_bytes + self.overhead_bytes) + resent_last * (last + self.overhead_bytes)

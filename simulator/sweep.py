@@ -65,7 +65,8 @@ def _execute(jobs_of: list[tuple], jobs: int, executor: str, scheduler: Optional
 
 def _dask(jobs_of: list[tuple], jobs: int, scheduler: Optional[str]):
     """Yield PointResults from a Dask cluster: the one at `scheduler`, or a local one with `jobs` workers."""
-    from dask.distributed import Client, LocalCluster, as_completed as dask_completed  # optional extra: edgesim[dask]
+    from dask.distributed import Client, LocalCluster  # optional extra: edgesim[dask]
+    from dask.distributed import as_completed as dask_completed
 
     cluster = None if scheduler else LocalCluster(n_workers=max(jobs, 1), threads_per_worker=1, processes=True,
                                                  dashboard_address=None)

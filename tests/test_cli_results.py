@@ -1,5 +1,5 @@
 """Results folders from the command line: printed tables in the unit they say, no silent replacement or
-override, nothing half-written, one line for a broken summary.csv, overload warnings (issue 11.1, 2, 8, 10, 15)."""
+override, nothing half-written, one line for a broken summary.csv, overload warnings."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Command-line usage errors answer in one line with exit code 2; -h, --version and --debug are there (issue 11.7)."""
+"""Command-line usage errors answer in one line with exit code 2; -h, --version and --debug are there."""
 
 from __future__ import annotations
 

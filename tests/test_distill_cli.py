@@ -1,5 +1,7 @@
 """`edgesim distill ...` end to end at --quick size, and one-line errors with exit 2."""
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -11,16 +13,42 @@ def run_cli(args):
     return main(list(args))
 
 
-def test_quick_size_sweep_table_has_columns_and_params_grow(tmp_path):
-    assert run_cli(["distill", "sweep", "--study", "size", "--quick", "--no-png", "--out", str(tmp_path)]) == 0
+def test_quick_size_sweep_distils_from_a_larger_teacher_over_seeds(tmp_path):
+    """Catches a teacher no larger than a student, a KD loss that ignores the teacher (KD = scratch), and seeds
+    that do not reach the runs (no interval)."""
+    assert run_cli(["distill", "sweep", "--study", "size", "--quick", "--no-png", "--seeds", "2", "--out", str(tmp_path)]) == 0
     runs = pd.read_csv(tmp_path / "size_runs.csv")
-    assert {"student", "side_px", "student_params", "student_macs", "kd_accuracy", "scratch_accuracy",
-            "kd_time_s", "teacher_accuracy"} <= set(runs.columns)
-    params = runs.sort_values("student").student_params.tolist()  # vgg-s2 < vgg-s3 < vgg-s4
+    assert sorted(set(runs.seed)) == [0, 1] and len(runs) == 2 * 3
+    assert (runs.teacher_params > runs.student_params).all()
+    assert (runs.kd_accuracy != runs.scratch_accuracy).any()  # same init, data and budget: only the teacher differs
+    assert runs.kd_minus_scratch.to_numpy() == pytest.approx((runs.kd_accuracy - runs.scratch_accuracy).to_numpy())
+    params = runs.drop_duplicates("student").sort_values("student").student_params.tolist()
     assert params == sorted(params) and len(set(params)) == len(params)
+    seeds = pd.read_csv(tmp_path / "size_seeds.csv")
+    assert (seeds.n_seeds == 2).all() and seeds.kd_minus_scratch_ci.notna().all()
+    first = runs[runs.seed == 0].set_index("student").kd_accuracy
+    second = runs[runs.seed == 1].set_index("student").kd_accuracy
+    assert seeds.set_index("student").kd_accuracy.to_numpy() == pytest.approx(((first + second) / 2).to_numpy())
     table = pd.read_csv(tmp_path / "size_table.csv")
     assert table.row.tolist()[0] == "Params (M)" and any("Ops (M MACs)" in r for r in table.row)
-    assert (tmp_path / "size.html").is_file()
+
+
+def test_size_study_refuses_a_teacher_not_larger_than_every_student(tmp_path, capsys):
+    assert run_cli(["distill", "sweep", "--study", "size", "--quick", "--students", "vgg-s2,vgg-s3", "--teacher", "vgg-s3",
+                    "--no-png", "--out", str(tmp_path)]) == 2
+    assert "not larger than student vgg-s3" in capsys.readouterr().err
+
+
+def test_quick_pairs_and_finetune_studies_run(tmp_path):
+    """The pairs study (003 Table I) and the fine-tune study (Table III) with BatchNorm statistics kept frozen."""
+    assert run_cli(["distill", "sweep", "--study", "pairs", "--quick", "--no-png", "--out", str(tmp_path / "p")]) == 0
+    pairs = pd.read_csv(tmp_path / "p" / "pairs_runs.csv")
+    assert len(pairs) == 4 and set(pairs.teacher_kind) == {"CNN", "Transformer"} == set(pairs.student_kind)
+    assert (pairs.teacher_params > pairs.student_params).all() and pairs.kd_minus_scratch.notna().all()
+    assert run_cli(["distill", "sweep", "--study", "finetune", "--quick", "--no-png", "--out", str(tmp_path / "f")]) == 0
+    ft = pd.read_csv(tmp_path / "f" / "finetune_runs.csv")
+    assert set(ft.student) == {"vgg-s5", "vit-micro"} and ft.features_unchanged.all()
+    assert (ft.post_finetune_accuracy != ft.prior_finetune_accuracy).any()
 
 
 def test_quick_head_writes_profile_with_accuracy(tmp_path):
@@ -34,6 +62,10 @@ def test_quick_head_writes_profile_with_accuracy(tmp_path):
     bottleneck = mimic.split_point("bottleneck")
     assert bottleneck.output_numel == 48 and bottleneck.output_bytes["float32"] == 192
     assert bottleneck.head_flops < device.model("resnet18-digits").split_point("layer2").head_flops
+    rec = json.loads((tmp_path / "run" / "head.json").read_text())
+    assert rec["val_sse_per_image"][-1] < rec["initial_val_sse_per_image"]  # the head was trained toward the teacher
+    assert mimic.accuracy == pytest.approx(rec["mimic_accuracy"])
+    assert device.model("resnet18-digits").accuracy == pytest.approx(rec["teacher_accuracy"])
 
 
 @pytest.mark.parametrize("args, words", [

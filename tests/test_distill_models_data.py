@@ -67,3 +67,16 @@ def test_mimic_id_code_path_at_tiny_size():
     assert rec["teacher_split_shape"] == [128, 8, 8]
     assert rec["bottleneck_shape"] == [3, 9, 9]
     assert rec["mobile_head_flops"] < rec["teacher_head_flops"]
+
+
+@pytest.mark.parametrize("name", ["vgg-s2", "vgg-s5"])
+def test_vgg_student_ops_ratio_224_vs_32_is_about_49(name):
+    """The MACs the studies record (make_net + count_flops at the study's side) grow 49x from 32 to 224 pixels, as the
+    ops of 003 Table II do (its own ratio per student, within 1 %)."""
+    from edgesim.studies.distill.kd import count_flops
+    from profilers.models.vgg import STUDENTS
+
+    macs = {side: count_flops(make_net(name, 10, side), (3, side, side)) // 2 for side in (32, 224)}
+    table = STUDENTS[name][5] / STUDENTS[name][4]  # 003 Table II: Ops at 224 / Ops at 32
+    assert macs[224] / macs[32] == pytest.approx(table, rel=0.01)
+    assert 48.5 < macs[224] / macs[32] < 52  # 003 section IV-C: 49 to 52 times

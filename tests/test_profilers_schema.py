@@ -124,3 +124,24 @@ def test_catalog_by_name_and_path(tmp_path):
     with pytest.raises(EdgesimError) as info:
         load_device("jetson", tmp_path)
     assert str(info.value) == "unknown device 'jetson'; known: laptop, rpi"
+
+
+def test_statistics_that_contradict_their_samples_are_refused_on_load(tmp_path):
+    """A hand-edited median of 50 s over samples near 0.04 s is an error naming the field, not 5e6 ms later."""
+    import json
+
+    from profilers.errors import ProfileError
+    from profilers.schema import load_profile, save_profile
+    from tests.sim_helpers import toy_device
+
+    path = tmp_path / "d.json"
+    save_profile(toy_device("d"), path)
+    data = json.loads(path.read_text())
+    data["models"]["toy"]["split_points"][1]["head_latency"]["median_s"] = 50
+    path.write_text(json.dumps(data))
+    with pytest.raises(ProfileError, match=r"median_s = 50 s contradicts samples_s \(whose median is 0\.02 s\)"):
+        load_profile(path)
+    data["models"]["toy"]["split_points"][1]["head_latency"] = {"samples_s": [], "median_s": 0, "p5_s": 0, "p95_s": 0}
+    path.write_text(json.dumps(data))
+    with pytest.raises(ProfileError, match="samples_s"):
+        load_profile(path)

@@ -26,9 +26,10 @@ from edgesim.report.stability import unstable_warnings
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_text
 from profilers.schema import profile_json_schema
-from simulator.devices import resolve_devices
+from simulator.devices import fidelity_notes
 from simulator.link import load_rate_trace
 from simulator.policies import make_policy, policy_entries
+from simulator.resolve import resolve_devices, scenario_devices
 from simulator.results import finished_points, load_results, python_command, run_to_folder, staging_dir
 from simulator.scenario import apply_overrides, load_scenario, parse_value, scenario_json_schema, sweep_points
 from simulator.workload import load_dataset
@@ -135,8 +136,10 @@ MAX_CONSOLE_WARNINGS = 10
 
 def _print_summary(folder: Path, metric: str = "delay_mean_s") -> None:
     """The metric's table on stdout, then one warning line per overloaded (point, policy) on stderr."""
-    summary, _, _, _ = load_results(folder, frames=False)
+    summary, _, _, sc = load_results(folder, frames=False)
     console().print(compare_table(summary, metric))
+    for note in fidelity_notes(scenario_devices(sc)):
+        print(f"edgesim: note: {note}", file=sys.stderr)
     lines = unstable_warnings(summary)
     for w in lines[:MAX_CONSOLE_WARNINGS]:
         print(f"edgesim: warning: {w}", file=sys.stderr)
@@ -155,6 +158,8 @@ def compare_table(summary, metric: str):
     keys = [c for c in summary.columns if c.startswith("sweep.") and not c.endswith("data_rate_mbps")]
     index = [c for c in ("mobile", "edge", "data_rate_mbps") if c in summary.columns]
     index += [k for k in keys if k not in ("sweep.mobiles.0.device", "sweep.edge.device")]
+    if "scope" in summary.columns:  # several edge servers: the table shows every server together
+        summary = summary[summary["scope"].astype(str) == "all"]
     policies = list(dict.fromkeys(summary["policy"]))
     unit, scale = column_unit(metric)
     stored = " (summary.csv holds s)" if scale != 1.0 else ""

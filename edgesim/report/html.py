@@ -260,6 +260,16 @@ def _warning_box(summary: pd.DataFrame) -> list[str]:
             f"<ul>{items}</ul></div>"]
 
 
+def _fidelity_box(manifest: Mapping) -> list[str]:
+    """Which devices are derived rather than measured, and how far their derivation was validated."""
+    notes = list(manifest.get("device_fidelity", []) or [])
+    if not notes:
+        return []
+    items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return ["<div class='note'><strong>Derived devices</strong> (docs/device_fidelity.md): their latencies come from "
+            f"a calibrated method, not a measurement; results carry its error.<ul>{items}</ul></div>"]
+
+
 def report_html(figures: Mapping[str, object], summary: pd.DataFrame, manifest: Mapping, title: str) -> str:
     """The report page: title, gain definition, each figure with a note, the summary table and the manifest."""
     esc = html.escape
@@ -267,7 +277,8 @@ def report_html(figures: Mapping[str, object], summary: pd.DataFrame, manifest: 
         "<!doctype html>", "<html lang='en'><head><meta charset='utf-8'>",
         f"<title>{esc(title)}</title>", f"<style>{_CSS}</style>",
         f"<script charset='utf-8' src='{PLOTLYJS_NAME}'></script>", "</head><body>",
-        f"<h1>{esc(title)}</h1>", *_warning_box(summary), f"<p class='note'>{esc(GAIN_DEFINITION)}</p>",
+        f"<h1>{esc(title)}</h1>", *_warning_box(summary), *_fidelity_box(manifest),
+        f"<p class='note'>{esc(GAIN_DEFINITION)}</p>",
     ]
     if figures:
         parts.append("<nav><ul>" + "".join(f"<li><a href='#sec-{file_stem(n)}'>{esc(n)}</a></li>" for n in figures)

@@ -11,8 +11,11 @@ import pandas as pd
 from edgesim.report import html as report
 from edgesim.report import plots
 from profilers.errors import EdgesimError
-from simulator.devices import reference_model, resolve_devices
-from simulator.scenario import Scenario
+from simulator.assemble import mobile_links
+from simulator.devices import fidelity_notes, reference_model
+from simulator.link import RateTrace, load_rate_trace
+from simulator.resolve import resolve_devices, scenario_devices
+from simulator.scenario import Scenario, apply_overrides, sweep_points
 
 
 def policy_models(scenario: Scenario) -> list[str]:
@@ -21,6 +24,18 @@ def policy_models(scenario: Scenario) -> list[str]:
     for spec in scenario.policies:
         models += [m for m in spec.models(scenario.model) if m and m not in models]
     return models
+
+
+def traced_uplinks(scenario: Scenario) -> dict:
+    """Each mobile device's uplink (sweep point 0) when any of them follows a trace; {} otherwise."""
+    if not (scenario.link.trace or any(g.link and g.link.trace for g in scenario.mobiles)):
+        return {}
+    sc = apply_overrides(scenario, sweep_points(scenario)[0])
+    base = load_rate_trace(sc.link.trace, sc.link.trace_scale, sc.link.trace_end) if sc.link.trace \
+        else RateTrace.constant(sc.link.data_rate_mbps)
+    uplinks, _ = mobile_links(sc, base)
+    names = [f"{g.device}#{k}" if g.count > 1 else g.device for g in sc.mobiles for k in range(g.count)]
+    return dict(zip(names, uplinks))
 
 
 def write_plots_and_report(folder: Path, scenario: Scenario, summary: pd.DataFrame, manifest: dict,
@@ -40,9 +55,10 @@ def write_plots_and_report(folder: Path, scenario: Scenario, summary: pd.DataFra
             profiles.append(reference_model(devices, model_id))
         except EdgesimError:  # inline-only scenarios have no per-layer profile to draw
             continue
-    figs = plots.build_figures(summary, frames, profiles)
+    figs = plots.build_figures(summary, frames, profiles, traced_uplinks=traced_uplinks(scenario))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="PNG export failed", category=RuntimeWarning)
         written = report.write_figures(figs, folder / "plots", png or scenario.outputs.png)
-    report.write_report(folder, figs, summary, manifest, title=f"edgesim: {scenario.name}")
+    report.write_report(folder, figs, summary, {**manifest, "device_fidelity": fidelity_notes(scenario_devices(scenario))},
+                        title=f"edgesim: {scenario.name}")
     return list(getattr(written, "warnings", []))

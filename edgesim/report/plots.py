@@ -32,6 +32,14 @@ COMPONENTS = (
     ("transfer_s", "transfer"), ("propagation_s", "propagation"), ("server_queue_s", "server queue"),
     ("tail_s", "tail"), ("return_s", "return"),
 )
+#: Past the edge server (several edge servers or a cloud): the WAN, the cloud and batching, before the return.
+TIER_COMPONENTS = (
+    ("mobile_queue_s", "mobile queue"), ("head_s", "head"), ("uplink_queue_s", "uplink queue"),
+    ("transfer_s", "transfer"), ("propagation_s", "propagation"), ("server_queue_s", "edge queue"),
+    ("tail_s", "edge compute"), ("wan_queue_s", "WAN queue"), ("wan_transfer_s", "WAN transfer"),
+    ("wan_propagation_s", "WAN propagation"), ("cloud_queue_s", "cloud queue"), ("batch_wait_s", "batching wait"),
+    ("cloud_s", "cloud compute"), ("wan_return_s", "WAN return"), ("return_s", "return"),
+)
 #: Sweep columns already shown by the data_rate_mbps, mobile and edge columns.
 _SHOWN_SWEEPS = re.compile(r"^sweep\.(link\.data_rate_mbps|edge\.device|mobiles\.\d+\.device)$")
 
@@ -245,7 +253,8 @@ def delay_components_figure(summary: pd.DataFrame, frames: pd.DataFrame) -> go.F
     subplots per policy and a row per mobile → edge combination."""
     done = _kept(frames)
     done = done[done["status"] != "dropped"]
-    means = done.groupby(["point", "policy"], sort=False)[[c for c, _ in COMPONENTS]].mean().reset_index()
+    components = TIER_COMPONENTS if "cloud_s" in done.columns else COMPONENTS
+    means = done.groupby(["point", "policy"], sort=False)[[c for c, _ in components]].mean().reset_index()
     points = _point_labels(summary)
     means = means.join(points, on="point")
     policies = list(dict.fromkeys(summary["policy"]))
@@ -258,7 +267,7 @@ def delay_components_figure(summary: pd.DataFrame, frames: pd.DataFrame) -> go.F
         order = points[points["series"] == ser]["x_label"].tolist()
         for j, pol in enumerate(policies):
             g = means[(means["series"] == ser) & (means["policy"] == pol)]
-            for k, (col, name) in enumerate(COMPONENTS):
+            for k, (col, name) in enumerate(components):
                 fig.add_trace(go.Bar(
                     x=g["x_label"], y=g[col] * 1e3, name=name, legendgroup=name,
                     showlegend=i == 0 and j == 0, marker_color=COLORS[k],
@@ -269,6 +278,40 @@ def delay_components_figure(summary: pd.DataFrame, frames: pd.DataFrame) -> go.F
     fig.update_xaxes(title_text=RATE_TITLE, row=rows)
     fig.update_layout(barmode="stack", template=TEMPLATE, height=max(420, 330 * rows),
                       title="Mean capture-to-output delay by component (frames not dropped; warm-up excluded)")
+    return fig
+
+
+def delay_over_time_figure(frames: pd.DataFrame, uplinks: dict[str, object], point: int = 0) -> go.Figure:
+    """Each frame's capture-to-output delay over time per policy, the uplink rate each mobile device saw beneath,
+    and the time-averaged gain w.r.t. local processing (mean over 10 s windows of T_local / T_policy)."""
+    data = _kept(frames)
+    data = data[(data["point"] == point) & (data["replication"] == data["replication"].min())]
+    policies = list(dict.fromkeys(data["policy"]))
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.65, 0.35], vertical_spacing=0.06,
+                        subplot_titles=["capture-to-output delay of each frame", "uplink data rate"])
+    window = np.floor(data["capture_s"] / 10.0)
+    local = data[data["policy"] == "local"].groupby(window)["delay_s"].mean() if "local" in policies else None
+    for k, pol in enumerate(policies):
+        g = data[data["policy"] == pol]
+        name = pol
+        if local is not None and pol != "local":
+            per = g.groupby(np.floor(g["capture_s"] / 10.0))["delay_s"].mean()
+            gain = (local.reindex(per.index) / per).mean()
+            name = f"{pol} (time-averaged gain vs local {gain:.2f})"
+        fig.add_trace(go.Scattergl(x=g["capture_s"], y=g["delay_s"] * 1e3, mode="markers", name=name,
+                                   marker={"size": 4, "color": COLORS[k % len(COLORS)]},
+                                   hovertemplate="t %{x:.1f} s<br>%{y:.4g} ms<extra>" + pol + "</extra>"), row=1, col=1)
+    end = float(data["capture_s"].max()) if len(data) else 1.0
+    grid = np.linspace(0.0, end, 600)
+    for j, (mobile, trace) in enumerate(uplinks.items()):
+        rate = [trace.rate_bps_at(x) / 1e6 for x in grid]
+        fig.add_trace(go.Scatter(x=grid, y=rate, mode="lines", line={"shape": "hv", "color": COLORS[(j + 5) % len(COLORS)]},
+                                 name=f"uplink of {mobile}", legendgroup="rate"), row=2, col=1)
+    fig.update_yaxes(title_text="delay (ms)", type="log", row=1, col=1)
+    fig.update_yaxes(title_text="Mbit/s", row=2, col=1)
+    fig.update_xaxes(title_text="capture time (s)", row=2, col=1)
+    fig.update_layout(template=TEMPLATE, height=720, title=f"Delay over time on the traced link (sweep point {point}, "
+                                                           "first replication)")
     return fig
 
 
@@ -445,12 +488,17 @@ def accuracy_figure(summary: pd.DataFrame) -> Optional[go.Figure]:
 
 def build_figures(summary: pd.DataFrame, frames: Optional[pd.DataFrame] = None,
                   model_profiles: Iterable[ModelProfile] = (), policy: str = "mimic", ref_edge: str = "laptop",
-                  ref_mobile: str = "rpi3b+") -> dict[str, go.Figure]:
-    """Every figure the data supports, by file-safe name; figures needing frames are skipped when frames is None."""
+                  ref_mobile: str = "rpi3b+", traced_uplinks: Optional[dict] = None) -> dict[str, go.Figure]:
+    """Every figure the data supports, by file-safe name; figures needing frames are skipped when frames is None.
+
+    traced_uplinks: each mobile device's uplink RateTrace when the link follows a trace (the delay-over-time figure).
+    """
     out: dict[str, go.Figure] = dict(gain_figures(summary, policy, ref_edge, ref_mobile))
     if frames is not None and len(frames):
         out["delay_components"] = delay_components_figure(summary, frames)
         out["delay_cdf"] = delay_cdf_figure(frames, summary)
+        if traced_uplinks:
+            out["delay_over_time"] = delay_over_time_figure(frames, traced_uplinks)
     for name, fn in (("energy", energy_figure), ("throughput_drops", throughput_drop_figure),
                      ("accuracy", accuracy_figure)):
         fig = fn(summary)

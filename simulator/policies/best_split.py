@@ -8,8 +8,15 @@ from pydantic import Field
 
 from simulator.devices import Device
 from simulator.link import RateTrace
-from simulator.policies.base import (LoadView, PolicyEntry, PolicySpecBase, Route, StatefulPolicy, make_route,
-                                    place_route)
+from simulator.policies.base import (
+    LoadView,
+    PolicyEntry,
+    PolicySpecBase,
+    Route,
+    StatefulPolicy,
+    make_route,
+    place_route,
+)
 from simulator.policies.fixed import InputEncoding, TensorEncoding
 
 

@@ -223,6 +223,8 @@ def finetune_study(cfg: StudyConfig, students=FINETUNE_STUDENTS, steps: Steps = 
         numbered = _numbered(steps, i + 1, len(students))
         row, net = _kd_row(cfg, kd_teacher, cfg.teacher, s, kd_data, numbered, baseline=False)
         before = accuracy(net, data.test)
+        head_ids = {id(p) for p in classifier_params(net)}
+        frozen_before = {k: v.clone() for k, v in _frozen_state(net, head_ids).items()}
         for p in net.parameters():
             p.requires_grad_(False)
         head = classifier_params(net)
@@ -232,7 +234,8 @@ def finetune_study(cfg: StudyConfig, students=FINETUNE_STUDENTS, steps: Steps = 
                               cfg.seed, params=head, frozen_norm=True, progress=numbered(f"fine-tune {s}'s classifier"))
         rows.append({"student": s, "params_m": count_params(net) / 1e6, "trainable_params": sum(p.numel() for p in head),
                      "prior_finetune_accuracy": before, "post_finetune_accuracy": ft.test_accuracy,
-                     "gain": ft.test_accuracy - before, "kd_time_s": row["kd_time_s"], "finetune_time_s": ft.train_time_s,
+                     "gain": ft.test_accuracy - before,
+                     "features_unchanged": all(torch.equal(frozen_before[k], v) for k, v in _frozen_state(net, head_ids).items()), "kd_time_s": row["kd_time_s"], "finetune_time_s": ft.train_time_s,
                      "kd_images": half, "finetune_images": len(ft_idx), "finetune_epochs": cfg.finetune_epochs,
                      "finetune_lr": cfg.lr * cfg.finetune_lr_factor, "teacher": cfg.teacher,
                      "teacher_accuracy": teacher["accuracy"]})
@@ -274,6 +277,12 @@ def run_seeds(cfg: StudyConfig, study: str, seeds, steps: Steps = silent_steps):
 def seed_table(long, study: str):
     """Mean and 95 % t-interval half-width (<metric>_ci) over seeds per row of the study (003 Tables I-III)."""
     return summarise(long, SEED_KEYS[study], SEED_METRICS[study])
+
+
+def _frozen_state(net, head_ids: set) -> dict:
+    """Every tensor fine-tuning must leave alone: the feature weights and the BatchNorm running statistics."""
+    head_names = {n for n, p in net.named_parameters() if id(p) in head_ids}
+    return {k: v for k, v in net.state_dict(keep_vars=False).items() if k not in head_names}
 
 
 def _numbered(steps: Steps, i: int, n: int) -> Steps:

@@ -172,9 +172,7 @@ def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "bi
                      progress=steps("run both models on the DMD samples (000 A.2)"))
     model, cfg, result = fit_switcher(trace, epochs=30 if fast else 300, patience=5 if fast else 20, seed=seed,
                                       progress=steps("train the switcher (000 A.3)"))
-    save_switcher(model, cfg, out / "switcher.safetensors", out / "switcher.json")
-    fit_switcher(trace, epochs=3, seed=seed + 7)
-    trace = add_switcher_score(trace, fit_switcher(trace, epochs=3, seed=seed + 9)[0], cfg)
+    trace = add_switcher_score(trace, model, cfg)
     train = trace[trace["split"] == "train"].reset_index(drop=True)
     info = deferral.choose_threshold(train, "switcher", "buckets")
     cfg.threshold, cfg.threshold_info = info.threshold, info.to_dict()
