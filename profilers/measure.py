@@ -12,16 +12,18 @@ import math
 import os
 import platform
 import socket
+import statistics
 import threading
 import time
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from profilers.energy import EnergyMeter, pick_energy_meter
 from profilers.errors import EdgesimError, MeasurementUnavailable
 from profilers.models import SplittableModel
+from profilers.progress import Progress
 from profilers.schema import (
     BlockRecord,
     HardwareFacts,
@@ -31,8 +33,6 @@ from profilers.schema import (
     PowerModel,
     SplitPoint,
 )
-
-Progress = Callable[[int, int], None]
 
 JPEG_QUALITY = 90
 REAL_IMAGE = "sklearn.datasets.load_sample_image('china.jpg') (ships with scikit-learn), resized and centre-cropped"
@@ -473,6 +473,28 @@ def _timed_pass(blocks, x, cuda: bool) -> list[float]:
         x = block(x)
         stamps.append(time.perf_counter())
     return [s - stamps[0] for s in stamps]
+
+
+def measure_batch_latency(model: SplittableModel, batch_sizes: Sequence[int], repeats: int, warmup: int,
+                          torch_device: str = "cpu") -> dict[int, float]:
+    """Median latency of the whole model at each batch size (a per-batch-size table for dynamic batching)."""
+    import torch
+
+    cuda = torch_device.startswith("cuda")
+    x1, _, _ = _model_input(model, torch_device)
+    out: dict[int, float] = {}
+    with torch.inference_mode():
+        for b in sorted(set(int(s) for s in batch_sizes)):
+            if b < 1:
+                raise EdgesimError(f"--batch-sizes: {b} is not a batch size (1 or more)")
+            x = x1.expand(b, *x1.shape[1:]).contiguous() if isinstance(x1, torch.Tensor) else x1
+            times = []
+            for k in range(warmup + repeats):
+                t = _timed_pass(model.blocks, x, cuda)[-1]
+                if k >= warmup:
+                    times.append(t)
+            out[b] = float(statistics.median(times))
+    return out
 
 
 def measure_model(

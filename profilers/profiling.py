@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from profilers.catalog import CATALOG_DIR, FACTS_PATH, list_devices, load_device
 from profilers.derive import derive_device, load_facts
@@ -22,6 +22,7 @@ from profilers.measure import (
     host_busy,
     host_hardware,
     host_provenance,
+    measure_batch_latency,
     measure_model,
     resolve_split_points,
 )
@@ -154,16 +155,28 @@ def list_split_points(request: ModelRequest, warn: Optional[Warn] = None) -> lis
     return candidate_rows(build_model(request, warn))
 
 
+def parse_batch_sizes(text: str) -> list[int]:
+    """'1,2,4,8' -> [1, 2, 4, 8]; one line on anything else (sizes must include 1, the reference)."""
+    try:
+        sizes = sorted({int(s) for s in text.split(",") if s.strip()})
+    except ValueError:
+        sizes = []
+    if not sizes or sizes[0] < 1 or 1 not in sizes:
+        raise EdgesimError(f"--batch-sizes '{text}': expected positive integers including 1, e.g. 1,2,4,8,16")
+    return sizes
+
+
 def run_profile(request: ModelRequest, device_name: str, repeats: int = 10, warmup: int = 2,
                 threads: Optional[int] = None, torch_device: str = "cpu", out: Optional[Path] = None,
                 energy: str = "auto", kind: Optional[str] = None, progress: Optional[Progress] = None,
-                warn: Optional[Warn] = None) -> tuple[ModelProfile, Path]:
+                warn: Optional[Warn] = None, batch_sizes: Sequence[int] = ()) -> tuple[ModelProfile, Path]:
     """Build, measure and merge one model into a device profile; returns (ModelProfile, path).
 
     Every check that can fail runs before measuring, and the profile is written atomically at the end:
     an error leaves no half-written profile."""
     if kind is not None and kind not in KINDS:
         raise EdgesimError(f"unknown device kind '{kind}'; known: {', '.join(KINDS)}")
+    batch_sizes = parse_batch_sizes(batch_sizes) if isinstance(batch_sizes, str) else list(batch_sizes)
     if energy not in ENERGY_CHOICES:
         raise EdgesimError(f"unknown energy method '{energy}'; known: {', '.join(ENERGY_CHOICES)}")
     out = Path(out) if out else Path("profiles") / f"{device_name}.json"
@@ -184,6 +197,9 @@ def run_profile(request: ModelRequest, device_name: str, repeats: int = 10, warm
     options = MeasureOptions(split_points=request.split_points, repeats=repeats, warmup=warmup, threads=threads,
                              torch_device=torch_device, energy=energy)
     mp = measure_model(model, options, power, progress=progress, meter=meter)
+    if batch_sizes and not model.shapes_only:
+        mp = mp.model_copy(update={"batch_latency_s": measure_batch_latency(model, batch_sizes, repeats, warmup,
+                                                                             torch_device)})
     provenance = host_provenance(mp.threads or 1, torch_device)
     device = DeviceProfile(name=device_name, kind=kind, hardware=hardware, power=power, provenance=provenance)
     merge_model(out, device, mp)

@@ -141,6 +141,8 @@ class ModelProfile(_Strict):
     accuracy: Optional[float] = Field(default=None, ge=0, le=1)
     accuracy_source: str = ""
     split_points: list[SplitPoint]
+    batch_latency_s: dict[int, float] = Field(default_factory=dict, description=(
+        "median latency of the whole model per batch size (edgesim profile --batch-sizes), measured like the rest"))
     blocks: list[BlockRecord] = Field(
         default_factory=list, description="per-block records in order; used by the roofline derivation (derive.py)"
     )

@@ -59,9 +59,8 @@ COMPLETED, LATE, DROPPED = 0, 1, 2
 
 # ---------------------------------------------------------------- event heap: (time, sequence) order, as SimPy's
 
-@njit(cache=True)
-def _push(h, t, code):
-    ht, hs, hc, meta = h
+@njit(cache=True, inline="always")
+def _push(ht, hs, hc, meta, t, code):
     n, seq = meta[0], meta[1]
     meta[1] = seq + 1
     k = n
@@ -75,9 +74,8 @@ def _push(h, t, code):
     meta[0] = n + 1
 
 
-@njit(cache=True)
-def _pop(h):
-    ht, hs, hc, meta = h
+@njit(cache=True, inline="always")
+def _pop(ht, hs, hc, meta):
     t0, c0 = ht[0], hc[0]
     n = meta[0] - 1
     meta[0] = n
@@ -171,11 +169,10 @@ def _finish_time(tr, k, start, bits):
     return max(out, start)
 
 
-# ---------------------------------------------------------------- stations: FIFO with c servers
+# ---------------------------------------------------------------- stations: FIFO queues linked through the frames
 
-@njit(cache=True)
-def _enqueue(c, st, i):
-    SI, NXT, PRV = c[5], c[6], c[7]
+@njit(cache=True, inline="always")
+def _enqueue(SI, NXT, PRV, st, i):
     NXT[i] = -1
     PRV[i] = SI[QTAIL, st]
     if SI[QLEN, st]:
@@ -186,9 +183,8 @@ def _enqueue(c, st, i):
     SI[QLEN, st] += 1
 
 
-@njit(cache=True)
-def _unlink(c, st, i):
-    SI, NXT, PRV = c[5], c[6], c[7]
+@njit(cache=True, inline="always")
+def _unlink(SI, NXT, PRV, st, i):
     p, n = PRV[i], NXT[i]
     if SI[QHEAD, st] == i:
         SI[QHEAD, st] = n
@@ -201,213 +197,94 @@ def _unlink(c, st, i):
     SI[QLEN, st] -= 1
 
 
-@njit(cache=True)
-def _popleft(c, st):
-    i = c[5][QHEAD, st]
-    _unlink(c, st, i)
-    return i
-
-
-@njit(cache=True)
-def _residual(c, st, now):
+@njit(cache=True, inline="always")
+def _residual(SI, SF, st, now):
     """_Station.residual_s: what is left of the longest service in progress (0 when a server is free)."""
-    if c[5][FREE, st]:
+    if SI[FREE, st]:
         return 0.0
-    r = c[8][st] - now
+    r = SF[st] - now
     return r if r > 0.0 else 0.0
 
 
 @njit(cache=True)
-def _edge_of(c, i):
-    return c[4][i] // c[10][Q_PER]
+def _queue_sum(vals, route, NXT, j, scale):
+    """Python's sum over a queue (from frame j on) of each frame's value at its route / scale, left to right."""
+    acc = 0.0
+    while j >= 0:
+        acc += vals[route[j], j] / scale  # x / 1.0 is x exactly
+        j = NXT[j]
+    return acc
 
 
-@njit(cache=True)
-def _uplink_trace(c, i):
-    """The trace frame i is sent on (engine._up_service)."""
-    Q, m = c[10], c[3][i]
-    if not Q[Q_TIERED]:
-        return 0 if Q[Q_SHARED] else m
-    E = c[12]
-    e = _edge_of(c, i)
-    return E[2, e] + (0 if E[0, e] else m)
-
+# ---------------------------------------------------------------- decisions at capture (best-split, assignment)
 
 @njit(cache=True)
-def _uplink_station(c, i):
-    Q, m = c[10], c[3][i]
-    if not Q[Q_TIERED]:
-        return Q[Q_UP0] + (0 if Q[Q_SHARED] else m)
-    medium = c[12][3, _edge_of(c, i)]
-    return medium if medium >= 0 else Q[Q_UP0] + m
-
-
-@njit(cache=True)
-def _begin(c, h, st, i, now):
-    """_Station._begin: the service of frame i starts now; its end is scheduled."""
-    T, plan, SI, SF, Q, tr, r = c[0], c[1], c[5], c[8], c[10], c[14], c[4][i]
-    kind = SI[SKIND, st]
-    if kind == K_MOBILE:
-        s, row, ev = plan[0][r, i], HS, MOBILE_FIN
-    elif kind == K_UP:
-        s, row, ev = _finish_time(tr, _uplink_trace(c, i), now, plan[1][r, i]) - now, US, UP_FIN
-    elif kind == K_EDGE:
-        s, row, ev = plan[2][r, i], TS, EDGE_FIN
-    elif kind == K_DOWN:
-        s, row, ev = plan[3][r, i], DS, DOWN_FIN
-    elif kind == K_WAN:
-        s, row, ev = _finish_time(tr, c[12][4, st - Q[Q_WAN0]], now, plan[4][r, i]) - now, WS, WAN_FIN
-    elif kind == K_WDOWN:
-        s, row, ev = plan[6][r, i], WDS, WAN_DOWN_FIN
+def _backlogs(SI, SF, NXT, route, plan, Q, P, E, tr, m, e, now):
+    """engine._load_view as numbers: mobile backlog, uplink station, server, WAN backlog, WAN rate, cloud backlog."""
+    mobile_backlog = _residual(SI, SF, m, now) + _queue_sum(plan[0], route, NXT, SI[QHEAD, m], 1.0) / 1
+    if Q[Q_TIERED]:
+        up = E[3, e] if E[3, e] >= 0 else Q[Q_UP0] + m
+        server, servers = Q[Q_EDGE0] + e, E[1, e]
     else:
-        s, row, ev = plan[5][r, i], CS, CLOUD_FIN
-    T[row, i] = now
-    if now + s > SF[st]:
-        SF[st] = now + s
-    _push(h, now + s, (i << 4) | ev)
+        up = Q[Q_UP0] + (0 if Q[Q_SHARED] else m)
+        server = Q[Q_EDGE0]
+        servers = SI[SERVERS, server]
+    server_backlog = _residual(SI, SF, server, now) + _queue_sum(plan[2], route, NXT, SI[QHEAD, server], 1.0) / servers
+    wan_backlog, wan_bps, cloud_backlog = 0.0, np.inf, 0.0
+    if Q[Q_TIERED] and Q[Q_CLOUDSRV]:
+        wan = Q[Q_WAN0] + e
+        wan_bps = _rate_at(tr, E[4, e], now)
+        wan_backlog = _residual(SI, SF, wan, now) + _queue_sum(plan[4], route, NXT, SI[QHEAD, wan], 1.0) / wan_bps
+        cl = Q[Q_CLOUD]
+        queued = _queue_sum(plan[5], route, NXT, SI[QHEAD, cl], 1.0)
+        if Q[Q_BATCH]:
+            residual = 0.0
+            if Q[Q_NFREE] == 0:
+                residual = max(P[P_CBUSY] - now, 0.0)
+            cloud_backlog = residual + queued / max(Q[Q_NFREE], 1)
+        else:
+            cloud_backlog = _residual(SI, SF, cl, now) + queued / Q[Q_CLOUDSRV]
+    return mobile_backlog, up, server_backlog, wan_backlog, wan_bps, cloud_backlog
 
 
 @njit(cache=True)
-def _arrive(c, h, st, i, now):
-    """_Station.arrive: True when the frame was dropped (bounded queue full)."""
-    SI = c[5]
-    if SI[FREE, st]:
-        SI[FREE, st] -= 1
-        _begin(c, h, st, i, now)
-        return False
-    if SI[CAP, st] >= 0 and SI[QLEN, st] >= SI[CAP, st]:
-        return True
-    _enqueue(c, st, i)
-    return False
+def _predicted(RT, m, r, view, bw, uplink_wait, prop, dl_bps, wan_down_bps, wan_prop):
+    """best_split.predicted_delay_s, term by term in the same order."""
+    mobile_backlog, _, server_backlog, wan_backlog, wan_bps, cloud_backlog = view
+    t = mobile_backlog + RT[m, r, RT_HEAD]
+    if not RT[m, r, RT_CLOUD_ON]:
+        if RT[m, r, RT_TAIL_ON]:
+            t += uplink_wait + RT[m, r, RT_UPW] / bw
+            t += prop + server_backlog + RT[m, r, RT_TAIL]
+            t += RT[m, r, RT_DOWNW] / dl_bps + prop
+        return t
+    t += uplink_wait + RT[m, r, RT_UPW] / bw + prop
+    if RT[m, r, RT_TAIL_ON]:
+        t += server_backlog + RT[m, r, RT_TAIL]
+    t += wan_backlog + RT[m, r, RT_WANW] / wan_bps + wan_prop
+    t += cloud_backlog + RT[m, r, RT_CLOUD]
+    t += RT[m, r, RT_DOWNW] / wan_down_bps + wan_prop
+    return t + RT[m, r, RT_DOWNW] / dl_bps + prop
 
 
 @njit(cache=True)
-def _station_done(c, h, st, i, now, row):
-    """_Station._finish up to on_done: record the end, start the next queued frame or free a server."""
-    c[0][row, i] = now
-    if c[5][QLEN, st]:
-        _begin(c, h, st, _popleft(c, st), now)
-    else:
-        c[5][FREE, st] += 1
-
-
-# ---------------------------------------------------------------- frames: the pipeline's hand-overs
-
-@njit(cache=True)
-def _finish(c, i, now):
-    T, P, Q = c[0], c[11], c[10]
-    T[DONE, i] = now
-    if Q[Q_DEADLINE] and now - c[2][i] > P[P_DEADLINE] + 1e-12:
-        c[15][i] = LATE
-
-
-@njit(cache=True)
-def _drop(c, i, stage, now):
-    c[15][i] = DROPPED
-    c[16][i] = stage
-    c[0][DONE, i] = now
-
-
-@njit(cache=True)
-def _varying_delay(c, i, now, up):
-    """engine._varying_delay: the delay frame i meets now, held behind the frame sent before it on a FIFO path."""
-    Q, m, dl = c[10], c[3][i], c[17]
-    kinds, fifo, dlv, dtr = dl[0], dl[1], dl[2], dl[3]
-    if kinds[m] == 1:  # a delay trace: the step holding now (DelayTrace.at)
-        j, _ = _segment(dtr, m, now)
-        d = dtr[2][dtr[0][m] + j]
-    else:
-        d = dlv[0 if up else 1, i]
-    if up:
-        k = m if (Q[Q_TIERED] or not Q[Q_SHARED]) else 0
-        last = dl[4]
-    else:
-        k, last = m, dl[5]
-    arrive = now + d
-    if fifo[m] and arrive < last[k]:
-        arrive = last[k]
-    if arrive > last[k]:
-        last[k] = arrive
-    return arrive - now
-
-
-@njit(cache=True)
-def _downlink_arrive(c, h, i, now):
-    _arrive(c, h, c[10][Q_DOWN0] + c[3][i], i, now)
-
-
-@njit(cache=True)
-def _after_edge(c, h, i, now):
-    r = c[4][i]
-    if c[1][5][r, i] == c[1][5][r, i]:
-        _arrive(c, h, c[10][Q_WAN0] + _edge_of(c, i), i, now)
-    else:
-        _downlink_arrive(c, h, i, now)
-
-
-@njit(cache=True)
-def _edge_arrive(c, h, i, now):
-    T, Q, r = c[0], c[10], c[4][i]
-    if not Q[Q_TIERED]:
-        if _arrive(c, h, Q[Q_EDGE0], i, now):
-            _drop(c, i, 3, now)
-        return
-    T[EA, i] = now
-    if c[1][2][r, i] == c[1][2][r, i]:
-        if _arrive(c, h, Q[Q_EDGE0] + _edge_of(c, i), i, now):
-            _drop(c, i, 3, now)
-    else:
-        _after_edge(c, h, i, now)
-
-
-@njit(cache=True)
-def _head_done(c, h, i, now):
-    plan, r = c[1], c[4][i]
-    if plan[1][r, i] > 0 or plan[2][r, i] == plan[2][r, i] or (c[10][Q_TIERED] and plan[5][r, i] == plan[5][r, i]):
-        _arrive(c, h, _uplink_station(c, i), i, now)
-    else:
-        _finish(c, i, now)
-
-
-@njit(cache=True)
-def _up_done(c, h, i, now):
-    T, Q, P, m = c[0], c[10], c[11], c[3][i]
-    if Q[Q_POLICY]:  # BandwidthEstimator.observe
-        link = m if (Q[Q_TIERED] or not Q[Q_SHARED]) else 0
-        bits, dur = c[1][1][c[4][i], i], T[UE, i] - T[US, i]
-        est = c[18]
-        if dur > 0:
-            est[link] = (1 - P[P_ALPHA]) * est[link] + P[P_ALPHA] * bits / dur
-    if Q[Q_DELAY]:
-        d = _varying_delay(c, i, now, True)
-        T[Q[Q_ROWPU], i] = d
-        _push(h, now + d, (i << 4) | SERVER_ARRIVE)
-    elif P[P_PROP] > 0:
-        _push(h, now + P[P_PROP], (i << 4) | SERVER_ARRIVE)
-    else:
-        _edge_arrive(c, h, i, now)
-
-
-@njit(cache=True)
-def _down_done(c, h, i, now):
-    T, Q, P = c[0], c[10], c[11]
-    if Q[Q_DELAY]:
-        d = _varying_delay(c, i, now, False)
-        T[Q[Q_ROWPD], i] = d
-        _push(h, now + d, (i << 4) | FINISH)
-    elif P[P_PROP] > 0:
-        _push(h, now + P[P_PROP], (i << 4) | FINISH)
-    else:
-        _finish(c, i, now)
+def _choose(RT, m, lo, hi, view, bw, uplink_wait, P, wan_prop):
+    """BestSplitPolicy.choose_one over routes lo..hi-1: the least predicted delay, the first of equals."""
+    best, best_s = 0, np.inf
+    for k in range(hi - lo):
+        t = _predicted(RT, m, lo + k, view, bw, uplink_wait, P[P_PROP], P[P_DLBPS], P[P_WANDBPS], wan_prop)
+        if t < best_s:
+            best, best_s = k, t
+    return best
 
 
 # ---------------------------------------------------------------- the cloud's dynamic batcher (_BatchStation)
 
 @njit(cache=True)
-def _batch_dispatch(c, h, now):
-    T, plan, SI, Q, P, B = c[0], c[1], c[5], c[10], c[11], c[19]
-    key_of, pref, free_since, members, boff, same, factors = B[0], B[1], B[2], B[3], B[4], B[5], B[6]
-    st, maxb, route, NXT = Q[Q_CLOUD], Q[Q_MAXB], c[4], c[6]
+def _batch_dispatch(T, cloud_s, route, SI, NXT, PRV, Q, P, B, ht, hs, hc, meta, now):
+    """_BatchStation._dispatch and _start: batches of one cloud key while a server is idle, else a timer."""
+    key_of, pref, free_since, members, boff, same, factors = B
+    st, maxb = Q[Q_CLOUD], Q[Q_MAXB]
     while Q[Q_NFREE] > 0 and SI[QLEN, st] > 0:
         first = SI[QHEAD, st]
         key = key_of[route[first]]
@@ -433,10 +310,9 @@ def _batch_dispatch(c, h, now):
             due = oldest + P[P_MAXQD]
             if P[P_TIMER] != due:
                 P[P_TIMER] = due
-                _push(h, now + (due - now), BATCH_TIMER)
+                _push(ht, hs, hc, meta, now + (due - now), BATCH_TIMER)
             return
-        # _start: the idle server that became free first takes the batch
-        nf = Q[Q_NFREE]
+        nf = Q[Q_NFREE]  # the idle server free for longest takes the batch (only its free time matters)
         k_min = 0
         for k in range(1, nf):
             if free_since[k] < free_since[k_min]:
@@ -449,7 +325,7 @@ def _batch_dispatch(c, h, now):
         lo = boff[b]
         for q in range(size):
             j = same[q]
-            _unlink(c, st, j)
+            _unlink(SI, NXT, PRV, st, j)
             members[lo + q] = j
             T[CS, j] = now
             T[BSZ, j] = size
@@ -457,251 +333,308 @@ def _batch_dispatch(c, h, now):
             T[BW, j] = now - (free if free > arr else arr)
         boff[b + 1] = lo + size
         head = same[0]
-        s = plan[5][route[head], head] * factors[route[head], size]
+        s = cloud_s[route[head], head] * factors[route[head], size]
         if now + s > P[P_CBUSY]:
             P[P_CBUSY] = now + s
-        _push(h, now + s, (b << 4) | BATCH_FIN)
-
-
-@njit(cache=True)
-def _cloud_arrive(c, h, i, now):
-    Q = c[10]
-    c[0][CA, i] = now
-    if Q[Q_BATCH]:
-        _enqueue(c, Q[Q_CLOUD], i)
-        _batch_dispatch(c, h, now)
-    else:
-        _arrive(c, h, Q[Q_CLOUD], i, now)
-
-
-@njit(cache=True)
-def _wan_down_done(c, h, i, now):
-    prop = c[13][_edge_of(c, i)]
-    if prop > 0:
-        _push(h, now + prop, (i << 4) | DOWN_ARRIVE)
-    else:
-        _downlink_arrive(c, h, i, now)
-
-
-# ---------------------------------------------------------------- decisions at capture (best-split, assignment)
-
-@njit(cache=True)
-def _queue_sum(c, st, row, scale):
-    """Sum over the queued frames of plan row `row` at their route, left to right (Python's sum), each / scale."""
-    plan, NXT, route = c[1], c[6], c[4]
-    acc = 0.0
-    j = c[5][QHEAD, st]
-    while j >= 0:
-        if scale == 1.0:
-            acc += plan[row][route[j], j]
-        else:
-            acc += plan[row][route[j], j] / scale
-        j = NXT[j]
-    return acc
-
-
-@njit(cache=True)
-def _view(c, m, e, now):
-    """engine._load_view as numbers: mobile, uplink residual, server, WAN backlogs, WAN rate, cloud backlog."""
-    SI, SF, Q, E = c[5], c[8], c[10], c[12]
-    mob = m
-    mobile_backlog = _residual(c, mob, now) + _queue_sum(c, mob, 0, 1.0) / 1
-    if Q[Q_TIERED]:
-        medium = E[3, e]
-        up = medium if medium >= 0 else Q[Q_UP0] + m
-        server = Q[Q_EDGE0] + e
-        servers = E[1, e]
-    else:
-        up = Q[Q_UP0] + (0 if Q[Q_SHARED] else m)
-        server = Q[Q_EDGE0]
-        servers = SI[SERVERS, server]
-    server_backlog = _residual(c, server, now) + _queue_sum(c, server, 2, 1.0) / servers
-    wan_backlog, wan_bps, cloud_backlog = 0.0, np.inf, 0.0
-    if Q[Q_TIERED] and Q[Q_CLOUDSRV]:
-        wan = Q[Q_WAN0] + e
-        wan_bps = _rate_at(c[14], E[4, e], now)
-        wan_backlog = _residual(c, wan, now) + _queue_sum(c, wan, 4, 1.0) / wan_bps
-        cl = Q[Q_CLOUD]
-        if Q[Q_BATCH]:
-            residual = 0.0
-            if Q[Q_NFREE] == 0:
-                residual = max(c[11][P_CBUSY] - now, 0.0)
-            cloud_backlog = residual + _queue_sum(c, cl, 5, 1.0) / max(Q[Q_NFREE], 1)
-        else:
-            cloud_backlog = _residual(c, cl, now) + _queue_sum(c, cl, 5, 1.0) / Q[Q_CLOUDSRV]
-    return mobile_backlog, up, server_backlog, wan_backlog, wan_bps, cloud_backlog
-
-
-@njit(cache=True)
-def _predicted(c, m, r, view, bw, uplink_wait):
-    """best_split.predicted_delay_s, term by term in the same order."""
-    RT, P = c[20], c[11]
-    mobile_backlog, _, server_backlog, wan_backlog, wan_bps, cloud_backlog = view
-    prop = P[P_PROP]
-    t = mobile_backlog + RT[m, r, RT_HEAD]
-    if not RT[m, r, RT_CLOUD_ON]:
-        if RT[m, r, RT_TAIL_ON]:
-            t += uplink_wait + RT[m, r, RT_UPW] / bw
-            t += prop + server_backlog + RT[m, r, RT_TAIL]
-            t += RT[m, r, RT_DOWNW] / P[P_DLBPS] + prop
-        return t
-    wan_prop = c[13][(r // c[10][Q_PER])] if c[10][Q_TIERED] else 0.0
-    t += uplink_wait + RT[m, r, RT_UPW] / bw + prop
-    if RT[m, r, RT_TAIL_ON]:
-        t += server_backlog + RT[m, r, RT_TAIL]
-    t += wan_backlog + RT[m, r, RT_WANW] / wan_bps + wan_prop
-    t += cloud_backlog + RT[m, r, RT_CLOUD]
-    t += RT[m, r, RT_DOWNW] / P[P_WANDBPS] + wan_prop
-    return t + RT[m, r, RT_DOWNW] / P[P_DLBPS] + prop
-
-
-@njit(cache=True)
-def _choose(c, m, lo, hi, view, now):
-    """BestSplitPolicy.choose_one over routes lo..hi-1 of mobile device m: the least predicted delay (first on ties)."""
-    Q = c[10]
-    link = m if (Q[Q_TIERED] or not Q[Q_SHARED]) else 0
-    bw = c[18][link] if Q[Q_POLICY] == POLICY_EWMA else _rate_at(c[14], c[21][link], now)
-    up = view[1]
-    uplink_wait = _residual(c, up, now) + _queue_sum(c, up, 1, bw) / 1
-    best, best_s = 0, np.inf
-    for k in range(hi - lo):
-        t = _predicted(c, m, lo + k, view, bw, uplink_wait)
-        if t < best_s:
-            best, best_s = k, t
-    return best
-
-
-@njit(cache=True)
-def _place(c, i, m, now):
-    """engine._place: route r' = edge x R + r, the edge by the assignment, the route by the policy."""
-    Q, SI, E = c[10], c[5], c[12]
-    per = Q[Q_PER]
-    base = c[4][i] % per
-    if Q[Q_ASSIGN] == ASSIGN_FIXED:
-        lo, hi = c[22][m], c[22][m] + 1
-    elif Q[Q_ASSIGN] == ASSIGN_LEAST_LOADED:
-        best_e, best_load = 0, np.inf
-        for e in range(Q[Q_NE]):
-            st = Q[Q_EDGE0] + e
-            load = (SI[SERVERS, st] - SI[FREE, st] + SI[QLEN, st]) / SI[SERVERS, st]
-            if load < best_load:
-                best_e, best_load = e, load
-        lo, hi = best_e, best_e + 1
-    else:
-        lo, hi = 0, Q[Q_NE]
-    best, best_s = -1, np.inf
-    for e in range(lo, hi):
-        view = _view(c, m, e, now)
-        r = _choose(c, m, e * per, (e + 1) * per, view, now) if Q[Q_POLICY] else base
-        if hi - lo == 1:
-            return e * per + r
-        bw = _rate_at(c[14], E[2, e] + (0 if E[0, e] else m), now)
-        up = view[1]
-        uplink_wait = _residual(c, up, now) + _queue_sum(c, up, 1, bw) / 1
-        expected = _predicted(c, m, e * per + r, view, bw, uplink_wait)
-        if expected < best_s:
-            best, best_s = e * per + r, expected
-    return best
-
-
-@njit(cache=True)
-def _capture(c, h, i, now):
-    """engine._capture: drop-stale, the decision at capture, then the mobile device (or straight on)."""
-    T, plan, Q, m = c[0], c[1], c[10], c[3][i]
-    mob = m
-    if Q[Q_STALE]:
-        while c[5][QLEN, mob]:
-            _drop(c, _popleft(c, mob), 1, now)
-    if Q[Q_TIERED] and (Q[Q_ASSIGN] == ASSIGN_LEAST_LOADED or Q[Q_ASSIGN] == ASSIGN_SED or Q[Q_POLICY]):
-        c[4][i] = _place(c, i, m, now)
-    elif Q[Q_POLICY]:
-        c[4][i] = _choose(c, m, 0, c[23][m], _view(c, m, 0, now), now)
-    if plan[0][c[4][i], i] > 0:
-        if _arrive(c, h, mob, i, now):
-            _drop(c, i, 1, now)
-    else:
-        T[HS, i] = now
-        T[HE, i] = now
-        _head_done(c, h, i, now)
+        _push(ht, hs, hc, meta, now + s, (b << 4) | BATCH_FIN)
 
 
 # ---------------------------------------------------------------- the loop
 
+# hand-overs inside one event (engine.StationPipeline's direct calls), run as a small state machine
+(A_NONE, A_BEGIN, A_ARRIVE, A_CAPTURE, A_HEAD_DONE, A_UP_DONE, A_EDGE_ARRIVE, A_AFTER_EDGE, A_DOWN_ARRIVE,
+ A_DOWN_DONE, A_FINISH, A_WAN_DONE, A_CLOUD_ARRIVE, A_TO_WAN_DOWN, A_WAN_DOWN_DONE) = range(15)
+
+
 @njit(cache=True)
 def _run(c, firsts, nxt, heap_size):
+    (T, plan, capture, mob, route, SI, NXT, PRV, SF, _unused, Q, P, E, EF, tr, status, drop_stage, dl, est, B, RT,
+     oracle, edge_of_mobile, n_routes) = c
+    head_s, bits_s, tail_s, down_s, wan_bits, cloud_s, wan_down_s = plan
+    dl_kind, dl_fifo, dl_val, dtr, last_up, last_down = dl
+    tr_off, tr_rates = tr[0], tr[2]
+    members, boff, free_since = B[3], B[4], B[2]
+    tiered, shared, policy, assign, per = Q[Q_TIERED], Q[Q_SHARED], Q[Q_POLICY], Q[Q_ASSIGN], Q[Q_PER]
+    delay, stale, has_deadline, batch = Q[Q_DELAY], Q[Q_STALE], Q[Q_DEADLINE], Q[Q_BATCH]
+    up0, edge0, down0, wan0, wdown0, cloud = Q[Q_UP0], Q[Q_EDGE0], Q[Q_DOWN0], Q[Q_WAN0], Q[Q_WDOWN0], Q[Q_CLOUD]
+    prop, deadline, alpha = P[P_PROP], P[P_DEADLINE], P[P_ALPHA]
+    row_pu, row_pd = Q[Q_ROWPU], Q[Q_ROWPD]
     ht = np.empty(heap_size)
     hs = np.empty(heap_size, np.int64)
     hc = np.empty(heap_size, np.int64)
     meta = np.zeros(2, np.int64)
-    h = (ht, hs, hc, meta)
-    capture, Q = c[2], c[10]
     for i in firsts:
-        _push(h, capture[i], (i << 4) | CAPTURE)
+        _push(ht, hs, hc, meta, capture[i], (i << 4) | CAPTURE)
     margin = 16 + Q[Q_MAXB]
+    st = stage = 0
     while meta[0]:
         if meta[0] + margin > ht.size:  # grow the heap (stale batch timers can pile up)
-            ht2 = np.empty(2 * ht.size)
-            hs2 = np.empty(2 * ht.size, np.int64)
-            hc2 = np.empty(2 * ht.size, np.int64)
+            ht2, hs2, hc2 = np.empty(2 * ht.size), np.empty(2 * ht.size, np.int64), np.empty(2 * ht.size, np.int64)
             ht2[:ht.size], hs2[:ht.size], hc2[:ht.size] = ht, hs, hc
             ht, hs, hc = ht2, hs2, hc2
-            h = (ht, hs, hc, meta)
-        now, code = _pop(h)
+        now, code = _pop(ht, hs, hc, meta)
         kind, i = code & 15, code >> 4
+        ret_act = ret_i = 0
+        batch_q = batch_hi = 0
+        done_st, done_row, act = -1, 0, A_NONE
         if kind == CAPTURE:
             j = nxt[i]
             if j >= 0:
-                _push(h, now + (capture[j] - now), (j << 4) | CAPTURE)
-            _capture(c, h, i, now)
+                _push(ht, hs, hc, meta, now + (capture[j] - now), (j << 4) | CAPTURE)
+            act = A_CAPTURE
         elif kind == MOBILE_FIN:
-            _station_done(c, h, c[3][i], i, now, HE)
-            _head_done(c, h, i, now)
+            done_st, done_row, act = mob[i], HE, A_HEAD_DONE
         elif kind == UP_FIN:
-            _station_done(c, h, _uplink_station(c, i), i, now, UE)
-            _up_done(c, h, i, now)
+            if not tiered:
+                done_st = up0 + (0 if shared else mob[i])
+            else:
+                medium = E[3, route[i] // per]
+                done_st = medium if medium >= 0 else up0 + mob[i]
+            done_row, act = UE, A_UP_DONE
         elif kind == SERVER_ARRIVE:
-            _edge_arrive(c, h, i, now)
+            act = A_EDGE_ARRIVE
         elif kind == EDGE_FIN:
-            _station_done(c, h, Q[Q_EDGE0] + (_edge_of(c, i) if Q[Q_TIERED] else 0), i, now, TE)
-            if Q[Q_TIERED]:
-                _after_edge(c, h, i, now)
-            else:
-                _downlink_arrive(c, h, i, now)
+            done_st, done_row = edge0 + (route[i] // per if tiered else 0), TE
+            act = A_AFTER_EDGE if tiered else A_DOWN_ARRIVE
         elif kind == DOWN_FIN:
-            _station_done(c, h, Q[Q_DOWN0] + c[3][i], i, now, DE)
-            _down_done(c, h, i, now)
+            done_st, done_row, act = down0 + mob[i], DE, A_DOWN_DONE
         elif kind == FINISH:
-            _finish(c, i, now)
+            act = A_FINISH
         elif kind == WAN_FIN:
-            e = _edge_of(c, i)
-            _station_done(c, h, Q[Q_WAN0] + e, i, now, WE)
-            if c[13][e] > 0:
-                _push(h, now + c[13][e], (i << 4) | CLOUD_ARRIVE)
-            else:
-                _cloud_arrive(c, h, i, now)
+            done_st, done_row, act = wan0 + route[i] // per, WE, A_WAN_DONE
         elif kind == CLOUD_ARRIVE:
-            _cloud_arrive(c, h, i, now)
+            act = A_CLOUD_ARRIVE
         elif kind == CLOUD_FIN:
-            _station_done(c, h, Q[Q_CLOUD], i, now, CE)
-            _arrive(c, h, Q[Q_WDOWN0] + _edge_of(c, i), i, now)
+            done_st, done_row, act = cloud, CE, A_TO_WAN_DOWN
         elif kind == BATCH_FIN:
-            B = c[19]
-            B[2][Q[Q_NFREE]] = now
+            free_since[Q[Q_NFREE]] = now
             Q[Q_NFREE] += 1
-            members, lo, hi = B[3], B[4][i], B[4][i + 1]
-            for q in range(lo, hi):
-                c[0][CE, members[q]] = now
-            _batch_dispatch(c, h, now)
-            for q in range(lo, hi):
-                j = members[q]
-                _arrive(c, h, Q[Q_WDOWN0] + _edge_of(c, j), j, now)
+            batch_q, batch_hi = boff[i], boff[i + 1]
+            for q in range(batch_q, batch_hi):
+                T[CE, members[q]] = now
+            _batch_dispatch(T, cloud_s, route, SI, NXT, PRV, Q, P, B, ht, hs, hc, meta, now)
         elif kind == BATCH_TIMER:
-            _batch_dispatch(c, h, now)
+            _batch_dispatch(T, cloud_s, route, SI, NXT, PRV, Q, P, B, ht, hs, hc, meta, now)
         elif kind == WAN_DOWN_FIN:
-            _station_done(c, h, Q[Q_WDOWN0] + _edge_of(c, i), i, now, WDE)
-            _wan_down_done(c, h, i, now)
+            done_st, done_row, act = wdown0 + route[i] // per, WDE, A_WAN_DOWN_DONE
         else:  # DOWN_ARRIVE
-            _downlink_arrive(c, h, i, now)
+            act = A_DOWN_ARRIVE
+        if done_st >= 0:  # _Station._finish: record the end, start the next queued frame, then hand this one on
+            T[done_row, i] = now
+            if SI[QLEN, done_st]:
+                ret_act, ret_i = act, i
+                i = SI[QHEAD, done_st]
+                _unlink(SI, NXT, PRV, done_st, i)
+                st, act = done_st, A_BEGIN
+            else:
+                SI[FREE, done_st] += 1
+        while True:
+            if act == A_NONE:
+                if ret_act:
+                    act, i, ret_act = ret_act, ret_i, 0
+                elif batch_q < batch_hi:
+                    i = members[batch_q]
+                    batch_q += 1
+                    act = A_TO_WAN_DOWN
+                else:
+                    break
+            r = route[i]
+            if act == A_BEGIN:  # _Station._begin: frame i's service at station st starts now
+                k = SI[SKIND, st]
+                if k == K_MOBILE:
+                    s, row, ev = head_s[r, i], HS, MOBILE_FIN
+                elif k == K_UP:
+                    if not tiered:
+                        trace = 0 if shared else mob[i]
+                    else:
+                        e = r // per
+                        trace = E[2, e] + (0 if E[0, e] else mob[i])
+                    if tr_off[trace + 1] - tr_off[trace] == 1:  # a constant rate: RateTrace.finish_time's first case
+                        s = (now + bits_s[r, i] / tr_rates[tr_off[trace]]) - now
+                    else:
+                        s = _finish_time(tr, trace, now, bits_s[r, i]) - now
+                    row, ev = US, UP_FIN
+                elif k == K_EDGE:
+                    s, row, ev = tail_s[r, i], TS, EDGE_FIN
+                elif k == K_DOWN:
+                    s, row, ev = down_s[r, i], DS, DOWN_FIN
+                elif k == K_WAN:
+                    s, row, ev = _finish_time(tr, E[4, st - wan0], now, wan_bits[r, i]) - now, WS, WAN_FIN
+                elif k == K_WDOWN:
+                    s, row, ev = wan_down_s[r, i], WDS, WAN_DOWN_FIN
+                else:
+                    s, row, ev = cloud_s[r, i], CS, CLOUD_FIN
+                T[row, i] = now
+                if now + s > SF[st]:
+                    SF[st] = now + s
+                _push(ht, hs, hc, meta, now + s, (i << 4) | ev)
+                act = A_NONE
+            elif act == A_ARRIVE:  # _Station.arrive
+                if SI[FREE, st]:
+                    SI[FREE, st] -= 1
+                    act = A_BEGIN
+                    continue
+                if SI[CAP, st] >= 0 and SI[QLEN, st] >= SI[CAP, st]:
+                    status[i], drop_stage[i] = DROPPED, stage
+                    T[DONE, i] = now
+                else:
+                    _enqueue(SI, NXT, PRV, st, i)
+                act = A_NONE
+            elif act == A_CAPTURE:  # engine._capture
+                m = mob[i]
+                if stale:
+                    while SI[QLEN, m]:
+                        j = SI[QHEAD, m]
+                        _unlink(SI, NXT, PRV, m, j)
+                        status[j], drop_stage[j] = DROPPED, 1
+                        T[DONE, j] = now
+                if tiered and (assign != ASSIGN_FIXED or policy):  # engine._place
+                    if assign == ASSIGN_FIXED:
+                        lo = edge_of_mobile[m]
+                        hi = lo + 1
+                    elif assign == ASSIGN_LEAST_LOADED:
+                        lo, best_load = 0, np.inf
+                        for e in range(Q[Q_NE]):
+                            sx = edge0 + e
+                            load = (SI[SERVERS, sx] - SI[FREE, sx] + SI[QLEN, sx]) / SI[SERVERS, sx]
+                            if load < best_load:
+                                lo, best_load = e, load
+                        hi = lo + 1
+                    else:
+                        lo, hi = 0, Q[Q_NE]
+                    best, best_s = -1, np.inf
+                    for e in range(lo, hi):
+                        view = _backlogs(SI, SF, NXT, route, plan, Q, P, E, tr, m, e, now)
+                        up = view[1]
+                        rr = r % per
+                        if policy:
+                            bw = est[m] if policy == POLICY_EWMA else _rate_at(tr, oracle[m], now)
+                            wait = _residual(SI, SF, up, now) + _queue_sum(bits_s, route, NXT, SI[QHEAD, up], bw) / 1
+                            rr = _choose(RT, m, e * per, (e + 1) * per, view, bw, wait, P, EF[e])
+                        if hi - lo == 1:
+                            best = e * per + rr
+                            break
+                        bw = _rate_at(tr, E[2, e] + (0 if E[0, e] else m), now)
+                        wait = _residual(SI, SF, up, now) + _queue_sum(bits_s, route, NXT, SI[QHEAD, up], bw) / 1
+                        expected = _predicted(RT, m, e * per + rr, view, bw, wait, P[P_PROP], P[P_DLBPS],
+                                              P[P_WANDBPS], EF[e])
+                        if expected < best_s:
+                            best, best_s = e * per + rr, expected
+                    route[i] = best
+                elif policy:  # BestSplitPolicy.choose_one
+                    view = _backlogs(SI, SF, NXT, route, plan, Q, P, E, tr, m, 0, now)
+                    link = 0 if shared else m
+                    bw = est[link] if policy == POLICY_EWMA else _rate_at(tr, oracle[link], now)
+                    up = view[1]
+                    wait = _residual(SI, SF, up, now) + _queue_sum(bits_s, route, NXT, SI[QHEAD, up], bw) / 1
+                    route[i] = _choose(RT, m, 0, n_routes[m], view, bw, wait, P, 0.0)
+                r = route[i]
+                if head_s[r, i] > 0:
+                    st, stage, act = m, 1, A_ARRIVE
+                else:
+                    T[HS, i] = now
+                    T[HE, i] = now
+                    act = A_HEAD_DONE
+            elif act == A_HEAD_DONE:  # engine._head_done
+                if bits_s[r, i] > 0 or tail_s[r, i] == tail_s[r, i] or (tiered and cloud_s[r, i] == cloud_s[r, i]):
+                    if not tiered:
+                        st = up0 + (0 if shared else mob[i])
+                    else:
+                        medium = E[3, r // per]
+                        st = medium if medium >= 0 else up0 + mob[i]
+                    stage, act = 2, A_ARRIVE
+                else:
+                    act = A_FINISH
+            elif act == A_UP_DONE:  # engine._up_done: the estimator learns, then propagation
+                m = mob[i]
+                link = m if (tiered or not shared) else 0
+                if policy:
+                    duration = T[UE, i] - T[US, i]
+                    if duration > 0:
+                        est[link] = (1 - alpha) * est[link] + alpha * bits_s[r, i] / duration
+                if delay:
+                    d = _delay(dl_kind, dl_fifo, dl_val, dtr, last_up, i, m, link, 0, now)
+                    T[row_pu, i] = d
+                    _push(ht, hs, hc, meta, now + d, (i << 4) | SERVER_ARRIVE)
+                    act = A_NONE
+                elif prop > 0:
+                    _push(ht, hs, hc, meta, now + prop, (i << 4) | SERVER_ARRIVE)
+                    act = A_NONE
+                else:
+                    act = A_EDGE_ARRIVE
+            elif act == A_EDGE_ARRIVE:  # engine._edge_arrive
+                if not tiered:
+                    st, stage, act = edge0, 3, A_ARRIVE
+                else:
+                    T[EA, i] = now
+                    if tail_s[r, i] == tail_s[r, i]:
+                        st, stage, act = edge0 + r // per, 3, A_ARRIVE
+                    else:
+                        act = A_AFTER_EDGE
+            elif act == A_AFTER_EDGE:
+                if cloud_s[r, i] == cloud_s[r, i]:
+                    st, stage, act = wan0 + r // per, 5, A_ARRIVE
+                else:
+                    act = A_DOWN_ARRIVE
+            elif act == A_DOWN_ARRIVE:
+                st, stage, act = down0 + mob[i], 4, A_ARRIVE
+            elif act == A_DOWN_DONE:  # engine._down_done
+                if delay:
+                    m = mob[i]
+                    d = _delay(dl_kind, dl_fifo, dl_val, dtr, last_down, i, m, m, 1, now)
+                    T[row_pd, i] = d
+                    _push(ht, hs, hc, meta, now + d, (i << 4) | FINISH)
+                    act = A_NONE
+                elif prop > 0:
+                    _push(ht, hs, hc, meta, now + prop, (i << 4) | FINISH)
+                    act = A_NONE
+                else:
+                    act = A_FINISH
+            elif act == A_FINISH:  # engine._finish
+                T[DONE, i] = now
+                if has_deadline and now - capture[i] > deadline + 1e-12:
+                    status[i] = LATE
+                act = A_NONE
+            elif act == A_WAN_DONE:
+                e = r // per
+                if EF[e] > 0:
+                    _push(ht, hs, hc, meta, now + EF[e], (i << 4) | CLOUD_ARRIVE)
+                    act = A_NONE
+                else:
+                    act = A_CLOUD_ARRIVE
+            elif act == A_CLOUD_ARRIVE:
+                T[CA, i] = now
+                if batch:
+                    _enqueue(SI, NXT, PRV, cloud, i)
+                    _batch_dispatch(T, cloud_s, route, SI, NXT, PRV, Q, P, B, ht, hs, hc, meta, now)
+                    act = A_NONE
+                else:
+                    st, stage, act = cloud, 6, A_ARRIVE
+            elif act == A_TO_WAN_DOWN:
+                st, stage, act = wdown0 + r // per, 5, A_ARRIVE
+            else:  # A_WAN_DOWN_DONE
+                e = r // per
+                if EF[e] > 0:
+                    _push(ht, hs, hc, meta, now + EF[e], (i << 4) | DOWN_ARRIVE)
+                    act = A_NONE
+                else:
+                    act = A_DOWN_ARRIVE
+
+
+@njit(cache=True)
+def _delay(kinds, fifo, values, dtr, last, i, m, k, row, now):
+    """engine._varying_delay: frame i's delay now (a trace's step, or its draw), held behind the one sent before."""
+    if kinds[m] == 1:
+        j, _ = _segment(dtr, m, now)
+        d = dtr[2][dtr[0][m] + j]
+    else:
+        d = values[row, i]
+    arrive = now + d
+    if fifo[m] and arrive < last[k]:
+        arrive = last[k]
+    if arrive > last[k]:
+        last[k] = arrive
+    return arrive - now
 
 
 # ---------------------------------------------------------------- the Python side: arrays in, arrays out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from profilers.catalog import load_device
+from profilers.catalog import list_devices, load_device
 from profilers.errors import EdgesimError
 from profilers.schema import DeviceProfile, load_profile
 from simulator.devices import DEFAULT_WIFI, Device, Radio, device_from_profile
@@ -12,10 +12,17 @@ from simulator.scenario import Scenario
 
 
 def load_profile_device(name_or_path: str, extra: dict[str, DeviceProfile]) -> DeviceProfile:
-    """A catalog device, a device from the scenario's extra profiles, or a profile file."""
-    if name_or_path in extra:
-        return extra[name_or_path]
+    """A catalog device, a device from the scenario's extra profiles, or a profile file.
 
+    A listed profile named like a catalog device adds its models to that device (its own win where both have
+    one): `edgesim derive my.json --device rpi3b+` puts a new model on the RPi without losing the catalog's.
+    """
+    if name_or_path in extra:
+        own = extra[name_or_path]
+        if name_or_path in list_devices():
+            catalog = load_device(name_or_path)
+            return own.model_copy(update={"models": {**catalog.models, **own.models}})
+        return own
     return load_device(name_or_path)
 
 

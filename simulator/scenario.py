@@ -394,6 +394,7 @@ def parse_scenario(text: str, source: str = "<scenario>", base_dir: Optional[Pat
     scenario = resolve_paths(scenario, base_dir) if base_dir is not None else scenario
     check_trace_offsets(scenario, source, root)
     check_topology(scenario, source, root)
+    check_batch_tables(scenario, source, root)
     return scenario
 
 
@@ -424,6 +425,35 @@ def check_topology(scenario: Scenario, source: str = "<scenario>", root: Optiona
             if order and a in order and b in order and order[b] < order[a]:
                 _fail(source, root, ("policies", k, "split_points"), f"out of order: '{b}' (layer {order[b]}) comes "
                                                                      f"before '{a}' (layer {order[a]}) in the model")
+
+
+def check_batch_tables(scenario: Scenario, source: str, root: Optional[yaml.Node]) -> None:
+    """A measured batch table of a model the cloud batches must hold max_batch_size and every preferred size."""
+    cloud = scenario.cloud
+    if cloud is None or cloud.batching is None:
+        return
+    needed = {cloud.batching.max_batch_size, *cloud.batching.preferred_batch_sizes}
+    models = {m for spec in scenario.policies if spec.cloud_field() for m in spec.models(scenario.model)}
+    profile = _profile_of(scenario, cloud.device)
+    for model_id in sorted(models):
+        table = profile.models[model_id].batch_latency_s if profile and model_id in profile.models else {}
+        missing = sorted(needed - set(table)) if table else []
+        if missing:
+            _fail(source, root, ("cloud", "batching", "max_batch_size"), f"the batch table of model '{model_id}' on "
+                  f"'{cloud.device}' has sizes {sorted(table)} but not {missing}; measure them (edgesim profile "
+                  f"{model_id} --batch-sizes ...) or batch only up to a measured size")
+
+
+def _profile_of(scenario: Scenario, device: str):
+    """The profile of a device named by the scenario (a listed profile file or the catalog), None if not found."""
+    for path in scenario.profiles:
+        if Path(path).is_file():
+            prof = load_profile(path)
+            if prof.name == device:
+                return prof
+    if Path(device).is_file():
+        return load_profile(device)
+    return load_device(device) if device in list_devices() else None
 
 
 def split_point_order(scenario: Scenario, model_id: str) -> dict[str, int]:

@@ -188,3 +188,29 @@ def test_bad_topologies_are_one_line_with_file_and_yaml_line(tmp_path, profiles,
         load_scenario(path)
     msg = str(err.value)
     assert msg.startswith(f"{path}:") and f"field '{field}" in msg and words in msg, msg
+
+
+def test_a_measured_batch_table_drives_the_batch_time_and_a_missing_size_is_one_line(tmp_path, profiles):
+    from profilers.schema import load_profile, save_profile
+
+    prof = load_profile(profiles[1])  # toy-edge as the cloud: whole model 0.025 s at batch 1
+    prof.models["toy"] = prof.models["toy"].model_copy(update={"batch_latency_s": {1: 0.025, 2: 0.030, 4: 0.040}})
+    save_profile(prof, profiles[1])
+    data = _tiered(profiles, mobiles=[{"device": "toy-mobile", "count": 4}], assignment="static",
+                   edges=[{"name": "e1", "device": "toy-edge"}],
+                   cloud={"device": "toy-edge", "servers": 1, "wan": {"data_rate_mbps": 1e6, "propagation_delay_s": 0},
+                          "batching": {"max_batch_size": 4, "max_queue_delay_s": 0.6}},
+                   link={"data_rate_mbps": 1e6}, workload={"source": "periodic", "frame_rate_fps": 1.0, "frames": 3,
+                                                            "service_time": "median"})
+    data["mobiles"][0]["edge"] = "e1"
+    frames, _ = run(data)
+    batched = frames[frames["batch_size"] > 1]
+    assert len(batched) and set(batched["batch_size"]) <= {2, 3, 4}
+    table = {1: 0.025, 2: 0.030, 4: 0.040}
+    expected = np.interp(batched["batch_size"], list(table), list(table.values()))  # 3: interpolated, 0.035 s
+    np.testing.assert_allclose(batched["cloud_s"], expected, rtol=1e-9)
+    data["cloud"]["batching"]["max_batch_size"] = 8
+    path = write_scenario(tmp_path, data)
+    with pytest.raises(ScenarioError, match=r"field 'cloud\.batching\.max_batch_size': the batch table of model 'toy' "
+                                            r"on 'toy-edge' has sizes \[1, 2, 4\] but not \[8\]"):
+        load_scenario(path)

@@ -114,6 +114,8 @@ def profile(
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="local state_dict or .safetensors"),
     shapes_only: bool = typer.Option(False, "--shapes-only", help="meta tensors: FLOPs and sizes, no timing"),
     json_out: bool = typer.Option(False, "--json", help="print the split-point rows as JSON"),
+    batch_sizes: Optional[str] = typer.Option(None, "--batch-sizes", metavar="B,B,...",
+                                              help="also time the whole model at these batch sizes (dynamic batching)"),
 ) -> None:
     """Measure MODEL on this host and add it to a device profile (002 section 2, Table 2); `profile show FILE`."""
     if model == "show":
@@ -134,7 +136,8 @@ def profile(
         return
     if not device_name:
         raise EdgesimError("give --device-name NAME (the device profile to write), or --list-split-points")
-    mp, path = _run_with_progress(request, device_name, repeats, warmup, threads, device, out, energy, kind)
+    mp, path = _run_with_progress(request, device_name, repeats, warmup, threads, device, out, energy, kind,
+                                  batch_sizes)
     if json_out:
         typer.echo(json.dumps(split_rows(mp), indent=1))
         return
@@ -147,6 +150,8 @@ def profile(
         extra.append(f"CPU {mp.cpu_utilisation_percent:.0f}% of {mp.threads} threads")
     if mp.energy_method:
         extra.append(f"energy: {mp.energy_method}")
+    if mp.batch_latency_s:
+        extra.append("batch latency (ms): " + ", ".join(f"b={b} {t * 1e3:.3g}" for b, t in mp.batch_latency_s.items()))
     jpeg = mp.input_bytes.get("jpeg")
     if jpeg:
         extra.append(f"input JPEG q{mp.jpeg_quality}: {jpeg} B ({100 * jpeg / mp.input_bytes['float32']:.1f}% of float32)")
@@ -154,7 +159,7 @@ def profile(
     console.print(f"wrote {path}")
 
 
-def _run_with_progress(request, device_name, repeats, warmup, threads, device, out, energy, kind):
+def _run_with_progress(request, device_name, repeats, warmup, threads, device, out, energy, kind, batch_sizes=None):
     """run_profile with a progress bar on stderr, started at the first step so that errors before it stay one line."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -173,7 +178,7 @@ def _run_with_progress(request, device_name, repeats, warmup, threads, device, o
 
     try:
         return run_profile(request, device_name, repeats, warmup, threads, device, out, energy, kind,
-                           progress=progress, warn=_warn)
+                           progress=progress, warn=_warn, batch_sizes=batch_sizes or ())
     finally:
         if task is not None:
             bar.stop()

@@ -136,7 +136,6 @@ def size_study(cfg: StudyConfig, steps: Steps = silent_steps):
             raise EdgesimError(f"size study: student '{s}' is not a VGG; known: {', '.join([*STUDENTS, *TEACHER_CFGS])}")
     teachers = _Teachers(cfg)
     t_data = _data(cfg, cfg.teacher_side_px)
-    check_teacher_larger(cfg.teacher, cfg.students, t_data.num_classes, cfg.teacher_side_px)
     teacher = teachers.get(cfg.teacher, t_data, steps)
     rows = []
     total = len(cfg.students) * len(cfg.resolutions)

@@ -1,0 +1,246 @@
+"""The compiled engine equals the SimPy engine frame by frame (1e-9 s) over random scenarios of every feature."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from simulator.compiled import simulate_compiled, supports
+from simulator.devices import ServiceTime
+from simulator.engine import simulate
+from simulator.link import DelayTrace, LinkDelay, RateTrace
+from simulator.plan import Batching, EdgeTier, FramePlan, Tiers, Topology
+from simulator.policies import Route
+from simulator.policies.best_split import BestSplitPolicy, BestSplitSpec
+
+SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _trace(rng, kind: str, outages: bool = True) -> RateTrace:
+    """A constant link, a stepped trace with outages (rate 0), or one that repeats with a period.
+
+    Best-split gets no outages: the SimPy engine's predicted_delay_s divides by a bandwidth of 0 (oracle estimate
+    during an outage, or an EWMA that starts at a rate of 0) and raises ZeroDivisionError.
+    """
+    if kind == "constant":
+        return RateTrace.constant(float(rng.uniform(0.2, 20)))
+    rates = rng.uniform(0.2e6, 20e6, 5)
+    rates[(rng.random(5) < 0.25) & outages] = 0.0
+    rates[-1] = max(rates[-1], 1e5)
+    times = np.cumsum(np.concatenate(([0.0], rng.uniform(0.2, 2.0, 4))))
+    return RateTrace(times, rates, float(times[-1] + 1.0) if kind == "periodic" else 0.0)
+
+
+def _plan(rng, n_mobiles: int, frames: int, routes: int, tiered: bool = False, delay: bool = False,
+          per_edge: int = 0) -> FramePlan:
+    """Random captures and per-route demands: route 0 local (tail NaN), the others offload; some heads are 0."""
+    capture = np.concatenate([np.cumsum(rng.exponential(rng.uniform(0.05, 0.6), frames)) for _ in range(n_mobiles)])
+    if rng.random() < 0.3:  # periodic cameras: exact ties between devices
+        capture = np.concatenate([np.arange(frames) * 0.1 for _ in range(n_mobiles)])
+    n = capture.size
+    mobile = np.repeat(np.arange(n_mobiles), frames)
+    head = rng.exponential(0.05, (routes, n)) * (rng.random((routes, n)) < 0.8)
+    tail = rng.exponential(0.08, (routes, n))
+    bits = rng.integers(1_000, 400_000, (routes, n)).astype(float)
+    down = np.where(rng.random((routes, n)) < 0.5, 0.0, rng.exponential(0.01, (routes, n)))
+    local = np.arange(routes) % (per_edge or routes) == 0 if routes > 1 else np.zeros(routes, bool)
+    tail[local], bits[local], down[local] = np.nan, 0.0, 0.0
+    route = rng.integers(0, routes, n).astype(np.int16)
+    delay_u = rng.random((2, n)) if delay else None
+    if not tiered:
+        return FramePlan(capture, mobile, route, head, bits, tail, down, n_mobiles, delay_u)
+    to_cloud = rng.random(routes) < 0.6
+    to_cloud[local] = False
+    cloud = np.where(to_cloud[:, None], rng.exponential(0.15, (routes, n)), np.nan)  # busy: batches form
+    wan_bits = np.where(to_cloud[:, None], rng.integers(1_000, 200_000, (routes, n)), 0).astype(float)
+    wan_down = np.where(to_cloud[:, None], rng.exponential(0.005, (routes, n)), 0.0)
+    relay = to_cloud & (rng.random(routes) < 0.5)  # nothing to run on the edge server
+    tail[relay] = np.nan
+    keys = np.where(to_cloud, np.arange(routes) % 2, -1).astype(np.int64)
+    factors = 1 + 0.139 * (np.arange(9)[None, :] - 1) * np.ones((routes, 1))
+    return FramePlan(capture, mobile, route, head, bits, tail, down, n_mobiles, delay_u, wan_bits, cloud, wan_down,
+                     per_edge, keys, factors)
+
+
+def _assert_same(plan: FramePlan, topo: Topology, policy=None, routes=None, make_policy=None) -> float:
+    """Every field of both engines on copies of the same plan; returns the largest time difference."""
+    def copy():
+        return FramePlan(**{**plan.__dict__, "route": plan.route.copy()})
+    ref = simulate(copy(), topo, make_policy() if make_policy else policy, routes)
+    pol = make_policy() if make_policy else policy
+    assert supports(plan, topo, pol)
+    got = simulate_compiled(copy(), topo, pol, routes)
+    assert set(got) == set(ref)
+    worst = 0.0
+    for key, a in ref.items():
+        b = got[key]
+        if key in ("status", "drop_stage", "route"):
+            np.testing.assert_array_equal(a, b, err_msg=key)
+            continue
+        assert np.array_equal(np.isnan(a), np.isnan(b)), key
+        diff = float(np.nanmax(np.abs(a - b), initial=0.0))
+        assert diff < 1e-9, (key, diff)
+        worst = max(worst, diff)
+    return worst
+
+
+features = st.fixed_dictionaries({
+    "seed": st.integers(0, 2**31), "n_mobiles": st.integers(1, 3), "routes": st.integers(1, 3),
+    "servers": st.integers(1, 3), "trace": st.sampled_from(["constant", "stepped", "periodic"]),
+    "prop": st.sampled_from([0.0, 0.0, 0.003]), "deadline": st.sampled_from([None, 0.2]),
+})
+
+
+@settings(max_examples=60, **SETTINGS)
+@given(p=features, shared=st.booleans())
+def test_stateless_pipeline_and_shared_medium(p, shared):
+    rng = np.random.default_rng(p["seed"])
+    plan = _plan(rng, p["n_mobiles"], 40, p["routes"])
+    uplink = [_trace(rng, p["trace"])] if shared else [_trace(rng, p["trace"]) for _ in range(p["n_mobiles"])]
+    topo = Topology(p["servers"], uplink, shared, p["prop"], 2e6, deadline_s=p["deadline"])
+    _assert_same(plan, topo)
+
+
+def _routes(rng, n_routes: int) -> list[Route]:
+    """Best-split's candidates: local first, then splits with a head, bytes up, a tail and a result back."""
+    out = []
+    for k in range(n_routes):
+        head = ServiceTime("fixed", float(rng.uniform(0.001, 0.08))) if k == 0 or rng.random() < 0.7 else None
+        if k == 0:
+            out.append(Route("local", "toy", "output", "", head, 0, None, 0))
+            continue
+        tail = ServiceTime("exponential", 0.0, mean_s=float(rng.uniform(0.01, 0.1)))
+        out.append(Route(f"r{k}", "toy", "mid", "", head, int(rng.integers(500, 50_000)), tail,
+                         int(rng.integers(0, 100))))
+    return out
+
+
+def _best_split(kind: str, alpha: float):
+    def make():
+        pol = BestSplitPolicy.__new__(BestSplitPolicy)  # the engines only call its stateful hooks
+        pol.spec = BestSplitSpec(name="best-split", bandwidth_estimate=kind, ewma_alpha=alpha)
+        return pol
+    return make
+
+
+@settings(max_examples=50, **SETTINGS)
+@given(p=features, shared=st.booleans(), kind=st.sampled_from(["ewma", "oracle"]), alpha=st.floats(0.05, 1.0),
+       bound=st.sampled_from([None, 0, 1, 3]), stale=st.booleans())
+def test_best_split_with_bounds_drops_and_shared_medium(p, shared, kind, alpha, bound, stale):
+    rng = np.random.default_rng(p["seed"])
+    n_routes = max(p["routes"], 2)
+    plan = _plan(rng, p["n_mobiles"], 40, n_routes)
+    uplink = [_trace(rng, p["trace"], False)] if shared else [_trace(rng, p["trace"], False)
+                                                              for _ in range(p["n_mobiles"])]
+    topo = Topology(p["servers"], uplink, shared, p["prop"], 2e6, mobile_capacity=bound, server_capacity=bound,
+                    drop_stale=stale, deadline_s=p["deadline"], packet_overhead_bytes=int(rng.integers(0, 60)))
+    routes = _routes(rng, n_routes)
+    # plan demands consistent with the routes: a route without a head has none, a local one sends nothing
+    for k, r in enumerate(routes):
+        if r.head is None:
+            plan.head_s[k] = 0.0
+    _assert_same(plan, topo, routes=[routes] * p["n_mobiles"], make_policy=_best_split(kind, alpha))
+
+
+@settings(max_examples=40, **SETTINGS)
+@given(p=features, bound=st.sampled_from([0, 1, 2]), stale=st.booleans(), shared=st.booleans())
+def test_bounded_queues_and_drop_stale(p, bound, stale, shared):
+    rng = np.random.default_rng(p["seed"])
+    plan = _plan(rng, p["n_mobiles"], 50, p["routes"])
+    uplink = [_trace(rng, p["trace"])] if shared else [_trace(rng, p["trace"]) for _ in range(p["n_mobiles"])]
+    topo = Topology(p["servers"], uplink, shared, p["prop"], 2e6, mobile_capacity=bound, server_capacity=bound,
+                    drop_stale=stale, deadline_s=p["deadline"])
+    _assert_same(plan, topo)
+
+
+def _delays(rng, n_mobiles: int) -> list[LinkDelay]:
+    out = []
+    for _ in range(n_mobiles):
+        kind = rng.choice(["uniform", "normal", "exponential", "lognormal", "trace", "fixed"])
+        fifo = bool(rng.random() < 0.7)
+        if kind == "trace":
+            times = np.arange(5) * 0.7
+            trace = DelayTrace(times, rng.uniform(0.0, 0.05, 5), 3.5 if rng.random() < 0.5 else 0.0)
+            out.append(LinkDelay(0.01, trace=trace, fifo=fifo))
+        else:
+            out.append(LinkDelay(0.01, distribution=None if kind == "fixed" else str(kind), std_s=0.006, fifo=fifo))
+    return out
+
+
+@settings(max_examples=30, **SETTINGS)
+@given(p=features, shared=st.booleans())
+def test_varying_delay_with_fifo(p, shared):
+    rng = np.random.default_rng(p["seed"])
+    plan = _plan(rng, p["n_mobiles"], 40, p["routes"], delay=True)
+    uplink = [_trace(rng, p["trace"])] if shared else [_trace(rng, p["trace"]) for _ in range(p["n_mobiles"])]
+    topo = Topology(p["servers"], uplink, shared, p["prop"], 2e6, deadline_s=p["deadline"],
+                    delay=_delays(rng, p["n_mobiles"]))
+    _assert_same(plan, topo)
+
+
+tier_features = st.fixed_dictionaries({
+    "seed": st.integers(0, 2**31), "n_mobiles": st.integers(1, 4), "n_edges": st.integers(1, 3),
+    "per_edge": st.integers(1, 3), "cloud_servers": st.integers(1, 3),
+    "assignment": st.sampled_from(["static", "round-robin", "least-loaded", "shortest-expected-delay"]),
+    "batching": st.booleans(), "policy": st.booleans(), "delay": st.booleans(),
+    "trace": st.sampled_from(["constant", "stepped"]),
+})
+
+
+@settings(max_examples=50, **SETTINGS)
+@given(p=tier_features)
+def test_tiers_assignment_cloud_and_batching(p):
+    rng = np.random.default_rng(p["seed"])
+    n_mob, n_edges, per = p["n_mobiles"], p["n_edges"], p["per_edge"]
+    plan = _plan(rng, n_mob, 30, n_edges * per, tiered=True, delay=p["delay"], per_edge=per)
+    dynamic = p["assignment"] in ("least-loaded", "shortest-expected-delay")
+    if dynamic:
+        plan.route[:] = plan.route % per
+    edge_of_mobile = np.arange(n_mob) % n_edges if p["assignment"] == "round-robin" else \
+        rng.integers(0, n_edges, n_mob)
+    if not dynamic:
+        plan.route[:] = plan.route % per + edge_of_mobile[plan.mobile] * per
+    calm = not (p["policy"] or dynamic)  # best-split and the assignment divide by the link's rate
+    uplinks = [_trace(rng, p["trace"], calm) for _ in range(n_mob)]
+    edges = []
+    for e in range(n_edges):
+        shared = bool(rng.random() < 0.3) and not p["policy"]
+        edges.append(EdgeTier(f"e{e}", int(rng.integers(1, 3)), [_trace(rng, p["trace"], calm)] if shared else uplinks,
+                              shared, _trace(rng, p["trace"], calm), float(rng.choice([0.0, 0.004]))))
+    batching = Batching(int(rng.integers(1, 6)), tuple(sorted({int(x) for x in rng.integers(1, 5, 2)}, reverse=True)),
+                        float(rng.uniform(0.0, 0.2))) if p["batching"] else None
+    if batching is not None:
+        plan.batch_factors = plan.batch_factors[:, :batching.max_batch_size + 1].copy()
+    tiers = Tiers(edges, p["assignment"], p["cloud_servers"], batching, edge_of_mobile, float(rng.uniform(1e6, 1e8)))
+    topo = Topology(1, uplinks, False, float(rng.choice([0.0, 0.002])), 2e6, server_capacity=None,
+                    delay=_delays(rng, n_mob) if p["delay"] else None, tiers=tiers)
+    routes = None
+    if p["policy"] or dynamic:
+        one = []
+        for e in range(n_edges):
+            for k in range(per):
+                cloud = ServiceTime("fixed", 0.05) if plan.cloud_s[e * per + k, 0] == plan.cloud_s[e * per + k, 0] \
+                    else None
+                tail = ServiceTime("fixed", 0.03) if plan.tail_s[e * per + k, 0] == plan.tail_s[e * per + k, 0] \
+                    else None
+                one.append(Route(f"r{k}", "toy", "mid", "", ServiceTime("fixed", 0.01), 2_000 * (k + 1), tail, 40,
+                                 None, 5_000 if cloud else 0, cloud, "key"))
+        routes = [one] * n_mob
+    _assert_same(plan, topo, routes=routes, make_policy=_best_split("ewma", 0.3) if p["policy"] else None)
+
+
+def test_unsupported_policies_are_refused():
+    from simulator.policies import StatefulPolicy
+
+    class Other(StatefulPolicy):
+        def __init__(self):
+            pass
+
+    rng = np.random.default_rng(0)
+    plan = _plan(rng, 1, 5, 2)
+    topo = Topology(1, [RateTrace.constant(1.0)], False, 0.0, 1e6)
+    assert supports(plan, topo) and not supports(plan, topo, Other())
+    with pytest.raises(Exception, match="does not cover"):
+        simulate_compiled(plan, topo, Other(), [[None, None]])
