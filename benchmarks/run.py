@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import compiled
+
 
 def _measure(engine: str, frames: int, repeats: int = 3) -> dict:
     out = subprocess.run([sys.executable, "-m", "benchmarks.measure", engine, str(frames), str(repeats)], capture_output=True,
@@ -81,6 +83,7 @@ def main(argv=None) -> int:
         "max_abs_difference_fast_vs_simpy_s": agreement(min(args.frames, 200_000)),
         "fast_engine_peak": {"frames": mem["frames"], "peak_rss_mb": mem["peak_rss_mb"], "seconds": mem["seconds"]},
         "sweep_scaling": sweep_scaling(8, 4000 if args.quick else 20000),
+        "compiled": compiled.report(args.quick),
     }
     from rich.console import Console
     from rich.table import Table
@@ -97,6 +100,7 @@ def main(argv=None) -> int:
         console.print(f"{k}: {v:.1f}x")
     console.print(f"max |fast - simpy| per frame: {report['max_abs_difference_fast_vs_simpy_s']:.3g} s")
     s = report["sweep_scaling"]
+    compiled.print_report(report["compiled"])
     console.print(f"sweep of {s['points']} points: --jobs 1 {s['jobs1_s']:.2f} s, --jobs 2 {s['jobs2_s']:.2f} s "
                   f"(speed-up {s['speedup']:.2f}x, identical results: {s['identical']})")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -168,7 +168,7 @@ def assemble(sc: Scenario) -> Point:
     if tiers is not None:
         topo = replace(topo, tiers=tiers)
     stateful = needs_state(sc, policies)
-    engine = sc.engine if sc.engine != "auto" else ("simpy" if stateful else "fast")
+    engine = sc.engine if sc.engine != "auto" else ("compiled" if stateful else "fast")
     if engine == "fast" and stateful:
         raise EdgesimError("engine 'fast' cannot run this scenario (adaptive policy, bounded queues, drop-stale or a "
                            "shared medium need the simulation state); use engine: simpy or auto")

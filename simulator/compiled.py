@@ -59,7 +59,7 @@ COMPLETED, LATE, DROPPED = 0, 1, 2
 
 # ---------------------------------------------------------------- event heap: (time, sequence) order, as SimPy's
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _push(ht, hs, hc, meta, t, code):
     n, seq = meta[0], meta[1]
     meta[1] = seq + 1
@@ -74,7 +74,7 @@ def _push(ht, hs, hc, meta, t, code):
     meta[0] = n + 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _pop(ht, hs, hc, meta):
     t0, c0 = ht[0], hc[0]
     n = meta[0] - 1
@@ -171,7 +171,7 @@ def _finish_time(tr, k, start, bits):
 
 # ---------------------------------------------------------------- stations: FIFO queues linked through the frames
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _enqueue(SI, NXT, PRV, st, i):
     NXT[i] = -1
     PRV[i] = SI[QTAIL, st]
@@ -183,7 +183,7 @@ def _enqueue(SI, NXT, PRV, st, i):
     SI[QLEN, st] += 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _unlink(SI, NXT, PRV, st, i):
     p, n = PRV[i], NXT[i]
     if SI[QHEAD, st] == i:
@@ -197,7 +197,7 @@ def _unlink(SI, NXT, PRV, st, i):
     SI[QLEN, st] -= 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _residual(SI, SF, st, now):
     """_Station.residual_s: what is left of the longest service in progress (0 when a server is free)."""
     if SI[FREE, st]:
@@ -352,7 +352,6 @@ def _run(c, firsts, nxt, heap_size):
      oracle, edge_of_mobile, n_routes) = c
     head_s, bits_s, tail_s, down_s, wan_bits, cloud_s, wan_down_s = plan
     dl_kind, dl_fifo, dl_val, dtr, last_up, last_down = dl
-    tr_off, tr_rates = tr[0], tr[2]
     members, boff, free_since = B[3], B[4], B[2]
     tiered, shared, policy, assign, per = Q[Q_TIERED], Q[Q_SHARED], Q[Q_POLICY], Q[Q_ASSIGN], Q[Q_PER]
     delay, stale, has_deadline, batch = Q[Q_DELAY], Q[Q_STALE], Q[Q_DEADLINE], Q[Q_BATCH]
@@ -449,11 +448,7 @@ def _run(c, firsts, nxt, heap_size):
                     else:
                         e = r // per
                         trace = E[2, e] + (0 if E[0, e] else mob[i])
-                    if tr_off[trace + 1] - tr_off[trace] == 1:  # a constant rate: RateTrace.finish_time's first case
-                        s = (now + bits_s[r, i] / tr_rates[tr_off[trace]]) - now
-                    else:
-                        s = _finish_time(tr, trace, now, bits_s[r, i]) - now
-                    row, ev = US, UP_FIN
+                    s, row, ev = _finish_time(tr, trace, now, bits_s[r, i]) - now, US, UP_FIN
                 elif k == K_EDGE:
                     s, row, ev = tail_s[r, i], TS, EDGE_FIN
                 elif k == K_DOWN:

@@ -249,7 +249,7 @@ def _tier_means(acc: "SummaryAccumulator") -> dict:
 
 
 def summary_rows(sc: Scenario, point: int, overrides: dict, accumulators: dict[str, "SummaryAccumulator"],
-                 groups: list[tuple[str, int]], mobile_idle_w: dict[str, float], engine: str,
+                 groups: list[tuple[str, int]], mobile_idle_w: dict[str, float], engine: dict[str, str],
                  labels: Optional[np.ndarray] = None) -> pd.DataFrame:
     """One summary row per policy at a sweep point: what was simulated where, then the accumulated metrics."""
     n_mobiles = sum(count for _, count in groups)
@@ -278,7 +278,7 @@ def summary_rows(sc: Scenario, point: int, overrides: dict, accumulators: dict[s
                 row["stable"] = bool(all(not (v >= 1.0) for k, v in row.items() if k.startswith("utilisation_")))
             for path, value in overrides.items():
                 row[f"sweep.{path}"] = value
-            row["engine"] = engine
+            row["engine"] = engine.get(spec.display, "")
             rows.append(row)
     return pd.DataFrame(rows)
 

@@ -255,8 +255,9 @@ def _finish(scenario: Scenario, out: Path, stage: Path, resolved: str, started: 
         "sweep_points": len(points),
         "resumed_points": sorted(done),
         "engines": engines_all,
-        "engine_note": "fast = exact vectorised recursion (no simulation state needed); simpy = discrete-event engine "
-                       "(adaptive policies, bounded queues, drop-stale or a shared medium)",
+        "engine_note": "fast = exact vectorised recursion (no simulation state needed); compiled = the numba event "
+                       "loop (state-dependent runs it covers, equal to simpy); simpy = the discrete-event reference "
+                       "(everything else, and long runs in windows)",
         "jobs": jobs,
         "executor": executor if executor == "process" else f"dask ({scheduler or 'LocalCluster'})",
         "git_revision": git_revision(),

@@ -13,6 +13,7 @@ from typing import Optional
 import pandas as pd
 
 from simulator.assemble import Point, Window, assemble, plan_window, with_device_errors
+from simulator.compiled import simulate_compiled, supports
 from simulator.engine import simulate, simulate_windows
 from simulator.fast import simulate_fast
 from simulator.frames import FrameSink, frames_df
@@ -41,11 +42,13 @@ def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Opti
     streaming = frames_path is not None and sc.workload.frames * pt.n_mobiles > sc.workload.chunk_frames
     per_edge = pt.topo.tiers is not None and len(pt.topo.tiers.edges) > 1
     with FrameSink([s.display for s in sc.policies], frames_path if streaming else None, keep_frames, per_edge) as sink:
+        used: dict[str, str] = {}
         for rep in range(sc.replications):
             rep_pt = with_device_errors(pt, sc.seed, rep) if sc.uncertainty == "device" else pt
             for pol in rep_pt.policies:
-                run_policy(rep_pt, pol, rep, point, sink, windowed=streaming)
-    engine = pt.engine + ((" (windows)" if pt.engine == "simpy" else " (chunked output)") if streaming else "")
+                used[pol.spec.display] = run_policy(rep_pt, pol, rep, point, sink, windowed=streaming)
+    engine = {label: name + ((" (windows)" if name == "simpy" else " (chunked output)") if streaming else "")
+              for label, name in used.items()}
     idle_w = {name: pt.devices[name].idle_w for name, _ in pt.groups}
     labels = pt.dataset["label"].to_numpy() if pt.dataset is not None and "label" in pt.dataset.columns else None
     summary = summary_rows(sc, point, overrides, sink.accumulators, pt.groups, idle_w, engine, labels)
@@ -57,8 +60,8 @@ def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Opti
     return PointResult(point, sink.frames(), summary, pt.engine, pt.notes)
 
 
-def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink, windowed: bool) -> None:
-    """One replication of one policy at one point, its frame tables handed to the sink."""
+def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink, windowed: bool) -> str:
+    """One replication of one policy at one point, its frame tables handed to the sink; returns the engine used."""
     sc, label = pt.scenario, pol.spec.display
     streams = FrameStreams(sc.seed, rep, pt.n_mobiles)
     frames_per, chunk = sc.workload.frames, sc.workload.chunk_frames
@@ -71,14 +74,18 @@ def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink
         for lo in range(0, w.plan.capture_s.size, step):
             sink.add(frames_df(pt, w.rows(lo, lo + step), {k: v[lo:lo + step] for k, v in times.items()}, label, rep,
                                point), label)
-        return
+        return "fast"
     policy = pol if pol.stateful else None
     dynamic = pt.topo.tiers is not None and pt.topo.tiers.dynamic
     routes = pt.routes_of_mobile(pol) if pol.stateful or dynamic else None
     if not windowed:
         w = plan_window(pt, pol, rep, streams, 0, frames_per)
-        sink.add(frames_df(pt, w, simulate(w.plan, pt.topo, policy, routes), label, rep, point), label)
-        return
+        if pt.engine == "compiled" and supports(w.plan, pt.topo, policy):
+            times, used = simulate_compiled(w.plan, pt.topo, policy, routes), "compiled"
+        else:  # the readable reference, and whatever the compiled loop does not cover
+            times, used = simulate(w.plan, pt.topo, policy, routes), "simpy"
+        sink.add(frames_df(pt, w, times, label, rep, point), label)
+        return used
     per_window = max(1, chunk // pt.n_mobiles)
     windows: dict[int, Window] = {}
 
@@ -93,3 +100,4 @@ def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink
         sink.add(frames_df(pt, windows.pop(k), times, label, rep, point), label)
 
     simulate_windows(load, pt.topo, done, policy, routes)
+    return "simpy"

@@ -255,7 +255,9 @@ class Scenario(_Strict):
     sweep: SweepSpec = Field(default_factory=SweepSpec)
     seed: int = Field(default=1, ge=0)
     replications: int = Field(default=1, ge=1, le=10_000)
-    engine: Literal["auto", "simpy", "fast"] = "auto"
+    engine: Literal["auto", "simpy", "fast", "compiled"] = Field(default="auto", description=(
+        "auto: the exact vectorised engine where no decision needs the simulation state, else the compiled event "
+        "loop where it covers the run, else SimPy; simpy is the readable reference"))
     uncertainty: Literal["none", "device"] = Field(default="none", description=(
         "device: each replication draws every derived device's speed from its validated leave-one-out errors, so "
         "gains come with a band (gain_*_p5/p95 over replications)"))

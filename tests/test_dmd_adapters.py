@@ -17,6 +17,7 @@ from edgesim.studies.dmd.adapters import (
 )
 from edgesim.studies.dmd.generate import Sample, confidence_features, generate
 from profilers.errors import EdgesimError
+from profilers.models import build
 
 WORDS = ["<pad>", "<unk>", "<s>", "</s>", "<video>", "<image>", "[CLS]", "[SEP]", "USER:", "ASSISTANT:", "yes", "no",
          "is", "the", "person", "in", "image", "falling?", "answer", "or", "no.", "Answer", "Yes", "No", "maybe"]
@@ -92,8 +93,6 @@ def test_vilt_b_classifier_hidden_is_1536_and_feeds_the_answer_layer():
     """The registry's ViLT has dandelin/vilt-b32-finetuned-vqa's config (its config.json: hidden 768, 12 layers and
     heads, MLP 3072, 384 px, patch 32, 3129 answers), and its classifier_hidden split point is the 1536-wide
     input of the answer layer - the layer the adapter hooks (classifier.2)."""
-    from profilers.models import build
-
     model = build("vilt", input_size=64)
     cfg = model.extra["config"]
     assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.intermediate_size) == (768, 12, 12, 3072)
@@ -117,11 +116,9 @@ def test_vilt_preprocessing_matches_vilt_image_processor_on_a_non_square_image()
     from PIL import Image
     from transformers import ViltImageProcessor
 
-    from edgesim.studies.dmd.adapters import ViltYesNoAdapter as Vilt
-
     rng = np.random.default_rng(0)
     im = Image.fromarray(rng.integers(0, 256, (50, 90, 3), dtype=np.uint8))
-    ad = Vilt.__new__(Vilt)
+    ad = ViltYesNoAdapter.__new__(ViltYesNoAdapter)
     ad.processor = ViltImageProcessor(size={"shortest_edge": 384})
     pixels, mask = ad.pixels([im, torch.from_numpy(np.array(im)).permute(2, 0, 1) / 255.0])
     ref = ViltImageProcessor()(im, return_tensors="pt")  # dandelin/vilt-b32-finetuned-vqa's preprocessing

@@ -8,9 +8,15 @@ import torch
 
 torch.set_num_threads(1)  # two pytest workers on two cores: avoid oversubscription
 
+import numpy as np
+
 from edgesim.cli.app import main
+from edgesim.studies.dmd.generate import hidden_matrix
+from edgesim.studies.dmd.records import read_dmd_json
+from edgesim.studies.dmd.switcher import load_switcher, switcher_scores
 from profilers.models import build
 from profilers.models.digits import edge_net
+from simulator.metrics import f1_score
 
 
 def run_cli(args):
@@ -27,12 +33,6 @@ def demo_dir(tmp_path_factory):
 def test_demo_writes_every_artefact(demo_dir):
     """Every file, and each consistent with the others: catches a Table 1 taken on the wrong split or threshold, a
     saved switcher that is not the one that scored the trace, and curves that do not start and end at the models."""
-    import numpy as np
-
-    from edgesim.studies.dmd.generate import hidden_matrix
-    from edgesim.studies.dmd.records import read_dmd_json
-    from edgesim.studies.dmd.switcher import load_switcher, switcher_scores
-    from simulator.metrics import f1_score
 
     for name in ("dmd.parquet", "dmd.json", "switcher.safetensors", "switcher.json", "curves.csv", "curves_train.html",
                  "curves_test.html", "table1.csv", "report.html", "edge.safetensors", "cloud.safetensors", "curve_areas.csv",

@@ -8,7 +8,10 @@ import torch
 
 torch.set_num_threads(1)  # two pytest workers on two cores: avoid oversubscription
 
+from edgesim.studies.dmd.generate import hidden_matrix
+from edgesim.studies.dmd.pipeline import fit_switcher
 from edgesim.studies.dmd.switcher import build_switcher, load_switcher, save_switcher, switcher_scores, train_switcher
+from edgesim.studies.stats import auroc
 from profilers.errors import EdgesimError
 
 
@@ -81,9 +84,6 @@ def _trace(n_train=240, n_valid=80, n_test=120, d=6, seed=0):
 
 def test_switcher_never_trains_on_test_rows():
     """Catches a switcher fitted on all rows (or on train + test): test rows carry the opposite rule."""
-    from edgesim.studies.dmd.pipeline import fit_switcher
-    from edgesim.studies.dmd.generate import hidden_matrix
-    from edgesim.studies.stats import auroc
 
     trace = _trace()
     model, cfg, _ = fit_switcher(trace, epochs=40, patience=40, seed=0)

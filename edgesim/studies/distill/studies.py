@@ -24,7 +24,6 @@ from dataclasses import dataclass, replace
 from typing import Optional
 
 from edgesim.studies.distill.data import ImageData, Split, load_data
-from edgesim.studies.stats import summarise
 from edgesim.studies.distill.kd import (
     accuracy,
     count_flops,
@@ -34,6 +33,7 @@ from edgesim.studies.distill.kd import (
     predict_logits,
     train_classifier,
 )
+from edgesim.studies.stats import summarise
 from profilers.errors import EdgesimError
 from profilers.models.nets import classifier_params, is_vit, make_net
 from profilers.models.vgg import STUDENTS, TEACHER_CFGS
@@ -136,6 +136,7 @@ def size_study(cfg: StudyConfig, steps: Steps = silent_steps):
             raise EdgesimError(f"size study: student '{s}' is not a VGG; known: {', '.join([*STUDENTS, *TEACHER_CFGS])}")
     teachers = _Teachers(cfg)
     t_data = _data(cfg, cfg.teacher_side_px)
+    check_teacher_larger(cfg.teacher, cfg.students, t_data.num_classes, cfg.teacher_side_px)
     teacher = teachers.get(cfg.teacher, t_data, steps)
     rows = []
     total = len(cfg.students) * len(cfg.resolutions)

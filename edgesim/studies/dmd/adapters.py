@@ -202,9 +202,7 @@ class ViltYesNoAdapter:
     @classmethod
     def from_pretrained(cls, path: str, question: str = DEFAULT_QUESTION, **kw) -> "ViltYesNoAdapter":
         """Load model and tokenizer from a local folder or cached hub id (local_files_only=True)."""
-        from transformers import AutoTokenizer, ViltForQuestionAnswering
-
-        from transformers import ViltImageProcessor
+        from transformers import AutoTokenizer, ViltForQuestionAnswering, ViltImageProcessor
 
         try:
             model = ViltForQuestionAnswering.from_pretrained(path, **load_kwargs(kw.get("dtype", "float32")))

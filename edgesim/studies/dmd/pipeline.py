@@ -14,15 +14,15 @@ import numpy as np
 import pandas as pd
 
 from edgesim.report.html import PngMode, write_figures
+from edgesim.studies.data import describe_bundled
 from edgesim.studies.dmd import deferral, digits, routing
 from edgesim.studies.dmd.adapters import TorchClassifierAdapter
 from edgesim.studies.dmd.generate import generate, hidden_matrix
 from edgesim.studies.dmd.plots import curves_figure, reliability_figure, report_html, risk_coverage_figure
 from edgesim.studies.dmd.records import write_dmd_json, write_trace_parquet
 from edgesim.studies.dmd.replay import check_devices, replay
-from edgesim.studies.data import describe_bundled
-from edgesim.studies.stats import reliability_bins
 from edgesim.studies.dmd.switcher import SwitcherConfig, save_switcher, switcher_scores, train_switcher
+from edgesim.studies.stats import reliability_bins
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_bytes, atomic_write_text
 from profilers.progress import Progress, Steps, silent, silent_steps
