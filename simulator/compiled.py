@@ -31,7 +31,9 @@ from profilers.errors import EdgesimError
 from simulator.link import RateTrace
 from simulator.plan import TIER_FIELDS, TIME_FIELDS, FramePlan, Topology
 from simulator.policies import Route, StatefulPolicy
-from simulator.policies.best_split import BestPlacementPolicy, BestSplitPolicy
+from simulator.policies.best_split import MIN_PLANNING_BPS, BestPlacementPolicy, BestSplitPolicy
+
+MIN_BPS = MIN_PLANNING_BPS  # a global numba compiles in as a constant
 
 # event kinds (code = frame << 4 | kind; a batch's id stands in for the frame of BATCH_FIN)
 CAPTURE, MOBILE_FIN, UP_FIN, SERVER_ARRIVE, EDGE_FIN, DOWN_FIN, FINISH = 1, 2, 3, 4, 5, 6, 7
@@ -503,13 +505,13 @@ def _run(c, firsts, nxt, heap_size):
                         up = view[1]
                         rr = r % per
                         if policy:
-                            bw = est[m] if policy == POLICY_EWMA else _rate_at(tr, oracle[m], now)
+                            bw = max(est[m] if policy == POLICY_EWMA else _rate_at(tr, oracle[m], now), MIN_BPS)
                             wait = _residual(SI, SF, up, now) + _queue_sum(bits_s, route, NXT, SI[QHEAD, up], bw) / 1
                             rr = _choose(RT, m, e * per, (e + 1) * per, view, bw, wait, P, EF[e])
                         if hi - lo == 1:
                             best = e * per + rr
                             break
-                        bw = _rate_at(tr, E[2, e] + (0 if E[0, e] else m), now)
+                        bw = max(_rate_at(tr, E[2, e] + (0 if E[0, e] else m), now), MIN_BPS)
                         wait = _residual(SI, SF, up, now) + _queue_sum(bits_s, route, NXT, SI[QHEAD, up], bw) / 1
                         expected = _predicted(RT, m, e * per + rr, view, bw, wait, P[P_PROP], P[P_DLBPS],
                                               P[P_WANDBPS], EF[e])
@@ -519,7 +521,7 @@ def _run(c, firsts, nxt, heap_size):
                 elif policy:  # BestSplitPolicy.choose_one
                     view = _backlogs(SI, SF, NXT, route, plan, Q, P, E, tr, m, 0, now)
                     link = 0 if shared else m
-                    bw = est[link] if policy == POLICY_EWMA else _rate_at(tr, oracle[link], now)
+                    bw = max(est[link] if policy == POLICY_EWMA else _rate_at(tr, oracle[link], now), MIN_BPS)
                     up = view[1]
                     wait = _residual(SI, SF, up, now) + _queue_sum(bits_s, route, NXT, SI[QHEAD, up], bw) / 1
                     route[i] = _choose(RT, m, 0, n_routes[m], view, bw, wait, P, 0.0)

@@ -18,7 +18,7 @@ import simpy
 from profilers.errors import EdgesimError
 from simulator.plan import COMPLETED, DROPPED, LATE, TIER_FIELDS, TIME_FIELDS, Batching, FramePlan, Topology
 from simulator.policies import LoadView, Route, StatefulPolicy
-from simulator.policies.best_split import predicted_delay_s
+from simulator.policies.best_split import MIN_PLANNING_BPS, predicted_delay_s
 
 WindowLoader = Callable[[int], Optional[FramePlan]]
 """load_window(k): window k of frames (every mobile device's next frames), or None after the last one."""
@@ -379,7 +379,8 @@ class StationPipeline:
             r = self.policy.choose_one(view, routes) if self.policy is not None else base
             if len(candidates) == 1:
                 return e * per + r
-            bw = tiers.edges[e].uplink[0 if tiers.edges[e].shared_medium else m].rate_bps_at(self.env.now)
+            bw = max(tiers.edges[e].uplink[0 if tiers.edges[e].shared_medium else m].rate_bps_at(self.env.now),
+                     MIN_PLANNING_BPS)
             expected = predicted_delay_s(view, routes[r], bw, view.uplink_backlog_s(bw))
             if expected < best_s:
                 best, best_s = e * per + r, expected

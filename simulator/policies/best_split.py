@@ -33,6 +33,10 @@ class BestSplitSpec(PolicySpecBase):
     ewma_alpha: float = Field(default=0.3, gt=0, le=1, description="weight of the newest transfer in the EWMA")
 
 
+MIN_PLANNING_BPS = 1.0
+"""The least bandwidth a prediction divides by (1 bit/s): during an outage every transfer looks ~forever away."""
+
+
 class BandwidthEstimator:
     """Uplink bandwidth as best-split sees it: an EWMA of observed transfers (bits/duration), or the true rate."""
 
@@ -46,8 +50,10 @@ class BandwidthEstimator:
             self.estimate_bps[link] = (1 - self.alpha) * self.estimate_bps[link] + self.alpha * bits / duration_s
 
     def at(self, link: int, now_s: float) -> float:
-        """The bandwidth to plan with on `link` at now_s."""
-        return self.estimate_bps[link] if self.kind == "ewma" else self.uplinks[link].rate_bps_at(now_s)
+        """The bandwidth to plan with on `link` at now_s (at least MIN_PLANNING_BPS: an outage makes sending look
+        very slow, not undefined)."""
+        bw = self.estimate_bps[link] if self.kind == "ewma" else self.uplinks[link].rate_bps_at(now_s)
+        return max(bw, MIN_PLANNING_BPS)
 
 
 class BestSplitPolicy(StatefulPolicy):
