@@ -23,6 +23,7 @@ from profilers.calibrate import DeviceCalibration, Roofline, calibrate_stack, op
 from profilers.calibration_data import PublishedLatency, stack_key
 from profilers.errors import EdgesimError, ProfileError
 from profilers.models import build, entries
+from profilers.models.sources import ModelRequest, build_model
 from profilers.opcount import KNOWN_ARCHS, Op, block_ops
 from profilers.schema import (
     BlockRecord,
@@ -213,11 +214,17 @@ def _derived_model(mp: ModelProfile, facts: DeviceFacts, times: list[float], how
 
 
 def _registry_ops(mp: ModelProfile) -> Optional[list[Op]]:
-    """Operators of a host model, rebuilt from the model registry and tagged with the measured block index."""
-    if mp.model_id not in entries():
-        return None
+    """Operators of a host model, rebuilt (registry, torchvision, timm) at its split points and tagged with the
+    measured block index; None when it cannot be rebuilt into the same blocks (a --model-file or hf: model)."""
     side = tuple(mp.input_shape[1:]) if len(mp.input_shape) == 3 else None
-    model = build(mp.model_id, input_size=side) if side else build(mp.model_id)
+    if mp.model_id in entries():
+        model = build(mp.model_id, input_size=side) if side else build(mp.model_id)
+    else:
+        cuts = [sp.name for sp in mp.split_points if sp.name not in ("input", "output")]
+        try:
+            model = build_model(ModelRequest(spec=mp.model_id, input_size=tuple(mp.input_shape), split_points=cuts))
+        except EdgesimError:
+            return None
     if len(model.blocks) != len(mp.blocks):
         return None
     return block_ops(model.blocks, [1, *mp.input_shape])
