@@ -325,3 +325,20 @@ def test_png_renders_with_local_chromium(tmp_path, small_figs, monkeypatch):
         png = tmp_path / f"{name}.png"
         assert png in written[name] and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert _no_tmp(tmp_path)
+
+
+def test_crossovers_give_the_rate_interval_where_each_gain_crosses_one():
+    import pandas as pd
+
+    from edgesim.report.plots import crossovers
+
+    rates = [1.0, 2.0, 4.0, 8.0]
+    rows = [{"point": k, "policy": "mimic", "mobile": "m", "edge": "e", "data_rate_mbps": r,
+             "gain_vs_offload": g, "gain_vs_offload_p5": g - 0.3, "gain_vs_offload_p95": g + 0.3,
+             "gain_vs_local": 2.0, "gain_vs_local_p5": 1.5, "gain_vs_local_p95": 2.5}
+            for k, (r, g) in enumerate(zip(rates, [1.5, 1.2, 0.9, 0.6]))]
+    c = crossovers(pd.DataFrame(rows)).set_index("gain")
+    assert c.loc["gain_vs_offload", "crosses 1 (mean)"] == "2-4"
+    assert c.loc["gain_vs_offload", "crosses 1 (5 % band)"] == "1-2"
+    assert c.loc["gain_vs_offload", "crosses 1 (95 % band)"] == "4-8"
+    assert c.loc["gain_vs_local", "crosses 1 (mean)"] == "never"

@@ -214,3 +214,40 @@ def test_a_measured_batch_table_drives_the_batch_time_and_a_missing_size_is_one_
     with pytest.raises(ScenarioError, match=r"field 'cloud\.batching\.max_batch_size': the batch table of model 'toy' "
                                             r"on 'toy-edge' has sizes \[1, 2, 4\] but not \[8\]"):
         load_scenario(path)
+
+
+def test_early_exit_cascades_and_mimic_in_the_cloud_take_the_routes_they_say(tmp_path, profiles):
+    from profilers.schema import load_profile, save_profile
+
+    for p in profiles:  # a second model for the cascade's large one, and a mimic (a copy of toy) to split in the cloud
+        prof = load_profile(p)
+        prof.models["toy-cloud"] = prof.models["toy"].model_copy(update={"model_id": "toy-cloud"})
+        prof.models["toy-mimic"] = prof.models["toy"].model_copy(update={"model_id": "toy-mimic"})
+        save_profile(prof, p)
+    rng = np.random.default_rng(0)
+    n = 40
+    trace = tmp_path / "trace.parquet"
+    import pandas as pd
+
+    y = rng.integers(0, 2, n)
+    pd.DataFrame({"label": y, "edge_pred": np.where(rng.random(n) < 0.7, y, 1 - y), "cloud_pred": y,
+                  "edge_max_prob": rng.random(n), "switcher_score": rng.random(n)}).to_parquet(trace)
+    cascade = {"edge_model": "toy", "cloud_model": "toy-cloud", "offload_fraction": 0.5}
+    data = _tiered(profiles, mobiles=[{"device": "toy-mobile"}], assignment="static",
+                   edges=[{"name": "e1", "device": "toy-edge"}],
+                   workload={"source": "periodic", "frame_rate_fps": 1.0, "frames": n, "dataset": str(trace),
+                             "service_time": "median"},
+                   policies=[{"name": "early-exit", "exit_point": "mid", "threshold": 0.6},
+                             {"name": "uncertainty", "small_on": "edge", "large_on": "cloud", **cascade},
+                             {"name": "mimic", "split_point": "mid", "tier": "cloud"}])
+    data["mobiles"][0]["edge"] = "e1"
+    frames, _ = run(data)
+    ee = frames[frames.policy == "early-exit"].sort_values("sample")
+    confident = pd.read_parquet(trace)["edge_max_prob"].to_numpy()[ee["sample"].to_numpy()] >= 0.6
+    assert (ee["cloud_s"].to_numpy()[confident] == 0).all() and (ee["cloud_s"].to_numpy()[~confident] > 0).all()
+    assert (ee["tail_s"] > 0).all()  # the head up to the exit runs on the edge server for every frame
+    unc = frames[frames.policy == "uncertainty"]
+    assert (unc["head_s"] == 0).all() and (unc["tail_s"] > 0).all()  # small model on the edge server
+    assert (unc["cloud_s"] > 0).mean() == pytest.approx(0.5)  # half the frames go on to the large model
+    mim = frames[frames.policy == "mimic"]
+    assert (mim["head_s"] > 0).all() and (mim["tail_s"] == 0).all() and (mim["cloud_s"] > 0).all()  # relayed

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Optional
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -44,3 +44,13 @@ def progress_steps(transient: bool = True, disable: bool = False) -> Iterator[St
             return progress
 
         yield steps
+
+
+PNG_HELP = ("--png: PNG figures too, an error if they cannot be made (needs kaleido and Chromium); --no-png: HTML "
+            "only; neither: PNG where Chromium works, else one warning")
+"""The one spelling of the PNG option, for every command that writes figures."""
+
+
+def png_mode(png: Optional[bool], default: Optional[str] = "auto") -> Optional[str]:
+    """--png / --no-png / neither as write_figures' png mode: 'yes', 'no', or the default."""
+    return default if png is None else ("yes" if png else "no")

@@ -10,7 +10,7 @@ from typing import Optional
 import pandas as pd
 import typer
 
-from edgesim.cli.console import console, progress_steps
+from edgesim.cli.console import PNG_HELP, console, png_mode, progress_steps
 from edgesim.report.html import write_figures
 from edgesim.studies.data import BUNDLED
 from edgesim.studies.distill import studies as st
@@ -121,7 +121,7 @@ def head(
     epochs: int = typer.Option(30, "--epochs", min=0, help="head distillation epochs"),
     lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate for the student head"),
     bottleneck: Optional[int] = typer.Option(None, "--bottleneck-channels", min=1,
-                                             help="default: nearest 1.7%% of the input values"),
+                                             help="default: nearest 1.7 percent of the input values"),
     teacher_checkpoint: Optional[str] = typer.Option(None, "--teacher-checkpoint", help="local state_dict"),
     seed: int = typer.Option(0, "--seed"),
     quick: bool = typer.Option(False, "--quick", help="1+1 epochs on 300 images (tests)"),
@@ -135,7 +135,7 @@ def head(
     export: Optional[Path] = typer.Option(None, "--export", help="also copy the student head weights and the "
                                           "run record here (profilers/data/distilled for the registered model)"),
     out: Optional[Path] = typer.Option(None, "--out", help="folder (default results/distill-head)"),
-    no_png: bool = typer.Option(False, "--no-png"),
+    png: Optional[bool] = typer.Option(None, "--png/--no-png", metavar="", show_default=False, help=PNG_HELP),
 ) -> None:
     """Head network distillation with a bottleneck (002 section 3, eq. (1)); optionally profile the mimic."""
     _check_dataset(data)
@@ -150,7 +150,7 @@ def head(
                        limit=limit, out=out, steps=steps)
     table = pd.DataFrame(head_table_rows(rec))
     write_csv(table, out / "table3.csv")
-    write_figures({"hnd_sse": _sse_figure(rec)}, out, "no" if no_png else "auto")
+    write_figures({"hnd_sse": _sse_figure(rec)}, out, png_mode(png))
     con = console()
     con.print(_table(table, f"002 Table 3 layout: {rec['model_id']} (student head + {rec['teacher_id']} tail)"))
     con.print(f"bottleneck {rec['bottleneck_shape']} = {rec['bottleneck_numel']} values "
@@ -201,7 +201,7 @@ def sweep(
     seeds: int = typer.Option(1, "--seeds", min=1, help="run the study for N seeds; tables give mean +/- 95% t-interval"),
     quick: bool = typer.Option(False, "--quick", help="seconds: 1 epoch, 300 images, 32x32, three students"),
     out: Optional[Path] = typer.Option(None, "--out", help="folder (default results/distill-sweep)"),
-    no_png: bool = typer.Option(False, "--no-png"),
+    png: Optional[bool] = typer.Option(None, "--png/--no-png", metavar="", show_default=False, help=PNG_HELP),
 ) -> None:
     """003 trade-off studies as tables (CSV + rich) and plotly figures, over one or more seeds."""
 
@@ -241,7 +241,7 @@ def sweep(
     write_json({"study": study, "config": cfg.__dict__, "seeds": seed_list(seeds, seed), "wall_time_s": wall,
                 "cpu_time_s": cpu, "ops": "MACs = torch.utils.flop_counter FLOPs / 2, batch 1",
                 "interval": "mean +/- half-width of the 95% Student-t interval over seeds"}, out / f"{study}.json")
-    write_figures({study: fig}, out, "no" if no_png else "auto")
+    write_figures({study: fig}, out, png_mode(png))
     metrics = [m for m in st.SEED_METRICS[study] if m in mean.columns and not m.startswith("student_")]
     shown = formatted(mean, metrics, 4)[[*st.SEED_KEYS[study], *metrics, "n_seeds"]]
     console().print(_table(shown, f"003 study '{study}' on {cfg.dataset}, mean +/- 95% t-interval over {seeds} seed(s)"))

@@ -10,7 +10,7 @@ from typing import Optional
 import pandas as pd
 import typer
 
-from edgesim.cli.console import progress_steps
+from edgesim.cli.console import PNG_HELP, png_mode, progress_steps
 from edgesim.studies.data import BUNDLED
 from edgesim.studies.dmd import adapters, deferral, digits, routing
 from edgesim.studies.dmd.digits import TASKS
@@ -161,7 +161,7 @@ def evaluate_cmd(
     trace_path: Path = typer.Argument(..., help="DMD trace: Parquet, or the paper's JSON (000 A.2; agreement only)"),
     switcher: Path = typer.Option(Path("switcher"), help="folder with switcher.safetensors and switcher.json"),
     out: Path = typer.Option(Path("dmd-eval"), help="output folder"),
-    png: bool = typer.Option(True, help="also write PNG figures (needs kaleido + Chromium; a warning if not)"),
+    png: Optional[bool] = typer.Option(None, "--png/--no-png", metavar="", show_default=False, help=PNG_HELP),
     seed: int = typer.Option(0),
 ) -> None:
     """Score the trace with the switcher, then deferral curves (train/test), curve areas, Table 1 rows (000 A.4),
@@ -181,7 +181,7 @@ def evaluate_cmd(
     write_trace_parquet(scored, out / "dmd_scored.parquet")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        write_evaluation(ev, out, png="auto" if png else "no",
+        write_evaluation(ev, out, png=png_mode(png),
                          provenance={"trace": str(trace_path), "switcher": str(switcher)})
     for w in caught:
         typer.echo(f"warning: {w.message}", err=True)
@@ -213,7 +213,7 @@ def demo_cmd(
                              "MNIST digits; pip install 'edgesim[mnist]')"),
     task: str = typer.Option("binary", help="binary ('is it an 8 or a 9?', positive-class F1) or multiclass (macro F1)"),
     fast: bool = typer.Option(False, help="fewer epochs and 400 DMD samples (tests)"),
-    png: bool = typer.Option(True, help="also write PNG figures (needs kaleido + Chromium; a warning if not)"),
+    png: Optional[bool] = typer.Option(None, "--png/--no-png", metavar="", show_default=False, help=PNG_HELP),
     mobile: str = typer.Option("host-1thread", help=(
         "mobile device running the small model in the replay: host-1thread / host-2threads (measured here) or a "
         "device_facts.json entry (rpi3b+, up-board, jetson-tx2, laptop, cloud-gpu; derived from the measurement)")),
@@ -227,10 +227,10 @@ def demo_cmd(
     with progress_steps() as steps, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if seeds > 1:
-            tables = run_demo_seeds(out, seed_list(seeds, seed), fast=fast, task=task, png="auto" if png else "no",
+            tables = run_demo_seeds(out, seed_list(seeds, seed), fast=fast, task=task, png=png_mode(png),
                                     steps=steps, mobile=mobile, cloud_device=cloud, data_name=data)
         else:
-            summary = run_demo(out, seed=seed, fast=fast, task=task, png="auto" if png else "no", mobile=mobile,
+            summary = run_demo(out, seed=seed, fast=fast, task=task, png=png_mode(png), mobile=mobile,
                                cloud_device=cloud, steps=steps, data_name=data)
     for w in {str(w.message) for w in caught if "PNG" in str(w.message)}:
         typer.echo(f"warning: {w}", err=True)
@@ -264,7 +264,7 @@ def demo_cmd(
 @dmd_app.command("replay")
 def replay_cmd(
     trace_path: Path = typer.Argument(..., help="DMD Parquet trace with a test split (from `dmd generate`)"),
-    profile: list[Path] = typer.Option(..., "--profile", help="device profile JSON (measured by `edgesim profile` or "
+    profile: list[Path] = typer.Option(..., "--profile", metavar="FILE", help="device profile JSON (measured by `edgesim profile` or "
                                        "derived); repeat for the mobile device's and the cloud's"),
     mobile: str = typer.Option(..., help="device (profile name) running the small model"),
     cloud: str = typer.Option(..., help="device (profile name) running the large model"),
@@ -275,7 +275,7 @@ def replay_cmd(
     encoding: str = typer.Option("raw_uint8", help="how a deferred input reaches the cloud: raw_uint8, jpeg or float32"),
     switcher_ms: float = typer.Option(0.0, min=0.0, help="the switcher's time per frame on the mobile device (ms)"),
     out: Path = typer.Option(Path("dmd-replay"), help="output folder"),
-    png: bool = typer.Option(True, help="also write PNG figures (needs kaleido + Chromium; a warning if not)"),
+    png: Optional[bool] = typer.Option(None, "--png/--no-png", metavar="", show_default=False, help=PNG_HELP),
     seed: int = typer.Option(0),
 ) -> None:
     """000 Table 1 with time and energy, and Figures 4-5, for any edge/cloud model pair in any device profiles."""
@@ -295,7 +295,7 @@ def replay_cmd(
         warnings.simplefilter("always")
         rep = replay_profiles(out, scored, info, list(profile), mobile, cloud,
                               CascadeModels(edge_model, cloud_model, encoding), switcher_ms / 1e3, seed,
-                              "auto" if png else "no")
+                              png_mode(png))
     for w in {str(w.message) for w in caught if "PNG" in str(w.message)}:
         typer.echo(f"warning: {w}", err=True)
     cols = ["approach", "f1_pct", "accuracy_pct", "large_model_pct", "sim_time_s", "sim_delay_mean_ms", "sim_energy_kj"]

@@ -186,7 +186,7 @@ def _run_with_progress(request, device_name, repeats, warmup, threads, device, o
 
 def derive(
     profile_path: Path = typer.Argument(..., help="a measured profile (edgesim profile ... --out FILE)"),
-    devices: list[str] = typer.Option(..., "--device", help="catalog device (device_facts.json); repeatable"),
+    devices: list[str] = typer.Option(..., "--device", metavar="DEVICE", help="catalog device (device_facts.json); repeatable"),
     out: Optional[Path] = typer.Option(None, "--out", help="FILE.json for one device, a folder for several "
                                        "(default profiles/<device>.json)"),
 ) -> None:

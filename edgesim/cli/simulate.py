@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from edgesim.cli.console import console, progress_steps
+from edgesim.cli.console import PNG_HELP, console, png_mode, progress_steps
 from edgesim.cli.profile import device_rows, model_rows
 from edgesim.report.html import column_unit, fmt_sig
 from edgesim.report.outputs import write_plots_and_report
@@ -48,15 +48,6 @@ def _parse_sets(sets: list[str]) -> dict:
 
 def _sigterm_as_interrupt(signum, frame):  # noqa: ARG001
     raise KeyboardInterrupt
-
-
-PNG_HELP = ("--png: PNG figures too, an error if they cannot be made (needs kaleido and Chromium); --no-png: HTML "
-            "only; neither: the scenario's outputs.png (auto: PNG where Chromium works, else one warning)")
-
-
-def _png_mode(png: Optional[bool]) -> Optional[str]:
-    """--png / --no-png / neither as write_figures' png mode ('yes', 'no', or None for the scenario's)."""
-    return None if png is None else ("yes" if png else "no")
 
 
 def _refuse_changes_on_resume(resume: Path, scenario: Optional[Path], out: Optional[Path], sets: list[str],
@@ -116,7 +107,7 @@ def run(
             manifest = run_to_folder(sc, target, jobs=jobs, resume=resume is not None, progress=update,
                                      command=python_command(), scenario_source=str(scenario or resume),
                                      executor=executor, scheduler=scheduler, overwrite=overwrite,
-                                     write_extras=functools.partial(write_plots_and_report, png=_png_mode(png)))
+                                     write_extras=functools.partial(write_plots_and_report, png=png_mode(png, None)))
     except KeyboardInterrupt:
 
         kept = len(finished_points(staging_dir(target)))
@@ -213,7 +204,7 @@ def plot(results: Path = typer.Argument(..., metavar="RESULTS", help="results fo
     """Regenerate the plots and report.html of a results folder from its summary and frames."""
 
     summary, _, manifest, sc = load_results(results, frames=False)
-    warnings = write_plots_and_report(results, sc, summary, manifest, png=_png_mode(png))
+    warnings = write_plots_and_report(results, sc, summary, manifest, png=png_mode(png, None))
     for w in warnings:
         print(f"edgesim: warning: {w}", file=sys.stderr)
     print(f"plots: {results / 'plots'}  report: {results / 'report.html'}")

@@ -19,6 +19,7 @@ from typing import Literal, Mapping, Optional
 
 import pandas as pd
 
+from edgesim.report.plots import crossovers
 from edgesim.report.stability import unstable_warnings
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_bytes, atomic_write_text
@@ -288,6 +289,12 @@ def report_html(figures: Mapping[str, object], summary: pd.DataFrame, manifest: 
         stem = file_stem(name)
         parts += [f"<h2 id='sec-{stem}'>{esc(name)}</h2>", f"<p class='note'>{esc(_figure_note(name, fig))}</p>",
                   fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{stem}")]
+    cross = crossovers(summary)
+    if len(cross):
+        parts += ["<h2 id='sec-crossovers'>Where the gains cross 1</h2>",
+                  "<p class='note'>Data-rate interval (Mbit/s, between two swept rates) where each gain first crosses 1; "
+                  "with uncertainty: device also on the 5 % and 95 % bands over replications, so the crossover lies "
+                  "in the span they give.</p>", cross.to_html(index=False, border=0, classes="t")]
     table = format_summary(summary).to_html(index=False, border=0, classes="t summary", na_rep="–")
     parts += ["<h2 id='sec-summary'>Summary: one row per sweep point and policy</h2>",
               "<p class='note'>Times in ms (3 significant digits; columns renamed from _s to _ms), gains and "

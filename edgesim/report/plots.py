@@ -211,6 +211,33 @@ def fig3_figure(summary: pd.DataFrame, policy: str = "mimic", ref_edge: str = "l
     return fig
 
 
+def _first_crossing(rates: np.ndarray, gains: np.ndarray) -> str:
+    """The data-rate interval where a gain curve first crosses 1 (between two swept rates), or 'never'."""
+    side = np.sign(gains - 1.0)
+    idx = np.flatnonzero(side[1:] * side[:-1] < 0)
+    return f"{rates[idx[0]]:.3g}-{rates[idx[0] + 1]:.3g}" if idx.size else "never"
+
+
+def crossovers(summary: pd.DataFrame) -> pd.DataFrame:
+    """Where each policy's gain crosses 1 over the data rate: on the mean curve and on the 5 and 95 % bands
+    (uncertainty: device), per mobile -> edge combination; empty without a data-rate sweep."""
+    data = _finite_rates(summary)
+    rows = []
+    for (policy, mobile, edge), g in data.groupby(["policy", "mobile", "edge"], sort=False):
+        if g["data_rate_mbps"].nunique() < 2:
+            continue
+        for col in GAINS:
+            if col not in g or g[col].isna().all() or (g[col] == 1.0).all():
+                continue
+            x, y = _curve(g, col)
+            row = {"policy": policy, "mobile": mobile, "edge": edge, "gain": col, "crosses 1 (mean)": _first_crossing(x, y)}
+            if f"{col}_p5" in g:
+                row["crosses 1 (5 % band)"] = _first_crossing(*_curve(g, f"{col}_p5"))
+                row["crosses 1 (95 % band)"] = _first_crossing(*_curve(g, f"{col}_p95"))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def gain_figures(summary: pd.DataFrame, policy: str = "mimic", ref_edge: str = "laptop",
                  ref_mobile: str = "rpi3b+", baselines: Optional[dict[str, str]] = None) -> dict[str, go.Figure]:
     """Gain vs data rate w.r.t. offload and local (002 section 4), and 002 Figure 3 when the combinations exist."""
