@@ -29,6 +29,7 @@ import pandas as pd
 from profilers.errors import EdgesimError
 from profilers.io import atomic_target, atomic_write_bytes, atomic_write_text
 from simulator.metrics import order_summary
+from simulator.resolve import mobile_radio_notes, resolve_devices
 from simulator.runner import PointResult
 from simulator.scenario import Scenario, load_scenario, sweep_points, to_yaml
 from simulator.sweep import run_sweep
@@ -254,6 +255,7 @@ def _finish(scenario: Scenario, out: Path, stage: Path, resolved: str, started: 
         "replications": scenario.replications,
         "sweep_points": len(points),
         "resumed_points": sorted(done),
+        "notes": mobile_radio_notes(scenario, resolve_devices(scenario))[1],
         "engines": engines_all,
         "engine_note": "fast = exact vectorised recursion (no simulation state needed); compiled = the numba event "
                        "loop (state-dependent runs it covers, equal to simpy); simpy = the discrete-event reference "

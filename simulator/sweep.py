@@ -6,6 +6,7 @@ executor, the job count or the order points finish in.
 
 from __future__ import annotations
 
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable, Optional
@@ -85,6 +86,8 @@ def run(scenario: Scenario | dict | str | Path, jobs: int = 1, executor: str = "
     """Python API for notebooks: simulate a scenario (object, dict or YAML path) and return (frames, summary)."""
     scenario = as_scenario(scenario)
     results = run_sweep(scenario, jobs=jobs, executor=executor, scheduler=scheduler)
+    for note in dict.fromkeys(n for r in results for n in r.notes):  # what the CLI prints, once each
+        warnings.warn(note, UserWarning, stacklevel=2)
     frames = pd.concat([r.frames for r in results], ignore_index=True)
     summary = pd.concat([r.summary for r in results], ignore_index=True)
     return frames, order_summary(summary)

@@ -139,3 +139,18 @@ def test_a_model_missing_on_a_derived_device_says_how_to_derive_it(profiles):
     with pytest.raises(EdgesimError, match="edgesim derive") as err:
         run(data)
     assert "run `edgesim profile" not in str(err.value)
+
+
+def test_the_radio_note_reaches_the_console_and_the_manifest(tmp_path, profiles, capsys):
+    import json
+
+    prof = load_profile(profiles[0])
+    save_profile(prof.model_copy(update={"power": prof.power.model_copy(update={"radio": None})}), profiles[0])
+    data = scenario_dict(profiles, policies=[{"name": "offload"}], workload={"frames": 5, "frame_rate_fps": 1.0},
+                         outputs={"plots": False})
+    out = tmp_path / "res"
+    assert main(["run", str(write_scenario(tmp_path, data)), "--out", str(out)]) == 0
+    assert "edgesim: note: mobile device 'toy-mobile' has no radio model" in capsys.readouterr().err
+    assert any("no radio model" in n for n in json.loads((out / "manifest.json").read_text())["notes"])
+    with pytest.warns(UserWarning, match="no radio model"):
+        run(data)

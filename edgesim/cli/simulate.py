@@ -116,6 +116,8 @@ def run(
               f"resume with: edgesim run --resume {target}{again}", file=sys.stderr)
         raise typer.Exit(130)
     _print_summary(target)
+    for note in manifest.get("notes", []):
+        print(f"edgesim: note: {note}", file=sys.stderr)
     for w in manifest.get("warnings", []):
         print(f"edgesim: warning: {w}", file=sys.stderr)
     print(f"results: {target}  (report: {target / 'report.html'}, wall time {manifest['wall_time_s']:.1f} s)")
