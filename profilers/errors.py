@@ -18,3 +18,10 @@ class MeasurementUnavailable(EdgesimError):
 def unknown_name(kind: str, name: str, known: list[str] | tuple[str, ...]) -> EdgesimError:
     """Error for a name missing from a registry, listing the known ones."""
     return EdgesimError(f"unknown {kind} '{name}'; known: {', '.join(sorted(known))}")
+
+
+def field_message(where: str, loc: tuple, message: str, more: int = 0) -> str:
+    """The one shape of a field error: `WHERE: field 'a.b.c': what is wrong (and N more)`, on one line."""
+    field = (".".join(str(p) for p in loc) or "(top level)").encode("unicode_escape").decode("ascii")
+    text = message.replace("Value error, ", "").replace("\n", " ")
+    return f"{where}: field '{field}': {text}" + (f" (and {more} more)" if more else "")

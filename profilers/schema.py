@@ -15,7 +15,7 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from profilers.errors import ProfileError
+from profilers.errors import ProfileError, field_message
 from profilers.io import atomic_write_text
 
 SCHEMA_VERSION = 1
@@ -266,9 +266,7 @@ class DeviceProfile(_Strict):
 def format_validation_error(exc: ValidationError, where: str) -> str:
     """First pydantic error as one line: where, field path, message."""
     err = exc.errors()[0]
-    loc = (".".join(str(p) for p in err.get("loc", ())) or "(top level)").encode("unicode_escape").decode("ascii")
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{where}: field '{loc}': {err.get('msg', 'invalid')}{more}".replace("\n", " ")
+    return field_message(where, tuple(err.get("loc", ())), err.get("msg", "invalid"), exc.error_count() - 1)
 
 
 def load_profile(path: str | Path) -> DeviceProfile:

@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from profilers.catalog import list_devices, load_device
-from profilers.errors import EdgesimError
+from profilers.errors import EdgesimError, field_message
 from profilers.schema import load_profile
 from simulator.devices import InlineDevice
 from simulator.link import DEFAULT_PACKET_PAYLOAD_BYTES, load_rate_trace
@@ -346,7 +346,7 @@ def _field_path(loc: tuple) -> tuple:
 
 def _message(err: dict, errors: list[dict]) -> str:
     """What is wrong, in words: unknown fields name the field they were probably meant to be."""
-    msg = err.get("msg", "invalid").replace("Value error, ", "").replace("\n", " ")
+    msg = err.get("msg", "invalid")
     kind = err.get("type")
     if kind == "extra_forbidden":
         loc = _field_path(err.get("loc", ()))
@@ -370,11 +370,8 @@ def validation_message(exc: ValidationError, source: str, root: Optional[yaml.No
     err = next((e for e in errors if e.get("type") == "extra_forbidden"), errors[0]) if any(
         e.get("type") == "missing" for e in errors) else errors[0]
     loc = _field_path(err.get("loc", ()))
-    field = (".".join(str(p) for p in loc) or "(top level)").encode("unicode_escape").decode("ascii")
     line = _yaml_line(root, loc) if root is not None else None
-    where = f"{source}:{line}" if line else source
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{where}: field '{field}': {_message(err, errors)}{more}"
+    return field_message(f"{source}:{line}" if line else source, loc, _message(err, errors), exc.error_count() - 1)
 
 
 def parse_scenario(text: str, source: str = "<scenario>", base_dir: Optional[Path] = None) -> Scenario:
@@ -403,8 +400,7 @@ def parse_scenario(text: str, source: str = "<scenario>", base_dir: Optional[Pat
 def _fail(source: str, root: Optional[yaml.Node], loc: tuple, what: str) -> None:
     """Raise one line `FILE:LINE: field 'a.b': what` for a check made after parsing."""
     line = _yaml_line(root, loc) if root is not None else None
-    where = f"{source}:{line}" if line else source
-    raise ScenarioError(f"{where}: field '{'.'.join(map(str, loc))}': {what}")
+    raise ScenarioError(field_message(f"{source}:{line}" if line else source, loc, what))
 
 
 def check_topology(scenario: Scenario, source: str = "<scenario>", root: Optional[yaml.Node] = None) -> None:
@@ -483,11 +479,8 @@ def check_trace_offsets(scenario: Scenario, source: str = "<scenario>", root: Op
         end = load_rate_trace(link.trace).end_s
         if last > 0 and last >= end:
             field = "trace_offset_s" if link.offset_step_s == 0 else "offset_step_s"
-            line = _yaml_line(root, (*loc, field)) if root is not None else None
-            where = f"{source}:{line}" if line else source
-            raise ScenarioError(f"{where}: field '{'.'.join(map(str, (*loc, field)))}': the last mobile device would "
-                                f"start {last:g} s into {link.trace}, which ends at {end:g} s; use trace_end: wrap or "
-                                "a smaller offset")
+            _fail(source, root, (*loc, field), f"the last mobile device would start {last:g} s into {link.trace}, "
+                                               f"which ends at {end:g} s; use trace_end: wrap or a smaller offset")
 
 
 def load_scenario(path: str | Path) -> Scenario:
