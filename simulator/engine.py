@@ -442,15 +442,8 @@ class StationPipeline:
         if self.policy is not None:
             self.policy.observe_transfer(self.uplink_of(ring.mobile_of[i]) if self.tiers is None else ring.mobile_of[i],
                                          ring.bits[i], ring.t["up_end"][i] - ring.t["up_start"][i])
-        if self.topo.delay is not None:
-            k = self.uplink_of(ring.mobile_of[i]) if self.tiers is None else ring.mobile_of[i]
-            d = self._varying_delay(i, ring.u_up[i], self.last_up, k)
-            ring.prop_up[i] = d
-            self.env.timeout(d, i).callbacks.append(self._server_arrive_event)
-        elif self.topo.propagation_s > 0:
-            self.env.timeout(self.topo.propagation_s, i).callbacks.append(self._server_arrive_event)
-        else:
-            self._edge_arrive(i)
+        k = self.uplink_of(ring.mobile_of[i]) if self.tiers is None else ring.mobile_of[i]
+        self._after_delay(i, ring.u_up, self.last_up, k, ring.prop_up, self._server_arrive_event, self._edge_arrive)
 
     def _server_arrive_event(self, event: simpy.events.Event) -> None:
         self._edge_arrive(event.value)
@@ -515,15 +508,20 @@ class StationPipeline:
         return arrive - now
 
     def _down_done(self, i: int) -> None:
+        ring = self.ring
+        self._after_delay(i, ring.u_down, self.last_down, ring.mobile_of[i], ring.prop_down, self._finish_event,
+                          self._finish)
+
+    def _after_delay(self, i: int, u: list, last: list, k: int, met: list,
+                     then_event: Callable[[simpy.events.Event], None], then: Callable[[int], None]) -> None:
+        """Frame i goes on after the one-way delay of path k: a varying one (recorded in met) or the constant."""
         if self.topo.delay is not None:
-            m = self.ring.mobile_of[i]
-            d = self._varying_delay(i, self.ring.u_down[i], self.last_down, m)
-            self.ring.prop_down[i] = d
-            self.env.timeout(d, i).callbacks.append(self._finish_event)
+            met[i] = d = self._varying_delay(i, u[i], last, k)
+            self.env.timeout(d, i).callbacks.append(then_event)
         elif self.topo.propagation_s > 0:
-            self.env.timeout(self.topo.propagation_s, i).callbacks.append(self._finish_event)
+            self.env.timeout(self.topo.propagation_s, i).callbacks.append(then_event)
         else:
-            self._finish(i)
+            then(i)
 
     def _finish_event(self, event: simpy.events.Event) -> None:
         self._finish(event.value)

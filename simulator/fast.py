@@ -217,6 +217,17 @@ def _gather(plan: FramePlan) -> tuple[np.ndarray, ...]:
                                      plan.cloud_s, plan.wan_down_s))
 
 
+def _propagated(sent: np.ndarray, plan: FramePlan, way: int, rows: np.ndarray, mobile: np.ndarray, topo: Topology,
+                out: dict, name: str) -> np.ndarray:
+    """Arrival times one way (0 up, 1 down) after the constant propagation, or each mobile device's varying delay
+    on its FIFO path (the delays met are recorded in out[name])."""
+    if topo.delay is None:
+        return sent + topo.propagation_s
+    arrive = _varying_arrivals(sent, plan.delay_u[way][rows], mobile, mobile, topo.delay)
+    out.setdefault(name, np.full(plan.capture_s.size, np.nan))[rows] = arrive - sent
+    return arrive
+
+
 def _simulate_tiers(plan: FramePlan, topo: Topology) -> dict[str, np.ndarray]:
     """The exact recursion through edge servers and the cloud (static or round-robin assignment, no batching).
 
@@ -247,12 +258,7 @@ def _simulate_tiers(plan: FramePlan, topo: Topology) -> dict[str, np.ndarray]:
         remap = np.searchsorted(keys, mob)
         us, ue = _link_stage(out["head_end"][idx], bits[idx], remap, traces)
         out["up_start"][idx], out["up_end"][idx] = us, ue
-        if topo.delay is not None:
-            arrive = _varying_arrivals(ue, plan.delay_u[0][idx], mob, mob, topo.delay)
-            out["prop_up_s"] = np.full(n, np.nan)
-            out["prop_up_s"][idx] = arrive - ue
-        else:
-            arrive = ue + topo.propagation_s
+        arrive = _propagated(ue, plan, 0, idx, mob, topo, out, "prop_up_s")
         out["edge_arrive"][idx] = arrive
         after = arrive.copy()
         computed = tail[idx] == tail[idx]
@@ -278,13 +284,7 @@ def _simulate_tiers(plan: FramePlan, topo: Topology) -> dict[str, np.ndarray]:
             back[c] = de + prop
         ds, de = _fifo_stage(back, down[idx], mob, tiebreak=np.where(computed, out["tail_start"][idx], us))
         out["down_start"][idx], out["down_end"][idx] = ds, de
-        if topo.delay is not None:
-            done = _varying_arrivals(de, plan.delay_u[1][idx], mob, mob, topo.delay)
-            out["prop_down_s"] = np.full(n, np.nan)
-            out["prop_down_s"][idx] = done - de
-        else:
-            done = de + topo.propagation_s
-        out["done"][idx] = done
+        out["done"][idx] = _propagated(de, plan, 1, idx, mob, topo, out, "prop_down_s")
     out["batch_wait"] = np.where(np.isnan(out["cloud_start"]), np.nan, 0.0)
     out["batch_size"] = np.where(np.isnan(out["cloud_start"]), np.nan, 1.0)
     out["status"] = np.zeros(n, dtype=np.int8)
