@@ -138,3 +138,22 @@ def test_bad_inputs_exit_2_with_one_line(args, match, capsys, tmp_path, monkeypa
     assert run_cli(args) == 2
     err = capsys.readouterr().err.strip()
     assert match in err and len(err.splitlines()) == 1
+
+
+def test_demo_runs_on_an_image_folder_the_user_brings(tmp_path):
+    """--data FOLDER (root/<class>/<image>.png): grayscale 28x28, binary task 'is it the last class?'."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(["cat", "dog", "ship"]):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        for i in range(40):
+            img = (rng.random((20, 24, 3)) * 90 + c * 60).clip(0, 255).astype(np.uint8)
+            Image.fromarray(img).save(tmp_path / "imgs" / name / f"{i}.png")
+    out = tmp_path / "out"
+    assert run_cli(["dmd", "demo", "--data", str(tmp_path / "imgs"), "--fast", "--no-png", "--out", str(out)]) == 0
+    table = pd.read_csv(out / "table1.csv")
+    assert len(table) == 6 and table["f1_pct"].notna().all()
+    assert "positive = class &#x27;ship&#x27;" in (out / "report.html").read_text(encoding="utf-8")  # HTML-escaped
+    assert run_cli(["dmd", "demo", "--data", str(tmp_path / "nowhere"), "--fast", "--out", str(out)]) == 2

