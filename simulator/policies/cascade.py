@@ -242,9 +242,9 @@ ENTRIES = (
                 "uncertainty deferral, Narayan et al. 2022 (ref. [14] of 000)"),
     PolicyEntry("random", RandomSpec, CascadePolicy, "defer a random fraction of frames (seeded)",
                 "random deferral baseline, 000 A.4"),
+    PolicyEntry("oracle", OracleSpec, CascadePolicy, "defer first where the small model is wrong and the large one right",
+                "oracle deferral (upper bound), 000 A.4"),
     PolicyEntry("early-exit", EarlyExitSpec, EarlyExitPolicy,
                 "answer after the head where the per-sample confidence clears a threshold, else send the tensor on",
                 "early exit (BranchyNet, Teerapittayanon et al. 2016) over the tiers of a hybrid edge-cloud system"),
-    PolicyEntry("oracle", OracleSpec, CascadePolicy, "defer first where the small model is wrong and the large one right",
-                "oracle deferral (upper bound), 000 A.4"),
 )
