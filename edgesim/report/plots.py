@@ -287,7 +287,11 @@ def delay_components_figure(summary: pd.DataFrame, frames: pd.DataFrame) -> go.F
     policies = list(dict.fromkeys(summary["policy"]))
     series = list(dict.fromkeys(points["series"]))
     rows, cols = len(series), len(policies)
-    titles = [f"{p}: {s}" if rows > 1 else p for s in series for p in policies]
+    # policies head the columns; each row says its combination once, without what every row shares
+    common = _combo(summary["mobile"].iloc[0], summary["edge"].iloc[0])
+    short = {s: (s.removeprefix(common).strip(" ()") or s) if all(x.startswith(common) for x in series) else s
+             for s in series}
+    titles = [p if i == 0 else "" for i in range(rows) for p in policies]
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, shared_yaxes=True,
                         horizontal_spacing=0.04, vertical_spacing=min(0.12, 0.5 / max(rows, 1)))
     for i, ser in enumerate(series):
@@ -301,10 +305,13 @@ def delay_components_figure(summary: pd.DataFrame, frames: pd.DataFrame) -> go.F
                     hovertemplate="%{x}<br>" + name + " %{y:.3g} ms<extra></extra>",
                 ), row=i + 1, col=j + 1)
             fig.update_xaxes(type="category", categoryorder="array", categoryarray=order, row=i + 1, col=j + 1)
-    fig.update_yaxes(title_text="mean delay (ms)", col=1)
+    for i, ser in enumerate(series):
+        fig.update_yaxes(title_text=f"{short[ser]}<br>mean delay (ms)" if rows > 1 else "mean delay (ms)",
+                         title_font_size=11, row=i + 1, col=1)
     fig.update_xaxes(title_text=RATE_TITLE, row=rows)
     fig.update_layout(barmode="stack", template=TEMPLATE, height=max(420, 330 * rows),
-                      title="Mean capture-to-output delay by component (frames not dropped; warm-up excluded)")
+                      title="Mean capture-to-output delay by component (frames not dropped; warm-up excluded)"
+                            + (f": {common}" if rows > 1 and common in series[0] else ""))
     return fig
 
 
