@@ -202,12 +202,7 @@ def simulate_fast(plan: FramePlan, topo: Topology) -> dict[str, np.ndarray]:
             _put(out["done"], off, back)
         else:
             _put(out["done"], off, de + topo.propagation_s)
-    out["status"] = np.zeros(n, dtype=np.int8)
-    if topo.deadline_s is not None:
-        out["status"][(out["done"] - capture) > topo.deadline_s + 1e-12] = 1
-    out["drop_stage"] = np.zeros(n, dtype=np.int8)
-    out["route"] = plan.route
-    return out
+    return _with_status(out, plan, topo)
 
 
 def _gather(plan: FramePlan) -> tuple[np.ndarray, ...]:
@@ -287,9 +282,15 @@ def _simulate_tiers(plan: FramePlan, topo: Topology) -> dict[str, np.ndarray]:
         out["done"][idx] = _propagated(de, plan, 1, idx, mob, topo, out, "prop_down_s")
     out["batch_wait"] = np.where(np.isnan(out["cloud_start"]), np.nan, 0.0)
     out["batch_size"] = np.where(np.isnan(out["cloud_start"]), np.nan, 1.0)
+    return _with_status(out, plan, topo)
+
+
+def _with_status(out: dict, plan: FramePlan, topo: Topology) -> dict:
+    """Every frame completes (nothing is dropped without state), late past the deadline; the routes taken."""
+    n = plan.capture_s.size
     out["status"] = np.zeros(n, dtype=np.int8)
     if topo.deadline_s is not None:
-        out["status"][(out["done"] - capture) > topo.deadline_s + 1e-12] = 1
+        out["status"][(out["done"] - plan.capture_s) > topo.deadline_s + 1e-12] = 1
     out["drop_stage"] = np.zeros(n, dtype=np.int8)
     out["route"] = plan.route
     return out
