@@ -170,8 +170,9 @@ def assemble(sc: Scenario) -> Point:
     stateful = needs_state(sc, policies)
     engine = sc.engine if sc.engine != "auto" else ("compiled" if stateful else "fast")
     if engine == "fast" and stateful:
-        raise EdgesimError("engine 'fast' cannot run this scenario (adaptive policy, bounded queues, drop-stale or a "
-                           "shared medium need the simulation state); use engine: simpy or auto")
+        raise EdgesimError("engine 'fast' cannot run this scenario (an adaptive policy, bounded queues, drop-stale, a "
+                           "shared medium, dynamic batching or an edge server chosen at capture need the simulation "
+                           "state); use engine: auto, compiled or simpy")
     capture_trace = trace_captures(sc, dataset) if sc.workload.source == "trace" else None
     wan = sc.cloud.wan if sc.cloud is not None else None
     return Point(sc, devices, devices[edge_specs[0].device], groups, group_of_instance, instance_names, dataset,
