@@ -26,13 +26,12 @@ from edgesim.report.stability import unstable_warnings
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_text
 from profilers.schema import profile_json_schema
+from simulator.assemble import assemble
 from simulator.devices import fidelity_notes
-from simulator.link import load_rate_trace
-from simulator.policies import make_policy, policy_entries
-from simulator.resolve import resolve_devices, scenario_devices
+from simulator.policies import policy_entries
+from simulator.resolve import scenario_devices
 from simulator.results import finished_points, load_results, python_command, run_to_folder, staging_dir
 from simulator.scenario import apply_overrides, load_scenario, parse_value, scenario_json_schema, sweep_points
-from simulator.workload import load_dataset
 
 
 def _parse_sets(sets: list[str]) -> dict:
@@ -183,20 +182,13 @@ def compare_table(summary, metric: str):
 def validate(scenario: Path = typer.Argument(..., metavar="SCENARIO", help="scenario YAML",
                                            show_default=False)) -> None:
     """Check a scenario: fields, devices, models, split points, policies and traces, without simulating."""
-
     sc = load_scenario(scenario)
     points = sweep_points(sc)
     for k, ov in enumerate(points):
-        scp = apply_overrides(sc, ov, source=f"{scenario} (sweep point {k})")
-        devices = resolve_devices(scp)
-        dataset = load_dataset(scp.workload.dataset, scp.workload.dataset_split)
-        if scp.link.trace:
-
-            load_rate_trace(scp.link.trace)
-        for spec in scp.policies:
-            pol = make_policy(spec, scp.model, devices, dataset)
-            for g in scp.mobiles:
-                pol.routes(devices[g.device], devices[scp.edge.device])
+        # what a run assembles before its first frame: devices, dataset, traces, stations, policies, every route
+        pt = assemble(apply_overrides(sc, ov, source=f"{scenario} (sweep point {k})"))
+        for pol in pt.policies:
+            pt.routes_of_group(pol)
     print(f"{scenario}: valid ({len(points)} sweep points x {len(sc.policies)} policies x {sc.replications} replications)")
 
 
