@@ -39,8 +39,8 @@ def agreement(frames: int) -> float:
 
 def sweep_scaling(points: int, frames: int) -> dict:
     """Wall time of the same sweep (SimPy engine) with --jobs 1 and --jobs 2, and whether results match."""
-    from simulator.sweep import run_sweep
     from simulator.scenario import Scenario
+    from simulator.sweep import run_sweep
     from tests.sim_helpers import scenario_dict, write_toy_profiles
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -6,9 +6,9 @@ import numpy as np
 import simpy
 
 from simulator.engine import simulate
-from simulator.plan import FramePlan, Topology
 from simulator.fast import simulate_fast
 from simulator.link import RateTrace
+from simulator.plan import FramePlan, Topology
 
 ARRIVAL_RATE_FPS = 1.0
 HEAD_MEAN_S = 0.5  # exponential service at the mobile device

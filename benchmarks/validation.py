@@ -17,8 +17,8 @@ import numpy as np
 from profilers.io import atomic_write_text
 from simulator.link import Packetiser, RateTrace
 from simulator.metrics import ci95_half_width
-from simulator.sweep import run
 from simulator.scenario import Scenario
+from simulator.sweep import run
 from tests.sim_helpers import scenario_dict, write_toy_profiles
 
 

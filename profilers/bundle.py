@@ -7,6 +7,7 @@ used to validate the derivation) and one derived profile per device in profilers
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -63,14 +64,29 @@ def measure_host(name: str, kind: str, threads: int, repeats: int, warmup: int,
                          provenance=host_provenance(threads, "cpu"), models=profiles)
 
 
+def latency_origin(dev: DeviceProfile) -> str:
+    """How a profile's latencies were obtained, in a few words: measured (threads) or derived (method, LOO error)."""
+    prov = dev.provenance
+    if prov.kind == "measured":
+        return f"measured, {prov.threads} thread(s)"
+    if not prov.stack:
+        return "derived: per-block roofline"
+    if not prov.validated_errors:
+        return "derived: per-operator fallback, not validated"
+    mdae = 100 * statistics.median(abs(e) for e in prov.validated_errors)
+    return f"derived: per-operator fit, LOO MdAE {mdae:.0f}%"
+
+
 def summary_rows(devices: list[DeviceProfile]) -> list[dict]:
-    """Per device and model: full local latency and the head latency at each split point."""
+    """Per device and model: how its latencies were obtained, full local latency and the head latency at each
+    split point."""
     rows = []
     for dev in devices:
+        origin = latency_origin(dev)
         for mp in dev.models.values():
             last = mp.split_points[-1]
             rows.append({
-                "device": dev.name, "kind": dev.kind, "provenance": dev.provenance.kind, "model": mp.model_id,
+                "device": dev.name, "kind": dev.kind, "provenance": origin, "model": mp.model_id,
                 "full_ms": last.head_latency.median_s * 1e3 if last.head_latency else None,
                 "heads_ms": ", ".join(f"{sp.name}={sp.head_latency.median_s * 1e3:.1f}" for sp in mp.split_points[1:-1]
                                       if sp.head_latency),

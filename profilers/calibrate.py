@@ -23,6 +23,7 @@ import math
 import statistics
 import sys
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -107,23 +108,24 @@ class Params:
         return {k: getattr(self, k) for k in PARAMS}
 
 
+def _roofline_s(p: Params, a: OpArrays, roof: Roofline) -> np.ndarray:
+    """Per-operator max(F_o / (eta_type P), B_o / (eta_mem BW)), without tau and c0 (seconds)."""
+    eta = np.array([p.eta_dense, p.eta_3x3, p.eta_1x1, p.eta_dw, np.inf])[a.kind]
+    return np.maximum(a.flops / (eta * roof.peak_flops), a.bytes / (p.eta_mem * roof.bandwidth_bps))
+
+
 def predict_s(p: Params, a: OpArrays, roof: Roofline) -> float:
     """Latency of one network under the model of p's form (seconds)."""
     if p.form == "single":  # today's per-block roofline with eta_m = eta_c
         comp = a.block_flops / (p.eta_dense * roof.peak_flops)
         mem = a.block_bytes / (p.eta_dense * roof.bandwidth_bps)
         return float(np.maximum(comp, mem).sum())
-    eta = np.array([p.eta_dense, p.eta_3x3, p.eta_1x1, p.eta_dw, np.inf])[a.kind]
-    comp = a.flops / (eta * roof.peak_flops)
-    mem = a.bytes / (p.eta_mem * roof.bandwidth_bps)
-    return float(np.maximum(comp, mem).sum() + a.n_ops * p.tau_s + p.c0_s)
+    return float(_roofline_s(p, a, roof).sum() + a.n_ops * p.tau_s + p.c0_s)
 
 
 def op_times_s(p: Params, ops: Sequence[Op], roof: Roofline) -> np.ndarray:
     """Per-operator time of the full model (tau included, c0 not): what a derived profile sums per block."""
-    a = op_arrays(ops)
-    eta = np.array([p.eta_dense, p.eta_3x3, p.eta_1x1, p.eta_dw, np.inf])[a.kind]
-    return np.maximum(a.flops / (eta * roof.peak_flops), a.bytes / (p.eta_mem * roof.bandwidth_bps)) + p.tau_s
+    return _roofline_s(p, op_arrays(ops), roof) + p.tau_s
 
 
 def _free(form: str) -> tuple[str, ...]:
@@ -251,6 +253,12 @@ def stacks(points: Optional[list[PublishedLatency]] = None, boards: Optional[dic
     return out
 
 
+@lru_cache(maxsize=1)
+def published_stacks() -> dict[str, Stack]:
+    """stacks() of the shipped calibration data, built once per process (derive asks for every device)."""
+    return stacks()
+
+
 _OWN_FITS: dict[tuple, Params] = {}
 
 
@@ -320,7 +328,7 @@ def leave_one_out(s: Stack, form: str, prior: Prior = Prior()) -> LooResult:
 
 def loo_report(all_stacks: Optional[dict[str, Stack]] = None, forms: Sequence[str] = FORMS) -> list[LooResult]:
     """Leave-one-out of every form on every stack with at least MIN_POINTS points and a known roofline."""
-    all_stacks = stacks() if all_stacks is None else all_stacks
+    all_stacks = published_stacks() if all_stacks is None else all_stacks
     priors = cross_device_priors(all_stacks)
     out = []
     for key, s in sorted(all_stacks.items()):
@@ -373,7 +381,7 @@ def calibrate_stack(key: str, roof: Roofline, all_stacks: Optional[dict[str, Sta
     """Fit the full model for one stack with the given roofline (a catalog device's facts), with its LOO errors;
     the fallback of fit_fallback when the stack has fewer than MIN_POINTS points. anchors are further published
     points (a device's own calibration entries) used only by the fallback."""
-    all_stacks = stacks() if all_stacks is None else all_stacks
+    all_stacks = published_stacks() if all_stacks is None else all_stacks
     s = all_stacks.get(key)
     if s is None:
         s = Stack(key, [], roof, compute_class or "cpu")
@@ -392,21 +400,6 @@ def calibrate_stack(key: str, roof: Roofline, all_stacks: Optional[dict[str, Sta
     return DeviceCalibration(key, params, len(s.points), tuple(float(e) for e in loo.errors),
                              f"fitted on {len(s.points)} published points (least squares on log latency, priors "
                              "shrinking the efficiency ratios toward the other stacks' median)")
-
-
-def validated_errors(device_stacks: dict[str, str], all_stacks: Optional[dict[str, Stack]] = None
-                     ) -> dict[str, tuple[str, tuple[float, ...]]]:
-    """Per device name: the stack it models and its leave-one-out relative errors (empty when too few points)."""
-    all_stacks = stacks() if all_stacks is None else all_stacks
-    priors = cross_device_priors(all_stacks)
-    out = {}
-    for device, key in device_stacks.items():
-        s = all_stacks.get(key)
-        if s is None or s.roof is None or len(s.points) < MIN_POINTS:
-            out[device] = (key, ())
-        else:
-            out[device] = (key, tuple(float(e) for e in leave_one_out(s, "full", priors[key]).errors))
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------- report
@@ -441,6 +434,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"calibrate: error: unknown form(s) {', '.join(unknown)}; known: {', '.join(FORMS)}", file=sys.stderr)
         return 2
     results = loo_report(forms=forms)
+    print("Leave-one-out validation against published latencies (profilers/data/calibration.csv): each point is "
+          "predicted by a fit without it.\nn: published points of the stack; per form, MdAE %: median |predicted / "
+          "published - 1|; <=25 %: share of points within 25 %; rho: Spearman rank correlation.\n")
     pd.set_option("display.width", 250)
     pd.set_option("display.max_colwidth", 70)
     print(pd.DataFrame(report_rows(results)).to_string(index=False, float_format=lambda v: f"{v:.2f}"))

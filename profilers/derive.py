@@ -11,9 +11,10 @@ fitted so that the derived full-model latency of named models equals their publi
 
 from __future__ import annotations
 
-import json
+import math
 import statistics
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Union
 
@@ -22,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from profilers.calibrate import DeviceCalibration, Roofline, calibrate_stack, op_times_s
 from profilers.calibration_data import PublishedLatency, stack_key
 from profilers.errors import EdgesimError, ProfileError
-from profilers.models import build, entries
+from profilers.io import read_json
 from profilers.models.sources import ModelRequest, build_model
 from profilers.opcount import KNOWN_ARCHS, Op, block_ops
 from profilers.schema import (
@@ -87,6 +88,12 @@ class DeviceFacts(BaseModel):
     stack: Optional[StackSpec] = Field(default=None, description="calibrate with profilers.calibrate on this stack")
     description: str = ""
 
+    @property
+    def anchors(self) -> list[Calibration]:
+        """The calibration entries as a list (none, one or several)."""
+        cal = self.calibration
+        return cal if isinstance(cal, list) else ([cal] if cal else [])
+
 
 class FactsFile(BaseModel):
     """device_facts.json: devices by name."""
@@ -98,13 +105,7 @@ class FactsFile(BaseModel):
 
 def load_facts(path: str | Path) -> dict[str, DeviceFacts]:
     """Read and validate a facts file; one line with the file and field on any problem."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ProfileError(f"{path}: device facts file not found") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ProfileError(f"{path}: cannot read device facts: {exc}") from None
+    data = read_json(path, "device facts", ProfileError)
     try:
         return FactsFile.model_validate(data).devices
     except ValidationError as exc:
@@ -134,8 +135,6 @@ def roofline_times(blocks: list[BlockRecord], peak_gflops: float, bandwidth_gbs:
 def calibrate_eta(blocks: list[BlockRecord], peak_gflops: float, bandwidth_gbs: Optional[float],
                   latency_s: float, eta_m: Optional[float] = None) -> float:
     """eta_c such that the summed roofline time equals latency_s (bisection on log eta; the sum falls with eta)."""
-    import math
-
     def total(eta: float) -> float:
         return sum(roofline_times(blocks, peak_gflops, bandwidth_gbs, eta, eta_m or eta))
 
@@ -216,18 +215,23 @@ def _derived_model(mp: ModelProfile, facts: DeviceFacts, times: list[float], how
 def _registry_ops(mp: ModelProfile) -> Optional[list[Op]]:
     """Operators of a host model, rebuilt (registry, torchvision, timm) at its split points and tagged with the
     measured block index; None when it cannot be rebuilt into the same blocks (a --model-file or hf: model)."""
-    side = tuple(mp.input_shape[1:]) if len(mp.input_shape) == 3 else None
-    if mp.model_id in entries():
-        model = build(mp.model_id, input_size=side) if side else build(mp.model_id)
-    else:
-        cuts = [sp.name for sp in mp.split_points if sp.name not in ("input", "output")]
-        try:
-            model = build_model(ModelRequest(spec=mp.model_id, input_size=tuple(mp.input_shape), split_points=cuts))
-        except EdgesimError:
-            return None
-    if len(model.blocks) != len(mp.blocks):
+    cuts = tuple(sp.name for sp in mp.split_points if sp.name not in ("input", "output"))
+    return _rebuilt_ops(mp.model_id, tuple(mp.input_shape), cuts, len(mp.blocks))
+
+
+@lru_cache(maxsize=None)
+def _rebuilt_ops(model_id: str, input_shape: tuple[int, ...], cuts: tuple[str, ...], n_blocks: int
+                 ) -> Optional[list[Op]]:
+    """_registry_ops once per model and shape: every derived device reuses the same operators."""
+    request = ModelRequest(spec=model_id, input_size=input_shape if len(input_shape) == 3 else None,
+                           split_points=list(cuts))
+    try:
+        model = build_model(request)
+    except EdgesimError:
         return None
-    return block_ops(model.blocks, [1, *mp.input_shape])
+    if len(model.blocks) != n_blocks:
+        return None
+    return block_ops(model.blocks, [1, *input_shape])
 
 
 def operator_block_times(mp: ModelProfile, cal: DeviceCalibration, roof: Roofline,
@@ -249,11 +253,6 @@ def operator_block_times(mp: ModelProfile, cal: DeviceCalibration, roof: Rooflin
     return times, how
 
 
-def _anchors(facts: DeviceFacts) -> list[Calibration]:
-    cal = facts.calibration
-    return cal if isinstance(cal, list) else ([cal] if cal else [])
-
-
 def derive_device_calibrated(host: DeviceProfile, name: str, facts: DeviceFacts, from_profile: str = "",
                              validation: Optional[dict[str, str]] = None,
                              ops_for=_registry_ops) -> DeviceProfile:
@@ -264,7 +263,7 @@ def derive_device_calibrated(host: DeviceProfile, name: str, facts: DeviceFacts,
     anchors = [PublishedLatency(facts.stack.board, facts.stack.framework, facts.stack.precision, facts.stack.threads,
                                 facts.stack.compute, facts.stack.batch, a.model_id, a.model_id, a.input_size,
                                 a.latency_s * 1e3, "calibration anchor of device_facts.json", a.source, "")
-               for a in _anchors(facts) if a.model_id in KNOWN_ARCHS]
+               for a in facts.anchors if a.model_id in KNOWN_ARCHS]
     cal = calibrate_stack(facts.stack.key, roof, compute_class="gpu" if facts.compute == "cuda" else "cpu",
                           anchors=anchors)
     models, notes = {}, {}
@@ -311,14 +310,12 @@ def derive_device(host: DeviceProfile, name: str, facts: DeviceFacts, from_profi
     model when the facts name a stack, else the single-efficiency roofline on the calibration anchors."""
     if facts.stack is not None:
         return derive_device_calibrated(host, name, facts, from_profile, validation)
-    anchors = facts.calibration if isinstance(facts.calibration, list) else ([facts.calibration] if facts.calibration else [])
+    anchors = facts.anchors
     usable = [cal for cal in anchors if cal.model_id in host.models]
     sources = dict(facts.sources)
     calibration: dict[str, float] = {}
     fit_notes: dict[str, str] = {}
     if usable:
-        import math
-
         etas = []
         for cal in usable:
             ref = host.models[cal.model_id]

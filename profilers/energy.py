@@ -12,7 +12,7 @@ import time
 import typing
 from typing import Any, Callable, Optional, Protocol
 
-from profilers.errors import EdgesimError, MeasurementUnavailable
+from profilers.errors import EdgesimError, MeasurementUnavailable, first_line
 from profilers.schema import EnergyMethod, PowerModel
 
 ENERGY_CHOICES = ("auto", "required", "nvml", "rapl", "estimate")
@@ -62,8 +62,7 @@ class ZeusEnergyMeter:
             else:
                 monitor = factory(gpu_indices=[], cpu_indices=None)
         except Exception as exc:  # ZeusMonitor raises RuntimeError without RAPL permission, NVML errors, ...
-            raise MeasurementUnavailable(f"Zeus cannot open the {target} energy counters: "
-                                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            raise MeasurementUnavailable(f"Zeus cannot open the {target} energy counters: {first_line(exc)}") from None
         gpus, cpus = list(getattr(monitor, "gpu_indices", [])), list(getattr(monitor, "cpu_indices", []))
         if target == "gpu" and not gpus:
             raise MeasurementUnavailable(f"Zeus finds no GPU energy counter for GPU {gpu_index} on this host")

@@ -20,6 +20,12 @@ def unknown_name(kind: str, name: str, known: list[str] | tuple[str, ...]) -> Ed
     return EdgesimError(f"unknown {kind} '{name}'; known: {', '.join(sorted(known))}")
 
 
+def first_line(exc: BaseException, limit: int = 240) -> str:
+    """`Type: first line of the message` of an exception from code we do not own, cut to `limit` characters."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".strip()[:limit]
+
+
 def field_message(where: str, loc: tuple, message: str, more: int = 0) -> str:
     """The one shape of a field error: `WHERE: field 'a.b.c': what is wrong (and N more)`, on one line."""
     field = (".".join(str(p) for p in loc) or "(top level)").encode("unicode_escape").decode("ascii")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from profilers.errors import EdgesimError
 
@@ -51,3 +52,23 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write UTF-8 text to path atomically."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_text(path: str | Path, what: str, error: type[EdgesimError] = EdgesimError) -> str:
+    """The UTF-8 text of path; one line (`error`) naming the file when it is missing or unreadable."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: {what} file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: cannot read {what}: {exc}") from None
+
+
+def read_json(path: str | Path, what: str, error: type[EdgesimError] = EdgesimError) -> Any:
+    """The JSON value in path; one line (`error`) naming the file on a missing, unreadable or malformed file."""
+    text = read_text(path, what, error)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None

@@ -16,9 +16,10 @@ import statistics
 import threading
 import time
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from profilers.energy import EnergyMeter, pick_energy_meter
 from profilers.errors import EdgesimError, MeasurementUnavailable
@@ -124,7 +125,8 @@ def host_provenance(threads: int, torch_device: str = "cpu") -> MeasuredProvenan
 
 
 def host_hardware(torch_device: str = "cpu") -> HardwareFacts:
-    """This machine's processor, cores, memory and an estimated FP32 peak (cores * GHz * FLOPs/cycle)."""
+    """This machine's processor, cores, memory, an estimated FP32 peak (cores * GHz * FLOPs/cycle) and a measured
+    copy bandwidth; on cuda the GPU's name and neither CPU figure."""
     info = _cpuinfo()
     cores = _cores()
     flags = set(info.get("flags", "").split())
@@ -151,16 +153,18 @@ def host_hardware(torch_device: str = "cpu") -> HardwareFacts:
             f"estimate: {cores} logical cores x {ghz:.2f} GHz (/proc/cpuinfo 'cpu MHz') x {per_cycle} FLOPs/cycle "
             f"({why}); an upper bound, not measured"
         )
-    bandwidth = host_memory_bandwidth_gbs()
-    sources["memory_bandwidth_gbs"] = "measured: numpy copy of 64 MiB, best of 5, (read + write) bytes / time, 1 thread"
-    accelerator, compute = None, "cpu"
-    if torch_device.startswith("cuda"):
+    accelerator, compute, bandwidth = None, "cpu", None
+    if torch_device.startswith("cuda"):  # the CPU's peak and bandwidth do not describe the GPU
         import torch
 
         accelerator, compute = torch.cuda.get_device_name(), "cuda"
         sources["accelerator"] = "torch.cuda.get_device_name()"
         peak = None
         sources.pop("peak_gflops", None)
+    else:
+        bandwidth = host_memory_bandwidth_gbs()
+        sources["memory_bandwidth_gbs"] = ("measured: numpy copy of 64 MiB, best of 5, (read + write) bytes / time, "
+                                           "1 thread")
     return HardwareFacts(cpu_model=_cpu_model(), cores=cores, memory_gb=_memory_gb(), accelerator=accelerator,
                          compute=compute, peak_gflops=peak, memory_bandwidth_gbs=bandwidth, sources=sources)
 
@@ -476,14 +480,15 @@ def _timed_pass(blocks, x, cuda: bool) -> list[float]:
 
 
 def measure_batch_latency(model: SplittableModel, batch_sizes: Sequence[int], repeats: int, warmup: int,
-                          torch_device: str = "cpu") -> dict[int, float]:
-    """Median latency of the whole model at each batch size (a per-batch-size table for dynamic batching)."""
+                          torch_device: str = "cpu", threads: Optional[int] = None) -> dict[int, float]:
+    """Median latency of the whole model at each batch size (a per-batch-size table for dynamic batching), on the
+    same thread count as measure_model."""
     import torch
 
     cuda = torch_device.startswith("cuda")
     x1, _, _ = _model_input(model, torch_device)
     out: dict[int, float] = {}
-    with torch.inference_mode():
+    with _torch_threads(threads), torch.inference_mode():
         for b in sorted(set(int(s) for s in batch_sizes)):
             if b < 1:
                 raise EdgesimError(f"--batch-sizes: {b} is not a batch size (1 or more)")
@@ -507,9 +512,7 @@ def measure_model(
     """Profile model on this host: latency at every block boundary, FLOPs, bytes per encoding, memory, energy.
 
     002 section 2 needs tau_head and tau_tail at every split point; one timed pass per repeat stamps every block
-    boundary, so a head is the sum of its blocks' times (whole_head_latencies checks that sum)."""
-    import torch
-
+    boundary, so a head is the sum of its blocks' times."""
     points = resolve_split_points(model, options.split_points)
     if options.repeats < 1 and not model.shapes_only:
         raise EdgesimError(f"repeats must be at least 1, got {options.repeats}")
@@ -518,15 +521,24 @@ def measure_model(
     check_torch_device(options.torch_device)
     cuda = options.torch_device.startswith("cuda") and not model.shapes_only
     device = options.torch_device if cuda else ("meta" if model.shapes_only else "cpu")
-    previous_threads = torch.get_num_threads()
-    threads = options.threads or previous_threads
+    with _torch_threads(options.threads) as threads:
+        return _measure(model, options, points, power_model, progress, device, cuda, threads, meter)
+
+
+@contextmanager
+def _torch_threads(threads: Optional[int]) -> Iterator[int]:
+    """torch's intra-op threads set to `threads` (torch's current count when None) inside the block, then restored."""
+    import torch
+
+    previous = torch.get_num_threads()
+    threads = threads or previous
     if threads < 1:
         raise EdgesimError(f"threads must be at least 1, got {threads}")
     torch.set_num_threads(threads)
     try:
-        return _measure(model, options, points, power_model, progress, device, cuda, threads, meter)
+        yield threads
     finally:
-        torch.set_num_threads(previous_threads)
+        torch.set_num_threads(previous)
 
 
 def _measure(model, options, points, power_model, progress, device, cuda, threads, meter) -> ModelProfile:
@@ -655,38 +667,3 @@ def _measure(model, options, points, power_model, progress, device, cuda, thread
         blocks=block_records,
     )
 
-
-def whole_head_latencies(model: SplittableModel, repeats: int = 10, warmup: int = 2,
-                         threads: Optional[int] = None) -> dict[str, tuple[float, float]]:
-    """Per split point: (median of the sum of block times, median of timing the head as one call), in seconds.
-
-    The check behind per-block timing: a head timed as one call (no stamps between blocks) against the sum of
-    its blocks' times from the stamped pass, on the same input and thread count."""
-    import statistics
-
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads or previous)
-    try:
-        x, _, _ = _model_input(model, "cpu")
-        blocks = list(model.blocks)
-        with torch.inference_mode():
-            for _ in range(warmup):
-                _timed_pass(blocks, x, False)
-            stamps = [_timed_pass(blocks, x, False) for _ in range(repeats)]
-            result = {}
-            for name, k in model.split_points:
-                if k == 0:
-                    continue
-                whole = []
-                for _ in range(repeats):
-                    t0 = time.perf_counter()
-                    y = x
-                    for block in blocks[:k]:
-                        y = block(y)
-                    whole.append(time.perf_counter() - t0)
-                result[name] = (statistics.median(s[k] for s in stamps), statistics.median(whole))
-        return result
-    finally:
-        torch.set_num_threads(previous)

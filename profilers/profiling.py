@@ -16,7 +16,6 @@ from profilers.energy import ENERGY_CHOICES, pick_energy_meter
 from profilers.errors import EdgesimError, unknown_name
 from profilers.measure import (
     MeasureOptions,
-    Progress,
     assumed_host_power,
     check_torch_device,
     host_busy,
@@ -29,6 +28,7 @@ from profilers.measure import (
 from profilers.models import entries
 from profilers.models.graph import candidate_rows
 from profilers.models.sources import ModelRequest, build_model
+from profilers.progress import Progress
 from profilers.schema import DeviceProfile, ModelProfile, load_profile, merge_model, save_profile
 
 KINDS = ("mobile", "edge", "cloud")
@@ -186,9 +186,6 @@ def run_profile(request: ModelRequest, device_name: str, repeats: int = 10, warm
     model = build_model(request, warn)
     resolve_split_points(model, request.split_points)
     hardware = host_hardware(torch_device)
-    if torch_device.startswith("cuda"):
-        hardware = hardware.model_copy(update={"memory_bandwidth_gbs": None})
-        hardware.sources.pop("memory_bandwidth_gbs", None)
     power, kind = power_and_kind(device_name, kind, hardware.cores)
     meter = None if model.shapes_only else pick_energy_meter(torch_device, power, energy)
     busy = host_busy() if not model.shapes_only else None
@@ -199,7 +196,7 @@ def run_profile(request: ModelRequest, device_name: str, repeats: int = 10, warm
     mp = measure_model(model, options, power, progress=progress, meter=meter)
     if batch_sizes and not model.shapes_only:
         mp = mp.model_copy(update={"batch_latency_s": measure_batch_latency(model, batch_sizes, repeats, warmup,
-                                                                             torch_device)})
+                                                                             torch_device, threads)})
     provenance = host_provenance(mp.threads or 1, torch_device)
     device = DeviceProfile(name=device_name, kind=kind, hardware=hardware, power=power, provenance=provenance)
     merge_model(out, device, mp)
@@ -232,7 +229,7 @@ def derive_profiles(profile_path: Path, devices: list[str], out: Optional[Path] 
     for name, target in zip(devices, targets):
         check_writable(target)
         host = measured
-        anchor_ids = _calibration_ids(facts[name])
+        anchor_ids = [a.model_id for a in facts[name].anchors]
         borrowed = {mid: anchors_host.models[mid] for mid in anchor_ids
                     if mid not in measured.models and anchors_host is not None and mid in anchors_host.models}
         if borrowed:
@@ -263,12 +260,6 @@ def _derive_targets(devices: list[str], out: Optional[Path]) -> list[Path]:
     if out.suffix == ".json":
         raise EdgesimError(f"--out {out}: several --device values need a folder (one <device>.json each)")
     return [out / f"{name}.json" for name in devices]
-
-
-def _calibration_ids(facts) -> list[str]:
-    cal = facts.calibration
-    anchors = cal if isinstance(cal, list) else ([cal] if cal else [])
-    return [a.model_id for a in anchors]
 
 
 def _catalog_host(catalog_dir: Path) -> Optional[DeviceProfile]:

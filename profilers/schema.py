@@ -16,7 +16,7 @@ from typing import Annotated, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from profilers.errors import ProfileError, field_message
-from profilers.io import atomic_write_text
+from profilers.io import atomic_write_text, read_json
 
 SCHEMA_VERSION = 1
 
@@ -271,17 +271,7 @@ def format_validation_error(exc: ValidationError, where: str) -> str:
 
 def load_profile(path: str | Path) -> DeviceProfile:
     """Read and validate a device profile; ProfileError with the file and field on any problem."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ProfileError(f"{path}: profile file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProfileError(f"{path}: cannot read profile: {exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ProfileError(f"{path}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    data = read_json(path, "profile", ProfileError)
     try:
         return DeviceProfile.model_validate(data)
     except ValidationError as exc:

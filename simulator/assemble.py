@@ -11,7 +11,7 @@ import pandas as pd
 
 from profilers.errors import EdgesimError
 from simulator.devices import Device
-from simulator.link import LinkDelay, Packetiser, RateTrace, load_delay_trace, load_rate_trace
+from simulator.link import LinkDelay, Packetiser, RateTrace, load_delay_trace
 from simulator.plan import Batching, EdgeTier, FramePlan, Tiers, Topology
 from simulator.policies import BasePolicy, FrameInputs, Route, make_policy
 from simulator.resolve import mobile_radio_notes, resolve_devices
@@ -39,24 +39,27 @@ class Point:
     notes: list[str]  # what the user should know about how the scenario was read (one line each)
     edge_devices: list[Device] = field(default_factory=list)  # every edge server's device (server = the first)
     cloud: Optional[Device] = None
-    edge_of_mobile: Optional[np.ndarray] = None  # static and round-robin assignment: each mobile device's edge server
     wan_packetiser: Optional[Packetiser] = None
-    wan_down_bps: float = float("inf")
 
     @property
     def n_mobiles(self) -> int:
         """Mobile device instances (groups expanded by their count)."""
         return int(self.group_of_instance.size)
 
+    @property
+    def edge_of_mobile(self) -> Optional[np.ndarray]:
+        """Static and round-robin assignment: each mobile device's edge server (None: one edge server)."""
+        return self.topo.tiers.edge_of_mobile if self.topo.tiers is not None else None
+
+    @property
+    def wan_down_bps(self) -> float:
+        """Data rate of the WAN from the cloud back to the edge servers (infinite without a cloud)."""
+        return self.topo.tiers.wan_down_bps if self.topo.tiers is not None else float("inf")
+
     def routes_of_group(self, policy: BasePolicy) -> list[list[Route]]:
         """The policy's routes for each mobile group via each edge server in turn (route r' = edge x R + r)."""
         edges = self.edge_devices or [self.server]
         return [[r for e in edges for r in policy.routes(self.devices[name], e)] for name, _ in self.groups]
-
-    def routes_of_mobile(self, policy: BasePolicy) -> list[list[Route]]:
-        """The policy's routes for each mobile device instance."""
-        by_group = self.routes_of_group(policy)
-        return [by_group[g] for g in self.group_of_instance]
 
 
 def with_device_errors(pt: Point, seed: int, rep: int) -> Point:
@@ -106,23 +109,22 @@ def tiers_of(sc: Scenario, mobile_uplinks: list[RateTrace], scenario_trace: Rate
              group_of_instance: np.ndarray) -> Tiers:
     """The edge servers (each with the uplinks to it and its WAN link), the cloud pool and its batching."""
     link, cloud = sc.link, sc.cloud
+    groups_own = [g.link is not None for g in sc.mobiles for _ in range(g.count)]
+    w = cloud.wan if cloud is not None else None
+    base_wan = None if w is None else w.rate_trace()
     edges = []
     for e, spec in enumerate(sc.edge_servers()):
         own = spec.link
         if own is None:
             uplink, shared = ([scenario_trace] if link.shared_medium else mobile_uplinks), link.shared_medium
         else:
-            base = load_rate_trace(own.trace, own.trace_scale, own.trace_end) if own.trace \
-                else RateTrace.constant(own.data_rate_mbps)
+            base = own.rate_trace()
             shared = own.shared_medium
-            groups_own = [g.link is not None for g in sc.mobiles for _ in range(g.count)]
             uplink = [base.shifted(own.trace_offset_s) if own.trace else base] if shared else [
                 mobile_uplinks[m] if groups_own[m] else (base.shifted(own.trace_offset_s + m * own.offset_step_s)
                                                          if own.trace else base) for m in range(len(mobile_uplinks))]
         wan = None
-        if cloud is not None:
-            w = cloud.wan
-            base_wan = load_rate_trace(w.trace, w.trace_scale, w.trace_end) if w.trace else RateTrace.constant(w.data_rate_mbps)
+        if w is not None:
             wan = base_wan.shifted(w.trace_offset_s + e * w.offset_step_s) if w.trace else base_wan
         edges.append(EdgeTier(spec.name, spec.servers, uplink, shared, wan,
                               cloud.wan.propagation_delay_s if cloud is not None else 0.0))
@@ -142,8 +144,7 @@ def assemble(sc: Scenario) -> Point:
     group_of_instance = np.repeat(np.arange(len(groups)), [c for _, c in groups])
     instance_names = [f"{name}#{k}" if count > 1 else name for name, count in groups for k in range(count)]
     link = sc.link
-    uplink_trace = load_rate_trace(link.trace, link.trace_scale, link.trace_end) if link.trace \
-        else RateTrace.constant(link.data_rate_mbps)
+    uplink_trace = link.rate_trace()
     downlink_mbps = link.downlink_data_rate_mbps or (
         link.data_rate_mbps if not link.trace else float(uplink_trace.rates_bps.mean() / 1e6))
     uplinks, delays = mobile_links(sc, uplink_trace)
@@ -179,9 +180,7 @@ def assemble(sc: Scenario) -> Point:
                  Packetiser(link.packet_payload_bytes, link.packet_overhead_bytes, link.loss_probability),
                  downlink_mbps * 1e6, topo, policies, engine, capture_trace, notes,
                  [devices[e.device] for e in edge_specs] if tiers is not None else [], cloud,
-                 tiers.edge_of_mobile if tiers is not None else None,
-                 Packetiser(link.packet_payload_bytes, link.packet_overhead_bytes, wan.loss_probability) if wan else None,
-                 (wan.downlink_data_rate_mbps or wan.data_rate_mbps) * 1e6 if wan else float("inf"))
+                 Packetiser(link.packet_payload_bytes, link.packet_overhead_bytes, wan.loss_probability) if wan else None)
 
 
 def mobile_links(sc: Scenario, scenario_trace: RateTrace) -> tuple[list[RateTrace], Optional[list[LinkDelay]]]:
@@ -189,14 +188,16 @@ def mobile_links(sc: Scenario, scenario_trace: RateTrace) -> tuple[list[RateTrac
     link = sc.link
     uplinks: list[RateTrace] = []
     delays: list[LinkDelay] = []
+    shared_users = 0  # mobile devices on the scenario's link so far: its offsets step through all of them
     for g in sc.mobiles:
         own = g.link
         spec = own or link
         path = spec.trace
-        base = scenario_trace if own is None else (
-            load_rate_trace(own.trace, own.trace_scale, own.trace_end) if own.trace else RateTrace.constant(own.data_rate_mbps))
+        base = scenario_trace if own is None else own.rate_trace()
         rtt = load_delay_trace(path, spec.trace_end) if link.delay and link.delay.from_trace and path else None
-        for k in range(g.count):
+        first = 0 if own is not None else shared_users
+        shared_users += 0 if own is not None else g.count
+        for k in range(first, first + g.count):
             offset = spec.trace_offset_s + k * spec.offset_step_s if path else 0.0
             uplinks.append(base.shifted(offset))
             if link.delay is not None:
@@ -257,8 +258,12 @@ class Window:
                       self.frame_id[sl])
 
 
-def plan_window(pt: Point, pol: BasePolicy, rep: int, streams: FrameStreams, start: int, stop: int) -> Window:
-    """Frames start..stop-1 of every mobile device (mobile-major), with each route's service demands."""
+def plan_window(pt: Point, pol: BasePolicy, routes_by_group: list[list[Route]], rep: int, streams: FrameStreams,
+                start: int, stop: int) -> Window:
+    """Frames start..stop-1 of every mobile device (mobile-major), with each route's service demands.
+
+    routes_by_group: pt.routes_of_group(pol), worked out once for all the windows of a run.
+    """
     sc = pt.scenario
     n_inst = pt.n_mobiles
     per = stop - start
@@ -271,7 +276,6 @@ def plan_window(pt: Point, pol: BasePolicy, rep: int, streams: FrameStreams, sta
     u_tail = np.concatenate([streams.tail[m].random(per) for m in range(n_inst)])
     frames_per = sc.workload.frames
     sample = (mobile * frames_per + seq) % len(pt.dataset) if pt.dataset is not None else seq
-    routes_by_group = pt.routes_of_group(pol)
     n_routes = len(routes_by_group[0])
     n = capture.size
     head = np.zeros((n_routes, n))

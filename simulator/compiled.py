@@ -28,12 +28,10 @@ import numpy as np
 from numba import njit
 
 from profilers.errors import EdgesimError
-from simulator.link import RateTrace
-from simulator.plan import TIER_FIELDS, TIME_FIELDS, FramePlan, Topology
+from simulator.link import Packetiser, RateTrace
+from simulator.plan import DROPPED, LATE, TIER_FIELDS, TIME_FIELDS, FramePlan, Topology
 from simulator.policies import Route, StatefulPolicy
 from simulator.policies.best_split import MIN_PLANNING_BPS, BestPlacementPolicy, BestSplitPolicy
-
-MIN_BPS = MIN_PLANNING_BPS  # a global numba compiles in as a constant
 
 # event kinds (code = frame << 4 | kind; a batch's id stands in for the frame of BATCH_FIN)
 CAPTURE, MOBILE_FIN, UP_FIN, SERVER_ARRIVE, EDGE_FIN, DOWN_FIN, FINISH = 1, 2, 3, 4, 5, 6, 7
@@ -56,7 +54,6 @@ P_PROP, P_DEADLINE, P_ALPHA, P_DLBPS, P_WANDBPS, P_MAXQD, P_TIMER, P_CBUSY, P_LA
 RT_HEAD, RT_TAIL_ON, RT_TAIL, RT_CLOUD_ON, RT_CLOUD, RT_UPW, RT_DOWNW, RT_WANW = range(8)
 POLICY_NONE, POLICY_EWMA, POLICY_ORACLE = 0, 1, 2
 ASSIGN_FIXED, ASSIGN_LEAST_LOADED, ASSIGN_SED = 0, 1, 2
-COMPLETED, LATE, DROPPED = 0, 1, 2
 
 
 # ---------------------------------------------------------------- event heap: (time, sequence) order, as SimPy's
@@ -349,8 +346,17 @@ def _batch_dispatch(T, cloud_s, route, SI, NXT, PRV, Q, P, B, ht, hs, hc, meta, 
 
 
 @njit(cache=True)
+def _hand_on(ht, hs, hc, meta, now, d, as_event, code, direct):
+    """A frame goes on after d seconds: as an event at now + d, or (as_event false) at once, as action `direct`."""
+    if as_event:
+        _push(ht, hs, hc, meta, now + d, code)
+        return A_NONE
+    return direct
+
+
+@njit(cache=True)
 def _run(c, firsts, nxt, heap_size):
-    (T, plan, capture, mob, route, SI, NXT, PRV, SF, _unused, Q, P, E, EF, tr, status, drop_stage, dl, est, B, RT,
+    (T, plan, capture, mob, route, SI, NXT, PRV, SF, Q, P, E, EF, tr, status, drop_stage, dl, est, B, RT,
      oracle, edge_of_mobile, n_routes) = c
     head_s, bits_s, tail_s, down_s, wan_bits, cloud_s, wan_down_s = plan
     dl_kind, dl_fifo, dl_val, dtr, last_up, last_down = dl
@@ -505,13 +511,13 @@ def _run(c, firsts, nxt, heap_size):
                         up = view[1]
                         rr = r % per
                         if policy:
-                            bw = max(est[m] if policy == POLICY_EWMA else _rate_at(tr, oracle[m], now), MIN_BPS)
+                            bw = max(est[m] if policy == POLICY_EWMA else _rate_at(tr, oracle[m], now), MIN_PLANNING_BPS)
                             wait = _residual(SI, SF, up, now) + _queue_sum(bits_s, route, NXT, SI[QHEAD, up], bw) / 1
                             rr = _choose(RT, m, e * per, (e + 1) * per, view, bw, wait, P, EF[e])
                         if hi - lo == 1:
                             best = e * per + rr
                             break
-                        bw = max(_rate_at(tr, E[2, e] + (0 if E[0, e] else m), now), MIN_BPS)
+                        bw = max(_rate_at(tr, E[2, e] + (0 if E[0, e] else m), now), MIN_PLANNING_BPS)
                         wait = _residual(SI, SF, up, now) + _queue_sum(bits_s, route, NXT, SI[QHEAD, up], bw) / 1
                         expected = _predicted(RT, m, e * per + rr, view, bw, wait, P[P_PROP], P[P_DLBPS],
                                               P[P_WANDBPS], EF[e])
@@ -521,7 +527,7 @@ def _run(c, firsts, nxt, heap_size):
                 elif policy:  # BestSplitPolicy.choose_one
                     view = _backlogs(SI, SF, NXT, route, plan, Q, P, E, tr, m, 0, now)
                     link = 0 if shared else m
-                    bw = max(est[link] if policy == POLICY_EWMA else _rate_at(tr, oracle[link], now), MIN_BPS)
+                    bw = max(est[link] if policy == POLICY_EWMA else _rate_at(tr, oracle[link], now), MIN_PLANNING_BPS)
                     up = view[1]
                     wait = _residual(SI, SF, up, now) + _queue_sum(bits_s, route, NXT, SI[QHEAD, up], bw) / 1
                     route[i] = _choose(RT, m, 0, n_routes[m], view, bw, wait, P, 0.0)
@@ -549,16 +555,12 @@ def _run(c, firsts, nxt, heap_size):
                     duration = T[UE, i] - T[US, i]
                     if duration > 0:
                         est[link] = (1 - alpha) * est[link] + alpha * bits_s[r, i] / duration
+                d = prop
                 if delay:
                     d = _delay(dl_kind, dl_fifo, dl_val, dtr, last_up, i, m, link, 0, now)
                     T[row_pu, i] = d
-                    _push(ht, hs, hc, meta, now + d, (i << 4) | SERVER_ARRIVE)
-                    act = A_NONE
-                elif prop > 0:
-                    _push(ht, hs, hc, meta, now + prop, (i << 4) | SERVER_ARRIVE)
-                    act = A_NONE
-                else:
-                    act = A_EDGE_ARRIVE
+                act = _hand_on(ht, hs, hc, meta, now, d, delay != 0 or prop > 0, (i << 4) | SERVER_ARRIVE,
+                               A_EDGE_ARRIVE)
             elif act == A_EDGE_ARRIVE:  # engine._edge_arrive
                 if not tiered:
                     st, stage, act = edge0, 3, A_ARRIVE
@@ -576,17 +578,12 @@ def _run(c, firsts, nxt, heap_size):
             elif act == A_DOWN_ARRIVE:
                 st, stage, act = down0 + mob[i], 4, A_ARRIVE
             elif act == A_DOWN_DONE:  # engine._down_done
+                d = prop
                 if delay:
                     m = mob[i]
                     d = _delay(dl_kind, dl_fifo, dl_val, dtr, last_down, i, m, m, 1, now)
                     T[row_pd, i] = d
-                    _push(ht, hs, hc, meta, now + d, (i << 4) | FINISH)
-                    act = A_NONE
-                elif prop > 0:
-                    _push(ht, hs, hc, meta, now + prop, (i << 4) | FINISH)
-                    act = A_NONE
-                else:
-                    act = A_FINISH
+                act = _hand_on(ht, hs, hc, meta, now, d, delay != 0 or prop > 0, (i << 4) | FINISH, A_FINISH)
             elif act == A_FINISH:  # engine._finish
                 T[DONE, i] = now
                 if has_deadline and now - capture[i] > deadline + 1e-12:
@@ -594,11 +591,7 @@ def _run(c, firsts, nxt, heap_size):
                 act = A_NONE
             elif act == A_WAN_DONE:
                 e = r // per
-                if EF[e] > 0:
-                    _push(ht, hs, hc, meta, now + EF[e], (i << 4) | CLOUD_ARRIVE)
-                    act = A_NONE
-                else:
-                    act = A_CLOUD_ARRIVE
+                act = _hand_on(ht, hs, hc, meta, now, EF[e], EF[e] > 0, (i << 4) | CLOUD_ARRIVE, A_CLOUD_ARRIVE)
             elif act == A_CLOUD_ARRIVE:
                 T[CA, i] = now
                 if batch:
@@ -611,11 +604,7 @@ def _run(c, firsts, nxt, heap_size):
                 st, stage, act = wdown0 + r // per, 5, A_ARRIVE
             else:  # A_WAN_DOWN_DONE
                 e = r // per
-                if EF[e] > 0:
-                    _push(ht, hs, hc, meta, now + EF[e], (i << 4) | DOWN_ARRIVE)
-                    act = A_NONE
-                else:
-                    act = A_DOWN_ARRIVE
+                act = _hand_on(ht, hs, hc, meta, now, EF[e], EF[e] > 0, (i << 4) | DOWN_ARRIVE, A_DOWN_ARRIVE)
 
 
 @njit(cache=True)
@@ -670,24 +659,23 @@ def _pack_traces(traces: list[RateTrace]) -> tuple:
             np.array([getattr(t, "_period_bits", 0.0) for t in traces] or [0.0], dtype=float))
 
 
-def _wire_bits(topo: Topology, size_bytes: int) -> float:
-    """LoadView.wire_bits: payload plus per-packet overhead, in bits."""
-    packets = -(-size_bytes // topo.packet_payload_bytes)
-    return 8.0 * (size_bytes + packets * topo.packet_overhead_bytes)
-
-
 def _route_table(topo: Topology, routes_of_mobile: Optional[list[list[Route]]], n_mobiles: int):
     """Per mobile device and route: expected head, tail and cloud times, and wire bits (best-split's inputs)."""
     if routes_of_mobile is None:
         return np.zeros((max(n_mobiles, 1), 1, 8)), np.ones(max(n_mobiles, 1), np.int64)
     width = max(len(r) for r in routes_of_mobile)
     rt = np.zeros((n_mobiles, width, 8))
+    packetiser = Packetiser(topo.packet_payload_bytes, topo.packet_overhead_bytes)
+
+    def wire_bits(size_bytes: int) -> float:  # LoadView.wire_bits: payload plus per-packet overhead (no resends)
+        return float(packetiser.wire_bytes(size_bytes)) * 8.0
+
     for m, routes in enumerate(routes_of_mobile):
         for k, r in enumerate(routes):
             rt[m, k] = (r.head.expected_s if r.head else 0.0, r.tail is not None,
                         r.tail.expected_s if r.tail is not None else 0.0, r.cloud is not None,
-                        r.cloud.expected_s if r.cloud is not None else 0.0, _wire_bits(topo, r.up_bytes),
-                        _wire_bits(topo, r.down_bytes), _wire_bits(topo, r.wan_bytes))
+                        r.cloud.expected_s if r.cloud is not None else 0.0, wire_bits(r.up_bytes),
+                        wire_bits(r.down_bytes), wire_bits(r.wan_bytes))
     return rt, np.array([len(r) for r in routes_of_mobile], dtype=np.int64)
 
 
@@ -720,9 +708,7 @@ def _delays(plan: FramePlan, topo: Topology, n_mobiles: int, n_up: int):
             sel = plan.mobile == m
             for row in (0, 1):
                 dlv[row, sel] = d.sample(np.zeros(int(sel.sum())), plan.delay_u[row, sel])
-    packed = _pack_traces(traces) if traces else _pack_traces([RateTrace(np.array([0.0]), np.array([1.0]))])
-    dtr = (packed[0], packed[1], packed[2], packed[3], packed[4], packed[5])
-    return (kinds, fifo, dlv, dtr, np.zeros(max(n_up, 1)), np.zeros(max(n_mobiles, 1)))
+    return (kinds, fifo, dlv, _pack_traces(traces), np.zeros(max(n_up, 1)), np.zeros(max(n_mobiles, 1)))
 
 
 def simulate_compiled(plan: FramePlan, topo: Topology, policy: Optional[StatefulPolicy] = None,
@@ -808,8 +794,7 @@ def simulate_compiled(plan: FramePlan, topo: Topology, policy: Optional[Stateful
         Q[Q_BATCH], Q[Q_MAXB], Q[Q_NFREE] = 1, batching.max_batch_size, tiers.cloud_servers
         P[P_MAXQD] = batching.max_queue_delay_s
         B = (np.ascontiguousarray(plan.cloud_key, dtype=np.int64),
-             np.array(batching.preferred_batch_sizes or (0,), dtype=np.int64) if batching.preferred_batch_sizes
-             else np.zeros(0, np.int64),
+             np.array(batching.preferred_batch_sizes, dtype=np.int64),
              np.zeros(tiers.cloud_servers), np.zeros(n, np.int64), np.zeros(n + 1, np.int64),
              np.zeros(batching.max_batch_size, np.int64), f64(plan.batch_factors))
     else:
@@ -823,7 +808,7 @@ def simulate_compiled(plan: FramePlan, topo: Topology, policy: Optional[Stateful
     route = plan.route.astype(np.int64)
     firsts, nxt = _capture_chain(plan)
     c = (T, planned, f64(plan.capture_s), np.ascontiguousarray(plan.mobile, dtype=np.int64), route, SI,
-         np.full(n, -1, np.int64), np.full(n, -1, np.int64), np.zeros(n_st), 0, Q, P, E, EF, _pack_traces(traces),
+         np.full(n, -1, np.int64), np.full(n, -1, np.int64), np.zeros(n_st), Q, P, E, EF, _pack_traces(traces),
          status, drop_stage, _delays(plan, topo, n_mob, n_up), estimate, B, rt, np.arange(len(topo.uplink),
                                                                                              dtype=np.int64),
          edge_of_mobile, n_routes)

@@ -6,8 +6,9 @@ or from an inline what-if device (fixed / exponential latency, or a speed factor
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Iterable, Literal, Optional
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -224,16 +225,19 @@ def fidelity_notes(devices: dict[str, Device]) -> list[str]:
     return notes
 
 
-def reference_model(devices: dict[str, Device], model_id: str) -> ModelProfile:
-    """The model's profile from any profiled device (shapes, bytes and FLOPs do not depend on the device)."""
-    for dev in devices.values():
-        if dev.profile is not None and model_id in dev.profile.models:
-            return dev.profile.models[model_id]
-
-    for name in list_devices():
-        prof = load_device(name)
+def find_model(model_id: str, profiles: Iterable[DeviceProfile]) -> Optional[ModelProfile]:
+    """The model's profile from the first of `profiles` that has it, else from the catalog; None if none has."""
+    for prof in itertools.chain(profiles, map(load_device, list_devices())):
         if model_id in prof.models:
             return prof.models[model_id]
+    return None
+
+
+def reference_model(devices: dict[str, Device], model_id: str) -> ModelProfile:
+    """The model's profile from any profiled device (shapes, bytes and FLOPs do not depend on the device)."""
+    model = find_model(model_id, (dev.profile for dev in devices.values() if dev.profile is not None))
+    if model is not None:
+        return model
     raise ProfileError(f"no profile of model '{model_id}' in the scenario's devices or the catalog; measure it on a "
                        f"machine you have (`edgesim profile {model_id} --device-name NAME --out P.json`), derive it onto "
                        "catalog devices (`edgesim derive P.json --device rpi3b+ --out D.json`) and list both files "

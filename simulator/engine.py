@@ -439,10 +439,9 @@ class StationPipeline:
 
     def _up_done(self, i: int) -> None:
         ring = self.ring
-        if self.policy is not None:
-            self.policy.observe_transfer(self.uplink_of(ring.mobile_of[i]) if self.tiers is None else ring.mobile_of[i],
-                                         ring.bits[i], ring.t["up_end"][i] - ring.t["up_start"][i])
         k = self.uplink_of(ring.mobile_of[i]) if self.tiers is None else ring.mobile_of[i]
+        if self.policy is not None:
+            self.policy.observe_transfer(k, ring.bits[i], ring.t["up_end"][i] - ring.t["up_start"][i])
         self._after_delay(i, ring.u_up, self.last_up, k, ring.prop_up, self._server_arrive_event, self._edge_arrive)
 
     def _server_arrive_event(self, event: simpy.events.Event) -> None:
@@ -476,11 +475,15 @@ class StationPipeline:
         return self.tiers.edges[self.ring.edge_of(i)].wan.finish_time(now, self.ring.wan_bits[i]) - now
 
     def _wan_done(self, i: int) -> None:
+        self._after_wan_propagation(i, self._cloud_arrive)
+
+    def _after_wan_propagation(self, i: int, then: Callable[[int], None]) -> None:
+        """Frame i goes on after its edge server's WAN propagation delay (at once when there is none)."""
         prop = self.tiers.edges[self.ring.edge_of(i)].wan_propagation_s
         if prop > 0:
-            self.env.timeout(prop, i).callbacks.append(lambda ev: self._cloud_arrive(ev.value))
+            self.env.timeout(prop, i).callbacks.append(lambda ev: then(ev.value))
         else:
-            self._cloud_arrive(i)
+            then(i)
 
     def _cloud_arrive(self, i: int) -> None:
         self.ring.t["cloud_arrive"][i] = self.env.now
@@ -490,12 +493,7 @@ class StationPipeline:
         self.wan_downs[self.ring.edge_of(i)].arrive(i)
 
     def _wan_down_done(self, i: int) -> None:
-        prop = self.tiers.edges[self.ring.edge_of(i)].wan_propagation_s
-        down = self.downlinks[self.ring.mobile_of[i]]
-        if prop > 0:
-            self.env.timeout(prop, i).callbacks.append(lambda ev: down.arrive(ev.value))
-        else:
-            down.arrive(i)
+        self._after_wan_propagation(i, self.downlinks[self.ring.mobile_of[i]].arrive)
 
     def _varying_delay(self, i: int, u: float, last: list, k: int) -> float:
         """The delay frame i meets on path k now: drawn (or traced), then held behind the frame sent before it (FIFO)."""

@@ -15,6 +15,7 @@ import numpy as np
 from scipy.special import ndtri
 
 from profilers.errors import EdgesimError
+from profilers.io import read_text
 
 
 def _segment(times_s: np.ndarray, t_s: np.ndarray, period_s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -172,22 +173,56 @@ class LinkDelay:
             return np.exp(np.log(m) - sigma2 / 2 + np.sqrt(sigma2) * ndtri(u))
         return np.full(np.shape(u), m)
 
-    @staticmethod
-    def in_order(sent_s: np.ndarray, delay_s: np.ndarray) -> np.ndarray:
-        """Arrival times of transfers sent in this order on one FIFO path: a running maximum of sent + delay."""
-        return np.maximum.accumulate(np.asarray(sent_s) + np.asarray(delay_s))
-
 
 def trace_lines(path: Path) -> list[tuple[int, str]]:
     """(line number, stripped text) of every line that is neither blank nor a `#` comment; one line if unreadable."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise EdgesimError(f"{path}: trace not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EdgesimError(f"{path}: cannot read trace: {exc}") from None
-    numbered = [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1)]
+    numbered = [(n, line.strip()) for n, line in enumerate(read_text(path, "trace").splitlines(), start=1)]
     return [(n, line) for n, line in numbered if line and not line.startswith("#")]
+
+
+def _read_columns(path: Path, column: str, needs: str) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """(file line of each row, time_s, `column`) of a link trace CSV (extra columns and `#` comment lines are
+    skipped): times from 0 and strictly increasing, values finite and >= 0; one `FILE:LINE: what` line if not."""
+    numbered = trace_lines(path)
+    if not numbered:
+        raise EdgesimError(f"{path}:1: link trace is empty (needs a header time_s,data_rate_mbps and rows)")
+    linenos = [n for n, _ in numbered]
+    try:
+        reader = csv.DictReader(line for _, line in numbered)
+        fields = reader.fieldnames or []
+        if "time_s" not in fields or column not in fields:
+            raise EdgesimError(f"{path}:{linenos[0]}: {needs} (found: {', '.join(fields) or 'none'})")
+        times, values = [], []
+        for lineno, row in zip(linenos[1:], reader):
+            try:
+                t, v = float(row["time_s"]), float(row[column])
+            except (TypeError, ValueError):
+                raise EdgesimError(f"{path}:{lineno}: time_s and {column} must be numbers") from None
+            if not (np.isfinite(t) and np.isfinite(v)) or v < 0 or t < 0:
+                raise EdgesimError(f"{path}:{lineno}: time_s and {column} must be finite and >= 0")
+            if times and t <= times[-1]:
+                raise EdgesimError(f"{path}:{lineno}: time_s must increase strictly")
+            times.append(t)
+            values.append(v)
+    except csv.Error as exc:
+        raise EdgesimError(f"{path}: cannot read link trace: {exc}") from None
+    if not times:
+        raise EdgesimError(f"{path}:{linenos[0]}: link trace has no rows after the header")
+    if times[0] != 0.0:
+        raise EdgesimError(f"{path}:{linenos[1]}: the first time_s must be 0")
+    return linenos[1:], np.asarray(times), np.asarray(values)
+
+
+def _steps(path: Path, linenos: list[int], times: np.ndarray, values: np.ndarray,
+           end: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """(step times, step values, period_s) of a trace: all rows held (period 0), or with end 'wrap' the rows
+    before the last, repeating with the last row's time as the period."""
+    if end != "wrap":
+        return times, values, 0.0
+    if len(times) < 2:
+        raise EdgesimError(f"{path}:{linenos[0]}: a trace that wraps around needs at least two rows (the last "
+                           "time is where it ends)")
+    return times[:-1], values[:-1], float(times[-1])
 
 
 def load_rate_trace(path: str | Path, scale: float = 1.0, end: str = "hold") -> RateTrace:
@@ -198,66 +233,18 @@ def load_rate_trace(path: str | Path, scale: float = 1.0, end: str = "hold") -> 
     repeats from 0 (the last row's rate is then not used).
     """
     path = Path(path)
-    numbered = trace_lines(path)
-    if not numbered:
-        raise EdgesimError(f"{path}:1: link trace is empty (needs a header time_s,data_rate_mbps and rows)")
-    linenos = [n for n, _ in numbered]
-    try:
-        reader = csv.DictReader(line for _, line in numbered)
-        fields = reader.fieldnames or []
-        if "time_s" not in fields or "data_rate_mbps" not in fields:
-            raise EdgesimError(f"{path}:{linenos[0]}: link trace needs columns time_s,data_rate_mbps "
-                               f"(found: {', '.join(fields) or 'none'})")
-        times, rates = [], []
-        for lineno, row in zip(linenos[1:], reader):
-            try:
-                t, r = float(row["time_s"]), float(row["data_rate_mbps"])
-            except (TypeError, ValueError):
-                raise EdgesimError(f"{path}:{lineno}: time_s and data_rate_mbps must be numbers") from None
-            if not (np.isfinite(t) and np.isfinite(r)) or r < 0 or t < 0:
-                raise EdgesimError(f"{path}:{lineno}: time_s and data_rate_mbps must be finite and >= 0")
-            if times and t <= times[-1]:
-                raise EdgesimError(f"{path}:{lineno}: time_s must increase strictly")
-            times.append(t)
-            rates.append(r * scale * 1e6)
-    except csv.Error as exc:
-        raise EdgesimError(f"{path}: cannot read link trace: {exc}") from None
-    if not times:
-        raise EdgesimError(f"{path}:{linenos[0]}: link trace has no rows after the header")
-    if times[0] != 0.0:
-        raise EdgesimError(f"{path}:{linenos[1]}: the first time_s must be 0")
-    if rates[-1] <= 0:
-        raise EdgesimError(f"{path}:{linenos[len(times)]}: the last data_rate_mbps must be > 0 "
-                           "(it holds after the trace ends)")
-    if end == "wrap":
-        if len(times) < 2:
-            raise EdgesimError(f"{path}:{linenos[1]}: a trace that wraps around needs at least two rows (the last "
-                               "time is where it ends)")
-        return RateTrace(np.asarray(times[:-1]), np.asarray(rates[:-1]), period_s=times[-1])
-    return RateTrace(np.asarray(times), np.asarray(rates))
+    linenos, times, rates_mbps = _read_columns(path, "data_rate_mbps", "link trace needs columns time_s,data_rate_mbps")
+    if rates_mbps[-1] <= 0:
+        raise EdgesimError(f"{path}:{linenos[-1]}: the last data_rate_mbps must be > 0 (it holds after the trace ends)")
+    return RateTrace(*_steps(path, linenos, times, rates_mbps * scale * 1e6, end))
 
 
 def load_delay_trace(path: str | Path, end: str = "hold") -> DelayTrace:
     """Read the rtt_ms column of a link trace (as `edgesim trace import` writes it) as a one-way delay, rtt / 2."""
     path = Path(path)
-    numbered = trace_lines(path)
-    reader = csv.DictReader(line for _, line in numbered)
-    if "rtt_ms" not in (reader.fieldnames or []):
-        raise EdgesimError(f"{path}:{numbered[0][0] if numbered else 1}: link.delay.from_trace needs an rtt_ms column "
-                           "(edgesim trace import --rtt-column writes it)")
-    times, delays = [], []
-    for (lineno, _), row in zip(numbered[1:], reader):
-        try:
-            t, rtt = float(row["time_s"]), float(row["rtt_ms"])
-        except (TypeError, ValueError):
-            raise EdgesimError(f"{path}:{lineno}: time_s and rtt_ms must be numbers") from None
-        if not (np.isfinite(rtt) and rtt >= 0):
-            raise EdgesimError(f"{path}:{lineno}: rtt_ms must be finite and >= 0")
-        times.append(t)
-        delays.append(rtt / 2e3)
-    if end == "wrap":
-        return DelayTrace(np.asarray(times[:-1]), np.asarray(delays[:-1]), period_s=times[-1])
-    return DelayTrace(np.asarray(times), np.asarray(delays))
+    linenos, times, rtt_ms = _read_columns(path, "rtt_ms", "link.delay.from_trace needs an rtt_ms column "
+                                                          "(edgesim trace import --rtt-column writes it)")
+    return DelayTrace(*_steps(path, linenos, times, rtt_ms / 2e3, end))
 
 
 DEFAULT_PACKET_PAYLOAD_BYTES = 1460

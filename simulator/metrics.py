@@ -113,8 +113,13 @@ class SummaryAccumulator:
             self.tier_done += len(done)
 
     def tier_means(self) -> dict:
-        """The per-tier component means of these frames (see TIER_MEANS)."""
-        return _tier_means(self)
+        """Mean of each per-tier component (TIER_MEANS) over completed frames; cloud energy per frame; mean batch size."""
+        nan = float("nan")
+        n, s = self.tier_done, self.tier_sums
+        out = {f"{col}_mean": (s.get(col, 0.0) / n if n else nan) for col in TIER_MEANS}
+        out["energy_cloud_j_per_frame"] = s.get("energy_cloud_j", 0.0) / self.n if self.n else nan
+        out["batch_size_mean"] = s.get("batch_size", 0.0) / s["batched"] if s.get("batched") else nan
+        return out
 
     def result(self, mobile_idle_w: dict[str, float], n_mobiles: int, positive: Optional[object] = None) -> dict:
         """The summary row (002 section 4 metrics; energy as in the README; F1 of `positive`, else macro)."""
@@ -236,16 +241,6 @@ class OfferedLoad:
                "utilisation_server": max(pooled("server", servers), default=nan)}
         rho["stable"] = bool(all(not (v >= 1.0) for v in rho.values()))
         return rho
-
-
-def _tier_means(acc: "SummaryAccumulator") -> dict:
-    """Mean of each per-tier component over completed frames; cloud energy per frame; mean batch size."""
-    nan = float("nan")
-    n, s = acc.tier_done, acc.tier_sums
-    out = {f"{col}_mean": (s.get(col, 0.0) / n if n else nan) for col in TIER_MEANS}
-    out["energy_cloud_j_per_frame"] = s.get("energy_cloud_j", 0.0) / acc.n if acc.n else nan
-    out["batch_size_mean"] = s.get("batch_size", 0.0) / s["batched"] if s.get("batched") else nan
-    return out
 
 
 def summary_rows(sc: Scenario, point: int, overrides: dict, accumulators: dict[str, "SummaryAccumulator"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Optional
 
 from profilers.catalog import list_devices, load_device
 from profilers.errors import EdgesimError
@@ -26,13 +27,15 @@ def load_profile_device(name_or_path: str, extra: dict[str, DeviceProfile]) -> D
     return load_device(name_or_path)
 
 
-def resolve_devices(scenario: Scenario) -> dict[str, Device]:
-    """Every device the scenario names (mobiles, server, inline, listed profiles), keyed by its scenario name."""
+def listed_profiles(scenario: Scenario) -> dict[str, DeviceProfile]:
+    """The scenario's extra profile files (`profiles:`), read once each, by device name."""
+    return {prof.name: prof for prof in map(load_profile, scenario.profiles)}
 
-    extra = {}
-    for path in scenario.profiles:
-        prof = load_profile(path)
-        extra[prof.name] = prof
+
+def resolve_devices(scenario: Scenario, extra: Optional[dict[str, DeviceProfile]] = None) -> dict[str, Device]:
+    """Every device the scenario names (mobiles, server, inline, listed profiles), keyed by its scenario name;
+    `extra`: its listed profiles when the caller has read them already."""
+    extra = listed_profiles(scenario) if extra is None else extra
     inline = {d.name: d for d in scenario.devices}
     names = [g.device for g in scenario.mobiles] + [e.device for e in scenario.edge_servers()]
     names += [scenario.cloud.device] if scenario.cloud is not None else []
@@ -82,11 +85,8 @@ def mobile_radio_notes(scenario: Scenario, devices: dict[str, Device]) -> tuple[
 
 def scenario_devices(scenario: Scenario) -> dict[str, Device]:
     """Every device of the scenario and of its sweep (fields ending in 'device'), resolved once each."""
-    devices = resolve_devices(scenario)
-    extra = {}
-    for path in scenario.profiles:
-        prof = load_profile(path)
-        extra[prof.name] = prof
+    extra = listed_profiles(scenario)
+    devices = resolve_devices(scenario, extra)
     swept = [v for values in scenario.sweep.grid.values() if isinstance(values, list) for v in values] + [
         v for case in scenario.sweep.cases for k, v in case.items() if k.endswith("device")]
     for name in swept:

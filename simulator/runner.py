@@ -65,10 +65,11 @@ def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink
     sc, label = pt.scenario, pol.spec.display
     streams = FrameStreams(sc.seed, rep, pt.n_mobiles)
     frames_per, chunk = sc.workload.frames, sc.workload.chunk_frames
+    routes_by_group = pt.routes_of_group(pol)  # once for every window of this run
     if pt.engine == "fast":
         # the exact recursion needs every frame at once (about 170 bytes a frame); the frame table, the big part,
         # is built and handed on a chunk of rows at a time
-        w = plan_window(pt, pol, rep, streams, 0, frames_per)
+        w = plan_window(pt, pol, routes_by_group, rep, streams, 0, frames_per)
         times = simulate_fast(w.plan, pt.topo)
         step = chunk if windowed else max(w.plan.capture_s.size, 1)
         for lo in range(0, w.plan.capture_s.size, step):
@@ -77,9 +78,9 @@ def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink
         return "fast"
     policy = pol if pol.stateful else None
     dynamic = pt.topo.tiers is not None and pt.topo.tiers.dynamic
-    routes = pt.routes_of_mobile(pol) if pol.stateful or dynamic else None
+    routes = [routes_by_group[g] for g in pt.group_of_instance] if pol.stateful or dynamic else None
     if not windowed:
-        w = plan_window(pt, pol, rep, streams, 0, frames_per)
+        w = plan_window(pt, pol, routes_by_group, rep, streams, 0, frames_per)
         if pt.engine == "compiled" and supports(w.plan, pt.topo, policy):
             times, used = simulate_compiled(w.plan, pt.topo, policy, routes), "compiled"
         else:  # the readable reference, and whatever the compiled loop does not cover
@@ -93,7 +94,7 @@ def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink
         start = k * per_window
         if start >= frames_per:
             return None
-        windows[k] = plan_window(pt, pol, rep, streams, start, min(frames_per, start + per_window))
+        windows[k] = plan_window(pt, pol, routes_by_group, rep, streams, start, min(frames_per, start + per_window))
         return windows[k].plan
 
     def done(k: int, _plan, times: dict) -> None:

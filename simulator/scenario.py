@@ -15,9 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from profilers.catalog import list_devices, load_device
 from profilers.errors import EdgesimError, field_message
-from profilers.schema import load_profile
-from simulator.devices import InlineDevice
-from simulator.link import DEFAULT_PACKET_PAYLOAD_BYTES, load_rate_trace
+from profilers.io import read_text
+from profilers.schema import DeviceProfile, load_profile
+from simulator.devices import InlineDevice, find_model
+from simulator.link import DEFAULT_PACKET_PAYLOAD_BYTES, RateTrace, load_rate_trace
 from simulator.policies import ENTRIES as POLICY_ENTRIES
 from simulator.policies import PolicySpec
 
@@ -39,18 +40,32 @@ class TraceOffsets(_Strict):
         "after the trace ends: 'hold' its last rate, or 'wrap' around to its start (the last time is the end)"))
 
 
-class MobileLinkSpec(TraceOffsets):
-    """A mobile group's own uplink: a constant rate or a trace (downlink, delay and packets stay the scenario's)."""
+class TracedRate(TraceOffsets):
+    """A link's data rate: constant, or following a trace (scaled, offset per device, held or wrapped at its end)."""
 
     data_rate_mbps: Optional[float] = Field(default=None, gt=0, description="constant uplink rate")
     trace: Optional[str] = Field(default=None, description="CSV with time_s,data_rate_mbps (edgesim trace import)")
     trace_scale: float = Field(default=1.0, gt=0, description="multiplies every rate of the trace")
 
+    def rate_trace(self) -> RateTrace:
+        """The rate over time at the trace's start: the trace (scaled, held or wrapped at its end), else the constant."""
+        if self.trace:
+            return load_rate_trace(self.trace, self.trace_scale, self.trace_end)
+        return RateTrace.constant(self.data_rate_mbps)
+
+
+class RateOrTrace(TracedRate):
+    """A link's own rate where there is no default one: exactly one of a constant rate or a trace."""
+
     @model_validator(mode="after")
-    def _one_rate(self) -> "MobileLinkSpec":
+    def _one_rate(self) -> "RateOrTrace":
         if (self.data_rate_mbps is None) == (self.trace is None):
             raise ValueError("give exactly one of 'data_rate_mbps' or 'trace'")
         return self
+
+
+class MobileLinkSpec(RateOrTrace):
+    """A mobile group's own uplink: a constant rate or a trace (downlink, delay and packets stay the scenario's)."""
 
 
 class MobileGroup(_Strict):
@@ -101,19 +116,10 @@ class BatchingSpec(_Strict):
         return self
 
 
-class EdgeLinkSpec(TraceOffsets):
+class EdgeLinkSpec(RateOrTrace):
     """The uplink rate from the mobile devices to one edge server (packets, loss and delay stay the scenario's)."""
 
-    data_rate_mbps: Optional[float] = Field(default=None, gt=0, description="constant uplink rate to this edge server")
-    trace: Optional[str] = Field(default=None, description="CSV with time_s,data_rate_mbps (edgesim trace import)")
-    trace_scale: float = Field(default=1.0, gt=0)
     shared_medium: bool = Field(default=False, description="one wireless medium for all frames sent to this server")
-
-    @model_validator(mode="after")
-    def _one_rate(self) -> "EdgeLinkSpec":
-        if (self.data_rate_mbps is None) == (self.trace is None):
-            raise ValueError("give exactly one of 'data_rate_mbps' or 'trace'")
-        return self
 
 
 class EdgeSpec(_Strict):
@@ -125,12 +131,11 @@ class EdgeSpec(_Strict):
     link: Optional[EdgeLinkSpec] = Field(default=None, description="uplink to this server (default: the scenario link)")
 
 
-class WanSpec(TraceOffsets):
+class WanSpec(TracedRate):
     """The wide-area link from the edge tier to the cloud (one per edge server) and back."""
 
-    data_rate_mbps: float = Field(default=100.0, gt=0, description="WAN rate from an edge server to the cloud")
-    trace: Optional[str] = Field(default=None, description="CSV with time_s,data_rate_mbps; overrides data_rate_mbps")
-    trace_scale: float = Field(default=1.0, gt=0)
+    data_rate_mbps: float = Field(default=100.0, gt=0, description=(
+        "WAN rate from an edge server to the cloud; a trace overrides it"))
     downlink_data_rate_mbps: Optional[float] = Field(default=None, gt=0, description="default: the WAN rate")
     propagation_delay_s: float = Field(default=0.02, ge=0, description="one way, edge server to cloud")
     loss_probability: float = Field(default=0.0, ge=0, lt=1)
@@ -145,12 +150,11 @@ class CloudSpec(_Strict):
     batching: Optional[BatchingSpec] = None
 
 
-class LinkSpec(TraceOffsets):
+class LinkSpec(TracedRate):
     """Uplink and downlink between each mobile device and the server."""
 
-    data_rate_mbps: float = Field(default=10.0, gt=0, description="uplink data rate, constant (or swept)")
-    trace: Optional[str] = Field(default=None, description="CSV with time_s,data_rate_mbps; overrides data_rate_mbps")
-    trace_scale: float = Field(default=1.0, gt=0, description="multiplies every rate of the trace")
+    data_rate_mbps: float = Field(default=10.0, gt=0, description=(
+        "uplink data rate, constant (or swept); a trace overrides it"))
     downlink_data_rate_mbps: Optional[float] = Field(default=None, gt=0, description="default: the uplink rate")
     propagation_delay_s: float = Field(default=0.0, ge=0)
     packet_payload_bytes: int = Field(default=DEFAULT_PACKET_PAYLOAD_BYTES, ge=1, description="payload per packet (TCP MSS)")
@@ -393,7 +397,7 @@ def parse_scenario(text: str, source: str = "<scenario>", base_dir: Optional[Pat
     scenario = resolve_paths(scenario, base_dir) if base_dir is not None else scenario
     check_trace_offsets(scenario, source, root)
     check_topology(scenario, source, root)
-    check_batch_tables(scenario, source, root)
+    check_profiles(scenario, source, root)
     return scenario
 
 
@@ -404,7 +408,7 @@ def _fail(source: str, root: Optional[yaml.Node], loc: tuple, what: str) -> None
 
 
 def check_topology(scenario: Scenario, source: str = "<scenario>", root: Optional[yaml.Node] = None) -> None:
-    """Edge servers named by mobile groups exist, cloud policies have a cloud, two-point splits are in order."""
+    """Edge servers named by mobile groups exist, cloud policies have a cloud."""
     names = [e.name for e in scenario.edge_servers()]
     for k, g in enumerate(scenario.mobiles):
         if g.edge is not None and g.edge not in names:
@@ -417,22 +421,34 @@ def check_topology(scenario: Scenario, source: str = "<scenario>", root: Optiona
         if field is not None and scenario.cloud is None:
             _fail(source, root, ("policies", k, field), f"policy '{spec.display}' needs a cloud: add `cloud:` "
                                                         "(device, servers, wan) to the scenario")
-        if spec.name == "split2":
-            order = split_point_order(scenario, spec.models(scenario.model)[0])
-            a, b = spec.split_points
-            if order and a in order and b in order and order[b] < order[a]:
-                _fail(source, root, ("policies", k, "split_points"), f"out of order: '{b}' (layer {order[b]}) comes "
-                                                                     f"before '{a}' (layer {order[a]}) in the model")
 
 
-def check_batch_tables(scenario: Scenario, source: str, root: Optional[yaml.Node]) -> None:
+def check_profiles(scenario: Scenario, source: str = "<scenario>", root: Optional[yaml.Node] = None) -> None:
+    """What the profiles must hold: two-point splits in the model's order, and the sizes the cloud batches in its
+    measured batch tables. Reads the listed profile files once (missing ones are resolve_devices' to report)."""
+    split2 = [(k, spec) for k, spec in enumerate(scenario.policies) if spec.name == "split2"]
+    batching = scenario.cloud is not None and scenario.cloud.batching is not None
+    if not split2 and not batching:
+        return
+    listed = [load_profile(path) for path in scenario.profiles if Path(path).is_file()]
+    models = {m: find_model(m, listed) for m in dict.fromkeys(spec.models(scenario.model)[0] for _, spec in split2)}
+    for k, spec in split2:
+        model = models[spec.models(scenario.model)[0]]
+        order = {sp.name: sp.layer_index for sp in model.split_points} if model is not None else {}
+        a, b = spec.split_points
+        if a in order and b in order and order[b] < order[a]:
+            _fail(source, root, ("policies", k, "split_points"), f"out of order: '{b}' (layer {order[b]}) comes "
+                                                                 f"before '{a}' (layer {order[a]}) in the model")
+    if batching:
+        _check_batch_tables(scenario, source, root, listed)
+
+
+def _check_batch_tables(scenario: Scenario, source: str, root: Optional[yaml.Node], listed: list[DeviceProfile]) -> None:
     """A measured batch table of a model the cloud batches must hold max_batch_size and every preferred size."""
     cloud = scenario.cloud
-    if cloud is None or cloud.batching is None:
-        return
     needed = {cloud.batching.max_batch_size, *cloud.batching.preferred_batch_sizes}
     models = {m for spec in scenario.policies if spec.cloud_field() for m in spec.models(scenario.model)}
-    profile = _profile_of(scenario, cloud.device)
+    profile = _profile_of(cloud.device, listed)
     for model_id in sorted(models):
         table = profile.models[model_id].batch_latency_s if profile and model_id in profile.models else {}
         missing = sorted(needed - set(table)) if table else []
@@ -442,57 +458,46 @@ def check_batch_tables(scenario: Scenario, source: str, root: Optional[yaml.Node
                   f"{model_id} --batch-sizes ...) or batch only up to a measured size")
 
 
-def _profile_of(scenario: Scenario, device: str):
-    """The profile of a device named by the scenario (a listed profile file or the catalog), None if not found."""
-    for path in scenario.profiles:
-        if Path(path).is_file():
-            prof = load_profile(path)
-            if prof.name == device:
-                return prof
+def _profile_of(device: str, listed: list[DeviceProfile]) -> Optional[DeviceProfile]:
+    """The profile of a device named by the scenario (a listed profile, a profile path or the catalog), None if none."""
+    own = next((prof for prof in listed if prof.name == device), None)
+    if own is not None:
+        return own
     if Path(device).is_file():
         return load_profile(device)
     return load_device(device) if device in list_devices() else None
 
 
-def split_point_order(scenario: Scenario, model_id: str) -> dict[str, int]:
-    """Layer index of each split point of a model, from the scenario's profiles or the catalog ({} if not found)."""
-    for path in scenario.profiles:
-        if Path(path).is_file():
-            prof = load_profile(path)
-            if model_id in prof.models:
-                return {sp.name: sp.layer_index for sp in prof.models[model_id].split_points}
-    for name in list_devices():
-        prof = load_device(name)
-        if model_id in prof.models:
-            return {sp.name: sp.layer_index for sp in prof.models[model_id].split_points}
-    return {}
-
-
 def check_trace_offsets(scenario: Scenario, source: str = "<scenario>", root: Optional[yaml.Node] = None) -> None:
-    """Every mobile device's offset into a held (not wrapped) trace lies before the trace's end; one line if not."""
-    links = [(("link",), scenario.link, sum(g.count for g in scenario.mobiles if g.link is None))]
-    links += [(("mobiles", k, "link"), g.link, g.count) for k, g in enumerate(scenario.mobiles) if g.link is not None]
-    for loc, link, count in links:
+    """Every offset into a held (not wrapped) trace lies before the trace's end; one line if not.
+
+    Offsets step per mobile device on the scenario's, a group's and a per-mobile edge uplink (by the device's
+    index among all mobile devices, as assemble counts it), and per edge server on the WAN.
+    """
+    own = [g.link is not None for g in scenario.mobiles for _ in range(g.count)]
+    to_edge = max((m + 1 for m, o in enumerate(own) if not o), default=0)  # offsets an edge uplink steps through
+    links = [(("link",), scenario.link, own.count(False), "mobile device")]
+    links += [(("mobiles", k, "link"), g.link, g.count, "mobile device") for k, g in enumerate(scenario.mobiles)
+              if g.link is not None]
+    links += [(("edges", k, "link"), e.link, 1 if e.link.shared_medium else to_edge, "mobile device")
+              for k, e in enumerate(scenario.edges) if e.link is not None]
+    if scenario.cloud is not None:
+        links.append((("cloud", "wan"), scenario.cloud.wan, len(scenario.edge_servers()), "edge server"))
+    for loc, link, count, who in links:
         if not link.trace or link.trace_end == "wrap" or count == 0 or not Path(link.trace).is_file():
             continue
         last = link.trace_offset_s + (count - 1) * link.offset_step_s
         end = load_rate_trace(link.trace).end_s
         if last > 0 and last >= end:
             field = "trace_offset_s" if link.offset_step_s == 0 else "offset_step_s"
-            _fail(source, root, (*loc, field), f"the last mobile device would start {last:g} s into {link.trace}, "
+            _fail(source, root, (*loc, field), f"the last {who} would start {last:g} s into {link.trace}, "
                                                f"which ends at {end:g} s; use trace_end: wrap or a smaller offset")
 
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(f"{path}: scenario file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"{path}: cannot read scenario: {exc}") from None
-    return parse_scenario(text, str(path), base_dir=path.parent)
+    return parse_scenario(read_text(path, "scenario", ScenarioError), str(path), base_dir=path.parent)
 
 
 def as_scenario(scenario: "Scenario | dict | str | Path") -> Scenario:

@@ -90,6 +90,17 @@ def test_an_offset_beyond_a_held_trace_is_one_line_with_the_yaml_line(tmp_path, 
     load_scenario(write_scenario(tmp_path, data))  # wrapping around has no end to run past
 
 
+def test_a_wan_offset_beyond_a_held_trace_is_one_line_with_the_field(tmp_path, profiles):
+    path = _trace(tmp_path, [(0, 1.0), (1, 0.1), (2, 0.1)], name="wan.csv")
+    data = _offload(profiles, edge=None, assignment="round-robin",
+                    edges=[{"name": "e1", "device": "toy-edge"}, {"name": "e2", "device": "toy-edge"}],
+                    cloud={"device": "toy-edge", "wan": {"trace": path, "offset_step_s": 2.5}})
+    data.pop("edge")
+    with pytest.raises(ScenarioError, match=r"field 'cloud.wan.offset_step_s': the last edge server would start "
+                                            r"2.5 s into .* which ends at 2 s"):
+        load_scenario(write_scenario(tmp_path, data))
+
+
 @pytest.mark.parametrize("distribution", ["uniform", "normal", "lognormal", "exponential"])
 def test_jittered_delay_engines_agree_and_fifo_keeps_order(profiles, distribution):
     link = {"data_rate_mbps": 2.0, "propagation_delay_s": 0.05, "packet_overhead_bytes": 40,
@@ -144,3 +155,18 @@ def test_best_split_plans_through_an_outage_and_engines_agree(tmp_path, profiles
     if estimate == "oracle":  # nothing is sent during the outage: those frames run locally
         during = simpy[(simpy.capture_s >= 2.0) & (simpy.capture_s < 4.0)]
         assert (during["decision"].str.contains("@output")).all()
+
+
+def test_offsets_on_the_scenario_link_step_through_every_mobile_device_it_carries(tmp_path, profiles):
+    # two groups share the scenario's traced link: the four cameras start 0, 0.5, 1.0 and 1.5 s into it
+    path = _trace(tmp_path, [(0, 1.0), (1, 0.1), (2, 0.1)])
+    data = _offload(profiles, engine="fast", mobiles=[{"device": "toy-mobile", "count": 2},
+                                                      {"device": "toy-edge", "count": 2}],
+                    link={"trace": path, "offset_step_s": 0.5, "trace_end": "wrap", "packet_overhead_bytes": 40})
+    frames, _ = run(data)
+    base = load_rate_trace(path, end="wrap")
+    for k, name in enumerate(["toy-mobile#0", "toy-mobile#1", "toy-edge#0", "toy-edge#1"]):
+        rows = frames[frames.mobile == name]
+        start = (rows["capture_s"] + rows["head_s"] + rows["uplink_queue_s"]).to_numpy()
+        expected = np.asarray(base.shifted(0.5 * k).finish_time(start, rows["wire_bytes_up"].to_numpy() * 8)) - start
+        np.testing.assert_allclose(rows["transfer_s"], expected, rtol=0, atol=1e-9)

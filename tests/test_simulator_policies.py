@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator.sweep import run
 from simulator.scenario import Scenario
+from simulator.sweep import run
 from tests.sim_helpers import scenario_dict, write_toy_profiles
 
 

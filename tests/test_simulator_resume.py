@@ -9,9 +9,10 @@ from edgesim.cli.app import main
 from tests.sim_helpers import scenario_dict, write_scenario, write_toy_profiles
 
 
-def test_interrupt_then_resume_is_byte_identical(tmp_path, monkeypatch, capsys):
+def _full_and_interrupted(tmp_path, monkeypatch, rates, interrupt_at: int):
+    """A whole run into full/, and the same sweep into part/ interrupted at the interrupt_at-th sweep point."""
     profiles = write_toy_profiles(tmp_path)
-    data = scenario_dict(profiles, sweep={"grid": {"link.data_rate_mbps": {"log": [0.1, 10, 6]}}}, outputs={"plots": False})
+    data = scenario_dict(profiles, sweep={"grid": {"link.data_rate_mbps": rates}}, outputs={"plots": False})
     path = write_scenario(tmp_path, data)
     full = tmp_path / "full"
     assert main(["run", str(path), "--out", str(full)]) == 0
@@ -21,18 +22,23 @@ def test_interrupt_then_resume_is_byte_identical(tmp_path, monkeypatch, capsys):
 
     def flaky(*args):
         calls["n"] += 1
-        if calls["n"] == 4:
+        if calls["n"] == interrupt_at:
             raise KeyboardInterrupt  # what Ctrl-C or SIGTERM (turned into KeyboardInterrupt) does mid-sweep
         return real(*args)
 
     monkeypatch.setattr(sweep, "run_point", flaky)
     part = tmp_path / "part"
     assert main(["run", str(path), "--out", str(part), "--jobs", "1"]) == 130  # in-process, so the patch applies
+    monkeypatch.setattr(sweep, "run_point", real)
+    return full, part
+
+
+def test_interrupt_then_resume_is_byte_identical(tmp_path, monkeypatch, capsys):
+    full, part = _full_and_interrupted(tmp_path, monkeypatch, {"log": [0.1, 10, 6]}, interrupt_at=4)
     err = capsys.readouterr().err
     assert "3 finished sweep point(s) kept" in err and f"edgesim run --resume {part}" in err
     assert not part.exists() and (tmp_path / "part.partial").exists()
 
-    monkeypatch.setattr(sweep, "run_point", real)
     assert main(["run", "--resume", str(part), "--jobs", "2"]) == 0
     assert (part / "summary.csv").read_bytes() == (full / "summary.csv").read_bytes()
     assert (part / "frames.parquet").read_bytes() == (full / "frames.parquet").read_bytes()
@@ -46,25 +52,7 @@ def test_resume_without_interrupted_run(tmp_path, capsys):
 
 def test_resume_after_hard_kill_ignores_half_written_files(tmp_path, monkeypatch, capsys):
     """SIGKILL leaves temporary files and may leave a per-point file cut short; resume reruns, never carries them."""
-    profiles = write_toy_profiles(tmp_path)
-    data = scenario_dict(profiles, sweep={"grid": {"link.data_rate_mbps": [0.5, 2.0, 8.0]}}, outputs={"plots": False})
-    path = write_scenario(tmp_path, data)
-    full = tmp_path / "full"
-    assert main(["run", str(path), "--out", str(full)]) == 0
-
-    real = sweep.run_point
-    calls = {"n": 0}
-
-    def flaky(*args):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(sweep, "run_point", flaky)
-    part = tmp_path / "part"
-    assert main(["run", str(path), "--out", str(part), "--jobs", "1"]) == 130
-    monkeypatch.setattr(sweep, "run_point", real)
+    full, part = _full_and_interrupted(tmp_path, monkeypatch, [0.5, 2.0, 8.0], interrupt_at=3)
     stage = tmp_path / "part.partial"
     points = stage / "points"
     # what a kill during the writes leaves: the final frames.parquet cut short as a temporary file, a point's

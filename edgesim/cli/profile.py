@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from edgesim.cli.console import console, progress_steps
 from profilers.errors import EdgesimError
 from profilers.models.sources import ModelRequest
 from profilers.profiling import (
@@ -29,12 +31,6 @@ __all__ = ["derive", "device_rows", "model_rows", "profile", "show"]
 
 def _warn(message: str) -> None:
     print(f"edgesim: warning: {' '.join(message.split())}", file=sys.stderr)
-
-
-def _console():
-    from rich.console import Console
-
-    return Console(width=None if sys.stdout.isatty() else 160)
 
 
 def split_table(mp, title: str = ""):
@@ -58,8 +54,6 @@ def split_table(mp, title: str = ""):
     return table
 
 
-
-
 def _candidates_table(model_label: str, rows: list[dict]):
     from rich.table import Table
 
@@ -79,10 +73,13 @@ def show(path: Path) -> None:
     from rich.table import Table
 
     dev = load_profile(path)
-    console = _console()
+    screen = console()
     row = device_row(dev)
-    console.print(f"{path}: device '{row['name']}' ({row['kind']}, {row['provenance']}): {row['processor']}, "
-                  f"{row['cores']} cores, {row['memory_gb']} GB; power {dev.power.idle_w:g}-{dev.power.active_w:g} W")
+    screen.print(f"{path}: device '{row['name']}' ({row['kind']}, {row['provenance']}): {row['processor']}, "
+              f"{row['cores']} cores, {row['memory_gb']} GB; power {dev.power.idle_w:g}-{dev.power.active_w:g} W "
+              f"(idle-active; {dev.power.source or 'source not stated'})")
+    if dev.provenance.kind == "derived":
+        screen.print(f"latencies derived, not measured: {dev.provenance.method}")
     table = Table(title="models")
     cols = ("model_id", "measurement", "input", "weights", "gflops", "split_points", "full_ms", "energy_method")
     for col in cols:
@@ -90,9 +87,9 @@ def show(path: Path) -> None:
     for r in profile_model_rows(dev):
         table.add_row(*[("-" if r[c] is None else f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]))
                         for c in cols])
-    console.print(table)
+    screen.print(table)
     for mp in dev.models.values():
-        console.print(split_table(mp))
+        screen.print(split_table(mp))
 
 
 def profile(
@@ -132,7 +129,7 @@ def profile(
         if json_out:
             typer.echo(json.dumps(rows, indent=1))
         else:
-            _console().print(_candidates_table(model or model_file or "", rows))
+            console().print(_candidates_table(model or model_file or "", rows))
         return
     if not device_name:
         raise EdgesimError("give --device-name NAME (the device profile to write), or --list-split-points")
@@ -141,8 +138,8 @@ def profile(
     if json_out:
         typer.echo(json.dumps(split_rows(mp), indent=1))
         return
-    console = _console()
-    console.print(split_table(mp))
+    screen = console()
+    screen.print(split_table(mp))
     extra = [f"weights: {mp.checkpoint}"]
     if mp.peak_memory_bytes is not None:
         extra.append(f"peak memory {mp.peak_memory_bytes / 2**20:.1f} MiB")
@@ -151,37 +148,29 @@ def profile(
     if mp.energy_method:
         extra.append(f"energy: {mp.energy_method}")
     if mp.batch_latency_s:
-        extra.append("batch latency (ms): " + ", ".join(f"b={b} {t * 1e3:.3g}" for b, t in mp.batch_latency_s.items()))
+        extra.append("batch latency, measured median (ms): " + ", ".join(f"b={b} {t * 1e3:.3g}" for b, t in mp.batch_latency_s.items()))
     jpeg = mp.input_bytes.get("jpeg")
     if jpeg:
         extra.append(f"input JPEG q{mp.jpeg_quality}: {jpeg} B ({100 * jpeg / mp.input_bytes['float32']:.1f}% of float32)")
-    console.print("; ".join(extra))
-    console.print(f"wrote {path}")
+    screen.print("; ".join(extra))
+    screen.print(f"wrote {path}")
 
 
 def _run_with_progress(request, device_name, repeats, warmup, threads, device, out, energy, kind, batch_sizes=None):
-    """run_profile with a progress bar on stderr, started at the first step so that errors before it stay one line."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    """run_profile with the command line's progress bar on stderr, started at the first step so that errors
+    before it stay one line."""
+    label = f"profiling {request.spec or request.model_file}"
+    with ExitStack() as started:
+        bar = None
 
-    label = request.spec or request.model_file
-    bar = Progress(TextColumn(f"profiling {label}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                   TimeElapsedColumn(), console=Console(stderr=True), transient=True)
-    task = None
+        def progress(done: int, total: int) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = started.enter_context(progress_steps())(label)
+            bar(done, total)
 
-    def progress(done: int, total: int) -> None:
-        nonlocal task
-        if task is None:
-            bar.start()
-            task = bar.add_task("runs", total=total)
-        bar.update(task, completed=done, total=total)
-
-    try:
         return run_profile(request, device_name, repeats, warmup, threads, device, out, energy, kind,
                            progress=progress, warn=_warn, batch_sizes=batch_sizes or ())
-    finally:
-        if task is not None:
-            bar.stop()
 
 
 def derive(

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from edgesim.cli.console import PNG_HELP, console, png_mode, progress_steps
+from edgesim.cli.console import console, png_mode, png_option, progress_steps
 from edgesim.cli.profile import device_rows, model_rows
 from edgesim.report.html import column_unit, fmt_sig
 from edgesim.report.outputs import write_plots_and_report
@@ -35,7 +35,7 @@ from simulator.scenario import apply_overrides, load_scenario, parse_value, scen
 
 
 def _parse_sets(sets: list[str]) -> dict:
-
+    """--set PATH=VALUE items as scenario overrides, each value parsed as YAML would read it."""
     out = {}
     for item in sets:
         if "=" not in item:
@@ -75,14 +75,13 @@ def run(
                                           help="finish an interrupted run into this folder (its saved scenario)"),
     overwrite: bool = typer.Option(False, "--overwrite", metavar="",
                                    help="replace the results already in --out (kept whole until the new run ends)"),
-    png: Optional[bool] = typer.Option(None, "--png/--no-png", metavar="", show_default=False, help=PNG_HELP),
+    png: Optional[bool] = png_option(),
     executor: str = typer.Option("process", "--executor", metavar="process|dask",
                                  help="process (this machine) or dask"),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDRESS",
                                             help="Dask scheduler address (default: a LocalCluster)"),
 ) -> None:
     """Simulate a scenario: frames.parquet, summary.csv, plots and report.html in a results folder."""
-
     jobs = jobs or os.cpu_count() or 1
     if resume is not None:
         _refuse_changes_on_resume(resume, scenario, out, set_, engine)
@@ -108,7 +107,6 @@ def run(
                                      executor=executor, scheduler=scheduler, overwrite=overwrite,
                                      write_extras=functools.partial(write_plots_and_report, png=png_mode(png, None)))
     except KeyboardInterrupt:
-
         kept = len(finished_points(staging_dir(target)))
         again = " --overwrite" if overwrite else ""
         print(f"edgesim: interrupted; {kept} finished sweep point(s) kept in {staging_dir(target)}; "
@@ -193,10 +191,8 @@ def validate(scenario: Path = typer.Argument(..., metavar="SCENARIO", help="scen
 
 
 def plot(results: Path = typer.Argument(..., metavar="RESULTS", help="results folder", show_default=False),
-         png: Optional[bool] = typer.Option(None, "--png/--no-png", metavar="", show_default=False,
-                                            help=PNG_HELP)) -> None:
+         png: Optional[bool] = png_option()) -> None:
     """Regenerate the plots and report.html of a results folder from its summary and frames."""
-
     summary, _, manifest, sc = load_results(results, frames=False)
     warnings = write_plots_and_report(results, sc, summary, manifest, png=png_mode(png, None))
     for w in warnings:
@@ -243,15 +239,12 @@ def list_(what: str = typer.Argument(..., metavar="devices|models|policies", hel
                                          "names), one line per row however wide")) -> None:
     """List catalog devices, registered models or policies."""
     if what == "devices":
-
         rows = device_rows()
         if not wide:
             rows = [_compact_device(r) for r in rows]
     elif what == "models":
-
         rows = model_rows()
     elif what == "policies":
-
         rows = [{"policy": e.name, "what": e.summary, "source": e.source} for e in policy_entries().values()]
     else:
         raise EdgesimError(f"unknown list '{what}'; known: devices, models, policies")
@@ -271,12 +264,9 @@ def schema(what: str = typer.Argument(..., metavar="scenario|profile", help="whi
            out: Optional[Path] = typer.Option(None, "--out", metavar="FILE",
                                               help="write to this file instead of stdout")) -> None:
     """Print (or write) the JSON Schema of scenario YAMLs or device profiles, for editors."""
-
     if what == "scenario":
-
         data = scenario_json_schema()
     elif what == "profile":
-
         data = profile_json_schema()
     else:
         raise EdgesimError(f"unknown schema '{what}'; known: profile, scenario")

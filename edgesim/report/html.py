@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -146,8 +147,6 @@ def write_figures(figures: Mapping[str, object], out_dir: str | Path, png: PngMo
         written[name] = [atomic_write_text(out_dir / f"{stems[name]}.html", page)]
     if png == "no" or not figures:
         return written
-    import time
-
     start = time.perf_counter()
     try:
         images = render_pngs(figures)
@@ -292,12 +291,15 @@ def report_html(figures: Mapping[str, object], summary: pd.DataFrame, manifest: 
     cross = crossovers(summary)
     if len(cross):
         parts += ["<h2 id='sec-crossovers'>Where the gains cross 1</h2>",
-                  "<p class='note'>Data-rate interval (Mbit/s, between two swept rates) where each gain first crosses 1; "
+                  "<p class='note'>Derived from the simulated gains: the data-rate interval (Mbit/s, between two "
+                  "swept rates) where each gain first crosses 1; "
                   "with uncertainty: device also on the 5 % and 95 % bands over replications, so the crossover lies "
                   "in the span they give.</p>", cross.to_html(index=False, border=0, classes="t")]
     table = format_summary(summary).to_html(index=False, border=0, classes="t summary", na_rep="–")
     parts += ["<h2 id='sec-summary'>Summary: one row per sweep point and policy</h2>",
-              "<p class='note'>Times in ms (3 significant digits; columns renamed from _s to _ms), gains and "
+              "<p class='note'>Simulated: every column is computed from the simulated frames, except accuracy and "
+              "f1, which score the labels and predictions of the per-sample trace on the frames the simulated "
+              "policy routed. Times in ms (3 significant digits; columns renamed from _s to _ms), gains and "
               "fractions with 3 decimals, energy in J.</p>", f"<div class='scroll'>{table}</div>",
               "<h2 id='sec-manifest'>Run manifest</h2>",
               f"<table class='t m manifest'>{_manifest_rows(manifest)}</table>", "</body></html>"]

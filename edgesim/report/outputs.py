@@ -13,8 +13,7 @@ from edgesim.report import plots
 from profilers.errors import EdgesimError
 from simulator.assemble import mobile_links
 from simulator.devices import fidelity_notes, reference_model
-from simulator.link import RateTrace, load_rate_trace
-from simulator.resolve import resolve_devices, scenario_devices
+from simulator.resolve import scenario_devices
 from simulator.scenario import Scenario, apply_overrides, sweep_points
 
 
@@ -31,9 +30,7 @@ def traced_uplinks(scenario: Scenario) -> dict:
     if not (scenario.link.trace or any(g.link and g.link.trace for g in scenario.mobiles)):
         return {}
     sc = apply_overrides(scenario, sweep_points(scenario)[0])
-    base = load_rate_trace(sc.link.trace, sc.link.trace_scale, sc.link.trace_end) if sc.link.trace \
-        else RateTrace.constant(sc.link.data_rate_mbps)
-    uplinks, _ = mobile_links(sc, base)
+    uplinks, _ = mobile_links(sc, sc.link.rate_trace())
     names = [f"{g.device}#{k}" if g.count > 1 else g.device for g in sc.mobiles for k in range(g.count)]
     return dict(zip(names, uplinks))
 
@@ -45,10 +42,9 @@ def write_plots_and_report(folder: Path, scenario: Scenario, summary: pd.DataFra
     png: "auto" | "yes" | "no", default the scenario's outputs.png. A failed PNG export comes back once, in the
     returned warnings for the caller to print, not also as a Python warning.
     """
-
     frames_path = folder / "frames.parquet"
     frames = pd.read_parquet(frames_path) if frames_path.exists() else None
-    devices = resolve_devices(scenario)
+    devices = scenario_devices(scenario)  # resolved once: the layer figures' profiles and the fidelity notes
     profiles = []
     for model_id in policy_models(scenario):
         try:
@@ -59,6 +55,6 @@ def write_plots_and_report(folder: Path, scenario: Scenario, summary: pd.DataFra
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="PNG export failed", category=RuntimeWarning)
         written = report.write_figures(figs, folder / "plots", png or scenario.outputs.png)
-    report.write_report(folder, figs, summary, {**manifest, "device_fidelity": fidelity_notes(scenario_devices(scenario))},
+    report.write_report(folder, figs, summary, {**manifest, "device_fidelity": fidelity_notes(devices)},
                         title=f"edgesim: {scenario.name}")
     return list(getattr(written, "warnings", []))

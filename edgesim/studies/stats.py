@@ -49,12 +49,14 @@ def summarise(runs: pd.DataFrame, by: Sequence[str], metrics: Sequence[str],
     return pd.DataFrame(rows)
 
 
-def formatted(summary: pd.DataFrame, metrics: Sequence[str], digits: int = 1) -> pd.DataFrame:
-    """'mean +/- half-width' strings for the metrics of a summarise() table (for printing)."""
+def formatted(summary: pd.DataFrame, metrics: Sequence[str], digits: int = 1, significant: bool = False) -> pd.DataFrame:
+    """'mean +/- half-width' strings for the metrics of a summarise() table (for printing): `digits` decimals, or
+    `digits` significant figures when significant (quantities such as a tiny model's energy that decimals round to 0)."""
+    spec = f".{digits}{'g' if significant else 'f'}"
     out = summary.copy()
     for m in metrics:
         if m in out.columns:
-            out[m] = [f"{v:.{digits}f} +/- {h:.{digits}f}" if np.isfinite(h) else f"{v:.{digits}f}"
+            out[m] = [f"{v:{spec}} +/- {h:{spec}}" if np.isfinite(h) else f"{v:{spec}}"
                       for v, h in zip(out[m], out[f"{m}_ci"])]
             out = out.drop(columns=f"{m}_ci")
     return out

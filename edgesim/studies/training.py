@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from profilers.errors import EdgesimError
+from profilers.io import atomic_write_bytes
 from profilers.progress import Progress, silent
 
 
@@ -96,3 +98,11 @@ def fit(model, loss_fn: Callable, inputs, targets, epochs: int, lr: float, batch
     model.eval()
     history.time_s = time.perf_counter() - start
     return history
+
+
+def save_state(module, path: str | Path, metadata: Optional[dict[str, str]] = None) -> Path:
+    """A module's state_dict as .safetensors (no pickle), written atomically; metadata goes into the file header."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    return atomic_write_bytes(path, save(state, metadata=metadata))

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
-from profilers.errors import EdgesimError
+from profilers.errors import EdgesimError, first_line
 from profilers.models.registry import SplittableModel
 
 
@@ -43,11 +43,6 @@ class TraceFailed(Exception):
     """Neither torch.fx nor torch.export could trace the model."""
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:200]
-
-
 def trace(module, example) -> tuple[Any, str]:
     """(GraphModule, tracer name): torch.fx.symbolic_trace, else torch.export; TraceFailed with both reasons."""
     import torch
@@ -62,7 +57,7 @@ def trace(module, example) -> tuple[Any, str]:
             exported = torch.export.export(module, (example,), strict=False)
             return _one_input(exported.module(), "torch.export"), "torch.export"
         except Exception as export_exc:
-            raise TraceFailed(f"torch.fx: {_first_line(fx_exc)}; torch.export: {_first_line(export_exc)}") from None
+            raise TraceFailed(f"torch.fx: {first_line(fx_exc, 200)}; torch.export: {first_line(export_exc, 200)}") from None
 
 
 def _one_input(gm, tracer: str):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from profilers.errors import EdgesimError
+from profilers.errors import EdgesimError, first_line
 from profilers.models.graph import graph_model
 from profilers.models.registry import SplittableModel, build, entries
 from profilers.models.torchvision_models import load_checkpoint
@@ -34,11 +34,6 @@ class ModelRequest:
     checkpoint: Optional[str] = None
     split_points: str | Sequence[str] = "auto"
     shapes_only: bool = False
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".strip()[:240]
 
 
 def _unknown(kind: str, name: str, known: Sequence[str], hint: str = "") -> EdgesimError:
@@ -79,7 +74,7 @@ def check_accepts(model_id: str, module, example) -> None:
             module(example)
         except Exception as exc:  # shape errors come as RuntimeError, ValueError, AssertionError, ...
             size = "x".join(str(s) for s in example.shape)
-            raise EdgesimError(f"model {model_id} rejects input of size {size}: {_first_line(exc)}") from None
+            raise EdgesimError(f"model {model_id} rejects input of size {size}: {first_line(exc)}") from None
 
 
 def _finish(model_id: str, module, shape, request: ModelRequest, description: str, warn: Optional[Warn],
@@ -175,7 +170,7 @@ def hf_model(path_text: str, request: ModelRequest, warn: Optional[Warn] = None)
     try:
         config = AutoConfig.from_pretrained(str(config_path if path.is_file() else folder), local_files_only=True)
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-        raise EdgesimError(f"hf:{path_text}: cannot read {config_path}: {_first_line(exc)}") from None
+        raise EdgesimError(f"hf:{path_text}: cannot read {config_path}: {first_line(exc)}") from None
     weights = [f for f in ("model.safetensors", "pytorch_model.bin") if (folder / f).is_file()] if path.is_dir() else []
     source = request.checkpoint or (str(folder) if weights else None)
     try:
@@ -185,7 +180,7 @@ def hf_model(path_text: str, request: ModelRequest, warn: Optional[Warn] = None)
             module = AutoModelForImageClassification.from_config(config)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         what = f"cannot load weights from {source}" if source else f"no image-classification model for {config_path}"
-        raise EdgesimError(f"hf:{path_text}: {what}: {_first_line(exc)}") from None
+        raise EdgesimError(f"hf:{path_text}: {what}: {first_line(exc)}") from None
     side = getattr(config, "image_size", 224)
     side = int(side[0] if isinstance(side, (list, tuple)) else side)
     channels = int(getattr(config, "num_channels", 3))
@@ -214,7 +209,7 @@ def _load_factory(model_file: str) -> tuple[Path, str, Callable]:
         spec.loader.exec_module(module)
     except Exception as exc:  # the user's code at import time
         sys.modules.pop(name, None)
-        raise EdgesimError(f"--model-file {model_file}: importing {path} raised {_first_line(exc)}") from None
+        raise EdgesimError(f"--model-file {model_file}: importing {path} raised {first_line(exc)}") from None
     fn = getattr(module, factory, None)
     if not callable(fn):
         known = [k for k, v in vars(module).items() if callable(v) and not k.startswith("_")
@@ -236,7 +231,7 @@ def file_model(request: ModelRequest, warn: Optional[Warn] = None) -> Splittable
     try:
         module = fn()
     except Exception as exc:  # the user's factory
-        raise EdgesimError(f"--model-file {request.model_file}: {factory}() raised {_first_line(exc)}") from None
+        raise EdgesimError(f"--model-file {request.model_file}: {factory}() raised {first_line(exc)}") from None
     if not isinstance(module, nn.Module):
         raise EdgesimError(f"--model-file {request.model_file}: {factory}() returned {type(module).__name__}, "
                            "not a torch.nn.Module")

@@ -81,7 +81,7 @@ class LoadView:
 
     def uplink_backlog_s(self, bandwidth_bps: float) -> float:
         """Predicted wait for the uplink: the transfer in progress, then the queued frames at bandwidth_bps."""
-        return self.uplink_residual_s + sum(b / bandwidth_bps for b in self.uplink_queued_bits) / 1
+        return self.uplink_residual_s + sum(b / bandwidth_bps for b in self.uplink_queued_bits)
 
 
 class PolicySpecBase(BaseModel):

@@ -14,7 +14,7 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from profilers.errors import EdgesimError
-from simulator.deferral import defer_mask
+from simulator.deferral import SCORE_COLUMNS, defer_mask
 from simulator.devices import Device, reference_model
 from simulator.policies.base import BasePolicy, FrameInputs, PolicyEntry, PolicySpecBase, Route, make_route, place_route
 from simulator.policies.fixed import InputEncoding, TensorEncoding
@@ -80,7 +80,8 @@ class SwitcherSpec(_DeferralSpec):
     deferral_method: ClassVar[Optional[str]] = "switcher"
 
 
-SCORES = {"edge_max_prob": "uncertainty", "edge_margin": "margin", "edge_entropy": "entropy"}
+SCORES = {column: method for method, column in SCORE_COLUMNS.items()}
+"""Deferral method of each score column (the inverse of deferral.SCORE_COLUMNS)."""
 
 
 class UncertaintySpec(_DeferralSpec):
@@ -108,27 +109,24 @@ class OracleSpec(CascadeSpec):
     deferral_method: ClassVar[Optional[str]] = "oracle"
 
 
+def require_dataset(spec: PolicySpecBase, dataset: Optional[pd.DataFrame], columns: tuple[str, ...], why: str) -> None:
+    """One line when a policy that reads per-sample columns has no dataset, or a dataset without them."""
+    if dataset is None:
+        raise EdgesimError(f"policy '{spec.display}' {why}: set workload.dataset")
+    for col in columns:
+        if col not in dataset.columns:
+            raise EdgesimError(f"policy '{spec.display}': workload.dataset has no column '{col}'")
+
+
 class CascadePolicy(BasePolicy):
     """Routes: small model only (0), small then large (1), large only (2); the per-sample mask picks 0 or 1."""
 
     def __init__(self, spec: CascadeSpec, scenario_model: str, devices: dict[str, Device],
                  dataset: Optional[pd.DataFrame]) -> None:
-        self.spec = spec
-        if dataset is None:
-            raise EdgesimError(f"policy '{spec.display}' replays a dataset trace: set workload.dataset")
-        for col in ("edge_pred", "cloud_pred"):
-            if col not in dataset.columns:
-                raise EdgesimError(f"policy '{spec.display}': workload.dataset has no column '{col}'")
-        self.dataset = dataset
-        self.small = reference_model(devices, spec.edge_model)
+        require_dataset(spec, dataset, ("edge_pred", "cloud_pred"), "replays a dataset trace")
+        super().__init__(spec, scenario_model, devices, dataset)  # its model: the small one (spec.models()[0])
+        self.small = self.model
         self.large = reference_model(devices, spec.cloud_model)
-        self.model_id = spec.edge_model
-        self.cloud = None
-
-    @property
-    def cloud_device(self):
-        """The cloud device (None without one)."""
-        return self.cloud
 
     def routes(self, mobile: Device, server: Device) -> list[Route]:
         spec, enc, switcher_s = self.spec, self.spec.encoding, getattr(self.spec, "switcher_s", 0.0)
@@ -139,14 +137,14 @@ class CascadePolicy(BasePolicy):
             if spec.large_on == "edge":
                 large = make_route("cloud", self.large, "input", enc, mobile, server, prediction="cloud_pred")
             else:
-                large = place_route("cloud", self.large, "input", "input", enc, enc, mobile, server, self.cloud_device,
+                large = place_route("cloud", self.large, "input", "input", enc, enc, mobile, server, self.cloud,
                                     prediction="cloud_pred")
             return [small, replace(large, decision="edge+cloud", head=small.head), large]
         # the small model on the edge server, the large one in the cloud: the input goes to the edge first
         small = make_route("edge", self.small, "input", enc, mobile, server, prediction="edge_pred")
         if switcher_s:
             small = replace(small, tail=small.tail.plus(switcher_s))
-        large = place_route("cloud", self.large, "input", "input", enc, enc, mobile, server, self.cloud_device,
+        large = place_route("cloud", self.large, "input", "input", enc, enc, mobile, server, self.cloud,
                             prediction="cloud_pred")
         return [small, replace(large, decision="edge+cloud", tail=small.tail), large]
 
@@ -200,12 +198,9 @@ class EarlyExitPolicy(BasePolicy):
 
     def __init__(self, spec: EarlyExitSpec, scenario_model: str, devices: dict[str, Device],
                  dataset: Optional[pd.DataFrame]) -> None:
+        require_dataset(spec, dataset, ("edge_pred", "cloud_pred", spec.confidence_column),
+                        "reads per-sample confidence")
         super().__init__(spec, scenario_model, devices, dataset)
-        if dataset is None:
-            raise EdgesimError(f"policy '{spec.display}' reads per-sample confidence: set workload.dataset")
-        for col in ("edge_pred", "cloud_pred", spec.confidence_column):
-            if col not in dataset.columns:
-                raise EdgesimError(f"policy '{spec.display}': workload.dataset has no column '{col}'")
 
     def routes(self, mobile: Device, server: Device) -> list[Route]:
         s, x = self.spec, self.spec.exit_point

@@ -14,6 +14,7 @@ from typing import Optional
 from edgesim.studies.distill.data import load_data
 from edgesim.studies.distill.hnd import train_head
 from edgesim.studies.distill.kd import accuracy, count_flops, count_params, distill, freeze, train_classifier
+from edgesim.studies.training import save_state
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_bytes, atomic_write_text
 from profilers.measure import (
@@ -37,14 +38,6 @@ from profilers.models.students import (
 )
 from profilers.progress import Progress, Steps, silent, silent_steps
 from profilers.schema import DeviceProfile, load_profile, merge_model
-
-
-def save_state(module, path: Path) -> Path:
-    """A state_dict as .safetensors, written atomically."""
-    from safetensors.torch import save
-
-    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-    return atomic_write_bytes(path, save(state))
 
 
 def write_json(obj, path: Path) -> Path:

@@ -105,14 +105,21 @@ def deferral_curves(
     return out
 
 
+def trapezoid_area(x: np.ndarray, y: np.ndarray) -> float:
+    """Area under the piecewise-linear curve through (x, y), x ascending (the trapezoid rule)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0))
+
+
+def area_per_method(curves: pd.DataFrame, x: str, y: str, name: str) -> pd.DataFrame:
+    """Per method of a long table of curves, the trapezoid area under y against x, in a column called name."""
+    return pd.DataFrame([{"method": method, name: trapezoid_area(*g.sort_values(x)[[x, y]].to_numpy().T)}
+                         for method, g in curves.groupby("method", sort=False)])
+
+
 def curve_area(curves: pd.DataFrame, metric: str = "f1") -> pd.DataFrame:
     """Area under each deferral curve: trapezoid over the deferral fraction 0..1."""
-    rows = []
-    for method, g in curves.groupby("method", sort=False):
-        g = g.sort_values("offload_fraction")
-        x, y = g["offload_fraction"].to_numpy(), g[metric].to_numpy()
-        rows.append({"method": method, f"auc_{metric}": float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0))})
-    return pd.DataFrame(rows)
+    return area_per_method(curves, "offload_fraction", metric, f"auc_{metric}")
 
 
 @dataclass

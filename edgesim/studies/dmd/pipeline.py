@@ -23,17 +23,24 @@ from edgesim.studies.dmd.records import write_dmd_json, write_trace_parquet
 from edgesim.studies.dmd.replay import check_devices, replay
 from edgesim.studies.dmd.switcher import SwitcherConfig, save_switcher, switcher_scores, train_switcher
 from edgesim.studies.stats import reliability_bins
+from edgesim.studies.training import save_state
 from profilers.errors import EdgesimError
-from profilers.io import atomic_write_bytes, atomic_write_text
+from profilers.io import atomic_write_text
 from profilers.progress import Progress, Steps, silent, silent_steps
 
 
-def _train_rows(trace: pd.DataFrame) -> pd.DataFrame:
-    """Training split rows (all rows when there is no split column)."""
+def train_split(trace: pd.DataFrame) -> pd.DataFrame:
+    """The train split's rows, numbered from 0 (the whole trace when it has no split column): 000 A.3 fits the
+    switcher and 000 A.4 chooses the operating point on them."""
     if "split" not in trace.columns:
         return trace
-    rows = trace[trace["split"] == "train"]
-    if rows.empty:
+    return trace[trace["split"] == "train"].reset_index(drop=True)
+
+
+def _train_rows(trace: pd.DataFrame) -> pd.DataFrame:
+    """The train split's rows; a trace with a split column but no train rows is a one-line error."""
+    rows = train_split(trace)
+    if rows.empty and "split" in trace.columns:
         raise EdgesimError("DMD trace has no 'train' rows to fit the switcher on")
     return rows
 
@@ -141,13 +148,6 @@ def write_evaluation(ev: Evaluation, out: Path, png: PngMode = "auto", provenanc
     return written
 
 
-def _save_state(model, path: Path) -> Path:
-    """An nn.Module's state_dict as safetensors."""
-    from safetensors.torch import save
-
-    return atomic_write_bytes(path, save({k: v.detach().contiguous() for k, v in model.state_dict().items()}))
-
-
 def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "binary", png: PngMode = "auto",
              steps: Steps = silent_steps, mobile: str = "host-1thread", cloud_device: str = "host-2threads",
              data_name: str = "digits") -> dict:
@@ -164,8 +164,8 @@ def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "bi
     torch.manual_seed(seed)
     data = digits.demo_data(task, seed=seed, data=data_name)
     edge, cloud = digits.train_demo_models(data, seed=seed, fast=fast, steps=steps)
-    _save_state(edge, out / "edge.safetensors")
-    _save_state(cloud, out / "cloud.safetensors")
+    save_state(edge, out / "edge.safetensors")
+    save_state(cloud, out / "cloud.safetensors")
     samples = digits.dmd_samples(data, limit=400 if fast else None)
     trace = generate(samples, TorchClassifierAdapter(edge, digits.EDGE_HIDDEN_LAYER), TorchClassifierAdapter(cloud),
                      batch_size=128, test_fraction=0.3, seed=seed,
@@ -173,8 +173,7 @@ def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "bi
     model, cfg, result = fit_switcher(trace, epochs=30 if fast else 300, patience=5 if fast else 20, seed=seed,
                                       progress=steps("train the switcher (000 A.3)"))
     trace = add_switcher_score(trace, model, cfg)
-    train = trace[trace["split"] == "train"].reset_index(drop=True)
-    info = deferral.choose_threshold(train, "switcher", "buckets")
+    info = deferral.choose_threshold(train_split(trace), "switcher", "buckets")
     cfg.threshold, cfg.threshold_info = info.threshold, info.to_dict()
     save_switcher(model, cfg, out / "switcher.safetensors", out / "switcher.json")
     write_trace_parquet(trace, out / "dmd.parquet")

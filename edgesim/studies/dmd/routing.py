@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from edgesim.studies.dmd.deferral import area_per_method, trapezoid_area
 from edgesim.studies.stats import auroc, expected_calibration_error, paired_bootstrap
 from simulator.deferral import SCORE_COLUMNS, combined_pred, defer_mask, deferral_order
 from simulator.metrics import f1_score
@@ -31,7 +32,7 @@ def apgr_cpt(curves: pd.DataFrame, metric: str = "f1", levels: Sequence[float] =
         g = g.sort_values("offload_fraction")
         x, y = g["offload_fraction"].to_numpy(float), g[metric].to_numpy(float)
         weak, strong = y[0], y[-1]
-        auc = float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0))
+        auc = trapezoid_area(x, y)
         gap = strong - weak
         row = {"method": method, f"auc_{metric}": auc, "weak": weak, "strong": strong,
                "apgr": (auc - weak) / gap if gap > 0 else float("nan")}
@@ -60,12 +61,7 @@ def risk_coverage(trace: pd.DataFrame, methods: Sequence[str], n_points: int = 5
 
 def aurc(rc: pd.DataFrame, column: str = "risk") -> pd.DataFrame:
     """Area under each risk-coverage curve (lower is better)."""
-    rows = []
-    for method, g in rc.groupby("method", sort=False):
-        g = g.sort_values("coverage")
-        x, r = g["coverage"].to_numpy(), g[column].to_numpy()
-        rows.append({"method": method, f"aurc_{column}": float(np.sum((x[1:] - x[:-1]) * (r[1:] + r[:-1]) / 2.0))})
-    return pd.DataFrame(rows)
+    return area_per_method(rc, "coverage", column, f"aurc_{column}")
 
 
 def agreement_diagnostics(trace: pd.DataFrame) -> dict:

@@ -14,9 +14,9 @@ from typing import Optional
 import numpy as np
 
 from edgesim.studies.data import split_indices
-from edgesim.studies.training import fit
+from edgesim.studies.training import fit, save_state
 from profilers.errors import EdgesimError
-from profilers.io import atomic_write_bytes, atomic_write_text
+from profilers.io import atomic_write_text, read_json
 from profilers.progress import Progress, silent
 from simulator.metrics import f1_score
 
@@ -146,10 +146,7 @@ def switcher_scores(model, config: SwitcherConfig, features: np.ndarray, batch_s
 
 def save_switcher(model, config: SwitcherConfig, weights_path: str | Path, config_path: str | Path) -> None:
     """Write switcher.safetensors and switcher.json atomically."""
-    from safetensors.torch import save
-
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    atomic_write_bytes(weights_path, save(state, metadata={"format": "pt", "model": "dmd-switcher"}))
+    save_state(model, weights_path, metadata={"format": "pt", "model": "dmd-switcher"})
     atomic_write_text(config_path, json.dumps(asdict(config), indent=2) + "\n")
 
 
@@ -158,12 +155,7 @@ def load_switcher(weights_path: str | Path, config_path: str | Path):
     from safetensors.torch import load_file
 
     config_path, weights_path = Path(config_path), Path(weights_path)
-    try:
-        data = json.loads(config_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EdgesimError(f"switcher config {config_path}: file not found") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise EdgesimError(f"switcher config {config_path}: cannot read JSON: {exc}") from None
+    data = read_json(config_path, "switcher config")
     if not isinstance(data, dict) or "input_size" not in data:
         raise EdgesimError(f"switcher config {config_path}: expected an object with 'input_size'")
     keys = set(SwitcherConfig.__dataclass_fields__)
