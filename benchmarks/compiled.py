@@ -21,11 +21,11 @@ from typing import Callable, Optional
 import numpy as np
 
 from benchmarks import tandem
+from benchmarks.memory import measure as memory_measure
 from simulator.assemble import BATCH_SLOPE
 from simulator.compiled import simulate_compiled
 from simulator.devices import ServiceTime
 from simulator.engine import simulate
-from simulator.fast import simulate_fast
 from simulator.link import RateTrace
 from simulator.plan import Batching, EdgeTier, FramePlan, Tiers, Topology
 from simulator.policies import Route
@@ -120,7 +120,6 @@ def throughput(frames: int, simpy_frames: int, peer_frames: int) -> list[dict]:
     plan, topo = tandem.tandem_plan(frames)
     simulate_compiled(*tandem.tandem_plan(1000))  # load the compiled code (warm cache) before timing
     rows.append(_row("tandem", "compiled", frames, _best_of(lambda: simulate_compiled(plan, topo))))
-    rows.append(_row("tandem", "fast (numpy)", frames, _best_of(lambda: simulate_fast(plan, topo))))
     small, stopo = tandem.tandem_plan(simpy_frames)
     rows.append(_row("tandem", "simpy engine", simpy_frames, _best_of(lambda: simulate(small, stopo))))
     rows.append(_row("tandem", "plain simpy", peer_frames, _best_of(lambda: tandem.run_plain_simpy(peer_frames))))
@@ -142,6 +141,7 @@ _FIRST_CALL = """
 import time, sys
 t0 = time.perf_counter()
 from benchmarks import tandem
+from benchmarks.memory import measure as memory_measure
 from simulator.compiled import simulate_compiled
 plan, topo = tandem.tandem_plan(1000)
 t1 = time.perf_counter()
@@ -162,39 +162,38 @@ def compile_times() -> dict:
     return out
 
 
-_MEMORY = """
-import resource, sys, time
-from benchmarks import tandem
-from simulator.compiled import simulate_compiled
-n = int(sys.argv[1])
-simulate_compiled(*tandem.tandem_plan(1000))  # load the compiled code first
-plan, topo = tandem.tandem_plan(n)
-t = time.perf_counter()
-out = simulate_compiled(plan, topo)
-print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-"""
+def hybrid_scenario(quick: bool) -> list[dict]:
+    """The shipped hybrid edge-cloud scenario (8 cameras, two edge servers, a batching cloud, six policies, every
+    sweep point) through each engine, one process, one job."""
+    from simulator.scenario import apply_overrides, load_scenario, sweep_points
+    from simulator.sweep import run_sweep
 
-
-def peak_memory(frames: int) -> dict:
-    """Peak RSS of a fresh process that plans and simulates `frames` tandem frames in memory (plan + times)."""
-    res = subprocess.run([sys.executable, "-c", _MEMORY, str(frames)], capture_output=True, text=True, check=True,
-                         cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    seconds, rss = (float(x) for x in res.stdout.split())
-    return {"frames": frames, "seconds": seconds, "frames_per_s": frames / seconds, "peak_rss_mb": rss}
+    sc = load_scenario(ROOT / "scenarios" / "hybrid_edge_cloud.yaml")
+    if quick:
+        sc = apply_overrides(sc, {"workload.frames": 50}, source="--quick")
+    frames = sc.workload.frames * sum(g.count for g in sc.mobiles) * len(sc.policies) * sc.replications * \
+        len(sweep_points(sc))
+    rows = []
+    for engine in ("compiled", "simpy"):
+        run = apply_overrides(sc, {"engine": engine}, source="bench")
+        if engine == "compiled":
+            run_sweep(run, jobs=1)  # compile and load outside the clock
+        rows.append(_row("hybrid_edge_cloud.yaml (all points)", engine if engine == "compiled" else "simpy engine",
+                         frames, _best_of(lambda: run_sweep(run, jobs=1), 1 if engine == "simpy" else 3)))
+    return rows
 
 
 def report(quick: bool = False) -> dict:
     """Throughput rows, ratios, compile times and peak memory of the compiled engine."""
     frames, simpy_frames, peer, memory = (20_000, 5_000, 2_000, 200_000) if quick else \
         (1_000_000, 100_000, 50_000, 10_000_000)
-    rows = throughput(frames, simpy_frames, peer)
+    rows = throughput(frames, simpy_frames, peer) + hybrid_scenario(quick)
     by = {(r["scenario"], r["engine"]): r["frames_per_s"] for r in rows}
     ratios = {f"{s}: compiled / simpy engine": by[(s, "compiled")] / by[(s, "simpy engine")]
               for s in dict.fromkeys(r["scenario"] for r in rows)}
     ratios["tandem: compiled / plain simpy"] = by[("tandem", "compiled")] / by[("tandem", "plain simpy")]
     ratios["tandem: compiled / ciw"] = by[("tandem", "compiled")] / by[("tandem", "ciw")]
-    ratios["tandem: compiled / fast (numpy)"] = by[("tandem", "compiled")] / by[("tandem", "fast (numpy)")]
-    return {"rows": rows, "ratios": ratios, "compile": compile_times(), "peak_memory": peak_memory(memory),
+    return {"rows": rows, "ratios": ratios, "compile": compile_times(), "peak_memory": memory_measure(memory),
             "cpu_user_s": resource.getrusage(resource.RUSAGE_SELF).ru_utime}
 
 
@@ -213,7 +212,8 @@ def print_report(rep: dict) -> None:
         console.print(f"{k}: {v:,.1f}x (frames/s ratio of the rows above)")
     c, m = rep["compile"], rep["peak_memory"]
     console.print(f"first call: {c['cold_cache_s']:.1f} s on a cold numba cache, {c['warm_cache_s']:.2f} s warm")
-    console.print(f"{m['frames']:,} frames in memory: {m['seconds']:.1f} s ({m['frames_per_s']:,.0f} frames/s), "
+    console.print(f"{m['frames']:,} frames into a results folder ({m['engine']}, {m['process']}, frames.parquet "
+                  f"{m['frames_written']:,} rows): {m['seconds']:.1f} s ({m['frames_per_s']:,.0f} frames/s end to end), "
                   f"peak RSS {m['peak_rss_mb']:,.0f} MB")
 
 

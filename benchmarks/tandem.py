@@ -6,7 +6,6 @@ import numpy as np
 import simpy
 
 from simulator.engine import simulate
-from simulator.fast import simulate_fast
 from simulator.link import RateTrace
 from simulator.plan import FramePlan, Topology
 
@@ -29,11 +28,6 @@ def tandem_plan(n: int, seed: int = 1) -> tuple[FramePlan, Topology]:
     topo = Topology(servers=1, uplink=[RateTrace.constant(LINK_BPS / 1e6)], shared_medium=False,
                     propagation_s=0.0, downlink_bps=LINK_BPS)
     return plan, topo
-
-
-def run_fast(n: int) -> np.ndarray:
-    plan, topo = tandem_plan(n)
-    return simulate_fast(plan, topo)["done"]
 
 
 def run_simpy_engine(n: int) -> np.ndarray:

@@ -63,7 +63,7 @@ def checks(profiles) -> list[dict]:
          "delay_s", 1 / (1 / 0.6 - 0.5) + 1 / (1 / 0.8 - 0.5), "Jackson: sum of 1/(mu_k - lambda)"),
     ]
     for title, kw, column, theory, formula in cases:
-        for engine in ("simpy", "fast"):
+        for engine in ("simpy", "compiled"):
             frames, _ = run(_scenario(profiles, engine=engine, **kw))
             mean, half = _mean_ci(frames, column)
             out.append({"check": title, "engine": engine, "formula": formula, "theory": theory, "simulated": mean,

@@ -9,7 +9,6 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from profilers.errors import EdgesimError
 from simulator.devices import Device
 from simulator.link import LinkDelay, Packetiser, RateTrace, load_delay_trace
 from simulator.plan import Batching, EdgeTier, FramePlan, Tiers, Topology
@@ -34,7 +33,7 @@ class Point:
     downlink_bps: float
     topo: Topology
     policies: list[BasePolicy]
-    engine: str  # "fast" or "simpy"
+    engine: str  # "compiled" or "simpy"
     capture_trace: Optional[np.ndarray]
     notes: list[str]  # what the user should know about how the scenario was read (one line each)
     edge_devices: list[Device] = field(default_factory=list)  # every edge server's device (server = the first)
@@ -83,17 +82,6 @@ def with_device_errors(pt: Point, seed: int, rep: int) -> Point:
     for pol in pt.policies:
         pol.with_cloud(cloud)
     return replace(pt, devices=devices, server=edges[0], edge_devices=edges if pt.edge_devices else [], cloud=cloud)
-
-
-def needs_state(scenario: Scenario, policies: list[BasePolicy]) -> bool:
-    """True when frames' times depend on the simulation state: adaptive policy, bounds, drop-stale, a shared medium,
-    dynamic batching, or an edge server chosen at capture from the load."""
-    q = scenario.queue
-    shared = scenario.link.shared_medium or any(e.link and e.link.shared_medium for e in scenario.edges)
-    batching = scenario.cloud is not None and scenario.cloud.batching is not None
-    return any(p.stateful for p in policies) or shared or q.mobile_capacity is not None \
-        or q.server_capacity is not None or q.drop_stale or batching \
-        or scenario.assignment in ("least-loaded", "shortest-expected-delay")
 
 
 def assigned_edges(sc: Scenario, group_of_instance: np.ndarray) -> np.ndarray:
@@ -168,12 +156,7 @@ def assemble(sc: Scenario) -> Point:
     tiers = tiers_of(sc, uplinks, uplink_trace, group_of_instance) if sc.tiered else None
     if tiers is not None:
         topo = replace(topo, tiers=tiers)
-    stateful = needs_state(sc, policies)
-    engine = sc.engine if sc.engine != "auto" else ("compiled" if stateful else "fast")
-    if engine == "fast" and stateful:
-        raise EdgesimError("engine 'fast' cannot run this scenario (an adaptive policy, bounded queues, drop-stale, a "
-                           "shared medium, dynamic batching or an edge server chosen at capture need the simulation "
-                           "state); use engine: auto, compiled or simpy")
+    engine = "simpy" if sc.engine == "simpy" else "compiled"
     capture_trace = trace_captures(sc, dataset) if sc.workload.source == "trace" else None
     wan = sc.cloud.wan if sc.cloud is not None else None
     return Point(sc, devices, devices[edge_specs[0].device], groups, group_of_instance, instance_names, dataset,

@@ -13,19 +13,26 @@ order: a capture first schedules its mobile device's next capture, then enters t
 ends a service first starts its next queued frame, then hands the finished frame on; zero-length propagation is a
 direct hand-over, not an event.
 
-Covered (`supports`): one edge pool with per-mobile or shared uplinks, constant and traced links (with a period),
-c servers, propagation, deadlines, bounded mobile and server queues with drop-stale, best-split / best-placement
-(EWMA or oracle bandwidth, 002 ref. [10]), several edge servers with static, round-robin, least-loaded or
-shortest-expected-delay assignment, the cloud behind per-edge WAN links, Triton-style dynamic batching, and
-varying delays with FIFO. Other stateful policies need the SimPy engine.
+Covered (`supports`): every station and policy of the SimPy engine: per-mobile or shared uplinks, constant and
+traced links (outages, a period; resends are in the planned wire bits), c servers, propagation and varying delays
+with FIFO, deadlines, bounded mobile and server queues with drop-stale, best-split / best-placement (EWMA or oracle
+bandwidth, 002 ref. [10]; backlogs are running sums kept as the SimPy engine keeps them), several edge servers with
+static, round-robin, least-loaded or shortest-expected-delay assignment, the cloud behind per-edge WAN links and
+Triton-style dynamic batching. Runs in memory or window by window (a ring of frame slots: the loop returns to load
+the next window when a capture reaches it, and windows go back in order once all their frames have ended).
+
+Speed: numba's reference counts on arrays passed between functions are atomic adds; the loop works on borrowed
+views (`_borrowed`) so that they cost nothing.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 from numba import njit
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from profilers.errors import EdgesimError
 from simulator.link import Packetiser, RateTrace
@@ -41,6 +48,8 @@ WAN_FIN, CLOUD_ARRIVE, CLOUD_FIN, BATCH_FIN, BATCH_TIMER, WAN_DOWN_FIN, DOWN_ARR
 HS, HE, US, UE, TS, TE, DS, DE, DONE = 0, 1, 2, 3, 4, 5, 6, 7, 8
 EA, WS, WE, CA, CS, CE, WDS, WDE, BW, BSZ = 9, 10, 11, 12, 13, 14, 15, 16, 17, 18
 
+# per-station float rows (SF[k, station]): when its longest service in progress ends, the waiting frames' total work
+BUSY, QUEUED = 0, 1
 # per-station int columns (SI[k, station]) and station kinds
 FREE, SERVERS, CAP, QHEAD, QTAIL, QLEN, SKIND = 0, 1, 2, 3, 4, 5, 6
 K_MOBILE, K_UP, K_EDGE, K_DOWN, K_WAN, K_WDOWN, K_CLOUD = 0, 1, 2, 3, 4, 5, 6
@@ -53,7 +62,23 @@ P_PROP, P_DEADLINE, P_ALPHA, P_DLBPS, P_WANDBPS, P_MAXQD, P_TIMER, P_CBUSY, P_LA
 # columns of the route table RT[m, r, ...]
 RT_HEAD, RT_TAIL_ON, RT_TAIL, RT_CLOUD_ON, RT_CLOUD, RT_UPW, RT_DOWNW, RT_WANW = range(8)
 POLICY_NONE, POLICY_EWMA, POLICY_ORACLE = 0, 1, 2
+DONE_RUN, GROW, LOAD = 0, 1, 2  # why _run returned
+NEXT_WINDOW = -2  # nxt of a mobile device's last frame in a window while the next window is not loaded
 ASSIGN_FIXED, ASSIGN_LEAST_LOADED, ASSIGN_SED = 0, 1, 2
+
+
+# ---------------------------------------------------------------- arrays without reference counts
+
+@intrinsic
+def _borrowed(typingctx, arr):
+    """The same array with no owner: numba's reference counts on it become no-ops (atomic adds otherwise, on every
+    call that takes it). Only for arrays that outlive the loop using the view: the caller keeps them."""
+    def codegen(context, builder, sig, args):
+        out = context.make_array(sig.return_type)(context, builder, args[0])
+        out.meminfo = cgutils.get_null_value(out.meminfo.type)
+        out.parent = cgutils.get_null_value(out.parent.type)
+        return out._getvalue()
+    return arr(arr), codegen
 
 
 # ---------------------------------------------------------------- event heap: (time, sequence) order, as SimPy's
@@ -99,12 +124,12 @@ def _pop(ht, hs, hc, meta):
 # ---------------------------------------------------------------- link traces (RateTrace, scalar and exact)
 
 @njit(cache=True)
-def _search(a, lo, hi, v, right):
-    """numpy.searchsorted on a[lo:hi] (side right or left), as an offset from lo."""
+def _search(a, row, lo, hi, v, right):
+    """numpy.searchsorted on a[row, lo:hi] (side right or left), as an offset from lo."""
     a_lo, a_hi = lo, hi
     while a_lo < a_hi:
         mid = (a_lo + a_hi) >> 1
-        if a[mid] < v or (right and a[mid] == v):
+        if a[row, mid] < v or (right and a[row, mid] == v):
             a_lo = mid + 1
         else:
             a_hi = mid
@@ -112,59 +137,57 @@ def _search(a, lo, hi, v, right):
 
 
 @njit(cache=True)
-def _segment(tr, k, t):
-    """RateTrace's _segment: (step index, t within the period) on trace k."""
-    off, times, period = tr[0], tr[1], tr[4]
+def _segment(off, tf, tp, k, t):
+    """RateTrace's _segment: (step index, t within the period) on trace k (steps tf[0], rates tf[1], bits tf[2])."""
     lo, hi = off[k], off[k + 1]
-    if period[k] != 0.0:
-        t = np.mod(t, period[k])
-    j = _search(times, lo, hi, t, True) - 1
+    if tp[0, k] != 0.0:
+        t = np.mod(t, tp[0, k])
+    j = _search(tf, 0, lo, hi, t, True) - 1
     if j < 0:
         j = 0
     return j, t
 
 
 @njit(cache=True)
-def _rate_at(tr, k, t):
-    j, _ = _segment(tr, k, t)
-    return tr[2][tr[0][k] + j]
+def _rate_at(off, tf, tp, k, t):
+    j, _ = _segment(off, tf, tp, k, t)
+    return tf[1, off[k] + j]
 
 
 @njit(cache=True)
-def _bits_until(tr, k, t_s):
-    off, times, rates, cum, period, pbits = tr
-    j, t = _segment(tr, k, t_s)
+def _bits_until(off, tf, tp, k, t_s):
+    j, t = _segment(off, tf, tp, k, t_s)
     b = off[k] + j
-    out = cum[b] + (t - times[b]) * rates[b]
-    if period[k] != 0.0:
-        out = out + np.floor(t_s / period[k]) * pbits[k]
+    out = tf[2, b] + (t - tf[0, b]) * tf[1, b]
+    if tp[0, k] != 0.0:
+        out = out + np.floor(t_s / tp[0, k]) * tp[1, k]
     return out
 
 
 @njit(cache=True)
-def _finish_time(tr, k, start, bits):
+def _finish_time(off, tf, tp, k, start, bits):
     """RateTrace.finish_time(start, bits) on trace k."""
-    off, times, rates, cum, period, pbits = tr
     lo, hi = off[k], off[k + 1]
     if hi - lo == 1:
-        return start + bits / rates[lo]
-    target = _bits_until(tr, k, start) + bits
-    if period[k] != 0.0:
-        n = np.floor(target / pbits[k])
-        rem = target - n * pbits[k]
+        return start + bits / tf[1, lo]
+    target = _bits_until(off, tf, tp, k, start) + bits
+    period, pbits = tp[0, k], tp[1, k]
+    if period != 0.0:
+        n = np.floor(target / pbits)
+        rem = target - n * pbits
         if rem <= 0 and n > 0:
-            n, rem = n - 1, pbits[k]
-        j = _search(cum, lo, hi, rem, False) - 1
+            n, rem = n - 1, pbits
+        j = _search(tf, 2, lo, hi, rem, False) - 1
         j = min(max(j, 0), hi - lo - 1)
-        rate = rates[lo + j] if rates[lo + j] > 0 else np.inf
-        out = n * period[k] + times[lo + j] + (rem - cum[lo + j]) / rate
+        rate = tf[1, lo + j] if tf[1, lo + j] > 0 else np.inf
+        out = n * period + tf[0, lo + j] + (rem - tf[2, lo + j]) / rate
         return max(out, start)
-    j = _search(cum, lo, hi, target, True) - 1
+    j = _search(tf, 2, lo, hi, target, True) - 1
     if j < 0:
         j = 0
-    if not rates[lo + j] > 0:
+    if not tf[1, lo + j] > 0:
         j = min(j + 1, hi - lo - 1)
-    out = times[lo + j] + (target - cum[lo + j]) / rates[lo + j]
+    out = tf[0, lo + j] + (target - tf[2, lo + j]) / tf[1, lo + j]
     return max(out, start)
 
 
@@ -196,31 +219,39 @@ def _unlink(SI, NXT, PRV, st, i):
     SI[QLEN, st] -= 1
 
 
+@njit(cache=True, inline="always")
+def _work(plan, kind, r, i):
+    """What frame i adds to a station's queued work (engine._Station.work): seconds of service, bits on a link."""
+    if kind == K_MOBILE:
+        return plan[0][r, i]
+    if kind == K_UP:
+        return plan[1][r, i]
+    if kind == K_EDGE:
+        return plan[2][r, i]
+    if kind == K_DOWN:
+        return plan[3][r, i]
+    if kind == K_WAN:
+        return plan[4][r, i]
+    if kind == K_WDOWN:
+        return plan[6][r, i]
+    return plan[5][r, i]
+
+
 @njit(cache=True)
 def _residual(SI, SF, st, now):
     """_Station.residual_s: what is left of the longest service in progress (0 when a server is free)."""
     if SI[FREE, st]:
         return 0.0
-    r = SF[st] - now
+    r = SF[BUSY, st] - now
     return r if r > 0.0 else 0.0
-
-
-@njit(cache=True)
-def _queue_sum(vals, route, NXT, j, scale):
-    """Python's sum over a queue (from frame j on) of each frame's value at its route / scale, left to right."""
-    acc = 0.0
-    while j >= 0:
-        acc += vals[route[j], j] / scale  # x / 1.0 is x exactly
-        j = NXT[j]
-    return acc
 
 
 # ---------------------------------------------------------------- decisions at capture (best-split, assignment)
 
 @njit(cache=True)
-def _backlogs(SI, SF, NXT, route, plan, Q, P, E, tr, m, e, now):
+def _backlogs(SI, SF, Q, P, E, toff, tf, tp, m, e, now):
     """engine._load_view as numbers: mobile backlog, uplink station, server, WAN backlog, WAN rate, cloud backlog."""
-    mobile_backlog = _residual(SI, SF, m, now) + _queue_sum(plan[0], route, NXT, SI[QHEAD, m], 1.0) / 1
+    mobile_backlog = _residual(SI, SF, m, now) + SF[QUEUED, m] / 1
     if Q[Q_TIERED]:
         up = E[3, e] if E[3, e] >= 0 else Q[Q_UP0] + m
         server, servers = Q[Q_EDGE0] + e, E[1, e]
@@ -228,14 +259,14 @@ def _backlogs(SI, SF, NXT, route, plan, Q, P, E, tr, m, e, now):
         up = Q[Q_UP0] + (0 if Q[Q_SHARED] else m)
         server = Q[Q_EDGE0]
         servers = SI[SERVERS, server]
-    server_backlog = _residual(SI, SF, server, now) + _queue_sum(plan[2], route, NXT, SI[QHEAD, server], 1.0) / servers
+    server_backlog = _residual(SI, SF, server, now) + SF[QUEUED, server] / servers
     wan_backlog, wan_bps, cloud_backlog = 0.0, np.inf, 0.0
     if Q[Q_TIERED] and Q[Q_CLOUDSRV]:
         wan = Q[Q_WAN0] + e
-        wan_bps = _rate_at(tr, E[4, e], now)
-        wan_backlog = _residual(SI, SF, wan, now) + _queue_sum(plan[4], route, NXT, SI[QHEAD, wan], 1.0) / wan_bps
+        wan_bps = _rate_at(toff, tf, tp, E[4, e], now)
+        wan_backlog = _residual(SI, SF, wan, now) + SF[QUEUED, wan] / wan_bps
         cl = Q[Q_CLOUD]
-        queued = _queue_sum(plan[5], route, NXT, SI[QHEAD, cl], 1.0)
+        queued = SF[QUEUED, cl]
         if Q[Q_BATCH]:
             residual = 0.0
             if Q[Q_NFREE] == 0:
@@ -280,9 +311,9 @@ def _choose(RT, m, lo, hi, view, bw, uplink_wait, P, wan_prop):
 # ---------------------------------------------------------------- the cloud's dynamic batcher (_BatchStation)
 
 @njit(cache=True)
-def _batch_dispatch(T, cloud_s, route, SI, NXT, PRV, Q, P, B, ht, hs, hc, meta, now):
+def _batch_dispatch(T, cloud_s, route, SI, SF, NXT, PRV, Q, P, B, ht, hs, hc, meta, now):
     """_BatchStation._dispatch and _start: batches of one cloud key while a server is idle, else a timer."""
-    key_of, pref, free_since, members, boff, same, factors = B
+    key_of, pref, free_since, members, bsize, same, factors, bfree = B
     st, maxb = Q[Q_CLOUD], Q[Q_MAXB]
     while Q[Q_NFREE] > 0 and SI[QLEN, st] > 0:
         first = SI[QHEAD, st]
@@ -319,18 +350,18 @@ def _batch_dispatch(T, cloud_s, route, SI, NXT, PRV, Q, P, B, ht, hs, hc, meta, 
         free = free_since[k_min]
         free_since[k_min] = free_since[nf - 1]
         Q[Q_NFREE] = nf - 1
-        b = Q[Q_NBATCH]
-        Q[Q_NBATCH] = b + 1
-        lo = boff[b]
+        Q[Q_NBATCH] -= 1  # a free batch slot (one per cloud server, and one for a batch handing its frames on)
+        b = bfree[Q[Q_NBATCH]]
         for q in range(size):
             j = same[q]
             _unlink(SI, NXT, PRV, st, j)
-            members[lo + q] = j
+            SF[QUEUED, st] = SF[QUEUED, st] - cloud_s[route[j], j] if SI[QLEN, st] else 0.0
+            members[b, q] = j
             T[CS, j] = now
             T[BSZ, j] = size
             arr = T[CA, j]
             T[BW, j] = now - (free if free > arr else arr)
-        boff[b + 1] = lo + size
+        bsize[b] = size
         head = same[0]
         s = cloud_s[route[head], head] * factors[route[head], size]
         if now + s > P[P_CBUSY]:
@@ -341,44 +372,59 @@ def _batch_dispatch(T, cloud_s, route, SI, NXT, PRV, Q, P, B, ht, hs, hc, meta, 
 # ---------------------------------------------------------------- the loop
 
 # hand-overs inside one event (engine.StationPipeline's direct calls), run as a small state machine
+# (A_PUSH schedules the event (push_t, push_code): every event of a frame is pushed at that one place, which keeps
+# the loop free of reference counting on the heap's arrays)
 (A_NONE, A_BEGIN, A_ARRIVE, A_CAPTURE, A_HEAD_DONE, A_UP_DONE, A_EDGE_ARRIVE, A_AFTER_EDGE, A_DOWN_ARRIVE,
- A_DOWN_DONE, A_FINISH, A_WAN_DONE, A_CLOUD_ARRIVE, A_TO_WAN_DOWN, A_WAN_DOWN_DONE) = range(15)
+ A_DOWN_DONE, A_FINISH, A_WAN_DONE, A_CLOUD_ARRIVE, A_TO_WAN_DOWN, A_WAN_DOWN_DONE, A_PUSH) = range(16)
 
 
 @njit(cache=True)
-def _hand_on(ht, hs, hc, meta, now, d, as_event, code, direct):
-    """A frame goes on after d seconds: as an event at now + d, or (as_event false) at once, as action `direct`."""
-    if as_event:
-        _push(ht, hs, hc, meta, now + d, code)
-        return A_NONE
-    return direct
+def _hand_on(as_event, direct):
+    """A frame goes on after a delay: as an event (A_PUSH), or when the delay is none, at once as action `direct`."""
+    return A_PUSH if as_event else direct
 
 
 @njit(cache=True)
-def _run(c, firsts, nxt, heap_size):
+def _run(c, nxt, remaining, window_width, ht, hs, hc, meta):
+    """Run events until none is left (returns DONE_RUN), the heap is nearly full (GROW: grow it and call again) or a
+    capture's next frame is in a window not loaded yet (LOAD: load it, set nxt, call again).
+
+    nxt: each slot's next capture of its mobile device (-1: none, NEXT_WINDOW: the first of the next window);
+    remaining: per window of the ring (slot // window_width), its frames not ended yet."""
     (T, plan, capture, mob, route, SI, NXT, PRV, SF, Q, P, E, EF, tr, status, drop_stage, dl, est, B, RT,
      oracle, edge_of_mobile, n_routes) = c
     head_s, bits_s, tail_s, down_s, wan_bits, cloud_s, wan_down_s = plan
     dl_kind, dl_fifo, dl_val, dtr, last_up, last_down = dl
-    members, boff, free_since = B[3], B[4], B[2]
+    toff, tf, tp = tr
+    doff, dtf, dtp = dtr
+    members, bsize, free_since, bfree = B[3], B[4], B[2], B[7]
+    b = _borrowed  # the caller holds every array while the loop runs
+    T, capture, mob, route, SI, NXT, PRV, SF, Q, P, E, EF = (b(T), b(capture), b(mob), b(route), b(SI), b(NXT),
+                                                              b(PRV), b(SF), b(Q), b(P), b(E), b(EF))
+    status, drop_stage, est, RT, oracle, edge_of_mobile = b(status), b(drop_stage), b(est), b(RT), b(oracle), \
+        b(edge_of_mobile)
+    head_s, bits_s, tail_s, down_s, wan_bits, cloud_s, wan_down_s = (b(head_s), b(bits_s), b(tail_s), b(down_s),
+                                                                     b(wan_bits), b(cloud_s), b(wan_down_s))
+    plan = (head_s, bits_s, tail_s, down_s, wan_bits, cloud_s, wan_down_s)
+    toff, tf, tp, doff, dtf, dtp = b(toff), b(tf), b(tp), b(doff), b(dtf), b(dtp)
+    dl_kind, dl_fifo, dl_val, last_up, last_down = b(dl_kind), b(dl_fifo), b(dl_val), b(last_up), b(last_down)
+    members, bsize, free_since, bfree, n_routes = b(members), b(bsize), b(free_since), b(bfree), b(n_routes)
+    remaining, width = b(remaining), window_width
+    ht, hs, hc, meta, nxt = b(ht), b(hs), b(hc), b(meta), b(nxt)
     tiered, shared, policy, assign, per = Q[Q_TIERED], Q[Q_SHARED], Q[Q_POLICY], Q[Q_ASSIGN], Q[Q_PER]
     delay, stale, has_deadline, batch = Q[Q_DELAY], Q[Q_STALE], Q[Q_DEADLINE], Q[Q_BATCH]
     up0, edge0, down0, wan0, wdown0, cloud = Q[Q_UP0], Q[Q_EDGE0], Q[Q_DOWN0], Q[Q_WAN0], Q[Q_WDOWN0], Q[Q_CLOUD]
     prop, deadline, alpha = P[P_PROP], P[P_DEADLINE], P[P_ALPHA]
     row_pu, row_pd = Q[Q_ROWPU], Q[Q_ROWPD]
-    ht = np.empty(heap_size)
-    hs = np.empty(heap_size, np.int64)
-    hc = np.empty(heap_size, np.int64)
-    meta = np.zeros(2, np.int64)
-    for i in firsts:
-        _push(ht, hs, hc, meta, capture[i], (i << 4) | CAPTURE)
-    margin = 16 + Q[Q_MAXB]
-    st = stage = 0
+    limit = ht.size - 16 - Q[Q_MAXB]  # one event pushes at most this many
+    st = stage = push_code = 0
+    push_t = 0.0
+    batch_slot = -1
     while meta[0]:
-        if meta[0] + margin > ht.size:  # grow the heap (stale batch timers can pile up)
-            ht2, hs2, hc2 = np.empty(2 * ht.size), np.empty(2 * ht.size, np.int64), np.empty(2 * ht.size, np.int64)
-            ht2[:ht.size], hs2[:ht.size], hc2[:ht.size] = ht, hs, hc
-            ht, hs, hc = ht2, hs2, hc2
+        if meta[0] > limit:  # stale batch timers can pile up
+            return GROW
+        if hc[0] & 15 == CAPTURE and nxt[hc[0] >> 4] == NEXT_WINDOW:
+            return LOAD
         now, code = _pop(ht, hs, hc, meta)
         kind, i = code & 15, code >> 4
         ret_act = ret_i = 0
@@ -416,12 +462,12 @@ def _run(c, firsts, nxt, heap_size):
         elif kind == BATCH_FIN:
             free_since[Q[Q_NFREE]] = now
             Q[Q_NFREE] += 1
-            batch_q, batch_hi = boff[i], boff[i + 1]
-            for q in range(batch_q, batch_hi):
-                T[CE, members[q]] = now
-            _batch_dispatch(T, cloud_s, route, SI, NXT, PRV, Q, P, B, ht, hs, hc, meta, now)
+            batch_slot, batch_q, batch_hi = i, 0, bsize[i]
+            for q in range(batch_hi):
+                T[CE, members[i, q]] = now
+            _batch_dispatch(T, cloud_s, route, SI, SF, NXT, PRV, Q, P, B, ht, hs, hc, meta, now)
         elif kind == BATCH_TIMER:
-            _batch_dispatch(T, cloud_s, route, SI, NXT, PRV, Q, P, B, ht, hs, hc, meta, now)
+            _batch_dispatch(T, cloud_s, route, SI, SF, NXT, PRV, Q, P, B, ht, hs, hc, meta, now)
         elif kind == WAN_DOWN_FIN:
             done_st, done_row, act = wdown0 + route[i] // per, WDE, A_WAN_DOWN_DONE
         else:  # DOWN_ARRIVE
@@ -432,6 +478,8 @@ def _run(c, firsts, nxt, heap_size):
                 ret_act, ret_i = act, i
                 i = SI[QHEAD, done_st]
                 _unlink(SI, NXT, PRV, done_st, i)
+                SF[QUEUED, done_st] = SF[QUEUED, done_st] - _work(plan, SI[SKIND, done_st], route[i], i) \
+                    if SI[QLEN, done_st] else 0.0
                 st, act = done_st, A_BEGIN
             else:
                 SI[FREE, done_st] += 1
@@ -440,11 +488,19 @@ def _run(c, firsts, nxt, heap_size):
                 if ret_act:
                     act, i, ret_act = ret_act, ret_i, 0
                 elif batch_q < batch_hi:
-                    i = members[batch_q]
+                    i = members[batch_slot, batch_q]
                     batch_q += 1
                     act = A_TO_WAN_DOWN
                 else:
+                    if batch_slot >= 0:  # its frames are on their way: the batch slot is free again
+                        bfree[Q[Q_NBATCH]] = batch_slot
+                        Q[Q_NBATCH] += 1
+                        batch_slot = -1
                     break
+            if act == A_PUSH:
+                _push(ht, hs, hc, meta, push_t, push_code)
+                act = A_NONE
+                continue
             r = route[i]
             if act == A_BEGIN:  # _Station._begin: frame i's service at station st starts now
                 k = SI[SKIND, st]
@@ -456,22 +512,21 @@ def _run(c, firsts, nxt, heap_size):
                     else:
                         e = r // per
                         trace = E[2, e] + (0 if E[0, e] else mob[i])
-                    s, row, ev = _finish_time(tr, trace, now, bits_s[r, i]) - now, US, UP_FIN
+                    s, row, ev = _finish_time(toff, tf, tp, trace, now, bits_s[r, i]) - now, US, UP_FIN
                 elif k == K_EDGE:
                     s, row, ev = tail_s[r, i], TS, EDGE_FIN
                 elif k == K_DOWN:
                     s, row, ev = down_s[r, i], DS, DOWN_FIN
                 elif k == K_WAN:
-                    s, row, ev = _finish_time(tr, E[4, st - wan0], now, wan_bits[r, i]) - now, WS, WAN_FIN
+                    s, row, ev = _finish_time(toff, tf, tp, E[4, st - wan0], now, wan_bits[r, i]) - now, WS, WAN_FIN
                 elif k == K_WDOWN:
                     s, row, ev = wan_down_s[r, i], WDS, WAN_DOWN_FIN
                 else:
                     s, row, ev = cloud_s[r, i], CS, CLOUD_FIN
                 T[row, i] = now
-                if now + s > SF[st]:
-                    SF[st] = now + s
-                _push(ht, hs, hc, meta, now + s, (i << 4) | ev)
-                act = A_NONE
+                if now + s > SF[BUSY, st]:
+                    SF[BUSY, st] = now + s
+                push_t, push_code, act = now + s, (i << 4) | ev, A_PUSH
             elif act == A_ARRIVE:  # _Station.arrive
                 if SI[FREE, st]:
                     SI[FREE, st] -= 1
@@ -480,8 +535,10 @@ def _run(c, firsts, nxt, heap_size):
                 if SI[CAP, st] >= 0 and SI[QLEN, st] >= SI[CAP, st]:
                     status[i], drop_stage[i] = DROPPED, stage
                     T[DONE, i] = now
+                    remaining[i // width] -= 1
                 else:
                     _enqueue(SI, NXT, PRV, st, i)
+                    SF[QUEUED, st] += _work(plan, SI[SKIND, st], r, i)
                 act = A_NONE
             elif act == A_CAPTURE:  # engine._capture
                 m = mob[i]
@@ -489,8 +546,10 @@ def _run(c, firsts, nxt, heap_size):
                     while SI[QLEN, m]:
                         j = SI[QHEAD, m]
                         _unlink(SI, NXT, PRV, m, j)
+                        SF[QUEUED, m] = SF[QUEUED, m] - head_s[route[j], j] if SI[QLEN, m] else 0.0
                         status[j], drop_stage[j] = DROPPED, 1
                         T[DONE, j] = now
+                        remaining[j // width] -= 1
                 if tiered and (assign != ASSIGN_FIXED or policy):  # engine._place
                     if assign == ASSIGN_FIXED:
                         lo = edge_of_mobile[m]
@@ -507,29 +566,29 @@ def _run(c, firsts, nxt, heap_size):
                         lo, hi = 0, Q[Q_NE]
                     best, best_s = -1, np.inf
                     for e in range(lo, hi):
-                        view = _backlogs(SI, SF, NXT, route, plan, Q, P, E, tr, m, e, now)
+                        view = _backlogs(SI, SF, Q, P, E, toff, tf, tp, m, e, now)
                         up = view[1]
                         rr = r % per
                         if policy:
-                            bw = max(est[m] if policy == POLICY_EWMA else _rate_at(tr, oracle[m], now), MIN_PLANNING_BPS)
-                            wait = _residual(SI, SF, up, now) + _queue_sum(bits_s, route, NXT, SI[QHEAD, up], bw) / 1
+                            bw = max(est[m] if policy == POLICY_EWMA else _rate_at(toff, tf, tp, oracle[m], now), MIN_PLANNING_BPS)
+                            wait = _residual(SI, SF, up, now) + SF[QUEUED, up] / bw
                             rr = _choose(RT, m, e * per, (e + 1) * per, view, bw, wait, P, EF[e])
                         if hi - lo == 1:
                             best = e * per + rr
                             break
-                        bw = max(_rate_at(tr, E[2, e] + (0 if E[0, e] else m), now), MIN_PLANNING_BPS)
-                        wait = _residual(SI, SF, up, now) + _queue_sum(bits_s, route, NXT, SI[QHEAD, up], bw) / 1
+                        bw = max(_rate_at(toff, tf, tp, E[2, e] + (0 if E[0, e] else m), now), MIN_PLANNING_BPS)
+                        wait = _residual(SI, SF, up, now) + SF[QUEUED, up] / bw
                         expected = _predicted(RT, m, e * per + rr, view, bw, wait, P[P_PROP], P[P_DLBPS],
                                               P[P_WANDBPS], EF[e])
                         if expected < best_s:
                             best, best_s = e * per + rr, expected
                     route[i] = best
                 elif policy:  # BestSplitPolicy.choose_one
-                    view = _backlogs(SI, SF, NXT, route, plan, Q, P, E, tr, m, 0, now)
+                    view = _backlogs(SI, SF, Q, P, E, toff, tf, tp, m, 0, now)
                     link = 0 if shared else m
-                    bw = max(est[link] if policy == POLICY_EWMA else _rate_at(tr, oracle[link], now), MIN_PLANNING_BPS)
+                    bw = max(est[link] if policy == POLICY_EWMA else _rate_at(toff, tf, tp, oracle[link], now), MIN_PLANNING_BPS)
                     up = view[1]
-                    wait = _residual(SI, SF, up, now) + _queue_sum(bits_s, route, NXT, SI[QHEAD, up], bw) / 1
+                    wait = _residual(SI, SF, up, now) + SF[QUEUED, up] / bw
                     route[i] = _choose(RT, m, 0, n_routes[m], view, bw, wait, P, 0.0)
                 r = route[i]
                 if head_s[r, i] > 0:
@@ -557,10 +616,10 @@ def _run(c, firsts, nxt, heap_size):
                         est[link] = (1 - alpha) * est[link] + alpha * bits_s[r, i] / duration
                 d = prop
                 if delay:
-                    d = _delay(dl_kind, dl_fifo, dl_val, dtr, last_up, i, m, link, 0, now)
+                    d = _delay(dl_kind, dl_fifo, dl_val, doff, dtf, dtp, last_up, i, m, link, 0, now)
                     T[row_pu, i] = d
-                act = _hand_on(ht, hs, hc, meta, now, d, delay != 0 or prop > 0, (i << 4) | SERVER_ARRIVE,
-                               A_EDGE_ARRIVE)
+                push_t, push_code = now + d, (i << 4) | SERVER_ARRIVE
+                act = _hand_on(delay != 0 or prop > 0, A_EDGE_ARRIVE)
             elif act == A_EDGE_ARRIVE:  # engine._edge_arrive
                 if not tiered:
                     st, stage, act = edge0, 3, A_ARRIVE
@@ -581,22 +640,26 @@ def _run(c, firsts, nxt, heap_size):
                 d = prop
                 if delay:
                     m = mob[i]
-                    d = _delay(dl_kind, dl_fifo, dl_val, dtr, last_down, i, m, m, 1, now)
+                    d = _delay(dl_kind, dl_fifo, dl_val, doff, dtf, dtp, last_down, i, m, m, 1, now)
                     T[row_pd, i] = d
-                act = _hand_on(ht, hs, hc, meta, now, d, delay != 0 or prop > 0, (i << 4) | FINISH, A_FINISH)
+                push_t, push_code = now + d, (i << 4) | FINISH
+                act = _hand_on(delay != 0 or prop > 0, A_FINISH)
             elif act == A_FINISH:  # engine._finish
                 T[DONE, i] = now
                 if has_deadline and now - capture[i] > deadline + 1e-12:
                     status[i] = LATE
+                remaining[i // width] -= 1
                 act = A_NONE
             elif act == A_WAN_DONE:
                 e = r // per
-                act = _hand_on(ht, hs, hc, meta, now, EF[e], EF[e] > 0, (i << 4) | CLOUD_ARRIVE, A_CLOUD_ARRIVE)
+                push_t, push_code = now + EF[e], (i << 4) | CLOUD_ARRIVE
+                act = _hand_on(EF[e] > 0, A_CLOUD_ARRIVE)
             elif act == A_CLOUD_ARRIVE:
                 T[CA, i] = now
                 if batch:
                     _enqueue(SI, NXT, PRV, cloud, i)
-                    _batch_dispatch(T, cloud_s, route, SI, NXT, PRV, Q, P, B, ht, hs, hc, meta, now)
+                    SF[QUEUED, cloud] += cloud_s[r, i]
+                    _batch_dispatch(T, cloud_s, route, SI, SF, NXT, PRV, Q, P, B, ht, hs, hc, meta, now)
                     act = A_NONE
                 else:
                     st, stage, act = cloud, 6, A_ARRIVE
@@ -604,15 +667,16 @@ def _run(c, firsts, nxt, heap_size):
                 st, stage, act = wdown0 + r // per, 5, A_ARRIVE
             else:  # A_WAN_DOWN_DONE
                 e = r // per
-                act = _hand_on(ht, hs, hc, meta, now, EF[e], EF[e] > 0, (i << 4) | DOWN_ARRIVE, A_DOWN_ARRIVE)
+                push_t, push_code = now + EF[e], (i << 4) | DOWN_ARRIVE
+                act = _hand_on(EF[e] > 0, A_DOWN_ARRIVE)
 
 
 @njit(cache=True)
-def _delay(kinds, fifo, values, dtr, last, i, m, k, row, now):
+def _delay(kinds, fifo, values, doff, dtf, dtp, last, i, m, k, row, now):
     """engine._varying_delay: frame i's delay now (a trace's step, or its draw), held behind the one sent before."""
     if kinds[m] == 1:
-        j, _ = _segment(dtr, m, now)
-        d = dtr[2][dtr[0][m] + j]
+        j, _ = _segment(doff, dtf, dtp, m, now)
+        d = dtf[1, doff[m] + j]
     else:
         d = values[row, i]
     arrive = now + d
@@ -621,6 +685,23 @@ def _delay(kinds, fifo, values, dtr, last, i, m, k, row, now):
     if arrive > last[k]:
         last[k] = arrive
     return arrive - now
+
+
+@njit(cache=True)
+def _start(heap, firsts, capture):
+    """Each mobile device's first capture on the heap."""
+    ht, hs, hc, meta = heap
+    for i in firsts:
+        _push(ht, hs, hc, meta, capture[i], (i << 4) | CAPTURE)
+
+
+def _grown(heap: tuple) -> tuple:
+    """The event heap at twice its size (same events, same order)."""
+    ht, hs, hc, meta = heap
+    out = (np.empty(2 * ht.size), np.empty(2 * ht.size, np.int64), np.empty(2 * ht.size, np.int64), meta)
+    for a, b in zip(out, heap):
+        a[:b.size] = b
+    return out
 
 
 # ---------------------------------------------------------------- the Python side: arrays in, arrays out
@@ -651,12 +732,15 @@ def supports(plan: FramePlan, topo: Topology, policy: Optional[StatefulPolicy] =
 
 
 def _pack_traces(traces: list[RateTrace]) -> tuple:
-    """Every RateTrace's steps in flat arrays: (offsets, times, rates, cumulative bits, period, bits per period)."""
+    """Every RateTrace's steps in flat arrays: offsets, (times, rates, cumulative bits), (period, bits per period)."""
     off = np.cumsum([0] + [len(t.rates_bps) for t in traces]).astype(np.int64)
-    cat = (lambda xs: np.ascontiguousarray(np.concatenate(xs), dtype=float)) if traces else (lambda xs: np.zeros(1))
-    return (off, cat([t.times_s for t in traces]), cat([t.rates_bps for t in traces]),
-            cat([t._cum_bits for t in traces]), np.array([t.period_s for t in traces] or [0.0], dtype=float),
-            np.array([getattr(t, "_period_bits", 0.0) for t in traces] or [0.0], dtype=float))
+    if not traces:
+        return off, np.zeros((3, 1)), np.zeros((2, 1))
+    steps = np.ascontiguousarray(np.vstack([np.concatenate([t.times_s for t in traces]),
+                                            np.concatenate([t.rates_bps for t in traces]),
+                                            np.concatenate([t._cum_bits for t in traces])]), dtype=float)
+    periods = np.array([[t.period_s for t in traces], [getattr(t, "_period_bits", 0.0) for t in traces]], dtype=float)
+    return off, steps, periods
 
 
 def _route_table(topo: Topology, routes_of_mobile: Optional[list[list[Route]]], n_mobiles: int):
@@ -679,24 +763,24 @@ def _route_table(topo: Topology, routes_of_mobile: Optional[list[list[Route]]], 
     return rt, np.array([len(r) for r in routes_of_mobile], dtype=np.int64)
 
 
-def _capture_chain(plan: FramePlan) -> tuple[np.ndarray, np.ndarray]:
-    """Each mobile device's first frame (in the SimPy engine's start order) and each frame's next capture."""
+def _capture_chain(plan: FramePlan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per mobile device its first and last frame (-1: none), and each frame's next capture of its device."""
     n = plan.capture_s.size
     order = np.lexsort((np.arange(n), plan.capture_s))
     order = order[np.argsort(plan.mobile[order], kind="stable")]
     nxt = np.full(n, -1, dtype=np.int64)
     same = plan.mobile[order[1:]] == plan.mobile[order[:-1]]
     nxt[order[:-1][same]] = order[1:][same]
-    starts = order[np.concatenate(([True], ~same))] if n else order
-    firsts = starts[np.lexsort((starts, plan.capture_s[starts]))]
-    return firsts.astype(np.int64), nxt
+    first_of, last_of = np.full(plan.n_mobiles, -1, np.int64), np.full(plan.n_mobiles, -1, np.int64)
+    if n:
+        starts, ends = order[np.concatenate(([True], ~same))], order[np.concatenate((~same, [True]))]
+        first_of[plan.mobile[starts]], last_of[plan.mobile[ends]] = starts, ends
+    return first_of, last_of, nxt
 
 
-def _delays(plan: FramePlan, topo: Topology, n_mobiles: int, n_up: int):
-    """The varying delays: per mobile device a trace (looked up at send time) or per-frame draws, and FIFO flags."""
-    n = plan.capture_s.size
+def _delay_model(topo: Topology, n_mobiles: int) -> tuple:
+    """Per mobile device: a traced delay (1) or per-frame draws (0), FIFO or not, and the traces."""
     kinds, fifo = np.zeros(n_mobiles, np.int64), np.zeros(n_mobiles, np.int64)
-    dlv = np.zeros((2, n) if topo.delay is not None else (2, 1))
     traces = []
     for m, d in enumerate(topo.delay or []):
         fifo[m] = d.fifo
@@ -705,32 +789,152 @@ def _delays(plan: FramePlan, topo: Topology, n_mobiles: int, n_up: int):
             traces.append(RateTrace(d.trace.times_s, d.trace.one_way_s, d.trace.period_s))
         else:
             traces.append(RateTrace(np.array([0.0]), np.array([1.0])))
+    return kinds, fifo, _pack_traces(traces)
+
+
+def _delay_draws(plan: FramePlan, topo: Topology) -> np.ndarray:
+    """Each frame's one-way delay up (row 0) and down (row 1) from its uniforms, where the delay is drawn."""
+    out = np.zeros((2, plan.capture_s.size))
+    for m, d in enumerate(topo.delay):
+        if d.trace is None:
             sel = plan.mobile == m
             for row in (0, 1):
-                dlv[row, sel] = d.sample(np.zeros(int(sel.sum())), plan.delay_u[row, sel])
-    return (kinds, fifo, dlv, _pack_traces(traces), np.zeros(max(n_up, 1)), np.zeros(max(n_mobiles, 1)))
+                out[row, sel] = d.sample(np.zeros(int(sel.sum())), plan.delay_u[row, sel])
+    return out
 
 
-def simulate_compiled(plan: FramePlan, topo: Topology, policy: Optional[StatefulPolicy] = None,
-                      routes_of_mobile: Optional[list[list[Route]]] = None) -> dict[str, np.ndarray]:
-    """engine.simulate's per-frame stage times, status and route, from the compiled event loop."""
-    if not supports(plan, topo, policy):
-        raise EdgesimError("the compiled engine does not cover this run (see simulator.compiled.supports); "
-                           "use engine.simulate")
-    n, n_mob, tiers = plan.capture_s.size, plan.n_mobiles, topo.tiers
-    tiered = plan.cloud_s is not None
-    delay = topo.delay is not None
-    n_rows = len(TIME_FIELDS) + (len(TIER_FIELDS) if tiered else 0)
-    T = np.full((n_rows + (2 if delay else 0), n), np.nan)
-    f64 = (lambda a: np.ascontiguousarray(a, dtype=float))
-    dummy = np.zeros((1, 1))
-    planned = (f64(plan.head_s), f64(plan.wire_bits), f64(plan.tail_s), f64(plan.down_s),
-               f64(plan.wan_bits) if tiered else dummy, f64(plan.cloud_s) if tiered else dummy,
-               f64(plan.wan_down_s) if tiered else dummy)
-    # stations: mobile devices, uplinks (then shared media), edge pools, downlinks, WAN links, WAN returns, cloud
+WindowLoader = Callable[[int], Optional[FramePlan]]
+WindowDone = Callable[[int, FramePlan, dict], None]
+
+
+class _Ring:
+    """The loop's frame slots: windows of frames, each in a place of `width` slots (slot = place x width + row).
+
+    Window k is loaded into a free place once a mobile device's captures reach it, and handed back, in order, once
+    all its frames have ended (engine.FrameRing's contract, with arrays). It starts with two places (the window
+    running and the next) and grows to at most ring_windows (a system that falls further behind gets one clear
+    error); a run of one window is that window, slot = frame index.
+    """
+
+    def __init__(self, first: FramePlan, single: bool, ring_windows: int, n_rows: int, delay: bool) -> None:
+        self.width, self.max_places = first.capture_s.size, 1 if single else ring_windows
+        self.single, self.n_rows, self.delay = single, n_rows, delay
+        self.routes, self.tiered = first.head_s.shape[0], first.cloud_s is not None
+        f64 = (lambda a: np.ascontiguousarray(a, dtype=float))
+        dummy = np.zeros((1, 1))
+        self.places = 0
+        if single:  # the plan's own arrays (no copy)
+            self.plan = (f64(first.head_s), f64(first.wire_bits), f64(first.tail_s), f64(first.down_s),
+                         f64(first.wan_bits) if self.tiered else dummy, f64(first.cloud_s) if self.tiered else dummy,
+                         f64(first.wan_down_s) if self.tiered else dummy)
+            self.capture, self.mobile = f64(first.capture_s), np.ascontiguousarray(first.mobile, dtype=np.int64)
+        else:
+            self.plan = tuple(np.zeros((self.routes, 0)) if k < 4 or self.tiered else dummy for k in range(7))
+            self.capture, self.mobile = np.zeros(0), np.zeros(0, np.int64)
+        self.route, self.T = np.zeros(0, np.int64), np.zeros((n_rows, 0))
+        self.status, self.drop_stage = np.zeros(0, np.int8), np.zeros(0, np.int8)
+        self.nxt, self.NXT, self.PRV = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        self.delay_values = np.zeros((2, 0) if delay else (2, 1))
+        self.remaining = np.zeros(0, np.int64)
+        self.free: list[int] = []
+        self._grow(1 if single else 2)
+        self.windows: dict[int, tuple[FramePlan, int]] = {}  # window -> (plan, place)
+        self.lasts: dict[int, np.ndarray] = {}  # per window: the slot of each mobile device's last frame (-1: none)
+        self.loaded = self.flushed = 0
+        self.more = not single
+
+    def _grow(self, places: int) -> None:
+        """Room for `places` windows; the slots in use keep their numbers."""
+        old, cap = self.places * self.width, places * self.width
+
+        def wider(a: np.ndarray, fill) -> np.ndarray:
+            out = np.full(a.shape[:-1] + (cap,), fill, dtype=a.dtype)
+            out[..., :old] = a
+            return out
+
+        if not self.single:
+            self.plan = tuple(wider(a, 0.0) if k < 4 or self.tiered else a for k, a in enumerate(self.plan))
+            self.capture, self.mobile = wider(self.capture, 0.0), wider(self.mobile, 0)
+        self.route, self.T = wider(self.route, 0), wider(self.T, np.nan)
+        self.status, self.drop_stage = wider(self.status, 0), wider(self.drop_stage, 0)
+        self.nxt, self.NXT, self.PRV = wider(self.nxt, -1), wider(self.NXT, -1), wider(self.PRV, -1)
+        if self.delay:
+            self.delay_values = wider(self.delay_values, 0.0)
+        self.remaining = wider(self.remaining, 0)
+        self.free += list(range(self.places, places))
+        self.places = places
+
+    def load(self, k: int, wp: FramePlan, topo: Topology, now: float) -> np.ndarray:
+        """Put window k into a free place; link each mobile device's last frame of window k-1 to its first here.
+        Returns the window's first frame of each mobile device (slots, -1: none)."""
+        if not self.free:
+            if self.places >= self.max_places:
+                raise EdgesimError(f"more than {self.max_places} windows of frames are in flight at t = {now:.6g} s: "
+                                   "the system falls behind without bound; shorten the run or raise "
+                                   "workload.chunk_frames")
+            self._grow(min(2 * self.places, self.max_places))
+        n, place = wp.capture_s.size, self.free.pop(0)
+        if n > self.width:
+            raise EdgesimError(f"window {k} has {n} frames, more than the first window's {self.width}")
+        base = place * self.width
+        sl = slice(base, base + n)
+        if not self.single:
+            parts = (wp.head_s, wp.wire_bits, wp.tail_s, wp.down_s) + (
+                (wp.wan_bits, wp.cloud_s, wp.wan_down_s) if self.tiered else ())
+            for dst, src in zip(self.plan, parts):
+                dst[:, sl] = src
+            self.capture[sl], self.mobile[sl] = wp.capture_s, wp.mobile
+            self.T[:, sl] = np.nan
+            self.status[sl] = self.drop_stage[sl] = 0
+        self.route[sl] = wp.route
+        if topo.delay is not None:
+            self.delay_values[:, sl] = _delay_draws(wp, topo)
+        first_of, last_of, nxt = _capture_chain(wp)
+        self.nxt[sl] = np.where(nxt >= 0, nxt + base, -1)
+        firsts = np.where(first_of >= 0, first_of + base, -1)
+        lasts = np.where(last_of >= 0, last_of + base, -1)
+        if self.more:
+            self.nxt[lasts[lasts >= 0]] = NEXT_WINDOW
+        prev = self.lasts.pop(k - 1, None)
+        if prev is not None:
+            self.nxt[prev[prev >= 0]] = firsts[prev >= 0]
+        self.lasts[k] = lasts
+        self.windows[k], self.remaining[place] = (wp, place), n
+        self.loaded = k + 1
+        return firsts
+
+    def last_window(self) -> None:
+        """No window follows the loaded ones: the last frames have no next capture."""
+        self.more = False
+        for lasts in self.lasts.values():
+            self.nxt[lasts[lasts >= 0]] = -1
+
+    def flush(self, on_window: WindowDone, fields: tuple, everything: bool = False) -> None:
+        """Hand back every leading window whose frames have all ended (every loaded one when `everything`)."""
+        while self.flushed < self.loaded and (everything or self.remaining[self.windows[self.flushed][1]] == 0):
+            k = self.flushed
+            wp, place = self.windows.pop(k)
+            base = place * self.width
+            sl = slice(base, base + wp.capture_s.size)
+            take = (lambda a: a[sl]) if self.single else (lambda a: a[sl].copy())
+            times = {name: take(self.T[row]) for row, name in enumerate(fields)}
+            times["status"], times["drop_stage"] = take(self.status), take(self.drop_stage)
+            times["route"] = self.route[sl].astype(np.int16)
+            if self.delay:
+                times["prop_up_s"], times["prop_down_s"] = take(self.T[len(fields)]), take(self.T[len(fields) + 1])
+            self.flushed = k + 1
+            self.free.append(place)
+            on_window(k, wp, times)
+
+
+def _stations(topo: Topology, first: FramePlan, n_rows: int) -> tuple:
+    """The static part of the loop's state: stations, parameters, links, batching and best-split's tables."""
+    n_mob, tiers = first.n_mobiles, topo.tiers
+    tiered = first.cloud_s is not None
     n_edges = len(tiers.edges) if tiers is not None else 1
     n_up = n_mob if tiers is not None or not topo.shared_medium else 1
     media = [e for e, spec in enumerate(tiers.edges) if spec.shared_medium] if tiers is not None else []
+    # stations: mobile devices, uplinks (then shared media), edge pools, downlinks, WAN links, WAN returns, cloud
     up0, edge0 = n_mob, n_mob + n_up + len(media)
     down0 = edge0 + n_edges
     wan0 = down0 + n_mob
@@ -769,16 +973,12 @@ def simulate_compiled(plan: FramePlan, topo: Topology, policy: Optional[Stateful
                 E[4, e] = len(traces)
                 traces.append(spec.wan)
     SI[FREE] = SI[SERVERS]
-    batching = tiers.batching if tiers is not None else None
     Q = np.zeros(Q_LAST, np.int64)
     P = np.zeros(P_LAST)
     Q[Q_M], Q[Q_UP0], Q[Q_EDGE0], Q[Q_DOWN0], Q[Q_WAN0], Q[Q_WDOWN0], Q[Q_CLOUD] = (n_mob, up0, edge0, down0, wan0,
                                                                                    wdown0, cloud)
     Q[Q_SHARED], Q[Q_TIERED], Q[Q_NE] = topo.shared_medium, tiered, n_edges
-    Q[Q_PER] = (plan.routes_per_edge or 1) if tiered else 1
-    if policy is not None:
-        Q[Q_POLICY] = POLICY_EWMA if policy.spec.bandwidth_estimate == "ewma" else POLICY_ORACLE
-        P[P_ALPHA] = policy.spec.ewma_alpha
+    Q[Q_PER] = (first.routes_per_edge or 1) if tiered else 1
     if tiers is not None:
         Q[Q_ASSIGN] = {"least-loaded": ASSIGN_LEAST_LOADED, "shortest-expected-delay": ASSIGN_SED}.get(
             tiers.assignment, ASSIGN_FIXED)
@@ -786,37 +986,83 @@ def simulate_compiled(plan: FramePlan, topo: Topology, policy: Optional[Stateful
         P[P_WANDBPS] = tiers.wan_down_bps
     else:
         P[P_WANDBPS] = np.inf
-    Q[Q_DELAY], Q[Q_STALE], Q[Q_DEADLINE] = delay, topo.drop_stale, topo.deadline_s is not None
+    Q[Q_DELAY], Q[Q_STALE], Q[Q_DEADLINE] = topo.delay is not None, topo.drop_stale, topo.deadline_s is not None
     Q[Q_ROWPU], Q[Q_ROWPD] = n_rows, n_rows + 1
     P[P_PROP], P[P_DEADLINE], P[P_DLBPS] = topo.propagation_s, topo.deadline_s or 0.0, topo.downlink_bps
     P[P_TIMER] = -1.0
+    batching = tiers.batching if tiers is not None else None
     if batching is not None:
-        Q[Q_BATCH], Q[Q_MAXB], Q[Q_NFREE] = 1, batching.max_batch_size, tiers.cloud_servers
+        slots = tiers.cloud_servers + 1  # a batch per server, and one handing its frames on
+        Q[Q_BATCH], Q[Q_MAXB], Q[Q_NFREE], Q[Q_NBATCH] = 1, batching.max_batch_size, tiers.cloud_servers, slots
         P[P_MAXQD] = batching.max_queue_delay_s
-        B = (np.ascontiguousarray(plan.cloud_key, dtype=np.int64),
+        B = (np.ascontiguousarray(first.cloud_key, dtype=np.int64),
              np.array(batching.preferred_batch_sizes, dtype=np.int64),
-             np.zeros(tiers.cloud_servers), np.zeros(n, np.int64), np.zeros(n + 1, np.int64),
-             np.zeros(batching.max_batch_size, np.int64), f64(plan.batch_factors))
+             np.zeros(tiers.cloud_servers), np.zeros((slots, batching.max_batch_size), np.int64),
+             np.zeros(slots, np.int64), np.zeros(batching.max_batch_size, np.int64),
+             np.ascontiguousarray(first.batch_factors, dtype=float), np.arange(slots, dtype=np.int64))
     else:
-        B = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(1), np.zeros(1, np.int64), np.zeros(2, np.int64),
-             np.zeros(1, np.int64), np.zeros((1, 1)))
+        B = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(1), np.zeros((1, 1), np.int64),
+             np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros((1, 1)), np.zeros(1, np.int64))
+    return SI, np.zeros((2, n_st)), Q, P, E, EF, _pack_traces(traces), B, n_up
+
+
+def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_window: WindowDone,
+                              policy: Optional[StatefulPolicy] = None,
+                              routes_of_mobile: Optional[list[list[Route]]] = None, ring_windows: int = 4) -> None:
+    """engine.simulate_windows in the compiled loop: windows of frames in bounded memory, handed back in order."""
+    first = load_window(0)
+    if first is None or first.capture_s.size == 0:
+        return
+    if not supports(first, topo, policy):
+        raise EdgesimError("the compiled engine does not cover this run (see simulator.compiled.supports); "
+                           "use engine.simulate")
+    peeked = load_window(1)  # loaded once: a window loader may draw from random streams
+    fields = TIME_FIELDS + (TIER_FIELDS if first.cloud_s is not None else ())
+    delay = topo.delay is not None
+    ring = _Ring(first, peeked is None, ring_windows, len(fields) + (2 if delay else 0), delay)
+    SI, SF, Q, P, E, EF, traces, B, n_up = _stations(topo, first, len(fields))
+    n_mob = first.n_mobiles
+    if policy is not None:
+        Q[Q_POLICY] = POLICY_EWMA if policy.spec.bandwidth_estimate == "ewma" else POLICY_ORACLE
+        P[P_ALPHA] = policy.spec.ewma_alpha
+    kinds, fifo, delay_traces = _delay_model(topo, n_mob)
     estimate = np.array([tr.rate_bps_at(0.0) for tr in topo.uplink], dtype=float)
     rt, n_routes = _route_table(topo, routes_of_mobile, n_mob)
+    tiers = topo.tiers
     edge_of_mobile = np.ascontiguousarray(tiers.edge_of_mobile if tiers is not None and tiers.edge_of_mobile is not None
                                           else np.zeros(n_mob), dtype=np.int64)
-    status, drop_stage = np.zeros(n, np.int8), np.zeros(n, np.int8)
-    route = plan.route.astype(np.int64)
-    firsts, nxt = _capture_chain(plan)
-    c = (T, planned, f64(plan.capture_s), np.ascontiguousarray(plan.mobile, dtype=np.int64), route, SI,
-         np.full(n, -1, np.int64), np.full(n, -1, np.int64), np.zeros(n_st), Q, P, E, EF, _pack_traces(traces),
-         status, drop_stage, _delays(plan, topo, n_mob, n_up), estimate, B, rt, np.arange(len(topo.uplink),
-                                                                                             dtype=np.int64),
-         edge_of_mobile, n_routes)
-    if n:
-        _run(c, firsts, nxt, max(1024, 4 * n_mob))
-    fields = TIME_FIELDS + (TIER_FIELDS if tiered else ())
-    out = {name: T[k] for k, name in enumerate(fields)}
-    out["status"], out["drop_stage"], out["route"] = status, drop_stage, route.astype(np.int16)
-    if plan.delay_u is not None:
-        out["prop_up_s"], out["prop_down_s"] = T[n_rows], T[n_rows + 1]
+    oracle = np.arange(len(topo.uplink), dtype=np.int64)
+    last_up, last_down = np.zeros(max(n_up, 1)), np.zeros(max(n_mob, 1))
+    firsts = ring.load(0, first, topo, 0.0)
+    firsts = firsts[firsts >= 0]
+    firsts = firsts[np.lexsort((firsts, ring.capture[firsts]))]  # the SimPy engine's start order
+    size = max(1024, 4 * n_mob)
+    heap = (np.empty(size), np.empty(size, np.int64), np.empty(size, np.int64), np.zeros(2, np.int64))
+    _start(heap, firsts, ring.capture)
+    while True:
+        dl = (kinds, fifo, ring.delay_values, delay_traces, last_up, last_down)
+        c = (ring.T, ring.plan, ring.capture, ring.mobile, ring.route, SI, ring.NXT, ring.PRV, SF, Q, P, E, EF, traces,
+             ring.status, ring.drop_stage, dl, estimate, B, rt, oracle, edge_of_mobile, n_routes)  # anew: rings grow
+        why = _run(c, ring.nxt, ring.remaining, ring.width, *heap)
+        if why == GROW:
+            heap = _grown(heap)
+        elif why == LOAD:
+            k = ring.loaded
+            wp = peeked if k == 1 else load_window(k)
+            if wp is None or wp.capture_s.size == 0:
+                ring.last_window()
+            else:
+                ring.flush(on_window, fields)
+                ring.load(k, wp, topo, float(heap[0][0]))
+        else:
+            break
+    ring.flush(on_window, fields, everything=True)
+
+
+def simulate_compiled(plan: FramePlan, topo: Topology, policy: Optional[StatefulPolicy] = None,
+                      routes_of_mobile: Optional[list[list[Route]]] = None) -> dict[str, np.ndarray]:
+    """engine.simulate's per-frame stage times, status and route, from the compiled event loop (one window)."""
+    out: dict[str, np.ndarray] = {}
+    simulate_compiled_windows(lambda k: plan if k == 0 else None, topo, lambda k, p, times: out.update(times),
+                              policy, routes_of_mobile)
     return out

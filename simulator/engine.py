@@ -28,16 +28,23 @@ WindowDone = Callable[[int, FramePlan, dict], None]
 
 
 class _Station:
-    """FIFO queue with c servers; calls on_done(frame) when a frame's service ends."""
+    """FIFO queue with c servers; calls on_done(frame) when a frame's service ends.
+
+    `queued` is the waiting frames' total work (work(i): seconds of service, or bits on a link), kept as a running
+    sum in queue order and set to exactly 0 when the queue empties: a backlog costs O(1) per capture, and the compiled
+    engine keeps the same sum with the same operations in the same order.
+    """
 
     __slots__ = ("env", "free", "queue", "capacity", "service", "start", "end", "on_done", "on_drop", "busy_until", "stage",
-                 "servers")
+                 "servers", "work", "queued")
 
     def __init__(self, env: simpy.Environment, servers: int, capacity: Optional[int],
                  service: Callable[[int, float], float], start: list, end: list,
-                 on_done: Callable[[int], None], on_drop: Callable[[int, int], None], stage: int) -> None:
+                 on_done: Callable[[int], None], on_drop: Callable[[int, int], None], stage: int,
+                 work: Callable[[int], float]) -> None:
         self.env, self.free, self.queue, self.capacity, self.servers = env, servers, deque(), capacity, servers
         self.service, self.start, self.end, self.on_done, self.on_drop = service, start, end, on_done, on_drop
+        self.work, self.queued = work, 0.0
         self.busy_until = 0.0
         self.stage = stage
 
@@ -49,6 +56,13 @@ class _Station:
             self.on_drop(i, self.stage)
         else:
             self.queue.append(i)
+            self.queued += self.work(i)
+
+    def _pop(self) -> int:
+        """The oldest waiting frame, out of the queue and of the queued work."""
+        j = self.queue.popleft()
+        self.queued = self.queued - self.work(j) if self.queue else 0.0
+        return j
 
     def _begin(self, i: int) -> None:
         now = self.env.now
@@ -62,14 +76,14 @@ class _Station:
         i = event.value
         self.end[i] = self.env.now
         if self.queue:
-            self._begin(self.queue.popleft())
+            self._begin(self._pop())
         else:
             self.free += 1
         self.on_done(i)
 
     def drop_waiting(self) -> None:
         while self.queue:
-            self.on_drop(self.queue.popleft(), self.stage)
+            self.on_drop(self._pop(), self.stage)
 
     def load(self) -> float:
         """Frames in service and waiting, per server (least-loaded assignment compares this)."""
@@ -79,9 +93,10 @@ class _Station:
         """What is left of the longest service in progress (0 when a server is free)."""
         return max(self.busy_until - self.env.now, 0.0) if not self.free else 0.0
 
-    def backlog_s(self, service_of: Callable[[int], float], servers: int = 1) -> float:
-        """Predicted wait for a new arrival: residual service plus the queued frames' own service, over c servers."""
-        return self.residual_s() + sum(service_of(j) for j in self.queue) / servers
+    def backlog_s(self, servers: int = 1) -> float:
+        """Predicted wait for a new arrival: residual service plus the queued frames' own work, over c servers (on a
+        link, divide the queued bits by a bandwidth instead)."""
+        return self.residual_s() + self.queued / servers
 
 
 class _BatchStation:
@@ -98,11 +113,13 @@ class _BatchStation:
         self.env, self.batching, self.ring, self.on_done = env, batching, ring, on_done
         self.free_since = [0.0] * servers  # when each idle server became free
         self.queue: deque = deque()
+        self.queued = 0.0  # the waiting frames' cloud service, as _Station.queued
         self.busy_until = 0.0
         self.timer_at = -1.0
 
     def arrive(self, i: int) -> None:
         self.queue.append(i)
+        self.queued += self.ring.cloud_s[i]
         self._dispatch()
 
     def _dispatch(self) -> None:
@@ -128,6 +145,7 @@ class _BatchStation:
         free = self.free_since.pop(self.free_since.index(min(self.free_since)))
         for j in batch:
             self.queue.remove(j)
+            self.queued = self.queued - ring.cloud_s[j] if self.queue else 0.0
             ring.t["cloud_start"][j] = now
             ring.t["batch_size"][j] = len(batch)
             ring.t["batch_wait"][j] = now - max(ring.t["cloud_arrive"][j], free)
@@ -147,7 +165,7 @@ class _BatchStation:
     def backlog_s(self) -> float:
         """Predicted wait: the longest batch in progress, then the queued frames' own service over the servers."""
         residual = max(self.busy_until - self.env.now, 0.0) if not self.free_since else 0.0
-        return residual + sum(self.ring.cloud_s[j] for j in self.queue) / max(len(self.free_since), 1)
+        return residual + self.queued / max(len(self.free_since), 1)
 
 
 class FrameRing:
@@ -311,27 +329,31 @@ class StationPipeline:
         tiers = self.tiers = topo.tiers
         self.uplink_of = (lambda m: 0) if topo.shared_medium else (lambda m: m)
         self.downlinks = [_Station(env, 1, None, lambda i, now: ring.down_s[i], t["down_start"], t["down_end"],
-                                   self._down_done, self._drop, 4) for _ in range(n_mobiles)]
+                                   self._down_done, self._drop, 4, ring.down_s.__getitem__) for _ in range(n_mobiles)]
         pools = [e.servers for e in tiers.edges] if tiers is not None else [topo.servers]
         self.edges = [_Station(env, c, topo.server_capacity, lambda i, now: ring.tail_s[i], t["tail_start"],
-                               t["tail_end"], self._tail_done, self._drop, 3) for c in pools]
+                               t["tail_end"], self._tail_done, self._drop, 3, ring.tail_s.__getitem__) for c in pools]
         self.server = self.edges[0]
         if tiers is not None:
             self.media = {k: _Station(env, 1, None, self._up_service, t["up_start"], t["up_end"], self._up_done,
-                                      self._drop, 2) for k, e in enumerate(tiers.edges) if e.shared_medium}
+                                      self._drop, 2, ring.bits.__getitem__) for k, e in enumerate(tiers.edges)
+                          if e.shared_medium}
             self.wans = [_Station(env, 1, None, self._wan_service, t["wan_start"], t["wan_end"], self._wan_done,
-                                  self._drop, 5) for _ in tiers.edges]
+                                  self._drop, 5, ring.wan_bits.__getitem__) for _ in tiers.edges]
             self.wan_downs = [_Station(env, 1, None, lambda i, now: ring.wan_down_s[i], t["wan_down_start"],
-                                       t["wan_down_end"], self._wan_down_done, self._drop, 5) for _ in tiers.edges]
+                                       t["wan_down_end"], self._wan_down_done, self._drop, 5,
+                                       ring.wan_down_s.__getitem__) for _ in tiers.edges]
             if tiers.batching is not None:
                 self.cloud = _BatchStation(env, tiers.cloud_servers, tiers.batching, ring, self._cloud_done)
             else:
                 self.cloud = _Station(env, max(tiers.cloud_servers, 1), None, lambda i, now: ring.cloud_s[i],
-                                      t["cloud_start"], t["cloud_end"], self._cloud_done, self._drop, 6)
-        self.uplinks = [_Station(env, 1, None, self._up_service, t["up_start"], t["up_end"], self._up_done, self._drop, 2)
-                        for _ in range(1 if topo.shared_medium and tiers is None else n_mobiles)]
+                                      t["cloud_start"], t["cloud_end"], self._cloud_done, self._drop, 6,
+                                      ring.cloud_s.__getitem__)
+        self.uplinks = [_Station(env, 1, None, self._up_service, t["up_start"], t["up_end"], self._up_done, self._drop, 2,
+                                 ring.bits.__getitem__) for _ in range(1 if topo.shared_medium and tiers is None else n_mobiles)]
         self.mobiles = [_Station(env, 1, topo.mobile_capacity, lambda i, now: ring.head_s[i],
-                                 t["head_start"], t["head_end"], self._head_done, self._drop, 1) for _ in range(n_mobiles)]
+                                 t["head_start"], t["head_end"], self._head_done, self._drop, 1, ring.head_s.__getitem__)
+                        for _ in range(n_mobiles)]
         if policy is not None:
             policy.start(topo.uplink)
         self.last_up = [0.0] * len(self.uplinks)  # latest arrival at the server per uplink (FIFO paths)
@@ -395,25 +417,24 @@ class StationPipeline:
 
     def _load_view(self, m: int, e: int = 0) -> LoadView:
         """What a stateful policy (or the assignment) sees when mobile device m captures a frame bound for edge e."""
-        ring, topo, k = self.ring, self.topo, self.uplink_of(m)
+        topo, k = self.topo, self.uplink_of(m)
         uplink = self.uplinks[k] if self.tiers is None else (self.media.get(e) or self.uplinks[m])
         extra = {}
         if self.tiers is not None and self.tiers.cloud_servers:
             edge, wan = self.tiers.edges[e], self.wans[e]
             rate = edge.wan.rate_bps_at(self.env.now)
-            extra = dict(wan_backlog_s=wan.residual_s() + sum(ring.wan_bits[j] for j in wan.queue) / rate,
+            extra = dict(wan_backlog_s=wan.residual_s() + wan.queued / rate,
                          wan_bps=rate, wan_propagation_s=edge.wan_propagation_s, wan_down_bps=self.tiers.wan_down_bps,
                          cloud_backlog_s=self.cloud.backlog_s() if isinstance(self.cloud, _BatchStation)
-                         else self.cloud.backlog_s(ring.cloud_s.__getitem__, self.tiers.cloud_servers))
+                         else self.cloud.backlog_s(self.tiers.cloud_servers))
         server = self.edges[e]
         return LoadView(
             now_s=self.env.now,
             link=k if self.tiers is None else m,
-            mobile_backlog_s=self.mobiles[m].backlog_s(ring.head_s.__getitem__),
+            mobile_backlog_s=self.mobiles[m].backlog_s(),
             uplink_residual_s=uplink.residual_s(),
-            uplink_queued_bits=tuple(ring.bits[j] for j in uplink.queue),
-            server_backlog_s=server.backlog_s(ring.tail_s.__getitem__, self.tiers.edges[e].servers if self.tiers
-                                              else topo.servers),
+            uplink_queued_bits=uplink.queued,
+            server_backlog_s=server.backlog_s(self.tiers.edges[e].servers if self.tiers else topo.servers),
             propagation_s=topo.propagation_s,
             downlink_bps=topo.downlink_bps,
             packet_payload_bytes=topo.packet_payload_bytes,

@@ -1,7 +1,8 @@
 """One sweep point from a validated scenario to frame records and summary rows: orchestration only.
 
 Every policy sees the same captures and service-time uniforms (common random numbers); each (replication,
-policy) run goes through the exact engine, the SimPy engine in memory, or the SimPy engine window by window.
+policy) run goes through the compiled engine (or the SimPy engine, the readable reference), in memory or window by
+window.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from typing import Optional
 import pandas as pd
 
 from simulator.assemble import Point, Window, assemble, plan_window, with_device_errors
-from simulator.compiled import simulate_compiled, supports
+from simulator.compiled import simulate_compiled, simulate_compiled_windows, supports
 from simulator.engine import simulate, simulate_windows
-from simulator.fast import simulate_fast
 from simulator.frames import FrameSink, frames_df
 from simulator.metrics import add_gain_bands, add_gains, summary_rows
 from simulator.policies import BasePolicy
@@ -47,8 +47,7 @@ def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Opti
             rep_pt = with_device_errors(pt, sc.seed, rep) if sc.uncertainty == "device" else pt
             for pol in rep_pt.policies:
                 used[pol.spec.display] = run_policy(rep_pt, pol, rep, point, sink, windowed=streaming)
-    engine = {label: name + ((" (windows)" if name == "simpy" else " (chunked output)") if streaming else "")
-              for label, name in used.items()}
+    engine = {label: name + (" (windows)" if streaming else "") for label, name in used.items()}
     idle_w = {name: pt.devices[name].idle_w for name, _ in pt.groups}
     labels = pt.dataset["label"].to_numpy() if pt.dataset is not None and "label" in pt.dataset.columns else None
     summary = summary_rows(sc, point, overrides, sink.accumulators, pt.groups, idle_w, engine, labels)
@@ -66,22 +65,13 @@ def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink
     streams = FrameStreams(sc.seed, rep, pt.n_mobiles)
     frames_per, chunk = sc.workload.frames, sc.workload.chunk_frames
     routes_by_group = pt.routes_of_group(pol)  # once for every window of this run
-    if pt.engine == "fast":
-        # the exact recursion needs every frame at once (about 170 bytes a frame); the frame table, the big part,
-        # is built and handed on a chunk of rows at a time
-        w = plan_window(pt, pol, routes_by_group, rep, streams, 0, frames_per)
-        times = simulate_fast(w.plan, pt.topo)
-        step = chunk if windowed else max(w.plan.capture_s.size, 1)
-        for lo in range(0, w.plan.capture_s.size, step):
-            sink.add(frames_df(pt, w.rows(lo, lo + step), {k: v[lo:lo + step] for k, v in times.items()}, label, rep,
-                               point), label)
-        return "fast"
+    compiled = pt.engine == "compiled"
     policy = pol if pol.stateful else None
     dynamic = pt.topo.tiers is not None and pt.topo.tiers.dynamic
     routes = [routes_by_group[g] for g in pt.group_of_instance] if pol.stateful or dynamic else None
     if not windowed:
         w = plan_window(pt, pol, routes_by_group, rep, streams, 0, frames_per)
-        if pt.engine == "compiled" and supports(w.plan, pt.topo, policy):
+        if compiled and supports(w.plan, pt.topo, policy):
             times, used = simulate_compiled(w.plan, pt.topo, policy, routes), "compiled"
         else:  # the readable reference, and whatever the compiled loop does not cover
             times, used = simulate(w.plan, pt.topo, policy, routes), "simpy"
@@ -100,5 +90,10 @@ def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink
     def done(k: int, _plan, times: dict) -> None:
         sink.add(frames_df(pt, windows.pop(k), times, label, rep, point), label)
 
-    simulate_windows(load, pt.topo, done, policy, routes)
+    first = load(0)  # loaded once: windows draw from the random streams in order
+    loader = (lambda k: first if k == 0 else load(k))
+    if compiled and first is not None and supports(first, pt.topo, policy):
+        simulate_compiled_windows(loader, pt.topo, done, policy, routes)
+        return "compiled"
+    simulate_windows(loader, pt.topo, done, policy, routes)
     return "simpy"

@@ -65,7 +65,7 @@ def make_tables(combos=COMBOS, rates=RATES_MBPS, frames_per=10, drop_every: int 
                     "energy_server_j_per_frame": 0.2, "bytes_per_frame": 1000.0,
                     "offload_fraction": 0.0 if policy == "local" else 1.0, "head_s_mean": comp.get("head_s", 0.0),
                     "transfer_s_mean": comp.get("transfer_s", 0.0), "tail_s_mean": comp.get("tail_s", 0.0),
-                    "queue_s_mean": 0.0, "engine": "fast", "sweep.link.data_rate_mbps": rate,
+                    "queue_s_mean": 0.0, "engine": "compiled", "sweep.link.data_rate_mbps": rate,
                     "sweep.mobiles.0.device": mobile, "sweep.edge.device": edge,
                 })
             point += 1

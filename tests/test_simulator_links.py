@@ -44,7 +44,7 @@ def test_each_group_has_its_own_uplink_rate(profiles):
     assert np.isnan(summary.loc[0, "data_rate_mbps"])  # no single rate describes the run
 
 
-@pytest.mark.parametrize("engine", ["fast", "simpy"])
+@pytest.mark.parametrize("engine", ["compiled", "simpy"])
 def test_offsets_and_wrap_follow_the_trace(tmp_path, profiles, engine):
     # 1 Mbit/s for 1 s, then 0.1 Mbit/s for 1 s, trace ends at 2 s; cameras 0.5 s apart in the trace
     path = _trace(tmp_path, [(0, 1.0), (1, 0.1), (2, 0.1)])
@@ -108,26 +108,26 @@ def test_jittered_delay_engines_agree_and_fifo_keeps_order(profiles, distributio
     data = scenario_dict(profiles, mobiles=[{"device": "toy-mobile", "count": 2}], link=link,
                          policies=[{"name": "offload"}, {"name": "split", "split_point": "mid"}],
                          workload={"source": "poisson", "frame_rate_fps": 8.0, "frames": 300, "service_time": "sampled"})
-    fast, _ = run({**data, "engine": "fast"})
+    comp, _ = run({**data, "engine": "compiled"})
     simpy, _ = run({**data, "engine": "simpy"})
     for col in ("propagation_s", "server_queue_s", "return_s", "delay_s", "done_s"):
-        np.testing.assert_allclose(fast[col], simpy[col], rtol=0, atol=1e-9, err_msg=col)
-    up = fast["capture_s"] + fast["mobile_queue_s"] + fast["head_s"] + fast["uplink_queue_s"] + fast["transfer_s"]
-    mean_prop = fast["propagation_s"].mean() / 2
+        np.testing.assert_allclose(comp[col], simpy[col], rtol=0, atol=1e-9, err_msg=col)
+    up = comp["capture_s"] + comp["mobile_queue_s"] + comp["head_s"] + comp["uplink_queue_s"] + comp["transfer_s"]
+    mean_prop = comp["propagation_s"].mean() / 2
     assert mean_prop == pytest.approx(0.05, rel=0.25)  # the stated mean (FIFO holds add a little)
-    for _, g in fast.assign(up_end=up).groupby(["policy", "mobile"]):
+    for _, g in comp.assign(up_end=up).groupby(["policy", "mobile"]):
         g = g.sort_values("up_end", kind="stable")
         server_arrive = (g["up_end"] + g["propagation_up_s"]).to_numpy()
         assert np.all(np.diff(server_arrive) >= -1e-12)  # FIFO: no frame reaches the server before an earlier one
-    reordered, _ = run({**data, "engine": "fast", "link": {**link, "allow_reordering": True}})
-    assert (reordered["propagation_up_s"] <= fast["propagation_up_s"] + 1e-12).all()  # no FIFO hold
+    reordered, _ = run({**data, "engine": "compiled", "link": {**link, "allow_reordering": True}})
+    assert (reordered["propagation_up_s"] <= comp["propagation_up_s"] + 1e-12).all()  # no FIFO hold
     arrive = reordered["capture_s"] + reordered["mobile_queue_s"] + reordered["head_s"] + reordered["uplink_queue_s"] \
         + reordered["transfer_s"] + reordered["propagation_up_s"]
     order = reordered.assign(a=arrive, s=up).sort_values(["policy", "mobile", "s"])
     assert (order.groupby(["policy", "mobile"])["a"].diff() < 0).any()  # jitter now overtakes
 
 
-@pytest.mark.parametrize("engine", ["fast", "simpy"])
+@pytest.mark.parametrize("engine", ["compiled", "simpy"])
 def test_delay_follows_the_traces_rtt(tmp_path, profiles, engine):
     path = _trace(tmp_path, [(0, 1.0), (5, 1.0), (10, 1.0)], rtt=[40, 400, 40])
     data = _offload(profiles, engine=engine, link={"trace": path, "delay": {"from_trace": True},
@@ -160,7 +160,7 @@ def test_best_split_plans_through_an_outage_and_engines_agree(tmp_path, profiles
 def test_offsets_on_the_scenario_link_step_through_every_mobile_device_it_carries(tmp_path, profiles):
     # two groups share the scenario's traced link: the four cameras start 0, 0.5, 1.0 and 1.5 s into it
     path = _trace(tmp_path, [(0, 1.0), (1, 0.1), (2, 0.1)])
-    data = _offload(profiles, engine="fast", mobiles=[{"device": "toy-mobile", "count": 2},
+    data = _offload(profiles, engine="compiled", mobiles=[{"device": "toy-mobile", "count": 2},
                                                       {"device": "toy-edge", "count": 2}],
                     link={"trace": path, "offset_step_s": 0.5, "trace_end": "wrap", "packet_overhead_bytes": 40})
     frames, _ = run(data)

@@ -59,13 +59,13 @@ COMPONENTS = ["mobile_queue_s", "head_s", "uplink_queue_s", "transfer_s", "serve
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(p=scenarios)
-def test_fast_engine_equals_simpy(tmp_path_factory, p):
+def test_compiled_engine_equals_simpy(tmp_path_factory, p):
     profiles = _profiles(tmp_path_factory)
     tmp = tmp_path_factory.mktemp("t")
     f_simpy, _ = run(_scenario(profiles, p, tmp, "simpy"))
-    f_fast, _ = run(_scenario(profiles, p, tmp, "fast"))
+    f_comp, _ = run(_scenario(profiles, p, tmp, "compiled"))
     for col in COMPONENTS:
-        a, b = f_simpy[col].to_numpy(float), f_fast[col].to_numpy(float)
+        a, b = f_simpy[col].to_numpy(float), f_comp[col].to_numpy(float)
         assert np.array_equal(np.isnan(a), np.isnan(b)), col
         assert np.nanmax(np.abs(a - b), initial=0.0) < 1e-9, col
 

@@ -12,7 +12,7 @@ from simulator.sweep import run
 from simulator.scenario import Scenario
 from tests.sim_helpers import scenario_dict, write_toy_profiles
 
-ENGINES = ["simpy", "fast"]
+ENGINES = ["simpy", "compiled"]
 
 
 def _inline_scenario(tmp_path, *, mobile_latency, edge_latency, servers=1, lam=0.5, policy="local", frames=20000,

@@ -40,7 +40,7 @@ def _check(sim_mean, ci, theory, rel=0.05):
     assert abs(sim_mean - theory) <= max(2 * ci, rel * theory), (sim_mean, ci, theory)
 
 
-def _inline(profiles, lam, edge, cloud, servers=1, cloud_servers=1, policy=None, engine="fast", frames=20000, reps=4):
+def _inline(profiles, lam, edge, cloud, servers=1, cloud_servers=1, policy=None, engine="compiled", frames=20000, reps=4):
     data = scenario_dict(
         profiles,
         devices=[{"name": "m", "kind": "mobile", "latency": {"mean_s": 1e-9}},
@@ -55,10 +55,10 @@ def _inline(profiles, lam, edge, cloud, servers=1, cloud_servers=1, policy=None,
     return data
 
 
-@pytest.mark.parametrize("engine", ["fast", "simpy"])
+@pytest.mark.parametrize("engine", ["compiled", "simpy"])
 def test_mmc_edge_pool_is_erlang_c(profiles, engine):
     lam, mu, c = 3.0, 1.5, 3  # the whole model on an edge pool of 3 exponential servers (rho = 2/3)
-    _, s = run(_inline(profiles, lam, 1 / mu, 1.0, servers=c, engine=engine, frames=20000 if engine == "fast" else 8000))
+    _, s = run(_inline(profiles, lam, 1 / mu, 1.0, servers=c, engine=engine, frames=20000 if engine == "compiled" else 8000))
     a, rho = lam / mu, lam / (c * mu)
     p0 = 1 / (sum(a ** k / math.factorial(k) for k in range(c)) + a ** c / (math.factorial(c) * (1 - rho)))
     wait = a ** c / (math.factorial(c) * (1 - rho)) * p0 / (c * mu - lam)
@@ -66,13 +66,13 @@ def test_mmc_edge_pool_is_erlang_c(profiles, engine):
     assert s.loc[0, "utilisation_server"] == pytest.approx(rho, rel=0.03)
 
 
-@pytest.mark.parametrize("engine", ["fast", "simpy"])
+@pytest.mark.parametrize("engine", ["compiled", "simpy"])
 def test_jackson_tandem_edge_then_cloud(profiles, engine):
     # split between the edge and the cloud at 'mid' (half the FLOPs each): the edge serves exp(mean 0.1 s), the
     # cloud exp(mean 0.08 s); Poisson at 5 fps: E[T] = 1/(10 - 5) + 1/(12.5 - 5) (Jackson, two M/M/1 in tandem)
     lam = 5.0
     policy = {"name": "split", "split_point": "mid", "between": ["edge", "cloud"]}
-    _, s = run(_inline(profiles, lam, 0.2, 0.16, policy=policy, engine=engine, frames=20000 if engine == "fast" else 8000))
+    _, s = run(_inline(profiles, lam, 0.2, 0.16, policy=policy, engine=engine, frames=20000 if engine == "compiled" else 8000))
     _check(s.loc[0, "delay_mean_s"], s.loc[0, "delay_mean_ci95_s"], 1 / (10 - lam) + 1 / (12.5 - lam))
     assert s.loc[0, "utilisation_server"] == pytest.approx(0.5, rel=0.03)
     assert s.loc[0, "utilisation_cloud"] == pytest.approx(0.4, rel=0.03)
@@ -163,11 +163,11 @@ def test_engines_agree_frame_by_frame_over_random_topologies(profiles, topo):
                    link={"data_rate_mbps": topo["rate"], "propagation_delay_s": 0.001, "packet_overhead_bytes": 40},
                    assignment=topo["assignment"], policies=[topo["policy"]], seed=topo["seed"],
                    workload={"source": "poisson", "frame_rate_fps": topo["fps"], "frames": 60, "service_time": "sampled"})
-    fast, _ = run({**data, "engine": "fast"})
+    comp, _ = run({**data, "engine": "compiled"})
     simpy, _ = run({**data, "engine": "simpy"})
     for col in ["delay_s", "done_s", *COMPONENTS]:
-        np.testing.assert_allclose(fast[col], simpy[col], rtol=0, atol=1e-9, err_msg=col)
-    assert (fast["edge"] == simpy["edge"]).all()
+        np.testing.assert_allclose(comp[col], simpy[col], rtol=0, atol=1e-9, err_msg=col)
+    assert (comp["edge"] == simpy["edge"]).all()
 
 
 @pytest.mark.parametrize("change,field,words", [

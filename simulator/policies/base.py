@@ -61,7 +61,7 @@ class LoadView:
     link: int  # index of the frame's uplink (0 with a shared medium)
     mobile_backlog_s: float
     uplink_residual_s: float  # what is left of the transfer in progress
-    uplink_queued_bits: tuple[float, ...]  # bits of the frames waiting for the uplink, in order
+    uplink_queued_bits: float  # bits of the frames waiting for the uplink (their running total)
     server_backlog_s: float
     propagation_s: float
     downlink_bps: float
@@ -81,7 +81,7 @@ class LoadView:
 
     def uplink_backlog_s(self, bandwidth_bps: float) -> float:
         """Predicted wait for the uplink: the transfer in progress, then the queued frames at bandwidth_bps."""
-        return self.uplink_residual_s + sum(b / bandwidth_bps for b in self.uplink_queued_bits)
+        return self.uplink_residual_s + self.uplink_queued_bits / bandwidth_bps
 
 
 class PolicySpecBase(BaseModel):

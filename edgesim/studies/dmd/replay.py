@@ -220,7 +220,7 @@ def replay_scenario(profiles: list[Path], trace_path: Path, n_test: int, mobile:
         "sweep": {"cases": [{"policies.0.offload_fraction": f, "policies.1.offload_fraction": f}
                             for f in SWEEP_FRACTIONS]} if sweep else {},
         "seed": seed,  # the random policy's permutation: the seed table1_rows uses
-        "engine": "fast",
+        "engine": "compiled",
         "outputs": {"plots": False, "frames": False},
     }
     return Scenario.model_validate(data)
@@ -309,7 +309,7 @@ def replay_profiles(out: Path, trace_path: Path, info: deferral.ThresholdInfo | 
     sweep.insert(1, "offload_fraction", swept["sweep.policies.0.offload_fraction"].to_numpy(float))
     provenance = {
         "time and energy": (
-            f"simulated (edgesim fast engine) from the profiles {', '.join(str(p) for p in profiles)}: mobile device "
+            f"simulated (edgesim compiled engine) from the profiles {', '.join(str(p) for p in profiles)}: mobile device "
             f"'{mobile}' runs {cascade.edge_model} (+ the switcher for dmd-switcher), deferred frames cross a WAN "
             f"({WAN['data_rate_mbps']:g} Mbit/s, {1e3 * WAN['propagation_delay_s']:g} ms one way, assumed) as "
             f"{cascade.encoding} to '{cloud}' running {cascade.cloud_model}; {n_test} test frames at 1 frame/s, median "
