@@ -21,27 +21,29 @@ from benchmarks import compiled
 
 
 def sweep_scaling(points: int, frames: int) -> dict:
-    """Wall time of one sweep (engine: auto) with --jobs 1 and --jobs 2, and whether the summaries are identical."""
+    """Wall time of one sweep into a results folder (engine: auto, plots off; `edgesim run --jobs N` without the
+    CLI's imports) with --jobs 1 and --jobs 2, and whether summary.csv and frames.parquet are byte-identical."""
+    from simulator.results import run_to_folder
     from simulator.scenario import Scenario
-    from simulator.sweep import run_sweep
     from tests.sim_helpers import scenario_dict, write_toy_profiles
 
     with tempfile.TemporaryDirectory() as tmp:
-        profiles = write_toy_profiles(Path(tmp))
+        folder = Path(tmp)
+        profiles = write_toy_profiles(folder)
         sc = Scenario.model_validate(scenario_dict(
             profiles, workload={"source": "poisson", "frame_rate_fps": 2.0, "frames": frames},
             policies=[{"name": "local"}, {"name": "offload"}, {"name": "split", "split_point": "mid"},
                       {"name": "best-split"}],
-            sweep={"grid": {"link.data_rate_mbps": {"log": [0.5, 50, points]}}}))
-        run_sweep(Scenario.model_validate({**sc.model_dump(), "sweep": {}}), jobs=1)  # load the compiled code
-        timings, summaries = {}, {}
+            sweep={"grid": {"link.data_rate_mbps": {"log": [0.5, 50, points]}}}, outputs={"plots": False}))
+        run_to_folder(Scenario.model_validate({**sc.model_dump(), "sweep": {}}), folder / "warm")  # compiled code
+        timings, outputs = {}, {}
         for jobs in (1, 2):
             start = time.perf_counter()
-            res = run_sweep(sc, jobs=jobs)
+            run_to_folder(sc, folder / f"jobs{jobs}", jobs=jobs)
             timings[jobs] = time.perf_counter() - start
-            summaries[jobs] = [r.summary.to_csv() for r in res]
+            outputs[jobs] = [(folder / f"jobs{jobs}" / name).read_bytes() for name in ("summary.csv", "frames.parquet")]
     return {"points": points, "policies": 4, "frames_per_point_per_policy": frames, "jobs1_s": timings[1],
-            "jobs2_s": timings[2], "speedup": timings[1] / timings[2], "identical": summaries[1] == summaries[2]}
+            "jobs2_s": timings[2], "speedup": timings[1] / timings[2], "identical": outputs[1] == outputs[2]}
 
 
 def main(argv=None) -> int:
@@ -60,7 +62,7 @@ def main(argv=None) -> int:
     s = report["sweep_scaling"]
     Console().print(f"sweep of {s['points']} points x {s['policies']} policies x {s['frames_per_point_per_policy']:,} "
                     f"frames: --jobs 1 {s['jobs1_s']:.2f} s, --jobs 2 {s['jobs2_s']:.2f} s (speed-up "
-                    f"{s['speedup']:.2f}x, identical summaries: {s['identical']})")
+                    f"{s['speedup']:.2f}x, byte-identical summary.csv and frames.parquet: {s['identical']})")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     from profilers.io import atomic_write_text
 

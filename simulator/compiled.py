@@ -27,7 +27,7 @@ views (`_borrowed`) so that they cost nothing.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 from numba import njit
@@ -35,6 +35,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from profilers.errors import EdgesimError
+from simulator.engine import WindowDone, WindowLoader, falls_behind, in_memory
 from simulator.link import Packetiser, RateTrace
 from simulator.plan import DROPPED, LATE, TIER_FIELDS, TIME_FIELDS, FramePlan, Topology
 from simulator.policies import Route, StatefulPolicy
@@ -372,16 +373,9 @@ def _batch_dispatch(T, cloud_s, route, SI, SF, NXT, PRV, Q, P, B, ht, hs, hc, me
 # ---------------------------------------------------------------- the loop
 
 # hand-overs inside one event (engine.StationPipeline's direct calls), run as a small state machine
-# (A_PUSH schedules the event (push_t, push_code): every event of a frame is pushed at that one place, which keeps
-# the loop free of reference counting on the heap's arrays)
+# (A_PUSH schedules the event (push_t, push_code): every event of a frame is pushed at that one place)
 (A_NONE, A_BEGIN, A_ARRIVE, A_CAPTURE, A_HEAD_DONE, A_UP_DONE, A_EDGE_ARRIVE, A_AFTER_EDGE, A_DOWN_ARRIVE,
  A_DOWN_DONE, A_FINISH, A_WAN_DONE, A_CLOUD_ARRIVE, A_TO_WAN_DOWN, A_WAN_DOWN_DONE, A_PUSH) = range(16)
-
-
-@njit(cache=True)
-def _hand_on(as_event, direct):
-    """A frame goes on after a delay: as an event (A_PUSH), or when the delay is none, at once as action `direct`."""
-    return A_PUSH if as_event else direct
 
 
 @njit(cache=True)
@@ -619,7 +613,7 @@ def _run(c, nxt, remaining, window_width, ht, hs, hc, meta):
                     d = _delay(dl_kind, dl_fifo, dl_val, doff, dtf, dtp, last_up, i, m, link, 0, now)
                     T[row_pu, i] = d
                 push_t, push_code = now + d, (i << 4) | SERVER_ARRIVE
-                act = _hand_on(delay != 0 or prop > 0, A_EDGE_ARRIVE)
+                act = A_PUSH if delay != 0 or prop > 0 else A_EDGE_ARRIVE  # an event after the delay, else at once
             elif act == A_EDGE_ARRIVE:  # engine._edge_arrive
                 if not tiered:
                     st, stage, act = edge0, 3, A_ARRIVE
@@ -643,7 +637,7 @@ def _run(c, nxt, remaining, window_width, ht, hs, hc, meta):
                     d = _delay(dl_kind, dl_fifo, dl_val, doff, dtf, dtp, last_down, i, m, m, 1, now)
                     T[row_pd, i] = d
                 push_t, push_code = now + d, (i << 4) | FINISH
-                act = _hand_on(delay != 0 or prop > 0, A_FINISH)
+                act = A_PUSH if delay != 0 or prop > 0 else A_FINISH  # an event after the delay, else at once
             elif act == A_FINISH:  # engine._finish
                 T[DONE, i] = now
                 if has_deadline and now - capture[i] > deadline + 1e-12:
@@ -653,7 +647,7 @@ def _run(c, nxt, remaining, window_width, ht, hs, hc, meta):
             elif act == A_WAN_DONE:
                 e = r // per
                 push_t, push_code = now + EF[e], (i << 4) | CLOUD_ARRIVE
-                act = _hand_on(EF[e] > 0, A_CLOUD_ARRIVE)
+                act = A_PUSH if EF[e] > 0 else A_CLOUD_ARRIVE  # an event after the delay, else at once
             elif act == A_CLOUD_ARRIVE:
                 T[CA, i] = now
                 if batch:
@@ -668,7 +662,7 @@ def _run(c, nxt, remaining, window_width, ht, hs, hc, meta):
             else:  # A_WAN_DOWN_DONE
                 e = r // per
                 push_t, push_code = now + EF[e], (i << 4) | DOWN_ARRIVE
-                act = _hand_on(EF[e] > 0, A_DOWN_ARRIVE)
+                act = A_PUSH if EF[e] > 0 else A_DOWN_ARRIVE  # an event after the delay, else at once
 
 
 @njit(cache=True)
@@ -763,21 +757,6 @@ def _route_table(topo: Topology, routes_of_mobile: Optional[list[list[Route]]], 
     return rt, np.array([len(r) for r in routes_of_mobile], dtype=np.int64)
 
 
-def _capture_chain(plan: FramePlan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per mobile device its first and last frame (-1: none), and each frame's next capture of its device."""
-    n = plan.capture_s.size
-    order = np.lexsort((np.arange(n), plan.capture_s))
-    order = order[np.argsort(plan.mobile[order], kind="stable")]
-    nxt = np.full(n, -1, dtype=np.int64)
-    same = plan.mobile[order[1:]] == plan.mobile[order[:-1]]
-    nxt[order[:-1][same]] = order[1:][same]
-    first_of, last_of = np.full(plan.n_mobiles, -1, np.int64), np.full(plan.n_mobiles, -1, np.int64)
-    if n:
-        starts, ends = order[np.concatenate(([True], ~same))], order[np.concatenate((~same, [True]))]
-        first_of[plan.mobile[starts]], last_of[plan.mobile[ends]] = starts, ends
-    return first_of, last_of, nxt
-
-
 def _delay_model(topo: Topology, n_mobiles: int) -> tuple:
     """Per mobile device: a traced delay (1) or per-frame draws (0), FIFO or not, and the traces."""
     kinds, fifo = np.zeros(n_mobiles, np.int64), np.zeros(n_mobiles, np.int64)
@@ -801,10 +780,6 @@ def _delay_draws(plan: FramePlan, topo: Topology) -> np.ndarray:
             for row in (0, 1):
                 out[row, sel] = d.sample(np.zeros(int(sel.sum())), plan.delay_u[row, sel])
     return out
-
-
-WindowLoader = Callable[[int], Optional[FramePlan]]
-WindowDone = Callable[[int, FramePlan, dict], None]
 
 
 class _Ring:
@@ -869,9 +844,7 @@ class _Ring:
         Returns the window's first frame of each mobile device (slots, -1: none)."""
         if not self.free:
             if self.places >= self.max_places:
-                raise EdgesimError(f"more than {self.max_places} windows of frames are in flight at t = {now:.6g} s: "
-                                   "the system falls behind without bound; shorten the run or raise "
-                                   "workload.chunk_frames")
+                raise falls_behind(self.max_places, now)
             self._grow(min(2 * self.places, self.max_places))
         n, place = wp.capture_s.size, self.free.pop(0)
         if n > self.width:
@@ -889,7 +862,7 @@ class _Ring:
         self.route[sl] = wp.route
         if topo.delay is not None:
             self.delay_values[:, sl] = _delay_draws(wp, topo)
-        first_of, last_of, nxt = _capture_chain(wp)
+        first_of, last_of, nxt = wp.capture_chain()
         self.nxt[sl] = np.where(nxt >= 0, nxt + base, -1)
         firsts = np.where(first_of >= 0, first_of + base, -1)
         lasts = np.where(last_of >= 0, last_of + base, -1)
@@ -1062,7 +1035,4 @@ def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_wind
 def simulate_compiled(plan: FramePlan, topo: Topology, policy: Optional[StatefulPolicy] = None,
                       routes_of_mobile: Optional[list[list[Route]]] = None) -> dict[str, np.ndarray]:
     """engine.simulate's per-frame stage times, status and route, from the compiled event loop (one window)."""
-    out: dict[str, np.ndarray] = {}
-    simulate_compiled_windows(lambda k: plan if k == 0 else None, topo, lambda k, p, times: out.update(times),
-                              policy, routes_of_mobile)
-    return out
+    return in_memory(simulate_compiled_windows, plan, topo, policy, routes_of_mobile)

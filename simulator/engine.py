@@ -213,8 +213,7 @@ class FrameRing:
             return False
         n = wp.capture_s.size
         if k - self.flushed >= self.ring_windows:
-            raise EdgesimError(f"more than {self.ring_windows} windows of frames are in flight at t = {self.env.now:.6g} "
-                               "s: the system falls behind without bound; shorten the run or raise workload.chunk_frames")
+            raise falls_behind(self.ring_windows, self.env.now)
         off = self.next_offset
         self.next_offset += n
         rows = np.arange(n)
@@ -239,15 +238,10 @@ class FrameRing:
             self.status[s_], self.drop_stage[s_], self.route[s_] = COMPLETED, 0, int(r[loc])
             for lst in self.t.values():
                 lst[s_] = nan
-        order = np.lexsort((rows, wp.capture_s))
-        heads = [-1] * self.n_mobiles
-        for m in range(self.n_mobiles):
-            seq = slots[order[wp.mobile[order] == m]].tolist()
-            for a, b in zip(seq, seq[1:]):
-                self.next_of[a] = b
-            if seq:
-                self.next_of[seq[-1]] = -1
-                heads[m] = seq[0]
+        first_of, _, nxt = wp.capture_chain()
+        for s_, j in zip(sl, np.where(nxt >= 0, slots[nxt], -1).tolist()):
+            self.next_of[s_] = j
+        heads = np.where(first_of >= 0, slots[first_of], -1).tolist()
         self.plans[k], self.offsets[k], self.remaining[k], self.firsts[k] = wp, off, n, heads
         self.loaded = k + 1
         return True
@@ -577,10 +571,22 @@ def simulate_windows(load_window: WindowLoader, topo: Topology, on_window: Windo
     ring.close()
 
 
+def falls_behind(windows: int, now: float) -> EdgesimError:
+    """The error of a windowed run whose frames in flight outgrow its ring (either engine)."""
+    return EdgesimError(f"more than {windows} windows of frames are in flight at t = {now:.6g} s: the system falls "
+                        "behind without bound; shorten the run or raise workload.chunk_frames")
+
+
+def in_memory(simulate_windows_fn: Callable, plan: FramePlan, topo: Topology, policy: Optional[StatefulPolicy] = None,
+              routes_of_mobile: Optional[list[list[Route]]] = None) -> dict[str, np.ndarray]:
+    """A windowed engine run on frames held in memory (one window): per-frame stage times, status and route."""
+    out: dict[str, np.ndarray] = {}
+    simulate_windows_fn(lambda k: plan if k == 0 else None, topo, lambda k, p, times: out.update(times),
+                        policy, routes_of_mobile)
+    return out
+
+
 def simulate(plan: FramePlan, topo: Topology, policy: Optional[StatefulPolicy] = None,
              routes_of_mobile: Optional[list[list[Route]]] = None) -> dict[str, np.ndarray]:
     """Simulate frames held in memory (one window); per-frame stage times, status and route."""
-    out: dict[str, np.ndarray] = {}
-    simulate_windows(lambda k: plan if k == 0 else None, topo, lambda k, p, times: out.update(times),
-                     policy, routes_of_mobile)
-    return out
+    return in_memory(simulate_windows, plan, topo, policy, routes_of_mobile)

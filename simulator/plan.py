@@ -39,6 +39,21 @@ class FramePlan:
     cloud_key: Optional[np.ndarray] = None  # (R,) what the cloud runs per route (-1: nothing): batches share a key
     batch_factors: Optional[np.ndarray] = None  # (R, B + 1) cloud time at batch size b / at batch size 1
 
+    def capture_chain(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per mobile device its first and last frame by capture time (-1: none), and each frame's next capture of
+        its device (-1 at its last); equal capture times in frame order."""
+        n = self.capture_s.size
+        order = np.lexsort((np.arange(n), self.capture_s))
+        order = order[np.argsort(self.mobile[order], kind="stable")]
+        nxt = np.full(n, -1, dtype=np.int64)
+        same = self.mobile[order[1:]] == self.mobile[order[:-1]]
+        nxt[order[:-1][same]] = order[1:][same]
+        first_of, last_of = np.full(self.n_mobiles, -1, np.int64), np.full(self.n_mobiles, -1, np.int64)
+        if n:
+            starts, ends = order[np.concatenate(([True], ~same))], order[np.concatenate((~same, [True]))]
+            first_of[self.mobile[starts]], last_of[self.mobile[ends]] = starts, ends
+        return first_of, last_of, nxt
+
     def rows(self, lo: int, hi: int) -> "FramePlan":
         """Frames lo..hi-1 of this plan."""
         sl = slice(lo, hi)

@@ -36,12 +36,15 @@ class PointResult:
 
 def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Optional[Path] = None,
               keep_frames: bool = True) -> PointResult:
-    """Simulate every policy at one sweep point; above workload.chunk_frames frames go to frames_path as they end."""
+    """Simulate every policy at one sweep point.
+
+    With frames_path the frame tables are written there as they end (in the worker: nothing big goes back to the
+    parent process) and the result holds no frames; above workload.chunk_frames the run then goes window by window."""
     sc = apply_overrides(scenario, overrides, source=f"sweep point {point}")
     pt = assemble(sc)
     streaming = frames_path is not None and sc.workload.frames * pt.n_mobiles > sc.workload.chunk_frames
     per_edge = pt.topo.tiers is not None and len(pt.topo.tiers.edges) > 1
-    with FrameSink([s.display for s in sc.policies], frames_path if streaming else None, keep_frames, per_edge) as sink:
+    with FrameSink([s.display for s in sc.policies], frames_path, keep_frames, per_edge) as sink:
         used: dict[str, str] = {}
         for rep in range(sc.replications):
             rep_pt = with_device_errors(pt, sc.seed, rep) if sc.uncertainty == "device" else pt
