@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import pandas as pd
@@ -160,11 +160,51 @@ def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]]
     return df
 
 
+STATISTICS = ("point", "replication", "policy", "frame", "mobile", "edge", "capture_s", "status")
+"""Columns whose min/max frames.parquet keeps per row group (readers filter on them); the rest skip it (8 % of
+the write)."""
+
+
+class FramesWriter:
+    """Frame tables appended to one file, in the first table's schema: Parquet for results (zstd; dictionary
+    encoding only for the text columns, where it pays; statistics for STATISTICS), Arrow IPC with lz4 for the per-point files a run stages
+    (about 4x cheaper to write and 2x to read back; they only live until the run ends)."""
+
+    def __init__(self, path: Path, fmt: str = "parquet") -> None:
+        self.path, self.fmt = path, fmt
+        self._writer = None
+        self._schema: Optional[pa.Schema] = None
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self._schema = table.schema
+            if self.fmt == "arrow":
+                self._writer = pa.ipc.new_file(str(self.path), table.schema,
+                                               options=pa.ipc.IpcWriteOptions(compression="lz4"))
+            else:
+                text = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+                self._writer = pq.ParquetWriter(self.path, table.schema, compression="zstd", use_dictionary=text,
+                                                write_statistics=[c for c in STATISTICS if c in table.schema.names])
+        self._writer.write_table(table.cast(self._schema) if table.schema != self._schema else table)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def staged_frames(path: Path) -> Iterator[pa.Table]:
+    """The tables a FramesWriter(fmt="arrow") wrote, one at a time (memory-mapped: bounded memory)."""
+    with pa.memory_map(str(path)) as source:
+        reader = pa.ipc.open_file(source)
+        for i in range(reader.num_record_batches):
+            yield pa.Table.from_batches([reader.get_batch(i)])
+
+
 class FrameSink:
     """Where a sweep point's frame tables go: folded into per-policy summaries, and kept or streamed to Parquet.
 
-    With a path, tables are appended to one Parquet file as row groups (written to a temporary name and renamed
-    when the sink closes without error); without one they are kept in memory when `keep` is true.
+    With a path, tables are appended to one file (Parquet, or Arrow IPC for a path ending .arrow; written to a
+    temporary name and renamed when the sink closes without error); without one they are kept in memory when `keep` is true.
     """
 
     def __init__(self, labels: list[str], path: Optional[Path] = None, keep: bool = True, per_edge: bool = False) -> None:
@@ -173,18 +213,14 @@ class FrameSink:
         self.path, self.keep = path, keep and path is None
         self.kept: list[pd.DataFrame] = []
         self._stack = ExitStack()
-        self._tmp: Optional[Path] = None
-        self._writer: Optional[pq.ParquetWriter] = None
+        self._writer: Optional[FramesWriter] = None
 
     def __enter__(self) -> "FrameSink":
         if self.path is not None:
-            self._tmp = self._stack.enter_context(atomic_target(self.path))
-            self._stack.callback(self._close_writer)  # runs first: the file is complete before it is renamed
+            fmt = "arrow" if self.path.suffix == ".arrow" else "parquet"
+            self._writer = FramesWriter(self._stack.enter_context(atomic_target(self.path)), fmt)
+            self._stack.callback(self._writer.close)  # runs first: the file is complete before it is renamed
         return self
-
-    def _close_writer(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
 
     def add(self, df: pd.DataFrame, label: str) -> None:
         """Fold a frame table into its policy's summary (and, with several edge servers, each server's); keep or write it."""
@@ -192,11 +228,8 @@ class FrameSink:
         if "edge" in df and df["edge"].nunique() > 0 and self.per_edge:
             for edge, part in df.groupby("edge", sort=False):
                 self.accumulators.setdefault((label, edge), SummaryAccumulator()).add(part)
-        if self._tmp is not None:
-            table = pa.Table.from_pandas(df, preserve_index=False)
-            if self._writer is None:
-                self._writer = pq.ParquetWriter(self._tmp, table.schema, compression="zstd")
-            self._writer.write_table(table.cast(self._writer.schema) if table.schema != self._writer.schema else table)
+        if self._writer is not None:
+            self._writer.write(pa.Table.from_pandas(df, preserve_index=False))
         elif self.keep:
             self.kept.append(df)
 

@@ -1,10 +1,11 @@
 """Results folders: crash-safe, resumable, reproducible.
 
 A run works in a staging folder `<out>.partial/` beside the results folder. Each finished sweep
-point is written there atomically (frames as Parquet, summary as CSV), so an interrupted sweep keeps
-every finished point and `edgesim run --resume <out>` runs only the rest. Resuming first drops what a
-hard kill can leave (temporary files, a per-point file without its Parquet footer or cut-short CSV),
-so those points run again. At the end the staging folder becomes `<out>` in one rename; an existing
+point is written there atomically (frames as an Arrow IPC file, summary as CSV), so an interrupted
+sweep keeps every finished point and `edgesim run --resume <out>` runs only the rest; frames.parquet is
+appended from those files in point order while the sweep runs. Resuming first drops what a hard kill
+can leave (temporary files, a per-point file without its footer or a cut-short CSV), so those points
+run again. At the end the staging folder becomes `<out>` in one rename; an existing
 results folder is replaced only when asked (`overwrite`), and only then, never left half-overwritten.
 """
 
@@ -19,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -28,6 +30,7 @@ import pandas as pd
 
 from profilers.errors import EdgesimError
 from profilers.io import atomic_target, atomic_write_bytes, atomic_write_text
+from simulator.frames import FramesWriter, staged_frames
 from simulator.metrics import order_summary
 from simulator.resolve import mobile_radio_notes, resolve_devices
 from simulator.runner import PointResult
@@ -79,16 +82,15 @@ def _csv_bytes(df: pd.DataFrame) -> bytes:
     return buf.getvalue().encode()
 
 
-def _parquet_bytes(df: pd.DataFrame) -> bytes:
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False, compression="zstd")
-    return buf.getvalue()
-
-
 def _write_point(stage: Path, res: PointResult, frames: bool) -> None:
     points = stage / "points"
-    if frames and res.frames is not None:  # None: streamed to that file by the worker, window by window
-        atomic_write_bytes(points / f"{res.point:05d}.frames.parquet", _parquet_bytes(res.frames))
+    if frames and res.frames is not None:  # None: written to that file by the worker, window by window
+        import pyarrow as pa
+
+        with atomic_target(points / f"{res.point:05d}.frames.arrow") as tmp:
+            writer = FramesWriter(tmp, "arrow")
+            writer.write(pa.Table.from_pandas(res.frames, preserve_index=False))
+            writer.close()
     atomic_write_bytes(points / f"{res.point:05d}.summary.csv", _csv_bytes(res.summary))
 
 
@@ -97,12 +99,10 @@ def finished_points(stage: Path) -> set[int]:
     return {int(p.name.split(".")[0]) for p in (stage / "points").glob("*.summary.csv")} if stage.exists() else set()
 
 
-def _parquet_complete(path: Path) -> bool:
-    """True if the Parquet file ends with a readable footer (a write cut short has none)."""
-    import pyarrow.parquet as pq
-
+def _frames_complete(path: Path) -> bool:
+    """True if a staged frames file (Arrow IPC) ends with a readable footer (a write cut short has none)."""
     try:
-        pq.ParquetFile(path).metadata
+        sum(t.num_rows for t in staged_frames(path))
     except Exception:  # pyarrow raises ArrowInvalid, OSError and others for a damaged file
         return False
     return True
@@ -123,8 +123,8 @@ def _drop_incomplete(stage: Path, frames: bool) -> None:
         tmp.unlink(missing_ok=True)
     points = stage / "points"
     for k in sorted(finished_points(stage)):
-        summary, frames_file = points / f"{k:05d}.summary.csv", points / f"{k:05d}.frames.parquet"
-        ok = _csv_complete(summary) and (not frames or (frames_file.exists() and _parquet_complete(frames_file)))
+        summary, frames_file = points / f"{k:05d}.summary.csv", points / f"{k:05d}.frames.arrow"
+        ok = _csv_complete(summary) and (not frames or (frames_file.exists() and _frames_complete(frames_file)))
         if not ok:
             summary.unlink(missing_ok=True)
             frames_file.unlink(missing_ok=True)
@@ -155,28 +155,37 @@ def check_target(out: Path, overwrite: bool, resume: bool = False) -> None:
                            "whole folder)")
 
 
-def _combine_frames(stage: Path, n_points: int) -> Optional[Path]:
-    """frames.parquet from the per-point files, one row group at a time (bounded memory)."""
-    import pyarrow.parquet as pq
+class _FramesCombiner:
+    """frames.parquet from the staged per-point files, in point order, each appended (one table at a time, bounded
+    memory) as soon as it and every point before it are staged: with --jobs N this runs while workers simulate."""
 
-    files = [stage / "points" / f"{k:05d}.frames.parquet" for k in range(n_points)]
-    if not all(f.exists() for f in files):
-        return None
-    target = stage / "frames.parquet"
-    with atomic_target(target) as tmp:
-        writer = None
-        try:
-            for f in files:
-                source = pq.ParquetFile(f)
-                for i in range(source.num_row_groups):
-                    table = source.read_row_group(i)
-                    if writer is None:
-                        writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
-                    writer.write_table(table.cast(writer.schema) if table.schema != writer.schema else table)
-        finally:
-            if writer is not None:
-                writer.close()
-    return target
+    def __init__(self, stage: Path, n_points: int) -> None:
+        self.points, self.n_points = stage / "points", n_points
+        self.staged: set[int] = set()
+        self.next = 0
+        self._stack = ExitStack()
+        self._writer: Optional[FramesWriter] = None
+
+    def __enter__(self) -> "_FramesCombiner":
+        self._writer = FramesWriter(self._stack.enter_context(atomic_target(self.points.parent / "frames.parquet")))
+        self._stack.callback(self._writer.close)  # runs first: the file is complete before it is renamed
+        return self
+
+    def staged_point(self, k: int) -> None:
+        """Point k's frames are staged: append it and every staged point after it, in order."""
+        self.staged.add(k)
+        while self.next in self.staged:
+            for table in staged_frames(self.points / f"{self.next:05d}.frames.arrow"):
+                self._writer.write(table)
+            self.next += 1
+
+    def check_complete(self) -> None:
+        if self.next < self.n_points:
+            raise EdgesimError(f"{self.points}: the frames of sweep point {self.next} are missing; frames.parquet "
+                               "not written")
+
+    def __exit__(self, kind, exc, tb) -> None:
+        self._stack.__exit__(kind, exc, tb)
 
 
 def run_to_folder(scenario: Scenario, out: Path, jobs: int = 1, resume: bool = False,
@@ -232,18 +241,28 @@ def _finish(scenario: Scenario, out: Path, stage: Path, resolved: str, started: 
     points = sweep_points(scenario)
     done = finished_points(stage)
     engines: dict[int, str] = {}
+    about = {"notes": mobile_radio_notes(scenario, resolve_devices(scenario))[1], "git_revision": git_revision(),
+             "versions": package_versions()}  # before the sweep: with --jobs N the parent is idle then
 
-    def keep(res: PointResult) -> None:
-        _write_point(stage, res, scenario.outputs.frames)
-        engines[res.point] = res.engine
+    with ExitStack() as stack:
+        combiner = stack.enter_context(_FramesCombiner(stage, len(points))) if scenario.outputs.frames else None
 
-    run_sweep(scenario, jobs=jobs, progress=progress, skip=done, on_point=keep, executor=executor, scheduler=scheduler,
-              frames_dir=stage / "points" if scenario.outputs.frames else None, keep_frames=scenario.outputs.frames)
+        def keep(res: PointResult) -> None:
+            _write_point(stage, res, scenario.outputs.frames)
+            engines[res.point] = res.engine
+            if combiner is not None:
+                combiner.staged_point(res.point)
+
+        for k in sorted(done) if combiner is not None else ():
+            combiner.staged_point(k)
+        run_sweep(scenario, jobs=jobs, progress=progress, skip=done, on_point=keep, executor=executor,
+                  scheduler=scheduler, frames_dir=stage / "points" if scenario.outputs.frames else None,
+                  keep_frames=scenario.outputs.frames)
+        if combiner is not None:
+            combiner.check_complete()
     summaries = [pd.read_csv(stage / "points" / f"{k:05d}.summary.csv") for k in range(len(points))]
     summary = order_summary(pd.concat(summaries, ignore_index=True))
     atomic_write_bytes(stage / "summary.csv", _csv_bytes(summary))
-    if scenario.outputs.frames:
-        _combine_frames(stage, len(points))
     engines_all = sorted({str(e) for e in summary.get("engine", pd.Series(dtype=str)).unique()})
     manifest = {
         "edgesim_command": command,
@@ -254,15 +273,14 @@ def _finish(scenario: Scenario, out: Path, stage: Path, resolved: str, started: 
         "replications": scenario.replications,
         "sweep_points": len(points),
         "resumed_points": sorted(done),
-        "notes": mobile_radio_notes(scenario, resolve_devices(scenario))[1],
+        "notes": about["notes"],
         "engines": engines_all,
-        "engine_note": "fast = exact vectorised recursion (no simulation state needed); compiled = the numba event "
-                       "loop (state-dependent runs it covers, equal to simpy); simpy = the discrete-event reference "
-                       "(everything else, and long runs in windows)",
+        "engine_note": "compiled = the numba event loop (every run it covers; equal to simpy within 1e-9 s); simpy = "
+                       "the discrete-event reference; '(windows)' = run window by window, frames written in chunks",
         "jobs": jobs,
         "executor": executor if executor == "process" else f"dask ({scheduler or 'LocalCluster'})",
-        "git_revision": git_revision(),
-        "versions": package_versions(),
+        "git_revision": about["git_revision"],
+        "versions": about["versions"],
         "platform": platform.platform(),
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "wall_time_s": round(time.time() - started, 3),

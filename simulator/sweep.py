@@ -28,12 +28,16 @@ def run_sweep(scenario: Scenario, jobs: int = 1, progress: Optional[Progress] = 
               frames_dir: Optional[Path] = None, keep_frames: bool = True) -> list[PointResult]:
     """Run every sweep point not in skip (in `jobs` processes, or on a Dask cluster), returned in point order.
 
-    keep_frames=False keeps no frame table in memory (the summary is folded in as frames end).
+    keep_frames=False keeps no frame table in memory (the summary is folded in as frames end). With frames_dir,
+    each point's frames are written there by the process that simulates it (on this machine; a remote Dask cluster
+    returns them instead).
     """
     if executor not in EXECUTORS:
         raise EdgesimError(f"unknown executor '{executor}'; known: {', '.join(EXECUTORS)}")
     todo = [(k, ov) for k, ov in enumerate(sweep_points(scenario)) if not skip or k not in skip]
-    jobs_of = [(scenario, k, ov, frames_dir / f"{k:05d}.frames.parquet" if frames_dir is not None else None, keep_frames)
+    if executor == "dask" and scheduler is not None:
+        frames_dir = None  # a remote worker cannot write into this machine's folder: its frames come back
+    jobs_of = [(scenario, k, ov, frames_dir / f"{k:05d}.frames.arrow" if frames_dir is not None else None, keep_frames)
                for k, ov in todo]
     results: dict[int, PointResult] = {}
     for done_n, res in enumerate(_execute(jobs_of, jobs, executor, scheduler), start=1):
@@ -91,3 +95,4 @@ def run(scenario: Scenario | dict | str | Path, jobs: int = 1, executor: str = "
     frames = pd.concat([r.frames for r in results], ignore_index=True)
     summary = pd.concat([r.summary for r in results], ignore_index=True)
     return frames, order_summary(summary)
+

@@ -69,7 +69,7 @@ def run(
                                    help="override a field, e.g. link.data_rate_mbps=20 (repeatable)"),
     jobs: int = typer.Option(0, "--jobs", "-j", min=0, metavar="N",
                              help="parallel processes for sweep points (default 0: all cores)"),
-    engine: Optional[str] = typer.Option(None, "--engine", metavar="auto|simpy|fast",
+    engine: Optional[str] = typer.Option(None, "--engine", metavar="auto|compiled|simpy",
                                          help="simulation engine (default: the scenario's)"),
     resume: Optional[Path] = typer.Option(None, "--resume", metavar="DIR",
                                           help="finish an interrupted run into this folder (its saved scenario)"),
