@@ -22,7 +22,11 @@ Triton-style dynamic batching. Runs in memory or window by window (a ring of fra
 the next window when a capture reaches it, and windows go back in order once all their frames have ended).
 
 Speed: numba's reference counts on arrays passed between functions are atomic adds; the loop works on borrowed
-views (`_borrowed`) so that they cost nothing.
+views (`_borrowed`) so that they cost nothing. An event that would be the next one popped (earlier than the heap's
+top, or equal with a smaller sequence number) runs without going through the heap. A run in which no station is
+shared or observed (one mobile device, one server, no decisions at capture, unbounded queues: `_lindley_applies`)
+goes frame by frame by Lindley's recursion with the loop's own expressions, and falls back to the event loop if a
+station would meet its frames out of order (`_lindley`).
 """
 
 from __future__ import annotations
@@ -84,10 +88,17 @@ def _borrowed(typingctx, arr):
 
 # ---------------------------------------------------------------- event heap: (time, sequence) order, as SimPy's
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _push(ht, hs, hc, meta, t, code):
-    n, seq = meta[0], meta[1]
+    seq = meta[1]
     meta[1] = seq + 1
+    _push_seq(ht, hs, hc, meta, t, seq, code)
+
+
+@njit(cache=True)
+def _push_seq(ht, hs, hc, meta, t, seq, code):
+    """Put an event on the heap with the sequence number it was given when it was scheduled."""
+    n = meta[0]
     k = n
     while k > 0:
         p = (k - 1) >> 1
@@ -414,12 +425,21 @@ def _run(c, nxt, remaining, window_width, ht, hs, hc, meta):
     st = stage = push_code = 0
     push_t = 0.0
     batch_slot = -1
-    while meta[0]:
-        if meta[0] > limit:  # stale batch timers can pile up
-            return GROW
-        if hc[0] & 15 == CAPTURE and nxt[hc[0] >> 4] == NEXT_WINDOW:
-            return LOAD
-        now, code = _pop(ht, hs, hc, meta)
+    pend_t, pend_seq, pend_code = 0.0, -1, 0  # an event scheduled by this one, not on the heap yet
+    while True:
+        if pend_seq >= 0 and (meta[0] == 0 or pend_t < ht[0] or (pend_t == ht[0] and pend_seq < hs[0])):
+            now, code = pend_t, pend_code  # it would be popped next: run it without the heap (same order)
+        else:
+            if pend_seq >= 0:
+                _push_seq(ht, hs, hc, meta, pend_t, pend_seq, pend_code)
+            if meta[0] == 0:
+                break
+            if meta[0] > limit:  # stale batch timers can pile up
+                return GROW
+            if hc[0] & 15 == CAPTURE and nxt[hc[0] >> 4] == NEXT_WINDOW:
+                return LOAD
+            now, code = _pop(ht, hs, hc, meta)
+        pend_seq = -1
         kind, i = code & 15, code >> 4
         ret_act = ret_i = 0
         batch_q = batch_hi = 0
@@ -491,8 +511,16 @@ def _run(c, nxt, remaining, window_width, ht, hs, hc, meta):
                         Q[Q_NBATCH] += 1
                         batch_slot = -1
                     break
-            if act == A_PUSH:
-                _push(ht, hs, hc, meta, push_t, push_code)
+            if act == A_PUSH:  # numbered now; the earliest of an event's pushes is held back (see the loop's top)
+                seq = meta[1]
+                meta[1] = seq + 1
+                if pend_seq < 0:
+                    pend_t, pend_seq, pend_code = push_t, seq, push_code
+                elif push_t < pend_t:
+                    _push_seq(ht, hs, hc, meta, pend_t, pend_seq, pend_code)
+                    pend_t, pend_seq, pend_code = push_t, seq, push_code
+                else:
+                    _push_seq(ht, hs, hc, meta, push_t, seq, push_code)
                 act = A_NONE
                 continue
             r = route[i]
@@ -665,6 +693,75 @@ def _run(c, nxt, remaining, window_width, ht, hs, hc, meta):
                 act = A_PUSH if EF[e] > 0 else A_DOWN_ARRIVE  # an event after the delay, else at once
 
 
+@njit(cache=True, inline="always")
+def _serve(busy, arrive, s):
+    """A single-server FIFO station that frames reach in the order they are served, by Lindley's recursion:
+    (start, end, when its last service ends): start = max(arrival, when the one before ends), end = the event's
+    now + s."""
+    start = arrive if busy <= arrive else busy
+    return start, start + s, start + s if start + s > busy else busy
+
+
+@njit(cache=True)
+def _lindley(first, nxt, capture, route, plan, tr, T, status, prop, has_deadline, deadline):
+    """One mobile device's frames through its own stations (mobile device, uplink, edge server, downlink; none
+    shared, none observed, one server each, unbounded), frame by frame by Lindley's recursion instead of events.
+
+    The same floating-point expressions as the loop (captures at now + (capture - now), services at now + s), so
+    the same times, provided every station meets its frames in the order they are served here: a frame that skips
+    the mobile device (no head) can reach the uplink before one captured earlier. Returns False as soon as a
+    station would meet a frame earlier than the one before it (or at the same instant by another path, whose
+    order the event tie rule decides); the caller then runs the event loop."""
+    b = _borrowed
+    capture, route, nxt, T, status = b(capture), b(route), b(nxt), b(T), b(status)
+    head_s, bits_s, tail_s, down_s = b(plan[0]), b(plan[1]), b(plan[2]), b(plan[3])
+    toff, tf, tp = b(tr[0]), b(tr[1]), b(tr[2])
+    constant, rate = toff[1] - toff[0] == 1, tf[1, toff[0]]  # a constant link: _finish_time's first case
+    # when each station's last service ends, and when the uplink, edge and downlink met their last frame
+    busy_m = busy_u = busy_e = busy_d = last_u = last_e = last_d = -np.inf
+    last_skip = False  # whether the uplink's last frame skipped the mobile device
+    i, now = first, capture[first]
+    while i >= 0:
+        r = route[i]
+        t = now
+        skip = not head_s[r, i] > 0
+        if skip:
+            T[HS, i] = t
+        else:
+            T[HS, i], t, busy_m = _serve(busy_m, t, head_s[r, i])
+        T[HE, i] = t
+        if bits_s[r, i] > 0 or tail_s[r, i] == tail_s[r, i]:
+            if t < last_u or (t == last_u and skip != last_skip):
+                return False
+            last_u, last_skip = t, skip
+            start = t if busy_u <= t else busy_u
+            finish = start + bits_s[r, i] / rate if constant else _finish_time(toff, tf, tp, 0, start, bits_s[r, i])
+            T[US, i], t, busy_u = _serve(busy_u, t, finish - start)
+            T[UE, i] = t
+            if prop > 0:
+                t = t + prop
+            if t < last_e:
+                return False
+            last_e = t
+            T[TS, i], t, busy_e = _serve(busy_e, t, tail_s[r, i])
+            T[TE, i] = t
+            if t < last_d:
+                return False
+            last_d = t
+            T[DS, i], t, busy_d = _serve(busy_d, t, down_s[r, i])
+            T[DE, i] = t
+            if prop > 0:
+                t = t + prop
+        T[DONE, i] = t
+        if has_deadline and t - capture[i] > deadline + 1e-12:
+            status[i] = LATE
+        j = nxt[i]
+        if j >= 0:
+            now = now + (capture[j] - now)
+        i = j
+    return True
+
+
 @njit(cache=True)
 def _delay(kinds, fifo, values, doff, dtf, dtp, last, i, m, k, row, now):
     """engine._varying_delay: frame i's delay now (a trace's step, or its draw), held behind the one sent before."""
@@ -723,6 +820,14 @@ def supports(plan: FramePlan, topo: Topology, policy: Optional[StatefulPolicy] =
         return False
     # the SimPy engine's estimator keeps one estimate per entry of topo.uplink and observes link = mobile device
     return policy is None or len(topo.uplink) >= plan.n_mobiles
+
+
+def _lindley_applies(plan: FramePlan, topo: Topology, policy: Optional[StatefulPolicy]) -> bool:
+    """True when no station is shared or observed: one mobile device, no decisions at capture, one edge server
+    with one server, no cloud, unbounded queues, no drop-stale, constant propagation (see _lindley)."""
+    return (plan.n_mobiles == 1 and topo.tiers is None and policy is None and topo.servers == 1
+            and topo.mobile_capacity is None and topo.server_capacity is None and not topo.drop_stale
+            and topo.delay is None)
 
 
 def _pack_traces(traces: list[RateTrace]) -> tuple:
@@ -1009,6 +1114,13 @@ def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_wind
     firsts = ring.load(0, first, topo, 0.0)
     firsts = firsts[firsts >= 0]
     firsts = firsts[np.lexsort((firsts, ring.capture[firsts]))]  # the SimPy engine's start order
+    if ring.single and _lindley_applies(first, topo, policy):
+        if _lindley(firsts[0], ring.nxt, ring.capture, ring.route, ring.plan, traces, ring.T, ring.status,
+                    topo.propagation_s, topo.deadline_s is not None, topo.deadline_s or 0.0):
+            ring.flush(on_window, fields, everything=True)
+            return
+        ring.T[:] = np.nan  # frames met out of order: the event loop runs them from the start
+        ring.status[:] = 0
     size = max(1024, 4 * n_mob)
     heap = (np.empty(size), np.empty(size, np.int64), np.empty(size, np.int64), np.zeros(2, np.int64))
     _start(heap, firsts, ring.capture)

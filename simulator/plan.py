@@ -43,8 +43,13 @@ class FramePlan:
         """Per mobile device its first and last frame by capture time (-1: none), and each frame's next capture of
         its device (-1 at its last); equal capture times in frame order."""
         n = self.capture_s.size
-        order = np.lexsort((np.arange(n), self.capture_s))
-        order = order[np.argsort(self.mobile[order], kind="stable")]
+        mob, cap = self.mobile, self.capture_s
+        in_order = n < 2 or bool(np.all((mob[1:] > mob[:-1]) | ((mob[1:] == mob[:-1]) & (cap[1:] >= cap[:-1]))))
+        if in_order:  # mobile-major and in capture order already (as windows are planned): no sort
+            order = np.arange(n)
+        else:
+            order = np.lexsort((np.arange(n), cap))
+            order = order[np.argsort(mob[order], kind="stable")]
         nxt = np.full(n, -1, dtype=np.int64)
         same = self.mobile[order[1:]] == self.mobile[order[:-1]]
         nxt[order[:-1][same]] = order[1:][same]

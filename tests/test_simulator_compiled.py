@@ -144,6 +144,60 @@ def test_stateless_pipeline_and_shared_medium(p, shared):
     _assert_same(plan, topo)
 
 
+def _lindley_outcomes(run) -> list[bool]:
+    """What compiled._lindley returned during run() (True: frames by recursion, False: met out of order)."""
+    import simulator.compiled as compiled
+
+    seen, original = [], compiled._lindley
+
+    def spy(*args):
+        seen.append(bool(original(*args)))
+        return seen[-1]
+
+    compiled._lindley = spy
+    try:
+        run()
+    finally:
+        compiled._lindley = original
+    return seen
+
+
+@settings(max_examples=40, **SETTINGS)
+@given(p=features, heads=st.sampled_from(["all", "none", "mixed"]), fixed=st.booleans())
+def test_one_mobile_device_by_lindley_recursion(p, heads, fixed):
+    """One mobile device and one server: frames go by Lindley's recursion, equal to the SimPy engine; where a
+    frame without a head meets the uplink before one captured earlier, the recursion says so and events run."""
+    rng = np.random.default_rng(p["seed"])
+    plan = _plan(rng, 1, 60, p["routes"])
+    if fixed:  # equal services and periodic captures: exact ties at every station
+        plan = FramePlan(np.arange(60) * 0.05, plan.mobile, plan.route, np.where(plan.head_s > 0, 0.04, 0.0),
+                         np.where(plan.wire_bits > 0, 80_000.0, 0.0), np.where(np.isnan(plan.tail_s), np.nan, 0.04),
+                         np.where(plan.down_s > 0, 0.01, 0.0), 1)
+    offloads = ~np.isnan(plan.tail_s)
+    if heads == "all":
+        plan.head_s[plan.head_s == 0] = 0.03
+    elif heads == "none":
+        plan.head_s[offloads] = 0.0
+    topo = Topology(1, [_trace(rng, p["trace"])], False, p["prop"], 2e6, deadline_s=p["deadline"])
+    outcomes = _lindley_outcomes(lambda: _assert_same(plan, topo))
+    assert len(outcomes) == 1  # the in-memory run (windowed runs take the event loop)
+    if heads != "mixed":
+        assert outcomes == [True]
+
+
+def test_lindley_falls_back_when_a_frame_overtakes():
+    """A frame without a head captured while an earlier one is still on the mobile device reaches the uplink
+    first: the recursion stops and the event loop gives the SimPy engine's times."""
+    n = 4
+    plan = FramePlan(np.array([0.0, 0.1, 0.2, 0.3]), np.zeros(n, np.int64), np.array([1, 0, 1, 0], np.int16),
+                     np.array([[0.0] * n, [0.5] * n]), np.full((2, n), 8_000.0), np.full((2, n), 0.02),
+                     np.zeros((2, n)), 1)
+    topo = Topology(1, [RateTrace.constant(1.0)], False, 0.0, 1e6)
+    assert _lindley_outcomes(lambda: _assert_same(plan, topo)) == [False]
+    got = simulate_compiled(plan, topo)
+    assert got["up_start"][1] == pytest.approx(0.1) and got["up_start"][0] == pytest.approx(0.5)
+
+
 def _routes(rng, n_routes: int) -> list[Route]:
     """Best-split's candidates: local first, then splits with a head, bytes up, a tail and a result back."""
     out = []
