@@ -1,4 +1,5 @@
-"""`make bench`: the compiled engine against the SimPy engine, plain SimPy and Ciw; memory; sweep scaling.
+"""`make bench`: the compiled engine against the SimPy engine, plain SimPy and Ciw; memory; sweep scaling and
+this machine's ceiling for it.
 
 Prints tables and writes results/benchmarks.json. Every throughput row is measured in one process, best of three
 (the SimPy engine's hybrid scenario row: one run), so the ratios hold on a noisy machine; the memory row runs in a
@@ -46,6 +47,33 @@ def sweep_scaling(points: int, frames: int) -> dict:
             "jobs2_s": timings[2], "speedup": timings[1] / timings[2], "identical": outputs[1] == outputs[2]}
 
 
+def _cpu_work(_: int) -> None:
+    """Plain CPU-bound numpy work (sorting 2 M doubles 60 times) for parallel_ceiling."""
+    import numpy as np
+
+    a = np.random.default_rng(0).random(2_000_000)
+    for _ in range(60):
+        a = np.sort(a)
+        a[::7] += 0.1
+
+
+def parallel_ceiling() -> dict:
+    """What two processes gain on this machine for work that shares nothing: the same CPU-bound work twice, one
+    after the other and in two processes at once (best of two each). The sweep's speed-up is measured against it."""
+    from multiprocessing import get_context
+
+    serial, parallel = float("inf"), float("inf")
+    with get_context("fork").Pool(2) as pool:
+        for _ in range(2):
+            start = time.perf_counter()
+            _cpu_work(0), _cpu_work(1)
+            serial = min(serial, time.perf_counter() - start)
+            start = time.perf_counter()
+            pool.map(_cpu_work, [0, 1])
+            parallel = min(parallel, time.perf_counter() - start)
+    return {"serial_s": serial, "two_processes_s": parallel, "speedup": serial / parallel}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
@@ -55,6 +83,7 @@ def main(argv=None) -> int:
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "compiled": compiled.report(args.quick),
         "sweep_scaling": sweep_scaling(16, 5_000 if args.quick else 100_000),
+        "parallel_ceiling": parallel_ceiling(),
     }
     from rich.console import Console
 
@@ -63,6 +92,9 @@ def main(argv=None) -> int:
     Console().print(f"sweep of {s['points']} points x {s['policies']} policies x {s['frames_per_point_per_policy']:,} "
                     f"frames: --jobs 1 {s['jobs1_s']:.2f} s, --jobs 2 {s['jobs2_s']:.2f} s (speed-up "
                     f"{s['speedup']:.2f}x, byte-identical summary.csv and frames.parquet: {s['identical']})")
+    c = report["parallel_ceiling"]
+    Console().print(f"this machine's ceiling: CPU-bound work that shares nothing runs {c['speedup']:.2f}x faster in two "
+                    f"processes ({c['serial_s']:.2f} s one after the other, {c['two_processes_s']:.2f} s at once)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     from profilers.io import atomic_write_text
 

@@ -193,8 +193,9 @@ class FramesWriter:
 
 
 def staged_frames(path: Path) -> Iterator[pa.Table]:
-    """The tables a FramesWriter(fmt="arrow") wrote, one at a time (memory-mapped: bounded memory)."""
-    with pa.memory_map(str(path)) as source:
+    """The tables a FramesWriter(fmt="arrow") wrote, one at a time (read, not memory-mapped: mapped pages would
+    stay in the process's resident memory; bounded memory)."""
+    with pa.OSFile(str(path)) as source:
         reader = pa.ipc.open_file(source)
         for i in range(reader.num_record_batches):
             yield pa.Table.from_batches([reader.get_batch(i)])
