@@ -190,7 +190,7 @@ class WorkloadSpec(_Strict):
     warmup_frames: int = Field(default=0, ge=0, description="frames per mobile left out of the summary")
     chunk_frames: int = Field(default=250_000, ge=100, description=(
         "above this many frames per sweep point and policy, the engine runs in windows of this size and writes "
-        "frames as it goes (flat memory: 10 M frames peaked at 0.68 GB here, measured by `python -m benchmarks.memory`)"))
+        "frames as it goes (flat memory: 10 M frames peaked at 0.68-0.90 GB here, measured by `python -m benchmarks.memory`)"))
 
     @model_validator(mode="after")
     def _trace_given(self) -> "WorkloadSpec":
