@@ -275,8 +275,9 @@ def _finish(scenario: Scenario, out: Path, stage: Path, resolved: str, started: 
         "resumed_points": sorted(done),
         "notes": about["notes"],
         "engines": engines_all,
-        "engine_note": "compiled = the numba event loop (every run it covers; equal to simpy within 1e-9 s); simpy = "
-                       "the discrete-event reference; '(windows)' = run window by window, frames written in chunks",
+        "engine_note": "compiled = the numba event loop, or Lindley's recursion where no station is shared or "
+                       "observed (equal to simpy within 1e-9 s); simpy = the discrete-event reference; '(windows)' = "
+                       "run window by window, frames written in chunks",
         "jobs": jobs,
         "executor": executor if executor == "process" else f"dask ({scheduler or 'LocalCluster'})",
         "git_revision": about["git_revision"],
