@@ -26,6 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
 import pandas as pd
 
 from profilers.errors import EdgesimError
@@ -87,9 +88,13 @@ def _write_point(stage: Path, res: PointResult, frames: bool) -> None:
     if frames and res.frames is not None:  # None: written to that file by the worker, window by window
         import pyarrow as pa
 
+        df = res.frames  # one table per (replication, policy), as a worker's FrameSink writes them
+        key = df["replication"].astype(str) + "/" + df["policy"].astype(str)
+        cuts = [0, *np.flatnonzero(key.to_numpy()[1:] != key.to_numpy()[:-1]) + 1, len(df)]
         with atomic_target(points / f"{res.point:05d}.frames.arrow") as tmp:
             writer = FramesWriter(tmp, "arrow")
-            writer.write(pa.Table.from_pandas(res.frames, preserve_index=False))
+            for lo, hi in zip(cuts[:-1], cuts[1:]):
+                writer.write(pa.Table.from_pandas(df.iloc[lo:hi].reset_index(drop=True), preserve_index=False))
             writer.close()
     atomic_write_bytes(points / f"{res.point:05d}.summary.csv", _csv_bytes(res.summary))
 

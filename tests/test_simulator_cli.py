@@ -149,3 +149,16 @@ def test_dask_local_cluster_gives_identical_results(tmp_path, scenario):
     assert (tmp_path / "p" / "summary.csv").read_bytes() == (tmp_path / "d" / "summary.csv").read_bytes()
     assert (tmp_path / "p" / "frames.parquet").read_bytes() == (tmp_path / "d" / "frames.parquet").read_bytes()
     assert "dask" in json.loads((tmp_path / "d" / "manifest.json").read_text())["executor"]
+
+
+def test_dask_scheduler_address_sends_frames_back(tmp_path, scenario):
+    """With --scheduler the workers may be on other machines: frames come back and are written here, the same
+    bytes as with local processes."""
+    distributed = pytest.importorskip("dask.distributed")
+    path, _, _ = scenario
+    assert main(["run", str(path), "--out", str(tmp_path / "p")]) == 0
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        assert main(["run", str(path), "--out", str(tmp_path / "r"), "--executor", "dask",
+                     "--scheduler", cluster.scheduler_address]) == 0
+    for name in ("summary.csv", "frames.parquet"):
+        assert (tmp_path / "p" / name).read_bytes() == (tmp_path / "r" / name).read_bytes(), name
