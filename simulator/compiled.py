@@ -57,7 +57,8 @@ EA, WS, WE, CA, CS, CE, WDS, WDE, BW, BSZ = 9, 10, 11, 12, 13, 14, 15, 16, 17, 1
 BUSY, QUEUED = 0, 1
 # per-station int columns (SI[k, station]) and station kinds
 FREE, SERVERS, CAP, QHEAD, QTAIL, QLEN, SKIND = 0, 1, 2, 3, 4, 5, 6
-K_MOBILE, K_UP, K_EDGE, K_DOWN, K_WAN, K_WDOWN, K_CLOUD = 0, 1, 2, 3, 4, 5, 6
+# (a kind is also the index of its demand in the plan tuple: head, bits, tail, down, WAN bits, cloud, WAN return)
+K_MOBILE, K_UP, K_EDGE, K_DOWN, K_WAN, K_CLOUD, K_WDOWN = 0, 1, 2, 3, 4, 5, 6
 
 # int parameters Q[...]
 (Q_M, Q_UP0, Q_EDGE0, Q_DOWN0, Q_WAN0, Q_WDOWN0, Q_CLOUD, Q_SHARED, Q_TIERED, Q_NE, Q_PER, Q_POLICY, Q_ASSIGN,
@@ -234,19 +235,7 @@ def _unlink(SI, NXT, PRV, st, i):
 @njit(cache=True, inline="always")
 def _work(plan, kind, r, i):
     """What frame i adds to a station's queued work (engine._Station.work): seconds of service, bits on a link."""
-    if kind == K_MOBILE:
-        return plan[0][r, i]
-    if kind == K_UP:
-        return plan[1][r, i]
-    if kind == K_EDGE:
-        return plan[2][r, i]
-    if kind == K_DOWN:
-        return plan[3][r, i]
-    if kind == K_WAN:
-        return plan[4][r, i]
-    if kind == K_WDOWN:
-        return plan[6][r, i]
-    return plan[5][r, i]
+    return plan[kind][r, i]
 
 
 @njit(cache=True)

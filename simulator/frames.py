@@ -165,35 +165,71 @@ STATISTICS = ("point", "replication", "policy", "frame", "mobile", "edge", "capt
 the write)."""
 
 
-class FramesWriter:
-    """Frame tables appended to one file, in the first table's schema: Parquet for results (zstd; dictionary
-    encoding only for the text columns, where it pays; statistics for STATISTICS), Arrow IPC with lz4 for the per-point files a run stages
-    (about 4x cheaper to write and 2x to read back; they only live until the run ends)."""
+ROW_GROUP_ROWS = 262_144
+"""Rows per row group of frames.parquet whatever tables the frames arrive in, so that its bytes depend on the
+frames only (not on the executor, the job count or the window size)."""
+
+
+class FramesFile:
+    """Frame tables appended to one file, in the first table's schema, written under a temporary name and renamed
+    into place when the `with` block ends without error: Parquet for results (zstd; dictionary encoding only for
+    the text columns, where it pays; statistics for STATISTICS; ROW_GROUP_ROWS rows per row group), Arrow IPC with
+    lz4 for the per-point files a run stages (about 4x cheaper to write and 2x to read back; they only live until
+    the run ends)."""
 
     def __init__(self, path: Path, fmt: str = "parquet") -> None:
-        self.path, self.fmt = path, fmt
+        self.path, self.fmt = Path(path), fmt
+        self._stack = ExitStack()
+        self._tmp: Optional[Path] = None
         self._writer = None
         self._schema: Optional[pa.Schema] = None
+        self._pending: list[pa.Table] = []  # Parquet: rows not yet in a row group
+
+    def __enter__(self) -> "FramesFile":
+        self._tmp = self._stack.enter_context(atomic_target(self.path))
+        self._stack.callback(self._close)  # runs first: the file is complete before it is renamed
+        return self
 
     def write(self, table: pa.Table) -> None:
         if self._writer is None:
             self._schema = table.schema
             if self.fmt == "arrow":
-                self._writer = pa.ipc.new_file(str(self.path), table.schema,
+                self._writer = pa.ipc.new_file(str(self._tmp), table.schema,
                                                options=pa.ipc.IpcWriteOptions(compression="lz4"))
             else:
                 text = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-                self._writer = pq.ParquetWriter(self.path, table.schema, compression="zstd", use_dictionary=text,
+                self._writer = pq.ParquetWriter(self._tmp, table.schema, compression="zstd", use_dictionary=text,
                                                 write_statistics=[c for c in STATISTICS if c in table.schema.names])
-        self._writer.write_table(table.cast(self._schema) if table.schema != self._schema else table)
+        table = table.cast(self._schema) if table.schema != self._schema else table
+        if self.fmt == "arrow":
+            self._writer.write_table(table)
+            return
+        self._pending.append(table)
+        self._flush()
 
-    def close(self) -> None:
+    def _flush(self, everything: bool = False) -> None:
+        """Write the pending rows as row groups of ROW_GROUP_ROWS (with everything, the rest too)."""
+        rows = sum(t.num_rows for t in self._pending)
+        if rows < ROW_GROUP_ROWS and not (everything and rows):
+            return
+        pending, start = pa.concat_tables(self._pending), 0
+        while rows - start >= ROW_GROUP_ROWS or (everything and start < rows):
+            self._writer.write_table(pending.slice(start, ROW_GROUP_ROWS))
+            start += ROW_GROUP_ROWS
+        self._pending = [pending.slice(start)] if start < rows else []
+
+    def _close(self) -> None:
         if self._writer is not None:
+            if self.fmt != "arrow":
+                self._flush(everything=True)
             self._writer.close()
+
+    def __exit__(self, kind, exc, tb) -> None:
+        self._stack.__exit__(kind, exc, tb)
 
 
 def staged_frames(path: Path) -> Iterator[pa.Table]:
-    """The tables a FramesWriter(fmt="arrow") wrote, one at a time (read, not memory-mapped: mapped pages would
+    """The tables a FramesFile(fmt="arrow") wrote, one at a time (read, not memory-mapped: mapped pages would
     stay in the process's resident memory; bounded memory)."""
     with pa.OSFile(str(path)) as source:
         reader = pa.ipc.open_file(source)
@@ -204,8 +240,8 @@ def staged_frames(path: Path) -> Iterator[pa.Table]:
 class FrameSink:
     """Where a sweep point's frame tables go: folded into per-policy summaries, and kept or streamed to Parquet.
 
-    With a path, tables are appended to one file (Parquet, or Arrow IPC for a path ending .arrow; written to a
-    temporary name and renamed when the sink closes without error); without one they are kept in memory when `keep` is true.
+    With a path, tables are staged there as they come (an Arrow IPC FramesFile); without one they are kept in
+    memory when `keep` is true.
     """
 
     def __init__(self, labels: list[str], path: Optional[Path] = None, keep: bool = True, per_edge: bool = False) -> None:
@@ -213,14 +249,11 @@ class FrameSink:
         self.per_edge = per_edge
         self.path, self.keep = path, keep and path is None
         self.kept: list[pd.DataFrame] = []
-        self._stack = ExitStack()
-        self._writer: Optional[FramesWriter] = None
+        self._file: Optional[FramesFile] = FramesFile(path, "arrow") if path is not None else None
 
     def __enter__(self) -> "FrameSink":
-        if self.path is not None:
-            fmt = "arrow" if self.path.suffix == ".arrow" else "parquet"
-            self._writer = FramesWriter(self._stack.enter_context(atomic_target(self.path)), fmt)
-            self._stack.callback(self._writer.close)  # runs first: the file is complete before it is renamed
+        if self._file is not None:
+            self._file.__enter__()
         return self
 
     def add(self, df: pd.DataFrame, label: str) -> None:
@@ -229,8 +262,8 @@ class FrameSink:
         if "edge" in df and df["edge"].nunique() > 0 and self.per_edge:
             for edge, part in df.groupby("edge", sort=False):
                 self.accumulators.setdefault((label, edge), SummaryAccumulator()).add(part)
-        if self._writer is not None:
-            self._writer.write(pa.Table.from_pandas(df, preserve_index=False))
+        if self._file is not None:
+            self._file.write(pa.Table.from_pandas(df, preserve_index=False))
         elif self.keep:
             self.kept.append(df)
 
@@ -239,4 +272,5 @@ class FrameSink:
         return pd.concat(self.kept, ignore_index=True) if self.kept else None
 
     def __exit__(self, kind, exc, tb) -> None:
-        self._stack.__exit__(kind, exc, tb)
+        if self._file is not None:
+            self._file.__exit__(kind, exc, tb)

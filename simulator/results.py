@@ -26,12 +26,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Optional
 
-import numpy as np
 import pandas as pd
 
 from profilers.errors import EdgesimError
-from profilers.io import atomic_target, atomic_write_bytes, atomic_write_text
-from simulator.frames import FramesWriter, staged_frames
+from profilers.io import atomic_write_bytes, atomic_write_text
+from simulator.frames import FramesFile, staged_frames
 from simulator.metrics import order_summary
 from simulator.resolve import mobile_radio_notes, resolve_devices
 from simulator.runner import PointResult
@@ -88,14 +87,8 @@ def _write_point(stage: Path, res: PointResult, frames: bool) -> None:
     if frames and res.frames is not None:  # None: written to that file by the worker, window by window
         import pyarrow as pa
 
-        df = res.frames  # one table per (replication, policy), as a worker's FrameSink writes them
-        key = df["replication"].astype(str) + "/" + df["policy"].astype(str)
-        cuts = [0, *np.flatnonzero(key.to_numpy()[1:] != key.to_numpy()[:-1]) + 1, len(df)]
-        with atomic_target(points / f"{res.point:05d}.frames.arrow") as tmp:
-            writer = FramesWriter(tmp, "arrow")
-            for lo, hi in zip(cuts[:-1], cuts[1:]):
-                writer.write(pa.Table.from_pandas(df.iloc[lo:hi].reset_index(drop=True), preserve_index=False))
-            writer.close()
+        with FramesFile(points / f"{res.point:05d}.frames.arrow", "arrow") as staged:
+            staged.write(pa.Table.from_pandas(res.frames, preserve_index=False))
     atomic_write_bytes(points / f"{res.point:05d}.summary.csv", _csv_bytes(res.summary))
 
 
@@ -168,12 +161,10 @@ class _FramesCombiner:
         self.points, self.n_points = stage / "points", n_points
         self.staged: set[int] = set()
         self.next = 0
-        self._stack = ExitStack()
-        self._writer: Optional[FramesWriter] = None
+        self._file = FramesFile(stage / "frames.parquet")
 
     def __enter__(self) -> "_FramesCombiner":
-        self._writer = FramesWriter(self._stack.enter_context(atomic_target(self.points.parent / "frames.parquet")))
-        self._stack.callback(self._writer.close)  # runs first: the file is complete before it is renamed
+        self._file.__enter__()
         return self
 
     def staged_point(self, k: int) -> None:
@@ -181,7 +172,7 @@ class _FramesCombiner:
         self.staged.add(k)
         while self.next in self.staged:
             for table in staged_frames(self.points / f"{self.next:05d}.frames.arrow"):
-                self._writer.write(table)
+                self._file.write(table)
             self.next += 1
 
     def check_complete(self) -> None:
@@ -190,7 +181,7 @@ class _FramesCombiner:
                                "not written")
 
     def __exit__(self, kind, exc, tb) -> None:
-        self._stack.__exit__(kind, exc, tb)
+        self._file.__exit__(kind, exc, tb)
 
 
 def run_to_folder(scenario: Scenario, out: Path, jobs: int = 1, resume: bool = False,

@@ -140,3 +140,26 @@ def test_compiled_engine_windows_equal_in_memory(tmp_path):
     assert (sb["engine"] == "compiled (windows)").all()
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "mem" / "summary.csv").drop(columns=["engine"]),
                                   sb.drop(columns=["engine"]), check_exact=False, rtol=1e-9)
+
+
+def test_frames_parquet_bytes_do_not_depend_on_how_tables_arrive(tmp_path, monkeypatch):
+    """frames.parquet is cut into row groups by row count: one table, or the same rows in uneven pieces, give
+    the same bytes (so executors, job counts and window sizes cannot change the file)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import simulator.frames as frames
+
+    monkeypatch.setattr(frames, "ROW_GROUP_ROWS", 1000)
+    rng = np.random.default_rng(3)
+    table = pa.table({"policy": np.array(["local", "offload"] * 1250, dtype=object), "delay_s": rng.random(2500)})
+    outputs = []
+    for cuts in ([0, 2500], [0, 7, 999, 1001, 2400, 2500], [0, 1500, 2500]):
+        with frames.FramesFile(tmp_path / f"f{len(outputs)}.parquet") as out:
+            for lo, hi in zip(cuts[:-1], cuts[1:]):
+                out.write(table.slice(lo, hi - lo))
+        outputs.append((tmp_path / f"f{len(outputs)}.parquet").read_bytes())
+    assert outputs[0] == outputs[1] == outputs[2]
+    meta = pq.ParquetFile(tmp_path / "f0.parquet").metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [1000, 1000, 500]
+    assert pq.read_table(tmp_path / "f1.parquet").equals(table)
