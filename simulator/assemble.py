@@ -159,11 +159,14 @@ def assemble(sc: Scenario) -> Point:
     engine = "simpy" if sc.engine == "simpy" else "compiled"
     capture_trace = trace_captures(sc, dataset) if sc.workload.source == "trace" else None
     wan = sc.cloud.wan if sc.cloud is not None else None
-    return Point(sc, devices, devices[edge_specs[0].device], groups, group_of_instance, instance_names, dataset,
-                 Packetiser(link.packet_payload_bytes, link.packet_overhead_bytes, link.loss_probability),
-                 downlink_mbps * 1e6, topo, policies, engine, capture_trace, notes,
-                 [devices[e.device] for e in edge_specs] if tiers is not None else [], cloud,
-                 Packetiser(link.packet_payload_bytes, link.packet_overhead_bytes, wan.loss_probability) if wan else None)
+    pt = Point(sc, devices, devices[edge_specs[0].device], groups, group_of_instance, instance_names, dataset,
+               Packetiser(link.packet_payload_bytes, link.packet_overhead_bytes, link.loss_probability),
+               downlink_mbps * 1e6, topo, policies, engine, capture_trace, notes,
+               [devices[e.device] for e in edge_specs] if tiers is not None else [], cloud,
+               Packetiser(link.packet_payload_bytes, link.packet_overhead_bytes, wan.loss_probability) if wan else None)
+    if tiers is not None and tiers.batching is not None:
+        notes.extend(batch_fit_notes(pt))
+    return pt
 
 
 def mobile_links(sc: Scenario, scenario_trace: RateTrace) -> tuple[list[RateTrace], Optional[list[LinkDelay]]]:
@@ -215,6 +218,15 @@ def cloud_batches(routes: list[Route], pt: Point) -> tuple[np.ndarray, np.ndarra
     return keys, factors
 
 
+def batch_fit_notes(pt: Point) -> list[str]:
+    """One note per model the cloud batches by the BATCH_SLOPE fit because its profile has no batch table."""
+    models = dict.fromkeys(route.model for pol in pt.policies for routes in pt.routes_of_group(pol) for route in routes
+                           if route.cloud is not None and not batch_table(pt.cloud, route))
+    return [f"cloud '{pt.scenario.cloud.device}' has no measured batch table for model '{m}': its batches take "
+            f"t(1) x (1 + {BATCH_SLOPE} (b - 1)), derived from ResNet-50 on Triton (V100; NVIDIA DeepLearningExamples), "
+            "not measured for this model (edgesim profile --batch-sizes measures one)" for m in models]
+
+
 def batch_table(cloud: Device, route: Route) -> dict[int, float]:
     """The cloud's measured latency per batch size of the route's whole model part, if its profile has one."""
     if cloud is None or cloud.profile is None or route.model not in cloud.profile.models:
@@ -234,11 +246,6 @@ class Window:
     seq: np.ndarray
     frame_id: np.ndarray
 
-    def rows(self, lo: int, hi: int) -> "Window":
-        """Frames lo..hi-1 of this window."""
-        sl = slice(lo, hi)
-        return Window(self.plan.rows(lo, hi), self.routes_by_group, self.group[sl], self.sample[sl], self.seq[sl],
-                      self.frame_id[sl])
 
 
 def plan_window(pt: Point, pol: BasePolicy, routes_by_group: list[list[Route]], rep: int, streams: FrameStreams,

@@ -239,7 +239,6 @@ class OfferedLoad:
         rho = {"utilisation_mobile": max(rho_of["mobile"].values(), default=nan),
                "utilisation_uplink": max(uplink, default=nan),
                "utilisation_server": max(pooled("server", servers), default=nan)}
-        rho["stable"] = bool(all(not (v >= 1.0) for v in rho.values()))
         return rho
 
 
@@ -248,7 +247,8 @@ def summary_rows(sc: Scenario, point: int, overrides: dict, accumulators: dict[s
                  labels: Optional[np.ndarray] = None) -> pd.DataFrame:
     """One summary row per policy at a sweep point: what was simulated where, then the accumulated metrics."""
     n_mobiles = sum(count for _, count in groups)
-    rate = float("nan") if sc.link.trace or any(g.link for g in sc.mobiles) else sc.link.data_rate_mbps
+    own_links = any(g.link for g in sc.mobiles) or any(e.link for e in sc.edges)  # uplinks not at link's rate
+    rate = float("nan") if sc.link.trace or own_links else sc.link.data_rate_mbps
     mobile_label = "+".join(f"{name}x{count}" if count > 1 else name for name, count in groups)
     positive = positive_class(labels, sc.workload.positive_label) if labels is not None else None
     edges = sc.edge_servers()
@@ -270,7 +270,7 @@ def summary_rows(sc: Scenario, point: int, overrides: dict, accumulators: dict[s
                 row.update(acc.load.tier_utilisation(servers if scope is None else {scope: servers[scope]},
                                                      sc.cloud.servers if sc.cloud else 0))
                 row.update(acc.tier_means())
-                row["stable"] = bool(all(not (v >= 1.0) for k, v in row.items() if k.startswith("utilisation_")))
+            row["stable"] = bool(all(not (v >= 1.0) for k, v in row.items() if k.startswith("utilisation_")))
             for path, value in overrides.items():
                 row[f"sweep.{path}"] = value
             row["engine"] = engine.get(spec.display, "")

@@ -59,17 +59,6 @@ class FramePlan:
             first_of[self.mobile[starts]], last_of[self.mobile[ends]] = starts, ends
         return first_of, last_of, nxt
 
-    def rows(self, lo: int, hi: int) -> "FramePlan":
-        """Frames lo..hi-1 of this plan."""
-        sl = slice(lo, hi)
-
-        def cut(a):
-            return None if a is None else a[:, sl]
-
-        return FramePlan(self.capture_s[sl], self.mobile[sl], self.route[sl], self.head_s[:, sl], self.wire_bits[:, sl],
-                         self.tail_s[:, sl], self.down_s[:, sl], self.n_mobiles, cut(self.delay_u), cut(self.wan_bits),
-                         cut(self.cloud_s), cut(self.wan_down_s), self.routes_per_edge, self.cloud_key,
-                         self.batch_factors)
 
 
 @dataclass(frozen=True)

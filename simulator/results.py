@@ -32,7 +32,6 @@ from profilers.errors import EdgesimError
 from profilers.io import atomic_write_bytes, atomic_write_text
 from simulator.frames import FramesFile, staged_frames
 from simulator.metrics import order_summary
-from simulator.resolve import mobile_radio_notes, resolve_devices
 from simulator.runner import PointResult
 from simulator.scenario import Scenario, load_scenario, sweep_points, to_yaml
 from simulator.sweep import run_sweep
@@ -89,7 +88,14 @@ def _write_point(stage: Path, res: PointResult, frames: bool) -> None:
 
         with FramesFile(points / f"{res.point:05d}.frames.arrow", "arrow") as staged:
             staged.write(pa.Table.from_pandas(res.frames, preserve_index=False))
-    atomic_write_bytes(points / f"{res.point:05d}.summary.csv", _csv_bytes(res.summary))
+    atomic_write_text(points / f"{res.point:05d}.notes.json", json.dumps(res.notes) + "\n")
+    atomic_write_bytes(points / f"{res.point:05d}.summary.csv", _csv_bytes(res.summary))  # last: the point is done
+
+
+def _point_notes(stage: Path, k: int) -> list[str]:
+    """What assembling sweep point k noted (a device in another role, a stand-in radio or batch fit)."""
+    path = stage / "points" / f"{k:05d}.notes.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
 
 
 def finished_points(stage: Path) -> set[int]:
@@ -124,8 +130,8 @@ def _drop_incomplete(stage: Path, frames: bool) -> None:
         summary, frames_file = points / f"{k:05d}.summary.csv", points / f"{k:05d}.frames.arrow"
         ok = _csv_complete(summary) and (not frames or (frames_file.exists() and _frames_complete(frames_file)))
         if not ok:
-            summary.unlink(missing_ok=True)
-            frames_file.unlink(missing_ok=True)
+            for path in (summary, frames_file, points / f"{k:05d}.notes.json"):
+                path.unlink(missing_ok=True)
 
 
 def holds_results(folder: Path) -> bool:
@@ -236,16 +242,13 @@ def _finish(scenario: Scenario, out: Path, stage: Path, resolved: str, started: 
     """Run the points not yet staged, then combine, describe and promote the staging folder to `out`."""
     points = sweep_points(scenario)
     done = finished_points(stage)
-    engines: dict[int, str] = {}
-    about = {"notes": mobile_radio_notes(scenario, resolve_devices(scenario))[1], "git_revision": git_revision(),
-             "versions": package_versions()}  # before the sweep: with --jobs N the parent is idle then
+    about = {"git_revision": git_revision(), "versions": package_versions()}  # the parent is idle then
 
     with ExitStack() as stack:
         combiner = stack.enter_context(_FramesCombiner(stage, len(points))) if scenario.outputs.frames else None
 
         def keep(res: PointResult) -> None:
             _write_point(stage, res, scenario.outputs.frames)
-            engines[res.point] = res.engine
             if combiner is not None:
                 combiner.staged_point(res.point)
 
@@ -257,6 +260,7 @@ def _finish(scenario: Scenario, out: Path, stage: Path, resolved: str, started: 
         if combiner is not None:
             combiner.check_complete()
     summaries = [pd.read_csv(stage / "points" / f"{k:05d}.summary.csv") for k in range(len(points))]
+    notes = list(dict.fromkeys(note for k in range(len(points)) for note in _point_notes(stage, k)))
     summary = order_summary(pd.concat(summaries, ignore_index=True))
     atomic_write_bytes(stage / "summary.csv", _csv_bytes(summary))
     engines_all = sorted({str(e) for e in summary.get("engine", pd.Series(dtype=str)).unique()})
@@ -269,7 +273,7 @@ def _finish(scenario: Scenario, out: Path, stage: Path, resolved: str, started: 
         "replications": scenario.replications,
         "sweep_points": len(points),
         "resumed_points": sorted(done),
-        "notes": about["notes"],
+        "notes": notes,
         "engines": engines_all,
         "engine_note": "compiled = the numba event loop, or Lindley's recursion where no station is shared or "
                        "observed (equal to simpy within 1e-9 s); simpy = the discrete-event reference; '(windows)' = "

@@ -524,26 +524,21 @@ def _resolve(value: Optional[str], base_dir: Path) -> Optional[str]:
     return str(candidate) if candidate.exists() else value
 
 
+def _path_fields(data: dict) -> list[tuple[dict, str]]:
+    """Every (holder, key) of a dumped scenario that may name a file: traces, devices, a speed factor's `over`."""
+    links = [data["link"], data["workload"], *(g["link"] for g in data["mobiles"]), *(e["link"] for e in data["edges"]),
+             data["cloud"]["wan"] if data["cloud"] is not None else None]
+    devices = [*data["mobiles"], data["edge"], *data["edges"], data["cloud"]]
+    return ([(h, "trace") for h in links if h is not None] + [(data["workload"], "dataset")]
+            + [(h, "device") for h in devices if h is not None] + [(d, "over") for d in data["devices"]])
+
+
 def resolve_paths(scenario: Scenario, base_dir: Path) -> Scenario:
     """Make file paths in the scenario usable from any working directory (relative to the YAML file)."""
     data = scenario.model_dump()
-    data["link"]["trace"] = _resolve(data["link"]["trace"], base_dir)
-    data["workload"]["trace"] = _resolve(data["workload"]["trace"], base_dir)
-    data["workload"]["dataset"] = _resolve(data["workload"]["dataset"], base_dir)
+    for holder, key in _path_fields(data):
+        holder[key] = _resolve(holder[key], base_dir)
     data["profiles"] = [_resolve(p, base_dir) for p in data["profiles"]]
-    for group in data["mobiles"]:
-        group["device"] = _resolve(group["device"], base_dir)
-        if group.get("link") and group["link"].get("trace"):
-            group["link"]["trace"] = _resolve(group["link"]["trace"], base_dir)
-    if data["edge"] is not None:
-        data["edge"]["device"] = _resolve(data["edge"]["device"], base_dir)
-    for edge in data["edges"]:
-        edge["device"] = _resolve(edge["device"], base_dir)
-        if edge.get("link") and edge["link"].get("trace"):
-            edge["link"]["trace"] = _resolve(edge["link"]["trace"], base_dir)
-    if data["cloud"] is not None:
-        data["cloud"]["device"] = _resolve(data["cloud"]["device"], base_dir)
-        data["cloud"]["wan"]["trace"] = _resolve(data["cloud"]["wan"]["trace"], base_dir)
     return Scenario.model_validate(data)
 
 

@@ -154,3 +154,26 @@ def test_the_radio_note_reaches_the_console_and_the_manifest(tmp_path, profiles,
     assert any("no radio model" in n for n in json.loads((out / "manifest.json").read_text())["notes"])
     with pytest.warns(UserWarning, match="no radio model"):
         run(data)
+
+
+def test_relative_paths_resolve_from_the_scenario_folder(tmp_path, monkeypatch):
+    """Every file a scenario names (profiles, traces, devices, a speed factor's `over`) is read relative to the
+    YAML file, whatever the working directory."""
+    from edgesim.cli.app import main
+    from tests.sim_helpers import scenario_dict, write_scenario, write_toy_profiles
+
+    (tmp_path / "study" / "profiles").mkdir(parents=True)
+    write_toy_profiles(tmp_path / "study" / "profiles")
+    (tmp_path / "study" / "traces").mkdir()
+    (tmp_path / "study" / "traces" / "up.csv").write_text("time_s,data_rate_mbps\n0,1.0\n5,2.0\n")
+    data = scenario_dict(["profiles/toy-mobile.json"], edge={"device": "fast-edge"},
+                         devices=[{"name": "fast-edge", "kind": "edge", "speed_factor": 2.0,
+                                   "over": "profiles/toy-edge.json"}],
+                         link={"trace": "traces/up.csv"}, workload={"source": "poisson", "frame_rate_fps": 2.0,
+                                                                     "frames": 50})
+    path = write_scenario(tmp_path / "study", data)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--jobs", "1", "--no-png"]) == 0
+    assert (tmp_path / "out" / "summary.csv").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -252,3 +253,25 @@ def test_early_exit_cascades_and_mimic_in_the_cloud_take_the_routes_they_say(tmp
     assert (unc["cloud_s"] > 0).mean() == pytest.approx(0.5)  # half the frames go on to the large model
     mim = frames[frames.policy == "mimic"]
     assert (mim["head_s"] > 0).all() and (mim["tail_s"] == 0).all() and (mim["cloud_s"] > 0).all()  # relayed
+
+
+def test_notes_of_every_sweep_point_reach_the_manifest_and_the_console(profiles, tmp_path, capsys):
+    """What assembling a point notes reaches manifest.json and the console, whichever point noted it: a device in
+    another role on one sweep case only, and the batch fit the cloud uses without a measured table."""
+    from edgesim.cli.app import main
+
+    data = _tiered(profiles, sweep={"cases": [{"name": "fast"}, {"name": "mobile edge", "edges.0.device": "toy-mobile"}]})
+    data["cloud"]["batching"] = {"max_batch_size": 4}
+    data["workload"]["frames"] = 60
+    data["outputs"] = {"plots": False}
+    path = write_scenario(tmp_path, data)
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--jobs", "1"]) == 0
+    notes = json.loads((tmp_path / "out" / "manifest.json").read_text())["notes"]
+    err = capsys.readouterr().err
+    assert "device 'toy-mobile' is of kind 'mobile' and is used as an edge server" in notes
+    assert any("no measured batch table for model 'toy'" in n and "0.139" in n for n in notes)
+    assert all(f"edgesim: note: {n}" in err for n in notes)
+    # edge server e2 has its own uplink rate: no single data rate describes the run
+    import pandas as pd
+
+    assert pd.read_csv(tmp_path / "out" / "summary.csv")["data_rate_mbps"].isna().all()

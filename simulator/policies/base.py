@@ -120,9 +120,6 @@ def make_route(decision: str, model: ModelProfile, split: str, encoding: str, mo
                  model.result_bytes if tail is not None else 0, prediction)
 
 
-TIERS = ("mobile", "edge", "cloud")
-
-
 def place_route(decision: str, model: ModelProfile, to_edge: str, to_cloud: Optional[str], encoding: str,
                 wan_encoding: str, mobile: Device, edge: Device, cloud: Optional[Device],
                 prediction: Optional[str] = None) -> Route:
