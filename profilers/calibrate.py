@@ -18,7 +18,6 @@ efficiency for dense 3x3 stride-1 convolutions (tried, and it does not earn its 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -32,6 +31,8 @@ from scipy.optimize import least_squares
 from scipy.stats import spearmanr
 
 from profilers.calibration_data import PublishedLatency, load_points
+from profilers.errors import ProfileError
+from profilers.io import read_json
 from profilers.opcount import OP_TYPES, Op, arch_ops
 
 BOARDS_PATH = Path(__file__).resolve().parent / "data" / "calibration_boards.json"
@@ -220,7 +221,10 @@ class Stack:
 
 def load_boards(path: Path = BOARDS_PATH) -> dict[str, dict]:
     """Board roofline figures by board name (aliases resolved)."""
-    boards = json.loads(Path(path).read_text(encoding="utf-8"))["boards"]
+    data = read_json(path, "calibration boards", ProfileError)
+    if not isinstance(data, dict) or not isinstance(data.get("boards"), dict):
+        raise ProfileError(f"{path}: field 'boards': expected an object of boards by name")
+    boards = data["boards"]
     return {name: boards[b["alias"]] if "alias" in b else b for name, b in boards.items()}
 
 

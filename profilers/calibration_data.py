@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import re
 import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable, Optional
+
+from profilers.io import atomic_write_text
 
 CALIBRATION_PATH = Path(__file__).resolve().parent / "data" / "calibration.csv"
 
@@ -79,13 +82,14 @@ def load_points(path: Path = CALIBRATION_PATH) -> list[PublishedLatency]:
 
 
 def save_points(points: Iterable[PublishedLatency], path: Path = CALIBRATION_PATH) -> None:
-    """Write rows to the CSV (sorted by stack, then model)."""
+    """Write rows to the CSV (sorted by stack, then model), atomically: an interrupted write leaves the old file."""
     rows = sorted(points, key=lambda p: (p.stack, p.model))
-    with Path(path).open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=[f.name for f in fields(PublishedLatency)], lineterminator="\n")
-        writer.writeheader()
-        for p in rows:
-            writer.writerow(asdict(p))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[f.name for f in fields(PublishedLatency)], lineterminator="\n")
+    writer.writeheader()
+    for p in rows:
+        writer.writerow(asdict(p))
+    atomic_write_text(path, buffer.getvalue())
 
 
 # ---------------------------------------------------------------------------------------------------- parsers

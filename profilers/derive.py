@@ -254,9 +254,9 @@ def operator_block_times(mp: ModelProfile, cal: DeviceCalibration, roof: Rooflin
 
 
 def derive_device_calibrated(host: DeviceProfile, name: str, facts: DeviceFacts, from_profile: str = "",
-                             validation: Optional[dict[str, str]] = None,
                              ops_for=_registry_ops) -> DeviceProfile:
-    """A device profile for `name` by the per-operator model fitted on the published latencies of facts.stack."""
+    """A device profile for `name` by the per-operator model fitted on the published latencies of facts.stack;
+    its validation is this method's own leave-one-out error over those latencies."""
     if not facts.memory_bandwidth_gbs:
         raise EdgesimError(f"device '{name}': the per-operator model needs memory_bandwidth_gbs in its facts")
     roof = Roofline(facts.peak_gflops * 1e9, facts.memory_bandwidth_gbs * 1e9)
@@ -288,7 +288,7 @@ def derive_device_calibrated(host: DeviceProfile, name: str, facts: DeviceFacts,
         from_profile=from_profile or f"{host.name} ({host.provenance.kind})", method=method,
         date=datetime.now(timezone.utc), sources=sources,
         calibration={**cal.params.as_dict(), "published_points": float(cal.n_points)},
-        validation={**(validation or {}), **fit_notes, **notes}, stack=facts.stack.key,
+        validation={**fit_notes, **notes}, stack=facts.stack.key,
         validated_errors=list(cal.loo_errors))
     return DeviceProfile(name=name, kind=facts.kind, hardware=_hardware(facts), power=facts.power,
                          provenance=provenance, models=models)
@@ -307,9 +307,12 @@ def _hardware(facts: DeviceFacts) -> HardwareFacts:
 def derive_device(host: DeviceProfile, name: str, facts: DeviceFacts, from_profile: str = "",
                   validation: Optional[dict[str, str]] = None) -> DeviceProfile:
     """A device profile for `name` derived from a measured host profile and the device's facts: the per-operator
-    model when the facts name a stack, else the single-efficiency roofline on the calibration anchors."""
+    model when the facts name a stack, else the single-efficiency roofline on the calibration anchors.
+
+    validation describes checks of the single-efficiency roofline (bundle.run's 1-thread host check) and joins only
+    the profiles that method derives; the per-operator model carries its own leave-one-out error."""
     if facts.stack is not None:
-        return derive_device_calibrated(host, name, facts, from_profile, validation)
+        return derive_device_calibrated(host, name, facts, from_profile)
     anchors = facts.anchors
     usable = [cal for cal in anchors if cal.model_id in host.models]
     sources = dict(facts.sources)

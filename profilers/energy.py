@@ -9,11 +9,10 @@ module only chooses which of them a profile needs and names the method in the pr
 from __future__ import annotations
 
 import time
-import typing
 from typing import Any, Callable, Optional, Protocol
 
 from profilers.errors import EdgesimError, MeasurementUnavailable, first_line
-from profilers.schema import EnergyMethod, PowerModel
+from profilers.schema import PowerModel
 
 ENERGY_CHOICES = ("auto", "required", "nvml", "rapl", "estimate")
 WINDOW = "edgesim-profile"
@@ -103,9 +102,10 @@ class PowerModelEstimate:
         return self.power_w * (time.perf_counter() - self._t0)
 
 
-def _check_method(name: str) -> None:
-    if name not in typing.get_args(EnergyMethod):
-        raise MeasurementUnavailable(f"energy method '{name}' is not in the profile format yet")
+def check_energy_choice(name: str) -> None:
+    """One line unless name is an --energy choice."""
+    if name not in ENERGY_CHOICES:
+        raise EdgesimError(f"unknown energy method '{name}'; known: {', '.join(ENERGY_CHOICES)}")
 
 
 def pick_energy_meter(torch_device: str, power_model: PowerModel, require: Optional[str] = None,
@@ -114,16 +114,14 @@ def pick_energy_meter(torch_device: str, power_model: PowerModel, require: Optio
 
     require: auto (counter, else estimate), required (a counter or MeasurementUnavailable), nvml, rapl, estimate.
     """
-    if require not in (None, *ENERGY_CHOICES):
-        raise EdgesimError(f"unknown energy method '{require}'; known: {', '.join(ENERGY_CHOICES)}")
+    if require is not None:
+        check_energy_choice(require)
     if require == "estimate":
         return PowerModelEstimate(power_model.active_w, power_model.source)
     target = {"nvml": "gpu", "rapl": "cpu"}.get(require or "", "gpu" if torch_device.startswith("cuda") else "cpu")
     index = int(torch_device.split(":")[1]) if ":" in torch_device else 0
     try:
-        meter = ZeusEnergyMeter(target, index, factory)
-        _check_method(meter.method)
-        return meter
+        return ZeusEnergyMeter(target, index, factory)
     except MeasurementUnavailable as exc:
         if require in ("required", "nvml", "rapl"):
             raise MeasurementUnavailable(f"--energy {require}: {exc}") from None

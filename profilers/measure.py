@@ -592,7 +592,7 @@ def _measure(model, options, points, power_model, progress, device, cuda, thread
                 tick()
             energy_j = meter.stop()
             cpu_percent = round(min(100.0, proc.cpu_percent(None) / threads), 1)
-        energy_method, energy_detail = meter.method, getattr(meter, "detail", meter.method)
+        energy_method, energy_detail = meter.method, meter.detail
         if cuda:
             peak_memory = int(torch.cuda.max_memory_allocated() - base_alloc)
             memory_method = "torch.cuda.max_memory_allocated minus allocation before the runs (weights excluded)"

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from profilers.catalog import CATALOG_DIR, FACTS_PATH, list_devices, load_device
-from profilers.derive import derive_device, load_facts
-from profilers.energy import ENERGY_CHOICES, pick_energy_meter
+from profilers.derive import DeviceFacts, derive_device, load_facts
+from profilers.energy import check_energy_choice, pick_energy_meter
 from profilers.errors import EdgesimError, unknown_name
 from profilers.measure import (
     MeasureOptions,
@@ -33,7 +33,8 @@ from profilers.schema import DeviceProfile, ModelProfile, load_profile, merge_mo
 
 KINDS = ("mobile", "edge", "cloud")
 Warn = Callable[[str], None]
-#: the catalog's measured host, whose calibration models anchor a derivation when the user's profile lacks them
+#: the catalog's measured host, whose calibration models anchor the derivation of a device without a stack when
+#: the user's profile lacks them
 CATALOG_HOST = "host-cpu"
 
 
@@ -177,8 +178,7 @@ def run_profile(request: ModelRequest, device_name: str, repeats: int = 10, warm
     if kind is not None and kind not in KINDS:
         raise EdgesimError(f"unknown device kind '{kind}'; known: {', '.join(KINDS)}")
     batch_sizes = parse_batch_sizes(batch_sizes) if isinstance(batch_sizes, str) else list(batch_sizes)
-    if energy not in ENERGY_CHOICES:
-        raise EdgesimError(f"unknown energy method '{energy}'; known: {', '.join(ENERGY_CHOICES)}")
+    check_energy_choice(energy)
     out = Path(out) if out else Path("profiles") / f"{device_name}.json"
     check_writable(out)
     check_same_device(out, device_name)
@@ -204,12 +204,16 @@ def run_profile(request: ModelRequest, device_name: str, repeats: int = 10, warm
 
 
 def derive_profiles(profile_path: Path, devices: list[str], out: Optional[Path] = None,
-                    facts_path: Path = FACTS_PATH, catalog_dir: Path = CATALOG_DIR) -> list[Path]:
-    """Derive the models of a measured profile onto catalog devices with profilers.derive (the catalog's method).
+                    facts_path: Path = FACTS_PATH, catalog_dir: Path = CATALOG_DIR
+                    ) -> list[tuple[Path, DeviceProfile]]:
+    """Derive the models of a measured profile onto catalog devices with profilers.derive (the catalog's method);
+    returns (path written, profile written) per device.
 
-    When the profile lacks a device's calibration models, the catalog host's measurements of those models join
-    the derivation as anchors (their blocks' FLOPs and bytes do not depend on the host) and are left out of the
-    result. One device writes `out` (default profiles/<device>.json); several write out/<device>.json."""
+    Devices with a `stack` take their calibration anchors from the facts (published latencies). For a device
+    without one, the single-efficiency roofline calibrates on host measurements of its anchor models: when the
+    profile lacks them, the catalog host's measurements join the derivation (their blocks' FLOPs and bytes do not
+    depend on the host) and are left out of the result. One device writes `out` (default profiles/<device>.json);
+    several write out/<device>.json."""
     measured = load_profile(profile_path)
     if measured.provenance.kind != "measured":
         raise EdgesimError(f"{profile_path}: derive needs a measured profile, this one is {measured.provenance.kind}")
@@ -224,16 +228,13 @@ def derive_profiles(profile_path: Path, devices: list[str], out: Optional[Path] 
         raise EdgesimError(f"{profile_path}: model(s) {', '.join(missing)} have no measured per-block records; "
                            "re-profile them with edgesim profile")
     targets = _derive_targets(devices, out)
-    anchors_host = _catalog_host(catalog_dir)
+    spare = _catalog_anchor_models(measured, [facts[name] for name in devices], catalog_dir)
     written = []
     for name, target in zip(devices, targets):
         check_writable(target)
-        host = measured
-        anchor_ids = [a.model_id for a in facts[name].anchors]
-        borrowed = {mid: anchors_host.models[mid] for mid in anchor_ids
-                    if mid not in measured.models and anchors_host is not None and mid in anchors_host.models}
-        if borrowed:
-            host = measured.model_copy(update={"models": {**borrowed, **measured.models}})
+        borrowed = {a.model_id: spare[a.model_id] for a in facts[name].anchors
+                    if facts[name].stack is None and a.model_id in spare}
+        host = measured.model_copy(update={"models": {**borrowed, **measured.models}}) if borrowed else measured
         derived = derive_device(host, name, facts[name], from_profile=f"{profile_path} "
                                 f"({measured.provenance.host_fingerprint})"
                                 + (f"; calibration models {', '.join(borrowed)} from the catalog's {CATALOG_HOST}"
@@ -247,8 +248,17 @@ def derive_profiles(profile_path: Path, devices: list[str], out: Optional[Path] 
                                    "choose another --out")
             derived = derived.model_copy(update={"models": {**existing.models, **derived.models}})
         save_profile(derived, target)
-        written.append(target)
+        written.append((target, derived))
     return written
+
+
+def _catalog_anchor_models(measured: DeviceProfile, facts: list[DeviceFacts], catalog_dir: Path
+                           ) -> dict[str, ModelProfile]:
+    """The catalog host's models for anchors of stack-less devices that the measured profile lacks; the catalog
+    host is read only when some are needed."""
+    wanted = {a.model_id for f in facts if f.stack is None for a in f.anchors} - set(measured.models)
+    host = _catalog_host(catalog_dir) if wanted else None
+    return {mid: host.models[mid] for mid in sorted(wanted) if mid in host.models} if host else {}
 
 
 def _derive_targets(devices: list[str], out: Optional[Path]) -> list[Path]:

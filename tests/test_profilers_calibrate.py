@@ -144,3 +144,28 @@ def test_existing_profiles_still_load_with_the_new_provenance_fields(tmp_path):
     assert prof.provenance.stack == "" and prof.provenance.validated_errors == []
     data["provenance"].update(stack="s", validated_errors=[0.1, -0.2])
     assert DeviceProfile.model_validate(data).provenance.validated_errors == [0.1, -0.2]
+
+
+def test_save_points_round_trips_and_leaves_no_temporary_file(tmp_path):
+    from profilers.calibration_data import save_points
+
+    points = load_points(CALIBRATION_PATH)[:5]
+    path = tmp_path / "calibration.csv"
+    path.write_text("old contents\n")
+    save_points(points, path)
+    assert sorted(load_points(path), key=lambda p: (p.stack, p.model)) == sorted(points, key=lambda p: (p.stack, p.model))
+    assert [p.name for p in tmp_path.iterdir()] == ["calibration.csv"]
+
+
+@pytest.mark.parametrize("text, message", [("{ not json", "not valid JSON"), ('{"boards": []}', "field 'boards'")])
+def test_bad_boards_file_is_one_line(tmp_path, text, message):
+    from profilers.calibrate import load_boards
+    from profilers.errors import ProfileError
+
+    path = tmp_path / "boards.json"
+    path.write_text(text)
+    with pytest.raises(ProfileError, match=message) as info:
+        load_boards(path)
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+    with pytest.raises(ProfileError, match="file not found"):
+        load_boards(tmp_path / "missing.json")

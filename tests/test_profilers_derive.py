@@ -151,3 +151,62 @@ def test_several_anchors_use_the_geometric_mean_efficiency(tmp_path, hosts):
     assert dev.provenance.calibration["eta_c"] == pytest.approx(math.sqrt(eta_a * eta_b), rel=1e-6)
     assert "geometric mean of 2" in dev.provenance.sources["eta_c"]
     assert "anchor resnet18" in dev.provenance.validation
+
+
+def facts_with_a_stack_device(path, calibration_model="resnet18"):
+    """toy-pi (no stack: single-efficiency roofline) and the catalog's rpi3b+ (a stack: per-operator fit)."""
+    from profilers.catalog import FACTS_PATH
+
+    write_facts(path, calibration_model=calibration_model)
+    data = json.loads(path.read_text())
+    data["devices"]["rpi3b+"] = json.loads(FACTS_PATH.read_text())["devices"]["rpi3b+"]
+    path.write_text(json.dumps(data))
+    return load_facts(path)
+
+
+def test_legacy_validation_joins_only_devices_without_a_stack(tmp_path, hosts):
+    host, _ = hosts
+    facts = facts_with_a_stack_device(tmp_path / "facts.json")
+    legacy = {"host-1-thread (single-efficiency roofline)": "test figure"}
+    plain = derive_device(host, "toy-pi", facts["toy-pi"], validation=legacy)
+    assert plain.provenance.validation["host-1-thread (single-efficiency roofline)"] == "test figure"
+    fitted = derive_device(host, "rpi3b+", facts["rpi3b+"], validation=legacy)
+    assert not set(legacy) & set(fitted.provenance.validation)
+    assert "leave-one-out" in fitted.provenance.validation and fitted.provenance.validated_errors
+
+
+def test_bundle_labels_its_validation_and_gives_it_only_to_devices_without_a_stack(tmp_path, hosts, capsys):
+    from profilers.bundle import HOST_1T_NAME, HOST_NAME, run
+    from profilers.schema import save_profile
+
+    facts_with_a_stack_device(tmp_path / "facts.json")
+    save_profile(hosts[0], tmp_path / f"{HOST_NAME}.json")
+    save_profile(hosts[1], tmp_path / f"{HOST_1T_NAME}.json")
+    devices = {d.name: d for d in run(tmp_path, tmp_path / "facts.json", measure=False)}
+    err = capsys.readouterr().err
+    assert "validation of the single-efficiency roofline, used for devices without a stack:" in err
+    keys = [k for k in devices["toy-pi"].provenance.validation if k.startswith("host-1-thread")]
+    assert keys == ["host-1-thread (single-efficiency roofline, used for devices without a stack)"]
+    assert not any(k.startswith("host-1-thread") for k in devices["rpi3b+"].provenance.validation)
+
+
+def test_derive_profiles_reads_the_catalog_host_only_for_devices_without_a_stack(tmp_path, hosts):
+    from profilers.profiling import CATALOG_HOST, derive_profiles
+    from profilers.schema import load_profile, save_profile
+
+    host, _ = hosts
+    facts_with_a_stack_device(tmp_path / "facts.json")
+    mine = host.model("resnet18").model_copy(update={"model_id": "mine"})
+    measured = tmp_path / "mine.json"
+    save_profile(host.model_copy(update={"name": "laptop", "models": {"mine": mine}}), measured)
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    (catalog / f"{CATALOG_HOST}.json").write_text("{ not a profile")  # reading it would fail
+    [(path, dev)] = derive_profiles(measured, ["rpi3b+"], tmp_path / "out", tmp_path / "facts.json", catalog)
+    assert path == tmp_path / "out" / "rpi3b+.json" and dev == load_profile(path)
+    assert set(dev.models) == {"mine"} and "catalog" not in dev.provenance.from_profile
+    save_profile(host, catalog / f"{CATALOG_HOST}.json")
+    [(path, dev)] = derive_profiles(measured, ["toy-pi"], tmp_path / "toy.json", tmp_path / "facts.json", catalog)
+    assert dev == load_profile(path) and set(dev.models) == {"mine"}
+    assert f"calibration models resnet18 from the catalog's {CATALOG_HOST}" in dev.provenance.from_profile
+    assert "bisection" in dev.provenance.sources["eta_c"]  # calibrated on the borrowed anchor, not the fallback

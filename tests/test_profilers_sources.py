@@ -210,10 +210,14 @@ def test_cli_list_split_points(capsys, model_file):
 
 def test_cli_profile_show_and_device_name_guard(capsys, tmp_path, model_file):
     out = tmp_path / "dev.json"
-    code, _, err = run(capsys, "profile", "--model-file", f"{model_file}:build", "--input-size", "3,16,16",
-                       "--device-name", "dev", "--out", out, "--repeats", "2", "--warmup", "0", "--energy", "estimate")
+    code, printed, err = run(capsys, "profile", "--model-file", f"{model_file}:build", "--input-size", "3,16,16",
+                             "--device-name", "dev", "--out", out, "--repeats", "2", "--warmup", "0", "--energy",
+                             "estimate")
     assert code == 0, err
     mp = load_profile(out).model("my_model")
+    printed = " ".join(printed.split())  # the console wraps long lines
+    assert f"MiB (measured: {mp.memory_method})" in printed
+    assert "threads (measured: psutil, process CPU time / wall time over the timed runs)" in printed
     assert mp.checkpoint == "random-init" and mp.energy_method == "power-model-estimate" and mp.blocks
     before = out.read_bytes()
     code, _, err = run(capsys, "profile", "torchvision:resnet18", "--input-size", "32,32", "--device-name", "other",
@@ -231,6 +235,7 @@ def test_cli_derive_onto_catalog_device(capsys, tmp_path, model_file):
     assert code == 0, err
     code, out, err = run(capsys, "derive", measured, "--device", "rpi3b+", "--out", tmp_path / "rpi.json")
     assert code == 0, err
+    assert f"wrote {tmp_path / 'rpi.json'}: rpi3b+ (mobile, derived) with my_model" in out
     dev = load_profile(tmp_path / "rpi.json")
     assert dev.name == "rpi3b+" and dev.provenance.kind == "derived" and set(dev.models) == {"my_model"}
     assert dev.models["my_model"].measurement == "derived"

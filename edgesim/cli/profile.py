@@ -142,9 +142,10 @@ def profile(
     screen.print(split_table(mp))
     extra = [f"weights: {mp.checkpoint}"]
     if mp.peak_memory_bytes is not None:
-        extra.append(f"peak memory {mp.peak_memory_bytes / 2**20:.1f} MiB")
+        extra.append(f"peak memory {mp.peak_memory_bytes / 2**20:.1f} MiB (measured: {mp.memory_method})")
     if mp.cpu_utilisation_percent is not None:
-        extra.append(f"CPU {mp.cpu_utilisation_percent:.0f}% of {mp.threads} threads")
+        extra.append(f"CPU {mp.cpu_utilisation_percent:.0f}% of {mp.threads} threads (measured: psutil, process CPU "
+                     "time / wall time over the timed runs)")
     if mp.energy_method:
         extra.append(f"energy: {mp.energy_method}")
     if mp.batch_latency_s:
@@ -180,6 +181,5 @@ def derive(
                                        "(default profiles/<device>.json)"),
 ) -> None:
     """Derive the models of a measured profile onto catalog devices with the catalog's method (profilers.derive)."""
-    for path in derive_profiles(profile_path, devices, out):
-        dev = load_profile(path)
+    for path, dev in derive_profiles(profile_path, devices, out):
         typer.echo(f"wrote {path}: {dev.name} ({dev.kind}, derived) with {', '.join(sorted(dev.models))}")
