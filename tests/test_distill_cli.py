@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from edgesim.cli.app import main
+from edgesim.studies.distill import studies as st
 from profilers.schema import load_profile
 
 
@@ -49,6 +50,33 @@ def test_quick_pairs_and_finetune_studies_run(tmp_path):
     ft = pd.read_csv(tmp_path / "f" / "finetune_runs.csv")
     assert set(ft.student) == {"vgg-s5", "vit-micro"} and ft.features_unchanged.all()
     assert (ft.post_finetune_accuracy != ft.prior_finetune_accuracy).any()
+    # finetune's table is its seed means: one file, not two identical ones; pairs adds the model kinds
+    assert (tmp_path / "f" / "finetune_seeds.csv").is_file() and not (tmp_path / "f" / "finetune_table.csv").exists()
+    assert {"teacher_kind", "student_kind"} <= set(pd.read_csv(tmp_path / "p" / "pairs_table.csv").columns)
+
+
+def test_study_figures_name_dataset_and_seeds_with_interval_bars():
+    mean = pd.DataFrame({"student": ["vgg-s5", "vit-micro"], "prior_finetune_accuracy": [0.8, 0.7],
+                         "prior_finetune_accuracy_ci": [0.02, 0.03], "post_finetune_accuracy": [0.85, 0.75],
+                         "post_finetune_accuracy_ci": [0.01, 0.04], "n_seeds": [3, 3]})
+    fig = st.finetune_figure(mean, "/data/cifar10/")
+    assert fig.layout.title.text.startswith("003 Table III on cifar10, mean over 3 seed(s) (bars: 95% t-interval)")
+    assert list(fig.data[0].error_y.array) == pytest.approx([2.0, 3.0])
+    assert list(fig.data[1].error_y.array) == pytest.approx([1.0, 4.0])
+    one = st.finetune_figure(mean.assign(n_seeds=1, prior_finetune_accuracy_ci=float("nan")), "mnist")
+    assert one.layout.title.text.startswith("003 Table III on mnist, mean over 1 seed(s):")
+    assert one.data[0].error_y.array is None
+
+
+def test_profile_refuses_a_corrupt_or_foreign_head_json(tmp_path, capsys):
+    """`distill profile` on a broken head.json: one line naming the file, exit 2, no traceback."""
+    for text, words in (("{not json", "not valid JSON"), ("[1, 2]", "not a `distill head` run record")):
+        (tmp_path / "head.json").write_text(text)
+        assert run_cli(["distill", "profile", "--run", str(tmp_path), "--profile-device", "d",
+                        "--profile-out", str(tmp_path / "d.json")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("edgesim: error:") and words in err and "head.json" in err and "\n" not in err
+    assert not (tmp_path / "d.json").exists()
 
 
 def test_quick_head_writes_profile_with_accuracy(tmp_path):

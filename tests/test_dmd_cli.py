@@ -95,6 +95,9 @@ def test_generate_train_evaluate_commands(demo_dir, tmp_path):
     assert run_cli(["dmd", "evaluate", str(trace), "--switcher", str(tmp_path / "sw"), "--out", str(tmp_path / "ev"), "--no-png"]) == 0
     t1 = pd.read_csv(tmp_path / "ev" / "table1.csv").set_index("method")
     assert t1.loc["oracle", "large_model_pct"] == pytest.approx(60.0, abs=0.5)
+    page = (tmp_path / "ev" / "report.html").read_text(encoding="utf-8")
+    assert "no time or energy: no simulator replay" in page and "src='plotly.min.js'" in page
+    assert (tmp_path / "ev" / "plotly.min.js").is_file()
 
 
 def test_train_and_evaluate_accept_the_papers_json(demo_dir, tmp_path, capsys):

@@ -12,6 +12,7 @@ import torch
 
 from edgesim.studies.dmd import deferral
 from edgesim.studies.dmd.pipeline import run_demo
+from edgesim.studies.dmd.plots import table_number
 from edgesim.studies.dmd.replay import CLOUD_ID, EDGE_ID, SWEEP_FRACTIONS, WAN, replay
 from profilers.errors import EdgesimError
 from profilers.schema import load_profile
@@ -171,4 +172,9 @@ def test_demo_table1_has_simulated_time_and_energy(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["table1"][0]["sim_energy_kj"] > 0
     report = (tmp_path / "report.html").read_text()
     assert "000 Figure 4" in report and "000 Figure 5" in report and "sim_time_s" in report
+    # plotly.js from the file beside the page, not inlined; energy cells with significant figures, not 0.00
+    assert "<script charset='utf-8' src='plotly.min.js'></script>" in report and (tmp_path / "plotly.min.js").is_file()
+    assert len(report) < 1_000_000 and "time and energy (sim_* columns) simulated" in report
+    for kj in table["sim_energy_kj"]:
+        assert kj > 0 and f"<td>{table_number(kj)}</td>" in report and table_number(kj) not in ("0", "0.00")
     assert summary["replay_devices"] == {"mobile": "host-1thread", "cloud": "host-2threads"}

@@ -18,6 +18,9 @@ def test_mean_ci_is_the_student_t_interval():
     assert np.isnan(mean_ci([3.0])[1])
     s = summarise(pd.DataFrame({"g": ["a"] * 5, "x": v}), ["g"], ["x"])
     assert s.loc[0, "x_ci"] == pytest.approx(half) and s.loc[0, "n_seeds"] == 5
+    # None and non-finite values are left out before the interval (a seed whose metric is undefined)
+    assert mean_ci([*v, None, float("nan"), float("inf")]) == pytest.approx((mean, half, 5))
+    assert mean_ci([None])[2] == 0 and np.isnan(mean_ci([])[0])
 
 
 def test_apgr_and_cpt_closed_forms():

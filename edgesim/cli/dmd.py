@@ -24,6 +24,7 @@ from edgesim.studies.dmd.pipeline import (
     train_split,
     write_evaluation,
 )
+from edgesim.studies.dmd.plots import table_number
 from edgesim.studies.dmd.records import read_dmd_json, read_trace_parquet, write_dmd_json, write_trace_parquet
 from edgesim.studies.dmd.replay import CascadeModels, replay_profiles
 from edgesim.studies.dmd.seeds import run_demo_seeds
@@ -31,7 +32,7 @@ from edgesim.studies.dmd.switcher import load_switcher, save_switcher
 from edgesim.studies.dmd.yolo import load_fall_samples
 from edgesim.studies.stats import formatted, reliability_bins, seed_list
 from profilers.errors import EdgesimError
-from profilers.io import atomic_write_text
+from profilers.io import atomic_write_text, read_json
 from profilers.models import build
 from simulator.deferral import defer_mask
 
@@ -54,10 +55,8 @@ def _adapter(spec: str, checkpoint: Optional[str], hidden_layer: Optional[str], 
         cfg_file = path / "config.json"
         if not cfg_file.is_file():
             raise EdgesimError(f"model folder {path}: no config.json (expected a save_pretrained checkpoint)")
-        try:
-            model_type = json.loads(cfg_file.read_text(encoding="utf-8")).get("model_type", "")
-        except json.JSONDecodeError as exc:
-            raise EdgesimError(f"{cfg_file}: not valid JSON at line {exc.lineno}") from None
+        config = read_json(cfg_file, "model config")
+        model_type = config.get("model_type", "") if isinstance(config, dict) else ""
         if model_type == "vilt":
             return adapters.ViltYesNoAdapter.from_pretrained(str(path), question=question, device=device, dtype=dtype)
         if model_type == "llava_next_video":
@@ -123,8 +122,8 @@ def _echoed_warnings(png_only: bool = True) -> Iterator[None]:
 
 
 def _table1_text(table1: pd.DataFrame) -> str:
-    """One seed's Table 1 for the console: 4 significant figures, so a tiny model's energy does not print as 0."""
-    return table1[TABLE1_COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    """One seed's Table 1 for the console: Table 1's columns, numbers formatted as in report.html."""
+    return table1[TABLE1_COLUMNS].to_string(index=False, float_format=table_number)
 
 
 @dmd_app.command("generate")

@@ -21,6 +21,8 @@ COLORS = qualitative.Plotly + qualitative.D3 + qualitative.Dark24
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 TEMPLATE = "plotly_white"
 RATE_TITLE = "uplink data rate (Mbit/s)"
+#: Capture-time windows the delay-over-time figure averages gains over (ours: long enough to hold a few frames).
+GAIN_WINDOW_S = 10.0
 #: Gain column -> (baseline policy name, words for titles), as in 002 section 4 (Org. MD and Org. ES).
 GAINS = {
     "gain_vs_offload": ("offload", "full offloading (Org. ES)"),
@@ -317,19 +319,19 @@ def delay_components_figure(summary: pd.DataFrame, frames: pd.DataFrame) -> go.F
 
 def delay_over_time_figure(frames: pd.DataFrame, uplinks: dict[str, object], point: int = 0) -> go.Figure:
     """Each frame's capture-to-output delay over time per policy, the uplink rate each mobile device saw beneath,
-    and the time-averaged gain w.r.t. local processing (mean over 10 s windows of T_local / T_policy)."""
+    and the time-averaged gain w.r.t. local processing (mean over GAIN_WINDOW_S windows of T_local / T_policy)."""
     data = _kept(frames)
     data = data[(data["point"] == point) & (data["replication"] == data["replication"].min())]
     policies = list(dict.fromkeys(data["policy"]))
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.65, 0.35], vertical_spacing=0.06,
                         subplot_titles=["capture-to-output delay of each frame", "uplink data rate"])
-    window = np.floor(data["capture_s"] / 10.0)
-    local = data[data["policy"] == "local"].groupby(window)["delay_s"].mean() if "local" in policies else None
+    data = data.assign(window=np.floor(data["capture_s"] / GAIN_WINDOW_S))
+    local = data[data["policy"] == "local"].groupby("window")["delay_s"].mean() if "local" in policies else None
     for k, pol in enumerate(policies):
         g = data[data["policy"] == pol]
         name = pol
         if local is not None and pol != "local":
-            per = g.groupby(np.floor(g["capture_s"] / 10.0))["delay_s"].mean()
+            per = g.groupby("window")["delay_s"].mean()
             gain = (local.reindex(per.index) / per).mean()
             name = f"{pol} (time-averaged gain vs local {gain:.2f})"
         fig.add_trace(go.Scattergl(x=g["capture_s"], y=g["delay_s"] * 1e3, mode="markers", name=name,

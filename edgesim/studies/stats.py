@@ -8,31 +8,23 @@ the switcher's agreement probability (000 A.3 thresholds it as if calibrated).
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
-CONFIDENCE = 0.95
+from simulator.metrics import ci95_half_width
 
 
-def mean_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float, int]:
-    """Mean, half-width of the Student-t interval and n of the finite values (half-width nan for n < 2)."""
-    from scipy import stats
-
+def mean_ci(values: Sequence[float]) -> tuple[float, float, int]:
+    """Mean, 95% Student-t half-width (simulator.metrics.ci95_half_width, nan for n < 2) and n of the finite values."""
     v = np.asarray([x for x in values if x is not None], dtype=float)
     v = v[np.isfinite(v)]
-    n = len(v)
-    if n == 0:
-        return float("nan"), float("nan"), 0
-    if n < 2:
-        return float(v.mean()), float("nan"), 1
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * v.std(ddof=1) / np.sqrt(n))
-    return float(v.mean()), half, n
+    mean = float(v.mean()) if v.size else float("nan")
+    return mean, ci95_half_width(v), int(v.size)
 
 
-def summarise(runs: pd.DataFrame, by: Sequence[str], metrics: Sequence[str],
-              confidence: float = CONFIDENCE) -> pd.DataFrame:
+def summarise(runs: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
     """Per group of `by`: for each metric its mean, t-interval half-width (<metric>_ci) and number of seeds."""
     rows = []
     for key, g in runs.groupby(list(by), sort=False):
@@ -41,7 +33,7 @@ def summarise(runs: pd.DataFrame, by: Sequence[str], metrics: Sequence[str],
         for m in metrics:
             if m not in g.columns:
                 continue
-            mean, half, n = mean_ci(pd.to_numeric(g[m], errors="coerce"), confidence)
+            mean, half, n = mean_ci(pd.to_numeric(g[m], errors="coerce"))
             row[m] = mean
             row[f"{m}_ci"] = half
             row["n_seeds"] = max(row.get("n_seeds", 0), n)
@@ -63,7 +55,7 @@ def formatted(summary: pd.DataFrame, metrics: Sequence[str], digits: int = 1, si
 
 
 def paired_bootstrap(metric: Callable[[np.ndarray], float], n: int, n_boot: int = 2000, seed: int = 0,
-                     confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+                     confidence: float = 0.95) -> tuple[float, float, float]:
     """Observed metric(all n rows) and its percentile bootstrap interval, metric(idx) evaluated on resampled rows.
 
     For a paired comparison pass metric = lambda idx: score_a(idx) - score_b(idx): both methods are scored on the
@@ -115,8 +107,3 @@ def expected_calibration_error(y_true: np.ndarray, prob: np.ndarray, n_bins: int
 def seed_list(seeds: int, first: int = 0) -> list[int]:
     """The seeds of a multi-seed run: first, first + 1, ..., first + seeds - 1."""
     return list(range(int(first), int(first) + max(1, int(seeds))))
-
-
-def nan_if_none(value: Optional[float]) -> float:
-    """A number for tables: None becomes nan."""
-    return float("nan") if value is None else float(value)

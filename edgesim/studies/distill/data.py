@@ -118,12 +118,7 @@ def load_data(dataset: str = "digits", side_px: int = 32, channels: int = 3, see
     return load_image_folder(dataset, side_px, channels, seed, limit=limit)
 
 
-def batches(split: Split, batch_size: int, shuffle: bool, generator=None):
-    """Mini-batches (x, y) of a split; shuffled with the given torch.Generator."""
-    import torch
-
-    n = len(split)
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    for i in range(0, n, batch_size):
-        j = order[i:i + batch_size]
-        yield split.x[j], split.y[j]
+def batches(split: Split, batch_size: int):
+    """The images of a split in order, batch_size at a time (for evaluation: no shuffling)."""
+    for i in range(0, len(split), batch_size):
+        yield split.x[i:i + batch_size]

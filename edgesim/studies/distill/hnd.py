@@ -21,7 +21,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from edgesim.studies.distill.data import ImageData, Split, batches
+from edgesim.studies.distill.data import ImageData
+from edgesim.studies.distill.kd import freeze, predict_logits
 from edgesim.studies.training import fit
 from profilers.progress import Progress, silent
 
@@ -44,15 +45,6 @@ class HeadTrainResult:
     time_s: float = 0.0
 
 
-def teacher_outputs(teacher_head, split: Split, batch_size: int = 128):
-    """The frozen teacher head's outputs t(x) on every image of split (computed once: no augmentation)."""
-    import torch
-
-    teacher_head.eval()
-    with torch.no_grad():
-        return torch.cat([teacher_head(x) for x, _ in batches(split, batch_size, shuffle=False)])
-
-
 def _sse_per_image(student, x, t, batch_size: int = 128) -> float:
     """002 eq. (1) over (x, t) divided by the number of images, in eval mode without gradients."""
     import torch
@@ -68,11 +60,10 @@ def _sse_per_image(student, x, t, batch_size: int = 128) -> float:
 def train_head(student, teacher_head, data: ImageData, epochs: int, lr: float = 1e-3, batch_size: int = 32,
                seed: int = 0, progress: Progress = silent) -> HeadTrainResult:
     """Adam on 002 eq. (1) against the frozen teacher head; teacher outputs precomputed once."""
-    for p in teacher_head.parameters():
-        p.requires_grad_(False)
+    freeze(teacher_head)
     start = time.perf_counter()
-    t_train = teacher_outputs(teacher_head, data.train)
-    t_val = teacher_outputs(teacher_head, data.val)
+    t_train = predict_logits(teacher_head, data.train)  # t(x), computed once: no augmentation
+    t_val = predict_logits(teacher_head, data.val)
     initial = _sse_per_image(student, data.val.x, t_val)
     history = fit(student, hnd_loss, data.train.x, t_train, epochs, lr, batch_size, seed, batch_mean=False,
                   validate=lambda: _sse_per_image(student, data.val.x, t_val), progress=progress)

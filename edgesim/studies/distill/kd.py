@@ -67,14 +67,14 @@ def count_flops(net, input_shape: tuple[int, ...]) -> int:
 
 
 def predict_logits(net, split: Split, batch_size: int = 256):
-    """Logits of net on every image of split, in eval mode without gradients."""
+    """Outputs of net (a classifier's logits, a head's tensor) on every image of split, eval mode, no gradients."""
     import torch
 
     was_training = net.training
     net.eval()
     outs = []
     with torch.no_grad():
-        for x, _ in batches(split, batch_size, shuffle=False):
+        for x in batches(split, batch_size):
             outs.append(net(x))
     net.train(was_training)
     return torch.cat(outs)

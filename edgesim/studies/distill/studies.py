@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Optional
 
 from edgesim.studies.distill.data import ImageData, Split, load_data
@@ -293,45 +294,72 @@ def _numbered(steps: Steps, i: int, n: int) -> Steps:
 # ----------------------------------------------------------------------------- figures
 
 
-def size_figure(long):
-    """Accuracy vs parameters per resolution (003 Table II as a plot), KD and scratch."""
+def _dataset_name(dataset: str) -> str:
+    """A dataset as titles name it: 'digits', 'mnist', or an ImageFolder root's folder name."""
+    return Path(dataset).name or str(dataset)
+
+
+def _title(table: str, dataset: str, df, what: str) -> str:
+    """'003 Table X on <dataset>, mean over <n> seed(s) (bars: 95% t-interval): <what>' for a seed_table figure."""
+    n = int(df["n_seeds"].max()) if "n_seeds" in df.columns and len(df) else 1
+    spread = " (bars: 95% t-interval)" if n > 1 else ""
+    return f"003 {table} on {_dataset_name(dataset)}, mean over {n} seed(s){spread}: {what}"
+
+
+def _error_bars(df, metric: str, scale: float = 100.0) -> Optional[dict]:
+    """plotly error_y from seed_table's <metric>_ci column (the 95% t half-width), None where there is none."""
+    col = f"{metric}_ci"
+    if col not in df.columns or df[col].isna().all():
+        return None
+    return {"type": "data", "array": (scale * df[col]).tolist(), "visible": True}
+
+
+def size_figure(mean, dataset: str):
+    """Accuracy vs parameters per resolution (003 Table II as a plot), KD and scratch, seed means with intervals."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for side in sorted(set(long.side_px)):
-        g = long[long.side_px == side].sort_values("student_params")
+    for side in sorted(set(mean.side_px)):
+        g = mean[mean.side_px == side].sort_values("student_params")
         fig.add_trace(go.Scatter(x=g.student_params, y=100 * g.kd_accuracy, mode="lines+markers", text=g.student,
-                                 name=f"KD, {side}x{side}"))
+                                 name=f"KD, {side}x{side}", error_y=_error_bars(g, "kd_accuracy")))
         if g.scratch_accuracy.isna().all():
             continue
         fig.add_trace(go.Scatter(x=g.student_params, y=100 * g.scratch_accuracy, mode="lines+markers", text=g.student,
-                                 name=f"scratch, {side}x{side}", line={"dash": "dot"}))
+                                 name=f"scratch, {side}x{side}", line={"dash": "dot"},
+                                 error_y=_error_bars(g, "scratch_accuracy")))
     fig.update_xaxes(type="log", title_text="student parameters")
     fig.update_yaxes(title_text="test accuracy [%]")
-    fig.update_layout(title="003 Table II on digits: student size and resolution", template="plotly_white")
+    fig.update_layout(title=_title("Table II", dataset, mean, "student size and resolution"), template="plotly_white")
     return fig
 
 
-def pairs_figure(df):
-    """Accuracy and KD time per teacher -> student pair (003 Table I as a plot)."""
+def pairs_figure(df, dataset: str):
+    """Accuracy and KD time per teacher -> student pair (003 Table I as a plot), seed means with intervals."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     labels = [f"{t} ({a}) -> {s} ({b})" for t, a, s, b in zip(df.teacher, df.teacher_kind, df.student, df.student_kind)]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("test accuracy [%]", "KD time [s]"))
-    fig.add_trace(go.Bar(x=labels, y=100 * df.kd_accuracy, name="KD accuracy"), row=1, col=1)
-    fig.add_trace(go.Bar(x=labels, y=100 * df.scratch_accuracy, name="scratch accuracy"), row=1, col=1)
-    fig.add_trace(go.Bar(x=labels, y=df.kd_time_s, name="KD time"), row=1, col=2)
-    fig.update_layout(title="003 Table I on digits: teacher/student architectures", template="plotly_white")
+    fig.add_trace(go.Bar(x=labels, y=100 * df.kd_accuracy, name="KD accuracy",
+                         error_y=_error_bars(df, "kd_accuracy")), row=1, col=1)
+    fig.add_trace(go.Bar(x=labels, y=100 * df.scratch_accuracy, name="scratch accuracy",
+                         error_y=_error_bars(df, "scratch_accuracy")), row=1, col=1)
+    fig.add_trace(go.Bar(x=labels, y=df.kd_time_s, name="KD time", error_y=_error_bars(df, "kd_time_s", 1.0)),
+                  row=1, col=2)
+    fig.update_layout(title=_title("Table I", dataset, df, "teacher/student architectures"), template="plotly_white")
     return fig
 
 
-def finetune_figure(df):
-    """Accuracy before and after classifier fine-tuning (003 Table III as a plot)."""
+def finetune_figure(df, dataset: str):
+    """Accuracy before and after classifier fine-tuning (003 Table III as a plot), seed means with intervals."""
     import plotly.graph_objects as go
 
-    fig = go.Figure([go.Bar(x=df.student, y=100 * df.prior_finetune_accuracy, name="prior fine-tuning"),
-                     go.Bar(x=df.student, y=100 * df.post_finetune_accuracy, name="post fine-tuning")])
+    fig = go.Figure([go.Bar(x=df.student, y=100 * df.prior_finetune_accuracy, name="prior fine-tuning",
+                            error_y=_error_bars(df, "prior_finetune_accuracy")),
+                     go.Bar(x=df.student, y=100 * df.post_finetune_accuracy, name="post fine-tuning",
+                            error_y=_error_bars(df, "post_finetune_accuracy"))])
     fig.update_yaxes(title_text="test accuracy [%]")
-    fig.update_layout(title="003 Table III on digits: fine-tuning after KD", template="plotly_white", barmode="group")
+    fig.update_layout(title=_title("Table III", dataset, df, "fine-tuning after KD"), template="plotly_white",
+                      barmode="group")
     return fig

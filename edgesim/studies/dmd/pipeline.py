@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from edgesim.report.html import PngMode, write_figures
+from edgesim.report.html import PngMode, write_figures, write_plotlyjs
 from edgesim.studies.data import describe_data
 from edgesim.studies.dmd import deferral, digits, routing
 from edgesim.studies.dmd.adapters import TorchClassifierAdapter
@@ -142,6 +142,7 @@ def write_evaluation(ev: Evaluation, out: Path, png: PngMode = "auto", provenanc
     if not ev.risk_coverage.empty:
         figs["risk_coverage"] = risk_coverage_figure(ev.risk_coverage, "Risk-coverage on test (selective prediction)")
     written += [path for paths in write_figures(figs, out, png).values() for path in paths]
+    written.append(write_plotlyjs(out))  # report.html loads it from its folder
     written.append(atomic_write_text(out / "report.html", report_html(ev.table1, ev.areas, ev.info.to_dict(),
                                                                       [*figs.values(), *extra_figures], provenance or {},
                                                                       ev.routing, ev.diagnostics)))

@@ -1,14 +1,18 @@
 """Figures and the HTML report of the DMD demo (000 Figures 2-3: combined F1 vs % of data deferred).
 
-The figure files are written by edgesim.report.html.write_figures; this module builds the figures and the report page.
+The figure files and plotly.min.js are written by edgesim.report.html (write_figures, write_plotlyjs); this module
+builds the figures and the report page, which loads plotly.min.js from its own folder.
 """
 
 from __future__ import annotations
 
 import html
+import math
 from typing import Optional
 
 import pandas as pd
+
+from edgesim.report.html import PLOTLYJS_NAME, fmt_sig
 
 LABELS = {
     "switcher": "Ours (switcher)", "uncertainty": "Uncertainty: max prob [14]", "margin": "Uncertainty: margin [14]",
@@ -65,23 +69,40 @@ def risk_coverage_figure(rc: pd.DataFrame, title: str):
     return fig
 
 
+TABLE_DIGITS = 4  # significant figures: a tiny model's energy (kJ) must not print as 0.00
+
+
+def table_number(v: float) -> str:
+    """A table cell of the DMD report and console: TABLE_DIGITS significant figures, NaN as '–'."""
+    return fmt_sig(v, TABLE_DIGITS) if math.isfinite(v) else "–"
+
+
 def _table_html(df: pd.DataFrame) -> str:
-    """A DataFrame as a plain HTML table with 2-decimal floats."""
-    return df.to_html(index=False, float_format=lambda v: f"{v:.2f}", border=0, classes="t")
+    """A DataFrame as a plain HTML table with table_number cells."""
+    return df.to_html(index=False, float_format=table_number, na_rep="–", border=0, classes="t")
+
+
+def _table1_heading(table1: pd.DataFrame) -> str:
+    """Table 1's heading, saying where its columns come from (the sim_* columns exist only after a replay)."""
+    simulated = any(c.startswith("sim_") for c in table1.columns)
+    cost = ("time and energy (sim_* columns) simulated by replaying the test split in the simulator" if simulated
+            else "no time or energy: no simulator replay for this table")
+    return f"Table 1 layout (test split; F1, accuracy and % large measured on the trace; {cost})"
 
 
 def report_html(table1: pd.DataFrame, areas: pd.DataFrame, info: dict, figures: list, provenance: dict,
                 routing: Optional[pd.DataFrame] = None, diagnostics: Optional[dict] = None) -> str:
-    """One self-contained HTML page: provenance, Table 1 layout, curve areas, threshold and the figures."""
+    """The report page (plotly.min.js beside it): provenance, Table 1 layout, curve areas, threshold and figures."""
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>edgesim DMD report</title>",
         "<style>body{font-family:sans-serif;max-width:1150px;margin:auto}table.t{border-collapse:collapse}"
-        "table.t td,table.t th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}</style></head><body>",
+        "table.t td,table.t th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}</style>",
+        f"<script charset='utf-8' src='{PLOTLYJS_NAME}'></script></head><body>",
         "<h1>Dual-Model Distillation (seed paper 000): switcher vs baselines</h1>",
         "<h2>Where the numbers come from</h2><ul>",
     ]
     parts += [f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in provenance.items()]
-    parts += ["</ul><h2>Table 1 layout (test split; time and energy come from the simulator replay)</h2>", _table_html(table1)]
+    parts += [f"</ul><h2>{html.escape(_table1_heading(table1))}</h2>", _table_html(table1)]
     parts += ["<h2>Area under the deferral curves (trapezoid over fraction deferred 0..1)</h2>", _table_html(areas)]
     if routing is not None and not routing.empty:
         parts += ["<h2>RouteLLM metrics on the deferral curves (APGR, CPT(50%), CPT(80%))</h2>", _table_html(routing)]
@@ -89,7 +110,6 @@ def report_html(table1: pd.DataFrame, areas: pd.DataFrame, info: dict, figures: 
         parts += ["<h2>Predicting agreement on test: AUROC (switcher vs small-model confidence), calibration, "
                   "switcher - uncertainty F1 (paired bootstrap)</h2><pre>", html.escape(str(diagnostics)), "</pre>"]
     parts += ["<h2>Operating point chosen on train (000 A.4)</h2><pre>", html.escape(str(info)), "</pre>"]
-    for i, fig in enumerate(figures):
-        parts.append(fig.to_html(include_plotlyjs="inline" if i == 0 else False, full_html=False))
+    parts += [fig.to_html(include_plotlyjs=False, full_html=False) for fig in figures]
     parts.append("</body></html>")
     return "\n".join(parts)

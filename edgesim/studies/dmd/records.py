@@ -16,7 +16,7 @@ import pandas as pd
 from edgesim.studies.dmd import TRACE_COLUMNS
 from edgesim.studies.dmd.generate import hidden_matrix
 from profilers.errors import EdgesimError
-from profilers.io import atomic_target, atomic_write_text
+from profilers.io import atomic_target, atomic_write_text, read_json
 
 JSON_FIELDS = ("image_path", "last_hidden_layer", "label")  # 000 A.2
 
@@ -33,15 +33,7 @@ def write_dmd_json(trace: pd.DataFrame, path: str | Path) -> Path:
 
 def read_dmd_json(path: str | Path) -> pd.DataFrame:
     """Read the paper's JSON into columns sample_id, hidden, agree; one-line error naming file and record index."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EdgesimError(f"DMD JSON {path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise EdgesimError(f"DMD JSON {path}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EdgesimError(f"DMD JSON {path}: cannot read: {exc}") from None
+    data = read_json(path, "DMD JSON")
     if not isinstance(data, list):
         raise EdgesimError(f"DMD JSON {path}: expected a list of records, got {type(data).__name__}")
     ids, vecs, labels = [], [], []

@@ -51,13 +51,11 @@ MEASURED = {"host-1thread": 1, "host-2threads": 2}
 DERIVE_FROM = "host-2threads"
 """Catalog devices are derived from the 2-thread host measurement, as the catalog's bundle does."""
 
-TABLE1_POLICIES = ("edge-only", "cloud-only", "uncertainty", "dmd-switcher", "random", "oracle")
-"""The simulator's cascade policies of 000 Table 1; each spec names its deferral method (spec.deferral_method)."""
-
 
 def policy_method(policy: str) -> str:
     """The deferral method of a simulator policy (the method column of table1.csv), from the policy's own spec."""
     return ENTRIES[policy].spec.deferral_method
+
 
 SWEEP_FRACTIONS = tuple(round(0.1 * k, 1) for k in range(11))
 """Offload fractions of the Figures 4/5 sweep (000 A.5: cost against % deferred to the large model)."""
@@ -75,12 +73,6 @@ class DemoProfiles:
     def mobile_edge_s(self) -> float:
         """Median of the whole edge model on the mobile device (measured or derived)."""
         return _whole_model_s(self.mobile, EDGE_ID)
-
-    def energy_method(self) -> str:
-        """Where compute energy comes from: 'power-model-estimate' unless a profile measured energy."""
-        methods = {self.mobile.models[EDGE_ID].energy_method or "power-model-estimate",
-                   self.cloud.models[CLOUD_ID].energy_method or "power-model-estimate"}
-        return "+".join(sorted(methods))
 
 
 def _whole_model_s(profile: DeviceProfile, model_id: str) -> float:
@@ -260,7 +252,6 @@ class Replay:
     sweep: pd.DataFrame
     figures: dict
     provenance: dict = field(default_factory=dict)
-    written: list = field(default_factory=list)
 
 
 def _test_rows(trace_path: Path) -> tuple[pd.DataFrame, int]:
@@ -318,12 +309,11 @@ def replay_profiles(out: Path, trace_path: Path, info: deferral.ThresholdInfo | 
         "devices": "; ".join(f"{name}: {loaded[name].provenance.kind}" for name in dict.fromkeys((mobile, cloud))),
         **(notes or {}),
     }
-    written = [atomic_write_text(out / "table1.csv", table.to_csv(index=False)),
-               atomic_write_text(out / "cost_vs_deferred.csv", sweep.to_csv(index=False))]
+    atomic_write_text(out / "table1.csv", table.to_csv(index=False))
+    atomic_write_text(out / "cost_vs_deferred.csv", sweep.to_csv(index=False))
     figures = cost_figures(sweep, table)
-    for paths in write_figures(figures, out, png).values():
-        written += list(paths)
-    return Replay(table, sweep, figures, provenance, written)
+    write_figures(figures, out, png)
+    return Replay(table, sweep, figures, provenance)
 
 
 def replay(out: Path, trace_path: Path, info: deferral.ThresholdInfo | dict, edge_ckpt: Optional[Path] = None,
@@ -351,10 +341,8 @@ def replay(out: Path, trace_path: Path, info: deferral.ThresholdInfo | dict, edg
                           f"{1e6 * switcher_host_s:.1f} us on this host (1 thread, median)"
                           + (f" x {scale:.3g} (edge model time, mobile / host)" if abs(scale - 1.0) > 1e-12 else "")),
     }
-    rep = replay_profiles(out, trace_path, info, profs.paths, mobile, cloud, CascadeModels(), switcher_s, seed, png,
-                          notes)
-    rep.written += list(profs.paths)
-    return rep
+    return replay_profiles(out, trace_path, info, profs.paths, mobile, cloud, CascadeModels(), switcher_s, seed, png,
+                           notes)
 
 
 def cost_figures(sweep: pd.DataFrame, table1: Optional[pd.DataFrame] = None) -> dict:

@@ -16,7 +16,13 @@ import pandas as pd
 
 from edgesim.studies.dmd.deferral import area_per_method, trapezoid_area
 from edgesim.studies.stats import auroc, expected_calibration_error, paired_bootstrap
-from simulator.deferral import SCORE_COLUMNS, combined_pred, defer_mask, deferral_order
+from simulator.deferral import (
+    SCORE_COLUMNS,
+    combined_pred,
+    defer_mask,
+    deferral_order,
+    n_deferred,
+)
 from simulator.metrics import f1_score
 
 CPT_LEVELS = (0.5, 0.8)  # RouteLLM reports CPT(50%) and CPT(80%)
@@ -51,7 +57,7 @@ def risk_coverage(trace: pd.DataFrame, methods: Sequence[str], n_points: int = 5
     for method in methods:
         order = deferral_order(trace, method, seed)  # deferred first: the kept set is the tail of this order
         for cov in np.linspace(0.0, 1.0, n_points):
-            k = int(np.floor(cov * n + 0.5))
+            k = n_deferred(n, cov)  # kept count, rounded as the deferred count is
             kept = order[n - k:] if k else order[:0]
             rows.append({"method": method, "coverage": float(cov), "n_kept": k,
                          "risk": float(np.mean(e[kept] != y[kept])) if k else 0.0,
