@@ -32,6 +32,7 @@ from simulator.policies import Route
 from simulator.policies.best_split import BestSplitPolicy, BestSplitSpec
 
 ROOT = Path(__file__).resolve().parent.parent
+LOCAL_MEAN_S = 1.5  # best-split's local route on the tandem: the whole model on the mobile device
 
 
 def best_split_policy() -> BestSplitPolicy:
@@ -42,14 +43,17 @@ def best_split_policy() -> BestSplitPolicy:
 
 
 def best_split_tandem(n: int) -> tuple[FramePlan, Topology, list[list[Route]]]:
-    """The tandem with two routes: local (the whole model on the mobile device) or split (head, 200 kbit, tail)."""
+    """The tandem with two routes: local (the whole model on the mobile device, mean LOCAL_MEAN_S) or split (head
+    0.5 s, 200 kbit, tail 0.6 s). Each alone is worse than choosing: local overloads the mobile device (1.5 s per
+    frame at 1 frame/s) and split's 1.3 s is the more in expectation only while the uplink and server are idle;
+    best-split splits about 65 % of frames here and the queues stay stable (measured)."""
     plan, topo = tandem.tandem_plan(n)
     rng = np.random.default_rng(2)
-    head = np.vstack([rng.exponential(1.0, n), plan.head_s[0]])
+    head = np.vstack([rng.exponential(LOCAL_MEAN_S, n), plan.head_s[0]])
     tail = np.vstack([np.full(n, np.nan), plan.tail_s[0]])
     wire = np.vstack([np.zeros(n), plan.wire_bits[0]])
     plan = FramePlan(plan.capture_s, plan.mobile, np.zeros(n, np.int16), head, wire, tail, np.zeros((2, n)), 1)
-    routes = [Route("local", "toy", "output", "", ServiceTime("exponential", 0.0, mean_s=1.0), 0, None, 0),
+    routes = [Route("local", "toy", "output", "", ServiceTime("exponential", 0.0, mean_s=LOCAL_MEAN_S), 0, None, 0),
               Route("split", "toy", "mid", "", ServiceTime("exponential", 0.0, mean_s=tandem.HEAD_MEAN_S), 25_000,
                     ServiceTime("exponential", 0.0, mean_s=tandem.TAIL_MEAN_S), 0)]
     return plan, topo, [routes]

@@ -24,9 +24,10 @@ the next window when a capture reaches it, and windows go back in order once all
 Speed: numba's reference counts on arrays passed between functions are atomic adds; the loop works on borrowed
 views (`_borrowed`) so that they cost nothing. An event that would be the next one popped (earlier than the heap's
 top, or equal with a smaller sequence number) runs without going through the heap. A run in which no station is
-shared or observed (one mobile device, one server, no decisions at capture, unbounded queues: `_lindley_applies`)
-goes frame by frame by Lindley's recursion with the loop's own expressions, and falls back to the event loop if a
-station would meet its frames out of order (`_lindley`).
+shared (one mobile device, one server, unbounded queues: `_lindley_applies`) goes frame by frame by Lindley's
+recursion with the loop's own expressions, best-split's decisions included (each station's backlog at a capture
+is replayed from the times of the frames before it, `_replay`), and falls back to the event loop if a station
+would meet its frames out of order or something happens at a capture's own instant (`_lindley`).
 """
 
 from __future__ import annotations
@@ -691,26 +692,110 @@ def _serve(busy, arrive, s):
     return start, start + s, start + s if start + s > busy else busy
 
 
+# state the recursion keeps per station for best-split (_replay): cursors C[x] and numbers F[x]
+C_ARRIVE, C_START, C_QLEN = 0, 1, 2  # next frame to arrive, next frame to start, frames waiting
+F_QUEUED, F_END, F_CHAIN = 0, 1, 2  # queued work (the loop's running sum), end of the last service begun, capture
+
+
+@njit(cache=True, inline="always")
+def _replay(C, F, x, t, i, nxt, capture, T, work, route, a_row, s_row, e_row, prop):
+    """Station x (0 mobile device, 1 uplink, 2 edge server) just before a capture at t, from the times the
+    recursion has already given the frames before i: (residual service, queued work, exact).
+
+    The event loop's running sum of queued work is replayed op by op in its event order (an arrival that waits adds
+    its work, a service that starts from the queue subtracts it, an emptied queue is 0.0), so the sum is the
+    loop's float, not one equal in exact arithmetic. exact is False when anything happens at this station at t
+    itself (or an arrival and a start from the queue coincide): the order of those events is the tie rule's, and
+    the caller runs the event loop instead."""
+    ak, sk, qlen = C[x, C_ARRIVE], C[x, C_START], C[x, C_QLEN]
+    queued, last_end, chain = F[x, F_QUEUED], F[x, F_END], F[x, F_CHAIN]
+    ta = ts = np.inf
+    while True:
+        while ak != i and not (work[route[ak], ak] > 0 if x == 0 else T[s_row, ak] == T[s_row, ak]):
+            j = nxt[ak]  # a frame that does not visit this station (the mobile device's arrivals: the captures)
+            if x == 0:
+                chain = chain + (capture[j] - chain)
+            ak = j
+        if ak != i:
+            ta = chain if x == 0 else (T[a_row, ak] + prop if x == 2 and prop > 0 else T[a_row, ak])
+        else:
+            ta = np.inf
+        while sk != i and not (work[route[sk], sk] > 0 if x == 0 else T[s_row, sk] == T[s_row, sk]):
+            sk = nxt[sk]
+        ts = T[s_row, sk] if sk != i else np.inf
+        if ta < ts or (ta == ts and ak == sk):
+            if ta >= t:
+                break
+            if T[s_row, ak] > ta:  # it waits: the loop's _enqueue
+                queued += work[route[ak], ak]
+                qlen += 1
+            j = nxt[ak]
+            if x == 0:
+                chain = chain + (capture[j] - chain)
+            ak = j
+        else:
+            if ts >= t:
+                break
+            if ta == ts:
+                return 0.0, 0.0, False
+            if qlen:  # it starts from the queue: the loop's _finish
+                qlen -= 1
+                queued = queued - work[route[sk], sk] if qlen else 0.0
+            last_end = T[e_row, sk]
+            sk = nxt[sk]
+    C[x, C_ARRIVE], C[x, C_START], C[x, C_QLEN] = ak, sk, qlen
+    F[x, F_QUEUED], F[x, F_END], F[x, F_CHAIN] = queued, last_end, chain
+    if ta == t or ts == t or last_end == t:
+        return 0.0, 0.0, False
+    return (last_end - t if last_end > t else 0.0), queued, True
+
+
 @njit(cache=True)
-def _lindley(first, nxt, capture, route, plan, tr, T, status, prop, has_deadline, deadline):
+def _lindley(first, nxt, capture, route, plan, tr, T, status, prop, has_deadline, deadline, decide):
     """One mobile device's frames through its own stations (mobile device, uplink, edge server, downlink; none
-    shared, none observed, one server each, unbounded), frame by frame by Lindley's recursion instead of events.
+    shared, one server each, unbounded), frame by frame by Lindley's recursion instead of events.
 
     The same floating-point expressions as the loop (captures at now + (capture - now), services at now + s), so
     the same times, provided every station meets its frames in the order they are served here: a frame that skips
     the mobile device (no head) can reach the uplink before one captured earlier. Returns False as soon as a
     station would meet a frame earlier than the one before it (or at the same instant by another path, whose
-    order the event tie rule decides); the caller then runs the event loop."""
+    order the event tie rule decides); the caller then runs the event loop.
+
+    decide = (policy, alpha, estimate, RT, n_routes, P, C, F): best-split's choice at each capture (policy != 0) from
+    the state the loop would have then: each station's backlog by _replay, the EWMA estimate by the uplink's ends
+    before the capture in order. Also False on a tie at a capture (see _replay)."""
     b = _borrowed
     capture, route, nxt, T, status = b(capture), b(route), b(nxt), b(T), b(status)
     head_s, bits_s, tail_s, down_s = b(plan[0]), b(plan[1]), b(plan[2]), b(plan[3])
     toff, tf, tp = b(tr[0]), b(tr[1]), b(tr[2])
+    policy, alpha, est, RT, n_routes, P, C, F = decide
+    RT, n_routes, P, C, F = b(RT), b(n_routes), b(P), b(C), b(F)
     constant, rate = toff[1] - toff[0] == 1, tf[1, toff[0]]  # a constant link: _finish_time's first case
     # when each station's last service ends, and when the uplink, edge and downlink met their last frame
     busy_m = busy_u = busy_e = busy_d = last_u = last_e = last_d = -np.inf
     last_skip = False  # whether the uplink's last frame skipped the mobile device
     i, now = first, capture[first]
+    uk = first  # the next frame whose uplink end the estimate has not seen
     while i >= 0:
+        if policy:  # BestSplitPolicy.choose_one on the loop's _backlogs of this instant
+            res_m, queued_m, ok_m = _replay(C, F, 0, now, i, nxt, capture, T, head_s, route, -1, HS, HE, prop)
+            res_u, queued_u, ok_u = _replay(C, F, 1, now, i, nxt, capture, T, bits_s, route, HE, US, UE, prop)
+            res_e, queued_e, ok_e = _replay(C, F, 2, now, i, nxt, capture, T, tail_s, route, UE, TS, TE, prop)
+            if not (ok_m and ok_u and ok_e):
+                return False
+            while uk != i:  # engine._up_done's estimate, uplink end by uplink end
+                if T[US, uk] == T[US, uk]:
+                    if T[UE, uk] >= now:
+                        if T[UE, uk] == now:
+                            return False
+                        break
+                    duration = T[UE, uk] - T[US, uk]
+                    if duration > 0:
+                        est = (1 - alpha) * est + alpha * bits_s[route[uk], uk] / duration
+                uk = nxt[uk]
+            view = (res_m + queued_m / 1, 0, res_e + queued_e / 1, 0.0, np.inf, 0.0)
+            bw = max(est if policy == POLICY_EWMA else _rate_at(toff, tf, tp, 0, now), MIN_PLANNING_BPS)
+            route[i] = _choose(RT, 0, 0, n_routes[0], view, bw, res_u + queued_u / bw, P, 0.0)
         r = route[i]
         t = now
         skip = not head_s[r, i] > 0
@@ -812,9 +897,9 @@ def supports(plan: FramePlan, topo: Topology, policy: Optional[StatefulPolicy] =
 
 
 def _lindley_applies(plan: FramePlan, topo: Topology, policy: Optional[StatefulPolicy]) -> bool:
-    """True when no station is shared or observed: one mobile device, no decisions at capture, one edge server
-    with one server, no cloud, unbounded queues, no drop-stale, constant propagation (see _lindley)."""
-    return (plan.n_mobiles == 1 and topo.tiers is None and policy is None and topo.servers == 1
+    """True when no station is shared: one mobile device, one edge server with one server, no cloud, unbounded
+    queues, no drop-stale, constant propagation; stateless or best-split's decisions at capture (see _lindley)."""
+    return (plan.n_mobiles == 1 and topo.tiers is None and topo.servers == 1
             and topo.mobile_capacity is None and topo.server_capacity is None and not topo.drop_stale
             and topo.delay is None)
 
@@ -1104,8 +1189,12 @@ def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_wind
     firsts = firsts[firsts >= 0]
     firsts = firsts[np.lexsort((firsts, ring.capture[firsts]))]  # the SimPy engine's start order
     if ring.single and _lindley_applies(first, topo, policy):
+        cursors, numbers = np.zeros((3, 3), np.int64), np.zeros((3, 3))  # _replay's state of each station
+        cursors[:, C_ARRIVE] = cursors[:, C_START] = firsts[0]
+        numbers[:, F_END], numbers[0, F_CHAIN] = -np.inf, ring.capture[firsts[0]]
+        decide = (Q[Q_POLICY], P[P_ALPHA], estimate[0], rt, n_routes, P, cursors, numbers)
         if _lindley(firsts[0], ring.nxt, ring.capture, ring.route, ring.plan, traces, ring.T, ring.status,
-                    topo.propagation_s, topo.deadline_s is not None, topo.deadline_s or 0.0):
+                    topo.propagation_s, topo.deadline_s is not None, topo.deadline_s or 0.0, decide):
             ring.flush(on_window, fields, everything=True)
             return
         ring.T[:] = np.nan  # frames met out of order: the event loop runs them from the start

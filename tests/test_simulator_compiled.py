@@ -3,6 +3,7 @@ memory and window by window."""
 
 from __future__ import annotations
 
+import dataclasses
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -237,6 +238,79 @@ def test_best_split_with_bounds_drops_and_shared_medium(p, shared, kind, alpha, 
         if r.head is None:
             plan.head_s[k] = 0.0
     _assert_same(plan, topo, routes=[routes] * p["n_mobiles"], make_policy=_best_split(kind, alpha))
+
+
+@settings(max_examples=40, **SETTINGS)
+@given(p=features, kind=st.sampled_from(["ewma", "oracle"]), alpha=st.floats(0.05, 1.0),
+       heads=st.sampled_from(["all", "mixed", "fixed"]))
+def test_best_split_on_one_mobile_device_by_recursion(p, kind, alpha, heads):
+    """Best-split with one mobile device and one server: the recursion decides at each capture from the backlogs
+    and estimate the event loop would have then, equal to the SimPy engine; with a head on every route and no
+    exact ties it never falls back; with ties (equal services, periodic captures) or frames without a head it may,
+    and the times are the SimPy engine's either way."""
+    rng = np.random.default_rng(p["seed"])
+    n_routes = max(p["routes"], 2)
+    plan = _plan(rng, 1, 60, n_routes)
+    routes = _routes(rng, n_routes)
+    if heads != "mixed":  # every route runs a head
+        routes = [dataclasses.replace(r, head=r.head or ServiceTime("fixed", 0.02)) for r in routes]
+        plan.head_s[plan.head_s == 0] = 0.03
+    if heads == "fixed":  # equal services and periodic captures: exact ties at every station
+        plan = FramePlan(np.arange(60) * 0.05, plan.mobile, plan.route, np.full_like(plan.head_s, 0.04),
+                         np.where(plan.wire_bits > 0, 80_000.0, 0.0), np.where(np.isnan(plan.tail_s), np.nan, 0.04),
+                         np.where(plan.down_s > 0, 0.01, 0.0), 1)
+    for k, r in enumerate(routes):
+        if r.head is None:
+            plan.head_s[k] = 0.0
+    topo = Topology(1, [_trace(rng, p["trace"], False)], False, p["prop"], 2e6, deadline_s=p["deadline"],
+                    packet_overhead_bytes=int(rng.integers(0, 60)))
+    outcomes = _lindley_outcomes(lambda: _assert_same(plan, topo, routes=[routes],
+                                                      make_policy=_best_split(kind, alpha)))
+    assert len(outcomes) == 1  # the in-memory run (windowed runs take the event loop)
+    if heads == "all":
+        assert outcomes == [True]
+
+
+@pytest.mark.parametrize("kind", ["ewma", "oracle"])
+def test_best_split_recursion_under_load(kind):
+    """The tandem at 1 frame/s with a local route (mean 1.5 s) and a split one (0.5 s head, 200 kbit at 1 Mbit/s,
+    0.6 s tail): queues build at every station and best-split changes its mind often, so the backlogs and the
+    estimate it reads are exercised (leaving out queued work, the residual or the estimate's updates changes
+    hundreds of routes here). By the recursion, equal to the SimPy engine frame by frame."""
+    rng = np.random.default_rng(7)
+    n = 3000
+    capture = np.cumsum(rng.exponential(1.0, n))
+    head = np.vstack([rng.exponential(1.5, n), rng.exponential(0.5, n)])
+    plan = FramePlan(capture, np.zeros(n, np.int64), np.zeros(n, np.int16), head,
+                     np.vstack([np.zeros(n), np.full(n, 200e3)]), np.vstack([np.full(n, np.nan),
+                                                                            rng.exponential(0.6, n)]),
+                     np.zeros((2, n)), 1)
+    routes = [Route("local", "toy", "output", "", ServiceTime("exponential", 0.0, mean_s=1.5), 0, None, 0),
+              Route("split", "toy", "mid", "", ServiceTime("exponential", 0.0, mean_s=0.5), 25_000,
+                    ServiceTime("exponential", 0.0, mean_s=0.6), 0)]
+    topo = Topology(1, [RateTrace.constant(1.0)], False, 0.0, 1e6)
+    outcomes = _lindley_outcomes(lambda: _assert_same(plan, topo, routes=[routes],
+                                                      make_policy=_best_split(kind, 0.3)))
+    assert outcomes == [True]
+    got = simulate_compiled(plan, topo, _best_split(kind, 0.3)(), [routes])
+    assert 0.3 < (got["route"] == 1).mean() < 0.9  # both routes are chosen
+    waited = got["head_start"] > capture
+    assert waited.mean() > 0.3 and (got["tail_start"] > got["up_end"]).mean() > 0.1  # queues at the mobile and server
+
+
+def test_best_split_recursion_falls_back_on_a_tie_at_a_capture():
+    """A head that ends exactly at the next capture (0.5 s): which the loop sees first is the tie rule's, so the
+    recursion hands the run to the event loop."""
+    n = 3
+    plan = FramePlan(np.array([0.0, 0.5, 1.0]), np.zeros(n, np.int64), np.zeros(n, np.int16),
+                     np.full((2, n), 0.5), np.array([[0.0] * n, [8_000.0] * n]),
+                     np.array([[np.nan] * n, [0.1] * n]), np.zeros((2, n)), 1)
+    routes = [Route("local", "toy", "output", "", ServiceTime("fixed", 0.5), 0, None, 0),
+              Route("split", "toy", "mid", "", ServiceTime("fixed", 0.25), 1_000, ServiceTime("fixed", 0.1), 0)]
+    topo = Topology(1, [RateTrace.constant(1.0)], False, 0.0, 1e6)
+    outcomes = _lindley_outcomes(lambda: _assert_same(plan, topo, routes=[routes],
+                                                      make_policy=_best_split("ewma", 0.3)))
+    assert outcomes == [False]
 
 
 @settings(max_examples=40, **SETTINGS)
