@@ -21,21 +21,64 @@ from pathlib import Path
 from benchmarks import compiled
 
 
+def _sweep_scenario(profiles: dict, grid: dict, frames: int):
+    from simulator.scenario import Scenario
+    from tests.sim_helpers import scenario_dict
+
+    return Scenario.model_validate(scenario_dict(
+        profiles, workload={"source": "poisson", "frame_rate_fps": 2.0, "frames": frames},
+        policies=[{"name": "local"}, {"name": "offload"}, {"name": "split", "split_point": "mid"},
+                  {"name": "best-split"}], sweep={"grid": grid}, outputs={"plots": False}))
+
+
+# where a --jobs 1 sweep spends its time: cumulative time of these functions under cProfile, less the stage
+# named last (FrameSink.add folds the summary statistics in before it stages the table)
+STAGES = {"engine (compiled)": ("compiled.py", "simulate_compiled", None),
+          "frame tables": ("frames.py", "frames_df", None),
+          "summary statistics": ("metrics.py", "add", None),
+          "staging per point (Arrow IPC)": ("frames.py", "add", "summary statistics"),
+          "frames.parquet (read staged, encode)": ("results.py", "staged_point", None)}
+
+
+def _time_shares(stats, wall: float) -> dict:
+    """Seconds and share of the wall time of each of STAGES and of the rest, from cProfile's cumulative times."""
+    out = {}
+    for label, (file, name, less) in STAGES.items():
+        cum = sum(v[3] for (f, _line, fn), v in stats.stats.items() if f.endswith(file) and fn == name)
+        out[label] = {"seconds": cum - (out[less]["seconds"] if less else 0.0)}
+    out["the rest (points, manifest, Python)"] = {"seconds": wall - sum(v["seconds"] for v in out.values())}
+    for v in out.values():
+        v["share"] = v["seconds"] / wall
+    return out
+
+
+def _half(args: tuple) -> None:
+    from simulator.results import run_to_folder
+
+    scenario, out = args
+    run_to_folder(scenario, out, jobs=1)
+
+
 def sweep_scaling(points: int, frames: int) -> dict:
     """Wall time of one sweep into a results folder (engine: auto, plots off; `edgesim run --jobs N` without the
-    CLI's imports) with --jobs 1 and --jobs 2, and whether summary.csv and frames.parquet are byte-identical."""
+    CLI's imports) with --jobs 1 and --jobs 2, and whether summary.csv and frames.parquet are byte-identical.
+
+    Also what bounds the speed-up: where --jobs 1 spends its time (cProfile, STAGES), and this machine's ceiling
+    for this very work: the same points as two independent sweeps of half the points each (--jobs 1, nothing
+    shared), one after the other and in two processes at once (best of two each)."""
+    import cProfile
+    import pstats
+    from multiprocessing import get_context
+
     from simulator.results import run_to_folder
-    from simulator.scenario import Scenario
-    from tests.sim_helpers import scenario_dict, write_toy_profiles
+    from simulator.scenario import Scenario, expand_values
+    from tests.sim_helpers import write_toy_profiles
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         profiles = write_toy_profiles(folder)
-        sc = Scenario.model_validate(scenario_dict(
-            profiles, workload={"source": "poisson", "frame_rate_fps": 2.0, "frames": frames},
-            policies=[{"name": "local"}, {"name": "offload"}, {"name": "split", "split_point": "mid"},
-                      {"name": "best-split"}],
-            sweep={"grid": {"link.data_rate_mbps": {"log": [0.5, 50, points]}}}, outputs={"plots": False}))
+        rates = [float(v) for v in expand_values({"log": [0.5, 50, points]})]
+        sc = _sweep_scenario(profiles, {"link.data_rate_mbps": rates}, frames)
         run_to_folder(Scenario.model_validate({**sc.model_dump(), "sweep": {}}), folder / "warm")  # compiled code
         timings, outputs = {}, {}
         for jobs in (1, 2):
@@ -43,8 +86,29 @@ def sweep_scaling(points: int, frames: int) -> dict:
             run_to_folder(sc, folder / f"jobs{jobs}", jobs=jobs)
             timings[jobs] = time.perf_counter() - start
             outputs[jobs] = [(folder / f"jobs{jobs}" / name).read_bytes() for name in ("summary.csv", "frames.parquet")]
+        prof = cProfile.Profile()
+        start = time.perf_counter()
+        prof.runcall(run_to_folder, sc, folder / "profiled", jobs=1)
+        shares = _time_shares(pstats.Stats(prof), time.perf_counter() - start)
+        halves = [(_sweep_scenario(profiles, {"link.data_rate_mbps": part}, frames), folder / f"half{k}")
+                  for k, part in enumerate((rates[:points // 2], rates[points // 2:]))]
+        serial, parallel = float("inf"), float("inf")
+        with get_context("fork").Pool(2) as pool:
+            for rep in range(2):
+                runs = [(h, out.with_name(f"{out.name}.{rep}s")) for h, out in halves]
+                start = time.perf_counter()
+                for args in runs:
+                    _half(args)
+                serial = min(serial, time.perf_counter() - start)
+                start = time.perf_counter()
+                pool.map(_half, [(h, out.with_name(f"{out.name}.{rep}p")) for h, out in halves])
+                parallel = min(parallel, time.perf_counter() - start)
     return {"points": points, "policies": 4, "frames_per_point_per_policy": frames, "jobs1_s": timings[1],
-            "jobs2_s": timings[2], "speedup": timings[1] / timings[2], "identical": outputs[1] == outputs[2]}
+            "jobs2_s": timings[2], "speedup": timings[1] / timings[2], "identical": outputs[1] == outputs[2],
+            "jobs1_time_shares": shares,
+            "ceiling_same_work": {"halves_one_after_the_other_s": serial, "halves_at_once_s": parallel,
+                                  "speedup": serial / parallel},
+            "efficiency": (timings[1] / timings[2]) / (serial / parallel)}
 
 
 def _cpu_work(_: int) -> None:
@@ -92,6 +156,13 @@ def main(argv=None) -> int:
     Console().print(f"sweep of {s['points']} points x {s['policies']} policies x {s['frames_per_point_per_policy']:,} "
                     f"frames: --jobs 1 {s['jobs1_s']:.2f} s, --jobs 2 {s['jobs2_s']:.2f} s (speed-up "
                     f"{s['speedup']:.2f}x, byte-identical summary.csv and frames.parquet: {s['identical']})")
+    for label, v in s["jobs1_time_shares"].items():
+        Console().print(f"  --jobs 1, {label}: {v['seconds']:.2f} s ({100 * v['share']:.0f} % of the wall time, cProfile)")
+    h = s["ceiling_same_work"]
+    Console().print(f"this machine's ceiling for this work: the same points as two independent half sweeps run "
+                    f"{h['speedup']:.2f}x faster at once ({h['halves_one_after_the_other_s']:.2f} s one after the "
+                    f"other, {h['halves_at_once_s']:.2f} s at once); --jobs 2 reaches {100 * s['efficiency']:.0f} % "
+                    "of it")
     c = report["parallel_ceiling"]
     Console().print(f"this machine's ceiling: CPU-bound work that shares nothing runs {c['speedup']:.2f}x faster in two "
                     f"processes ({c['serial_s']:.2f} s one after the other, {c['two_processes_s']:.2f} s at once)")

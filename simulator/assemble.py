@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Optional
 
 import numpy as np
@@ -54,6 +55,15 @@ class Point:
     def wan_down_bps(self) -> float:
         """Data rate of the WAN from the cloud back to the edge servers (infinite without a cloud)."""
         return self.topo.tiers.wan_down_bps if self.topo.tiers is not None else float("inf")
+
+    @cached_property
+    def predicted(self) -> list[str]:
+        """The dataset columns any policy's routes predict (empty without a labelled dataset): every frame table of
+        the point then has label, prediction and correct, so that all of them share one schema."""
+        if self.dataset is None or "label" not in self.dataset.columns:
+            return []
+        cols = (rt.prediction for pol in self.policies for routes in self.routes_of_group(pol) for rt in routes)
+        return list(dict.fromkeys(c for c in cols if c))
 
     def routes_of_group(self, policy: BasePolicy) -> list[list[Route]]:
         """The policy's routes for each mobile group via each edge server in turn (route r' = edge x R + r)."""

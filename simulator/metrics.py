@@ -94,9 +94,9 @@ class SummaryAccumulator:
         s["tail"] += float(done["tail_s"].sum())
         s["queue"] += float((done["mobile_queue_s"] + done["uplink_queue_s"] + done["server_queue_s"]).sum())
         self.delays.append(done["delay_s"].to_numpy(float, copy=True))  # a copy: a view would keep the window alive
-        if "label" in kept and kept["label"].notna().any():
+        if "prediction" in kept and kept["prediction"].notna().any():  # a missing prediction counts as wrong
             self.labels.append(done["label"].to_numpy(copy=True))
-            self.preds.append(done["prediction"].to_numpy(copy=True))
+            self.preds.append(done["prediction"].to_numpy(dtype=object, na_value=None))
         for rep, grp in done.groupby("replication"):
             rep = int(rep)
             self.rep_sum[rep] = self.rep_sum.get(rep, 0.0) + float(grp["delay_s"].sum())

@@ -163,3 +163,27 @@ def test_switcher_time_is_added_to_every_switcher_frame(tmp_path):
     timed, _ = run(Scenario.model_validate({**base, "policies": [{"name": "dmd-switcher", "switcher_s": 0.005, **pol}]}))
     np.testing.assert_allclose(timed["head_s"], plain["head_s"] + 0.005)
     assert (timed["decision"] == plain["decision"]).all()
+
+
+def test_results_folder_with_predicting_and_plain_policies(tmp_path):
+    """A labelled trace with a policy that predicts nothing first (local) and DMD policies after: every frame table
+    has label, prediction and correct (one schema, so frames.parquet is written); accuracy only where predicted."""
+    from simulator.results import run_to_folder
+
+    paths, trace = _dmd_setup(tmp_path)
+    pol = {"edge_model": "toy", "cloud_model": "toy-cloud"}
+    data = scenario_dict(paths, workload={"source": "periodic", "frame_rate_fps": 0.5, "frames": 60, "dataset": trace},
+                         policies=[{"name": "local"}, {"name": "edge-only", **pol},
+                                   {"name": "dmd-switcher", "offload_fraction": 0.3, **pol}],
+                         sweep={"grid": {"link.data_rate_mbps": [1.0, 10.0]}}, outputs={"plots": False})
+    run_to_folder(Scenario.model_validate(data), tmp_path / "out", jobs=2)
+    frames = pd.read_parquet(tmp_path / "out" / "frames.parquet")
+    by = frames.groupby("policy")
+    assert by["prediction"].count()["local"] == 0 and by["correct"].count()["local"] == 0
+    assert by["label"].count()["local"] == by.size()["local"] == 120
+    assert by["prediction"].count()["edge-only"] == 120
+    ok = frames[frames.policy == "edge-only"]
+    np.testing.assert_array_equal(ok["correct"].to_numpy(bool), (ok["label"] == ok["prediction"]).to_numpy(bool))
+    s = pd.read_csv(tmp_path / "out" / "summary.csv").set_index("policy")
+    assert s.loc["local", "accuracy"].isna().all()  # nothing predicted
+    np.testing.assert_allclose(s.loc["edge-only", "accuracy"], ok.groupby("point")["correct"].mean().to_numpy(float))
