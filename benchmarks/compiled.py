@@ -144,21 +144,21 @@ def throughput(frames: int, simpy_frames: int, peer_frames: int) -> list[dict]:
 _FIRST_CALL = """
 import time
 from benchmarks import tandem
-from benchmarks.compiled import best_split_policy, best_split_tandem
+from benchmarks.compiled import best_split_policy, shared_medium
 from simulator.compiled import simulate_compiled
 plan, topo = tandem.tandem_plan(1000)
-split = best_split_tandem(1000)
+shared = shared_medium(1000)
 t0 = time.perf_counter()
-simulate_compiled(plan, topo)  # one mobile device, stateless: Lindley's recursion
+simulate_compiled(plan, topo)  # one mobile device: Lindley's recursion
 t1 = time.perf_counter()
-simulate_compiled(split[0], split[1], best_split_policy(), split[2])  # decisions at capture: the event loop
+simulate_compiled(*shared)  # 8 cameras on one medium: the event loop
 print(t1 - t0, time.perf_counter() - t1)
 """
 
 
 def compile_times() -> dict:
     """First calls in a fresh process on an empty numba cache (compile) and again on the filled cache (load): the
-    recursion path (the tandem) and the event loop (best-split on the tandem); *_cache_s is their sum."""
+    recursion path (the tandem) and the event loop (the shared medium of 8 cameras); *_cache_s is their sum."""
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(ROOT))
         out = {}

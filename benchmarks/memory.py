@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import subprocess
 import sys
 import tempfile
@@ -46,9 +46,15 @@ def measure(frames: int, engine: str = "compiled", chunk: int = 0, cli: bool = F
         cmd = [sys.executable, "-m", "edgesim.cli.app", "run", str(path), "--out", str(out), "--jobs", "1"] if cli \
             else [sys.executable, "-c", _API, str(path), str(out)]
         start = time.perf_counter()
-        subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        child = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
+        # this child's own peak (RUSAGE_CHILDREN would be the largest of every child so far: make bench's cold
+        # compile runs before this one)
+        _, status, usage = os.wait4(child.pid, 0)
         seconds = time.perf_counter() - start
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode:
+            raise subprocess.CalledProcessError(child.returncode, cmd)
+        peak_mb = usage.ru_maxrss / 1024
         engine_used = pd.read_csv(out / "summary.csv")["engine"].iloc[0]
         rows = pq.ParquetFile(out / "frames.parquet").metadata.num_rows
     return {"frames": frames, "seconds": seconds, "frames_per_s": frames / seconds, "peak_rss_mb": peak_mb,
