@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,20 @@ from simulator.results import run_to_folder
 from simulator.scenario import load_scenario
 run_to_folder(load_scenario(Path(sys.argv[1])), Path(sys.argv[2]), jobs=1)
 """
+_CLI = """
+import sys
+from edgesim.cli.app import main
+sys.exit(main(sys.argv[1:]))
+"""
+# the child's own peak: VmHWM of its address space after exec (ru_maxrss would also count the parent's memory
+# that the child shared between fork and exec: make bench's large parent added about 350 MB to it)
+_PEAK = """
+import atexit
+def _peak():
+    with open("/proc/self/status") as f:
+        print(next(line.split()[1] for line in f if line.startswith("VmHWM:")), file=sys.stderr)
+atexit.register(_peak)
+"""
 
 
 def measure(frames: int, engine: str = "compiled", chunk: int = 0, cli: bool = False) -> dict:
@@ -43,18 +56,12 @@ def measure(frames: int, engine: str = "compiled", chunk: int = 0, cli: bool = F
         data = scenario_dict(profiles, engine=engine, link={"data_rate_mbps": 1.0}, workload=workload,
                              policies=[{"name": "split", "split_point": "mid"}], outputs={"plots": False})
         path, out = write_scenario(folder, data), folder / "out"
-        cmd = [sys.executable, "-m", "edgesim.cli.app", "run", str(path), "--out", str(out), "--jobs", "1"] if cli \
-            else [sys.executable, "-c", _API, str(path), str(out)]
+        cmd = [sys.executable, "-c", "import sys" + _PEAK + (_CLI if cli else _API)] + (
+            ["run", str(path), "--out", str(out), "--jobs", "1"] if cli else [str(path), str(out)])
         start = time.perf_counter()
-        child = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
-        # this child's own peak (RUSAGE_CHILDREN would be the largest of every child so far: make bench's cold
-        # compile runs before this one)
-        _, status, usage = os.wait4(child.pid, 0)
+        res = subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         seconds = time.perf_counter() - start
-        child.returncode = os.waitstatus_to_exitcode(status)
-        if child.returncode:
-            raise subprocess.CalledProcessError(child.returncode, cmd)
-        peak_mb = usage.ru_maxrss / 1024
+        peak_mb = int(res.stderr.split()[-1]) / 1024  # VmHWM in kB
         engine_used = pd.read_csv(out / "summary.csv")["engine"].iloc[0]
         rows = pq.ParquetFile(out / "frames.parquet").metadata.num_rows
     return {"frames": frames, "seconds": seconds, "frames_per_s": frames / seconds, "peak_rss_mb": peak_mb,
