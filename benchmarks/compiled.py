@@ -144,7 +144,7 @@ def throughput(frames: int, simpy_frames: int, peer_frames: int) -> list[dict]:
 _FIRST_CALL = """
 import time
 from benchmarks import tandem
-from benchmarks.compiled import best_split_policy, shared_medium
+from benchmarks.compiled import shared_medium
 from simulator.compiled import simulate_compiled
 plan, topo = tandem.tandem_plan(1000)
 shared = shared_medium(1000)

@@ -38,6 +38,7 @@ sys.exit(main(sys.argv[1:]))
 # that the child shared between fork and exec: make bench's large parent added about 350 MB to it)
 _PEAK = """
 import atexit
+import sys
 def _peak():
     with open("/proc/self/status") as f:
         print(next(line.split()[1] for line in f if line.startswith("VmHWM:")), file=sys.stderr)
@@ -56,7 +57,7 @@ def measure(frames: int, engine: str = "compiled", chunk: int = 0, cli: bool = F
         data = scenario_dict(profiles, engine=engine, link={"data_rate_mbps": 1.0}, workload=workload,
                              policies=[{"name": "split", "split_point": "mid"}], outputs={"plots": False})
         path, out = write_scenario(folder, data), folder / "out"
-        cmd = [sys.executable, "-c", "import sys" + _PEAK + (_CLI if cli else _API)] + (
+        cmd = [sys.executable, "-c", _PEAK + (_CLI if cli else _API)] + (
             ["run", str(path), "--out", str(out), "--jobs", "1"] if cli else [str(path), str(out)])
         start = time.perf_counter()
         res = subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -33,7 +33,7 @@ def _sweep_scenario(profiles: dict, grid: dict, frames: int):
 
 # where a --jobs 1 sweep spends its time: cumulative time of these functions under cProfile, less the stage
 # named last (FrameSink.add folds the summary statistics in before it stages the table)
-STAGES = {"engine (compiled)": ("compiled.py", "simulate_compiled", None),
+SWEEP_STAGES = {"engine (compiled)": ("compiled.py", "simulate_compiled", None),
           "frame tables": ("frames.py", "frames_df", None),
           "summary statistics": ("metrics.py", "add", None),
           "staging per point (Arrow IPC)": ("frames.py", "add", "summary statistics"),
@@ -41,9 +41,9 @@ STAGES = {"engine (compiled)": ("compiled.py", "simulate_compiled", None),
 
 
 def _time_shares(stats, wall: float) -> dict:
-    """Seconds and share of the wall time of each of STAGES and of the rest, from cProfile's cumulative times."""
+    """Seconds and share of the wall time of each of SWEEP_STAGES and of the rest, from cProfile's cumulative times."""
     out = {}
-    for label, (file, name, less) in STAGES.items():
+    for label, (file, name, less) in SWEEP_STAGES.items():
         cum = sum(v[3] for (f, _line, fn), v in stats.stats.items() if f.endswith(file) and fn == name)
         out[label] = {"seconds": cum - (out[less]["seconds"] if less else 0.0)}
     out["the rest (points, manifest, Python)"] = {"seconds": wall - sum(v["seconds"] for v in out.values())}
@@ -63,13 +63,11 @@ def sweep_scaling(points: int, frames: int) -> dict:
     """Wall time of one sweep into a results folder (engine: auto, plots off; `edgesim run --jobs N` without the
     CLI's imports) with --jobs 1 and --jobs 2, and whether summary.csv and frames.parquet are byte-identical.
 
-    Also what bounds the speed-up: where --jobs 1 spends its time (cProfile, STAGES), and this machine's ceiling
+    Also what bounds the speed-up: where --jobs 1 spends its time (cProfile, SWEEP_STAGES), and this machine's ceiling
     for this very work: the same points as two independent sweeps of half the points each (--jobs 1, nothing
     shared), one after the other and in two processes at once (best of two each)."""
     import cProfile
     import pstats
-    from multiprocessing import get_context
-
     from simulator.results import run_to_folder
     from simulator.scenario import Scenario, expand_values
     from tests.sim_helpers import write_toy_profiles
@@ -92,23 +90,32 @@ def sweep_scaling(points: int, frames: int) -> dict:
         shares = _time_shares(pstats.Stats(prof), time.perf_counter() - start)
         halves = [(_sweep_scenario(profiles, {"link.data_rate_mbps": part}, frames), folder / f"half{k}")
                   for k, part in enumerate((rates[:points // 2], rates[points // 2:]))]
-        serial, parallel = float("inf"), float("inf")
-        with get_context("fork").Pool(2) as pool:
-            for rep in range(2):
-                runs = [(h, out.with_name(f"{out.name}.{rep}s")) for h, out in halves]
-                start = time.perf_counter()
-                for args in runs:
-                    _half(args)
-                serial = min(serial, time.perf_counter() - start)
-                start = time.perf_counter()
-                pool.map(_half, [(h, out.with_name(f"{out.name}.{rep}p")) for h, out in halves])
-                parallel = min(parallel, time.perf_counter() - start)
+        serial, parallel = _one_after_the_other_and_at_once(
+            _half, lambda rep, how: [(h, out.with_name(f"{out.name}.{rep}{how}")) for h, out in halves])
     return {"points": points, "policies": 4, "frames_per_point_per_policy": frames, "jobs1_s": timings[1],
             "jobs2_s": timings[2], "speedup": timings[1] / timings[2], "identical": outputs[1] == outputs[2],
             "jobs1_time_shares": shares,
             "ceiling_same_work": {"halves_one_after_the_other_s": serial, "halves_at_once_s": parallel,
                                   "speedup": serial / parallel},
             "efficiency": (timings[1] / timings[2]) / (serial / parallel)}
+
+
+def _one_after_the_other_and_at_once(work, args_of) -> tuple[float, float]:
+    """Least wall time (best of two) of work(a) for a in args_of(rep, "s") one after the other, and of the same in
+    two forked processes at once (args_of(rep, "p"))."""
+    from multiprocessing import get_context
+
+    serial, parallel = float("inf"), float("inf")
+    with get_context("fork").Pool(2) as pool:
+        for rep in range(2):
+            start = time.perf_counter()
+            for a in args_of(rep, "s"):
+                work(a)
+            serial = min(serial, time.perf_counter() - start)
+            start = time.perf_counter()
+            pool.map(work, args_of(rep, "p"))
+            parallel = min(parallel, time.perf_counter() - start)
+    return serial, parallel
 
 
 def _cpu_work(_: int) -> None:
@@ -124,17 +131,7 @@ def _cpu_work(_: int) -> None:
 def parallel_ceiling() -> dict:
     """What two processes gain on this machine for work that shares nothing: the same CPU-bound work twice, one
     after the other and in two processes at once (best of two each). The sweep's speed-up is measured against it."""
-    from multiprocessing import get_context
-
-    serial, parallel = float("inf"), float("inf")
-    with get_context("fork").Pool(2) as pool:
-        for _ in range(2):
-            start = time.perf_counter()
-            _cpu_work(0), _cpu_work(1)
-            serial = min(serial, time.perf_counter() - start)
-            start = time.perf_counter()
-            pool.map(_cpu_work, [0, 1])
-            parallel = min(parallel, time.perf_counter() - start)
+    serial, parallel = _one_after_the_other_and_at_once(_cpu_work, lambda _rep, _how: [0, 1])
     return {"serial_s": serial, "two_processes_s": parallel, "speedup": serial / parallel}
 
 

@@ -57,13 +57,14 @@ class Point:
         return self.topo.tiers.wan_down_bps if self.topo.tiers is not None else float("inf")
 
     @cached_property
-    def predicted(self) -> list[str]:
-        """The dataset columns any policy's routes predict (empty without a labelled dataset): every frame table of
-        the point then has label, prediction and correct, so that all of them share one schema."""
+    def prediction_dtype(self) -> Optional[object]:
+        """The (nullable) dtype of the predictions when any policy's routes predict from a labelled dataset, else
+        None: every frame table of the point then has label, prediction and correct, so all share one schema."""
         if self.dataset is None or "label" not in self.dataset.columns:
-            return []
-        cols = (rt.prediction for pol in self.policies for routes in self.routes_of_group(pol) for rt in routes)
-        return list(dict.fromkeys(c for c in cols if c))
+            return None
+        cols = [rt.prediction for pol in self.policies for routes in self.routes_of_group(pol) for rt in routes
+                if rt.prediction]
+        return self.dataset[cols[0]].convert_dtypes().dtype if cols else None
 
     def routes_of_group(self, policy: BasePolicy) -> list[list[Route]]:
         """The policy's routes for each mobile group via each edge server in turn (route r' = edge x R + r)."""

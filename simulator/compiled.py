@@ -896,7 +896,7 @@ def supports(plan: FramePlan, topo: Topology, policy: Optional[StatefulPolicy] =
     return policy is None or len(topo.uplink) >= plan.n_mobiles
 
 
-def _lindley_applies(plan: FramePlan, topo: Topology, policy: Optional[StatefulPolicy]) -> bool:
+def _lindley_applies(plan: FramePlan, topo: Topology) -> bool:
     """True when no station is shared: one mobile device, one edge server with one server, no cloud, unbounded
     queues, no drop-stale, constant propagation; stateless or best-split's decisions at capture (see _lindley)."""
     return (plan.n_mobiles == 1 and topo.tiers is None and topo.servers == 1
@@ -1188,7 +1188,7 @@ def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_wind
     firsts = ring.load(0, first, topo, 0.0)
     firsts = firsts[firsts >= 0]
     firsts = firsts[np.lexsort((firsts, ring.capture[firsts]))]  # the SimPy engine's start order
-    if ring.single and _lindley_applies(first, topo, policy):
+    if ring.single and _lindley_applies(first, topo):
         cursors, numbers = np.zeros((3, 3), np.int64), np.zeros((3, 3))  # _replay's state of each station
         cursors[:, C_ARRIVE] = cursors[:, C_START] = firsts[0]
         numbers[:, F_END], numbers[0, F_CHAIN] = -np.inf, ring.capture[firsts[0]]

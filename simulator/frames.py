@@ -33,7 +33,7 @@ def frames_df(pt: Point, w: Window, times: dict, policy: str, rep: int, point: i
     """The frame table of one window of one policy, keyed by sweep point and replication."""
     df = frame_table(w.plan, times, w.routes_by_group, w.group, pt.devices, [n for n, _ in pt.groups],
                      pt.instance_names, w.sample, pt.dataset, pt.scenario.link.propagation_delay_s, pt.downlink_bps,
-                     w.frame_id, pt.predicted)
+                     w.frame_id, pt.prediction_dtype)
     df.insert(0, "policy", policy)
     df.insert(0, "replication", rep)
     df.insert(0, "point", point)
@@ -91,9 +91,10 @@ def add_tier_columns(df: pd.DataFrame, w: Window, times: dict, pt: Point) -> Non
 def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]], group: np.ndarray,
                 devices: dict[str, Device], group_names: list[str], instance_names: list[str],
                 sample: np.ndarray, dataset: Optional[pd.DataFrame], propagation_s: float,
-                downlink_bps: float, frame_id: Optional[np.ndarray] = None, predicted: tuple = ()) -> pd.DataFrame:
+                downlink_bps: float, frame_id: Optional[np.ndarray] = None,
+                prediction_dtype: Optional[object] = None) -> pd.DataFrame:
     """Per-frame records: each delay component, bytes, energy (compute and radio) and the decision; with
-    `predicted` (the dataset columns any policy of the run predicts) also label, prediction and correct."""
+    `prediction_dtype` (some policy of the run predicts: Point.prediction_dtype) also label, prediction, correct."""
     n = plan.capture_s.size
     idx = np.arange(n)
     r = times["route"].astype(np.int64)
@@ -152,7 +153,7 @@ def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]]
     dropped = status == 2
     for col in ("mobile_queue_s", "head_s", "uplink_queue_s", "transfer_s", "server_queue_s", "tail_s", "return_s"):
         df.loc[dropped, col] = np.nan
-    if predicted:  # the point's policies predict: label, prediction (missing where a route has none) and correct
+    if prediction_dtype is not None:  # the point's policies predict: label, prediction (missing where a route has none) and correct
         route_col = np.array([rt.prediction or "" for rt in routes_by_group[0]], dtype=object)[r]
         prediction = np.full(n, None, dtype=object)
         for col in {rt.prediction for rt in routes_by_group[0] if rt.prediction}:
@@ -160,7 +161,7 @@ def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]]
             prediction[m] = dataset[col].to_numpy()[sample[m]]
         label = dataset["label"].to_numpy()[sample]
         df["label"] = label
-        df["prediction"] = pd.array(prediction, dtype=dataset[predicted[0]].convert_dtypes().dtype)
+        df["prediction"] = pd.array(prediction, dtype=prediction_dtype)
         df["correct"] = pd.array(np.where(route_col != "", label == prediction, None), dtype="boolean")
     return df
 

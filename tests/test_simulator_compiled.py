@@ -163,6 +163,15 @@ def _lindley_outcomes(run) -> list[bool]:
     return seen
 
 
+def _tied(plan: FramePlan) -> FramePlan:
+    """One mobile device's plan with equal services and periodic captures: exact ties at every station (a head
+    stays where the plan has one, likewise bits, tail and result)."""
+    n = plan.capture_s.size
+    return FramePlan(np.arange(n) * 0.05, plan.mobile, plan.route, np.where(plan.head_s > 0, 0.04, 0.0),
+                     np.where(plan.wire_bits > 0, 80_000.0, 0.0), np.where(np.isnan(plan.tail_s), np.nan, 0.04),
+                     np.where(plan.down_s > 0, 0.01, 0.0), 1)
+
+
 @settings(max_examples=40, **SETTINGS)
 @given(p=features, heads=st.sampled_from(["all", "none", "mixed"]), fixed=st.booleans())
 def test_one_mobile_device_by_lindley_recursion(p, heads, fixed):
@@ -170,10 +179,8 @@ def test_one_mobile_device_by_lindley_recursion(p, heads, fixed):
     frame without a head meets the uplink before one captured earlier, the recursion says so and events run."""
     rng = np.random.default_rng(p["seed"])
     plan = _plan(rng, 1, 60, p["routes"])
-    if fixed:  # equal services and periodic captures: exact ties at every station
-        plan = FramePlan(np.arange(60) * 0.05, plan.mobile, plan.route, np.where(plan.head_s > 0, 0.04, 0.0),
-                         np.where(plan.wire_bits > 0, 80_000.0, 0.0), np.where(np.isnan(plan.tail_s), np.nan, 0.04),
-                         np.where(plan.down_s > 0, 0.01, 0.0), 1)
+    if fixed:
+        plan = _tied(plan)
     offloads = ~np.isnan(plan.tail_s)
     if heads == "all":
         plan.head_s[plan.head_s == 0] = 0.03
@@ -255,10 +262,8 @@ def test_best_split_on_one_mobile_device_by_recursion(p, kind, alpha, heads):
     if heads != "mixed":  # every route runs a head
         routes = [dataclasses.replace(r, head=r.head or ServiceTime("fixed", 0.02)) for r in routes]
         plan.head_s[plan.head_s == 0] = 0.03
-    if heads == "fixed":  # equal services and periodic captures: exact ties at every station
-        plan = FramePlan(np.arange(60) * 0.05, plan.mobile, plan.route, np.full_like(plan.head_s, 0.04),
-                         np.where(plan.wire_bits > 0, 80_000.0, 0.0), np.where(np.isnan(plan.tail_s), np.nan, 0.04),
-                         np.where(plan.down_s > 0, 0.01, 0.0), 1)
+    if heads == "fixed":
+        plan = _tied(plan)
     for k, r in enumerate(routes):
         if r.head is None:
             plan.head_s[k] = 0.0
