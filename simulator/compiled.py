@@ -41,10 +41,11 @@ from numba.extending import intrinsic
 
 from profilers.errors import EdgesimError
 from simulator.engine import WindowDone, WindowLoader, falls_behind, in_memory
-from simulator.link import Packetiser, RateTrace
+from simulator.kernels.links import fifo_delay, finish_time, planning_bps, value_at
+from simulator.link import Packetiser, PackedSteps, RateTrace, pack_steps
 from simulator.plan import DROPPED, LATE, TIER_FIELDS, TIME_FIELDS, FramePlan, Topology
 from simulator.policies import Route, StatefulPolicy
-from simulator.policies.best_split import MIN_PLANNING_BPS, BestPlacementPolicy, BestSplitPolicy
+from simulator.policies.best_split import BestPlacementPolicy, BestSplitPolicy
 
 # event kinds (code = frame << 4 | kind; a batch's id stands in for the frame of BATCH_FIN)
 CAPTURE, MOBILE_FIN, UP_FIN, SERVER_ARRIVE, EDGE_FIN, DOWN_FIN, FINISH = 1, 2, 3, 4, 5, 6, 7
@@ -135,76 +136,6 @@ def _pop(ht, hs, hc, meta):
     return t0, c0
 
 
-# ---------------------------------------------------------------- link traces (RateTrace, scalar and exact)
-
-@njit(cache=True)
-def _search(a, row, lo, hi, v, right):
-    """numpy.searchsorted on a[row, lo:hi] (side right or left), as an offset from lo."""
-    a_lo, a_hi = lo, hi
-    while a_lo < a_hi:
-        mid = (a_lo + a_hi) >> 1
-        if a[row, mid] < v or (right and a[row, mid] == v):
-            a_lo = mid + 1
-        else:
-            a_hi = mid
-    return a_lo - lo
-
-
-@njit(cache=True)
-def _segment(off, tf, tp, k, t):
-    """RateTrace's _segment: (step index, t within the period) on trace k (steps tf[0], rates tf[1], bits tf[2])."""
-    lo, hi = off[k], off[k + 1]
-    if tp[0, k] != 0.0:
-        t = np.mod(t, tp[0, k])
-    j = _search(tf, 0, lo, hi, t, True) - 1
-    if j < 0:
-        j = 0
-    return j, t
-
-
-@njit(cache=True)
-def _rate_at(off, tf, tp, k, t):
-    j, _ = _segment(off, tf, tp, k, t)
-    return tf[1, off[k] + j]
-
-
-@njit(cache=True)
-def _bits_until(off, tf, tp, k, t_s):
-    j, t = _segment(off, tf, tp, k, t_s)
-    b = off[k] + j
-    out = tf[2, b] + (t - tf[0, b]) * tf[1, b]
-    if tp[0, k] != 0.0:
-        out = out + np.floor(t_s / tp[0, k]) * tp[1, k]
-    return out
-
-
-@njit(cache=True)
-def _finish_time(off, tf, tp, k, start, bits):
-    """RateTrace.finish_time(start, bits) on trace k."""
-    lo, hi = off[k], off[k + 1]
-    if hi - lo == 1:
-        return start + bits / tf[1, lo]
-    target = _bits_until(off, tf, tp, k, start) + bits
-    period, pbits = tp[0, k], tp[1, k]
-    if period != 0.0:
-        n = np.floor(target / pbits)
-        rem = target - n * pbits
-        if rem <= 0 and n > 0:
-            n, rem = n - 1, pbits
-        j = _search(tf, 2, lo, hi, rem, False) - 1
-        j = min(max(j, 0), hi - lo - 1)
-        rate = tf[1, lo + j] if tf[1, lo + j] > 0 else np.inf
-        out = n * period + tf[0, lo + j] + (rem - tf[2, lo + j]) / rate
-        return max(out, start)
-    j = _search(tf, 2, lo, hi, target, True) - 1
-    if j < 0:
-        j = 0
-    if not tf[1, lo + j] > 0:
-        j = min(j + 1, hi - lo - 1)
-    out = tf[0, lo + j] + (target - tf[2, lo + j]) / tf[1, lo + j]
-    return max(out, start)
-
-
 # ---------------------------------------------------------------- stations: FIFO queues linked through the frames
 
 @njit(cache=True)
@@ -251,7 +182,7 @@ def _residual(SI, SF, st, now):
 # ---------------------------------------------------------------- decisions at capture (best-split, assignment)
 
 @njit(cache=True)
-def _backlogs(SI, SF, Q, P, E, toff, tf, tp, m, e, now):
+def _backlogs(SI, SF, Q, P, E, links, m, e, now):
     """engine._load_view as numbers: mobile backlog, uplink station, server, WAN backlog, WAN rate, cloud backlog."""
     mobile_backlog = _residual(SI, SF, m, now) + SF[QUEUED, m] / 1
     if Q[Q_TIERED]:
@@ -265,7 +196,7 @@ def _backlogs(SI, SF, Q, P, E, toff, tf, tp, m, e, now):
     wan_backlog, wan_bps, cloud_backlog = 0.0, np.inf, 0.0
     if Q[Q_TIERED] and Q[Q_CLOUDSRV]:
         wan = Q[Q_WAN0] + e
-        wan_bps = _rate_at(toff, tf, tp, E[4, e], now)
+        wan_bps = planning_bps(value_at(links, E[4, e], now))
         wan_backlog = _residual(SI, SF, wan, now) + SF[QUEUED, wan] / wan_bps
         cl = Q[Q_CLOUD]
         queued = SF[QUEUED, cl]
@@ -390,8 +321,6 @@ def _run(c, nxt, remaining, window_width, ht, hs, hc, meta):
      oracle, edge_of_mobile, n_routes) = c
     head_s, bits_s, tail_s, down_s, wan_bits, cloud_s, wan_down_s = plan
     dl_kind, dl_fifo, dl_val, dtr, last_up, last_down = dl
-    toff, tf, tp = tr
-    doff, dtf, dtp = dtr
     members, bsize, free_since, bfree = B[3], B[4], B[2], B[7]
     b = _borrowed  # the caller holds every array while the loop runs
     T, capture, mob, route, SI, NXT, PRV, SF, Q, P, E, EF = (b(T), b(capture), b(mob), b(route), b(SI), b(NXT),
@@ -401,7 +330,8 @@ def _run(c, nxt, remaining, window_width, ht, hs, hc, meta):
     head_s, bits_s, tail_s, down_s, wan_bits, cloud_s, wan_down_s = (b(head_s), b(bits_s), b(tail_s), b(down_s),
                                                                      b(wan_bits), b(cloud_s), b(wan_down_s))
     plan = (head_s, bits_s, tail_s, down_s, wan_bits, cloud_s, wan_down_s)
-    toff, tf, tp, doff, dtf, dtp = b(toff), b(tf), b(tp), b(doff), b(dtf), b(dtp)
+    links = PackedSteps(b(tr.offsets), b(tr.steps), b(tr.periods))
+    delays = PackedSteps(b(dtr.offsets), b(dtr.steps), b(dtr.periods))
     dl_kind, dl_fifo, dl_val, last_up, last_down = b(dl_kind), b(dl_fifo), b(dl_val), b(last_up), b(last_down)
     members, bsize, free_since, bfree, n_routes = b(members), b(bsize), b(free_since), b(bfree), b(n_routes)
     remaining, width = b(remaining), window_width
@@ -524,13 +454,13 @@ def _run(c, nxt, remaining, window_width, ht, hs, hc, meta):
                     else:
                         e = r // per
                         trace = E[2, e] + (0 if E[0, e] else mob[i])
-                    s, row, ev = _finish_time(toff, tf, tp, trace, now, bits_s[r, i]) - now, US, UP_FIN
+                    s, row, ev = finish_time(links, trace, now, bits_s[r, i]) - now, US, UP_FIN
                 elif k == K_EDGE:
                     s, row, ev = tail_s[r, i], TS, EDGE_FIN
                 elif k == K_DOWN:
                     s, row, ev = down_s[r, i], DS, DOWN_FIN
                 elif k == K_WAN:
-                    s, row, ev = _finish_time(toff, tf, tp, E[4, st - wan0], now, wan_bits[r, i]) - now, WS, WAN_FIN
+                    s, row, ev = finish_time(links, E[4, st - wan0], now, wan_bits[r, i]) - now, WS, WAN_FIN
                 elif k == K_WDOWN:
                     s, row, ev = wan_down_s[r, i], WDS, WAN_DOWN_FIN
                 else:
@@ -578,17 +508,17 @@ def _run(c, nxt, remaining, window_width, ht, hs, hc, meta):
                         lo, hi = 0, Q[Q_NE]
                     best, best_s = -1, np.inf
                     for e in range(lo, hi):
-                        view = _backlogs(SI, SF, Q, P, E, toff, tf, tp, m, e, now)
+                        view = _backlogs(SI, SF, Q, P, E, links, m, e, now)
                         up = view[1]
                         rr = r % per
                         if policy:
-                            bw = max(est[m] if policy == POLICY_EWMA else _rate_at(toff, tf, tp, oracle[m], now), MIN_PLANNING_BPS)
+                            bw = planning_bps(est[m] if policy == POLICY_EWMA else value_at(links, oracle[m], now))
                             wait = _residual(SI, SF, up, now) + SF[QUEUED, up] / bw
                             rr = _choose(RT, m, e * per, (e + 1) * per, view, bw, wait, P, EF[e])
                         if hi - lo == 1:
                             best = e * per + rr
                             break
-                        bw = max(_rate_at(toff, tf, tp, E[2, e] + (0 if E[0, e] else m), now), MIN_PLANNING_BPS)
+                        bw = planning_bps(value_at(links, E[2, e] + (0 if E[0, e] else m), now))
                         wait = _residual(SI, SF, up, now) + SF[QUEUED, up] / bw
                         expected = _predicted(RT, m, e * per + rr, view, bw, wait, P[P_PROP], P[P_DLBPS],
                                               P[P_WANDBPS], EF[e])
@@ -596,9 +526,9 @@ def _run(c, nxt, remaining, window_width, ht, hs, hc, meta):
                             best, best_s = e * per + rr, expected
                     route[i] = best
                 elif policy:  # BestSplitPolicy.choose_one
-                    view = _backlogs(SI, SF, Q, P, E, toff, tf, tp, m, 0, now)
+                    view = _backlogs(SI, SF, Q, P, E, links, m, 0, now)
                     link = 0 if shared else m
-                    bw = max(est[link] if policy == POLICY_EWMA else _rate_at(toff, tf, tp, oracle[link], now), MIN_PLANNING_BPS)
+                    bw = planning_bps(est[link] if policy == POLICY_EWMA else value_at(links, oracle[link], now))
                     up = view[1]
                     wait = _residual(SI, SF, up, now) + SF[QUEUED, up] / bw
                     route[i] = _choose(RT, m, 0, n_routes[m], view, bw, wait, P, 0.0)
@@ -628,7 +558,7 @@ def _run(c, nxt, remaining, window_width, ht, hs, hc, meta):
                         est[link] = (1 - alpha) * est[link] + alpha * bits_s[r, i] / duration
                 d = prop
                 if delay:
-                    d = _delay(dl_kind, dl_fifo, dl_val, doff, dtf, dtp, last_up, i, m, link, 0, now)
+                    d = _delay(dl_kind, dl_fifo, dl_val, delays, last_up, i, m, link, 0, now)
                     T[row_pu, i] = d
                 push_t, push_code = now + d, (i << 4) | SERVER_ARRIVE
                 act = A_PUSH if delay != 0 or prop > 0 else A_EDGE_ARRIVE  # an event after the delay, else at once
@@ -652,7 +582,7 @@ def _run(c, nxt, remaining, window_width, ht, hs, hc, meta):
                 d = prop
                 if delay:
                     m = mob[i]
-                    d = _delay(dl_kind, dl_fifo, dl_val, doff, dtf, dtp, last_down, i, m, m, 1, now)
+                    d = _delay(dl_kind, dl_fifo, dl_val, delays, last_down, i, m, m, 1, now)
                     T[row_pd, i] = d
                 push_t, push_code = now + d, (i << 4) | FINISH
                 act = A_PUSH if delay != 0 or prop > 0 else A_FINISH  # an event after the delay, else at once
@@ -767,10 +697,10 @@ def _lindley(first, nxt, capture, route, plan, tr, T, status, prop, has_deadline
     b = _borrowed
     capture, route, nxt, T, status = b(capture), b(route), b(nxt), b(T), b(status)
     head_s, bits_s, tail_s, down_s = b(plan[0]), b(plan[1]), b(plan[2]), b(plan[3])
-    toff, tf, tp = b(tr[0]), b(tr[1]), b(tr[2])
+    links = PackedSteps(b(tr.offsets), b(tr.steps), b(tr.periods))
     policy, alpha, est, RT, n_routes, P, C, F = decide
     RT, n_routes, P, C, F = b(RT), b(n_routes), b(P), b(C), b(F)
-    constant, rate = toff[1] - toff[0] == 1, tf[1, toff[0]]  # a constant link: _finish_time's first case
+    constant, rate = links.offsets[1] - links.offsets[0] == 1, links.steps[0].value  # finish_time's first case
     # when each station's last service ends, and when the uplink, edge and downlink met their last frame
     busy_m = busy_u = busy_e = busy_d = last_u = last_e = last_d = -np.inf
     last_skip = False  # whether the uplink's last frame skipped the mobile device
@@ -794,7 +724,7 @@ def _lindley(first, nxt, capture, route, plan, tr, T, status, prop, has_deadline
                         est = (1 - alpha) * est + alpha * bits_s[route[uk], uk] / duration
                 uk = nxt[uk]
             view = (res_m + queued_m / 1, 0, res_e + queued_e / 1, 0.0, np.inf, 0.0)
-            bw = max(est if policy == POLICY_EWMA else _rate_at(toff, tf, tp, 0, now), MIN_PLANNING_BPS)
+            bw = planning_bps(est if policy == POLICY_EWMA else value_at(links, 0, now))
             route[i] = _choose(RT, 0, 0, n_routes[0], view, bw, res_u + queued_u / bw, P, 0.0)
         r = route[i]
         t = now
@@ -809,7 +739,7 @@ def _lindley(first, nxt, capture, route, plan, tr, T, status, prop, has_deadline
                 return False
             last_u, last_skip = t, skip
             start = t if busy_u <= t else busy_u
-            finish = start + bits_s[r, i] / rate if constant else _finish_time(toff, tf, tp, 0, start, bits_s[r, i])
+            finish = start + bits_s[r, i] / rate if constant else finish_time(links, 0, start, bits_s[r, i])
             T[US, i], t, busy_u = _serve(busy_u, t, finish - start)
             T[UE, i] = t
             if prop > 0:
@@ -837,19 +767,11 @@ def _lindley(first, nxt, capture, route, plan, tr, T, status, prop, has_deadline
 
 
 @njit(cache=True)
-def _delay(kinds, fifo, values, doff, dtf, dtp, last, i, m, k, row, now):
+def _delay(kinds, fifo, values, delays, last, i, m, k, row, now):
     """engine._varying_delay: frame i's delay now (a trace's step, or its draw), held behind the one sent before."""
-    if kinds[m] == 1:
-        j, _ = _segment(doff, dtf, dtp, m, now)
-        d = dtf[1, doff[m] + j]
-    else:
-        d = values[row, i]
-    arrive = now + d
-    if fifo[m] and arrive < last[k]:
-        arrive = last[k]
-    if arrive > last[k]:
-        last[k] = arrive
-    return arrive - now
+    d = value_at(delays, m, now) if kinds[m] == 1 else values[row, i]
+    d, last[k] = fifo_delay(now, d, last[k], fifo[m])
+    return d
 
 
 @njit(cache=True)
@@ -904,18 +826,6 @@ def _lindley_applies(plan: FramePlan, topo: Topology) -> bool:
             and topo.delay is None)
 
 
-def _pack_traces(traces: list[RateTrace]) -> tuple:
-    """Every RateTrace's steps in flat arrays: offsets, (times, rates, cumulative bits), (period, bits per period)."""
-    off = np.cumsum([0] + [len(t.rates_bps) for t in traces]).astype(np.int64)
-    if not traces:
-        return off, np.zeros((3, 1)), np.zeros((2, 1))
-    steps = np.ascontiguousarray(np.vstack([np.concatenate([t.times_s for t in traces]),
-                                            np.concatenate([t.rates_bps for t in traces]),
-                                            np.concatenate([t._cum_bits for t in traces])]), dtype=float)
-    periods = np.array([[t.period_s for t in traces], [getattr(t, "_period_bits", 0.0) for t in traces]], dtype=float)
-    return off, steps, periods
-
-
 def _route_table(topo: Topology, routes_of_mobile: Optional[list[list[Route]]], n_mobiles: int):
     """Per mobile device and route: expected head, tail and cloud times, and wire bits (best-split's inputs)."""
     if routes_of_mobile is None:
@@ -944,10 +854,10 @@ def _delay_model(topo: Topology, n_mobiles: int) -> tuple:
         fifo[m] = d.fifo
         if d.trace is not None:
             kinds[m] = 1
-            traces.append(RateTrace(d.trace.times_s, d.trace.one_way_s, d.trace.period_s))
+            traces.append(d.trace)
         else:
-            traces.append(RateTrace(np.array([0.0]), np.array([1.0])))
-    return kinds, fifo, _pack_traces(traces)
+            traces.append(RateTrace(np.array([0.0]), np.array([1.0])))  # unused: this device's delays are drawn
+    return kinds, fifo, pack_steps(traces)
 
 
 def _delay_draws(plan: FramePlan, topo: Topology) -> np.ndarray:
@@ -1155,7 +1065,7 @@ def _stations(topo: Topology, first: FramePlan, n_rows: int) -> tuple:
     else:
         B = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(1), np.zeros((1, 1), np.int64),
              np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros((1, 1)), np.zeros(1, np.int64))
-    return SI, np.zeros((2, n_st)), Q, P, E, EF, _pack_traces(traces), B, n_up
+    return SI, np.zeros((2, n_st)), Q, P, E, EF, pack_steps(traces), B, n_up
 
 
 def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_window: WindowDone,

@@ -18,7 +18,8 @@ import simpy
 from profilers.errors import EdgesimError
 from simulator.plan import COMPLETED, DROPPED, LATE, TIER_FIELDS, TIME_FIELDS, Batching, FramePlan, Topology
 from simulator.policies import LoadView, Route, StatefulPolicy
-from simulator.policies.best_split import MIN_PLANNING_BPS, predicted_delay_s
+from simulator.kernels.links import fifo_delay, planning_bps
+from simulator.policies.best_split import predicted_delay_s
 
 WindowLoader = Callable[[int], Optional[FramePlan]]
 """load_window(k): window k of frames (every mobile device's next frames), or None after the last one."""
@@ -395,8 +396,7 @@ class StationPipeline:
             r = self.policy.choose_one(view, routes) if self.policy is not None else base
             if len(candidates) == 1:
                 return e * per + r
-            bw = max(tiers.edges[e].uplink[0 if tiers.edges[e].shared_medium else m].rate_bps_at(self.env.now),
-                     MIN_PLANNING_BPS)
+            bw = planning_bps(tiers.edges[e].uplink[0 if tiers.edges[e].shared_medium else m].rate_bps_at(self.env.now))
             expected = predicted_delay_s(view, routes[r], bw, view.uplink_backlog_s(bw))
             if expected < best_s:
                 best, best_s = e * per + r, expected
@@ -416,7 +416,7 @@ class StationPipeline:
         extra = {}
         if self.tiers is not None and self.tiers.cloud_servers:
             edge, wan = self.tiers.edges[e], self.wans[e]
-            rate = edge.wan.rate_bps_at(self.env.now)
+            rate = planning_bps(edge.wan.rate_bps_at(self.env.now))
             extra = dict(wan_backlog_s=wan.residual_s() + wan.queued / rate,
                          wan_bps=rate, wan_propagation_s=edge.wan_propagation_s, wan_down_bps=self.tiers.wan_down_bps,
                          cloud_backlog_s=self.cloud.backlog_s() if isinstance(self.cloud, _BatchStation)
@@ -514,11 +514,8 @@ class StationPipeline:
         """The delay frame i meets on path k now: drawn (or traced), then held behind the frame sent before it (FIFO)."""
         now = self.env.now
         delay = self.topo.delay[self.ring.mobile_of[i]]
-        arrive = now + float(delay.sample(now, u))
-        if delay.fifo and arrive < last[k]:
-            arrive = last[k]
-        last[k] = max(last[k], arrive)
-        return arrive - now
+        d, last[k] = fifo_delay(now, float(delay.sample(now, u)), last[k], delay.fifo)
+        return d
 
     def _down_done(self, i: int) -> None:
         ring = self.ring

@@ -7,6 +7,7 @@ from typing import Literal, Optional
 from pydantic import Field
 
 from simulator.devices import Device
+from simulator.kernels.links import MIN_PLANNING_BPS, planning_bps  # noqa: F401 (MIN_PLANNING_BPS: its old home)
 from simulator.link import RateTrace
 from simulator.policies.base import (
     LoadView,
@@ -33,8 +34,6 @@ class BestSplitSpec(PolicySpecBase):
     ewma_alpha: float = Field(default=0.3, gt=0, le=1, description="weight of the newest transfer in the EWMA")
 
 
-MIN_PLANNING_BPS = 1.0
-"""The least bandwidth a prediction divides by (1 bit/s): during an outage every transfer looks ~forever away."""
 
 
 class BandwidthEstimator:
@@ -53,7 +52,7 @@ class BandwidthEstimator:
         """The bandwidth to plan with on `link` at now_s (at least MIN_PLANNING_BPS: an outage makes sending look
         very slow, not undefined)."""
         bw = self.estimate_bps[link] if self.kind == "ewma" else self.uplinks[link].rate_bps_at(now_s)
-        return max(bw, MIN_PLANNING_BPS)
+        return planning_bps(bw)
 
 
 class BestSplitPolicy(StatefulPolicy):
