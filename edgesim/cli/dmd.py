@@ -186,6 +186,7 @@ def train_cmd(
     if strategy is None:
         strategy = "buckets" if labelled else ("fraction" if offload_fraction is not None else "threshold")
         threshold = 0.5 if strategy == "threshold" and threshold is None else threshold
+    deferral.check_strategy(strategy, offload_fraction, threshold)
     if strategy == "buckets" and not labelled:
         raise EdgesimError(f"{trace_path}: 000's JSON holds agreement only, not the labels the 10-bucket F1 needs; "
                            "use --strategy fraction --offload-fraction F or --strategy threshold --threshold P")

@@ -169,6 +169,23 @@ def bucket_f1(trace: pd.DataFrame, method: str = "switcher", positive: Optional[
     return f1s
 
 
+STRATEGIES = ("buckets", "fraction", "threshold")
+
+
+def check_strategy(strategy: str, offload_fraction: Optional[float] = None, threshold: Optional[float] = None) -> None:
+    """An operating-point request that can be met: a known strategy, a fraction in [0, 1], a finite threshold in [0, 1]."""
+    if strategy not in STRATEGIES:
+        raise EdgesimError(f"--strategy '{strategy}': expected one of {', '.join(STRATEGIES)}")
+    if offload_fraction is not None and not 0.0 <= offload_fraction <= 1.0:  # False for NaN as well
+        raise EdgesimError(f"--offload-fraction {offload_fraction}: expected a fraction deferred in [0, 1]")
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise EdgesimError(f"--threshold {threshold}: expected an agreement probability in [0, 1]")
+    if strategy == "fraction" and offload_fraction is None:
+        raise EdgesimError("--strategy fraction needs --offload-fraction F (e.g. 0.6)")
+    if strategy == "threshold" and threshold is None:
+        raise EdgesimError("--strategy threshold needs --threshold P (e.g. 0.5)")
+
+
 def choose_threshold(
     train: pd.DataFrame,
     method: str = "switcher",
