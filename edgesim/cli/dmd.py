@@ -271,6 +271,10 @@ def evaluate_cmd(
     switcher: Path = typer.Option(Path("switcher"), help="folder with switcher.safetensors and switcher.json"),
     out: Path = typer.Option(Path("dmd-eval"), help="output folder"),
     png: Optional[bool] = png_option(),
+    baselines: bool = typer.Option(True, "--baselines/--no-baselines", help="also fit the learned references on "
+                                   "train (logistic-regression switcher, 'large model does better' router, switcher "
+                                   "on probabilities / on confidence) and report them on test (baselines.csv)"),
+    baseline_epochs: int = typer.Option(100, min=1, help="epochs of each learned reference's MLP (early stopping)"),
     seed: int = typer.Option(0),
 ) -> None:
     """Score the trace with the switcher, then deferral curves (train/test), curve areas, Table 1 rows (000 A.4),
@@ -281,7 +285,8 @@ def evaluate_cmd(
     if not _has_labels(scored):
         _evaluate_agreement(scored, cfg, out)
         return
-    ev = evaluate(scored, _operating_point(scored, cfg, trace_path), seed=seed)
+    ev = evaluate(scored, _operating_point(scored, cfg, trace_path), seed=seed, with_baselines=baselines,
+                  baseline_epochs=baseline_epochs)
     write_trace_parquet(scored, out / "dmd_scored.parquet")
     with _echoed_warnings(png_only=False):
         write_evaluation(ev, out, png=png_mode(png),
@@ -289,6 +294,12 @@ def evaluate_cmd(
     typer.echo(f"Table 1 of 000 on the test split of {trace_path} (measured on the trace; operating point chosen on "
                "train):")
     typer.echo(ev.table1[["approach", *TRACE_COLUMNS]].to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    if not ev.baselines.empty:
+        typer.echo("Learned references beside the switcher, fitted on train, measured on test (F1 and % large at the "
+                   "switcher's train deferral fraction; AUC/APGR/CPT of the test F1 curve; AUROC of agreement):")
+        typer.echo(ev.baselines.drop(columns="n_test").to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if "dropped_duplicates" in ev.diagnostics:
+        typer.echo(f"note: {ev.diagnostics['dropped_duplicates']}")
 
 
 def _evaluate_agreement(scored: pd.DataFrame, cfg, out: Path) -> None:

@@ -121,6 +121,7 @@ def generate(
     })
     df["agree"] = df["edge_pred"] == df["cloud_pred"]
     df["split"] = dataset_split(cols["split"]) if all(cols["split"]) else stratified_split(labels, test_fraction, seed)
+    df["edge_probs"] = list(np.concatenate(cols["edge_prob"]).astype(np.float32))  # the switcher-input ablation's
     df["hidden"] = cols["hidden"]
     df.attrs["hidden_layer"] = layer
     return df
