@@ -46,10 +46,11 @@ def _parse_sets(sets: list[str]) -> dict:
 def _with_sets(sc, sets: list[str], engine: Optional[str] = None):
     """The scenario with --set overrides (and --engine) applied; implausible values among them warn."""
     overrides = _parse_sets(sets)
-    check_overrides(overrides)
     if engine:
         overrides["engine"] = engine
-    return apply_overrides(sc, overrides)
+    sc = apply_overrides(sc, overrides)
+    check_overrides(sc, overrides)
+    return sc
 
 
 def _sigterm_as_interrupt(signum, frame):  # noqa: ARG001
