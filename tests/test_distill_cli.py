@@ -168,3 +168,13 @@ def test_pairs_teachers_are_larger_than_every_student():
     for teacher, _ in st.PAIRS:
         st.check_teacher_larger(teacher, [s for _, s in st.PAIRS])
     assert count_params(make_net("vit-medium")) > count_params(make_net("vgg-s8"))
+
+
+def test_head_over_seeds_gives_an_interval(tmp_path):
+    assert run_cli(["distill", "head", "--quick", "--seeds", "2", "--out", str(tmp_path), "--no-png"]) == 0
+    runs = pd.read_csv(tmp_path / "head_runs.csv")
+    assert sorted(runs.seed) == [0, 1] and (tmp_path / "seed-1" / "head.json").is_file()
+    mean = pd.read_csv(tmp_path / "head_seeds.csv")
+    assert mean.n_seeds.iloc[0] == 2 and mean.mimic_accuracy.iloc[0] == pytest.approx(runs.mimic_accuracy.mean())
+    assert run_cli(["distill", "head", "--quick", "--seeds", "2", "--export", str(tmp_path / "x"), "--out",
+                    str(tmp_path / "y")]) == 2

@@ -145,7 +145,9 @@ def head(
     bottleneck: Optional[int] = typer.Option(None, "--bottleneck-channels", min=1,
                                              help="default: nearest 1.7 percent of the input values"),
     teacher_checkpoint: Optional[str] = typer.Option(None, "--teacher-checkpoint", help="local state_dict"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="the seed (with --seeds N: the first of N consecutive seeds)"),
+    seeds: int = typer.Option(1, "--seeds", min=1, help="run N seeds into OUT/seed-<k>/; head_seeds.csv gives mean "
+                              "+/- 95% t-interval"),
     quick: bool = typer.Option(False, "--quick", help="1+1 epochs on 300 images (tests)"),
     limit: Optional[int] = typer.Option(None, "--limit", min=10, help="use only this many images"),
     profile_device: Optional[str] = typer.Option(None, "--profile-device", help="profile teacher and mimic "
@@ -167,6 +169,12 @@ def head(
     out = _out_dir(out, "head")
     if quick:
         teacher_epochs, epochs, limit = min(teacher_epochs, 1), min(epochs, 1), limit or 300
+    if seeds > 1:
+        if profile_device or export is not None:
+            raise EdgesimError("--profile-device and --export take one run: use them without --seeds (or with --seeds 1)")
+        _head_seeds(teacher, split, data, input_size, teacher_epochs, epochs, lr, bottleneck, teacher_checkpoint,
+                    seed_list(seeds, seed), limit, out)
+        return
     with progress_steps() as steps:
         rec = run_head(teacher, split, data, input_size, teacher_epochs, epochs, lr,
                        bottleneck_channels=bottleneck, teacher_checkpoint=teacher_checkpoint, seed=seed,
@@ -187,6 +195,32 @@ def head(
     if profile_device:
         _profile_run(rec, profile_device, profile_out, profile_kind, threads, repeats)
     con.print(f"wrote {out}")
+
+
+HEAD_SEED_METRICS = ("teacher_accuracy", "mimic_accuracy", "accuracy_drop", "final_val_sse_per_image", "data_size_pct",
+                     "head_train_time_s")
+
+
+def _head_seeds(teacher, split, data, input_size, teacher_epochs, epochs, lr, bottleneck, teacher_checkpoint, seeds,
+                limit, out: Path) -> None:
+    """`distill head --seeds N`: one run per seed in out/seed-<k>/, then mean +/- t-interval of its accuracies."""
+    rows = []
+    with progress_steps() as steps:
+        for s in seeds:
+            rec = run_head(teacher, split, data, input_size, teacher_epochs, epochs, lr, bottleneck_channels=bottleneck,
+                           teacher_checkpoint=teacher_checkpoint, seed=s, limit=limit, out=out / f"seed-{s}",
+                           steps=lambda label, s=s: steps(f"[seed {s}] {label}"))
+            rows.append({"model_id": rec["model_id"], "split_point": rec["split_point"], "seed": s,
+                         **{k: rec[k] for k in HEAD_SEED_METRICS if k in rec},
+                         "final_val_sse_per_image": rec["val_sse_per_image"][-1] if rec["val_sse_per_image"] else float("nan")})
+    runs = pd.DataFrame(rows)
+    mean = summarise(runs, ["model_id", "split_point"], HEAD_SEED_METRICS)
+    write_csv(runs, out / "head_runs.csv")
+    write_csv(mean, out / "head_seeds.csv")
+    metrics = [m for m in HEAD_SEED_METRICS if m in mean.columns]
+    console().print(_table(formatted(mean, metrics, 4)[["model_id", "split_point", *metrics, "n_seeds"]],
+                           f"Head network distillation (002), measured here: mean +/- 95% t-interval over {len(seeds)} seeds"))
+    console().print(f"wrote {out / 'head_seeds.csv'}")
 
 
 @distill_app.command("profile")
