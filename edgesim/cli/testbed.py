@@ -41,11 +41,12 @@ def testbed(
     from edgesim.cli.simulate import _parse_sets
     from edgesim.testbed.net import require
     from edgesim.testbed.report import write_report
-    from edgesim.testbed.runner import (Placement, TestbedOptions, default_placement, link_settings, run_session,
-                                        session_context, summary_table, write_outputs)
+    from edgesim.testbed.runner import (Placement, TestbedOptions, default_placement, expand, link_settings,
+                                        run_session, session_context, summary_table, write_outputs)
     from simulator.scenario import apply_overrides, load_scenario
 
     sc = apply_overrides(load_scenario(scenario), _parse_sets(set_))
+    points = expand(sc)
     require()
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise EdgesimError(f"{out}: folder exists and is not empty; pass --overwrite to replace it")
@@ -57,7 +58,7 @@ def testbed(
     stage = out.with_name(f".{out.name}.testbed-partial")
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
-    results = run_session(sc, options, stage, progress=lambda msg: typer.echo(msg, err=True))
+    results = run_session(points, options, stage, progress=lambda msg: typer.echo(msg, err=True))
     context = session_context(options, link_settings(sc, options))
     table = write_outputs(results, stage, sc.workload.warmup_frames, context)
     summary = summary_table(table)

@@ -54,6 +54,8 @@ class Placement:
 class TestbedOptions:
     """How the session runs: placement, the TCP the link carries, and how long profiling takes."""
 
+    __test__ = False  # a name pytest would otherwise try to collect
+
     placement: Placement
     congestion_control: str = ""
     slow_start_after_idle: bool = True
@@ -211,14 +213,20 @@ def own_compute_profiles(real: pd.DataFrame, plans: list[list], route_of_frame: 
     return out_m, out_e
 
 
-def run_session(sc: Scenario, options: TestbedOptions, out: Path, progress: Callable[[str], None] = print
-                ) -> list[RunResult]:
-    """Profile, then run every sweep point and policy for real and simulate it; files go under `out`."""
+def expand(sc: Scenario) -> list[Scenario]:
+    """The scenario's sweep points, each checked for what the testbed can run."""
     check_supported(sc)
     points = [apply_overrides(sc, ov) for ov in sweep_points(sc)]
     for p in points:
         check_supported(p)
-    models = sorted({m for pol in sc.policies for m in pol.models(sc.model)})
+    return points
+
+
+def run_session(points: list[Scenario], options: TestbedOptions, out: Path, progress: Callable[[str], None] = print
+                ) -> list[RunResult]:
+    """Profile, then run every point (a scenario without a sweep) and policy for real and simulate it, all on one
+    shaped link and one pair of processes; files go under `out`."""
+    models = sorted({m for sc in points for pol in sc.policies for m in pol.models(sc.model)})
     profiles = out / "profiles"
     profiles.mkdir(parents=True, exist_ok=True)
     mobile_profile, edge_profile = profiles / f"{MOBILE_NAME}.json", profiles / f"{EDGE_NAME}.json"
@@ -245,7 +253,8 @@ def run_session(sc: Scenario, options: TestbedOptions, out: Path, progress: Call
                 link.set_delays(settings.up_delay_s, settings.down_delay_s)
                 for j, pol in enumerate(psc.policies):
                     keys = {"point": k, "policy": pol.display, "data_rate_mbps": psc.link.data_rate_mbps,
-                            "propagation_delay_s": psc.link.propagation_delay_s}
+                            "propagation_delay_s": psc.link.propagation_delay_s,
+                            "frame_rate_fps": psc.workload.frame_rate_fps}
                     progress(f"point {k} ({psc.link.data_rate_mbps:g} Mbit/s), {pol.display}: "
                              f"{psc.workload.frames} frames")
                     results.append(_one_run(psc, j, keys, mobile, edge, mobile_profile, edge_profile, out))
