@@ -132,3 +132,23 @@ def test_tiny_session_end_to_end(tmp_path):
     assert (split["uplink_s"] > 0.005).all() and (split[[f"{s}_s" for s in STAMPS]].diff(axis=1).iloc[:, 1:] >= -1e-6).all().all()
     assert set(table["prediction"]) == {"session-profile", "run-compute"}
     assert (tmp_path / "profiles" / "testbed-mobile.json").exists()
+
+
+def test_clock_offset_from_round_trips():
+    """A remote clock 100 s ahead behind a 3 ms request and a 3 ms reply (one probe 1 ms faster each way)."""
+    from edgesim.testbed.clock import estimate_offset
+
+    now = [0.0]
+    delays = iter([0.003] * 10 + [0.002] * 2 + [0.003] * 8)
+
+    def local() -> float:
+        return now[0]
+
+    def remote() -> float:
+        now[0] += next(delays)  # request
+        r = now[0] + 100.0
+        now[0] += next(delays)  # reply
+        return r
+
+    est = estimate_offset(remote, probes=10, local_now=local)
+    assert est.offset_s == pytest.approx(100.0) and est.error_bound_s == pytest.approx(0.002)
