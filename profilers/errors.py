@@ -15,6 +15,10 @@ class MeasurementUnavailable(EdgesimError):
     """A requested counter or device (CUDA, NVML, RAPL) is not present on this machine."""
 
 
+class EdgesimWarning(UserWarning):
+    """Something the user should read but that does not stop the work; the CLI prints it as `edgesim: warning: ...`."""
+
+
 def unknown_name(kind: str, name: str, known: list[str] | tuple[str, ...]) -> EdgesimError:
     """Error for a name missing from a registry, listing the known ones."""
     return EdgesimError(f"unknown {kind} '{name}'; known: {', '.join(sorted(known))}")

@@ -114,3 +114,21 @@ def test_bad_image_folder_exits_2(tmp_path, capsys):
     assert run_cli(["distill", "kd", "--data", str(bad), "--quick", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert "class folder" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("args, words", [
+    (["distill", "kd", "--lr", "nan"], "--lr nan: expected a finite positive learning rate"),
+    (["distill", "kd", "--lr", "0"], "--lr 0.0: expected a finite positive learning rate"),
+    (["distill", "kd", "--temperature", "inf"], "--temperature inf"),
+    (["distill", "kd", "--alpha", "1.5"], "--alpha 1.5"),
+    (["distill", "sweep", "--lr", "nan"], "--lr nan"),
+    (["distill", "head", "--lr", "-1"], "--lr -1.0"),
+    (["distill", "kd", "--teacher", "vgg-s2", "--student", "vgg11"], "teacher vgg-s2 (4,"),
+])
+def test_untrainable_settings_refused_before_training(args, words, capsys, tmp_path):
+    """issue 28: NaN learning rate was a traceback; a smaller teacher was trained into a larger student."""
+    out = tmp_path / "o"
+    assert run_cli([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edgesim: error:") and words in err and "\n" not in err
+    assert not out.exists()

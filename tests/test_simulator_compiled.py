@@ -15,7 +15,7 @@ from simulator.engine import simulate
 from simulator.link import DelayTrace, LinkDelay, RateTrace
 from simulator.plan import Batching, EdgeTier, FramePlan, Tiers, Topology
 from simulator.policies import Route
-from simulator.policies.best_split import BestSplitPolicy, BestSplitSpec
+from simulator.policies.best_split import BestPlacementPolicy, BestPlacementSpec, BestSplitPolicy, BestSplitSpec
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -418,3 +418,35 @@ def test_unsupported_policies_are_refused():
     assert supports(plan, topo) and not supports(plan, topo, Other())
     with pytest.raises(Exception, match="does not cover"):
         simulate_compiled(plan, topo, Other(), [[None, None]])
+
+
+def test_best_placement_through_a_wan_outage():
+    """A WAN trace with a zero-rate step while frames are captured: best-placement plans with the least bandwidth
+    (the uplink's clamp, now applied to the WAN too) instead of dividing by zero, and both engines agree."""
+    n = 40
+    capture = np.arange(n) * 0.1
+    routes = [Route("local", "toy", "output", "", ServiceTime("fixed", 0.08), 0, None, 0),
+              Route("edge", "toy", "mid", "", ServiceTime("fixed", 0.01), 2_000, ServiceTime("fixed", 0.02), 40),
+              Route("cloud", "toy", "mid|mid", "", ServiceTime("fixed", 0.01), 2_000, None, 40, None, 5_000,
+                    ServiceTime("fixed", 0.005), "key")]
+    head = np.tile([[0.08], [0.01], [0.01]], n)
+    tail = np.tile([[np.nan], [0.02], [np.nan]], n)
+    bits = np.tile([[0.0], [16_000.0], [16_000.0]], n)
+    cloud = np.tile([[np.nan], [np.nan], [0.005]], n)
+    plan = FramePlan(capture, np.zeros(n, np.int64), np.zeros(n, np.int16), head, bits, tail, np.zeros((3, n)), 1,
+                     None, np.tile([[0.0], [0.0], [40_000.0]], n), cloud, np.zeros((3, n)), 3,
+                     np.array([-1, -1, 0]), np.ones((3, 2)))
+    wan = RateTrace(np.array([0.0, 1.0, 2.5]), np.array([50e6, 0.0, 50e6]))  # an outage from 1 s to 2.5 s
+    uplink = [RateTrace.constant(10.0)]
+    tiers = Tiers([EdgeTier("e0", 1, uplink, False, wan, 0.002)], "static", 1, None, np.zeros(1, np.int64), 1e8)
+    topo = Topology(1, uplink, False, 0.001, 2e6, tiers=tiers)
+
+    def make():
+        pol = BestPlacementPolicy.__new__(BestPlacementPolicy)
+        pol.spec = BestPlacementSpec(name="best-placement")
+        return pol
+
+    _assert_same(plan, topo, routes=[routes], make_policy=make)
+    got = simulate(FramePlan(**{**plan.__dict__, "route": plan.route.copy()}), topo, make(), [routes])
+    during = (capture > 1.1) & (capture < 2.4)
+    assert (got["route"][during] != 2).all() and (got["route"] == 2).any()  # the cloud while the WAN carries bits

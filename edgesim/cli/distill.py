@@ -81,6 +81,16 @@ def _check_dataset(dataset: str) -> None:
                            "root/<class>/*.png)")
 
 
+def _check_training(lr: float, temperature: float = 1.0, alpha: float = 0.5) -> None:
+    """Hyper-parameters training can use: a finite positive learning rate and temperature, alpha in [0, 1]."""
+    if not 0.0 < lr < float("inf"):  # False for NaN as well
+        raise EdgesimError(f"--lr {lr}: expected a finite positive learning rate (e.g. 3e-3)")
+    if not 0.0 < temperature < float("inf"):
+        raise EdgesimError(f"--temperature {temperature}: expected a finite positive temperature (e.g. 4)")
+    if not 0.0 <= alpha <= 1.0:
+        raise EdgesimError(f"--alpha {alpha}: expected the soft-target weight in [0, 1]")
+
+
 distill_app = typer.Typer(no_args_is_help=True, help="Knowledge distillation (003) and head network distillation (002).")
 
 
@@ -102,7 +112,9 @@ def kd(
 ) -> None:
     """Train a teacher, distil it into a student (Hinton KD, 003), compare with the student from scratch."""
     _check_nets(teacher, student)
+    _check_training(lr, temperature, alpha)
     _check_dataset(data)
+    st.check_teacher_larger(teacher, [student], side_px=input_size)
     out = _out_dir(out, "kd")
     limit = 300 if quick else None
     if quick:
@@ -148,6 +160,7 @@ def head(
     png: Optional[bool] = png_option(),
 ) -> None:
     """Head network distillation with a bottleneck (002 section 3, eq. (1)); optionally profile the mimic."""
+    _check_training(lr)
     _check_dataset(data)
     if profile_kind not in ("mobile", "edge", "cloud"):
         raise EdgesimError(f"--profile-kind '{profile_kind}': expected mobile, edge or cloud")
@@ -228,6 +241,7 @@ def sweep(
     if study not in st.STUDIES:
         raise unknown_name("study", study, list(st.STUDIES))
     _check_nets(teacher)
+    _check_training(lr, temperature, alpha)
     _check_dataset(data)
     names = tuple(s.strip() for s in students.split(",") if s.strip())
     _check_nets(*names)
