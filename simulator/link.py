@@ -283,6 +283,13 @@ def load_delay_trace(path: str | Path, end: str = "hold") -> DelayTrace:
 DEFAULT_PACKET_PAYLOAD_BYTES = 1460
 """Payload per packet when a scenario names none: the TCP MSS of a 1500-byte Ethernet/Wi-Fi MTU (RFC 879)."""
 
+TCP_PAYLOAD_BYTES = 1448
+"""Payload per segment of TCP with timestamps over a 1500-byte MTU: 1500 - 20 (IPv4) - 32 (TCP with the
+timestamp option, RFC 7323); what Linux sends by default."""
+TCP_IP_OVERHEAD_BYTES = 52
+"""IPv4 and TCP header bytes per segment with TCP timestamps (20 + 32): what tc tbf counted per 1448-byte
+segment on the testbed's link (measured, docs/sim_vs_real.md); 66 on Ethernet, which adds 14."""
+
 
 @dataclass(frozen=True)
 class Packetiser:
