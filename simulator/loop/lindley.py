@@ -97,6 +97,7 @@ def lindley(first, nxt, capture, route, plan, tr, T, status, prop, has_deadline,
     busy_m = busy_u = busy_e = busy_d = last_u = last_e = last_d = -np.inf
     last_skip = False  # whether the uplink's last frame skipped the mobile device
     i, now = first, capture[first]
+    view[0].propagation_s, view[0].downlink_bps, view[0].link = P[P_PROP], P[P_DLBPS], 0
     uk = first  # the next frame whose uplink end the estimate has not seen
     while i >= 0:
         if policy:  # engine._decide on the loop's backlogs of this instant
@@ -114,10 +115,9 @@ def lindley(first, nxt, capture, route, plan, tr, T, status, prop, has_deadline,
                     observe(state, 0, bits_s[route[uk], uk], T[UE, uk] - T[US, uk])
                 uk = nxt[uk]
             v = view[0]
-            v.now_s, v.link, v.uplink_rate_bps = now, 0, value_at(links, 0, now)
+            v.now_s, v.uplink_rate_bps = now, value_at(links, 0, now)
             v.mobile_backlog_s, v.server_backlog_s = backlog_s(res_m, queued_m, 1), backlog_s(res_e, queued_e, 1)
             v.uplink_residual_s, v.uplink_queued_bits = res_u, queued_u
-            v.propagation_s, v.downlink_bps = P[P_PROP], P[P_DLBPS]
             route[i] = decide(state, view, routes[0], 0, n_routes[0])
         r = route[i]
         t = now
