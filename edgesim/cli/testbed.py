@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Optional
@@ -21,9 +22,15 @@ def _cores(text: Optional[str], what: str) -> Optional[tuple[int, ...]]:
 
 
 def testbed(
-    scenario: Path = typer.Argument(..., metavar="SCENARIO", help="scenario YAML (one mobile device, one edge server)",
-                                    show_default=False),
-    out: Path = typer.Option(..., "--out", metavar="DIR", help="folder for frames.csv, sim_vs_real.csv, profiles"),
+    args: list[str] = typer.Argument(..., metavar="SCENARIO | serve | run SCENARIO", show_default=False,
+                                     help="a scenario YAML (one mobile device, one edge server); 'serve' on the edge "
+                                          "server of two machines; 'run SCENARIO' with --edge on the mobile device"),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="DIR",
+                                       help="folder for frames.csv, sim_vs_real.csv, report.html, profiles"),
+    edge: Optional[str] = typer.Option(None, "--edge", metavar="HOST:PORT",
+                                       help="the edge server's `edgesim testbed serve` (two machines)"),
+    host: str = typer.Option("0.0.0.0", "--host", help="serve: the address to listen on"),
+    port: int = typer.Option(5301, "--port", min=1, max=65534, help="serve: control port (frames use PORT + 1)"),
     set_: list[str] = typer.Option([], "--set", metavar="PATH=VALUE", show_default=False,
                                    help="override a field, e.g. workload.frames=20 (repeatable)"),
     mobile_cores: Optional[str] = typer.Option(None, metavar="CPUS", help="the mobile device's CPUs (default: first half)"),
@@ -36,29 +43,48 @@ def testbed(
     profile_repeats: int = typer.Option(20, min=1, help="timed runs per model in the session profile"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing DIR"),
 ) -> None:
-    """Run SCENARIO for real (processes, real models with random weights, TCP through shaped namespaces), simulate
-    it with the same capture times, and write sim_vs_real.csv. Needs root, iproute2 with tc tbf, TUN and gcc."""
+    """Run a scenario for real (processes pinned to cores, real models with random weights, real encodings, TCP
+    through two network namespaces shaped with tc tbf), simulate it with the same capture times, and write
+    sim_vs_real.csv. On one machine it needs root, iproute2 with tc tbf, TUN and gcc; on two, `edgesim testbed serve`
+    on the edge server and `edgesim testbed run SCENARIO --edge HOST:PORT --out DIR` on the mobile device."""
     from edgesim.cli.simulate import _parse_sets
     from edgesim.testbed.net import require
     from edgesim.testbed.report import write_report
-    from edgesim.testbed.runner import (Placement, TestbedOptions, default_placement, link_settings, run_session,
-                                        session_context, summary_table, write_outputs)
+    from edgesim.testbed.runner import (Placement, TestbedOptions, default_placement, expand, link_settings,
+                                        run_session, serve, session_context, summary_table, write_outputs)
     from simulator.scenario import apply_overrides, load_scenario
 
-    sc = apply_overrides(load_scenario(scenario), _parse_sets(set_))
-    require()
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise EdgesimError(f"{out}: folder exists and is not empty; pass --overwrite to replace it")
     placement = default_placement(threads)
     m, e = _cores(mobile_cores, "--mobile-cores"), _cores(edge_cores, "--edge-cores")
     if m or e:
         placement = Placement(m or placement.mobile_cores, e or placement.edge_cores, threads, threads)
+    if args == ["serve"]:
+        if e is None:  # the whole machine is the edge server
+            placement = Placement(placement.mobile_cores, tuple(sorted(os.sched_getaffinity(0))), threads, threads)
+        serve(host, port, placement, progress=lambda msg: typer.echo(msg, err=True))
+        return
+    if args and args[0] == "run":
+        if len(args) != 2 or not edge:
+            raise EdgesimError("usage: edgesim testbed run SCENARIO --edge HOST:PORT --out DIR")
+        args = args[1:]
+        if m is None:  # the whole machine is the mobile device
+            placement = Placement(tuple(sorted(os.sched_getaffinity(0))), placement.edge_cores, threads, threads)
+    if len(args) != 1:
+        raise EdgesimError("usage: edgesim testbed SCENARIO --out DIR | serve | run SCENARIO --edge HOST:PORT --out DIR")
+    if out is None:
+        raise EdgesimError("edgesim testbed: --out DIR is required")
+    sc = apply_overrides(load_scenario(Path(args[0])), _parse_sets(set_))
+    points = expand(sc)
+    if not edge:
+        require()
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise EdgesimError(f"{out}: folder exists and is not empty; pass --overwrite to replace it")
     options = TestbedOptions(placement, congestion_control, slow_start_after_idle, profile_repeats)
     stage = out.with_name(f".{out.name}.testbed-partial")
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
-    results = run_session(sc, options, stage, progress=lambda msg: typer.echo(msg, err=True))
-    context = session_context(options, link_settings(sc, options))
+    results = run_session(points, options, stage, progress=lambda msg: typer.echo(msg, err=True), edge_address=edge)
+    context = {**session_context(options, link_settings(sc, options)), "edge": edge or "this machine (namespaces)"}
     table = write_outputs(results, stage, sc.workload.warmup_frames, context)
     summary = summary_table(table)
     write_report(table, summary, context, stage)

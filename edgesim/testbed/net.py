@@ -43,6 +43,8 @@ HELPER_SOURCE = "es_delay.c"
 class TestbedUnavailable(EdgesimError):
     """This machine cannot run the testbed (not root, no tc tbf, no TUN, no gcc): what is missing, in one line."""
 
+    __test__ = False  # a name pytest would otherwise try to collect
+
 
 def _run(args: Sequence[str], what: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run a command; one line naming what failed and the tool's own first line of error."""

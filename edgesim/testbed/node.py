@@ -207,12 +207,12 @@ def run_edge(models: Models, conn, routes: list[RoutePlan], route_of_frame: list
 
 
 def _profile(cmd: dict, threads: int, role: str) -> dict:
-    """Measure the models here, under this process's pinning and threads, into a device profile file."""
+    """Measure the models here, under this process's pinning and threads: the device profile's JSON text."""
     from profilers.codec import measure_codec_costs
     from profilers.measure import (MeasureOptions, assumed_host_power, host_hardware, host_provenance,
                                    measure_model)
     from profilers.models.registry import build
-    from profilers.schema import DeviceProfile, save_profile
+    from profilers.schema import DeviceProfile, dump_profile
 
     models = {}
     for mid in cmd["models"]:
@@ -227,8 +227,7 @@ def _profile(cmd: dict, threads: int, role: str) -> dict:
     hw = hw.model_copy(update={"cores": len(os.sched_getaffinity(0))})
     profile = DeviceProfile(name=cmd["name"], kind=role, hardware=hw, power=assumed_host_power(hw.cores),
                             provenance=host_provenance(threads), models=models)
-    save_profile(profile, cmd["out"])
-    return {"ok": True}
+    return {"profile": dump_profile(profile)}
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -9,6 +9,7 @@ as a diagnostic that isolates the link and queue model, from the run's own compu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -22,6 +23,7 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
+from edgesim.testbed.clock import ClockOffset, estimate_offset
 from edgesim.testbed.compare import COMPONENTS, comparison_rows, real_frames, simulated_components
 from edgesim.testbed.net import EDGE_ADDR, LinkSettings, ShapedLink, host_congestion_control
 from profilers.errors import EdgesimError
@@ -38,6 +40,8 @@ PORT = 5301
 START_LEAD_S = 0.5
 """The first capture happens this long after the run command, so both processes are waiting for it."""
 MOBILE_NAME, EDGE_NAME = "testbed-mobile", "testbed-edge"
+CONNECT_WAIT_S = 60.0
+"""How long `testbed run --edge` retries a refused connection (the edge server's `serve` may still be starting)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,8 @@ class Placement:
 @dataclass(frozen=True)
 class TestbedOptions:
     """How the session runs: placement, the TCP the link carries, and how long profiling takes."""
+
+    __test__ = False  # a name pytest would otherwise try to collect
 
     placement: Placement
     congestion_control: str = ""
@@ -211,53 +217,169 @@ def own_compute_profiles(real: pd.DataFrame, plans: list[list], route_of_frame: 
     return out_m, out_e
 
 
-def run_session(sc: Scenario, options: TestbedOptions, out: Path, progress: Callable[[str], None] = print
-                ) -> list[RunResult]:
-    """Profile, then run every sweep point and policy for real and simulate it; files go under `out`."""
+def expand(sc: Scenario) -> list[Scenario]:
+    """The scenario's sweep points, each checked for what the testbed can run."""
     check_supported(sc)
     points = [apply_overrides(sc, ov) for ov in sweep_points(sc)]
     for p in points:
         check_supported(p)
-    models = sorted({m for pol in sc.policies for m in pol.models(sc.model)})
+    return points
+
+
+def run_session(points: list[Scenario], options: TestbedOptions, out: Path, progress: Callable[[str], None] = print,
+                edge_address: Optional[str] = None) -> list[RunResult]:
+    """Profile, then run every point (a scenario without a sweep) and policy for real and simulate it, all on one
+    link and one pair of processes; files go under `out`.
+
+    Without edge_address both processes run here, joined by a shaped link; with HOST:PORT the edge server is
+    `edgesim testbed serve` on another machine, reached over the real network (not shaped: the scenario's link
+    should state what that network gives), and its stamps are moved onto this clock by the estimated offset."""
+    models = sorted({m for sc in points for pol in sc.policies for m in pol.models(sc.model)})
     profiles = out / "profiles"
     profiles.mkdir(parents=True, exist_ok=True)
     mobile_profile, edge_profile = profiles / f"{MOBILE_NAME}.json", profiles / f"{EDGE_NAME}.json"
     first = link_settings(points[0], options)
+    cc = first.congestion_control
     results: list[RunResult] = []
-    with ShapedLink(first) as link:
-        cc = first.congestion_control
-        edge = Node(link.command("edge", node_command("edge", options.placement, models, EDGE_ADDR, PORT, cc)), "edge server")
-        mobile = None
-        try:
-            edge.read()  # listening
-            mobile = Node(link.command("mobile", node_command("mobile", options.placement, models, EDGE_ADDR, PORT, cc)),
-                          "mobile device")
-            mobile.read(), edge.read()  # both ready
-            progress(f"profiling {', '.join(models)} on both sides (same pinning and threads as the run)")
-            for node, name, path in ((mobile, MOBILE_NAME, mobile_profile), (edge, EDGE_NAME, edge_profile)):
-                # one side after the other: in a run the two are seldom busy at once
-                node.send({"cmd": "profile", "models": models, "out": str(path), "name": name,
-                           "repeats": options.profile_repeats, "warmup": 2, "codec_repeats": options.codec_repeats})
-                node.read()
-            for k, psc in enumerate(points):
-                settings = link_settings(psc, options)
+    with contextlib.ExitStack() as stack:
+        link = None if edge_address else stack.enter_context(ShapedLink(first))
+        if link is None:
+            host, port = parse_address(edge_address)
+            edge = stack.enter_context(contextlib.closing(RemoteEdge(host, port)))
+            edge.send({"cmd": "start", "models": models, "congestion_control": cc})
+            data_host, data_port = host, port + 1
+            mobile_cmd = node_command("mobile", options.placement, models, data_host, data_port, cc)
+        else:
+            edge = stack.enter_context(contextlib.closing(Node(link.command(
+                "edge", node_command("edge", options.placement, models, EDGE_ADDR, PORT, cc)), "edge server")))
+            mobile_cmd = link.command("mobile", node_command("mobile", options.placement, models, EDGE_ADDR, PORT, cc))
+        edge.read()  # listening
+        mobile = stack.enter_context(contextlib.closing(Node(mobile_cmd, "mobile device")))
+        mobile.read(), edge.read()  # both ready
+        offset = estimate_offset(edge.clock) if link is None else ClockOffset(0.0, 0.0, 0)
+        if link is None:
+            progress(f"clock offset of the edge server: {offset.offset_s:+.6f} s (+- {offset.error_bound_s:.6f} s)")
+        progress(f"profiling {', '.join(models)} on both sides (same pinning and threads as the run)")
+        for node, name, path in ((mobile, MOBILE_NAME, mobile_profile), (edge, EDGE_NAME, edge_profile)):
+            # one side after the other: in a run the two are seldom busy at once
+            node.send({"cmd": "profile", "models": models, "name": name, "repeats": options.profile_repeats,
+                       "warmup": 2, "codec_repeats": options.codec_repeats})
+            atomic_write_text(path, node.read()["profile"])
+        for k, psc in enumerate(points):
+            settings = link_settings(psc, options)
+            if link is not None:
                 link.set_rates(settings.up_rate_bps, settings.down_rate_bps)
                 link.set_delays(settings.up_delay_s, settings.down_delay_s)
-                for j, pol in enumerate(psc.policies):
-                    keys = {"point": k, "policy": pol.display, "data_rate_mbps": psc.link.data_rate_mbps,
-                            "propagation_delay_s": psc.link.propagation_delay_s}
-                    progress(f"point {k} ({psc.link.data_rate_mbps:g} Mbit/s), {pol.display}: "
-                             f"{psc.workload.frames} frames")
-                    results.append(_one_run(psc, j, keys, mobile, edge, mobile_profile, edge_profile, out))
-        finally:
-            for node in (mobile, edge):
-                if node is not None:
-                    node.close()
+            for j, pol in enumerate(psc.policies):
+                keys = {"point": k, "policy": pol.display, "data_rate_mbps": psc.link.data_rate_mbps,
+                        "propagation_delay_s": psc.link.propagation_delay_s,
+                        "frame_rate_fps": psc.workload.frame_rate_fps}
+                progress(f"point {k} ({psc.link.data_rate_mbps:g} Mbit/s), {pol.display}: {psc.workload.frames} frames")
+                results.append(_one_run(psc, j, keys, mobile, edge, offset, mobile_profile, edge_profile))
     return results
 
 
-def _one_run(sc: Scenario, j: int, keys: dict, mobile: Node, edge: Node, mobile_profile: Path, edge_profile: Path,
-             out: Path) -> RunResult:
+def parse_address(text: str) -> tuple[str, int]:
+    """HOST:PORT; one line if it is not."""
+    host, _, port = (text or "").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65535:
+        raise EdgesimError(f"--edge '{text}': expected HOST:PORT, e.g. 192.168.1.20:5301")
+    return host, int(port)
+
+
+class RemoteEdge:
+    """The edge server's process behind `edgesim testbed serve`: the Node interface over a TCP control connection."""
+
+    def __init__(self, host: str, port: int) -> None:
+        import socket
+
+        deadline = time.monotonic() + CONNECT_WAIT_S
+        while True:  # the server may still be starting: refused connections are retried for a while
+            try:
+                self.sock = socket.create_connection((host, port), timeout=30)
+                break
+            except OSError as exc:
+                if not isinstance(exc, ConnectionRefusedError) or time.monotonic() > deadline:
+                    raise EdgesimError(f"testbed: cannot reach the edge server at {host}:{port} "
+                                       f"({exc.strerror or exc}); is `edgesim testbed serve` running there?") from None
+                time.sleep(0.5)
+        self.sock.settimeout(None)
+        self.file = self.sock.makefile("rw")
+
+    def send(self, obj: dict) -> None:
+        self.file.write(json.dumps(obj) + "\n")
+        self.file.flush()
+
+    def read(self) -> dict:
+        line = self.file.readline()
+        if not line:
+            raise EdgesimError("testbed: the edge server closed the control connection")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise EdgesimError(f"testbed: edge server: {reply['error']}")
+        return reply
+
+    def clock(self) -> float:
+        """The edge server's monotonic clock now."""
+        self.send({"cmd": "clock"})
+        return float(self.read()["now"])
+
+    def close(self) -> None:
+        try:
+            self.send({"cmd": "quit"})
+        except OSError:
+            pass
+        self.file.close()
+        self.sock.close()
+
+
+def serve(host: str, port: int, placement: Placement, progress: Callable[[str], None] = print,
+          sessions: Optional[int] = None) -> None:
+    """`edgesim testbed serve`: for each runner that connects to HOST:PORT, start an edge server process (its
+    frames on PORT + 1) and relay the runner's commands to it; clock probes are answered here (the same clock)."""
+    from edgesim.testbed.wire import listen
+
+    srv = listen(host, port)
+    progress(f"edge server waiting for `edgesim testbed run ... --edge HOST:{port}` on {host}:{port}")
+    done = 0
+    while sessions is None or done < sessions:
+        conn, addr = srv.accept()
+        progress(f"session from {addr[0]}")
+        with conn, conn.makefile("rw") as f:
+            _relay(f, host, port + 1, placement)
+        done += 1
+
+
+def _relay(f, host: str, data_port: int, placement: Placement) -> None:
+    def reply(obj: dict) -> None:
+        f.write(json.dumps(obj) + "\n")
+        f.flush()
+
+    start = json.loads(f.readline() or "{}")
+    if start.get("cmd") != "start":
+        return
+    node = Node(node_command("edge", placement, start["models"], host, data_port, start["congestion_control"]),
+                "edge server")
+    try:
+        reply(node.read())  # listening
+        reply(node.read())  # ready: the runner's mobile device connected
+        for line in f:
+            cmd = json.loads(line)
+            if cmd["cmd"] == "clock":
+                reply({"now": time.monotonic()})
+                continue
+            if cmd["cmd"] == "quit":
+                break
+            node.send(cmd)
+            reply(node.read())
+    except EdgesimError as exc:
+        reply({"error": str(exc)})
+    finally:
+        node.close()
+
+
+def _one_run(sc: Scenario, j: int, keys: dict, mobile: Node, edge, offset: ClockOffset, mobile_profile: Path,
+             edge_profile: Path) -> RunResult:
     with tempfile.TemporaryDirectory(prefix="edgesim-testbed-") as tmp:
         tmp = Path(tmp)
         planned = tmp / "planned.csv"
@@ -270,6 +392,7 @@ def _one_run(sc: Scenario, j: int, keys: dict, mobile: Node, edge: Node, mobile_
         edge.send(cmd)
         mobile.send({**cmd, "capture_s": capture_s.tolist(), "t0": t0})
         m, e = mobile.read()["stamps"], edge.read()["stamps"]
+        e = [{k: (offset.to_local(v) if k != "frame" else v) for k, v in row.items()} for row in e]
         real = real_frames(m, e, t0)
         real.insert(1, "decision", np.array(decisions)[route_of_frame])
         real_csv = tmp / "real.csv"
