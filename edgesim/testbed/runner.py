@@ -196,11 +196,32 @@ def route_plans(sc: Scenario, policy_index: int, mobile_profile: Path, edge_prof
     return plans, np.array([index[d] for d in frames["decision"].astype(str)]), decisions
 
 
+def split_codec_steps(sim: pd.DataFrame, plans: list[list], route_of_frame: np.ndarray, mobile_profile: Path,
+                      edge_profile: Path) -> None:
+    """Move the encoding and decoding the simulator charged inside head_s and tail_s (the profiles' measured
+    encode_s and decode_s, simulator/policies/base.py's make_route) into their own components, as measured."""
+    mob, edge = load_profile(mobile_profile), load_profile(edge_profile)
+    enc, dec = np.zeros(len(plans)), np.zeros(len(plans))
+    for k, (model_id, layer, encoding) in enumerate(plans):
+        if layer == mob.models[model_id].split_points[-1].layer_index:
+            continue  # local (cut at the output): nothing sent, nothing encoded
+        for arr, prof, step in ((enc, mob, "encode_s"), (dec, edge, "decode_s")):
+            sp = next((p for p in prof.models[model_id].split_points if p.layer_index == layer), None)
+            arr[k] = getattr(sp, step).get(encoding, 0.0) if sp is not None else 0.0
+    sim["encode_s"], sim["decode_s"] = enc[route_of_frame], dec[route_of_frame]
+    sim["head_s"] -= sim["encode_s"]
+    sim["tail_s"] -= sim["decode_s"]
+
+
 def own_compute_profiles(real: pd.DataFrame, plans: list[list], route_of_frame: np.ndarray, mobile_profile: Path,
                          edge_profile: Path, folder: Path) -> tuple[Path, Path]:
     """Copies of the session profiles whose head (with encoding) and tail (with decoding) samples at the routes'
     split points are this run's own measured times."""
     mob, edge = load_profile(mobile_profile), load_profile(edge_profile)
+    for prof in (mob, edge):  # encoding and decoding are in the samples below: not charged a second time
+        for mp in prof.models.values():
+            for sp in mp.split_points:
+                sp.encode_s, sp.decode_s = {}, {}
     for k, (model_id, layer, _enc) in enumerate(plans):
         frames = real[route_of_frame == k]
         if frames.empty:
@@ -398,6 +419,7 @@ def _one_run(sc: Scenario, j: int, keys: dict, mobile: Node, edge, offset: Clock
         real_csv = tmp / "real.csv"
         pd.DataFrame({"capture_time_s": real["capture_s"]}).to_csv(real_csv, index=False)
         session = simulated_components(simulate_frames(simulation_scenario(sc, j, mobile_profile, edge_profile, real_csv)))
+        split_codec_steps(session, plans, route_of_frame, mobile_profile, edge_profile)
         own_m, own_e = own_compute_profiles(real, plans, route_of_frame, mobile_profile, edge_profile, tmp)
         own = simulated_components(simulate_frames(simulation_scenario(sc, j, own_m, own_e, real_csv, "sampled")))
     return RunResult(keys, real, session, own)
@@ -424,7 +446,7 @@ def write_outputs(results: list[RunResult], out: Path, warmup_frames: int, conte
             rows += comparison_rows(res.real[keep], sim[keep], res.keys, name)
     frames_df = pd.concat(frames, ignore_index=True)
     table = pd.DataFrame(rows)
-    atomic_write_text(out / "frames.csv", frames_df.to_csv(index=False, float_format="%.6f"))
+    atomic_write_text(out / "frames.csv", frames_df.to_csv(index=False, float_format="%.9f"))
     atomic_write_text(out / "sim_vs_real.csv", table.to_csv(index=False, float_format="%.6g"))
     atomic_write_text(out / "testbed.json", json.dumps(context, indent=1) + "\n")
     return table
