@@ -16,7 +16,8 @@ import time
 import zlib
 from typing import Callable
 
-from profilers.measure import IMAGENET_MEAN, IMAGENET_STD, JPEG_QUALITY, ZLIB_LEVEL, image_tensor, quantize_int8
+from profilers.measure import (IMAGENET_MEAN, IMAGENET_STD, JPEG_QUALITY, ZLIB_LEVEL, _model_input, image_tensor,
+                               quantize_int8, real_image)
 
 INPUT_ENCODINGS = ("raw_uint8", "float32", "jpeg")
 TENSOR_ENCODINGS = ("float32", "float16", "int8", "zlib_float32", "zlib_int8")
@@ -110,8 +111,6 @@ def measure_codec_costs(model, points: list[tuple[str, int]], repeats: int = 5) 
     output tensor's; the output of the whole model is not sent. Encodings this machine cannot produce are left out.
     """
     import torch
-
-    from profilers.measure import _model_input, real_image
 
     shape = tuple(model.input_shape)
     image = real_image(shape[1], shape[2])[0] if len(shape) == 3 and shape[0] == 3 else None

@@ -26,8 +26,10 @@ import pandas as pd
 from edgesim.testbed.clock import ClockOffset, estimate_offset
 from edgesim.testbed.compare import COMPONENTS, comparison_rows, real_frames, simulated_components
 from edgesim.testbed.net import EDGE_ADDR, LinkSettings, ShapedLink, host_congestion_control
+from edgesim.testbed.wire import listen
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_text
+from profilers.measure import host_hardware
 from profilers.schema import LatencyStats, load_profile, save_profile
 from simulator.assemble import assemble
 from simulator.devices import reference_model
@@ -358,8 +360,6 @@ def serve(host: str, port: int, placement: Placement, progress: Callable[[str], 
           sessions: Optional[int] = None) -> None:
     """`edgesim testbed serve`: for each runner that connects to HOST:PORT, start an edge server process (its
     frames on PORT + 1) and relay the runner's commands to it; clock probes are answered here (the same clock)."""
-    from edgesim.testbed.wire import listen
-
     srv = listen(host, port)
     progress(f"edge server waiting for `edgesim testbed run ... --edge HOST:{port}` on {host}:{port}")
     done = 0
@@ -454,8 +454,6 @@ def write_outputs(results: list[RunResult], out: Path, warmup_frames: int, conte
 
 def session_context(options: TestbedOptions, settings: LinkSettings) -> dict:
     """What the run depended on: machine, load, congestion control, date, placement."""
-    from profilers.measure import host_hardware
-
     hw = host_hardware()
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
