@@ -112,7 +112,8 @@ def simulation_scenario(sc: Scenario, policy_index: int, mobile_profile: Path, e
     the given capture times, one replication, no sweep."""
     data = json.loads(sc.model_dump_json())
     data.update(mobiles=[{"device": str(mobile_profile)}], edge={"device": str(edge_profile), "servers": 1},
-                edges=[], policies=[data["policies"][policy_index]], sweep={}, replications=1, uncertainty="none")
+                edges=[], policies=[data["policies"][policy_index]], sweep={}, replications=1, uncertainty="none",
+                profiles=[], devices=[])  # the session's profiles only
     data["link"].update(packet_payload_bytes=TCP_PAYLOAD_BYTES, packet_overhead_bytes=TCP_IP_OVERHEAD_BYTES)
     n = len(pd.read_csv(captures_csv))
     data["workload"].update(source="trace", trace=str(captures_csv), frames=n, dataset=None, dataset_split=None)
