@@ -31,6 +31,23 @@ POLICIES = ("local", "offload-raw", "offload-jpeg", "split-float32", "split-int8
 SLOW_AT_1_MBPS = {"offload-raw": 0.7, "split-float32": 1.0}
 """Frame rates at 1 Mbit/s where the transfer alone takes 0.8-1.2 s (the rest run at 2 fps)."""
 MEAN_GOAL, P95_GOAL = 0.05, 0.10
+WHY = {
+    "head_s": "compute on the mobile device: the session profile's times (measured once, at the start of the "
+              "session) differ from the run's, which move with the machine's other work",
+    "tail_s": "compute on the edge server: the session profile's times differ from the run's, which move with the "
+              "machine's other work",
+    "mobile_queue_s": "queueing at the mobile device: with compute near the frame period, waits amplify any "
+                      "compute error",
+    "server_queue_s": "queueing at the edge server: with compute near the frame period, waits amplify any compute "
+                      "error",
+    "uplink_s": "the uplink: TCP (congestion window, ACK clocking, wake-up latency of the processes) against the "
+                "model's size / rate + delay",
+    "return_s": "the return: TCP and the processes' wake-up latency against the model's size / rate + delay",
+    "encode_s": "encoding: the profile's median against the run's",
+    "decode_s": "decoding: the profile's median against the run's",
+}
+"""Why a component can differ, by construction of the comparison (the diagnostic column separates compute from
+the link and queue model: a small diagnostic error means the gap is in the session profile's compute times)."""
 
 
 def bench_points(base: Scenario, frames: int) -> list[Scenario]:
@@ -73,7 +90,8 @@ def worst_component(table: pd.DataFrame, point: int, policy: str) -> str:
               & (table["statistic"] == "mean") & table["quantity"].isin(COMPONENTS)].copy()
     t["gap"] = t["simulated_s"] - t["real_s"]
     row = t.loc[t["gap"].abs().idxmax()]
-    return f"{row['quantity']}: simulated {1e3 * row['simulated_s']:.1f} ms vs real {1e3 * row['real_s']:.1f} ms"
+    return (f"{row['quantity']}: simulated {1e3 * row['simulated_s']:.1f} ms vs real {1e3 * row['real_s']:.1f} ms "
+            f"({WHY[row['quantity']]})")
 
 
 def markdown(table: pd.DataFrame, context: dict, load: list[float], frames: int, wall_s: float) -> str:
