@@ -94,7 +94,12 @@ def worst_component(table: pd.DataFrame, point: int, policy: str) -> str:
             f"({WHY[row['quantity']]})")
 
 
-def markdown(table: pd.DataFrame, context: dict, load: list[float], frames: int, wall_s: float) -> str:
+def load_stats(samples: list[float]) -> tuple[float, float, float]:
+    """(min, mean, max) of the load-average samples."""
+    return min(samples), sum(samples) / len(samples), max(samples)
+
+
+def markdown(table: pd.DataFrame, context: dict, load: tuple[float, float, float], frames: int, wall_s: float) -> str:
     """docs/sim_vs_real.md: the session, the table (real, simulated, errors, goal met), and each miss's component."""
     s = summary_table(table)
     lines = [
@@ -113,10 +118,10 @@ def markdown(table: pd.DataFrame, context: dict, load: list[float], frames: int,
         f"- date: {context['date']}; wall time of the benchmark: {wall_s / 60:.1f} min",
         f"- machine: {context['cpu']}, {context['cores']} cores; mobile device on CPU {context['mobile_cores']}, "
         f"edge server on CPU {context['edge_cores']}, {context['mobile_threads']} torch thread each",
-        f"- load (1-minute load average, sampled every 10 s during the run): min {min(load):.1f}, mean "
-        f"{sum(load) / len(load):.1f}, max {max(load):.1f} on {context['cores']} cores"
+        f"- load (1-minute load average, sampled every 10 s during the run): min {load[0]:.1f}, mean "
+        f"{load[1]:.1f}, max {load[2]:.1f} on {context['cores']} cores"
         + (" - NOT an idle machine: other work shared these cores, which perturbs every compute time"
-           if max(load) > 0.5 * context['cores'] else ""),
+           if load[2] > 0.5 * context['cores'] else ""),
         f"- TCP: congestion control {context['congestion_control']}, slow start after idle "
         f"{'on' if context['slow_start_after_idle'] else 'off'}; {context['tcp_framing']} (the simulator is given "
         "the same framing)",
@@ -164,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     sampler.start()
     start = time.monotonic()
     results = run_session(points, options, args.results, progress=lambda msg: print(msg, flush=True))
-    load = sampler.stop()
+    load = load_stats(sampler.stop())
     context = session_context(options, link_settings(points[0], options))
     table = write_outputs(results, args.results, base.workload.warmup_frames, context)
     write_report(table, summary_table(table), context, args.results)
