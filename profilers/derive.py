@@ -62,6 +62,10 @@ class StackSpec(BaseModel):
     compute: str = "cpu"
     batch: int = 1
     note: str = Field(default="", description="why this stack stands for the device (a proxy is said so here)")
+    thread_speedup: float = Field(default=1.0, gt=0, description=(
+        "the device runs more threads than the stack was published with: derived times are divided by this "
+        "speed-up (the fit's roofline is the stack's threads' share of the device's peak)"))
+    thread_speedup_source: str = ""
 
     @property
     def key(self) -> str:
@@ -305,7 +309,11 @@ def derive_device_calibrated(host: DeviceProfile, name: str, facts: DeviceFacts,
     its validation is this method's own leave-one-out error over those latencies."""
     if not facts.memory_bandwidth_gbs:
         raise EdgesimError(f"device '{name}': the per-operator model needs memory_bandwidth_gbs in its facts")
-    roof = Roofline(facts.peak_gflops * 1e9, facts.memory_bandwidth_gbs * 1e9)
+    stack = facts.stack
+    peak = facts.peak_gflops
+    if facts.compute == "cpu" and 0 < stack.threads < facts.cores:  # the stack's threads, as the fit's roofline
+        peak *= stack.threads / facts.cores
+    roof = Roofline(peak * 1e9, facts.memory_bandwidth_gbs * 1e9)
     anchors = [PublishedLatency(facts.stack.board, facts.stack.framework, facts.stack.precision, facts.stack.threads,
                                 facts.stack.compute, facts.stack.batch, a.model_id, a.model_id, a.input_size,
                                 a.latency_s * 1e3, "calibration anchor of device_facts.json", a.source, "")
@@ -317,10 +325,11 @@ def derive_device_calibrated(host: DeviceProfile, name: str, facts: DeviceFacts,
         if not mp.blocks:
             continue
         times, how = operator_block_times(mp, cal, roof, ops_for(mp))
+        times = [t / stack.thread_speedup for t in times]
         errors = cal.loo_errors if how == "per operator" else dense_fallback_loo(
             facts.stack.key, roof, "gpu" if facts.compute == "cuda" else "cpu")
-        models[mid] = _derived_model(mp, facts, times, f"derived {how} (profilers.calibrate)", cal.params.c0_s,
-                                     errors)
+        models[mid] = _derived_model(mp, facts, times, f"derived {how} (profilers.calibrate)",
+                                     cal.params.c0_s / stack.thread_speedup, errors)
         notes[f"model {mid}"] = f"block times {how}" + (
             "" if how == "per operator" else (f"; leave-one-out error of that fallback: median "
                                               f"{100 * statistics.median(abs(e) for e in errors):.0f}% over "
@@ -328,6 +337,10 @@ def derive_device_calibrated(host: DeviceProfile, name: str, facts: DeviceFacts,
                                               "; the fallback could not be validated on this stack"))
     sources = dict(facts.sources)
     sources["stack"] = facts.stack.key + (f" ({facts.stack.note})" if facts.stack.note else "")
+    if stack.thread_speedup != 1.0:
+        sources["thread_speedup"] = (f"times divided by {stack.thread_speedup:g}, the device's speed-up over the "
+                                     f"stack's {stack.threads} thread(s) (not validated by the leave-one-out): "
+                                     f"{stack.thread_speedup_source}")
     sources["calibration"] = cal.method + "; published points: profilers/data/calibration.csv rows of this stack"
     mdae = cal.median_abs_error
     fit_notes = {"leave-one-out": (f"median absolute error {100 * mdae:.1f}% over {cal.n_points} published points "

@@ -428,23 +428,37 @@ def _param_counts(blocks) -> list[int]:
     return counts
 
 
+def image_encodings(height: int, width: int):
+    """The real image at (H, W) and its bytes as sent: raw uint8 RGB, JPEG at JPEG_QUALITY and PNG (lossless)."""
+    img, jpeg = real_image(height, width)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return img, {"raw_uint8": 3 * height * width, "jpeg": len(jpeg), "png": len(buf.getvalue())}
+
+
 def _model_input(model: SplittableModel, device: str):
-    """(input tensor, input_bytes, jpeg source) — the real image for 3-channel image models."""
+    """(input, input_bytes, image source): the real image for 3-channel image models; for a model whose input is
+    prepared from a photo (image_size: ViLT, LLaVA-NeXT-Video), that photo's encodings at the processor size."""
     import torch
 
     shape = tuple(model.input_shape)
+    photo: dict[str, int] = {}
+    if model.image_size is not None:
+        photo = image_encodings(*model.image_size)[1]
+    source = (REAL_IMAGE + f", one photo at the processor size {model.image_size[0]}x{model.image_size[1]}"
+              if photo else "")
     if model.shapes_only:
         x = model.example_input(1) if model.example_input else torch.empty((1, *shape), device="meta")
         numel = math.prod(shape)
-        return x, {"raw_uint8": numel, "float32": 4 * numel}, ""
+        return x, {"raw_uint8": numel, "float32": 4 * numel, **photo}, source
     if len(shape) == 3 and shape[0] == 3 and model.example_input is None:
-        img, jpeg = real_image(shape[1], shape[2])
+        img, sizes = image_encodings(shape[1], shape[2])
         numel = math.prod(shape)
-        return image_tensor(img).to(device), {"raw_uint8": numel, "float32": 4 * numel, "jpeg": len(jpeg)}, REAL_IMAGE
+        return image_tensor(img).to(device), {"float32": 4 * numel, **sizes}, REAL_IMAGE
     x = model.example_input(1) if model.example_input else torch.randn((1, *shape))
     numel = sum(t[0].numel() for t in _tensors(x))
     x = x.to(device) if isinstance(x, torch.Tensor) else x
-    return x, {"float32": 4 * numel}, ""
+    return x, {"float32": 4 * numel, **photo}, source
 
 
 def _structure_pass(model: SplittableModel, x, boundaries: set[int], measure_zlib: bool):

@@ -24,7 +24,7 @@ DeviceKind = Literal["mobile", "edge", "cloud"]
 #: How a tensor crossing a split point can be sent (002 section 2 compares raw and zip-compressed sizes).
 TensorEncoding = Literal["float32", "float16", "int8", "zlib_float32", "zlib_int8"]
 #: How the input image can be sent when the whole model runs on the server (Org. ES of 002).
-InputEncoding = Literal["raw_uint8", "float32", "jpeg"]
+InputEncoding = Literal["raw_uint8", "float32", "jpeg", "png"]
 EnergyMethod = Literal["nvml-total-energy", "rapl-powercap", "power-model-estimate"]
 
 

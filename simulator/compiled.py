@@ -43,7 +43,15 @@ from profilers.errors import EdgesimError
 from simulator.engine import WindowDone, WindowLoader, falls_behind, in_memory
 from simulator.kernels.decisions import expected_delay_s, least_loaded, no_decide, no_observe
 from simulator.kernels.links import fifo_delay, finish_time, planning_bps, value_at
-from simulator.kernels.stations import backlog_s, lindley, residual_s
+from simulator.kernels.stations import (
+    backlog_s,
+    batch_size,
+    batch_wait_s,
+    busy_until_after,
+    lindley,
+    queued_after_start,
+    residual_s,
+)
 from simulator.link import Packetiser, PackedSteps, RateTrace, pack_steps
 from simulator.plan import DROPPED, LATE, TIER_FIELDS, TIME_FIELDS, FramePlan, Topology
 from simulator.kernels.records import ROUTE, load_view
@@ -259,16 +267,7 @@ def _batch_dispatch(T, cloud_s, route, SI, SF, NXT, PRV, Q, P, B, ht, hs, hc, me
                 n += 1
             j = NXT[j]
         oldest = T[CA, same[0]]
-        size = 0
-        if n == maxb:
-            size = n
-        else:
-            for p in pref:
-                if p <= n:
-                    size = p
-                    break
-        if size == 0 and now - oldest >= P[P_MAXQD] - 1e-12:
-            size = n
+        size = batch_size(n, maxb, pref, now - oldest, P[P_MAXQD])
         if size == 0:
             due = oldest + P[P_MAXQD]
             if P[P_TIMER] != due:
@@ -288,17 +287,15 @@ def _batch_dispatch(T, cloud_s, route, SI, SF, NXT, PRV, Q, P, B, ht, hs, hc, me
         for q in range(size):
             j = same[q]
             _unlink(SI, NXT, PRV, st, j)
-            SF[QUEUED, st] = SF[QUEUED, st] - cloud_s[route[j], j] if SI[QLEN, st] else 0.0
+            SF[QUEUED, st] = queued_after_start(SF[QUEUED, st], cloud_s[route[j], j], SI[QLEN, st])
             members[b, q] = j
             T[CS, j] = now
             T[BSZ, j] = size
-            arr = T[CA, j]
-            T[BW, j] = now - (free if free > arr else arr)
+            T[BW, j] = batch_wait_s(now, T[CA, j], free)
         bsize[b] = size
         head = same[0]
         s = cloud_s[route[head], head] * factors[route[head], size]
-        if now + s > P[P_CBUSY]:
-            P[P_CBUSY] = now + s
+        P[P_CBUSY] = busy_until_after(P[P_CBUSY], now, s)
         _push(ht, hs, hc, meta, now + s, (b << 4) | BATCH_FIN)
 
 
@@ -413,8 +410,8 @@ def _run(c, decide, observe, nxt, remaining, window_width, ht, hs, hc, meta):
                 ret_act, ret_i = act, i
                 i = SI[QHEAD, done_st]
                 _unlink(SI, NXT, PRV, done_st, i)
-                SF[QUEUED, done_st] = SF[QUEUED, done_st] - _work(plan, SI[SKIND, done_st], route[i], i) \
-                    if SI[QLEN, done_st] else 0.0
+                SF[QUEUED, done_st] = queued_after_start(SF[QUEUED, done_st],
+                                                         _work(plan, SI[SKIND, done_st], route[i], i), SI[QLEN, done_st])
                 st, act = done_st, A_BEGIN
             else:
                 SI[FREE, done_st] += 1
@@ -467,8 +464,7 @@ def _run(c, decide, observe, nxt, remaining, window_width, ht, hs, hc, meta):
                 else:
                     s, row, ev = cloud_s[r, i], CS, CLOUD_FIN
                 T[row, i] = now
-                if now + s > SF[BUSY, st]:
-                    SF[BUSY, st] = now + s
+                SF[BUSY, st] = busy_until_after(SF[BUSY, st], now, s)
                 push_t, push_code, act = now + s, (i << 4) | ev, A_PUSH
             elif act == A_ARRIVE:  # _Station.arrive
                 if SI[FREE, st]:
@@ -489,7 +485,7 @@ def _run(c, decide, observe, nxt, remaining, window_width, ht, hs, hc, meta):
                     while SI[QLEN, m]:
                         j = SI[QHEAD, m]
                         _unlink(SI, NXT, PRV, m, j)
-                        SF[QUEUED, m] = SF[QUEUED, m] - head_s[route[j], j] if SI[QLEN, m] else 0.0
+                        SF[QUEUED, m] = queued_after_start(SF[QUEUED, m], head_s[route[j], j], SI[QLEN, m])
                         status[j], drop_stage[j] = DROPPED, 1
                         T[DONE, j] = now
                         remaining[j // width] -= 1

@@ -16,6 +16,7 @@ from scipy.special import ndtri
 
 from profilers.errors import EdgesimError
 from profilers.io import read_text
+from simulator.kernels import links as kernel
 
 
 STEP = np.dtype([("start_s", float), ("value", float), ("integral", float)])
@@ -48,12 +49,6 @@ def pack_steps(traces: list) -> PackedSteps:
         periods[k] = (t.period_s, steps["integral"][hi - 1] + (t.period_s - t.times_s[-1]) * values[-1]
                       if t.period_s else 0.0)
     return PackedSteps(offsets, steps, periods)
-
-
-def _kernels():
-    """simulator.kernels.links, imported when a trace is first evaluated (numba stays out of parsing)."""
-    from simulator.kernels import links
-    return links
 
 
 def _each(fn, packed: PackedSteps, *args):
@@ -101,16 +96,16 @@ class RateTrace:
 
     def rate_bps_at(self, t_s: float) -> float:
         """Data rate in bit/s at time t_s."""
-        return float(_kernels().value_at(self.packed, 0, float(t_s)))
+        return float(kernel.value_at(self.packed, 0, float(t_s)))
 
     def bits_until(self, t_s: np.ndarray | float) -> np.ndarray | float:
         """Bits the link can carry from time 0 to t_s: C(t) = integral of the rate."""
-        k = _kernels()
+        k = kernel
         return _each((k.integral_until, k.integrals_until), self.packed, t_s)
 
     def finish_time(self, start_s: np.ndarray | float, bits: np.ndarray | float) -> np.ndarray | float:
         """When a transmission of `bits` starting at start_s ends: C^-1(C(start) + bits), exact for the trace."""
-        k = _kernels()
+        k = kernel
         return _each((k.finish_time, k.finish_times), self.packed, start_s, bits)
 
     @property
@@ -160,7 +155,7 @@ class DelayTrace:
 
     def at(self, t_s: np.ndarray | float) -> np.ndarray:
         """One-way delay at times t_s."""
-        k = _kernels()
+        k = kernel
         return np.asarray(_each((k.value_at, k.values_at), self.packed, t_s))
 
     def shifted(self, offset_s: float) -> "DelayTrace":

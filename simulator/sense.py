@@ -100,7 +100,7 @@ def trace_slips(mean_mbps: float, duration_s: float, peak_mbps: float = 0.0) -> 
     """Why a link trace's converted rates or times look wrong: its mean (or its highest rate) above 10 Gbit/s, or
     longer than a day."""
     out = []
-    top = max(mean_mbps, peak_mbps)
+    top = mean_mbps if mean_mbps > TRACE_MEAN_MAX_MBPS else peak_mbps
     if top > TRACE_MEAN_MAX_MBPS:
         what = "mean rate" if mean_mbps > TRACE_MEAN_MAX_MBPS else "highest rate"
         out.append(f"{what} {mbps_text(top)} Mbit/s ({_mbps_words(top)}) is above 10 Gbit/s: kbit/s read as Mbit/s? (in "
@@ -199,12 +199,20 @@ def check_scenario(scenario, source: str = "<scenario>", line_of=None) -> list[s
     return lines
 
 
-def check_overrides(overrides: dict[str, Any], source: str = "--set") -> list[str]:
-    """Warn (ImplausibleValue) about implausible --set values; returns the lines."""
+def check_overrides(scenario, paths, source: str = "--set") -> list[str]:
+    """Warn (ImplausibleValue) about implausible values the scenario got at the --set paths (read back after
+    validation: '1e7' is a number only then); returns the lines."""
     from profilers.errors import field_message
 
-    lines = [field_message(source, tuple(path.split(".")), msg) for path, value in overrides.items()
-             if (msg := field_slip(path.split(".")[-1], value))]
+    data, lines = scenario.model_dump(mode="json"), []
+    for path in paths:
+        node = data
+        for part in path.split("."):
+            node = node[int(part)] if isinstance(node, list) and part.isdigit() else (
+                node.get(part) if isinstance(node, dict) else None)
+        msg = field_slip(path.split(".")[-1], node)
+        if msg:
+            lines.append(field_message(source, tuple(path.split(".")), msg))
     warn(lines)
     return lines
 

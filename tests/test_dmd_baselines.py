@@ -93,3 +93,25 @@ def test_evaluate_reports_baselines_with_the_oracle_and_mean_curves_have_bands()
     runs = pd.concat([ev.curves.assign(seed=s, f1=ev.curves.f1 + 0.01 * s) for s in range(3)])
     mean = summarise(runs, ["split", "method", "offload_fraction"], ["f1"])
     assert (mean.n_seeds == 3).all() and (mean.f1_ci > 0).all()
+
+
+def test_cost_aware_point_is_the_cheapest_fraction_reaching_the_floor():
+    """Energy rising linearly with the share deferred: the cheapest point meeting the floor is the smallest train
+    fraction whose train F1 reaches it; a floor nothing reaches but deferring all still ends at 100 %."""
+    from edgesim.studies.dmd.costaware import cost_aware_rows
+
+    tr = feature_trace(2)
+    tr["switcher_score"] = tr.hidden.map(lambda h: h[0])  # agreement's own coordinate: a good switcher
+    fr = np.round(np.linspace(0, 1, 11), 1)
+    sweep = pd.DataFrame({"method": "switcher", "offload_fraction": fr, "sim_energy_kj": 1 + 9 * fr,
+                          "sim_delay_mean_ms": 5 + 100 * fr})
+    rows = cost_aware_rows(tr, sweep, int((tr.split == "test").sum()), 0.5).set_index("cost")
+    train = tr[tr.split == "train"].reset_index(drop=True)
+    order = np.argsort(train.switcher_score.to_numpy(), kind="stable")
+    f1s, _ = deferral.metrics_along(train, order, np.array([round(f * len(train)) for f in np.linspace(0, 1, 101)]), 1)
+    floor = rows.loc["energy", "f1_floor_pct"]
+    first = np.flatnonzero(100 * f1s >= floor - 1e-9)[0] / 100
+    assert rows.loc["energy", "train_offload_fraction"] == pytest.approx(first)
+    assert rows.loc["energy", "sim_cost"] == pytest.approx(1 + 9 * rows.loc["energy", "test_large_model_pct"] / 100)
+    assert rows.loc["energy", "sim_cost_table1_switcher"] == pytest.approx(5.5)
+    assert (rows.train_f1_pct >= floor - 1e-9).all()

@@ -125,6 +125,14 @@ def test_two_tiny_models_end_to_end(fall_pair, tmp_path, capsys):
     rep = pd.read_csv(tmp_path / "rep" / "table1.csv").set_index("method")
     assert rep.loc["cloud-only", "f1_pct"] == pytest.approx(t1.loc["cloud-only", "f1_pct"])
     assert rep.loc["cloud-only", "sim_energy_kj"] > 0 and rep.loc["edge-only", "large_model_pct"] == 0
+    aware = pd.read_csv(tmp_path / "rep" / "cost_aware.csv").set_index("cost")
+    assert (aware.train_f1_pct >= aware.f1_floor_pct - 1e-9).all() and set(aware.index) == {"energy", "delay"}
+    ev = pd.read_csv(tmp_path / "ev" / "baselines.csv").set_index("method")
+    assert {"logreg-switcher", "router-large-better", "switcher-on-probs", "oracle"} <= set(ev.index)
+    assert main(["dmd", "cost", str(trace), "--out", str(tmp_path / "cost.csv")]) == 0
+    photo = np.median([(root / "falls" / "x").parent.joinpath(p).stat().st_size for p in df.sample_id])
+    cost = pd.read_csv(tmp_path / "cost.csv").set_index("part")
+    assert cost.loc["photo uplink", "bytes"] == int(photo * (1 + 40 / 1460))
     out = capsys.readouterr().out
     assert "weights" in out and "mean 0.5,0.5,0.5, std 0.25,0.25,0.25" in out
 

@@ -387,11 +387,15 @@ def replay_cmd(
                                             "trace and gives the operating point chosen on train"),
     encoding: str = typer.Option("raw_uint8", help="how a deferred input reaches the cloud: raw_uint8, jpeg or float32"),
     switcher_ms: float = typer.Option(0.0, min=0.0, help="the switcher's time per frame on the mobile device (ms)"),
+    f1_floor: Optional[float] = typer.Option(None, help="cost-aware operating point: the cheapest deferral fraction "
+                                             "whose train F1 (%) reaches this floor (default: the large model's train F1)"),
     out: Path = typer.Option(Path("dmd-replay"), help="output folder"),
     png: Optional[bool] = png_option(),
     seed: int = typer.Option(0),
 ) -> None:
     """000 Table 1 with time and energy, and Figures 4-5, for any edge/cloud model pair in any device profiles."""
+    if f1_floor is not None and not 0.0 <= f1_floor <= 100.0:
+        raise EdgesimError(f"--f1-floor {f1_floor}: expected an F1 in percent, 0 to 100")
     trace = read_trace_parquet(trace_path)
     cfg = None
     if switcher is not None:
@@ -402,8 +406,64 @@ def replay_cmd(
     with _echoed_warnings():
         rep = replay_profiles(out, scored, info, list(profile), mobile, cloud,
                               CascadeModels(edge_model, cloud_model, encoding), switcher_ms / 1e3, seed,
-                              png_mode(png))
+                              png_mode(png), f1_floor_pct=f1_floor)
     typer.echo(f"Table 1 of 000: {edge_model} on {mobile} -> WAN -> {cloud_model} on {cloud}; {TABLE1_SOURCES} "
                "from the device profiles:")
     typer.echo(_table1_text(rep.table1))
+    aware = out / "cost_aware.csv"
+    if aware.is_file():
+        typer.echo("Cost-aware switcher operating points (cheapest train fraction reaching the F1 floor on train; "
+                   "test F1 measured, cost simulated):")
+        typer.echo(pd.read_csv(aware).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     typer.echo(f"wrote {out / 'table1.csv'}, {out / 'cost_vs_deferred.csv'} and Figures 4-5")
+
+
+@dmd_app.command("cost")
+def cost_cmd(
+    trace_path: Optional[Path] = typer.Argument(None, help="DMD trace whose sample ids are the photos (a YOLO export): "
+                                                "the JPEG sent per deferred frame is their median size"),
+    photo_bytes: Optional[float] = typer.Option(None, min=1, help="bytes of the photo sent per deferred frame "
+                                                "(instead of a trace's files)"),
+    cloud: Optional[Path] = typer.Option(None, help="local LLaVA-NeXT-Video folder: its config (default: the 7B "
+                                         "shape) and its tokenizer's count of the prompt"),
+    question: str = typer.Option(adapters.DEFAULT_QUESTION, help="the yes/no prompt `dmd generate` sends"),
+    answer_tokens: int = typer.Option(4, min=1, help="answer tokens generated (the adapter's max_new_tokens)"),
+    gpu: str = typer.Option("a100", help="GPU of the derivation: a100, h100 or v100"),
+    uplink_mbps: float = typer.Option(20.0, min=1e-3, help="uplink rate (the replay's WAN, assumed)"),
+    out: Optional[Path] = typer.Option(None, help="write the breakdown as CSV"),
+) -> None:
+    """The real pair's cost per deferred frame as `dmd generate` runs LLaVA-NeXT-Video: photo uplink, vision tower,
+    projector, prefill and decode of the answer tokens; GPU times derived with a stated band (no GPU measurement)."""
+    from edgesim.studies.dmd import realcost
+
+    if gpu not in realcost.GPUS:
+        raise EdgesimError(f"--gpu '{gpu}': expected one of {', '.join(realcost.GPUS)}")
+    if photo_bytes is None:
+        if trace_path is None:
+            raise EdgesimError("give a DMD trace of a YOLO export (its photo files) or --photo-bytes N")
+        sizes = realcost.photo_sizes(_read_trace(trace_path)["sample_id"])
+        if sizes is None:
+            raise EdgesimError(f"{trace_path}: its sample ids are not image files here; give --photo-bytes N")
+        photo_bytes, source = float(sizes.median()), f"median of {len(sizes)} photo files of {trace_path} (measured)"
+    else:
+        source = "--photo-bytes (stated)"
+    shape, prompt, prompt_source = realcost.LlavaShape(), realcost.PROMPT_TEXT_TOKENS, "estimated by hand"
+    if cloud is not None:
+        ad = _vqa_adapter(Path(cloud), question, "cpu", "float32")
+        if not isinstance(ad, adapters.LlavaNextVideoYesNoAdapter):
+            raise EdgesimError(f"--cloud {cloud}: not a LLaVA-NeXT-Video checkpoint folder")
+        shape = realcost.LlavaShape.from_config(ad.model.config)
+        prompt = len(ad._prompt_ids(1)) - 1  # the template's tokens without the one <video> placeholder
+        prompt_source = f"counted by {cloud}'s tokenizer"
+    table = realcost.deferred_frame_cost(photo_bytes, shape, prompt, answer_tokens, gpu, uplink_mbps)
+    if out is not None:
+        atomic_write_text(out, table.to_csv(index=False))
+    typer.echo(f"One deferred frame to LLaVA-NeXT-Video as `dmd generate` runs it: 1 frame, {prompt} prompt tokens "
+               f"({prompt_source}) + {shape.image_tokens} image tokens, {answer_tokens} answer tokens; photo "
+               f"{photo_bytes:,.0f} B ({source}). FLOPs counted from the configuration; GPU times derived, not "
+               f"measured: low/central/high from MFU {realcost.GPU_ASSUMPTIONS['mfu']}, bandwidth share "
+               f"{realcost.GPU_ASSUMPTIONS['eta']}, per-step overhead {realcost.GPU_ASSUMPTIONS['step_overhead_s']} s (assumed).")
+    shown = table.assign(gflops=table["flops"] / 1e9, mbytes=table["bytes"] / 1e6,
+                         low_ms=1e3 * table["low_s"], central_ms=1e3 * table["central_s"], high_ms=1e3 * table["high_s"])
+    typer.echo(shown[["part", "gflops", "mbytes", "low_ms", "central_ms", "high_ms", "what"]]
+               .to_string(index=False, float_format=lambda v: f"{v:.4g}"))

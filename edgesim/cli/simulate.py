@@ -20,7 +20,7 @@ from rich.table import Table
 
 from edgesim.cli.console import console, png_mode, png_option, progress_steps
 from edgesim.cli.profile import device_rows, model_rows
-from edgesim.report.html import column_unit, fmt_sig
+from edgesim.report.html import column_unit, fmt_sig, parse_formats
 from edgesim.report.outputs import write_plots_and_report
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_text
@@ -46,10 +46,11 @@ def _parse_sets(sets: list[str]) -> dict:
 def _with_sets(sc, sets: list[str], engine: Optional[str] = None):
     """The scenario with --set overrides (and --engine) applied; implausible values among them warn."""
     overrides = _parse_sets(sets)
-    check_overrides(overrides)
     if engine:
         overrides["engine"] = engine
-    return apply_overrides(sc, overrides)
+    sc = apply_overrides(sc, overrides)
+    check_overrides(sc, overrides)
+    return sc
 
 
 def _sigterm_as_interrupt(signum, frame):  # noqa: ARG001
@@ -198,10 +199,20 @@ def validate(scenario: Path = typer.Argument(..., metavar="SCENARIO", help="scen
 
 
 def plot(results: Path = typer.Argument(..., metavar="RESULTS", help="results folder", show_default=False),
-         png: Optional[bool] = png_option()) -> None:
+         png: Optional[bool] = png_option(),
+         formats: Optional[str] = typer.Option(None, "--format", metavar="html,png,pdf,svg",
+                                               help="figure files to write, comma-separated (images need Chromium; "
+                                                    "an error if they cannot be made); default: --png's choice"),
+         style: str = typer.Option("default", "--style", metavar="default|paper",
+                                   help="paper: single-column width, serif fonts (embedded in PDF), a palette and "
+                                        "dashes that survive greyscale")) -> None:
     """Regenerate the plots and report.html of a results folder from its summary and frames."""
+    if style not in ("default", "paper"):
+        raise EdgesimError(f"--style '{style}': known: default, paper")
+    chosen = parse_formats(formats) if formats is not None else None
     summary, _, manifest, sc = load_results(results, frames=False)
-    warnings = write_plots_and_report(results, sc, summary, manifest, png=png_mode(png, None))
+    warnings = write_plots_and_report(results, sc, summary, manifest, png=png_mode(png, None), formats=chosen,
+                                      style=style)
     for w in warnings:
         print(f"edgesim: warning: {w}", file=sys.stderr)
     print(f"plots: {results / 'plots'}  report: {results / 'report.html'}")

@@ -187,6 +187,12 @@ def hf_model(path_text: str, request: ModelRequest, warn: Optional[Warn] = None)
         raise EdgesimError(f"hf:{path_text}: cannot read {config_path}: {first_line(exc)}") from None
     weights = [f for f in ("model.safetensors", "pytorch_model.bin") if (folder / f).is_file()] if path.is_dir() else []
     source = request.checkpoint or (str(folder) if weights else None)
+    model_id = f"hf:{folder.name}"
+    from profilers.models.hf import multimodal_from_config
+
+    multimodal = multimodal_from_config(model_id, config, source, request.input_size)
+    if multimodal is not None:  # ViLT, LLaVA-NeXT-Video: blocks of profilers.models.hf, split per layer
+        return multimodal
     try:
         cls = _image_classification_class(config)
         if source:
@@ -201,7 +207,6 @@ def hf_model(path_text: str, request: ModelRequest, warn: Optional[Warn] = None)
     channels = int(getattr(config, "num_channels", 3))
     size = request.input_size
     shape = (channels, side, side) if size is None else ((channels, *size) if len(size) == 2 else tuple(size))
-    model_id = f"hf:{folder.name}"
     return _finish(model_id, _Logits.wrap(module), shape, request,
                    f"transformers {type(module).__name__} from {config_path}", warn, checkpoint_loaded=source)
 

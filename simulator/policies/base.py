@@ -12,11 +12,13 @@ from typing import Any, Callable, ClassVar, Optional
 
 import numpy as np
 import pandas as pd
+from numba import cfunc
 from pydantic import BaseModel, ConfigDict, Field
 
 from profilers.errors import EdgesimError
 from profilers.schema import ModelProfile
 from simulator.devices import Device, ServiceTime, reference_model
+from simulator.kernels.decisions import DECIDE, OBSERVE
 from simulator.kernels.records import ROUTE
 from simulator.link import DEFAULT_PACKET_PAYLOAD_BYTES, Packetiser, RateTrace
 
@@ -239,9 +241,6 @@ _C_FUNCTIONS: dict = {}
 def _c_functions(decide, observe) -> tuple:
     key = (decide, observe)
     if key not in _C_FUNCTIONS:
-        from numba import cfunc
-
-        from simulator.kernels.decisions import DECIDE, OBSERVE
         _C_FUNCTIONS[key] = (cfunc(DECIDE, cache=True)(decide.py_func), cfunc(OBSERVE, cache=True)(observe.py_func))
     return _C_FUNCTIONS[key]
 

@@ -92,7 +92,9 @@ class BestSplitPolicy(StatefulPolicy):
         for name in names:
             full_offload = self.model.split_point(name).layer_index == 0
             enc = self.spec.input_encoding if full_offload else self.spec.encoding
-            out.append(make_route(f"best-split@{name}/{enc}", self.model, name, enc, mobile, server))
+            local = self.model.split_point(name) is self.model.split_points[-1]  # the all-local decision
+            out.append(make_route("local" if local else f"best-split@{name}/{enc}", self.model, name, enc, mobile,
+                                  server))
         return out
 
 
@@ -112,7 +114,8 @@ class BestPlacementPolicy(BestSplitPolicy):
         out = []
         for i, a in enumerate(order):
             enc = self.spec.input_encoding if self.model.split_point(a).layer_index == 0 else self.spec.encoding
-            out.append(make_route(f"place@{a}/{enc}", self.model, a, enc, mobile, server))
+            local = self.model.split_point(a) is self.model.split_points[-1]  # nothing leaves the mobile device
+            out.append(make_route("local" if local else f"place@{a}/{enc}", self.model, a, enc, mobile, server))
             if self.cloud is None or a == "output":
                 continue
             for b in order[i:]:
