@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from edgesim.cli.simulate import _parse_sets
-from edgesim.testbed.net import require
+from edgesim.testbed.net import available_congestion_control, require
 from edgesim.testbed.report import write_report
 from edgesim.testbed.runner import (Placement, TestbedOptions, default_placement, expand, link_settings, run_session,
                                     serve, session_context, summary_table, write_outputs)
@@ -72,6 +72,9 @@ def testbed(
         raise EdgesimError("usage: edgesim testbed SCENARIO --out DIR | serve | run SCENARIO --edge HOST:PORT --out DIR")
     if out is None:
         raise EdgesimError("edgesim testbed: --out DIR is required")
+    known = available_congestion_control()
+    if congestion_control and known and congestion_control not in known:
+        raise EdgesimError(f"--congestion-control '{congestion_control}': not in this kernel; available: {', '.join(known)}")
     sc = apply_overrides(load_scenario(Path(args[0])), _parse_sets(set_))
     points = expand(sc)
     if not edge:

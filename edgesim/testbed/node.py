@@ -32,8 +32,6 @@ from profilers.schema import DeviceProfile, dump_profile
 
 END_OF_RUN = -1
 """Frame id of the message that ends a run (the edge server then reports its stamps)."""
-PING = -2
-"""Frame id of a clock probe: the edge server answers with its monotonic time (edgesim.testbed.clock)."""
 
 
 @dataclass(frozen=True)
@@ -176,9 +174,6 @@ def run_edge(models: Models, conn, routes: list[RoutePlan], route_of_frame: list
             msg = recv_message(conn)
             if msg is None or msg[0] == END_OF_RUN:
                 break
-            if msg[0] == PING:
-                send_message(conn, PING, json.dumps(time.monotonic()).encode())
-                continue
             stamps[msg[0]] = {"frame": msg[0], "received": time.monotonic()}
             arrived.put(msg)
         arrived.put(None)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from edgesim.testbed.clock import ClockOffset, estimate_offset
-from edgesim.testbed.compare import COMPONENTS, comparison_rows, real_frames, simulated_components
+from edgesim.testbed.compare import comparison_rows, real_frames, simulated_components
 from edgesim.testbed.net import EDGE_ADDR, LinkSettings, ShapedLink, host_congestion_control
 from edgesim.testbed.wire import listen
 from profilers.errors import EdgesimError
@@ -484,5 +484,3 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
                      "own_err_p95": r[("relative_error", "run-compute", "p95")]})
     return pd.DataFrame(rows)
 
-
-__all__ = ["COMPONENTS", "Placement", "TestbedOptions", "run_session", "write_outputs"]
