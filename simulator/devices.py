@@ -199,6 +199,13 @@ class Device:
                          f"device '{self.name}', model '{model.model_id}', split point '{sp.name}'")
         return st.scaled(1.0 / self.speed_factor) if self.speed_factor != 1.0 else st
 
+    def codec_s(self, model: ModelProfile, sp: SplitPoint, encoding: str, step: Literal["encode_s", "decode_s"]) -> float:
+        """Measured median seconds to encode (step 'encode_s') or decode ('decode_s') sp's tensor in `encoding` on
+        this device (profilers/codec.py, issue 23 point 4); 0 where its profile has no such measurement."""
+        if self.profile is None or model.model_id not in self.profile.models:
+            return 0.0
+        own = {p.name: p for p in self.profile.models[model.model_id].split_points}.get(sp.name)
+        return float(getattr(own, step).get(encoding, 0.0)) / self.speed_factor if own is not None else 0.0
 
     def part_time(self, model: ModelProfile, start: SplitPoint, end: SplitPoint) -> Optional[ServiceTime]:
         """Time to run the blocks between two split points here (the middle of a two-point split); None if empty.
