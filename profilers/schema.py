@@ -140,6 +140,11 @@ class SplitPoint(_Strict):
     tail_latency: Optional[LatencyStats] = None
     head_energy_j: Optional[float] = Field(default=None, ge=0)
     tail_energy_j: Optional[float] = Field(default=None, ge=0)
+    encode_s: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict, description=(
+        "median seconds to encode this point's tensor (the input image at 'input') per encoding on this device "
+        "(profilers/codec.py); empty: not measured"))
+    decode_s: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict, description=(
+        "median seconds to decode it back into the tensor the tail takes, per encoding on this device"))
 
     @model_validator(mode="after")
     def _numel_matches_shape(self) -> "SplitPoint":
