@@ -14,9 +14,7 @@ from typing import Optional
 import pandas as pd
 
 from simulator.assemble import Point, Window, assemble, plan_window, with_device_errors
-from simulator.compiled import simulate_compiled, simulate_compiled_windows, supports
-from simulator.engine import simulate, simulate_windows
-from simulator.frames import FrameSink, frames_df
+from simulator.frames import FrameSink, frame_keys, frames_df
 from simulator.metrics import add_gain_bands, add_gains, summary_rows
 from simulator.policies import BasePolicy
 from simulator.scenario import Scenario, apply_overrides
@@ -43,8 +41,8 @@ def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Opti
     sc = apply_overrides(scenario, overrides, source=f"sweep point {point}")
     pt = assemble(sc)
     streaming = frames_path is not None and sc.workload.frames * pt.n_mobiles > sc.workload.chunk_frames
-    per_edge = pt.topo.tiers is not None and len(pt.topo.tiers.edges) > 1
-    with FrameSink([s.display for s in sc.policies], frames_path, keep_frames, per_edge) as sink:
+    n_edges = len(pt.topo.tiers.edges) if pt.topo.tiers is not None else 0
+    with FrameSink([s.display for s in sc.policies], pt.n_mobiles, n_edges, frames_path, keep_frames) as sink:
         used: dict[str, str] = {}
         for rep in range(sc.replications):
             rep_pt = with_device_errors(pt, sc.seed, rep) if sc.uncertainty == "device" else pt
@@ -64,11 +62,15 @@ def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Opti
 
 def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink, windowed: bool) -> str:
     """One replication of one policy at one point, its frame tables handed to the sink; returns the engine used."""
+    from simulator.engine import simulate, simulate_windows
+
     sc, label = pt.scenario, pol.spec.display
     streams = FrameStreams(sc.seed, rep, pt.n_mobiles)
     frames_per, chunk = sc.workload.frames, sc.workload.chunk_frames
     routes_by_group = pt.routes_of_group(pol)  # once for every window of this run
     compiled = pt.engine == "compiled"
+    if compiled:  # numba: imported by the first run that uses it
+        from simulator.compiled import simulate_compiled, simulate_compiled_windows, supports
     policy = pol if pol.stateful else None
     dynamic = pt.topo.tiers is not None and pt.topo.tiers.dynamic
     routes = [routes_by_group[g] for g in pt.group_of_instance] if pol.stateful or dynamic else None
@@ -78,7 +80,7 @@ def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink
             times, used = simulate_compiled(w.plan, pt.topo, policy, routes), "compiled"
         else:  # the readable reference, and whatever the compiled loop does not cover
             times, used = simulate(w.plan, pt.topo, policy, routes), "simpy"
-        sink.add(frames_df(pt, w, times, label, rep, point), label)
+        sink.add(frames_df(pt, w, times, label, rep, point), label, frame_keys(w, times, rep, pt.topo.tiers is not None))
         return used
     per_window = max(1, chunk // pt.n_mobiles)
     windows: dict[int, Window] = {}
@@ -91,7 +93,8 @@ def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink
         return windows[k].plan
 
     def done(k: int, _plan, times: dict) -> None:
-        sink.add(frames_df(pt, windows.pop(k), times, label, rep, point), label)
+        w = windows.pop(k)
+        sink.add(frames_df(pt, w, times, label, rep, point), label, frame_keys(w, times, rep, pt.topo.tiers is not None))
 
     first = load(0)  # loaded once: windows draw from the random streams in order
     loader = (lambda k: first if k == 0 else load(k))

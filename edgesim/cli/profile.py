@@ -12,21 +12,19 @@ import typer
 
 from edgesim.cli.console import console, progress_steps
 from profilers.errors import EdgesimError
-from profilers.models.sources import ModelRequest
-from profilers.profiling import (
-    derive_profiles,
-    device_row,
-    device_rows,
-    list_split_points,
-    model_rows,
-    parse_input_size,
-    profile_model_rows,
-    run_profile,
-    split_rows,
-)
-from profilers.schema import load_profile
 
+# profilers.profiling (torch, through profilers.derive) is imported by the commands that use it, so that other
+# commands start without it; device_rows and model_rows are still importable from here (__getattr__)
 __all__ = ["derive", "device_rows", "model_rows", "profile", "show"]
+
+
+def __getattr__(name: str):
+    """device_rows and model_rows, re-exported from profilers.profiling on first use (PEP 562)."""
+    if name in ("device_rows", "model_rows"):
+        from profilers import profiling
+
+        return getattr(profiling, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _warn(message: str) -> None:
@@ -36,6 +34,8 @@ def _warn(message: str) -> None:
 def split_table(mp, title: str = ""):
     """A rich table of split_rows(mp)."""
     from rich.table import Table
+
+    from profilers.profiling import split_rows
 
     def ms(row, part):
         if row[f"{part}_median_ms"] is None:
@@ -71,6 +71,9 @@ def _candidates_table(model_label: str, rows: list[dict]):
 def show(path: Path) -> None:
     """Print what a profile holds: the device, and per model how it was measured and its split points."""
     from rich.table import Table
+
+    from profilers.profiling import device_row, profile_model_rows
+    from profilers.schema import load_profile
 
     dev = load_profile(path)
     screen = console()
@@ -115,6 +118,9 @@ def profile(
                                               help="also time the whole model at these batch sizes (dynamic batching)"),
 ) -> None:
     """Measure MODEL on this host and add it to a device profile (002 section 2, Table 2); `profile show FILE`."""
+    from profilers.models.sources import ModelRequest
+    from profilers.profiling import list_split_points, parse_input_size, split_rows
+
     if model == "show":
         if show_path is None:
             raise EdgesimError("edgesim profile show FILE: give the profile file to print")
@@ -160,6 +166,8 @@ def profile(
 def _run_with_progress(request, device_name, repeats, warmup, threads, device, out, energy, kind, batch_sizes=None):
     """run_profile with the command line's progress bar on stderr, started at the first step so that errors
     before it stay one line."""
+    from profilers.profiling import run_profile
+
     label = f"profiling {request.spec or request.model_file}"
     with ExitStack() as started:
         bar = None
@@ -181,5 +189,7 @@ def derive(
                                        "(default profiles/<device>.json)"),
 ) -> None:
     """Derive the models of a measured profile onto catalog devices with the catalog's method (profilers.derive)."""
+    from profilers.profiling import derive_profiles
+
     for path, dev in derive_profiles(profile_path, devices, out):
         typer.echo(f"wrote {path}: {dev.name} ({dev.kind}, derived) with {', '.join(sorted(dev.models))}")
