@@ -80,10 +80,11 @@ def _pairwise(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np
     """numpy's pairwise sum (umath loops, pairwise_sum) of values[start:start + length] for every run at once."""
     out = np.full(starts.size, -0.0)
     big = lengths > PAIRWISE_BLOCK
-    if big.any():
+    if big.any():  # both halves of every long run in one call: as many calls as halvings, not runs
         s, n = starts[big], lengths[big]
         half = n // 2 - (n // 2) % 8
-        out[big] = _pairwise(values, s, half) + _pairwise(values, s + half, n - half)
+        halves = _pairwise(values, np.concatenate((s, s + half)), np.concatenate((half, n - half)))
+        out[big] = halves[:s.size] + halves[s.size:]
     short = ~big & (lengths < 8)
     for i in range(7):  # fewer than 8 values: one after the other
         m = short & (lengths > i)
