@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -36,17 +37,21 @@ def cameras_scenario(cameras: int, total_frames: int) -> dict:
 
 
 def run_child(scenario: Path, out: Path, timeout_s: float) -> dict:
-    """run_to_folder(scenario, out) in a child process: wall seconds and peak RSS (MB), or that it ran out of time."""
+    """run_to_folder(scenario, out) in a child process: wall seconds, CPU seconds (user + system: less sensitive to
+    a shared machine's load) and peak RSS (MB), or that it ran out of time."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     try:
         res = subprocess.run([sys.executable, "-c", _PEAK + _API, str(scenario), str(out)], cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        return {"seconds": None, "peak_rss_mb": None, "note": f"did not finish within {timeout_s:g} s"}
+        return {"seconds": None, "cpu_s": None, "peak_rss_mb": None, "note": f"did not finish within {timeout_s:g} s"}
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if res.returncode != 0:
-        return {"seconds": None, "peak_rss_mb": None, "note": res.stderr.strip().splitlines()[-1]}
-    return {"seconds": seconds, "peak_rss_mb": int(res.stderr.split()[-1]) / 1024}
+        return {"seconds": None, "cpu_s": None, "peak_rss_mb": None, "note": res.stderr.strip().splitlines()[-1]}
+    return {"seconds": seconds, "cpu_s": cpu_s, "peak_rss_mb": int(res.stderr.split()[-1]) / 1024}
 
 
 def camera_rows(total_frames: int, timeout_s: float = 600.0) -> list[dict]:

@@ -168,12 +168,14 @@ def main(argv=None) -> int:
                     f"processes ({c['serial_s']:.2f} s one after the other, {c['two_processes_s']:.2f} s at once)")
     for row in report["cameras_equal_frames"]:
         Console().print(f"{row['cameras']:>6,} cameras, {row['frames']:,} frames in all (same load): "
-                        + (f"{row['seconds']:.2f} s ({row['frames_per_s']:,.0f} frames/s), peak {row['peak_rss_mb']:.0f} MB"
+                        + (f"{row['seconds']:.2f} s ({row['frames_per_s']:,.0f} frames/s; CPU {row['cpu_s']:.2f} s), "
+                           f"peak {row['peak_rss_mb']:.0f} MB"
                            if row["seconds"] else row["note"]))
     for row in report["city_scale"]:
         Console().print(f"city_scale.yaml, {row['policy']} ({row['cameras']:,} cameras, {row['edge_servers']} edge "
                         f"servers, {row['frames']:,} frames): "
-                        + (f"{row['seconds']:.1f} s, peak {row['peak_rss_mb']:.0f} MB" if row["seconds"] else row["note"]))
+                        + (f"{row['seconds']:.1f} s (CPU {row['cpu_s']:.1f} s), peak {row['peak_rss_mb']:.0f} MB"
+                           if row["seconds"] else row["note"]))
     for label, row in report["startup"].items():
         Console().print(f"{label}: {row['seconds']:.2f} s, peak {row['peak_rss_mb']:.0f} MB, heavy imports: "
                         f"{', '.join(row['heavy_imports']) or 'none'}")

@@ -40,7 +40,7 @@ def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Opti
     parent process) and the result holds no frames; above workload.chunk_frames the run then goes window by window."""
     sc = apply_overrides(scenario, overrides, source=f"sweep point {point}")
     pt = assemble(sc)
-    streaming = frames_path is not None and sc.workload.frames * pt.n_mobiles > sc.workload.chunk_frames
+    streaming = frames_path is not None and sc.workload.frames * pt.n_mobiles * _copies(pt) > sc.workload.chunk_frames
     n_edges = len(pt.topo.tiers.edges) if pt.topo.tiers is not None else 0
     with FrameSink([s.display for s in sc.policies], pt.n_mobiles, n_edges, frames_path, keep_frames) as sink:
         used: dict[str, str] = {}
@@ -58,6 +58,12 @@ def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Opti
     if sc.uncertainty == "device":
         summary = add_gain_bands(summary, sink.accumulators, local, offload)
     return PointResult(point, sink.frames(), summary, pt.engine, pt.notes)
+
+
+def _copies(pt: Point) -> int:
+    """How many times a frame plan holds each frame's demands: once per edge server (a route per server), so that a
+    window holds chunk_frames frame-routes and its memory stays flat however many servers there are."""
+    return max(len(pt.edge_devices), 1)
 
 
 def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink, windowed: bool) -> str:
@@ -82,7 +88,7 @@ def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink
             times, used = simulate(w.plan, pt.topo, policy, routes), "simpy"
         sink.add(frames_df(pt, w, times, label, rep, point), label, frame_keys(w, times, rep, pt.topo.tiers is not None))
         return used
-    per_window = max(1, chunk // pt.n_mobiles)
+    per_window = max(1, chunk // (pt.n_mobiles * _copies(pt)))
     windows: dict[int, Window] = {}
 
     def load(k: int):
