@@ -177,7 +177,7 @@ def main(argv=None) -> int:
                         + (f"{row['seconds']:.1f} s (CPU {row['cpu_s']:.1f} s), peak {row['peak_rss_mb']:.0f} MB"
                            if row["seconds"] else row["note"]))
     for label, row in report["startup"].items():
-        Console().print(f"{label}: {row['seconds']:.2f} s, peak {row['peak_rss_mb']:.0f} MB, heavy imports: "
+        Console().print(f"{label}: {row['seconds']:.2f} s (CPU {row['cpu_s']:.2f} s), peak {row['peak_rss_mb']:.0f} MB, heavy imports: "
                         f"{', '.join(row['heavy_imports']) or 'none'}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     from profilers.io import atomic_write_text
