@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from profilers.catalog import list_devices, load_device
-from profilers.errors import EdgesimError, ProfileError
+from profilers.errors import EdgesimError, ProfileError, did_you_mean
 from profilers.schema import DeviceProfile, LatencyStats, ModelProfile, SplitPoint
 
 ServiceMode = Literal["median", "sampled"]
@@ -141,8 +141,7 @@ class Device:
             raise EdgesimError(f"device '{self.name}' is inline with a fixed latency and has no model profiles")
         if model_id not in self.profile.models and self.profile.provenance.kind == "derived":
             raise ProfileError(f"device '{self.name}' (derived, not measured) has no profile for model '{model_id}'; "
-                               f"profile the model on a machine you have (`edgesim profile {model_id} --device-name NAME "
-                               f"--out P.json`), then `edgesim derive P.json --device {self.name} --out D.json` and list "
+                               f"profile the model on a machine you have (`{profile_command(model_id)}`), then `edgesim derive P.json --device {self.name} --out D.json` and list "
                                "D.json under `profiles:`")
         return self.profile.model(model_id)
 
@@ -235,10 +234,20 @@ def find_model(model_id: str, profiles: Iterable[DeviceProfile]) -> Optional[Mod
 
 def reference_model(devices: dict[str, Device], model_id: str) -> ModelProfile:
     """The model's profile from any profiled device (shapes, bytes and FLOPs do not depend on the device)."""
-    model = find_model(model_id, (dev.profile for dev in devices.values() if dev.profile is not None))
+    profiles = [dev.profile for dev in devices.values() if dev.profile is not None]
+    model = find_model(model_id, profiles)
     if model is not None:
         return model
-    raise ProfileError(f"no profile of model '{model_id}' in the scenario's devices or the catalog; measure it on a "
-                       f"machine you have (`edgesim profile {model_id} --device-name NAME --out P.json`), derive it onto "
-                       "catalog devices (`edgesim derive P.json --device rpi3b+ --out D.json`) and list both files "
-                       "under `profiles:`")
+    known = sorted({m for prof in itertools.chain(profiles, map(load_device, list_devices())) for m in prof.models})
+    raise ProfileError(f"no profile of model '{model_id}' in the scenario's devices or the catalog"
+                       f"{did_you_mean(model_id, known)}; measure it on a machine you have "
+                       f"(`{profile_command(model_id)}`), derive it onto catalog devices (`edgesim derive P.json "
+                       "--device rpi3b+ --out D.json`) and list both files under `profiles:`")
+
+
+def profile_command(model_id: str) -> str:
+    """The `edgesim profile` command that measures a model: a registered or torchvision name, or a Python file."""
+    if model_id.endswith(".py") or ".py:" in model_id:
+        source = model_id if ":" in model_id else f"{model_id}:FACTORY"
+        return f"edgesim profile --model-file {source} --device-name NAME --out P.json"
+    return f"edgesim profile {model_id} --device-name NAME --out P.json"

@@ -44,10 +44,11 @@ def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Opti
     n_edges = len(pt.topo.tiers.edges) if pt.topo.tiers is not None else 0
     with FrameSink([s.display for s in sc.policies], pt.n_mobiles, n_edges, frames_path, keep_frames) as sink:
         used: dict[str, str] = {}
+        notes = list(pt.notes)
         for rep in range(sc.replications):
             rep_pt = with_device_errors(pt, sc.seed, rep) if sc.uncertainty == "device" else pt
             for pol in rep_pt.policies:
-                used[pol.spec.display] = run_policy(rep_pt, pol, rep, point, sink, windowed=streaming)
+                used[pol.spec.display] = run_policy(rep_pt, pol, rep, point, sink, windowed=streaming, notes=notes)
     engine = {label: name + (" (windows)" if streaming else "") for label, name in used.items()}
     idle_w = {name: pt.devices[name].idle_w for name, _ in pt.groups}
     labels = pt.dataset["label"].to_numpy() if pt.dataset is not None and "label" in pt.dataset.columns else None
@@ -57,7 +58,7 @@ def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Opti
     summary = add_gains(summary, local, offload)
     if sc.uncertainty == "device":
         summary = add_gain_bands(summary, sink.accumulators, local, offload)
-    return PointResult(point, sink.frames(), summary, pt.engine, pt.notes)
+    return PointResult(point, sink.frames(), summary, pt.engine, list(dict.fromkeys(notes)))
 
 
 def _copies(pt: Point) -> int:
@@ -66,8 +67,10 @@ def _copies(pt: Point) -> int:
     return max(len(pt.edge_devices), 1)
 
 
-def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink, windowed: bool) -> str:
-    """One replication of one policy at one point, its frame tables handed to the sink; returns the engine used."""
+def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink, windowed: bool,
+               notes: Optional[list[str]] = None) -> str:
+    """One replication of one policy at one point, its frame tables handed to the sink; returns the engine used.
+    Where `engine: compiled` must run the SimPy engine, a line in `notes` says why (never silently)."""
     from simulator.engine import simulate, simulate_windows
 
     sc, label = pt.scenario, pol.spec.display
@@ -76,13 +79,13 @@ def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink
     routes_by_group = pt.routes_of_group(pol)  # once for every window of this run
     compiled = pt.engine == "compiled"
     if compiled:  # numba: imported by the first run that uses it
-        from simulator.compiled import simulate_compiled, simulate_compiled_windows, supports
+        from simulator.compiled import simulate_compiled, simulate_compiled_windows
     policy = pol if pol.stateful else None
     dynamic = pt.topo.tiers is not None and pt.topo.tiers.dynamic
     routes = [routes_by_group[g] for g in pt.group_of_instance] if pol.stateful or dynamic else None
     if not windowed:
         w = plan_window(pt, pol, routes_by_group, rep, streams, 0, frames_per)
-        if compiled and supports(w.plan, pt.topo, policy):
+        if compiled and _compiled_covers(w.plan, pt, policy, label, notes):
             times, used = simulate_compiled(w.plan, pt.topo, policy, routes), "compiled"
         else:  # the readable reference, and whatever the compiled loop does not cover
             times, used = simulate(w.plan, pt.topo, policy, routes), "simpy"
@@ -104,8 +107,19 @@ def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink
 
     first = load(0)  # loaded once: windows draw from the random streams in order
     loader = (lambda k: first if k == 0 else load(k))
-    if compiled and first is not None and supports(first, pt.topo, policy):
+    if compiled and first is not None and _compiled_covers(first, pt, policy, label, notes):
         simulate_compiled_windows(loader, pt.topo, done, policy, routes)
         return "compiled"
     simulate_windows(loader, pt.topo, done, policy, routes)
     return "simpy"
+
+
+def _compiled_covers(plan, pt: Point, policy, label: str, notes: Optional[list[str]]) -> bool:
+    """True when the compiled engine runs this policy; else a note says why the SimPy engine runs it instead."""
+    from simulator.compiled import why_not
+
+    why = why_not(plan, pt.topo, policy)
+    if why is not None and notes is not None:
+        notes.append(f"policy '{label}' runs on the SimPy engine although the scenario asks for engine: compiled: "
+                     f"{why}")
+    return why is None

@@ -398,6 +398,9 @@ def parse_scenario(text: str, source: str = "<scenario>", base_dir: Optional[Pat
     check_trace_offsets(scenario, source, root)
     check_topology(scenario, source, root)
     check_profiles(scenario, source, root)
+    from simulator.sense import check_scenario  # implausible values (unit slips) are warnings, not errors
+
+    check_scenario(scenario, source, lambda loc: _yaml_line(root, loc))
     return scenario
 
 
@@ -509,9 +512,13 @@ def as_scenario(scenario: "Scenario | dict | str | Path") -> Scenario:
     if not isinstance(scenario, dict):
         raise ScenarioError(f"a scenario is a Scenario, a dict or a YAML path, not {type(scenario).__name__}")
     try:
-        return Scenario.model_validate(scenario)
+        validated = Scenario.model_validate(scenario)
     except ValidationError as exc:
         raise ScenarioError(validation_message(exc, "<scenario>")) from None
+    from simulator.sense import check_scenario  # as a file's are: implausible values warn
+
+    check_scenario(validated)
+    return validated
 
 
 def _resolve(value: Optional[str], base_dir: Path) -> Optional[str]:

@@ -22,7 +22,7 @@ from profilers.errors import EdgesimError
 from profilers.io import atomic_write_text
 
 # the simulator, the report (plotly) and the profilers (torch) are imported by the commands that use them, so
-# that `edgesim -h`, `list` and `validate` start in well under a second (benchmarks.startup)
+# that `edgesim -h`, `list` and `validate` start without them (benchmarks.startup)
 
 
 def _parse_sets(sets: list[str]) -> dict:
@@ -36,6 +36,19 @@ def _parse_sets(sets: list[str]) -> dict:
         path, value = item.split("=", 1)
         out[path.strip()] = parse_value(value)
     return out
+
+
+def _with_sets(sc, sets: list[str], engine: Optional[str] = None):
+    """The scenario with --set overrides (and --engine) applied; implausible values among them warn."""
+    from simulator.scenario import apply_overrides
+    from simulator.sense import check_overrides
+
+    overrides = _parse_sets(sets)
+    if engine:
+        overrides["engine"] = engine
+    sc = apply_overrides(sc, overrides)
+    check_overrides(sc, overrides)
+    return sc
 
 
 def _sigterm_as_interrupt(signum, frame):  # noqa: ARG001
@@ -79,7 +92,7 @@ def run(
     """Simulate a scenario: frames.parquet, summary.csv, plots and report.html in a results folder."""
     from edgesim.report.outputs import write_plots_and_report
     from simulator.results import finished_points, python_command, run_to_folder, staging_dir
-    from simulator.scenario import apply_overrides, load_scenario
+    from simulator.scenario import load_scenario
 
     jobs = jobs or os.cpu_count() or 1
     if resume is not None:
@@ -91,11 +104,7 @@ def run(
     else:
         if scenario is None:
             raise EdgesimError("give a scenario YAML, or --resume DIR")
-        sc = load_scenario(scenario)
-        overrides = _parse_sets(set_)
-        if engine:
-            overrides["engine"] = engine
-        sc = apply_overrides(sc, overrides)
+        sc = _with_sets(load_scenario(scenario), set_, engine)
         target = out or Path("results") / sc.name
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:  # a bar only on a terminal: in a log or pipe rich draws it once, at the end, among the error lines
@@ -125,16 +134,14 @@ MAX_CONSOLE_WARNINGS = 10
 
 def _print_summary(folder: Path, metric: str = "delay_mean_s") -> None:
     """The metric's table on stdout, then one warning line per overloaded (point, policy) on stderr."""
-    from edgesim.report.stability import unstable_warnings
-    from simulator.devices import fidelity_notes
-    from simulator.resolve import scenario_devices
     from simulator.results import load_results
+    from simulator.sense import run_messages
 
     summary, _, _, sc = load_results(folder, frames=False)
     console().print(compare_table(summary, metric))
-    for note in fidelity_notes(scenario_devices(sc)):
+    notes, lines = run_messages(sc, summary)
+    for note in notes:
         print(f"edgesim: note: {note}", file=sys.stderr)
-    lines = unstable_warnings(summary)
     for w in lines[:MAX_CONSOLE_WARNINGS]:
         print(f"edgesim: warning: {w}", file=sys.stderr)
     if len(lines) > MAX_CONSOLE_WARNINGS:
@@ -185,13 +192,15 @@ def compare_table(summary, metric: str):
     return table
 
 
-def validate(scenario: Path = typer.Argument(..., metavar="SCENARIO", help="scenario YAML",
-                                           show_default=False)) -> None:
+def validate(scenario: Path = typer.Argument(..., metavar="SCENARIO", help="scenario YAML", show_default=False),
+             set_: list[str] = typer.Option([], "--set", metavar="PATH=VALUE", show_default=False,
+                                            help="override a field as `run --set` does (repeatable)")) -> None:
     """Check a scenario: fields, devices, models, split points, policies and traces, without simulating."""
     from simulator.assemble import assemble
     from simulator.scenario import apply_overrides, load_scenario, sweep_points
+    from simulator.sense import replication_note
 
-    sc = load_scenario(scenario)
+    sc = _with_sets(load_scenario(scenario), set_)
     points = sweep_points(sc)
     for k, ov in enumerate(points):
         # what a run assembles before its first frame: devices, dataset, traces, stations, policies, every route
@@ -199,16 +208,30 @@ def validate(scenario: Path = typer.Argument(..., metavar="SCENARIO", help="scen
         for pol in pt.policies:
             pt.routes_of_group(pol)
     print(f"{scenario}: valid ({len(points)} sweep points x {len(sc.policies)} policies x {sc.replications} replications)")
+    note = replication_note(sc)
+    if note:
+        print(f"edgesim: note: {note}", file=sys.stderr)
 
 
 def plot(results: Path = typer.Argument(..., metavar="RESULTS", help="results folder", show_default=False),
-         png: Optional[bool] = png_option()) -> None:
+         png: Optional[bool] = png_option(),
+         formats: Optional[str] = typer.Option(None, "--format", metavar="html,png,pdf,svg",
+                                               help="figure files to write, comma-separated (images need Chromium; "
+                                                    "an error if they cannot be made); default: --png's choice"),
+         style: str = typer.Option("default", "--style", metavar="default|paper",
+                                   help="paper: single-column width, serif fonts (embedded in PDF), a palette and "
+                                        "dashes that survive greyscale")) -> None:
     """Regenerate the plots and report.html of a results folder from its summary and frames."""
+    from edgesim.report.html import parse_formats
     from edgesim.report.outputs import write_plots_and_report
     from simulator.results import load_results
 
+    if style not in ("default", "paper"):
+        raise EdgesimError(f"--style '{style}': known: default, paper")
+    chosen = parse_formats(formats) if formats is not None else None
     summary, _, manifest, sc = load_results(results, frames=False)
-    warnings = write_plots_and_report(results, sc, summary, manifest, png=png_mode(png, None))
+    warnings = write_plots_and_report(results, sc, summary, manifest, png=png_mode(png, None), formats=chosen,
+                                      style=style)
     for w in warnings:
         print(f"edgesim: warning: {w}", file=sys.stderr)
     print(f"plots: {results / 'plots'}  report: {results / 'report.html'}")
@@ -253,13 +276,13 @@ def list_(what: str = typer.Argument(..., metavar="devices|models|policies", hel
                                          "names), one line per row however wide")) -> None:
     """List catalog devices, registered models or policies."""
     if what == "devices":
-        from profilers.profiling import device_rows
+        from edgesim.cli.profile import device_rows
 
         rows = device_rows()
         if not wide:
             rows = [_compact_device(r) for r in rows]
     elif what == "models":
-        from profilers.profiling import model_rows
+        from edgesim.cli.profile import model_rows
 
         rows = model_rows()
     elif what == "policies":

@@ -40,7 +40,8 @@ def import_(
     licence: Optional[str] = typer.Option(None, help="text for the '# licence:' header line"),
 ) -> None:
     """Convert IN (FORMAT) into an edgesim link trace at --out, with source, conversion and licence in its header."""
-    from simulator.link import load_rate_trace  # scipy: imported by the command that reads a trace
+    from simulator.link import load_rate_trace
+    from simulator.sense import duration_words, mbps_text, trace_slips
 
     csv_options = {"time_column": time_column, "rate_column": rate_column, "rate_unit": rate_unit,
                    "time_unit": time_unit, "rtt_column": rtt_column}
@@ -51,5 +52,8 @@ def import_(
     trace = import_trace(fmt, src, **options)
     written = write_trace(trace, out, source, licence)
     link = load_rate_trace(written)  # the simulator must read what was written
-    typer.echo(f"wrote {written}: {len(link.times_s)} rows over {trace.end_s:g} s, "
-               f"mean {trace.mean_rate_mbps:.4g} Mbit/s")
+    low, high = trace.rate_range_mbps
+    typer.echo(f"wrote {written}: {len(link.times_s)} rows over {trace.end_s:g} s ({duration_words(trace.end_s)}), "
+               f"rates {mbps_text(low)} to {mbps_text(high)} Mbit/s, mean {mbps_text(trace.mean_rate_mbps)} Mbit/s")
+    for slip in trace_slips(trace.mean_rate_mbps, trace.end_s, high):
+        typer.echo(f"edgesim: warning: {written}: {slip}; check --rate-unit and --time-unit", err=True)
