@@ -50,7 +50,8 @@ def run_child(scenario: Path, out: Path, timeout_s: float) -> dict:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if res.returncode != 0:
-        return {"seconds": None, "cpu_s": None, "peak_rss_mb": None, "note": res.stderr.strip().splitlines()[-1]}
+        errors = [ln for ln in res.stderr.strip().splitlines() if not ln.isdigit()]  # the last line is the peak
+        return {"seconds": None, "cpu_s": None, "peak_rss_mb": None, "note": (errors or ["failed"])[-1]}
     return {"seconds": seconds, "cpu_s": cpu_s, "peak_rss_mb": int(res.stderr.split()[-1]) / 1024}
 
 
