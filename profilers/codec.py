@@ -16,7 +16,8 @@ import time
 import zlib
 from typing import Callable
 
-from profilers.measure import IMAGENET_MEAN, IMAGENET_STD, JPEG_QUALITY, ZLIB_LEVEL, image_tensor, quantize_int8
+from profilers.measure import (IMAGENET_MEAN, IMAGENET_STD, JPEG_QUALITY, ZLIB_LEVEL, _model_input, image_tensor,
+                               quantize_int8, real_image)
 
 INPUT_ENCODINGS = ("raw_uint8", "float32", "jpeg")
 TENSOR_ENCODINGS = ("float32", "float16", "int8", "zlib_float32", "zlib_int8")
@@ -65,28 +66,28 @@ def encode_tensor(tensor, encoding: str) -> bytes:
     """A head's output tensor as sent at a split point (002 section 2: raw or zip-compressed)."""
     if encoding in ("float32", "zlib_float32"):
         raw = tensor.detach().float().contiguous().numpy().tobytes()
-    elif encoding == "float16":
+        return zlib.compress(raw, ZLIB_LEVEL) if encoding == "zlib_float32" else raw
+    if encoding == "float16":
         return tensor.detach().half().contiguous().numpy().tobytes()
-    elif encoding in ("int8", "zlib_int8"):
+    if encoding in ("int8", "zlib_int8"):  # the header stays uncompressed, as profilers.measure counts it
         q, scale, zero_point = quantize_int8(tensor)
-        raw = _INT8_HEADER.pack(scale, zero_point) + q
-    else:
-        raise ValueError(f"unknown tensor encoding '{encoding}'; known: {', '.join(TENSOR_ENCODINGS)}")
-    return zlib.compress(raw, ZLIB_LEVEL) if encoding.startswith("zlib_") else raw
+        return _INT8_HEADER.pack(scale, zero_point) + (zlib.compress(q, ZLIB_LEVEL) if encoding == "zlib_int8" else q)
+    raise ValueError(f"unknown tensor encoding '{encoding}'; known: {', '.join(TENSOR_ENCODINGS)}")
 
 
 def decode_tensor(payload: bytes, encoding: str, shape: list[int]):
     """The float32 tensor (batch 1, shape without the batch) a tail takes, from its encoded bytes."""
     import torch
 
-    raw = zlib.decompress(payload) if encoding.startswith("zlib_") else payload
     if encoding in ("float32", "zlib_float32"):
+        raw = zlib.decompress(payload) if encoding == "zlib_float32" else payload
         return torch.frombuffer(bytearray(raw), dtype=torch.float32).reshape(1, *shape)
     if encoding == "float16":
-        return torch.frombuffer(bytearray(raw), dtype=torch.float16).float().reshape(1, *shape)
+        return torch.frombuffer(bytearray(payload), dtype=torch.float16).float().reshape(1, *shape)
     if encoding in ("int8", "zlib_int8"):
-        scale, zero_point = _INT8_HEADER.unpack_from(raw)
-        q = torch.frombuffer(bytearray(raw[_INT8_HEADER.size:]), dtype=torch.int8)
+        scale, zero_point = _INT8_HEADER.unpack_from(payload)
+        body = payload[_INT8_HEADER.size:]
+        q = torch.frombuffer(bytearray(zlib.decompress(body) if encoding == "zlib_int8" else body), dtype=torch.int8)
         return ((q.float() - zero_point) * scale).reshape(1, *shape)
     raise ValueError(f"unknown tensor encoding '{encoding}'; known: {', '.join(TENSOR_ENCODINGS)}")
 
@@ -110,8 +111,6 @@ def measure_codec_costs(model, points: list[tuple[str, int]], repeats: int = 5) 
     output tensor's; the output of the whole model is not sent. Encodings this machine cannot produce are left out.
     """
     import torch
-
-    from profilers.measure import _model_input, real_image
 
     shape = tuple(model.input_shape)
     image = real_image(shape[1], shape[2])[0] if len(shape) == 3 and shape[0] == 3 else None

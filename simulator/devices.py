@@ -6,6 +6,7 @@ or from an inline what-if device (fixed / exponential latency, or a speed factor
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass, field
 from typing import Iterable, Literal, Optional
@@ -13,9 +14,10 @@ from typing import Iterable, Literal, Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from profilers.catalog import list_devices, load_device
+from profilers.catalog import FACTS_PATH, list_devices, load_device
 from profilers.errors import EdgesimError, ProfileError, did_you_mean
-from profilers.schema import DeviceProfile, LatencyStats, ModelProfile, SplitPoint
+from profilers.io import read_json
+from profilers.schema import DeviceProfile, LatencyStats, ModelProfile, RadioPower, SplitPoint
 
 ServiceMode = Literal["median", "sampled"]
 
@@ -117,9 +119,33 @@ class Radio:
     rx_w_per_mbps: float = 0.0
 
 
-DEFAULT_WIFI = Radio(tx_w=0.13286, tx_w_per_mbps=0.28317, rx_w=0.13286, rx_w_per_mbps=0.13701)
-"""The Wi-Fi model the catalog gives every mobile device: Huang et al., MobiSys 2012, Table 3 (base 132.86 mW,
-uplink 283.17 mW/Mbps, downlink 137.01 mW/Mbps; profilers/data/device_facts.json), for mobiles without one."""
+@functools.cache
+def catalog_wifi() -> Radio:
+    """The Wi-Fi model the catalog gives its mobile devices, read from profilers/data/device_facts.json (cited there:
+    Huang et al., MobiSys 2012, Table 3), for mobile devices without a radio model."""
+    facts = read_json(FACTS_PATH, "device facts", ProfileError)
+    radios = [RadioPower.model_validate(d["power"]["radio"]) for d in facts["devices"].values()
+              if d.get("kind") == "mobile" and "radio" in d.get("power", {})]
+    if not radios:
+        raise ProfileError(f"{FACTS_PATH}: no mobile device has a radio model (power.radio)")
+    r = radios[0]
+    return Radio(r.tx_w, r.tx_w_per_mbps, r.rx_w, r.rx_w_per_mbps)
+
+
+def load_profile_device(name_or_path: str, extra: dict[str, DeviceProfile]) -> DeviceProfile:
+    """A catalog device, a device from the scenario's extra profiles, or a profile file: the one way a scenario's
+    device name becomes a profile, for runs (resolve) and scenario checks alike.
+
+    A listed profile named like a catalog device adds its models to that device (its own win where both have
+    one): `edgesim derive my.json --device rpi3b+` puts a new model on the RPi without losing the catalog's.
+    """
+    if name_or_path in extra:
+        own = extra[name_or_path]
+        if name_or_path in list_devices():
+            catalog = load_device(name_or_path)
+            return own.model_copy(update={"models": {**catalog.models, **own.models}})
+        return own
+    return load_device(name_or_path)
 
 
 @dataclass(frozen=True)
@@ -173,6 +199,13 @@ class Device:
                          f"device '{self.name}', model '{model.model_id}', split point '{sp.name}'")
         return st.scaled(1.0 / self.speed_factor) if self.speed_factor != 1.0 else st
 
+    def codec_s(self, model: ModelProfile, sp: SplitPoint, encoding: str, step: Literal["encode_s", "decode_s"]) -> float:
+        """Measured median seconds to encode (step 'encode_s') or decode ('decode_s') sp's tensor in `encoding` on
+        this device (profilers/codec.py, issue 23 point 4); 0 where its profile has no such measurement."""
+        if self.profile is None or model.model_id not in self.profile.models:
+            return 0.0
+        own = {p.name: p for p in self.profile.models[model.model_id].split_points}.get(sp.name)
+        return float(getattr(own, step).get(encoding, 0.0)) / self.speed_factor if own is not None else 0.0
 
     def part_time(self, model: ModelProfile, start: SplitPoint, end: SplitPoint) -> Optional[ServiceTime]:
         """Time to run the blocks between two split points here (the middle of a two-point split); None if empty.

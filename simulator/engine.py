@@ -17,12 +17,18 @@ import simpy
 
 from profilers.errors import EdgesimError
 from simulator.plan import COMPLETED, DROPPED, LATE, TIER_FIELDS, TIME_FIELDS, Batching, FramePlan, Topology
-from simulator.kernels import stations as kst
-from simulator.kernels.decisions import expected_delay_s, least_loaded
-from simulator.kernels.links import fifo_delay, planning_bps
+from simulator.kernels import decisions, links, python_entry, stations
 from simulator.kernels.records import load_view
 from simulator.policies import LoadView, Route, StatefulPolicy, policy_kernels
 from simulator.policies.base import route_table
+
+# the scalar kernels this engine runs per event, as the Python functions they are written as (the same code; numba's
+# per-call dispatch from Python would cost more than the rule)
+busy_until_after, queued_after_start = stations.busy_until_after.py_func, stations.queued_after_start.py_func
+residual_s, backlog_s = stations.residual_s.py_func, stations.backlog_s.py_func
+batch_size, batch_wait_s = stations.batch_size.py_func, stations.batch_wait_s.py_func
+fifo_delay, planning_bps = links.fifo_delay.py_func, links.planning_bps.py_func
+least_loaded = decisions.least_loaded.py_func
 
 WindowLoader = Callable[[int], Optional[FramePlan]]
 """load_window(k): window k of frames (every mobile device's next frames), or None after the last one."""
@@ -65,14 +71,14 @@ class _Station:
     def _pop(self) -> int:
         """The oldest waiting frame, out of the queue and of the queued work."""
         j = self.queue.popleft()
-        self.queued = kst.queued_after_start(self.queued, self.work(j), len(self.queue))
+        self.queued = queued_after_start(self.queued, self.work(j), len(self.queue))
         return j
 
     def _begin(self, i: int) -> None:
         now = self.env.now
         s = self.service(i, now)
         self.start[i] = now
-        self.busy_until = kst.busy_until_after(self.busy_until, now, s)
+        self.busy_until = busy_until_after(self.busy_until, now, s)
         self.env.timeout(s, i).callbacks.append(self._finish)
 
     def _finish(self, event: simpy.events.Event) -> None:
@@ -90,12 +96,12 @@ class _Station:
 
     def residual_s(self) -> float:
         """What is left of the longest service in progress (0 when a server is free)."""
-        return kst.residual_s(self.free, self.busy_until, self.env.now)
+        return residual_s(self.free, self.busy_until, self.env.now)
 
     def backlog_s(self, servers: int = 1) -> float:
         """Predicted wait for a new arrival: residual service plus the queued frames' own work, over c servers (on a
         link, divide the queued bits by a bandwidth instead)."""
-        return kst.backlog_s(self.residual_s(), self.queued, servers)
+        return backlog_s(self.residual_s(), self.queued, servers)
 
 
 class _BatchStation:
@@ -128,7 +134,7 @@ class _BatchStation:
             key = ring.cloud_key[self.queue[0]]
             same = [j for j in self.queue if ring.cloud_key[j] == key][: b.max_batch_size]
             oldest = ring.t["cloud_arrive"][same[0]]
-            size = kst.batch_size(len(same), b.max_batch_size, self.preferred, now - oldest, b.max_queue_delay_s)
+            size = batch_size(len(same), b.max_batch_size, self.preferred, now - oldest, b.max_queue_delay_s)
             if not size:
                 due = oldest + b.max_queue_delay_s
                 if self.timer_at != due:
@@ -142,12 +148,12 @@ class _BatchStation:
         free = self.free_since.pop(self.free_since.index(min(self.free_since)))
         for j in batch:
             self.queue.remove(j)
-            self.queued = kst.queued_after_start(self.queued, ring.cloud_s[j], len(self.queue))
+            self.queued = queued_after_start(self.queued, ring.cloud_s[j], len(self.queue))
             ring.t["cloud_start"][j] = now
             ring.t["batch_size"][j] = len(batch)
-            ring.t["batch_wait"][j] = kst.batch_wait_s(now, ring.t["cloud_arrive"][j], free)
+            ring.t["batch_wait"][j] = batch_wait_s(now, ring.t["cloud_arrive"][j], free)
         s = ring.cloud_s[batch[0]] * ring.batch_factor[batch[0]][len(batch)]
-        self.busy_until = kst.busy_until_after(self.busy_until, now, s)
+        self.busy_until = busy_until_after(self.busy_until, now, s)
         self.env.timeout(s, batch).callbacks.append(self._finish)
 
     def _finish(self, event: simpy.events.Event) -> None:
@@ -161,8 +167,8 @@ class _BatchStation:
 
     def backlog_s(self) -> float:
         """Predicted wait: the longest batch in progress, then the queued frames' own service over the servers."""
-        residual = kst.residual_s(len(self.free_since), self.busy_until, self.env.now)
-        return kst.backlog_s(residual, self.queued, max(len(self.free_since), 1))
+        residual = residual_s(len(self.free_since), self.busy_until, self.env.now)
+        return backlog_s(residual, self.queued, max(len(self.free_since), 1))
 
 
 class FrameRing:
@@ -354,6 +360,11 @@ class StationPipeline:
         self.routes = route_table(routes_of_mobile, topo.packet_payload_bytes, topo.packet_overhead_bytes) \
             if predicts else None  # the routes as predictions read them
         self.view = load_view()
+        if self.kernels is not None:  # the policy's kernels, called without numba's per-call dispatch
+            self._kernel_decide = python_entry(self.kernels.decide, self.policy_state, self.view, self.routes[0], 0, 0)
+            self._kernel_observe = python_entry(self.kernels.observe, self.policy_state, 0, 0.0, 0.0)
+        if self.routes is not None:
+            self._expected_delay_s = python_entry(decisions.expected_delay_s, self.routes[0], 0, self.view, 0.0)
         self.last_up = [0.0] * len(self.uplinks)  # latest arrival at the server per uplink (FIFO paths)
         self.last_down = [0.0] * n_mobiles  # latest arrival back at each mobile device
 
@@ -388,7 +399,7 @@ class StationPipeline:
         """The policy's route (offset from lo) for a frame of mobile device m bound for edge e, from what it sees."""
         self._fill_view(m, e)
         if self.kernels is not None:
-            return int(self.kernels.decide(self.policy_state, self.view, self.routes[m], lo, hi))
+            return int(self._kernel_decide(self.policy_state, self.view, self.routes[m], lo, hi))
         return self.policy.choose_one(self._python_view(), self.routes_of_mobile[m][lo:hi])
 
     def _place(self, i: int, m: int) -> int:
@@ -408,7 +419,7 @@ class StationPipeline:
             if self.policy is None:
                 self._fill_view(m, e)
             rate = tiers.edges[e].uplink[0 if tiers.edges[e].shared_medium else m].rate_bps_at(self.env.now)
-            expected = expected_delay_s(self.routes[m][e * per + r], self.view, rate)
+            expected = self._expected_delay_s(self.routes[m], e * per + r, self.view, float(rate))
             if expected < best_s:
                 best, best_s = e * per + r, expected
         return best
@@ -435,7 +446,7 @@ class StationPipeline:
         if self.tiers is not None and self.tiers.cloud_servers:
             edge, wan = self.tiers.edges[e], self.wans[e]
             rate = planning_bps(edge.wan.rate_bps_at(now))
-            v["wan_backlog_s"], v["wan_bps"] = kst.backlog_s(wan.residual_s(), wan.queued, rate), rate
+            v["wan_backlog_s"], v["wan_bps"] = backlog_s(wan.residual_s(), wan.queued, rate), rate
             v["wan_propagation_s"], v["wan_down_bps"] = edge.wan_propagation_s, self.tiers.wan_down_bps
             v["cloud_backlog_s"] = self.cloud.backlog_s() if isinstance(self.cloud, _BatchStation) \
                 else self.cloud.backlog_s(self.tiers.cloud_servers)
@@ -469,7 +480,8 @@ class StationPipeline:
         ring = self.ring
         k = self.uplink_of(ring.mobile_of[i]) if self.tiers is None else ring.mobile_of[i]
         if self.kernels is not None:
-            self.kernels.observe(self.policy_state, k, ring.bits[i], ring.t["up_end"][i] - ring.t["up_start"][i])
+            self._kernel_observe(self.policy_state, k, float(ring.bits[i]),
+                                 ring.t["up_end"][i] - ring.t["up_start"][i])
         elif self.policy is not None:
             self.policy.observe_transfer(k, ring.bits[i], ring.t["up_end"][i] - ring.t["up_start"][i])
         self._after_delay(i, ring.u_up, self.last_up, k, ring.prop_up, self._server_arrive_event, self._edge_arrive)

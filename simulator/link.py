@@ -7,6 +7,7 @@ A link is busy for size/rate (serialisation); propagation delay pipelines and do
 from __future__ import annotations
 
 import csv
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Optional
@@ -17,6 +18,7 @@ from scipy.special import ndtri
 from profilers.errors import EdgesimError
 from profilers.io import read_text
 from simulator.kernels import links as kernel
+from simulator.kernels import python_entry
 
 
 STEP = np.dtype([("start_s", float), ("value", float), ("integral", float)])
@@ -51,13 +53,21 @@ def pack_steps(traces: list) -> PackedSteps:
     return PackedSteps(offsets, steps, periods)
 
 
+@functools.cache
+def _on_one_trace(name: str):
+    """Link kernel `name` for one PackedSteps and floats, called from Python without numba's per-call dispatch."""
+    example = (0.0,) * (2 if name == "finish_time" else 1)
+    return python_entry(getattr(kernel, name), pack_steps([RateTrace.constant(1.0)]), 0, *example)
+
+
 def _each(fn, packed: PackedSteps, *args):
     """A kernel over scalars or arrays (broadcast): a float for scalars, else an array of the broadcast shape."""
-    if all(np.ndim(a) == 0 for a in args):
-        return float(fn[0](packed, 0, *(float(a) for a in args)))
+    if all(isinstance(a, float) for a in args):  # Python and numpy floats: one call of the scalar kernel
+        return float(_on_one_trace(fn[0].__name__)(packed, 0, *args))
     arrays = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in args))
     flat = [np.ascontiguousarray(a).ravel() for a in arrays]
-    return fn[1](packed, 0, *flat).reshape(arrays[0].shape)
+    out = fn[1](packed, 0, *flat).reshape(arrays[0].shape)
+    return out if out.ndim else float(out)
 
 
 @dataclass(frozen=True)
@@ -96,7 +106,7 @@ class RateTrace:
 
     def rate_bps_at(self, t_s: float) -> float:
         """Data rate in bit/s at time t_s."""
-        return float(kernel.value_at(self.packed, 0, float(t_s)))
+        return float(_on_one_trace("value_at")(self.packed, 0, float(t_s)))
 
     def bits_until(self, t_s: np.ndarray | float) -> np.ndarray | float:
         """Bits the link can carry from time 0 to t_s: C(t) = integral of the rate."""

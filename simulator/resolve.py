@@ -3,45 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import lru_cache
-from pathlib import Path
 from typing import Optional
 
-from profilers.catalog import device_path, list_devices, load_device
 from profilers.errors import EdgesimError
 from profilers.schema import DeviceProfile, load_profile
-from simulator.devices import DEFAULT_WIFI, Device, Radio, device_from_profile
+from simulator.devices import Device, Radio, catalog_wifi, device_from_profile, load_profile_device
 from simulator.scenario import Scenario
-
-
-def load_profile_device(name_or_path: str, extra: dict[str, DeviceProfile]) -> DeviceProfile:
-    """A catalog device, a device from the scenario's extra profiles, or a profile file.
-
-    A listed profile named like a catalog device adds its models to that device (its own win where both have
-    one): `edgesim derive my.json --device rpi3b+` puts a new model on the RPi without losing the catalog's.
-    """
-    if name_or_path in extra:
-        own = extra[name_or_path]
-        if name_or_path in list_devices():
-            catalog = _read_device(name_or_path)
-            return own.model_copy(update={"models": {**catalog.models, **own.models}})
-        return own
-    return _read_device(name_or_path)
-
-
-def _read_device(name_or_path: str) -> DeviceProfile:
-    """load_device, read and checked once per process and file version: every sweep point (and `edgesim validate`
-    of a 95-point sweep) names the same devices again, and checking a catalog profile takes about 0.1 s of CPU."""
-    path = Path(name_or_path)
-    if not path.is_file():
-        path = device_path(name_or_path)  # one line listing the known devices when it is neither
-    stat = path.stat()
-    return _read_version(name_or_path, str(path.resolve()), stat.st_mtime_ns, stat.st_size).model_copy()
-
-
-@lru_cache(maxsize=64)
-def _read_version(name_or_path: str, _path: str, _mtime_ns: int, _size: int) -> DeviceProfile:
-    return load_device(name_or_path)
 
 
 def listed_profiles(scenario: Scenario) -> dict[str, DeviceProfile]:
@@ -87,7 +54,7 @@ def mobile_radio_notes(scenario: Scenario, devices: dict[str, Device]) -> tuple[
     for name in mobiles:
         dev = out[name]
         if dev.radio == Radio():
-            out[name] = replace(dev, radio=DEFAULT_WIFI)
+            out[name] = replace(dev, radio=catalog_wifi())
             notes.append(f"mobile device '{name}' has no radio model; its radio energy uses the catalog's Wi-Fi model "
                          "(Huang et al., MobiSys 2012)")
         if dev.kind != "mobile":

@@ -13,11 +13,10 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from profilers.catalog import list_devices, load_device
 from profilers.errors import EdgesimError, field_message
 from profilers.io import read_text
 from profilers.schema import DeviceProfile, load_profile
-from simulator.devices import InlineDevice, find_model
+from simulator.devices import InlineDevice, find_model, load_profile_device
 from simulator.link import DEFAULT_PACKET_PAYLOAD_BYTES, RateTrace, load_rate_trace
 from simulator.policies import ENTRIES as POLICY_ENTRIES
 from simulator.policies import PolicySpec
@@ -462,13 +461,12 @@ def _check_batch_tables(scenario: Scenario, source: str, root: Optional[yaml.Nod
 
 
 def _profile_of(device: str, listed: list[DeviceProfile]) -> Optional[DeviceProfile]:
-    """The profile of a device named by the scenario (a listed profile, a profile path or the catalog), None if none."""
-    own = next((prof for prof in listed if prof.name == device), None)
-    if own is not None:
-        return own
-    if Path(device).is_file():
-        return load_profile(device)
-    return load_device(device) if device in list_devices() else None
+    """The profile of a device named by the scenario as a run resolves it (devices.load_profile_device: a listed
+    profile with the catalog's models under it, a profile path or the catalog), None if none."""
+    try:
+        return load_profile_device(device, {prof.name: prof for prof in listed})
+    except EdgesimError:
+        return None
 
 
 def check_trace_offsets(scenario: Scenario, source: str = "<scenario>", root: Optional[yaml.Node] = None) -> None:

@@ -100,7 +100,7 @@ def _fake_timer(monkeypatch, values):
     import profilers.measure as measure
 
     stream = itertools.cycle(values)
-    monkeypatch.setattr(measure, "_timed_pass", lambda blocks, x, cuda: [0.0] * len(blocks) + [next(stream)])
+    monkeypatch.setattr(measure, "_timed_pass", lambda blocks, x, cuda, clock=None: [0.0] * len(blocks) + [next(stream)])
 
 
 def test_rounds_stop_when_every_median_is_precise(monkeypatch):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 from rich.table import Table
@@ -70,6 +71,22 @@ def _check_dataset(dataset: str) -> None:
                            "root/<class>/*.png)")
 
 
+@contextmanager
+def _host_watch(record: dict) -> Iterator[None]:
+    """Time the block under profile's busy-host check (profilers.hostcheck): record['host_busy'] gets the reasons,
+    each also printed as a warning, so a time measured under contention says so."""
+    import torch
+
+    from profilers.hostcheck import Watch, busy_reasons
+
+    watch = Watch()
+    watch.start()
+    yield
+    record["host_busy"] = busy_reasons(watch.stop(), torch.get_num_threads())
+    for reason in record["host_busy"]:
+        console().print(f"warning: host busy while timing: {reason}; the times measured include that contention")
+
+
 def _check_training(lr: float, temperature: float = 1.0, alpha: float = 0.5) -> None:
     """Hyper-parameters training can use: a finite positive learning rate and temperature, alpha in [0, 1]."""
     if not 0.0 < lr < float("inf"):  # False for NaN as well
@@ -113,9 +130,11 @@ def kd(
     limit = 300 if quick else None
     if quick:
         teacher_epochs, epochs = min(teacher_epochs, 1), min(epochs, 1)
-    with progress_steps() as steps:
+    host: dict = {}
+    with _host_watch(host), progress_steps() as steps:
         row = run_kd(teacher, student, data, input_size, teacher_epochs, epochs, lr, temperature, alpha, seed,
                      baseline, limit, steps)
+    row["host_busy"] = "; ".join(host["host_busy"])
     df = pd.DataFrame([row])
     write_csv(df, out / "kd.csv")
     write_json(row, out / "kd.json")
@@ -297,7 +316,8 @@ def sweep(
         cfg = st.quick(cfg)
     out = _out_dir(out, "sweep")
     start, cpu0 = time.perf_counter(), time.process_time()
-    with progress_steps() as steps:
+    host: dict = {}
+    with _host_watch(host), progress_steps() as steps:
         long = st.run_seeds(cfg, study, seed_list(seeds, seed), steps)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
     mean = st.seed_table(long, study)
@@ -314,7 +334,7 @@ def sweep(
     if not table.equals(mean):  # finetune's table is the seed means themselves: one file
         written.append(write_csv(table, out / f"{study}_table.csv"))
     write_json({"study": study, "config": cfg.__dict__, "seeds": seed_list(seeds, seed), "wall_time_s": wall,
-                "cpu_time_s": cpu, "ops": "MACs = torch.utils.flop_counter FLOPs / 2, batch 1",
+                "cpu_time_s": cpu, "host_busy": host["host_busy"], "ops": "MACs = torch.utils.flop_counter FLOPs / 2, batch 1",
                 "interval": "mean +/- half-width of the 95% Student-t interval over seeds"}, out / f"{study}.json")
     write_figures({study: fig}, out, png_mode(png))
     metrics = [m for m in st.SEED_METRICS[study] if m in mean.columns and not m.startswith("student_")]
@@ -358,10 +378,7 @@ def tune(
     from edgesim.studies.distill.runs import write_csv, write_json
     from edgesim.studies.stats import formatted, seed_list, summarise
 
-    import torch
-
     from edgesim.studies.distill.tune import TuneGrid, tune_study, verdict
-    from profilers.hostcheck import Watch, busy_reasons
 
     names = tuple(s.strip() for s in students.split(",") if s.strip())
     _check_nets(teacher, *names)
@@ -380,14 +397,11 @@ def tune(
         grid = TuneGrid((4.0,), (0.5, 0.9), grid.lrs[:1], grid.scratch_lrs[:2], (0.0,), 2)
         sides, limit, names, teacher_epochs = sides[:1], 300, names[:1], 1
     out = _out_dir(out, "tune")
-    watch = Watch()
-    watch.start()
-    start = time.perf_counter()
-    with progress_steps() as steps:
+    start, host = time.perf_counter(), {}
+    with _host_watch(host), progress_steps() as steps:
         runs = tune_study(teacher, names, data, sides, seed_list(seeds, seed), grid, teacher_epochs, limit=limit,
                           steps=steps)
-    wall = time.perf_counter() - start
-    busy = busy_reasons(watch.stop(), torch.get_num_threads())
+    wall, busy = time.perf_counter() - start, host["host_busy"]
     metrics = ["kd_accuracy", "scratch_accuracy", "kd_minus_scratch", "teacher_accuracy", "kd_epochs", "scratch_epochs"]
     mean = summarise(runs, ["student", "side_px"], metrics)
     mean["verdict"] = [verdict(r) for _, r in mean.iterrows()]
@@ -399,9 +413,6 @@ def tune(
     shown = formatted(mean, metrics[:4], 4)[["student", "side_px", *metrics[:4], "verdict", "n_seeds"]]
     console().print(_table(shown, f"KD vs scratch, each tuned on validation ({grid.budget()}); test accuracy, mean "
                                   f"+/- 95% t-interval over {seeds} seed(s); teacher {teacher}"))
-    for reason in busy:
-        console().print(f"warning: host busy while timing: {reason}; the search times in tune_runs.csv include that "
-                        "contention")
     console().print(f"wall {wall:.1f} s; wrote {out / 'tune_seeds.csv'}")
 
 

@@ -73,6 +73,20 @@ def check_line(check) -> str:
     return text
 
 
+def derivation_line(mp) -> str:
+    """How a derived model's times were made and that method's own validated error (per operator, or the
+    dense-operator fallback's), and the per-inference constant each part pays."""
+    import statistics
+
+    errors = [abs(e) for e in mp.derivation_errors]
+    error = (f"leave-one-out error of this method on {len(errors)} published latencies: median "
+             f"{100 * statistics.median(errors):.0f}%, {100 * sum(e <= 0.25 for e in errors) / len(errors):.0f}% within "
+             "+/-25%" if errors else "not validated (too few published latencies)")
+    overhead = (f"; per-inference constant {1e3 * mp.per_process_overhead_s:.2f} ms paid by the head and by the tail"
+                if mp.per_process_overhead_s else "")
+    return f"{mp.model_id}: {mp.derivation_method}; {error}{overhead}"
+
+
 def _candidates_table(model_label: str, rows: list[dict]):
     from rich.table import Table
 
@@ -114,6 +128,8 @@ def show(path: Path) -> None:
         screen.print(split_table(mp))
         if mp.measurement_check is not None:
             screen.print(check_line(mp.measurement_check))
+        if mp.measurement == "derived" and mp.derivation_method:
+            screen.print(derivation_line(mp))
 
 
 def profile(
@@ -232,3 +248,6 @@ def derive(
 
     for path, dev in derive_profiles(profile_path, devices, out):
         typer.echo(f"wrote {path}: {dev.name} ({dev.kind}, derived) with {', '.join(sorted(dev.models))}")
+        for mid in sorted(dev.models):
+            if dev.models[mid].derivation_method:
+                typer.echo("  " + derivation_line(dev.models[mid]))

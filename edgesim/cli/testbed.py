@@ -9,7 +9,13 @@ from typing import Optional
 
 import typer
 
+from edgesim.cli.simulate import _parse_sets
+from edgesim.testbed.net import available_congestion_control, require
+from edgesim.testbed.report import write_report
+from edgesim.testbed.runner import (Placement, TestbedOptions, default_placement, expand, link_settings, run_session,
+                                    serve, session_context, summary_table, write_outputs)
 from profilers.errors import EdgesimError
+from simulator.scenario import apply_overrides, load_scenario
 
 
 def _cores(text: Optional[str], what: str) -> Optional[tuple[int, ...]]:
@@ -47,13 +53,6 @@ def testbed(
     through two network namespaces shaped with tc tbf), simulate it with the same capture times, and write
     sim_vs_real.csv. On one machine it needs root, iproute2 with tc tbf, TUN and gcc; on two, `edgesim testbed serve`
     on the edge server and `edgesim testbed run SCENARIO --edge HOST:PORT --out DIR` on the mobile device."""
-    from edgesim.cli.simulate import _parse_sets
-    from edgesim.testbed.net import require
-    from edgesim.testbed.report import write_report
-    from edgesim.testbed.runner import (Placement, TestbedOptions, default_placement, expand, link_settings,
-                                        run_session, serve, session_context, summary_table, write_outputs)
-    from simulator.scenario import apply_overrides, load_scenario
-
     placement = default_placement(threads)
     m, e = _cores(mobile_cores, "--mobile-cores"), _cores(edge_cores, "--edge-cores")
     if m or e:
@@ -73,6 +72,9 @@ def testbed(
         raise EdgesimError("usage: edgesim testbed SCENARIO --out DIR | serve | run SCENARIO --edge HOST:PORT --out DIR")
     if out is None:
         raise EdgesimError("edgesim testbed: --out DIR is required")
+    known = available_congestion_control()
+    if congestion_control and known and congestion_control not in known:
+        raise EdgesimError(f"--congestion-control '{congestion_control}': not in this kernel; available: {', '.join(known)}")
     sc = apply_overrides(load_scenario(Path(args[0])), _parse_sets(set_))
     points = expand(sc)
     if not edge:

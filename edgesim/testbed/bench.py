@@ -31,6 +31,23 @@ POLICIES = ("local", "offload-raw", "offload-jpeg", "split-float32", "split-int8
 SLOW_AT_1_MBPS = {"offload-raw": 0.7, "split-float32": 1.0}
 """Frame rates at 1 Mbit/s where the transfer alone takes 0.8-1.2 s (the rest run at 2 fps)."""
 MEAN_GOAL, P95_GOAL = 0.05, 0.10
+WHY = {
+    "head_s": "compute on the mobile device: the session profile's times (measured once, at the start of the "
+              "session) differ from the run's, which move with the machine's other work",
+    "tail_s": "compute on the edge server: the session profile's times differ from the run's, which move with the "
+              "machine's other work",
+    "mobile_queue_s": "queueing at the mobile device: with compute near the frame period, waits amplify any "
+                      "compute error",
+    "server_queue_s": "queueing at the edge server: with compute near the frame period, waits amplify any compute "
+                      "error",
+    "uplink_s": "the uplink: TCP (congestion window, ACK clocking, wake-up latency of the processes) against the "
+                "model's size / rate + delay",
+    "return_s": "the return: TCP and the processes' wake-up latency against the model's size / rate + delay",
+    "encode_s": "encoding: the profile's median against the run's",
+    "decode_s": "decoding: the profile's median against the run's",
+}
+"""Why a component can differ, by construction of the comparison (the diagnostic column separates compute from
+the link and queue model: a small diagnostic error means the gap is in the session profile's compute times)."""
 
 
 def bench_points(base: Scenario, frames: int) -> list[Scenario]:
@@ -73,10 +90,16 @@ def worst_component(table: pd.DataFrame, point: int, policy: str) -> str:
               & (table["statistic"] == "mean") & table["quantity"].isin(COMPONENTS)].copy()
     t["gap"] = t["simulated_s"] - t["real_s"]
     row = t.loc[t["gap"].abs().idxmax()]
-    return f"{row['quantity']}: simulated {1e3 * row['simulated_s']:.1f} ms vs real {1e3 * row['real_s']:.1f} ms"
+    return (f"{row['quantity']}: simulated {1e3 * row['simulated_s']:.1f} ms vs real {1e3 * row['real_s']:.1f} ms "
+            f"({WHY[row['quantity']]})")
 
 
-def markdown(table: pd.DataFrame, context: dict, load: list[float], frames: int, wall_s: float) -> str:
+def load_stats(samples: list[float]) -> tuple[float, float, float]:
+    """(min, mean, max) of the load-average samples."""
+    return min(samples), sum(samples) / len(samples), max(samples)
+
+
+def markdown(table: pd.DataFrame, context: dict, load: tuple[float, float, float], frames: int, wall_s: float) -> str:
     """docs/sim_vs_real.md: the session, the table (real, simulated, errors, goal met), and each miss's component."""
     s = summary_table(table)
     lines = [
@@ -95,10 +118,10 @@ def markdown(table: pd.DataFrame, context: dict, load: list[float], frames: int,
         f"- date: {context['date']}; wall time of the benchmark: {wall_s / 60:.1f} min",
         f"- machine: {context['cpu']}, {context['cores']} cores; mobile device on CPU {context['mobile_cores']}, "
         f"edge server on CPU {context['edge_cores']}, {context['mobile_threads']} torch thread each",
-        f"- load (1-minute load average, sampled every 10 s during the run): min {min(load):.1f}, mean "
-        f"{sum(load) / len(load):.1f}, max {max(load):.1f} on {context['cores']} cores"
+        f"- load (1-minute load average, sampled every 10 s during the run): min {load[0]:.1f}, mean "
+        f"{load[1]:.1f}, max {load[2]:.1f} on {context['cores']} cores"
         + (" - NOT an idle machine: other work shared these cores, which perturbs every compute time"
-           if max(load) > 0.5 * context['cores'] else ""),
+           if load[2] > 0.5 * context['cores'] else ""),
         f"- TCP: congestion control {context['congestion_control']}, slow start after idle "
         f"{'on' if context['slow_start_after_idle'] else 'off'}; {context['tcp_framing']} (the simulator is given "
         "the same framing)",
@@ -146,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     sampler.start()
     start = time.monotonic()
     results = run_session(points, options, args.results, progress=lambda msg: print(msg, flush=True))
-    load = sampler.stop()
+    load = load_stats(sampler.stop())
     context = session_context(options, link_settings(points[0], options))
     table = write_outputs(results, args.results, base.workload.warmup_frames, context)
     write_report(table, summary_table(table), context, args.results)

@@ -40,8 +40,8 @@ def real_frames(mobile: list[dict], edge: list[dict], t0: float) -> pd.DataFrame
 
 
 def simulated_components(frames: pd.DataFrame) -> pd.DataFrame:
-    """A simulator frame table regrouped into COMPONENTS and delay_s (encode and decode: the simulator's own
-    encode_s/decode_s columns where it charges them, else 0)."""
+    """A simulator frame table regrouped into COMPONENTS and delay_s (encode_s and decode_s 0: the simulator
+    counts them inside head_s and tail_s; runner.split_codec_steps moves them out)."""
     prop_down = frames["propagation_s"] - frames["propagation_up_s"]
     out = pd.DataFrame({
         "frame": frames["frame"].to_numpy(),
@@ -49,17 +49,14 @@ def simulated_components(frames: pd.DataFrame) -> pd.DataFrame:
         "decision": frames["decision"].astype(str).to_numpy(),
         "mobile_queue_s": frames["mobile_queue_s"].to_numpy(),
         "head_s": frames["head_s"].to_numpy(),
-        "encode_s": frames["encode_s"].to_numpy() if "encode_s" in frames else 0.0,
+        "encode_s": 0.0,
         "uplink_s": (frames["uplink_queue_s"] + frames["transfer_s"] + frames["propagation_up_s"]).to_numpy(),
         "server_queue_s": frames["server_queue_s"].to_numpy(),
-        "decode_s": frames["decode_s"].to_numpy() if "decode_s" in frames else 0.0,
+        "decode_s": 0.0,
         "tail_s": frames["tail_s"].to_numpy(),
         "return_s": (frames["return_s"] + prop_down).to_numpy(),
         "delay_s": frames["delay_s"].to_numpy(),
     })
-    if "encode_s" in frames:  # the simulator counts encoding inside the head and decoding inside the tail
-        out["head_s"] -= out["encode_s"]
-        out["tail_s"] -= out["decode_s"]
     return out
 
 

@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -314,13 +313,3 @@ def available_congestion_control() -> list[str]:
         return Path("/proc/sys/net/ipv4/tcp_available_congestion_control").read_text().split()
     except OSError:
         return []
-
-
-def wait_for_port(check, timeout_s: float = 10.0) -> None:
-    """Poll `check()` until it is true (a server listening), or raise one line after timeout_s."""
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if check():
-            return
-        time.sleep(0.02)
-    raise EdgesimError("testbed: a testbed process did not start listening in time")

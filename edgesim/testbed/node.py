@@ -22,12 +22,16 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
+import profilers.models  # noqa: F401  (registers the models)
 from edgesim.testbed.wire import connect, listen, recv_message, send_message
+from profilers.codec import decode_image, decode_tensor, encode_image, encode_tensor, measure_codec_costs
+from profilers.measure import (MeasureOptions, _model_input, assumed_host_power, host_hardware, host_provenance,
+                               measure_model, real_image)
+from profilers.models.registry import build
+from profilers.schema import DeviceProfile, dump_profile
 
 END_OF_RUN = -1
 """Frame id of the message that ends a run (the edge server then reports its stamps)."""
-PING = -2
-"""Frame id of a clock probe: the edge server answers with its monotonic time (edgesim.testbed.clock)."""
 
 
 @dataclass(frozen=True)
@@ -46,11 +50,6 @@ class Models:
 
     def __init__(self, model_ids: list[str]) -> None:
         import torch
-
-        from profilers.measure import _model_input, real_image
-
-        import profilers.models  # noqa: F401  (registers the models)
-        from profilers.models.registry import build
 
         torch.manual_seed(0)
         self.models = {m: build(m) for m in model_ids}
@@ -101,8 +100,6 @@ def run_mobile(models: Models, sock, routes: list[RoutePlan], route_of_frame: li
                t0: float) -> list[dict]:
     """Capture at t0 + capture_s, run each frame's head, encode, send; stamp everything; wait for every result."""
     import torch
-
-    from profilers.codec import encode_image, encode_tensor
 
     n = len(capture_s)
     stamps = [dict(frame=i) for i in range(n)]
@@ -169,8 +166,6 @@ def run_edge(models: Models, conn, routes: list[RoutePlan], route_of_frame: list
     """Receive frames until END_OF_RUN; decode, run each tail in arrival order, send the result back; stamp."""
     import torch
 
-    from profilers.codec import decode_image, decode_tensor
-
     stamps: dict[int, dict] = {}
     arrived: "queue.Queue[Optional[tuple[int, bytes]]]" = queue.Queue()
 
@@ -179,9 +174,6 @@ def run_edge(models: Models, conn, routes: list[RoutePlan], route_of_frame: list
             msg = recv_message(conn)
             if msg is None or msg[0] == END_OF_RUN:
                 break
-            if msg[0] == PING:
-                send_message(conn, PING, json.dumps(time.monotonic()).encode())
-                continue
             stamps[msg[0]] = {"frame": msg[0], "received": time.monotonic()}
             arrived.put(msg)
         arrived.put(None)
@@ -208,12 +200,6 @@ def run_edge(models: Models, conn, routes: list[RoutePlan], route_of_frame: list
 
 def _profile(cmd: dict, threads: int, role: str) -> dict:
     """Measure the models here, under this process's pinning and threads: the device profile's JSON text."""
-    from profilers.codec import measure_codec_costs
-    from profilers.measure import (MeasureOptions, assumed_host_power, host_hardware, host_provenance,
-                                   measure_model)
-    from profilers.models.registry import build
-    from profilers.schema import DeviceProfile, dump_profile
-
     models = {}
     for mid in cmd["models"]:
         model = build(mid)

@@ -24,10 +24,12 @@ import numpy as np
 import pandas as pd
 
 from edgesim.testbed.clock import ClockOffset, estimate_offset
-from edgesim.testbed.compare import COMPONENTS, comparison_rows, real_frames, simulated_components
+from edgesim.testbed.compare import comparison_rows, real_frames, simulated_components
 from edgesim.testbed.net import EDGE_ADDR, LinkSettings, ShapedLink, host_congestion_control
+from edgesim.testbed.wire import listen
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_text
+from profilers.measure import host_hardware
 from profilers.schema import LatencyStats, load_profile, save_profile
 from simulator.assemble import assemble
 from simulator.devices import reference_model
@@ -110,7 +112,8 @@ def simulation_scenario(sc: Scenario, policy_index: int, mobile_profile: Path, e
     the given capture times, one replication, no sweep."""
     data = json.loads(sc.model_dump_json())
     data.update(mobiles=[{"device": str(mobile_profile)}], edge={"device": str(edge_profile), "servers": 1},
-                edges=[], policies=[data["policies"][policy_index]], sweep={}, replications=1, uncertainty="none")
+                edges=[], policies=[data["policies"][policy_index]], sweep={}, replications=1, uncertainty="none",
+                profiles=[], devices=[])  # the session's profiles only
     data["link"].update(packet_payload_bytes=TCP_PAYLOAD_BYTES, packet_overhead_bytes=TCP_IP_OVERHEAD_BYTES)
     n = len(pd.read_csv(captures_csv))
     data["workload"].update(source="trace", trace=str(captures_csv), frames=n, dataset=None, dataset_split=None)
@@ -196,11 +199,32 @@ def route_plans(sc: Scenario, policy_index: int, mobile_profile: Path, edge_prof
     return plans, np.array([index[d] for d in frames["decision"].astype(str)]), decisions
 
 
+def split_codec_steps(sim: pd.DataFrame, plans: list[list], route_of_frame: np.ndarray, mobile_profile: Path,
+                      edge_profile: Path) -> None:
+    """Move the encoding and decoding the simulator charged inside head_s and tail_s (the profiles' measured
+    encode_s and decode_s, simulator/policies/base.py's make_route) into their own components, as measured."""
+    mob, edge = load_profile(mobile_profile), load_profile(edge_profile)
+    enc, dec = np.zeros(len(plans)), np.zeros(len(plans))
+    for k, (model_id, layer, encoding) in enumerate(plans):
+        if layer == mob.models[model_id].split_points[-1].layer_index:
+            continue  # local (cut at the output): nothing sent, nothing encoded
+        for arr, prof, step in ((enc, mob, "encode_s"), (dec, edge, "decode_s")):
+            sp = next((p for p in prof.models[model_id].split_points if p.layer_index == layer), None)
+            arr[k] = getattr(sp, step).get(encoding, 0.0) if sp is not None else 0.0
+    sim["encode_s"], sim["decode_s"] = enc[route_of_frame], dec[route_of_frame]
+    sim["head_s"] -= sim["encode_s"]
+    sim["tail_s"] -= sim["decode_s"]
+
+
 def own_compute_profiles(real: pd.DataFrame, plans: list[list], route_of_frame: np.ndarray, mobile_profile: Path,
                          edge_profile: Path, folder: Path) -> tuple[Path, Path]:
     """Copies of the session profiles whose head (with encoding) and tail (with decoding) samples at the routes'
     split points are this run's own measured times."""
     mob, edge = load_profile(mobile_profile), load_profile(edge_profile)
+    for prof in (mob, edge):  # encoding and decoding are in the samples below: not charged a second time
+        for mp in prof.models.values():
+            for sp in mp.split_points:
+                sp.encode_s, sp.decode_s = {}, {}
     for k, (model_id, layer, _enc) in enumerate(plans):
         frames = real[route_of_frame == k]
         if frames.empty:
@@ -337,8 +361,6 @@ def serve(host: str, port: int, placement: Placement, progress: Callable[[str], 
           sessions: Optional[int] = None) -> None:
     """`edgesim testbed serve`: for each runner that connects to HOST:PORT, start an edge server process (its
     frames on PORT + 1) and relay the runner's commands to it; clock probes are answered here (the same clock)."""
-    from edgesim.testbed.wire import listen
-
     srv = listen(host, port)
     progress(f"edge server waiting for `edgesim testbed run ... --edge HOST:{port}` on {host}:{port}")
     done = 0
@@ -398,6 +420,7 @@ def _one_run(sc: Scenario, j: int, keys: dict, mobile: Node, edge, offset: Clock
         real_csv = tmp / "real.csv"
         pd.DataFrame({"capture_time_s": real["capture_s"]}).to_csv(real_csv, index=False)
         session = simulated_components(simulate_frames(simulation_scenario(sc, j, mobile_profile, edge_profile, real_csv)))
+        split_codec_steps(session, plans, route_of_frame, mobile_profile, edge_profile)
         own_m, own_e = own_compute_profiles(real, plans, route_of_frame, mobile_profile, edge_profile, tmp)
         own = simulated_components(simulate_frames(simulation_scenario(sc, j, own_m, own_e, real_csv, "sampled")))
     return RunResult(keys, real, session, own)
@@ -424,7 +447,7 @@ def write_outputs(results: list[RunResult], out: Path, warmup_frames: int, conte
             rows += comparison_rows(res.real[keep], sim[keep], res.keys, name)
     frames_df = pd.concat(frames, ignore_index=True)
     table = pd.DataFrame(rows)
-    atomic_write_text(out / "frames.csv", frames_df.to_csv(index=False, float_format="%.6f"))
+    atomic_write_text(out / "frames.csv", frames_df.to_csv(index=False, float_format="%.9f"))
     atomic_write_text(out / "sim_vs_real.csv", table.to_csv(index=False, float_format="%.6g"))
     atomic_write_text(out / "testbed.json", json.dumps(context, indent=1) + "\n")
     return table
@@ -432,8 +455,6 @@ def write_outputs(results: list[RunResult], out: Path, warmup_frames: int, conte
 
 def session_context(options: TestbedOptions, settings: LinkSettings) -> dict:
     """What the run depended on: machine, load, congestion control, date, placement."""
-    from profilers.measure import host_hardware
-
     hw = host_hardware()
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -463,5 +484,3 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
                      "own_err_p95": r[("relative_error", "run-compute", "p95")]})
     return pd.DataFrame(rows)
 
-
-__all__ = ["COMPONENTS", "Placement", "TestbedOptions", "run_session", "write_outputs"]

@@ -68,12 +68,12 @@ def uplink_wait_s(v, bw):
 
 
 @njit(cache=True)
-def expected_delay_s(route, view, rate_bps):
-    """The shortest-expected-delay assignment's measure of an edge server: the route's predicted delay with the
+def expected_delay_s(routes, k, view, rate_bps):
+    """The shortest-expected-delay assignment's measure of an edge server: route k's predicted delay with the
     planning bandwidth of the uplink to it."""
     v = view[0]
     bw = planning_bps(rate_bps)
-    return predicted_delay_s(route, v, bw, uplink_wait_s(v, bw))
+    return predicted_delay_s(routes[k], v, bw, uplink_wait_s(v, bw))
 
 
 @njit(cache=True)

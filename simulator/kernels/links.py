@@ -53,8 +53,11 @@ def segment(packed, k, t_s):
 @njit(cache=True)
 def value_at(packed, k, t_s):
     """Trace k's value at t_s: a link's data rate in bit/s, or a delay trace's one-way delay in s."""
+    lo = packed[0][k]
+    if packed[0][k + 1] - lo == 1:  # a constant link
+        return packed[1][lo].value
     j, _ = segment(packed, k, t_s)
-    return packed[1][packed[0][k] + j].value
+    return packed[1][lo + j].value
 
 
 @njit(cache=True)

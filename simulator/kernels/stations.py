@@ -57,7 +57,7 @@ def batch_wait_s(now_s, arrive_s, server_free_s):
 
 
 @njit(cache=True)
-def lindley(busy_until_s, arrive_s, service_s):
+def lindley_step(busy_until_s, arrive_s, service_s):
     """A single-server FIFO station met in service order, by Lindley's recursion: (start, end, busy until)."""
     start = arrive_s if busy_until_s <= arrive_s else busy_until_s
     return start, start + service_s, start + service_s if start + service_s > busy_until_s else busy_until_s

@@ -118,9 +118,22 @@ def make_route(decision: str, model: ModelProfile, split: str, encoding: str, mo
     sp = model.split_point(split)
     head = mobile.head_time(model, sp)
     tail = server.tail_time(model, sp)
+    if tail is not None:  # the payload is encoded on the mobile device and decoded on the server, where measured
+        head = _with_step(head, mobile.codec_s(model, sp, encoding, "encode_s"), mobile.active_w)
+        tail = _with_step(tail, server.codec_s(model, sp, encoding, "decode_s"), server.active_w)
     up_bytes = _payload_bytes(model, sp, encoding) if tail is not None else 0
     return Route(decision, model.model_id, split, encoding, head, up_bytes, tail,
                  model.result_bytes if tail is not None else 0, prediction)
+
+
+def _with_step(st: Optional[ServiceTime], extra_s: float, power_w: float) -> Optional[ServiceTime]:
+    """A station's time with a fixed extra step (encoding or decoding) on the same device; the step alone where
+    nothing else runs there (full offloading's JPEG encoding on the mobile device)."""
+    if extra_s <= 0:
+        return st
+    if st is None:
+        return ServiceTime("fixed", extra_s, mean_s=extra_s, power_w=power_w)
+    return st.plus(extra_s)
 
 
 def place_route(decision: str, model: ModelProfile, to_edge: str, to_cloud: Optional[str], encoding: str,

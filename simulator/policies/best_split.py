@@ -10,7 +10,7 @@ from pydantic import Field
 
 from simulator.devices import Device
 from simulator.kernels.decisions import ewma_bps, least_delay, uplink_wait_s
-from simulator.kernels.links import MIN_PLANNING_BPS, planning_bps  # noqa: F401 (MIN_PLANNING_BPS: its old home)
+from simulator.kernels.links import planning_bps
 from simulator.link import RateTrace
 from simulator.policies.base import (
     PolicyEntry,
@@ -66,7 +66,7 @@ KERNELS = PolicyKernels(start_state, decide, observe)
 
 
 class BandwidthEstimator:
-    """Uplink bandwidth as best-split sees it, for Python policies: the same EWMA and clamp kernels."""
+    """Uplink bandwidth as best-split sees it, for Python policies: the same EWMA and clamp kernels (run as Python)."""
 
     def __init__(self, kind: str, alpha: float, uplinks: list[RateTrace]) -> None:
         self.kind, self.alpha, self.uplinks = kind, alpha, uplinks
@@ -74,12 +74,12 @@ class BandwidthEstimator:
 
     def observe(self, link: int, bits: float, duration_s: float) -> None:
         """Fold one finished transfer into the link's estimate."""
-        self.estimate_bps[link] = ewma_bps(self.estimate_bps[link], self.alpha, bits, duration_s)
+        self.estimate_bps[link] = ewma_bps.py_func(self.estimate_bps[link], self.alpha, bits, duration_s)
 
     def at(self, link: int, now_s: float) -> float:
         """The bandwidth to plan with on `link` at now_s (the planning clamp of kernels.links)."""
         bw = self.estimate_bps[link] if self.kind == "ewma" else self.uplinks[link].rate_bps_at(now_s)
-        return planning_bps(bw)
+        return planning_bps.py_func(bw)
 
 
 class BestSplitPolicy(StatefulPolicy):
