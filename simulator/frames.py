@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from profilers.io import atomic_target
 from simulator.assemble import Point, Window
 from simulator.devices import Device
-from simulator.metrics import SummaryAccumulator
+from simulator.metrics import FrameKeys, SummaryAccumulator
 from simulator.plan import STAGES, STATUS_NAMES, FramePlan
 from simulator.policies import Route
 
@@ -42,6 +42,12 @@ def frames_df(pt: Point, w: Window, times: dict, policy: str, rep: int, point: i
     if pt.topo.tiers is not None:
         add_tier_columns(df, w, times, pt)
     return df
+
+
+def frame_keys(w: Window, times: dict, rep: int, tiered: bool) -> FrameKeys:
+    """The summary's group-by keys of a window's frames: mobile device, status and (tiered) edge server as integers."""
+    edge = times["route"].astype(np.int64) // (w.plan.routes_per_edge or 1) if tiered else None
+    return FrameKeys(rep, w.plan.mobile, times["status"], edge)
 
 
 TIER_COLUMNS = ("wan_queue_s", "wan_transfer_s", "wan_propagation_s", "cloud_queue_s", "batch_wait_s", "cloud_s",
@@ -252,9 +258,10 @@ class FrameSink:
     memory when `keep` is true.
     """
 
-    def __init__(self, labels: list[str], path: Optional[Path] = None, keep: bool = True, per_edge: bool = False) -> None:
-        self.accumulators: dict = {label: SummaryAccumulator() for label in labels}
-        self.per_edge = per_edge
+    def __init__(self, labels: list[str], n_mobiles: int, n_edges: int = 0, path: Optional[Path] = None,
+                 keep: bool = True) -> None:
+        self.accumulators: dict[str, SummaryAccumulator] = {label: SummaryAccumulator(n_mobiles, n_edges)
+                                                             for label in labels}
         self.path, self.keep = path, keep and path is None
         self.kept: list[pd.DataFrame] = []
         self._file: Optional[FramesFile] = FramesFile(path, "arrow") if path is not None else None
@@ -264,12 +271,9 @@ class FrameSink:
             self._file.__enter__()
         return self
 
-    def add(self, df: pd.DataFrame, label: str) -> None:
-        """Fold a frame table into its policy's summary (and, with several edge servers, each server's); keep or write it."""
-        self.accumulators[label].add(df)
-        if "edge" in df and df["edge"].nunique() > 0 and self.per_edge:
-            for edge, part in df.groupby("edge", sort=False):
-                self.accumulators.setdefault((label, edge), SummaryAccumulator()).add(part)
+    def add(self, df: pd.DataFrame, label: str, keys: FrameKeys) -> None:
+        """Fold a frame table into its policy's summary (per edge server too, by keys.edge); keep or write it."""
+        self.accumulators[label].add(df, keys)
         if self._file is not None:
             self._file.write(pa.Table.from_pandas(df, preserve_index=False))
         elif self.keep:

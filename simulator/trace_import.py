@@ -31,7 +31,6 @@ import numpy as np
 
 from profilers.errors import EdgesimError, unknown_name
 from profilers.io import atomic_write_text
-from simulator.link import trace_lines
 
 MAHIMAHI_PACKET_BYTES = 1500
 DEFAULT_BIN_MS = 100
@@ -75,6 +74,8 @@ class ImportedTrace:
 
 def _lines(path: Path, empty: str) -> list[tuple[int, str]]:
     """(line number, text) of every non-blank, non-`#` line; one line if unreadable or empty."""
+    from simulator.link import trace_lines  # numba (the link kernels): imported when a trace is read, not by `edgesim -h`
+
     lines = trace_lines(path)
     if not lines:
         raise EdgesimError(f"{path}:1: empty trace ({empty})")
