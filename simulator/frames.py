@@ -44,8 +44,22 @@ def frames_df(pt: Point, w: Window, times: dict, policy: str, rep: int, point: i
     return df
 
 
-TIER_COLUMNS = ("wan_queue_s", "wan_transfer_s", "wan_propagation_s", "cloud_queue_s", "batch_wait_s", "cloud_s",
-                "wan_return_s")
+DELAY_COMPONENTS = (
+    ("mobile_queue_s", "mobile queue"), ("head_s", "head"), ("uplink_queue_s", "uplink queue"),
+    ("transfer_s", "transfer"), ("propagation_s", "propagation"), ("server_queue_s", "server queue"),
+    ("tail_s", "tail"), ("return_s", "return"),
+)
+"""The one registry of per-frame delay components (column, words), in pipeline order: they sum to delay_s; the
+figures and the summary read their names from here."""
+TIER_DELAY_COMPONENTS = (
+    ("mobile_queue_s", "mobile queue"), ("head_s", "head"), ("uplink_queue_s", "uplink queue"),
+    ("transfer_s", "transfer"), ("propagation_s", "propagation"), ("server_queue_s", "edge queue"),
+    ("tail_s", "edge compute"), ("wan_queue_s", "WAN queue"), ("wan_transfer_s", "WAN transfer"),
+    ("wan_propagation_s", "WAN propagation"), ("cloud_queue_s", "cloud queue"), ("batch_wait_s", "batching wait"),
+    ("cloud_s", "cloud compute"), ("wan_return_s", "WAN return"), ("return_s", "return"),
+)
+"""Past the edge server (several edge servers or a cloud): the WAN, the cloud and batching, before the return."""
+TIER_COLUMNS = tuple(c for c, _ in TIER_DELAY_COMPONENTS if c not in dict(DELAY_COMPONENTS))
 """Delay components past the edge server (0 for frames that stay at the edge); with the earlier ones they sum to
 delay_s: mobile queue, head, uplink queue, transfer, propagation, edge queue, edge compute (tail_s), WAN queue and
 transfer, WAN propagation both ways, cloud queue, batching wait, cloud compute, WAN return, return."""
