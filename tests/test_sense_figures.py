@@ -296,3 +296,15 @@ def test_images_without_chromium_give_the_debian_command(tmp_path, monkeypatch):
     assert report.parse_formats("svg, HTML,pdf") == ("html", "pdf", "svg")
     with pytest.raises(EdgesimError, match="unknown format 'jpg'; known: html, png, pdf, svg"):
         report.parse_formats("png,jpg")
+
+
+def test_compare_table_shows_the_trace_where_the_rate_is_blank():
+    from rich.console import Console
+
+    from edgesim.cli.simulate import compare_table
+
+    summary = pd.DataFrame({"point": [0, 0], "policy": ["local", "offload"], "mobile": "m", "edge": "e",
+                            "data_rate_mbps": [np.nan, np.nan], "delay_mean_s": [0.1, 0.05]})
+    console = Console(width=200, record=True)
+    console.print(compare_table(summary, "delay_mean_s", "trace walk, mean 20 Mbit/s"))
+    assert "trace walk, mean 20 Mbit/s" in console.export_text()

@@ -21,7 +21,7 @@ from rich.table import Table
 from edgesim.cli.console import console, png_mode, png_option, progress_steps
 from edgesim.cli.profile import device_rows, model_rows
 from edgesim.report.html import column_unit, fmt_sig, parse_formats
-from edgesim.report.outputs import write_plots_and_report
+from edgesim.report.outputs import trace_labels, write_plots_and_report
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_text
 from profilers.schema import profile_json_schema
@@ -131,7 +131,7 @@ MAX_CONSOLE_WARNINGS = 10
 def _print_summary(folder: Path, metric: str = "delay_mean_s") -> None:
     """The metric's table on stdout, then one warning line per overloaded (point, policy) on stderr."""
     summary, _, _, sc = load_results(folder, frames=False)
-    console().print(compare_table(summary, metric))
+    console().print(compare_table(summary, metric, trace_labels(sc).get("trace")))
     notes, lines = run_messages(sc, summary)
     for note in notes:
         print(f"edgesim: note: {note}", file=sys.stderr)
@@ -142,8 +142,9 @@ def _print_summary(folder: Path, metric: str = "delay_mean_s") -> None:
               f"all are listed in {folder / 'report.html'}", file=sys.stderr)
 
 
-def compare_table(summary, metric: str):
-    """A rich table of policies (columns) by sweep point (rows) for one summary metric, in the unit its title says.
+def compare_table(summary, metric: str, trace: Optional[str] = None):
+    """A rich table of policies (columns) by sweep point (rows) for one summary metric, in the unit its title says;
+    `trace` (the uplink trace's name and mean rate) stands where a blank data rate would.
 
     Every text is escaped: '[ms]' or a policy label such as 'split [mid]' must print as written, not as markup.
     """
@@ -166,8 +167,8 @@ def compare_table(summary, metric: str):
     numeric = pd.api.types.is_numeric_dtype(summary[metric]) and not pd.api.types.is_bool_dtype(summary[metric])
     for _, group in summary.groupby("point", sort=True):
         first = group.iloc[0]
-        cells = [("" if pd.isna(first[c]) else (f"{first[c]:g}" if isinstance(first[c], float) else str(first[c])))
-                 for c in index]
+        cells = [((trace or "") if c == "data_rate_mbps" else "") if pd.isna(first[c]) else
+                 (f"{first[c]:g}" if isinstance(first[c], float) else str(first[c])) for c in index]
         values = dict(zip(group["policy"], group[metric]))
         for p in policies:
             v = values.get(p)
