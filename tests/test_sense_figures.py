@@ -308,3 +308,18 @@ def test_compare_table_shows_the_trace_where_the_rate_is_blank():
     console = Console(width=200, record=True)
     console.print(compare_table(summary, "delay_mean_s", "trace walk, mean 20 Mbit/s"))
     assert "trace walk, mean 20 Mbit/s" in console.export_text()
+
+
+def test_one_csv_reader_names_file_and_line_for_capture_traces(tmp_path, profiles):
+    from simulator.workload import trace_captures
+
+    bad = tmp_path / "captures.csv"
+    bad.write_text("# captures\ncapture_time_s\n0.0\n0.5\nsoon\n")
+    sc = as_scenario_quiet(scenario_dict(profiles, workload={"source": "trace", "trace": str(bad)}))
+    with pytest.raises(EdgesimError, match=rf"^{bad}:5: capture_time_s must be a number, found 'soon'$"):
+        trace_captures(sc, None)
+    bad.write_text("t\n0\n")
+    with pytest.raises(EdgesimError, match=rf"^{bad}:1: frame trace needs a capture_time_s column \(found: t\)$"):
+        trace_captures(sc, None)
+    bad.write_text("capture_time_s\n0\n1.5\n")
+    np.testing.assert_allclose(trace_captures(sc, None), [0.0, 1.5])
