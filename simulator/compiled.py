@@ -41,10 +41,22 @@ from numba.extending import intrinsic
 
 from profilers.errors import EdgesimError
 from simulator.engine import WindowDone, WindowLoader, falls_behind, in_memory
-from simulator.link import Packetiser, RateTrace
+from simulator.kernels.decisions import expected_delay_s, least_loaded, no_decide, no_observe
+from simulator.kernels.links import fifo_delay, finish_time, planning_bps, value_at
+from simulator.kernels.stations import (
+    backlog_s,
+    batch_size,
+    batch_wait_s,
+    busy_until_after,
+    lindley,
+    queued_after_start,
+    residual_s,
+)
+from simulator.link import Packetiser, PackedSteps, RateTrace, pack_steps
 from simulator.plan import DROPPED, LATE, TIER_FIELDS, TIME_FIELDS, FramePlan, Topology
-from simulator.policies import Route, StatefulPolicy
-from simulator.policies.best_split import MIN_PLANNING_BPS, BestPlacementPolicy, BestSplitPolicy
+from simulator.kernels.records import ROUTE, load_view
+from simulator.policies import Route, StatefulPolicy, policy_kernels
+from simulator.policies.base import _c_functions, route_table
 
 # event kinds (code = frame << 4 | kind; a batch's id stands in for the frame of BATCH_FIN)
 CAPTURE, MOBILE_FIN, UP_FIN, SERVER_ARRIVE, EDGE_FIN, DOWN_FIN, FINISH = 1, 2, 3, 4, 5, 6, 7
@@ -135,76 +147,6 @@ def _pop(ht, hs, hc, meta):
     return t0, c0
 
 
-# ---------------------------------------------------------------- link traces (RateTrace, scalar and exact)
-
-@njit(cache=True)
-def _search(a, row, lo, hi, v, right):
-    """numpy.searchsorted on a[row, lo:hi] (side right or left), as an offset from lo."""
-    a_lo, a_hi = lo, hi
-    while a_lo < a_hi:
-        mid = (a_lo + a_hi) >> 1
-        if a[row, mid] < v or (right and a[row, mid] == v):
-            a_lo = mid + 1
-        else:
-            a_hi = mid
-    return a_lo - lo
-
-
-@njit(cache=True)
-def _segment(off, tf, tp, k, t):
-    """RateTrace's _segment: (step index, t within the period) on trace k (steps tf[0], rates tf[1], bits tf[2])."""
-    lo, hi = off[k], off[k + 1]
-    if tp[0, k] != 0.0:
-        t = np.mod(t, tp[0, k])
-    j = _search(tf, 0, lo, hi, t, True) - 1
-    if j < 0:
-        j = 0
-    return j, t
-
-
-@njit(cache=True)
-def _rate_at(off, tf, tp, k, t):
-    j, _ = _segment(off, tf, tp, k, t)
-    return tf[1, off[k] + j]
-
-
-@njit(cache=True)
-def _bits_until(off, tf, tp, k, t_s):
-    j, t = _segment(off, tf, tp, k, t_s)
-    b = off[k] + j
-    out = tf[2, b] + (t - tf[0, b]) * tf[1, b]
-    if tp[0, k] != 0.0:
-        out = out + np.floor(t_s / tp[0, k]) * tp[1, k]
-    return out
-
-
-@njit(cache=True)
-def _finish_time(off, tf, tp, k, start, bits):
-    """RateTrace.finish_time(start, bits) on trace k."""
-    lo, hi = off[k], off[k + 1]
-    if hi - lo == 1:
-        return start + bits / tf[1, lo]
-    target = _bits_until(off, tf, tp, k, start) + bits
-    period, pbits = tp[0, k], tp[1, k]
-    if period != 0.0:
-        n = np.floor(target / pbits)
-        rem = target - n * pbits
-        if rem <= 0 and n > 0:
-            n, rem = n - 1, pbits
-        j = _search(tf, 2, lo, hi, rem, False) - 1
-        j = min(max(j, 0), hi - lo - 1)
-        rate = tf[1, lo + j] if tf[1, lo + j] > 0 else np.inf
-        out = n * period + tf[0, lo + j] + (rem - tf[2, lo + j]) / rate
-        return max(out, start)
-    j = _search(tf, 2, lo, hi, target, True) - 1
-    if j < 0:
-        j = 0
-    if not tf[1, lo + j] > 0:
-        j = min(j + 1, hi - lo - 1)
-    out = tf[0, lo + j] + (target - tf[2, lo + j]) / tf[1, lo + j]
-    return max(out, start)
-
-
 # ---------------------------------------------------------------- stations: FIFO queues linked through the frames
 
 @njit(cache=True)
@@ -241,19 +183,18 @@ def _work(plan, kind, r, i):
 
 @njit(cache=True)
 def _residual(SI, SF, st, now):
-    """_Station.residual_s: what is left of the longest service in progress (0 when a server is free)."""
-    if SI[FREE, st]:
-        return 0.0
-    r = SF[BUSY, st] - now
-    return r if r > 0.0 else 0.0
+    """_Station.residual_s of station st."""
+    return residual_s(SI[FREE, st], SF[BUSY, st], now)
 
 
 # ---------------------------------------------------------------- decisions at capture (best-split, assignment)
 
 @njit(cache=True)
-def _backlogs(SI, SF, Q, P, E, toff, tf, tp, m, e, now):
-    """engine._load_view as numbers: mobile backlog, uplink station, server, WAN backlog, WAN rate, cloud backlog."""
-    mobile_backlog = _residual(SI, SF, m, now) + SF[QUEUED, m] / 1
+def _fill_view(view, SI, SF, Q, P, E, EF, links, m, e, link, now):
+    """engine.StationPipeline._fill_view on the loop's arrays: the LOAD_VIEW record a decision reads."""
+    v = view[0]
+    v.now_s, v.link, v.uplink_rate_bps = now, link, value_at(links, link, now)
+    v.mobile_backlog_s = backlog_s(_residual(SI, SF, m, now), SF[QUEUED, m], 1)
     if Q[Q_TIERED]:
         up = E[3, e] if E[3, e] >= 0 else Q[Q_UP0] + m
         server, servers = Q[Q_EDGE0] + e, E[1, e]
@@ -261,52 +202,50 @@ def _backlogs(SI, SF, Q, P, E, toff, tf, tp, m, e, now):
         up = Q[Q_UP0] + (0 if Q[Q_SHARED] else m)
         server = Q[Q_EDGE0]
         servers = SI[SERVERS, server]
-    server_backlog = _residual(SI, SF, server, now) + SF[QUEUED, server] / servers
-    wan_backlog, wan_bps, cloud_backlog = 0.0, np.inf, 0.0
+    v.uplink_residual_s, v.uplink_queued_bits = _residual(SI, SF, up, now), SF[QUEUED, up]
+    v.server_backlog_s = backlog_s(_residual(SI, SF, server, now), SF[QUEUED, server], servers)
+    v.propagation_s, v.downlink_bps = P[P_PROP], P[P_DLBPS]
     if Q[Q_TIERED] and Q[Q_CLOUDSRV]:
         wan = Q[Q_WAN0] + e
-        wan_bps = _rate_at(toff, tf, tp, E[4, e], now)
-        wan_backlog = _residual(SI, SF, wan, now) + SF[QUEUED, wan] / wan_bps
+        rate = planning_bps(value_at(links, E[4, e], now))
+        v.wan_backlog_s, v.wan_bps = backlog_s(_residual(SI, SF, wan, now), SF[QUEUED, wan], rate), rate
+        v.wan_propagation_s, v.wan_down_bps = EF[e], P[P_WANDBPS]
         cl = Q[Q_CLOUD]
-        queued = SF[QUEUED, cl]
         if Q[Q_BATCH]:
-            residual = 0.0
-            if Q[Q_NFREE] == 0:
-                residual = max(P[P_CBUSY] - now, 0.0)
-            cloud_backlog = residual + queued / max(Q[Q_NFREE], 1)
+            nfree = Q[Q_NFREE]
+            residual = residual_s(nfree, P[P_CBUSY], now)
+            v.cloud_backlog_s = backlog_s(residual, SF[QUEUED, cl], nfree if nfree > 1 else 1)
         else:
-            cloud_backlog = _residual(SI, SF, cl, now) + queued / Q[Q_CLOUDSRV]
-    return mobile_backlog, up, server_backlog, wan_backlog, wan_bps, cloud_backlog
+            v.cloud_backlog_s = backlog_s(_residual(SI, SF, cl, now), SF[QUEUED, cl], Q[Q_CLOUDSRV])
 
 
 @njit(cache=True)
-def _predicted(RT, m, r, view, bw, uplink_wait, prop, dl_bps, wan_down_bps, wan_prop):
-    """best_split.predicted_delay_s, term by term in the same order."""
-    mobile_backlog, _, server_backlog, wan_backlog, wan_bps, cloud_backlog = view
-    t = mobile_backlog + RT[m, r, RT_HEAD]
-    if not RT[m, r, RT_CLOUD_ON]:
-        if RT[m, r, RT_TAIL_ON]:
-            t += uplink_wait + RT[m, r, RT_UPW] / bw
-            t += prop + server_backlog + RT[m, r, RT_TAIL]
-            t += RT[m, r, RT_DOWNW] / dl_bps + prop
-        return t
-    t += uplink_wait + RT[m, r, RT_UPW] / bw + prop
-    if RT[m, r, RT_TAIL_ON]:
-        t += server_backlog + RT[m, r, RT_TAIL]
-    t += wan_backlog + RT[m, r, RT_WANW] / wan_bps + wan_prop
-    t += cloud_backlog + RT[m, r, RT_CLOUD]
-    t += RT[m, r, RT_DOWNW] / wan_down_bps + wan_prop
-    return t + RT[m, r, RT_DOWNW] / dl_bps + prop
-
-
-@njit(cache=True)
-def _choose(RT, m, lo, hi, view, bw, uplink_wait, P, wan_prop):
-    """BestSplitPolicy.choose_one over routes lo..hi-1: the least predicted delay, the first of equals."""
-    best, best_s = 0, np.inf
-    for k in range(hi - lo):
-        t = _predicted(RT, m, lo + k, view, bw, uplink_wait, P[P_PROP], P[P_DLBPS], P[P_WANDBPS], wan_prop)
-        if t < best_s:
-            best, best_s = k, t
+def _place(view, SI, SF, Q, P, E, EF, links, routes, state, decide, edge_of_mobile, m, base, now):
+    """engine.StationPipeline._place: route r' = edge x R + r at a capture, the edge server by the assignment
+    (decisions.least_loaded, or the least decisions.expected_delay_s), the route by the policy (else `base`)."""
+    per, edge0 = Q[Q_PER], Q[Q_EDGE0]
+    if Q[Q_ASSIGN] == ASSIGN_FIXED:
+        lo = edge_of_mobile[m]
+        hi = lo + 1
+    elif Q[Q_ASSIGN] == ASSIGN_LEAST_LOADED:
+        n = Q[Q_NE]
+        lo = least_loaded(SI[SERVERS, edge0:edge0 + n] - SI[FREE, edge0:edge0 + n], SI[QLEN, edge0:edge0 + n],
+                          SI[SERVERS, edge0:edge0 + n])
+        hi = lo + 1
+    else:
+        lo, hi = 0, Q[Q_NE]
+    best, best_s = -1, np.inf
+    for e in range(lo, hi):
+        _fill_view(view, SI, SF, Q, P, E, EF, links, m, e, m, now)
+        rr = base
+        if Q[Q_POLICY]:
+            rr = decide(state, view, routes[m], e * per, (e + 1) * per)
+        if hi - lo == 1:
+            return e * per + rr
+        expected = expected_delay_s(routes[m, e * per + rr], view, value_at(links, E[2, e] + (0 if E[0, e] else m),
+                                                                             now))
+        if expected < best_s:
+            best, best_s = e * per + rr, expected
     return best
 
 
@@ -328,16 +267,7 @@ def _batch_dispatch(T, cloud_s, route, SI, SF, NXT, PRV, Q, P, B, ht, hs, hc, me
                 n += 1
             j = NXT[j]
         oldest = T[CA, same[0]]
-        size = 0
-        if n == maxb:
-            size = n
-        else:
-            for p in pref:
-                if p <= n:
-                    size = p
-                    break
-        if size == 0 and now - oldest >= P[P_MAXQD] - 1e-12:
-            size = n
+        size = batch_size(n, maxb, pref, now - oldest, P[P_MAXQD])
         if size == 0:
             due = oldest + P[P_MAXQD]
             if P[P_TIMER] != due:
@@ -357,17 +287,15 @@ def _batch_dispatch(T, cloud_s, route, SI, SF, NXT, PRV, Q, P, B, ht, hs, hc, me
         for q in range(size):
             j = same[q]
             _unlink(SI, NXT, PRV, st, j)
-            SF[QUEUED, st] = SF[QUEUED, st] - cloud_s[route[j], j] if SI[QLEN, st] else 0.0
+            SF[QUEUED, st] = queued_after_start(SF[QUEUED, st], cloud_s[route[j], j], SI[QLEN, st])
             members[b, q] = j
             T[CS, j] = now
             T[BSZ, j] = size
-            arr = T[CA, j]
-            T[BW, j] = now - (free if free > arr else arr)
+            T[BW, j] = batch_wait_s(now, T[CA, j], free)
         bsize[b] = size
         head = same[0]
         s = cloud_s[route[head], head] * factors[route[head], size]
-        if now + s > P[P_CBUSY]:
-            P[P_CBUSY] = now + s
+        P[P_CBUSY] = busy_until_after(P[P_CBUSY], now, s)
         _push(ht, hs, hc, meta, now + s, (b << 4) | BATCH_FIN)
 
 
@@ -380,28 +308,28 @@ def _batch_dispatch(T, cloud_s, route, SI, SF, NXT, PRV, Q, P, B, ht, hs, hc, me
 
 
 @njit(cache=True)
-def _run(c, nxt, remaining, window_width, ht, hs, hc, meta):
+def _run(c, decide, observe, nxt, remaining, window_width, ht, hs, hc, meta):
     """Run events until none is left (returns DONE_RUN), the heap is nearly full (GROW: grow it and call again) or a
     capture's next frame is in a window not loaded yet (LOAD: load it, set nxt, call again).
 
     nxt: each slot's next capture of its mobile device (-1: none, NEXT_WINDOW: the first of the next window);
-    remaining: per window of the ring (slot // window_width), its frames not ended yet."""
-    (T, plan, capture, mob, route, SI, NXT, PRV, SF, Q, P, E, EF, tr, status, drop_stage, dl, est, B, RT,
-     oracle, edge_of_mobile, n_routes) = c
+    remaining: per window of the ring (slot // window_width), its frames not ended yet; decide and observe: the
+    stateful policy's kernels (policies.base.PolicyKernels) as C functions."""
+    (T, plan, capture, mob, route, SI, NXT, PRV, SF, Q, P, E, EF, tr, status, drop_stage, dl, state, B, routes,
+     view, edge_of_mobile, n_routes) = c
     head_s, bits_s, tail_s, down_s, wan_bits, cloud_s, wan_down_s = plan
     dl_kind, dl_fifo, dl_val, dtr, last_up, last_down = dl
-    toff, tf, tp = tr
-    doff, dtf, dtp = dtr
     members, bsize, free_since, bfree = B[3], B[4], B[2], B[7]
     b = _borrowed  # the caller holds every array while the loop runs
     T, capture, mob, route, SI, NXT, PRV, SF, Q, P, E, EF = (b(T), b(capture), b(mob), b(route), b(SI), b(NXT),
                                                               b(PRV), b(SF), b(Q), b(P), b(E), b(EF))
-    status, drop_stage, est, RT, oracle, edge_of_mobile = b(status), b(drop_stage), b(est), b(RT), b(oracle), \
-        b(edge_of_mobile)
+    status, drop_stage, state, routes, view, edge_of_mobile = b(status), b(drop_stage), b(state), b(routes), \
+        b(view), b(edge_of_mobile)
     head_s, bits_s, tail_s, down_s, wan_bits, cloud_s, wan_down_s = (b(head_s), b(bits_s), b(tail_s), b(down_s),
                                                                      b(wan_bits), b(cloud_s), b(wan_down_s))
     plan = (head_s, bits_s, tail_s, down_s, wan_bits, cloud_s, wan_down_s)
-    toff, tf, tp, doff, dtf, dtp = b(toff), b(tf), b(tp), b(doff), b(dtf), b(dtp)
+    links = PackedSteps(b(tr.offsets), b(tr.steps), b(tr.periods))
+    delays = PackedSteps(b(dtr.offsets), b(dtr.steps), b(dtr.periods))
     dl_kind, dl_fifo, dl_val, last_up, last_down = b(dl_kind), b(dl_fifo), b(dl_val), b(last_up), b(last_down)
     members, bsize, free_since, bfree, n_routes = b(members), b(bsize), b(free_since), b(bfree), b(n_routes)
     remaining, width = b(remaining), window_width
@@ -409,7 +337,7 @@ def _run(c, nxt, remaining, window_width, ht, hs, hc, meta):
     tiered, shared, policy, assign, per = Q[Q_TIERED], Q[Q_SHARED], Q[Q_POLICY], Q[Q_ASSIGN], Q[Q_PER]
     delay, stale, has_deadline, batch = Q[Q_DELAY], Q[Q_STALE], Q[Q_DEADLINE], Q[Q_BATCH]
     up0, edge0, down0, wan0, wdown0, cloud = Q[Q_UP0], Q[Q_EDGE0], Q[Q_DOWN0], Q[Q_WAN0], Q[Q_WDOWN0], Q[Q_CLOUD]
-    prop, deadline, alpha = P[P_PROP], P[P_DEADLINE], P[P_ALPHA]
+    prop, deadline = P[P_PROP], P[P_DEADLINE]
     row_pu, row_pd = Q[Q_ROWPU], Q[Q_ROWPD]
     limit = ht.size - 16 - Q[Q_MAXB]  # one event pushes at most this many
     st = stage = push_code = 0
@@ -482,8 +410,8 @@ def _run(c, nxt, remaining, window_width, ht, hs, hc, meta):
                 ret_act, ret_i = act, i
                 i = SI[QHEAD, done_st]
                 _unlink(SI, NXT, PRV, done_st, i)
-                SF[QUEUED, done_st] = SF[QUEUED, done_st] - _work(plan, SI[SKIND, done_st], route[i], i) \
-                    if SI[QLEN, done_st] else 0.0
+                SF[QUEUED, done_st] = queued_after_start(SF[QUEUED, done_st],
+                                                         _work(plan, SI[SKIND, done_st], route[i], i), SI[QLEN, done_st])
                 st, act = done_st, A_BEGIN
             else:
                 SI[FREE, done_st] += 1
@@ -524,20 +452,19 @@ def _run(c, nxt, remaining, window_width, ht, hs, hc, meta):
                     else:
                         e = r // per
                         trace = E[2, e] + (0 if E[0, e] else mob[i])
-                    s, row, ev = _finish_time(toff, tf, tp, trace, now, bits_s[r, i]) - now, US, UP_FIN
+                    s, row, ev = finish_time(links, trace, now, bits_s[r, i]) - now, US, UP_FIN
                 elif k == K_EDGE:
                     s, row, ev = tail_s[r, i], TS, EDGE_FIN
                 elif k == K_DOWN:
                     s, row, ev = down_s[r, i], DS, DOWN_FIN
                 elif k == K_WAN:
-                    s, row, ev = _finish_time(toff, tf, tp, E[4, st - wan0], now, wan_bits[r, i]) - now, WS, WAN_FIN
+                    s, row, ev = finish_time(links, E[4, st - wan0], now, wan_bits[r, i]) - now, WS, WAN_FIN
                 elif k == K_WDOWN:
                     s, row, ev = wan_down_s[r, i], WDS, WAN_DOWN_FIN
                 else:
                     s, row, ev = cloud_s[r, i], CS, CLOUD_FIN
                 T[row, i] = now
-                if now + s > SF[BUSY, st]:
-                    SF[BUSY, st] = now + s
+                SF[BUSY, st] = busy_until_after(SF[BUSY, st], now, s)
                 push_t, push_code, act = now + s, (i << 4) | ev, A_PUSH
             elif act == A_ARRIVE:  # _Station.arrive
                 if SI[FREE, st]:
@@ -558,50 +485,17 @@ def _run(c, nxt, remaining, window_width, ht, hs, hc, meta):
                     while SI[QLEN, m]:
                         j = SI[QHEAD, m]
                         _unlink(SI, NXT, PRV, m, j)
-                        SF[QUEUED, m] = SF[QUEUED, m] - head_s[route[j], j] if SI[QLEN, m] else 0.0
+                        SF[QUEUED, m] = queued_after_start(SF[QUEUED, m], head_s[route[j], j], SI[QLEN, m])
                         status[j], drop_stage[j] = DROPPED, 1
                         T[DONE, j] = now
                         remaining[j // width] -= 1
                 if tiered and (assign != ASSIGN_FIXED or policy):  # engine._place
-                    if assign == ASSIGN_FIXED:
-                        lo = edge_of_mobile[m]
-                        hi = lo + 1
-                    elif assign == ASSIGN_LEAST_LOADED:
-                        lo, best_load = 0, np.inf
-                        for e in range(Q[Q_NE]):
-                            sx = edge0 + e
-                            load = (SI[SERVERS, sx] - SI[FREE, sx] + SI[QLEN, sx]) / SI[SERVERS, sx]
-                            if load < best_load:
-                                lo, best_load = e, load
-                        hi = lo + 1
-                    else:
-                        lo, hi = 0, Q[Q_NE]
-                    best, best_s = -1, np.inf
-                    for e in range(lo, hi):
-                        view = _backlogs(SI, SF, Q, P, E, toff, tf, tp, m, e, now)
-                        up = view[1]
-                        rr = r % per
-                        if policy:
-                            bw = max(est[m] if policy == POLICY_EWMA else _rate_at(toff, tf, tp, oracle[m], now), MIN_PLANNING_BPS)
-                            wait = _residual(SI, SF, up, now) + SF[QUEUED, up] / bw
-                            rr = _choose(RT, m, e * per, (e + 1) * per, view, bw, wait, P, EF[e])
-                        if hi - lo == 1:
-                            best = e * per + rr
-                            break
-                        bw = max(_rate_at(toff, tf, tp, E[2, e] + (0 if E[0, e] else m), now), MIN_PLANNING_BPS)
-                        wait = _residual(SI, SF, up, now) + SF[QUEUED, up] / bw
-                        expected = _predicted(RT, m, e * per + rr, view, bw, wait, P[P_PROP], P[P_DLBPS],
-                                              P[P_WANDBPS], EF[e])
-                        if expected < best_s:
-                            best, best_s = e * per + rr, expected
-                    route[i] = best
-                elif policy:  # BestSplitPolicy.choose_one
-                    view = _backlogs(SI, SF, Q, P, E, toff, tf, tp, m, 0, now)
+                    route[i] = _place(view, SI, SF, Q, P, E, EF, links, routes, state, decide, edge_of_mobile, m,
+                                      r % per, now)
+                elif policy:  # engine._decide
                     link = 0 if shared else m
-                    bw = max(est[link] if policy == POLICY_EWMA else _rate_at(toff, tf, tp, oracle[link], now), MIN_PLANNING_BPS)
-                    up = view[1]
-                    wait = _residual(SI, SF, up, now) + SF[QUEUED, up] / bw
-                    route[i] = _choose(RT, m, 0, n_routes[m], view, bw, wait, P, 0.0)
+                    _fill_view(view, SI, SF, Q, P, E, EF, links, m, 0, link, now)
+                    route[i] = decide(state, view, routes[m], 0, n_routes[m])
                 r = route[i]
                 if head_s[r, i] > 0:
                     st, stage, act = m, 1, A_ARRIVE
@@ -623,12 +517,10 @@ def _run(c, nxt, remaining, window_width, ht, hs, hc, meta):
                 m = mob[i]
                 link = m if (tiered or not shared) else 0
                 if policy:
-                    duration = T[UE, i] - T[US, i]
-                    if duration > 0:
-                        est[link] = (1 - alpha) * est[link] + alpha * bits_s[r, i] / duration
+                    observe(state, link, bits_s[r, i], T[UE, i] - T[US, i])
                 d = prop
                 if delay:
-                    d = _delay(dl_kind, dl_fifo, dl_val, doff, dtf, dtp, last_up, i, m, link, 0, now)
+                    d = _delay(dl_kind, dl_fifo, dl_val, delays, last_up, i, m, link, 0, now)
                     T[row_pu, i] = d
                 push_t, push_code = now + d, (i << 4) | SERVER_ARRIVE
                 act = A_PUSH if delay != 0 or prop > 0 else A_EDGE_ARRIVE  # an event after the delay, else at once
@@ -652,7 +544,7 @@ def _run(c, nxt, remaining, window_width, ht, hs, hc, meta):
                 d = prop
                 if delay:
                     m = mob[i]
-                    d = _delay(dl_kind, dl_fifo, dl_val, doff, dtf, dtp, last_down, i, m, m, 1, now)
+                    d = _delay(dl_kind, dl_fifo, dl_val, delays, last_down, i, m, m, 1, now)
                     T[row_pd, i] = d
                 push_t, push_code = now + d, (i << 4) | FINISH
                 act = A_PUSH if delay != 0 or prop > 0 else A_FINISH  # an event after the delay, else at once
@@ -681,15 +573,6 @@ def _run(c, nxt, remaining, window_width, ht, hs, hc, meta):
                 e = r // per
                 push_t, push_code = now + EF[e], (i << 4) | DOWN_ARRIVE
                 act = A_PUSH if EF[e] > 0 else A_DOWN_ARRIVE  # an event after the delay, else at once
-
-
-@njit(cache=True, inline="always")
-def _serve(busy, arrive, s):
-    """A single-server FIFO station that frames reach in the order they are served, by Lindley's recursion:
-    (start, end, when its last service ends): start = max(arrival, when the one before ends), end = the event's
-    now + s."""
-    start = arrive if busy <= arrive else busy
-    return start, start + s, start + s if start + s > busy else busy
 
 
 # state the recursion keeps per station for best-split (_replay): cursors C[x] and numbers F[x]
@@ -751,7 +634,8 @@ def _replay(C, F, x, t, i, nxt, capture, T, work, route, a_row, s_row, e_row, pr
 
 
 @njit(cache=True)
-def _lindley(first, nxt, capture, route, plan, tr, T, status, prop, has_deadline, deadline, decide):
+def _lindley(first, nxt, capture, route, plan, tr, T, status, prop, has_deadline, deadline, decisions, decide,
+             observe):
     """One mobile device's frames through its own stations (mobile device, uplink, edge server, downlink; none
     shared, one server each, unbounded), frame by frame by Lindley's recursion instead of events.
 
@@ -761,68 +645,70 @@ def _lindley(first, nxt, capture, route, plan, tr, T, status, prop, has_deadline
     station would meet a frame earlier than the one before it (or at the same instant by another path, whose
     order the event tie rule decides); the caller then runs the event loop.
 
-    decide = (policy, alpha, estimate, RT, n_routes, P, C, F): best-split's choice at each capture (policy != 0) from
-    the state the loop would have then: each station's backlog by _replay, the EWMA estimate by the uplink's ends
-    before the capture in order. Also False on a tie at a capture (see _replay)."""
+    decisions = (policy, state, routes, n_routes, view, P, C, F): the stateful policy's decide kernel at each capture
+    (policy != 0) on the state the loop would have then: each station's backlog by _replay, and the policy's own
+    state fed by its observe kernel with the uplink's ends before the capture, in order. Also False on a tie at a
+    capture (see _replay)."""
     b = _borrowed
     capture, route, nxt, T, status = b(capture), b(route), b(nxt), b(T), b(status)
     head_s, bits_s, tail_s, down_s = b(plan[0]), b(plan[1]), b(plan[2]), b(plan[3])
-    toff, tf, tp = b(tr[0]), b(tr[1]), b(tr[2])
-    policy, alpha, est, RT, n_routes, P, C, F = decide
-    RT, n_routes, P, C, F = b(RT), b(n_routes), b(P), b(C), b(F)
-    constant, rate = toff[1] - toff[0] == 1, tf[1, toff[0]]  # a constant link: _finish_time's first case
+    links = PackedSteps(b(tr.offsets), b(tr.steps), b(tr.periods))
+    policy, state, routes, n_routes, view, P, C, F = decisions
+    state, routes, n_routes, view, P, C, F = b(state), b(routes), b(n_routes), b(view), b(P), b(C), b(F)
+    constant, rate = links.offsets[1] - links.offsets[0] == 1, links.steps[0].value  # finish_time's first case
     # when each station's last service ends, and when the uplink, edge and downlink met their last frame
     busy_m = busy_u = busy_e = busy_d = last_u = last_e = last_d = -np.inf
     last_skip = False  # whether the uplink's last frame skipped the mobile device
     i, now = first, capture[first]
     uk = first  # the next frame whose uplink end the estimate has not seen
     while i >= 0:
-        if policy:  # BestSplitPolicy.choose_one on the loop's _backlogs of this instant
+        if policy:  # engine._decide on the loop's backlogs of this instant
             res_m, queued_m, ok_m = _replay(C, F, 0, now, i, nxt, capture, T, head_s, route, -1, HS, HE, prop)
             res_u, queued_u, ok_u = _replay(C, F, 1, now, i, nxt, capture, T, bits_s, route, HE, US, UE, prop)
             res_e, queued_e, ok_e = _replay(C, F, 2, now, i, nxt, capture, T, tail_s, route, UE, TS, TE, prop)
             if not (ok_m and ok_u and ok_e):
                 return False
-            while uk != i:  # engine._up_done's estimate, uplink end by uplink end
+            while uk != i:  # engine._up_done's observations, uplink end by uplink end
                 if T[US, uk] == T[US, uk]:
                     if T[UE, uk] >= now:
                         if T[UE, uk] == now:
                             return False
                         break
-                    duration = T[UE, uk] - T[US, uk]
-                    if duration > 0:
-                        est = (1 - alpha) * est + alpha * bits_s[route[uk], uk] / duration
+                    observe(state, 0, bits_s[route[uk], uk], T[UE, uk] - T[US, uk])
                 uk = nxt[uk]
-            view = (res_m + queued_m / 1, 0, res_e + queued_e / 1, 0.0, np.inf, 0.0)
-            bw = max(est if policy == POLICY_EWMA else _rate_at(toff, tf, tp, 0, now), MIN_PLANNING_BPS)
-            route[i] = _choose(RT, 0, 0, n_routes[0], view, bw, res_u + queued_u / bw, P, 0.0)
+            v = view[0]
+            v.now_s, v.link, v.uplink_rate_bps = now, 0, value_at(links, 0, now)
+            v.mobile_backlog_s, v.server_backlog_s = backlog_s(res_m, queued_m, 1), backlog_s(res_e, queued_e, 1)
+            v.uplink_residual_s, v.uplink_queued_bits = res_u, queued_u
+            v.propagation_s, v.downlink_bps = P[P_PROP], P[P_DLBPS]
+            route[i] = decide(state, view, routes[0], 0, n_routes[0])
         r = route[i]
         t = now
         skip = not head_s[r, i] > 0
         if skip:
             T[HS, i] = t
         else:
-            T[HS, i], t, busy_m = _serve(busy_m, t, head_s[r, i])
+            T[HS, i], t, busy_m = lindley(busy_m, t, head_s[r, i])
         T[HE, i] = t
         if bits_s[r, i] > 0 or tail_s[r, i] == tail_s[r, i]:
             if t < last_u or (t == last_u and skip != last_skip):
                 return False
             last_u, last_skip = t, skip
             start = t if busy_u <= t else busy_u
-            finish = start + bits_s[r, i] / rate if constant else _finish_time(toff, tf, tp, 0, start, bits_s[r, i])
-            T[US, i], t, busy_u = _serve(busy_u, t, finish - start)
+            finish = start + bits_s[r, i] / rate if constant else finish_time(links, 0, start, bits_s[r, i])
+            T[US, i], t, busy_u = lindley(busy_u, t, finish - start)
             T[UE, i] = t
             if prop > 0:
                 t = t + prop
             if t < last_e:
                 return False
             last_e = t
-            T[TS, i], t, busy_e = _serve(busy_e, t, tail_s[r, i])
+            T[TS, i], t, busy_e = lindley(busy_e, t, tail_s[r, i])
             T[TE, i] = t
             if t < last_d:
                 return False
             last_d = t
-            T[DS, i], t, busy_d = _serve(busy_d, t, down_s[r, i])
+            T[DS, i], t, busy_d = lindley(busy_d, t, down_s[r, i])
             T[DE, i] = t
             if prop > 0:
                 t = t + prop
@@ -837,19 +723,11 @@ def _lindley(first, nxt, capture, route, plan, tr, T, status, prop, has_deadline
 
 
 @njit(cache=True)
-def _delay(kinds, fifo, values, doff, dtf, dtp, last, i, m, k, row, now):
+def _delay(kinds, fifo, values, delays, last, i, m, k, row, now):
     """engine._varying_delay: frame i's delay now (a trace's step, or its draw), held behind the one sent before."""
-    if kinds[m] == 1:
-        j, _ = _segment(doff, dtf, dtp, m, now)
-        d = dtf[1, doff[m] + j]
-    else:
-        d = values[row, i]
-    arrive = now + d
-    if fifo[m] and arrive < last[k]:
-        arrive = last[k]
-    if arrive > last[k]:
-        last[k] = arrive
-    return arrive - now
+    d = value_at(delays, m, now) if kinds[m] == 1 else values[row, i]
+    d, last[k] = fifo_delay(now, d, last[k], fifo[m])
+    return d
 
 
 @njit(cache=True)
@@ -871,29 +749,38 @@ def _grown(heap: tuple) -> tuple:
 
 # ---------------------------------------------------------------- the Python side: arrays in, arrays out
 
-_POLICIES = {BestSplitPolicy: True, BestPlacementPolicy: True}
+def why_not(plan: FramePlan, topo: Topology, policy: Optional[StatefulPolicy] = None) -> Optional[str]:
+    """Why simulate_compiled cannot give this run the SimPy engine's times (None: it can)."""
+    if policy is not None and policy_kernels(policy) is None:
+        return (f"policy {type(policy).__name__} declares no kernels in its registry entry (PolicyKernels): only "
+                "the SimPy engine runs its Python hooks")
+    if topo.delay is not None and plan.delay_u is None:
+        return "a varying delay without per-frame uniforms (FramePlan.delay_u)"
+    tiers = topo.tiers
+    if tiers is None:
+        if plan.cloud_s is not None:
+            return "cloud demands without tiers"
+        if len(topo.uplink) < (1 if topo.shared_medium else plan.n_mobiles):
+            return "fewer uplinks than mobile devices"
+        return None
+    if plan.cloud_s is None or plan.cloud_key is None or plan.batch_factors is None:
+        return "tiers without the plan's cloud demands, keys and batch factors"
+    if tiers.assignment not in ("static", "round-robin", "least-loaded", "shortest-expected-delay"):
+        return f"assignment '{tiers.assignment}'"
+    if tiers.batching is not None and tiers.cloud_servers < 1:
+        return "batching without a cloud server"
+    if tiers.cloud_servers and any(e.wan is None for e in tiers.edges):
+        return "a cloud behind an edge server without a WAN link"
+    # a policy observes link = mobile device on tiers: one uplink entry each
+    if policy is not None and len(topo.uplink) < plan.n_mobiles:
+        return "a stateful policy with fewer uplinks than mobile devices"
+    return None
 
 
 def supports(plan: FramePlan, topo: Topology, policy: Optional[StatefulPolicy] = None) -> bool:
-    """True when simulate_compiled gives this run the SimPy engine's times (else run engine.simulate)."""
-    if policy is not None and (type(policy) not in _POLICIES
-                               or policy.spec.bandwidth_estimate not in ("ewma", "oracle")):
-        return False
-    if topo.delay is not None and plan.delay_u is None:
-        return False
-    tiers = topo.tiers
-    if tiers is None:
-        return plan.cloud_s is None and len(topo.uplink) >= (1 if topo.shared_medium else plan.n_mobiles)
-    if plan.cloud_s is None or plan.cloud_key is None or plan.batch_factors is None:
-        return False
-    if tiers.assignment not in ("static", "round-robin", "least-loaded", "shortest-expected-delay"):
-        return False
-    if tiers.batching is not None and tiers.cloud_servers < 1:
-        return False
-    if tiers.cloud_servers and any(e.wan is None for e in tiers.edges):
-        return False
-    # the SimPy engine's estimator keeps one estimate per entry of topo.uplink and observes link = mobile device
-    return policy is None or len(topo.uplink) >= plan.n_mobiles
+    """True when simulate_compiled gives this run the SimPy engine's times (else run engine.simulate; why_not says
+    why)."""
+    return why_not(plan, topo, policy) is None
 
 
 def _lindley_applies(plan: FramePlan, topo: Topology) -> bool:
@@ -904,36 +791,18 @@ def _lindley_applies(plan: FramePlan, topo: Topology) -> bool:
             and topo.delay is None)
 
 
-def _pack_traces(traces: list[RateTrace]) -> tuple:
-    """Every RateTrace's steps in flat arrays: offsets, (times, rates, cumulative bits), (period, bits per period)."""
-    off = np.cumsum([0] + [len(t.rates_bps) for t in traces]).astype(np.int64)
-    if not traces:
-        return off, np.zeros((3, 1)), np.zeros((2, 1))
-    steps = np.ascontiguousarray(np.vstack([np.concatenate([t.times_s for t in traces]),
-                                            np.concatenate([t.rates_bps for t in traces]),
-                                            np.concatenate([t._cum_bits for t in traces])]), dtype=float)
-    periods = np.array([[t.period_s for t in traces], [getattr(t, "_period_bits", 0.0) for t in traces]], dtype=float)
-    return off, steps, periods
-
-
-def _route_table(topo: Topology, routes_of_mobile: Optional[list[list[Route]]], n_mobiles: int):
-    """Per mobile device and route: expected head, tail and cloud times, and wire bits (best-split's inputs)."""
+def _decisions(policy: Optional[StatefulPolicy], topo: Topology, routes_of_mobile: Optional[list[list[Route]]],
+               n_mobiles: int) -> tuple:
+    """(state, ROUTE table, routes per mobile device, decide, observe) of a run: the policy's kernels as C functions
+    (decisions.no_decide and no_observe without one) and its state; the routes where a decision reads them."""
+    kernels = policy_kernels(policy)
+    decide, observe = _c_functions(*((kernels.decide, kernels.observe) if kernels is not None
+                                     else (no_decide, no_observe)))
+    state = kernels.state(policy, topo.uplink) if kernels is not None else np.zeros(1)
     if routes_of_mobile is None:
-        return np.zeros((max(n_mobiles, 1), 1, 8)), np.ones(max(n_mobiles, 1), np.int64)
-    width = max(len(r) for r in routes_of_mobile)
-    rt = np.zeros((n_mobiles, width, 8))
-    packetiser = Packetiser(topo.packet_payload_bytes, topo.packet_overhead_bytes)
-
-    def wire_bits(size_bytes: int) -> float:  # LoadView.wire_bits: payload plus per-packet overhead (no resends)
-        return float(packetiser.wire_bytes(size_bytes)) * 8.0
-
-    for m, routes in enumerate(routes_of_mobile):
-        for k, r in enumerate(routes):
-            rt[m, k] = (r.head.expected_s if r.head else 0.0, r.tail is not None,
-                        r.tail.expected_s if r.tail is not None else 0.0, r.cloud is not None,
-                        r.cloud.expected_s if r.cloud is not None else 0.0, wire_bits(r.up_bytes),
-                        wire_bits(r.down_bytes), wire_bits(r.wan_bytes))
-    return rt, np.array([len(r) for r in routes_of_mobile], dtype=np.int64)
+        return state, np.zeros((max(n_mobiles, 1), 1), ROUTE), np.ones(max(n_mobiles, 1), np.int64), decide, observe
+    table = route_table(routes_of_mobile, topo.packet_payload_bytes, topo.packet_overhead_bytes)
+    return state, table, np.array([len(r) for r in routes_of_mobile], dtype=np.int64), decide, observe
 
 
 def _delay_model(topo: Topology, n_mobiles: int) -> tuple:
@@ -944,10 +813,10 @@ def _delay_model(topo: Topology, n_mobiles: int) -> tuple:
         fifo[m] = d.fifo
         if d.trace is not None:
             kinds[m] = 1
-            traces.append(RateTrace(d.trace.times_s, d.trace.one_way_s, d.trace.period_s))
+            traces.append(d.trace)
         else:
-            traces.append(RateTrace(np.array([0.0]), np.array([1.0])))
-    return kinds, fifo, _pack_traces(traces)
+            traces.append(RateTrace(np.array([0.0]), np.array([1.0])))  # unused: this device's delays are drawn
+    return kinds, fifo, pack_steps(traces)
 
 
 def _delay_draws(plan: FramePlan, topo: Topology) -> np.ndarray:
@@ -1155,7 +1024,7 @@ def _stations(topo: Topology, first: FramePlan, n_rows: int) -> tuple:
     else:
         B = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(1), np.zeros((1, 1), np.int64),
              np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros((1, 1)), np.zeros(1, np.int64))
-    return SI, np.zeros((2, n_st)), Q, P, E, EF, _pack_traces(traces), B, n_up
+    return SI, np.zeros((2, n_st)), Q, P, E, EF, pack_steps(traces), B, n_up
 
 
 def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_window: WindowDone,
@@ -1165,25 +1034,22 @@ def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_wind
     first = load_window(0)
     if first is None or first.capture_s.size == 0:
         return
-    if not supports(first, topo, policy):
-        raise EdgesimError("the compiled engine does not cover this run (see simulator.compiled.supports); "
-                           "use engine.simulate")
+    why = why_not(first, topo, policy)
+    if why is not None:
+        raise EdgesimError(f"the compiled engine does not cover this run ({why}); use engine.simulate")
     peeked = load_window(1)  # loaded once: a window loader may draw from random streams
     fields = TIME_FIELDS + (TIER_FIELDS if first.cloud_s is not None else ())
     delay = topo.delay is not None
     ring = _Ring(first, peeked is None, ring_windows, len(fields) + (2 if delay else 0), delay)
     SI, SF, Q, P, E, EF, traces, B, n_up = _stations(topo, first, len(fields))
     n_mob = first.n_mobiles
-    if policy is not None:
-        Q[Q_POLICY] = POLICY_EWMA if policy.spec.bandwidth_estimate == "ewma" else POLICY_ORACLE
-        P[P_ALPHA] = policy.spec.ewma_alpha
+    Q[Q_POLICY] = policy is not None
     kinds, fifo, delay_traces = _delay_model(topo, n_mob)
-    estimate = np.array([tr.rate_bps_at(0.0) for tr in topo.uplink], dtype=float)
-    rt, n_routes = _route_table(topo, routes_of_mobile, n_mob)
+    state, routes, n_routes, decide, observe = _decisions(policy, topo, routes_of_mobile, n_mob)
+    view = load_view()
     tiers = topo.tiers
     edge_of_mobile = np.ascontiguousarray(tiers.edge_of_mobile if tiers is not None and tiers.edge_of_mobile is not None
                                           else np.zeros(n_mob), dtype=np.int64)
-    oracle = np.arange(len(topo.uplink), dtype=np.int64)
     last_up, last_down = np.zeros(max(n_up, 1)), np.zeros(max(n_mob, 1))
     firsts = ring.load(0, first, topo, 0.0)
     firsts = firsts[firsts >= 0]
@@ -1192,9 +1058,10 @@ def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_wind
         cursors, numbers = np.zeros((3, 3), np.int64), np.zeros((3, 3))  # _replay's state of each station
         cursors[:, C_ARRIVE] = cursors[:, C_START] = firsts[0]
         numbers[:, F_END], numbers[0, F_CHAIN] = -np.inf, ring.capture[firsts[0]]
-        decide = (Q[Q_POLICY], P[P_ALPHA], estimate[0], rt, n_routes, P, cursors, numbers)
+        decisions = (Q[Q_POLICY], state.copy(), routes, n_routes, view, P, cursors, numbers)
         if _lindley(firsts[0], ring.nxt, ring.capture, ring.route, ring.plan, traces, ring.T, ring.status,
-                    topo.propagation_s, topo.deadline_s is not None, topo.deadline_s or 0.0, decide):
+                    topo.propagation_s, topo.deadline_s is not None, topo.deadline_s or 0.0, decisions, decide,
+                    observe):
             ring.flush(on_window, fields, everything=True)
             return
         ring.T[:] = np.nan  # frames met out of order: the event loop runs them from the start
@@ -1205,8 +1072,8 @@ def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_wind
     while True:
         dl = (kinds, fifo, ring.delay_values, delay_traces, last_up, last_down)
         c = (ring.T, ring.plan, ring.capture, ring.mobile, ring.route, SI, ring.NXT, ring.PRV, SF, Q, P, E, EF, traces,
-             ring.status, ring.drop_stage, dl, estimate, B, rt, oracle, edge_of_mobile, n_routes)  # anew: rings grow
-        why = _run(c, ring.nxt, ring.remaining, ring.width, *heap)
+             ring.status, ring.drop_stage, dl, state, B, routes, view, edge_of_mobile, n_routes)  # anew: rings grow
+        why = _run(c, decide, observe, ring.nxt, ring.remaining, ring.width, *heap)
         if why == GROW:
             heap = _grown(heap)
         elif why == LOAD:

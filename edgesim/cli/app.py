@@ -9,7 +9,7 @@ from importlib import metadata
 
 import typer
 
-from edgesim.cli import distill, dmd, profile, simulate, trace
+from edgesim.cli import distill, dmd, profile, simulate, testbed, trace
 from profilers.errors import EdgesimError, EdgesimWarning
 
 try:  # typer 0.2x bundles its own copy of click and raises that copy's exceptions, not the click package's
@@ -55,6 +55,7 @@ app.command("list")(simulate.list_)
 app.command("schema")(simulate.schema)
 app.command("profile")(profile.profile)
 app.command("derive")(profile.derive)
+app.command("testbed")(testbed.testbed)
 app.add_typer(dmd.dmd_app, name="dmd")
 app.add_typer(distill.distill_app, name="distill")
 app.add_typer(trace.trace_app, name="trace")

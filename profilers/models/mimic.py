@@ -38,6 +38,7 @@ _TEACHERS: dict[str, tuple[str, str, int, int]] = {
     "densenet201-mimic": ("densenet201", "transition1", 128, 224),
     "resnet152-mimic": ("resnet152", "layer2", 512, 224),
     "inception_v3-mimic": ("inception_v3", "maxpool2", 192, 299),
+    "resnet18-mimic": ("resnet18", "layer2", 128, 224),  # the testbed's small model (edgesim testbed, make testbed)
 }
 
 BOTTLENECK_CHANNELS = 3
@@ -74,7 +75,7 @@ def _make_student_head(model_id: str, bottleneck_channels: int = BOTTLENECK_CHAN
     pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=pool_pad)
     bottleneck = bn_relu_conv(64, bottleneck_channels, kernel=2, stride=2, padding=1)  # 56 -> 29, 73 -> 37
     b = bottleneck_channels
-    if teacher_id.startswith("densenet"):  # 29 -> 30 -> 29 -> 28
+    if teacher_id.startswith("densenet") or teacher_id == "resnet18":  # 29 -> 30 -> 29 -> 28
         decoder = [bn_relu_conv(b, 64, 2, padding=1), bn_relu_conv(64, 128, 2), bn_relu_conv(128, c_teacher, 2)]
     elif teacher_id == "resnet152":  # 29 -> 30 -> 29 -> 28 -> 28
         decoder = [bn_relu_conv(b, 64, 2, padding=1), bn_relu_conv(64, 128, 2), bn_relu_conv(128, 256, 2),
@@ -196,3 +197,4 @@ densenet169_mimic = _registrar("densenet169-mimic", "DenseNet-169")
 densenet201_mimic = _registrar("densenet201-mimic", "DenseNet-201")
 resnet152_mimic = _registrar("resnet152-mimic", "ResNet-152")
 inception_v3_mimic = _registrar("inception_v3-mimic", "Inception-v3")
+resnet18_mimic = _registrar("resnet18-mimic", "ResNet-18")

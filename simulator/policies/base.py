@@ -8,16 +8,19 @@ replay them; stateful ones pick at capture time from the load they see and keep 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 import numpy as np
 import pandas as pd
+from numba import cfunc
 from pydantic import BaseModel, ConfigDict, Field
 
 from profilers.errors import EdgesimError
 from profilers.schema import ModelProfile
 from simulator.devices import Device, ServiceTime, reference_model
-from simulator.link import DEFAULT_PACKET_PAYLOAD_BYTES, RateTrace
+from simulator.kernels.decisions import DECIDE, OBSERVE
+from simulator.kernels.records import ROUTE
+from simulator.link import DEFAULT_PACKET_PAYLOAD_BYTES, Packetiser, RateTrace
 
 
 @dataclass(frozen=True)
@@ -199,11 +202,63 @@ class StatefulPolicy(BasePolicy):
 
 
 @dataclass(frozen=True)
+class PolicyKernels:
+    """A stateful policy's rules as numba functions both engines run (simulator.kernels.decisions):
+
+    state(policy, uplinks) -> float64 array: what the policy keeps during one run (its parameters too);
+    decide(state, view, routes, lo, hi) -> k (signature decisions.DECIDE): route lo + k at a capture, from the
+      LOAD_VIEW record and the frame's mobile device's ROUTE records;
+    observe(state, link, bits, duration_s) (signature decisions.OBSERVE): an uplink transfer ended.
+    The SimPy engine calls decide and observe as they are; the compiled engine calls them as C functions of the same
+    code (c_functions), so one compiled event loop serves every policy.
+    """
+
+    state: Callable[[Any, list[RateTrace]], np.ndarray]
+    decide: Any  # a numba.njit function
+    observe: Any  # a numba.njit function
+
+    def c_functions(self) -> tuple:
+        """(decide, observe) as numba C functions (compiled once, cached on disk)."""
+        return _c_functions(self.decide, self.observe)
+
+
+_C_FUNCTIONS: dict = {}
+
+
+def _c_functions(decide, observe) -> tuple:
+    key = (decide, observe)
+    if key not in _C_FUNCTIONS:
+        _C_FUNCTIONS[key] = (cfunc(DECIDE, cache=True)(decide.py_func), cfunc(OBSERVE, cache=True)(observe.py_func))
+    return _C_FUNCTIONS[key]
+
+
+def route_table(routes_of_mobile: list[list[Route]], payload_bytes: int, overhead_bytes: int) -> np.ndarray:
+    """Every mobile device's routes as ROUTE records (M, R): what predictions read of them (expected times, and wire
+    bits with per-packet overhead, resends not predicted)."""
+    width = max(len(r) for r in routes_of_mobile)
+    table = np.zeros((len(routes_of_mobile), width), ROUTE)
+    packetiser = Packetiser(payload_bytes, overhead_bytes)
+
+    def bits(size_bytes: int) -> float:
+        return float(packetiser.wire_bytes(size_bytes)) * 8.0
+
+    for m, routes in enumerate(routes_of_mobile):
+        for k, r in enumerate(routes):
+            table[m, k] = (r.head.expected_s if r.head else 0.0, r.tail is not None,
+                           r.tail.expected_s if r.tail is not None else 0.0, r.cloud is not None,
+                           r.cloud.expected_s if r.cloud is not None else 0.0, bits(r.up_bytes), bits(r.down_bytes),
+                           bits(r.wan_bytes))
+    return table
+
+
+@dataclass(frozen=True)
 class PolicyEntry:
-    """A registered policy: its spec model, its behaviour, and the paper section it comes from."""
+    """A registered policy: its spec model, its behaviour, the paper section it comes from, and for a stateful
+    policy its kernels (None: a stateless policy, or one only the SimPy engine can run)."""
 
     name: str
     spec: type[PolicySpecBase]
     policy: type[BasePolicy]
     summary: str
     source: str
+    kernels: Optional[PolicyKernels] = None
