@@ -309,7 +309,8 @@ def delay_components_figure(summary: pd.DataFrame, stats: FrameStats, labels: Op
     for i, ser in enumerate(series):
         fig.update_yaxes(title_text=f"{short[ser]}<br>mean delay (ms)" if rows > 1 else "mean delay (ms)",
                          title_font_size=11, row=i + 1, col=1)
-    fig.update_xaxes(title_text=points["x_title"].iloc[0] if len(points) else "", title_font_size=11, row=rows)
+    fig.update_xaxes(title_text=points["x_title"].iloc[0] if len(points) else "", title_font_size=11, row=rows,
+                     col=(cols + 1) // 2)  # once, under the middle column: repeated titles run into each other
     fig.update_layout(barmode="stack", template=TEMPLATE, height=max(420, 330 * rows, 24 * len(components) + 140),
                       title="Mean capture-to-output delay by component (frames not dropped; warm-up excluded)"
                             + (f": {common}" if rows > 1 and common in series[0] else ""))
