@@ -20,7 +20,7 @@ from edgesim.report.outputs import trace_labels
 from profilers.errors import EdgesimError, did_you_mean, unknown_name
 from simulator import sense
 from simulator.devices import profile_command
-from simulator.scenario import as_scenario, load_scenario
+from simulator.scenario import as_scenario, load_scenario, sweep_points
 from tests.sim_helpers import scenario_dict, write_scenario, write_toy_profiles
 
 
@@ -64,7 +64,8 @@ def test_too_many_frames_and_implausible_traces_warn(tmp_path, profiles):
     data = scenario_dict(profiles, link={"trace": str(trace)},
                          workload={"source": "periodic", "frames": 100_000_000, "frame_rate_fps": 1},
                          mobiles=[{"device": "toy-mobile", "count": 20}])
-    msgs = [m for _, m in sense.implausible_values(as_scenario_quiet(data))]
+    sc = as_scenario_quiet(data)
+    msgs = [m for _, m in sense.implausible_values(sc, sweep_points(sc))]
     assert any("mean rate 12,000 Mbit/s (12 Gbit/s) is above 10 Gbit/s: kbit/s read as Mbit/s? (in kbit/s the mean "
                "is 12 Mbit/s)" in m for m in msgs)
     assert any("it lasts 100000 s (27.8 h), more than a day: milliseconds read as seconds? (in ms it lasts 100 s)" in m

@@ -26,7 +26,9 @@ from profilers.errors import EdgesimError
 from profilers.io import atomic_write_text
 from profilers.schema import profile_json_schema
 from simulator.assemble import assemble
+from simulator.devices import fidelity_notes
 from simulator.policies import policy_entries
+from simulator.resolve import scenario_devices
 from simulator.results import finished_points, load_results, python_command, run_to_folder, staging_dir
 from simulator.scenario import apply_overrides, load_scenario, parse_value, scenario_json_schema, sweep_points
 from simulator.sense import check_overrides, replication_note, run_messages
@@ -132,7 +134,7 @@ def _print_summary(folder: Path, metric: str = "delay_mean_s") -> None:
     """The metric's table on stdout, then one warning line per overloaded (point, policy) on stderr."""
     summary, _, _, sc = load_results(folder, frames=False)
     console().print(compare_table(summary, metric, trace_labels(sc).get("trace")))
-    notes, lines = run_messages(sc, summary)
+    notes, lines = run_messages(sc, summary, fidelity_notes(scenario_devices(sc)))
     for note in notes:
         print(f"edgesim: note: {note}", file=sys.stderr)
     for w in lines[:MAX_CONSOLE_WARNINGS]:
