@@ -209,21 +209,24 @@ class SummaryAccumulator:
             "late", "offloaded", "seen")
 
     def __init__(self, n_mobiles: int, n_edges: int = 0) -> None:
-        self.n_mobiles, self.n_edges = n_mobiles, n_edges
-        n_scopes = 1 + n_edges
+        # with edge servers, one more code than servers: frames that never left the mobile device (FrameKeys.edge ==
+        # n_edges) are summed in a scope of their own, which gets no per-edge row
+        self.n_mobiles, self.n_servers = n_mobiles, n_edges
+        self.n_edges = n_edges + 1 if n_edges else 0
+        n_scopes = 1 + self.n_edges
         self.sums = {name: np.zeros(n_scopes) for name in self.SUMS}
         self.delays: list[np.ndarray] = []
         self.delay_edges: list[np.ndarray] = []
         self.predicted: list[tuple[np.ndarray, np.ndarray, Optional[np.ndarray], np.ndarray]] = []
         self.reps: dict[int, _PerReplication] = {}
-        self.load = OfferedLoad(n_mobiles, n_edges)
+        self.load = OfferedLoad(n_mobiles, self.n_edges)
         self.tier_sums: dict[str, np.ndarray] = {}
         self._by_edge: Optional[tuple[int, np.ndarray, np.ndarray]] = None  # delays sorted by edge server, bounds
 
     @property
     def scopes(self) -> list[int]:
         """The edge servers (scope numbers 1 + e) that received any frame, warm-up included."""
-        return [1 + e for e in range(self.n_edges) if self.sums["seen"][1 + e] > 0]
+        return [1 + e for e in range(self.n_servers) if self.sums["seen"][1 + e] > 0]
 
     def add(self, frames: pd.DataFrame, keys: FrameKeys) -> None:
         """Fold in a window of frame records of one replication (warm-up frames are left out).

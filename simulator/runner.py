@@ -89,7 +89,8 @@ def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink
             times, used = simulate_compiled(w.plan, pt.topo, policy, routes), "compiled"
         else:  # the readable reference, and whatever the compiled loop does not cover
             times, used = simulate(w.plan, pt.topo, policy, routes), "simpy"
-        sink.add(frames_df(pt, w, times, label, rep, point), label, frame_keys(w, times, rep, pt.topo.tiers is not None))
+        df = frames_df(pt, w, times, label, rep, point)
+        sink.add(df, label, frame_keys(w, times, rep, pt, df["bytes_up"].to_numpy()))
         return used
     per_window = max(1, chunk // (pt.n_mobiles * _copies(pt)))
     windows: dict[int, Window] = {}
@@ -103,7 +104,8 @@ def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink
 
     def done(k: int, _plan, times: dict) -> None:
         w = windows.pop(k)
-        sink.add(frames_df(pt, w, times, label, rep, point), label, frame_keys(w, times, rep, pt.topo.tiers is not None))
+        df = frames_df(pt, w, times, label, rep, point)
+        sink.add(df, label, frame_keys(w, times, rep, pt, df["bytes_up"].to_numpy()))
 
     first = load(0)  # loaded once: windows draw from the random streams in order
     loader = (lambda k: first if k == 0 else load(k))

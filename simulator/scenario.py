@@ -20,6 +20,7 @@ from simulator.devices import InlineDevice, find_model, load_profile_device
 from simulator.link import DEFAULT_PACKET_PAYLOAD_BYTES, RateTrace, load_rate_trace
 from simulator.policies import ENTRIES as POLICY_ENTRIES
 from simulator.policies import PolicySpec
+from simulator.sense import check_scenario
 
 
 class _Strict(BaseModel):
@@ -397,9 +398,7 @@ def parse_scenario(text: str, source: str = "<scenario>", base_dir: Optional[Pat
     check_trace_offsets(scenario, source, root)
     check_topology(scenario, source, root)
     check_profiles(scenario, source, root)
-    from simulator.sense import check_scenario  # implausible values (unit slips) are warnings, not errors
-
-    check_scenario(scenario, source, lambda loc: _yaml_line(root, loc))
+    check_scenario(scenario, sweep_points(scenario), source, lambda loc: _yaml_line(root, loc))  # warnings only
     return scenario
 
 
@@ -513,9 +512,7 @@ def as_scenario(scenario: "Scenario | dict | str | Path") -> Scenario:
         validated = Scenario.model_validate(scenario)
     except ValidationError as exc:
         raise ScenarioError(validation_message(exc, "<scenario>")) from None
-    from simulator.sense import check_scenario  # as a file's are: implausible values warn
-
-    check_scenario(validated)
+    check_scenario(validated, sweep_points(validated))  # as a file's are: implausible values warn
     return validated
 
 

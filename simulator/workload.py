@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from profilers.errors import EdgesimError
+from simulator.csvtable import read_csv_table
 from simulator.scenario import Scenario
 
 
@@ -71,15 +72,10 @@ class FrameStreams:
 def trace_captures(scenario: Scenario, dataset: Optional[pd.DataFrame]) -> np.ndarray:
     """Capture times of a trace source: a CSV column or the dataset's capture_time_s (repeated past its end)."""
     w = scenario.workload
-    if w.trace is not None:
-        try:
-            col = pd.read_csv(w.trace)["capture_time_s"].to_numpy(float)
-        except FileNotFoundError:
-            raise EdgesimError(f"{w.trace}: frame trace not found (workload.trace)") from None
-        except KeyError:
-            raise EdgesimError(f"{w.trace}: frame trace needs a capture_time_s column") from None
-        except Exception as exc:
-            raise EdgesimError(f"{w.trace}: cannot read frame trace: {str(exc).splitlines()[0]}") from None
+    if w.trace is not None:  # the one CSV reader of traces: FILE:LINE errors
+        col = read_csv_table(w.trace, ["capture_time_s"], "frame trace needs a capture_time_s column",
+                             "frame trace is empty (needs a header capture_time_s and rows)",
+                             "frame trace has no rows after the header", "frame trace").numbers("capture_time_s")
     else:
         if "capture_time_s" not in dataset.columns:
             raise EdgesimError("workload.source 'trace' with a dataset needs a capture_time_s column in it")

@@ -134,12 +134,15 @@ MAX_CONSOLE_WARNINGS = 10
 
 def _print_summary(folder: Path, metric: str = "delay_mean_s") -> None:
     """The metric's table on stdout, then one warning line per overloaded (point, policy) on stderr."""
+    from edgesim.report.outputs import trace_labels
+    from simulator.devices import fidelity_notes
+    from simulator.resolve import scenario_devices
     from simulator.results import load_results
     from simulator.sense import run_messages
 
     summary, _, _, sc = load_results(folder, frames=False)
-    console().print(compare_table(summary, metric))
-    notes, lines = run_messages(sc, summary)
+    console().print(compare_table(summary, metric, trace_labels(sc).get("trace")))
+    notes, lines = run_messages(sc, summary, fidelity_notes(scenario_devices(sc)))
     for note in notes:
         print(f"edgesim: note: {note}", file=sys.stderr)
     for w in lines[:MAX_CONSOLE_WARNINGS]:
@@ -149,8 +152,9 @@ def _print_summary(folder: Path, metric: str = "delay_mean_s") -> None:
               f"all are listed in {folder / 'report.html'}", file=sys.stderr)
 
 
-def compare_table(summary, metric: str):
-    """A rich table of policies (columns) by sweep point (rows) for one summary metric, in the unit its title says.
+def compare_table(summary, metric: str, trace: Optional[str] = None):
+    """A rich table of policies (columns) by sweep point (rows) for one summary metric, in the unit its title says;
+    `trace` (the uplink trace's name and mean rate) stands where a blank data rate would.
 
     Every text is escaped: '[ms]' or a policy label such as 'split [mid]' must print as written, not as markup.
     """
@@ -177,8 +181,8 @@ def compare_table(summary, metric: str):
     numeric = pd.api.types.is_numeric_dtype(summary[metric]) and not pd.api.types.is_bool_dtype(summary[metric])
     for _, group in summary.groupby("point", sort=True):
         first = group.iloc[0]
-        cells = [("" if pd.isna(first[c]) else (f"{first[c]:g}" if isinstance(first[c], float) else str(first[c])))
-                 for c in index]
+        cells = [((trace or "") if c == "data_rate_mbps" else "") if pd.isna(first[c]) else
+                 (f"{first[c]:g}" if isinstance(first[c], float) else str(first[c])) for c in index]
         values = dict(zip(group["policy"], group[metric]))
         for p in policies:
             v = values.get(p)
