@@ -36,7 +36,7 @@ from simulator.devices import reference_model
 from simulator.link import TCP_IP_OVERHEAD_BYTES, TCP_PAYLOAD_BYTES
 from simulator.runner import run_point
 from simulator.scenario import Scenario, apply_overrides, sweep_points
-from simulator.workload import FrameStreams, capture_window, trace_captures
+from simulator.workload import FrameStreams, capture_windows, trace_captures
 
 PORT = 5301
 START_LEAD_S = 0.5
@@ -103,7 +103,7 @@ def planned_captures(sc: Scenario) -> np.ndarray:
     """The capture times the simulator draws for the scenario's one mobile device (replication 0)."""
     n = sc.workload.frames
     trace = trace_captures(sc, None) if sc.workload.source == "trace" else None
-    return capture_window(sc, 0, 1, np.arange(n), FrameStreams(sc.seed, 0, 1), trace)
+    return capture_windows(sc, 1, np.arange(n), FrameStreams(sc.seed, 0, 1), trace)
 
 
 def simulation_scenario(sc: Scenario, policy_index: int, mobile_profile: Path, edge_profile: Path,
