@@ -174,10 +174,37 @@ class LinkDelay:
         return np.full(np.shape(u), m)
 
 
+#: the most rows a trace (link, capture or dataset) may hold: 11.6 days of a 1 s trace
+MAX_TRACE_ROWS = 1_000_000
+#: the largest trace file read, in bytes (checked before reading)
+MAX_TRACE_BYTES = 100_000_000
+
+
+def check_trace_size(path: Path) -> None:
+    """A trace file over MAX_TRACE_BYTES is refused before it is read (a missing one is the reader's to report)."""
+    try:
+        size = Path(path).stat().st_size
+    except OSError:
+        return
+    if size > MAX_TRACE_BYTES:
+        raise EdgesimError(f"{path}: {size:,} bytes; a trace is at most {MAX_TRACE_BYTES:,} bytes and "
+                           f"{MAX_TRACE_ROWS:,} rows")
+
+
+def check_trace_rows(path: Path, rows: int, what: str = "trace") -> None:
+    """One line when a trace holds more than MAX_TRACE_ROWS rows."""
+    if rows > MAX_TRACE_ROWS:
+        raise EdgesimError(f"{path}: more than {MAX_TRACE_ROWS:,} rows; a {what} holds at most {MAX_TRACE_ROWS:,} "
+                           "(resample it, e.g. to 1 s steps)")
+
+
 def trace_lines(path: Path) -> list[tuple[int, str]]:
     """(line number, stripped text) of every line that is neither blank nor a `#` comment; one line if unreadable."""
+    check_trace_size(path)
     numbered = [(n, line.strip()) for n, line in enumerate(read_text(path, "trace").splitlines(), start=1)]
-    return [(n, line) for n, line in numbered if line and not line.startswith("#")]
+    kept = [(n, line) for n, line in numbered if line and not line.startswith("#")]
+    check_trace_rows(path, len(kept) - 1, "link trace")
+    return kept
 
 
 def _read_columns(path: Path, column: str, needs: str) -> tuple[list[int], np.ndarray, np.ndarray]:

@@ -111,3 +111,19 @@ def test_set_values_obey_the_same_limits():
     assert parse_value("[1, 2]") == [1, 2] and parse_value("rpi3b+") == "rpi3b+" and parse_value("a: [") == "a: ["
     with pytest.raises(ScenarioError, match="nested more than"):
         parse_value("[" * 100 + "]" * 100)
+
+
+def test_profiles_hold_finite_latencies_below_the_bound(tmp_path):
+    from profilers.errors import ProfileError
+    from profilers.schema import MAX_LATENCY_S, load_profile
+    from tests.sim_helpers import write_toy_profiles
+
+    path = write_toy_profiles(tmp_path)[0]
+    text = open(path).read()
+    for bad, words in (("Infinity", "finite number"), ("1e300", f"less than or equal to {MAX_LATENCY_S:g}")):
+        lat = '"samples_s": [\n'
+        with open(path, "w") as f:
+            f.write(text.replace(lat, lat + f"{bad},", 1))
+        with pytest.raises(ProfileError) as err:
+            load_profile(path)
+        assert "head_latency.samples_s.0'" in str(err.value) and words in str(err.value), str(err.value)
