@@ -442,12 +442,20 @@ def load_results(folder: Path, frames: bool = True) -> tuple[pd.DataFrame, Optio
     n_points = manifest.get("sweep_points") if isinstance(manifest.get("sweep_points"), int) else None
     summary = read_summary(folder / "summary.csv", n_points if n_points is not None else len(sweep_points(scenario)))
     table = None
-    if frames and (folder / "frames.parquet").exists():
-        try:
-            table = pd.read_parquet(folder / "frames.parquet")
+    path = folder / "frames.parquet"
+    if path.exists():
+        import pyarrow.parquet as pq
+
+        try:  # without frames: the footer only (what plots and reports read later must be readable)
+            table = pd.read_parquet(path) if frames else pq.ParquetFile(path).close()
         except Exception as exc:  # pyarrow raises many types for a damaged file
-            raise EdgesimError(f"{folder / 'frames.parquet'}: cannot read: {str(exc).splitlines()[0]}") from None
+            raise EdgesimError(f"{path}: cannot read: {str(exc).splitlines()[0].rstrip('.')}; {redo_hint(folder)}") from None
     return summary, table, manifest, scenario
+
+
+def redo_hint(folder: Path) -> str:
+    """What to do with a damaged results folder: run its scenario again."""
+    return f"rerun into a new folder (edgesim run {folder / 'scenario.yaml'} --out NEW)"
 
 
 def python_command() -> str:

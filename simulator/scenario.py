@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from profilers.catalog import list_devices, load_device
 from profilers.errors import EdgesimError, field_message
 from profilers.io import read_text
-from profilers.schema import DeviceProfile, load_profile
+from profilers.schema import DeviceProfile, ModelProfile, load_profile
 from simulator.devices import InlineDevice, find_model
 from simulator.link import DEFAULT_PACKET_PAYLOAD_BYTES, RateTrace, load_rate_trace
 from simulator.policies import ENTRIES as POLICY_ENTRIES
@@ -25,8 +25,8 @@ from simulator.policies import PolicySpec
 from simulator.safe_yaml import YamlLimitError, check_size, load_yaml
 
 
-#: the largest data rate a scenario takes (1 Tbit/s: above any link)
-MAX_RATE_MBPS = 1e6
+#: the largest data rate a scenario takes (1 Pbit/s: far above any link; theory checks use it as a link taking no time)
+MAX_RATE_MBPS = 1e9
 #: the longest time a scenario takes (delays, deadlines, trace offsets: about 11.6 days)
 MAX_TIME_S = 1e6
 #: the highest frame rate a scenario takes
@@ -280,14 +280,14 @@ class OutputSpec(_Strict):
 
 
 #: what a scenario name may be: it names the folder results/<name>
-SCENARIO_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,99}")
+SCENARIO_NAME = re.compile(r"[\w+-][\w.+ -]{0,99}")
 
 
 class Scenario(_Strict):
     """A complete scenario: models, devices, link, workload, policies, sweep, seeds and outputs."""
 
     name: str = Field(default="scenario", description=(
-        "names the default results folder results/<name>: letters, digits, '.', '_', '-', '+' (no path)"))
+        "names the default results folder results/<name>: letters, digits, spaces and . _ - + (no path)"))
     description: str = ""
     model: str = Field(description="the model all policies use unless a policy names its own")
     devices: list[InlineDevice] = Field(default_factory=list, description="inline devices for what-if studies")
@@ -320,8 +320,8 @@ class Scenario(_Strict):
     def _a_name_not_a_path(cls, name: str) -> str:
         """A name stays a name: results/<name> never leaves results/ (no separators, no '..', no absolute path)."""
         if not SCENARIO_NAME.fullmatch(name):
-            raise ValueError(f"{name!r} is not a scenario name: use letters, digits and . _ - + (up to 100, no path "
-                             "separators or '..'); give --out to choose the results folder")
+            raise ValueError(f"{name!r} is not a scenario name: use letters, digits, spaces and . _ - + (up to 100, "
+                             "not starting with '.', no path separators); give --out to choose the results folder")
         return name
 
     @model_validator(mode="after")
@@ -451,6 +451,7 @@ def parse_scenario(text: str, source: str = "<scenario>", base_dir: Optional[Pat
     check_trace_offsets(scenario, source, root)
     check_topology(scenario, source, root)
     check_profiles(scenario, source, root)
+    check_names(scenario, source, root)
     return scenario
 
 
@@ -458,6 +459,62 @@ def _fail(source: str, root: Optional[yaml.Node], loc: tuple, what: str) -> None
     """Raise one line `FILE:LINE: field 'a.b': what` for a check made after parsing."""
     line = _yaml_line(root, loc) if root is not None else None
     raise ScenarioError(field_message(f"{source}:{line}" if line else source, loc, what))
+
+
+#: policy fields that name split points of the policy's model (one name, or several)
+SPLIT_POINT_FIELDS = ("split_point", "split_points", "candidates", "exit_point")
+
+
+def _named_devices(scenario: Scenario) -> list[tuple[tuple, str]]:
+    """(field, device name) of every device the scenario or its sweep names (inline devices by their `over`)."""
+    out = [(("mobiles", k, "device"), g.device) for k, g in enumerate(scenario.mobiles)]
+    out += [(("edge", "device"), scenario.edge.device)] if scenario.edge is not None else []
+    out += [(("edges", k, "device"), e.device) for k, e in enumerate(scenario.edges)]
+    out += [(("cloud", "device"), scenario.cloud.device)] if scenario.cloud is not None else []
+    out += [(("devices", k, "over"), d.over) for k, d in enumerate(scenario.devices) if d.over]
+    out += [(("sweep", "grid", path), v) for path, values in scenario.sweep.grid.items() if path.endswith(".device")
+            and isinstance(values, list) for v in values if isinstance(v, str)]
+    out += [(("sweep", "cases", k, path), v) for k, case in enumerate(scenario.sweep.cases) for path, v in case.items()
+            if path.endswith(".device") and isinstance(v, str)]
+    return out
+
+
+def check_names(scenario: Scenario, source: str = "<scenario>", root: Optional[yaml.Node] = None) -> None:
+    """Every device, model and split point the scenario names exists: one line naming the field and its YAML line
+    (these were found only while assembling, without saying where)."""
+    from simulator.resolve import listed_profiles, load_profile_device, resolve_devices  # resolve imports this module
+    from simulator.devices import reference_model
+
+    try:
+        extra = listed_profiles(scenario)
+    except EdgesimError:
+        return  # an unreadable listed profile is resolve_devices' to report, with its file
+    inline = {d.name for d in scenario.devices}
+    for loc, name in _named_devices(scenario):
+        if name not in inline:
+            try:
+                load_profile_device(name, extra)
+            except EdgesimError as exc:
+                _fail(source, root, loc, str(exc))
+    devices = resolve_devices(scenario, extra)
+    models: dict[str, ModelProfile] = {}
+    policy_models = [(("policies", k, f), getattr(spec, f)) for k, spec in enumerate(scenario.policies)
+                     for f in ("model", "edge_model", "cloud_model") if isinstance(getattr(spec, f, None), str)]
+    for loc, model_id in [(("model",), scenario.model), *policy_models]:
+        if model_id not in models:
+            try:
+                models[model_id] = reference_model(devices, model_id)
+            except EdgesimError as exc:
+                _fail(source, root, loc, str(exc))
+    for k, spec in enumerate(scenario.policies):
+        model = models.get(spec.models(scenario.model)[0])
+        for field in SPLIT_POINT_FIELDS if model is not None else ():
+            names = getattr(spec, field, None)
+            for i, name in enumerate([names] if isinstance(names, str) else names or ()):
+                try:
+                    model.split_point(name)
+                except EdgesimError as exc:
+                    _fail(source, root, ("policies", k, field, *(() if isinstance(names, str) else (i,))), str(exc))
 
 
 def check_topology(scenario: Scenario, source: str = "<scenario>", root: Optional[yaml.Node] = None) -> None:

@@ -128,18 +128,20 @@ def test_resume_refuses_changes_to_the_saved_scenario(tmp_path, scenario, monkey
 
 def test_failed_run_says_what_it_kept(tmp_path, scenario, capsys):
     path, data = scenario
-    bad = write_scenario(tmp_path, {**data, "sweep": {"grid": {"edge.device": ["toy-edge", "ghost"]}}}, "bad.yaml")
+    ghost = str(tmp_path / "ghost.csv")  # a trace missing at its sweep point (an unknown device is refused at parse)
+    bad = write_scenario(tmp_path, {**data, "sweep": {"grid": {"link.trace": [None, ghost]}}}, "bad.yaml")
     out = tmp_path / "res"
     assert main(["run", str(bad), "--out", str(out), "--jobs", "1"]) == 2
     line = _err_line(capsys)
     stage = tmp_path / "res.partial"
-    assert "ghost" in line
+    assert "ghost.csv" in line
     assert stage.exists() and str(stage) in line and f"edgesim run --resume {out}" in line and "1 finished" in line
 
 
 def test_failed_run_with_nothing_finished_leaves_nothing(tmp_path, scenario, capsys):
     path, data = scenario
-    bad = write_scenario(tmp_path, {**data, "sweep": {"grid": {"edge.device": ["ghost", "toy-edge"]}}}, "bad.yaml")
+    bad = write_scenario(tmp_path, {**data, "sweep": {"grid": {"link.trace": [str(tmp_path / "ghost.csv"), None]}}},
+                         "bad.yaml")
     assert main(["run", str(bad), "--out", str(tmp_path / "res"), "--jobs", "1"]) == 2
     assert ".partial" not in _err_line(capsys)
     assert not (tmp_path / "res.partial").exists() and not (tmp_path / "res").exists()
@@ -253,3 +255,13 @@ def test_a_sweep_above_the_limit_needs_yes(tmp_path, command, capsys):
     err = capsys.readouterr().err.strip()
     assert err == (f"edgesim: error: toy: {CONFIRM_RUNS // 3 + 1:,} sweep points x 3 policies x 1 replications = "
                    f"{3 * (CONFIRM_RUNS // 3 + 1):,} runs, more than {CONFIRM_RUNS:,}; add --yes to {command} them all")
+
+
+def test_plot_of_a_corrupt_frames_file_is_one_line(results, capsys):
+    """Used to end in pyarrow's ArrowInvalid traceback ('Parquet magic bytes not found')."""
+    path = results / "frames.parquet"
+    path.write_bytes(path.read_bytes()[:1000])
+    capsys.readouterr()
+    assert main(["plot", str(results), "--no-png"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"edgesim: error: {path}: cannot read: ") and "\n" not in err and "rerun into a new folder" in err
