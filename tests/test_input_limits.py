@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -127,3 +129,39 @@ def test_profiles_hold_finite_latencies_below_the_bound(tmp_path):
         with pytest.raises(ProfileError) as err:
             load_profile(path)
         assert "head_latency.samples_s.0'" in str(err.value) and words in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("change,field,words", [
+    (lambda d: d["policies"][2].update(split_point="mid9"), "policies.2.split_point",
+     "model 'toy' has no split point 'mid9'; known: input, mid, output"),
+    (lambda d: d["mobiles"][0].update(device="nosuchdevice"), "mobiles.0.device", "unknown device 'nosuchdevice'"),
+    (lambda d: d["edge"].update(device="nosuchdevice"), "edge.device", "unknown device 'nosuchdevice'"),
+    (lambda d: d.update(model="nosuchnet"), "model", "no profile of model 'nosuchnet'"),
+    (lambda d: d.update(sweep={"grid": {"mobiles.0.device": ["toy-mobile", "ghost"]}}), "sweep.grid.mobiles.0.device",
+     "unknown device 'ghost'"),
+    (lambda d: d.update(sweep={"cases": [{"edge.device": "ghost"}]}), "sweep.cases.0.edge.device",
+     "unknown device 'ghost'"),
+])
+def test_unknown_names_say_where(tmp_path, change, field, words):
+    """These were one line without file, field or line (found only while assembling the first point)."""
+    from tests.sim_helpers import write_toy_profiles
+
+    data = scenario_dict(write_toy_profiles(tmp_path))
+    change(data)
+    path = write_scenario(tmp_path, data)
+    msg = _error(path)
+    assert re.match(rf"{re.escape(str(path))}:\d+: field '{re.escape(field)}': {re.escape(words)}", msg), msg
+
+
+def test_an_infinite_rate_writes_nothing(tmp_path, capsys):
+    """`run` used to write a results folder whose scenario.yaml held null, then exit 2 blaming its own output."""
+    from edgesim.cli.app import main
+    from tests.sim_helpers import write_toy_profiles
+
+    data = scenario_dict(write_toy_profiles(tmp_path))
+    data["link"]["data_rate_mbps"] = float("inf")
+    path = write_scenario(tmp_path, data)
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"edgesim: error: {path}:") and "field 'link.data_rate_mbps': Input should be a finite" in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()

@@ -25,20 +25,25 @@ def _full_and_interrupted(tmp_path, monkeypatch, rates, interrupt_at: int):
     full = tmp_path / "full"
     assert main(["run", str(path), "--out", str(full)]) == 0
 
+    part = tmp_path / "part"
+    _interrupt(path, part, monkeypatch, interrupt_at)
+    return full, part
+
+
+def _interrupt(path, out, monkeypatch, at: int) -> None:
+    """Run the scenario into out, interrupted at the at-th sweep point (exit code 130)."""
     real = sweep.run_point
     calls = {"n": 0}
 
     def flaky(*args):
         calls["n"] += 1
-        if calls["n"] == interrupt_at:
+        if calls["n"] == at:
             raise KeyboardInterrupt  # what Ctrl-C or SIGTERM (turned into KeyboardInterrupt) does mid-sweep
         return real(*args)
 
     monkeypatch.setattr(sweep, "run_point", flaky)
-    part = tmp_path / "part"
-    assert main(["run", str(path), "--out", str(part), "--jobs", "1"]) == 130  # in-process, so the patch applies
+    assert main(["run", str(path), "--out", str(out), "--jobs", "1"]) == 130  # in-process, so the patch applies
     monkeypatch.setattr(sweep, "run_point", real)
-    return full, part
 
 
 def test_interrupt_then_resume_is_byte_identical(tmp_path, monkeypatch, capsys):
@@ -83,18 +88,8 @@ def _staged(tmp_path, monkeypatch, n_points=4, stop_at=3):
     data = scenario_dict(profiles, sweep={"grid": {"link.data_rate_mbps": [0.5 * 2 ** k for k in range(n_points)]}},
                          outputs={"plots": False})
     path = write_scenario(tmp_path, data)
-    real, calls = sweep.run_point, {"n": 0}
-
-    def flaky(*args):
-        calls["n"] += 1
-        if calls["n"] == stop_at:
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(sweep, "run_point", flaky)
     out = tmp_path / "out"
-    assert main(["run", str(path), "--out", str(out), "--jobs", "1"]) == 130
-    monkeypatch.setattr(sweep, "run_point", real)
+    _interrupt(path, out, monkeypatch, stop_at)
     return path, out, tmp_path / "out.partial"
 
 
