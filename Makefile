@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch/torchvision first and pinned: pip takes these from this machine's local disk (no multi-GB download).
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test bench profiles clean-venv
+.PHONY: demo test bench profiles testbed clean-venv
 
 $(BIN)/edgesim: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,3 +29,7 @@ profiles: $(BIN)/edgesim
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The testbed's accuracy benchmark (root, iproute2 with tc tbf, TUN, gcc): docs/sim_vs_real.md (about 20-30 min).
+testbed: $(BIN)/edgesim
+	$(BIN)/python -m edgesim.testbed.bench

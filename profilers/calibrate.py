@@ -319,13 +319,15 @@ class LooResult:
         return float(spearmanr(self.published_ms, self.predicted_ms).statistic)
 
 
-def leave_one_out(s: Stack, form: str, prior: Prior = Prior()) -> LooResult:
-    """Fit the stack without each point in turn and predict the point left out."""
+def leave_one_out(s: Stack, form: str, prior: Prior = Prior(),
+                  predict_with: Optional[Sequence[OpArrays]] = None) -> LooResult:
+    """Fit the stack without each point in turn and predict the point left out (from predict_with[i] instead of
+    its operators when given: how another description of the same network fares with the same fit)."""
     preds = []
     for i in range(len(s.points)):
         keep = [j for j in range(len(s.points)) if j != i]
         p = fit([s.arrays[j] for j in keep], [s.latencies_s[j] for j in keep], s.roof, form, prior)
-        preds.append(predict_s(p, s.arrays[i], s.roof) * 1e3)
+        preds.append(predict_s(p, (predict_with or s.arrays)[i], s.roof) * 1e3)
     return LooResult(s.key, form, tuple(p.model for p in s.points), tuple(p.latency_ms for p in s.points),
                      tuple(preds))
 
@@ -404,6 +406,30 @@ def calibrate_stack(key: str, roof: Roofline, all_stacks: Optional[dict[str, Sta
     return DeviceCalibration(key, params, len(s.points), tuple(float(e) for e in loo.errors),
                              f"fitted on {len(s.points)} published points (least squares on log latency, priors "
                              "shrinking the efficiency ratios toward the other stacks' median)")
+
+
+def dense_block_ops(ops: Sequence[Op]) -> list[Op]:
+    """Each top-level block as one dense-convolution operator with the block's FLOPs and bytes: what the derivation
+    does with a model it cannot trace into operators."""
+    blocks: dict[int, list[Op]] = {}
+    for o in ops:
+        blocks.setdefault(o.block, []).append(o)
+    return [Op(f"block{b}", "conv_dense", sum(o.flops for o in group), group[0].in_bytes, group[-1].out_bytes,
+               sum(o.weight_bytes for o in group), b) for b, group in blocks.items()]
+
+
+@lru_cache(maxsize=None)
+def dense_fallback_loo(key: str, roof: Roofline, compute_class: str) -> tuple[float, ...]:
+    """Leave-one-out relative errors of the dense-operator fallback on a stack's published points: the full model
+    fitted without each point, the point predicted from its blocks as dense operators; () below MIN_POINTS."""
+    all_stacks = published_stacks()
+    s = all_stacks.get(key)
+    if s is None or len(s.points) < MIN_POINTS:
+        return ()
+    s = Stack(s.key, s.points, roof, compute_class, s.sources, s.arrays)
+    prior = cross_device_priors({**all_stacks, key: s})[key]
+    dense = [op_arrays(dense_block_ops(arch_ops(p.arch, p.input_size, p.batch))) for p in s.points]
+    return tuple(float(e) for e in leave_one_out(s, "full", prior, dense).errors)
 
 
 # ---------------------------------------------------------------------------------------------------- report

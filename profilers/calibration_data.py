@@ -179,14 +179,16 @@ NCNN_BOARDS = {
     "NVIDIA Jetson AGX Xavier (Carmel 2.2 GHz x 8 + Volta Tensor Cores 64)",
     "NVIDIA Tesla V100-PCIE-32GB  (GV100 SM x 80 + Tensor Core x 640)",
     "MacBook Pro (15-inch, 2019) - 2.6GHz six cores Intel Core i7 && Radeon Pro 555X 4GB && Intel UHD Graphics 630 1536MB",
+    # a Skylake-class 4-core desktop CPU (Kaby Lake keeps the Skylake core): validates the laptop's stack
+    "Hyper-V Linux Guest with GPU-PV enabled (Intel Core i7-7700K, NVIDIA GeForce GTX 1050 Ti)",
 }
 
 
 def rebuild(ncnn_git: Optional[str], torch2trt_git: Optional[str], path: Path = CALIBRATION_PATH) -> int:
-    """Regenerate the ncnn and torch2trt rows of the CSV from local git mirrors; other rows are kept."""
-    keep = [p for p in load_points(path) if p.framework not in {"ncnn", "pytorch", "tensorrt"}
-            or not (p.source.startswith("https://github.com/Tencent/ncnn")
-                    or p.source.startswith("https://github.com/NVIDIA-AI-IOT/torch2trt"))] if path.exists() else []
+    """Regenerate the ncnn and/or torch2trt rows of the CSV from local git mirrors (those given); other rows are kept."""
+    rebuilt = tuple(url for url, given in (("https://github.com/Tencent/ncnn", ncnn_git),
+                                           ("https://github.com/NVIDIA-AI-IOT/torch2trt", torch2trt_git)) if given)
+    keep = [p for p in load_points(path) if not (rebuilt and p.source.startswith(rebuilt))] if path.exists() else []
     rows = list(keep)
     if ncnn_git:
         sha = _git(ncnn_git, "rev-parse", "HEAD").strip()

@@ -2,7 +2,7 @@
 
 Devices whose facts name a `stack` use the per-operator model of profilers.calibrate: each block's
 time on the target is the sum over its operators (profilers.opcount, conv-bn-activation fused) of
-max(F_o / (eta_type P'), B_o / (eta_mem BW')) + tau, plus a per-inference c0 in the first block, with the
+max(F_o / (eta_type P'), B_o / (eta_mem BW')) + tau, plus a per-inference c0 paid by each part (head, tail), with the
 parameters fitted to every published latency of that stack (profilers/data/calibration.csv) and the
 leave-one-out errors carried in the provenance. Devices without a `stack` keep the earlier method: per block b,
 t'_b = max(F_b / (eta_c * P'), B_b / (eta_m * BW')) with B_b = 4 * params + input + output bytes and eta_c
@@ -16,11 +16,11 @@ import statistics
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from profilers.calibrate import DeviceCalibration, Roofline, calibrate_stack, op_times_s
+from profilers.calibrate import DeviceCalibration, Roofline, calibrate_stack, dense_fallback_loo, op_times_s
 from profilers.calibration_data import PublishedLatency, stack_key
 from profilers.errors import EdgesimError, ProfileError
 from profilers.io import read_json
@@ -62,6 +62,10 @@ class StackSpec(BaseModel):
     compute: str = "cpu"
     batch: int = 1
     note: str = Field(default="", description="why this stack stands for the device (a proxy is said so here)")
+    thread_speedup: float = Field(default=1.0, gt=0, description=(
+        "the device runs more threads than the stack was published with: derived times are divided by this "
+        "speed-up (the fit's roofline is the stack's threads' share of the device's peak)"))
+    thread_speedup_source: str = ""
 
     @property
     def key(self) -> str:
@@ -86,6 +90,9 @@ class DeviceFacts(BaseModel):
         default=None, description="one published latency, or several: eta_c is then their geometric mean")
     eta_m: Optional[float] = Field(default=None, gt=0, description="memory efficiency; eta_c when absent")
     stack: Optional[StackSpec] = Field(default=None, description="calibrate with profilers.calibrate on this stack")
+    latency_sigma: Optional[float] = Field(default=None, ge=0, le=2, description=(
+        "log-normal sigma of one part's latency on the device (the dispersion model of derived samples); the "
+        "host part's robust spread, capped, when absent"))
     description: str = ""
 
     @property
@@ -168,32 +175,69 @@ def host_efficiency(host: DeviceProfile) -> float:
 # -------------------------------------------------------------------------------------------------- derive
 
 
-def _scaled(stats: Optional[LatencyStats], target_s: float) -> LatencyStats:
-    """Host samples scaled so the median becomes target_s; a constant when the host median is zero."""
-    if stats is None or stats.median_s <= 0 or target_s <= 0:
-        return LatencyStats.constant(target_s)
-    return stats.scaled(target_s / stats.median_s)
+#: derived latency samples: this many quantiles of the dispersion model (odd, so the middle one is the median)
+DERIVED_QUANTILES = 21
+#: the log-normal sigma a derived device's latency is given at most: a host spread above it is contention on the
+#: host (see the profile's measurement_check), not a property of the device
+SIGMA_CAP = 0.10
+DISPERSION_MODEL = (f"derived samples: {DERIVED_QUANTILES} quantiles ((i + 0.5) / {DERIVED_QUANTILES}) of a "
+                    "log-normal around the derived median, sigma = the device's stated latency_sigma, else the host "
+                    "part's robust log spread (1.4826 x MAD of log samples) capped at "
+                    f"{SIGMA_CAP:g}; no host sample is copied, so no host outlier becomes a derived sample")
+
+
+def robust_log_sigma(stats: Optional[LatencyStats]) -> float:
+    """1.4826 x the median absolute deviation of the log samples: a spread no single outlier moves."""
+    if stats is None:
+        return 0.0
+    logs = [math.log(x) for x in stats.samples_s if x > 0]
+    if len(logs) < 2:
+        return 0.0
+    centre = statistics.median(logs)
+    return 1.4826 * statistics.median(abs(v - centre) for v in logs)
+
+
+def dispersed(target_s: float, sigma: float) -> LatencyStats:
+    """The dispersion model's samples: log-normal quantiles around target_s (a constant when sigma or target is 0)."""
+    from scipy.stats import norm
+
+    if target_s <= 0 or sigma <= 0:
+        return LatencyStats.constant(max(target_s, 0.0))
+    qs = [(i + 0.5) / DERIVED_QUANTILES for i in range(DERIVED_QUANTILES)]
+    samples = [target_s * math.exp(sigma * float(norm.ppf(q))) for q in qs]
+    samples[DERIVED_QUANTILES // 2] = target_s  # exactly the median (ppf(0.5) is 0 up to rounding)
+    return LatencyStats.from_samples(samples)
+
+
+def _scaled(stats: Optional[LatencyStats], target_s: float, sigma: Optional[float] = None) -> LatencyStats:
+    """Derived latency of a part: median target_s, spread by the dispersion model (DISPERSION_MODEL)."""
+    spread = sigma if sigma is not None else min(robust_log_sigma(stats), SIGMA_CAP)
+    return dispersed(target_s, spread)
 
 
 def derive_model(mp: ModelProfile, facts: DeviceFacts, eta_c: float, eta_m: float) -> ModelProfile:
-    """One model on the target: roofline block times, split-point medians, host samples rescaled, energy."""
+    """One model on the target: roofline block times, split-point medians, dispersion model, energy."""
     if not mp.blocks:
         raise ProfileError(f"model '{mp.model_id}' has no per-block records; re-measure it with this version")
     times = roofline_times(mp.blocks, facts.peak_gflops, facts.memory_bandwidth_gbs, eta_c, eta_m)
     return _derived_model(mp, facts, times, "derived by per-block roofline")
 
 
-def _derived_model(mp: ModelProfile, facts: DeviceFacts, times: list[float], how: str) -> ModelProfile:
-    """The host model with the target's block times: split-point medians, host samples rescaled, energy."""
+def _derived_model(mp: ModelProfile, facts: DeviceFacts, times: list[float], how: str, per_process_s: float = 0.0,
+                   errors: Sequence[float] = ()) -> ModelProfile:
+    """The host model with the target's block times: split-point medians (a non-empty head and a non-empty tail
+    each pay the per-inference constant per_process_s once), the dispersion model's samples, energy."""
     cum = [0.0]
     for t in times:
         cum.append(cum[-1] + t)
+    n = len(times)
     points = []
     for sp in mp.split_points:
-        head_s, tail_s = cum[sp.layer_index], cum[-1] - cum[sp.layer_index]
+        head_s = cum[sp.layer_index] + (per_process_s if sp.layer_index > 0 else 0.0)
+        tail_s = cum[-1] - cum[sp.layer_index] + (per_process_s if sp.layer_index < n else 0.0)
         points.append(sp.model_copy(update={
-            "head_latency": _scaled(sp.head_latency, head_s),
-            "tail_latency": _scaled(sp.tail_latency, tail_s),
+            "head_latency": _scaled(sp.head_latency, head_s, facts.latency_sigma),
+            "tail_latency": _scaled(sp.tail_latency, tail_s, facts.latency_sigma),
             "head_energy_j": facts.power.active_w * head_s,
             "tail_energy_j": facts.power.active_w * tail_s,
         }))
@@ -208,7 +252,14 @@ def _derived_model(mp: ModelProfile, facts: DeviceFacts, times: list[float], how
         "memory_method": "",
         "cpu_utilisation_percent": None,
         "energy_method": "power-model-estimate",
-        "description": mp.description.split("; energy:")[0] + f"; {how}; energy = power.active_w x latency",
+        "measurement_check": None,
+        "per_process_overhead_s": per_process_s,
+        "derivation_errors": [float(e) for e in errors],
+        "derivation_method": how,
+        "description": (mp.description.split("; energy:")[0] + f"; {how}; {DISPERSION_MODEL}"
+                        + (f"; per-inference constant {per_process_s * 1e3:.3g} ms paid by each process that runs a "
+                           "part (head and tail each)" if per_process_s else "")
+                        + "; energy = power.active_w x latency"),
     })
 
 
@@ -236,8 +287,9 @@ def _rebuilt_ops(model_id: str, input_shape: tuple[int, ...], cuts: tuple[str, .
 
 def operator_block_times(mp: ModelProfile, cal: DeviceCalibration, roof: Roofline,
                          ops: Optional[list[Op]]) -> tuple[list[float], str]:
-    """Per measured block: the sum of its operators' times (c0 in block 0); without operators (the model cannot be
-    rebuilt or traced) each block is one dense-convolution operator with its recorded FLOPs and bytes."""
+    """Per measured block: the sum of its operators' times (the per-inference c0 apart: each process running a part
+    pays it); without operators (the model cannot be rebuilt or traced) each block is one dense-convolution
+    operator with its recorded FLOPs and bytes."""
     times = [0.0] * len(mp.blocks)
     if ops is not None and all(0 <= o.block < len(times) for o in ops):
         for o, t in zip(ops, op_times_s(cal.params, ops, roof)):
@@ -248,8 +300,6 @@ def operator_block_times(mp: ModelProfile, cal: DeviceCalibration, roof: Rooflin
                   for i, b in enumerate(mp.blocks)]
         times = list(op_times_s(cal.params, pseudo, roof))
         how = "per block as one dense operator (the model could not be traced into operators)"
-    if times:
-        times[0] += cal.params.c0_s
     return times, how
 
 
@@ -259,7 +309,11 @@ def derive_device_calibrated(host: DeviceProfile, name: str, facts: DeviceFacts,
     its validation is this method's own leave-one-out error over those latencies."""
     if not facts.memory_bandwidth_gbs:
         raise EdgesimError(f"device '{name}': the per-operator model needs memory_bandwidth_gbs in its facts")
-    roof = Roofline(facts.peak_gflops * 1e9, facts.memory_bandwidth_gbs * 1e9)
+    stack = facts.stack
+    peak = facts.peak_gflops
+    if facts.compute == "cpu" and 0 < stack.threads < facts.cores:  # the stack's threads, as the fit's roofline
+        peak *= stack.threads / facts.cores
+    roof = Roofline(peak * 1e9, facts.memory_bandwidth_gbs * 1e9)
     anchors = [PublishedLatency(facts.stack.board, facts.stack.framework, facts.stack.precision, facts.stack.threads,
                                 facts.stack.compute, facts.stack.batch, a.model_id, a.model_id, a.input_size,
                                 a.latency_s * 1e3, "calibration anchor of device_facts.json", a.source, "")
@@ -271,10 +325,22 @@ def derive_device_calibrated(host: DeviceProfile, name: str, facts: DeviceFacts,
         if not mp.blocks:
             continue
         times, how = operator_block_times(mp, cal, roof, ops_for(mp))
-        models[mid] = _derived_model(mp, facts, times, f"derived {how} (profilers.calibrate)")
-        notes[f"model {mid}"] = f"block times {how}"
+        times = [t / stack.thread_speedup for t in times]
+        errors = cal.loo_errors if how == "per operator" else dense_fallback_loo(
+            facts.stack.key, roof, "gpu" if facts.compute == "cuda" else "cpu")
+        models[mid] = _derived_model(mp, facts, times, f"derived {how} (profilers.calibrate)",
+                                     cal.params.c0_s / stack.thread_speedup, errors)
+        notes[f"model {mid}"] = f"block times {how}" + (
+            "" if how == "per operator" else (f"; leave-one-out error of that fallback: median "
+                                              f"{100 * statistics.median(abs(e) for e in errors):.0f}% over "
+                                              f"{len(errors)} published points" if errors else
+                                              "; the fallback could not be validated on this stack"))
     sources = dict(facts.sources)
     sources["stack"] = facts.stack.key + (f" ({facts.stack.note})" if facts.stack.note else "")
+    if stack.thread_speedup != 1.0:
+        sources["thread_speedup"] = (f"times divided by {stack.thread_speedup:g}, the device's speed-up over the "
+                                     f"stack's {stack.threads} thread(s) (not validated by the leave-one-out): "
+                                     f"{stack.thread_speedup_source}")
     sources["calibration"] = cal.method + "; published points: profilers/data/calibration.csv rows of this stack"
     mdae = cal.median_abs_error
     fit_notes = {"leave-one-out": (f"median absolute error {100 * mdae:.1f}% over {cal.n_points} published points "

@@ -15,9 +15,29 @@ class MeasurementUnavailable(EdgesimError):
     """A requested counter or device (CUDA, NVML, RAPL) is not present on this machine."""
 
 
+class EdgesimWarning(UserWarning):
+    """Something the user should read but that does not stop the work; the CLI prints it as `edgesim: warning: ...`."""
+
+
+def close_names(name: str, known: list[str] | tuple[str, ...], n: int = 3) -> list[str]:
+    """The known names `name` was probably meant to be: the same but for case first, then close spellings."""
+    import difflib
+
+    same = [k for k in known if k.lower() == str(name).lower()]
+    lower = {k.lower(): k for k in known}
+    close = [lower[k] for k in difflib.get_close_matches(str(name).lower(), list(lower), n=n, cutoff=0.75)]
+    return list(dict.fromkeys(same + close))[:n]
+
+
+def did_you_mean(name: str, known: list[str] | tuple[str, ...]) -> str:
+    """" (did you mean 'x'?)" (or 'x' or 'y') for a misspelt name, '' when nothing is close."""
+    close = close_names(name, known)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+
+
 def unknown_name(kind: str, name: str, known: list[str] | tuple[str, ...]) -> EdgesimError:
-    """Error for a name missing from a registry, listing the known ones."""
-    return EdgesimError(f"unknown {kind} '{name}'; known: {', '.join(sorted(known))}")
+    """Error for a name missing from a registry: the close names (case aside) first, then the known ones."""
+    return EdgesimError(f"unknown {kind} '{name}'{did_you_mean(name, known)}; known: {', '.join(sorted(known))}")
 
 
 def first_line(exc: BaseException, limit: int = 240) -> str:

@@ -23,14 +23,18 @@ from typing import Any, Iterator, Optional, Sequence
 
 from profilers.energy import EnergyMeter, pick_energy_meter
 from profilers.errors import EdgesimError, MeasurementUnavailable
+from profilers.hostcheck import Watch, busy_reasons, observe, pinned, scaling_note
 from profilers.models import SplittableModel
 from profilers.progress import Progress
 from profilers.schema import (
     BlockRecord,
     HardwareFacts,
+    HostState,
     LatencyStats,
     MeasuredProvenance,
+    MeasurementCheck,
     ModelProfile,
+    PartDispersion,
     PowerModel,
     SplitPoint,
 )
@@ -45,7 +49,8 @@ INT8_HEADER_BYTES = 8  # float32 scale + int32 zero point of per-tensor affine q
 
 @dataclass(frozen=True)
 class MeasureOptions:
-    """How to measure: which split points, how many runs, threads and the torch device."""
+    """How to measure: which split points, how many rounds (at least `repeats`; more until target_ci is reached
+    within time_budget_s), threads and pinning, the torch device, and how strictly to treat a busy host."""
 
     split_points: str | Sequence[str] = "auto"
     repeats: int = 10
@@ -53,6 +58,13 @@ class MeasureOptions:
     threads: Optional[int] = None
     torch_device: str = "cpu"
     energy: str = "auto"
+    target_ci: Optional[float] = None  # e.g. 0.02: repeat until every median's 95 % interval is within +/- 2 %
+    time_budget_s: Optional[float] = None  # with target_ci: stop after this many seconds of timed rounds
+    max_rounds: int = 5000
+    cores: Optional[tuple[int, ...]] = None  # pin to these CPUs (threads default to their number)
+    host_window_s: float = 0.0  # observe the host this long before measuring (0: do not)
+    strict: bool = False  # a busy host or a target not reached is an error instead of a warning
+    clock: str = "wall"  # wall or cpu (CLOCKS)
 
 
 # ----------------------------------------------------------------------------------------------- host facts
@@ -416,33 +428,48 @@ def _param_counts(blocks) -> list[int]:
     return counts
 
 
+def image_encodings(height: int, width: int):
+    """The real image at (H, W) and its bytes as sent: raw uint8 RGB, JPEG at JPEG_QUALITY and PNG (lossless)."""
+    img, jpeg = real_image(height, width)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return img, {"raw_uint8": 3 * height * width, "jpeg": len(jpeg), "png": len(buf.getvalue())}
+
+
 def _model_input(model: SplittableModel, device: str):
-    """(input tensor, input_bytes, jpeg source) — the real image for 3-channel image models."""
+    """(input, input_bytes, image source): the real image for 3-channel image models; for a model whose input is
+    prepared from a photo (image_size: ViLT, LLaVA-NeXT-Video), that photo's encodings at the processor size."""
     import torch
 
     shape = tuple(model.input_shape)
+    photo: dict[str, int] = {}
+    if model.image_size is not None:
+        photo = image_encodings(*model.image_size)[1]
+    source = (REAL_IMAGE + f", one photo at the processor size {model.image_size[0]}x{model.image_size[1]}"
+              if photo else "")
     if model.shapes_only:
         x = model.example_input(1) if model.example_input else torch.empty((1, *shape), device="meta")
         numel = math.prod(shape)
-        return x, {"raw_uint8": numel, "float32": 4 * numel}, ""
+        return x, {"raw_uint8": numel, "float32": 4 * numel, **photo}, source
     if len(shape) == 3 and shape[0] == 3 and model.example_input is None:
-        img, jpeg = real_image(shape[1], shape[2])
+        img, sizes = image_encodings(shape[1], shape[2])
         numel = math.prod(shape)
-        return image_tensor(img).to(device), {"raw_uint8": numel, "float32": 4 * numel, "jpeg": len(jpeg)}, REAL_IMAGE
+        return image_tensor(img).to(device), {"float32": 4 * numel, **sizes}, REAL_IMAGE
     x = model.example_input(1) if model.example_input else torch.randn((1, *shape))
     numel = sum(t[0].numel() for t in _tensors(x))
     x = x.to(device) if isinstance(x, torch.Tensor) else x
-    return x, {"float32": 4 * numel}, ""
+    return x, {"float32": 4 * numel, **photo}, source
 
 
 def _structure_pass(model: SplittableModel, x, boundaries: set[int], measure_zlib: bool):
-    """One forward with a FLOP counter per block; returns per-block FLOPs and activation bytes, and
-    the encoded sizes and shape of the output at each wanted boundary."""
+    """One forward with a FLOP counter per block; returns per-block FLOPs and activation bytes, and the encoded
+    sizes, shape and value of the output at each wanted boundary (a tail is timed on the real activation)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     flops, in_bytes, out_bytes = [], [], []
     at: dict[int, tuple[list[int], int, dict[str, int]]] = {}
+    acts: dict[int, Any] = {0: x}
     if 0 in boundaries:
         shape, numel = _shape_and_numel(x)
         at[0] = (shape, numel, encoded_sizes(x, measure_zlib))
@@ -457,10 +484,19 @@ def _structure_pass(model: SplittableModel, x, boundaries: set[int], measure_zli
             out_bytes.append(4 * numel)
             if i + 1 in boundaries:
                 at[i + 1] = (shape, numel, encoded_sizes(x, measure_zlib))
-    return flops, in_bytes, out_bytes, at
+                acts[i + 1] = x
+    return flops, in_bytes, out_bytes, at, acts
 
 
-def _timed_pass(blocks, x, cuda: bool) -> list[float]:
+#: what each clock of MeasureOptions.clock measures
+CLOCKS = {
+    "wall": "wall-clock time (time.perf_counter; CUDA events on a GPU)",
+    "cpu": ("CPU time of the measuring thread (time.thread_time, one torch thread): excludes the time the scheduler "
+            "gave other processes, so a busy host does not lengthen it; what the part costs a core of its own"),
+}
+
+
+def _timed_pass(blocks, x, cuda: bool, clock=time.perf_counter) -> list[float]:
     """Run the block chain once; seconds since the start at every block boundary (len(blocks) + 1 values)."""
     import torch
 
@@ -472,10 +508,10 @@ def _timed_pass(blocks, x, cuda: bool) -> list[float]:
             event.record()
         torch.cuda.synchronize()
         return [0.0] + [events[0].elapsed_time(e) / 1000.0 for e in events[1:]]
-    stamps = [time.perf_counter()]
+    stamps = [clock()]
     for block in blocks:
         x = block(x)
-        stamps.append(time.perf_counter())
+        stamps.append(clock())
     return [s - stamps[0] for s in stamps]
 
 
@@ -509,20 +545,30 @@ def measure_model(
     progress: Optional[Progress] = None,
     meter: Optional[EnergyMeter] = None,
 ) -> ModelProfile:
-    """Profile model on this host: latency at every block boundary, FLOPs, bytes per encoding, memory, energy.
+    """Profile model on this host: latency at every split point, FLOPs, bytes per encoding, memory, energy.
 
-    002 section 2 needs tau_head and tau_tail at every split point; one timed pass per repeat stamps every block
-    boundary, so a head is the sum of its blocks' times."""
+    002 section 2 needs tau_head and tau_tail at every split point: each head and each tail is timed on its own,
+    warm, as a process of a pipeline runs it, in rounds that interleave them with the whole model so that drift
+    hits them alike; the whole model's runs stamp every block boundary for the per-block records."""
     points = resolve_split_points(model, options.split_points)
     if options.repeats < 1 and not model.shapes_only:
         raise EdgesimError(f"repeats must be at least 1, got {options.repeats}")
     if options.warmup < 0:
         raise EdgesimError(f"warmup must be 0 or more, got {options.warmup}")
+    if options.target_ci is not None and not 0 < options.target_ci < 1:
+        raise EdgesimError(f"target 95 % interval must be a fraction in (0, 1), got {options.target_ci}")
+    if options.time_budget_s is not None and options.time_budget_s <= 0:
+        raise EdgesimError(f"time budget must be positive seconds, got {options.time_budget_s}")
     check_torch_device(options.torch_device)
+    if options.clock not in CLOCKS:
+        raise EdgesimError(f"unknown clock '{options.clock}'; known: {', '.join(CLOCKS)}")
+    if options.clock == "cpu" and (options.threads != 1 or options.torch_device != "cpu"):
+        raise EdgesimError("--clock cpu times one thread's CPU time: it needs --threads 1 on --device cpu")
     cuda = options.torch_device.startswith("cuda") and not model.shapes_only
     device = options.torch_device if cuda else ("meta" if model.shapes_only else "cpu")
-    with _torch_threads(options.threads) as threads:
-        return _measure(model, options, points, power_model, progress, device, cuda, threads, meter)
+    with pinned(options.cores) as cores, _torch_threads(options.threads or (len(options.cores) if options.cores
+                                                                           else None)) as threads:
+        return _measure(model, options, points, power_model, progress, device, cuda, threads, meter, cores)
 
 
 @contextmanager
@@ -541,37 +587,157 @@ def _torch_threads(threads: Optional[int]) -> Iterator[int]:
         torch.set_num_threads(previous)
 
 
-def _measure(model, options, points, power_model, progress, device, cuda, threads, meter) -> ModelProfile:
+# ------------------------------------------------------------------------------------------ stopping rule
+
+
+def median_ci95(samples: Sequence[float]) -> tuple[float, float]:
+    """Distribution-free 95 % interval of the median: order statistics at ranks n/2 -/+ 1.96 sqrt(n)/2
+    (Conover, Practical Nonparametric Statistics, section 3.2, normal approximation of the binomial)."""
+    xs = sorted(samples)
+    n = len(xs)
+    half = 1.96 * math.sqrt(n) / 2
+    lo = max(int(math.floor(n / 2 - half)), 1)
+    hi = min(int(math.ceil(n / 2 + 1 + half)), n)
+    return xs[lo - 1], xs[hi - 1]
+
+
+def dispersion(samples: Sequence[float]) -> PartDispersion:
+    """Median, its 95 % interval's half-width, MAD and the drift between the first and second half, in %."""
+    med = statistics.median(samples)
+    n = len(samples)
+    ci = mad = drift = None
+    if med > 0:
+        lo, hi = median_ci95(samples)
+        ci = 100.0 * (hi - lo) / 2 / med if n >= 6 else None
+        mad = 100.0 * statistics.median(abs(s - med) for s in samples) / med
+        if n >= 4:
+            first, second = statistics.median(samples[:n // 2]), statistics.median(samples[n // 2:])
+            drift = 100.0 * (second / first - 1) if first > 0 else None
+    return PartDispersion(n=n, median_s=med, ci95_half_pct=None if ci is None else round(ci, 3),
+                          mad_pct=round(mad or 0.0, 3), drift_pct=None if drift is None else round(drift, 3))
+
+
+def _precise(samples: Sequence[float], target: float) -> bool:
+    """The median's 95 % interval lies within +/- target of it (at least 6 samples)."""
+    med = statistics.median(samples)
+    if len(samples) < 6 or med <= 0:
+        return len(samples) >= 6
+    lo, hi = median_ci95(samples)
+    return (hi - lo) / 2 <= target * med
+
+
+# ---------------------------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class _Part:
+    """One thing timed on its own: the whole model (stamping every block boundary), a head or a tail."""
+
+    name: str
+    blocks: list
+    x: Any
+    samples: list[float]
+
+
+def _timed_parts(blocks, x, acts: dict[int, Any], points, n_blocks: int) -> list[_Part]:
+    """The whole model, then head and tail of every split point strictly inside the model (a head up to the
+    output and a tail from the input are the whole model; the others are empty)."""
+    parts = [_Part("whole", blocks, x, [])]
+    for name, k in points:
+        if 0 < k < n_blocks:
+            parts.append(_Part(f"head@{name}", blocks[:k], x, []))
+            parts.append(_Part(f"tail@{name}", blocks[k:], acts[k], []))
+    return parts
+
+
+def _run_rounds(parts: list[_Part], options: MeasureOptions, cuda: bool, tick) -> tuple[list[list[float]], bool, float]:
+    """Warm-up rounds, then timed rounds (each starts at another part) until every part's median is precise to the
+    target or the time budget is spent; (whole-model stamps per round, converged, seconds spent)."""
+    stamps: list[list[float]] = []
+    order = list(range(len(parts)))
+    clock = time.thread_time if options.clock == "cpu" else time.perf_counter
+    for _ in range(options.warmup):
+        for part in parts:
+            _timed_pass(part.blocks, part.x, cuda, clock)
+        tick(False)
+    t0 = time.perf_counter()
+    converged = options.target_ci is None
+    rounds = 0
+    while True:
+        shift = rounds % len(order)
+        for i in order[shift:] + order[:shift]:
+            part = parts[i]
+            stamp = _timed_pass(part.blocks, part.x, cuda, clock)
+            part.samples.append(stamp[-1])
+            if i == 0:
+                stamps.append(stamp)
+        rounds += 1
+        tick(True)
+        elapsed = time.perf_counter() - t0
+        if rounds < options.repeats:
+            continue
+        if options.target_ci is None:
+            break
+        if all(_precise(p.samples, options.target_ci) for p in parts):
+            converged = True
+            break
+        if (options.time_budget_s is not None and elapsed >= options.time_budget_s) or rounds >= options.max_rounds:
+            break
+    return stamps, converged, time.perf_counter() - t0
+
+
+def _measure(model, options, points, power_model, progress, device, cuda, threads, meter, cores) -> ModelProfile:
     import psutil
     import torch
 
     blocks = [b.to(device) for b in model.blocks] if cuda else list(model.blocks)
-    load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    host_before = None
+    warnings: list[str] = []
+    if not model.shapes_only and options.host_window_s > 0:
+        host_before = observe(options.host_window_s)
+        reasons = busy_reasons(host_before, threads)
+        if reasons and options.strict:
+            raise EdgesimError(f"host too busy to measure (--strict): {'; '.join(reasons)}")
+        warnings += [f"before measuring: {r}" for r in reasons]
+        note = scaling_note(host_before)
+        if note:
+            warnings.append(note)
     x, input_bytes, jpeg_source = _model_input(model, device)
     boundaries = {k for _, k in points} | {len(blocks)}
-    timed = 0 if model.shapes_only else options.warmup + options.repeats
-    total_steps = 1 + timed
+    fixed = options.target_ci is None
+    budget = int(math.ceil(options.time_budget_s or 0))
+    total_steps = 1 + options.warmup + (options.repeats if fixed or not budget else budget)
     done = 0
+    t_start = time.perf_counter()
 
-    def tick() -> None:
+    def tick(timed: bool = False) -> None:
         nonlocal done
-        done += 1
+        if fixed or not budget or not timed:
+            done += 1
+        else:
+            done = 1 + options.warmup + min(int(time.perf_counter() - t_start), budget)
         if progress is not None:
-            progress(done, total_steps)
+            progress(min(done, total_steps), total_steps)
 
-    flops, in_bytes, out_bytes, at = _structure_pass(model, x, boundaries, measure_zlib=not model.shapes_only)
+    flops, in_bytes, out_bytes, at, acts = _structure_pass(model, x, boundaries, measure_zlib=not model.shapes_only)
     params = _param_counts(blocks)
     tick()
 
+    n_blocks = len(blocks)
     stamps: list[list[float]] = []
+    parts: list[_Part] = []
     peak_memory = None
     memory_method = ""
     cpu_percent = None
     energy_j = None
     energy_method = energy_detail = None
+    check = None
     if not model.shapes_only:
         power_model = power_model or assumed_host_power(_cores())
         meter = meter or pick_energy_meter(options.torch_device, power_model, options.energy)
+        if cuda:
+            acts = {k: _to(v, device) for k, v in acts.items()}
+        parts = _timed_parts(blocks, x, acts, points, n_blocks)
         sampler = None
         if cuda:
             torch.cuda.synchronize()
@@ -581,16 +747,14 @@ def _measure(model, options, points, power_model, progress, device, cuda, thread
             sampler = _peak_memory_meter()
             sampler.start()
         proc = psutil.Process()
+        watch = Watch()
         with torch.inference_mode():
-            for _ in range(options.warmup):
-                _timed_pass(blocks, x, cuda)
-                tick()
             proc.cpu_percent(None)
+            watch.start()
             meter.start()
-            for _ in range(options.repeats):
-                stamps.append(_timed_pass(blocks, x, cuda))
-                tick()
+            stamps, converged, wall_s = _run_rounds(parts, options, cuda, tick)
             energy_j = meter.stop()
+            host_during = watch.stop()
             cpu_percent = round(min(100.0, proc.cpu_percent(None) / threads), 1)
         energy_method, energy_detail = meter.method, meter.detail
         if cuda:
@@ -599,29 +763,41 @@ def _measure(model, options, points, power_model, progress, device, cuda, thread
         else:
             peak_memory = int(max(0, sampler.stop()))
             memory_method = sampler.method
+        check = _check(parts, points, n_blocks, options, converged, wall_s, host_before, host_during, threads,
+                       cores, warnings)
+        if options.strict and (check.busy or not check.converged):
+            raise EdgesimError("measurement not trustworthy (--strict): " + "; ".join(check.warnings))
 
-    n_blocks = len(blocks)
-    full = [s[-1] for s in stamps]
-    mean_full = sum(full) / len(full) if full else 0.0
-    per_run_energy = energy_j / len(stamps) if stamps and energy_j is not None else None
+    samples = {p.name: p.samples for p in parts}
+    full = samples.get("whole", [])
+    median_full = statistics.median(full) if full else 0.0
+    timed_s = sum(sum(p.samples) for p in parts)
+    per_run_energy = energy_j * median_full / timed_s if full and energy_j is not None and timed_s > 0 else None
     cum_flops = [0]
     cum_params = [0]
     for f, p in zip(flops, params):
         cum_flops.append(cum_flops[-1] + f)
         cum_params.append(cum_params[-1] + p)
 
+    def part_stats(kind: str, name: str, k: int) -> Optional[LatencyStats]:
+        if not full:
+            return None
+        empty = (k == 0) if kind == "head" else (k == n_blocks)
+        if empty:
+            return LatencyStats.from_samples([0.0] * len(full))
+        if (kind == "head" and k == n_blocks) or (kind == "tail" and k == 0):
+            return LatencyStats.from_samples(full)
+        return LatencyStats.from_samples(samples[f"{kind}@{name}"])
+
     split_points = []
     for name, k in points:
         shape, numel, sizes = at[k]
-        head = tail = None
+        head, tail = part_stats("head", name, k), part_stats("tail", name, k)
         head_e = tail_e = None
-        if stamps:
-            head_samples = [s[k] - s[0] for s in stamps]
-            tail_samples = [s[n_blocks] - s[k] for s in stamps]
-            head, tail = LatencyStats.from_samples(head_samples), LatencyStats.from_samples(tail_samples)
-            if per_run_energy is not None and mean_full > 0:
-                share = (sum(head_samples) / len(head_samples)) / mean_full
-                head_e, tail_e = per_run_energy * share, per_run_energy * (1 - share)
+        if per_run_energy is not None and head is not None and tail is not None:
+            both = head.median_s + tail.median_s
+            share = head.median_s / both if both > 0 else 0.0
+            head_e, tail_e = per_run_energy * share, per_run_energy * (1 - share)
         split_points.append(SplitPoint(
             name=name, layer_index=k, output_shape=shape, output_numel=numel, output_bytes=sizes,
             head_flops=cum_flops[k], head_params=cum_params[k], head_latency=head, tail_latency=tail,
@@ -637,11 +813,9 @@ def _measure(model, options, points, power_model, progress, device, cuda, thread
     out_numel = at[n_blocks][1]
     description = model.description
     if energy_method:
-        description += (f"; energy: {energy_method} ({energy_detail}) over {len(stamps)} runs, per run apportioned to head and tail "
-                        "by their share of the mean run time")
+        description += (f"; energy: {energy_method} ({energy_detail}), average power over the timed runs x the whole "
+                        "model's median, apportioned to head and tail by their medians")
     description += f"; result_bytes: float32 logits ({out_numel} values)"
-    if stamps and load1 is not None:
-        description += f"; 1-minute load average before the runs: {load1:.2f}"
     return ModelProfile(
         model_id=model.model_id,
         description=description,
@@ -665,5 +839,67 @@ def _measure(model, options, points, power_model, progress, device, cuda, thread
         energy_method=energy_method,
         split_points=split_points,
         blocks=block_records,
+        measurement_check=check,
     )
 
+
+#: a part whose medians drift more than this between the first and second half of the rounds is unstable
+DRIFT_WARN_PCT = 5.0
+#: head + tail timed on their own may differ from the whole model by this much before a warning
+SPLIT_SUM_WARN = 0.10
+
+
+def _check(parts: list[_Part], points, n_blocks: int, options: MeasureOptions, converged: bool, wall_s: float,
+           host_before: Optional[HostState], host_during: HostState, threads: int, cores: list[int],
+           warnings: list[str]) -> MeasurementCheck:
+    """The record of how the timing went: dispersion per part, head + tail against the whole, host, warnings."""
+    disp = {p.name: dispersion(p.samples) for p in parts}
+    whole = disp["whole"].median_s
+    sums = {}
+    for name, k in points:
+        if 0 < k < n_blocks and whole > 0:
+            sums[name] = round((disp[f"head@{name}"].median_s + disp[f"tail@{name}"].median_s) / whole, 4)
+    warnings = list(warnings)
+    reasons = busy_reasons(host_during, threads)
+    warnings += [f"while measuring: {r}" for r in reasons]
+    if not converged:
+        worst = max(disp.items(), key=lambda kv: kv[1].ci95_half_pct or 0.0)
+        warnings.append(f"not every median reached +/-{100 * options.target_ci:g}% (95% interval) in "
+                        f"{len(parts[0].samples)} rounds ({wall_s:.0f} s of a {options.time_budget_s or 0:g} s "
+                        f"budget): widest is {worst[0]} +/-{worst[1].ci95_half_pct or 0:.1f}%")
+    drifting = {n: d.drift_pct for n, d in disp.items() if d.drift_pct is not None and abs(d.drift_pct) > DRIFT_WARN_PCT}
+    if drifting:
+        name, drift = max(drifting.items(), key=lambda kv: abs(kv[1]))
+        warnings.append(f"unstable: {len(drifting)} part(s) drifted more than {DRIFT_WARN_PCT:g}% between the first "
+                        f"and second half of the rounds (largest {name} {drift:+.1f}%)")
+    off = {n: r for n, r in sums.items() if abs(r - 1) > SPLIT_SUM_WARN}
+    if off:
+        name, ratio = max(off.items(), key=lambda kv: abs(kv[1] - 1))
+        warnings.append(f"head + tail timed on their own differ from the whole model by more than "
+                        f"{100 * SPLIT_SUM_WARN:g}% at {len(off)} split point(s) (largest at {name}: x{ratio:.3f})")
+    method = (f"{CLOCKS[options.clock]}; each part (whole model, and every split point's head and tail) timed on its own, warm "
+              f"({options.warmup} warm-up rounds), on {threads} torch thread(s)"
+              + (f" pinned to CPUs {','.join(map(str, cores))}" if options.cores else "")
+              + "; rounds interleave the parts, each round starting at the next part; "
+              + (f"repeated until every median's distribution-free 95% interval is within +/-"
+                 f"{100 * options.target_ci:g}% or {options.time_budget_s or 0:g} s are spent (at least "
+                 f"{options.repeats} rounds)" if options.target_ci is not None else f"{options.repeats} rounds"))
+    return MeasurementCheck(method=method, rounds=len(parts[0].samples), wall_s=round(wall_s, 3),
+                            target_ci95_pct=None if options.target_ci is None else 100 * options.target_ci,
+                            time_budget_s=options.time_budget_s, converged=converged, parts=disp,
+                            head_plus_tail_over_whole=sums, host_before=host_before, host_during=host_during,
+                            busy=bool(reasons) or any(w.startswith("before measuring") for w in warnings),
+                            warnings=warnings)
+
+
+def _to(value, device: str):
+    """A block input (tensor, tuple, dict) moved to device."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: _to(v, device) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to(v, device) for v in value)
+    return value

@@ -14,11 +14,11 @@ from profilers.catalog import CATALOG_DIR, FACTS_PATH, list_devices, load_device
 from profilers.derive import DeviceFacts, derive_device, load_facts
 from profilers.energy import check_energy_choice, pick_energy_meter
 from profilers.errors import EdgesimError, unknown_name
+from profilers.hostcheck import pinned
 from profilers.measure import (
     MeasureOptions,
     assumed_host_power,
     check_torch_device,
-    host_busy,
     host_hardware,
     host_provenance,
     measure_batch_latency,
@@ -170,11 +170,14 @@ def parse_batch_sizes(text: str) -> list[int]:
 def run_profile(request: ModelRequest, device_name: str, repeats: int = 10, warmup: int = 2,
                 threads: Optional[int] = None, torch_device: str = "cpu", out: Optional[Path] = None,
                 energy: str = "auto", kind: Optional[str] = None, progress: Optional[Progress] = None,
-                warn: Optional[Warn] = None, batch_sizes: Sequence[int] = ()) -> tuple[ModelProfile, Path]:
+                warn: Optional[Warn] = None, batch_sizes: Sequence[int] = (), target_ci: Optional[float] = None,
+                time_budget_s: Optional[float] = None, cores: Optional[Sequence[int]] = None,
+                strict: bool = False, host_window_s: float = 1.0, clock: str = "wall") -> tuple[ModelProfile, Path]:
     """Build, measure and merge one model into a device profile; returns (ModelProfile, path).
 
     Every check that can fail runs before measuring, and the profile is written atomically at the end:
-    an error leaves no half-written profile."""
+    an error leaves no half-written profile. The host is observed for host_window_s first; its state, the
+    precision reached and the checks go into the profile, and every doubt is a warning (an error with strict)."""
     if kind is not None and kind not in KINDS:
         raise EdgesimError(f"unknown device kind '{kind}'; known: {', '.join(KINDS)}")
     batch_sizes = parse_batch_sizes(batch_sizes) if isinstance(batch_sizes, str) else list(batch_sizes)
@@ -188,15 +191,18 @@ def run_profile(request: ModelRequest, device_name: str, repeats: int = 10, warm
     hardware = host_hardware(torch_device)
     power, kind = power_and_kind(device_name, kind, hardware.cores)
     meter = None if model.shapes_only else pick_energy_meter(torch_device, power, energy)
-    busy = host_busy() if not model.shapes_only else None
-    if busy and warn:
-        warn(busy)
     options = MeasureOptions(split_points=request.split_points, repeats=repeats, warmup=warmup, threads=threads,
-                             torch_device=torch_device, energy=energy)
+                             torch_device=torch_device, energy=energy, target_ci=target_ci,
+                             time_budget_s=time_budget_s, cores=tuple(cores) if cores else None,
+                             host_window_s=host_window_s, strict=strict, clock=clock)
     mp = measure_model(model, options, power, progress=progress, meter=meter)
+    if mp.measurement_check is not None and warn:
+        for line in mp.measurement_check.warnings:
+            warn(line)
     if batch_sizes and not model.shapes_only:
-        mp = mp.model_copy(update={"batch_latency_s": measure_batch_latency(model, batch_sizes, repeats, warmup,
-                                                                             torch_device, threads)})
+        with pinned(options.cores):
+            batch = measure_batch_latency(model, batch_sizes, repeats, warmup, torch_device, mp.threads)
+        mp = mp.model_copy(update={"batch_latency_s": batch})
     provenance = host_provenance(mp.threads or 1, torch_device)
     device = DeviceProfile(name=device_name, kind=kind, hardware=hardware, power=power, provenance=provenance)
     merge_model(out, device, mp)

@@ -24,7 +24,7 @@ DeviceKind = Literal["mobile", "edge", "cloud"]
 #: How a tensor crossing a split point can be sent (002 section 2 compares raw and zip-compressed sizes).
 TensorEncoding = Literal["float32", "float16", "int8", "zlib_float32", "zlib_int8"]
 #: How the input image can be sent when the whole model runs on the server (Org. ES of 002).
-InputEncoding = Literal["raw_uint8", "float32", "jpeg"]
+InputEncoding = Literal["raw_uint8", "float32", "jpeg", "png"]
 EnergyMethod = Literal["nvml-total-energy", "rapl-powercap", "power-model-estimate"]
 
 
@@ -82,6 +82,52 @@ class LatencyStats(_Strict):
         return LatencyStats.from_samples([s * factor for s in self.samples_s])
 
 
+class HostState(_Strict):
+    """What else the host was doing over a window: load, other processes' CPU, steal, frequency scaling, pinning."""
+
+    window_s: float = Field(ge=0, description="length of the observation window, seconds")
+    logical_cpus: int = Field(ge=1)
+    affinity: list[int] = Field(default_factory=list, description="CPUs this process was allowed to run on")
+    load_avg_1min: Optional[float] = Field(default=None, ge=0)
+    other_cpu_cores: Optional[float] = Field(default=None, ge=0, description=(
+        "CPU-seconds per second used by other processes (system busy time minus this process's, psutil)"))
+    steal_percent: Optional[float] = Field(default=None, ge=0, description="steal time share of all CPU time "
+                                           "(virtual machines; None where the kernel does not report it)")
+    governor: Optional[str] = Field(default=None, description="cpufreq scaling governor of the first pinned CPU")
+    freq_mhz: Optional[float] = Field(default=None, ge=0)
+    freq_max_mhz: Optional[float] = Field(default=None, ge=0)
+
+
+class PartDispersion(_Strict):
+    """How tightly one timed part (whole model, a head, a tail) was measured."""
+
+    n: int = Field(ge=1)
+    median_s: float = Field(ge=0)
+    ci95_half_pct: Optional[float] = Field(default=None, ge=0, description=(
+        "half-width of the distribution-free 95 % interval of the median (order statistics), % of the median"))
+    mad_pct: float = Field(ge=0, description="median absolute deviation, % of the median")
+    drift_pct: Optional[float] = Field(default=None, description=(
+        "median of the second half of the rounds over the first half's, minus 1, %"))
+
+
+class MeasurementCheck(_Strict):
+    """How a measured model was timed and how far to trust it: rounds, precision reached, host state, checks."""
+
+    method: str
+    rounds: int = Field(ge=0)
+    wall_s: float = Field(ge=0)
+    target_ci95_pct: Optional[float] = Field(default=None, gt=0)
+    time_budget_s: Optional[float] = Field(default=None, gt=0)
+    converged: bool = Field(description="every part's 95 % interval within the target (always true without one)")
+    parts: dict[str, PartDispersion] = Field(default_factory=dict)
+    head_plus_tail_over_whole: dict[str, float] = Field(default_factory=dict, description=(
+        "per split point: (head median + tail median) / whole-model median, each timed on its own"))
+    host_before: Optional[HostState] = None
+    host_during: Optional[HostState] = None
+    busy: bool = False
+    warnings: list[str] = Field(default_factory=list)
+
+
 class SplitPoint(_Strict):
     """One place the model can be cut: the head runs on the mobile device, the tail on the server."""
 
@@ -98,6 +144,11 @@ class SplitPoint(_Strict):
     tail_latency: Optional[LatencyStats] = None
     head_energy_j: Optional[float] = Field(default=None, ge=0)
     tail_energy_j: Optional[float] = Field(default=None, ge=0)
+    encode_s: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict, description=(
+        "median seconds to encode this point's tensor (the input image at 'input') per encoding on this device "
+        "(profilers/codec.py); empty: not measured"))
+    decode_s: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict, description=(
+        "median seconds to decode it back into the tensor the tail takes, per encoding on this device"))
 
     @model_validator(mode="after")
     def _numel_matches_shape(self) -> "SplitPoint":
@@ -150,6 +201,15 @@ class ModelProfile(_Strict):
     blocks: list[BlockRecord] = Field(
         default_factory=list, description="per-block records in order; used by the roofline derivation (derive.py)"
     )
+    measurement_check: Optional[MeasurementCheck] = Field(default=None, description=(
+        "how the latencies were measured and how far to trust them (edgesim profile)"))
+    per_process_overhead_s: Optional[float] = Field(default=None, ge=0, description=(
+        "derived profiles: the per-inference constant c0 the method adds to every part a process runs (a "
+        "non-empty head and a non-empty tail each pay it once)"))
+    derivation_errors: list[float] = Field(default_factory=list, description=(
+        "derived profiles: leave-one-out relative errors of the method this model's block times were derived "
+        "with (the per-operator fit, or the dense-operator fallback when the model could not be traced)"))
+    derivation_method: str = Field(default="", description="derived profiles: per operator, or the fallback")
 
     @model_validator(mode="after")
     def _consistent(self) -> "ModelProfile":

@@ -6,6 +6,7 @@ or from an inline what-if device (fixed / exponential latency, or a speed factor
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass, field
 from typing import Iterable, Literal, Optional
@@ -13,9 +14,10 @@ from typing import Iterable, Literal, Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from profilers.catalog import list_devices, load_device
-from profilers.errors import EdgesimError, ProfileError
-from profilers.schema import MAX_LATENCY_S, DeviceProfile, LatencyStats, ModelProfile, SplitPoint
+from profilers.catalog import FACTS_PATH, list_devices, load_device
+from profilers.errors import EdgesimError, ProfileError, did_you_mean
+from profilers.io import read_json
+from profilers.schema import MAX_LATENCY_S, DeviceProfile, LatencyStats, ModelProfile, RadioPower, SplitPoint
 
 ServiceMode = Literal["median", "sampled"]
 
@@ -117,9 +119,33 @@ class Radio:
     rx_w_per_mbps: float = 0.0
 
 
-DEFAULT_WIFI = Radio(tx_w=0.13286, tx_w_per_mbps=0.28317, rx_w=0.13286, rx_w_per_mbps=0.13701)
-"""The Wi-Fi model the catalog gives every mobile device: Huang et al., MobiSys 2012, Table 3 (base 132.86 mW,
-uplink 283.17 mW/Mbps, downlink 137.01 mW/Mbps; profilers/data/device_facts.json), for mobiles without one."""
+@functools.cache
+def catalog_wifi() -> Radio:
+    """The Wi-Fi model the catalog gives its mobile devices, read from profilers/data/device_facts.json (cited there:
+    Huang et al., MobiSys 2012, Table 3), for mobile devices without a radio model."""
+    facts = read_json(FACTS_PATH, "device facts", ProfileError)
+    radios = [RadioPower.model_validate(d["power"]["radio"]) for d in facts["devices"].values()
+              if d.get("kind") == "mobile" and "radio" in d.get("power", {})]
+    if not radios:
+        raise ProfileError(f"{FACTS_PATH}: no mobile device has a radio model (power.radio)")
+    r = radios[0]
+    return Radio(r.tx_w, r.tx_w_per_mbps, r.rx_w, r.rx_w_per_mbps)
+
+
+def load_profile_device(name_or_path: str, extra: dict[str, DeviceProfile]) -> DeviceProfile:
+    """A catalog device, a device from the scenario's extra profiles, or a profile file: the one way a scenario's
+    device name becomes a profile, for runs (resolve) and scenario checks alike.
+
+    A listed profile named like a catalog device adds its models to that device (its own win where both have
+    one): `edgesim derive my.json --device rpi3b+` puts a new model on the RPi without losing the catalog's.
+    """
+    if name_or_path in extra:
+        own = extra[name_or_path]
+        if name_or_path in list_devices():
+            catalog = load_device(name_or_path)
+            return own.model_copy(update={"models": {**catalog.models, **own.models}})
+        return own
+    return load_device(name_or_path)
 
 
 @dataclass(frozen=True)
@@ -141,8 +167,7 @@ class Device:
             raise EdgesimError(f"device '{self.name}' is inline with a fixed latency and has no model profiles")
         if model_id not in self.profile.models and self.profile.provenance.kind == "derived":
             raise ProfileError(f"device '{self.name}' (derived, not measured) has no profile for model '{model_id}'; "
-                               f"profile the model on a machine you have (`edgesim profile {model_id} --device-name NAME "
-                               f"--out P.json`), then `edgesim derive P.json --device {self.name} --out D.json` and list "
+                               f"profile the model on a machine you have (`{profile_command(model_id)}`), then `edgesim derive P.json --device {self.name} --out D.json` and list "
                                "D.json under `profiles:`")
         return self.profile.model(model_id)
 
@@ -174,6 +199,13 @@ class Device:
                          f"device '{self.name}', model '{model.model_id}', split point '{sp.name}'")
         return st.scaled(1.0 / self.speed_factor) if self.speed_factor != 1.0 else st
 
+    def codec_s(self, model: ModelProfile, sp: SplitPoint, encoding: str, step: Literal["encode_s", "decode_s"]) -> float:
+        """Measured median seconds to encode (step 'encode_s') or decode ('decode_s') sp's tensor in `encoding` on
+        this device (profilers/codec.py, issue 23 point 4); 0 where its profile has no such measurement."""
+        if self.profile is None or model.model_id not in self.profile.models:
+            return 0.0
+        own = {p.name: p for p in self.profile.models[model.model_id].split_points}.get(sp.name)
+        return float(getattr(own, step).get(encoding, 0.0)) / self.speed_factor if own is not None else 0.0
 
     def part_time(self, model: ModelProfile, start: SplitPoint, end: SplitPoint) -> Optional[ServiceTime]:
         """Time to run the blocks between two split points here (the middle of a two-point split); None if empty.
@@ -235,10 +267,20 @@ def find_model(model_id: str, profiles: Iterable[DeviceProfile]) -> Optional[Mod
 
 def reference_model(devices: dict[str, Device], model_id: str) -> ModelProfile:
     """The model's profile from any profiled device (shapes, bytes and FLOPs do not depend on the device)."""
-    model = find_model(model_id, (dev.profile for dev in devices.values() if dev.profile is not None))
+    profiles = [dev.profile for dev in devices.values() if dev.profile is not None]
+    model = find_model(model_id, profiles)
     if model is not None:
         return model
-    raise ProfileError(f"no profile of model '{model_id}' in the scenario's devices or the catalog; measure it on a "
-                       f"machine you have (`edgesim profile {model_id} --device-name NAME --out P.json`), derive it onto "
-                       "catalog devices (`edgesim derive P.json --device rpi3b+ --out D.json`) and list both files "
-                       "under `profiles:`")
+    known = sorted({m for prof in itertools.chain(profiles, map(load_device, list_devices())) for m in prof.models})
+    raise ProfileError(f"no profile of model '{model_id}' in the scenario's devices or the catalog"
+                       f"{did_you_mean(model_id, known)}; measure it on a machine you have "
+                       f"(`{profile_command(model_id)}`), derive it onto catalog devices (`edgesim derive P.json "
+                       "--device rpi3b+ --out D.json`) and list both files under `profiles:`")
+
+
+def profile_command(model_id: str) -> str:
+    """The `edgesim profile` command that measures a model: a registered or torchvision name, or a Python file."""
+    if model_id.endswith(".py") or ".py:" in model_id:
+        source = model_id if ":" in model_id else f"{model_id}:FACTORY"
+        return f"edgesim profile --model-file {source} --device-name NAME --out P.json"
+    return f"edgesim profile {model_id} --device-name NAME --out P.json"

@@ -17,8 +17,18 @@ import simpy
 
 from profilers.errors import EdgesimError
 from simulator.plan import COMPLETED, DROPPED, LATE, TIER_FIELDS, TIME_FIELDS, Batching, FramePlan, Topology
-from simulator.policies import LoadView, Route, StatefulPolicy
-from simulator.policies.best_split import MIN_PLANNING_BPS, predicted_delay_s
+from simulator.kernels import decisions, links, python_entry, stations
+from simulator.kernels.records import load_view
+from simulator.policies import LoadView, Route, StatefulPolicy, policy_kernels
+from simulator.policies.base import route_table
+
+# the scalar kernels this engine runs per event, as the Python functions they are written as (the same code; numba's
+# per-call dispatch from Python would cost more than the rule)
+busy_until_after, queued_after_start = stations.busy_until_after.py_func, stations.queued_after_start.py_func
+residual_s, backlog_s = stations.residual_s.py_func, stations.backlog_s.py_func
+batch_size, batch_wait_s = stations.batch_size.py_func, stations.batch_wait_s.py_func
+fifo_delay, planning_bps = links.fifo_delay.py_func, links.planning_bps.py_func
+least_loaded = decisions.least_loaded.py_func
 
 WindowLoader = Callable[[int], Optional[FramePlan]]
 """load_window(k): window k of frames (every mobile device's next frames), or None after the last one."""
@@ -61,15 +71,14 @@ class _Station:
     def _pop(self) -> int:
         """The oldest waiting frame, out of the queue and of the queued work."""
         j = self.queue.popleft()
-        self.queued = self.queued - self.work(j) if self.queue else 0.0
+        self.queued = queued_after_start(self.queued, self.work(j), len(self.queue))
         return j
 
     def _begin(self, i: int) -> None:
         now = self.env.now
         s = self.service(i, now)
         self.start[i] = now
-        if now + s > self.busy_until:
-            self.busy_until = now + s
+        self.busy_until = busy_until_after(self.busy_until, now, s)
         self.env.timeout(s, i).callbacks.append(self._finish)
 
     def _finish(self, event: simpy.events.Event) -> None:
@@ -85,18 +94,14 @@ class _Station:
         while self.queue:
             self.on_drop(self._pop(), self.stage)
 
-    def load(self) -> float:
-        """Frames in service and waiting, per server (least-loaded assignment compares this)."""
-        return (self.servers - self.free + len(self.queue)) / self.servers
-
     def residual_s(self) -> float:
         """What is left of the longest service in progress (0 when a server is free)."""
-        return max(self.busy_until - self.env.now, 0.0) if not self.free else 0.0
+        return residual_s(self.free, self.busy_until, self.env.now)
 
     def backlog_s(self, servers: int = 1) -> float:
         """Predicted wait for a new arrival: residual service plus the queued frames' own work, over c servers (on a
         link, divide the queued bits by a bandwidth instead)."""
-        return self.residual_s() + self.queued / servers
+        return backlog_s(self.residual_s(), self.queued, servers)
 
 
 class _BatchStation:
@@ -116,6 +121,7 @@ class _BatchStation:
         self.queued = 0.0  # the waiting frames' cloud service, as _Station.queued
         self.busy_until = 0.0
         self.timer_at = -1.0
+        self.preferred = np.array(batching.preferred_batch_sizes, dtype=np.int64)
 
     def arrive(self, i: int) -> None:
         self.queue.append(i)
@@ -128,10 +134,7 @@ class _BatchStation:
             key = ring.cloud_key[self.queue[0]]
             same = [j for j in self.queue if ring.cloud_key[j] == key][: b.max_batch_size]
             oldest = ring.t["cloud_arrive"][same[0]]
-            size = len(same) if len(same) == b.max_batch_size else next(
-                (p for p in b.preferred_batch_sizes if p <= len(same)), 0)
-            if not size and now - oldest >= b.max_queue_delay_s - 1e-12:
-                size = len(same)
+            size = batch_size(len(same), b.max_batch_size, self.preferred, now - oldest, b.max_queue_delay_s)
             if not size:
                 due = oldest + b.max_queue_delay_s
                 if self.timer_at != due:
@@ -145,12 +148,12 @@ class _BatchStation:
         free = self.free_since.pop(self.free_since.index(min(self.free_since)))
         for j in batch:
             self.queue.remove(j)
-            self.queued = self.queued - ring.cloud_s[j] if self.queue else 0.0
+            self.queued = queued_after_start(self.queued, ring.cloud_s[j], len(self.queue))
             ring.t["cloud_start"][j] = now
             ring.t["batch_size"][j] = len(batch)
-            ring.t["batch_wait"][j] = now - max(ring.t["cloud_arrive"][j], free)
+            ring.t["batch_wait"][j] = batch_wait_s(now, ring.t["cloud_arrive"][j], free)
         s = ring.cloud_s[batch[0]] * ring.batch_factor[batch[0]][len(batch)]
-        self.busy_until = max(self.busy_until, now + s)
+        self.busy_until = busy_until_after(self.busy_until, now, s)
         self.env.timeout(s, batch).callbacks.append(self._finish)
 
     def _finish(self, event: simpy.events.Event) -> None:
@@ -164,8 +167,8 @@ class _BatchStation:
 
     def backlog_s(self) -> float:
         """Predicted wait: the longest batch in progress, then the queued frames' own service over the servers."""
-        residual = max(self.busy_until - self.env.now, 0.0) if not self.free_since else 0.0
-        return residual + self.queued / max(len(self.free_since), 1)
+        residual = residual_s(len(self.free_since), self.busy_until, self.env.now)
+        return backlog_s(residual, self.queued, max(len(self.free_since), 1))
 
 
 class FrameRing:
@@ -348,8 +351,20 @@ class StationPipeline:
         self.mobiles = [_Station(env, 1, topo.mobile_capacity, lambda i, now: ring.head_s[i],
                                  t["head_start"], t["head_end"], self._head_done, self._drop, 1, ring.head_s.__getitem__)
                         for _ in range(n_mobiles)]
-        if policy is not None:
+        self.kernels = policy_kernels(policy)  # a registered policy's decide and observe kernels
+        if self.kernels is not None:
+            self.policy_state = self.kernels.state(policy, topo.uplink)
+        elif policy is not None:  # a Python policy: its own hooks (only this engine runs it)
             policy.start(topo.uplink)
+        predicts = self.kernels is not None or (tiers is not None and tiers.dynamic)
+        self.routes = route_table(routes_of_mobile, topo.packet_payload_bytes, topo.packet_overhead_bytes) \
+            if predicts else None  # the routes as predictions read them
+        self.view = load_view()
+        if self.kernels is not None:  # the policy's kernels, called without numba's per-call dispatch
+            self._kernel_decide = python_entry(self.kernels.decide, self.policy_state, self.view, self.routes[0], 0, 0)
+            self._kernel_observe = python_entry(self.kernels.observe, self.policy_state, 0, 0.0, 0.0)
+        if self.routes is not None:
+            self._expected_delay_s = python_entry(decisions.expected_delay_s, self.routes[0], 0, self.view, 0.0)
         self.last_up = [0.0] * len(self.uplinks)  # latest arrival at the server per uplink (FIFO paths)
         self.last_down = [0.0] * n_mobiles  # latest arrival back at each mobile device
 
@@ -373,12 +388,19 @@ class StationPipeline:
         if self.tiers is not None and (self.tiers.dynamic or self.policy is not None):
             ring.decide(i, self._place(i, m))
         elif self.policy is not None:
-            ring.decide(i, self.policy.choose_one(self._load_view(m), self.routes_of_mobile[m]))
+            ring.decide(i, self._decide(m, 0, 0, len(self.routes_of_mobile[m])))
         if ring.head_s[i] > 0:
             self.mobiles[m].arrive(i)
         else:
             ring.t["head_start"][i] = ring.t["head_end"][i] = self.env.now
             self._head_done(i)
+
+    def _decide(self, m: int, e: int, lo: int, hi: int) -> int:
+        """The policy's route (offset from lo) for a frame of mobile device m bound for edge e, from what it sees."""
+        self._fill_view(m, e)
+        if self.kernels is not None:
+            return int(self._kernel_decide(self.policy_state, self.view, self.routes[m], lo, hi))
+        return self.policy.choose_one(self._python_view(), self.routes_of_mobile[m][lo:hi])
 
     def _place(self, i: int, m: int) -> int:
         """Route r' = edge x R + r of a frame at capture: the edge server by the assignment, the route by the policy."""
@@ -386,18 +408,18 @@ class StationPipeline:
         base = ring.route[i] % per  # a stateless policy's planned route
         candidates = range(len(tiers.edges)) if tiers.dynamic else [int(tiers.edge_of_mobile[m])]
         if tiers.assignment == "least-loaded" and tiers.dynamic:
-            loads = [st.load() for st in self.edges]
-            candidates = [loads.index(min(loads))]
+            candidates = [int(least_loaded(np.array([st.servers - st.free for st in self.edges]),
+                                           np.array([len(st.queue) for st in self.edges]),
+                                           np.array([st.servers for st in self.edges])))]
         best, best_s = None, float("inf")
         for e in candidates:
-            routes = self.routes_of_mobile[m][e * per:(e + 1) * per]
-            view = self._load_view(m, e)
-            r = self.policy.choose_one(view, routes) if self.policy is not None else base
+            r = self._decide(m, e, e * per, (e + 1) * per) if self.policy is not None else base
             if len(candidates) == 1:
                 return e * per + r
-            bw = max(tiers.edges[e].uplink[0 if tiers.edges[e].shared_medium else m].rate_bps_at(self.env.now),
-                     MIN_PLANNING_BPS)
-            expected = predicted_delay_s(view, routes[r], bw, view.uplink_backlog_s(bw))
+            if self.policy is None:
+                self._fill_view(m, e)
+            rate = tiers.edges[e].uplink[0 if tiers.edges[e].shared_medium else m].rate_bps_at(self.env.now)
+            expected = self._expected_delay_s(self.routes[m], e * per + r, self.view, float(rate))
             if expected < best_s:
                 best, best_s = e * per + r, expected
         return best
@@ -409,32 +431,34 @@ class StationPipeline:
             return self.uplinks[self.uplink_of(m)]
         return self.media.get(self.ring.edge_of(i)) or self.uplinks[m]
 
-    def _load_view(self, m: int, e: int = 0) -> LoadView:
-        """What a stateful policy (or the assignment) sees when mobile device m captures a frame bound for edge e."""
+    def _fill_view(self, m: int, e: int = 0) -> None:
+        """The LOAD_VIEW record a decision for mobile device m's frame bound for edge e reads (kernels.records)."""
         topo, k = self.topo, self.uplink_of(m)
         uplink = self.uplinks[k] if self.tiers is None else (self.media.get(e) or self.uplinks[m])
-        extra = {}
+        link = k if self.tiers is None else m
+        v, now = self.view[0], self.env.now
+        v["now_s"], v["link"] = now, link
+        v["uplink_rate_bps"] = topo.uplink[link].rate_bps_at(now) if link < len(topo.uplink) else 0.0
+        v["mobile_backlog_s"] = self.mobiles[m].backlog_s()
+        v["uplink_residual_s"], v["uplink_queued_bits"] = uplink.residual_s(), uplink.queued
+        v["server_backlog_s"] = self.edges[e].backlog_s(self.tiers.edges[e].servers if self.tiers else topo.servers)
+        v["propagation_s"], v["downlink_bps"] = topo.propagation_s, topo.downlink_bps
         if self.tiers is not None and self.tiers.cloud_servers:
             edge, wan = self.tiers.edges[e], self.wans[e]
-            rate = edge.wan.rate_bps_at(self.env.now)
-            extra = dict(wan_backlog_s=wan.residual_s() + wan.queued / rate,
-                         wan_bps=rate, wan_propagation_s=edge.wan_propagation_s, wan_down_bps=self.tiers.wan_down_bps,
-                         cloud_backlog_s=self.cloud.backlog_s() if isinstance(self.cloud, _BatchStation)
-                         else self.cloud.backlog_s(self.tiers.cloud_servers))
-        server = self.edges[e]
-        return LoadView(
-            now_s=self.env.now,
-            link=k if self.tiers is None else m,
-            mobile_backlog_s=self.mobiles[m].backlog_s(),
-            uplink_residual_s=uplink.residual_s(),
-            uplink_queued_bits=uplink.queued,
-            server_backlog_s=server.backlog_s(self.tiers.edges[e].servers if self.tiers else topo.servers),
-            propagation_s=topo.propagation_s,
-            downlink_bps=topo.downlink_bps,
-            packet_payload_bytes=topo.packet_payload_bytes,
-            packet_overhead_bytes=topo.packet_overhead_bytes,
-            **extra,
-        )
+            rate = planning_bps(edge.wan.rate_bps_at(now))
+            v["wan_backlog_s"], v["wan_bps"] = backlog_s(wan.residual_s(), wan.queued, rate), rate
+            v["wan_propagation_s"], v["wan_down_bps"] = edge.wan_propagation_s, self.tiers.wan_down_bps
+            v["cloud_backlog_s"] = self.cloud.backlog_s() if isinstance(self.cloud, _BatchStation) \
+                else self.cloud.backlog_s(self.tiers.cloud_servers)
+
+    def _python_view(self) -> LoadView:
+        """The view record as the LoadView a Python policy's choose_one reads."""
+        v, topo = self.view[0], self.topo
+        return LoadView(float(v["now_s"]), int(v["link"]), float(v["mobile_backlog_s"]), float(v["uplink_residual_s"]),
+                        float(v["uplink_queued_bits"]), float(v["server_backlog_s"]), topo.propagation_s,
+                        topo.downlink_bps, topo.packet_payload_bytes, topo.packet_overhead_bytes,
+                        0.0, float(v["wan_backlog_s"]), float(v["wan_bps"]),
+                        float(v["wan_propagation_s"]), float(v["wan_down_bps"]), float(v["cloud_backlog_s"]))
 
     def _head_done(self, i: int) -> None:
         ring = self.ring
@@ -455,7 +479,10 @@ class StationPipeline:
     def _up_done(self, i: int) -> None:
         ring = self.ring
         k = self.uplink_of(ring.mobile_of[i]) if self.tiers is None else ring.mobile_of[i]
-        if self.policy is not None:
+        if self.kernels is not None:
+            self._kernel_observe(self.policy_state, k, float(ring.bits[i]),
+                                 ring.t["up_end"][i] - ring.t["up_start"][i])
+        elif self.policy is not None:
             self.policy.observe_transfer(k, ring.bits[i], ring.t["up_end"][i] - ring.t["up_start"][i])
         self._after_delay(i, ring.u_up, self.last_up, k, ring.prop_up, self._server_arrive_event, self._edge_arrive)
 
@@ -514,11 +541,8 @@ class StationPipeline:
         """The delay frame i meets on path k now: drawn (or traced), then held behind the frame sent before it (FIFO)."""
         now = self.env.now
         delay = self.topo.delay[self.ring.mobile_of[i]]
-        arrive = now + float(delay.sample(now, u))
-        if delay.fifo and arrive < last[k]:
-            arrive = last[k]
-        last[k] = max(last[k], arrive)
-        return arrive - now
+        d, last[k] = fifo_delay(now, float(delay.sample(now, u)), last[k], delay.fifo)
+        return d
 
     def _down_done(self, i: int) -> None:
         ring = self.ring

@@ -7,23 +7,67 @@ A link is busy for size/rate (serialisation); propagation delay pipelines and do
 from __future__ import annotations
 
 import csv
+import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 from scipy.special import ndtri
 
 from profilers.errors import EdgesimError
 from profilers.io import read_text
+from simulator.kernels import links as kernel
+from simulator.kernels import python_entry
 
 
-def _segment(times_s: np.ndarray, t_s: np.ndarray, period_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """(index of the step holding at t, t within the period) for a step function starting at times_s."""
-    t = np.asarray(t_s, dtype=float)
-    if period_s:
-        t = np.mod(t, period_s)
-    return np.clip(np.searchsorted(times_s, t, side="right") - 1, 0, None), t
+STEP = np.dtype([("start_s", float), ("value", float), ("integral", float)])
+"""One step of a packed trace: from start_s the value holds (a rate in bit/s, or a one-way delay in s); integral is
+the value integrated from 0 to start_s (the bits a link carried by then)."""
+PERIOD = np.dtype([("period_s", float), ("integral", float)])
+"""A packed trace's period (0: its last step holds on) and its value integrated over one period."""
+
+
+class PackedSteps(NamedTuple):
+    """Step functions (rate or delay traces) in flat arrays, as the kernels of simulator.kernels.links read them:
+    trace k is steps[offsets[k]:offsets[k + 1]], with periods[k]."""
+
+    offsets: np.ndarray  # (K + 1,) int64
+    steps: np.ndarray  # (S,) STEP records
+    periods: np.ndarray  # (K,) PERIOD records
+
+
+def pack_steps(traces: list) -> PackedSteps:
+    """Pack RateTraces and DelayTraces (each a step function of time) for the link kernels; the link module's one
+    way in for both engines (nothing else reads a trace's arrays)."""
+    offsets = np.cumsum([0] + [len(t.times_s) for t in traces]).astype(np.int64)
+    steps = np.zeros(max(int(offsets[-1]), 1), STEP)
+    periods = np.zeros(max(len(traces), 1), PERIOD)
+    for k, t in enumerate(traces):
+        lo, hi = offsets[k], offsets[k + 1]
+        values = t.step_values
+        steps["start_s"][lo:hi], steps["value"][lo:hi] = t.times_s, values
+        steps["integral"][lo:hi] = np.concatenate(([0.0], np.cumsum(np.diff(t.times_s) * values[:-1])))
+        periods[k] = (t.period_s, steps["integral"][hi - 1] + (t.period_s - t.times_s[-1]) * values[-1]
+                      if t.period_s else 0.0)
+    return PackedSteps(offsets, steps, periods)
+
+
+@functools.cache
+def _on_one_trace(name: str):
+    """Link kernel `name` for one PackedSteps and floats, called from Python without numba's per-call dispatch."""
+    example = (0.0,) * (2 if name == "finish_time" else 1)
+    return python_entry(getattr(kernel, name), pack_steps([RateTrace.constant(1.0)]), 0, *example)
+
+
+def _each(fn, packed: PackedSteps, *args):
+    """A kernel over scalars or arrays (broadcast): a float for scalars, else an array of the broadcast shape."""
+    if all(isinstance(a, float) for a in args):  # Python and numpy floats: one call of the scalar kernel
+        return float(_on_one_trace(fn[0].__name__)(packed, 0, *args))
+    arrays = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in args))
+    flat = [np.ascontiguousarray(a).ravel() for a in arrays]
+    out = fn[1](packed, 0, *flat).reshape(arrays[0].shape)
+    return out if out.ndim else float(out)
 
 
 @dataclass(frozen=True)
@@ -31,7 +75,8 @@ class RateTrace:
     """Piecewise-constant data rate: rates_bps[k] holds from times_s[k] until times_s[k+1].
 
     After the last step either the last rate holds on (period_s = 0), or the trace repeats with period period_s
-    (the steps then cover [0, period_s), the `wrap` end of a scenario's trace).
+    (the steps then cover [0, period_s), the `wrap` end of a scenario's trace). Evaluated by the link kernels
+    (simulator.kernels.links), the same ones the compiled engine runs.
     """
 
     times_s: np.ndarray
@@ -39,13 +84,15 @@ class RateTrace:
     period_s: float = 0.0
 
     def __post_init__(self) -> None:
-        cum = np.concatenate(([0.0], np.cumsum(np.diff(self.times_s) * self.rates_bps[:-1])))
-        object.__setattr__(self, "_cum_bits", cum)
-        if self.period_s:
-            total = cum[-1] + (self.period_s - self.times_s[-1]) * self.rates_bps[-1]
-            if total <= 0:
-                raise EdgesimError("a repeating link trace must carry some bits in each period")
-            object.__setattr__(self, "_period_bits", float(total))
+        packed = pack_steps([self])
+        if self.period_s and packed.periods[0]["integral"] <= 0:
+            raise EdgesimError("a repeating link trace must carry some bits in each period")
+        object.__setattr__(self, "packed", packed)
+
+    @property
+    def step_values(self) -> np.ndarray:
+        """The value of each step (pack_steps reads it): the rates."""
+        return self.rates_bps
 
     @classmethod
     def constant(cls, data_rate_mbps: float) -> "RateTrace":
@@ -59,43 +106,17 @@ class RateTrace:
 
     def rate_bps_at(self, t_s: float) -> float:
         """Data rate in bit/s at time t_s."""
-        k, _ = _segment(self.times_s, t_s, self.period_s)
-        return float(self.rates_bps[int(k)])
+        return float(_on_one_trace("value_at")(self.packed, 0, float(t_s)))
 
     def bits_until(self, t_s: np.ndarray | float) -> np.ndarray | float:
         """Bits the link can carry from time 0 to t_s: C(t) = integral of the rate."""
-        k, t = _segment(self.times_s, t_s, self.period_s)
-        out = self._cum_bits[k] + (t - self.times_s[k]) * self.rates_bps[k]
-        if self.period_s:
-            out = out + np.floor(np.asarray(t_s, dtype=float) / self.period_s) * self._period_bits
-        return out if np.ndim(out) else float(out)
+        k = kernel
+        return _each((k.integral_until, k.integrals_until), self.packed, t_s)
 
     def finish_time(self, start_s: np.ndarray | float, bits: np.ndarray | float) -> np.ndarray | float:
         """When a transmission of `bits` starting at start_s ends: C^-1(C(start) + bits), exact for the trace."""
-        if self.is_constant:
-            out = np.asarray(start_s, dtype=float) + np.asarray(bits, dtype=float) / self.rates_bps[0]
-            return out if out.ndim else float(out)
-        target = np.asarray(self.bits_until(start_s), dtype=float) + np.asarray(bits, dtype=float)
-        if self.period_s:
-            return self._finish_periodic(np.asarray(start_s, dtype=float), target)
-        k = np.clip(np.searchsorted(self._cum_bits, target, side="right") - 1, 0, None)
-        # skip zero-rate segments: the transmission cannot end inside them
-        k = np.where(self.rates_bps[k] > 0, k, np.minimum(k + 1, len(self.rates_bps) - 1))
-        out = self.times_s[k] + (target - self._cum_bits[k]) / self.rates_bps[k]
-        out = np.maximum(out, np.asarray(start_s, dtype=float))
-        return out if out.ndim else float(out)
-
-    def _finish_periodic(self, start_s: np.ndarray, target: np.ndarray) -> np.ndarray | float:
-        """C^-1 of a repeating trace: whole periods, then the step inside the period where the target is reached."""
-        n = np.floor(target / self._period_bits)
-        rem = target - n * self._period_bits
-        last = rem <= 0  # reached exactly at a period's end: the end of the previous period's last bits
-        n, rem = np.where(last & (n > 0), n - 1, n), np.where(last & (n > 0), self._period_bits, rem)
-        k = np.clip(np.searchsorted(self._cum_bits, rem, side="left") - 1, 0, len(self.rates_bps) - 1)
-        out = n * self.period_s + self.times_s[k] + (rem - self._cum_bits[k]) / np.where(self.rates_bps[k] > 0,
-                                                                                       self.rates_bps[k], np.inf)
-        out = np.maximum(out, start_s)
-        return out if out.ndim else float(out)
+        k = kernel
+        return _each((k.finish_time, k.finish_times), self.packed, start_s, bits)
 
     @property
     def end_s(self) -> float:
@@ -104,19 +125,26 @@ class RateTrace:
 
     def shifted(self, offset_s: float) -> "RateTrace":
         """The same link seen offset_s seconds into the trace: rate'(t) = rate(t + offset_s)."""
-        if offset_s == 0:
-            return self
-        if self.period_s:
-            o = offset_s % self.period_s
-            k = int(np.searchsorted(self.times_s, o, side="right") - 1)
-            times = np.concatenate(([0.0], self.times_s[k + 1:] - o, self.times_s[:k + 1] + self.period_s - o))
-            rates = np.concatenate((self.rates_bps[k:], self.rates_bps[:k + 1]))
-            keep = np.concatenate(([True], np.diff(times) > 0)) & (times < self.period_s)
-            return RateTrace(times[keep], rates[keep], self.period_s)
-        if offset_s >= self.times_s[-1] and len(self.times_s) > 1:
-            raise EdgesimError(f"offset {offset_s:g} s is at or beyond the trace's end ({self.times_s[-1]:g} s)")
-        k = int(np.searchsorted(self.times_s, offset_s, side="right") - 1)
-        return RateTrace(np.concatenate(([0.0], self.times_s[k + 1:] - offset_s)), self.rates_bps[k:])
+        return RateTrace(*shift_steps(self.times_s, self.rates_bps, self.period_s, offset_s), self.period_s)
+
+
+def shift_steps(times_s: np.ndarray, values: np.ndarray, period_s: float,
+                offset_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """(times, values) of a step function seen offset_s seconds in: value'(t) = value(t + offset_s); the one trace
+    offset rule of rate and delay traces (a held trace cannot be entered at or after its last step)."""
+    if offset_s == 0:
+        return times_s, values
+    if period_s:
+        o = offset_s % period_s
+        k = int(np.searchsorted(times_s, o, side="right") - 1)
+        times = np.concatenate(([0.0], times_s[k + 1:] - o, times_s[:k + 1] + period_s - o))
+        shifted = np.concatenate((values[k:], values[:k + 1]))
+        keep = np.concatenate(([True], np.diff(times) > 0)) & (times < period_s)
+        return times[keep], shifted[keep]
+    if offset_s >= times_s[-1] and len(times_s) > 1:
+        raise EdgesimError(f"offset {offset_s:g} s is at or beyond the trace's end ({times_s[-1]:g} s)")
+    k = int(np.searchsorted(times_s, offset_s, side="right") - 1)
+    return np.concatenate(([0.0], times_s[k + 1:] - offset_s)), values[k:]
 
 
 @dataclass(frozen=True)
@@ -127,17 +155,22 @@ class DelayTrace:
     one_way_s: np.ndarray
     period_s: float = 0.0
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "packed", pack_steps([self]))
+
+    @property
+    def step_values(self) -> np.ndarray:
+        """The value of each step (pack_steps reads it): the one-way delays."""
+        return self.one_way_s
+
     def at(self, t_s: np.ndarray | float) -> np.ndarray:
         """One-way delay at times t_s."""
-        k, _ = _segment(self.times_s, t_s, self.period_s)
-        return self.one_way_s[k]
+        k = kernel
+        return np.asarray(_each((k.value_at, k.values_at), self.packed, t_s))
 
     def shifted(self, offset_s: float) -> "DelayTrace":
         """The same delays seen offset_s seconds into the trace."""
-        if offset_s == 0:
-            return self
-        rate = RateTrace(self.times_s, np.ones_like(self.one_way_s), self.period_s).shifted(offset_s)
-        return DelayTrace(rate.times_s, self.at(rate.times_s + offset_s), self.period_s)
+        return DelayTrace(*shift_steps(self.times_s, self.one_way_s, self.period_s, offset_s), self.period_s)
 
 
 @dataclass(frozen=True)
@@ -276,6 +309,13 @@ def load_delay_trace(path: str | Path, end: str = "hold") -> DelayTrace:
 
 DEFAULT_PACKET_PAYLOAD_BYTES = 1460
 """Payload per packet when a scenario names none: the TCP MSS of a 1500-byte Ethernet/Wi-Fi MTU (RFC 879)."""
+
+TCP_PAYLOAD_BYTES = 1448
+"""Payload per segment of TCP with timestamps over a 1500-byte MTU: 1500 - 20 (IPv4) - 32 (TCP with the
+timestamp option, RFC 7323); what Linux sends by default."""
+TCP_IP_OVERHEAD_BYTES = 52
+"""IPv4 and TCP header bytes per segment with TCP timestamps (20 + 32): what tc tbf counted per 1448-byte
+segment on the testbed's link (measured, docs/sim_vs_real.md); 66 on Ethernet, which adds 14."""
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,7 @@ class Tiers:
 
     @property
     def dynamic(self) -> bool:
-        """True when the edge server is chosen per frame at capture from the load (needs the SimPy engine)."""
+        """True when the edge server is chosen per frame at capture from the load (both engines decide it at capture)."""
         return self.assignment in ("least-loaded", "shortest-expected-delay")
 
 

@@ -5,26 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Optional
 
-from profilers.catalog import list_devices, load_device
 from profilers.errors import EdgesimError
 from profilers.schema import DeviceProfile, load_profile
-from simulator.devices import DEFAULT_WIFI, Device, Radio, device_from_profile
+from simulator.devices import Device, Radio, catalog_wifi, device_from_profile, load_profile_device
 from simulator.scenario import Scenario
-
-
-def load_profile_device(name_or_path: str, extra: dict[str, DeviceProfile]) -> DeviceProfile:
-    """A catalog device, a device from the scenario's extra profiles, or a profile file.
-
-    A listed profile named like a catalog device adds its models to that device (its own win where both have
-    one): `edgesim derive my.json --device rpi3b+` puts a new model on the RPi without losing the catalog's.
-    """
-    if name_or_path in extra:
-        own = extra[name_or_path]
-        if name_or_path in list_devices():
-            catalog = load_device(name_or_path)
-            return own.model_copy(update={"models": {**catalog.models, **own.models}})
-        return own
-    return load_device(name_or_path)
 
 
 def listed_profiles(scenario: Scenario) -> dict[str, DeviceProfile]:
@@ -70,7 +54,7 @@ def mobile_radio_notes(scenario: Scenario, devices: dict[str, Device]) -> tuple[
     for name in mobiles:
         dev = out[name]
         if dev.radio == Radio():
-            out[name] = replace(dev, radio=DEFAULT_WIFI)
+            out[name] = replace(dev, radio=catalog_wifi())
             notes.append(f"mobile device '{name}' has no radio model; its radio energy uses the catalog's Wi-Fi model "
                          "(Huang et al., MobiSys 2012)")
         if dev.kind != "mobile":

@@ -14,7 +14,7 @@ from typing import Optional
 import pandas as pd
 
 from simulator.assemble import Point, Window, assemble, plan_window, with_device_errors
-from simulator.compiled import simulate_compiled, simulate_compiled_windows, supports
+from simulator.compiled import simulate_compiled, simulate_compiled_windows, why_not
 from simulator.engine import simulate, simulate_windows
 from simulator.frames import FrameSink, frames_df
 from simulator.metrics import add_gain_bands, add_gains, summary_rows
@@ -46,10 +46,11 @@ def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Opti
     per_edge = pt.topo.tiers is not None and len(pt.topo.tiers.edges) > 1
     with FrameSink([s.display for s in sc.policies], frames_path, keep_frames, per_edge) as sink:
         used: dict[str, str] = {}
+        notes = list(pt.notes)
         for rep in range(sc.replications):
             rep_pt = with_device_errors(pt, sc.seed, rep) if sc.uncertainty == "device" else pt
             for pol in rep_pt.policies:
-                used[pol.spec.display] = run_policy(rep_pt, pol, rep, point, sink, windowed=streaming)
+                used[pol.spec.display] = run_policy(rep_pt, pol, rep, point, sink, windowed=streaming, notes=notes)
     engine = {label: name + (" (windows)" if streaming else "") for label, name in used.items()}
     idle_w = {name: pt.devices[name].idle_w for name, _ in pt.groups}
     labels = pt.dataset["label"].to_numpy() if pt.dataset is not None and "label" in pt.dataset.columns else None
@@ -59,11 +60,13 @@ def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Opti
     summary = add_gains(summary, local, offload)
     if sc.uncertainty == "device":
         summary = add_gain_bands(summary, sink.accumulators, local, offload)
-    return PointResult(point, sink.frames(), summary, pt.engine, pt.notes)
+    return PointResult(point, sink.frames(), summary, pt.engine, list(dict.fromkeys(notes)))
 
 
-def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink, windowed: bool) -> str:
-    """One replication of one policy at one point, its frame tables handed to the sink; returns the engine used."""
+def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink, windowed: bool,
+               notes: Optional[list[str]] = None) -> str:
+    """One replication of one policy at one point, its frame tables handed to the sink; returns the engine used.
+    Where `engine: compiled` must run the SimPy engine, a line in `notes` says why (never silently)."""
     sc, label = pt.scenario, pol.spec.display
     streams = FrameStreams(sc.seed, rep, pt.n_mobiles)
     frames_per, chunk = sc.workload.frames, sc.workload.chunk_frames
@@ -74,7 +77,7 @@ def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink
     routes = [routes_by_group[g] for g in pt.group_of_instance] if pol.stateful or dynamic else None
     if not windowed:
         w = plan_window(pt, pol, routes_by_group, rep, streams, 0, frames_per)
-        if compiled and supports(w.plan, pt.topo, policy):
+        if compiled and _compiled_covers(w.plan, pt, policy, label, notes):
             times, used = simulate_compiled(w.plan, pt.topo, policy, routes), "compiled"
         else:  # the readable reference, and whatever the compiled loop does not cover
             times, used = simulate(w.plan, pt.topo, policy, routes), "simpy"
@@ -95,8 +98,17 @@ def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink
 
     first = load(0)  # loaded once: windows draw from the random streams in order
     loader = (lambda k: first if k == 0 else load(k))
-    if compiled and first is not None and supports(first, pt.topo, policy):
+    if compiled and first is not None and _compiled_covers(first, pt, policy, label, notes):
         simulate_compiled_windows(loader, pt.topo, done, policy, routes)
         return "compiled"
     simulate_windows(loader, pt.topo, done, policy, routes)
     return "simpy"
+
+
+def _compiled_covers(plan, pt: Point, policy, label: str, notes: Optional[list[str]]) -> bool:
+    """True when the compiled engine runs this policy; else a note says why the SimPy engine runs it instead."""
+    why = why_not(plan, pt.topo, policy)
+    if why is not None and notes is not None:
+        notes.append(f"policy '{label}' runs on the SimPy engine although the scenario asks for engine: compiled: "
+                     f"{why}")
+    return why is None

@@ -14,11 +14,10 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from profilers.catalog import list_devices, load_device
 from profilers.errors import EdgesimError, field_message
 from profilers.io import read_text
 from profilers.schema import DeviceProfile, ModelProfile, load_profile
-from simulator.devices import InlineDevice, find_model
+from simulator.devices import InlineDevice, find_model, load_profile_device
 from simulator.link import DEFAULT_PACKET_PAYLOAD_BYTES, RateTrace, load_rate_trace
 from simulator.policies import ENTRIES as POLICY_ENTRIES
 from simulator.policies import PolicySpec
@@ -452,6 +451,9 @@ def parse_scenario(text: str, source: str = "<scenario>", base_dir: Optional[Pat
     check_topology(scenario, source, root)
     check_profiles(scenario, source, root)
     check_names(scenario, source, root)
+    from simulator.sense import check_scenario  # implausible values (unit slips) are warnings, not errors
+
+    check_scenario(scenario, source, lambda loc: _yaml_line(root, loc))
     return scenario
 
 
@@ -482,7 +484,7 @@ def _named_devices(scenario: Scenario) -> list[tuple[tuple, str]]:
 def check_names(scenario: Scenario, source: str = "<scenario>", root: Optional[yaml.Node] = None) -> None:
     """Every device, model and split point the scenario names exists: one line naming the field and its YAML line
     (these were found only while assembling, without saying where)."""
-    from simulator.resolve import listed_profiles, load_profile_device, resolve_devices  # resolve imports this module
+    from simulator.resolve import listed_profiles, resolve_devices  # resolve imports this module
     from simulator.devices import reference_model
 
     try:
@@ -569,13 +571,12 @@ def _check_batch_tables(scenario: Scenario, source: str, root: Optional[yaml.Nod
 
 
 def _profile_of(device: str, listed: list[DeviceProfile]) -> Optional[DeviceProfile]:
-    """The profile of a device named by the scenario (a listed profile, a profile path or the catalog), None if none."""
-    own = next((prof for prof in listed if prof.name == device), None)
-    if own is not None:
-        return own
-    if Path(device).is_file():
-        return load_profile(device)
-    return load_device(device) if device in list_devices() else None
+    """The profile of a device named by the scenario as a run resolves it (devices.load_profile_device: a listed
+    profile with the catalog's models under it, a profile path or the catalog), None if none."""
+    try:
+        return load_profile_device(device, {prof.name: prof for prof in listed})
+    except EdgesimError:
+        return None
 
 
 def check_trace_offsets(scenario: Scenario, source: str = "<scenario>", root: Optional[yaml.Node] = None) -> None:
@@ -623,9 +624,13 @@ def as_scenario(scenario: "Scenario | dict | str | Path") -> Scenario:
     if not isinstance(scenario, dict):
         raise ScenarioError(f"a scenario is a Scenario, a dict or a YAML path, not {type(scenario).__name__}")
     try:
-        return Scenario.model_validate(scenario)
+        validated = Scenario.model_validate(scenario)
     except ValidationError as exc:
         raise ScenarioError(validation_message(exc, "<scenario>")) from None
+    from simulator.sense import check_scenario  # as a file's are: implausible values warn
+
+    check_scenario(validated)
+    return validated
 
 
 def _resolve(value: Optional[str], base_dir: Path) -> Optional[str]:

@@ -22,6 +22,7 @@ from profilers.progress import Progress
 from simulator.metrics import order_summary
 from simulator.runner import PointResult, run_point
 from simulator.scenario import Scenario, as_scenario, sweep_points
+from simulator.sense import RunWarning, run_messages
 
 EXECUTORS = ("process", "dask")
 #: prctl(2) option: the signal a process gets when its parent dies (linux/prctl.h)
@@ -128,6 +129,8 @@ def run(scenario: Scenario | dict | str | Path, jobs: int = 1, executor: str = "
     for note in dict.fromkeys(n for r in results for n in r.notes):  # what the CLI prints, once each
         warnings.warn(note, UserWarning, stacklevel=2)
     frames = pd.concat([r.frames for r in results], ignore_index=True)
-    summary = pd.concat([r.summary for r in results], ignore_index=True)
-    return frames, order_summary(summary)
+    summary = order_summary(pd.concat([r.summary for r in results], ignore_index=True))
+    for msg in sum(run_messages(scenario, summary), []):  # derived devices, replications, overloaded stations: as the CLI
+        warnings.warn(msg, RunWarning, stacklevel=2)
+    return frames, summary
 

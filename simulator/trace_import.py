@@ -3,7 +3,8 @@
 Every importer is parse (file -> arrays, one-line `FILE:LINE: what` errors) then convert (arrays -> an
 `ImportedTrace`, a piecewise-constant rate). Conventions, stated in each output's `# conversion:` line:
 - time starts at 0 at the first interval of the source; rates_mbps[k] holds from times_s[k] to times_s[k+1];
-- a final row at end_s carries the trace's mean rate, which `load_rate_trace` holds after the end;
+- a final row at end_s repeats the last rate, which `load_rate_trace` holds after the end (trace_end: hold) or
+  reads as the end of the period (trace_end: wrap);
 - bytes are conserved: the integral of the rate over any whole interval (mahimahi: any whole bin) equals the
   bytes the source counts in it, to float rounding of the written rates (10 significant digits).
 Formats (REFERENCES.md section 4):
@@ -55,6 +56,18 @@ class ImportedTrace:
         """Time-averaged rate over [0, end_s]."""
         widths = np.diff(np.append(self.times_s, self.end_s))
         return float(np.sum(widths * self.rates_mbps) / self.end_s)
+
+    @property
+    def end_rate_mbps(self) -> float:
+        """The rate the end row holds after the trace: the last one, or the last non-zero one (a link never stalls
+        for ever)."""
+        positive = self.rates_mbps[self.rates_mbps > 0]
+        return float(self.rates_mbps[-1] if self.rates_mbps[-1] > 0 else positive[-1])
+
+    @property
+    def rate_range_mbps(self) -> tuple[float, float]:
+        """(lowest, highest) converted rate."""
+        return float(self.rates_mbps.min()), float(self.rates_mbps.max())
 
 
 # ---------------------------------------------------------------- reading
@@ -296,18 +309,19 @@ IMPORTERS: dict[str, Callable[..., ImportedTrace]] = {
 
 
 def trace_csv_text(trace: ImportedTrace, source: str | None = None, licence: str | None = None) -> str:
-    """The edgesim trace CSV: `#` header (source, conversion, licence), rows, and the end row at the mean rate."""
-    mean = trace.mean_rate_mbps
+    """The edgesim trace CSV: `#` header (source, conversion, licence), rows, and the end row repeating the last
+    rate (what `trace_end: hold` holds after the trace), with a final newline."""
     head = [f"# source: {' '.join((source or trace.source).split())}",
             f"# conversion: {' '.join(trace.conversion.split())}; "
-            f"end row at {trace.end_s:g} s holds the mean rate {mean:.6g} Mbit/s after the trace",
+            f"end row at {trace.end_s:g} s repeats the last {'' if trace.rates_mbps[-1] > 0 else 'non-zero '}rate "
+            f"({trace.end_rate_mbps:.6g} Mbit/s; mean {trace.mean_rate_mbps:.6g} Mbit/s)",
             f"# licence: {' '.join((licence or DEFAULT_LICENCE).split())}"]
     times = np.append(trace.times_s, trace.end_s)
-    rates = np.append(trace.rates_mbps, mean)
+    rates = np.append(trace.rates_mbps, trace.end_rate_mbps)
     if trace.rtt_ms is None:
         body = ["time_s,data_rate_mbps"] + [f"{t:.10g},{r:.10g}" for t, r in zip(times, rates)]
     else:
-        rtt = np.append(trace.rtt_ms, float(np.mean(trace.rtt_ms)))
+        rtt = np.append(trace.rtt_ms, trace.rtt_ms[-1])
         body = ["time_s,data_rate_mbps,rtt_ms"] + [f"{t:.10g},{r:.10g},{d:.10g}" for t, r, d in zip(times, rates, rtt)]
     return "\n".join(head + body) + "\n"
 

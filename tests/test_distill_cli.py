@@ -114,3 +114,67 @@ def test_bad_image_folder_exits_2(tmp_path, capsys):
     assert run_cli(["distill", "kd", "--data", str(bad), "--quick", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert "class folder" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("args, words", [
+    (["distill", "kd", "--lr", "nan"], "--lr nan: expected a finite positive learning rate"),
+    (["distill", "kd", "--lr", "0"], "--lr 0.0: expected a finite positive learning rate"),
+    (["distill", "kd", "--temperature", "inf"], "--temperature inf"),
+    (["distill", "kd", "--alpha", "1.5"], "--alpha 1.5"),
+    (["distill", "sweep", "--lr", "nan"], "--lr nan"),
+    (["distill", "head", "--lr", "-1"], "--lr -1.0"),
+    (["distill", "kd", "--teacher", "vgg-s2", "--student", "vgg11"], "teacher vgg-s2 (4,"),
+])
+def test_untrainable_settings_refused_before_training(args, words, capsys, tmp_path):
+    """issue 28: NaN learning rate was a traceback; a smaller teacher was trained into a larger student."""
+    out = tmp_path / "o"
+    assert run_cli([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edgesim: error:") and words in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_quick_tune_searches_both_arms_alike_and_says_where_kd_helps(tmp_path, capsys):
+    """KD and scratch each get the same number of trials; the chosen settings come from their grids, the epoch from
+    validation; the table says KD better / scratch better / no difference from the interval."""
+    assert run_cli(["distill", "tune", "--quick", "--seeds", "2", "--out", str(tmp_path)]) == 0
+    runs = pd.read_csv(tmp_path / "tune_runs.csv")
+    assert len(runs) == 2 and set(runs.seed) == {0, 1}
+    assert set(runs.kd_alpha) <= {0.5, 0.9} and set(runs.kd_temperature) == {4.0}
+    assert set(runs.scratch_lr) <= {1e-3, 3e-3} and runs.kd_epochs.between(1, 2).all()
+    assert runs.kd_minus_scratch.to_numpy() == pytest.approx((runs.kd_accuracy - runs.scratch_accuracy).to_numpy())
+    seeds = pd.read_csv(tmp_path / "tune_seeds.csv")
+    assert seeds.verdict.iloc[0].split(" (")[0] in ("KD better", "scratch better", "no difference")
+    meta = json.loads((tmp_path / "tune.json").read_text())
+    assert "KD 2 trials" in meta["budget"] and "scratch 2 trials" in meta["budget"] and "host_busy" in meta
+
+
+def test_tune_grid_refuses_unequal_search_and_verdict_reads_the_interval():
+    from edgesim.studies.distill.tune import TuneGrid, verdict
+    from profilers.errors import EdgesimError
+
+    with pytest.raises(EdgesimError, match="KD has 6 trials, scratch 2"):
+        TuneGrid(scratch_lrs=(1e-3, 3e-3), scratch_weight_decays=(0.0,))
+    assert verdict({"kd_minus_scratch": 0.05, "kd_minus_scratch_ci": 0.02}).startswith("KD better")
+    assert verdict({"kd_minus_scratch": -0.05, "kd_minus_scratch_ci": 0.02}).startswith("scratch better")
+    assert verdict({"kd_minus_scratch": 0.01, "kd_minus_scratch_ci": 0.02}).startswith("no difference")
+
+
+def test_pairs_teachers_are_larger_than_every_student():
+    """The ViT teacher was smaller (558 k) than the CNN teacher, confounding 003 Table I."""
+    from edgesim.studies.distill.kd import count_params
+    from profilers.models.nets import make_net
+
+    for teacher, _ in st.PAIRS:
+        st.check_teacher_larger(teacher, [s for _, s in st.PAIRS])
+    assert count_params(make_net("vit-medium")) > count_params(make_net("vgg-s8"))
+
+
+def test_head_over_seeds_gives_an_interval(tmp_path):
+    assert run_cli(["distill", "head", "--quick", "--seeds", "2", "--out", str(tmp_path), "--no-png"]) == 0
+    runs = pd.read_csv(tmp_path / "head_runs.csv")
+    assert sorted(runs.seed) == [0, 1] and (tmp_path / "seed-1" / "head.json").is_file()
+    mean = pd.read_csv(tmp_path / "head_seeds.csv")
+    assert mean.n_seeds.iloc[0] == 2 and mean.mimic_accuracy.iloc[0] == pytest.approx(runs.mimic_accuracy.mean())
+    assert run_cli(["distill", "head", "--quick", "--seeds", "2", "--export", str(tmp_path / "x"), "--out",
+                    str(tmp_path / "y")]) == 2

@@ -80,3 +80,26 @@ def test_vgg_student_ops_ratio_224_vs_32_is_about_49(name):
     table = STUDENTS[name][5] / STUDENTS[name][4]  # 003 Table II: Ops at 224 / Ops at 32
     assert macs[224] / macs[32] == pytest.approx(table, rel=0.01)
     assert 48.5 < macs[224] / macs[32] < 52  # 003 section IV-C: 49 to 52 times
+
+
+@pytest.mark.parametrize("model_id, shape, pct", [
+    ("densenet169-mimic-sp1", (128, 28, 28), 66.7), ("densenet169-mimic-sp2", (256, 14, 14), 33.3),
+    ("densenet169-mimic-sp3", (640, 7, 7), 20.8), ("densenet201-mimic-sp3", (896, 7, 7), 29.2)])
+def test_mimic_without_bottleneck_sends_002_table2_data_sizes(model_id, shape, pct):
+    """002 Table 2: the student replaces the head up to the 1st/2nd/3rd transition and sends the teacher's own
+    tensor there (66.7 / 33.3 / 20.8 % of the input for DenseNet-169, 29.2 % at the 3rd for DenseNet-201); the
+    whole mimic still ends in the teacher's 1000 logits."""
+    import torch
+
+    from profilers.models import build
+
+    sm = build(model_id, shapes_only=True)
+    head = sm.extra["student_head"]
+    with torch.device("meta"):
+        z = head.encode(torch.empty(1, 3, 224, 224))
+        x = torch.empty(1, 3, 224, 224)
+        for block in sm.blocks:
+            x = block(x)
+    assert tuple(z.shape[1:]) == shape and round(100 * z.numel() / (3 * 224 * 224), 1) == pct
+    assert tuple(x.shape) == (1, 1000) and dict(sm.split_points)["bottleneck"] == len(head.blocks())
+    assert "without bottleneck" in sm.description

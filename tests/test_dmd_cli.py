@@ -160,3 +160,20 @@ def test_demo_runs_on_an_image_folder_the_user_brings(tmp_path):
     assert len(table) == 6 and table["f1_pct"].notna().all()
     assert "positive = class &#x27;ship&#x27;" in (out / "report.html").read_text(encoding="utf-8")  # HTML-escaped
     assert run_cli(["dmd", "demo", "--data", str(tmp_path / "nowhere"), "--fast", "--out", str(out)]) == 2
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--strategy", "bogus"], "--strategy 'bogus': expected one of buckets, fraction, threshold"),
+    (["--strategy", "fraction", "--offload-fraction", "2"], "--offload-fraction 2.0: expected a fraction"),
+    (["--strategy", "fraction", "--offload-fraction", "nan"], "--offload-fraction nan"),
+    (["--strategy", "threshold", "--threshold", "nan"], "--threshold nan: expected an agreement probability"),
+    (["--threshold", "nan"], "--threshold nan"),
+    (["--strategy", "fraction"], "needs --offload-fraction"),
+])
+def test_train_refuses_an_impossible_operating_point_before_training(demo_dir, tmp_path, capsys, args, words):
+    """issue 28: a bogus strategy or fraction ran on (checked after 100 epochs); --threshold nan wrote NaN."""
+    out = tmp_path / "sw"
+    assert run_cli(["dmd", "train", str(demo_dir / "dmd.parquet"), "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and "\n" not in err and "switcher training" not in err
+    assert not out.exists()

@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
+from edgesim.report import framestats
 from edgesim.report import html as report
 from edgesim.report import plots
 from profilers.errors import EdgesimError
@@ -79,6 +80,11 @@ def make_tables(combos=COMBOS, rates=RATES_MBPS, frames_per=10, drop_every: int 
 @pytest.fixture(scope="module")
 def tables():
     return make_tables()
+
+
+def _stats(frames: pd.DataFrame):
+    """What the figures read of a frame table (framestats, through a Parquet file in memory)."""
+    return framestats.frame_stats_of(frames, tuple(c for c, _ in plots.TIER_COMPONENTS))
 
 
 def tiny_profile() -> ModelProfile:
@@ -160,7 +166,7 @@ def test_fig3_panels(tables):
 
 def test_delay_components_sum_to_mean_delay(tables):
     summary, frames = tables
-    fig = plots.delay_components_figure(summary, frames)
+    fig = plots.delay_components_figure(summary, _stats(frames))
     assert fig.layout.barmode == "stack"
     assert {t.name for t in fig.data} == {n for _, n in plots.COMPONENTS}
     # the offload facet on upboard → laptop: bars (ms) add up to delay_mean_s
@@ -170,13 +176,14 @@ def test_delay_components_sum_to_mean_delay(tables):
     combos = list(dict.fromkeys(f"{m} → {e}" for m, e in zip(summary.mobile, summary.edge)))
     facet = combos.index("upboard → laptop") * len(policies) + policies.index("offload") + 1
     xaxis = "x" if facet == 1 else f"x{facet}"
-    total_ms = sum(t.y[list(t.x).index("10")] for t in fig.data if t.xaxis == xaxis)
+    total_ms = sum(t.y[list(t.x).index("10 Mbit/s")] for t in fig.data if t.xaxis == xaxis)
+    assert fig.layout[f"xaxis{len(fig.layout.annotations) - len(policies) + 1}"].title.text in (None, "uplink data rate (Mbit/s)")
     assert total_ms == pytest.approx(row.delay_mean_s * 1e3)
 
 
 def test_delay_components_exclude_dropped_frames():
     summary, frames = make_tables(combos=[("rpi3b+", "laptop")], rates=[1.0, 10.0], drop_every=3)
-    fig = plots.delay_components_figure(summary, frames)
+    fig = plots.delay_components_figure(summary, _stats(frames))
     head = next(t for t in fig.data if t.name == "head" and t.xaxis == "x")  # policy local
     kept = frames[(frames.point == 0) & (frames.policy == "local") & (frames.status != "dropped")]
     assert head.y[0] == pytest.approx(kept.head_s.mean() * 1e3)
@@ -184,7 +191,7 @@ def test_delay_components_exclude_dropped_frames():
 
 def test_delay_cdf_per_policy_and_tops_out_below_one_with_drops():
     summary, frames = make_tables(combos=[("rpi3b+", "laptop")], rates=[1.0, 10.0], drop_every=5)
-    fig = plots.delay_cdf_figure(frames, summary)
+    fig = plots.delay_cdf_figure(_stats(frames).sample, summary)
     assert {t.name for t in fig.data} == {"local", "offload", "mimic"}
     assert len(fig.data) == 3 * 2  # two points, both shown
     for t in fig.data:
@@ -193,10 +200,11 @@ def test_delay_cdf_per_policy_and_tops_out_below_one_with_drops():
 
 def test_delay_cdf_picks_median_rate_when_many_points(tables):
     summary, frames = tables
-    fig = plots.delay_cdf_figure(frames, summary, max_points=4)
+    sample = _stats(frames).sample
+    fig = plots.delay_cdf_figure(sample, summary, max_points=4)
     titles = [a.text for a in fig.layout.annotations]
     assert len(titles) <= 4 and all("2 Mbit/s" in t for t in titles)  # median of 0.5, 2, 10, 50 (lower)
-    assert len(plots.delay_cdf_figure(frames).data) == 3  # no summary: one point
+    assert len(plots.delay_cdf_figure(sample).data) == 3  # no summary: one point
 
 
 def test_layer_profile_percentages_hand_computed():
@@ -209,7 +217,9 @@ def test_layer_profile_percentages_hand_computed():
     np.testing.assert_allclose(by_name["data size, float32 (%)"].y, [100.0, 200.0, 25.0])
     np.testing.assert_allclose(by_name["cumulative complexity (% FLOPs)"].y, [0.0, 25.0, 90.0])
     assert by_name["cumulative complexity (% FLOPs)"].yaxis == "y2"
-    assert list(by_name["data size, zlib float32 (%)"].text) == ["input", "b1", "b2"]
+    assert list(by_name["data size, zlib float32 (%)"].x) == ["input", "b1", "b2"]  # split points by layer name
+    assert list(by_name["data size, zlib float32 (%)"].text) == ["0", "1", "2"]
+    assert fig.layout.xaxis.type == "category" and "layer name" in fig.layout.xaxis.title.text
 
 
 def test_energy_figure_shows_compute_and_radio(tables):
@@ -232,9 +242,12 @@ def test_optional_figures_only_with_data(tables):
     assert len(plots.throughput_drop_figure(late).data) == 3 * 3 * len(COMBOS)
     acc = plots.accuracy_figure(summary.assign(accuracy=0.9, f1=0.8))
     assert {t.name for t in acc.data} == {"local", "offload", "mimic"}
-    all_figs = plots.build_figures(summary.assign(f1=0.8), frames, [tiny_profile()])
-    assert set(all_figs) == {"gain_vs_offload", "gain_vs_local", "fig3", "delay_components", "delay_cdf", "energy",
-                             "accuracy", "layers_tiny_net"}
+    all_figs = plots.build_figures(summary.assign(f1=0.8), _stats(frames), [tiny_profile()])
+    assert {"gain_vs_offload", "gain_vs_local", "fig3", "delay_components", "delay_cdf", "energy",
+            "accuracy", "layers_tiny_net"} <= set(all_figs)
+    swept = {n for n in all_figs if "_vs_" in n and n.count("_vs_") + n.startswith("gain_vs_") > 1
+             or n.endswith("_vs_link.data_rate_mbps")}
+    assert "delay_mean_s_vs_link.data_rate_mbps" in swept and "gain_vs_local_vs_mobiles.0.device" in all_figs
     assert "delay_cdf" not in plots.build_figures(summary, None)
 
 
@@ -244,7 +257,7 @@ def test_extra_sweep_splits_series():
     summary = pd.concat([a.assign(**{"sweep.workload.frame_rate_fps": 5}),
                          b.assign(**{"sweep.workload.frame_rate_fps": 30})], ignore_index=True)
     names = {t.name for t in plots.gain_figures(summary)["gain_vs_local"].data}
-    assert "mimic: rpi3b+ → laptop (workload.frame_rate_fps=5)" in names and len(names) == 4
+    assert "mimic: rpi3b+ → laptop (frame rate = 5 frames/s)" in names and len(names) == 4
 
 
 class _FlatUplink:

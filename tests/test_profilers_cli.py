@@ -75,7 +75,7 @@ def test_unwritable_out(capsys, tmp_path):
 
 def test_profile_merges_and_prints_table(capsys, existing):
     path, _ = existing
-    code, out, err = run(capsys, "profile", "resnet18", "--device-name", "dev", "--out", str(path),
+    code, out, err = run(capsys, "profile", "--precision", "0", "resnet18", "--device-name", "dev", "--out", str(path),
                          "--repeats", "2", "--warmup", "0", "--input-size", "32,32", "--threads", "1")
     assert code == 0, err
     assert "layer4" in out and "size % in" in out

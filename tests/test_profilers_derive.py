@@ -1,8 +1,9 @@
-"""Roofline derivation: calibration hits the published latency, samples are rescaled, fallback and validation."""
+"""Roofline derivation: calibration hits the published latency, the dispersion model, fallback and validation."""
 
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from hypothesis import given, settings
@@ -10,15 +11,19 @@ from hypothesis import strategies as st
 
 from profilers.bundle import measure_host
 from profilers.derive import (
+    DERIVED_QUANTILES,
+    SIGMA_CAP,
+    _scaled,
     calibrate_eta,
     derive_device,
     host_efficiency,
     load_facts,
+    robust_log_sigma,
     roofline_times,
     validate_against_measurement,
 )
 from profilers.errors import ProfileError
-from profilers.schema import BlockRecord
+from profilers.schema import BlockRecord, LatencyStats
 
 SMALL = (("resnet18", 64),)
 
@@ -53,11 +58,23 @@ def test_calibrated_full_latency_equals_published(tmp_path, hosts):
     assert dev.provenance.calibration["eta_c"] == dev.provenance.calibration["eta_m"]
     for sp, host_sp in zip(mp.split_points, host.model("resnet18").split_points):
         assert sp.head_latency.median_s + sp.tail_latency.median_s == pytest.approx(0.25, rel=1e-6)
-        if host_sp.head_latency.median_s > 0:  # host samples rescaled by one factor
-            ratios = [d / h for d, h in zip(sp.head_latency.samples_s, host_sp.head_latency.samples_s)]
-            assert max(ratios) == pytest.approx(min(ratios), rel=1e-9)
+        if host_sp.head_latency.median_s > 0:  # the dispersion model: log-normal quantiles, sigma capped
+            sigma = min(robust_log_sigma(host_sp.head_latency), SIGMA_CAP)
+            ratios = [d / sp.head_latency.median_s for d in sp.head_latency.samples_s]
+            assert len(ratios) == DERIVED_QUANTILES and max(ratios) <= math.exp(2.0 * sigma) + 1e-12
+            assert min(ratios) >= math.exp(-2.0 * sigma) - 1e-12
         assert sp.head_energy_j == pytest.approx(5.1 * sp.head_latency.median_s)
     assert [sp.output_bytes for sp in mp.split_points] == [sp.output_bytes for sp in host.model("resnet18").split_points]
+
+
+def test_no_host_outlier_becomes_a_derived_sample():
+    """The derived-rpi4b case of issue 24: one host sample 179 times its median must not reach the device."""
+    host = LatencyStats.from_samples([0.01] * 19 + [0.0105, 1.79])
+    derived = _scaled(host, 0.0216)
+    assert derived.median_s == pytest.approx(0.0216)
+    assert max(derived.samples_s) < 0.0216 * math.exp(2 * SIGMA_CAP)
+    assert sum(derived.samples_s) / len(derived.samples_s) < 0.0216 * 1.01
+    assert _scaled(LatencyStats.constant(0.01), 0.02).samples_s == [0.02]  # no spread measured, none invented
 
 
 def test_fallback_to_host_efficiency(tmp_path, hosts):
@@ -210,3 +227,31 @@ def test_derive_profiles_reads_the_catalog_host_only_for_devices_without_a_stack
     assert dev == load_profile(path) and set(dev.models) == {"mine"}
     assert f"calibration models resnet18 from the catalog's {CATALOG_HOST}" in dev.provenance.from_profile
     assert "bisection" in dev.provenance.sources["eta_c"]  # calibrated on the borrowed anchor, not the fallback
+
+
+def test_per_inference_constant_is_paid_by_each_part_and_the_fallback_states_its_own_error(hosts):
+    """Per-operator derivation onto a catalog device: c0 once per process that runs a part; a model that cannot
+    be traced into operators carries the dense-operator fallback's own leave-one-out error."""
+    from profilers.catalog import FACTS_PATH
+    from profilers.derive import derive_device_calibrated
+
+    host, _ = hosts
+    facts = load_facts(FACTS_PATH)["rpi4b"]
+    traced = derive_device_calibrated(host, "rpi4b", facts)
+    dense = derive_device_calibrated(host, "rpi4b", facts, ops_for=lambda mp: None)
+    for dev in (traced, dense):
+        mp = dev.model("resnet18")
+        c0 = dev.provenance.calibration["c0_s"]
+        assert mp.per_process_overhead_s == pytest.approx(c0) and c0 > 0
+        blocks_s = sum(b.latency.median_s for b in mp.blocks)
+        sps = {sp.name: sp for sp in mp.split_points}
+        assert sps["output"].head_latency.median_s == pytest.approx(blocks_s + c0)
+        assert sps["input"].tail_latency.median_s == pytest.approx(blocks_s + c0)
+        assert sps["input"].head_latency.median_s == 0 == sps["output"].tail_latency.median_s
+        layer2 = sps["layer2"]
+        assert layer2.head_latency.median_s + layer2.tail_latency.median_s == pytest.approx(blocks_s + 2 * c0)
+    assert traced.model("resnet18").derivation_errors == list(traced.provenance.validated_errors)
+    fallback = dense.model("resnet18")
+    assert "dense operator" in fallback.derivation_method and len(fallback.derivation_errors) >= 5
+    assert fallback.derivation_errors != list(dense.provenance.validated_errors)
+    assert "leave-one-out error of that fallback" in dense.provenance.validation["model resnet18"]

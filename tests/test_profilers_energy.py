@@ -97,7 +97,10 @@ def test_measure_model_records_the_zeus_method():
     mp = measure_model(model, MeasureOptions(repeats=2, warmup=0), POWER, meter=meter)
     assert mp.energy_method == "rapl-powercap" and "Zeus" in mp.description
     total = mp.split_points[1].head_energy_j + mp.split_points[1].tail_energy_j
-    assert total == pytest.approx(2.5 / 2)
+    whole = mp.split_points[2].head_latency  # the meter's 2.5 J over every timed part: average power x whole run
+    timed_s = sum(whole.samples_s) + sum(mp.split_points[1].head_latency.samples_s) + sum(
+        mp.split_points[1].tail_latency.samples_s)
+    assert total == pytest.approx(2.5 * whole.median_s / timed_s)
 
 
 def test_cli_energy_required_without_counters_exits_2(capsys, tmp_path, monkeypatch):
@@ -106,7 +109,7 @@ def test_cli_energy_required_without_counters_exits_2(capsys, tmp_path, monkeypa
 
     monkeypatch.setattr(energy, "zeus_monitor_factory", lambda: factory_for())
     out = tmp_path / "p.json"
-    code = main(["profile", "resnet18", "--device-name", "d", "--energy", "required", "--input-size", "32,32",
+    code = main(["profile", "--precision", "0", "resnet18", "--device-name", "d", "--energy", "required", "--input-size", "32,32",
                  "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--energy required" in err and not out.exists()

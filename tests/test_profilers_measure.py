@@ -10,18 +10,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from profilers.errors import EdgesimError, MeasurementUnavailable
+from profilers.hostcheck import busy_reasons, parse_cores, pinned
 from profilers.measure import (
     MeasureOptions,
+    dispersion,
     encoded_sizes,
     host_hardware,
     host_provenance,
     measure_model,
+    median_ci95,
     quantize_int8,
     real_image,
     resolve_split_points,
 )
 from profilers.models import SplittableModel, build
-from profilers.schema import PowerModel
+from profilers.schema import HostState, PowerModel
 
 POWER = PowerModel(idle_w=1.0, active_w=5.0, source="test")
 
@@ -62,18 +65,91 @@ def test_sizes_and_shapes(tiny_profile):
 
 
 def test_latency_bookkeeping(tiny_profile):
-    sps = tiny_profile.split_points
-    full = sps[-1].head_latency.samples_s
-    assert len(full) == 3 == tiny_profile.repeats
-    for sp in sps:
-        for h, t, f in zip(sp.head_latency.samples_s, sp.tail_latency.samples_s, full):
-            assert h + t == pytest.approx(f, rel=1e-9, abs=1e-12)
-    heads = [sp.head_latency.median_s for sp in sps]
-    assert heads[0] == 0 and all(a <= b + 1e-12 for a, b in zip(heads, heads[1:]))
+    sps = {sp.name: sp for sp in tiny_profile.split_points}
+    check = tiny_profile.measurement_check
+    full = sps["output"].head_latency.samples_s
+    assert len(full) == 3 == tiny_profile.repeats == check.rounds
+    # a head up to the output and a tail from the input are the whole model; the empty parts are zero
+    assert sps["input"].tail_latency.samples_s == full
+    assert set(sps["input"].head_latency.samples_s) == {0.0} == set(sps["output"].tail_latency.samples_s)
+    # interior heads and tails are timed on their own, each as many times as the whole model
+    assert set(check.parts) == {"whole", "head@conv", "tail@conv", "head@flat", "tail@flat"}
+    for name in ("conv", "flat"):
+        assert len(sps[name].head_latency.samples_s) == len(sps[name].tail_latency.samples_s) == 3
+        ratio = (sps[name].head_latency.median_s + sps[name].tail_latency.median_s) / check.parts["whole"].median_s
+        assert check.head_plus_tail_over_whole[name] == pytest.approx(ratio, rel=1e-3)
     assert sum(b.latency.median_s for b in tiny_profile.blocks) > 0
     assert tiny_profile.energy_method == "power-model-estimate"
-    assert sps[0].head_energy_j == 0 and sps[-1].tail_energy_j == pytest.approx(0, abs=1e-12)
+    assert sps["input"].head_energy_j == 0 and sps["output"].tail_energy_j == pytest.approx(0, abs=1e-12)
     assert tiny_profile.threads == 1 and tiny_profile.peak_memory_bytes is not None
+    assert check.converged and check.target_ci95_pct is None and check.host_during.logical_cpus >= 1
+
+
+def test_median_interval_is_the_order_statistic_interval():
+    # Conover 3.2: n = 100 gives ranks 40 and 61 for the 95 % interval of the median
+    xs = [float(i) for i in range(1, 101)]
+    assert median_ci95(xs) == (40.0, 61.0)
+    d = dispersion([1.0] * 10)
+    assert d.ci95_half_pct == 0 and d.mad_pct == 0 and d.drift_pct == 0
+
+
+def _fake_timer(monkeypatch, values):
+    """_timed_pass returning the given durations in turn (no real timing: the stopping rule is what is tested)."""
+    import itertools
+
+    import profilers.measure as measure
+
+    stream = itertools.cycle(values)
+    monkeypatch.setattr(measure, "_timed_pass", lambda blocks, x, cuda, clock=None: [0.0] * len(blocks) + [next(stream)])
+
+
+def test_rounds_stop_when_every_median_is_precise(monkeypatch):
+    _fake_timer(monkeypatch, [1.0])
+    mp = measure_model(tiny_model(), MeasureOptions(repeats=2, warmup=0, threads=1, target_ci=0.02,
+                                                    time_budget_s=60), POWER)
+    assert mp.measurement_check.converged and mp.measurement_check.rounds == 6  # the interval needs 6 samples
+
+
+def test_rounds_stop_at_the_cap_when_the_target_is_out_of_reach(monkeypatch):
+    _fake_timer(monkeypatch, [1.0, 2.0, 1.0, 3.0, 2.0])
+    mp = measure_model(tiny_model(), MeasureOptions(repeats=2, warmup=0, threads=1, target_ci=0.02,
+                                                    time_budget_s=60, max_rounds=12), POWER)
+    check = mp.measurement_check
+    assert not check.converged and check.rounds == 12
+    assert any("not every median reached +/-2%" in w for w in check.warnings)
+    with pytest.raises(EdgesimError, match="not trustworthy"):
+        measure_model(tiny_model(), MeasureOptions(repeats=2, warmup=0, threads=1, target_ci=0.02, time_budget_s=60,
+                                                   max_rounds=12, strict=True), POWER)
+
+
+def _state(other: float, steal=None) -> HostState:
+    return HostState(window_s=1.0, logical_cpus=2, affinity=[0, 1], load_avg_1min=3.0, other_cpu_cores=other,
+                     steal_percent=steal)
+
+
+def test_busy_host_is_said_with_numbers_and_refused_when_strict(monkeypatch):
+    assert busy_reasons(_state(1.2), threads=1) == []  # one spare core plus a quarter
+    reasons = busy_reasons(_state(1.9, steal=8.0), threads=1)
+    assert "other processes used 1.90 of 2 CPUs" in reasons[0] and "steal time 8.0%" in reasons[1]
+    import profilers.measure as measure
+
+    monkeypatch.setattr(measure, "observe", lambda window_s: _state(1.9))
+    with pytest.raises(EdgesimError, match="host too busy to measure .*1.90 of 2 CPUs"):
+        measure_model(tiny_model(), MeasureOptions(repeats=2, threads=1, host_window_s=0.1, strict=True), POWER)
+    mp = measure_model(tiny_model(), MeasureOptions(repeats=2, warmup=0, threads=1, host_window_s=0.1), POWER)
+    assert mp.measurement_check.busy and mp.measurement_check.host_before.other_cpu_cores == 1.9
+
+
+def test_pinning_restricts_and_restores_the_cpus():
+    import os
+
+    before = os.sched_getaffinity(0)
+    with pinned((min(before),)) as cores:
+        assert os.sched_getaffinity(0) == {min(before)} and cores == [min(before)]
+    assert os.sched_getaffinity(0) == before
+    assert parse_cores("0-2,5") == (0, 1, 2, 5)
+    with pytest.raises(EdgesimError, match="--cores 'x'"):
+        parse_cores("x")
 
 
 def test_zlib_sizes_are_real_compression():

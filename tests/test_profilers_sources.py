@@ -200,7 +200,7 @@ def test_cli_bad_input_exits_2_without_profile(capsys, tmp_path, model_file):
 
 
 def test_cli_list_split_points(capsys, model_file):
-    code, out, _ = run(capsys, "profile", "--model-file", f"{model_file}:build", "--input-size", "3,16,16",
+    code, out, _ = run(capsys, "profile", "--precision", "0", "--model-file", f"{model_file}:build", "--input-size", "3,16,16",
                        "--list-split-points", "--json")
     rows = json.loads(out)
     assert code == 0 and rows[0]["split_point"] == "input" and rows[-1]["split_point"] == "output"
@@ -210,7 +210,7 @@ def test_cli_list_split_points(capsys, model_file):
 
 def test_cli_profile_show_and_device_name_guard(capsys, tmp_path, model_file):
     out = tmp_path / "dev.json"
-    code, printed, err = run(capsys, "profile", "--model-file", f"{model_file}:build", "--input-size", "3,16,16",
+    code, printed, err = run(capsys, "profile", "--precision", "0", "--model-file", f"{model_file}:build", "--input-size", "3,16,16",
                              "--device-name", "dev", "--out", out, "--repeats", "2", "--warmup", "0", "--energy",
                              "estimate")
     assert code == 0, err
@@ -220,7 +220,7 @@ def test_cli_profile_show_and_device_name_guard(capsys, tmp_path, model_file):
     assert "threads (measured: psutil, process CPU time / wall time over the timed runs)" in printed
     assert mp.checkpoint == "random-init" and mp.energy_method == "power-model-estimate" and mp.blocks
     before = out.read_bytes()
-    code, _, err = run(capsys, "profile", "torchvision:resnet18", "--input-size", "32,32", "--device-name", "other",
+    code, _, err = run(capsys, "profile", "--precision", "0", "torchvision:resnet18", "--input-size", "32,32", "--device-name", "other",
                        "--out", out)
     assert code == 2 and "profile of device 'dev', not 'other'" in err and err.count("\n") == 1
     assert out.read_bytes() == before
@@ -230,7 +230,7 @@ def test_cli_profile_show_and_device_name_guard(capsys, tmp_path, model_file):
 
 def test_cli_derive_onto_catalog_device(capsys, tmp_path, model_file):
     measured = tmp_path / "laptop.json"
-    code, _, err = run(capsys, "profile", "--model-file", f"{model_file}:build", "--input-size", "3,16,16",
+    code, _, err = run(capsys, "profile", "--precision", "0", "--model-file", f"{model_file}:build", "--input-size", "3,16,16",
                        "--device-name", "mine", "--out", measured, "--repeats", "2", "--warmup", "0")
     assert code == 0, err
     code, out, err = run(capsys, "derive", measured, "--device", "rpi3b+", "--out", tmp_path / "rpi.json")

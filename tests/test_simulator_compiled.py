@@ -4,28 +4,28 @@ memory and window by window."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from numba import njit
 
-from simulator.compiled import simulate_compiled, simulate_compiled_windows, supports
+from simulator.compiled import simulate_compiled, simulate_compiled_windows, supports, why_not
 from simulator.devices import ServiceTime
 from simulator.engine import simulate
 from simulator.link import DelayTrace, LinkDelay, RateTrace
 from simulator.plan import Batching, EdgeTier, FramePlan, Tiers, Topology
-from simulator.policies import Route
-from simulator.policies.best_split import BestSplitPolicy, BestSplitSpec
+from simulator.policies import ENTRIES, PolicyEntry, PolicyKernels, PolicySpecBase, Route, StatefulPolicy
+from simulator.policies.best_split import BestPlacementPolicy, BestPlacementSpec, BestSplitPolicy, BestSplitSpec
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _trace(rng, kind: str, outages: bool = True) -> RateTrace:
-    """A constant link, a stepped trace with outages (rate 0), or one that repeats with a period.
-
-    Best-split gets no outages: the SimPy engine's predicted_delay_s divides by a bandwidth of 0 (oracle estimate
-    during an outage, or an EWMA that starts at a rate of 0) and raises ZeroDivisionError.
-    """
+    """A constant link, a stepped trace with outages (rate 0), or one that repeats with a period (predictions plan an
+    outage with kernels.links.planning_bps, on the uplinks and the WAN alike)."""
     if kind == "constant":
         return RateTrace.constant(float(rng.uniform(0.2, 20)))
     rates = rng.uniform(0.2e6, 20e6, 5)
@@ -235,8 +235,7 @@ def test_best_split_with_bounds_drops_and_shared_medium(p, shared, kind, alpha, 
     rng = np.random.default_rng(p["seed"])
     n_routes = max(p["routes"], 2)
     plan = _plan(rng, p["n_mobiles"], 40, n_routes)
-    uplink = [_trace(rng, p["trace"], False)] if shared else [_trace(rng, p["trace"], False)
-                                                              for _ in range(p["n_mobiles"])]
+    uplink = [_trace(rng, p["trace"])] if shared else [_trace(rng, p["trace"]) for _ in range(p["n_mobiles"])]
     topo = Topology(p["servers"], uplink, shared, p["prop"], 2e6, mobile_capacity=bound, server_capacity=bound,
                     drop_stale=stale, deadline_s=p["deadline"], packet_overhead_bytes=int(rng.integers(0, 60)))
     routes = _routes(rng, n_routes)
@@ -267,7 +266,7 @@ def test_best_split_on_one_mobile_device_by_recursion(p, kind, alpha, heads):
     for k, r in enumerate(routes):
         if r.head is None:
             plan.head_s[k] = 0.0
-    topo = Topology(1, [_trace(rng, p["trace"], False)], False, p["prop"], 2e6, deadline_s=p["deadline"],
+    topo = Topology(1, [_trace(rng, p["trace"])], False, p["prop"], 2e6, deadline_s=p["deadline"],
                     packet_overhead_bytes=int(rng.integers(0, 60)))
     outcomes = _lindley_outcomes(lambda: _assert_same(plan, topo, routes=[routes],
                                                       make_policy=_best_split(kind, alpha)))
@@ -376,13 +375,12 @@ def test_tiers_assignment_cloud_and_batching(p):
         rng.integers(0, n_edges, n_mob)
     if not dynamic:
         plan.route[:] = plan.route % per + edge_of_mobile[plan.mobile] * per
-    calm = not (p["policy"] or dynamic)  # best-split and the assignment divide by the link's rate
-    uplinks = [_trace(rng, p["trace"], calm) for _ in range(n_mob)]
+    uplinks = [_trace(rng, p["trace"]) for _ in range(n_mob)]  # outages on the uplinks and the WAN
     edges = []
     for e in range(n_edges):
         shared = bool(rng.random() < 0.3) and not p["policy"]
-        edges.append(EdgeTier(f"e{e}", int(rng.integers(1, 3)), [_trace(rng, p["trace"], calm)] if shared else uplinks,
-                              shared, _trace(rng, p["trace"], calm), float(rng.choice([0.0, 0.004]))))
+        edges.append(EdgeTier(f"e{e}", int(rng.integers(1, 3)), [_trace(rng, p["trace"])] if shared else uplinks,
+                              shared, _trace(rng, p["trace"]), float(rng.choice([0.0, 0.004]))))
     batching = Batching(int(rng.integers(1, 6)), tuple(sorted({int(x) for x in rng.integers(1, 5, 2)}, reverse=True)),
                         float(rng.uniform(0.0, 0.2))) if p["batching"] else None
     if batching is not None:
@@ -418,3 +416,94 @@ def test_unsupported_policies_are_refused():
     assert supports(plan, topo) and not supports(plan, topo, Other())
     with pytest.raises(Exception, match="does not cover"):
         simulate_compiled(plan, topo, Other(), [[None, None]])
+
+
+def test_best_placement_through_a_wan_outage():
+    """A WAN trace with a zero-rate step while frames are captured: best-placement plans with the least bandwidth
+    (the uplink's clamp, now applied to the WAN too) instead of dividing by zero, and both engines agree."""
+    n = 40
+    capture = np.arange(n) * 0.1
+    routes = [Route("local", "toy", "output", "", ServiceTime("fixed", 0.08), 0, None, 0),
+              Route("edge", "toy", "mid", "", ServiceTime("fixed", 0.01), 2_000, ServiceTime("fixed", 0.02), 40),
+              Route("cloud", "toy", "mid|mid", "", ServiceTime("fixed", 0.01), 2_000, None, 40, None, 5_000,
+                    ServiceTime("fixed", 0.005), "key")]
+    head = np.tile([[0.08], [0.01], [0.01]], n)
+    tail = np.tile([[np.nan], [0.02], [np.nan]], n)
+    bits = np.tile([[0.0], [16_000.0], [16_000.0]], n)
+    cloud = np.tile([[np.nan], [np.nan], [0.005]], n)
+    plan = FramePlan(capture, np.zeros(n, np.int64), np.zeros(n, np.int16), head, bits, tail, np.zeros((3, n)), 1,
+                     None, np.tile([[0.0], [0.0], [40_000.0]], n), cloud, np.zeros((3, n)), 3,
+                     np.array([-1, -1, 0]), np.ones((3, 2)))
+    wan = RateTrace(np.array([0.0, 1.0, 2.5]), np.array([50e6, 0.0, 50e6]))  # an outage from 1 s to 2.5 s
+    uplink = [RateTrace.constant(10.0)]
+    tiers = Tiers([EdgeTier("e0", 1, uplink, False, wan, 0.002)], "static", 1, None, np.zeros(1, np.int64), 1e8)
+    topo = Topology(1, uplink, False, 0.001, 2e6, tiers=tiers)
+
+    def make():
+        pol = BestPlacementPolicy.__new__(BestPlacementPolicy)
+        pol.spec = BestPlacementSpec(name="best-placement")
+        return pol
+
+    _assert_same(plan, topo, routes=[routes], make_policy=make)
+    got = simulate(FramePlan(**{**plan.__dict__, "route": plan.route.copy()}), topo, make(), [routes])
+    during = (capture > 1.1) & (capture < 2.4)
+    assert (got["route"][during] != 2).all() and (got["route"] == 2).any()  # the cloud while the WAN carries bits
+
+
+# ---------------------------------------------------------------- a stateful policy added through the registry alone
+
+@njit(cache=True)
+def _by_throughput_decide(state, view, routes, lo, hi):
+    """The last offloading route while the link's last observed throughput clears state[0] bit/s, else the first."""
+    return hi - lo - 1 if state[1 + view[0].link] > state[0] else 0
+
+
+@njit(cache=True)
+def _by_throughput_observe(state, link, bits, duration_s):
+    if duration_s > 0:
+        state[1 + link] = bits / duration_s
+
+
+class ByThroughputSpec(PolicySpecBase):
+    name: Literal["by-throughput"]
+    threshold_bps: float = 1e6
+
+
+class ByThroughputPolicy(StatefulPolicy):
+    """Offload while the last transfer went fast: its rules are only the two kernels above."""
+
+
+def _by_throughput_state(policy, uplinks):
+    return np.array([policy.spec.threshold_bps] + [tr.rate_bps_at(0.0) for tr in uplinks])
+
+
+BY_THROUGHPUT = PolicyEntry("by-throughput", ByThroughputSpec, ByThroughputPolicy, "offload while transfers go fast",
+                            "a test", PolicyKernels(_by_throughput_state, _by_throughput_decide,
+                                                    _by_throughput_observe))
+
+
+@settings(max_examples=25, **SETTINGS)
+@given(p=features, shared=st.booleans(), threshold=st.floats(1e5, 1e7))
+def test_a_stateful_policy_added_through_the_registry_runs_on_both_engines(p, shared, threshold):
+    """A policy registered with its kernels and nothing else (no engine edited) runs in the compiled loop and in the
+    SimPy engine with equal frames, outages included."""
+    rng = np.random.default_rng(p["seed"])
+    n_routes = max(p["routes"], 2)
+    plan = _plan(rng, p["n_mobiles"], 40, n_routes)
+    uplink = [_trace(rng, p["trace"])] if shared else [_trace(rng, p["trace"]) for _ in range(p["n_mobiles"])]
+    topo = Topology(p["servers"], uplink, shared, p["prop"], 2e6, deadline_s=p["deadline"])
+    routes = _routes(rng, n_routes)
+    for k, r in enumerate(routes):
+        if r.head is None:
+            plan.head_s[k] = 0.0
+
+    def make():
+        pol = ByThroughputPolicy.__new__(ByThroughputPolicy)
+        pol.spec = ByThroughputSpec(name="by-throughput", threshold_bps=threshold)
+        return pol
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(ENTRIES, "by-throughput", BY_THROUGHPUT)
+        assert why_not(plan, topo, make()) is None
+        _assert_same(plan, topo, routes=[routes] * p["n_mobiles"], make_policy=make)
+    assert "declares no kernels" in why_not(plan, topo, make())  # unregistered: the SimPy engine only, and why

@@ -168,7 +168,7 @@ def test_engines_agree_frame_by_frame_over_random_topologies(profiles, topo):
     simpy, _ = run({**data, "engine": "simpy"})
     for col in ["delay_s", "done_s", *COMPONENTS]:
         np.testing.assert_allclose(comp[col], simpy[col], rtol=0, atol=1e-9, err_msg=col)
-    assert (comp["edge"] == simpy["edge"]).all()
+    assert comp["edge"].equals(simpy["edge"])  # missing alike where a frame stays on the mobile device
 
 
 @pytest.mark.parametrize("change,field,words", [

@@ -244,3 +244,27 @@ def test_cli_options_and_unknown_names(tmp_path, capsys, edgesim_with_trace):
     assert edgesim_with_trace(args) == 0
     assert out.read_text().startswith("# source: a test\n# conversion: generic CSV columns t (s), r (Mbit/s)")
     assert "# licence: CC0\n" in out.read_text()
+
+
+def test_end_row_holds_the_last_rate_and_the_file_ends_with_a_newline(tmp_path):
+    trace = import_csv(write(tmp_path, "g.csv", "time_s,data_rate_mbps\n0,2\n1,8\n2,4\n"))
+    text = trace_csv_text(trace)
+    assert text.endswith("\n2,4\n3,4\n")  # the end row repeats the last rate (4), not the mean (4.67)
+    link = trace_of(trace, tmp_path)
+    assert link.rate_bps_at(100.0) == pytest.approx(4e6)  # trace_end: hold holds the last rate
+    zero_last = import_csv(write(tmp_path, "z.csv", "time_s,data_rate_mbps\n0,2\n1,0\n"))
+    assert trace_csv_text(zero_last).endswith("\n2,2\n") and "last non-zero rate" in trace_csv_text(zero_last)
+
+
+def test_cli_prints_the_converted_range_and_warns_on_unit_slips(tmp_path, capsys, edgesim_with_trace):
+    rows = "".join(f"{t},{r}\n" for t, r in [(0, 3000), (60000, 12000), (120000, 5000)])  # ms and kbit/s
+    src = write(tmp_path, "kbps.csv", "t,rate\n" + rows)
+    args = ["trace", "import", "csv", str(src), "--time-column", "t", "--rate-column", "rate"]
+    assert edgesim_with_trace([*args, "--out", str(tmp_path / "a.csv")]) == 0
+    out, err = capsys.readouterr()
+    assert "rows over 180000 s (2.08 days), rates 3,000 to 12,000 Mbit/s, mean 6,667 Mbit/s" in out
+    assert "highest rate 12,000 Mbit/s (12 Gbit/s) is above 10 Gbit/s: kbit/s read as Mbit/s?" in err
+    assert "more than a day: milliseconds read as seconds? (in ms it lasts 3 min)" in err
+    assert edgesim_with_trace([*args, "--time-unit", "ms", "--rate-unit", "kbit/s", "--out", str(tmp_path / "b.csv")]) == 0
+    out, err = capsys.readouterr()
+    assert "rows over 180 s (3 min), rates 3 to 12 Mbit/s" in out and err == ""

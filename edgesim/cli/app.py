@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from importlib import metadata
 
 import typer
 
-from edgesim.cli import distill, dmd, profile, simulate, trace
-from profilers.errors import EdgesimError
+from edgesim.cli import distill, dmd, profile, simulate, testbed, trace
+from profilers.errors import EdgesimError, EdgesimWarning
 
 try:  # typer 0.2x bundles its own copy of click and raises that copy's exceptions, not the click package's
     from typer._click import exceptions as click_exceptions
@@ -54,6 +55,7 @@ app.command("list")(simulate.list_)
 app.command("schema")(simulate.schema)
 app.command("profile")(profile.profile)
 app.command("derive")(profile.derive)
+app.command("testbed")(testbed.testbed)
 app.add_typer(dmd.dmd_app, name="dmd")
 app.add_typer(distill.distill_app, name="distill")
 app.add_typer(trace.trace_app, name="trace")
@@ -65,13 +67,24 @@ def usage_line(exc: click_exceptions.UsageError) -> str:
     return f"{command}: {' '.join(exc.format_message().split()).rstrip('.')}; try '{command} -h' for help"
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning):
+    """edgesim's own warnings as one line `edgesim: warning: ...` on stderr; others as Python prints them."""
+    if issubclass(category, EdgesimWarning):
+        print(f"edgesim: warning: {' '.join(str(message).split())}", file=sys.stderr)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one line and exit code 2 for user errors; tracebacks only with --debug or EDGESIM_DEBUG=1."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("EDGESIM_DEBUG") == "1"
     args = [a for a in args if a != "--debug"]
     try:
-        rv = app(args=args, prog_name="edgesim", standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("default", EdgesimWarning)  # each distinct warning once
+            warnings.showwarning = _show_warning
+            rv = app(args=args, prog_name="edgesim", standalone_mode=False)
         if isinstance(rv, int) and rv:
             return rv
     except EdgesimError as exc:

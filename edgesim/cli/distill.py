@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import pandas as pd
 import typer
@@ -24,7 +25,7 @@ from edgesim.studies.distill.runs import (
     write_csv,
     write_json,
 )
-from edgesim.studies.stats import formatted, seed_list
+from edgesim.studies.stats import formatted, seed_list, summarise
 from profilers.errors import EdgesimError, unknown_name
 from profilers.io import read_json
 from profilers.models import entries
@@ -81,12 +82,38 @@ def _check_dataset(dataset: str) -> None:
                            "root/<class>/*.png)")
 
 
+@contextmanager
+def _host_watch(record: dict) -> Iterator[None]:
+    """Time the block under profile's busy-host check (profilers.hostcheck): record['host_busy'] gets the reasons,
+    each also printed as a warning, so a time measured under contention says so."""
+    import torch
+
+    from profilers.hostcheck import Watch, busy_reasons
+
+    watch = Watch()
+    watch.start()
+    yield
+    record["host_busy"] = busy_reasons(watch.stop(), torch.get_num_threads())
+    for reason in record["host_busy"]:
+        console().print(f"warning: host busy while timing: {reason}; the times measured include that contention")
+
+
+def _check_training(lr: float, temperature: float = 1.0, alpha: float = 0.5) -> None:
+    """Hyper-parameters training can use: a finite positive learning rate and temperature, alpha in [0, 1]."""
+    if not 0.0 < lr < float("inf"):  # False for NaN as well
+        raise EdgesimError(f"--lr {lr}: expected a finite positive learning rate (e.g. 3e-3)")
+    if not 0.0 < temperature < float("inf"):
+        raise EdgesimError(f"--temperature {temperature}: expected a finite positive temperature (e.g. 4)")
+    if not 0.0 <= alpha <= 1.0:
+        raise EdgesimError(f"--alpha {alpha}: expected the soft-target weight in [0, 1]")
+
+
 distill_app = typer.Typer(no_args_is_help=True, help="Knowledge distillation (003) and head network distillation (002).")
 
 
 @distill_app.command("kd")
 def kd(
-    teacher: str = typer.Option("vgg-s8", "--teacher", help="teacher net (vgg-s2..s8, vgg11..19, resnet18, vit-micro, vit-small)"),
+    teacher: str = typer.Option("vgg-s8", "--teacher", help="teacher net (vgg-s2..s8, vgg11..19, resnet18, vit-micro, vit-small, vit-medium)"),
     student: str = typer.Option("vgg-s3", "--student", help="student net"),
     data: str = typer.Option("digits", "--data", help=DATA_HELP),
     input_size: int = typer.Option(32, "--input-size", min=8, help="image side in pixels"),
@@ -102,14 +129,18 @@ def kd(
 ) -> None:
     """Train a teacher, distil it into a student (Hinton KD, 003), compare with the student from scratch."""
     _check_nets(teacher, student)
+    _check_training(lr, temperature, alpha)
     _check_dataset(data)
+    st.check_teacher_larger(teacher, [student], side_px=input_size)
     out = _out_dir(out, "kd")
     limit = 300 if quick else None
     if quick:
         teacher_epochs, epochs = min(teacher_epochs, 1), min(epochs, 1)
-    with progress_steps() as steps:
+    host: dict = {}
+    with _host_watch(host), progress_steps() as steps:
         row = run_kd(teacher, student, data, input_size, teacher_epochs, epochs, lr, temperature, alpha, seed,
                      baseline, limit, steps)
+    row["host_busy"] = "; ".join(host["host_busy"])
     df = pd.DataFrame([row])
     write_csv(df, out / "kd.csv")
     write_json(row, out / "kd.json")
@@ -133,7 +164,9 @@ def head(
     bottleneck: Optional[int] = typer.Option(None, "--bottleneck-channels", min=1,
                                              help="default: nearest 1.7 percent of the input values"),
     teacher_checkpoint: Optional[str] = typer.Option(None, "--teacher-checkpoint", help="local state_dict"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="the seed (with --seeds N: the first of N consecutive seeds)"),
+    seeds: int = typer.Option(1, "--seeds", min=1, help="run N seeds into OUT/seed-<k>/; head_seeds.csv gives mean "
+                              "+/- 95% t-interval"),
     quick: bool = typer.Option(False, "--quick", help="1+1 epochs on 300 images (tests)"),
     limit: Optional[int] = typer.Option(None, "--limit", min=10, help="use only this many images"),
     profile_device: Optional[str] = typer.Option(None, "--profile-device", help="profile teacher and mimic "
@@ -148,12 +181,19 @@ def head(
     png: Optional[bool] = png_option(),
 ) -> None:
     """Head network distillation with a bottleneck (002 section 3, eq. (1)); optionally profile the mimic."""
+    _check_training(lr)
     _check_dataset(data)
     if profile_kind not in ("mobile", "edge", "cloud"):
         raise EdgesimError(f"--profile-kind '{profile_kind}': expected mobile, edge or cloud")
     out = _out_dir(out, "head")
     if quick:
         teacher_epochs, epochs, limit = min(teacher_epochs, 1), min(epochs, 1), limit or 300
+    if seeds > 1:
+        if profile_device or export is not None:
+            raise EdgesimError("--profile-device and --export take one run: use them without --seeds (or with --seeds 1)")
+        _head_seeds(teacher, split, data, input_size, teacher_epochs, epochs, lr, bottleneck, teacher_checkpoint,
+                    seed_list(seeds, seed), limit, out)
+        return
     with progress_steps() as steps:
         rec = run_head(teacher, split, data, input_size, teacher_epochs, epochs, lr,
                        bottleneck_channels=bottleneck, teacher_checkpoint=teacher_checkpoint, seed=seed,
@@ -174,6 +214,32 @@ def head(
     if profile_device:
         _profile_run(rec, profile_device, profile_out, profile_kind, threads, repeats)
     con.print(f"wrote {out}")
+
+
+HEAD_SEED_METRICS = ("teacher_accuracy", "mimic_accuracy", "accuracy_drop", "final_val_sse_per_image", "data_size_pct",
+                     "head_train_time_s")
+
+
+def _head_seeds(teacher, split, data, input_size, teacher_epochs, epochs, lr, bottleneck, teacher_checkpoint, seeds,
+                limit, out: Path) -> None:
+    """`distill head --seeds N`: one run per seed in out/seed-<k>/, then mean +/- t-interval of its accuracies."""
+    rows = []
+    with progress_steps() as steps:
+        for s in seeds:
+            rec = run_head(teacher, split, data, input_size, teacher_epochs, epochs, lr, bottleneck_channels=bottleneck,
+                           teacher_checkpoint=teacher_checkpoint, seed=s, limit=limit, out=out / f"seed-{s}",
+                           steps=lambda label, s=s: steps(f"[seed {s}] {label}"))
+            rows.append({"model_id": rec["model_id"], "split_point": rec["split_point"], "seed": s,
+                         **{k: rec[k] for k in HEAD_SEED_METRICS if k in rec},
+                         "final_val_sse_per_image": rec["val_sse_per_image"][-1] if rec["val_sse_per_image"] else float("nan")})
+    runs = pd.DataFrame(rows)
+    mean = summarise(runs, ["model_id", "split_point"], HEAD_SEED_METRICS)
+    write_csv(runs, out / "head_runs.csv")
+    write_csv(mean, out / "head_seeds.csv")
+    metrics = [m for m in HEAD_SEED_METRICS if m in mean.columns]
+    console().print(_table(formatted(mean, metrics, 4)[["model_id", "split_point", *metrics, "n_seeds"]],
+                           f"Head network distillation (002), measured here: mean +/- 95% t-interval over {len(seeds)} seeds"))
+    console().print(f"wrote {out / 'head_seeds.csv'}")
 
 
 @distill_app.command("profile")
@@ -228,6 +294,7 @@ def sweep(
     if study not in st.STUDIES:
         raise unknown_name("study", study, list(st.STUDIES))
     _check_nets(teacher)
+    _check_training(lr, temperature, alpha)
     _check_dataset(data)
     names = tuple(s.strip() for s in students.split(",") if s.strip())
     _check_nets(*names)
@@ -239,7 +306,8 @@ def sweep(
         cfg = st.quick(cfg)
     out = _out_dir(out, "sweep")
     start, cpu0 = time.perf_counter(), time.process_time()
-    with progress_steps() as steps:
+    host: dict = {}
+    with _host_watch(host), progress_steps() as steps:
         long = st.run_seeds(cfg, study, seed_list(seeds, seed), steps)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
     mean = st.seed_table(long, study)
@@ -256,7 +324,7 @@ def sweep(
     if not table.equals(mean):  # finetune's table is the seed means themselves: one file
         written.append(write_csv(table, out / f"{study}_table.csv"))
     write_json({"study": study, "config": cfg.__dict__, "seeds": seed_list(seeds, seed), "wall_time_s": wall,
-                "cpu_time_s": cpu, "ops": "MACs = torch.utils.flop_counter FLOPs / 2, batch 1",
+                "cpu_time_s": cpu, "host_busy": host["host_busy"], "ops": "MACs = torch.utils.flop_counter FLOPs / 2, batch 1",
                 "interval": "mean +/- half-width of the 95% Student-t interval over seeds"}, out / f"{study}.json")
     write_figures({study: fig}, out, png_mode(png))
     metrics = [m for m in st.SEED_METRICS[study] if m in mean.columns and not m.startswith("student_")]
@@ -264,6 +332,75 @@ def sweep(
     console().print(_table(shown, f"003 study '{study}' on {cfg.dataset}, measured here: mean +/- 95% t-interval "
                                   f"over {seeds} seed(s)"))
     console().print(f"wall {wall:.1f} s, process CPU {cpu:.1f} s; wrote {', '.join(str(p) for p in written)}")
+
+
+def _numbers(text: str, what: str) -> tuple[float, ...]:
+    """Comma-separated finite non-negative numbers from a flag."""
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise EdgesimError(f"{what} '{text}': expected comma-separated numbers, e.g. 2,4,8") from None
+    if not values or not all(0.0 <= v < float("inf") for v in values):
+        raise EdgesimError(f"{what} '{text}': expected finite non-negative numbers")
+    return values
+
+
+@distill_app.command("tune")
+def tune(
+    teacher: str = typer.Option("vgg-s8", "--teacher", help="teacher, strictly larger than every student"),
+    students: str = typer.Option("vgg-s2,vgg-s3,vgg-s5", "--students", help="students (comma-separated)"),
+    data: str = typer.Option("digits", "--data", help=DATA_HELP),
+    resolutions: str = typer.Option("32", "--resolutions", help="image sides"),
+    teacher_epochs: int = typer.Option(8, "--teacher-epochs", min=1),
+    max_epochs: int = typer.Option(8, "--max-epochs", min=1, help="epochs per trial; the epoch is chosen on validation"),
+    temperatures: str = typer.Option("2,4,8", "--temperatures", help="KD temperatures searched"),
+    alphas: str = typer.Option("0.5,0.9", "--alphas", help="KD soft-target weights searched"),
+    lrs: str = typer.Option("3e-3", "--lrs", help="KD learning rates searched"),
+    scratch_lrs: str = typer.Option("1e-3,3e-3,1e-2", "--scratch-lrs", help="scratch learning rates searched"),
+    scratch_weight_decays: str = typer.Option("0,1e-4", "--scratch-weight-decays", help="scratch weight decays searched"),
+    seed: int = typer.Option(0, "--seed", help="the first of --seeds consecutive seeds"),
+    seeds: int = typer.Option(3, "--seeds", min=1),
+    limit: Optional[int] = typer.Option(None, "--limit", min=30, help="use only this many images (a stated budget)"),
+    quick: bool = typer.Option(False, "--quick", help="seconds: 300 images, 2 epochs, one student, 2+2 trials (tests)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="folder (default results/distill-tune)"),
+) -> None:
+    """KD and scratch tuned alike on validation within one stated budget; where KD beats scratch, with intervals (003)."""
+    from edgesim.studies.distill.tune import TuneGrid, tune_study, verdict
+
+    names = tuple(s.strip() for s in students.split(",") if s.strip())
+    _check_nets(teacher, *names)
+    _check_dataset(data)
+    grid = TuneGrid(_numbers(temperatures, "--temperatures"), _numbers(alphas, "--alphas"), _numbers(lrs, "--lrs"),
+                    _numbers(scratch_lrs, "--scratch-lrs"), _numbers(scratch_weight_decays, "--scratch-weight-decays"),
+                    max_epochs)
+    for lr in (*grid.lrs, *grid.scratch_lrs):
+        _check_training(lr)
+    for t in grid.temperatures:
+        _check_training(1.0, temperature=t)
+    for a in grid.alphas:
+        _check_training(1.0, alpha=a)
+    sides = _ints(resolutions, "--resolutions")
+    if quick:
+        grid = TuneGrid((4.0,), (0.5, 0.9), grid.lrs[:1], grid.scratch_lrs[:2], (0.0,), 2)
+        sides, limit, names, teacher_epochs = sides[:1], 300, names[:1], 1
+    out = _out_dir(out, "tune")
+    start, host = time.perf_counter(), {}
+    with _host_watch(host), progress_steps() as steps:
+        runs = tune_study(teacher, names, data, sides, seed_list(seeds, seed), grid, teacher_epochs, limit=limit,
+                          steps=steps)
+    wall, busy = time.perf_counter() - start, host["host_busy"]
+    metrics = ["kd_accuracy", "scratch_accuracy", "kd_minus_scratch", "teacher_accuracy", "kd_epochs", "scratch_epochs"]
+    mean = summarise(runs, ["student", "side_px"], metrics)
+    mean["verdict"] = [verdict(r) for _, r in mean.iterrows()]
+    write_csv(runs, out / "tune_runs.csv")
+    write_csv(mean, out / "tune_seeds.csv")
+    write_json({"budget": grid.budget(), "teacher": teacher, "seeds": seed_list(seeds, seed), "wall_time_s": wall,
+                "host_busy": busy, "interval": "mean +/- half-width of the 95% Student-t interval over seeds",
+                "dataset": runs["dataset"].iloc[0]}, out / "tune.json")
+    shown = formatted(mean, metrics[:4], 4)[["student", "side_px", *metrics[:4], "verdict", "n_seeds"]]
+    console().print(_table(shown, f"KD vs scratch, each tuned on validation ({grid.budget()}); test accuracy, mean "
+                                  f"+/- 95% t-interval over {seeds} seed(s); teacher {teacher}"))
+    console().print(f"wall {wall:.1f} s; wrote {out / 'tune_seeds.csv'}")
 
 
 def _sse_figure(rec: dict):

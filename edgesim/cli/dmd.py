@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -14,8 +15,9 @@ import typer
 from edgesim.cli.console import png_mode, png_option, progress_steps
 from edgesim.studies.data import BUNDLED
 from edgesim.studies.dmd import adapters, deferral, digits, routing
+from edgesim.studies.dmd import models as dmd_models
 from edgesim.studies.dmd.digits import TASKS
-from edgesim.studies.dmd.generate import generate
+from edgesim.studies.dmd.generate import degenerate_problems, generate
 from edgesim.studies.dmd.pipeline import (
     add_switcher_score,
     evaluate,
@@ -33,7 +35,6 @@ from edgesim.studies.dmd.yolo import load_fall_samples
 from edgesim.studies.stats import formatted, reliability_bins, seed_list
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_text, read_json
-from profilers.models import build
 from simulator.deferral import defer_mask
 
 dmd_app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -47,30 +48,57 @@ TABLE1_COLUMNS = ["approach", *TRACE_COLUMNS, *SIM_COLUMNS]
 TABLE1_SOURCES = "F1/accuracy/% large measured on the trace's test split, time and energy simulated"
 
 
-def _adapter(spec: str, checkpoint: Optional[str], hidden_layer: Optional[str], question: str, device: str = "cpu",
-             dtype: str = "float32"):
-    """An adapter from a registry model id (with an optional safetensors checkpoint) or a local HF checkpoint folder."""
-    path = Path(spec)
-    if path.is_dir():
-        cfg_file = path / "config.json"
-        if not cfg_file.is_file():
-            raise EdgesimError(f"model folder {path}: no config.json (expected a save_pretrained checkpoint)")
-        config = read_json(cfg_file, "model config")
-        model_type = config.get("model_type", "") if isinstance(config, dict) else ""
-        if model_type == "vilt":
-            return adapters.ViltYesNoAdapter.from_pretrained(str(path), question=question, device=device, dtype=dtype)
-        if model_type == "llava_next_video":
-            return adapters.LlavaNextVideoYesNoAdapter.from_pretrained(str(path), question=question, device=device,
-                                                                       dtype=dtype)
-        raise EdgesimError(f"model folder {path}: model_type '{model_type}' not supported; known: vilt, llava_next_video")
-    import torch.nn as nn
+def _vqa_adapter(path: Path, question: str, device: str, dtype: str):
+    """000's own pair from local HF checkpoint folders: ViLT VQA (small) or LLaVA-NeXT-Video (large); None otherwise."""
+    cfg_file = path / "config.json"
+    if not cfg_file.is_file():
+        raise EdgesimError(f"model folder {path}: no config.json (expected a save_pretrained checkpoint)")
+    config = read_json(cfg_file, "model config")
+    model_type = config.get("model_type", "") if isinstance(config, dict) else ""
+    if model_type == "vilt":
+        return adapters.ViltYesNoAdapter.from_pretrained(str(path), question=question, device=device, dtype=dtype)
+    if model_type == "llava_next_video":
+        return adapters.LlavaNextVideoYesNoAdapter.from_pretrained(str(path), question=question, device=device, dtype=dtype)
+    return None
 
-    sm = build(spec, checkpoint=checkpoint)
-    net = nn.Sequential(*sm.blocks)
-    c, h, w = sm.input_shape
-    layer = hidden_layer or (str(len(sm.blocks) - 2) if len(sm.blocks) >= 2 else None)
-    transform = lambda batch: adapters.preprocess_images(batch, (h, w), [0.0] * c, [1.0] * c, channels=c)  # noqa: E731
-    return adapters.TorchClassifierAdapter(net, layer, transform, device=device)
+
+def _adapter(choice: dmd_models.ModelChoice, dataset_classes: int, question: str, device: str = "cpu",
+             dtype: str = "float32"):
+    """(adapter, what it is): a ViLT / LLaVA-NeXT-Video folder, else any classifier `edgesim profile` takes."""
+    if choice.spec and not choice.model_file and Path(choice.spec).is_dir():
+        vqa = _vqa_adapter(Path(choice.spec), question, device, dtype)
+        if vqa is not None:
+            return vqa, f"{choice.spec}: {type(vqa).__name__} (yes/no answers as 2 classes)"
+        choice = replace(choice, spec=f"hf:{choice.spec}")  # another HF folder: an image classifier
+    return dmd_models.classifier_adapter(choice, dataset_classes, device)
+
+
+def _size(text: Optional[str], flag: str) -> Optional[tuple[int, int]]:
+    """H,W (or one side) in pixels from a flag."""
+    if text is None:
+        return None
+    try:
+        v = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise EdgesimError(f"{flag} '{text}': expected H,W in pixels, e.g. 224,224") from None
+    if len(v) == 1:
+        v = v * 2
+    if len(v) != 2 or min(v) < 1:
+        raise EdgesimError(f"{flag} '{text}': expected H,W in pixels, e.g. 224,224")
+    return v  # type: ignore[return-value]
+
+
+def _floats(text: Optional[str], flag: str) -> Optional[tuple[float, ...]]:
+    """Comma-separated finite numbers from a flag (per-channel mean or std)."""
+    if text is None:
+        return None
+    try:
+        v = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise EdgesimError(f"{flag} '{text}': expected comma-separated numbers, e.g. 0.485,0.456,0.406") from None
+    if not v or not all(abs(x) < float("inf") for x in v):
+        raise EdgesimError(f"{flag} '{text}': expected finite numbers")
+    return v
 
 
 def _samples(dataset: str, task: str, seed: int, fall_class: Optional[str], missing_label: str):
@@ -130,13 +158,31 @@ def _table1_text(table1: pd.DataFrame) -> str:
 def generate_cmd(
     dataset: str = typer.Argument(..., help="'digits', 'mnist' or a YOLO v7 export folder (train|valid|test/images "
                                   "and labels: the export's own split is kept, 000 A.1)"),
-    edge: str = typer.Option(..., help="edge model: registry id (e.g. dmd-digits-edge) or a local ViLT checkpoint folder"),
-    cloud: str = typer.Option(..., help="cloud model: registry id or a local ViLT / LLaVA-NeXT-Video checkpoint folder"),
+    edge: Optional[str] = typer.Option(None, help="edge model: registered id, torchvision:NAME, timm:NAME, hf:PATH "
+                                       "or a local ViLT checkpoint folder (or --edge-file)"),
+    cloud: Optional[str] = typer.Option(None, help="cloud model: as --edge, or a local LLaVA-NeXT-Video folder (or --cloud-file)"),
+    edge_file: Optional[str] = typer.Option(None, help="FILE.py:FACTORY returning the edge nn.Module (give --edge-input-size)"),
+    cloud_file: Optional[str] = typer.Option(None, help="FILE.py:FACTORY returning the cloud nn.Module"),
     out: Path = typer.Option(Path("dmd.parquet"), help="Parquet trace to write"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the paper's JSON (000 A.2)"),
-    edge_checkpoint: Optional[str] = typer.Option(None, help="safetensors weights for a registry edge model"),
-    cloud_checkpoint: Optional[str] = typer.Option(None, help="safetensors weights for a registry cloud model"),
-    hidden_layer: Optional[str] = typer.Option(None, help="edge module name whose output is the hidden feature"),
+    edge_checkpoint: Optional[str] = typer.Option(None, help="edge weights (.pt/.pth state_dict or .safetensors); "
+                                                  "its own head sets the class count"),
+    cloud_checkpoint: Optional[str] = typer.Option(None, help="cloud weights, as --edge-checkpoint"),
+    num_classes: Optional[int] = typer.Option(None, min=2, help="outputs of the heads built here (torchvision, timm; "
+                                              "default: the checkpoint's head, else the weights' categories)"),
+    edge_classes: Optional[str] = typer.Option(None, help="label mapping DATASET=OUT[+OUT|A-B|name],...: which edge "
+                                               "outputs mean which dataset class (e.g. 0=0-499,1=500-999)"),
+    cloud_classes: Optional[str] = typer.Option(None, help="label mapping for the cloud model, as --edge-classes"),
+    edge_input_size: Optional[str] = typer.Option(None, help="H,W fed to the edge model (default: its weights' metadata)"),
+    cloud_input_size: Optional[str] = typer.Option(None, help="H,W fed to the cloud model"),
+    edge_mean: Optional[str] = typer.Option(None, help="per-channel mean of the edge model's normalisation"),
+    edge_std: Optional[str] = typer.Option(None, help="per-channel std of the edge model's normalisation"),
+    cloud_mean: Optional[str] = typer.Option(None, help="per-channel mean of the cloud model's normalisation"),
+    cloud_std: Optional[str] = typer.Option(None, help="per-channel std of the cloud model's normalisation"),
+    hidden_layer: Optional[str] = typer.Option(None, help="edge module whose output is the hidden feature ('NAME:input' "
+                                               "for its input; default: the input of the classification head)"),
+    accept_degenerate: bool = typer.Option(False, help="write the trace even when agreement is 0 %, a model never hits "
+                                           "a label or predicts one class (smoke tests with random weights)"),
     question: str = typer.Option("Is the person in the image falling?", help="yes/no prompt for VQA models"),
     task: str = typer.Option("binary", help="digits task: binary (8 or 9) or multiclass"),
     fall_class: Optional[str] = typer.Option(None, help="YOLO fall class id or name (default: the data.yaml name with 'fall')"),
@@ -150,17 +196,34 @@ def generate_cmd(
     """Run both models on every sample and record hidden features, predictions and agreement (000 section 2, A.2)."""
     adapters.torch_dtype(dtype)
     adapters.check_device(device)
+    choices = [dmd_models.ModelChoice(spec, file, ckpt, num_classes, classes, _size(size, f"{flag}-input-size"),
+                                      _floats(mean, f"{flag}-mean"), _floats(std, f"{flag}-std"), hidden, flag)
+               for spec, file, ckpt, classes, size, mean, std, hidden, flag in (
+                   (edge, edge_file, edge_checkpoint, edge_classes, edge_input_size, edge_mean, edge_std, hidden_layer, "--edge"),
+                   (cloud, cloud_file, cloud_checkpoint, cloud_classes, cloud_input_size, cloud_mean, cloud_std, None, "--cloud"))]
+    for c in choices:
+        if bool(c.spec) == bool(c.model_file):
+            raise EdgesimError(f"give exactly one of {c.flag} MODEL and {c.flag}-file FILE.py:FACTORY")
     samples = _samples(dataset, task, seed, fall_class, missing_label)
-    e = _adapter(edge, edge_checkpoint, hidden_layer, question, device, dtype)
-    c = _adapter(cloud, cloud_checkpoint, None, question, device, dtype)
+    dataset_classes = max(2, 1 + max((int(s.label) for s in samples), default=1))
+    (e, e_text), (c, c_text) = (_adapter(ch, dataset_classes, question, device, dtype) for ch in choices)
     with progress_steps() as steps:
         trace = generate(samples, e, c, hidden_layer=hidden_layer, batch_size=batch_size, test_fraction=test_fraction,
                          seed=seed, progress=steps("DMD generate: samples"))
+    problems = degenerate_problems(trace)
+    if problems and not accept_degenerate:
+        raise EdgesimError(f"{dataset}: no trace written: {'; '.join(problems)} (edge {e_text}; cloud {c_text}); check "
+                           "the checkpoints, --num-classes / --*-classes and the preprocessing, or --accept-degenerate")
     write_trace_parquet(trace, out)
     if json_out:
         write_dmd_json(trace, json_out)
     splits = ", ".join(f"{k} {v}" for k, v in trace["split"].value_counts().items())
-    typer.echo(f"{len(trace)} samples ({splits}), agreement {100 * trace['agree'].mean():.1f}% -> {out}")
+    typer.echo(f"edge {e_text}\ncloud {c_text}")
+    acc = {side: 100 * float((trace[f"{side}_pred"] == trace["label"]).mean()) for side in ("edge", "cloud")}
+    typer.echo(f"{len(trace)} samples ({splits}), agreement {100 * trace['agree'].mean():.1f}%, accuracy edge "
+               f"{acc['edge']:.1f}% cloud {acc['cloud']:.1f}% (all splits) -> {out}")
+    for problem in problems:
+        typer.echo(f"warning: {problem}", err=True)
     for name, ad in (("edge", e), ("cloud", c)):
         if hasattr(ad, "unparsed"):
             typer.echo(f"{name} model answers that were neither yes nor no (prediction from the first token's "
@@ -186,6 +249,7 @@ def train_cmd(
     if strategy is None:
         strategy = "buckets" if labelled else ("fraction" if offload_fraction is not None else "threshold")
         threshold = 0.5 if strategy == "threshold" and threshold is None else threshold
+    deferral.check_strategy(strategy, offload_fraction, threshold)
     if strategy == "buckets" and not labelled:
         raise EdgesimError(f"{trace_path}: 000's JSON holds agreement only, not the labels the 10-bucket F1 needs; "
                            "use --strategy fraction --offload-fraction F or --strategy threshold --threshold P")
@@ -207,6 +271,10 @@ def evaluate_cmd(
     switcher: Path = typer.Option(Path("switcher"), help="folder with switcher.safetensors and switcher.json"),
     out: Path = typer.Option(Path("dmd-eval"), help="output folder"),
     png: Optional[bool] = png_option(),
+    baselines: bool = typer.Option(True, "--baselines/--no-baselines", help="also fit the learned references on "
+                                   "train (logistic-regression switcher, 'large model does better' router, switcher "
+                                   "on probabilities / on confidence) and report them on test (baselines.csv)"),
+    baseline_epochs: int = typer.Option(100, min=1, help="epochs of each learned reference's MLP (early stopping)"),
     seed: int = typer.Option(0),
 ) -> None:
     """Score the trace with the switcher, then deferral curves (train/test), curve areas, Table 1 rows (000 A.4),
@@ -217,7 +285,8 @@ def evaluate_cmd(
     if not _has_labels(scored):
         _evaluate_agreement(scored, cfg, out)
         return
-    ev = evaluate(scored, _operating_point(scored, cfg, trace_path), seed=seed)
+    ev = evaluate(scored, _operating_point(scored, cfg, trace_path), seed=seed, with_baselines=baselines,
+                  baseline_epochs=baseline_epochs)
     write_trace_parquet(scored, out / "dmd_scored.parquet")
     with _echoed_warnings(png_only=False):
         write_evaluation(ev, out, png=png_mode(png),
@@ -225,6 +294,12 @@ def evaluate_cmd(
     typer.echo(f"Table 1 of 000 on the test split of {trace_path} (measured on the trace; operating point chosen on "
                "train):")
     typer.echo(ev.table1[["approach", *TRACE_COLUMNS]].to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    if not ev.baselines.empty:
+        typer.echo("Learned references beside the switcher, fitted on train, measured on test (F1 and % large at the "
+                   "switcher's train deferral fraction; AUC/APGR/CPT of the test F1 curve; AUROC of agreement):")
+        typer.echo(ev.baselines.drop(columns="n_test").to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if "dropped_duplicates" in ev.diagnostics:
+        typer.echo(f"note: {ev.diagnostics['dropped_duplicates']}")
 
 
 def _evaluate_agreement(scored: pd.DataFrame, cfg, out: Path) -> None:
@@ -312,11 +387,15 @@ def replay_cmd(
                                             "trace and gives the operating point chosen on train"),
     encoding: str = typer.Option("raw_uint8", help="how a deferred input reaches the cloud: raw_uint8, jpeg or float32"),
     switcher_ms: float = typer.Option(0.0, min=0.0, help="the switcher's time per frame on the mobile device (ms)"),
+    f1_floor: Optional[float] = typer.Option(None, help="cost-aware operating point: the cheapest deferral fraction "
+                                             "whose train F1 (%) reaches this floor (default: the large model's train F1)"),
     out: Path = typer.Option(Path("dmd-replay"), help="output folder"),
     png: Optional[bool] = png_option(),
     seed: int = typer.Option(0),
 ) -> None:
     """000 Table 1 with time and energy, and Figures 4-5, for any edge/cloud model pair in any device profiles."""
+    if f1_floor is not None and not 0.0 <= f1_floor <= 100.0:
+        raise EdgesimError(f"--f1-floor {f1_floor}: expected an F1 in percent, 0 to 100")
     trace = read_trace_parquet(trace_path)
     cfg = None
     if switcher is not None:
@@ -327,8 +406,64 @@ def replay_cmd(
     with _echoed_warnings():
         rep = replay_profiles(out, scored, info, list(profile), mobile, cloud,
                               CascadeModels(edge_model, cloud_model, encoding), switcher_ms / 1e3, seed,
-                              png_mode(png))
+                              png_mode(png), f1_floor_pct=f1_floor)
     typer.echo(f"Table 1 of 000: {edge_model} on {mobile} -> WAN -> {cloud_model} on {cloud}; {TABLE1_SOURCES} "
                "from the device profiles:")
     typer.echo(_table1_text(rep.table1))
+    aware = out / "cost_aware.csv"
+    if aware.is_file():
+        typer.echo("Cost-aware switcher operating points (cheapest train fraction reaching the F1 floor on train; "
+                   "test F1 measured, cost simulated):")
+        typer.echo(pd.read_csv(aware).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     typer.echo(f"wrote {out / 'table1.csv'}, {out / 'cost_vs_deferred.csv'} and Figures 4-5")
+
+
+@dmd_app.command("cost")
+def cost_cmd(
+    trace_path: Optional[Path] = typer.Argument(None, help="DMD trace whose sample ids are the photos (a YOLO export): "
+                                                "the JPEG sent per deferred frame is their median size"),
+    photo_bytes: Optional[float] = typer.Option(None, min=1, help="bytes of the photo sent per deferred frame "
+                                                "(instead of a trace's files)"),
+    cloud: Optional[Path] = typer.Option(None, help="local LLaVA-NeXT-Video folder: its config (default: the 7B "
+                                         "shape) and its tokenizer's count of the prompt"),
+    question: str = typer.Option(adapters.DEFAULT_QUESTION, help="the yes/no prompt `dmd generate` sends"),
+    answer_tokens: int = typer.Option(4, min=1, help="answer tokens generated (the adapter's max_new_tokens)"),
+    gpu: str = typer.Option("a100", help="GPU of the derivation: a100, h100 or v100"),
+    uplink_mbps: float = typer.Option(20.0, min=1e-3, help="uplink rate (the replay's WAN, assumed)"),
+    out: Optional[Path] = typer.Option(None, help="write the breakdown as CSV"),
+) -> None:
+    """The real pair's cost per deferred frame as `dmd generate` runs LLaVA-NeXT-Video: photo uplink, vision tower,
+    projector, prefill and decode of the answer tokens; GPU times derived with a stated band (no GPU measurement)."""
+    from edgesim.studies.dmd import realcost
+
+    if gpu not in realcost.GPUS:
+        raise EdgesimError(f"--gpu '{gpu}': expected one of {', '.join(realcost.GPUS)}")
+    if photo_bytes is None:
+        if trace_path is None:
+            raise EdgesimError("give a DMD trace of a YOLO export (its photo files) or --photo-bytes N")
+        sizes = realcost.photo_sizes(_read_trace(trace_path)["sample_id"])
+        if sizes is None:
+            raise EdgesimError(f"{trace_path}: its sample ids are not image files here; give --photo-bytes N")
+        photo_bytes, source = float(sizes.median()), f"median of {len(sizes)} photo files of {trace_path} (measured)"
+    else:
+        source = "--photo-bytes (stated)"
+    shape, prompt, prompt_source = realcost.LlavaShape(), realcost.PROMPT_TEXT_TOKENS, "estimated by hand"
+    if cloud is not None:
+        ad = _vqa_adapter(Path(cloud), question, "cpu", "float32")
+        if not isinstance(ad, adapters.LlavaNextVideoYesNoAdapter):
+            raise EdgesimError(f"--cloud {cloud}: not a LLaVA-NeXT-Video checkpoint folder")
+        shape = realcost.LlavaShape.from_config(ad.model.config)
+        prompt = len(ad._prompt_ids(1)) - 1  # the template's tokens without the one <video> placeholder
+        prompt_source = f"counted by {cloud}'s tokenizer"
+    table = realcost.deferred_frame_cost(photo_bytes, shape, prompt, answer_tokens, gpu, uplink_mbps)
+    if out is not None:
+        atomic_write_text(out, table.to_csv(index=False))
+    typer.echo(f"One deferred frame to LLaVA-NeXT-Video as `dmd generate` runs it: 1 frame, {prompt} prompt tokens "
+               f"({prompt_source}) + {shape.image_tokens} image tokens, {answer_tokens} answer tokens; photo "
+               f"{photo_bytes:,.0f} B ({source}). FLOPs counted from the configuration; GPU times derived, not "
+               f"measured: low/central/high from MFU {realcost.GPU_ASSUMPTIONS['mfu']}, bandwidth share "
+               f"{realcost.GPU_ASSUMPTIONS['eta']}, per-step overhead {realcost.GPU_ASSUMPTIONS['step_overhead_s']} s (assumed).")
+    shown = table.assign(gflops=table["flops"] / 1e9, mbytes=table["bytes"] / 1e6,
+                         low_ms=1e3 * table["low_s"], central_ms=1e3 * table["central_s"], high_ms=1e3 * table["high_s"])
+    typer.echo(shown[["part", "gflops", "mbytes", "low_ms", "central_ms", "high_ms", "what"]]
+               .to_string(index=False, float_format=lambda v: f"{v:.4g}"))

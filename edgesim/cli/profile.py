@@ -12,6 +12,7 @@ import typer
 
 from edgesim.cli.console import console, progress_steps
 from profilers.errors import EdgesimError
+from profilers.hostcheck import parse_cores
 from profilers.models.sources import ModelRequest
 from profilers.profiling import (
     derive_profiles,
@@ -54,6 +55,39 @@ def split_table(mp, title: str = ""):
     return table
 
 
+def check_line(check) -> str:
+    """How the timing went, in one line: rounds, precision reached, stability, head + tail check, host."""
+    widest = max(check.parts.items(), key=lambda kv: kv[1].ci95_half_pct or 0.0)
+    drift = max((abs(d.drift_pct) for d in check.parts.values() if d.drift_pct is not None), default=None)
+    sums = list(check.head_plus_tail_over_whole.values())
+    host = check.host_during
+    text = (f"timing (measured): {check.rounds} rounds in {check.wall_s:.1f} s; widest 95% interval of a median "
+            f"+/-{widest[1].ci95_half_pct or 0:.1f}% ({widest[0]})"
+            + (f", target +/-{check.target_ci95_pct:g}% {'reached' if check.converged else 'NOT reached'}"
+               if check.target_ci95_pct else "")
+            + (f"; largest drift between halves {drift:.1f}%" if drift is not None else "")
+            + (f"; head+tail / whole {min(sums):.3f}-{max(sums):.3f}" if sums else ""))
+    if host is not None:
+        text += (f"; host while measuring: other processes {host.other_cpu_cores:.2f} of {host.logical_cpus} CPUs, "
+                 f"load {host.load_avg_1min}" + (f", steal {host.steal_percent:.1f}%" if host.steal_percent else "")
+                 + (" (BUSY)" if check.busy else ""))
+    return text
+
+
+def derivation_line(mp) -> str:
+    """How a derived model's times were made and that method's own validated error (per operator, or the
+    dense-operator fallback's), and the per-inference constant each part pays."""
+    import statistics
+
+    errors = [abs(e) for e in mp.derivation_errors]
+    error = (f"leave-one-out error of this method on {len(errors)} published latencies: median "
+             f"{100 * statistics.median(errors):.0f}%, {100 * sum(e <= 0.25 for e in errors) / len(errors):.0f}% within "
+             "+/-25%" if errors else "not validated (too few published latencies)")
+    overhead = (f"; per-inference constant {1e3 * mp.per_process_overhead_s:.2f} ms paid by the head and by the tail"
+                if mp.per_process_overhead_s else "")
+    return f"{mp.model_id}: {mp.derivation_method}; {error}{overhead}"
+
+
 def _candidates_table(model_label: str, rows: list[dict]):
     from rich.table import Table
 
@@ -90,6 +124,10 @@ def show(path: Path) -> None:
     screen.print(table)
     for mp in dev.models.values():
         screen.print(split_table(mp))
+        if mp.measurement_check is not None:
+            screen.print(check_line(mp.measurement_check))
+        if mp.measurement == "derived" and mp.derivation_method:
+            screen.print(derivation_line(mp))
 
 
 def profile(
@@ -113,6 +151,15 @@ def profile(
     json_out: bool = typer.Option(False, "--json", help="print the split-point rows as JSON"),
     batch_sizes: Optional[str] = typer.Option(None, "--batch-sizes", metavar="B,B,...",
                                               help="also time the whole model at these batch sizes (dynamic batching)"),
+    precision: float = typer.Option(0.02, "--precision", help="repeat until every median's 95% interval is within "
+                                    "+/- this fraction (0 = exactly --repeats rounds)"),
+    time_budget: float = typer.Option(120.0, "--time-budget", help="seconds of timed rounds per model before "
+                                      "giving up on --precision (a warning, an error with --strict)"),
+    cores: Optional[str] = typer.Option(None, "--cores", help="pin to these CPUs, e.g. 0,1 or 0-3 (threads default "
+                                        "to their number)"),
+    strict: bool = typer.Option(False, "--strict", help="a busy host or an unreached --precision is an error"),
+    clock: str = typer.Option("wall", "--clock", help="wall, or cpu: the thread's CPU time (--threads 1), which "
+                              "other processes on a busy host do not lengthen"),
 ) -> None:
     """Measure MODEL on this host and add it to a device profile (002 section 2, Table 2); `profile show FILE`."""
     if model == "show":
@@ -133,8 +180,14 @@ def profile(
         return
     if not device_name:
         raise EdgesimError("give --device-name NAME (the device profile to write), or --list-split-points")
+    if not 0 <= precision < 1:
+        raise EdgesimError(f"--precision {precision}: give a fraction in [0, 1), e.g. 0.02 for +/-2%")
+    if time_budget <= 0:
+        raise EdgesimError(f"--time-budget {time_budget}: give a positive number of seconds")
+    timing = {"target_ci": precision or None, "time_budget_s": time_budget, "cores": parse_cores(cores),
+              "strict": strict, "clock": clock}
     mp, path = _run_with_progress(request, device_name, repeats, warmup, threads, device, out, energy, kind,
-                                  batch_sizes)
+                                  batch_sizes, timing)
     if json_out:
         typer.echo(json.dumps(split_rows(mp), indent=1))
         return
@@ -154,10 +207,13 @@ def profile(
     if jpeg:
         extra.append(f"input JPEG q{mp.jpeg_quality}: {jpeg} B ({100 * jpeg / mp.input_bytes['float32']:.1f}% of float32)")
     screen.print("; ".join(extra))
+    if mp.measurement_check is not None:
+        screen.print(check_line(mp.measurement_check))
     screen.print(f"wrote {path}")
 
 
-def _run_with_progress(request, device_name, repeats, warmup, threads, device, out, energy, kind, batch_sizes=None):
+def _run_with_progress(request, device_name, repeats, warmup, threads, device, out, energy, kind, batch_sizes=None,
+                       timing=None):
     """run_profile with the command line's progress bar on stderr, started at the first step so that errors
     before it stay one line."""
     label = f"profiling {request.spec or request.model_file}"
@@ -171,7 +227,7 @@ def _run_with_progress(request, device_name, repeats, warmup, threads, device, o
             bar(done, total)
 
         return run_profile(request, device_name, repeats, warmup, threads, device, out, energy, kind,
-                           progress=progress, warn=_warn, batch_sizes=batch_sizes or ())
+                           progress=progress, warn=_warn, batch_sizes=batch_sizes or (), **(timing or {}))
 
 
 def derive(
@@ -183,3 +239,6 @@ def derive(
     """Derive the models of a measured profile onto catalog devices with the catalog's method (profilers.derive)."""
     for path, dev in derive_profiles(profile_path, devices, out):
         typer.echo(f"wrote {path}: {dev.name} ({dev.kind}, derived) with {', '.join(sorted(dev.models))}")
+        for mid in sorted(dev.models):
+            if dev.models[mid].derivation_method:
+                typer.echo("  " + derivation_line(dev.models[mid]))

@@ -20,19 +20,17 @@ from rich.table import Table
 
 from edgesim.cli.console import console, png_mode, png_option, progress_steps
 from edgesim.cli.profile import device_rows, model_rows
-from edgesim.report.html import column_unit, fmt_sig
+from edgesim.report.html import column_unit, fmt_sig, parse_formats
 from edgesim.report.outputs import write_plots_and_report
-from edgesim.report.stability import unstable_warnings
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_text
 from profilers.schema import profile_json_schema
 from simulator.assemble import assemble
-from simulator.devices import fidelity_notes
 from simulator.policies import policy_entries
-from simulator.resolve import scenario_devices
 from simulator.results import finished_points, load_results, python_command, run_to_folder, staging_dir
 from simulator.scenario import (CONFIRM_RUNS, apply_overrides, load_scenario, parse_value, scenario_json_schema,
                                 sweep_points)
+from simulator.sense import check_overrides, replication_note, run_messages
 
 
 def _parse_sets(sets: list[str]) -> dict:
@@ -44,6 +42,16 @@ def _parse_sets(sets: list[str]) -> dict:
         path, value = item.split("=", 1)
         out[path.strip()] = parse_value(value)
     return out
+
+
+def _with_sets(sc, sets: list[str], engine: Optional[str] = None):
+    """The scenario with --set overrides (and --engine) applied; implausible values among them warn."""
+    overrides = _parse_sets(sets)
+    if engine:
+        overrides["engine"] = engine
+    sc = apply_overrides(sc, overrides)
+    check_overrides(sc, overrides)
+    return sc
 
 
 def _sigterm_as_interrupt(signum, frame):  # noqa: ARG001
@@ -127,11 +135,7 @@ def run(
     else:
         if scenario is None:
             raise EdgesimError("give a scenario YAML, or --resume DIR")
-        sc = load_scenario(scenario)
-        overrides = _parse_sets(set_)
-        if engine:
-            overrides["engine"] = engine
-        sc = apply_overrides(sc, overrides)
+        sc = _with_sets(load_scenario(scenario), set_, engine)
         target = out or Path("results") / sc.name
     confirm_size(sc, yes, "run")
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
@@ -165,9 +169,9 @@ def _print_summary(folder: Path, metric: str = "delay_mean_s") -> None:
     """The metric's table on stdout, then one warning line per overloaded (point, policy) on stderr."""
     summary, _, _, sc = load_results(folder, frames=False)
     console().print(compare_table(summary, metric))
-    for note in fidelity_notes(scenario_devices(sc)):
+    notes, lines = run_messages(sc, summary)
+    for note in notes:
         print(f"edgesim: note: {note}", file=sys.stderr)
-    lines = unstable_warnings(summary)
     for w in lines[:MAX_CONSOLE_WARNINGS]:
         print(f"edgesim: warning: {w}", file=sys.stderr)
     if len(lines) > MAX_CONSOLE_WARNINGS:
@@ -214,12 +218,13 @@ def compare_table(summary, metric: str):
     return table
 
 
-def validate(scenario: Path = typer.Argument(..., metavar="SCENARIO", help="scenario YAML",
-                                           show_default=False),
+def validate(scenario: Path = typer.Argument(..., metavar="SCENARIO", help="scenario YAML", show_default=False),
+             set_: list[str] = typer.Option([], "--set", metavar="PATH=VALUE", show_default=False,
+                                            help="override a field as `run --set` does (repeatable)"),
              yes: bool = typer.Option(False, "--yes", "-y", metavar="",
                                       help=f"check a sweep of more than {CONFIRM_RUNS:,} runs point by point")) -> None:
     """Check a scenario: fields, devices, models, split points, policies and traces, without simulating."""
-    sc = load_scenario(scenario)
+    sc = _with_sets(load_scenario(scenario), set_)
     confirm_size(sc, yes, "validate")
     points = sweep_points(sc)
     for k, ov in enumerate(points):
@@ -228,13 +233,26 @@ def validate(scenario: Path = typer.Argument(..., metavar="SCENARIO", help="scen
         for pol in pt.policies:
             pt.routes_of_group(pol)
     print(f"{scenario}: valid ({len(points)} sweep points x {len(sc.policies)} policies x {sc.replications} replications)")
+    note = replication_note(sc)
+    if note:
+        print(f"edgesim: note: {note}", file=sys.stderr)
 
 
 def plot(results: Path = typer.Argument(..., metavar="RESULTS", help="results folder", show_default=False),
-         png: Optional[bool] = png_option()) -> None:
+         png: Optional[bool] = png_option(),
+         formats: Optional[str] = typer.Option(None, "--format", metavar="html,png,pdf,svg",
+                                               help="figure files to write, comma-separated (images need Chromium; "
+                                                    "an error if they cannot be made); default: --png's choice"),
+         style: str = typer.Option("default", "--style", metavar="default|paper",
+                                   help="paper: single-column width, serif fonts (embedded in PDF), a palette and "
+                                        "dashes that survive greyscale")) -> None:
     """Regenerate the plots and report.html of a results folder from its summary and frames."""
+    if style not in ("default", "paper"):
+        raise EdgesimError(f"--style '{style}': known: default, paper")
+    chosen = parse_formats(formats) if formats is not None else None
     summary, _, manifest, sc = load_results(results, frames=False)
-    warnings = write_plots_and_report(results, sc, summary, manifest, png=png_mode(png, None))
+    warnings = write_plots_and_report(results, sc, summary, manifest, png=png_mode(png, None), formats=chosen,
+                                      style=style)
     for w in warnings:
         print(f"edgesim: warning: {w}", file=sys.stderr)
     print(f"plots: {results / 'plots'}  report: {results / 'report.html'}")

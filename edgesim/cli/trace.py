@@ -9,6 +9,7 @@ import typer
 
 from profilers.errors import EdgesimError
 from simulator.link import load_rate_trace
+from simulator.sense import duration_words, mbps_text, trace_slips
 from simulator.trace_import import DEFAULT_BIN_MS, IMPORTERS, import_trace, write_trace
 
 CSV_DEFAULTS = {"time_column": "time_s", "rate_column": "data_rate_mbps", "rate_unit": "Mbit/s", "time_unit": "s",
@@ -50,5 +51,8 @@ def import_(
     trace = import_trace(fmt, src, **options)
     written = write_trace(trace, out, source, licence)
     link = load_rate_trace(written)  # the simulator must read what was written
-    typer.echo(f"wrote {written}: {len(link.times_s)} rows over {trace.end_s:g} s, "
-               f"mean {trace.mean_rate_mbps:.4g} Mbit/s")
+    low, high = trace.rate_range_mbps
+    typer.echo(f"wrote {written}: {len(link.times_s)} rows over {trace.end_s:g} s ({duration_words(trace.end_s)}), "
+               f"rates {mbps_text(low)} to {mbps_text(high)} Mbit/s, mean {mbps_text(trace.mean_rate_mbps)} Mbit/s")
+    for slip in trace_slips(trace.mean_rate_mbps, trace.end_s, high):
+        typer.echo(f"edgesim: warning: {written}: {slip}; check --rate-unit and --time-unit", err=True)

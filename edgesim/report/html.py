@@ -21,6 +21,7 @@ from typing import Literal, Mapping, Optional
 import pandas as pd
 
 from edgesim.report.plots import GAIN_WINDOW_S, crossovers
+from edgesim.report.sweepfigs import crossing_table
 from edgesim.report.stability import unstable_warnings
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_bytes, atomic_write_text
@@ -33,6 +34,10 @@ PNG_WIDTH_PX = 1100
 PNG_HEIGHT_PX = 500
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 PngMode = Literal["auto", "yes", "no"]
+#: what `--format` accepts: the HTML page and the images kaleido makes through Chromium
+FORMATS = ("html", "png", "pdf", "svg")
+NO_CHROMIUM = ("no Chromium found (PNG, PDF and SVG figures are drawn by a headless Chromium): on Debian or Ubuntu "
+               "`apt-get install -y chromium`, or set BROWSER_PATH to a Chrome or Chromium binary")
 
 GAIN_DEFINITION = (
     "Gains follow 002 section 4: gain = T_baseline / T_policy, where T is the mean capture-to-output delay of "
@@ -103,29 +108,39 @@ def browser_path() -> Optional[str]:
     return next((p for p in CHROMIUM_PATHS if Path(p).is_file()), None)
 
 
-def _png_opts(fig) -> dict:
-    """Kaleido layout options: the figure's own size, or a default page width."""
-    return {"format": "png", "width": fig.layout.width or PNG_WIDTH_PX, "height": fig.layout.height or PNG_HEIGHT_PX}
+def _png_opts(fig, fmt: str = "png") -> dict:
+    """Kaleido layout options: the image format, the figure's own size or a default page width."""
+    return {"format": fmt, "width": fig.layout.width or PNG_WIDTH_PX, "height": fig.layout.height or PNG_HEIGHT_PX}
 
 
-async def _render_all(figures: Mapping[str, object], path: Optional[str], timeout_s: float) -> dict[str, bytes]:
-    """PNG bytes of every figure from one headless Chromium (one tab, figures queued through it)."""
+async def _render_all(figures: Mapping[str, object], path: Optional[str], timeout_s: float,
+                      formats: tuple[str, ...] = ("png",)) -> dict[tuple[str, str], bytes]:
+    """Image bytes of every figure in every format from one headless Chromium (one tab, figures queued through it)."""
     import kaleido
 
     kwargs = {"path": path} if path else {}
     # mathjax=False: no CDN fetch (the machine may be offline); headless and --no-sandbox are choreographer's defaults
     async with kaleido.Kaleido(n=1, timeout=timeout_s, mathjax=False, **kwargs) as k:
-        names = list(figures)
-        images = await asyncio.gather(*(k.calc_fig(figures[n], opts=_png_opts(figures[n])) for n in names))
-    return dict(zip(names, images))
+        jobs = [(n, f) for n in figures for f in formats]
+        images = await asyncio.gather(*(k.calc_fig(figures[n], opts=_png_opts(figures[n], f)) for n, f in jobs))
+    return dict(zip(jobs, images))
+
+
+def render_images(figures: Mapping[str, object], formats: tuple[str, ...] = ("png",),
+                  timeout_s: float = PNG_TIMEOUT_S) -> dict[tuple[str, str], bytes]:
+    """Image bytes per (figure name, format), one browser for all; runs its own event loop in a thread (safe in
+    notebooks)."""
+    if not figures or not formats:
+        return {}
+    if browser_path() is None:
+        raise EdgesimError(NO_CHROMIUM)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, _render_all(figures, browser_path(), timeout_s, formats)).result()
 
 
 def render_pngs(figures: Mapping[str, object], timeout_s: float = PNG_TIMEOUT_S) -> dict[str, bytes]:
-    """PNG bytes per figure name, one browser for all; runs its own event loop in a thread (safe in notebooks)."""
-    if not figures:
-        return {}
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, _render_all(figures, browser_path(), timeout_s)).result()
+    """PNG bytes per figure name (render_images in one format)."""
+    return {name: data for (name, _), data in render_images(figures, ("png",), timeout_s).items()}
 
 
 def _one_line(exc: BaseException) -> str:
@@ -134,39 +149,58 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def write_figures(figures: Mapping[str, object], out_dir: str | Path, png: PngMode = "auto") -> WrittenFigures:
-    """Each figure as <name>.html (plotly.js from plotly.min.js alongside) and, per `png`, <name>.png.
+def parse_formats(text: str) -> tuple[str, ...]:
+    """`--format html,png,pdf,svg` as a tuple in FORMATS order; one line naming an unknown format."""
+    asked = [f.strip().lower() for f in text.split(",") if f.strip()]
+    bad = [f for f in asked if f not in FORMATS]
+    if bad or not asked:
+        raise EdgesimError(f"--format '{text}': unknown format '{bad[0] if bad else ''}'; known: {', '.join(FORMATS)} "
+                           "(comma-separated)")
+    return tuple(f for f in FORMATS if f in asked)
+
+
+def write_figures(figures: Mapping[str, object], out_dir: str | Path, png: PngMode = "auto",
+                  formats: Optional[tuple[str, ...]] = None) -> WrittenFigures:
+    """Each figure as <name>.html (plotly.js from plotly.min.js alongside) and, per `png`, <name>.png; or, with
+    `formats`, in each of them (html, png, pdf, svg; images are an error if they cannot be made).
 
     png "auto": PNG if kaleido and Chromium work, else one warning (also in the result's .warnings);
     "yes": EdgesimError (one line) if PNG fails; "no": HTML only.
     """
     if png not in ("auto", "yes", "no"):
         raise EdgesimError(f"png '{png}': expected one of auto, yes, no")
+    if formats is None:
+        formats = ("html",) if png == "no" else ("html", "png")
+    else:
+        png = "yes"  # formats asked for by name are made or refused, never skipped
     out_dir = Path(out_dir)
     stems = {name: file_stem(name) for name in figures}
     if len(set(stems.values())) != len(stems):
         raise EdgesimError(f"figure names {sorted(figures)} give clashing file names; rename one")
-    written = WrittenFigures()
-    write_plotlyjs(out_dir)
-    for name, fig in figures.items():
-        page = fig.to_html(include_plotlyjs="directory", full_html=True, div_id=f"fig-{stems[name]}")
-        written[name] = [atomic_write_text(out_dir / f"{stems[name]}.html", page)]
-    if png == "no" or not figures:
+    written = WrittenFigures({name: [] for name in figures})
+    if "html" in formats:
+        write_plotlyjs(out_dir)
+        for name, fig in figures.items():
+            page = fig.to_html(include_plotlyjs="directory", full_html=True, div_id=f"fig-{stems[name]}")
+            written[name].append(atomic_write_text(out_dir / f"{stems[name]}.html", page))
+    images = tuple(f for f in formats if f != "html")
+    if not images or not figures:
         return written
     start = time.perf_counter()
     try:
-        images = render_pngs(figures)
+        rendered = render_images(figures, images)
     except Exception as exc:  # kaleido, choreographer and Chromium fail in many ways; PNG is optional in "auto"
-        msg = (f"PNG export failed ({_one_line(exc)}); browser: {browser_path() or 'none found'}; "
-               "HTML figures were written")
+        what = "/".join(f.upper() for f in images)
+        cause = NO_CHROMIUM if browser_path() is None else f"{_one_line(exc)}; browser: {browser_path()}"
+        msg = f"{what} export failed: {cause}" + ("; HTML figures were written" if "html" in formats else "")
         if png == "yes":
-            raise EdgesimError(msg + "; install Chromium (or set BROWSER_PATH) or use png 'no'") from None
+            raise EdgesimError(msg) from None
         written.warnings.append(msg)
         warnings.warn(msg, RuntimeWarning, stacklevel=2)
         return written
     written.png_seconds = time.perf_counter() - start
-    for name, data in images.items():
-        written[name].append(atomic_write_bytes(out_dir / f"{stems[name]}.png", data))
+    for (name, fmt), data in rendered.items():
+        written[name].append(atomic_write_bytes(out_dir / f"{stems[name]}.{fmt}", data))
     return written
 
 
@@ -176,6 +210,16 @@ def _figure_note(name: str, fig) -> str:
         return FIGURE_NOTES[name]
     if name.startswith("layers_"):
         return FIGURE_NOTES["layers"]
+    if "_vs_" in name:
+        meta = fig.layout.meta or {}
+        return ("A summary metric against a swept field, one line per policy and one panel per case (the other "
+                "swept fields' values), panels on one y-range so they compare; "
+                + (f"{meta['interval']} (simulated: each replication's own value from its frames, Student-t with "
+                   "k-1 degrees of freedom)" if meta.get("interval") else "no interval")
+                + ("; gains: the dashed line marks 1 and an x where a policy's gain crosses it (linear between the "
+                   "two swept values around it)" if name.startswith("gain_") else "")
+                + ("; offered load: at or above the red line a station's queue never settles"
+                   if name.startswith("utilisation_") else "") + ".")
     title = fig.layout.title.text if fig.layout.title else None
     return title or ""
 
@@ -294,6 +338,13 @@ def report_html(figures: Mapping[str, object], summary: pd.DataFrame, manifest: 
         stem = file_stem(name)
         parts += [f"<h2 id='sec-{stem}'>{esc(name)}</h2>", f"<p class='note'>{esc(_figure_note(name, fig))}</p>",
                   fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{stem}")]
+    along = crossing_table(summary)
+    if len(along):
+        parts += ["<h2 id='sec-crossings'>Where the gains cross 1 along each swept field</h2>",
+                  "<p class='note'>Derived from the simulated gains: for each swept field, policy and case (the other "
+                  "swept fields' values), the two swept values between which the gain first crosses 1, and the "
+                  "crossing by linear interpolation between them (in the field's unit).</p>",
+                  along.to_html(index=False, border=0, classes="t")]
     cross = crossovers(summary)
     if len(cross):
         parts += ["<h2 id='sec-crossovers'>Where the gains cross 1</h2>",

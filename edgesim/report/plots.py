@@ -15,10 +15,12 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from edgesim.report.framestats import FrameStats
+from edgesim.report.sweepfigs import (DASHES, case_label, field_axis, gain_replications, overall, paper_style,
+                                      swept_columns, sweep_figures)
 from profilers.schema import ModelProfile
 
 COLORS = qualitative.Plotly + qualitative.D3 + qualitative.Dark24
-DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 TEMPLATE = "plotly_white"
 RATE_TITLE = "uplink data rate (Mbit/s)"
 #: Capture-time windows the delay-over-time figure averages gains over (ours: long enough to hold a few frames).
@@ -44,6 +46,7 @@ TIER_COMPONENTS = (
 )
 #: Sweep columns already shown by the data_rate_mbps, mobile and edge columns.
 _SHOWN_SWEEPS = re.compile(r"^sweep\.(link\.data_rate_mbps|edge\.device|mobiles\.\d+\.device)$")
+_SHOWN_DEVICE = re.compile(r"^sweep\.(edge\.device|mobiles\.\d+\.device)$")
 
 
 def _combo(mobile: object, edge: object) -> str:
@@ -51,9 +54,11 @@ def _combo(mobile: object, edge: object) -> str:
     return f"{mobile} → {edge}"
 
 
-def _rate_label(rate: float) -> str:
-    """A data rate as a short category label."""
-    return f"{rate:g} Mbit/s" if np.isfinite(rate) else "trace"
+def rate_label(rate: float, labels: Optional[dict[str, str]] = None) -> str:
+    """A data rate as a short category label; where the rate is a trace, the trace's name and mean rate."""
+    if np.isfinite(rate):
+        return f"{rate:g} Mbit/s"
+    return (labels or {}).get("trace", "trace")
 
 
 def _extra_keys(summary: pd.DataFrame) -> list[str]:
@@ -73,7 +78,7 @@ def _series_label(row: pd.Series, extras: list[str]) -> str:
     """The combination part of a trace name: 'mobile → edge', plus any independently swept field."""
     label = _combo(row["mobile"], row["edge"])
     if extras:
-        label += " (" + ", ".join(f"{c.removeprefix('sweep.')}={row[c]}" for c in extras) + ")"
+        label += " (" + ", ".join(case_label(row, [field_axis(c)]) for c in extras) + ")"
     return label
 
 
@@ -98,9 +103,11 @@ def _style_maps(policies: list[str], series: list[str]) -> tuple[dict, dict]:
 
 
 def _finite_rates(summary: pd.DataFrame) -> pd.DataFrame:
-    """Rows whose data rate is a number (links given as traces have NaN)."""
+    """Rows whose data rate is a number (links given as traces have NaN), when the rate takes two values or more
+    (else the figures against the swept fields show the sweep); no rows otherwise."""
     rate = pd.to_numeric(summary["data_rate_mbps"], errors="coerce")
-    return summary[np.isfinite(rate.to_numpy(float))]
+    rows = summary[np.isfinite(rate.to_numpy(float))]
+    return rows if rows["data_rate_mbps"].nunique() > 1 else rows.iloc[:0]
 
 
 def _curve(g: pd.DataFrame, y: str) -> tuple[np.ndarray, np.ndarray]:
@@ -257,36 +264,38 @@ def gain_figures(summary: pd.DataFrame, policy: str = "mimic", ref_edge: str = "
     return out
 
 
-def _point_labels(summary: pd.DataFrame) -> pd.DataFrame:
-    """One row per sweep point: data rate, combination (series) and a short x label."""
-    per_point = _with_series(summary).drop_duplicates("point").set_index("point")
+def _point_labels(summary: pd.DataFrame, labels: Optional[dict[str, str]] = None) -> pd.DataFrame:
+    """One row per sweep point: data rate, combination (series), a short x label in words ('20 ms', or the trace's
+    name where the rate is a trace) and the x axis's title."""
+    summary = overall(summary)
+    per_point = summary.drop_duplicates("point").set_index("point")
+    per_point = per_point.assign(series=[_combo(m, e) for m, e in zip(per_point["mobile"], per_point["edge"])])
     order = {s: i for i, s in enumerate(dict.fromkeys(per_point["series"]))}
     per_point = per_point.assign(_order=per_point["series"].map(order))
-    per_point = per_point.sort_values(["_order", "data_rate_mbps"], na_position="last", kind="stable")
-    labels = per_point["data_rate_mbps"].map(lambda r: f"{r:g}" if np.isfinite(r) else "trace")
-    dup = labels.groupby(per_point["series"]).transform(lambda s: s.duplicated(keep=False))
-    labels = labels.where(~dup, labels + " #" + per_point.index.to_series().astype(str))
-    per_point["x_label"] = labels
-    return per_point[["data_rate_mbps", "series", "x_label"]]
+    shown = [c for c in swept_columns(summary) if not _SHOWN_DEVICE.match(c)]
+    axes = [field_axis(c) for c in shown]
+    numeric = [a.column for a in axes if pd.to_numeric(per_point[a.column], errors="coerce").notna().all()]
+    per_point = per_point.sort_values(["_order", *numeric, "data_rate_mbps"], na_position="last", kind="stable")
+    if axes:
+        text = per_point.apply(lambda r: ", ".join(a.value_text(r[a.column]) for a in axes), axis=1)
+        title = ", ".join(a.title for a in axes)
+    else:
+        text = per_point["data_rate_mbps"].map(lambda r: rate_label(r, labels))
+        title = RATE_TITLE if np.isfinite(per_point["data_rate_mbps"].to_numpy(float)).any() else "uplink"
+    dup = text.groupby(per_point["series"]).transform(lambda s: s.duplicated(keep=False))
+    per_point["x_label"] = text.where(~dup, text + " #" + per_point.index.to_series().astype(str))
+    per_point["x_title"] = title
+    return per_point[["data_rate_mbps", "series", "x_label", "x_title"]]
 
 
-def _kept(frames: pd.DataFrame) -> pd.DataFrame:
-    """Frames without the warm-up ones (the summary excludes them too)."""
-    if "warmup" in frames.columns:
-        return frames[~frames["warmup"].astype(bool)]
-    return frames
-
-
-def delay_components_figure(summary: pd.DataFrame, frames: pd.DataFrame) -> go.Figure:
-    """Stacked mean delay components per data rate (not-dropped frames; they sum to delay_mean_s), a column of
-    subplots per policy and a row per mobile → edge combination."""
-    done = _kept(frames)
-    done = done[done["status"] != "dropped"]
-    components = TIER_COMPONENTS if "cloud_s" in done.columns else COMPONENTS
-    means = done.groupby(["point", "policy"], sort=False)[[c for c, _ in components]].mean().reset_index()
-    points = _point_labels(summary)
-    means = means.join(points, on="point")
-    policies = list(dict.fromkeys(summary["policy"]))
+def delay_components_figure(summary: pd.DataFrame, stats: FrameStats, labels: Optional[dict[str, str]] = None) -> go.Figure:
+    """Stacked mean delay components per sweep point (not-dropped frames; they sum to delay_mean_s), a column of
+    subplots per policy and a row per mobile → edge combination; the x axis is the swept field in words."""
+    components = TIER_COMPONENTS if "cloud_s" in stats.components.columns else COMPONENTS
+    components = tuple((c, n) for c, n in components if c in stats.components.columns)
+    points = _point_labels(summary, labels)
+    means = stats.components.join(points, on="point")
+    policies = list(dict.fromkeys(overall(summary)["policy"]))
     series = list(dict.fromkeys(points["series"]))
     rows, cols = len(series), len(policies)
     # policies head the columns; each row says its combination once, without what every row shares
@@ -295,7 +304,7 @@ def delay_components_figure(summary: pd.DataFrame, frames: pd.DataFrame) -> go.F
              for s in series}
     titles = [p if i == 0 else "" for i in range(rows) for p in policies]
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, shared_yaxes=True,
-                        horizontal_spacing=0.04, vertical_spacing=min(0.12, 0.5 / max(rows, 1)))
+                        horizontal_spacing=0.02 if cols > 4 else 0.04, vertical_spacing=min(0.12, 0.5 / max(rows, 1)))
     for i, ser in enumerate(series):
         order = points[points["series"] == ser]["x_label"].tolist()
         for j, pol in enumerate(policies):
@@ -310,21 +319,23 @@ def delay_components_figure(summary: pd.DataFrame, frames: pd.DataFrame) -> go.F
     for i, ser in enumerate(series):
         fig.update_yaxes(title_text=f"{short[ser]}<br>mean delay (ms)" if rows > 1 else "mean delay (ms)",
                          title_font_size=11, row=i + 1, col=1)
-    fig.update_xaxes(title_text=RATE_TITLE, row=rows)
-    fig.update_layout(barmode="stack", template=TEMPLATE, height=max(420, 330 * rows),
+    fig.update_xaxes(title_text=points["x_title"].iloc[0] if len(points) else "", title_font_size=11, row=rows)
+    fig.update_layout(barmode="stack", template=TEMPLATE, height=max(420, 330 * rows, 24 * len(components) + 140),
                       title="Mean capture-to-output delay by component (frames not dropped; warm-up excluded)"
                             + (f": {common}" if rows > 1 and common in series[0] else ""))
     return fig
 
 
-def delay_over_time_figure(frames: pd.DataFrame, uplinks: dict[str, object], point: int = 0) -> go.Figure:
-    """Each frame's capture-to-output delay over time per policy, the uplink rate each mobile device saw beneath,
-    and the time-averaged gain w.r.t. local processing (mean over GAIN_WINDOW_S windows of T_local / T_policy)."""
-    data = _kept(frames)
+def delay_over_time_figure(sample: pd.DataFrame, uplinks: dict[str, object], point: int = 0, stride: int = 1) -> go.Figure:
+    """Each frame's capture-to-output delay over time per policy (a 1-in-`stride` sample of them), the uplink rate
+    each mobile device saw beneath, and the time-averaged gain w.r.t. local processing (mean over GAIN_WINDOW_S
+    windows of T_local / T_policy)."""
+    data = sample  # warm-up frames are not in the sample
     data = data[(data["point"] == point) & (data["replication"] == data["replication"].min())]
     policies = list(dict.fromkeys(data["policy"]))
+    every = "" if stride == 1 else f" (one frame in {stride})"
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.65, 0.35], vertical_spacing=0.06,
-                        subplot_titles=["capture-to-output delay of each frame", "uplink data rate"])
+                        subplot_titles=[f"capture-to-output delay of each frame{every}", "uplink data rate"])
     data = data.assign(window=np.floor(data["capture_s"] / GAIN_WINDOW_S))
     local = data[data["policy"] == "local"].groupby("window")["delay_s"].mean() if "local" in policies else None
     for k, pol in enumerate(policies):
@@ -335,7 +346,7 @@ def delay_over_time_figure(frames: pd.DataFrame, uplinks: dict[str, object], poi
             gain = (local.reindex(per.index) / per).mean()
             name = f"{pol} (time-averaged gain vs local {gain:.2f})"
         fig.add_trace(go.Scattergl(x=g["capture_s"], y=g["delay_s"] * 1e3, mode="markers", name=name,
-                                   marker={"size": 4, "color": COLORS[k % len(COLORS)]},
+                                   marker={"size": 4, "color": COLORS[k % len(COLORS)], "symbol": k % 20},
                                    hovertemplate="t %{x:.1f} s<br>%{y:.4g} ms<extra>" + pol + "</extra>"), row=1, col=1)
     end = float(data["capture_s"].max()) if len(data) else 1.0
     grid = np.linspace(0.0, end, 600)
@@ -344,7 +355,7 @@ def delay_over_time_figure(frames: pd.DataFrame, uplinks: dict[str, object], poi
         fig.add_trace(go.Scatter(x=grid, y=rate, mode="lines", line={"shape": "hv", "color": COLORS[(j + 5) % len(COLORS)]},
                                  name=f"uplink of {mobile}", legendgroup="rate"), row=2, col=1)
     fig.update_yaxes(title_text="delay (ms)", type="log", row=1, col=1)
-    fig.update_yaxes(title_text="Mbit/s", row=2, col=1)
+    fig.update_yaxes(title_text="uplink data rate (Mbit/s)", row=2, col=1)
     fig.update_xaxes(title_text="capture time (s)", row=2, col=1)
     fig.update_layout(template=TEMPLATE, height=720, title=f"Delay over time on the traced link (sweep point {point}, "
                                                            "first replication)")
@@ -352,57 +363,75 @@ def delay_over_time_figure(frames: pd.DataFrame, uplinks: dict[str, object], poi
 
 
 def _pick_points(summary: Optional[pd.DataFrame], points: list, max_points: int) -> list:
-    """All points if few, else per combination the point with the median data rate."""
+    """All points if few, else per combination the middle point in sweep order (or points spread over it)."""
     if len(points) <= max_points:
         return points
     if summary is None:
         return [points[len(points) // 2]]
     per_point = _point_labels(summary[summary["point"].isin(points)])
+    groups = list(per_point.groupby("series", sort=False))
+    quota = max(1, max_points // len(groups))
     chosen = []
-    for _, g in per_point.groupby("series", sort=False):
-        g = g.sort_values("data_rate_mbps", na_position="last")
-        chosen.append(g.index[(len(g) - 1) // 2])
+    for _, g in groups:  # the middle point, or points spread from the first to the last in sweep order
+        at = [(len(g) - 1) // 2] if quota == 1 else np.unique(np.linspace(0, len(g) - 1, quota).round().astype(int))
+        chosen += [g.index[i] for i in at]
     return chosen[:max_points]
 
 
-def delay_cdf_figure(frames: pd.DataFrame, summary: Optional[pd.DataFrame] = None, max_points: int = 4,
-                     max_samples: int = 400) -> go.Figure:
-    """Empirical CDF of capture-to-output delay per policy, a subplot per sweep point (the median-rate point per
-    combination when there are many); dropped frames count as never completing, so a curve tops out at 1 - drops."""
-    kept = _kept(frames)
+def delay_cdf_figure(sample: pd.DataFrame, summary: Optional[pd.DataFrame] = None, max_points: int = 4,
+                     max_samples: int = 400, stride: int = 1, labels: Optional[dict[str, str]] = None) -> go.Figure:
+    """Empirical CDF of capture-to-output delay per policy, a subplot per sweep point (the middle point per
+    combination when there are many); dropped frames count as never completing, so a curve tops out at 1 - drops.
+
+    Readable where curves overlap: each policy has its own dash and marker, and a policy whose delays equal an
+    earlier one's says so in its name instead of hiding under it; a log x axis when delays span 20x or more."""
+    kept = sample  # warm-up frames are not in the sample
     points = _pick_points(summary, sorted(kept["point"].unique()), max_points)
-    labels = _point_labels(summary) if summary is not None else None
+    point_labels = _point_labels(summary, labels) if summary is not None else None
     titles = []
     for p in points:
-        if labels is not None and p in labels.index:
-            titles.append(f"{labels.loc[p, 'series']}, {_rate_label(labels.loc[p, 'data_rate_mbps'])}")
+        if point_labels is not None and p in point_labels.index:
+            row = point_labels.loc[p]
+            titles.append(f"{row['series']}, {row['x_label']}" if len(set(point_labels["series"])) > 1
+                          else f"{row['x_title'].split(' (')[0]} {row['x_label']}")
         else:
             titles.append(f"sweep point {p}")
     cols = min(len(points), 2) or 1
     rows = -(-len(points) // cols) or 1
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, shared_yaxes=True)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, shared_yaxes=True, shared_xaxes="all")
     policies = list(dict.fromkeys(kept["policy"]))
+    spread = []
     for k, p in enumerate(points):
         r, c = divmod(k, cols)
         at = kept[kept["point"] == p]
+        seen: dict[bytes, str] = {}
         for i, pol in enumerate(policies):
             sub = at[at["policy"] == pol]
             delay = np.sort(sub["delay_s"].to_numpy(float))
             delay = delay[np.isfinite(delay)]
             if not len(sub) or not delay.size:
                 continue
+            key = delay.tobytes() + str(len(sub)).encode()
+            same = seen.setdefault(key, pol)
+            spread += [delay[0], delay[-1]]
             y = np.arange(1, delay.size + 1) / len(sub)
             if delay.size > max_samples:
                 idx = np.unique(np.linspace(0, delay.size - 1, max_samples).round().astype(int))
                 delay, y = delay[idx], y[idx]
+            name = pol if same == pol else f"{pol} (same delays as {same})"
             fig.add_trace(go.Scatter(
-                x=delay * 1e3, y=y, mode="lines", line_shape="hv", name=pol, legendgroup=pol,
-                showlegend=k == 0, line={"color": COLORS[i % len(COLORS)]},
-                hovertemplate="%{x:.3g} ms: %{y:.3f}<extra>" + pol + "</extra>",
+                x=delay * 1e3, y=y, mode="lines+markers", line_shape="hv", name=name, legendgroup=pol,
+                showlegend=k == 0, line={"color": COLORS[i % len(COLORS)], "dash": DASHES[i % len(DASHES)],
+                                         "width": 3.5 if same == pol else 2},
+                marker={"symbol": i % 20, "size": 6, "maxdisplayed": 12},
+                hovertemplate="%{x:.3g} ms: %{y:.3f}<extra>" + name + "</extra>",
             ), row=r + 1, col=c + 1)
-    fig.update_xaxes(title_text="capture-to-output delay (ms)")
+    positive = [v for v in spread if v > 0]
+    log = bool(positive and max(positive) / min(positive) >= 20)
+    fig.update_xaxes(title_text="capture-to-output delay (ms)", type="log" if log else "linear")
     fig.update_yaxes(title_text="fraction of frames", range=[0, 1.02], col=1)
-    fig.update_layout(title="Empirical CDF of capture-to-output delay (dropped frames never complete)",
+    every = "" if stride == 1 else f"; a systematic sample of one frame in {stride}"
+    fig.update_layout(title=f"Empirical CDF of capture-to-output delay (dropped frames never complete{every})",
                       template=TEMPLATE, height=max(420, 360 * rows))
     return fig
 
@@ -427,21 +456,21 @@ def layer_profile_figure(model: ModelProfile) -> go.Figure:
     """002 Figure 1: per split point, output data size as % of the input and cumulative complexity %."""
     t = layer_percentages(model)
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    hover = "%{text}<br>layer %{x}: %{y:.3g}%<extra>%{fullData.name}</extra>"
-    fig.add_trace(go.Scatter(x=t["layer_index"], y=t["size_float32_percent"], text=t["split_point"],
+    hover = "%{x} (layer %{text}): %{y:.3g}%<extra>%{fullData.name}</extra>"
+    t = t.assign(layer=t["layer_index"].astype(str))
+    fig.add_trace(go.Scatter(x=t["split_point"], y=t["size_float32_percent"], text=t["layer"],
                              mode="lines+markers", name="data size, float32 (%)", line={"color": COLORS[0]},
                              hovertemplate=hover), secondary_y=False)
     if t["size_zlib_float32_percent"].notna().any():
-        fig.add_trace(go.Scatter(x=t["layer_index"], y=t["size_zlib_float32_percent"], text=t["split_point"],
+        fig.add_trace(go.Scatter(x=t["split_point"], y=t["size_zlib_float32_percent"], text=t["layer"],
                                  mode="lines+markers", name="data size, zlib float32 (%)", line={"color": COLORS[2]},
                                  hovertemplate=hover), secondary_y=False)
-    fig.add_trace(go.Scatter(x=t["layer_index"], y=t["complexity_percent"], text=t["split_point"],
+    fig.add_trace(go.Scatter(x=t["split_point"], y=t["complexity_percent"], text=t["layer"],
                              mode="lines+markers", name="cumulative complexity (% FLOPs)", line={"color": COLORS[1]},
                              hovertemplate=hover), secondary_y=True)
     fig.add_hline(y=100, line_dash="dot", line_color="grey", secondary_y=False)
-    idx = sorted(set(t["layer_index"]))
-    fig.update_xaxes(title_text="split point (layer index; 0 = input)",
-                     **({"tickvals": idx} if len(idx) <= 30 else {"tickformat": "d"}))
+    fig.update_xaxes(title_text="split point (layer name, in the model's order)", type="category",
+                     categoryorder="array", categoryarray=list(t["split_point"]), tickangle=-45)
     fig.update_yaxes(title_text="output size / input size (%)", secondary_y=False, rangemode="tozero")
     fig.update_yaxes(title_text="cumulative complexity (%)", secondary_y=True, range=[0, 105], showgrid=False,
                      tickmode="linear", tick0=0, dtick=20)
@@ -509,7 +538,7 @@ def accuracy_figure(summary: pd.DataFrame) -> Optional[go.Figure]:
     policies = list(dict.fromkeys(data["policy"]))
     for i, pol in enumerate(policies):
         g = data[data["policy"] == pol].sort_values("offload_fraction")
-        text = [f"{s}, {_rate_label(r)}" for s, r in zip(g["series"], g["data_rate_mbps"])]
+        text = [f"{s}, {rate_label(r)}" for s, r in zip(g["series"], g["data_rate_mbps"])]
         for k, m in enumerate(metrics):
             fig.add_trace(go.Scatter(
                 x=100 * g["offload_fraction"], y=100 * g[m], text=text, mode="markers", name=pol, legendgroup=pol,
@@ -522,19 +551,30 @@ def accuracy_figure(summary: pd.DataFrame) -> Optional[go.Figure]:
     return fig
 
 
-def build_figures(summary: pd.DataFrame, frames: Optional[pd.DataFrame] = None,
+def build_figures(summary: pd.DataFrame, stats: Optional[FrameStats] = None,
                   model_profiles: Iterable[ModelProfile] = (), policy: str = "mimic", ref_edge: str = "laptop",
-                  ref_mobile: str = "rpi3b+", traced_uplinks: Optional[dict] = None) -> dict[str, go.Figure]:
-    """Every figure the data supports, by file-safe name; figures needing frames are skipped when frames is None.
+                  ref_mobile: str = "rpi3b+", traced_uplinks: Optional[dict] = None,
+                  labels: Optional[dict[str, str]] = None, paper: bool = False) -> dict[str, go.Figure]:
+    """Every figure the data supports, by file-safe name; figures needing frames are skipped when stats is None.
 
-    traced_uplinks: each mobile device's uplink RateTrace when the link follows a trace (the delay-over-time figure).
+    stats: what the figures need from the frames (framestats, read in bounded memory); traced_uplinks: each mobile
+    device's uplink RateTrace when the link follows a trace; labels: text for values a figure would show blank
+    (a trace's name and mean rate); paper: --style paper.
     """
     out: dict[str, go.Figure] = dict(gain_figures(summary, policy, ref_edge, ref_mobile))
-    if frames is not None and len(frames):
-        out["delay_components"] = delay_components_figure(summary, frames)
-        out["delay_cdf"] = delay_cdf_figure(frames, summary)
+    reps = None
+    if stats is not None:
+        delay = stats.replication_values("delay_mean_s")
+        reps = {m: stats.replication_values(m) for m in ("delay_mean_s", "delay_p95_s", "energy_mobile_j_per_frame",
+                                                         "accuracy")}
+        reps["gain_vs_local"] = gain_replications(delay, "local")
+        reps["gain_vs_offload"] = gain_replications(delay, "offload")
+    out.update(sweep_figures(summary, reps, labels, paper))
+    if stats is not None and len(stats.sample):
+        out["delay_components"] = delay_components_figure(summary, stats, labels)
+        out["delay_cdf"] = delay_cdf_figure(stats.sample, summary, stride=stats.stride, labels=labels)
         if traced_uplinks:
-            out["delay_over_time"] = delay_over_time_figure(frames, traced_uplinks)
+            out["delay_over_time"] = delay_over_time_figure(stats.sample, traced_uplinks, stride=stats.stride)
     for name, fn in (("energy", energy_figure), ("throughput_drops", throughput_drop_figure),
                      ("accuracy", accuracy_figure)):
         fig = fn(summary)
@@ -543,4 +583,6 @@ def build_figures(summary: pd.DataFrame, frames: Optional[pd.DataFrame] = None,
     for model in model_profiles:
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", model.model_id)
         out[f"layers_{safe}"] = layer_profile_figure(model)
+    if paper:
+        out = {name: paper_style(fig) for name, fig in out.items()}
     return out

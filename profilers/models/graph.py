@@ -55,9 +55,19 @@ def trace(module, example) -> tuple[Any, str]:
     except Exception as fx_exc:  # any failure of symbolic tracing: data-dependent control flow and the like
         try:
             exported = torch.export.export(module, (example,), strict=False)
-            return _one_input(exported.module(), "torch.export"), "torch.export"
+            return _one_input(_without_guards(exported.module()), "torch.export"), "torch.export"
         except Exception as export_exc:
             raise TraceFailed(f"torch.fx: {first_line(fx_exc, 200)}; torch.export: {first_line(export_exc, 200)}") from None
+
+
+def _without_guards(gm):
+    """torch.export's module with its input guard call (`_guards_fn`, checks only, no output) dropped: it is no
+    activation, so it must not become a split point."""
+    for node in list(gm.graph.nodes):
+        if node.op == "call_module" and str(node.target).startswith("_guards_fn") and not node.users:
+            gm.graph.erase_node(node)
+    gm.recompile()
+    return gm
 
 
 def _one_input(gm, tracer: str):
@@ -103,7 +113,7 @@ def _stage_of(path: str, stages: set[str]) -> str:
 def model_stages(module, min_stages: int = 4, dominant: float = 0.8) -> set[str]:
     """The model's own stages: its top-level children, opening the largest one while fewer than min_stages
     hold parameters or the largest holds more than `dominant` of them (features of EfficientNet, stages of
-    ConvNeXt, encoder layers of a ViT)."""
+    ConvNeXt, encoder layers of a ViT), and every list of layers (nn.ModuleList) into its layers."""
 
     def params(m) -> int:
         return sum(p.numel() for p in m.parameters())
@@ -121,6 +131,13 @@ def model_stages(module, min_stages: int = 4, dominant: float = 0.8) -> set[str]
             break
         del stages[largest]
         stages.update({f"{largest}.{n}": c for n, c in children})
+    import torch.nn as nn
+
+    while any(isinstance(m, nn.ModuleList) and len(m) for m in stages.values()):  # a list of layers: each its stage
+        for name, m in list(stages.items()):
+            if isinstance(m, nn.ModuleList) and len(m):
+                del stages[name]
+                stages.update({f"{name}.{n}": c for n, c in m.named_children()})
     return set(stages)
 
 

@@ -111,7 +111,7 @@ def _vilt_config(tiny: bool, num_labels: int):
 
 def _build_vilt(model_id: str, tiny: bool, input_size=None, checkpoint: Optional[str] = None,
                 num_labels: Optional[int] = None, text_tokens: int = VILT_TEXT_TOKENS,
-                shapes_only: bool = False) -> SplittableModel:
+                shapes_only: bool = False, config=None) -> SplittableModel:
     """ViLT VQA cut into embeddings, encoder layers, pooler, the 1536-wide classifier hidden layer and the logits."""
     import torch
     import torch.nn as nn
@@ -125,7 +125,7 @@ def _build_vilt(model_id: str, tiny: bool, input_size=None, checkpoint: Optional
     if checkpoint is not None:
         model = _from_pretrained(ViltForQuestionAnswering, model_id, checkpoint)
     else:
-        model = ViltForQuestionAnswering(_vilt_config(tiny, labels))
+        model = ViltForQuestionAnswering(config if config is not None else _vilt_config(tiny, labels))
     model.eval()
     cfg = model.config
     side = cfg.image_size if input_size is None else int(input_size if not isinstance(input_size, (list, tuple)) else input_size[0])
@@ -151,7 +151,7 @@ def _build_vilt(model_id: str, tiny: bool, input_size=None, checkpoint: Optional
         description=f"ViLT VQA (000 small model), hidden {cfg.hidden_size}, {n} layers, {side}x{side} image, "
                     f"{text_tokens} text tokens, classifier hidden {2 * cfg.hidden_size}",
         example_input=example_input, checkpoint=checkpoint or "random-init",
-        extra={"torch_model": model, "config": cfg},
+        extra={"torch_model": model, "config": cfg}, image_size=(side, side),
     )
 
 
@@ -269,7 +269,7 @@ def _llava_config(tiny: bool):
 
 def _build_llava(model_id: str, tiny: bool, input_size=None, checkpoint: Optional[str] = None,
                  num_frames: int = LLAVA_FRAMES, prompt_tokens: int = LLAVA_PROMPT_TOKENS,
-                 shapes_only: Optional[bool] = None) -> SplittableModel:
+                 shapes_only: Optional[bool] = None, config=None) -> SplittableModel:
     """LLaVA-NeXT-Video as [vision tower, pooling + projector, embeddings, decoder layers, logits]; 7B on meta."""
     import contextlib
 
@@ -283,7 +283,7 @@ def _build_llava(model_id: str, tiny: bool, input_size=None, checkpoint: Optiona
         model = _from_pretrained(LlavaNextVideoForConditionalGeneration, model_id, checkpoint)
     else:
         with torch.device("meta") if meta else contextlib.nullcontext():
-            model = LlavaNextVideoForConditionalGeneration(_llava_config(tiny))
+            model = LlavaNextVideoForConditionalGeneration(config if config is not None else _llava_config(tiny))
     model.eval()
     cfg = model.config
     side = cfg.vision_config.image_size
@@ -315,7 +315,7 @@ def _build_llava(model_id: str, tiny: bool, input_size=None, checkpoint: Optiona
         description=f"LLaVA-NeXT-Video (000 large model), {num_frames} frames {side}x{side} "
                     f"({num_frames * pooled_tokens} video tokens) + {prompt_tokens} prompt tokens, prefill only",
         example_input=example_input, shapes_only=meta, checkpoint=checkpoint or "random-init",
-        extra={"torch_model": model, "config": cfg},
+        extra={"torch_model": model, "config": cfg}, image_size=(side, side),
     )
 
 
@@ -330,3 +330,26 @@ def llava_next_video(input_size=None, checkpoint=None, **kw) -> SplittableModel:
 def llava_next_video_tiny(input_size=None, checkpoint=None, **kw) -> SplittableModel:
     """A tiny LLaVA-NeXT-Video with real weights and the same blocks as 'llava-next-video'."""
     return _build_llava("llava-next-video-tiny", True, input_size, checkpoint, **kw)
+
+
+#: a LLaVA-NeXT-Video config with more parameters than this is built on the meta device (shapes and FLOPs only)
+LLAVA_REAL_MAX_PARAMS = 1_000_000_000
+
+
+def multimodal_from_config(model_id: str, config, checkpoint: Optional[str], input_size=None) -> Optional[SplittableModel]:
+    """ViLT or LLaVA-NeXT-Video from a local config (`edgesim profile hf:DIR`), cut into the same blocks as the
+    registered models; None for any other config. A LLaVA config above LLAVA_REAL_MAX_PARAMS parameters without
+    weights is built on the meta device."""
+    import torch
+    from transformers import LlavaNextVideoConfig, LlavaNextVideoForConditionalGeneration, ViltConfig
+
+    if isinstance(config, ViltConfig):
+        return _build_vilt(model_id, False, input_size, checkpoint, num_labels=config.num_labels, config=config)
+    if isinstance(config, LlavaNextVideoConfig):
+        meta = False
+        if checkpoint is None:
+            with torch.device("meta"):
+                n = sum(p.numel() for p in LlavaNextVideoForConditionalGeneration(config).parameters())
+            meta = n > LLAVA_REAL_MAX_PARAMS
+        return _build_llava(model_id, False, input_size, checkpoint, shapes_only=meta, config=config)
+    return None

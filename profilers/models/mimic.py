@@ -38,9 +38,20 @@ _TEACHERS: dict[str, tuple[str, str, int, int]] = {
     "densenet201-mimic": ("densenet201", "transition1", 128, 224),
     "resnet152-mimic": ("resnet152", "layer2", 512, 224),
     "inception_v3-mimic": ("inception_v3", "maxpool2", 192, 299),
+    "resnet18-mimic": ("resnet18", "layer2", 128, 224),  # the testbed's small model (edgesim testbed, make testbed)
 }
 
 BOTTLENECK_CHANNELS = 3
+
+#: 002 Table 2, "mimic model without bottleneck": a student head replacing DenseNet-169/-201 up to its 1st, 2nd or
+#: 3rd natural bottleneck (transition1/2/3), sending the teacher's own tensor there: 128x28x28 (66.7 % of the
+#: 3x224x224 input), 256x14x14 (33.3 %), and 640x7x7 (DN-169, 20.8 %) or 896x7x7 (DN-201, 29.2 %), as 002 lists
+#: mimic id -> (teacher, split point, teacher channels there, stride-2 stages after the stem)
+PLAIN: dict[str, tuple[str, str, int, int]] = {
+    f"{t}-mimic-sp{k}": (t, f"transition{k}", (128, 256, c3)[k - 1], k)
+    for t, c3 in (("densenet169", 640), ("densenet201", 896)) for k in (1, 2, 3)
+}
+_TEACHERS.update({m: (t, point, c, 224) for m, (t, point, c, _) in PLAIN.items()})
 
 
 def teacher_split(model_id: str) -> tuple[str, str]:
@@ -61,10 +72,29 @@ def bn_relu_conv(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: i
     )
 
 
+def _plain_student_head(model_id: str):
+    """002 Table 2's student without bottleneck: the DenseNet stem, then one stride-2 BN-ReLU-conv k3 per stage
+    (64 -> 128 -> 256 -> the teacher's channels), ending on the teacher's tensor at its transition layer; all of it
+    runs on the mobile device (the split is the teacher's own bottleneck)."""
+    import torch.nn as nn
+
+    _, _, c_teacher, stages = PLAIN[model_id]
+    stem = nn.Sequential(nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False),
+                         nn.BatchNorm2d(64), nn.ReLU(inplace=False))
+    widths = [64, 128, 256, c_teacher][: stages + 1]
+    widths[-1] = c_teacher
+    convs = [bn_relu_conv(a, b, 3, stride=2, padding=1) for a, b in zip(widths[:-1], widths[1:])]
+    encoder = nn.Sequential(OrderedDict(stem=stem, pool=nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+                                        **{f"stage{i + 1}": c for i, c in enumerate(convs)}))
+    return student_head_class()(encoder, nn.Identity(), nn.Sequential())
+
+
 def _make_student_head(model_id: str, bottleneck_channels: int = BOTTLENECK_CHANNELS):
     """Encoder, bottleneck and decoder of the student for model_id (see the module docstring)."""
     import torch.nn as nn
 
+    if model_id in PLAIN:
+        return _plain_student_head(model_id)
     teacher_id, _, c_teacher, _ = _TEACHERS[model_id]
     inception = teacher_id == "inception_v3"
     pad = 0 if inception else 3
@@ -74,7 +104,7 @@ def _make_student_head(model_id: str, bottleneck_channels: int = BOTTLENECK_CHAN
     pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=pool_pad)
     bottleneck = bn_relu_conv(64, bottleneck_channels, kernel=2, stride=2, padding=1)  # 56 -> 29, 73 -> 37
     b = bottleneck_channels
-    if teacher_id.startswith("densenet"):  # 29 -> 30 -> 29 -> 28
+    if teacher_id.startswith("densenet") or teacher_id == "resnet18":  # 29 -> 30 -> 29 -> 28
         decoder = [bn_relu_conv(b, 64, 2, padding=1), bn_relu_conv(64, 128, 2), bn_relu_conv(128, c_teacher, 2)]
     elif teacher_id == "resnet152":  # 29 -> 30 -> 29 -> 28 -> 28
         decoder = [bn_relu_conv(b, 64, 2, padding=1), bn_relu_conv(64, 128, 2), bn_relu_conv(128, 256, 2),
@@ -168,8 +198,10 @@ def _build_mimic(model_id: str, input_size=None, checkpoint: Optional[str] = Non
         blocks=blocks,
         split_points=[("input", 0), ("bottleneck", n_head), ("output", len(blocks))],
         input_shape=input_shape,
-        description=f"002 Mimic w/B: student head with a {bottleneck_channels}-channel bottleneck replacing "
-                    f"{teacher_id} up to {point}, then the {teacher_id} tail",
+        description=(f"002 Table 2 mimic without bottleneck: student head replacing {teacher_id} up to {point} (its "
+                     f"own bottleneck, where it is split), then the {teacher_id} tail" if model_id in PLAIN else
+                     f"002 Mimic w/B: student head with a {bottleneck_channels}-channel bottleneck replacing "
+                     f"{teacher_id} up to {point}, then the {teacher_id} tail"),
         shapes_only=shapes_only,
         checkpoint=", ".join(str(c) for c in loaded) if loaded else "random-init",
         extra={"torch_model": whole, "student_head": head, "teacher": (teacher_id, point),
@@ -192,7 +224,25 @@ def _registrar(model_id: str, label: str):
     return _build
 
 
+def _plain_registrar(model_id: str):
+    teacher_id, point, c, k = PLAIN[model_id]
+
+    @register(model_id, f"002 Table 2 mimic without bottleneck: student head replacing {teacher_id} up to {point} "
+                        f"(split point {k}), then the {teacher_id} tail", "mimic")
+    def _build(input_size=None, checkpoint=None, head_checkpoint=None, teacher_checkpoint=None, shapes_only=False,
+               **_) -> SplittableModel:
+        return _build_mimic(model_id, input_size, checkpoint, head_checkpoint, teacher_checkpoint, BOTTLENECK_CHANNELS,
+                            shapes_only)
+
+    _build.__doc__ = f"{teacher_id} with a distilled head up to {point}, no injected bottleneck (002 Table 2)."
+    return _build
+
+
+for _plain_id in PLAIN:
+    _plain_registrar(_plain_id)
+
 densenet169_mimic = _registrar("densenet169-mimic", "DenseNet-169")
 densenet201_mimic = _registrar("densenet201-mimic", "DenseNet-201")
 resnet152_mimic = _registrar("resnet152-mimic", "ResNet-152")
 inception_v3_mimic = _registrar("inception_v3-mimic", "Inception-v3")
+resnet18_mimic = _registrar("resnet18-mimic", "ResNet-18")

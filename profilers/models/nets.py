@@ -2,7 +2,8 @@
 
 Every net is a plain nn.Module (images -> logits) built with random init; nothing is downloaded. The ViTs are
 torchvision's VisionTransformer with small configurations (ours; 003 uses ViT-B, DeiT and Swin, far too
-heavy for a CPU in minutes): "vit-micro" (student, about the parameters of vgg-s3) and "vit-small" (teacher).
+heavy for a CPU in minutes): "vit-micro" (student, about the parameters of vgg-s3), "vit-small" and "vit-medium" (the ViT teacher of the
+pairs study: larger than every student, as 003's teachers are).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from profilers.models.vgg import STUDENTS, TEACHER_CFGS, build_vgg
 VITS: dict[str, tuple[int, int, int, int, int]] = {  # 16 tokens: cheap on a CPU
     "vit-micro": (4, 2, 2, 32, 64),
     "vit-small": (4, 4, 4, 128, 256),
+    "vit-medium": (4, 6, 4, 192, 384),  # the ViT teacher: 1.8 M parameters, larger than every student (vgg-s8 0.97 M)
 }
 
 

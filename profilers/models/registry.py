@@ -25,6 +25,9 @@ class SplittableModel:
     shapes_only: bool = False  # built on the meta device: too large for this machine, FLOPs and shapes only
     checkpoint: str = "random-init"
     extra: dict = field(default_factory=dict)
+    image_size: Optional[tuple[int, int]] = None  # (H, W) of the photo a non-tensor input is prepared from: its
+    # image encodings (raw uint8, JPEG, PNG) are what a mobile device sends at split point 'input'
+
 
 
 @dataclass(frozen=True)

@@ -155,9 +155,23 @@ class _Logits:
         return cls.cls(model)
 
 
+def _image_classification_class(config):
+    """The image-classification class of a config: the one its `architectures` names, else the first the auto
+    mapping lists (DeiT maps to two; AutoModel.from_config fails on a config without `architectures`)."""
+    from transformers import AutoModelForImageClassification
+
+    mapping = AutoModelForImageClassification._model_mapping
+    if type(config) not in mapping:
+        raise ValueError(f"{type(config).__name__} has no image-classification model in transformers")
+    classes = mapping[type(config)]
+    classes = list(classes) if isinstance(classes, (list, tuple)) else [classes]
+    named = [c for c in classes if c.__name__ in (getattr(config, "architectures", None) or [])]
+    return (named or classes)[0]
+
+
 def hf_model(path_text: str, request: ModelRequest, warn: Optional[Warn] = None) -> SplittableModel:
     """A transformers vision model from a local config.json or checkpoint folder; never the network."""
-    from transformers import AutoConfig, AutoModelForImageClassification
+    from transformers import AutoConfig
 
     path = Path(path_text).expanduser()
     if not path.exists():
@@ -173,12 +187,19 @@ def hf_model(path_text: str, request: ModelRequest, warn: Optional[Warn] = None)
         raise EdgesimError(f"hf:{path_text}: cannot read {config_path}: {first_line(exc)}") from None
     weights = [f for f in ("model.safetensors", "pytorch_model.bin") if (folder / f).is_file()] if path.is_dir() else []
     source = request.checkpoint or (str(folder) if weights else None)
+    model_id = f"hf:{folder.name}"
+    from profilers.models.hf import multimodal_from_config
+
+    multimodal = multimodal_from_config(model_id, config, source, request.input_size)
+    if multimodal is not None:  # ViLT, LLaVA-NeXT-Video: blocks of profilers.models.hf, split per layer
+        return multimodal
     try:
+        cls = _image_classification_class(config)
         if source:
-            module = AutoModelForImageClassification.from_pretrained(source, local_files_only=True)
+            module = cls.from_pretrained(source, local_files_only=True)
         else:
-            module = AutoModelForImageClassification.from_config(config)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            module = cls(config)
+    except (OSError, ValueError, KeyError, RuntimeError, IndexError, TypeError, AttributeError) as exc:
         what = f"cannot load weights from {source}" if source else f"no image-classification model for {config_path}"
         raise EdgesimError(f"hf:{path_text}: {what}: {first_line(exc)}") from None
     side = getattr(config, "image_size", 224)
@@ -186,7 +207,6 @@ def hf_model(path_text: str, request: ModelRequest, warn: Optional[Warn] = None)
     channels = int(getattr(config, "num_channels", 3))
     size = request.input_size
     shape = (channels, side, side) if size is None else ((channels, *size) if len(size) == 2 else tuple(size))
-    model_id = f"hf:{folder.name}"
     return _finish(model_id, _Logits.wrap(module), shape, request,
                    f"transformers {type(module).__name__} from {config_path}", warn, checkpoint_loaded=source)
 

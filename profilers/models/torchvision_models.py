@@ -14,8 +14,8 @@ from profilers.errors import EdgesimError
 from profilers.models.registry import SplittableModel, register
 
 
-def load_checkpoint(model, checkpoint: str, drop_prefixes: Sequence[str] = ()) -> None:
-    """Load a local state_dict (torch.load weights_only or .safetensors) into model; one-line error otherwise."""
+def read_state_dict(checkpoint: str, drop_prefixes: Sequence[str] = ()) -> dict:
+    """A local state_dict (torch.load weights_only or .safetensors), 'module.' prefixes removed; one-line error otherwise."""
     import torch
 
     path = Path(checkpoint)
@@ -34,7 +34,13 @@ def load_checkpoint(model, checkpoint: str, drop_prefixes: Sequence[str] = ()) -
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise EdgesimError(f"checkpoint {path}: expected a state_dict (mapping of tensor names), got {type(state).__name__}")
-    state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith(tuple(drop_prefixes))}
+    return {k.removeprefix("module."): v for k, v in state.items() if not k.startswith(tuple(drop_prefixes))}
+
+
+def load_checkpoint(model, checkpoint: str, drop_prefixes: Sequence[str] = ()) -> None:
+    """Load a local state_dict (torch.load weights_only or .safetensors) into model; one-line error otherwise."""
+    path = Path(checkpoint)
+    state = read_state_dict(checkpoint, drop_prefixes)
     missing, unexpected = [], []
     try:
         result = model.load_state_dict(state, strict=False)

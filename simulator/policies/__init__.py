@@ -18,6 +18,7 @@ from simulator.policies.base import (
     FrameInputs,
     LoadView,
     PolicyEntry,
+    PolicyKernels,
     PolicySpecBase,
     Route,
     StatefulPolicy,
@@ -37,11 +38,17 @@ def policy_entries() -> dict[str, PolicyEntry]:
     return dict(ENTRIES)
 
 
+def policy_kernels(policy: Optional[BasePolicy]) -> Optional[PolicyKernels]:
+    """The kernels a stateful policy's registry entry declares (None: no policy, or not registered with kernels)."""
+    entry = ENTRIES.get(getattr(getattr(policy, "spec", None), "name", None))
+    return entry.kernels if entry is not None and isinstance(policy, entry.policy) else None
+
+
 def make_policy(spec: PolicySpecBase, scenario_model: str, devices: dict[str, Device],
                 dataset: Optional[pd.DataFrame]) -> BasePolicy:
     """The policy object of a parsed spec, with the scenario's model and devices."""
     return ENTRIES[spec.name].policy(spec, scenario_model, devices, dataset)
 
 
-__all__ = ["ENTRIES", "BasePolicy", "FrameInputs", "LoadView", "PolicyEntry", "PolicySpec", "PolicySpecBase", "Route",
-           "StatefulPolicy", "make_policy", "make_route", "policy_entries"]
+__all__ = ["ENTRIES", "BasePolicy", "FrameInputs", "LoadView", "PolicyEntry", "PolicyKernels", "PolicySpec",
+           "PolicySpecBase", "Route", "StatefulPolicy", "make_policy", "make_route", "policy_entries", "policy_kernels"]

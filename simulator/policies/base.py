@@ -8,16 +8,19 @@ replay them; stateful ones pick at capture time from the load they see and keep 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 import numpy as np
 import pandas as pd
+from numba import cfunc
 from pydantic import BaseModel, ConfigDict, Field
 
 from profilers.errors import EdgesimError
 from profilers.schema import ModelProfile
 from simulator.devices import Device, ServiceTime, reference_model
-from simulator.link import DEFAULT_PACKET_PAYLOAD_BYTES, RateTrace
+from simulator.kernels.decisions import DECIDE, OBSERVE
+from simulator.kernels.records import ROUTE
+from simulator.link import DEFAULT_PACKET_PAYLOAD_BYTES, Packetiser, RateTrace
 
 
 @dataclass(frozen=True)
@@ -115,9 +118,22 @@ def make_route(decision: str, model: ModelProfile, split: str, encoding: str, mo
     sp = model.split_point(split)
     head = mobile.head_time(model, sp)
     tail = server.tail_time(model, sp)
+    if tail is not None:  # the payload is encoded on the mobile device and decoded on the server, where measured
+        head = _with_step(head, mobile.codec_s(model, sp, encoding, "encode_s"), mobile.active_w)
+        tail = _with_step(tail, server.codec_s(model, sp, encoding, "decode_s"), server.active_w)
     up_bytes = _payload_bytes(model, sp, encoding) if tail is not None else 0
     return Route(decision, model.model_id, split, encoding, head, up_bytes, tail,
                  model.result_bytes if tail is not None else 0, prediction)
+
+
+def _with_step(st: Optional[ServiceTime], extra_s: float, power_w: float) -> Optional[ServiceTime]:
+    """A station's time with a fixed extra step (encoding or decoding) on the same device; the step alone where
+    nothing else runs there (full offloading's JPEG encoding on the mobile device)."""
+    if extra_s <= 0:
+        return st
+    if st is None:
+        return ServiceTime("fixed", extra_s, mean_s=extra_s, power_w=power_w)
+    return st.plus(extra_s)
 
 
 def place_route(decision: str, model: ModelProfile, to_edge: str, to_cloud: Optional[str], encoding: str,
@@ -199,11 +215,63 @@ class StatefulPolicy(BasePolicy):
 
 
 @dataclass(frozen=True)
+class PolicyKernels:
+    """A stateful policy's rules as numba functions both engines run (simulator.kernels.decisions):
+
+    state(policy, uplinks) -> float64 array: what the policy keeps during one run (its parameters too);
+    decide(state, view, routes, lo, hi) -> k (signature decisions.DECIDE): route lo + k at a capture, from the
+      LOAD_VIEW record and the frame's mobile device's ROUTE records;
+    observe(state, link, bits, duration_s) (signature decisions.OBSERVE): an uplink transfer ended.
+    The SimPy engine calls decide and observe as they are; the compiled engine calls them as C functions of the same
+    code (c_functions), so one compiled event loop serves every policy.
+    """
+
+    state: Callable[[Any, list[RateTrace]], np.ndarray]
+    decide: Any  # a numba.njit function
+    observe: Any  # a numba.njit function
+
+    def c_functions(self) -> tuple:
+        """(decide, observe) as numba C functions (compiled once, cached on disk)."""
+        return _c_functions(self.decide, self.observe)
+
+
+_C_FUNCTIONS: dict = {}
+
+
+def _c_functions(decide, observe) -> tuple:
+    key = (decide, observe)
+    if key not in _C_FUNCTIONS:
+        _C_FUNCTIONS[key] = (cfunc(DECIDE, cache=True)(decide.py_func), cfunc(OBSERVE, cache=True)(observe.py_func))
+    return _C_FUNCTIONS[key]
+
+
+def route_table(routes_of_mobile: list[list[Route]], payload_bytes: int, overhead_bytes: int) -> np.ndarray:
+    """Every mobile device's routes as ROUTE records (M, R): what predictions read of them (expected times, and wire
+    bits with per-packet overhead, resends not predicted)."""
+    width = max(len(r) for r in routes_of_mobile)
+    table = np.zeros((len(routes_of_mobile), width), ROUTE)
+    packetiser = Packetiser(payload_bytes, overhead_bytes)
+
+    def bits(size_bytes: int) -> float:
+        return float(packetiser.wire_bytes(size_bytes)) * 8.0
+
+    for m, routes in enumerate(routes_of_mobile):
+        for k, r in enumerate(routes):
+            table[m, k] = (r.head.expected_s if r.head else 0.0, r.tail is not None,
+                           r.tail.expected_s if r.tail is not None else 0.0, r.cloud is not None,
+                           r.cloud.expected_s if r.cloud is not None else 0.0, bits(r.up_bytes), bits(r.down_bytes),
+                           bits(r.wan_bytes))
+    return table
+
+
+@dataclass(frozen=True)
 class PolicyEntry:
-    """A registered policy: its spec model, its behaviour, and the paper section it comes from."""
+    """A registered policy: its spec model, its behaviour, the paper section it comes from, and for a stateful
+    policy its kernels (None: a stateless policy, or one only the SimPy engine can run)."""
 
     name: str
     spec: type[PolicySpecBase]
     policy: type[BasePolicy]
     summary: str
     source: str
+    kernels: Optional[PolicyKernels] = None

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
+import numpy as np
+from numba import njit
 from pydantic import Field
 
 from simulator.devices import Device
+from simulator.kernels.decisions import ewma_bps, least_delay, uplink_wait_s
+from simulator.kernels.links import planning_bps
 from simulator.link import RateTrace
 from simulator.policies.base import (
-    LoadView,
     PolicyEntry,
+    PolicyKernels,
     PolicySpecBase,
     Route,
     StatefulPolicy,
@@ -33,12 +37,36 @@ class BestSplitSpec(PolicySpecBase):
     ewma_alpha: float = Field(default=0.3, gt=0, le=1, description="weight of the newest transfer in the EWMA")
 
 
-MIN_PLANNING_BPS = 1.0
-"""The least bandwidth a prediction divides by (1 bit/s): during an outage every transfer looks ~forever away."""
+
+
+@njit(cache=True)
+def decide(state, view, routes, lo, hi):
+    """Best-split's choice at a capture: the route with the least predicted delay, planning the uplink with the EWMA
+    estimate (state[0] == 0) or the link's true rate now (the oracle), clamped by planning_bps."""
+    v = view[0]
+    bw = planning_bps(state[2 + v.link] if state[0] == 0.0 else v.uplink_rate_bps)
+    return least_delay(routes, lo, hi, v, bw, uplink_wait_s(v, bw))
+
+
+@njit(cache=True)
+def observe(state, link, bits, duration_s):
+    """Fold one finished uplink transfer into the link's EWMA estimate (weight state[1] for the newest)."""
+    state[2 + link] = ewma_bps(state[2 + link], state[1], bits, duration_s)
+
+
+def start_state(policy: "BestSplitPolicy", uplinks: list[RateTrace]) -> np.ndarray:
+    """[estimate kind (0 EWMA, 1 oracle), alpha, one estimate per uplink, from its rate at time 0]."""
+    spec = policy.spec
+    return np.array([0.0 if spec.bandwidth_estimate == "ewma" else 1.0, spec.ewma_alpha]
+                    + [tr.rate_bps_at(0.0) for tr in uplinks], dtype=float)
+
+
+KERNELS = PolicyKernels(start_state, decide, observe)
+"""Best-split's and best-placement's kernels: both engines run these."""
 
 
 class BandwidthEstimator:
-    """Uplink bandwidth as best-split sees it: an EWMA of observed transfers (bits/duration), or the true rate."""
+    """Uplink bandwidth as best-split sees it, for Python policies: the same EWMA and clamp kernels (run as Python)."""
 
     def __init__(self, kind: str, alpha: float, uplinks: list[RateTrace]) -> None:
         self.kind, self.alpha, self.uplinks = kind, alpha, uplinks
@@ -46,20 +74,17 @@ class BandwidthEstimator:
 
     def observe(self, link: int, bits: float, duration_s: float) -> None:
         """Fold one finished transfer into the link's estimate."""
-        if duration_s > 0:
-            self.estimate_bps[link] = (1 - self.alpha) * self.estimate_bps[link] + self.alpha * bits / duration_s
+        self.estimate_bps[link] = ewma_bps.py_func(self.estimate_bps[link], self.alpha, bits, duration_s)
 
     def at(self, link: int, now_s: float) -> float:
-        """The bandwidth to plan with on `link` at now_s (at least MIN_PLANNING_BPS: an outage makes sending look
-        very slow, not undefined)."""
+        """The bandwidth to plan with on `link` at now_s (the planning clamp of kernels.links)."""
         bw = self.estimate_bps[link] if self.kind == "ewma" else self.uplinks[link].rate_bps_at(now_s)
-        return max(bw, MIN_PLANNING_BPS)
+        return planning_bps.py_func(bw)
 
 
 class BestSplitPolicy(StatefulPolicy):
-    """Predict head + waits + transfer + tail + return for each candidate split point and take the least."""
-
-    estimator: Optional[BandwidthEstimator] = None
+    """Predict head + waits + transfer + tail + return for each candidate split point and take the least (its
+    decisions and observations are the kernels above, declared in its registry entry)."""
 
     def routes(self, mobile: Device, server: Device) -> list[Route]:
         names = self.spec.candidates or [sp.name for sp in self.model.split_points]
@@ -67,42 +92,10 @@ class BestSplitPolicy(StatefulPolicy):
         for name in names:
             full_offload = self.model.split_point(name).layer_index == 0
             enc = self.spec.input_encoding if full_offload else self.spec.encoding
-            out.append(make_route(f"best-split@{name}/{enc}", self.model, name, enc, mobile, server))
+            local = self.model.split_point(name) is self.model.split_points[-1]  # the all-local decision
+            out.append(make_route("local" if local else f"best-split@{name}/{enc}", self.model, name, enc, mobile,
+                                  server))
         return out
-
-    def start(self, uplinks: list[RateTrace]) -> None:
-        self.estimator = BandwidthEstimator(self.spec.bandwidth_estimate, self.spec.ewma_alpha, uplinks)
-
-    def observe_transfer(self, link: int, bits: float, duration_s: float) -> None:
-        self.estimator.observe(link, bits, duration_s)
-
-    def choose_one(self, view: LoadView, routes: list[Route]) -> int:
-        bw = self.estimator.at(view.link, view.now_s)
-        uplink_wait = view.uplink_backlog_s(bw)
-        best, best_s = 0, float("inf")
-        for k, r in enumerate(routes):
-            t = predicted_delay_s(view, r, bw, uplink_wait)
-            if t < best_s:
-                best, best_s = k, t
-        return best
-
-
-def predicted_delay_s(view: LoadView, r: Route, bw: float, uplink_wait: float) -> float:
-    """Neurosurgeon's prediction of a route's capture-to-output delay: every station's backlog plus its own service."""
-    t = view.mobile_backlog_s + (r.head.expected_s if r.head else 0.0)
-    if r.cloud is None:
-        if r.tail is not None:
-            t += uplink_wait + view.wire_bits(r.up_bytes) / bw
-            t += view.propagation_s + view.server_backlog_s + r.tail.expected_s
-            t += view.wire_bits(r.down_bytes) / view.downlink_bps + view.propagation_s
-        return t
-    t += uplink_wait + view.wire_bits(r.up_bytes) / bw + view.propagation_s
-    if r.tail is not None:
-        t += view.server_backlog_s + r.tail.expected_s
-    t += view.wan_backlog_s + view.wire_bits(r.wan_bytes) / view.wan_bps + view.wan_propagation_s
-    t += view.cloud_backlog_s + r.cloud.expected_s
-    t += view.wire_bits(r.down_bytes) / view.wan_down_bps + view.wan_propagation_s
-    return t + view.wire_bits(r.down_bytes) / view.downlink_bps + view.propagation_s
 
 
 class BestPlacementSpec(BestSplitSpec):
@@ -121,7 +114,8 @@ class BestPlacementPolicy(BestSplitPolicy):
         out = []
         for i, a in enumerate(order):
             enc = self.spec.input_encoding if self.model.split_point(a).layer_index == 0 else self.spec.encoding
-            out.append(make_route(f"place@{a}/{enc}", self.model, a, enc, mobile, server))
+            local = self.model.split_point(a) is self.model.split_points[-1]  # nothing leaves the mobile device
+            out.append(make_route("local" if local else f"place@{a}/{enc}", self.model, a, enc, mobile, server))
             if self.cloud is None or a == "output":
                 continue
             for b in order[i:]:
@@ -134,9 +128,11 @@ class BestPlacementPolicy(BestSplitPolicy):
 
 ENTRY_PLACEMENT = PolicyEntry("best-placement", BestPlacementSpec, BestPlacementPolicy,
                               "per frame, the least predicted delay over every split and tier (mobile, edge, cloud)",
-                              "Neurosurgeon (Kang et al. 2017) generalised to three tiers, with backlogs per station")
+                              "Neurosurgeon (Kang et al. 2017) generalised to three tiers, with backlogs per station",
+                              KERNELS)
 
 
 ENTRY = PolicyEntry("best-split", BestSplitSpec, BestSplitPolicy,
                     "per frame, the split point with the least predicted capture-to-output delay",
-                    "Neurosurgeon (Kang et al. 2017, ref. [10] of 002), with queue backlogs and a bandwidth estimate")
+                    "Neurosurgeon (Kang et al. 2017, ref. [10] of 002), with queue backlogs and a bandwidth estimate",
+                    KERNELS)

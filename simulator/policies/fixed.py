@@ -9,7 +9,7 @@ from pydantic import Field
 from simulator.devices import Device
 from simulator.policies.base import BasePolicy, PolicyEntry, PolicySpecBase, Route, make_route, place_route
 
-InputEncoding = Literal["raw_uint8", "float32", "jpeg"]
+InputEncoding = Literal["raw_uint8", "float32", "jpeg", "png"]
 TensorEncoding = Literal["float32", "float16", "int8", "zlib_float32", "zlib_int8"]
 
 

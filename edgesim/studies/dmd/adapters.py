@@ -72,17 +72,24 @@ def find_module(model, name: str):
     return modules[name]
 
 
+#: a hidden layer named 'NAME:input' is the named module's input (e.g. 'fc:input': the features the head reads)
+INPUT_SUFFIX = ":input"
+
+
 @contextlib.contextmanager
 def capture_output(model, name: Optional[str]) -> Iterator[dict]:
-    """Forward hook on the named module; the yielded dict gets 'value' = its output flattened to (B, -1)."""
+    """Forward hook on the named module; the yielded dict gets 'value' = its output (its input for 'NAME:input')
+    flattened to (B, -1)."""
     store: dict = {}
     if name is None:
         yield store
         return
-    module = find_module(model, name)
+    takes_input = name.endswith(INPUT_SUFFIX)
+    module = find_module(model, name.removesuffix(INPUT_SUFFIX))
 
-    def hook(_mod, _inp, out):
-        t = out[0] if isinstance(out, (tuple, list)) else out
+    def hook(_mod, inp, out):
+        t = inp if takes_input else out
+        t = t[0] if isinstance(t, (tuple, list)) else t
         store["value"] = t.detach().reshape(t.shape[0], -1).float().cpu().numpy()
 
     handle = module.register_forward_hook(hook)
@@ -125,8 +132,10 @@ def _to_pil(item: Any):
     return Image.fromarray(arr, "RGB")
 
 
-def preprocess_images(batch: Sequence[Any], size: tuple[int, int], mean: Sequence[float], std: Sequence[float], channels: int = 3):
-    """Resize (bilinear), convert to `channels` and normalise with torch ops only (no processor downloads)."""
+def preprocess_images(batch: Sequence[Any], size: tuple[int, int], mean: Sequence[float], std: Sequence[float], channels: int = 3,
+                      resize_px: Optional[int] = None):
+    """Resize (bilinear; with resize_px: shorter side to resize_px, then the centre size crop, as torchvision's
+    ImageClassification transform), convert to `channels` and normalise with torch ops only (no processor downloads)."""
     import torch
     import torch.nn.functional as F
 
@@ -137,7 +146,15 @@ def preprocess_images(batch: Sequence[Any], size: tuple[int, int], mean: Sequenc
             t = t.mean(0, keepdim=True).expand(channels, -1, -1) if channels in (1, 3) else t
             if channels == 1:
                 t = t[:1]
-        t = F.interpolate(t.unsqueeze(0), size=size, mode="bilinear", align_corners=False).squeeze(0)
+        if resize_px:
+            h, w = t.shape[-2:]
+            scale = resize_px / min(h, w)
+            hh, ww = max(size[0], round(h * scale)), max(size[1], round(w * scale))
+            t = F.interpolate(t.unsqueeze(0), size=(hh, ww), mode="bilinear", align_corners=False, antialias=True).squeeze(0)
+            top, left = (hh - size[0]) // 2, (ww - size[1]) // 2
+            t = t[:, top:top + size[0], left:left + size[1]]
+        else:
+            t = F.interpolate(t.unsqueeze(0), size=size, mode="bilinear", align_corners=False).squeeze(0)
         out.append(t)
     x = torch.stack(out)
     m = torch.tensor(mean, dtype=x.dtype).view(1, -1, 1, 1)
@@ -145,14 +162,25 @@ def preprocess_images(batch: Sequence[Any], size: tuple[int, int], mean: Sequenc
     return (x - m) / s
 
 
-class TorchClassifierAdapter:
-    """Any nn.Module classifier: softmax of its logits, hidden layer by module name via a forward hook."""
+def grouped_probs(probs: np.ndarray, groups: Sequence[Sequence[int]]) -> np.ndarray:
+    """Dataset-class probabilities from a model's: each class sums its outputs' probabilities, renormalised over the
+    mapped outputs (an ImageNet head read as fall / no fall, say); rows whose mapped outputs hold no mass are uniform."""
+    p = np.stack([probs[:, list(g)].sum(axis=1) for g in groups], axis=1)
+    total = p.sum(axis=1, keepdims=True)
+    return np.where(total > 0, p / np.where(total > 0, total, 1.0), 1.0 / len(groups))
 
-    def __init__(self, model, hidden_layer: Optional[str] = None, transform: Optional[Callable[[Sequence[Any]], Any]] = None, device: str = "cpu"):
+
+class TorchClassifierAdapter:
+    """Any nn.Module classifier: softmax of its logits (grouped into the dataset's classes when a label mapping is
+    given), hidden layer by module name via a forward hook."""
+
+    def __init__(self, model, hidden_layer: Optional[str] = None, transform: Optional[Callable[[Sequence[Any]], Any]] = None,
+                 device: str = "cpu", class_groups: Optional[Sequence[Sequence[int]]] = None):
         self.model = model.to(device).eval()  # the registry's small nets run in float32
         self.default_hidden_layer = hidden_layer
         self.transform = transform
         self.device = device
+        self.class_groups = class_groups
 
     def predict(self, batch: Sequence[Any], hidden_layer: Optional[str] = None) -> tuple[np.ndarray, Optional[np.ndarray]]:
         """Softmax probabilities (B, C) and the hidden layer's flattened output (B, H) or None."""
@@ -163,6 +191,8 @@ class TorchClassifierAdapter:
             logits = self.model(x.to(self.device))
         logits = getattr(logits, "logits", logits)
         probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        if self.class_groups is not None:
+            probs = grouped_probs(probs, self.class_groups)
         return probs, store.get("value")
 
 

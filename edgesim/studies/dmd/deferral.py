@@ -40,7 +40,7 @@ def average_name(positive: Optional[int]) -> str:
     return "binary" if positive is not None else "macro"
 
 
-def _metrics_along(trace: pd.DataFrame, order: np.ndarray, ks: np.ndarray,
+def metrics_along(trace: pd.DataFrame, order: np.ndarray, ks: np.ndarray,
                    positive: Optional[int]) -> tuple[np.ndarray, np.ndarray]:
     """F1 and accuracy of the combined prediction after deferring order[:k], for each k."""
     y = trace["label"].to_numpy()
@@ -87,10 +87,10 @@ def deferral_curves(
 
     for m in methods:
         m = canonical_method(m)
-        f1s, accs = _metrics_along(trace, deferral_order(trace, m, seed), ks, positive)
+        f1s, accs = metrics_along(trace, deferral_order(trace, m, seed), ks, positive)
         add(m, f1s, accs)
         if m == "random":
-            runs = [_metrics_along(trace, deferral_order(trace, "random", seed + s), ks, positive)
+            runs = [metrics_along(trace, deferral_order(trace, "random", seed + s), ks, positive)
                     for s in range(int(random_seeds))]
             add("random-mean", np.mean([r[0] for r in runs], axis=0), np.mean([r[1] for r in runs], axis=0))
             y = trace["label"].to_numpy()
@@ -148,7 +148,13 @@ class ThresholdInfo:
 def threshold_at_fraction(trace: pd.DataFrame, method: str, offload_fraction: float) -> float:
     """Score threshold that defers round(f*n) training samples (midpoint between neighbours; ties defer fewer)."""
     method = canonical_method(method)
-    conf = np.sort(confidence(trace, method), kind="stable")
+    t = threshold_for_fraction(confidence(trace, method), offload_fraction)
+    return float(-t if method == "entropy" else t)
+
+
+def threshold_for_fraction(scores: np.ndarray, offload_fraction: float) -> float:
+    """Threshold t on scores (defer where score < t) that defers round(f*n) of them (midpoint between neighbours)."""
+    conf = np.sort(np.asarray(scores, dtype=np.float64), kind="stable")
     k = n_deferred(len(conf), offload_fraction)
     if k == 0:
         t = (conf[0] - 1.0) if len(conf) else 0.0
@@ -156,7 +162,7 @@ def threshold_at_fraction(trace: pd.DataFrame, method: str, offload_fraction: fl
         t = conf[-1] + 1.0
     else:
         t = (conf[k - 1] + conf[k]) / 2.0
-    return float(-t if method == "entropy" else t)
+    return float(t)
 
 
 def bucket_f1(trace: pd.DataFrame, method: str = "switcher", positive: Optional[int] = None,
@@ -165,8 +171,25 @@ def bucket_f1(trace: pd.DataFrame, method: str = "switcher", positive: Optional[
     positive = default_positive(trace) if positive is None else positive
     n = len(trace)
     ks = np.array([n_deferred(n, k / n_buckets) for k in range(n_buckets + 1)])
-    f1s, _ = _metrics_along(trace, deferral_order(trace, method), ks, positive)
+    f1s, _ = metrics_along(trace, deferral_order(trace, method), ks, positive)
     return f1s
+
+
+STRATEGIES = ("buckets", "fraction", "threshold")
+
+
+def check_strategy(strategy: str, offload_fraction: Optional[float] = None, threshold: Optional[float] = None) -> None:
+    """An operating-point request that can be met: a known strategy, a fraction in [0, 1], a finite threshold in [0, 1]."""
+    if strategy not in STRATEGIES:
+        raise EdgesimError(f"--strategy '{strategy}': expected one of {', '.join(STRATEGIES)}")
+    if offload_fraction is not None and not 0.0 <= offload_fraction <= 1.0:  # False for NaN as well
+        raise EdgesimError(f"--offload-fraction {offload_fraction}: expected a fraction deferred in [0, 1]")
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise EdgesimError(f"--threshold {threshold}: expected an agreement probability in [0, 1]")
+    if strategy == "fraction" and offload_fraction is None:
+        raise EdgesimError("--strategy fraction needs --offload-fraction F (e.g. 0.6)")
+    if strategy == "threshold" and threshold is None:
+        raise EdgesimError("--strategy threshold needs --threshold P (e.g. 0.5)")
 
 
 def choose_threshold(

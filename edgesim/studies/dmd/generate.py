@@ -121,9 +121,29 @@ def generate(
     })
     df["agree"] = df["edge_pred"] == df["cloud_pred"]
     df["split"] = dataset_split(cols["split"]) if all(cols["split"]) else stratified_split(labels, test_fraction, seed)
+    df["edge_probs"] = list(np.concatenate(cols["edge_prob"]).astype(np.float32))  # the switcher-input ablation's
     df["hidden"] = cols["hidden"]
     df.attrs["hidden_layer"] = layer
     return df
+
+
+def degenerate_problems(trace: pd.DataFrame) -> list[str]:
+    """Why a trace cannot support 000's evaluation: agreement 0 %, a model whose predictions never equal a label,
+    or a model that predicts one class for every sample; each with its numbers. Empty when none holds."""
+    n = len(trace)
+    problems = []
+    if n and not trace["agree"].any():
+        problems.append(f"the two models agree on 0 of {n} samples")
+    for side in ("edge", "cloud"):
+        pred = trace[f"{side}_pred"]
+        hits = int((pred == trace["label"]).sum())
+        if n and hits == 0:
+            problems.append(f"the {side} model's predictions never equal the label (0 of {n}; it predicts "
+                            f"{sorted(pred.unique().tolist())[:5]}, the labels are {sorted(trace['label'].unique().tolist())[:5]})")
+        elif pred.nunique() == 1 and n > 1:
+            problems.append(f"the {side} model predicts class {int(pred.iloc[0])} for all {n} samples "
+                            f"(accuracy {100 * hits / n:.1f}%)")
+    return problems
 
 
 def hidden_matrix(trace: pd.DataFrame) -> np.ndarray:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from edgesim.report.html import PngMode, write_figures, write_plotlyjs
 from edgesim.studies.data import describe_data
-from edgesim.studies.dmd import deferral, digits, routing
+from edgesim.studies.dmd import baselines, deferral, digits, routing
 from edgesim.studies.dmd.adapters import TorchClassifierAdapter
 from edgesim.studies.dmd.generate import generate, hidden_matrix
 from edgesim.studies.dmd.plots import curves_figure, reliability_figure, report_html, risk_coverage_figure
@@ -76,10 +76,33 @@ class Evaluation:
     risk_coverage: pd.DataFrame = field(default_factory=pd.DataFrame)  # test split
     reliability: pd.DataFrame = field(default_factory=pd.DataFrame)  # switcher's probability on test
     diagnostics: dict = field(default_factory=dict)  # AUROC, ECE, paired bootstrap on test
+    baselines: pd.DataFrame = field(default_factory=pd.DataFrame)  # learned references beside the switcher, test
+    baseline_curves: pd.DataFrame = field(default_factory=pd.DataFrame)  # their test F1 / accuracy curves
 
 
-def evaluate(trace: pd.DataFrame, info: deferral.ThresholdInfo, seed: int = 0, n_points: int = 101) -> Evaluation:
-    """Deferral curves and their areas on train and test (000 Figures 2-3) and Table 1 rows on test."""
+def curve_methods(part: pd.DataFrame) -> list[str]:
+    """The deferral curves worth drawing: score methods whose column exists, without margin and entropy when there
+    are two classes (monotone in max-probability there: the same order as uncertainty, so the same curve)."""
+    two = baselines.is_two_class(part)
+    return [m for m in deferral.CURVE_METHODS
+            if (m not in deferral.SCORE_COLUMNS or deferral.SCORE_COLUMNS[m] in part.columns)
+            and not (two and m in baselines.TWO_CLASS_DUPLICATES)]
+
+
+def baseline_evaluation(trace: pd.DataFrame, info: deferral.ThresholdInfo, positive, epochs: int = 100,
+                        patience: int = 10, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The learned references (baselines.LEARNED) fitted on train, with the switcher, uncertainty and the oracle,
+    evaluated on test at the switcher's train deferral fraction."""
+    scores = {"switcher": trace["switcher_score"].to_numpy(), "uncertainty": trace["edge_max_prob"].to_numpy(),
+              **baselines.learned_scores(trace, epochs, patience, seed)}
+    rows, curves = baselines.baseline_rows(trace, scores, info.offload_fraction, positive)
+    return rows, curves
+
+
+def evaluate(trace: pd.DataFrame, info: deferral.ThresholdInfo, seed: int = 0, n_points: int = 101,
+             with_baselines: bool = False, baseline_epochs: int = 100) -> Evaluation:
+    """Deferral curves and their areas on train and test (000 Figures 2-3) and Table 1 rows on test; with_baselines:
+    also the learned references of baselines.py on test (needs switcher_score and a train split)."""
     positive = deferral.default_positive(trace) if info.f1_positive is None else info.f1_positive
     curves, areas, routes = [], [], []
     splits = ["train", "test"] if "split" in trace.columns else [None]
@@ -87,8 +110,7 @@ def evaluate(trace: pd.DataFrame, info: deferral.ThresholdInfo, seed: int = 0, n
         part = trace if split is None else trace[trace["split"] == split].reset_index(drop=True)
         if part.empty:
             continue
-        methods = [m for m in deferral.CURVE_METHODS if m not in deferral.SCORE_COLUMNS or deferral.SCORE_COLUMNS[m] in part.columns]
-        c = deferral.deferral_curves(part, methods, deferral.curve_fractions(n_points), positive, seed)
+        c = deferral.deferral_curves(part, curve_methods(part), deferral.curve_fractions(n_points), positive, seed)
         c.insert(0, "split", split or "all")
         curves.append(c)
         a = deferral.curve_area(c, "f1").merge(deferral.curve_area(c, "accuracy"), on="method")
@@ -108,9 +130,24 @@ def evaluate(trace: pd.DataFrame, info: deferral.ThresholdInfo, seed: int = 0, n
     rc = routing.risk_coverage(test, methods, seed=seed)
     diag = {**routing.agreement_diagnostics(test), **routing.switcher_vs_uncertainty(test, info.method_thresholds, positive, seed=seed)}
     diag.update({f"aurc_{r.method}": r.aurc_risk for r in routing.aurc(rc).itertuples()})
+    if baselines.is_two_class(test):
+        diag["dropped_duplicates"] = ("margin, entropy: monotone in max-probability for two classes (the "
+                                      "uncertainty curve's order), not drawn as separate baselines")
     bins = reliability_bins(test["agree"], test["switcher_score"]) if "switcher_score" in test.columns else pd.DataFrame()
-    return Evaluation(curves_df, pd.concat(areas, ignore_index=True), table, info, pd.concat(routes, ignore_index=True),
-                      rc, bins, diag)
+    ev = Evaluation(curves_df, pd.concat(areas, ignore_index=True), table, info, pd.concat(routes, ignore_index=True),
+                    rc, bins, diag)
+    if with_baselines and "switcher_score" in trace.columns and "split" in trace.columns:
+        ev.baselines, ev.baseline_curves = baseline_evaluation(trace, info, positive, baseline_epochs,
+                                                                max(5, baseline_epochs // 10), seed)
+        oracle = ev.routing[(ev.routing["split"] == "test") & (ev.routing["metric"] == "f1")
+                            & (ev.routing["method"] == "oracle")]
+        if len(oracle):
+            o, t1 = oracle.iloc[0], table.set_index("method")
+            ev.baselines = pd.concat([ev.baselines, pd.DataFrame([{
+                "method": "oracle", "auc_f1": o["auc"], "apgr": o["apgr"], "cpt50": o["cpt50"], "cpt80": o["cpt80"],
+                "auroc_agree": float("nan"), "f1_pct": t1.loc["oracle", "f1_pct"],
+                "large_model_pct": t1.loc["oracle", "large_model_pct"], "n_test": int(len(test))}])], ignore_index=True)
+    return ev
 
 
 def write_evaluation(ev: Evaluation, out: Path, png: PngMode = "auto", provenance: Optional[dict] = None,
@@ -130,6 +167,9 @@ def write_evaluation(ev: Evaluation, out: Path, png: PngMode = "auto", provenanc
                atomic_write_text(out / "diagnostics.json", json.dumps(ev.diagnostics, indent=2) + "\n")]
     if write_table1:
         written.append(atomic_write_text(out / "table1.csv", ev.table1.to_csv(index=False)))
+    if not ev.baselines.empty:
+        written += [atomic_write_text(out / "baselines.csv", ev.baselines.to_csv(index=False)),
+                    atomic_write_text(out / "baseline_curves.csv", ev.baseline_curves.to_csv(index=False))]
     figs = {}
     for split, g in ev.curves.groupby("split", sort=False):
         g = g.drop(columns="split")
@@ -179,7 +219,7 @@ def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "bi
     save_switcher(model, cfg, out / "switcher.safetensors", out / "switcher.json")
     write_trace_parquet(trace, out / "dmd.parquet")
     write_dmd_json(trace, out / "dmd.json")
-    ev = evaluate(trace, info, seed=seed)
+    ev = evaluate(trace, info, seed=seed, with_baselines=True, baseline_epochs=30 if fast else 300)
     provenance = {
         "data": f"{describe_data(data_name, len(data.labels))}, task '{task}'"
                 + (f" (positive = {data.positive}, positive-class F1)" if task == "binary" else " (macro F1)")
@@ -204,6 +244,7 @@ def run_demo(out: str | Path, seed: int = 0, fast: bool = False, task: str = "bi
         "edge_accuracy_all": edge_acc, "switcher": cfg.metrics, "threshold": info.to_dict(),
         "table1": ev.table1.to_dict(orient="records"), "areas": ev.areas.to_dict(orient="records"),
         "routing": ev.routing.to_dict(orient="records"), "diagnostics": ev.diagnostics,
+        "baselines": ev.baselines.to_dict(orient="records"),
         "reliability": ev.reliability.to_dict(orient="records"),
         "replay": replayed.provenance, "replay_devices": {"mobile": mobile, "cloud": cloud_device},
         "cost_vs_deferred": replayed.sweep.to_dict(orient="records"),

@@ -42,6 +42,26 @@ def curves_figure(curves: pd.DataFrame, title: str, chosen_fraction: Optional[fl
     return fig
 
 
+def mean_curves_figure(mean: pd.DataFrame, title: str, metric: str = "f1"):
+    """Mean deferral curve per method over seeds with its 95% t-interval as a band (a summarise() table of curves)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for i, (method, g) in enumerate(mean.groupby("method", sort=False)):
+        g = g.sort_values("offload_fraction")
+        x, y, half = 100 * g["offload_fraction"], 100 * g[metric], 100 * g[f"{metric}_ci"].fillna(0.0)
+        colour = f"hsl({(i * 57) % 360},65%,45%)"
+        fig.add_trace(go.Scatter(x=list(x) + list(x[::-1]), y=list(y + half) + list((y - half)[::-1]), fill="toself",
+                                 fillcolor=colour.replace("hsl", "hsla").replace("%)", "%,0.15)"), line={"width": 0},
+                                 legendgroup=method, showlegend=False, hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=LABELS.get(method, method), legendgroup=method,
+                                 line={"color": colour, "dash": "dash" if method == "oracle" else "solid"}))
+    fig.update_xaxes(title_text="% of data deferred to the large model")
+    fig.update_yaxes(title_text=f"combined {metric} (%), mean and 95% t-interval over seeds")
+    fig.update_layout(title=title, width=900, height=500, template="plotly_white")
+    return fig
+
+
 def reliability_figure(bins: pd.DataFrame, title: str):
     """Reliability diagram of the switcher's agreement probability: observed agreement rate per probability bin."""
     import plotly.graph_objects as go

@@ -21,6 +21,7 @@ import pandas as pd
 
 from edgesim.report.html import write_figures
 from edgesim.studies.dmd import deferral
+from edgesim.studies.dmd.costaware import cost_aware_rows
 from edgesim.studies.dmd.switcher import load_switcher
 from profilers.catalog import FACTS_PATH
 from profilers.derive import derive_device, load_facts
@@ -265,13 +266,15 @@ def _test_rows(trace_path: Path) -> tuple[pd.DataFrame, int]:
 
 def replay_profiles(out: Path, trace_path: Path, info: deferral.ThresholdInfo | dict, profiles: list[Path],
                     mobile: str, cloud: str, cascade: CascadeModels = CascadeModels(), switcher_s: float = 0.0,
-                    seed: int = 0, png: str = "auto", notes: Optional[dict] = None) -> Replay:
+                    seed: int = 0, png: str = "auto", notes: Optional[dict] = None,
+                    f1_floor_pct: Optional[float] = None) -> Replay:
     """Replay the trace's test split on any two models in any profiles (000 Table 1 and Figures 4-5).
 
     profiles: device profile files holding cascade.edge_model on `mobile` and cascade.cloud_model on `cloud`
     (measured or derived). switcher_s: the switcher's time per frame on the mobile device, added to every
     dmd-switcher frame. Writes table1.csv (trace F1/accuracy + sim_* time and energy), cost_vs_deferred.csv
-    and the energy_vs_deferred / runtime_vs_deferred figures.
+    and the energy_vs_deferred / runtime_vs_deferred figures; with a switcher score and a train split also
+    cost_aware.csv (costaware.py: cheapest fraction reaching the train F1 floor f1_floor_pct).
     """
     out = Path(out)
     info = info if isinstance(info, deferral.ThresholdInfo) else deferral.ThresholdInfo.from_dict(info)
@@ -311,6 +314,10 @@ def replay_profiles(out: Path, trace_path: Path, info: deferral.ThresholdInfo | 
     }
     atomic_write_text(out / "table1.csv", table.to_csv(index=False))
     atomic_write_text(out / "cost_vs_deferred.csv", sweep.to_csv(index=False))
+    if "switcher_score" in trace.columns and (trace["split"] == "train").any():
+        switcher_row = table[table["method"] == "switcher"]
+        aware = cost_aware_rows(trace, sweep, n_test, float(switcher_row["large_model_pct"].iloc[0]) / 100, f1_floor_pct)
+        atomic_write_text(out / "cost_aware.csv", aware.to_csv(index=False))
     figures = cost_figures(sweep, table)
     write_figures(figures, out, png)
     return Replay(table, sweep, figures, provenance)

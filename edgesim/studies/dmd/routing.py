@@ -50,18 +50,27 @@ def apgr_cpt(curves: pd.DataFrame, metric: str = "f1", levels: Sequence[float] =
 
 
 def risk_coverage(trace: pd.DataFrame, methods: Sequence[str], n_points: int = 51, seed: int = 0) -> pd.DataFrame:
-    """Risk (small model's error rate, and disagreement rate) on the `coverage` share kept, per method, long format."""
+    """Risk (small model's error rate, and disagreement rate) on the `coverage` share kept, per method, long format.
+
+    The oracle is an oracle for each curve: for risk it keeps the samples the small model gets right first, for
+    disagreement those where the two models agree first (deferral_order's oracle is ordered for combined F1, which
+    is not the order that minimises either risk)."""
     n = len(trace)
     y, e, c = (trace[k].to_numpy() for k in ("label", "edge_pred", "cloud_pred"))
     rows = []
     for method in methods:
-        order = deferral_order(trace, method, seed)  # deferred first: the kept set is the tail of this order
+        if method == "oracle":  # wrong (disagreeing) first: the kept tail holds the right (agreeing) ones
+            orders = {"risk": np.argsort(e == y, kind="stable"), "disagreement": np.argsort(e == c, kind="stable")}
+        else:
+            order = deferral_order(trace, method, seed)  # deferred first: the kept set is the tail of this order
+            orders = {"risk": order, "disagreement": order}
         for cov in np.linspace(0.0, 1.0, n_points):
             k = n_deferred(n, cov)  # kept count, rounded as the deferred count is
-            kept = order[n - k:] if k else order[:0]
-            rows.append({"method": method, "coverage": float(cov), "n_kept": k,
-                         "risk": float(np.mean(e[kept] != y[kept])) if k else 0.0,
-                         "disagreement": float(np.mean(e[kept] != c[kept])) if k else 0.0})
+            row = {"method": method, "coverage": float(cov), "n_kept": k}
+            for column, truth in (("risk", y), ("disagreement", c)):
+                kept = orders[column][n - k:] if k else orders[column][:0]
+                row[column] = float(np.mean(e[kept] != truth[kept])) if k else 0.0
+            rows.append(row)
     return pd.DataFrame(rows)
 
 

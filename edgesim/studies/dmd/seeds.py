@@ -16,7 +16,7 @@ import pandas as pd
 
 from edgesim.report.html import PngMode, write_figures
 from edgesim.studies.dmd.pipeline import run_demo
-from edgesim.studies.dmd.plots import reliability_figure
+from edgesim.studies.dmd.plots import mean_curves_figure, reliability_figure
 from edgesim.studies.stats import expected_calibration_error, reliability_bins, summarise
 from profilers.io import atomic_write_text
 from profilers.progress import Steps, silent_steps
@@ -27,8 +27,12 @@ DIAGNOSTICS = ("auroc_switcher", "auroc_confidence", "ece_switcher", "f1_diff_pc
                "f1_diff_hi_pct", "aurc_switcher", "aurc_uncertainty", "aurc_random", "aurc_oracle", "agree_rate")
 
 
+BASELINE_METRICS = ("auc_f1", "apgr", "cpt50", "cpt80", "auroc_agree", "f1_pct", "large_model_pct")
+
+
 def aggregate(summaries: Sequence[dict]) -> dict[str, pd.DataFrame]:
-    """Per-seed rows and mean +/- t-interval tables from run_demo summaries (table1, routing, diagnostics)."""
+    """Per-seed rows and mean +/- t-interval tables from run_demo summaries (table1, routing, diagnostics, baselines)."""
+    base = pd.DataFrame([{**r, "seed": s["seed"]} for s in summaries for r in s.get("baselines", [])])
     t1 = pd.DataFrame([{**r, "seed": s["seed"]} for s in summaries for r in s["table1"]])
     routing = pd.DataFrame([{**r, "seed": s["seed"]} for s in summaries for r in s["routing"]])
     diag = pd.DataFrame([{**s["diagnostics"], "seed": s["seed"]} for s in summaries])
@@ -38,6 +42,8 @@ def aggregate(summaries: Sequence[dict]) -> dict[str, pd.DataFrame]:
         "table1": summarise(t1, ["approach", "method"], TABLE1_METRICS),
         "routing": summarise(routing, ["split", "metric", "method"], ROUTING_METRICS),
         "diagnostics": summarise(diag, ["all"], DIAGNOSTICS).drop(columns="all"),
+        "baselines_runs": base,
+        "baselines": summarise(base, ["method"], BASELINE_METRICS) if len(base) else base,
     }
 
 
@@ -54,6 +60,13 @@ def run_demo_seeds(out: str | Path, seeds: Sequence[int], fast: bool = False, ta
     tables = aggregate(summaries)
     for name, df in tables.items():
         atomic_write_text(out / f"{name}.csv", df.to_csv(index=False))
+    curves = pd.concat([pd.read_csv(out / f"seed-{s}" / "curves.csv").assign(seed=s) for s in seeds], ignore_index=True)
+    mean = summarise(curves, ["split", "method", "offload_fraction"], ["f1", "accuracy"])
+    atomic_write_text(out / "curves_mean.csv", mean.to_csv(index=False))
+    tables["curves_mean"] = mean
+    test_mean = mean[(mean["split"] == "test") & ~mean["method"].isin(["random", "random-mean"])]
+    write_figures({"curves_mean_test": mean_curves_figure(
+        test_mean, f"Deferral curves on test, mean and 95% t-interval over {len(seeds)} seeds")}, out, png)
     pooled = pd.concat([pd.read_parquet(out / f"seed-{s}" / "dmd.parquet", columns=["split", "agree", "switcher_score"])
                         for s in seeds], ignore_index=True)
     pooled = pooled[pooled["split"] == "test"]

@@ -1,0 +1,130 @@
+"""The compiled loop's frame slots: windows of frames loaded on demand and handed back in order (engine.FrameRing's
+contract, with arrays)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from profilers.errors import EdgesimError
+from simulator.engine import WindowDone, falls_behind
+from simulator.loop.layout import NEXT_WINDOW
+from simulator.loop.setup import delay_draws
+from simulator.plan import FramePlan, Topology
+
+
+class Ring:
+    """The loop's frame slots: windows of frames, each in a place of `width` slots (slot = place x width + row).
+
+    Window k is loaded into a free place once a mobile device's captures reach it, and handed back, in order, once
+    all its frames have ended (engine.FrameRing's contract, with arrays). It starts with two places (the window
+    running and the next) and grows to at most ring_windows (a system that falls further behind gets one clear
+    error); a run of one window is that window, slot = frame index.
+    """
+
+    def __init__(self, first: FramePlan, single: bool, ring_windows: int, n_rows: int, delay: bool) -> None:
+        self.width, self.max_places = first.capture_s.size, 1 if single else ring_windows
+        self.single, self.n_rows, self.delay = single, n_rows, delay
+        self.routes, self.tiered = first.head_s.shape[0], first.cloud_s is not None
+        f64 = (lambda a: np.ascontiguousarray(a, dtype=float))
+        dummy = np.zeros((1, 1))
+        self.places = 0
+        if single:  # the plan's own arrays (no copy)
+            self.plan = (f64(first.head_s), f64(first.wire_bits), f64(first.tail_s), f64(first.down_s),
+                         f64(first.wan_bits) if self.tiered else dummy, f64(first.cloud_s) if self.tiered else dummy,
+                         f64(first.wan_down_s) if self.tiered else dummy)
+            self.capture, self.mobile = f64(first.capture_s), np.ascontiguousarray(first.mobile, dtype=np.int64)
+        else:
+            self.plan = tuple(np.zeros((self.routes, 0)) if k < 4 or self.tiered else dummy for k in range(7))
+            self.capture, self.mobile = np.zeros(0), np.zeros(0, np.int64)
+        self.route, self.T = np.zeros(0, np.int64), np.zeros((n_rows, 0))
+        self.status, self.drop_stage = np.zeros(0, np.int8), np.zeros(0, np.int8)
+        self.nxt, self.NXT, self.PRV = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        self.delay_values = np.zeros((2, 0) if delay else (2, 1))
+        self.remaining = np.zeros(0, np.int64)
+        self.free: list[int] = []
+        self._grow(1 if single else 2)
+        self.windows: dict[int, tuple[FramePlan, int]] = {}  # window -> (plan, place)
+        self.lasts: dict[int, np.ndarray] = {}  # per window: the slot of each mobile device's last frame (-1: none)
+        self.loaded = self.flushed = 0
+        self.more = not single
+
+    def _grow(self, places: int) -> None:
+        """Room for `places` windows; the slots in use keep their numbers."""
+        old, cap = self.places * self.width, places * self.width
+
+        def wider(a: np.ndarray, fill) -> np.ndarray:
+            out = np.full(a.shape[:-1] + (cap,), fill, dtype=a.dtype)
+            out[..., :old] = a
+            return out
+
+        if not self.single:
+            self.plan = tuple(wider(a, 0.0) if k < 4 or self.tiered else a for k, a in enumerate(self.plan))
+            self.capture, self.mobile = wider(self.capture, 0.0), wider(self.mobile, 0)
+        self.route, self.T = wider(self.route, 0), wider(self.T, np.nan)
+        self.status, self.drop_stage = wider(self.status, 0), wider(self.drop_stage, 0)
+        self.nxt, self.NXT, self.PRV = wider(self.nxt, -1), wider(self.NXT, -1), wider(self.PRV, -1)
+        if self.delay:
+            self.delay_values = wider(self.delay_values, 0.0)
+        self.remaining = wider(self.remaining, 0)
+        self.free += list(range(self.places, places))
+        self.places = places
+
+    def load(self, k: int, wp: FramePlan, topo: Topology, now: float) -> np.ndarray:
+        """Put window k into a free place; link each mobile device's last frame of window k-1 to its first here.
+        Returns the window's first frame of each mobile device (slots, -1: none)."""
+        if not self.free:
+            if self.places >= self.max_places:
+                raise falls_behind(self.max_places, now)
+            self._grow(min(2 * self.places, self.max_places))
+        n, place = wp.capture_s.size, self.free.pop(0)
+        if n > self.width:
+            raise EdgesimError(f"window {k} has {n} frames, more than the first window's {self.width}")
+        base = place * self.width
+        sl = slice(base, base + n)
+        if not self.single:
+            parts = (wp.head_s, wp.wire_bits, wp.tail_s, wp.down_s) + (
+                (wp.wan_bits, wp.cloud_s, wp.wan_down_s) if self.tiered else ())
+            for dst, src in zip(self.plan, parts):
+                dst[:, sl] = src
+            self.capture[sl], self.mobile[sl] = wp.capture_s, wp.mobile
+            self.T[:, sl] = np.nan
+            self.status[sl] = self.drop_stage[sl] = 0
+        self.route[sl] = wp.route
+        if topo.delay is not None:
+            self.delay_values[:, sl] = delay_draws(wp, topo)
+        first_of, last_of, nxt = wp.capture_chain()
+        self.nxt[sl] = np.where(nxt >= 0, nxt + base, -1)
+        firsts = np.where(first_of >= 0, first_of + base, -1)
+        lasts = np.where(last_of >= 0, last_of + base, -1)
+        if self.more:
+            self.nxt[lasts[lasts >= 0]] = NEXT_WINDOW
+        prev = self.lasts.pop(k - 1, None)
+        if prev is not None:
+            self.nxt[prev[prev >= 0]] = firsts[prev >= 0]
+        self.lasts[k] = lasts
+        self.windows[k], self.remaining[place] = (wp, place), n
+        self.loaded = k + 1
+        return firsts
+
+    def last_window(self) -> None:
+        """No window follows the loaded ones: the last frames have no next capture."""
+        self.more = False
+        for lasts in self.lasts.values():
+            self.nxt[lasts[lasts >= 0]] = -1
+
+    def flush(self, on_window: WindowDone, fields: tuple, everything: bool = False) -> None:
+        """Hand back every leading window whose frames have all ended (every loaded one when `everything`)."""
+        while self.flushed < self.loaded and (everything or self.remaining[self.windows[self.flushed][1]] == 0):
+            k = self.flushed
+            wp, place = self.windows.pop(k)
+            base = place * self.width
+            sl = slice(base, base + wp.capture_s.size)
+            take = (lambda a: a[sl]) if self.single else (lambda a: a[sl].copy())
+            times = {name: take(self.T[row]) for row, name in enumerate(fields)}
+            times["status"], times["drop_stage"] = take(self.status), take(self.drop_stage)
+            times["route"] = self.route[sl].astype(np.int16)
+            if self.delay:
+                times["prop_up_s"], times["prop_down_s"] = take(self.T[len(fields)]), take(self.T[len(fields) + 1])
+            self.flushed = k + 1
+            self.free.append(place)
+            on_window(k, wp, times)

@@ -1,0 +1,69 @@
+"""The testbed's shaped link: a TCP transfer takes what simulator/link.py predicts; namespaces never outlive a run.
+
+Needs root, ip, tc tbf and TUN (no torch); elsewhere the tests are skipped with the reason printed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from edgesim.testbed import net
+from edgesim.testbed.net import LinkSettings, ShapedLink, missing_requirements
+from edgesim.testbed.probe import check_transfers, predicted_transfer_s
+from edgesim.testbed.wire import HEADER_BYTES
+
+MISSING = missing_requirements()
+if MISSING:
+    print(f"\ntestbed network tests skipped: {MISSING}")
+needs_root = pytest.mark.skipif(MISSING is not None, reason=f"testbed unavailable: {MISSING}")
+
+
+def _namespaces() -> set[str]:
+    return set(net.our_namespaces())
+
+
+def test_prediction_is_the_link_models_wire_time():
+    """1448-byte segments with 52 header bytes each, at the rate, plus the one-way delay (message header included)."""
+    size = 10 * 1448 - HEADER_BYTES  # exactly ten full segments with the message header
+    assert predicted_transfer_s(size, 1e6, 0.005) == pytest.approx(10 * 1500 * 8 / 1e6 + 0.005)
+
+
+def test_missing_root_is_one_line(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(net.TestbedUnavailable, match="needs root"):
+        net.require()
+
+
+@needs_root
+def test_tcp_transfer_takes_what_the_link_model_predicts():
+    """500 kB at 10 Mbit/s with 5 ms one way (cubic, no slow start after idle): median of 3 within 2 %."""
+    settings = LinkSettings(10e6, 10e6, 0.005, 0.005, "cubic", slow_start_after_idle=False)
+    check = check_transfers(settings, 500_000, repeats=3)
+    print(f"measured {check.measured_s}, predicted {check.predicted_s:.5f} s, error {check.relative_error:+.2%}")
+    assert abs(check.relative_error) < 0.02
+    assert not any(ns.startswith(f"es-{os.getpid()}-") for ns in _namespaces())
+
+
+@needs_root
+def test_namespaces_removed_on_interrupt_and_leftovers_of_dead_owners_removed():
+    with pytest.raises(KeyboardInterrupt):
+        with ShapedLink(LinkSettings(1e6, 1e6, 0.0, 0.0)) as link:
+            assert {link.mobile_ns, link.edge_ns} <= _namespaces()
+            raise KeyboardInterrupt
+    assert not {link.mobile_ns, link.edge_ns} & _namespaces()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    leftover, foreign = f"es-{dead.pid}-m", "esx-test-keep"
+    subprocess.run(["ip", "netns", "add", leftover], check=True)
+    subprocess.run(["ip", "netns", "add", foreign], check=True)
+    try:
+        removed = net.remove_leftovers()
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert leftover in removed and leftover not in listed
+        assert foreign in listed  # not ours: never touched
+    finally:
+        subprocess.run(["ip", "netns", "del", leftover], capture_output=True)
+        subprocess.run(["ip", "netns", "del", foreign], capture_output=True)
