@@ -132,7 +132,7 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_folder(tmp_path, c
 def _interrupting_at_point_2(*args):
     """run_point, but point 2 sends SIGINT to the parent alone and then takes long (a worker of a forked pool)."""
     if args[1] == 2:
-        os.kill(os.getppid(), signal.SIGINT)
+        os.kill(int(os.environ["EDGESIM_TEST_PARENT"]), signal.SIGINT)  # never pytest's own process
         time.sleep(30)  # a long point: the parent must not wait for it
     return run_point(*args)
 
@@ -144,6 +144,7 @@ def test_sigint_to_the_parent_alone_stops_the_sweep_even_when_started_ignoring_i
     data = scenario_dict(profiles, sweep={"grid": {"link.data_rate_mbps": [0.5, 1, 2, 4, 8, 16]}}, outputs={"plots": False})
     path = write_scenario(tmp_path, data)
     monkeypatch.setattr(sweep, "run_point", _interrupting_at_point_2)
+    monkeypatch.setenv("EDGESIM_TEST_PARENT", str(os.getpid()))
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     out = tmp_path / "out"
     try:
