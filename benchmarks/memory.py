@@ -46,7 +46,7 @@ atexit.register(_peak)
 """
 
 
-def measure(frames: int, engine: str = "compiled", chunk: int = 0, cli: bool = False) -> dict:
+def measure(frames: int, engine: str = "compiled", chunk: int = 0, cli: bool = False, plots: bool = False) -> dict:
     """Run the toy tandem (one mobile device, split at 'mid', 1 frame/s) in a child process; its peak RSS."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -55,7 +55,8 @@ def measure(frames: int, engine: str = "compiled", chunk: int = 0, cli: bool = F
         if chunk:
             workload["chunk_frames"] = chunk
         data = scenario_dict(profiles, engine=engine, link={"data_rate_mbps": 1.0}, workload=workload,
-                             policies=[{"name": "split", "split_point": "mid"}], outputs={"plots": False})
+                             policies=[{"name": "split", "split_point": "mid"}],
+                             outputs={"plots": plots, "png": "no"})
         path, out = write_scenario(folder, data), folder / "out"
         cmd = [sys.executable, "-c", _PEAK + (_CLI if cli else _API)] + (
             ["run", str(path), "--out", str(out), "--jobs", "1"] if cli else [str(path), str(out)])
@@ -66,7 +67,8 @@ def measure(frames: int, engine: str = "compiled", chunk: int = 0, cli: bool = F
         engine_used = pd.read_csv(out / "summary.csv")["engine"].iloc[0]
         rows = pq.ParquetFile(out / "frames.parquet").metadata.num_rows
     return {"frames": frames, "seconds": seconds, "frames_per_s": frames / seconds, "peak_rss_mb": peak_mb,
-            "engine": engine_used, "frames_written": rows, "process": "edgesim run" if cli else "run_to_folder"}
+            "engine": engine_used, "frames_written": rows, "process": "edgesim run" if cli else "run_to_folder",
+            "plots": plots}
 
 
 def main(argv=None) -> int:
@@ -75,8 +77,9 @@ def main(argv=None) -> int:
     parser.add_argument("--engine", default="compiled", choices=["compiled", "simpy"])
     parser.add_argument("--chunk", type=int, default=0, help="workload.chunk_frames (default: the scenario default)")
     parser.add_argument("--cli", action="store_true", help="measure `edgesim run` instead of the simulator alone")
+    parser.add_argument("--plots", action="store_true", help="with outputs.plots (HTML figures and the report)")
     args = parser.parse_args(argv)
-    print(json.dumps(measure(args.frames, args.engine, args.chunk, args.cli)))
+    print(json.dumps(measure(args.frames, args.engine, args.chunk, args.cli, args.plots)))
     return 0
 
 

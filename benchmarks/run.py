@@ -1,5 +1,5 @@
 """`make bench`: the compiled engine against the SimPy engine, plain SimPy and Ciw; memory; sweep scaling and
-this machine's ceiling for it.
+this machine's ceiling for it; cost against the number of cameras and the city scenario; command start-up.
 
 Prints tables and writes results/benchmarks.json. Every throughput row is measured in one process, best of three
 (the SimPy engine's hybrid scenario row: one run), so the ratios hold on a noisy machine; the memory row runs in a
@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import compiled
+from benchmarks import city, compiled, startup
 
 
 def _sweep_scenario(profiles: dict, grid: dict, frames: int):
@@ -145,6 +145,9 @@ def main(argv=None) -> int:
         "compiled": compiled.report(args.quick),
         "sweep_scaling": sweep_scaling(16, 5_000 if args.quick else 100_000),
         "parallel_ceiling": parallel_ceiling(),
+        "cameras_equal_frames": city.camera_rows(100_000 if args.quick else 1_000_000),
+        "city_scale": city.city_rows(60.0 if args.quick else 600.0, 0.01 if args.quick else 1.0),
+        "startup": startup.report(),
     }
     from rich.console import Console
 
@@ -163,6 +166,19 @@ def main(argv=None) -> int:
     c = report["parallel_ceiling"]
     Console().print(f"this machine's ceiling: CPU-bound work that shares nothing runs {c['speedup']:.2f}x faster in two "
                     f"processes ({c['serial_s']:.2f} s one after the other, {c['two_processes_s']:.2f} s at once)")
+    for row in report["cameras_equal_frames"]:
+        Console().print(f"{row['cameras']:>6,} cameras, {row['frames']:,} frames in all (same load): "
+                        + (f"{row['seconds']:.2f} s ({row['frames_per_s']:,.0f} frames/s; CPU {row['cpu_s']:.2f} s), "
+                           f"peak {row['peak_rss_mb']:.0f} MB"
+                           if row["seconds"] else row["note"]))
+    for row in report["city_scale"]:
+        Console().print(f"city_scale.yaml, {row['policy']} ({row['cameras']:,} cameras, {row['edge_servers']} edge "
+                        f"servers, {row['frames']:,} frames): "
+                        + (f"{row['seconds']:.1f} s (CPU {row['cpu_s']:.1f} s), peak {row['peak_rss_mb']:.0f} MB"
+                           if row["seconds"] else row["note"]))
+    for label, row in report["startup"].items():
+        Console().print(f"{label}: {row['seconds']:.2f} s (CPU {row['cpu_s']:.2f} s), peak {row['peak_rss_mb']:.0f} MB, heavy imports: "
+                        f"{', '.join(row['heavy_imports']) or 'none'}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     from profilers.io import atomic_write_text
 

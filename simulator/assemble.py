@@ -16,7 +16,7 @@ from simulator.plan import Batching, EdgeTier, FramePlan, Tiers, Topology
 from simulator.policies import BasePolicy, FrameInputs, Route, make_policy
 from simulator.resolve import mobile_radio_notes, resolve_devices
 from simulator.scenario import Scenario
-from simulator.workload import FrameStreams, capture_window, load_dataset, trace_captures
+from simulator.workload import FrameStreams, capture_windows, load_dataset, trace_captures
 
 
 @dataclass
@@ -259,11 +259,28 @@ class Window:
 
 
 
+def _needs_uniforms(times: list, mode: str) -> bool:
+    """Whether service times drawn from these distributions depend on the uniforms (else none are drawn)."""
+    return any(t is not None and (t.distribution == "exponential" or (
+        mode != "median" and t.distribution != "fixed" and t.samples_s.size > 0)) for t in times)
+
+
+def _resent_bytes(packetiser: Packetiser, streams: FrameStreams, mobiles: range, route: int, size_bytes: int,
+                  per: int) -> np.ndarray | int:
+    """Resent wire bytes of each frame of these mobile devices on one route (each device's loss stream); 0 when
+    nothing is lost (no stream is made)."""
+    if packetiser.loss_probability <= 0:
+        return 0
+    size = np.full(per, size_bytes)
+    return np.concatenate([packetiser.draw_resent_bytes(streams.loss(m, route), size) for m in mobiles])
+
+
 def plan_window(pt: Point, pol: BasePolicy, routes_by_group: list[list[Route]], rep: int, streams: FrameStreams,
                 start: int, stop: int) -> Window:
     """Frames start..stop-1 of every mobile device (mobile-major), with each route's service demands.
 
-    routes_by_group: pt.routes_of_group(pol), worked out once for all the windows of a run.
+    routes_by_group: pt.routes_of_group(pol), worked out once for all the windows of a run. Demands are filled a
+    mobile group at a time (its devices' frames are contiguous), so the cost is frames x routes, not devices x routes.
     """
     sc = pt.scenario
     n_inst = pt.n_mobiles
@@ -272,49 +289,58 @@ def plan_window(pt: Point, pol: BasePolicy, routes_by_group: list[list[Route]], 
     mobile = np.repeat(np.arange(n_inst), per)
     seq = np.tile(seq_one, n_inst)
     group = pt.group_of_instance[mobile]
-    capture = np.concatenate([capture_window(sc, m, n_inst, seq_one, streams, pt.capture_trace) for m in range(n_inst)])
-    u_head = np.concatenate([streams.head[m].random(per) for m in range(n_inst)])
-    u_tail = np.concatenate([streams.tail[m].random(per) for m in range(n_inst)])
+    capture = capture_windows(sc, n_inst, seq_one, streams, pt.capture_trace)
+    mode = sc.workload.service_time
+    tiered = pt.topo.tiers is not None
+    all_routes = [rt for routes in routes_by_group for rt in routes]
+    n = capture.size
+
+    def uniforms(kind: str, needed: bool) -> np.ndarray:
+        return streams.uniforms(kind, per) if needed else np.full(n, 0.5)  # 0.5: never read (median or fixed times)
+
+    u_head = uniforms("head", _needs_uniforms([rt.head for rt in all_routes], mode))
+    u_tail = uniforms("tail", _needs_uniforms([rt.tail for rt in all_routes], mode))
     frames_per = sc.workload.frames
     sample = (mobile * frames_per + seq) % len(pt.dataset) if pt.dataset is not None else seq
     n_routes = len(routes_by_group[0])
-    n = capture.size
     head = np.zeros((n_routes, n))
     tail = np.full((n_routes, n), np.nan)
     wire = np.zeros((n_routes, n))
     down = np.zeros((n_routes, n))
-    mode = sc.workload.service_time
     packetiser = pt.packetiser
-    tiered = pt.topo.tiers is not None
     wan_bits = np.zeros((n_routes, n)) if tiered else None
     cloud = np.full((n_routes, n), np.nan) if tiered else None
     wan_down = np.zeros((n_routes, n)) if tiered else None
-    u_cloud = np.concatenate([streams.cloud[m].random(per) for m in range(n_inst)]) if tiered else None
-    for m in range(n_inst):
-        sl = slice(m * per, (m + 1) * per)
-        for r, route in enumerate(routes_by_group[pt.group_of_instance[m]]):
+    u_cloud = uniforms("cloud", _needs_uniforms([rt.cloud for rt in all_routes], mode)) if tiered else None
+    first = np.searchsorted(pt.group_of_instance, np.arange(len(routes_by_group) + 1))  # groups are contiguous
+    for g, routes in enumerate(routes_by_group):
+        mobiles = range(int(first[g]), int(first[g + 1]))
+        sl, count = slice(mobiles.start * per, mobiles.stop * per), len(mobiles) * per
+        if not count:
+            continue
+        for r, route in enumerate(routes):
             if route.head is not None:
                 head[r, sl] = route.head.draw(u_head[sl], mode)
             if route.tail is not None:
                 tail[r, sl] = route.tail.draw(u_tail[sl], mode)
             if route.offloads:
-                size = np.full(per, route.up_bytes)
-                wire[r, sl] = packetiser.wire_bytes(size, packetiser.draw_resent_bytes(streams.loss(m, r), size)) * 8.0
-                down[r, sl] = packetiser.wire_bytes(np.full(per, route.down_bytes)) * 8.0 / pt.downlink_bps
+                size = np.full(count, route.up_bytes)
+                wire[r, sl] = packetiser.wire_bytes(size, _resent_bytes(packetiser, streams, mobiles, r, route.up_bytes,
+                                                                        per)) * 8.0
+                down[r, sl] = packetiser.wire_bytes(np.full(count, route.down_bytes)) * 8.0 / pt.downlink_bps
             if route.cloud is not None:
                 cloud[r, sl] = route.cloud.draw(u_cloud[sl], mode)
-                wp, size = pt.wan_packetiser, np.full(per, route.wan_bytes)
-                wan_bits[r, sl] = wp.wire_bytes(size, wp.draw_resent_bytes(streams.loss(m, WAN_LOSS + r), size)) * 8.0
-                wan_down[r, sl] = wp.wire_bytes(np.full(per, route.down_bytes)) * 8.0 / pt.wan_down_bps
+                wp, size = pt.wan_packetiser, np.full(count, route.wan_bytes)
+                wan_bits[r, sl] = wp.wire_bytes(size, _resent_bytes(wp, streams, mobiles, WAN_LOSS + r, route.wan_bytes,
+                                                                    per)) * 8.0
+                wan_down[r, sl] = wp.wire_bytes(np.full(count, route.down_bytes)) * 8.0 / pt.wan_down_bps
     inputs = FrameInputs(mobile_index=mobile, sample_index=sample, dataset=pt.dataset, seed=sc.seed + rep)
     per_edge = len(routes_by_group[0]) // max(len(pt.edge_devices), 1)
     route = pol.choose(inputs, routes_by_group[0][:per_edge]).astype(np.int16) if not pol.stateful \
         else np.zeros(n, np.int16)
     if tiered and pt.edge_of_mobile is not None and not pt.topo.tiers.dynamic:
         route = (route + pt.edge_of_mobile[mobile] * per_edge).astype(np.int16)
-    delay_u = None
-    if pt.topo.delay is not None:
-        delay_u = np.concatenate([streams.delay[m].random((2, per)) for m in range(n_inst)], axis=1)
+    delay_u = streams.uniforms("delay", per, (2,)) if pt.topo.delay is not None else None
     if tiered:
         keys, factors = cloud_batches(routes_by_group[0], pt)
         plan = FramePlan(capture, mobile, route, head, wire, tail, down, n_inst, delay_u, wan_bits, cloud, wan_down,

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from profilers.io import atomic_target
 from simulator.assemble import Point, Window
 from simulator.devices import Device
-from simulator.metrics import SummaryAccumulator
+from simulator.metrics import FrameKeys, SummaryAccumulator
 from simulator.plan import STAGES, STATUS_NAMES, FramePlan
 from simulator.policies import Route
 
@@ -44,8 +44,37 @@ def frames_df(pt: Point, w: Window, times: dict, policy: str, rep: int, point: i
     return df
 
 
-TIER_COLUMNS = ("wan_queue_s", "wan_transfer_s", "wan_propagation_s", "cloud_queue_s", "batch_wait_s", "cloud_s",
-                "wan_return_s")
+def frame_keys(w: Window, times: dict, rep: int, pt: Point, bytes_up: np.ndarray) -> FrameKeys:
+    """The summary's group-by keys of a window's frames: mobile device, status and (tiered) edge server as integers;
+    a frame that never left the mobile device has no edge server (code n_edges, as its missing `edge` column)."""
+    edge = None
+    if pt.topo.tiers is not None:
+        edge = times["route"].astype(np.int64) // (w.plan.routes_per_edge or 1)
+        edge[~_sent(times, bytes_up)] = len(pt.topo.tiers.edges)
+    return FrameKeys(rep, w.plan.mobile, times["status"], edge)
+
+
+def _sent(times: dict, bytes_up: np.ndarray) -> np.ndarray:
+    """Frames that reached an edge server: offloaded (an uplink transfer ended) or any bytes sent."""
+    return ~np.isnan(times["up_end"]) | (bytes_up > 0)
+
+
+DELAY_COMPONENTS = (
+    ("mobile_queue_s", "mobile queue"), ("head_s", "head"), ("uplink_queue_s", "uplink queue"),
+    ("transfer_s", "transfer"), ("propagation_s", "propagation"), ("server_queue_s", "server queue"),
+    ("tail_s", "tail"), ("return_s", "return"),
+)
+"""The one registry of per-frame delay components (column, words), in pipeline order: they sum to delay_s; the
+figures and the summary read their names from here."""
+TIER_DELAY_COMPONENTS = (
+    ("mobile_queue_s", "mobile queue"), ("head_s", "head"), ("uplink_queue_s", "uplink queue"),
+    ("transfer_s", "transfer"), ("propagation_s", "propagation"), ("server_queue_s", "edge queue"),
+    ("tail_s", "edge compute"), ("wan_queue_s", "WAN queue"), ("wan_transfer_s", "WAN transfer"),
+    ("wan_propagation_s", "WAN propagation"), ("cloud_queue_s", "cloud queue"), ("batch_wait_s", "batching wait"),
+    ("cloud_s", "cloud compute"), ("wan_return_s", "WAN return"), ("return_s", "return"),
+)
+"""Past the edge server (several edge servers or a cloud): the WAN, the cloud and batching, before the return."""
+TIER_COLUMNS = tuple(c for c, _ in TIER_DELAY_COMPONENTS if c not in dict(DELAY_COMPONENTS))
 """Delay components past the edge server (0 for frames that stay at the edge); with the earlier ones they sum to
 delay_s: mobile queue, head, uplink queue, transfer, propagation, edge queue, edge compute (tail_s), WAN queue and
 transfer, WAN propagation both ways, cloud queue, batching wait, cloud compute, WAN return, return."""
@@ -58,7 +87,7 @@ def add_tier_columns(df: pd.DataFrame, w: Window, times: dict, pt: Point) -> Non
     per = plan.routes_per_edge or 1
     edge = r // per
     offloaded = ~np.isnan(times["up_end"])
-    sent = offloaded | (df["bytes_up"].to_numpy() > 0)  # a frame run on the mobile device alone has no edge server
+    sent = _sent(times, df["bytes_up"].to_numpy())  # a frame run on the mobile device alone has no edge server
     df.insert(df.columns.get_loc("mobile") + 1, "edge", text_column([e.name for e in tiers.edges], edge, ~sent))
     arrive = times["edge_arrive"]
     computed = ~np.isnan(times["tail_start"])
@@ -252,9 +281,10 @@ class FrameSink:
     memory when `keep` is true.
     """
 
-    def __init__(self, labels: list[str], path: Optional[Path] = None, keep: bool = True, per_edge: bool = False) -> None:
-        self.accumulators: dict = {label: SummaryAccumulator() for label in labels}
-        self.per_edge = per_edge
+    def __init__(self, labels: list[str], n_mobiles: int, n_edges: int = 0, path: Optional[Path] = None,
+                 keep: bool = True) -> None:
+        self.accumulators: dict[str, SummaryAccumulator] = {label: SummaryAccumulator(n_mobiles, n_edges)
+                                                             for label in labels}
         self.path, self.keep = path, keep and path is None
         self.kept: list[pd.DataFrame] = []
         self._file: Optional[FramesFile] = FramesFile(path, "arrow") if path is not None else None
@@ -264,12 +294,9 @@ class FrameSink:
             self._file.__enter__()
         return self
 
-    def add(self, df: pd.DataFrame, label: str) -> None:
-        """Fold a frame table into its policy's summary (and, with several edge servers, each server's); keep or write it."""
-        self.accumulators[label].add(df)
-        if "edge" in df and df["edge"].nunique() > 0 and self.per_edge:
-            for edge, part in df.groupby("edge", sort=False):
-                self.accumulators.setdefault((label, edge), SummaryAccumulator()).add(part)
+    def add(self, df: pd.DataFrame, label: str, keys: FrameKeys) -> None:
+        """Fold a frame table into its policy's summary (per edge server too, by keys.edge); keep or write it."""
+        self.accumulators[label].add(df, keys)
         if self._file is not None:
             self._file.write(pa.Table.from_pandas(df, preserve_index=False))
         elif self.keep:

@@ -6,7 +6,6 @@ A link is busy for size/rate (serialisation); propagation delay pipelines and do
 
 from __future__ import annotations
 
-import csv
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 from scipy.special import ndtri
 
 from profilers.errors import EdgesimError
-from profilers.io import read_text
+from simulator.csvtable import read_csv_table
 from simulator.kernels import links as kernel
 from simulator.kernels import python_entry
 
@@ -207,70 +206,27 @@ class LinkDelay:
         return np.full(np.shape(u), m)
 
 
-#: the most rows a trace (link, capture or dataset) may hold: 11.6 days of a 1 s trace
-MAX_TRACE_ROWS = 1_000_000
-#: the largest trace file read, in bytes (checked before reading)
-MAX_TRACE_BYTES = 100_000_000
-
-
-def check_trace_size(path: Path) -> None:
-    """A trace file over MAX_TRACE_BYTES is refused before it is read (a missing one is the reader's to report)."""
-    try:
-        size = Path(path).stat().st_size
-    except OSError:
-        return
-    if size > MAX_TRACE_BYTES:
-        raise EdgesimError(f"{path}: {size:,} bytes; a trace is at most {MAX_TRACE_BYTES:,} bytes and "
-                           f"{MAX_TRACE_ROWS:,} rows")
-
-
-def check_trace_rows(path: Path, rows: int, what: str = "trace") -> None:
-    """One line when a trace holds more than MAX_TRACE_ROWS rows."""
-    if rows > MAX_TRACE_ROWS:
-        raise EdgesimError(f"{path}: more than {MAX_TRACE_ROWS:,} rows; a {what} holds at most {MAX_TRACE_ROWS:,} "
-                           "(resample it, e.g. to 1 s steps)")
-
-
-def trace_lines(path: Path) -> list[tuple[int, str]]:
-    """(line number, stripped text) of every line that is neither blank nor a `#` comment; one line if unreadable."""
-    check_trace_size(path)
-    numbered = [(n, line.strip()) for n, line in enumerate(read_text(path, "trace").splitlines(), start=1)]
-    kept = [(n, line) for n, line in numbered if line and not line.startswith("#")]
-    check_trace_rows(path, len(kept) - 1, "link trace")
-    return kept
-
-
 def _read_columns(path: Path, column: str, needs: str) -> tuple[list[int], np.ndarray, np.ndarray]:
     """(file line of each row, time_s, `column`) of a link trace CSV (extra columns and `#` comment lines are
     skipped): times from 0 and strictly increasing, values finite and >= 0; one `FILE:LINE: what` line if not."""
-    numbered = trace_lines(path)
-    if not numbered:
-        raise EdgesimError(f"{path}:1: link trace is empty (needs a header time_s,data_rate_mbps and rows)")
-    linenos = [n for n, _ in numbered]
-    try:
-        reader = csv.DictReader(line for _, line in numbered)
-        fields = reader.fieldnames or []
-        if "time_s" not in fields or column not in fields:
-            raise EdgesimError(f"{path}:{linenos[0]}: {needs} (found: {', '.join(fields) or 'none'})")
-        times, values = [], []
-        for lineno, row in zip(linenos[1:], reader):
-            try:
-                t, v = float(row["time_s"]), float(row[column])
-            except (TypeError, ValueError):
-                raise EdgesimError(f"{path}:{lineno}: time_s and {column} must be numbers") from None
-            if not (np.isfinite(t) and np.isfinite(v)) or v < 0 or t < 0:
-                raise EdgesimError(f"{path}:{lineno}: time_s and {column} must be finite and >= 0")
-            if times and t <= times[-1]:
-                raise EdgesimError(f"{path}:{lineno}: time_s must increase strictly")
-            times.append(t)
-            values.append(v)
-    except csv.Error as exc:
-        raise EdgesimError(f"{path}: cannot read link trace: {exc}") from None
-    if not times:
-        raise EdgesimError(f"{path}:{linenos[0]}: link trace has no rows after the header")
+    table = read_csv_table(path, ["time_s", column], needs,
+                           "link trace is empty (needs a header time_s,data_rate_mbps and rows)",
+                           "link trace has no rows after the header")
+    times, values = [], []
+    for lineno, row in zip(table.linenos, table.rows):
+        try:
+            t, v = float(row["time_s"]), float(row[column])
+        except (TypeError, ValueError):
+            raise EdgesimError(f"{path}:{lineno}: time_s and {column} must be numbers") from None
+        if not (np.isfinite(t) and np.isfinite(v)) or v < 0 or t < 0:
+            raise EdgesimError(f"{path}:{lineno}: time_s and {column} must be finite and >= 0")
+        if times and t <= times[-1]:
+            raise EdgesimError(f"{path}:{lineno}: time_s must increase strictly")
+        times.append(t)
+        values.append(v)
     if times[0] != 0.0:
-        raise EdgesimError(f"{path}:{linenos[1]}: the first time_s must be 0")
-    return linenos[1:], np.asarray(times), np.asarray(values)
+        raise EdgesimError(f"{path}:{table.linenos[0]}: the first time_s must be 0")
+    return table.linenos, np.asarray(times), np.asarray(values)
 
 
 def _steps(path: Path, linenos: list[int], times: np.ndarray, values: np.ndarray,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -57,106 +58,320 @@ def ci95_half_width(per_rep_means: np.ndarray) -> float:
     return float(t.ppf(0.975, k - 1) * per_rep_means.std(ddof=1) / np.sqrt(k))
 
 
+@dataclass(frozen=True)
+class FrameKeys:
+    """Integer codes of one frame table's rows (one replication of one policy): the group-by keys of the summary."""
+
+    replication: int
+    mobile: np.ndarray  # mobile device instance per frame, 0..n_mobiles-1
+    status: np.ndarray  # plan.STATUS_NAMES index per frame (2: dropped)
+    edge: Optional[np.ndarray] = None  # edge server per frame, 0..n_edges-1 (several edge servers or a cloud)
+
+
+def _scope_codes(codes: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    return None if codes is None else codes.astype(np.int64, copy=False)
+
+
+PAIRWISE_BLOCK = 128
+"""numpy sums blocks of up to this many values with 8 running sums, and splits longer runs in two (pairwise)."""
+
+
+def _pairwise(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """numpy's pairwise sum (umath loops, pairwise_sum) of values[start:start + length] for every run at once."""
+    out = np.full(starts.size, -0.0)
+    big = lengths > PAIRWISE_BLOCK
+    if big.any():  # both halves of every long run in one call: as many calls as halvings, not runs
+        s, n = starts[big], lengths[big]
+        half = n // 2 - (n // 2) % 8
+        halves = _pairwise(values, np.concatenate((s, s + half)), np.concatenate((half, n - half)))
+        out[big] = halves[:s.size] + halves[s.size:]
+    short = ~big & (lengths < 8)
+    for i in range(7):  # fewer than 8 values: one after the other
+        m = short & (lengths > i)
+        out[m] += values[starts[m] + i]
+    block = ~big & (lengths >= 8)
+    if block.any():
+        s, n = starts[block], lengths[block]
+        whole = n - n % 8
+        lanes = values[s[:, None] + np.arange(8)]
+        for k in range(1, PAIRWISE_BLOCK // 8):
+            m = whole > 8 * k
+            if not m.any():
+                break
+            lanes[m] += values[s[m][:, None] + 8 * k + np.arange(8)]
+        acc = ((lanes[:, 0] + lanes[:, 1]) + (lanes[:, 2] + lanes[:, 3])) + \
+              ((lanes[:, 4] + lanes[:, 5]) + (lanes[:, 6] + lanes[:, 7]))
+        for i in range(7):  # the values past the last multiple of 8, one after the other
+            m = n % 8 > i
+            acc[m] += values[s[m] + whole[m] + i]
+        out[block] = acc
+    return out
+
+
+def group_sums(codes: np.ndarray, values: np.ndarray, size: int, order: Optional[np.ndarray] = None) -> np.ndarray:
+    """Per code 0..size-1, the sum of its values in the order they come, equal bit for bit to numpy's (and pandas')
+    sum of that group: bincount adds one after the other, which is numpy's sum below 8 values; groups of 8 or more
+    are summed pairwise as numpy does. `order`: a stable sort of codes, when the caller has one."""
+    out = np.bincount(codes, values, size)
+    counts = np.bincount(codes, minlength=size)
+    long = np.flatnonzero(counts >= 8)
+    if long.size:
+        if order is None and not bool(np.all(codes[1:] >= codes[:-1])):
+            order = np.argsort(codes, kind="stable")
+        ordered = values if order is None else values[order]
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        out[long] = 0.0 + _pairwise(ordered, starts[long], counts[long])
+    return out
+
+
+def _edge_order(edge: Optional[np.ndarray], n_edges: int) -> Optional[np.ndarray]:
+    """A stable sort of frames by edge server (a radix sort for up to 32,767 servers)."""
+    if edge is None:
+        return None
+    return np.argsort(edge.astype(np.int16) if n_edges < 2 ** 15 else edge, kind="stable")
+
+
+def _scoped_sum(values: np.ndarray, edge: Optional[np.ndarray], n_edges: int,
+                order: Optional[np.ndarray] = None) -> np.ndarray:
+    """Sum over every frame (scope 0) and per edge server (scopes 1..E), each as numpy (and pandas) sums it."""
+    total = np.array([values.sum()])
+    return total if edge is None else np.concatenate((total, group_sums(edge, values, n_edges, order)))
+
+
+def _scoped_count(mask: np.ndarray, edge: Optional[np.ndarray], n_edges: int) -> np.ndarray:
+    """How many frames are in mask, over every frame (scope 0) and per edge server (scopes 1..E)."""
+    total = np.array([float(np.count_nonzero(mask))])
+    return total if edge is None else np.concatenate((total, np.bincount(edge[mask], minlength=n_edges)))
+
+
+def _scoped_extreme(ufunc: np.ufunc, values: np.ndarray, edge: Optional[np.ndarray], n_edges: int,
+                    fill: float) -> np.ndarray:
+    """Minimum or maximum (ufunc) over every frame and per edge server; `fill` where a scope has no frame."""
+    out = np.full(1 + n_edges, fill)
+    if values.size:
+        out[0] = ufunc.reduce(values)
+        if edge is not None:
+            ufunc.at(out[1:], edge, values)
+    return out
+
+
+def _scope_order(edge: np.ndarray, n_edges: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frames in edge-server order (stable: each server's frames in the order they came) and each server's bounds."""
+    order = _edge_order(edge, n_edges)
+    return order, np.concatenate(([0], np.cumsum(np.bincount(edge, minlength=n_edges))))
+
+
+def _by_mobile(values: Optional[np.ndarray], mobile: np.ndarray, edge: Optional[np.ndarray], n_mobiles: int,
+               n_edges: int, edge_order: Optional[np.ndarray]) -> np.ndarray:
+    """(1 + E, M): per mobile device, the sum of values (None: the count) over every frame and per edge server."""
+    out = np.empty((1 + n_edges, n_mobiles))
+    count = values is None
+    out[0] = np.bincount(mobile, minlength=n_mobiles) if count else group_sums(mobile, values, n_mobiles)
+    if edge is not None:
+        codes = edge * n_mobiles + mobile
+        size = n_edges * n_mobiles
+        mobile_sorted = bool(np.all(mobile[1:] >= mobile[:-1]))  # then the edge sort is a sort by (edge, mobile)
+        per = np.bincount(codes, minlength=size) if count else \
+            group_sums(codes, values, size, edge_order if mobile_sorted else None)
+        out[1:] = per.reshape(n_edges, n_mobiles)
+    return out
+
+
+def _extreme_by_mobile(ufunc: np.ufunc, values: np.ndarray, mobile: np.ndarray, edge: Optional[np.ndarray],
+                       n_mobiles: int, n_edges: int, fill: float) -> np.ndarray:
+    """(1 + E, M): per mobile device, the minimum or maximum (ufunc) of values over every frame and per edge server."""
+    out = np.full((1 + n_edges, n_mobiles), fill)
+    ufunc.at(out[0], mobile, values)
+    if edge is not None:
+        ufunc.at(out[1:].reshape(-1), edge * n_mobiles + mobile, values)
+    return out
+
+
+class _PerReplication:
+    """Sums, counts, first and last times of one replication, per scope (0: every frame; 1 + e: edge server e)."""
+
+    def __init__(self, n_scopes: int) -> None:
+        self.delay_sum = np.zeros(n_scopes)
+        self.done = np.zeros(n_scopes, dtype=np.int64)
+        self.first_s = np.full(n_scopes, np.inf)
+        self.last_s = np.full(n_scopes, -np.inf)
+
+
 class SummaryAccumulator:
-    """Per-policy summary built window by window (bounded memory: sums, counts and the completed delays)."""
+    """Per-policy summary built window by window in one vectorised pass: every figure for every frame (scope 0)
+    and, with several edge servers, for each server's frames (scope 1 + e), by integer-coded group-bys.
 
-    def __init__(self) -> None:
-        self.n = self.dropped = self.late = self.offloaded = 0
-        self.sums = dict.fromkeys(("compute", "radio", "server", "bytes_up", "busy", "head", "transfer", "tail", "queue"), 0.0)
+    The cost is linear in frames whatever the number of mobile devices and edge servers; memory is bounded by the
+    completed delays (and labels) plus a few arrays per (edge server, mobile device).
+    """
+
+    SUMS = ("compute", "radio", "server", "bytes_up", "busy", "head", "transfer", "tail", "queue", "n", "dropped",
+            "late", "offloaded", "seen")
+
+    def __init__(self, n_mobiles: int, n_edges: int = 0) -> None:
+        # with edge servers, one more code than servers: frames that never left the mobile device (FrameKeys.edge ==
+        # n_edges) are summed in a scope of their own, which gets no per-edge row
+        self.n_mobiles, self.n_servers = n_mobiles, n_edges
+        self.n_edges = n_edges + 1 if n_edges else 0
+        n_scopes = 1 + self.n_edges
+        self.sums = {name: np.zeros(n_scopes) for name in self.SUMS}
         self.delays: list[np.ndarray] = []
-        self.labels: list[np.ndarray] = []
-        self.preds: list[np.ndarray] = []
-        self.rep_sum: dict[int, float] = {}
-        self.rep_count: dict[int, int] = {}
-        self.rep_first: dict[int, float] = {}
-        self.rep_last: dict[int, float] = {}
-        self.load = OfferedLoad()
-        self.tier_sums: dict[str, float] = {}
-        self.tier_done = 0
+        self.delay_edges: list[np.ndarray] = []
+        self.predicted: list[tuple[np.ndarray, np.ndarray, Optional[np.ndarray], np.ndarray]] = []
+        self.reps: dict[int, _PerReplication] = {}
+        self.load = OfferedLoad(n_mobiles, self.n_edges)
+        self.tier_sums: dict[str, np.ndarray] = {}
+        self._by_edge: Optional[tuple[int, np.ndarray, np.ndarray]] = None  # delays sorted by edge server, bounds
 
-    def add(self, frames: pd.DataFrame) -> None:
-        """Fold in a window of frame records (warm-up frames are left out)."""
-        kept = frames[~frames["warmup"]] if "warmup" in frames else frames
-        status = kept["status"].to_numpy()
-        done = kept[status != "dropped"]
-        self.n += len(kept)
-        self.dropped += int((status == "dropped").sum())
-        self.late += int((status == "late").sum())
-        self.offloaded += int((kept["bytes_up"] > 0).sum())
+    @property
+    def scopes(self) -> list[int]:
+        """The edge servers (scope numbers 1 + e) that received any frame, warm-up included."""
+        return [1 + e for e in range(self.n_servers) if self.sums["seen"][1 + e] > 0]
+
+    def add(self, frames: pd.DataFrame, keys: FrameKeys) -> None:
+        """Fold in a window of frame records of one replication (warm-up frames are left out).
+
+        Each sum is taken as the pandas group-by it replaces took it (numpy's pairwise sum per group: group_sums),
+        so summary.csv keeps its bytes."""
+        edge_all = _scope_codes(keys.edge)
+        n_e = self.n_edges if edge_all is not None else 0
         s = self.sums
-        s["compute"] += float(kept["energy_mobile_compute_j"].sum())
-        s["radio"] += float(kept["energy_mobile_radio_j"].sum())
-        s["server"] += float(kept["energy_server_j"].sum())
-        s["bytes_up"] += float(kept["bytes_up"].sum())
-        s["busy"] += float(kept["head_s"].fillna(0).sum() + kept["transfer_s"].fillna(0).sum())
-        s["head"] += float(done["head_s"].sum())
-        s["transfer"] += float(done["transfer_s"].sum())
-        s["tail"] += float(done["tail_s"].sum())
-        s["queue"] += float((done["mobile_queue_s"] + done["uplink_queue_s"] + done["server_queue_s"]).sum())
-        self.delays.append(done["delay_s"].to_numpy(float, copy=True))  # a copy: a view would keep the window alive
-        if "prediction" in kept and kept["prediction"].notna().any():  # a missing prediction counts as wrong
-            self.labels.append(done["label"].to_numpy(copy=True))
-            self.preds.append(done["prediction"].to_numpy(dtype=object, na_value=None))
-        for rep, grp in done.groupby("replication"):
-            rep = int(rep)
-            self.rep_sum[rep] = self.rep_sum.get(rep, 0.0) + float(grp["delay_s"].sum())
-            self.rep_count[rep] = self.rep_count.get(rep, 0) + len(grp)
-            self.rep_first[rep] = min(self.rep_first.get(rep, np.inf), float(grp["capture_s"].min()))
-            self.rep_last[rep] = max(self.rep_last.get(rep, -np.inf), float(grp["done_s"].max()))
-        self.load.add(kept)
-        if "cloud_s" in done:
-            for col in TIER_MEANS:
-                self.tier_sums[col] = self.tier_sums.get(col, 0.0) + float(done[col].sum())
-            self.tier_sums["energy_cloud_j"] = self.tier_sums.get("energy_cloud_j", 0.0) + float(kept["energy_cloud_j"].sum())
-            self.tier_sums["batch_size"] = self.tier_sums.get("batch_size", 0.0) + float(done["batch_size"][done["batch_size"] > 0].sum())
-            self.tier_sums["batched"] = self.tier_sums.get("batched", 0.0) + float((done["batch_size"] > 0).sum())
-            self.tier_done += len(done)
+        s["seen"] += _scoped_count(np.ones(len(frames), bool), edge_all, n_e)
+        keep = ~frames["warmup"].to_numpy() if "warmup" in frames else np.ones(len(frames), bool)
+        kept = frames[keep] if not keep.all() else frames
+        status, mobile = keys.status[keep], keys.mobile[keep].astype(np.int64, copy=False)
+        edge = edge_all[keep] if edge_all is not None else None
+        done_mask = status != 2
+        done_edge = edge[done_mask] if edge is not None else None
+        kept_order, done_order = _edge_order(edge, n_e), _edge_order(done_edge, n_e)
 
-    def tier_means(self) -> dict:
+        def col(name: str, where: Optional[np.ndarray] = None) -> np.ndarray:
+            v = kept[name].to_numpy(float)
+            return v if where is None else v[where]
+
+        def kept_sum(values: np.ndarray) -> np.ndarray:
+            return _scoped_sum(values, edge, n_e, kept_order)
+
+        def done_sum(values: np.ndarray) -> np.ndarray:
+            return _scoped_sum(values, done_edge, n_e, done_order)
+
+        s["n"] += _scoped_count(np.ones(status.size, bool), edge, n_e)
+        s["dropped"] += _scoped_count(~done_mask, edge, n_e)
+        s["late"] += _scoped_count(status == 1, edge, n_e)
+        bytes_up = col("bytes_up")
+        s["offloaded"] += _scoped_count(bytes_up > 0, edge, n_e)
+        s["compute"] += kept_sum(np.nan_to_num(col("energy_mobile_compute_j")))
+        s["radio"] += kept_sum(np.nan_to_num(col("energy_mobile_radio_j")))
+        s["server"] += kept_sum(np.nan_to_num(col("energy_server_j")))
+        s["bytes_up"] += kept_sum(bytes_up)
+        head, transfer, tail = np.nan_to_num(col("head_s")), np.nan_to_num(col("transfer_s")), np.nan_to_num(col("tail_s"))
+        s["busy"] += kept_sum(head) + kept_sum(transfer)
+        s["head"] += done_sum(head[done_mask])
+        s["transfer"] += done_sum(transfer[done_mask])
+        s["tail"] += done_sum(tail[done_mask])
+        queue = col("mobile_queue_s", done_mask) + col("uplink_queue_s", done_mask) + col("server_queue_s", done_mask)
+        s["queue"] += done_sum(np.nan_to_num(queue))
+        delay = col("delay_s", done_mask)
+        self.delays.append(delay.copy())  # a copy: a view would keep the window alive
+        if done_edge is not None:
+            self.delay_edges.append(done_edge.astype(np.int16 if n_e < 2 ** 15 else np.int64))
+        if "prediction" in kept:  # a missing prediction counts as wrong; scopes with none predicted are left out
+            any_pred = _scoped_count(kept["prediction"].notna().to_numpy(), edge, n_e) > 0
+            if any_pred.any():
+                done = kept[done_mask]
+                self.predicted.append((done["label"].to_numpy(copy=True),
+                                       done["prediction"].to_numpy(dtype=object, na_value=None), done_edge, any_pred))
+        rep = self.reps.setdefault(keys.replication, _PerReplication(1 + self.n_edges))
+        if done_mask.any():
+            rows = slice(0, 1 + n_e)
+            rep.delay_sum[rows] += done_sum(delay)
+            rep.done[rows] += _scoped_count(np.ones(delay.size, bool), done_edge, n_e).astype(np.int64)
+            rep.first_s[rows] = np.minimum(rep.first_s[rows],
+                                           _scoped_extreme(np.minimum, col("capture_s", done_mask), done_edge, n_e, np.inf))
+            rep.last_s[rows] = np.maximum(rep.last_s[rows],
+                                          _scoped_extreme(np.maximum, col("done_s", done_mask), done_edge, n_e, -np.inf))
+        tiered = "cloud_s" in kept
+        self.load.add(keys.replication, mobile, edge, kept_order, col("capture_s"), head, transfer, tail,
+                      np.nan_to_num(col("wan_transfer_s")) if tiered else None,
+                      np.nan_to_num(col("cloud_s")) / np.maximum(col("batch_size"), 1) if tiered else None)
+        if tiered:
+            t = self.tier_sums
+            for name in TIER_MEANS:
+                t[name] = t.get(name, 0.0) + done_sum(np.nan_to_num(col(name, done_mask)))
+            t["energy_cloud_j"] = t.get("energy_cloud_j", 0.0) + kept_sum(np.nan_to_num(col("energy_cloud_j")))
+            batch = col("batch_size", done_mask)
+            t["batch_size"] = t.get("batch_size", 0.0) + done_sum(np.where(batch > 0, batch, 0.0))
+            t["batched"] = t.get("batched", 0.0) + _scoped_count(batch > 0, done_edge, n_e)
+            t["done"] = t.get("done", 0.0) + _scoped_count(np.ones(batch.size, bool), done_edge, n_e)
+
+    def _delays(self, scope: int) -> np.ndarray:
+        """Completed frames' delays, or (scope 1 + e) those at edge server e, in the order they came."""
+        whole = np.concatenate(self.delays) if self.delays else np.zeros(0)
+        if scope == 0:
+            return whole
+        if self._by_edge is None or self._by_edge[0] != len(self.delays):  # one stable sort serves every server
+            edge = np.concatenate(self.delay_edges) if self.delay_edges else np.zeros(0, np.int16)
+            order, bounds = _scope_order(edge, self.n_edges)
+            self._by_edge = (len(self.delays), whole[order], bounds)
+        _, ordered, bounds = self._by_edge
+        return ordered[bounds[scope - 1]:bounds[scope]]
+
+    def rep_means(self, scope: int = 0) -> dict[int, float]:
+        """Mean delay of each replication with completed frames (in this scope)."""
+        return {r: float(v.delay_sum[scope] / v.done[scope]) for r, v in sorted(self.reps.items()) if v.done[scope]}
+
+    def tier_means(self, scope: int = 0) -> dict:
         """Mean of each per-tier component (TIER_MEANS) over completed frames; cloud energy per frame; mean batch size."""
         nan = float("nan")
-        n, s = self.tier_done, self.tier_sums
-        out = {f"{col}_mean": (s.get(col, 0.0) / n if n else nan) for col in TIER_MEANS}
-        out["energy_cloud_j_per_frame"] = s.get("energy_cloud_j", 0.0) / self.n if self.n else nan
-        out["batch_size_mean"] = s.get("batch_size", 0.0) / s["batched"] if s.get("batched") else nan
+        t = {k: float(v[scope]) for k, v in self.tier_sums.items()}
+        n, n_all = t.get("done", 0.0), float(self.sums["n"][scope])
+        out = {f"{col}_mean": (t.get(col, 0.0) / n if n else nan) for col in TIER_MEANS}
+        out["energy_cloud_j_per_frame"] = t.get("energy_cloud_j", 0.0) / n_all if n_all else nan
+        out["batch_size_mean"] = t.get("batch_size", 0.0) / t["batched"] if t.get("batched") else nan
         return out
 
-    def result(self, mobile_idle_w: dict[str, float], n_mobiles: int, positive: Optional[object] = None) -> dict:
+    def result(self, mobile_idle_w: dict[str, float], n_mobiles: int, positive: Optional[object] = None,
+               scope: int = 0) -> dict:
         """The summary row (002 section 4 metrics; energy as in the README; F1 of `positive`, else macro)."""
-        n, s = self.n, self.sums
-        delay = np.concatenate(self.delays) if self.delays else np.zeros(0)
+        s = {k: float(v[scope]) for k, v in self.sums.items()}
+        n = int(s["n"])
+        delay = self._delays(scope)
         n_done = delay.size
-        per_rep = np.array([self.rep_sum[r] / self.rep_count[r] for r in sorted(self.rep_sum)])
-        span = float(sum(self.rep_last[r] - self.rep_first[r] for r in self.rep_first))
+        means = self.rep_means(scope)
+        per_rep = np.array(list(means.values()))
+        span = float(sum(v.last_s[scope] - v.first_s[scope] for _, v in sorted(self.reps.items()) if v.done[scope]))
         idle_w = float(np.mean(list(mobile_idle_w.values()))) if mobile_idle_w else 0.0
         idle_time = max(span * n_mobiles - s["busy"], 0.0)
         nan = float("nan")
         per = (lambda x: float(x / n)) if n else (lambda x: nan)
         per_done = (lambda x: float(x / n_done)) if n_done else (lambda x: nan)
+        p50, p95, p99 = np.percentile(delay, [50, 95, 99]) if n_done else (nan, nan, nan)
         row = {
             "frames": n,
             "delay_mean_s": float(delay.mean()) if n_done else nan,
-            "delay_p50_s": float(np.percentile(delay, 50)) if n_done else nan,
-            "delay_p95_s": float(np.percentile(delay, 95)) if n_done else nan,
-            "delay_p99_s": float(np.percentile(delay, 99)) if n_done else nan,
+            "delay_p50_s": float(p50),
+            "delay_p95_s": float(p95),
+            "delay_p99_s": float(p99),
             "delay_mean_ci95_s": ci95_half_width(per_rep),
             "throughput_fps": float(n_done / span) if span > 0 else nan,
-            "deadline_miss_fraction": per(self.late),
-            "drop_fraction": per(self.dropped),
+            "deadline_miss_fraction": per(s["late"]),
+            "drop_fraction": per(s["dropped"]),
             "energy_mobile_j_per_frame": per(s["compute"] + s["radio"]),
             "energy_mobile_compute_j_per_frame": per(s["compute"]),
             "energy_mobile_radio_j_per_frame": per(s["radio"]),
             "energy_mobile_total_j": float(s["compute"] + s["radio"] + idle_w * idle_time),
             "energy_server_j_per_frame": per(s["server"]),
             "bytes_per_frame": per(s["bytes_up"]),
-            "offload_fraction": per(self.offloaded),
+            "offload_fraction": per(s["offloaded"]),
             "head_s_mean": per_done(s["head"]),
             "transfer_s_mean": per_done(s["transfer"]),
             "tail_s_mean": per_done(s["tail"]),
             "queue_s_mean": per_done(s["queue"]),
         }
-        if self.labels and n_done:
-            lab, pred = np.concatenate(self.labels), np.concatenate(self.preds)
+        parts = [(lab, pred) if scope == 0 else (lab[e == scope - 1], pred[e == scope - 1])
+                 for lab, pred, e, any_pred in self.predicted if any_pred[scope]]
+        if parts and n_done:
+            lab, pred = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
             row["accuracy"] = float((lab == pred).mean())
             row["f1"] = f1_score(lab, pred, positive)
             row["f1_positive"] = "macro" if positive is None else str(positive)
@@ -168,6 +383,13 @@ TIER_MEANS = ("propagation_s", "server_queue_s", "tail_s", "wan_queue_s", "wan_t
 """Per-tier delay components whose means the summary reports with several edge servers or a cloud."""
 
 
+def _first_or_max(values: np.ndarray) -> float:
+    """max() as Python takes it over values in key order: NaN when the first value is NaN, else the largest number."""
+    if values.size == 0 or np.isnan(values[0]):
+        return float("nan")
+    return float(np.nanmax(values))
+
+
 class OfferedLoad:
     """Offered load per station: arrival rate x mean service demand, per server (rho of a queue; stable below 1).
 
@@ -175,71 +397,88 @@ class OfferedLoad:
     (n_m - 1) (exactly 1/fps for periodic captures), and the demand is the head time of its frames; its uplink
     carries its transfers (all mobile devices' on a shared medium); the server pool carries every tail over c
     servers. A station with rho >= 1 has a queue that grows with the run length, so its delays mean nothing.
+    Kept as arrays per replication: (scope, mobile device) for counts, capture spans and demands, and (edge server,
+    mobile device) for the WAN and cloud demands.
     """
 
-    def __init__(self) -> None:
-        self.busy: dict[tuple[int, str, str], float] = {}  # (replication, station kind, mobile) -> service demand
-        self.first: dict[tuple[int, str], float] = {}
-        self.last: dict[tuple[int, str], float] = {}
-        self.count: dict[tuple[int, str], int] = {}
+    def __init__(self, n_mobiles: int, n_edges: int = 0) -> None:
+        self.n_mobiles, self.n_edges = n_mobiles, n_edges
+        self.reps: dict[int, dict[str, np.ndarray]] = {}
 
-    def add(self, frames: pd.DataFrame) -> None:
-        """Fold in a window of frame records (dropped frames count as arrivals with the service they got)."""
-        for (rep, mobile), grp in frames.groupby(["replication", "mobile"], sort=False):
-            key = (int(rep), str(mobile))
-            self.first[key] = min(self.first.get(key, np.inf), float(grp["capture_s"].min()))
-            self.last[key] = max(self.last.get(key, -np.inf), float(grp["capture_s"].max()))
-            self.count[key] = self.count.get(key, 0) + len(grp)
-            for kind, col in (("mobile", "head_s"), ("uplink", "transfer_s"), ("server", "tail_s")):
-                k3 = (key[0], kind, key[1])
-                self.busy[k3] = self.busy.get(k3, 0.0) + float(grp[col].fillna(0).sum())
-            if "edge" in grp:  # several edge servers or a cloud: each edge pool and WAN, and the cloud pool
-                occupancy = grp["cloud_s"].fillna(0) / grp["batch_size"].clip(lower=1)  # a batch's time, shared
-                for edge, by_edge in grp.assign(cloud_busy=occupancy).groupby("edge", sort=False):
-                    for kind, col in (("server", "tail_s"), ("wan", "wan_transfer_s"), ("cloud", "cloud_busy")):
-                        k3 = (key[0], f"{kind}@{edge}", key[1])
-                        self.busy[k3] = self.busy.get(k3, 0.0) + float(by_edge[col].fillna(0).sum())
+    def add(self, rep: int, mobile: np.ndarray, edge: Optional[np.ndarray], edge_order: Optional[np.ndarray],
+            capture_s: np.ndarray, head_s: np.ndarray, transfer_s: np.ndarray, tail_s: np.ndarray,
+            wan_s: Optional[np.ndarray], cloud_busy_s: Optional[np.ndarray]) -> None:
+        """Fold in a window of frames (dropped frames count as arrivals with the service they got; NaN as 0)."""
+        m, n_e = self.n_mobiles, (self.n_edges if edge is not None else 0)
+        shape = (1 + self.n_edges, m)
+        a = self.reps.get(rep)
+        if a is None:
+            a = self.reps[rep] = {"count": np.zeros(shape), "first": np.full(shape, np.inf),
+                                  "last": np.full(shape, -np.inf), "mobile": np.zeros(shape), "uplink": np.zeros(shape),
+                                  "server": np.zeros(shape), "wan": np.zeros(shape), "cloud": np.zeros(shape),
+                                  "seen": np.full(shape, np.inf), "windows": np.zeros(1)}
+        rows = slice(0, 1 + n_e)
+        count = _by_mobile(None, mobile, edge, m, n_e, edge_order)
+        a["seen"][rows] = np.where((a["seen"][rows] == np.inf) & (count > 0), a["windows"][0], a["seen"][rows])
+        a["windows"] += 1
+        a["count"][rows] += count
+        a["first"][rows] = np.minimum(a["first"][rows], _extreme_by_mobile(np.minimum, capture_s, mobile, edge, m, n_e, np.inf))
+        a["last"][rows] = np.maximum(a["last"][rows], _extreme_by_mobile(np.maximum, capture_s, mobile, edge, m, n_e, -np.inf))
+        for kind, values in (("mobile", head_s), ("uplink", transfer_s), ("server", tail_s), ("wan", wan_s),
+                             ("cloud", cloud_busy_s)):
+            if values is not None:
+                a[kind][rows] += _by_mobile(values, mobile, edge, m, n_e, edge_order)
 
-    def _span(self, key: tuple[int, str]) -> float:
-        n = self.count[key]
-        return (self.last[key] - self.first[key]) * n / (n - 1) if n > 1 else float("nan")
+    def _spans(self, a: dict, scope: int) -> tuple[np.ndarray, np.ndarray]:
+        """The mobile devices that sent frames in this scope, in the order they first did (window by window, then by
+        index), and their spans T_m (NaN with fewer than two frames)."""
+        seen = a["seen"][scope]
+        keys = np.lexsort((np.arange(seen.size), seen))[: int(np.count_nonzero(seen < np.inf))]
+        n = a["count"][scope][keys]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            span = np.where(n > 1, (a["last"][scope][keys] - a["first"][scope][keys]) * n / (n - 1), np.nan)
+        return keys, span
 
-    def tier_utilisation(self, edge_servers: dict[str, int], cloud_servers: int) -> dict:
-        """rho of the busiest edge server pool, of the busiest WAN link and of the cloud pool (per server)."""
+    def tier_utilisation(self, edge_servers: dict[int, int], cloud_servers: int, scope: int = 0) -> dict:
+        """rho of the busiest edge server pool, of the busiest WAN link and of the cloud pool (per server).
+
+        edge_servers: edge server index -> its servers, for the servers this scope covers. Sums run one after the
+        other over the mobile devices in the order they came (the summaries' bytes depend on it)."""
         nan = float("nan")
-        spans = {key: self._span(key) for key in self.count}
-        reps = sorted({rep for rep, _ in self.count})
+        server, wan, cloud = [], [], []
+        for _, a in sorted(self.reps.items()):
+            keys, span = self._spans(a, scope)
+            ok = span > 0
+            keys, span = keys[ok], span[ok]
 
-        def pooled(kind: str, edge: str) -> list[float]:
-            return [sum(self.busy.get((rep, f"{kind}@{edge}", mob), 0.0) / spans[(rep, mob)]
-                        for (r, mob) in self.count if r == rep and spans[(rep, mob)] > 0) for rep in reps]
+            def pooled(kind: str, e: int) -> float:  # the (edge server, mobile) demands sit in scope 1 + e
+                return sum((a[kind][1 + e][keys] / span).tolist())
 
-        rho = {"utilisation_server": max((v / c for e, c in edge_servers.items() for v in pooled("server", e)),
-                                         default=nan)}
+            server += [pooled("server", e) / c for e, c in edge_servers.items()]
+            wan += [pooled("wan", e) for e in edge_servers]
+            cloud.append(sum(pooled("cloud", e) for e in edge_servers) / cloud_servers if cloud_servers else nan)
+        rho = {"utilisation_server": max(server, default=nan)}
         if cloud_servers:
-            rho["utilisation_wan"] = max((v for e in edge_servers for v in pooled("wan", e)), default=nan)
-            per_rep = [sum(vals) / cloud_servers for vals in zip(*(pooled("cloud", e) for e in edge_servers))]
-            rho["utilisation_cloud"] = max(per_rep, default=nan)
+            rho["utilisation_wan"] = max(wan, default=nan)
+            rho["utilisation_cloud"] = max(cloud, default=nan)
         return rho
 
-    def utilisation(self, servers: int, shared_medium: bool) -> dict:
-        """rho of the busiest mobile device, of the busiest uplink (or the shared medium) and of the server pool."""
-        nan = float("nan")
-        rho_of: dict[str, dict[tuple[int, str], float]] = {"mobile": {}, "uplink": {}, "server": {}}
-        for key in self.count:
-            span = self._span(key)
-            for kind in rho_of:
-                rho_of[kind][key] = self.busy[(key[0], kind, key[1])] / span if span > 0 else nan
-        reps = sorted({rep for rep, _ in self.count})
+    def utilisation(self, servers: int, shared_medium: bool, scope: int = 0) -> dict:
+        """rho of the busiest mobile device, of the busiest uplink (or the shared medium) and of the server pool.
 
-        def pooled(kind: str, over: int) -> list[float]:  # lambda_total x E[S] = sum over mobiles of lambda_m x E[S_m]
-            return [sum(v for (r, _), v in rho_of[kind].items() if r == rep) / over for rep in reps]
-
-        uplink = pooled("uplink", 1) if shared_medium else list(rho_of["uplink"].values())
-        rho = {"utilisation_mobile": max(rho_of["mobile"].values(), default=nan),
-               "utilisation_uplink": max(uplink, default=nan),
-               "utilisation_server": max(pooled("server", servers), default=nan)}
-        return rho
+        As Python's max and sum over the mobile devices in the order they came: a first undefined rho (a device
+        with one frame) makes the maximum undefined, and any undefined one the pooled sum."""
+        rho_of: dict[str, list[np.ndarray]] = {"mobile": [], "uplink": [], "server": []}
+        for _, a in sorted(self.reps.items()):
+            keys, span = self._spans(a, scope)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                for kind, values in rho_of.items():
+                    values.append(np.where(span > 0, a[kind][scope][keys] / span, np.nan))
+        pooled = {kind: np.array([sum(v.tolist()) for v in values]) for kind, values in rho_of.items()}
+        flat = {kind: np.concatenate(values) if values else np.zeros(0) for kind, values in rho_of.items()}
+        return {"utilisation_mobile": _first_or_max(flat["mobile"]),
+                "utilisation_uplink": _first_or_max(pooled["uplink"] if shared_medium else flat["uplink"]),
+                "utilisation_server": _first_or_max(pooled["server"] / servers)}
 
 
 def summary_rows(sc: Scenario, point: int, overrides: dict, accumulators: dict[str, "SummaryAccumulator"],
@@ -253,23 +492,24 @@ def summary_rows(sc: Scenario, point: int, overrides: dict, accumulators: dict[s
     positive = positive_class(labels, sc.workload.positive_label) if labels is not None else None
     edges = sc.edge_servers()
     servers = {e.name: e.servers for e in edges}
-    scopes = [None] + ([e.name for e in edges] if sc.tiered and len(edges) > 1 else [])
+    per_edge = sc.tiered and len(edges) > 1
     rows = []
     for spec in sc.policies:
-        for scope in scopes:
-            acc = accumulators.get(spec.display if scope is None else (spec.display, scope))
-            if acc is None:
-                continue
+        acc = accumulators.get(spec.display)
+        if acc is None:
+            continue
+        for scope in [0] + (acc.scopes if per_edge else []):  # 0: every frame; 1 + e: edge server e's frames
+            name = None if scope == 0 else edges[scope - 1].name
             row = {"point": point, "policy": spec.display, "mobile": mobile_label,
-                   "edge": "+".join(servers) if scope is None else scope, "data_rate_mbps": rate}
-            if len(scopes) > 1:
-                row["scope"] = "all" if scope is None else "edge"
-            row.update(acc.result(mobile_idle_w, n_mobiles, positive))
-            row.update(acc.load.utilisation(edges[0].servers, sc.link.shared_medium))
+                   "edge": "+".join(servers) if name is None else name, "data_rate_mbps": rate}
+            if per_edge:
+                row["scope"] = "all" if name is None else "edge"
+            row.update(acc.result(mobile_idle_w, n_mobiles, positive, scope))
+            row.update(acc.load.utilisation(edges[0].servers, sc.link.shared_medium, scope))
             if sc.tiered:
-                row.update(acc.load.tier_utilisation(servers if scope is None else {scope: servers[scope]},
-                                                     sc.cloud.servers if sc.cloud else 0))
-                row.update(acc.tier_means())
+                covered = dict(enumerate(servers.values())) if name is None else {scope - 1: servers[name]}
+                row.update(acc.load.tier_utilisation(covered, sc.cloud.servers if sc.cloud else 0, scope))
+                row.update(acc.tier_means(scope))
             row["stable"] = bool(all(not (v >= 1.0) for k, v in row.items() if k.startswith("utilisation_")))
             for path, value in overrides.items():
                 row[f"sweep.{path}"] = value
@@ -315,8 +555,8 @@ def add_gain_bands(summary: pd.DataFrame, accumulators: dict, local_label: str |
                 lo.append(np.nan)
                 hi.append(np.nan)
                 continue
-            reps = sorted(set(acc.rep_sum) & set(base.rep_sum))
-            gains = np.array([(base.rep_sum[r] / base.rep_count[r]) / (acc.rep_sum[r] / acc.rep_count[r]) for r in reps])
+            mine, theirs = acc.rep_means(), base.rep_means()
+            gains = np.array([theirs[r] / mine[r] for r in sorted(set(mine) & set(theirs))])
             lo.append(float(np.percentile(gains, 5)) if gains.size else np.nan)
             hi.append(float(np.percentile(gains, 95)) if gains.size else np.nan)
         out[f"{col}_p5"], out[f"{col}_p95"] = lo, hi

@@ -14,9 +14,7 @@ from typing import Optional
 import pandas as pd
 
 from simulator.assemble import Point, Window, assemble, plan_window, with_device_errors
-from simulator.compiled import simulate_compiled, simulate_compiled_windows, why_not
-from simulator.engine import simulate, simulate_windows
-from simulator.frames import FrameSink, frames_df
+from simulator.frames import FrameSink, frame_keys, frames_df
 from simulator.metrics import add_gain_bands, add_gains, summary_rows
 from simulator.policies import BasePolicy
 from simulator.scenario import Scenario, apply_overrides
@@ -42,9 +40,9 @@ def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Opti
     parent process) and the result holds no frames; above workload.chunk_frames the run then goes window by window."""
     sc = apply_overrides(scenario, overrides, source=f"sweep point {point}")
     pt = assemble(sc)
-    streaming = frames_path is not None and sc.workload.frames * pt.n_mobiles > sc.workload.chunk_frames
-    per_edge = pt.topo.tiers is not None and len(pt.topo.tiers.edges) > 1
-    with FrameSink([s.display for s in sc.policies], frames_path, keep_frames, per_edge) as sink:
+    streaming = frames_path is not None and sc.workload.frames * pt.n_mobiles * _copies(pt) > sc.workload.chunk_frames
+    n_edges = len(pt.topo.tiers.edges) if pt.topo.tiers is not None else 0
+    with FrameSink([s.display for s in sc.policies], pt.n_mobiles, n_edges, frames_path, keep_frames) as sink:
         used: dict[str, str] = {}
         notes = list(pt.notes)
         for rep in range(sc.replications):
@@ -63,15 +61,25 @@ def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Opti
     return PointResult(point, sink.frames(), summary, pt.engine, list(dict.fromkeys(notes)))
 
 
+def _copies(pt: Point) -> int:
+    """How many times a frame plan holds each frame's demands: once per edge server (a route per server), so that a
+    window holds chunk_frames frame-routes and its memory stays flat however many servers there are."""
+    return max(len(pt.edge_devices), 1)
+
+
 def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink, windowed: bool,
                notes: Optional[list[str]] = None) -> str:
     """One replication of one policy at one point, its frame tables handed to the sink; returns the engine used.
     Where `engine: compiled` must run the SimPy engine, a line in `notes` says why (never silently)."""
+    from simulator.engine import simulate, simulate_windows
+
     sc, label = pt.scenario, pol.spec.display
     streams = FrameStreams(sc.seed, rep, pt.n_mobiles)
     frames_per, chunk = sc.workload.frames, sc.workload.chunk_frames
     routes_by_group = pt.routes_of_group(pol)  # once for every window of this run
     compiled = pt.engine == "compiled"
+    if compiled:  # numba: imported by the first run that uses it
+        from simulator.compiled import simulate_compiled, simulate_compiled_windows
     policy = pol if pol.stateful else None
     dynamic = pt.topo.tiers is not None and pt.topo.tiers.dynamic
     routes = [routes_by_group[g] for g in pt.group_of_instance] if pol.stateful or dynamic else None
@@ -81,9 +89,10 @@ def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink
             times, used = simulate_compiled(w.plan, pt.topo, policy, routes), "compiled"
         else:  # the readable reference, and whatever the compiled loop does not cover
             times, used = simulate(w.plan, pt.topo, policy, routes), "simpy"
-        sink.add(frames_df(pt, w, times, label, rep, point), label)
+        df = frames_df(pt, w, times, label, rep, point)
+        sink.add(df, label, frame_keys(w, times, rep, pt, df["bytes_up"].to_numpy()))
         return used
-    per_window = max(1, chunk // pt.n_mobiles)
+    per_window = max(1, chunk // (pt.n_mobiles * _copies(pt)))
     windows: dict[int, Window] = {}
 
     def load(k: int):
@@ -94,7 +103,9 @@ def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink
         return windows[k].plan
 
     def done(k: int, _plan, times: dict) -> None:
-        sink.add(frames_df(pt, windows.pop(k), times, label, rep, point), label)
+        w = windows.pop(k)
+        df = frames_df(pt, w, times, label, rep, point)
+        sink.add(df, label, frame_keys(w, times, rep, pt, df["bytes_up"].to_numpy()))
 
     first = load(0)  # loaded once: windows draw from the random streams in order
     loader = (lambda k: first if k == 0 else load(k))
@@ -107,6 +118,8 @@ def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink
 
 def _compiled_covers(plan, pt: Point, policy, label: str, notes: Optional[list[str]]) -> bool:
     """True when the compiled engine runs this policy; else a note says why the SimPy engine runs it instead."""
+    from simulator.compiled import why_not
+
     why = why_not(plan, pt.topo, policy)
     if why is not None and notes is not None:
         notes.append(f"policy '{label}' runs on the SimPy engine although the scenario asks for engine: compiled: "

@@ -21,21 +21,12 @@ from simulator.devices import InlineDevice, find_model, load_profile_device
 from simulator.link import DEFAULT_PACKET_PAYLOAD_BYTES, RateTrace, load_rate_trace
 from simulator.policies import ENTRIES as POLICY_ENTRIES
 from simulator.policies import PolicySpec
+from simulator.limits import (CONFIRM_RUNS, MAX_FRAME_RATE_FPS, MAX_RATE_MBPS, MAX_SWEEP_POINTS,  # noqa: F401
+                              MAX_TIME_S, MAX_TRACE_SCALE)
 from simulator.safe_yaml import YamlLimitError, check_size, load_yaml
 
 
-#: the largest data rate a scenario takes (1 Pbit/s: far above any link; theory checks use it as a link taking no time)
-MAX_RATE_MBPS = 1e9
-#: the longest time a scenario takes (delays, deadlines, trace offsets: about 11.6 days)
-MAX_TIME_S = 1e6
-#: the highest frame rate a scenario takes
-MAX_FRAME_RATE_FPS = 1e6
-#: the largest factor a trace is scaled by
-MAX_TRACE_SCALE = 1e6
-#: the most sweep points (grid x cases) a scenario may expand to
-MAX_SWEEP_POINTS = 100_000
-#: above this many runs (sweep points x policies x replications) `edgesim run` and `validate` ask for --yes
-CONFIRM_RUNS = 10_000
+from simulator.sense import check_scenario
 
 
 class _Strict(BaseModel):
@@ -451,9 +442,7 @@ def parse_scenario(text: str, source: str = "<scenario>", base_dir: Optional[Pat
     check_topology(scenario, source, root)
     check_profiles(scenario, source, root)
     check_names(scenario, source, root)
-    from simulator.sense import check_scenario  # implausible values (unit slips) are warnings, not errors
-
-    check_scenario(scenario, source, lambda loc: _yaml_line(root, loc))
+    check_scenario(scenario, sweep_points(scenario), source, lambda loc: _yaml_line(root, loc))  # warnings only
     return scenario
 
 
@@ -627,9 +616,7 @@ def as_scenario(scenario: "Scenario | dict | str | Path") -> Scenario:
         validated = Scenario.model_validate(scenario)
     except ValidationError as exc:
         raise ScenarioError(validation_message(exc, "<scenario>")) from None
-    from simulator.sense import check_scenario  # as a file's are: implausible values warn
-
-    check_scenario(validated)
+    check_scenario(validated, sweep_points(validated))  # as a file's are: implausible values warn
     return validated
 
 

@@ -15,7 +15,8 @@ from typing import Any, Iterator, Optional
 
 import pandas as pd
 
-from profilers.errors import EdgesimWarning
+from profilers.errors import EdgesimWarning, field_message
+from simulator.link import load_rate_trace
 
 RATE_MAX_MBPS = 1e5
 """100 Gbit/s: above it a data rate is most likely in bit/s or kbit/s written as Mbit/s."""
@@ -123,16 +124,16 @@ def _leaves(data: Any, loc: tuple = ()) -> Iterator[tuple[tuple, Any]]:
         yield loc, data
 
 
-def _sweep_values(sweep: dict) -> Iterator[tuple[tuple, str, Any]]:
-    """(YAML location, dotted field, value) of every value a sweep's grid and cases give a field."""
-    from simulator.scenario import expand_values
-
-    for path, values in (sweep.get("grid") or {}).items():
-        for value in expand_values(values):
-            yield ("sweep", "grid", path), path, value
-    for k, case in enumerate(sweep.get("cases") or []):
-        for path, value in case.items():
-            yield ("sweep", "cases", k, path), path, value
+def _sweep_values(sweep: dict, points: list[dict[str, Any]]) -> Iterator[tuple[tuple, str, Any]]:
+    """(YAML location, dotted field, value) of every distinct value the sweep's points give a field."""
+    seen = set()
+    for point in points:
+        for path, value in point.items():
+            if (path, repr(value)) in seen:
+                continue
+            seen.add((path, repr(value)))
+            loc = ("sweep", "grid", path) if path in (sweep.get("grid") or {}) else ("sweep", "cases")
+            yield loc, path, value
 
 
 def _trace_fields(data: dict) -> Iterator[tuple[tuple, dict]]:
@@ -148,18 +149,16 @@ def _trace_fields(data: dict) -> Iterator[tuple[tuple, dict]]:
         yield ("cloud", "wan"), data["cloud"]["wan"]
 
 
-def implausible_values(scenario) -> list[tuple[tuple, str]]:
-    """(field location, what looks wrong) for each implausible value of a scenario, its sweep and its traces."""
-    from simulator.link import load_rate_trace
-    from simulator.scenario import sweep_points
-
+def implausible_values(scenario, points: list[dict[str, Any]]) -> list[tuple[tuple, str]]:
+    """(field location, what looks wrong) for each implausible value of a scenario, its sweep points (the
+    overrides simulator.scenario.sweep_points gives) and its traces."""
     data = scenario.model_dump(mode="json")
     out: list[tuple[tuple, str]] = []
     for loc, value in _leaves({k: v for k, v in data.items() if k != "sweep"}):
         msg = field_slip(str(loc[-1]), value) if loc else None
         if msg:
             out.append((loc, msg))
-    for loc, path, value in _sweep_values(data["sweep"]):
+    for loc, path, value in _sweep_values(data["sweep"], points):
         msg = field_slip(path.split(".")[-1], value)
         if msg and (loc, msg) not in out:
             out.append((loc, f"{path} = {msg}"))
@@ -170,7 +169,7 @@ def implausible_values(scenario) -> list[tuple[tuple, str]]:
             peak = float(trace.rates_bps.max() / 1e6)
             out += [((*loc, "trace"), f"{link['trace']}: {m}") for m in trace_slips(mean, trace.end_s, peak)]
     n_mobiles = sum(g["count"] for g in data["mobiles"])
-    total = data["workload"]["frames"] * n_mobiles * len(sweep_points(scenario)) * len(data["policies"]) * data[
+    total = data["workload"]["frames"] * n_mobiles * len(points) * len(data["policies"]) * data[
         "replications"]
     if total > FRAMES_MAX:
         out.append((("workload", "frames"), f"{total:.3g} frames in the run ({data['workload']['frames']:g} per mobile "
@@ -185,14 +184,12 @@ def warn(messages: list[str], category: type[Warning] = ImplausibleValue) -> Non
         warnings.warn(msg, category, stacklevel=3)
 
 
-def check_scenario(scenario, source: str = "<scenario>", line_of=None) -> list[str]:
+def check_scenario(scenario, points: list[dict[str, Any]], source: str = "<scenario>", line_of=None) -> list[str]:
     """Warn (ImplausibleValue) about each implausible value as `FILE:LINE: field 'a.b': what`; returns the lines.
 
-    line_of(loc) gives a field's YAML line where the scenario came from a file."""
-    from profilers.errors import field_message
-
+    points: the sweep's overrides; line_of(loc) gives a field's YAML line where the scenario came from a file."""
     lines = []
-    for loc, msg in implausible_values(scenario):
+    for loc, msg in implausible_values(scenario, points):
         line = line_of(loc) if line_of is not None else None
         lines.append(field_message(f"{source}:{line}" if line else source, loc, msg))
     warn(lines)
@@ -202,8 +199,6 @@ def check_scenario(scenario, source: str = "<scenario>", line_of=None) -> list[s
 def check_overrides(scenario, paths, source: str = "--set") -> list[str]:
     """Warn (ImplausibleValue) about implausible values the scenario got at the --set paths (read back after
     validation: '1e7' is a number only then); returns the lines."""
-    from profilers.errors import field_message
-
     data, lines = scenario.model_dump(mode="json"), []
     for path in paths:
         node = data
@@ -242,14 +237,12 @@ def replication_note(scenario) -> Optional[str]:
             "`replications: 5` (or --set replications=5) gives them")
 
 
-def run_messages(scenario, summary: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """(notes, warnings) `edgesim run` prints about a run besides the engine's notes: derived devices and the
-    replications; each overloaded (point, policy). The Python API raises both as RunWarning."""
-    from simulator.devices import fidelity_notes
-    from simulator.resolve import scenario_devices
-
+def run_messages(scenario, summary: pd.DataFrame, device_notes: list[str]) -> tuple[list[str], list[str]]:
+    """(notes, warnings) `edgesim run` prints about a run besides the engine's notes: derived devices
+    (simulator.devices.fidelity_notes) and the replications; each overloaded (point, policy). The Python API
+    raises both as RunWarning."""
     note = replication_note(scenario)
-    return [*fidelity_notes(scenario_devices(scenario)), *([note] if note else [])], unstable_warnings(summary)
+    return [*device_notes, *([note] if note else [])], unstable_warnings(summary)
 
 
 # ----------------------------------------------------------------------------- stations that never settle

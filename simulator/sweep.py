@@ -19,7 +19,9 @@ import pandas as pd
 
 from profilers.errors import EdgesimError, first_line
 from profilers.progress import Progress
+from simulator.devices import fidelity_notes
 from simulator.metrics import order_summary
+from simulator.resolve import scenario_devices
 from simulator.runner import PointResult, run_point
 from simulator.scenario import Scenario, as_scenario, sweep_points
 from simulator.sense import RunWarning, run_messages
@@ -130,7 +132,7 @@ def run(scenario: Scenario | dict | str | Path, jobs: int = 1, executor: str = "
         warnings.warn(note, UserWarning, stacklevel=2)
     frames = pd.concat([r.frames for r in results], ignore_index=True)
     summary = order_summary(pd.concat([r.summary for r in results], ignore_index=True))
-    for msg in sum(run_messages(scenario, summary), []):  # derived devices, replications, overloaded stations: as the CLI
+    for msg in sum(run_messages(scenario, summary, fidelity_notes(scenario_devices(scenario))), []):  # derived devices, replications, overloaded stations: as the CLI
         warnings.warn(msg, RunWarning, stacklevel=2)
     return frames, summary
 

@@ -22,7 +22,6 @@ Formats (REFERENCES.md section 4):
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -31,7 +30,7 @@ import numpy as np
 
 from profilers.errors import EdgesimError, unknown_name
 from profilers.io import atomic_write_text
-from simulator.link import trace_lines
+from simulator.csvtable import read_csv_table, table_lines
 
 MAHIMAHI_PACKET_BYTES = 1500
 DEFAULT_BIN_MS = 100
@@ -75,7 +74,7 @@ class ImportedTrace:
 
 def _lines(path: Path, empty: str) -> list[tuple[int, str]]:
     """(line number, text) of every non-blank, non-`#` line; one line if unreadable or empty."""
-    lines = trace_lines(path)
+    lines = table_lines(path)
     if not lines:
         raise EdgesimError(f"{path}:1: empty trace ({empty})")
     return lines
@@ -103,23 +102,9 @@ def _check_increasing(path: Path, linenos: list[int], t: np.ndarray, what: str, 
 
 def _csv_table(path: Path, required: list[str], fmt: str) -> tuple[list[int], list[dict[str, str]]]:
     """Rows of a headed CSV as dicts, with their file line numbers; the header must hold `required`."""
-    lines = _lines(path, "no header, no rows")
-    head_no, head = lines[0]
-    fields = next(csv.reader([head]))
-    missing = [c for c in required if c not in fields]
-    if missing:
-        raise EdgesimError(f"{path}:{head_no}: not a {fmt} trace: missing column(s) {', '.join(missing)} "
-                           f"(found: {', '.join(fields)})")
-    rows, linenos = [], []
-    for n, line in lines[1:]:
-        cells = next(csv.reader([line]))
-        if len(cells) != len(fields):
-            raise EdgesimError(f"{path}:{n}: {len(cells)} fields where the header has {len(fields)}")
-        rows.append(dict(zip(fields, cells)))
-        linenos.append(n)
-    if not rows:
-        raise EdgesimError(f"{path}:{head_no}: empty trace (a header and no rows)")
-    return linenos, rows
+    table = read_csv_table(path, required, f"not a {fmt} trace: missing column(s) {{missing}}",
+                           "empty trace (no header, no rows)", "empty trace (a header and no rows)")
+    return table.linenos, table.rows
 
 
 # ---------------------------------------------------------------- parse

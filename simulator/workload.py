@@ -11,7 +11,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from profilers.errors import EdgesimError
-from simulator.link import MAX_TRACE_ROWS, check_trace_rows, check_trace_size
+from simulator.csvtable import read_csv_table
+from simulator.limits import MAX_TRACE_ROWS, check_trace_rows, check_trace_size
 from simulator.scenario import Scenario
 
 
@@ -106,44 +107,46 @@ class FrameStreams:
     """Per-mobile-device random streams (captures, head and tail uniforms, per-route packet losses, link delays).
 
     Each stream belongs to one mobile device, so the numbers a frame gets do not depend on how the run is
-    cut into windows, and every policy sees the same captures and uniforms (common random numbers).
+    cut into windows, and every policy sees the same captures and uniforms (common random numbers). A stream is
+    made when first drawn from, so a run pays only for the streams it uses (a city of cameras with median service
+    times and no losses makes none but the captures' of a Poisson source).
     """
 
-    def __init__(self, seed: int, replication: int, n_mobiles: int) -> None:
-        self.seed, self.replication = seed, replication
-        self.capture = [self._rng(m, 0) for m in range(n_mobiles)]
-        self.head = [self._rng(m, 1) for m in range(n_mobiles)]
-        self.tail = [self._rng(m, 2) for m in range(n_mobiles)]
-        self.delay = [self._rng(m, 4) for m in range(n_mobiles)]
-        self.cloud = [self._rng(m, 5) for m in range(n_mobiles)]
-        self._loss: dict[tuple[int, int], np.random.Generator] = {}
-        self.last_capture_s = [0.0] * n_mobiles
+    KINDS = {"capture": 0, "head": 1, "tail": 2, "delay": 4, "cloud": 5}
+    """Stream number of each kind (3: per-route packet losses, see loss)."""
 
-    def _rng(self, m: int, kind: int, extra: int = 0) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.replication, m, kind, extra])
+    def __init__(self, seed: int, replication: int, n_mobiles: int) -> None:
+        self.seed, self.replication, self.n_mobiles = seed, replication, n_mobiles
+        self._made: dict[tuple[int, int, int], np.random.Generator] = {}
+        self.last_capture_s = np.zeros(n_mobiles)
+
+    def stream(self, m: int, kind: int, extra: int = 0) -> np.random.Generator:
+        """Mobile device m's stream of this kind (made on first use, then continued)."""
+        key = (m, kind, extra)
+        rng = self._made.get(key)
+        if rng is None:
+            rng = self._made[key] = np.random.default_rng([self.seed, self.replication, m, kind, extra])
+        return rng
+
+    def uniforms(self, kind: str, per: int, shape: tuple[int, ...] = ()) -> np.ndarray:
+        """The next `per` draws (each of `shape`) of every mobile device's stream of this kind, device after device."""
+        k = self.KINDS[kind]
+        draws = [self.stream(m, k).random((*shape, per)) for m in range(self.n_mobiles)]
+        return np.concatenate(draws, axis=-1) if draws else np.zeros((*shape, 0))
 
     def loss(self, m: int, route: int) -> np.random.Generator:
         """The loss stream of mobile device m on route `route`."""
-        if (m, route) not in self._loss:
-            self._loss[(m, route)] = self._rng(m, 3, route)
-        return self._loss[(m, route)]
+        return self.stream(m, 3, route)
 
 
 def trace_captures(scenario: Scenario, dataset: Optional[pd.DataFrame]) -> np.ndarray:
     """Capture times of a trace source: a CSV column or the dataset's capture_time_s (repeated past its end)."""
     w = scenario.workload
-    if w.trace is not None:
+    if w.trace is not None:  # the one CSV reader of traces: FILE:LINE errors
         path, field = Path(w.trace), "workload.trace"
-        check_trace_size(path)
-        try:
-            values = pd.read_csv(path, nrows=MAX_TRACE_ROWS + 1)["capture_time_s"]
-        except FileNotFoundError:
-            raise EdgesimError(f"{path}: frame trace not found ({field})") from None
-        except KeyError:
-            raise EdgesimError(f"{path}:1: frame trace needs a capture_time_s column ({field})") from None
-        except Exception as exc:
-            raise EdgesimError(f"{path}: cannot read frame trace: {str(exc).splitlines()[0]} ({field})") from None
-        check_trace_rows(path, len(values), "frame trace")
+        values = read_csv_table(w.trace, ["capture_time_s"], "frame trace needs a capture_time_s column",
+                                "frame trace is empty (needs a header capture_time_s and rows)",
+                                "frame trace has no rows after the header", "frame trace").numbers("capture_time_s")
     else:
         path, field = Path(w.dataset), "workload.dataset"
         if "capture_time_s" not in dataset.columns:
@@ -170,16 +173,20 @@ def check_captures(col: np.ndarray, path: Path, field: str) -> np.ndarray:
     return col
 
 
-def capture_window(scenario: Scenario, m: int, n_mobiles: int, seq: np.ndarray, streams: FrameStreams,
-                   trace: Optional[np.ndarray]) -> np.ndarray:
-    """Capture times of mobile device m's frames seq (consecutive): periodic (staggered), Poisson or traced."""
+def capture_windows(scenario: Scenario, n_mobiles: int, seq: np.ndarray, streams: FrameStreams,
+                    trace: Optional[np.ndarray]) -> np.ndarray:
+    """Capture times of frames seq (consecutive) of every mobile device, device after device: periodic (staggered),
+    Poisson (each device's own stream) or traced; one array operation except for Poisson draws."""
     w = scenario.workload
     if w.source == "periodic":
-        return seq / w.frame_rate_fps + m / (w.frame_rate_fps * n_mobiles)
+        m = np.arange(n_mobiles)[:, None]
+        return (seq[None, :] / w.frame_rate_fps + m / (w.frame_rate_fps * n_mobiles)).ravel()
     if w.source == "poisson":
-        times = streams.last_capture_s[m] + np.cumsum(streams.capture[m].exponential(1.0 / w.frame_rate_fps, seq.size))
-        if times.size:
-            streams.last_capture_s[m] = float(times[-1])
-        return times
+        gaps = [streams.stream(m, FrameStreams.KINDS["capture"]).exponential(1.0 / w.frame_rate_fps, seq.size)
+                for m in range(n_mobiles)]
+        times = streams.last_capture_s[:, None] + np.cumsum(np.reshape(gaps, (n_mobiles, seq.size)), axis=1)
+        if seq.size:
+            streams.last_capture_s = times[:, -1].copy()
+        return times.ravel()
     period = (trace[-1] - trace[0]) + float(np.median(np.diff(trace)))  # check_captures: two rows or more
-    return trace[seq % trace.size] + (seq // trace.size) * period
+    return np.tile(trace[seq % trace.size] + (seq // trace.size) * period, n_mobiles)

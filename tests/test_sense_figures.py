@@ -20,7 +20,7 @@ from edgesim.report.outputs import trace_labels
 from profilers.errors import EdgesimError, did_you_mean, unknown_name
 from simulator import sense
 from simulator.devices import profile_command
-from simulator.scenario import as_scenario, load_scenario
+from simulator.scenario import as_scenario, load_scenario, sweep_points
 from tests.sim_helpers import scenario_dict, write_scenario, write_toy_profiles
 
 
@@ -64,7 +64,8 @@ def test_too_many_frames_and_implausible_traces_warn(tmp_path, profiles):
     data = scenario_dict(profiles, link={"trace": str(trace)},
                          workload={"source": "periodic", "frames": 100_000_000, "frame_rate_fps": 1},
                          mobiles=[{"device": "toy-mobile", "count": 20}])
-    msgs = [m for _, m in sense.implausible_values(as_scenario_quiet(data))]
+    sc = as_scenario_quiet(data)
+    msgs = [m for _, m in sense.implausible_values(sc, sweep_points(sc))]
     assert any("mean rate 12,000 Mbit/s (12 Gbit/s) is above 10 Gbit/s: kbit/s read as Mbit/s? (in kbit/s the mean "
                "is 12 Mbit/s)" in m for m in msgs)
     assert any("it lasts 100000 s (27.8 h), more than a day: milliseconds read as seconds? (in ms it lasts 100 s)" in m
@@ -296,3 +297,30 @@ def test_images_without_chromium_give_the_debian_command(tmp_path, monkeypatch):
     assert report.parse_formats("svg, HTML,pdf") == ("html", "pdf", "svg")
     with pytest.raises(EdgesimError, match="unknown format 'jpg'; known: html, png, pdf, svg"):
         report.parse_formats("png,jpg")
+
+
+def test_compare_table_shows_the_trace_where_the_rate_is_blank():
+    from rich.console import Console
+
+    from edgesim.cli.simulate import compare_table
+
+    summary = pd.DataFrame({"point": [0, 0], "policy": ["local", "offload"], "mobile": "m", "edge": "e",
+                            "data_rate_mbps": [np.nan, np.nan], "delay_mean_s": [0.1, 0.05]})
+    console = Console(width=200, record=True)
+    console.print(compare_table(summary, "delay_mean_s", "trace walk, mean 20 Mbit/s"))
+    assert "trace walk, mean 20 Mbit/s" in console.export_text()
+
+
+def test_one_csv_reader_names_file_and_line_for_capture_traces(tmp_path, profiles):
+    from simulator.workload import trace_captures
+
+    bad = tmp_path / "captures.csv"
+    bad.write_text("# captures\ncapture_time_s\n0.0\n0.5\nsoon\n")
+    sc = as_scenario_quiet(scenario_dict(profiles, workload={"source": "trace", "trace": str(bad)}))
+    with pytest.raises(EdgesimError, match=rf"^{bad}:5: capture_time_s must be a number, found 'soon'$"):
+        trace_captures(sc, None)
+    bad.write_text("t\n0\n")
+    with pytest.raises(EdgesimError, match=rf"^{bad}:1: frame trace needs a capture_time_s column \(found: t\)$"):
+        trace_captures(sc, None)
+    bad.write_text("capture_time_s\n0\n1.5\n")
+    np.testing.assert_allclose(trace_captures(sc, None), [0.0, 1.5])

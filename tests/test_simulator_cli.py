@@ -123,6 +123,7 @@ def test_failed_run_leaves_existing_results_untouched(tmp_path, scenario, capsys
     path, data, _ = scenario
     out = tmp_path / "res"
     assert main(["run", str(path), "--out", str(out)]) == 0
+    capsys.readouterr()  # the first run's notes (one replication) are not the failed run's line
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     bad = write_scenario(tmp_path, {**data, "sweep": {"grid": {"edge.device": ["toy-edge", "ghost"]}}}, "bad.yaml")
     assert main(["run", str(bad), "--out", str(out)]) == 2

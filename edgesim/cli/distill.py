@@ -7,30 +7,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
-import pandas as pd
 import typer
 from rich.table import Table
 
 from edgesim.cli.console import console, png_mode, png_option, progress_steps
-from edgesim.report.html import write_figures
-from edgesim.studies.data import BUNDLED
-from edgesim.studies.distill import studies as st
-from edgesim.studies.distill.runs import (
-    accuracy_source,
-    export_head,
-    head_table_rows,
-    profile_into,
-    run_head,
-    run_kd,
-    write_csv,
-    write_json,
-)
-from edgesim.studies.stats import formatted, seed_list, summarise
 from profilers.errors import EdgesimError, unknown_name
 from profilers.io import read_json
-from profilers.models import entries
-from profilers.models.nets import known_nets
-from profilers.models.students import MIMIC_ID, TEACHER_ID
+
+# the studies, models (torch) and figures (plotly) are imported by the commands that use them, so that other
+# edgesim commands start without them
 
 #: what `distill profile` reads from a `distill head` run's head.json
 HEAD_KEYS = ("model_id", "teacher_id", "split_point", "dataset", "side_px", "teacher_epochs", "head_epochs",
@@ -70,6 +55,8 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
 
 def _check_nets(*names: str) -> None:
     """Every name a registered distillation net; the first unknown one is a one-line error listing the known."""
+    from profilers.models.nets import known_nets
+
     for name in names:
         if name not in known_nets():
             raise unknown_name("distillation net", name, known_nets())
@@ -77,6 +64,8 @@ def _check_nets(*names: str) -> None:
 
 def _check_dataset(dataset: str) -> None:
     """'digits', 'mnist' or an existing folder (ImageFolder layout)."""
+    from edgesim.studies.data import BUNDLED
+
     if dataset not in BUNDLED and not Path(dataset).is_dir():
         raise EdgesimError(f"--data {dataset}: not 'digits' or 'mnist' and not a folder (ImageFolder layout "
                            "root/<class>/*.png)")
@@ -128,6 +117,11 @@ def kd(
     out: Optional[Path] = typer.Option(None, "--out", help="folder (default results/distill-kd)"),
 ) -> None:
     """Train a teacher, distil it into a student (Hinton KD, 003), compare with the student from scratch."""
+    import pandas as pd
+
+    from edgesim.studies.distill import studies as st
+    from edgesim.studies.distill.runs import run_kd, write_csv, write_json
+
     _check_nets(teacher, student)
     _check_training(lr, temperature, alpha)
     _check_dataset(data)
@@ -181,6 +175,12 @@ def head(
     png: Optional[bool] = png_option(),
 ) -> None:
     """Head network distillation with a bottleneck (002 section 3, eq. (1)); optionally profile the mimic."""
+    import pandas as pd
+
+    from edgesim.report.html import write_figures
+    from edgesim.studies.distill.runs import export_head, head_table_rows, run_head, write_csv
+    from edgesim.studies.stats import seed_list
+
     _check_training(lr)
     _check_dataset(data)
     if profile_kind not in ("mobile", "edge", "cloud"):
@@ -223,6 +223,11 @@ HEAD_SEED_METRICS = ("teacher_accuracy", "mimic_accuracy", "accuracy_drop", "fin
 def _head_seeds(teacher, split, data, input_size, teacher_epochs, epochs, lr, bottleneck, teacher_checkpoint, seeds,
                 limit, out: Path) -> None:
     """`distill head --seeds N`: one run per seed in out/seed-<k>/, then mean +/- t-interval of its accuracies."""
+    import pandas as pd
+
+    from edgesim.studies.distill.runs import run_head, write_csv
+    from edgesim.studies.stats import formatted, summarise
+
     rows = []
     with progress_steps() as steps:
         for s in seeds:
@@ -291,6 +296,11 @@ def sweep(
     png: Optional[bool] = png_option(),
 ) -> None:
     """003 trade-off studies as tables (CSV + rich) and plotly figures, over one or more seeds."""
+    from edgesim.report.html import write_figures
+    from edgesim.studies.distill import studies as st
+    from edgesim.studies.distill.runs import write_csv, write_json
+    from edgesim.studies.stats import formatted, seed_list
+
     if study not in st.STUDIES:
         raise unknown_name("study", study, list(st.STUDIES))
     _check_nets(teacher)
@@ -365,6 +375,9 @@ def tune(
     out: Optional[Path] = typer.Option(None, "--out", help="folder (default results/distill-tune)"),
 ) -> None:
     """KD and scratch tuned alike on validation within one stated budget; where KD beats scratch, with intervals (003)."""
+    from edgesim.studies.distill.runs import write_csv, write_json
+    from edgesim.studies.stats import formatted, seed_list, summarise
+
     from edgesim.studies.distill.tune import TuneGrid, tune_study, verdict
 
     names = tuple(s.strip() for s in students.split(",") if s.strip())
@@ -420,6 +433,10 @@ def _sse_figure(rec: dict):
 def _profile_run(rec: dict, device: str, profile_out: Optional[Path], kind: str, threads: Optional[int],
                  repeats: int) -> None:
     """Profile the run's teacher (when trained here) and its mimic into a device profile, with accuracies."""
+    from edgesim.studies.distill.runs import accuracy_source, profile_into
+    from profilers.models import entries
+    from profilers.models.students import MIMIC_ID, TEACHER_ID
+
     path = Path(profile_out) if profile_out else Path("profiles") / f"{device}.json"
     files = rec.get("files", {})
     side = rec["side_px"]

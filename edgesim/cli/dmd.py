@@ -7,35 +7,20 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
-import pandas as pd
 import typer
 
 from edgesim.cli.console import png_mode, png_option, progress_steps
-from edgesim.studies.data import BUNDLED
-from edgesim.studies.dmd import adapters, deferral, digits, routing
-from edgesim.studies.dmd import models as dmd_models
-from edgesim.studies.dmd.digits import TASKS
-from edgesim.studies.dmd.generate import degenerate_problems, generate
-from edgesim.studies.dmd.pipeline import (
-    add_switcher_score,
-    evaluate,
-    fit_switcher,
-    run_demo,
-    train_split,
-    write_evaluation,
-)
-from edgesim.studies.dmd.plots import table_number
-from edgesim.studies.dmd.records import read_dmd_json, read_trace_parquet, write_dmd_json, write_trace_parquet
-from edgesim.studies.dmd.replay import CascadeModels, replay_profiles
-from edgesim.studies.dmd.seeds import run_demo_seeds
-from edgesim.studies.dmd.switcher import load_switcher, save_switcher
-from edgesim.studies.dmd.yolo import load_fall_samples
-from edgesim.studies.stats import formatted, reliability_bins, seed_list
+from edgesim.studies.dmd import adapters
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_text, read_json
-from simulator.deferral import defer_mask
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# the studies, models (torch) and pandas are imported by the commands that use them, so that other edgesim
+# commands start without them
 
 dmd_app = typer.Typer(add_completion=False, no_args_is_help=True,
                       help="Dual-Model Distillation (seed paper 000): agreement data, switcher, deferral curves, Table 1.")
@@ -65,6 +50,8 @@ def _vqa_adapter(path: Path, question: str, device: str, dtype: str):
 def _adapter(choice: dmd_models.ModelChoice, dataset_classes: int, question: str, device: str = "cpu",
              dtype: str = "float32"):
     """(adapter, what it is): a ViLT / LLaVA-NeXT-Video folder, else any classifier `edgesim profile` takes."""
+    from edgesim.studies.dmd import models as dmd_models
+
     if choice.spec and not choice.model_file and Path(choice.spec).is_dir():
         vqa = _vqa_adapter(Path(choice.spec), question, device, dtype)
         if vqa is not None:
@@ -103,6 +90,10 @@ def _floats(text: Optional[str], flag: str) -> Optional[tuple[float, ...]]:
 
 def _samples(dataset: str, task: str, seed: int, fall_class: Optional[str], missing_label: str):
     """Samples from 'digits' / 'mnist' (the demo's DMD pool) or a YOLO fall-detection folder (its own split kept)."""
+    from edgesim.studies.data import BUNDLED
+    from edgesim.studies.dmd import digits
+    from edgesim.studies.dmd.yolo import load_fall_samples
+
     if dataset in BUNDLED:
         return digits.dmd_samples(digits.demo_data(task, seed=seed, data=dataset))
     if not Path(dataset).is_dir():
@@ -112,6 +103,8 @@ def _samples(dataset: str, task: str, seed: int, fall_class: Optional[str], miss
 
 def _read_trace(path: Path) -> pd.DataFrame:
     """A DMD trace from Parquet (`dmd generate`) or the paper's JSON (000 A.2: image_path, last_hidden_layer, label)."""
+    from edgesim.studies.dmd.records import read_dmd_json, read_trace_parquet
+
     if Path(path).suffix.lower() == ".json":
         return read_dmd_json(path)
     return read_trace_parquet(path)
@@ -129,6 +122,9 @@ def _switcher_files(folder: Path) -> tuple[Path, Path]:
 
 def _operating_point(scored: pd.DataFrame, cfg, trace_path: Path) -> deferral.ThresholdInfo:
     """The switcher's operating point: the one `dmd train` chose on train, else 000 A.4's buckets on train."""
+    from edgesim.studies.dmd import deferral
+    from edgesim.studies.dmd.pipeline import train_split
+
     if cfg is not None and cfg.threshold_info:
         return deferral.ThresholdInfo.from_dict(cfg.threshold_info)
     if "switcher_score" not in scored.columns:
@@ -151,6 +147,8 @@ def _echoed_warnings(png_only: bool = True) -> Iterator[None]:
 
 def _table1_text(table1: pd.DataFrame) -> str:
     """One seed's Table 1 for the console: Table 1's columns, numbers formatted as in report.html."""
+    from edgesim.studies.dmd.plots import table_number
+
     return table1[TABLE1_COLUMNS].to_string(index=False, float_format=table_number)
 
 
@@ -194,6 +192,10 @@ def generate_cmd(
     seed: int = typer.Option(0),
 ) -> None:
     """Run both models on every sample and record hidden features, predictions and agreement (000 section 2, A.2)."""
+    from edgesim.studies.dmd import models as dmd_models
+    from edgesim.studies.dmd.generate import degenerate_problems, generate
+    from edgesim.studies.dmd.records import write_dmd_json, write_trace_parquet
+
     adapters.torch_dtype(dtype)
     adapters.check_device(device)
     choices = [dmd_models.ModelChoice(spec, file, ckpt, num_classes, classes, _size(size, f"{flag}-input-size"),
@@ -244,6 +246,10 @@ def train_cmd(
 ) -> None:
     """Train the switcher on the train split (000 A.3; early stopping on 'valid' when the trace has it) and choose its
     threshold on train (000 A.4)."""
+    from edgesim.studies.dmd import deferral
+    from edgesim.studies.dmd.pipeline import add_switcher_score, fit_switcher, train_split
+    from edgesim.studies.dmd.switcher import save_switcher
+
     trace = _read_trace(trace_path)
     labelled = _has_labels(trace)
     if strategy is None:
@@ -279,6 +285,10 @@ def evaluate_cmd(
 ) -> None:
     """Score the trace with the switcher, then deferral curves (train/test), curve areas, Table 1 rows (000 A.4),
     APGR/CPT, risk-coverage, AUROC and calibration; for 000's JSON (no labels) the agreement metrics only."""
+    from edgesim.studies.dmd.pipeline import add_switcher_score, evaluate, write_evaluation
+    from edgesim.studies.dmd.records import write_trace_parquet
+    from edgesim.studies.dmd.switcher import load_switcher
+
     trace = _read_trace(trace_path)
     model, cfg = load_switcher(*_switcher_files(switcher))
     scored = add_switcher_score(trace, model, cfg)
@@ -304,6 +314,11 @@ def evaluate_cmd(
 
 def _evaluate_agreement(scored: pd.DataFrame, cfg, out: Path) -> None:
     """000's JSON holds agreement only: how well the switcher predicts it (AUROC, ECE, accuracy at its threshold)."""
+    from edgesim.studies.dmd import routing
+    from edgesim.studies.dmd.records import write_trace_parquet
+    from edgesim.studies.stats import reliability_bins
+    from simulator.deferral import defer_mask
+
     diag = routing.agreement_diagnostics(scored)
     thr = cfg.threshold if cfg.threshold is not None else 0.5
     agree = scored["agree"].to_numpy().astype(bool)
@@ -335,6 +350,14 @@ def demo_cmd(
     cloud: str = typer.Option("host-2threads", help="device running the large model in the replay (same choices; e.g. cloud-gpu)"),
 ) -> None:
     """Embedded DMD demo on bundled digits: models, DMD data, switcher, curves, Table 1 with simulated time/energy, report."""
+    import pandas as pd
+
+    from edgesim.studies.data import BUNDLED
+    from edgesim.studies.dmd.digits import TASKS
+    from edgesim.studies.dmd.pipeline import run_demo
+    from edgesim.studies.dmd.seeds import run_demo_seeds
+    from edgesim.studies.stats import formatted, seed_list
+
     if task not in TASKS:
         raise EdgesimError(f"--task '{task}': expected one of {', '.join(TASKS)}")
     if data not in BUNDLED and not Path(data).is_dir():
@@ -394,6 +417,13 @@ def replay_cmd(
     seed: int = typer.Option(0),
 ) -> None:
     """000 Table 1 with time and energy, and Figures 4-5, for any edge/cloud model pair in any device profiles."""
+    import pandas as pd
+
+    from edgesim.studies.dmd.pipeline import add_switcher_score
+    from edgesim.studies.dmd.records import read_trace_parquet, write_trace_parquet
+    from edgesim.studies.dmd.replay import CascadeModels, replay_profiles
+    from edgesim.studies.dmd.switcher import load_switcher
+
     if f1_floor is not None and not 0.0 <= f1_floor <= 100.0:
         raise EdgesimError(f"--f1-floor {f1_floor}: expected an F1 in percent, 0 to 100")
     trace = read_trace_parquet(trace_path)

@@ -13,21 +13,18 @@ import typer
 from edgesim.cli.console import console, progress_steps
 from profilers.errors import EdgesimError
 from profilers.hostcheck import parse_cores
-from profilers.models.sources import ModelRequest
-from profilers.profiling import (
-    derive_profiles,
-    device_row,
-    device_rows,
-    list_split_points,
-    model_rows,
-    parse_input_size,
-    profile_model_rows,
-    run_profile,
-    split_rows,
-)
-from profilers.schema import load_profile
 
 __all__ = ["derive", "device_rows", "model_rows", "profile", "show"]
+
+
+def __getattr__(name: str):
+    """device_rows and model_rows, re-exported from profilers.profiling on first use (PEP 562): profilers.profiling
+    (torch, through profilers.derive) is imported by the commands that use it, so that other commands start without it."""
+    if name in ("device_rows", "model_rows"):
+        from profilers import profiling
+
+        return getattr(profiling, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _warn(message: str) -> None:
@@ -36,6 +33,8 @@ def _warn(message: str) -> None:
 
 def split_table(mp, title: str = ""):
     """A rich table of split_rows(mp)."""
+    from profilers.profiling import split_rows
+
     from rich.table import Table
 
     def ms(row, part):
@@ -104,6 +103,9 @@ def _candidates_table(model_label: str, rows: list[dict]):
 
 def show(path: Path) -> None:
     """Print what a profile holds: the device, and per model how it was measured and its split points."""
+    from profilers.profiling import device_row, profile_model_rows
+    from profilers.schema import load_profile
+
     from rich.table import Table
 
     dev = load_profile(path)
@@ -162,6 +164,9 @@ def profile(
                               "other processes on a busy host do not lengthen"),
 ) -> None:
     """Measure MODEL on this host and add it to a device profile (002 section 2, Table 2); `profile show FILE`."""
+    from profilers.models.sources import ModelRequest
+    from profilers.profiling import list_split_points, parse_input_size, split_rows
+
     if model == "show":
         if show_path is None:
             raise EdgesimError("edgesim profile show FILE: give the profile file to print")
@@ -216,6 +221,8 @@ def _run_with_progress(request, device_name, repeats, warmup, threads, device, o
                        timing=None):
     """run_profile with the command line's progress bar on stderr, started at the first step so that errors
     before it stay one line."""
+    from profilers.profiling import run_profile
+
     label = f"profiling {request.spec or request.model_file}"
     with ExitStack() as started:
         bar = None
@@ -237,6 +244,8 @@ def derive(
                                        "(default profiles/<device>.json)"),
 ) -> None:
     """Derive the models of a measured profile onto catalog devices with the catalog's method (profilers.derive)."""
+    from profilers.profiling import derive_profiles
+
     for path, dev in derive_profiles(profile_path, devices, out):
         typer.echo(f"wrote {path}: {dev.name} ({dev.kind}, derived) with {', '.join(sorted(dev.models))}")
         for mid in sorted(dev.models):

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import pandas as pd
 import typer
 from rich import box
 from rich.console import Console
@@ -19,22 +18,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from edgesim.cli.console import console, png_mode, png_option, progress_steps
-from edgesim.cli.profile import device_rows, model_rows
-from edgesim.report.html import column_unit, fmt_sig, parse_formats
-from edgesim.report.outputs import write_plots_and_report
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_text
-from profilers.schema import profile_json_schema
-from simulator.assemble import assemble
-from simulator.policies import policy_entries
-from simulator.results import finished_points, load_results, python_command, run_to_folder, staging_dir
-from simulator.scenario import (CONFIRM_RUNS, apply_overrides, load_scenario, parse_value, scenario_json_schema,
-                                sweep_points)
-from simulator.sense import check_overrides, replication_note, run_messages
+from simulator.limits import CONFIRM_RUNS
+
+# the simulator, the report (plotly) and the profilers (torch) are imported by the commands that use them, so
+# that `edgesim -h`, `list` and `validate` start without them (benchmarks.startup)
 
 
 def _parse_sets(sets: list[str]) -> dict:
     """--set PATH=VALUE items as scenario overrides, each value parsed as YAML would read it."""
+    from simulator.scenario import parse_value
+
     out = {}
     for item in sets:
         if "=" not in item:
@@ -46,6 +41,9 @@ def _parse_sets(sets: list[str]) -> dict:
 
 def _with_sets(sc, sets: list[str], engine: Optional[str] = None):
     """The scenario with --set overrides (and --engine) applied; implausible values among them warn."""
+    from simulator.scenario import apply_overrides
+    from simulator.sense import check_overrides
+
     overrides = _parse_sets(sets)
     if engine:
         overrides["engine"] = engine
@@ -90,6 +88,8 @@ def confirm_size(sc, yes: bool, command: str) -> None:
 def _refuse_changes_on_resume(resume: Path, scenario: Optional[Path], out: Optional[Path], sets: list[str],
                               engine: Optional[str]) -> None:
     """A resumed run is the saved scenario: anything that would change it (or move it) is one line, not ignored."""
+    from simulator.results import staging_dir
+
     given = [name for name, value in (("a scenario argument", scenario), ("--out", out), ("--set", sets),
                                       ("--engine", engine)) if value]
     if given:
@@ -122,6 +122,10 @@ def run(
                              help=f"run a sweep of more than {CONFIRM_RUNS:,} runs (points x policies x replications)"),
 ) -> None:
     """Simulate a scenario: frames.parquet, summary.csv, plots and report.html in a results folder."""
+    from edgesim.report.outputs import write_plots_and_report
+    from simulator.results import finished_points, python_command, run_to_folder, staging_dir
+    from simulator.scenario import load_scenario
+
     if scheduler is not None and executor != "dask":
         raise EdgesimError(f"--scheduler {scheduler}: a scheduler address is for --executor dask; the "
                            f"'{executor}' executor runs on this machine")
@@ -167,9 +171,15 @@ MAX_CONSOLE_WARNINGS = 10
 
 def _print_summary(folder: Path, metric: str = "delay_mean_s") -> None:
     """The metric's table on stdout, then one warning line per overloaded (point, policy) on stderr."""
+    from edgesim.report.outputs import trace_labels
+    from simulator.devices import fidelity_notes
+    from simulator.resolve import scenario_devices
+    from simulator.results import load_results
+    from simulator.sense import run_messages
+
     summary, _, _, sc = load_results(folder, frames=False)
-    console().print(compare_table(summary, metric))
-    notes, lines = run_messages(sc, summary)
+    console().print(compare_table(summary, metric, trace_labels(sc).get("trace")))
+    notes, lines = run_messages(sc, summary, fidelity_notes(scenario_devices(sc)))
     for note in notes:
         print(f"edgesim: note: {note}", file=sys.stderr)
     for w in lines[:MAX_CONSOLE_WARNINGS]:
@@ -179,11 +189,16 @@ def _print_summary(folder: Path, metric: str = "delay_mean_s") -> None:
               f"all are listed in {folder / 'report.html'}", file=sys.stderr)
 
 
-def compare_table(summary, metric: str):
-    """A rich table of policies (columns) by sweep point (rows) for one summary metric, in the unit its title says.
+def compare_table(summary, metric: str, trace: Optional[str] = None):
+    """A rich table of policies (columns) by sweep point (rows) for one summary metric, in the unit its title says;
+    `trace` (the uplink trace's name and mean rate) stands where a blank data rate would.
 
     Every text is escaped: '[ms]' or a policy label such as 'split [mid]' must print as written, not as markup.
     """
+    import pandas as pd
+
+    from edgesim.report.html import column_unit, fmt_sig
+
     if metric not in summary.columns:
         raise EdgesimError(f"no column '{metric}' in summary.csv; known: {', '.join(summary.columns)}")
     keys = [c for c in summary.columns if c.startswith("sweep.") and not c.endswith("data_rate_mbps")]
@@ -203,8 +218,8 @@ def compare_table(summary, metric: str):
     numeric = pd.api.types.is_numeric_dtype(summary[metric]) and not pd.api.types.is_bool_dtype(summary[metric])
     for _, group in summary.groupby("point", sort=True):
         first = group.iloc[0]
-        cells = [("" if pd.isna(first[c]) else (f"{first[c]:g}" if isinstance(first[c], float) else str(first[c])))
-                 for c in index]
+        cells = [((trace or "") if c == "data_rate_mbps" else "") if pd.isna(first[c]) else
+                 (f"{first[c]:g}" if isinstance(first[c], float) else str(first[c])) for c in index]
         values = dict(zip(group["policy"], group[metric]))
         for p in policies:
             v = values.get(p)
@@ -224,6 +239,10 @@ def validate(scenario: Path = typer.Argument(..., metavar="SCENARIO", help="scen
              yes: bool = typer.Option(False, "--yes", "-y", metavar="",
                                       help=f"check a sweep of more than {CONFIRM_RUNS:,} runs point by point")) -> None:
     """Check a scenario: fields, devices, models, split points, policies and traces, without simulating."""
+    from simulator.assemble import assemble
+    from simulator.scenario import apply_overrides, load_scenario, sweep_points
+    from simulator.sense import replication_note
+
     sc = _with_sets(load_scenario(scenario), set_)
     confirm_size(sc, yes, "validate")
     points = sweep_points(sc)
@@ -247,6 +266,10 @@ def plot(results: Path = typer.Argument(..., metavar="RESULTS", help="results fo
                                    help="paper: single-column width, serif fonts (embedded in PDF), a palette and "
                                         "dashes that survive greyscale")) -> None:
     """Regenerate the plots and report.html of a results folder from its summary and frames."""
+    from edgesim.report.html import parse_formats
+    from edgesim.report.outputs import write_plots_and_report
+    from simulator.results import load_results
+
     if style not in ("default", "paper"):
         raise EdgesimError(f"--style '{style}': known: default, paper")
     chosen = parse_formats(formats) if formats is not None else None
@@ -297,12 +320,18 @@ def list_(what: str = typer.Argument(..., metavar="devices|models|policies", hel
                                          "names), one line per row however wide")) -> None:
     """List catalog devices, registered models or policies."""
     if what == "devices":
+        from edgesim.cli.profile import device_rows
+
         rows = device_rows()
         if not wide:
             rows = [_compact_device(r) for r in rows]
     elif what == "models":
+        from edgesim.cli.profile import model_rows
+
         rows = model_rows()
     elif what == "policies":
+        from simulator.policies import policy_entries
+
         rows = [{"policy": e.name, "what": e.summary, "source": e.source} for e in policy_entries().values()]
     else:
         raise EdgesimError(f"unknown list '{what}'; known: devices, models, policies")
@@ -322,6 +351,9 @@ def schema(what: str = typer.Argument(..., metavar="scenario|profile", help="whi
            out: Optional[Path] = typer.Option(None, "--out", metavar="FILE",
                                               help="write to this file instead of stdout")) -> None:
     """Print (or write) the JSON Schema of scenario YAMLs or device profiles, for editors."""
+    from profilers.schema import profile_json_schema
+    from simulator.scenario import scenario_json_schema
+
     if what == "scenario":
         data = scenario_json_schema()
     elif what == "profile":

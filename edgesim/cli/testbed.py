@@ -10,12 +10,10 @@ from typing import Optional
 import typer
 
 from edgesim.cli.simulate import _parse_sets
-from edgesim.testbed.net import available_congestion_control, require
-from edgesim.testbed.report import write_report
-from edgesim.testbed.runner import (Placement, TestbedOptions, default_placement, expand, link_settings, run_session,
-                                    serve, session_context, summary_table, write_outputs)
 from profilers.errors import EdgesimError
-from simulator.scenario import apply_overrides, load_scenario
+
+# the testbed (pandas, plotly for its report) is imported by the command that runs it, so that other edgesim
+# commands start without it
 
 
 def _cores(text: Optional[str], what: str) -> Optional[tuple[int, ...]]:
@@ -53,6 +51,12 @@ def testbed(
     through two network namespaces shaped with tc tbf), simulate it with the same capture times, and write
     sim_vs_real.csv. On one machine it needs root, iproute2 with tc tbf, TUN and gcc; on two, `edgesim testbed serve`
     on the edge server and `edgesim testbed run SCENARIO --edge HOST:PORT --out DIR` on the mobile device."""
+    from edgesim.testbed.net import available_congestion_control, require
+    from edgesim.testbed.report import write_report
+    from edgesim.testbed.runner import (Placement, TestbedOptions, default_placement, expand, link_settings,
+                                        run_session, serve, session_context, summary_table, write_outputs)
+    from simulator.scenario import apply_overrides, load_scenario
+
     placement = default_placement(threads)
     m, e = _cores(mobile_cores, "--mobile-cores"), _cores(edge_cores, "--edge-cores")
     if m or e:

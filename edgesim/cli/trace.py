@@ -8,8 +8,6 @@ from typing import Optional
 import typer
 
 from profilers.errors import EdgesimError
-from simulator.link import load_rate_trace
-from simulator.sense import duration_words, mbps_text, trace_slips
 from simulator.trace_import import DEFAULT_BIN_MS, IMPORTERS, import_trace, write_trace
 
 CSV_DEFAULTS = {"time_column": "time_s", "rate_column": "data_rate_mbps", "rate_unit": "Mbit/s", "time_unit": "s",
@@ -42,6 +40,9 @@ def import_(
     licence: Optional[str] = typer.Option(None, help="text for the '# licence:' header line"),
 ) -> None:
     """Convert IN (FORMAT) into an edgesim link trace at --out, with source, conversion and licence in its header."""
+    from simulator.link import load_rate_trace
+    from simulator.sense import duration_words, mbps_text, trace_slips
+
     csv_options = {"time_column": time_column, "rate_column": rate_column, "rate_unit": rate_unit,
                    "time_unit": time_unit, "rtt_column": rtt_column}
     changed = [k for k, v in csv_options.items() if v != CSV_DEFAULTS[k]]

@@ -204,6 +204,12 @@ def write_figures(figures: Mapping[str, object], out_dir: str | Path, png: PngMo
     return written
 
 
+def _heading(name: str, fig) -> str:
+    """A figure's section heading: a metric against a swept field by its title in words, others by name."""
+    title = fig.layout.title.text if fig.layout.title and fig.layout.title.text else ""
+    return re.sub(r"<[^>]+>", "", title.split("<br>")[0]) if "_vs_" in name and title else name
+
+
 def _figure_note(name: str, fig) -> str:
     """The description shown above a figure in the report."""
     if name in FIGURE_NOTES:
@@ -331,12 +337,14 @@ def report_html(figures: Mapping[str, object], summary: pd.DataFrame, manifest: 
         f"<p class='note'>{esc(GAIN_DEFINITION)}</p>",
     ]
     if figures:
-        parts.append("<nav><ul>" + "".join(f"<li><a href='#sec-{file_stem(n)}'>{esc(n)}</a></li>" for n in figures)
+        parts.append("<nav><ul>" + "".join(f"<li><a href='#sec-{file_stem(n)}'>{esc(_heading(n, f))}</a></li>"
+                                           for n, f in figures.items())
                      + "<li><a href='#sec-summary'>summary table</a></li><li><a href='#sec-manifest'>manifest</a>"
                        "</li></ul></nav>")
     for name, fig in figures.items():
         stem = file_stem(name)
-        parts += [f"<h2 id='sec-{stem}'>{esc(name)}</h2>", f"<p class='note'>{esc(_figure_note(name, fig))}</p>",
+        parts += [f"<h2 id='sec-{stem}'>{esc(_heading(name, fig))}</h2>",
+                  f"<p class='note'>{esc(_figure_note(name, fig))}</p>",
                   fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{stem}")]
     along = crossing_table(summary)
     if len(along):

@@ -19,6 +19,7 @@ from edgesim.report.framestats import FrameStats
 from edgesim.report.sweepfigs import (DASHES, case_label, field_axis, gain_replications, overall, paper_style,
                                       swept_columns, sweep_figures)
 from profilers.schema import ModelProfile
+from simulator.frames import DELAY_COMPONENTS, TIER_DELAY_COMPONENTS
 
 COLORS = qualitative.Plotly + qualitative.D3 + qualitative.Dark24
 TEMPLATE = "plotly_white"
@@ -30,20 +31,9 @@ GAINS = {
     "gain_vs_offload": ("offload", "full offloading (Org. ES)"),
     "gain_vs_local": ("local", "local processing (Org. MD)"),
 }
-#: Per-frame delay components in pipeline order; they sum to delay_s (simulator.frames.frame_table).
-COMPONENTS = (
-    ("mobile_queue_s", "mobile queue"), ("head_s", "head"), ("uplink_queue_s", "uplink queue"),
-    ("transfer_s", "transfer"), ("propagation_s", "propagation"), ("server_queue_s", "server queue"),
-    ("tail_s", "tail"), ("return_s", "return"),
-)
-#: Past the edge server (several edge servers or a cloud): the WAN, the cloud and batching, before the return.
-TIER_COMPONENTS = (
-    ("mobile_queue_s", "mobile queue"), ("head_s", "head"), ("uplink_queue_s", "uplink queue"),
-    ("transfer_s", "transfer"), ("propagation_s", "propagation"), ("server_queue_s", "edge queue"),
-    ("tail_s", "edge compute"), ("wan_queue_s", "WAN queue"), ("wan_transfer_s", "WAN transfer"),
-    ("wan_propagation_s", "WAN propagation"), ("cloud_queue_s", "cloud queue"), ("batch_wait_s", "batching wait"),
-    ("cloud_s", "cloud compute"), ("wan_return_s", "WAN return"), ("return_s", "return"),
-)
+#: Per-frame delay components in pipeline order, as the frame table names them (simulator.frames' registry)
+COMPONENTS = DELAY_COMPONENTS
+TIER_COMPONENTS = TIER_DELAY_COMPONENTS
 #: Sweep columns already shown by the data_rate_mbps, mobile and edge columns.
 _SHOWN_SWEEPS = re.compile(r"^sweep\.(link\.data_rate_mbps|edge\.device|mobiles\.\d+\.device)$")
 _SHOWN_DEVICE = re.compile(r"^sweep\.(edge\.device|mobiles\.\d+\.device)$")
@@ -319,7 +309,8 @@ def delay_components_figure(summary: pd.DataFrame, stats: FrameStats, labels: Op
     for i, ser in enumerate(series):
         fig.update_yaxes(title_text=f"{short[ser]}<br>mean delay (ms)" if rows > 1 else "mean delay (ms)",
                          title_font_size=11, row=i + 1, col=1)
-    fig.update_xaxes(title_text=points["x_title"].iloc[0] if len(points) else "", title_font_size=11, row=rows)
+    fig.update_xaxes(title_text=points["x_title"].iloc[0] if len(points) else "", title_font_size=11, row=rows,
+                     col=(cols + 1) // 2)  # once, under the middle column: repeated titles run into each other
     fig.update_layout(barmode="stack", template=TEMPLATE, height=max(420, 330 * rows, 24 * len(components) + 140),
                       title="Mean capture-to-output delay by component (frames not dropped; warm-up excluded)"
                             + (f": {common}" if rows > 1 and common in series[0] else ""))

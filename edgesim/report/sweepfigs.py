@@ -373,8 +373,9 @@ def paper_style(fig: go.Figure, width_px: int = 504) -> go.Figure:
     for tr in fig.data:
         k = groups.index(tr.legendgroup or tr.name)
         if isinstance(tr, go.Bar):
-            tr.marker.color = PAPER_COLORS[k % len(PAPER_COLORS)]
-            tr.marker.pattern.shape = ("", "/", ".", "x", "\\", "+", "-", "|")[k % 8]
+            n = len(PAPER_COLORS)  # colour and hatching together tell up to 64 bars apart
+            tr.marker.color = PAPER_COLORS[k % n]
+            tr.marker.pattern.shape = ("", "/", ".", "x", "\\", "+", "-", "|")[(k // n) % 8]
             continue
         if not isinstance(tr, (go.Scatter, go.Scattergl)):
             continue

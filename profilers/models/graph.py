@@ -113,7 +113,8 @@ def _stage_of(path: str, stages: set[str]) -> str:
 def model_stages(module, min_stages: int = 4, dominant: float = 0.8) -> set[str]:
     """The model's own stages: its top-level children, opening the largest one while fewer than min_stages
     hold parameters or the largest holds more than `dominant` of them (features of EfficientNet, stages of
-    ConvNeXt, encoder layers of a ViT), and every list of layers (nn.ModuleList) into its layers."""
+    ConvNeXt, encoder layers of a ViT), and every list of layers (nn.ModuleList, or a module holding one) into
+    its layers."""
 
     def params(m) -> int:
         return sum(p.numel() for p in m.parameters())
@@ -133,9 +134,15 @@ def model_stages(module, min_stages: int = 4, dominant: float = 0.8) -> set[str]
         stages.update({f"{largest}.{n}": c for n, c in children})
     import torch.nn as nn
 
-    while any(isinstance(m, nn.ModuleList) and len(m) for m in stages.values()):  # a list of layers: each its stage
+    layers = {id(c) for m in module.modules() if isinstance(m, nn.ModuleList) for c in m}  # never opened
+
+    def holds_layers(m) -> bool:  # a list of layers, or a wrapper around one (4.x's ViTEncoder)
+        return id(m) not in layers and ((isinstance(m, nn.ModuleList) and len(m) > 0) or any(
+            isinstance(c, nn.ModuleList) and len(c) > 0 for c in m.children()))
+
+    while any(holds_layers(m) for m in stages.values()):  # each layer its own stage
         for name, m in list(stages.items()):
-            if isinstance(m, nn.ModuleList) and len(m):
+            if holds_layers(m):
                 del stages[name]
                 stages.update({f"{name}.{n}": c for n, c in m.named_children()})
     return set(stages)

@@ -1,0 +1,79 @@
+"""Summaries by integer-coded group-bys: each group's sum equals numpy's (and pandas') bit for bit, and the per-edge
+rows agree with the frame table they summarise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simulator import run
+from simulator.metrics import group_sums
+from tests.sim_helpers import scenario_dict, write_toy_profiles
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 3000), st.integers(1, 40), st.booleans(), st.integers(0, 2**32 - 1))
+def test_group_sums_equal_numpy_sum_of_each_group(n, groups, presorted, seed):
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, groups, n)
+    if presorted:
+        codes = np.sort(codes)
+    values = rng.random(n) * 10.0 ** rng.uniform(-6, 6, n)
+    expected = np.array([values[codes == g].sum() for g in range(groups)])
+    assert np.array_equal(group_sums(codes, values, groups), expected)  # exact: the summary's bytes depend on it
+
+
+def test_group_sums_of_long_groups_follow_numpys_pairwise_blocks():
+    rng = np.random.default_rng(7)
+    for n in (7, 8, 9, 127, 128, 129, 255, 256, 1000, 70_001):
+        values = rng.random(n) * 1e3
+        assert group_sums(np.zeros(n, np.int64), values, 1)[0] == values.sum()
+
+
+@pytest.fixture(scope="module")
+def tiered_run(tmp_path_factory):
+    profiles = write_toy_profiles(tmp_path_factory.mktemp("profiles"))
+    data = scenario_dict(profiles, mobiles=[{"device": "toy-mobile", "count": 5}],
+                         edges=[{"name": f"e{k}", "device": "toy-edge"} for k in range(3)],
+                         cloud={"device": "toy-edge", "wan": {"data_rate_mbps": 5, "propagation_delay_s": 0.01}},
+                         assignment="least-loaded", policies=[{"name": "offload"}, {"name": "split", "split_point": "mid"}],
+                         workload={"source": "poisson", "frame_rate_fps": 3.0, "frames": 300, "warmup_frames": 20,
+                                   "service_time": "sampled"}, replications=2)
+    data.pop("edge")
+    return run(data)
+
+
+def test_per_edge_rows_summarise_that_edge_servers_frames(tiered_run):
+    frames, summary = tiered_run
+    kept = frames[~frames["warmup"]]
+    rows = summary[summary["scope"] == "edge"]
+    assert len(rows) > 0
+    for _, row in rows.iterrows():
+        mine = kept[(kept["policy"] == row["policy"]) & (kept["edge"] == row["edge"])]
+        done = mine[mine["status"] != "dropped"]
+        assert row["frames"] == len(mine)
+        assert row["delay_mean_s"] == pytest.approx(done["delay_s"].mean(), rel=1e-12)
+        assert row["delay_p95_s"] == pytest.approx(np.percentile(done["delay_s"], 95), rel=1e-12)
+        assert row["tail_s_mean"] == pytest.approx(done["tail_s"].mean(), rel=1e-12)
+        assert row["bytes_per_frame"] == pytest.approx(mine["bytes_up"].mean(), rel=1e-12)
+    for policy, part in rows.groupby("policy"):  # the servers' rows split the policy's frames
+        assert part["frames"].sum() == summary[(summary["policy"] == policy) & (summary["scope"] == "all")]["frames"].iloc[0]
+
+
+def test_server_utilisation_is_the_busiest_pools_offered_load(tiered_run):
+    frames, summary = tiered_run
+    kept = frames[~frames["warmup"]]
+    for policy, mine in kept.groupby("policy"):
+        worst = 0.0
+        for (_rep, _edge), at in mine.groupby(["replication", "edge"]):  # lambda_m x E[S_m] summed over devices
+            rate = 0.0
+            for _, dev in kept[(kept["policy"] == policy) & (kept["replication"] == _rep)].groupby("mobile"):
+                n = len(dev)
+                span = (dev["capture_s"].max() - dev["capture_s"].min()) * n / (n - 1)
+                rate += at.loc[at["mobile"] == dev["mobile"].iloc[0], "tail_s"].fillna(0).sum() / span
+            worst = max(worst, rate)
+        row = summary[(summary["policy"] == policy) & (summary["scope"] == "all")].iloc[0]
+        assert row["utilisation_server"] == pytest.approx(worst, rel=1e-12)
