@@ -28,14 +28,18 @@ InputEncoding = Literal["raw_uint8", "float32", "jpeg", "png"]
 EnergyMethod = Literal["nvml-total-energy", "rapl-powercap", "power-model-estimate"]
 
 
+#: the longest latency a profile may hold, in seconds (one inference in an hour: beyond any device measured)
+MAX_LATENCY_S = 3600.0
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    model_config = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)  # every number finite
 
 
 class LatencyStats(_Strict):
     """Latency samples in seconds with their median and 5th/95th percentiles."""
 
-    samples_s: list[Annotated[float, Field(ge=0)]] = Field(min_length=1, description="every kept sample, seconds")
+    samples_s: list[Annotated[float, Field(ge=0, le=MAX_LATENCY_S)]] = Field(min_length=1, description="every kept sample, seconds")
     median_s: float = Field(ge=0)
     p5_s: float = Field(ge=0)
     p95_s: float = Field(ge=0)
@@ -192,7 +196,7 @@ class ModelProfile(_Strict):
     accuracy: Optional[float] = Field(default=None, ge=0, le=1)
     accuracy_source: str = ""
     split_points: list[SplitPoint]
-    batch_latency_s: dict[int, float] = Field(default_factory=dict, description=(
+    batch_latency_s: dict[int, Annotated[float, Field(ge=0, le=MAX_LATENCY_S)]] = Field(default_factory=dict, description=(
         "median latency of the whole model per batch size (edgesim profile --batch-sizes), measured like the rest"))
     blocks: list[BlockRecord] = Field(
         default_factory=list, description="per-block records in order; used by the roofline derivation (derive.py)"

@@ -11,12 +11,16 @@ import numpy as np
 
 from profilers.errors import EdgesimError
 from profilers.io import read_text
+from simulator.limits import check_trace_rows, check_trace_size
 
 
 def table_lines(path: Path, what: str = "trace") -> list[tuple[int, str]]:
     """(line number, stripped text) of every line that is neither blank nor a `#` comment; one line if unreadable."""
+    check_trace_size(path)
     numbered = [(n, line.strip()) for n, line in enumerate(read_text(path, what).splitlines(), start=1)]
-    return [(n, line) for n, line in numbered if line and not line.startswith("#")]
+    kept = [(n, line) for n, line in numbered if line and not line.startswith("#")]
+    check_trace_rows(path, len(kept) - 1, what)
+    return kept
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from profilers.catalog import FACTS_PATH, list_devices, load_device
 from profilers.errors import EdgesimError, ProfileError, did_you_mean
 from profilers.io import read_json
-from profilers.schema import DeviceProfile, LatencyStats, ModelProfile, RadioPower, SplitPoint
+from profilers.schema import MAX_LATENCY_S, DeviceProfile, LatencyStats, ModelProfile, RadioPower, SplitPoint
 
 ServiceMode = Literal["median", "sampled"]
 
@@ -25,16 +25,16 @@ ServiceMode = Literal["median", "sampled"]
 class InlineLatency(BaseModel):
     """A what-if service time: fixed or exponential with the given mean (for queueing-theory checks)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     distribution: Literal["fixed", "exponential"] = "fixed"
-    mean_s: float = Field(gt=0)
+    mean_s: float = Field(gt=0, le=MAX_LATENCY_S, description="at most MAX_LATENCY_S, as a profile's latencies")
 
 
 class InlineDevice(BaseModel):
     """A device defined in the scenario: a fixed/exponential latency, or a speed factor over a profiled device."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     name: str
     kind: Literal["mobile", "edge", "cloud"] = "edge"

@@ -30,7 +30,7 @@ def positive_class(labels: np.ndarray, positive: Optional[object] = None) -> Opt
     if positive is not None:
         return positive
     classes = np.unique(np.asarray(labels))
-    return classes[-1].item() if classes.size == 2 else None
+    return getattr(classes[-1], "item", lambda: classes[-1])() if classes.size == 2 else None  # numpy or str
 
 
 def f1_score(y_true: np.ndarray, y_pred: np.ndarray, positive: Optional[object] = None) -> float:

@@ -12,24 +12,26 @@ results folder is replaced only when asked (`overwrite`), and only then, never l
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import io
 import json
+import os
 import platform
 import shutil
 import subprocess
 import sys
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import pandas as pd
 
 from profilers.errors import EdgesimError
-from profilers.io import atomic_write_bytes, atomic_write_text
+from profilers.io import atomic_write_bytes, atomic_write_text, read_text
 from simulator.frames import FramesFile, staged_frames
 from simulator.metrics import order_summary
 from simulator.runner import PointResult
@@ -43,6 +45,67 @@ PACKAGES = ("numpy", "pandas", "pyarrow", "simpy", "pydantic", "plotly", "kaleid
 def staging_dir(out: Path) -> Path:
     """Where a run in progress keeps its finished points."""
     return out.with_name(out.name + ".partial")
+
+
+#: beside the saved scenario in the staging folder: the sha256 of the scenario its finished points were made from
+SCENARIO_HASH = "scenario.sha256"
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def check_saved_scenario(stage: Path) -> str:
+    """The staged scenario's text, refused in one line unless it is the one its finished points were made from."""
+    saved_path, hash_path = stage / "scenario.yaml", stage / SCENARIO_HASH
+    saved = read_text(saved_path, "saved scenario")
+    recorded = read_text(hash_path, "scenario hash").strip() if hash_path.exists() else None
+    if recorded != _sha256(saved):
+        why = (f"has no {SCENARIO_HASH} to check it against" if recorded is None else
+               f"changed since its finished points were made (sha256 {_sha256(saved)[:12]}, recorded "
+               f"{recorded[:12]} in {SCENARIO_HASH})")
+        raise EdgesimError(f"{saved_path}: {why}; resuming would mix points of two scenarios: restore it, or start "
+                           f"again with `edgesim run SCENARIO --out {stage.with_name(stage.name.removesuffix('.partial'))} "
+                           "--overwrite`")
+    return saved
+
+
+def lock_path(out: Path) -> Path:
+    """The lock file of a results folder: beside it, hidden, present only while a run writes the folder."""
+    return out.with_name(f".{out.name}.lock")
+
+
+@contextmanager
+def writer_lock(out: Path) -> Iterator[None]:
+    """One writer per results folder at a time (--overwrite included): a second run is refused in one line while
+    the first holds the lock. flock(2): the OS releases it when the holder dies, even by SIGKILL."""
+    path = lock_path(out)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise EdgesimError(f"{out}: another edgesim run (pid {holder}) is writing this folder; wait for it "
+                                   "to end, or choose another --out") from None
+            try:
+                if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                    break  # the file we locked is still the lock file (not removed by a holder that just ended)
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except OSError as exc:
+        raise EdgesimError(f"cannot lock {path}: {exc.strerror or exc}") from None
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
 
 
 def git_revision() -> str:
@@ -203,6 +266,16 @@ def run_to_folder(scenario: Scenario, out: Path, jobs: int = 1, resume: bool = F
     finished keeps them in the staging folder and says so; with none finished, a fresh run leaves nothing behind.
     """
     out = Path(out)
+    with writer_lock(out):
+        return _run_locked(scenario, out, jobs, resume, progress, command, scenario_source, executor, scheduler,
+                           write_extras, overwrite)
+
+
+def _run_locked(scenario: Scenario, out: Path, jobs: int, resume: bool, progress: Optional[Callable[[int, int], None]],
+                command: str, scenario_source: str, executor: str, scheduler: Optional[str],
+                write_extras: Optional[Callable[[Path, Scenario, pd.DataFrame, dict], list[str]]],
+                overwrite: bool) -> dict:
+    """run_to_folder's work, with the folder's writer lock held."""
     stage = staging_dir(out)
     started = time.time()
     resolved = to_yaml(scenario)
@@ -212,9 +285,8 @@ def run_to_folder(scenario: Scenario, out: Path, jobs: int = 1, resume: bool = F
                 raise EdgesimError(f"{out}: already complete, nothing to resume")
             raise EdgesimError(f"{out}: no interrupted run to resume (no {stage.name}/ beside it)")
         check_target(out, overwrite, resume=True)
-        saved = (stage / "scenario.yaml").read_text(encoding="utf-8")
+        resolved = check_saved_scenario(stage)
         scenario = load_scenario(stage / "scenario.yaml")
-        resolved = saved
         _drop_incomplete(stage, scenario.outputs.frames)
     else:
         check_target(out, overwrite)
@@ -222,6 +294,7 @@ def run_to_folder(scenario: Scenario, out: Path, jobs: int = 1, resume: bool = F
             shutil.rmtree(stage)
         stage.mkdir(parents=True)
         atomic_write_text(stage / "scenario.yaml", resolved)
+        atomic_write_text(stage / SCENARIO_HASH, _sha256(resolved) + "\n")
     try:
         return _finish(scenario, out, stage, resolved, started, jobs, progress, command, scenario_source, executor,
                        scheduler, write_extras)
@@ -268,7 +341,7 @@ def _finish(scenario: Scenario, out: Path, stage: Path, resolved: str, started: 
         "edgesim_command": command,
         "scenario": scenario.name,
         "scenario_source": scenario_source,
-        "scenario_sha256": hashlib.sha256(resolved.encode()).hexdigest(),
+        "scenario_sha256": _sha256(resolved),
         "seed": scenario.seed,
         "replications": scenario.replications,
         "sweep_points": len(points),
@@ -292,6 +365,7 @@ def _finish(scenario: Scenario, out: Path, stage: Path, resolved: str, started: 
         manifest["warnings"] = write_extras(stage, scenario, summary, manifest)
         atomic_write_text(stage / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     shutil.rmtree(stage / "points", ignore_errors=True)  # the per-point files are only needed to resume
+    (stage / SCENARIO_HASH).unlink(missing_ok=True)  # as is the hash (the manifest records it as scenario_sha256)
     for tmp in stage.rglob(".*.tmp"):  # never carry a temporary file into the results folder
         tmp.unlink(missing_ok=True)
     _promote(stage, out)
@@ -368,12 +442,20 @@ def load_results(folder: Path, frames: bool = True) -> tuple[pd.DataFrame, Optio
     n_points = manifest.get("sweep_points") if isinstance(manifest.get("sweep_points"), int) else None
     summary = read_summary(folder / "summary.csv", n_points if n_points is not None else len(sweep_points(scenario)))
     table = None
-    if frames and (folder / "frames.parquet").exists():
-        try:
-            table = pd.read_parquet(folder / "frames.parquet")
+    path = folder / "frames.parquet"
+    if path.exists():
+        import pyarrow.parquet as pq
+
+        try:  # without frames: the footer only (what plots and reports read later must be readable)
+            table = pd.read_parquet(path) if frames else pq.ParquetFile(path).close()
         except Exception as exc:  # pyarrow raises many types for a damaged file
-            raise EdgesimError(f"{folder / 'frames.parquet'}: cannot read: {str(exc).splitlines()[0]}") from None
+            raise EdgesimError(f"{path}: cannot read: {str(exc).splitlines()[0].rstrip('.')}; {redo_hint(folder)}") from None
     return summary, table, manifest, scenario
+
+
+def redo_hint(folder: Path) -> str:
+    """What to do with a damaged results folder: run its scenario again."""
+    return f"rerun into a new folder (edgesim run {folder / 'scenario.yaml'} --out NEW)"
 
 
 def python_command() -> str:

@@ -7,6 +7,7 @@ import difflib
 import itertools
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -15,16 +16,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from profilers.errors import EdgesimError, field_message
 from profilers.io import read_text
-from profilers.schema import DeviceProfile, load_profile
+from profilers.schema import DeviceProfile, ModelProfile, load_profile
 from simulator.devices import InlineDevice, find_model, load_profile_device
 from simulator.link import DEFAULT_PACKET_PAYLOAD_BYTES, RateTrace, load_rate_trace
 from simulator.policies import ENTRIES as POLICY_ENTRIES
 from simulator.policies import PolicySpec
+from simulator.limits import (CONFIRM_RUNS, MAX_FRAME_RATE_FPS, MAX_RATE_MBPS, MAX_SWEEP_POINTS,  # noqa: F401
+                              MAX_TIME_S, MAX_TRACE_SCALE)
+from simulator.safe_yaml import YamlLimitError, check_size, load_yaml
+
+
 from simulator.sense import check_scenario
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    """Unknown fields are errors, and every number is finite (inf and nan are refused where they are read)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 TraceEnd = Literal["hold", "wrap"]
@@ -33,8 +41,8 @@ TraceEnd = Literal["hold", "wrap"]
 class TraceOffsets(_Strict):
     """Where in a rate trace each mobile device starts, and what the trace does after its end."""
 
-    trace_offset_s: float = Field(default=0.0, ge=0, description="the first mobile device starts this far into the trace")
-    offset_step_s: float = Field(default=0.0, ge=0, description=(
+    trace_offset_s: float = Field(default=0.0, ge=0, le=MAX_TIME_S, description="the first mobile device starts this far into the trace")
+    offset_step_s: float = Field(default=0.0, ge=0, le=MAX_TIME_S, description=(
         "each further mobile device starts this much later in the trace, so cameras do not see identical conditions"))
     trace_end: TraceEnd = Field(default="hold", description=(
         "after the trace ends: 'hold' its last rate, or 'wrap' around to its start (the last time is the end)"))
@@ -43,9 +51,9 @@ class TraceOffsets(_Strict):
 class TracedRate(TraceOffsets):
     """A link's data rate: constant, or following a trace (scaled, offset per device, held or wrapped at its end)."""
 
-    data_rate_mbps: Optional[float] = Field(default=None, gt=0, description="constant uplink rate")
+    data_rate_mbps: Optional[float] = Field(default=None, gt=0, le=MAX_RATE_MBPS, description="constant uplink rate")
     trace: Optional[str] = Field(default=None, description="CSV with time_s,data_rate_mbps (edgesim trace import)")
-    trace_scale: float = Field(default=1.0, gt=0, description="multiplies every rate of the trace")
+    trace_scale: float = Field(default=1.0, gt=0, le=MAX_TRACE_SCALE, description="multiplies every rate of the trace")
 
     def rate_trace(self) -> RateTrace:
         """The rate over time at the trace's start: the trace (scaled, held or wrapped at its end), else the constant."""
@@ -82,8 +90,8 @@ class DelaySpec(_Strict):
 
     from_trace: bool = Field(default=False, description="follow the rtt_ms column of the uplink trace")
     distribution: Optional[Literal["uniform", "normal", "lognormal", "exponential"]] = None
-    mean_s: Optional[float] = Field(default=None, gt=0, description="default: link.propagation_delay_s")
-    std_s: float = Field(default=0.0, ge=0, description="jitter (uniform, normal, lognormal)")
+    mean_s: Optional[float] = Field(default=None, gt=0, le=MAX_TIME_S, description="default: link.propagation_delay_s")
+    std_s: float = Field(default=0.0, ge=0, le=MAX_TIME_S, description="jitter (uniform, normal, lognormal)")
 
     @model_validator(mode="after")
     def _one_source(self) -> "DelaySpec":
@@ -105,7 +113,7 @@ class BatchingSpec(_Strict):
     max_batch_size: int = Field(default=8, ge=1, le=4096)
     preferred_batch_sizes: list[int] = Field(default_factory=list, description=(
         "sizes dispatched at once when the queue holds them (largest first); others wait up to max_queue_delay_s"))
-    max_queue_delay_s: float = Field(default=0.0, ge=0, description=(
+    max_queue_delay_s: float = Field(default=0.0, ge=0, le=MAX_TIME_S, description=(
         "how long the oldest queued frame may wait for a batch to fill while a server is free"))
 
     @model_validator(mode="after")
@@ -134,10 +142,10 @@ class EdgeSpec(_Strict):
 class WanSpec(TracedRate):
     """The wide-area link from the edge tier to the cloud (one per edge server) and back."""
 
-    data_rate_mbps: float = Field(default=100.0, gt=0, description=(
+    data_rate_mbps: float = Field(default=100.0, gt=0, le=MAX_RATE_MBPS, description=(
         "WAN rate from an edge server to the cloud; a trace overrides it"))
-    downlink_data_rate_mbps: Optional[float] = Field(default=None, gt=0, description="default: the WAN rate")
-    propagation_delay_s: float = Field(default=0.02, ge=0, description="one way, edge server to cloud")
+    downlink_data_rate_mbps: Optional[float] = Field(default=None, gt=0, le=MAX_RATE_MBPS, description="default: the WAN rate")
+    propagation_delay_s: float = Field(default=0.02, ge=0, le=MAX_TIME_S, description="one way, edge server to cloud")
     loss_probability: float = Field(default=0.0, ge=0, lt=1)
 
 
@@ -153,10 +161,10 @@ class CloudSpec(_Strict):
 class LinkSpec(TracedRate):
     """Uplink and downlink between each mobile device and the server."""
 
-    data_rate_mbps: float = Field(default=10.0, gt=0, description=(
+    data_rate_mbps: float = Field(default=10.0, gt=0, le=MAX_RATE_MBPS, description=(
         "uplink data rate, constant (or swept); a trace overrides it"))
-    downlink_data_rate_mbps: Optional[float] = Field(default=None, gt=0, description="default: the uplink rate")
-    propagation_delay_s: float = Field(default=0.0, ge=0)
+    downlink_data_rate_mbps: Optional[float] = Field(default=None, gt=0, le=MAX_RATE_MBPS, description="default: the uplink rate")
+    propagation_delay_s: float = Field(default=0.0, ge=0, le=MAX_TIME_S)
     packet_payload_bytes: int = Field(default=DEFAULT_PACKET_PAYLOAD_BYTES, ge=1, description="payload per packet (TCP MSS)")
     packet_overhead_bytes: int = Field(default=0, ge=0, description="protocol bytes added per packet")
     loss_probability: float = Field(default=0.0, ge=0, lt=1, description="per-packet loss; lost packets are resent")
@@ -172,14 +180,14 @@ class QueueSpec(_Strict):
     mobile_capacity: Optional[int] = Field(default=None, ge=0, description="frames waiting at the mobile device")
     server_capacity: Optional[int] = Field(default=None, ge=0, description="frames waiting at the server")
     drop_stale: bool = Field(default=False, description="a new capture drops frames still waiting at its mobile device")
-    deadline_s: Optional[float] = Field(default=None, gt=0)
+    deadline_s: Optional[float] = Field(default=None, gt=0, le=MAX_TIME_S)
 
 
 class WorkloadSpec(_Strict):
     """Where frames come from: periodic, Poisson, or the timestamps of a dataset trace."""
 
     source: Literal["periodic", "poisson", "trace"] = "periodic"
-    frame_rate_fps: float = Field(default=1.0, gt=0)
+    frame_rate_fps: float = Field(default=1.0, gt=0, le=MAX_FRAME_RATE_FPS)
     frames: int = Field(default=100, ge=1, le=100_000_000, description="frames per mobile device")
     trace: Optional[str] = Field(default=None, description="CSV with capture_time_s (source: trace)")
     dataset: Optional[str] = Field(default=None, description="per-sample Parquet/CSV trace (labels, predictions)")
@@ -196,6 +204,9 @@ class WorkloadSpec(_Strict):
     def _trace_given(self) -> "WorkloadSpec":
         if self.source == "trace" and not (self.trace or self.dataset):
             raise ValueError("source 'trace' needs 'trace' (CSV with capture_time_s) or 'dataset'")
+        if self.warmup_frames >= self.frames:
+            raise ValueError(f"warmup_frames ({self.warmup_frames}) must be below frames ({self.frames}): the summary "
+                             "would hold no frame")
         return self
 
 
@@ -205,21 +216,43 @@ class SweepSpec(_Strict):
     grid: dict[str, Union[list[Any], dict[str, list[float]]]] = Field(default_factory=dict)
     cases: list[dict[str, Any]] = Field(default_factory=list)
 
-    @field_validator("grid")
+    @field_validator("grid", mode="before")
     @classmethod
-    def _ranges_ok(cls, grid: dict) -> dict:
-        for path, values in grid.items():
+    def _ranges_ok(cls, grid: Any) -> Any:
+        """Ranges checked before pydantic's union does (its error would name the union's members, not the range)."""
+        for path, values in grid.items() if isinstance(grid, dict) else ():
             if isinstance(values, dict):
-                if set(values) - {"log", "linear"} or len(values) != 1:
-                    raise ValueError(f"'{path}': a range is {{log: [start, stop, n]}} or {{linear: [start, stop, n]}}")
-                (kind, spec), = values.items()
-                if len(spec) != 3 or spec[2] < 1 or int(spec[2]) != spec[2]:
-                    raise ValueError(f"'{path}': {kind} range needs [start, stop, n] with n a positive integer")
-                if kind == "log" and (spec[0] <= 0 or spec[1] <= 0):
-                    raise ValueError(f"'{path}': log range needs positive start and stop")
-            elif not values:
+                _check_range(path, values)
+            elif isinstance(values, list) and not values:
                 raise ValueError(f"'{path}': empty list of values")
         return grid
+
+    @model_validator(mode="after")
+    def _bounded(self) -> "SweepSpec":
+        n = self.n_points()
+        if n > MAX_SWEEP_POINTS:
+            raise ValueError(f"{n:,} sweep points (grid x cases); at most {MAX_SWEEP_POINTS:,}")
+        return self
+
+    def n_points(self) -> int:
+        """How many points the sweep expands to, counted without expanding it."""
+        return math.prod(len(v) if isinstance(v, list) else int(next(iter(v.values()))[2])
+                         for v in self.grid.values()) * max(1, len(self.cases))
+
+
+def _check_range(path: str, values: dict) -> None:
+    """A {log|linear: [start, stop, n]} range: finite numbers, a positive start and stop for log, n a whole 1..max."""
+    if set(values) - {"log", "linear"} or len(values) != 1:
+        raise ValueError(f"'{path}': a range is {{log: [start, stop, n]}} or {{linear: [start, stop, n]}}")
+    (kind, spec), = values.items()
+    numbers = isinstance(spec, list) and len(spec) == 3 and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in spec)
+    if not numbers or spec[2] < 1 or int(spec[2]) != spec[2]:
+        raise ValueError(f"'{path}': {kind} range needs [start, stop, n]: finite numbers, n a positive integer")
+    if spec[2] > MAX_SWEEP_POINTS:
+        raise ValueError(f"'{path}': {kind} range of {spec[2]:g} values; at most {MAX_SWEEP_POINTS:,}")
+    if kind == "log" and (spec[0] <= 0 or spec[1] <= 0):
+        raise ValueError(f"'{path}': log range needs positive start and stop")
 
 
 class OutputSpec(_Strict):
@@ -236,10 +269,15 @@ class OutputSpec(_Strict):
         return {True: "yes", False: "no"}.get(value, value) if isinstance(value, bool) else value
 
 
+#: what a scenario name may be: it names the folder results/<name>
+SCENARIO_NAME = re.compile(r"[\w+-][\w.+ -]{0,99}")
+
+
 class Scenario(_Strict):
     """A complete scenario: models, devices, link, workload, policies, sweep, seeds and outputs."""
 
-    name: str = "scenario"
+    name: str = Field(default="scenario", description=(
+        "names the default results folder results/<name>: letters, digits, spaces and . _ - + (no path)"))
     description: str = ""
     model: str = Field(description="the model all policies use unless a policy names its own")
     devices: list[InlineDevice] = Field(default_factory=list, description="inline devices for what-if studies")
@@ -266,6 +304,15 @@ class Scenario(_Strict):
         "device: each replication draws every derived device's speed from its validated leave-one-out errors, so "
         "gains come with a band (gain_*_p5/p95 over replications)"))
     outputs: OutputSpec = Field(default_factory=OutputSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _a_name_not_a_path(cls, name: str) -> str:
+        """A name stays a name: results/<name> never leaves results/ (no separators, no '..', no absolute path)."""
+        if not SCENARIO_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not a scenario name: use letters, digits, spaces and . _ - + (up to 100, "
+                             "not starting with '.', no path separators); give --out to choose the results folder")
+        return name
 
     @model_validator(mode="after")
     def _one_edge_form(self) -> "Scenario":
@@ -381,13 +428,9 @@ def validation_message(exc: ValidationError, source: str, root: Optional[yaml.No
 def parse_scenario(text: str, source: str = "<scenario>", base_dir: Optional[Path] = None) -> Scenario:
     """Parse YAML text (safe loading only) into a validated Scenario; relative paths resolve from base_dir."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark else source
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ScenarioError(f"{where}: not valid YAML: {problem}") from None
+        data, root = load_yaml(text, source)
+    except YamlLimitError as exc:
+        raise ScenarioError(str(exc)) from None
     if not isinstance(data, dict):
         raise ScenarioError(f"{source}: a scenario is a YAML mapping (name, model, mobiles, edge, policies, ...)")
     try:
@@ -398,6 +441,7 @@ def parse_scenario(text: str, source: str = "<scenario>", base_dir: Optional[Pat
     check_trace_offsets(scenario, source, root)
     check_topology(scenario, source, root)
     check_profiles(scenario, source, root)
+    check_names(scenario, source, root)
     check_scenario(scenario, sweep_points(scenario), source, lambda loc: _yaml_line(root, loc))  # warnings only
     return scenario
 
@@ -406,6 +450,62 @@ def _fail(source: str, root: Optional[yaml.Node], loc: tuple, what: str) -> None
     """Raise one line `FILE:LINE: field 'a.b': what` for a check made after parsing."""
     line = _yaml_line(root, loc) if root is not None else None
     raise ScenarioError(field_message(f"{source}:{line}" if line else source, loc, what))
+
+
+#: policy fields that name split points of the policy's model (one name, or several)
+SPLIT_POINT_FIELDS = ("split_point", "split_points", "candidates", "exit_point")
+
+
+def _named_devices(scenario: Scenario) -> list[tuple[tuple, str]]:
+    """(field, device name) of every device the scenario or its sweep names (inline devices by their `over`)."""
+    out = [(("mobiles", k, "device"), g.device) for k, g in enumerate(scenario.mobiles)]
+    out += [(("edge", "device"), scenario.edge.device)] if scenario.edge is not None else []
+    out += [(("edges", k, "device"), e.device) for k, e in enumerate(scenario.edges)]
+    out += [(("cloud", "device"), scenario.cloud.device)] if scenario.cloud is not None else []
+    out += [(("devices", k, "over"), d.over) for k, d in enumerate(scenario.devices) if d.over]
+    out += [(("sweep", "grid", path), v) for path, values in scenario.sweep.grid.items() if path.endswith(".device")
+            and isinstance(values, list) for v in values if isinstance(v, str)]
+    out += [(("sweep", "cases", k, path), v) for k, case in enumerate(scenario.sweep.cases) for path, v in case.items()
+            if path.endswith(".device") and isinstance(v, str)]
+    return out
+
+
+def check_names(scenario: Scenario, source: str = "<scenario>", root: Optional[yaml.Node] = None) -> None:
+    """Every device, model and split point the scenario names exists: one line naming the field and its YAML line
+    (these were found only while assembling, without saying where)."""
+    from simulator.resolve import listed_profiles, resolve_devices  # resolve imports this module
+    from simulator.devices import reference_model
+
+    try:
+        extra = listed_profiles(scenario)
+    except EdgesimError:
+        return  # an unreadable listed profile is resolve_devices' to report, with its file
+    inline = {d.name for d in scenario.devices}
+    for loc, name in _named_devices(scenario):
+        if name not in inline:
+            try:
+                load_profile_device(name, extra)
+            except EdgesimError as exc:
+                _fail(source, root, loc, str(exc))
+    devices = resolve_devices(scenario, extra)
+    models: dict[str, ModelProfile] = {}
+    policy_models = [(("policies", k, f), getattr(spec, f)) for k, spec in enumerate(scenario.policies)
+                     for f in ("model", "edge_model", "cloud_model") if isinstance(getattr(spec, f, None), str)]
+    for loc, model_id in [(("model",), scenario.model), *policy_models]:
+        if model_id not in models:
+            try:
+                models[model_id] = reference_model(devices, model_id)
+            except EdgesimError as exc:
+                _fail(source, root, loc, str(exc))
+    for k, spec in enumerate(scenario.policies):
+        model = models.get(spec.models(scenario.model)[0])
+        for field in SPLIT_POINT_FIELDS if model is not None else ():
+            names = getattr(spec, field, None)
+            for i, name in enumerate([names] if isinstance(names, str) else names or ()):
+                try:
+                    model.split_point(name)
+                except EdgesimError as exc:
+                    _fail(source, root, ("policies", k, field, *(() if isinstance(names, str) else (i,))), str(exc))
 
 
 def check_topology(scenario: Scenario, source: str = "<scenario>", root: Optional[yaml.Node] = None) -> None:
@@ -497,6 +597,10 @@ def check_trace_offsets(scenario: Scenario, source: str = "<scenario>", root: Op
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file."""
     path = Path(path)
+    try:
+        check_size(path)  # before reading: a huge file is refused without being read
+    except YamlLimitError as exc:
+        raise ScenarioError(str(exc)) from None
     return parse_scenario(read_text(path, "scenario", ScenarioError), str(path), base_dir=path.parent)
 
 
@@ -558,11 +662,13 @@ def to_yaml(scenario: Scenario) -> str:
 
 
 def parse_value(text: str) -> Any:
-    """A --set value: YAML scalar/list syntax (10, 1e3, true, [1, 2], rpi3b+)."""
+    """A --set value: YAML scalar/list syntax (10, 1e3, true, [1, 2], rpi3b+), within the scenario's YAML limits."""
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+        return load_yaml(text, "--set")[0]
+    except YamlLimitError as exc:
+        if "not valid YAML" in str(exc):
+            return text
+        raise ScenarioError(str(exc)) from None
 
 
 def set_path(data: dict, path: str, value: Any) -> None:

@@ -6,6 +6,10 @@ executor, the job count or the order points finish in.
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -13,7 +17,7 @@ from typing import Callable, Optional
 
 import pandas as pd
 
-from profilers.errors import EdgesimError
+from profilers.errors import EdgesimError, first_line
 from profilers.progress import Progress
 from simulator.devices import fidelity_notes
 from simulator.metrics import order_summary
@@ -23,6 +27,8 @@ from simulator.scenario import Scenario, as_scenario, sweep_points
 from simulator.sense import RunWarning, run_messages
 
 EXECUTORS = ("process", "dask")
+#: prctl(2) option: the signal a process gets when its parent dies (linux/prctl.h)
+PR_SET_PDEATHSIG = 1
 
 
 def run_sweep(scenario: Scenario, jobs: int = 1, progress: Optional[Progress] = None,
@@ -60,15 +66,40 @@ def _execute(jobs_of: list[tuple], jobs: int, executor: str, scheduler: Optional
         for args in jobs_of:
             yield run_point(*args)
     else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(jobs_of)), initializer=_worker_init,
+                                 initargs=(os.getpid(),)) as pool:
             futures = [pool.submit(run_point, *args) for args in jobs_of]
             try:
                 for fut in as_completed(futures):
                     yield fut.result()
             except BaseException:
-                for fut in futures:
-                    fut.cancel()
+                _stop_workers(pool)  # an interrupt or error: the points in progress are dropped, not waited for
                 raise
+
+
+def _worker_init(parent_pid: int) -> None:
+    """A sweep worker dies with the process that started it (Linux: the parent-death signal), and leaves SIGINT to
+    it: Ctrl-C (or SIGINT to the parent alone) stops the sweep in the parent, which then ends the workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: the pool's own broken-pipe check remains
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and end the workers now (their points are redone on resume)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.kill()
+    for proc in procs:
+        proc.join(5)  # reaped: no zombie left behind
 
 
 def _dask(jobs_of: list[tuple], jobs: int, scheduler: Optional[str]):
@@ -79,7 +110,11 @@ def _dask(jobs_of: list[tuple], jobs: int, scheduler: Optional[str]):
     cluster = None if scheduler else LocalCluster(n_workers=max(jobs, 1), threads_per_worker=1, processes=True,
                                                  dashboard_address=None)
     try:
-        with Client(scheduler or cluster) as client:
+        try:
+            client = Client(scheduler or cluster)
+        except (OSError, TimeoutError) as exc:  # distributed raises OSError('Timed out trying to connect ...')
+            raise EdgesimError(f"--scheduler {scheduler}: cannot reach the Dask scheduler: {first_line(exc)}") from None
+        with client:
             futures = [client.submit(run_point, *args, pure=False) for args in jobs_of]
             for fut in dask_completed(futures):
                 yield fut.result()

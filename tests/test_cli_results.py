@@ -128,18 +128,20 @@ def test_resume_refuses_changes_to_the_saved_scenario(tmp_path, scenario, monkey
 
 def test_failed_run_says_what_it_kept(tmp_path, scenario, capsys):
     path, data = scenario
-    bad = write_scenario(tmp_path, {**data, "sweep": {"grid": {"edge.device": ["toy-edge", "ghost"]}}}, "bad.yaml")
+    ghost = str(tmp_path / "ghost.csv")  # a trace missing at its sweep point (an unknown device is refused at parse)
+    bad = write_scenario(tmp_path, {**data, "sweep": {"grid": {"link.trace": [None, ghost]}}}, "bad.yaml")
     out = tmp_path / "res"
     assert main(["run", str(bad), "--out", str(out), "--jobs", "1"]) == 2
     line = _err_line(capsys)
     stage = tmp_path / "res.partial"
-    assert "ghost" in line
+    assert "ghost.csv" in line
     assert stage.exists() and str(stage) in line and f"edgesim run --resume {out}" in line and "1 finished" in line
 
 
 def test_failed_run_with_nothing_finished_leaves_nothing(tmp_path, scenario, capsys):
     path, data = scenario
-    bad = write_scenario(tmp_path, {**data, "sweep": {"grid": {"edge.device": ["ghost", "toy-edge"]}}}, "bad.yaml")
+    bad = write_scenario(tmp_path, {**data, "sweep": {"grid": {"link.trace": [str(tmp_path / "ghost.csv"), None]}}},
+                         "bad.yaml")
     assert main(["run", str(bad), "--out", str(tmp_path / "res"), "--jobs", "1"]) == 2
     assert ".partial" not in _err_line(capsys)
     assert not (tmp_path / "res.partial").exists() and not (tmp_path / "res").exists()
@@ -218,3 +220,48 @@ def test_unstable_runs_warn_on_console_and_in_report(tmp_path, results, capsys, 
     page = report.report_html({}, summary, {}, "t")
     assert "class='warn'" in page and page.count("offered load 1.5") == 2
     assert "class='warn'" not in report.report_html({}, summary.drop(columns=["stable"]), {}, "t")
+
+
+# ----------------------------------------------------------------------------- refusals before any work (issue 28)
+
+
+def test_a_scheduler_without_dask_is_refused_not_ignored(tmp_path, scenario, capsys):
+    path, _ = scenario
+    assert main(["run", str(path), "--out", str(tmp_path / "o"), "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    assert capsys.readouterr().err.strip() == ("edgesim: error: --scheduler tcp://127.0.0.1:1: a scheduler address "
+                                               "is for --executor dask; the 'process' executor runs on this machine")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o.partial").exists()
+
+
+def test_jobs_beyond_the_cores_are_capped_with_a_note(capsys, monkeypatch):
+    from edgesim.cli import simulate
+
+    monkeypatch.setattr(simulate, "available_cores", lambda: 4)
+    assert simulate.capped_jobs(0) == 4 and simulate.capped_jobs(3) == 3 and capsys.readouterr().err == ""
+    assert simulate.capped_jobs(10_000) == 4
+    assert capsys.readouterr().err.strip() == "edgesim: note: --jobs 10000 is more than the 4 cores here; using 4"
+    assert simulate.capped_jobs(10_000, remote=True) == 10_000  # a remote cluster's workers are its own
+
+
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_a_sweep_above_the_limit_needs_yes(tmp_path, command, capsys):
+    from simulator.scenario import CONFIRM_RUNS
+
+    data = scenario_dict(write_toy_profiles(tmp_path), outputs={"plots": False},
+                         sweep={"grid": {"link.data_rate_mbps": {"log": [0.1, 10, CONFIRM_RUNS // 3 + 1]}}})
+    path = write_scenario(tmp_path, data)
+    args = [command, str(path)] + (["--out", str(tmp_path / "o")] if command == "run" else [])
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"edgesim: error: toy: {CONFIRM_RUNS // 3 + 1:,} sweep points x 3 policies x 1 replications = "
+                   f"{3 * (CONFIRM_RUNS // 3 + 1):,} runs, more than {CONFIRM_RUNS:,}; add --yes to {command} them all")
+
+
+def test_plot_of_a_corrupt_frames_file_is_one_line(results, capsys):
+    """Used to end in pyarrow's ArrowInvalid traceback ('Parquet magic bytes not found')."""
+    path = results / "frames.parquet"
+    path.write_bytes(path.read_bytes()[:1000])
+    capsys.readouterr()
+    assert main(["plot", str(results), "--no-png"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"edgesim: error: {path}: cannot read: ") and "\n" not in err and "rerun into a new folder" in err

@@ -177,3 +177,70 @@ def test_relative_paths_resolve_from_the_scenario_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(elsewhere)
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--jobs", "1", "--no-png"]) == 0
     assert (tmp_path / "out" / "summary.csv").exists()
+
+
+# ----------------------------------------------------------------------------- dataset and capture traces (issue 28)
+
+
+def _dataset(tmp_path, suffix=".parquet", **columns):
+    base = {"label": [0, 1, 1, 0], "edge_pred": [0, 1, 0, 0], "cloud_pred": [0, 1, 1, 0],
+            "edge_max_prob": [0.9, 0.8, 0.55, 0.99], "switcher_score": [0.7, 0.2, 0.4, 0.9],
+            "edge_entropy": [0.1, 0.3, 0.6, 0.0]}
+    base.update(columns)
+    path = tmp_path / f"trace{suffix}"
+    df = pd.DataFrame(base)
+    df.to_parquet(path) if suffix == ".parquet" else df.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("columns,words", [
+    ({"label": [0, 1, -7, 0]}, "row 2: column 'label': -7 is not a class index (a whole number >= 0)"),
+    ({"edge_pred": [0, 1.5, 0, 0]}, "row 1: column 'edge_pred': 1.5 is not a class index"),
+    ({"label": ["cat", "dog", "dog", "cat"]}, "mix class indices and class names"),
+    ({"edge_max_prob": [0.9, 1.7, 0.5, 0.5]}, "row 1: column 'edge_max_prob': 1.7 is not a probability in [0, 1]"),
+    ({"switcher_score": [0.9, 0.1, float("nan"), 0.5]}, "row 2: column 'switcher_score': nan is not a probability"),
+    ({"edge_entropy": [0.1, float("inf"), 0.1, 0.1]}, "row 1: column 'edge_entropy': inf is not a finite entropy"),
+    ({"cloud_pred": [0, None, 1, 0]}, "row 1: column 'cloud_pred': missing class"),
+])
+def test_dataset_contents_are_checked_with_their_row(tmp_path, columns, words):
+    from simulator.workload import load_dataset
+
+    path = _dataset(tmp_path, **columns)
+    with pytest.raises(EdgesimError) as err:
+        load_dataset(str(path), None)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: ") and words in msg and msg.endswith("(workload.dataset)")
+
+
+def test_a_csv_dataset_names_the_file_line(tmp_path):
+    from simulator.workload import load_dataset
+
+    path = _dataset(tmp_path, ".csv", edge_max_prob=[0.9, 0.8, -0.1, 0.5])
+    with pytest.raises(EdgesimError, match=rf"^{path}:4: column 'edge_max_prob': -0.1 is not a probability"):
+        load_dataset(str(path), None)
+
+
+def test_class_names_run_end_to_end(tmp_path, profiles):
+    """String labels and predictions used to crash the summary (AttributeError: 'str' object has no attribute 'item')."""
+    names = {0: "cat", 1: "dog"}
+    path = _dataset(tmp_path, **{c: [names[v] for v in vals] for c, vals in
+                                 (("label", [0, 1, 1, 0]), ("edge_pred", [0, 1, 0, 0]), ("cloud_pred", [0, 1, 1, 0]))})
+    data = scenario_dict(profiles, workload={"frames": 8, "frame_rate_fps": 0.5, "dataset": str(path)},
+                         policies=[{"name": "edge-only", "edge_model": "toy", "cloud_model": "toy"}])
+    _, summary = run(data)
+    assert summary.loc[0, "f1_positive"] == "dog" and summary.loc[0, "f1"] == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("times,words", [
+    ([0.0, 0.5, 0.5, 1.0], ":4: column 'capture_time_s': 0.5 s does not come after the row before (0.5 s)"),
+    ([0.0], ": column 'capture_time_s': 1 row(s); a frame trace needs at least two"),
+    ([0.0, float("inf")], ":3: column 'capture_time_s': inf is not a finite time >= 0"),
+    ([0.0, "x"], ":3: column 'capture_time_s': nan is not a finite time >= 0"),
+])
+def test_capture_traces_name_file_line_and_field(tmp_path, profiles, times, words):
+    path = tmp_path / "captures.csv"
+    path.write_text("capture_time_s\n" + "\n".join(str(t) for t in times) + "\n")
+    data = scenario_dict(profiles, workload={"source": "trace", "trace": str(path), "frames": 4})
+    with pytest.raises(EdgesimError) as err:
+        run(data)
+    assert str(err.value).startswith(f"{path}{words}") and str(err.value).endswith("(workload.trace)")

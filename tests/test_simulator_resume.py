@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import simulator.sweep as sweep
+from simulator.runner import run_point
 from edgesim.cli.app import main
 from tests.sim_helpers import scenario_dict, write_scenario, write_toy_profiles
 
@@ -17,20 +25,25 @@ def _full_and_interrupted(tmp_path, monkeypatch, rates, interrupt_at: int):
     full = tmp_path / "full"
     assert main(["run", str(path), "--out", str(full)]) == 0
 
+    part = tmp_path / "part"
+    _interrupt(path, part, monkeypatch, interrupt_at)
+    return full, part
+
+
+def _interrupt(path, out, monkeypatch, at: int) -> None:
+    """Run the scenario into out, interrupted at the at-th sweep point (exit code 130)."""
     real = sweep.run_point
     calls = {"n": 0}
 
     def flaky(*args):
         calls["n"] += 1
-        if calls["n"] == interrupt_at:
+        if calls["n"] == at:
             raise KeyboardInterrupt  # what Ctrl-C or SIGTERM (turned into KeyboardInterrupt) does mid-sweep
         return real(*args)
 
     monkeypatch.setattr(sweep, "run_point", flaky)
-    part = tmp_path / "part"
-    assert main(["run", str(path), "--out", str(part), "--jobs", "1"]) == 130  # in-process, so the patch applies
+    assert main(["run", str(path), "--out", str(out), "--jobs", "1"]) == 130  # in-process, so the patch applies
     monkeypatch.setattr(sweep, "run_point", real)
-    return full, part
 
 
 def test_interrupt_then_resume_is_byte_identical(tmp_path, monkeypatch, capsys):
@@ -67,3 +80,106 @@ def test_resume_after_hard_kill_ignores_half_written_files(tmp_path, monkeypatch
     assert (part / "frames.parquet").read_bytes() == good
     assert (part / "summary.csv").read_bytes() == (full / "summary.csv").read_bytes()
     assert json.loads((part / "manifest.json").read_text())["resumed_points"] == [0]
+
+
+def _staged(tmp_path, monkeypatch, n_points=4, stop_at=3):
+    """A sweep interrupted at its stop_at-th point: (scenario path, results folder, staging folder)."""
+    profiles = write_toy_profiles(tmp_path)
+    data = scenario_dict(profiles, sweep={"grid": {"link.data_rate_mbps": [0.5 * 2 ** k for k in range(n_points)]}},
+                         outputs={"plots": False})
+    path = write_scenario(tmp_path, data)
+    out = tmp_path / "out"
+    _interrupt(path, out, monkeypatch, stop_at)
+    return path, out, tmp_path / "out.partial"
+
+
+def test_resume_refuses_an_edited_saved_scenario(tmp_path, monkeypatch, capsys):
+    """Editing the saved scenario (seed 5 -> 7) used to resume into a folder mixing points of both seeds."""
+    path, out, stage = _staged(tmp_path, monkeypatch)
+    saved = stage / "scenario.yaml"
+    saved.write_text(saved.read_text().replace("seed: 5", "seed: 7"))
+    capsys.readouterr()
+    assert main(["run", "--resume", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"edgesim: error: {saved}: changed since its finished points were made") and "\n" not in err
+    assert not out.exists() and len(list((stage / "points").glob("*.summary.csv"))) == 2  # nothing promoted or lost
+
+
+def test_resume_refuses_a_replaced_saved_scenario(tmp_path, monkeypatch, capsys):
+    path, out, stage = _staged(tmp_path, monkeypatch)
+    other = scenario_dict(write_toy_profiles(tmp_path), name="other", outputs={"plots": False})
+    write_scenario(stage, other)
+    capsys.readouterr()
+    assert main(["run", "--resume", str(out)]) == 2
+    assert "changed since its finished points were made" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_folder(tmp_path, capsys):
+    from simulator.results import lock_path, writer_lock
+
+    profiles = write_toy_profiles(tmp_path)
+    path = write_scenario(tmp_path, scenario_dict(profiles, outputs={"plots": False}))
+    out = tmp_path / "out"
+    with writer_lock(out):  # what a first run holds while it writes
+        for extra in ([], ["--overwrite"]):
+            assert main(["run", str(path), "--out", str(out), *extra]) == 2
+            err = capsys.readouterr().err
+            assert f"{out}: another edgesim run (pid {os.getpid()}) is writing this folder" in err
+    assert not lock_path(out).exists() and not out.exists()
+    assert main(["run", str(path), "--out", str(out)]) == 0 and not lock_path(out).exists()
+
+
+def _interrupting_at_point_2(*args):
+    """run_point, but point 2 sends SIGINT to the parent alone and then takes long (a worker of a forked pool)."""
+    if args[1] == 2:
+        os.kill(int(os.environ["EDGESIM_TEST_PARENT"]), signal.SIGINT)  # never pytest's own process
+        time.sleep(30)  # a long point: the parent must not wait for it
+    return run_point(*args)
+
+
+def test_sigint_to_the_parent_alone_stops_the_sweep_even_when_started_ignoring_it(tmp_path, monkeypatch, capsys):
+    """A background job of a script starts with SIGINT ignored; `kill -INT` then used to let the sweep finish (exit 0).
+    Here a worker sends SIGINT to the parent alone at the third point: exit 130, finished points kept, workers gone."""
+    profiles = write_toy_profiles(tmp_path)
+    data = scenario_dict(profiles, sweep={"grid": {"link.data_rate_mbps": [0.5, 1, 2, 4, 8, 16]}}, outputs={"plots": False})
+    path = write_scenario(tmp_path, data)
+    monkeypatch.setattr(sweep, "run_point", _interrupting_at_point_2)
+    monkeypatch.setenv("EDGESIM_TEST_PARENT", str(os.getpid()))
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    out = tmp_path / "out"
+    try:
+        started = time.monotonic()
+        assert main(["run", str(path), "--out", str(out), "--jobs", "2"]) == 130
+        assert time.monotonic() - started < 25
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert multiprocessing.active_children() == []  # the worker sleeping in point 2 was ended, not waited for
+    err = capsys.readouterr().err
+    assert f"resume with: edgesim run --resume {out}" in err and (tmp_path / "out.partial").exists()
+
+
+def test_a_worker_dies_with_its_parent(tmp_path):
+    """SIGKILL of the parent used to leave its pool's workers computing; the parent-death signal ends them."""
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from simulator.sweep import _worker_init\n"
+        "pool = ProcessPoolExecutor(1, initializer=_worker_init, initargs=(os.getpid(),))\n"
+        "print(pool.submit(os.getpid).result(), flush=True)\n"
+        "pool.submit(time.sleep, 60)\n"
+        "time.sleep(60)\n")
+    root = str(Path(__file__).resolve().parent.parent)  # this checkout's simulator, wherever edgesim is installed
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": root})
+    worker = int(proc.stdout.readline())
+    proc.kill()
+    proc.wait()
+    for _ in range(100):  # up to 10 s; it goes within milliseconds
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(worker, signal.SIGKILL)
+    raise AssertionError(f"worker {worker} outlived its parent")

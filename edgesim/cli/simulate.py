@@ -20,6 +20,7 @@ from rich.table import Table
 from edgesim.cli.console import console, png_mode, png_option, progress_steps
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_text
+from simulator.limits import CONFIRM_RUNS
 
 # the simulator, the report (plotly) and the profilers (torch) are imported by the commands that use them, so
 # that `edgesim -h`, `list` and `validate` start without them (benchmarks.startup)
@@ -55,6 +56,35 @@ def _sigterm_as_interrupt(signum, frame):  # noqa: ARG001
     raise KeyboardInterrupt
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS tells it, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def capped_jobs(jobs: int, remote: bool = False) -> int:
+    """--jobs as run: 0 means every core; more than the cores is capped to them, with a note (a remote Dask
+    scheduler's workers are its own: the number is kept)."""
+    cores = available_cores()
+    if jobs == 0:
+        return cores
+    if jobs > cores and not remote:
+        print(f"edgesim: note: --jobs {jobs} is more than the {cores} cores here; using {cores}", file=sys.stderr)
+        return cores
+    return jobs
+
+
+def confirm_size(sc, yes: bool, command: str) -> None:
+    """A sweep of more than CONFIRM_RUNS runs (points x policies x replications) needs --yes: one line saying so."""
+    points = sc.sweep.n_points()
+    runs = points * len(sc.policies) * sc.replications
+    if runs > CONFIRM_RUNS and not yes:
+        raise EdgesimError(f"{sc.name}: {points:,} sweep points x {len(sc.policies)} policies x {sc.replications} "
+                           f"replications = {runs:,} runs, more than {CONFIRM_RUNS:,}; add --yes to {command} them all")
+
+
 def _refuse_changes_on_resume(resume: Path, scenario: Optional[Path], out: Optional[Path], sets: list[str],
                               engine: Optional[str]) -> None:
     """A resumed run is the saved scenario: anything that would change it (or move it) is one line, not ignored."""
@@ -88,13 +118,18 @@ def run(
                                  help="process (this machine) or dask"),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDRESS",
                                             help="Dask scheduler address (default: a LocalCluster)"),
+    yes: bool = typer.Option(False, "--yes", "-y", metavar="",
+                             help=f"run a sweep of more than {CONFIRM_RUNS:,} runs (points x policies x replications)"),
 ) -> None:
     """Simulate a scenario: frames.parquet, summary.csv, plots and report.html in a results folder."""
     from edgesim.report.outputs import write_plots_and_report
     from simulator.results import finished_points, python_command, run_to_folder, staging_dir
     from simulator.scenario import load_scenario
 
-    jobs = jobs or os.cpu_count() or 1
+    if scheduler is not None and executor != "dask":
+        raise EdgesimError(f"--scheduler {scheduler}: a scheduler address is for --executor dask; the "
+                           f"'{executor}' executor runs on this machine")
+    jobs = capped_jobs(jobs, remote=scheduler is not None)
     if resume is not None:
         _refuse_changes_on_resume(resume, scenario, out, set_, engine)
         target = resume
@@ -106,7 +141,9 @@ def run(
             raise EdgesimError("give a scenario YAML, or --resume DIR")
         sc = _with_sets(load_scenario(scenario), set_, engine)
         target = out or Path("results") / sc.name
+    confirm_size(sc, yes, "run")
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even where the shell started us with SIGINT ignored
     try:  # a bar only on a terminal: in a log or pipe rich draws it once, at the end, among the error lines
         with progress_steps(transient=False, disable=not sys.stderr.isatty()) as steps:
             update = steps(f"{sc.name}: sweep points")
@@ -198,13 +235,16 @@ def compare_table(summary, metric: str, trace: Optional[str] = None):
 
 def validate(scenario: Path = typer.Argument(..., metavar="SCENARIO", help="scenario YAML", show_default=False),
              set_: list[str] = typer.Option([], "--set", metavar="PATH=VALUE", show_default=False,
-                                            help="override a field as `run --set` does (repeatable)")) -> None:
+                                            help="override a field as `run --set` does (repeatable)"),
+             yes: bool = typer.Option(False, "--yes", "-y", metavar="",
+                                      help=f"check a sweep of more than {CONFIRM_RUNS:,} runs point by point")) -> None:
     """Check a scenario: fields, devices, models, split points, policies and traces, without simulating."""
     from simulator.assemble import assemble
     from simulator.scenario import apply_overrides, load_scenario, sweep_points
     from simulator.sense import replication_note
 
     sc = _with_sets(load_scenario(scenario), set_)
+    confirm_size(sc, yes, "validate")
     points = sweep_points(sc)
     for k, ov in enumerate(points):
         # what a run assembles before its first frame: devices, dataset, traces, stations, policies, every route

@@ -90,7 +90,7 @@ class LoadView:
 class PolicySpecBase(BaseModel):
     """Fields every policy entry of a scenario has; each policy adds its own (see `edgesim list policies`)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     name: str
     label: Optional[str] = Field(default=None, description="name in tables and plots; default: the policy name")
