@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from profilers.errors import EdgesimError
 from profilers.schema import DeviceProfile, load_profile
 from simulator.devices import Device, Radio, catalog_wifi, device_from_profile, load_profile_device
-from simulator.scenario import Scenario
+
+if TYPE_CHECKING:  # annotations only: scenario.check_names imports this module
+    from simulator.scenario import Scenario
 
 
 def listed_profiles(scenario: Scenario) -> dict[str, DeviceProfile]:

@@ -144,16 +144,19 @@ def trace_captures(scenario: Scenario, dataset: Optional[pd.DataFrame]) -> np.nd
     w = scenario.workload
     if w.trace is not None:  # the one CSV reader of traces: FILE:LINE errors
         path, field = Path(w.trace), "workload.trace"
-        values = read_csv_table(w.trace, ["capture_time_s"], "frame trace needs a capture_time_s column",
-                                "frame trace is empty (needs a header capture_time_s and rows)",
-                                "frame trace has no rows after the header", "frame trace").numbers("capture_time_s")
+        try:
+            values = read_csv_table(w.trace, ["capture_time_s"], "frame trace needs a capture_time_s column",
+                                    "frame trace is empty (needs a header capture_time_s and rows)",
+                                    "frame trace has no rows after the header", "frame trace").numbers("capture_time_s")
+        except EdgesimError as exc:  # the reader says file and line; the field that named the file goes last
+            raise EdgesimError(f"{exc} ({field})") from None
     else:
         path, field = Path(w.dataset), "workload.dataset"
         if "capture_time_s" not in dataset.columns:
             raise EdgesimError(f"{path}: workload.source 'trace' with a dataset needs a capture_time_s column in it "
                                f"({field})")
         values = dataset["capture_time_s"]
-    return check_captures(pd.to_numeric(values, errors="coerce").to_numpy(float), path, field)
+    return check_captures(np.asarray(pd.to_numeric(values, errors="coerce"), dtype=float), path, field)
 
 
 def check_captures(col: np.ndarray, path: Path, field: str) -> np.ndarray:

@@ -16,7 +16,12 @@ def _imports(path: Path) -> list[tuple[int, str, bool]]:
     """(line, imported module, inside a function or class body) for every absolute import of a file."""
     out = []
     tree = ast.parse(path.read_text(encoding="utf-8"))
+    typing_only = {id(n) for block in ast.walk(tree)  # `if TYPE_CHECKING:` imports are annotations, never run
+                   if isinstance(block, ast.If) and getattr(block.test, "id", None) == "TYPE_CHECKING"
+                   for stmt in block.body for n in ast.walk(stmt)}
     for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             out += [(node.lineno, a.name, node.col_offset > 0) for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

@@ -317,10 +317,10 @@ def test_one_csv_reader_names_file_and_line_for_capture_traces(tmp_path, profile
     bad = tmp_path / "captures.csv"
     bad.write_text("# captures\ncapture_time_s\n0.0\n0.5\nsoon\n")
     sc = as_scenario_quiet(scenario_dict(profiles, workload={"source": "trace", "trace": str(bad)}))
-    with pytest.raises(EdgesimError, match=rf"^{bad}:5: capture_time_s must be a number, found 'soon'$"):
+    with pytest.raises(EdgesimError, match=rf"^{bad}:5: capture_time_s must be a number, found 'soon' \(workload\.trace\)$"):
         trace_captures(sc, None)
     bad.write_text("t\n0\n")
-    with pytest.raises(EdgesimError, match=rf"^{bad}:1: frame trace needs a capture_time_s column \(found: t\)$"):
+    with pytest.raises(EdgesimError, match=rf"^{bad}:1: frame trace needs a capture_time_s column \(found: t\) \(workload\.trace\)$"):
         trace_captures(sc, None)
     bad.write_text("capture_time_s\n0\n1.5\n")
     np.testing.assert_allclose(trace_captures(sc, None), [0.0, 1.5])

@@ -235,7 +235,7 @@ def test_class_names_run_end_to_end(tmp_path, profiles):
     ([0.0, 0.5, 0.5, 1.0], ":4: column 'capture_time_s': 0.5 s does not come after the row before (0.5 s)"),
     ([0.0], ": column 'capture_time_s': 1 row(s); a frame trace needs at least two"),
     ([0.0, float("inf")], ":3: column 'capture_time_s': inf is not a finite time >= 0"),
-    ([0.0, "x"], ":3: column 'capture_time_s': nan is not a finite time >= 0"),
+    ([0.0, "x"], ":3: capture_time_s must be a number, found 'x'"),
 ])
 def test_capture_traces_name_file_line_and_field(tmp_path, profiles, times, words):
     path = tmp_path / "captures.csv"

@@ -76,7 +76,7 @@ def test_components_telescope_to_the_delay():
 
 def test_simulated_components_add_up_and_own_compute_profiles_replay_the_run(tiny_profiles, tmp_path):
     mobile, edge = tiny_profiles
-    sc = parse_scenario(SCENARIO)
+    sc = parse_scenario(SCENARIO, names=False)
     captures = tmp_path / "captures.csv"
     pd.DataFrame({"capture_time_s": [0.0, 0.05, 0.1, 0.15]}).to_csv(captures, index=False)
     sim = simulated_components(simulate_frames(simulation_scenario(sc, 1, mobile, edge, captures)))
@@ -120,7 +120,7 @@ def test_testbed_without_root_says_so(tmp_path, capsys, monkeypatch):
 @pytest.mark.skipif(missing_requirements() is not None, reason=f"testbed unavailable: {missing_requirements()}")
 def test_tiny_session_end_to_end(tmp_path):
     """Both processes through the shaped namespaces on the tiny model: stamps, CSVs and both predictions."""
-    points = [p.model_copy(update={"policies": p.policies[1:]}) for p in expand(parse_scenario(SCENARIO))]
+    points = [p.model_copy(update={"policies": p.policies[1:]}) for p in expand(parse_scenario(SCENARIO, names=False))]
     cpus = sorted(os.sched_getaffinity(0))
     options = TestbedOptions(Placement((cpus[0],), (cpus[-1],)), "cubic", True, profile_repeats=2, codec_repeats=1)
     results = run_session(points, options, tmp_path, progress=lambda _msg: None)

@@ -79,7 +79,7 @@ def testbed(
     known = available_congestion_control()
     if congestion_control and known and congestion_control not in known:
         raise EdgesimError(f"--congestion-control '{congestion_control}': not in this kernel; available: {', '.join(known)}")
-    sc = apply_overrides(load_scenario(Path(args[0])), _parse_sets(set_))
+    sc = apply_overrides(load_scenario(Path(args[0]), names=False), _parse_sets(set_))
     points = expand(sc)
     if not edge:
         require()
