@@ -211,6 +211,22 @@ def hf_model(path_text: str, request: ModelRequest, warn: Optional[Warn] = None)
                    f"transformers {type(module).__name__} from {config_path}", warn, checkpoint_loaded=source)
 
 
+def build_from_file(model_file: str, flag: str) -> tuple[Path, str, Any]:
+    """The user's FILE.py:FACTORY() called once -> (path, factory name, module); one line (naming flag) if it raises
+    or returns something that is not a torch.nn.Module."""
+    import torch.nn as nn
+
+    path, factory, fn = _load_factory(model_file)
+    try:
+        module = fn()
+    except Exception as exc:  # the user's factory
+        raise EdgesimError(f"{flag} {model_file}: {factory}() raised {first_line(exc)}") from None
+    if not isinstance(module, nn.Module):
+        raise EdgesimError(f"{flag} {model_file}: {factory}() returned {type(module).__name__}, "
+                           "not a torch.nn.Module")
+    return path, factory, module
+
+
 def _load_factory(model_file: str) -> tuple[Path, str, Callable]:
     """FILE.py:FACTORY -> (path, factory name, callable); one line on a missing file or factory."""
     text, _, factory = model_file.rpartition(":") if ":" in model_file else (model_file, "", "build")
@@ -242,19 +258,11 @@ def _load_factory(model_file: str) -> tuple[Path, str, Callable]:
 
 def file_model(request: ModelRequest, warn: Optional[Warn] = None) -> SplittableModel:
     """The user's factory FILE.py:FACTORY() -> nn.Module, with --input-size C,H,W and an optional checkpoint."""
-    import torch.nn as nn
 
     assert request.model_file is not None
-    path, factory, fn = _load_factory(request.model_file)
     if request.input_size is None or len(request.input_size) != 3:
         raise EdgesimError(f"--model-file {request.model_file}: give --input-size C,H,W (e.g. 3,224,224)")
-    try:
-        module = fn()
-    except Exception as exc:  # the user's factory
-        raise EdgesimError(f"--model-file {request.model_file}: {factory}() raised {first_line(exc)}") from None
-    if not isinstance(module, nn.Module):
-        raise EdgesimError(f"--model-file {request.model_file}: {factory}() returned {type(module).__name__}, "
-                           "not a torch.nn.Module")
+    path, factory, module = build_from_file(request.model_file, "--model-file")
     model_id = request.spec or path.stem
     return _finish(model_id, module, request.input_size, request, f"{factory}() from {path.name}", warn)
 

@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence
 from edgesim.studies.dmd.adapters import INPUT_SUFFIX, TorchClassifierAdapter, preprocess_images
 from profilers.errors import EdgesimError, first_line
 from profilers.models import build
-from profilers.models.sources import _load_factory, check_accepts, resolve_source, torchvision_names
+from profilers.models.sources import build_from_file, check_accepts, resolve_source, torchvision_names
 from profilers.models.torchvision_models import load_checkpoint, read_state_dict
 
 #: torchvision's and timm's default ImageNet normalisation (cited: torchvision.transforms._presets.ImageClassification)
@@ -205,16 +205,7 @@ def _hf(path_text: str, choice: ModelChoice):
 
 def _model_file(choice: ModelChoice):
     """The user's FILE.py:FACTORY() -> nn.Module; its input size and normalisation are stated by flags."""
-    import torch.nn as nn
-
-    _, factory, fn = _load_factory(str(choice.model_file))
-    try:
-        module = fn()
-    except Exception as exc:  # the user's factory
-        raise EdgesimError(f"{choice.flag}-file {choice.model_file}: {factory}() raised {first_line(exc)}") from None
-    if not isinstance(module, nn.Module):
-        raise EdgesimError(f"{choice.flag}-file {choice.model_file}: {factory}() returned {type(module).__name__}, "
-                           "not a torch.nn.Module")
+    _, factory, module = build_from_file(str(choice.model_file), f"{choice.flag}-file")
     if choice.input_size is None:
         raise EdgesimError(f"{choice.flag}-file {choice.model_file}: give {choice.flag}-input-size H,W (and "
                            f"{choice.flag}-mean / {choice.flag}-std if the model was trained on normalised pixels)")
