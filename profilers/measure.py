@@ -482,7 +482,7 @@ def _structure_pass(model: SplittableModel, x, boundaries: set[int], measure_zli
         for i, block in enumerate(model.blocks):
             in_bytes.append(4 * _shape_and_numel(x)[1])
             counter = FlopCounterMode(display=False)
-            stream.block = i
+            stream.start(i, block)
             with counter, stream:
                 x = block(x)
             stream.block_done(x)

@@ -12,6 +12,7 @@ the convolution.
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 import weakref
@@ -307,7 +308,7 @@ class OperatorStream(TorchDispatchMode):
     """Records, while a model runs, every aten operator that reads an activation (a tensor computed from the
     input): the operator stream a deployed framework executes. Operators that read only weights or constants are
     folded away, as engines fold them; `ops()` turns the stream into Ops as trace_ops does (same types, FLOPs,
-    bytes and conv-bn-activation fusion). Set `block` to tag what follows with a measured block's index."""
+    bytes and conv-bn-activation fusion). Call `start` before each measured block and `block_done` after it."""
 
     def __init__(self, inputs: Any) -> None:
         super().__init__()
@@ -315,6 +316,7 @@ class OperatorStream(TorchDispatchMode):
         self.events: list[_Event] = []
         self.failed: Optional[str] = None
         self._nodes: dict[int, tuple[weakref.ref, int]] = {}
+        self._constants: dict[int, weakref.ref] = {}  # tensors aten operators made from weights and constants
         for t in tree_leaves(inputs):
             if isinstance(t, torch.Tensor):
                 self._nodes[id(t)] = (weakref.ref(t), -1)
@@ -338,20 +340,35 @@ class OperatorStream(TorchDispatchMode):
                 self.failed = f"{func}: {first_line(exc)}"
         return out
 
+    def start(self, index: int, block: nn.Module) -> None:
+        """Tag what follows with block `index`; its parameters, buffers and tensor attributes are its constants."""
+        self.block = index
+        for t in itertools.chain(block.parameters(), block.buffers(),
+                                 (v for m in block.modules() for v in vars(m).values() if isinstance(v, torch.Tensor))):
+            self._constants[id(t)] = weakref.ref(t)
+
     def block_done(self, out: Any) -> None:
-        """A block's output must be computed from its input by recorded operators (not through numpy, say): else
-        operators went unseen and the stream is unusable."""
-        if self.failed is None and any(self._node_of(t) is None for t in tree_leaves(out) if isinstance(t, torch.Tensor)):
-            self.failed = (f"the output of block {self.block} is not computed from its input by aten operators "
-                           "(the stream would miss operators)")
+        """Every tensor a block outputs must come out of aten operators, computed from its input or from its
+        constants (a mask, say): one made outside them (through numpy, say) means operators went unseen, and the
+        stream is unusable."""
+        if self.failed is None and any(self._node_of(t) is None and not self._made(t)
+                                       for t in tree_leaves(out) if isinstance(t, torch.Tensor)):
+            self.failed = (f"an output of block {self.block} is not computed by aten operators (the stream would "
+                           "miss operators)")
+
+    def _made(self, t: torch.Tensor) -> bool:
+        ref = self._constants.get(id(t))
+        return ref is not None and ref() is t
 
     def _record(self, func, args, kwargs, out) -> None:
         tensors = list({id(t): t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}.values())
         nodes = [self._node_of(t) for t in tensors]
         acts = list(dict.fromkeys(n for n in nodes if n is not None))
-        if not acts:
-            return  # reads only weights or constants: folded away
         outs = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
+        if not acts:  # reads only weights or constants: folded away
+            if all(self._made(t) for t in tensors):  # a constant of the model's, not a tensor from outside torch
+                self._constants.update((id(t), weakref.ref(t)) for t in outs)
+            return
         node = len(self.events)
         for t in outs:
             self._nodes[id(t)] = (weakref.ref(t), node)
@@ -412,7 +429,7 @@ def run_ops(blocks: Sequence[nn.Module], x: Any) -> tuple[Optional[list[Op]], st
     stream = OperatorStream(x)
     with torch.inference_mode():
         for i, block in enumerate(blocks):
-            stream.block = i
+            stream.start(i, block)
             with stream:
                 x = block(x)
             stream.block_done(x)

@@ -157,3 +157,16 @@ def test_an_hf_vit_from_a_local_config_is_derived_per_operator(tmp_path):
     derived = dev.model(mp.model_id)
     assert derived.derivation_method.startswith("derived per operator")
     assert derived.derivation_errors == list(dev.provenance.validated_errors)
+
+
+def test_a_block_may_output_a_constant_beside_its_activation():
+    """ViLT's embedding block outputs the hidden states and a token mask made by torch.ones: the mask is a constant
+    of the model's (made by aten operators), not a tensor from outside torch, so the stream stays usable."""
+    from profilers.measure import _model_input
+    from profilers.models import build
+
+    model = build("vilt-tiny")
+    x, _, _ = _model_input(model, "cpu")
+    ops, why = run_ops(model.blocks, x)
+    assert ops is not None, why
+    assert {o.block for o in ops} >= {0, 1, 2} and sum(o.kind == "conv_1x1" for o in ops) >= 2 * 6
