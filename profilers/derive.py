@@ -317,7 +317,7 @@ def operator_block_times(mp: ModelProfile, cal: DeviceCalibration, roof: Rooflin
         pseudo = [Op(b.name, "conv_dense", b.flops, b.input_bytes, b.output_bytes, 4 * b.params, i)
                   for i, b in enumerate(mp.blocks)]
         times = list(op_times_s(cal.params, pseudo, roof))
-        how = "per block as one dense operator (the model could not be traced into operators)"
+        how = "per block as one dense operator (its operators could not be recorded nor rebuilt)"
     return times, how
 
 
