@@ -45,6 +45,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 ZLIB_LEVEL = 6
 INT8_HEADER_BYTES = 8  # float32 scale + int32 zero point of per-tensor affine quantisation
+MAX_IDLE_GAP_S = 10.0  # longest idle gap before a timed part (a pipeline at 0.1 fps)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class MeasureOptions:
     host_window_s: float = 0.0  # observe the host this long before measuring (0: do not)
     strict: bool = False  # a busy host or a target not reached is an error instead of a warning
     clock: str = "wall"  # wall or cpu (CLOCKS)
+    idle_gap_s: float = 0.0  # idle this long before each timed part, as a pipeline idles between frames (0: none)
 
 
 # ----------------------------------------------------------------------------------------------- host facts
@@ -555,6 +557,8 @@ def measure_model(
         raise EdgesimError(f"repeats must be at least 1, got {options.repeats}")
     if options.warmup < 0:
         raise EdgesimError(f"warmup must be 0 or more, got {options.warmup}")
+    if not (math.isfinite(options.idle_gap_s) and 0 <= options.idle_gap_s <= MAX_IDLE_GAP_S):
+        raise EdgesimError(f"idle gap must be 0 to {MAX_IDLE_GAP_S:g} seconds, got {options.idle_gap_s}")
     if options.target_ci is not None and not 0 < options.target_ci < 1:
         raise EdgesimError(f"target 95 % interval must be a fraction in (0, 1), got {options.target_ci}")
     if options.time_budget_s is not None and options.time_budget_s <= 0:
@@ -667,6 +671,8 @@ def _run_rounds(parts: list[_Part], options: MeasureOptions, cuda: bool, tick) -
         shift = rounds % len(order)
         for i in order[shift:] + order[:shift]:
             part = parts[i]
+            if options.idle_gap_s > 0:
+                time.sleep(options.idle_gap_s)
             stamp = _timed_pass(part.blocks, part.x, cuda, clock)
             part.samples.append(stamp[-1])
             if i == 0:
@@ -880,6 +886,8 @@ def _check(parts: list[_Part], points, n_blocks: int, options: MeasureOptions, c
     method = (f"{CLOCKS[options.clock]}; each part (whole model, and every split point's head and tail) timed on its own, warm "
               f"({options.warmup} warm-up rounds), on {threads} torch thread(s)"
               + (f" pinned to CPUs {','.join(map(str, cores))}" if options.cores else "")
+              + (f", each after {1e3 * options.idle_gap_s:g} ms idle (as a pipeline idles between frames)"
+                 if options.idle_gap_s > 0 else ", back to back")
               + "; rounds interleave the parts, each round starting at the next part; "
               + (f"repeated until every median's distribution-free 95% interval is within +/-"
                  f"{100 * options.target_ci:g}% or {options.time_budget_s or 0:g} s are spent (at least "

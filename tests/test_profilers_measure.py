@@ -122,6 +122,23 @@ def test_rounds_stop_at_the_cap_when_the_target_is_out_of_reach(monkeypatch):
                                                    max_rounds=12, strict=True), POWER)
 
 
+
+def test_idle_gap_sleeps_before_every_timed_part_and_is_stated(monkeypatch):
+    import profilers.measure as measure
+
+    _fake_timer(monkeypatch, [1.0])
+    slept: list[float] = []
+    monkeypatch.setattr(measure.time, "sleep", slept.append)
+    mp = measure_model(tiny_model(), MeasureOptions(repeats=3, warmup=1, threads=1, idle_gap_s=0.05), POWER)
+    parts = len(mp.measurement_check.parts)
+    assert slept == [0.05] * (3 * parts)  # timed rounds only, one gap before each part
+    assert "each after 50 ms idle" in mp.measurement_check.method
+    back_to_back = measure_model(tiny_model(), MeasureOptions(repeats=2, warmup=0, threads=1), POWER)
+    assert "back to back" in back_to_back.measurement_check.method
+    for bad in (-0.1, float("nan"), 11.0):
+        with pytest.raises(EdgesimError, match="idle gap"):
+            measure_model(tiny_model(), MeasureOptions(repeats=2, threads=1, idle_gap_s=bad), POWER)
+
 def _state(other: float, steal=None) -> HostState:
     return HostState(window_s=1.0, logical_cpus=2, affinity=[0, 1], load_avg_1min=3.0, other_cpu_cores=other,
                      steal_percent=steal)

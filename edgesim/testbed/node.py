@@ -204,7 +204,7 @@ def _profile(cmd: dict, threads: int, role: str) -> dict:
     for mid in cmd["models"]:
         model = build(mid)
         mp = measure_model(model, MeasureOptions(split_points="auto", repeats=cmd["repeats"], warmup=cmd["warmup"],
-                                                 threads=threads))
+                                                 threads=threads, idle_gap_s=cmd.get("idle_gap_s", 0.0)))
         costs = measure_codec_costs(model, [(sp.name, sp.layer_index) for sp in mp.split_points], cmd["codec_repeats"])
         points = [sp.model_copy(update=dict(zip(("encode_s", "decode_s"), costs.get(sp.name, ({}, {})))))
                   for sp in mp.split_points]
