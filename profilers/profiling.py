@@ -247,7 +247,7 @@ def run_profile(request: ModelRequest, device_name: str, repeats: int = 10, warm
                 warn: Optional[Warn] = None, batch_sizes: Sequence[int] = (), target_ci: Optional[float] = None,
                 time_budget_s: Optional[float] = None, cores: Optional[Sequence[int]] = None,
                 strict: bool = False, host_window_s: float = 1.0, clock: str = "wall",
-                codec_repeats: int = CODEC_REPEATS) -> tuple[ModelProfile, Path]:
+                idle_gap_s: float = 0.0, codec_repeats: int = CODEC_REPEATS) -> tuple[ModelProfile, Path]:
     """Build, measure and merge one model into a device profile; returns (ModelProfile, path).
 
     Every check that can fail runs before measuring, and the profile is written atomically at the end:
@@ -268,7 +268,8 @@ def run_profile(request: ModelRequest, device_name: str, repeats: int = 10, warm
     options = MeasureOptions(split_points=request.split_points, repeats=repeats, warmup=warmup, threads=threads,
                              torch_device=torch_device, energy=energy, target_ci=target_ci,
                              time_budget_s=time_budget_s, cores=tuple(cores) if cores else None,
-                             host_window_s=host_window_s, strict=strict, clock=clock)
+                             host_window_s=host_window_s, strict=strict, clock=clock,
+                             idle_gap_s=idle_gap_s)
     device = measure_into([model], device_name, options, out=out, kind=kind, power=power, hardware=hardware,
                           codec_repeats=codec_repeats, batch_sizes=batch_sizes, progress=progress, warn=warn)
     return device.models[model.model_id], out

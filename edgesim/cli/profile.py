@@ -188,6 +188,9 @@ def profile(
                               "other processes on a busy host do not lengthen"),
     codec_repeats: int = typer.Option(5, "--codec-repeats", min=0, help="time each encoding's encode and decode at "
                                       "every split point this many times (median; 0 = do not measure)"),
+    idle_gap: float = typer.Option(0.0, "--idle-gap", metavar="SECONDS", help="idle this long before each timed part, "
+                                   "as a pipeline below its capacity idles between frames (0: back to back); a CPU "
+                                   "that idled runs the next inference slower (docs/sim_vs_real.md)"),
 ) -> None:
     """Measure MODEL on this host and add it to a device profile (002 section 2, Table 2); `profile show FILE`."""
     from profilers.models.sources import ModelRequest
@@ -216,7 +219,7 @@ def profile(
     if time_budget <= 0:
         raise EdgesimError(f"--time-budget {time_budget}: give a positive number of seconds")
     timing = {"target_ci": precision or None, "time_budget_s": time_budget, "cores": parse_cores(cores),
-              "strict": strict, "clock": clock, "codec_repeats": codec_repeats}
+              "strict": strict, "clock": clock, "codec_repeats": codec_repeats, "idle_gap_s": idle_gap}
     mp, path = _run_with_progress(request, device_name, repeats, warmup, threads, device, out, energy, kind,
                                   batch_sizes, timing)
     if json_out:

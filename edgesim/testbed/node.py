@@ -25,7 +25,7 @@ from typing import Optional
 import profilers.models  # noqa: F401  (registers the models)
 from edgesim.testbed.wire import connect, listen, recv_message, send_message
 from profilers.codec import decode_image, decode_tensor, encode_image, encode_tensor
-from profilers.measure import MeasureOptions, _model_input, host_hardware, real_image
+from profilers.measure import MeasureOptions, _model_input, host_hardware, real_image, steady_allocator
 from profilers.models.registry import build
 from profilers.profiling import measure_into
 from profilers.schema import dump_profile
@@ -203,8 +203,8 @@ def _profile(cmd: dict, threads: int, role: str) -> dict:
     hw = host_hardware()
     hw = hw.model_copy(update={"cores": len(os.sched_getaffinity(0))})
     profile = measure_into((build(mid) for mid in cmd["models"]), cmd["name"], MeasureOptions(
-        split_points="auto", repeats=cmd["repeats"], warmup=cmd["warmup"], threads=threads), kind=role, hardware=hw,
-        codec_repeats=cmd["codec_repeats"])
+        split_points="auto", repeats=cmd["repeats"], warmup=cmd["warmup"], threads=threads,
+        idle_gap_s=cmd.get("idle_gap_s", 0.0)), kind=role, hardware=hw, codec_repeats=cmd["codec_repeats"])
     return {"profile": dump_profile(profile)}
 
 
@@ -220,6 +220,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--congestion-control", default="")
     args = ap.parse_args(argv)
     _pin([int(c) for c in args.cores.split(",")], args.threads)
+    steady_allocator()  # the run's processes reuse tensor memory as the session profile's do
     models = Models(args.models.split(","))
     if args.role == "edge":
         srv = listen(args.host, args.port, args.congestion_control or None)
