@@ -39,10 +39,12 @@ def test_missing_root_is_one_line(monkeypatch):
 
 @needs_root
 def test_tcp_transfer_takes_what_the_link_model_predicts():
-    """500 kB at 10 Mbit/s with 5 ms one way (cubic, no slow start after idle): median of 3 within 2 %."""
+    """500 kB at 10 Mbit/s with 5 ms one way (cubic, no slow start after idle), the two ends pinned to different
+    CPUs: the fastest of 5 within 2 % (the host's load can only make a transfer slower, see probe.py)."""
     settings = LinkSettings(10e6, 10e6, 0.005, 0.005, "cubic", slow_start_after_idle=False)
-    check = check_transfers(settings, 500_000, repeats=3)
-    print(f"measured {check.measured_s}, predicted {check.predicted_s:.5f} s, error {check.relative_error:+.2%}")
+    check = check_transfers(settings, 500_000, repeats=5)
+    print(f"measured {check.measured_s}, predicted {check.predicted_s:.5f} s, fastest {check.relative_error:+.2%}, "
+          f"median {check.median_s / check.predicted_s - 1:+.2%}")
     assert abs(check.relative_error) < 0.02
     assert not any(ns.startswith(f"es-{os.getpid()}-") for ns in _namespaces())
 
