@@ -191,6 +191,14 @@ def host_congestion_control() -> str:
         return "cubic"
 
 
+def host_slow_start_after_idle() -> bool:
+    """This host's net.ipv4.tcp_slow_start_after_idle (Linux's default, 1, where it cannot be read)."""
+    try:
+        return Path("/proc/sys/net/ipv4/tcp_slow_start_after_idle").read_text().strip() != "0"
+    except OSError:
+        return True
+
+
 class ShapedLink:
     """Two namespaces joined by a shaped link for the life of a `with` block (removed however the block ends)."""
 

@@ -33,7 +33,8 @@ def predicted_transfer_s(size_bytes: int, rate_bps: float, delay_s: float, slow_
     link = RateTrace.constant(rate_bps / 1e6)
     if slow_start_rtt_s is not None:
         link = replace(link, slow_start=SlowStart(slow_start_rtt_s, TCP_PAYLOAD_BYTES + TCP_IP_OVERHEAD_BYTES))
-    return link.transfer_end(0.0, float(wire[0]) * 8.0, -np.inf) + delay_s
+    start_s = 1e3  # long after the link's start (time 0), when a transfer_end counts its idle from
+    return link.transfer_end(start_s, float(wire[0]) * 8.0, 0.0) - start_s + delay_s
 
 
 @dataclass(frozen=True)

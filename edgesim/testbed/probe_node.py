@@ -53,7 +53,7 @@ if __name__ == "__main__":
     parser.add_argument("sizes", nargs="*", type=int)
     parser.add_argument("--cpu", type=int, default=None, help="pin this process to one CPU")
     parser.add_argument("--gap-s", type=float, default=0.0, help="send: idle time before each message after the first")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
     if args.role == "serve":

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -25,7 +25,8 @@ import pandas as pd
 
 from edgesim.testbed.clock import ClockOffset, estimate_offset
 from edgesim.testbed.compare import comparison_rows, real_frames, simulated_components
-from edgesim.testbed.net import EDGE_ADDR, LinkSettings, ShapedLink, host_congestion_control
+from edgesim.testbed.net import (EDGE_ADDR, LinkSettings, ShapedLink, host_congestion_control,
+                                 host_slow_start_after_idle)
 from edgesim.testbed.replay import TraceReplay, check_replayable, rate_changes
 from edgesim.testbed.wire import listen
 from profilers.errors import EdgesimError
@@ -306,7 +307,9 @@ def run_session(points: list[Scenario], options: TestbedOptions, out: Path, prog
             atomic_write_text(path, node.read()["profile"])
         for k, psc in enumerate(points):
             settings = link_settings(psc, options)
-            if link is not None:
+            if link is None:  # a real network: this host's TCP sends the uplink
+                settings = replace(settings, slow_start_after_idle=host_slow_start_after_idle())
+            else:
                 link.set_delays(settings.up_delay_s, settings.down_delay_s)  # the rates: per run, see _one_run
             rate = uplink_mean_mbps(psc)
             for j, pol in enumerate(psc.policies):
