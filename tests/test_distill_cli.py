@@ -164,6 +164,13 @@ def test_tune_grid_refuses_unequal_search_and_verdict_reads_the_interval():
 
     with pytest.raises(EdgesimError, match="KD has 6 trials, scratch 2"):
         TuneGrid(scratch_lrs=(1e-3, 3e-3), scratch_weight_decays=(0.0,))
+    half = TuneGrid((2.0, 4.0), (0.5, 0.9), (1e-3, 3e-3), (1e-3, 3e-3), (0.0, 1e-4), kd_half_fraction=True)
+    trials = half.kd_trials()
+    assert len(trials) == 4 and len({tuple(t.values()) for t in trials}) == 4
+    for a, b in (("temperature", "alpha"), ("temperature", "lr"), ("alpha", "lr")):  # every pair of levels once
+        assert len({(t[a], t[b]) for t in trials}) == 4
+    with pytest.raises(EdgesimError, match="half fraction needs exactly 2"):
+        TuneGrid((2.0, 4.0, 8.0), (0.5, 0.9), (1e-3, 3e-3), kd_half_fraction=True)
     assert verdict({"kd_minus_scratch": 0.05, "kd_minus_scratch_ci": 0.02}).startswith("KD better")
     assert verdict({"kd_minus_scratch": -0.05, "kd_minus_scratch_ci": 0.02}).startswith("scratch better")
     assert verdict({"kd_minus_scratch": 0.01, "kd_minus_scratch_ci": 0.02}).startswith("no difference")

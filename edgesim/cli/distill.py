@@ -370,6 +370,8 @@ def tune(
     lrs: str = typer.Option("3e-3", "--lrs", help="KD learning rates searched"),
     scratch_lrs: str = typer.Option("1e-3,3e-3,1e-2", "--scratch-lrs", help="scratch learning rates searched"),
     scratch_weight_decays: str = typer.Option("0,1e-4", "--scratch-weight-decays", help="scratch weight decays searched"),
+    kd_half_fraction: bool = typer.Option(False, "--kd-half-fraction", help="KD searches the half fraction of T x "
+                                          "alpha x lr (2 levels each: 4 trials, each level twice) to match a 4-trial scratch grid"),
     seed: int = typer.Option(0, "--seed", help="the first of --seeds consecutive seeds"),
     seeds: int = typer.Option(3, "--seeds", min=1),
     limit: Optional[int] = typer.Option(None, "--limit", min=30, help="use only this many images (a stated budget)"),
@@ -385,7 +387,7 @@ def tune(
     _check_dataset(data)
     grid = TuneGrid(_numbers(temperatures, "--temperatures"), _numbers(alphas, "--alphas"), _numbers(lrs, "--lrs"),
                     _numbers(scratch_lrs, "--scratch-lrs"), _numbers(scratch_weight_decays, "--scratch-weight-decays"),
-                    max_epochs)
+                    max_epochs, kd_half_fraction)
     for lr in (*grid.lrs, *grid.scratch_lrs):
         _check_training(lr)
     for t in grid.temperatures:

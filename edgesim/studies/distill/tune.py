@@ -34,17 +34,24 @@ class TuneGrid:
     scratch_lrs: tuple[float, ...] = (1e-3, 3e-3, 1e-2)
     scratch_weight_decays: tuple[float, ...] = (0.0, 1e-4)
     max_epochs: int = 8
+    kd_half_fraction: bool = False  # KD: the half fraction 2^(3-1) of T x alpha x lr (each level in half the trials)
 
     def __post_init__(self) -> None:
         from profilers.errors import EdgesimError
 
+        if self.kd_half_fraction and not len(self.temperatures) == len(self.alphas) == len(self.lrs) == 2:
+            raise EdgesimError("the KD half fraction needs exactly 2 temperatures, 2 alphas and 2 learning rates "
+                               f"(got {len(self.temperatures)}, {len(self.alphas)}, {len(self.lrs)})")
         if len(self.kd_trials()) != len(self.scratch_trials()):
             raise EdgesimError(f"tuning budget: KD has {len(self.kd_trials())} trials, scratch "
                                f"{len(self.scratch_trials())}; give both arms the same number (equal search)")
 
     def kd_trials(self) -> list[dict]:
+        """Every T x alpha x lr, or its half fraction (defining relation I = ABC: the level indices sum to even), in
+        which each level of each factor, and each pair of levels of two factors, appears equally often."""
+        levels = itertools.product(*(enumerate(v) for v in (self.temperatures, self.alphas, self.lrs)))
         return [{"temperature": t, "alpha": a, "lr": lr, "weight_decay": 0.0}
-                for t, a, lr in itertools.product(self.temperatures, self.alphas, self.lrs)]
+                for (i, t), (j, a), (k, lr) in levels if not self.kd_half_fraction or (i + j + k) % 2 == 0]
 
     def scratch_trials(self) -> list[dict]:
         return [{"temperature": None, "alpha": None, "lr": lr, "weight_decay": wd}
@@ -52,8 +59,8 @@ class TuneGrid:
 
     def budget(self) -> str:
         """One line: trials and epochs per arm."""
-        return (f"KD {len(self.kd_trials())} trials (T {list(self.temperatures)} x alpha {list(self.alphas)} x lr "
-                f"{list(self.lrs)}), scratch {len(self.scratch_trials())} trials (lr {list(self.scratch_lrs)} x weight "
+        return (f"KD {len(self.kd_trials())} trials ({'half fraction of ' if self.kd_half_fraction else ''}T "
+                f"{list(self.temperatures)} x alpha {list(self.alphas)} x lr {list(self.lrs)}), scratch {len(self.scratch_trials())} trials (lr {list(self.scratch_lrs)} x weight "
                 f"decay {list(self.scratch_weight_decays)}), each up to {self.max_epochs} epochs, epoch chosen on validation")
 
 
