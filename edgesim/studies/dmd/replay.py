@@ -12,7 +12,7 @@ kept beside them (sim_*) and equals them because both apply the same deferral ma
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -22,6 +22,7 @@ import pandas as pd
 from edgesim.report.html import write_figures
 from edgesim.studies.dmd import deferral
 from edgesim.studies.dmd.costaware import cost_aware_rows
+from edgesim.studies.dmd.realcost import WanLink
 from edgesim.studies.dmd.switcher import load_switcher
 from profilers.catalog import FACTS_PATH
 from profilers.derive import derive_device, load_facts
@@ -34,14 +35,14 @@ from profilers.measure import (
     host_provenance,
 )
 from profilers.models import build
-from profilers.schema import DeviceProfile, load_profile, save_profile
+from profilers.schema import DeviceProfile, ModelProfile, load_profile, save_profile
 from simulator.policies import ENTRIES
 from simulator.scenario import Scenario
 from simulator.sweep import run
 
 EDGE_ID, CLOUD_ID = "dmd-digits-edge", "dmd-digits-cloud"
 
-WAN = {"data_rate_mbps": 20.0, "propagation_delay_s": 0.02, "packet_payload_bytes": 1460, "packet_overhead_bytes": 40}
+WAN = WanLink(data_rate_mbps=20.0, propagation_delay_s=0.02, packet_payload_bytes=1460, packet_overhead_bytes=40)
 """The link from the mobile device to the cloud: a stated WAN assumption (20 Mbit/s, 20 ms one way, TCP/IP
 headers of 40 bytes per 1460-byte packet), not a measurement."""
 
@@ -205,7 +206,7 @@ def replay_scenario(profiles: list[Path], trace_path: Path, n_test: int, mobile:
         "profiles": [str(p) for p in profiles],
         "mobiles": [{"device": mobile}],
         "edge": {"device": cloud},
-        "link": WAN,
+        "link": asdict(WAN),
         # 1 frame/s: frames never queue, so each frame's delay is its own capture-to-output time
         "workload": {"source": "periodic", "frame_rate_fps": 1.0, "frames": n_test, "dataset": str(trace_path),
                      "dataset_split": "test", "service_time": "median"},
@@ -253,6 +254,21 @@ class Replay:
     sweep: pd.DataFrame
     figures: dict
     provenance: dict = field(default_factory=dict)
+
+
+def with_model_on(profiles: list[Path], device: str, model: ModelProfile, out: Path) -> list[Path]:
+    """The profile list with `model` added to `device`'s profile, that profile rewritten under out/profiles/ (the
+    given files are not changed); one line when no profile holds the device."""
+    paths, found = [], False
+    for path in profiles:
+        prof = load_profile(path)
+        if prof.name == device and not found:
+            prof = prof.model_copy(update={"models": {**prof.models, model.model_id: model}})
+            path, found = save_profile(prof, Path(out) / "profiles" / f"{device}.json"), True
+        paths.append(Path(path))
+    if not found:
+        raise EdgesimError(f"device '{device}' is in none of the profiles {[str(p) for p in profiles]}")
+    return paths
 
 
 def _test_rows(trace_path: Path) -> tuple[pd.DataFrame, int]:
@@ -305,7 +321,7 @@ def replay_profiles(out: Path, trace_path: Path, info: deferral.ThresholdInfo | 
         "time and energy": (
             f"simulated (edgesim compiled engine) from the profiles {', '.join(str(p) for p in profiles)}: mobile device "
             f"'{mobile}' runs {cascade.edge_model} (+ the switcher for dmd-switcher), deferred frames cross a WAN "
-            f"({WAN['data_rate_mbps']:g} Mbit/s, {1e3 * WAN['propagation_delay_s']:g} ms one way, assumed) as "
+            f"({WAN.data_rate_mbps:g} Mbit/s, {1e3 * WAN.propagation_delay_s:g} ms one way, assumed) as "
             f"{cascade.encoding} to '{cloud}' running {cascade.cloud_model}; {n_test} test frames at 1 frame/s, median "
             f"service times; Time (s) = capture-to-output delay summed over the frames, Energy (kJ) = (mobile compute "
             f"+ radio + cloud) energy; energy method: {'+'.join(sorted(methods))} (power models as stated in each profile)"),
