@@ -32,10 +32,11 @@ SLOW_AT_1_MBPS = {"offload-raw": 0.7, "split-float32": 1.0}
 """Frame rates at 1 Mbit/s where the transfer alone takes 0.8-1.2 s (the rest run at 2 fps)."""
 MEAN_GOAL, P95_GOAL = 0.05, 0.10
 WHY = {
-    "head_s": "compute on the mobile device: the session profile's times (measured once, at the start of the "
-              "session) differ from the run's, which move with the machine's other work",
-    "tail_s": "compute on the edge server: the session profile's times differ from the run's, which move with the "
-              "machine's other work",
+    "head_s": "compute on the mobile device: the session profile's times against the run's (a CPU that idled "
+              "between frames runs the next inference slower than a back-to-back profile; other work on the "
+              "machine moves both)",
+    "tail_s": "compute on the edge server: the session profile's times against the run's (idle between frames and "
+              "other work on the machine, as for the head)",
     "mobile_queue_s": "queueing at the mobile device: with compute near the frame period, waits amplify any "
                       "compute error",
     "server_queue_s": "queueing at the edge server: with compute near the frame period, waits amplify any compute "
@@ -126,9 +127,10 @@ def markdown(table: pd.DataFrame, context: dict, load: tuple[float, float, float
         f"{'on' if context['slow_start_after_idle'] else 'off'}; {context['tcp_framing']} (the simulator is given "
         "the same framing)",
         f"- frames: {frames} per configuration (the first 2 left out of the statistics as warm-up)",
-        f"- session profile: every part timed after {1e3 * context['profile_idle_gap_s']:g} ms idle, as each process "
-        "of the run idles between frames (a CPU that idled runs the next inference slower than back to back: "
-        "`edgesim profile --idle-gap`)",
+        (f"- session profile: every part timed after {1e3 * context['profile_idle_gap_s']:g} ms idle, as each process "
+         "of the run idles between frames (a CPU that idled runs the next inference slower than back to back: "
+         "`edgesim profile --idle-gap`)" if context.get("profile_idle_gap_s") else
+         "- session profile: every part timed back to back (no idle gap; `edgesim profile --idle-gap`)"),
         "",
         "## Capture-to-output delay, real vs simulated",
         "",
