@@ -119,12 +119,12 @@ def tiers_of(sc: Scenario, mobile_uplinks: list[RateTrace], scenario_trace: Rate
         else:
             base = own.rate_trace()
             shared = own.shared_medium
-            uplink = [base.shifted(own.trace_offset_s) if own.trace else base] if shared else [
-                mobile_uplinks[m] if groups_own[m] else (base.shifted(own.trace_offset_s + m * own.offset_step_s)
+            uplink = [base.shifted(own.offset_s(0)) if own.trace else base] if shared else [
+                mobile_uplinks[m] if groups_own[m] else (base.shifted(own.offset_s(m))
                                                          if own.trace else base) for m in range(len(mobile_uplinks))]
         wan = None
         if w is not None:
-            wan = base_wan.shifted(w.trace_offset_s + e * w.offset_step_s) if w.trace else base_wan
+            wan = base_wan.shifted(w.offset_s(e)) if w.trace else base_wan
         edges.append(EdgeTier(spec.name, spec.servers, uplink, shared, wan,
                               cloud.wan.propagation_delay_s if cloud is not None else 0.0))
     b = cloud.batching if cloud is not None else None
@@ -195,7 +195,7 @@ def mobile_links(sc: Scenario, scenario_trace: RateTrace) -> tuple[list[RateTrac
         first = 0 if own is not None else shared_users
         shared_users += 0 if own is not None else g.count
         for k in range(first, first + g.count):
-            offset = spec.trace_offset_s + k * spec.offset_step_s if path else 0.0
+            offset = spec.offset_s(k) if path else 0.0
             uplinks.append(base.shifted(offset))
             if link.delay is not None:
                 d = link.delay
