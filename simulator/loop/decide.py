@@ -13,7 +13,7 @@ from simulator.loop.layout import ASSIGN_FIXED, ASSIGN_LEAST_LOADED
 from simulator.loop.queues import residual
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def fill_view(c, m, e, link, now):
     """engine.StationPipeline._fill_view on the loop's records: the LOAD_VIEW record a decision reads."""
     v, run, st = c.load_view[0], c.run[0], c.stations
@@ -45,7 +45,7 @@ def fill_view(c, m, e, link, now):
             v.cloud_backlog_s = backlog_s(residual(st, cl, now), st[cl].queued, run.cloud_servers)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def edge_servers(c, m):
     """The edge servers [lo, hi) a capture of mobile device m may go to: its own (fixed), the least loaded
     (decisions.least_loaded), or every one (the least decisions.expected_delay_s decides)."""
@@ -60,7 +60,7 @@ def edge_servers(c, m):
     return 0, run.n_edges
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def place(c, decide, m, base, now):
     """engine.StationPipeline._place: route r' = edge x R + r at a capture, the edge server by the assignment
     (edge_servers), the route by the policy (else `base`)."""

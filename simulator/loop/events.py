@@ -58,33 +58,41 @@ def run_events(c, decide, observe, nxt, remaining, window_width, ht, hs, hc, met
     return DONE_RUN
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def run_event(c, decide, observe, code, now, nxt, remaining, width, heap):
     """One event (code = frame << 4 | kind) at `now` and the hand-overs it causes, in the SimPy engine's callback
     order; returns the earliest event it scheduled, held back (heap.schedule)."""
     kind, i = code & 15, code >> 4
     pend = (0.0, -1, 0)
+    st, started, batch, n = -1, -1, -1, 1  # the station that ended a service and the frame it starts next; a batch
     if kind == CAPTURE:  # engine._capture_event: the device's next capture first, then this one
         j = nxt[i]
         if j >= 0:
             ht, hs, hc, meta = heap
             push(ht, hs, hc, meta, now + (c.capture[j] - now), (j << 4) | CAPTURE)
-        return hand_over(c, decide, observe, A_CAPTURE, i, -1, now, pend, remaining, width, heap)
-    if kind == BATCH_FIN:
-        return batch_done(c, decide, observe, i, now, remaining, width, heap)
-    if kind == BATCH_TIMER:
+        act = A_CAPTURE
+    elif kind == BATCH_FIN:
+        batch, n, act = i, batch_ended(c, i, now, heap), A_TO_WAN_DOWN
+    elif kind == BATCH_TIMER:
         batch_dispatch(c, heap, now)
         return pend
-    st, row, act = ended(c, kind, i)
-    if st >= 0:  # _Station._finish: record the end, start the next queued frame, then hand this one on
-        c.T[row, i] = now
-        j = next_queued(c, st)
-        if j >= 0:
-            pend = hand_over(c, decide, observe, A_BEGIN, j, st, now, pend, remaining, width, heap)
-    return hand_over(c, decide, observe, act, i, -1, now, pend, remaining, width, heap)
+    else:
+        st, row, act = ended(c, kind, i)
+        if st >= 0:  # _Station._finish: record the end, start the next queued frame, then hand this one on
+            c.T[row, i] = now
+            started = next_queued(c, st)
+    # the frames handed on, in order: the one the station starts, then this one; or the batch's, in batch order
+    for q in range(-1 if started >= 0 else 0, n):
+        step, f, at = (A_BEGIN, started, st) if q < 0 else (act, i if batch < 0 else c.batches.members[batch, q], -1)
+        pend = hand_over(c, decide, observe, step, f, at, now, pend, remaining, width, heap)
+    if batch >= 0:  # its frames are on their way: the batch slot is free again
+        bs = c.batches.state[0]
+        c.batches.free_slot[bs.free_slots] = batch
+        bs.free_slots += 1
+    return pend
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def hand_over(c, decide, observe, act, i, st, now, pend, remaining, width, heap):
     """Frame i's steps from `act` (at station st for A_BEGIN) until it waits in a queue, has an event scheduled or
     ends (engine.StationPipeline's direct calls); returns the event held back (heap.schedule)."""
@@ -117,7 +125,7 @@ def hand_over(c, decide, observe, act, i, st, now, pend, remaining, width, heap)
             st, stage, act = next_station(c, act, i, now)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ended(c, kind, i):
     """What event `kind` of frame i ends: the station whose service ended (-1: none), the time table's row of that
     end, and the frame's next step."""
@@ -147,7 +155,7 @@ def ended(c, kind, i):
     return -1, 0, A_DOWN_ARRIVE
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def next_queued(c, st):
     """_Station._finish: the frame station st starts next, out of its queue (-1: none; a server is idle)."""
     s = c.stations[st]
@@ -160,7 +168,7 @@ def next_queued(c, st):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def begin(c, st, i, now):
     """_Station._begin: frame i's service at station st starts now; returns when it ends and that event's kind."""
     station = c.stations[st]
@@ -175,7 +183,7 @@ def begin(c, st, i, now):
     return now + s, ENDS[k]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def arrive(c, st, stage, i, now, remaining, width):
     """_Station.arrive: frame i starts at station st (A_BEGIN), waits in its queue, or is dropped at a full one."""
     s = c.stations[st]
@@ -190,7 +198,7 @@ def arrive(c, st, stage, i, now, remaining, width):
     return A_NONE
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def drop(c, i, stage, now, remaining, width):
     """engine._drop: frame i ends here, dropped at `stage` (plan.STAGES)."""
     c.status[i], c.drop_stage[i] = DROPPED, stage
@@ -198,7 +206,7 @@ def drop(c, i, stage, now, remaining, width):
     remaining[i // width] -= 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def capture(c, decide, i, now, remaining, width):
     """engine._capture: drop-stale, the decision (edge server and route), then the mobile device or, without a
     head, straight on; returns the next station, stage and step."""
@@ -222,7 +230,7 @@ def capture(c, decide, i, now, remaining, width):
     return -1, 0, A_HEAD_DONE
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def link_done(c, observe, act, i, now):
     """engine._up_done (the estimator learns, then the delay to the server) or _down_done (the delay back): the
     event after the delay (its time and kind, A_PUSH) or, with none, the next step at once."""
@@ -241,7 +249,7 @@ def link_done(c, observe, act, i, now):
     return now + d, ev, (A_PUSH if run.delay != 0 or run.propagation_s > 0 else then)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def next_station(c, act, i, now):
     """Where frame i goes after the mobile device (A_HEAD_DONE), at the edge (A_EDGE_ARRIVE, A_AFTER_EDGE), back
     (A_DOWN_ARRIVE, A_TO_WAN_DOWN): the station, its stage and A_ARRIVE, or the next step."""
@@ -268,7 +276,7 @@ def next_station(c, act, i, now):
     return run.down0 + c.mobile[i], 4, A_ARRIVE  # A_DOWN_ARRIVE
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def cloud_arrive(c, i, now, heap):
     """engine._cloud_arrive: into the batcher's queue (which dispatches) or to the cloud's servers."""
     run = c.run[0]
@@ -281,10 +289,10 @@ def cloud_arrive(c, i, now, heap):
     return run.cloud, 6, A_ARRIVE
 
 
-@njit(cache=True)
-def batch_done(c, decide, observe, b, now, remaining, width, heap):
-    """_BatchStation._finish: batch slot b's server is idle again, the batcher dispatches, then its frames go back
-    over the WAN in batch order and the slot is free."""
+@njit(cache=True, inline="always")
+def batch_ended(c, b, now, heap):
+    """_BatchStation._finish: batch slot b's server is idle again, its frames' cloud service ends now, and the batcher
+    dispatches; returns the batch's size (its frames then go back over the WAN in batch order)."""
     bs, members = c.batches.state[0], c.batches.members
     c.batches.idle_since[bs.idle] = now
     bs.idle += 1
@@ -292,15 +300,10 @@ def batch_done(c, decide, observe, b, now, remaining, width, heap):
     for q in range(n):
         c.T[CE, members[b, q]] = now
     batch_dispatch(c, heap, now)
-    pend = (0.0, -1, 0)
-    for q in range(n):
-        pend = hand_over(c, decide, observe, A_TO_WAN_DOWN, members[b, q], -1, now, pend, remaining, width, heap)
-    c.batches.free_slot[bs.free_slots] = b
-    bs.free_slots += 1
-    return pend
+    return n
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def finish(c, i, now, remaining, width):
     """engine._finish: frame i is done (late past the deadline)."""
     c.T[DONE, i] = now
@@ -317,7 +320,7 @@ def runs_in_cloud(c, i):
     return cloud == cloud
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def uplink_station(c, i, r):
     """The uplink station frame i (route r) is sent on: its mobile device's radio, or a shared medium."""
     run = c.run[0]
@@ -327,7 +330,7 @@ def uplink_station(c, i, r):
     return medium if medium >= 0 else run.up0 + c.mobile[i]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def uplink_trace(c, i, r):
     """The rate trace of the uplink frame i (route r) is sent on (in c.links)."""
     run = c.run[0]

@@ -11,7 +11,7 @@ from simulator.loop.heap import push
 from simulator.loop.layout import BATCH_FIN, BATCH_TIMER, BSZ, BW, CA, CS, K_CLOUD
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def enqueue(stations, NXT, PRV, st, i):
     """Frame i joins the end of station st's queue."""
     s = stations[st]
@@ -25,7 +25,7 @@ def enqueue(stations, NXT, PRV, st, i):
     s.waiting += 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def unlink(stations, NXT, PRV, st, i):
     """Frame i leaves station st's queue (from wherever it waits)."""
     s = stations[st]
@@ -48,14 +48,14 @@ def demand(c, kind, i):
     return c.plan[kind][c.route[i], i]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def residual(stations, st, now):
     """_Station.residual_s of station st."""
     s = stations[st]
     return residual_s(s.free, s.busy_until_s, now)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def batch_dispatch(c, heap, now):
     """_BatchStation._dispatch and start_captures: batches of one cloud key while a server is idle, else a timer."""
     T, route, stations, NXT, PRV, batches = c.T, c.route, c.stations, c.NXT, c.PRV, c.batches
@@ -106,7 +106,7 @@ def batch_dispatch(c, heap, now):
         push(ht, hs, hc, meta, now + s, (b << 4) | BATCH_FIN)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def varying_delay(delays, drawn_row, last, i, m, k, now):
     """engine._varying_delay: frame i's delay now (a trace's step, or its draw), held behind the one sent before."""
     d = value_at(delays.traces, m, now) if delays.traced[m] == 1 else delays.drawn[drawn_row, i]
