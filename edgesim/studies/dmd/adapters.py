@@ -286,6 +286,24 @@ def parse_yes_no(text: str) -> Optional[int]:
     return None
 
 
+LLAVA_PROMPT = "USER: <video>\n{question} Answer yes or no. ASSISTANT:"
+"""The prompt the LLaVA-NeXT-Video adapter sends (LLaVA's USER/ASSISTANT chat format, one video placeholder)."""
+
+
+def llava_prompt_ids(tokenizer, template: str, question: str, video_token_id: int, n_video: int) -> list[int]:
+    """Prompt token ids with the single <video> placeholder expanded to n_video copies (what the processor does)."""
+    ids = list(tokenizer(template.format(question=question), add_special_tokens=True)["input_ids"])
+    if video_token_id not in ids:
+        raise EdgesimError("LLaVA-NeXT-Video prompt template has no <video> token the tokenizer knows")
+    at = ids.index(video_token_id)
+    return ids[:at] + [video_token_id] * n_video + ids[at + 1:]
+
+
+def llava_video_token_id(cfg) -> int:
+    """The <video> placeholder's token id of a LlavaNextVideoConfig (named video_token_id or video_token_index)."""
+    return int(cfg.video_token_id if getattr(cfg, "video_token_id", None) is not None else cfg.video_token_index)
+
+
 class LlavaNextVideoYesNoAdapter:
     """000's large model: LLaVA-NeXT-Video; a short generated answer parsed as yes/no (single-frame video, 000 section 4).
 
@@ -295,7 +313,7 @@ class LlavaNextVideoYesNoAdapter:
     `unparsed`, out of `answered`).
     """
 
-    def __init__(self, model, tokenizer, question: str = DEFAULT_QUESTION, prompt_template: str = "USER: <video>\n{question} Answer yes or no. ASSISTANT:",
+    def __init__(self, model, tokenizer, question: str = DEFAULT_QUESTION, prompt_template: str = LLAVA_PROMPT,
                  max_new_tokens: int = 4, image_size: Optional[int] = None, num_frames: int = 1, device: str = "cpu",
                  dtype: str = "float32"):
         self.dtype = torch_dtype(dtype)
@@ -308,7 +326,7 @@ class LlavaNextVideoYesNoAdapter:
         self.device = device
         cfg = model.config
         self.image_size = int(image_size or cfg.vision_config.image_size)
-        self.video_token_id = int(cfg.video_token_id if getattr(cfg, "video_token_id", None) is not None else cfg.video_token_index)
+        self.video_token_id = llava_video_token_id(cfg)
         self.yes_tokens = self._token_ids("yes")
         self.no_tokens = self._token_ids("no")
         self.default_hidden_layer = None
@@ -360,12 +378,7 @@ class LlavaNextVideoYesNoAdapter:
 
     def _prompt_ids(self, n_video: int) -> list[int]:
         """Prompt token ids with the single <video> placeholder expanded to n_video copies (what the processor does)."""
-        text = self.prompt_template.format(question=self.question)
-        ids = list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
-        if self.video_token_id not in ids:
-            raise EdgesimError("LLaVA-NeXT-Video prompt template has no <video> token the tokenizer knows")
-        at = ids.index(self.video_token_id)
-        return ids[:at] + [self.video_token_id] * n_video + ids[at + 1:]
+        return llava_prompt_ids(self.tokenizer, self.prompt_template, self.question, self.video_token_id, n_video)
 
     def predict(self, batch: Sequence[Any], hidden_layer: Optional[str] = None) -> tuple[np.ndarray, Optional[np.ndarray]]:
         """[P(no), P(yes)] per image: generate an answer, parse yes/no, probabilities from the first step's logits."""

@@ -12,7 +12,7 @@ kept beside them (sim_*) and equals them because both apply the same deferral ma
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -22,6 +22,7 @@ import pandas as pd
 from edgesim.report.html import write_figures
 from edgesim.studies.dmd import deferral
 from edgesim.studies.dmd.costaware import cost_aware_rows
+from edgesim.studies.dmd.realcost import WanLink
 from edgesim.studies.dmd.switcher import load_switcher
 from profilers.catalog import FACTS_PATH
 from profilers.derive import derive_device, load_facts
@@ -32,17 +33,16 @@ from profilers.measure import (
     assumed_host_power,
     host_hardware,
     host_provenance,
-    measure_model,
 )
 from profilers.models import build
-from profilers.schema import DeviceProfile, load_profile, save_profile
+from profilers.schema import DeviceProfile, ModelProfile, load_profile, save_profile
 from simulator.policies import ENTRIES
 from simulator.scenario import Scenario
 from simulator.sweep import run
 
 EDGE_ID, CLOUD_ID = "dmd-digits-edge", "dmd-digits-cloud"
 
-WAN = {"data_rate_mbps": 20.0, "propagation_delay_s": 0.02, "packet_payload_bytes": 1460, "packet_overhead_bytes": 40}
+WAN = WanLink(data_rate_mbps=20.0, propagation_delay_s=0.02, packet_payload_bytes=1460, packet_overhead_bytes=40)
 """The link from the mobile device to the cloud: a stated WAN assumption (20 Mbit/s, 20 ms one way, TCP/IP
 headers of 40 bytes per 1460-byte packet), not a measurement."""
 
@@ -102,6 +102,8 @@ def profile_demo_models(out: Path, edge_ckpt: Optional[Path], cloud_ckpt: Option
     derived devices understate latency; the measured host is the default for that reason.
     """
 
+    from profilers.profiling import measure_into
+
     facts = check_devices(mobile, cloud)
     wifi = next((f.power.radio for f in facts.values() if f.power.radio is not None), None)
     threads_needed = {1} | {MEASURED.get(name, MEASURED[DERIVE_FROM]) for name in (mobile, cloud)}
@@ -111,10 +113,9 @@ def profile_demo_models(out: Path, edge_ckpt: Optional[Path], cloud_ckpt: Option
         if threads not in threads_needed:
             continue
         power = assumed_host_power(threads)  # the energy estimate of each model uses the profile's own power model
-        models = {}
-        for model_id, ckpt in ((EDGE_ID, edge_ckpt), (CLOUD_ID, cloud_ckpt)):
-            model = build(model_id, checkpoint=str(ckpt) if ckpt else None, n_classes=n_classes, input_size=side_px)
-            models[model_id] = measure_model(model, MeasureOptions(repeats=repeats, warmup=3, threads=threads), power)
+        models = measure_into((build(model_id, checkpoint=str(ckpt) if ckpt else None, n_classes=n_classes, input_size=side_px)
+                               for model_id, ckpt in ((EDGE_ID, edge_ckpt), (CLOUD_ID, cloud_ckpt))), name,
+                              MeasureOptions(repeats=repeats, warmup=3, threads=threads), power=power, codec_repeats=0).models
         if name == mobile and wifi is not None:  # the host as a mobile device sends over Wi-Fi: a stated radio model
             power = power.model_copy(update={"radio": wifi.model_copy(update={
                 "source": f"assumed for this host as the mobile device: {wifi.source}"})})
@@ -205,7 +206,7 @@ def replay_scenario(profiles: list[Path], trace_path: Path, n_test: int, mobile:
         "profiles": [str(p) for p in profiles],
         "mobiles": [{"device": mobile}],
         "edge": {"device": cloud},
-        "link": WAN,
+        "link": asdict(WAN),
         # 1 frame/s: frames never queue, so each frame's delay is its own capture-to-output time
         "workload": {"source": "periodic", "frame_rate_fps": 1.0, "frames": n_test, "dataset": str(trace_path),
                      "dataset_split": "test", "service_time": "median"},
@@ -253,6 +254,21 @@ class Replay:
     sweep: pd.DataFrame
     figures: dict
     provenance: dict = field(default_factory=dict)
+
+
+def with_model_on(profiles: list[Path], device: str, model: ModelProfile, out: Path) -> list[Path]:
+    """The profile list with `model` added to `device`'s profile, that profile rewritten under out/profiles/ (the
+    given files are not changed); one line when no profile holds the device."""
+    paths, found = [], False
+    for path in profiles:
+        prof = load_profile(path)
+        if prof.name == device and not found:
+            prof = prof.model_copy(update={"models": {**prof.models, model.model_id: model}})
+            path, found = save_profile(prof, Path(out) / "profiles" / f"{device}.json"), True
+        paths.append(Path(path))
+    if not found:
+        raise EdgesimError(f"device '{device}' is in none of the profiles {[str(p) for p in profiles]}")
+    return paths
 
 
 def _test_rows(trace_path: Path) -> tuple[pd.DataFrame, int]:
@@ -305,7 +321,7 @@ def replay_profiles(out: Path, trace_path: Path, info: deferral.ThresholdInfo | 
         "time and energy": (
             f"simulated (edgesim compiled engine) from the profiles {', '.join(str(p) for p in profiles)}: mobile device "
             f"'{mobile}' runs {cascade.edge_model} (+ the switcher for dmd-switcher), deferred frames cross a WAN "
-            f"({WAN['data_rate_mbps']:g} Mbit/s, {1e3 * WAN['propagation_delay_s']:g} ms one way, assumed) as "
+            f"({WAN.data_rate_mbps:g} Mbit/s, {1e3 * WAN.propagation_delay_s:g} ms one way, assumed) as "
             f"{cascade.encoding} to '{cloud}' running {cascade.cloud_model}; {n_test} test frames at 1 frame/s, median "
             f"service times; Time (s) = capture-to-output delay summed over the frames, Energy (kJ) = (mobile compute "
             f"+ radio + cloud) energy; energy method: {'+'.join(sorted(methods))} (power models as stated in each profile)"),
