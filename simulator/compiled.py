@@ -106,7 +106,7 @@ def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_wind
     n_mob = first.n_mobiles
     Q[Q_POLICY] = policy is not None
     kinds, fifo, delay_traces = delay_model(topo, n_mob)
-    state, routes, n_routes, decide, observe = policy_arrays(policy, topo, routes_of_mobile, n_mob)
+    state, routes, n_routes, routes_of, decide, observe = policy_arrays(policy, topo, routes_of_mobile, n_mob)
     view = load_view()
     tiers = topo.tiers
     edge_of_mobile = np.ascontiguousarray(tiers.edge_of_mobile if tiers is not None and tiers.edge_of_mobile is not None
@@ -133,7 +133,8 @@ def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_wind
     while True:
         dl = (kinds, fifo, ring.delay_values, delay_traces, last_up, last_down)
         c = (ring.T, ring.plan, ring.capture, ring.mobile, ring.route, SI, ring.NXT, ring.PRV, SF, Q, P, E, EF, traces,
-             ring.status, ring.drop_stage, dl, state, B, routes, view, edge_of_mobile, n_routes)  # anew: rings grow
+             ring.status, ring.drop_stage, dl, state, B, routes, view, edge_of_mobile, n_routes, routes_of,
+             ring.rows)  # anew: rings grow
         why = run_events(c, decide, observe, ring.nxt, ring.remaining, ring.width, *heap)
         if why == GROW:
             heap = grown(heap)

@@ -70,7 +70,8 @@ def fill_view(view, SI, SF, Q, P, E, EF, links, m, e, link, now):
 @njit(cache=True)
 def place(view, SI, SF, Q, P, E, EF, links, routes, state, decide, edge_of_mobile, m, base, now):
     """engine.StationPipeline._place: route r' = edge x R + r at a capture, the edge server by the assignment
-    (decisions.least_loaded, or the least decisions.expected_delay_s), the route by the policy (else `base`)."""
+    (decisions.least_loaded, or the least decisions.expected_delay_s), the route by the policy (else `base`);
+    routes: mobile device m's ROUTE records."""
     per, edge0 = Q[Q_PER], Q[Q_EDGE0]
     if Q[Q_ASSIGN] == ASSIGN_FIXED:
         lo = edge_of_mobile[m]
@@ -87,10 +88,10 @@ def place(view, SI, SF, Q, P, E, EF, links, routes, state, decide, edge_of_mobil
         fill_view(view, SI, SF, Q, P, E, EF, links, m, e, m, now)
         rr = base
         if Q[Q_POLICY]:
-            rr = decide(state, view, routes[m], e * per, (e + 1) * per)
+            rr = decide(state, view, routes, e * per, (e + 1) * per)
         if hi - lo == 1:
             return e * per + rr
-        expected = expected_delay_s(routes[m], e * per + rr, view,
+        expected = expected_delay_s(routes, e * per + rr, view,
                                     value_at(links, E[2, e] + (0 if E[0, e] else m), now))
         if expected < best_s:
             best, best_s = e * per + rr, expected

@@ -101,7 +101,7 @@ def run_events(c, decide, observe, nxt, remaining, window_width, ht, hs, hc, met
     remaining: per window of the ring (slot // window_width), its frames not ended yet; decide and observe: the
     stateful policy's kernels (policies.base.PolicyKernels) as C functions."""
     (T, plan, capture, mob, route, SI, NXT, PRV, SF, Q, P, E, EF, tr, status, drop_stage, dl, state, B, routes,
-     view, edge_of_mobile, n_routes) = c
+     view, edge_of_mobile, n_routes, routes_of, prow) = c
     head_s, bits_s, tail_s, down_s, wan_bits, cloud_s, wan_down_s = plan
     dl_kind, dl_fifo, dl_val, dtr, last_up, last_down = dl
     members, bsize, free_since, bfree = B[3], B[4], B[2], B[7]
@@ -117,6 +117,7 @@ def run_events(c, decide, observe, nxt, remaining, window_width, ht, hs, hc, met
     delays = PackedSteps(b(dtr.offsets), b(dtr.steps), b(dtr.periods))
     dl_kind, dl_fifo, dl_val, last_up, last_down = b(dl_kind), b(dl_fifo), b(dl_val), b(last_up), b(last_down)
     members, bsize, free_since, bfree, n_routes = b(members), b(bsize), b(free_since), b(bfree), b(n_routes)
+    routes_of, prow = b(routes_of), b(prow)  # each mobile device's row of `routes`; each route's row of the plan
     remaining, width = b(remaining), window_width
     ht, hs, hc, meta, nxt = b(ht), b(hs), b(hc), b(meta), b(nxt)
     tiered, shared, policy, assign, per = Q[Q_TIERED], Q[Q_SHARED], Q[Q_POLICY], Q[Q_ASSIGN], Q[Q_PER]
@@ -182,9 +183,9 @@ def run_events(c, decide, observe, nxt, remaining, window_width, ht, hs, hc, met
             batch_slot, batch_q, batch_hi = i, 0, bsize[i]
             for q in range(batch_hi):
                 T[CE, members[i, q]] = now
-            batch_dispatch(T, cloud_s, route, SI, SF, NXT, PRV, Q, P, B, ht, hs, hc, meta, now)
+            batch_dispatch(T, cloud_s, route, prow, SI, SF, NXT, PRV, Q, P, B, ht, hs, hc, meta, now)
         elif kind == BATCH_TIMER:
-            batch_dispatch(T, cloud_s, route, SI, SF, NXT, PRV, Q, P, B, ht, hs, hc, meta, now)
+            batch_dispatch(T, cloud_s, route, prow, SI, SF, NXT, PRV, Q, P, B, ht, hs, hc, meta, now)
         elif kind == WAN_DOWN_FIN:
             done_st, done_row, act = wdown0 + route[i] // per, WDE, A_WAN_DOWN_DONE
         else:  # DOWN_ARRIVE
@@ -195,8 +196,8 @@ def run_events(c, decide, observe, nxt, remaining, window_width, ht, hs, hc, met
                 ret_act, ret_i = act, i
                 i = SI[QHEAD, done_st]
                 unlink(SI, NXT, PRV, done_st, i)
-                SF[QUEUED, done_st] = queued_after_start(SF[QUEUED, done_st],
-                                                         work(plan, SI[SKIND, done_st], route[i], i), SI[QLEN, done_st])
+                SF[QUEUED, done_st] = queued_after_start(SF[QUEUED, done_st], work(plan, SI[SKIND, done_st],
+                                                                                  prow[route[i]], i), SI[QLEN, done_st])
                 st, act = done_st, A_BEGIN
             else:
                 SI[FREE, done_st] += 1
@@ -227,27 +228,28 @@ def run_events(c, decide, observe, nxt, remaining, window_width, ht, hs, hc, met
                 act = A_NONE
                 continue
             r = route[i]
+            p = prow[r]  # the route's row of the plan's demands (routes via edge servers alike share one)
             if act == A_BEGIN:  # _Station._begin: frame i's service at station st starts now
                 k = SI[SKIND, st]
                 if k == K_MOBILE:
-                    s, row, ev = head_s[r, i], HS, MOBILE_FIN
+                    s, row, ev = head_s[p, i], HS, MOBILE_FIN
                 elif k == K_UP:
                     if not tiered:
                         trace = 0 if shared else mob[i]
                     else:
                         e = r // per
                         trace = E[2, e] + (0 if E[0, e] else mob[i])
-                    s, row, ev = finish_time(links, trace, now, bits_s[r, i]) - now, US, UP_FIN
+                    s, row, ev = finish_time(links, trace, now, bits_s[p, i]) - now, US, UP_FIN
                 elif k == K_EDGE:
-                    s, row, ev = tail_s[r, i], TS, EDGE_FIN
+                    s, row, ev = tail_s[p, i], TS, EDGE_FIN
                 elif k == K_DOWN:
-                    s, row, ev = down_s[r, i], DS, DOWN_FIN
+                    s, row, ev = down_s[p, i], DS, DOWN_FIN
                 elif k == K_WAN:
-                    s, row, ev = finish_time(links, E[4, st - wan0], now, wan_bits[r, i]) - now, WS, WAN_FIN
+                    s, row, ev = finish_time(links, E[4, st - wan0], now, wan_bits[p, i]) - now, WS, WAN_FIN
                 elif k == K_WDOWN:
-                    s, row, ev = wan_down_s[r, i], WDS, WAN_DOWN_FIN
+                    s, row, ev = wan_down_s[p, i], WDS, WAN_DOWN_FIN
                 else:
-                    s, row, ev = cloud_s[r, i], CS, CLOUD_FIN
+                    s, row, ev = cloud_s[p, i], CS, CLOUD_FIN
                 T[row, i] = now
                 SF[BUSY, st] = busy_until_after(SF[BUSY, st], now, s)
                 push_t, push_code, act = now + s, (i << 4) | ev, A_PUSH
@@ -262,7 +264,7 @@ def run_events(c, decide, observe, nxt, remaining, window_width, ht, hs, hc, met
                     remaining[i // width] -= 1
                 else:
                     enqueue(SI, NXT, PRV, st, i)
-                    SF[QUEUED, st] += work(plan, SI[SKIND, st], r, i)
+                    SF[QUEUED, st] += work(plan, SI[SKIND, st], p, i)
                 act = A_NONE
             elif act == A_CAPTURE:  # engine._capture
                 m = mob[i]
@@ -270,26 +272,27 @@ def run_events(c, decide, observe, nxt, remaining, window_width, ht, hs, hc, met
                     while SI[QLEN, m]:
                         j = SI[QHEAD, m]
                         unlink(SI, NXT, PRV, m, j)
-                        SF[QUEUED, m] = queued_after_start(SF[QUEUED, m], head_s[route[j], j], SI[QLEN, m])
+                        SF[QUEUED, m] = queued_after_start(SF[QUEUED, m], head_s[prow[route[j]], j], SI[QLEN, m])
                         status[j], drop_stage[j] = DROPPED, 1
                         T[DONE, j] = now
                         remaining[j // width] -= 1
                 if tiered and (assign != ASSIGN_FIXED or policy):  # engine._place
-                    route[i] = place(view, SI, SF, Q, P, E, EF, links, routes, state, decide, edge_of_mobile, m,
-                                      r % per, now)
+                    route[i] = place(view, SI, SF, Q, P, E, EF, links, routes[routes_of[m]], state, decide,
+                                      edge_of_mobile, m, r % per, now)
                 elif policy:  # engine._decide
                     link = 0 if shared else m
                     fill_view(view, SI, SF, Q, P, E, EF, links, m, 0, link, now)
-                    route[i] = decide(state, view, routes[m], 0, n_routes[m])
+                    route[i] = decide(state, view, routes[routes_of[m]], 0, n_routes[routes_of[m]])
                 r = route[i]
-                if head_s[r, i] > 0:
+                p = prow[r]
+                if head_s[p, i] > 0:
                     st, stage, act = m, 1, A_ARRIVE
                 else:
                     T[HS, i] = now
                     T[HE, i] = now
                     act = A_HEAD_DONE
             elif act == A_HEAD_DONE:  # engine._head_done
-                if bits_s[r, i] > 0 or tail_s[r, i] == tail_s[r, i] or (tiered and cloud_s[r, i] == cloud_s[r, i]):
+                if bits_s[p, i] > 0 or tail_s[p, i] == tail_s[p, i] or (tiered and cloud_s[p, i] == cloud_s[p, i]):
                     if not tiered:
                         st = up0 + (0 if shared else mob[i])
                     else:
@@ -302,7 +305,7 @@ def run_events(c, decide, observe, nxt, remaining, window_width, ht, hs, hc, met
                 m = mob[i]
                 link = m if (tiered or not shared) else 0
                 if policy:
-                    observe(state, link, bits_s[r, i], T[UE, i] - T[US, i])
+                    observe(state, link, bits_s[p, i], T[UE, i] - T[US, i])
                 d = prop
                 if delay:
                     d = varying_delay(dl_kind, dl_fifo, dl_val, delays, last_up, i, m, link, 0, now)
@@ -314,12 +317,12 @@ def run_events(c, decide, observe, nxt, remaining, window_width, ht, hs, hc, met
                     st, stage, act = edge0, 3, A_ARRIVE
                 else:
                     T[EA, i] = now
-                    if tail_s[r, i] == tail_s[r, i]:
+                    if tail_s[p, i] == tail_s[p, i]:
                         st, stage, act = edge0 + r // per, 3, A_ARRIVE
                     else:
                         act = A_AFTER_EDGE
             elif act == A_AFTER_EDGE:
-                if cloud_s[r, i] == cloud_s[r, i]:
+                if cloud_s[p, i] == cloud_s[p, i]:
                     st, stage, act = wan0 + r // per, 5, A_ARRIVE
                 else:
                     act = A_DOWN_ARRIVE
@@ -347,8 +350,8 @@ def run_events(c, decide, observe, nxt, remaining, window_width, ht, hs, hc, met
                 T[CA, i] = now
                 if batch:
                     enqueue(SI, NXT, PRV, cloud, i)
-                    SF[QUEUED, cloud] += cloud_s[r, i]
-                    batch_dispatch(T, cloud_s, route, SI, SF, NXT, PRV, Q, P, B, ht, hs, hc, meta, now)
+                    SF[QUEUED, cloud] += cloud_s[p, i]
+                    batch_dispatch(T, cloud_s, route, prow, SI, SF, NXT, PRV, Q, P, B, ht, hs, hc, meta, now)
                     act = A_NONE
                 else:
                     st, stage, act = cloud, 6, A_ARRIVE

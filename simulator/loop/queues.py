@@ -70,7 +70,7 @@ def residual(SI, SF, st, now):
 
 
 @njit(cache=True)
-def batch_dispatch(T, cloud_s, route, SI, SF, NXT, PRV, Q, P, B, ht, hs, hc, meta, now):
+def batch_dispatch(T, cloud_s, route, prow, SI, SF, NXT, PRV, Q, P, B, ht, hs, hc, meta, now):
     """_BatchStation._dispatch and start_captures: batches of one cloud key while a server is idle, else a timer."""
     key_of, pref, free_since, members, bsize, same, factors, bfree = B
     st, maxb = Q[Q_CLOUD], Q[Q_MAXB]
@@ -105,14 +105,14 @@ def batch_dispatch(T, cloud_s, route, SI, SF, NXT, PRV, Q, P, B, ht, hs, hc, met
         for q in range(size):
             j = same[q]
             unlink(SI, NXT, PRV, st, j)
-            SF[QUEUED, st] = queued_after_start(SF[QUEUED, st], cloud_s[route[j], j], SI[QLEN, st])
+            SF[QUEUED, st] = queued_after_start(SF[QUEUED, st], cloud_s[prow[route[j]], j], SI[QLEN, st])
             members[b, q] = j
             T[CS, j] = now
             T[BSZ, j] = size
             T[BW, j] = batch_wait_s(now, T[CA, j], free)
         bsize[b] = size
         head = same[0]
-        s = cloud_s[route[head], head] * factors[route[head], size]
+        s = cloud_s[prow[route[head]], head] * factors[route[head], size]
         P[P_CBUSY] = busy_until_after(P[P_CBUSY], now, s)
         push(ht, hs, hc, meta, now + s, (b << 4) | BATCH_FIN)
 
