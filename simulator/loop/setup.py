@@ -141,9 +141,13 @@ def static_state(topo: Topology, first: FramePlan, n_rows: int) -> tuple:
         stations(wdown0, n_edges, K_WDOWN)
         stations(cloud, 1, K_CLOUD, max(tiers.cloud_servers, 1))
         E[3] = -1
+        first_of = {id(topo.uplink): 0}  # edge servers reached over the same uplinks (a list) share their traces
         for e, spec in enumerate(tiers.edges):
-            E[0, e], E[1, e], E[2, e] = spec.shared_medium, spec.servers, len(traces)
-            traces += list(spec.uplink)
+            E[0, e], E[1, e] = spec.shared_medium, spec.servers
+            E[2, e] = first_of.get(id(spec.uplink), len(traces))
+            if E[2, e] == len(traces):
+                first_of[id(spec.uplink)] = len(traces)
+                traces += list(spec.uplink)
             if spec.shared_medium:
                 E[3, e] = up0 + n_up + media.index(e)
             EF[e] = spec.wan_propagation_s
