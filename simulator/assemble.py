@@ -69,9 +69,18 @@ class Point:
         return self.dataset[cols[0]].convert_dtypes().dtype if cols else None
 
     def routes_of_group(self, policy: BasePolicy) -> list[list[Route]]:
-        """The policy's routes for each mobile group via each edge server in turn (route r' = edge x R + r)."""
+        """The policy's routes for each mobile group via each edge server in turn (route r' = edge x R + r); those of
+        a pair of devices are made once (edge servers of one device share them: 100 laptops, one set of routes)."""
         edges = self.edge_devices or [self.server]
-        return [[r for e in edges for r in policy.routes(self.devices[name], e)] for name, _ in self.groups]
+        made: dict[tuple[int, int], list[Route]] = {}
+
+        def of_pair(mobile: Device, edge: Device) -> list[Route]:
+            key = (id(mobile), id(edge))
+            if key not in made:
+                made[key] = policy.routes(mobile, edge)
+            return made[key]
+
+        return [[r for e in edges for r in of_pair(self.devices[name], e)] for name, _ in self.groups]
 
 
 def with_device_errors(pt: Point, seed: int, rep: int) -> Point:
