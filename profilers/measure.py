@@ -6,6 +6,7 @@ tau_head and tau_tail at every block boundary in one pass, and the bytes that se
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import io
 import math
@@ -45,6 +46,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 ZLIB_LEVEL = 6
 INT8_HEADER_BYTES = 8  # float32 scale + int32 zero point of per-tensor affine quantisation
+MAX_IDLE_GAP_S = 10.0  # longest idle gap before a timed part (a pipeline at 0.1 fps)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
+HEAP_TENSOR_BYTES = 32 * 2**20  # glibc's largest mmap threshold on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX)
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,7 @@ class MeasureOptions:
     host_window_s: float = 0.0  # observe the host this long before measuring (0: do not)
     strict: bool = False  # a busy host or a target not reached is an error instead of a warning
     clock: str = "wall"  # wall or cpu (CLOCKS)
+    idle_gap_s: float = 0.0  # idle this long before each timed part, as a pipeline idles between frames (0: none)
 
 
 # ----------------------------------------------------------------------------------------------- host facts
@@ -193,6 +198,18 @@ def host_memory_bandwidth_gbs(size_bytes: int = 64 * 2**20, repeats: int = 5) ->
         np.copyto(dst, src)
         best_s = min(best_s, time.perf_counter() - t0)
     return round(2 * size_bytes / best_s / 1e9, 2)
+
+
+def steady_allocator() -> bool:
+    """Keep tensors up to 32 MiB on glibc's heap, so that every inference reuses the same memory instead of mapping
+    and unmapping it (page faults on every run, or not, depending on the allocator's history: MobileNetV3-Large's
+    features.2 took 1.6 ms or 10 ms, the whole model 18 or 28 ms, in two processes on this host); False where
+    the C library is not glibc. It applies to the whole process, as PyTorch deployments set jemalloc/tcmalloc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, HEAP_TENSOR_BYTES)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**30))
+    except (OSError, AttributeError):
+        return False
 
 
 def host_busy(threshold: float = 0.5) -> Optional[str]:
@@ -555,6 +572,8 @@ def measure_model(
         raise EdgesimError(f"repeats must be at least 1, got {options.repeats}")
     if options.warmup < 0:
         raise EdgesimError(f"warmup must be 0 or more, got {options.warmup}")
+    if not (math.isfinite(options.idle_gap_s) and 0 <= options.idle_gap_s <= MAX_IDLE_GAP_S):
+        raise EdgesimError(f"idle gap must be 0 to {MAX_IDLE_GAP_S:g} seconds, got {options.idle_gap_s}")
     if options.target_ci is not None and not 0 < options.target_ci < 1:
         raise EdgesimError(f"target 95 % interval must be a fraction in (0, 1), got {options.target_ci}")
     if options.time_budget_s is not None and options.time_budget_s <= 0:
@@ -667,6 +686,8 @@ def _run_rounds(parts: list[_Part], options: MeasureOptions, cuda: bool, tick) -
         shift = rounds % len(order)
         for i in order[shift:] + order[:shift]:
             part = parts[i]
+            if options.idle_gap_s > 0:
+                time.sleep(options.idle_gap_s)
             stamp = _timed_pass(part.blocks, part.x, cuda, clock)
             part.samples.append(stamp[-1])
             if i == 0:
@@ -738,6 +759,7 @@ def _measure(model, options, points, power_model, progress, device, cuda, thread
         if cuda:
             acts = {k: _to(v, device) for k, v in acts.items()}
         parts = _timed_parts(blocks, x, acts, points, n_blocks)
+        heap = not cuda and steady_allocator()
         sampler = None
         if cuda:
             torch.cuda.synchronize()
@@ -764,7 +786,7 @@ def _measure(model, options, points, power_model, progress, device, cuda, thread
             peak_memory = int(max(0, sampler.stop()))
             memory_method = sampler.method
         check = _check(parts, points, n_blocks, options, converged, wall_s, host_before, host_during, threads,
-                       cores, warnings)
+                       cores, warnings, heap)
         if options.strict and (check.busy or not check.converged):
             raise EdgesimError("measurement not trustworthy (--strict): " + "; ".join(check.warnings))
 
@@ -851,7 +873,7 @@ SPLIT_SUM_WARN = 0.10
 
 def _check(parts: list[_Part], points, n_blocks: int, options: MeasureOptions, converged: bool, wall_s: float,
            host_before: Optional[HostState], host_during: HostState, threads: int, cores: list[int],
-           warnings: list[str]) -> MeasurementCheck:
+           warnings: list[str], heap: bool = False) -> MeasurementCheck:
     """The record of how the timing went: dispersion per part, head + tail against the whole, host, warnings."""
     disp = {p.name: dispersion(p.samples) for p in parts}
     whole = disp["whole"].median_s
@@ -880,6 +902,9 @@ def _check(parts: list[_Part], points, n_blocks: int, options: MeasureOptions, c
     method = (f"{CLOCKS[options.clock]}; each part (whole model, and every split point's head and tail) timed on its own, warm "
               f"({options.warmup} warm-up rounds), on {threads} torch thread(s)"
               + (f" pinned to CPUs {','.join(map(str, cores))}" if options.cores else "")
+              + (f", each after {1e3 * options.idle_gap_s:g} ms idle (as a pipeline idles between frames)"
+                 if options.idle_gap_s > 0 else ", back to back")
+              + ("; tensors up to 32 MiB kept on the heap (glibc mallopt), not mapped anew each run" if heap else "")
               + "; rounds interleave the parts, each round starting at the next part; "
               + (f"repeated until every median's distribution-free 95% interval is within +/-"
                  f"{100 * options.target_ci:g}% or {options.time_budget_s or 0:g} s are spent (at least "

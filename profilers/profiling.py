@@ -172,7 +172,8 @@ def run_profile(request: ModelRequest, device_name: str, repeats: int = 10, warm
                 energy: str = "auto", kind: Optional[str] = None, progress: Optional[Progress] = None,
                 warn: Optional[Warn] = None, batch_sizes: Sequence[int] = (), target_ci: Optional[float] = None,
                 time_budget_s: Optional[float] = None, cores: Optional[Sequence[int]] = None,
-                strict: bool = False, host_window_s: float = 1.0, clock: str = "wall") -> tuple[ModelProfile, Path]:
+                strict: bool = False, host_window_s: float = 1.0, clock: str = "wall",
+                idle_gap_s: float = 0.0) -> tuple[ModelProfile, Path]:
     """Build, measure and merge one model into a device profile; returns (ModelProfile, path).
 
     Every check that can fail runs before measuring, and the profile is written atomically at the end:
@@ -194,7 +195,8 @@ def run_profile(request: ModelRequest, device_name: str, repeats: int = 10, warm
     options = MeasureOptions(split_points=request.split_points, repeats=repeats, warmup=warmup, threads=threads,
                              torch_device=torch_device, energy=energy, target_ci=target_ci,
                              time_budget_s=time_budget_s, cores=tuple(cores) if cores else None,
-                             host_window_s=host_window_s, strict=strict, clock=clock)
+                             host_window_s=host_window_s, strict=strict, clock=clock,
+                             idle_gap_s=idle_gap_s)
     mp = measure_model(model, options, power, progress=progress, meter=meter)
     if mp.measurement_check is not None and warn:
         for line in mp.measurement_check.warnings:

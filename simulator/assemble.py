@@ -149,7 +149,7 @@ def tiers_of(sc: Scenario, mobile_uplinks: list[RateTrace], scenario_trace: Rate
 def assemble(sc: Scenario) -> Point:
     """Resolve a scenario (one sweep point) into devices, stations, policies and the engine that can run it."""
     devices, notes = mobile_radio_notes(sc, resolve_devices(sc))
-    dataset = load_dataset(sc.workload.dataset, sc.workload.dataset_split)
+    dataset = load_dataset(sc.workload.dataset, sc.workload.dataset_split, sc.workload.positive_label)
     groups = [(g.device, g.count) for g in sc.mobiles]
     group_of_instance = np.repeat(np.arange(len(groups)), [c for _, c in groups])
     instance_names = [f"{name}#{k}" if count > 1 else name for name, count in groups for k in range(count)]

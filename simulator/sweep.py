@@ -81,14 +81,30 @@ def _worker_init(parent_pid: int) -> None:
     """A sweep worker dies with the process that started it (Linux: the parent-death signal), and leaves SIGINT to
     it: Ctrl-C (or SIGINT to the parent alone) stops the sweep in the parent, which then ends the workers."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent_pid)
+
+
+def _die_with_parent(parent_pid: Optional[int]) -> None:
+    """This process gets SIGKILL when its parent dies (Linux: prctl's parent-death signal), and exits now if the
+    parent (parent_pid, where known) died before prctl took effect."""
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):  # no prctl: the pool's own broken-pipe check remains
+        except (OSError, AttributeError):  # no prctl: the pool's broken-pipe check (Dask's: a pipe's EOF) remains
             pass
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+    if parent_pid is not None and os.getppid() != parent_pid:
         os._exit(1)
+
+
+def dask_setup(worker) -> None:
+    """Dask preload of a LocalCluster's worker processes (the cluster runs their nannies in this process): a worker
+    dies with the edgesim process that started it. Dask's own check (a thread that waits on a pipe from the parent)
+    needs the GIL, which a long compiled kernel holds, so a worker could compute on for minutes after a SIGKILL."""
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    _die_with_parent(parent.pid if parent is not None else None)
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
@@ -108,7 +124,7 @@ def _dask(jobs_of: list[tuple], jobs: int, scheduler: Optional[str]):
     from dask.distributed import as_completed as dask_completed
 
     cluster = None if scheduler else LocalCluster(n_workers=max(jobs, 1), threads_per_worker=1, processes=True,
-                                                 dashboard_address=None)
+                                                 dashboard_address=None, preload=[__name__])  # dask_setup above
     try:
         try:
             client = Client(scheduler or cluster)

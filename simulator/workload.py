@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
-from profilers.errors import EdgesimError
+from profilers.errors import EdgesimError, field_message
 from simulator.csvtable import read_csv_table
 from simulator.limits import MAX_TRACE_ROWS, check_trace_rows, check_trace_size
 from simulator.scenario import Scenario
@@ -16,9 +16,14 @@ if TYPE_CHECKING:  # pandas and pyarrow where a dataset or a trace is read, not 
     import pandas as pd
 
 
-def load_dataset(path: Optional[str], split: Optional[str]) -> Optional[pd.DataFrame]:
-    """Per-sample trace (Parquet or CSV) whose rows frames replay in order; one line on any problem."""
+def load_dataset(path: Optional[str], split: Optional[str],
+                 positive_label: Optional[int | str] = None) -> Optional[pd.DataFrame]:
+    """Per-sample trace (Parquet or CSV) whose rows frames replay in order; one line on any problem (positive_label:
+    the scenario's workload.positive_label, checked against the labels)."""
     if path is None:
+        if positive_label is not None:
+            raise EdgesimError(f"field 'workload.positive_label': {_cell(positive_label)} is set but there is no "
+                               "workload.dataset: F1 is counted over a dataset trace's labels; remove it or give one")
         return None
     import pandas as pd
     import pyarrow.parquet as pq
@@ -43,7 +48,30 @@ def load_dataset(path: Optional[str], split: Optional[str]) -> Optional[pd.DataF
         raise EdgesimError(f"{p}: dataset trace has no rows" + (f" with split '{split}'" if split else ""))
     check_trace_rows(p, len(df), "dataset trace")
     check_dataset(df, p)
+    if positive_label is not None:
+        check_positive_label(df, positive_label, p)
     return df
+
+
+def check_positive_label(df: pd.DataFrame, positive: int | str, path: Path) -> None:
+    """workload.positive_label is one of the dataset's labels, of the same kind (a class index or a class name):
+    a value that never occurs would make every F1 0 without saying why."""
+    where = ("workload", "positive_label")
+    if "label" not in df.columns:
+        raise EdgesimError(field_message(str(path), where, f"{_cell(positive)} is set but the dataset trace has no "
+                                                           "'label' column to count F1 over"))
+    labels = pd.unique(df["label"])
+    shown = ", ".join(_cell(v) for v in sorted(labels.tolist())[:10]) + (" ..." if labels.size > 10 else "")
+    numeric = pd.api.types.is_numeric_dtype(df["label"])
+    if isinstance(positive, str) == numeric:  # a name against indices, or an index against names
+        given, have = ("a class name", "class indices") if numeric else ("a class index", "class names")
+        hint = (f"; write it unquoted: positive_label: {positive}" if numeric and positive.strip() in
+                {str(v) for v in labels.tolist()} else "")
+        raise EdgesimError(field_message(str(path), where, f"{_cell(positive)} is {given} but the dataset's labels "
+                                                           f"are {have} ({shown}){hint}"))
+    if positive not in set(labels.tolist()):
+        raise EdgesimError(field_message(str(path), where, f"{_cell(positive)} never occurs in the dataset's "
+                                                           f"'label' column ({shown})"))
 
 
 #: score columns of a dataset trace by their name's ending: probabilities lie in [0, 1], entropies are >= 0

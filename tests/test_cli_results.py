@@ -241,6 +241,9 @@ def test_jobs_beyond_the_cores_are_capped_with_a_note(capsys, monkeypatch):
     assert simulate.capped_jobs(10_000) == 4
     assert capsys.readouterr().err.strip() == "edgesim: note: --jobs 10000 is more than the 4 cores here; using 4"
     assert simulate.capped_jobs(10_000, remote=True) == 10_000  # a remote cluster's workers are its own
+    monkeypatch.setattr(simulate, "available_cores", lambda: 1)
+    assert simulate.capped_jobs(2) == 1
+    assert capsys.readouterr().err.strip() == "edgesim: note: --jobs 2 is more than the 1 core here; using 1"
 
 
 @pytest.mark.parametrize("command", ["run", "validate"])

@@ -165,3 +165,52 @@ def test_an_infinite_rate_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"edgesim: error: {path}:") and "field 'link.data_rate_mbps': Input should be a finite" in err
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+
+@pytest.mark.parametrize("labels,positive,words", [
+    ([0, 1, 1, 0], 7, "7 never occurs in the dataset's 'label' column (0, 1)"),
+    ([0, 1, 1, 0], "1", "'1' is a class name but the dataset's labels are class indices (0, 1); write it unquoted: "
+                        "positive_label: 1"),
+    ([0, 1, 1, 0], "dog", "'dog' is a class name but the dataset's labels are class indices (0, 1)"),
+    (["cat", "dog", "dog", "cat"], 1, "1 is a class index but the dataset's labels are class names ('cat', 'dog')"),
+    (["cat", "dog", "dog", "cat"], "cow", "'cow' never occurs in the dataset's 'label' column ('cat', 'dog')"),
+])
+def test_positive_label_must_be_one_of_the_dataset_labels(tmp_path, capsys, labels, positive, words):
+    """A positive_label that never occurs (or of the other kind) made every F1 0 without a word; now one line naming
+    the field and the dataset, exit 2, before the first frame (nothing written)."""
+    import pandas as pd
+
+    from edgesim.cli.app import main
+    from tests.sim_helpers import write_toy_profiles
+
+    trace = tmp_path / "trace.parquet"
+    pd.DataFrame({"label": labels, "edge_pred": labels, "cloud_pred": labels}).to_parquet(trace)
+    data = scenario_dict(write_toy_profiles(tmp_path), workload={"frames": 4, "dataset": str(trace),
+                                                                 "positive_label": positive},
+                         policies=[{"name": "edge-only", "edge_model": "toy", "cloud_model": "toy"}])
+    path = write_scenario(tmp_path, data)
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"edgesim: error: {trace}: field 'workload.positive_label': {words}"
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+    data["workload"]["positive_label"] = labels[1]  # one that occurs runs, and F1 is taken for it
+    path = write_scenario(tmp_path, data)
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 0
+    assert str(pd.read_csv(tmp_path / "out" / "summary.csv")["f1_positive"].iloc[0]) == str(labels[1])
+
+
+def test_positive_label_needs_a_dataset_with_labels(tmp_path):
+    import pandas as pd
+
+    from profilers.errors import EdgesimError
+    from simulator.workload import load_dataset
+
+    with pytest.raises(EdgesimError, match=r"^field 'workload.positive_label': 1 is set but there is no "
+                                           r"workload.dataset"):
+        load_dataset(None, None, 1)
+    trace = tmp_path / "trace.parquet"
+    pd.DataFrame({"edge_pred": [0, 1]}).to_parquet(trace)
+    with pytest.raises(EdgesimError, match=rf"^{re.escape(str(trace))}: field 'workload.positive_label': 1 is set "
+                                           r"but the dataset trace has no 'label' column"):
+        load_dataset(str(trace), None, 1)
+    assert load_dataset(str(trace), None) is not None  # without positive_label, no label column is needed

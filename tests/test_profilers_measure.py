@@ -122,6 +122,49 @@ def test_rounds_stop_at_the_cap_when_the_target_is_out_of_reach(monkeypatch):
                                                    max_rounds=12, strict=True), POWER)
 
 
+
+def test_idle_gap_sleeps_before_every_timed_part_and_is_stated(monkeypatch):
+    import profilers.measure as measure
+
+    _fake_timer(monkeypatch, [1.0])
+    slept: list[float] = []
+    monkeypatch.setattr(measure.time, "sleep", slept.append)
+    mp = measure_model(tiny_model(), MeasureOptions(repeats=3, warmup=1, threads=1, idle_gap_s=0.05), POWER)
+    parts = len(mp.measurement_check.parts)
+    assert slept == [0.05] * (3 * parts)  # timed rounds only, one gap before each part
+    assert "each after 50 ms idle" in mp.measurement_check.method
+    back_to_back = measure_model(tiny_model(), MeasureOptions(repeats=2, warmup=0, threads=1), POWER)
+    assert "back to back" in back_to_back.measurement_check.method
+    for bad in (-0.1, float("nan"), 11.0):
+        with pytest.raises(EdgesimError, match="idle gap"):
+            measure_model(tiny_model(), MeasureOptions(repeats=2, threads=1, idle_gap_s=bad), POWER)
+
+
+def test_steady_allocator_stops_page_faults_on_every_tensor():
+    """A 3.2 MB activation is mapped anew (page faults) on each run with glibc's initial 128 KiB mmap threshold (it
+    moves with the allocator's history, so the test fixes it there first); not once the allocator is steady."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import ctypes, resource, sys, torch
+        from profilers.measure import M_MMAP_THRESHOLD, steady_allocator
+        assert ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 128 * 1024)
+        if sys.argv[1] == "steady":
+            assert steady_allocator()
+        x = torch.randn(1, 64, 112, 112)
+        for _ in range(3):
+            y = x * 2; del y
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(50):
+            y = x * 2; del y
+        print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / 50)
+    """)
+    faults = {mode: float(subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True,
+                                         check=True).stdout) for mode in ("default", "steady")}
+    assert faults["steady"] < 1 <= faults["default"], faults
+
 def _state(other: float, steal=None) -> HostState:
     return HostState(window_s=1.0, logical_cpus=2, affinity=[0, 1], load_avg_1min=3.0, other_cpu_cores=other,
                      steal_percent=steal)

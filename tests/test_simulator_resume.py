@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import simulator.sweep as sweep
 from simulator.runner import run_point
 from edgesim.cli.app import main
@@ -183,3 +185,78 @@ def test_a_worker_dies_with_its_parent(tmp_path):
         time.sleep(0.1)
     os.kill(worker, signal.SIGKILL)
     raise AssertionError(f"worker {worker} outlived its parent")
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below pid (children, their children, ...), read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        found = children.get(todo.pop(), [])
+        out += found
+        todo += found
+    return out
+
+
+def _running(pid: int) -> bool:
+    """True while pid exists and is not a zombie (a dead child its new parent has not reaped yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+_DASK_PARENT = """
+import ctypes, os
+import simulator.sweep as sweep
+
+def busy(*args):
+    print(os.getpid(), flush=True)
+    ctypes.PyDLL(None).sleep(600)  # PyDLL keeps the GIL through the call, as a compiled kernel (no nogil) does
+
+sweep.run_point = busy  # _dask submits sweep.run_point: this one, pickled by value
+
+if __name__ == "__main__":
+    for _ in sweep._dask([()] * 2, 2, None):
+        pass
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's (prctl)")
+def test_dask_local_cluster_workers_die_with_their_parent(tmp_path):
+    """`--executor dask` without --scheduler: SIGKILL of edgesim used to leave a LocalCluster worker computing as long
+    as its task held the GIL (Dask's own parent check is a thread); the preload's parent-death signal ends it."""
+    pytest.importorskip("distributed", reason="dask[distributed] is not installed (the optional extra edgesim[dask])")
+    import queue
+    import threading
+
+    script = tmp_path / "parent.py"
+    script.write_text(_DASK_PARENT)
+    root = str(Path(__file__).resolve().parent.parent)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": root})
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    try:
+        workers = [int(lines.get(timeout=120)) for _ in range(2)]  # both workers are in their task
+    except queue.Empty:
+        proc.kill()
+        raise AssertionError("the LocalCluster's workers did not start within 120 s") from None
+    below = _descendants(proc.pid)
+    assert set(workers) <= set(below)
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline and any(_running(p) for p in below):
+        time.sleep(0.05)
+    left = [p for p in below if _running(p)]
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    assert not left, f"processes left 2 s after SIGKILL of their parent: {left} (workers {workers})"

@@ -13,8 +13,9 @@ import pytest
 from edgesim.cli.app import main
 from edgesim.testbed.compare import COMPONENTS, STAMPS, comparison_rows, real_frames, simulated_components
 from edgesim.testbed.net import missing_requirements
-from edgesim.testbed.runner import (Placement, TestbedOptions, expand, own_compute_profiles, run_session,
-                                    simulate_frames, simulation_scenario, write_outputs)
+from edgesim.testbed.runner import (IDLE_GAP_CAP_S, Placement, TestbedOptions, expand, own_compute_profiles,
+                                    run_session, session_idle_gap_s, simulate_frames, simulation_scenario,
+                                    write_outputs)
 from profilers.measure import MeasureOptions, assumed_host_power, host_hardware, host_provenance, measure_model
 from profilers.models.registry import build
 from profilers.schema import DeviceProfile, load_profile, save_profile
@@ -33,6 +34,13 @@ policies:
   - {{name: local}}
   - {{name: split, split_point: pool1, encoding: int8}}
 """
+
+
+def test_session_profile_idles_as_the_run_does():
+    points = expand(parse_scenario(SCENARIO, names=False))
+    assert session_idle_gap_s(points) == pytest.approx(IDLE_GAP_CAP_S)  # 20 fps: 50 ms between frames
+    fast = expand(parse_scenario(SCENARIO.replace("frame_rate_fps: 20", "frame_rate_fps: 100"), names=False))
+    assert session_idle_gap_s(fast) == pytest.approx(0.01)  # never more than the period itself
 
 
 @pytest.fixture(scope="module")

@@ -162,6 +162,9 @@ def profile(
     strict: bool = typer.Option(False, "--strict", help="a busy host or an unreached --precision is an error"),
     clock: str = typer.Option("wall", "--clock", help="wall, or cpu: the thread's CPU time (--threads 1), which "
                               "other processes on a busy host do not lengthen"),
+    idle_gap: float = typer.Option(0.0, "--idle-gap", metavar="SECONDS", help="idle this long before each timed part, "
+                                   "as a pipeline below its capacity idles between frames (0: back to back); a CPU "
+                                   "that idled runs the next inference slower (docs/sim_vs_real.md)"),
 ) -> None:
     """Measure MODEL on this host and add it to a device profile (002 section 2, Table 2); `profile show FILE`."""
     from profilers.models.sources import ModelRequest
@@ -190,7 +193,7 @@ def profile(
     if time_budget <= 0:
         raise EdgesimError(f"--time-budget {time_budget}: give a positive number of seconds")
     timing = {"target_ci": precision or None, "time_budget_s": time_budget, "cores": parse_cores(cores),
-              "strict": strict, "clock": clock}
+              "strict": strict, "clock": clock, "idle_gap_s": idle_gap}
     mp, path = _run_with_progress(request, device_name, repeats, warmup, threads, device, out, energy, kind,
                                   batch_sizes, timing)
     if json_out:

@@ -71,7 +71,8 @@ def capped_jobs(jobs: int, remote: bool = False) -> int:
     if jobs == 0:
         return cores
     if jobs > cores and not remote:
-        print(f"edgesim: note: --jobs {jobs} is more than the {cores} cores here; using {cores}", file=sys.stderr)
+        here = f"{cores} cores" if cores != 1 else "1 core"
+        print(f"edgesim: note: --jobs {jobs} is more than the {here} here; using {cores}", file=sys.stderr)
         return cores
     return jobs
 

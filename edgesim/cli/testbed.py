@@ -45,6 +45,9 @@ def testbed(
     slow_start_after_idle: bool = typer.Option(True, "--slow-start-after-idle/--no-slow-start-after-idle",
                                                help="net.ipv4.tcp_slow_start_after_idle in the testbed's namespaces"),
     profile_repeats: int = typer.Option(20, min=1, help="timed runs per model in the session profile"),
+    profile_idle_gap: Optional[float] = typer.Option(None, metavar="SECONDS", help="idle before each timed part of the "
+                                                     "session profile (default: the shortest capture period, at most "
+                                                     "0.05 s: the run's CPUs idle between frames too)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing DIR"),
 ) -> None:
     """Run a scenario for real (processes pinned to cores, real models with random weights, real encodings, TCP
@@ -54,7 +57,8 @@ def testbed(
     from edgesim.testbed.net import available_congestion_control, require
     from edgesim.testbed.report import write_report
     from edgesim.testbed.runner import (Placement, TestbedOptions, default_placement, expand, link_settings,
-                                        run_session, serve, session_context, summary_table, write_outputs)
+                                        run_session, serve, session_context, session_idle_gap_s, summary_table,
+                                        write_outputs)
     from simulator.scenario import apply_overrides, load_scenario
 
     placement = default_placement(threads)
@@ -85,7 +89,11 @@ def testbed(
         require()
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise EdgesimError(f"{out}: folder exists and is not empty; pass --overwrite to replace it")
-    options = TestbedOptions(placement, congestion_control, slow_start_after_idle, profile_repeats)
+    if profile_idle_gap is not None and not 0 <= profile_idle_gap <= 10:
+        raise EdgesimError(f"--profile-idle-gap {profile_idle_gap}: give 0 to 10 seconds")
+    gap = session_idle_gap_s(points) if profile_idle_gap is None else profile_idle_gap
+    options = TestbedOptions(placement, congestion_control, slow_start_after_idle, profile_repeats,
+                             profile_idle_gap_s=gap)
     stage = out.with_name(f".{out.name}.testbed-partial")
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)

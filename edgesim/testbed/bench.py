@@ -21,7 +21,7 @@ from edgesim.testbed.compare import COMPONENTS
 from edgesim.testbed.net import require
 from edgesim.testbed.report import write_report
 from edgesim.testbed.runner import (TestbedOptions, default_placement, link_settings, run_session, session_context,
-                                    summary_table, write_outputs)
+                                    session_idle_gap_s, summary_table, write_outputs)
 from profilers.io import atomic_write_text
 from simulator.scenario import Scenario, apply_overrides, load_scenario
 
@@ -121,11 +121,14 @@ def markdown(table: pd.DataFrame, context: dict, load: tuple[float, float, float
         f"- load (1-minute load average, sampled every 10 s during the run): min {load[0]:.1f}, mean "
         f"{load[1]:.1f}, max {load[2]:.1f} on {context['cores']} cores"
         + (" - NOT an idle machine: other work shared these cores, which perturbs every compute time"
-           if load[2] > 0.5 * context['cores'] else ""),
+           if load[1] > 0.5 * context['cores'] else " (the testbed's own two processes and profiling included)"),
         f"- TCP: congestion control {context['congestion_control']}, slow start after idle "
         f"{'on' if context['slow_start_after_idle'] else 'off'}; {context['tcp_framing']} (the simulator is given "
         "the same framing)",
         f"- frames: {frames} per configuration (the first 2 left out of the statistics as warm-up)",
+        f"- session profile: every part timed after {1e3 * context['profile_idle_gap_s']:g} ms idle, as each process "
+        "of the run idles between frames (a CPU that idled runs the next inference slower than back to back: "
+        "`edgesim profile --idle-gap`)",
         "",
         "## Capture-to-output delay, real vs simulated",
         "",
@@ -163,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     require()
     base = load_scenario(SCENARIO)
     points = bench_points(base, args.frames)
-    options = TestbedOptions(default_placement(1))
+    options = TestbedOptions(default_placement(1), profile_idle_gap_s=session_idle_gap_s(points))
     args.results.mkdir(parents=True, exist_ok=True)
     sampler = LoadSampler()
     sampler.start()

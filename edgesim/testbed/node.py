@@ -26,7 +26,7 @@ import profilers.models  # noqa: F401  (registers the models)
 from edgesim.testbed.wire import connect, listen, recv_message, send_message
 from profilers.codec import decode_image, decode_tensor, encode_image, encode_tensor, measure_codec_costs
 from profilers.measure import (MeasureOptions, _model_input, assumed_host_power, host_hardware, host_provenance,
-                               measure_model, real_image)
+                               measure_model, real_image, steady_allocator)
 from profilers.models.registry import build
 from profilers.schema import DeviceProfile, dump_profile
 
@@ -204,7 +204,7 @@ def _profile(cmd: dict, threads: int, role: str) -> dict:
     for mid in cmd["models"]:
         model = build(mid)
         mp = measure_model(model, MeasureOptions(split_points="auto", repeats=cmd["repeats"], warmup=cmd["warmup"],
-                                                 threads=threads))
+                                                 threads=threads, idle_gap_s=cmd.get("idle_gap_s", 0.0)))
         costs = measure_codec_costs(model, [(sp.name, sp.layer_index) for sp in mp.split_points], cmd["codec_repeats"])
         points = [sp.model_copy(update=dict(zip(("encode_s", "decode_s"), costs.get(sp.name, ({}, {})))))
                   for sp in mp.split_points]
@@ -228,6 +228,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--congestion-control", default="")
     args = ap.parse_args(argv)
     _pin([int(c) for c in args.cores.split(",")], args.threads)
+    steady_allocator()  # the run's processes reuse tensor memory as the session profile's do
     models = Models(args.models.split(","))
     if args.role == "edge":
         srv = listen(args.host, args.port, args.congestion_control or None)
