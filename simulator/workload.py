@@ -56,6 +56,8 @@ def load_dataset(path: Optional[str], split: Optional[str],
 def check_positive_label(df: pd.DataFrame, positive: int | str, path: Path) -> None:
     """workload.positive_label is one of the dataset's labels, of the same kind (a class index or a class name):
     a value that never occurs would make every F1 0 without saying why."""
+    import pandas as pd
+
     where = ("workload", "positive_label")
     if "label" not in df.columns:
         raise EdgesimError(field_message(str(path), where, f"{_cell(positive)} is set but the dataset trace has no "
