@@ -10,22 +10,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
 from profilers.catalog import CATALOG_DIR, FACTS_PATH
 from profilers.derive import derive_device, load_facts, validate_against_measurement
 from profilers.errors import EdgesimError
-from profilers.measure import (
-    MeasureOptions,
-    assumed_host_power,
-    host_busy,
-    host_hardware,
-    host_provenance,
-    measure_model,
-)
+from profilers.measure import MeasureOptions, host_busy
 from profilers.models import build, entries
+from profilers.profiling import measure_into
 from profilers.schema import DeviceProfile, load_profile, save_profile
 
 #: models the shipped scenarios need, with their input side (002 sections 2 and 4)
@@ -48,23 +41,15 @@ def _warn(msg: str) -> None:
 
 def measure_host(name: str, kind: str, threads: int, repeats: int, warmup: int,
                  models=BUNDLE_MODELS, power=None) -> DeviceProfile:
-    """Measure the listed models on this host (CPU) into one device profile; unregistered models are skipped."""
-
-    hardware = host_hardware("cpu")
-    power = power or assumed_host_power(hardware.cores)
+    """Measure the listed models on this host (CPU) into one device profile (profilers.profiling.measure_into, codec
+    costs left out as the catalog's derived devices cannot carry them); unregistered models are skipped."""
     registered = entries()
-    profiles = {}
-    for model_id, side in models:
+    for model_id, _ in models:
         if model_id not in registered:
             _warn(f"model {model_id} is not registered; skipped")
-            continue
-        t0 = time.perf_counter()
-        model = build(model_id, input_size=(side, side))
-        options = MeasureOptions(repeats=repeats, warmup=warmup, threads=threads)
-        profiles[model_id] = measure_model(model, options, power)
-        print(f"  {name}: {model_id} measured in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    return DeviceProfile(name=name, kind=kind, hardware=hardware, power=power,
-                         provenance=host_provenance(threads, "cpu"), models=profiles)
+    built = (build(model_id, input_size=(side, side)) for model_id, side in models if model_id in registered)
+    return measure_into(built, name, MeasureOptions(repeats=repeats, warmup=warmup, threads=threads), kind=kind,
+                        power=power, codec_repeats=0, log=lambda line: print(f"  {line}", file=sys.stderr))
 
 
 def latency_origin(dev: DeviceProfile) -> str:

@@ -33,7 +33,8 @@ from scipy.stats import spearmanr
 from profilers.calibration_data import PublishedLatency, load_points
 from profilers.errors import ProfileError
 from profilers.io import read_json
-from profilers.opcount import OP_TYPES, Op, arch_ops
+from profilers.opcount import Op, arch_ops
+from profilers.schema import OPERATOR_KINDS as OP_TYPES
 
 BOARDS_PATH = Path(__file__).resolve().parent / "data" / "calibration_boards.json"
 FORMS = ("single", "overhead", "types", "full", "winograd")

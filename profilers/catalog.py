@@ -28,9 +28,14 @@ def _looks_like_path(name_or_path: str) -> bool:
     return name_or_path.endswith(".json") or "/" in name_or_path or "\\" in name_or_path
 
 
+def profile_file(name_or_path: str | Path, catalog_dir: Path = CATALOG_DIR) -> Path:
+    """The file a device stands for: a path to a profile JSON as given, a catalog name's file (one line listing
+    the known devices when there is none)."""
+    if isinstance(name_or_path, Path) or _looks_like_path(str(name_or_path)):
+        return Path(name_or_path)
+    return device_path(str(name_or_path), catalog_dir)
+
+
 def load_device(name_or_path: str | Path, catalog_dir: Path = CATALOG_DIR) -> DeviceProfile:
     """A device profile by catalog name or by path to a profile JSON (ProfileError on a bad file)."""
-    text = str(name_or_path)
-    if isinstance(name_or_path, Path) or _looks_like_path(text):
-        return load_profile(name_or_path)
-    return load_profile(device_path(text, catalog_dir))
+    return load_profile(profile_file(name_or_path, catalog_dir))

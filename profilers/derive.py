@@ -240,8 +240,10 @@ def _derived_model(mp: ModelProfile, facts: DeviceFacts, times: list[float], how
             "tail_latency": _scaled(sp.tail_latency, tail_s, facts.latency_sigma),
             "head_energy_j": facts.power.active_w * head_s,
             "tail_energy_j": facts.power.active_w * tail_s,
+            "encode_s": {}, "decode_s": {},  # the host's codec times are not the target's: not measured there
         }))
-    blocks = [b.model_copy(update={"latency": LatencyStats.constant(t)}) for b, t in zip(mp.blocks, times)]
+    blocks = [b.model_copy(update={"latency": LatencyStats.constant(t), "operators": None})
+              for b, t in zip(mp.blocks, times)]
     return mp.model_copy(update={
         "split_points": points,
         "blocks": blocks,
@@ -261,6 +263,22 @@ def _derived_model(mp: ModelProfile, facts: DeviceFacts, times: list[float], how
                            "part (head and tail each)" if per_process_s else "")
                         + "; energy = power.active_w x latency"),
     })
+
+
+def model_ops(mp: ModelProfile) -> Optional[list[Op]]:
+    """Operators of a host model tagged with the measured block index: those recorded while it was measured
+    (profilers.opcount.OperatorStream: any model that runs, a --model-file or hf: model included), else the model
+    rebuilt by name and traced by torch.fx (profiles measured before operators were recorded); None when neither."""
+    recorded = recorded_ops(mp)
+    return recorded if recorded is not None else _registry_ops(mp)
+
+
+def recorded_ops(mp: ModelProfile) -> Optional[list[Op]]:
+    """The operators a measured profile recorded per block; None when any block has none recorded."""
+    if not mp.blocks or any(b.operators is None for b in mp.blocks):
+        return None
+    return [Op(o.name, o.kind, o.flops, o.in_bytes, o.out_bytes, o.weight_bytes, i)
+            for i, b in enumerate(mp.blocks) for o in b.operators]
 
 
 def _registry_ops(mp: ModelProfile) -> Optional[list[Op]]:
@@ -299,12 +317,12 @@ def operator_block_times(mp: ModelProfile, cal: DeviceCalibration, roof: Rooflin
         pseudo = [Op(b.name, "conv_dense", b.flops, b.input_bytes, b.output_bytes, 4 * b.params, i)
                   for i, b in enumerate(mp.blocks)]
         times = list(op_times_s(cal.params, pseudo, roof))
-        how = "per block as one dense operator (the model could not be traced into operators)"
+        how = "per block as one dense operator (its operators could not be recorded nor rebuilt)"
     return times, how
 
 
 def derive_device_calibrated(host: DeviceProfile, name: str, facts: DeviceFacts, from_profile: str = "",
-                             ops_for=_registry_ops) -> DeviceProfile:
+                             ops_for=model_ops) -> DeviceProfile:
     """A device profile for `name` by the per-operator model fitted on the published latencies of facts.stack;
     its validation is this method's own leave-one-out error over those latencies."""
     if not facts.memory_bandwidth_gbs:

@@ -35,6 +35,7 @@ from profilers.schema import (
     MeasuredProvenance,
     MeasurementCheck,
     ModelProfile,
+    OperatorRecord,
     PartDispersion,
     PowerModel,
     SplitPoint,
@@ -479,10 +480,13 @@ def _model_input(model: SplittableModel, device: str):
 
 
 def _structure_pass(model: SplittableModel, x, boundaries: set[int], measure_zlib: bool):
-    """One forward with a FLOP counter per block; returns per-block FLOPs and activation bytes, and the encoded
-    sizes, shape and value of the output at each wanted boundary (a tail is timed on the real activation)."""
+    """One forward with a FLOP counter and the operator stream per block; returns per-block FLOPs, activation
+    bytes and operators (None where the stream could not be read), and the encoded sizes, shape and value of the
+    output at each wanted boundary (a tail is timed on the real activation)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
+
+    from profilers.opcount import OperatorStream
 
     flops, in_bytes, out_bytes = [], [], []
     at: dict[int, tuple[list[int], int, dict[str, int]]] = {}
@@ -490,19 +494,28 @@ def _structure_pass(model: SplittableModel, x, boundaries: set[int], measure_zli
     if 0 in boundaries:
         shape, numel = _shape_and_numel(x)
         at[0] = (shape, numel, encoded_sizes(x, measure_zlib))
+    stream = OperatorStream(x)
     with torch.inference_mode():
         for i, block in enumerate(model.blocks):
             in_bytes.append(4 * _shape_and_numel(x)[1])
             counter = FlopCounterMode(display=False)
-            with counter:
+            stream.start(i, block)
+            with counter, stream:
                 x = block(x)
+            stream.block_done(x)
             flops.append(int(counter.get_total_flops()))
             shape, numel = _shape_and_numel(x)
             out_bytes.append(4 * numel)
             if i + 1 in boundaries:
                 at[i + 1] = (shape, numel, encoded_sizes(x, measure_zlib))
                 acts[i + 1] = x
-    return flops, in_bytes, out_bytes, at, acts
+    operators: list[Optional[list[OperatorRecord]]] = [None] * len(model.blocks)
+    if not stream.failed:
+        operators = [[] for _ in model.blocks]
+        for op in stream.ops():
+            operators[op.block].append(OperatorRecord(name=op.name, kind=op.kind, flops=op.flops, in_bytes=op.in_bytes,
+                                                      out_bytes=op.out_bytes, weight_bytes=op.weight_bytes))
+    return flops, in_bytes, out_bytes, at, acts, operators
 
 
 #: what each clock of MeasureOptions.clock measures
@@ -740,7 +753,8 @@ def _measure(model, options, points, power_model, progress, device, cuda, thread
         if progress is not None:
             progress(min(done, total_steps), total_steps)
 
-    flops, in_bytes, out_bytes, at, acts = _structure_pass(model, x, boundaries, measure_zlib=not model.shapes_only)
+    flops, in_bytes, out_bytes, at, acts, operators = _structure_pass(model, x, boundaries,
+                                                                      measure_zlib=not model.shapes_only)
     params = _param_counts(blocks)
     tick()
 
@@ -829,7 +843,8 @@ def _measure(model, options, points, power_model, progress, device, cuda, thread
     names = _block_names(model)
     block_records = [
         BlockRecord(name=names[i], flops=flops[i], params=params[i], input_bytes=in_bytes[i], output_bytes=out_bytes[i],
-                    latency=LatencyStats.from_samples([s[i + 1] - s[i] for s in stamps]) if stamps else None)
+                    latency=LatencyStats.from_samples([s[i + 1] - s[i] for s in stamps]) if stamps else None,
+                    operators=operators[i])
         for i in range(n_blocks)
     ]
     out_numel = at[n_blocks][1]

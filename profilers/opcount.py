@@ -1,24 +1,33 @@
 """Operators of a real model as a deployed framework runs them: type, FLOPs and bytes, conv-bn-activation fused.
 
-The model is traced with torch.fx and its shapes propagated on the meta device (no weights, no download):
-every convolution, linear layer and memory-bound operator (element-wise, pooling, concatenation, copies) becomes
-one Op. A BatchNorm or an activation whose only input is a convolution or linear layer (or such a fused chain)
-with no other user adds no operator, as ncnn, TensorRT and oneDNN fold them into the convolution.
+Two ways to the same list. A model built by name is traced with torch.fx and its shapes propagated on the meta
+device (no weights, no download): every convolution, linear layer and memory-bound operator (element-wise,
+pooling, concatenation, copies) becomes one Op. Any model that runs (a --model-file, a Hugging Face model cut by
+torch.export) is recorded while it runs by OperatorStream, a TorchDispatchMode that sees the aten operators
+(convolutions, matrix products and attention as compute, the rest memory-bound; views free; operators that read
+only weights folded away). In both, a BatchNorm or an activation whose only input is a convolution or linear
+layer (or such a fused chain) with no other user adds no operator, as ncnn, TensorRT and oneDNN fold them into
+the convolution.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
+import weakref
+from collections import Counter
 from dataclasses import dataclass, replace
-from typing import Literal, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
-OpType = Literal["conv_dense", "conv_3x3s1", "conv_1x1", "conv_dw", "memory"]
-OP_TYPES: tuple[OpType, ...] = ("conv_dense", "conv_3x3s1", "conv_1x1", "conv_dw", "memory")
+from profilers.errors import first_line
+from profilers.schema import OperatorKind as OpType
 BYTES_PER_ELEMENT = 4  # float32 activations and weights
 
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.GELU,
@@ -57,13 +66,18 @@ class Op:
 
 
 def conv_type(conv: nn.Conv2d) -> OpType:
+    """The type of a convolution module (conv_kind)."""
+    return conv_kind(conv.groups, conv.kernel_size, conv.stride, conv.dilation)
+
+
+def conv_kind(groups: int, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int]) -> OpType:
     """Depthwise (and grouped) when groups > 1, 1x1 when the kernel is 1x1; dense 3x3 stride 1 apart (the
     convolutions deployed engines run with Winograd), dense otherwise (larger kernels, strided 3x3)."""
-    if conv.groups > 1:
+    if groups > 1:
         return "conv_dw"
-    if tuple(conv.kernel_size) == (1, 1):
+    if tuple(kernel) == (1, 1):
         return "conv_1x1"
-    if tuple(conv.kernel_size) == (3, 3) and tuple(conv.stride) == (1, 1) and tuple(conv.dilation) == (1, 1):
+    if tuple(kernel) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1):
         return "conv_3x3s1"
     return "conv_dense"
 
@@ -230,9 +244,193 @@ def arch_ops(arch: str, input_size: int = 224, batch: int = 1) -> list[Op]:
 
 def block_ops(blocks: Sequence[nn.Module], input_shape: Sequence[int]) -> Optional[list[Op]]:
     """Operators of a chain of blocks (a measured model's top-level blocks), each Op tagged with its block index;
-    None when fx cannot trace the chain."""
+    None when fx cannot trace the chain into modules (a torch.export segment calls aten operators, which
+    trace_ops would misread as memory-bound: OperatorStream reads those)."""
     chain = nn.Sequential(*blocks)
     try:
+        graph = fx.Tracer().trace(chain)
+        if any(n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload) for n in graph.nodes):
+            return None
         return trace_ops(chain, input_shape)
     except Exception:  # fx raises many types on untraceable code (control flow on values, hf models)
         return None
+
+
+# ------------------------------------------------------------------------- operators of any model as it runs
+
+#: aten convolutions (the flop counter's names); their weight, stride, dilation and groups give the type
+_CONV_OPS = frozenset({"convolution", "_convolution", "cudnn_convolution", "convolution_overrideable",
+                       "_slow_conv2d_forward"})
+#: aten operators folded into a preceding convolution or matrix product (trace_ops' norms and activations)
+_FUSABLE_OPS = frozenset({"relu", "relu6", "hardtanh", "silu", "hardswish", "hardsigmoid", "sigmoid", "gelu",
+                          "leaky_relu", "tanh", "elu", "mish", "clamp", "clamp_min", "batch_norm", "native_batch_norm",
+                          "_native_batch_norm_legit_no_training", "_native_batch_norm_legit"})
+#: aten operators that only re-describe memory or vanish at inference (beyond those whose schema says view)
+_FREE_OPS = frozenset({"_unsafe_view", "detach", "alias", "lift_fresh", "split", "split_with_sizes", "chunk", "unbind",
+                       "unsafe_split", "dropout", "native_dropout", "feature_dropout", "sym_size", "sym_numel",
+                       "sym_stride", "sym_storage_offset", "_assert_tensor_metadata", "_assert_scalar"})
+
+
+@dataclass(frozen=True)
+class _Event:
+    """One aten operator that read an activation: its role, its inputs and output as graph nodes, its sizes."""
+
+    name: str
+    block: int
+    role: str  # compute, fusable, free, memory
+    kind: OpType
+    inputs: tuple[int, ...]  # activation nodes read, first the one a fused operator would follow
+    node: int
+    flops: int
+    act_numel: int  # elements of the activations read
+    const_numel: int  # elements of the weights and constants read
+    out_numel: int
+
+
+def _sdpa_cpu_flops(query, key, value, *args, out_val=None, **kwargs) -> int:
+    """FLOPs of CPU flash attention (the flop counter knows the CUDA kernels' formula, not this one's name)."""
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query.shape, key.shape, value.shape)
+
+
+def _flops_of(func) -> Optional[Any]:
+    """The FLOP formula of an aten operator, None for operators the counter does not count (memory-bound)."""
+    from torch.utils.flop_counter import flop_registry
+
+    packet = func.overloadpacket
+    if packet in flop_registry:
+        return flop_registry[packet]
+    return _sdpa_cpu_flops if packet.__name__ == "_scaled_dot_product_flash_attention_for_cpu" else None
+
+
+class OperatorStream(TorchDispatchMode):
+    """Records, while a model runs, every aten operator that reads an activation (a tensor computed from the
+    input): the operator stream a deployed framework executes. Operators that read only weights or constants are
+    folded away, as engines fold them; `ops()` turns the stream into Ops as trace_ops does (same types, FLOPs,
+    bytes and conv-bn-activation fusion). Call `start` before each measured block and `block_done` after it."""
+
+    def __init__(self, inputs: Any) -> None:
+        super().__init__()
+        self.block = 0
+        self.events: list[_Event] = []
+        self.failed: Optional[str] = None
+        self._nodes: dict[int, tuple[weakref.ref, int]] = {}
+        self._constants: dict[int, weakref.ref] = {}  # tensors aten operators made from weights and constants
+        for t in tree_leaves(inputs):
+            if isinstance(t, torch.Tensor):
+                self._nodes[id(t)] = (weakref.ref(t), -1)
+
+    def _node_of(self, t: torch.Tensor) -> Optional[int]:
+        entry = self._nodes.get(id(t))
+        return entry[1] if entry is not None and entry[0]() is t else None
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if _flops_of(func) is None and func is not torch.ops.prim.device.default:
+            with self:  # a composite (conv2d, linear, batch_norm): its parts, as FlopCounterMode does
+                decomposed = func.decompose(*args, **kwargs)
+            if decomposed is not NotImplemented:
+                return decomposed
+        out = func(*args, **kwargs)
+        if self.failed is None:
+            try:
+                self._record(func, args, kwargs, out)
+            except Exception as exc:  # never break the model's run: the stream is then unusable, and says why
+                self.failed = f"{func}: {first_line(exc)}"
+        return out
+
+    def start(self, index: int, block: nn.Module) -> None:
+        """Tag what follows with block `index`; its parameters, buffers and tensor attributes are its constants."""
+        self.block = index
+        for t in itertools.chain(block.parameters(), block.buffers(),
+                                 (v for m in block.modules() for v in vars(m).values() if isinstance(v, torch.Tensor))):
+            self._constants[id(t)] = weakref.ref(t)
+
+    def block_done(self, out: Any) -> None:
+        """Every tensor a block outputs must come out of aten operators, computed from its input or from its
+        constants (a mask, say): one made outside them (through numpy, say) means operators went unseen, and the
+        stream is unusable."""
+        if self.failed is None and any(self._node_of(t) is None and not self._made(t)
+                                       for t in tree_leaves(out) if isinstance(t, torch.Tensor)):
+            self.failed = (f"an output of block {self.block} is not computed by aten operators (the stream would "
+                           "miss operators)")
+
+    def _made(self, t: torch.Tensor) -> bool:
+        ref = self._constants.get(id(t))
+        return ref is not None and ref() is t
+
+    def _record(self, func, args, kwargs, out) -> None:
+        tensors = list({id(t): t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}.values())
+        nodes = [self._node_of(t) for t in tensors]
+        acts = list(dict.fromkeys(n for n in nodes if n is not None))
+        outs = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
+        if not acts:  # reads only weights or constants: folded away
+            if all(self._made(t) for t in tensors):  # a constant of the model's, not a tensor from outside torch
+                self._constants.update((id(t), weakref.ref(t)) for t in outs)
+            return
+        node = len(self.events)
+        for t in outs:
+            self._nodes[id(t)] = (weakref.ref(t), node)
+        name = func.overloadpacket.__name__
+        base = name.rstrip("_")
+        formula = _flops_of(func)
+        kind: OpType = "memory"
+        flops = 0
+        if formula is not None:
+            flops = int(formula(*args, **kwargs, out_val=out))
+            role, kind = "compute", "conv_1x1"  # matrix products and attention: GEMMs, as a linear layer
+            if name in _CONV_OPS:
+                weight = args[1]
+                transposed = name in ("convolution", "_convolution") and bool(args[6])
+                kind = "conv_dense" if transposed else conv_kind(
+                    int(args[8]) if name in ("convolution", "_convolution") else 1, tuple(weight.shape[2:]),
+                    tuple(args[3]) if name in ("convolution", "_convolution") else (1,),
+                    tuple(args[5]) if name in ("convolution", "_convolution") else (1,))
+        elif base in _FUSABLE_OPS:
+            role = "fusable"
+        elif base in _FREE_OPS or func.is_view:
+            role = "free"
+        else:
+            role = "memory"
+        act_numel = sum(t.numel() for t, n in zip(tensors, nodes) if n is not None)
+        const_numel = sum(t.numel() for t, n in zip(tensors, nodes) if n is None)
+        self.events.append(_Event(name, self.block, role, kind, tuple(acts), node, flops, act_numel, const_numel,
+                                  outs[0].numel() if outs else 0))
+
+    def ops(self) -> list[Op]:
+        """The recorded operators as Ops, conv-bn-activation fused as trace_ops fuses them; a view of a fused
+        chain that only it reads passes the fusion on (a linear layer on a 3-D input: matrix product, view,
+        activation)."""
+        users = Counter(n for e in self.events for n in e.inputs)
+        owner: dict[int, int] = {}
+        ops: list[Op] = []
+        for e in self.events:
+            producer = e.inputs[0]
+            fusable = producer in owner and users[producer] == 1
+            if e.role == "compute":
+                ops.append(Op(e.name, e.kind, e.flops, BYTES_PER_ELEMENT * e.act_numel, BYTES_PER_ELEMENT * e.out_numel,
+                              BYTES_PER_ELEMENT * e.const_numel, e.block))
+                owner[e.node] = len(ops) - 1
+            elif fusable and e.role in ("fusable", "free"):
+                i = owner[producer]
+                if e.role == "fusable":
+                    ops[i] = replace(ops[i], fused=ops[i].fused + (e.name,))
+                owner[e.node] = i
+            elif e.role != "free" and e.out_numel > 0:
+                ops.append(Op(e.name, "memory", 0, BYTES_PER_ELEMENT * e.act_numel, BYTES_PER_ELEMENT * e.out_numel,
+                              0, e.block))  # activations only, as trace_ops counts a norm module's input
+        return ops
+
+
+def run_ops(blocks: Sequence[nn.Module], x: Any) -> tuple[Optional[list[Op]], str]:
+    """Operators of a chain of blocks run on x, each tagged with its block index (OperatorStream); (None, why)
+    when the stream could not be read."""
+    stream = OperatorStream(x)
+    with torch.inference_mode():
+        for i, block in enumerate(blocks):
+            stream.start(i, block)
+            with stream:
+                x = block(x)
+            stream.block_done(x)
+    return (None, stream.failed) if stream.failed else (stream.ops(), "")

@@ -7,8 +7,9 @@ options and prints what these functions return.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 from profilers.catalog import CATALOG_DIR, FACTS_PATH, list_devices, load_device
 from profilers.derive import DeviceFacts, derive_device, load_facts
@@ -25,11 +26,19 @@ from profilers.measure import (
     measure_model,
     resolve_split_points,
 )
-from profilers.models import entries
+from profilers.models import SplittableModel, entries
 from profilers.models.graph import candidate_rows
 from profilers.models.sources import ModelRequest, build_model
 from profilers.progress import Progress
-from profilers.schema import DeviceProfile, ModelProfile, load_profile, merge_model, save_profile
+from profilers.schema import (
+    DeviceProfile,
+    HardwareFacts,
+    ModelProfile,
+    PowerModel,
+    load_profile,
+    merge_models,
+    save_profile,
+)
 
 KINDS = ("mobile", "edge", "cloud")
 Warn = Callable[[str], None]
@@ -96,6 +105,14 @@ def split_rows(mp: ModelProfile) -> list[dict]:
             row[f"{part}_p95_ms"] = stats.p95_s * 1e3 if stats else None
         rows.append(row)
     return rows
+
+
+def codec_rows(mp: ModelProfile) -> list[dict]:
+    """Per split point with measured codec costs: median encode and decode milliseconds per encoding (profilers.codec,
+    measured on the profile's host); empty when none were measured."""
+    return [{"split_point": sp.name, **{e: (1e3 * sp.encode_s[e], 1e3 * sp.decode_s.get(e, float("nan")))
+                                        for e in sp.encode_s}}
+            for sp in mp.split_points if sp.encode_s]
 
 
 def device_rows(catalog_dir: Optional[Path] = None) -> list[dict]:
@@ -167,13 +184,70 @@ def parse_batch_sizes(text: str) -> list[int]:
     return sizes
 
 
+#: repeats of each encoding's encode and decode per split point (profilers.codec.measure_codec_costs)
+CODEC_REPEATS = 5
+
+
+def measure_into(models: Iterable[SplittableModel], device_name: str, options: MeasureOptions = MeasureOptions(), *,
+                 out: Optional[Path] = None, kind: str = "edge", power: Optional[PowerModel] = None,
+                 hardware: Optional[HardwareFacts] = None, codec_repeats: int = CODEC_REPEATS,
+                 batch_sizes: Sequence[int] = (), finish: Optional[Callable[[ModelProfile], ModelProfile]] = None, progress: Optional[Progress] = None,
+                 warn: Optional[Warn] = None, log: Optional[Warn] = None) -> DeviceProfile:
+    """Measure models on this host into one device profile: the one way every command and study does it.
+
+    Each model (built lazily when `models` is a generator) is measured by profilers.measure.measure_model, its
+    split points' encode and decode costs by profilers.codec (codec_repeats 0: not measured), and its whole-model
+    latency per batch size when asked; `finish` makes a last edit (an accuracy, say). With `out`, the models are
+    merged into that file atomically (its other models kept; a profile of another device is refused before
+    anything is measured); the profile returned holds the models measured here."""
+    from profilers.codec import measure_codec_costs
+
+    if kind not in KINDS:
+        raise EdgesimError(f"unknown device kind '{kind}'; known: {', '.join(KINDS)}")
+    if out is not None:
+        check_writable(Path(out))
+        check_same_device(Path(out), device_name)
+    hardware = hardware or host_hardware(options.torch_device)
+    power = power or assumed_host_power(hardware.cores)
+    measured: dict[str, ModelProfile] = {}
+    threads = None
+    for model in models:
+        t0 = time.perf_counter()
+        meter = None if model.shapes_only else pick_energy_meter(options.torch_device, power, options.energy)
+        mp = measure_model(model, options, power, progress=progress, meter=meter)  # the meter fails before measuring
+        if mp.measurement_check is not None and warn:
+            for line in mp.measurement_check.warnings:
+                warn(line)
+        if not model.shapes_only and (codec_repeats > 0 or batch_sizes):
+            with pinned(options.cores):
+                if codec_repeats > 0:
+                    costs = measure_codec_costs(model, [(sp.name, sp.layer_index) for sp in mp.split_points],
+                                                codec_repeats)
+                    mp = mp.model_copy(update={"split_points": [
+                        sp.model_copy(update=dict(zip(("encode_s", "decode_s"), costs[sp.name])))
+                        if sp.name in costs else sp for sp in mp.split_points]})
+                if batch_sizes:
+                    mp = mp.model_copy(update={"batch_latency_s": measure_batch_latency(
+                        model, batch_sizes, options.repeats, options.warmup, options.torch_device, mp.threads)})
+        measured[mp.model_id] = finish(mp) if finish is not None else mp
+        threads = threads or mp.threads
+        if log:
+            log(f"{device_name}: {mp.model_id} measured in {time.perf_counter() - t0:.1f} s")
+    device = DeviceProfile(name=device_name, kind=kind, hardware=hardware, power=power,
+                           provenance=host_provenance(threads or options.threads or 1, options.torch_device),
+                           models=measured)
+    if out is not None:
+        merge_models(Path(out), device)
+    return device
+
+
 def run_profile(request: ModelRequest, device_name: str, repeats: int = 10, warmup: int = 2,
                 threads: Optional[int] = None, torch_device: str = "cpu", out: Optional[Path] = None,
                 energy: str = "auto", kind: Optional[str] = None, progress: Optional[Progress] = None,
                 warn: Optional[Warn] = None, batch_sizes: Sequence[int] = (), target_ci: Optional[float] = None,
                 time_budget_s: Optional[float] = None, cores: Optional[Sequence[int]] = None,
                 strict: bool = False, host_window_s: float = 1.0, clock: str = "wall",
-                idle_gap_s: float = 0.0) -> tuple[ModelProfile, Path]:
+                idle_gap_s: float = 0.0, codec_repeats: int = CODEC_REPEATS) -> tuple[ModelProfile, Path]:
     """Build, measure and merge one model into a device profile; returns (ModelProfile, path).
 
     Every check that can fail runs before measuring, and the profile is written atomically at the end:
@@ -191,24 +265,14 @@ def run_profile(request: ModelRequest, device_name: str, repeats: int = 10, warm
     resolve_split_points(model, request.split_points)
     hardware = host_hardware(torch_device)
     power, kind = power_and_kind(device_name, kind, hardware.cores)
-    meter = None if model.shapes_only else pick_energy_meter(torch_device, power, energy)
     options = MeasureOptions(split_points=request.split_points, repeats=repeats, warmup=warmup, threads=threads,
                              torch_device=torch_device, energy=energy, target_ci=target_ci,
                              time_budget_s=time_budget_s, cores=tuple(cores) if cores else None,
                              host_window_s=host_window_s, strict=strict, clock=clock,
                              idle_gap_s=idle_gap_s)
-    mp = measure_model(model, options, power, progress=progress, meter=meter)
-    if mp.measurement_check is not None and warn:
-        for line in mp.measurement_check.warnings:
-            warn(line)
-    if batch_sizes and not model.shapes_only:
-        with pinned(options.cores):
-            batch = measure_batch_latency(model, batch_sizes, repeats, warmup, torch_device, mp.threads)
-        mp = mp.model_copy(update={"batch_latency_s": batch})
-    provenance = host_provenance(mp.threads or 1, torch_device)
-    device = DeviceProfile(name=device_name, kind=kind, hardware=hardware, power=power, provenance=provenance)
-    merge_model(out, device, mp)
-    return mp, out
+    device = measure_into([model], device_name, options, out=out, kind=kind, power=power, hardware=hardware,
+                          codec_repeats=codec_repeats, batch_sizes=batch_sizes, progress=progress, warn=warn)
+    return device.models[model.model_id], out
 
 
 def derive_profiles(profile_path: Path, devices: list[str], out: Optional[Path] = None,

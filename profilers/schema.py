@@ -26,6 +26,10 @@ TensorEncoding = Literal["float32", "float16", "int8", "zlib_float32", "zlib_int
 #: How the input image can be sent when the whole model runs on the server (Org. ES of 002).
 InputEncoding = Literal["raw_uint8", "float32", "jpeg", "png"]
 EnergyMethod = Literal["nvml-total-energy", "rapl-powercap", "power-model-estimate"]
+#: Operator types of the per-operator derivation (profilers.opcount, profilers.calibrate): dense convolution,
+#: dense 3x3 stride-1 convolution, 1x1 convolution or matrix product, depthwise/grouped convolution, memory-bound.
+OperatorKind = Literal["conv_dense", "conv_3x3s1", "conv_1x1", "conv_dw", "memory"]
+OPERATOR_KINDS: tuple[OperatorKind, ...] = ("conv_dense", "conv_3x3s1", "conv_1x1", "conv_dw", "memory")
 
 
 #: the longest latency a profile may hold, in seconds (one inference in an hour: beyond any device measured)
@@ -157,6 +161,17 @@ class SplitPoint(_Strict):
         return self
 
 
+class OperatorRecord(_Strict):
+    """One operator of a block as a deployed framework runs it (profilers.opcount, conv-bn-activation fused)."""
+
+    name: str = Field(description="the aten operator (and the module) it was recorded as")
+    kind: OperatorKind
+    flops: int = Field(ge=0, description="2 x multiply-accumulates (torch.utils.flop_counter); 0 when memory-bound")
+    in_bytes: int = Field(ge=0, description="float32 bytes of the activations it reads")
+    out_bytes: int = Field(ge=0, description="float32 bytes it writes")
+    weight_bytes: int = Field(ge=0, description="float32 bytes of the weights and constants it reads")
+
+
 class BlockRecord(_Strict):
     """One top-level block as measured: FLOPs, parameters, float32 activation bytes and latency (for derivation)."""
 
@@ -166,6 +181,9 @@ class BlockRecord(_Strict):
     input_bytes: int = Field(ge=0, description="float32 bytes of the block's input activation")
     output_bytes: int = Field(ge=0, description="float32 bytes of the block's output activation")
     latency: Optional[LatencyStats] = None
+    operators: Optional[list[OperatorRecord]] = Field(default=None, description=(
+        "measured profiles: the block's operators as recorded while it ran (profilers.opcount.OperatorStream), for "
+        "the per-operator derivation of models that cannot be rebuilt by name; null: not recorded"))
 
 
 class ModelProfile(_Strict):
@@ -354,14 +372,17 @@ def save_profile(profile: DeviceProfile, path: str | Path) -> Path:
 
 def merge_model(path: str | Path, device: DeviceProfile, model: ModelProfile) -> DeviceProfile:
     """Add or replace one model in the profile at path, keeping its other models; write atomically."""
+    return merge_models(path, device.model_copy(update={"models": {model.model_id: model}}))
+
+
+def merge_models(path: str | Path, device: DeviceProfile) -> DeviceProfile:
+    """Add or replace device's models in the profile at path, keeping its other models; write atomically."""
     path = Path(path)
     if path.exists():
         existing = load_profile(path)
-        merged = device.model_copy(update={"models": {**existing.models, model.model_id: model}})
-    else:
-        merged = device.model_copy(update={"models": {model.model_id: model}})
-    save_profile(merged, path)
-    return merged
+        device = device.model_copy(update={"models": {**existing.models, **device.models}})
+    save_profile(device, path)
+    return device
 
 
 def profile_json_schema() -> dict:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import functools
 import itertools
 from dataclasses import dataclass, field
-from typing import Iterable, Literal, Optional
+from pathlib import Path
+from typing import Iterable, Literal, Optional, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from profilers.catalog import FACTS_PATH, list_devices, load_device
+from profilers.catalog import FACTS_PATH, list_devices, load_device, profile_file
 from profilers.errors import EdgesimError, ProfileError, did_you_mean
 from profilers.io import read_json
 from profilers.schema import MAX_LATENCY_S, DeviceProfile, LatencyStats, ModelProfile, RadioPower, SplitPoint
@@ -142,10 +143,28 @@ def load_profile_device(name_or_path: str, extra: dict[str, DeviceProfile]) -> D
     if name_or_path in extra:
         own = extra[name_or_path]
         if name_or_path in list_devices():
-            catalog = load_device(name_or_path)
+            catalog = read_device(name_or_path)
             return own.model_copy(update={"models": {**catalog.models, **own.models}})
         return own
-    return load_device(name_or_path)
+    return read_device(name_or_path)
+
+
+def read_device(name_or_path: str) -> DeviceProfile:
+    """load_device, read and checked once per process and file version (path, modification time, size): every
+    sweep point (and `edgesim validate` of a 95-point sweep) names the same devices again, and checking a catalog
+    profile's statistics against its samples costs 0.1-0.4 s of CPU. An edited file is read again."""
+    path = profile_file(name_or_path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return load_device(path)  # its one-line error
+    cached = _read_version(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    return cached.model_copy(update={"models": dict(cached.models)})  # a caller's edit of its models stays its own
+
+
+@functools.lru_cache(maxsize=64)
+def _read_version(path: str, _mtime_ns: int, _size: int) -> DeviceProfile:
+    return load_device(Path(path))
 
 
 @dataclass(frozen=True)
@@ -239,27 +258,40 @@ def device_from_profile(profile: DeviceProfile) -> Device:
 
 def fidelity_notes(devices: dict[str, Device]) -> list[str]:
     """One line per derived device: the stack its derivation models and the method's validated error, or that it
-    has none (docs/device_fidelity.md); results on such devices are as good as that error allows."""
+    has none (docs/device_fidelity.md); results on such devices are as good as that error allows. A model derived
+    by another method than the device's (the dense-operator fallback of a model that could not be traced into
+    operators) gets a line of its own with that method's own error."""
     notes = []
     for name, dev in devices.items():
         prov = dev.profile.provenance if dev.profile is not None else None
         if getattr(prov, "kind", "") != "derived":
             continue
-        errors = np.abs(np.asarray(getattr(prov, "validated_errors", []) or [], dtype=float))
         stack = getattr(prov, "stack", "") or "stack not stated"
-        if errors.size:
-            notes.append(f"'{name}' is derived, not measured ({stack}): leave-one-out error of the method on "
-                         f"{errors.size} published latencies: median {100 * np.median(errors):.0f} %, "
-                         f"{100 * np.mean(errors <= 0.25):.0f} % within +/-25 %")
-        else:
-            notes.append(f"'{name}' is derived, not measured ({stack}): too few published latencies to validate "
-                         "the method on it (a stated fallback)")
+        device_errors = tuple(getattr(prov, "validated_errors", []) or [])
+        own: dict[tuple[str, tuple[float, ...]], list[str]] = {}
+        for mid, mp in sorted(dev.profile.models.items()):
+            if mp.derivation_method and tuple(mp.derivation_errors) != device_errors:
+                own.setdefault((mp.derivation_method, tuple(mp.derivation_errors)), []).append(mid)
+        if sum(map(len, own.values())) < len(dev.profile.models) or not dev.profile.models:
+            notes.append(f"'{name}' is derived, not measured ({stack}): " + _error_text(device_errors, "the method"))
+        for (method, errors), models in own.items():
+            notes.append(f"'{name}' is derived, not measured ({stack}): model{'s' if len(models) > 1 else ''} "
+                         f"{', '.join(models)} {method}: " + _error_text(errors, "that method"))
     return notes
+
+
+def _error_text(errors: Sequence[float], method: str) -> str:
+    """A derivation method's leave-one-out error in words: median and share within +/-25 %, or that it has none."""
+    e = np.abs(np.asarray(errors, dtype=float))
+    if not e.size:
+        return f"too few published latencies to validate {method} on it (a stated fallback)"
+    return (f"leave-one-out error of {method} on {e.size} published latencies: median {100 * np.median(e):.0f} %, "
+            f"{100 * np.mean(e <= 0.25):.0f} % within +/-25 %")
 
 
 def find_model(model_id: str, profiles: Iterable[DeviceProfile]) -> Optional[ModelProfile]:
     """The model's profile from the first of `profiles` that has it, else from the catalog; None if none has."""
-    for prof in itertools.chain(profiles, map(load_device, list_devices())):
+    for prof in itertools.chain(profiles, map(read_device, list_devices())):
         if model_id in prof.models:
             return prof.models[model_id]
     return None
@@ -271,7 +303,7 @@ def reference_model(devices: dict[str, Device], model_id: str) -> ModelProfile:
     model = find_model(model_id, profiles)
     if model is not None:
         return model
-    known = sorted({m for prof in itertools.chain(profiles, map(load_device, list_devices())) for m in prof.models})
+    known = sorted({m for prof in itertools.chain(profiles, map(read_device, list_devices())) for m in prof.models})
     raise ProfileError(f"no profile of model '{model_id}' in the scenario's devices or the catalog"
                        f"{did_you_mean(model_id, known)}; measure it on a machine you have "
                        f"(`{profile_command(model_id)}`), derive it onto catalog devices (`edgesim derive P.json "

@@ -475,7 +475,7 @@ class StationPipeline:
         else:
             edge = self.tiers.edges[ring.edge_of(i)]
             trace = edge.uplink[0 if edge.shared_medium else ring.mobile_of[i]]
-        return trace.finish_time(now, ring.bits[i]) - now
+        return trace.transfer_end(now, ring.bits[i], self._uplink_station(i).busy_until) - now  # before _begin sets it
 
     def _up_done(self, i: int) -> None:
         ring = self.ring

@@ -1,7 +1,9 @@
-"""Wireless link: packetisation, per-packet overhead, loss with retransmission, constant or traced data rate.
+"""Wireless link: packetisation, per-packet overhead, loss with retransmission, constant or traced data rate,
+TCP's slow start after idle.
 
 A link is busy for size/rate (serialisation); propagation delay pipelines and does not hold the link
-(STYLE.md rule 11).
+(STYLE.md rule 11). The link kernels (simulator.kernels.links, numba) are imported where they run, not here:
+importing this module (scenario parsing, `edgesim validate`, `edgesim list`) does not import numba.
 """
 
 from __future__ import annotations
@@ -9,22 +11,22 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import ClassVar, NamedTuple, Optional
 
 import numpy as np
-from scipy.special import ndtri
 
 from profilers.errors import EdgesimError
 from simulator.csvtable import read_csv_table
-from simulator.kernels import links as kernel
-from simulator.kernels import python_entry
 
 
 STEP = np.dtype([("start_s", float), ("value", float), ("integral", float)])
 """One step of a packed trace: from start_s the value holds (a rate in bit/s, or a one-way delay in s); integral is
 the value integrated from 0 to start_s (the bits a link carried by then)."""
-PERIOD = np.dtype([("period_s", float), ("integral", float)])
-"""A packed trace's period (0: its last step holds on) and its value integrated over one period."""
+PERIOD = np.dtype([("period_s", float), ("integral", float), ("restart_idle_s", float), ("rtt_s", float),
+                   ("segment_bits", float), ("window_bits", float)])
+"""A packed trace's period (0: its last step holds on) and its value integrated over one period; on a link with
+TCP's slow start after idle (SlowStart), after how long idle it restarts (the RTO; inf: never), the RTT, a full
+segment's and the initial window's bits on the wire."""
 
 
 class PackedSteps(NamedTuple):
@@ -42,31 +44,72 @@ def pack_steps(traces: list) -> PackedSteps:
     offsets = np.cumsum([0] + [len(t.times_s) for t in traces]).astype(np.int64)
     steps = np.zeros(max(int(offsets[-1]), 1), STEP)
     periods = np.zeros(max(len(traces), 1), PERIOD)
+    periods["restart_idle_s"] = np.inf
     for k, t in enumerate(traces):
         lo, hi = offsets[k], offsets[k + 1]
         values = t.step_values
         steps["start_s"][lo:hi], steps["value"][lo:hi] = t.times_s, values
         steps["integral"][lo:hi] = np.concatenate(([0.0], np.cumsum(np.diff(t.times_s) * values[:-1])))
-        periods[k] = (t.period_s, steps["integral"][hi - 1] + (t.period_s - t.times_s[-1]) * values[-1]
-                      if t.period_s else 0.0)
+        periods["period_s"][k] = t.period_s
+        periods["integral"][k] = (steps["integral"][hi - 1] + (t.period_s - t.times_s[-1]) * values[-1]
+                                  if t.period_s else 0.0)
+        if t.slow_start is not None:
+            ss = t.slow_start
+            periods["restart_idle_s"][k], periods["rtt_s"][k] = ss.rto_s, ss.rtt_s
+            periods["segment_bits"][k] = 8.0 * ss.segment_bytes
+            periods["window_bits"][k] = 8.0 * ss.segment_bytes * ss.initial_window_segments
     return PackedSteps(offsets, steps, periods)
 
 
 @functools.cache
-def _on_one_trace(name: str):
-    """Link kernel `name` for one PackedSteps and floats, called from Python without numba's per-call dispatch."""
-    example = (0.0,) * (2 if name == "finish_time" else 1)
-    return python_entry(getattr(kernel, name), pack_steps([RateTrace.constant(1.0)]), 0, *example)
+def _on_one_trace(name: str, floats: int):
+    """Link kernel `name` for one PackedSteps and `floats` floats, called from Python without numba's per-call
+    dispatch; compiled (and numba imported) on first use, then a cache lookup per call."""
+    from simulator.kernels import links, python_entry
+    return python_entry(getattr(links, name), pack_steps([RateTrace.constant(1.0)]), 0, *(0.0,) * floats)
 
 
-def _each(fn, packed: PackedSteps, *args):
-    """A kernel over scalars or arrays (broadcast): a float for scalars, else an array of the broadcast shape."""
+@functools.cache
+def _on_arrays(name: str):
+    """Link kernel `name` over arrays (numba dispatches by type), imported on first use."""
+    from simulator.kernels import links
+    return getattr(links, name)
+
+
+def _each(scalar: str, vector: str, packed: PackedSteps, *args):
+    """Kernel `scalar` over scalars, or `vector` over arrays (broadcast): a float for scalars, else an array of the
+    broadcast shape."""
     if all(isinstance(a, float) for a in args):  # Python and numpy floats: one call of the scalar kernel
-        return float(_on_one_trace(fn[0].__name__)(packed, 0, *args))
+        return float(_on_one_trace(scalar, len(args))(packed, 0, *args))
     arrays = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in args))
     flat = [np.ascontiguousarray(a).ravel() for a in arrays]
-    out = fn[1](packed, 0, *flat).reshape(arrays[0].shape)
+    out = _on_arrays(vector)(packed, 0, *flat).reshape(arrays[0].shape)
     return out if out.ndim else float(out)
+
+
+LINUX_RTO_MIN_S = 0.2
+"""What Linux's retransmission timeout adds to the smoothed RTT on a steady path: RTO = srtt + rttvar with rttvar
+at least TCP_RTO_MIN = 200 ms (net/ipv4/tcp_input.c, tcp_rtt_estimator and __tcp_set_rto); RFC 6298 section 2.4
+asks for at least 1 s."""
+INITIAL_WINDOW_SEGMENTS = 10
+"""TCP's initial congestion window in segments (RFC 6928; Linux's TCP_INIT_CWND)."""
+
+
+@dataclass(frozen=True)
+class SlowStart:
+    """TCP's slow start after idle on a link (RFC 5681 section 4.1; Linux net.ipv4.tcp_slow_start_after_idle = 1 with
+    a loss-based congestion control such as cubic or reno, BBR being exempt): after sending nothing for longer than
+    the RTO the sender's window restarts at the initial window and doubles every RTT (simulator.kernels.links.
+    transfer_end states the model)."""
+
+    rtt_s: float  # the round trip a window's first ACK takes beyond its segment's serialisation
+    segment_bytes: int  # one full segment on the wire: payload and headers
+    initial_window_segments: int = INITIAL_WINDOW_SEGMENTS
+
+    @property
+    def rto_s(self) -> float:
+        """Idle longer than this restarts slow start: Linux's RTO on a steady path, RTT + 200 ms."""
+        return self.rtt_s + LINUX_RTO_MIN_S
 
 
 @dataclass(frozen=True)
@@ -81,6 +124,7 @@ class RateTrace:
     times_s: np.ndarray
     rates_bps: np.ndarray
     period_s: float = 0.0
+    slow_start: Optional[SlowStart] = None  # TCP's slow start after idle on this link (None: never)
 
     def __post_init__(self) -> None:
         packed = pack_steps([self])
@@ -105,17 +149,21 @@ class RateTrace:
 
     def rate_bps_at(self, t_s: float) -> float:
         """Data rate in bit/s at time t_s."""
-        return float(_on_one_trace("value_at")(self.packed, 0, float(t_s)))
+        return float(_on_one_trace("value_at", 1)(self.packed, 0, float(t_s)))
 
     def bits_until(self, t_s: np.ndarray | float) -> np.ndarray | float:
         """Bits the link can carry from time 0 to t_s: C(t) = integral of the rate."""
-        k = kernel
-        return _each((k.integral_until, k.integrals_until), self.packed, t_s)
+        return _each("integral_until", "integrals_until", self.packed, t_s)
 
     def finish_time(self, start_s: np.ndarray | float, bits: np.ndarray | float) -> np.ndarray | float:
         """When a transmission of `bits` starting at start_s ends: C^-1(C(start) + bits), exact for the trace."""
-        k = kernel
-        return _each((k.finish_time, k.finish_times), self.packed, start_s, bits)
+        return _each("finish_time", "finish_times", self.packed, start_s, bits)
+
+    def transfer_end(self, start_s: np.ndarray | float, bits: np.ndarray | float,
+                     last_end_s: np.ndarray | float) -> np.ndarray | float:
+        """When a transfer starting at start_s ends, the link's previous one having ended at last_end_s: finish_time,
+        or longer after idle on a link with slow start (simulator.kernels.links.transfer_end, as both engines)."""
+        return _each("transfer_end", "transfer_ends", self.packed, start_s, bits, last_end_s)
 
     @property
     def end_s(self) -> float:
@@ -124,7 +172,8 @@ class RateTrace:
 
     def shifted(self, offset_s: float) -> "RateTrace":
         """The same link seen offset_s seconds into the trace: rate'(t) = rate(t + offset_s)."""
-        return RateTrace(*shift_steps(self.times_s, self.rates_bps, self.period_s, offset_s), self.period_s)
+        return RateTrace(*shift_steps(self.times_s, self.rates_bps, self.period_s, offset_s), self.period_s,
+                         self.slow_start)
 
 
 def shift_steps(times_s: np.ndarray, values: np.ndarray, period_s: float,
@@ -153,6 +202,7 @@ class DelayTrace:
     times_s: np.ndarray
     one_way_s: np.ndarray
     period_s: float = 0.0
+    slow_start: ClassVar[None] = None  # pack_steps reads it: a delay has no congestion window
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "packed", pack_steps([self]))
@@ -164,8 +214,7 @@ class DelayTrace:
 
     def at(self, t_s: np.ndarray | float) -> np.ndarray:
         """One-way delay at times t_s."""
-        k = kernel
-        return np.asarray(_each((k.value_at, k.values_at), self.packed, t_s))
+        return np.asarray(_each("value_at", "values_at", self.packed, t_s))
 
     def shifted(self, offset_s: float) -> "DelayTrace":
         """The same delays seen offset_s seconds into the trace."""
@@ -190,6 +239,7 @@ class LinkDelay:
 
     def sample(self, t_s: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Delays of transfers ending at t_s with uniforms u."""
+        from scipy.special import ndtri  # here: importing the link module stays light
         t_s, u = np.asarray(t_s, dtype=float), np.asarray(u, dtype=float)
         if self.trace is not None:
             return np.asarray(self.trace.at(t_s), dtype=float)
@@ -263,23 +313,22 @@ def load_delay_trace(path: str | Path, end: str = "hold") -> DelayTrace:
     return DelayTrace(*_steps(path, linenos, times, rtt_ms / 2e3, end))
 
 
-DEFAULT_PACKET_PAYLOAD_BYTES = 1460
-"""Payload per packet when a scenario names none: the TCP MSS of a 1500-byte Ethernet/Wi-Fi MTU (RFC 879)."""
-
 TCP_PAYLOAD_BYTES = 1448
-"""Payload per segment of TCP with timestamps over a 1500-byte MTU: 1500 - 20 (IPv4) - 32 (TCP with the
-timestamp option, RFC 7323); what Linux sends by default."""
+"""Payload per packet when a scenario names none: a TCP segment with timestamps over a 1500-byte MTU, 1500 - 20
+(IPv4) - 32 (TCP with the timestamp option, RFC 7323), what Linux sends by default (1460 without timestamps,
+RFC 879)."""
 TCP_IP_OVERHEAD_BYTES = 52
-"""IPv4 and TCP header bytes per segment with TCP timestamps (20 + 32): what tc tbf counted per 1448-byte
-segment on the testbed's link (measured, docs/sim_vs_real.md); 66 on Ethernet, which adds 14."""
+"""Header bytes per packet when a scenario names none: IPv4 and TCP with timestamps (20 + 32), what tc tbf counted
+per 1448-byte segment on the testbed's link (measured, docs/sim_vs_real.md); 66 on Ethernet, which adds 14. A
+scenario gets the payload-only link of earlier versions with packet_overhead_bytes: 0 (and 1460 for the MSS)."""
 
 
 @dataclass(frozen=True)
 class Packetiser:
     """Turns a payload into bytes on the wire: per-packet overhead and resent lost packets."""
 
-    payload_bytes: int = DEFAULT_PACKET_PAYLOAD_BYTES
-    overhead_bytes: int = 0
+    payload_bytes: int = TCP_PAYLOAD_BYTES
+    overhead_bytes: int = TCP_IP_OVERHEAD_BYTES
     loss_probability: float = 0.0
 
     def packets(self, size_bytes: np.ndarray) -> np.ndarray:

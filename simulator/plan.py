@@ -7,7 +7,7 @@ from typing import Optional
 
 import numpy as np
 
-from simulator.link import DEFAULT_PACKET_PAYLOAD_BYTES, LinkDelay, RateTrace
+from simulator.link import TCP_IP_OVERHEAD_BYTES, TCP_PAYLOAD_BYTES, LinkDelay, RateTrace
 
 COMPLETED, LATE, DROPPED = 0, 1, 2
 STATUS_NAMES = np.array(["completed", "late", "dropped"])
@@ -156,7 +156,7 @@ class Topology:
     server_capacity: Optional[int] = None
     drop_stale: bool = False
     deadline_s: Optional[float] = None
-    packet_payload_bytes: int = DEFAULT_PACKET_PAYLOAD_BYTES
-    packet_overhead_bytes: int = 0
+    packet_payload_bytes: int = TCP_PAYLOAD_BYTES
+    packet_overhead_bytes: int = TCP_IP_OVERHEAD_BYTES
     delay: Optional[list[LinkDelay]] = None  # per mobile device: a varying one-way delay (None: propagation_s)
     tiers: Optional[Tiers] = None  # several edge servers and/or a cloud (None: one edge server, as above)

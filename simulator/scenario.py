@@ -8,6 +8,7 @@ import itertools
 import json
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -18,7 +19,7 @@ from profilers.errors import EdgesimError, field_message
 from profilers.io import read_text
 from profilers.schema import DeviceProfile, ModelProfile, load_profile
 from simulator.devices import InlineDevice, find_model, load_profile_device
-from simulator.link import DEFAULT_PACKET_PAYLOAD_BYTES, RateTrace, load_rate_trace
+from simulator.link import TCP_IP_OVERHEAD_BYTES, TCP_PAYLOAD_BYTES, RateTrace, SlowStart, load_rate_trace
 from simulator.policies import ENTRIES as POLICY_ENTRIES
 from simulator.policies import PolicySpec
 from simulator.limits import (CONFIRM_RUNS, MAX_FRAME_RATE_FPS, MAX_RATE_MBPS, MAX_SWEEP_POINTS,  # noqa: F401
@@ -165,13 +166,36 @@ class LinkSpec(TracedRate):
         "uplink data rate, constant (or swept); a trace overrides it"))
     downlink_data_rate_mbps: Optional[float] = Field(default=None, gt=0, le=MAX_RATE_MBPS, description="default: the uplink rate")
     propagation_delay_s: float = Field(default=0.0, ge=0, le=MAX_TIME_S)
-    packet_payload_bytes: int = Field(default=DEFAULT_PACKET_PAYLOAD_BYTES, ge=1, description="payload per packet (TCP MSS)")
-    packet_overhead_bytes: int = Field(default=0, ge=0, description="protocol bytes added per packet")
+    packet_payload_bytes: int = Field(default=TCP_PAYLOAD_BYTES, ge=1, description=(
+        "payload per packet (TCP MSS): default 1448, TCP with timestamps over a 1500-byte MTU (1460 without)"))
+    packet_overhead_bytes: int = Field(default=TCP_IP_OVERHEAD_BYTES, ge=0, description=(
+        "header bytes added per packet: default 52, IPv4 + TCP with timestamps as Linux sends them (66 with "
+        "Ethernet's 14); 0 counts the payload only (the default before)"))
     loss_probability: float = Field(default=0.0, ge=0, lt=1, description="per-packet loss; lost packets are resent")
     shared_medium: bool = Field(default=False, description="one wireless medium shared by all mobile devices")
     delay: Optional[DelaySpec] = Field(default=None, description="a varying one-way delay instead of the constant one")
     allow_reordering: bool = Field(default=False, description=(
         "let a varying delay deliver a frame before one sent earlier on the same path (default: FIFO)"))
+    slow_start_after_idle: bool = Field(default=False, description=(
+        "TCP's slow start after idle on the uplink (RFC 5681 section 4.1; Linux tcp_slow_start_after_idle=1 with "
+        "cubic or reno, not BBR): a transfer after more than an RTO (RTT + 0.2 s) idle starts from the initial "
+        "window and doubles it each RTT"))
+    rtt_s: Optional[float] = Field(default=None, gt=0, le=MAX_TIME_S, description=(
+        "round-trip time slow start grows by: default twice the one-way delay (delay.mean_s, else "
+        "propagation_delay_s)"))
+    initial_window_segments: int = Field(default=10, ge=1, le=100_000, description=(
+        "TCP's initial window after idle, in segments (RFC 6928: 10)"))
+
+    def rate_trace(self) -> RateTrace:
+        """The uplink's rate over time, with TCP's slow start after idle when the scenario asks for it."""
+        trace = super().rate_trace()
+        if not self.slow_start_after_idle:
+            return trace
+        one_way_s = (self.delay.mean_s if self.delay is not None and self.delay.mean_s else None) \
+            or self.propagation_delay_s
+        rtt_s = self.rtt_s if self.rtt_s is not None else 2.0 * one_way_s
+        return replace(trace, slow_start=SlowStart(rtt_s, self.packet_payload_bytes + self.packet_overhead_bytes,
+                                                   self.initial_window_segments))
 
 
 class QueueSpec(_Strict):

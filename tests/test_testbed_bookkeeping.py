@@ -127,14 +127,23 @@ def test_testbed_without_root_says_so(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.skipif(missing_requirements() is not None, reason=f"testbed unavailable: {missing_requirements()}")
 def test_tiny_session_end_to_end(tmp_path):
-    """Both processes through the shaped namespaces on the tiny model: stamps, CSVs and both predictions."""
-    points = [p.model_copy(update={"policies": p.policies[1:]}) for p in expand(parse_scenario(SCENARIO, names=False))]
+    """Both processes through the shaped namespaces on the tiny model: stamps, CSVs and both predictions; a second
+    point over a rate trace (10 Mbit/s, 2 Mbit/s from 0.1 s, 10 again from 0.3 s), replayed on the link."""
+    trace = tmp_path / "steps.csv"
+    trace.write_text("time_s,data_rate_mbps\n0,10\n0.1,2\n0.3,10\n")
+    traced = SCENARIO.replace("link: {data_rate_mbps: 10,", f"link: {{trace: {trace},")
+    points = [p.model_copy(update={"policies": p.policies[1:]}) for text in (SCENARIO, traced)
+              for p in expand(parse_scenario(text, names=False))]
     cpus = sorted(os.sched_getaffinity(0))
     options = TestbedOptions(Placement((cpus[0],), (cpus[-1],)), "cubic", True, profile_repeats=2, codec_repeats=1)
-    results = run_session(points, options, tmp_path, progress=lambda _msg: None)
+    said = []
+    results = run_session(points, options, tmp_path, progress=said.append)
+    assert results[0].trace_lag_s is None and len(results[1].trace_lag_s) >= 1  # the change at 0.1 s at least
+    assert any("trace replayed" in msg for msg in said)
+    assert results[1].keys["data_rate_mbps"] == pytest.approx((0.1 * 10 + 0.2 * 2) / 0.3)  # the trace's mean
     table = write_outputs(results, tmp_path, 0, {"test": True})
     frames = pd.read_csv(tmp_path / "frames.csv")
-    assert len(frames) == 4 and set(frames["policy"]) == {"split"}
+    assert len(frames) == 8 and set(frames["policy"]) == {"split"}
     assert np.allclose(frames[list(COMPONENTS)].sum(axis=1), frames["delay_s"], atol=1e-6)
     split = frames[frames["policy"] == "split"]
     assert (split["uplink_s"] > 0.005).all() and (split[[f"{s}_s" for s in STAMPS]].diff(axis=1).iloc[:, 1:] >= -1e-6).all().all()

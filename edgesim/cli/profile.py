@@ -54,6 +54,27 @@ def split_table(mp, title: str = ""):
     return table
 
 
+def codec_table(mp):
+    """A rich table of codec_rows(mp): encode / decode ms per encoding at each split point; None when not measured."""
+    from profilers.profiling import codec_rows
+
+    from rich.table import Table
+
+    rows = codec_rows(mp)
+    if not rows:
+        return None
+    encodings = list(dict.fromkeys(e for row in rows for e in row if e != "split_point"))
+    table = Table(title=f"{mp.model_id}: encode / decode ms per encoding (measured on this host, median; "
+                  "profilers.codec)")
+    table.add_column("split point")
+    for e in encodings:
+        table.add_column(e, justify="right")
+    for row in rows:
+        table.add_row(row["split_point"], *[f"{row[e][0]:.3g} / {row[e][1]:.3g}" if e in row else "-"
+                                            for e in encodings])
+    return table
+
+
 def check_line(check) -> str:
     """How the timing went, in one line: rounds, precision reached, stability, head + tail check, host."""
     widest = max(check.parts.items(), key=lambda kv: kv[1].ci95_half_pct or 0.0)
@@ -126,6 +147,9 @@ def show(path: Path) -> None:
     screen.print(table)
     for mp in dev.models.values():
         screen.print(split_table(mp))
+        codec = codec_table(mp)
+        if codec is not None:
+            screen.print(codec)
         if mp.measurement_check is not None:
             screen.print(check_line(mp.measurement_check))
         if mp.measurement == "derived" and mp.derivation_method:
@@ -162,6 +186,8 @@ def profile(
     strict: bool = typer.Option(False, "--strict", help="a busy host or an unreached --precision is an error"),
     clock: str = typer.Option("wall", "--clock", help="wall, or cpu: the thread's CPU time (--threads 1), which "
                               "other processes on a busy host do not lengthen"),
+    codec_repeats: int = typer.Option(5, "--codec-repeats", min=0, help="time each encoding's encode and decode at "
+                                      "every split point this many times (median; 0 = do not measure)"),
     idle_gap: float = typer.Option(0.0, "--idle-gap", metavar="SECONDS", help="idle this long before each timed part, "
                                    "as a pipeline below its capacity idles between frames (0: back to back); a CPU "
                                    "that idled runs the next inference slower (docs/sim_vs_real.md)"),
@@ -193,7 +219,7 @@ def profile(
     if time_budget <= 0:
         raise EdgesimError(f"--time-budget {time_budget}: give a positive number of seconds")
     timing = {"target_ci": precision or None, "time_budget_s": time_budget, "cores": parse_cores(cores),
-              "strict": strict, "clock": clock, "idle_gap_s": idle_gap}
+              "strict": strict, "clock": clock, "codec_repeats": codec_repeats, "idle_gap_s": idle_gap}
     mp, path = _run_with_progress(request, device_name, repeats, warmup, threads, device, out, energy, kind,
                                   batch_sizes, timing)
     if json_out:
@@ -201,6 +227,9 @@ def profile(
         return
     screen = console()
     screen.print(split_table(mp))
+    codec = codec_table(mp)
+    if codec is not None:
+        screen.print(codec)
     extra = [f"weights: {mp.checkpoint}"]
     if mp.peak_memory_bytes is not None:
         extra.append(f"peak memory {mp.peak_memory_bytes / 2**20:.1f} MiB (measured: {mp.memory_method})")

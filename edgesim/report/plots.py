@@ -16,8 +16,8 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from edgesim.report.framestats import FrameStats
-from edgesim.report.sweepfigs import (DASHES, case_label, field_axis, gain_replications, overall, paper_style,
-                                      swept_columns, sweep_figures)
+from edgesim.report.sweepfigs import (DASHES, case_label, field_axis, gain_replications, overall, panel_hline,
+                                      paper_style, swept_columns, sweep_figures)
 from profilers.schema import ModelProfile
 from simulator.frames import DELAY_COMPONENTS, TIER_DELAY_COMPONENTS
 
@@ -198,7 +198,7 @@ def fig3_figure(summary: pd.DataFrame, policy: str = "mimic", ref_edge: str = "l
                 hovertemplate="%{x:g} Mbit/s<br>gain %{y:.3f}<extra>%{fullData.name}</extra>",
             ), row=row + 1, col=c + 1)
             shown.add(ser)
-    fig.add_hline(y=1, line_dash="dash", line_color="grey", row="all", col="all")
+    panel_hline(fig, 1, "grey")
     _rate_axis(fig, data["data_rate_mbps"])
     fig.update_yaxes(title_text="gain")
     band = " (bands: 5-95 % over replications of derived devices' validated errors)" \

@@ -189,6 +189,19 @@ def same_as(data: pd.DataFrame, metric: str, policies: list[str]) -> dict[str, s
     return names
 
 
+def _axis_number(ref: str) -> int:
+    return int(ref[1:] or 1)
+
+
+def panel_hline(fig: go.Figure, y: float, color: str, dash: str = "dash") -> None:
+    """A horizontal line at y across every panel that holds a trace, as add_hline(row="all", col="all") draws it,
+    set in one layout update (add_hline re-validates the whole layout once per panel: 44 % of a sweep's figures)."""
+    axes = sorted({(t.xaxis or "x", t.yaxis or "y") for t in fig.data}, key=lambda a: _axis_number(a[0]))
+    fig.update_layout(shapes=list(fig.layout.shapes) + [
+        {"type": "line", "xref": f"{x} domain", "x0": 0, "x1": 1, "yref": yax, "y0": y, "y1": y,
+         "line": {"color": color, "dash": dash}} for x, yax in axes])
+
+
 def metric_figure(summary: pd.DataFrame, metric: str, x_col: str, per_rep: Optional[pd.DataFrame] = None,
                   labels: Optional[dict[str, str]] = None, paper: bool = False) -> Optional[go.Figure]:
     """One metric against one swept field: a panel per case, a line per policy, 95 % intervals over replications.
@@ -219,6 +232,7 @@ def metric_figure(summary: pd.DataFrame, metric: str, x_col: str, per_rep: Optio
     names = same_as(data, metric, policies)
     log = numeric_x and log_axis(pd.to_numeric(data[x_col]).to_numpy(float))
     notes = []
+    traces, at_rows, at_cols = [], [], []  # added at once: add_trace re-validates the layout on every call
     for c, case in enumerate(cases):
         r, col = divmod(c, cols)
         sub = data[data["_case"] == case]
@@ -234,7 +248,7 @@ def metric_figure(summary: pd.DataFrame, metric: str, x_col: str, per_rep: Optio
             half = g["_half"].to_numpy(float) * scale
             style = _style(k, paper)
             has_ci = np.isfinite(half).any()
-            fig.add_trace(go.Scatter(
+            traces.append(go.Scatter(
                 x=g["_x"], y=y, mode="lines+markers", name=names[pol], legendgroup=pol, showlegend=c == 0,
                 line={"color": style["color"], "dash": style["dash"] if names[pol] == pol else "dot",
                       "width": 2 if names[pol] == pol else 3},
@@ -243,19 +257,23 @@ def metric_figure(summary: pd.DataFrame, metric: str, x_col: str, per_rep: Optio
                          "width": 4, "color": style["color"]},
                 hovertemplate=f"{x_axis.title}: %{{x}}<br>{words}: %{{y:.4g}} {unit}"
                               + (" ± %{error_y.array:.2g}" if has_ci else "") + f"<extra>{pol}</extra>",
-            ), row=r + 1, col=col + 1)
+            ))
+            at_rows.append(r + 1)
+            at_cols.append(col + 1)
             if gain and numeric_x:
                 cross = crossing(g["_x"].to_numpy(float), y, log)
                 if cross is not None:
                     lo, hi, at = cross
-                    fig.add_trace(go.Scatter(
+                    traces.append(go.Scatter(
                         x=[at], y=[1.0], mode="markers", showlegend=False, legendgroup=pol, hoverinfo="text",
                         hovertext=f"{pol} crosses 1 between {lo:g} and {hi:g} {x_axis.unit}",
-                        marker={"symbol": "x-thin", "size": 12, "line": {"width": 2, "color": style["color"]}}),
-                        row=r + 1, col=col + 1)
+                        marker={"symbol": "x-thin", "size": 12, "line": {"width": 2, "color": style["color"]}}))
+                    at_rows.append(r + 1)
+                    at_cols.append(col + 1)
                     notes.append(f"{pol}{'' if case == 'all' else f' ({case})'}: {lo:g}-{hi:g}")
+    fig.add_traces(traces, rows=at_rows, cols=at_cols)
     if gain:
-        fig.add_hline(y=1, line_dash="dash", line_color="grey", row="all", col="all")
+        panel_hline(fig, 1, "grey")
     if numeric_x:
         xs = pd.to_numeric(data[x_col]).to_numpy(float) * x_axis.scale
         ticks = sorted(set(xs))
@@ -301,7 +319,7 @@ def utilisation_figure(summary: pd.DataFrame, x_col: str, paper: bool = False) -
             fig.add_trace(go.Scatter(x=g.index, y=g.to_numpy(float), mode="lines+markers", name=pol, legendgroup=pol,
                                      showlegend=j == 0, line={"color": style["color"], "dash": style["dash"]},
                                      marker={"symbol": style["symbol"], "color": style["color"]}), row=1, col=j + 1)
-    fig.add_hline(y=1, line_dash="dash", line_color="#c62828", row="all", col="all")
+    panel_hline(fig, 1, "#c62828")
     fig.update_xaxes(title_text=x_axis.title)
     fig.update_yaxes(title_text="offered load (per server)", rangemode="tozero", col=1)
     over = f" (the busiest of {', '.join(a.title.split(' (')[0] for a in others)})" if others else ""

@@ -175,6 +175,13 @@ class LinkSettings:
     congestion_control: str = "cubic"  # set on each socket (TCP_CONGESTION): a namespace may only default to the allowed ones
     slow_start_after_idle: bool = True  # net.ipv4.tcp_slow_start_after_idle in both namespaces
 
+    @property
+    def restarts_after_idle(self) -> bool:
+        """Whether the link's TCP restarts slow start after idle (what the simulation is told): the sysctl is on and
+        the congestion control is not BBR, which Linux exempts (tcp_slow_start_after_idle_check skips a congestion
+        control with its own cong_control)."""
+        return self.slow_start_after_idle and not self.congestion_control.startswith("bbr")
+
 
 def host_congestion_control() -> str:
     """The host's default TCP congestion control (what a testbed run uses unless told otherwise)."""
@@ -182,6 +189,14 @@ def host_congestion_control() -> str:
         return Path("/proc/sys/net/ipv4/tcp_congestion_control").read_text().strip()
     except OSError:
         return "cubic"
+
+
+def host_slow_start_after_idle() -> bool:
+    """This host's net.ipv4.tcp_slow_start_after_idle (Linux's default, 1, where it cannot be read)."""
+    try:
+        return Path("/proc/sys/net/ipv4/tcp_slow_start_after_idle").read_text().strip() != "0"
+    except OSError:
+        return True
 
 
 class ShapedLink:
@@ -247,15 +262,19 @@ class ShapedLink:
         _run(["ip", "netns", "exec", ns, "sysctl", "-qw", f"{key}={value}"], f"setting {key} in {ns}")
 
     def set_rates(self, up_rate_bps: float, down_rate_bps: float) -> None:
-        """Set the rate of each direction (a rate trace replays by calling this at the trace's times)."""
+        """Set the rate of each direction (a rate trace replays by calling this at the trace's times): one tc call
+        per direction whose rate changes."""
         with self._lock:
             self._shape(up_rate_bps, down_rate_bps)
             self._rates_bps = (up_rate_bps, down_rate_bps)
             self._tell_helper()
 
     def _shape(self, up_rate_bps: float, down_rate_bps: float, add: bool = False) -> None:
-        """tc tbf on each side's TUN device: the rate of the direction leaving it."""
-        for ns, rate in ((self.mobile_ns, up_rate_bps), (self.edge_ns, down_rate_bps)):
+        """tc tbf on each side's TUN device: the rate of the direction leaving it (changed where it differs)."""
+        now = (None, None) if add else self._rates_bps
+        for ns, rate, old in ((self.mobile_ns, up_rate_bps, now[0]), (self.edge_ns, down_rate_bps, now[1])):
+            if rate == old:
+                continue
             if rate <= 0:
                 raise EdgesimError("testbed: tc tbf cannot shape a rate of 0 (a trace's zero-rate step)")
             burst = max(MTU_BYTES, round(rate * TBF_BUCKET_S / 8))

@@ -24,11 +24,11 @@ from typing import Optional
 
 import profilers.models  # noqa: F401  (registers the models)
 from edgesim.testbed.wire import connect, listen, recv_message, send_message
-from profilers.codec import decode_image, decode_tensor, encode_image, encode_tensor, measure_codec_costs
-from profilers.measure import (MeasureOptions, _model_input, assumed_host_power, host_hardware, host_provenance,
-                               measure_model, real_image, steady_allocator)
+from profilers.codec import decode_image, decode_tensor, encode_image, encode_tensor
+from profilers.measure import MeasureOptions, _model_input, host_hardware, real_image, steady_allocator
 from profilers.models.registry import build
-from profilers.schema import DeviceProfile, dump_profile
+from profilers.profiling import measure_into
+from profilers.schema import dump_profile
 
 END_OF_RUN = -1
 """Frame id of the message that ends a run (the edge server then reports its stamps)."""
@@ -200,19 +200,11 @@ def run_edge(models: Models, conn, routes: list[RoutePlan], route_of_frame: list
 
 def _profile(cmd: dict, threads: int, role: str) -> dict:
     """Measure the models here, under this process's pinning and threads: the device profile's JSON text."""
-    models = {}
-    for mid in cmd["models"]:
-        model = build(mid)
-        mp = measure_model(model, MeasureOptions(split_points="auto", repeats=cmd["repeats"], warmup=cmd["warmup"],
-                                                 threads=threads, idle_gap_s=cmd.get("idle_gap_s", 0.0)))
-        costs = measure_codec_costs(model, [(sp.name, sp.layer_index) for sp in mp.split_points], cmd["codec_repeats"])
-        points = [sp.model_copy(update=dict(zip(("encode_s", "decode_s"), costs.get(sp.name, ({}, {})))))
-                  for sp in mp.split_points]
-        models[mid] = mp.model_copy(update={"split_points": points})
     hw = host_hardware()
     hw = hw.model_copy(update={"cores": len(os.sched_getaffinity(0))})
-    profile = DeviceProfile(name=cmd["name"], kind=role, hardware=hw, power=assumed_host_power(hw.cores),
-                            provenance=host_provenance(threads), models=models)
+    profile = measure_into((build(mid) for mid in cmd["models"]), cmd["name"], MeasureOptions(
+        split_points="auto", repeats=cmd["repeats"], warmup=cmd["warmup"], threads=threads,
+        idle_gap_s=cmd.get("idle_gap_s", 0.0)), kind=role, hardware=hw, codec_repeats=cmd["codec_repeats"])
     return {"profile": dump_profile(profile)}
 
 

@@ -1,10 +1,15 @@
 """The two ends of the network-only check, run inside the testbed's namespaces (standard library only: they
-start in a fraction of a second)."""
+start in a fraction of a second).
+
+    python -m edgesim.testbed.probe_node serve CC [--cpu N]
+    python -m edgesim.testbed.probe_node send CC [--cpu N] [--gap-s S] SIZE...
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
+import os
 import time
 
 from edgesim.testbed.net import EDGE_ADDR
@@ -25,12 +30,14 @@ def _serve(congestion_control: str) -> None:
     print(json.dumps(ends), flush=True)
 
 
-def _send(congestion_control: str, sizes: list[int]) -> None:
-    """Send one message per size, each after the previous one's acknowledgement; print the send times."""
+def _send(congestion_control: str, sizes: list[int], gap_s: float = 0.0) -> None:
+    """Send one message per size, each gap_s after the previous one's acknowledgement; print the send times."""
     sock = connect(EDGE_ADDR, PROBE_PORT, congestion_control)
     starts = []
     for k, size in enumerate(sizes):
         payload = bytes(size)
+        if k and gap_s > 0:
+            time.sleep(gap_s)
         starts.append(time.monotonic())
         send_message(sock, k, payload)
         if sock.recv(1) != b"k":
@@ -40,7 +47,16 @@ def _send(congestion_control: str, sizes: list[int]) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "serve":
-        _serve(sys.argv[2])
+    parser = argparse.ArgumentParser(prog="probe_node")
+    parser.add_argument("role", choices=["serve", "send"])
+    parser.add_argument("congestion_control")
+    parser.add_argument("sizes", nargs="*", type=int)
+    parser.add_argument("--cpu", type=int, default=None, help="pin this process to one CPU")
+    parser.add_argument("--gap-s", type=float, default=0.0, help="send: idle time before each message after the first")
+    args = parser.parse_intermixed_args()
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
+    if args.role == "serve":
+        _serve(args.congestion_control)
     else:
-        _send(sys.argv[2], [int(x) for x in sys.argv[3:]])
+        _send(args.congestion_control, args.sizes, args.gap_s)

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -25,7 +25,9 @@ import pandas as pd
 
 from edgesim.testbed.clock import ClockOffset, estimate_offset
 from edgesim.testbed.compare import comparison_rows, real_frames, simulated_components
-from edgesim.testbed.net import EDGE_ADDR, LinkSettings, ShapedLink, host_congestion_control
+from edgesim.testbed.net import (EDGE_ADDR, LinkSettings, ShapedLink, host_congestion_control,
+                                 host_slow_start_after_idle)
+from edgesim.testbed.replay import TraceReplay, check_replayable, rate_changes
 from edgesim.testbed.wire import listen
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_text
@@ -34,6 +36,7 @@ from profilers.schema import LatencyStats, load_profile, save_profile
 from simulator.assemble import assemble
 from simulator.devices import reference_model
 from simulator.link import TCP_IP_OVERHEAD_BYTES, TCP_PAYLOAD_BYTES
+from simulator.plan import Topology
 from simulator.runner import run_point
 from simulator.scenario import Scenario, apply_overrides, sweep_points
 from simulator.workload import FrameStreams, capture_windows, trace_captures
@@ -90,16 +93,19 @@ def default_placement(threads: int = 1) -> Placement:
 
 
 def check_supported(sc: Scenario) -> None:
-    """One mobile device, one edge server, no cloud, constant link rates: one line naming what is not."""
+    """One mobile device, one edge server, no cloud, a constant or traced link rate with a constant delay: one line
+    naming what is not."""
     if len(sc.mobiles) != 1 or sc.mobiles[0].count != 1:
         raise EdgesimError("testbed: the scenario must have exactly one mobile device (mobiles: one entry, count 1)")
     if sc.cloud is not None or len(sc.edge_servers()) != 1 or (sc.edge and sc.edge.servers != 1):
         raise EdgesimError("testbed: the scenario must have one edge server with servers: 1 and no cloud")
-    if sc.link.trace or sc.mobiles[0].link is not None or sc.link.delay is not None or sc.link.loss_probability:
-        raise EdgesimError("testbed: link.trace, link.delay, link.loss_probability and per-mobile links are not "
-                           "replayed by the testbed yet; give link.data_rate_mbps and link.propagation_delay_s")
+    if sc.mobiles[0].link is not None or sc.link.delay is not None or sc.link.loss_probability:
+        raise EdgesimError("testbed: link.delay, link.loss_probability and per-mobile links are not replayed by the "
+                           "testbed yet; give link.data_rate_mbps or link.trace, and link.propagation_delay_s")
     if sc.link.shared_medium:
         raise EdgesimError("testbed: link.shared_medium needs several mobile devices; the testbed runs one")
+    if sc.link.trace:
+        check_replayable(sc.link.rate_trace(), f"link.trace {sc.link.trace}")
 
 
 def link_settings(sc: Scenario, options: TestbedOptions) -> LinkSettings:
@@ -119,14 +125,17 @@ def planned_captures(sc: Scenario) -> np.ndarray:
 
 
 def simulation_scenario(sc: Scenario, policy_index: int, mobile_profile: Path, edge_profile: Path,
-                        captures_csv: Path, service_time: Optional[str] = None) -> Scenario:
-    """The scenario as the testbed ran it: this session's profiles, one policy, the TCP/IP framing of the link,
-    the given capture times, one replication, no sweep."""
+                        captures_csv: Path, service_time: Optional[str] = None,
+                        slow_start_after_idle: bool = False) -> Scenario:
+    """The scenario as the testbed ran it: this session's profiles, one policy, the TCP/IP framing of the link and
+    whether its TCP restarts slow start after idle (LinkSettings.restarts_after_idle), the given capture times, one
+    replication, no sweep."""
     data = json.loads(sc.model_dump_json())
     data.update(mobiles=[{"device": str(mobile_profile)}], edge={"device": str(edge_profile), "servers": 1},
                 edges=[], policies=[data["policies"][policy_index]], sweep={}, replications=1, uncertainty="none",
                 profiles=[], devices=[])  # the session's profiles only
-    data["link"].update(packet_payload_bytes=TCP_PAYLOAD_BYTES, packet_overhead_bytes=TCP_IP_OVERHEAD_BYTES)
+    data["link"].update(packet_payload_bytes=TCP_PAYLOAD_BYTES, packet_overhead_bytes=TCP_IP_OVERHEAD_BYTES,
+                        slow_start_after_idle=slow_start_after_idle)
     n = len(pd.read_csv(captures_csv))
     data["workload"].update(source="trace", trace=str(captures_csv), frames=n, dataset=None, dataset_split=None)
     if service_time:
@@ -184,20 +193,24 @@ def node_command(role: str, placement: Placement, models: list[str], host: str, 
 
 @dataclass
 class RunResult:
-    """One (sweep point, policy) run: the real frames and both predictions' frames."""
+    """One (sweep point, policy) run: the real frames and both predictions' frames (and, over a rate trace, how
+    late each rate change took effect on the real link)."""
 
     keys: dict
     real: pd.DataFrame
     session: pd.DataFrame
     own: pd.DataFrame
+    trace_lag_s: Optional[list[float]] = None
 
 
-def route_plans(sc: Scenario, policy_index: int, mobile_profile: Path, edge_profile: Path, captures_csv: Path
-                ) -> tuple[list[list], np.ndarray, list[str]]:
-    """(routes as [model, layer index, encoding], route index per frame, decisions) of one policy: the decisions
-    the simulator makes from the session profile (a stateful policy such as best-split is replayed as the
-    simulator decided, not re-decided from the real load)."""
-    sim_sc = simulation_scenario(sc, policy_index, mobile_profile, edge_profile, captures_csv)
+def route_plans(sc: Scenario, policy_index: int, mobile_profile: Path, edge_profile: Path, captures_csv: Path,
+                slow_start: bool = False) -> tuple[list[list], np.ndarray, list[str], Topology]:
+    """(routes as [model, layer index, encoding], route index per frame, decisions, the simulated stations) of one
+    policy: the decisions the simulator makes from the session profile (a stateful policy such as best-split is
+    replayed as the simulator decided, not re-decided from the real load); the real link is shaped from the same
+    topology (its uplink's rate or trace, its downlink's rate)."""
+    sim_sc = simulation_scenario(sc, policy_index, mobile_profile, edge_profile, captures_csv,
+                                 slow_start_after_idle=slow_start)
     pt = assemble(sim_sc)
     pol = pt.policies[0]
     routes = pt.routes_of_group(pol)[0]
@@ -208,7 +221,7 @@ def route_plans(sc: Scenario, policy_index: int, mobile_profile: Path, edge_prof
     decisions = [rt.decision for rt in routes]
     frames = simulate_frames(sim_sc)
     index = {d: k for k, d in enumerate(decisions)}
-    return plans, np.array([index[d] for d in frames["decision"].astype(str)]), decisions
+    return plans, np.array([index[d] for d in frames["decision"].astype(str)]), decisions, pt.topo
 
 
 def split_codec_steps(sim: pd.DataFrame, plans: list[list], route_of_frame: np.ndarray, mobile_profile: Path,
@@ -270,6 +283,9 @@ def run_session(points: list[Scenario], options: TestbedOptions, out: Path, prog
     Without edge_address both processes run here, joined by a shaped link; with HOST:PORT the edge server is
     `edgesim testbed serve` on another machine, reached over the real network (not shaped: the scenario's link
     should state what that network gives), and its stamps are moved onto this clock by the estimated offset."""
+    if edge_address and any(sc.link.trace for sc in points):
+        raise EdgesimError("testbed: link.trace is replayed by shaping the link between namespaces on one machine; "
+                           "with --edge the network is real (give link.data_rate_mbps as it is)")
     models = sorted({m for sc in points for pol in sc.policies for m in pol.models(sc.model)})
     profiles = out / "profiles"
     profiles.mkdir(parents=True, exist_ok=True)
@@ -304,16 +320,33 @@ def run_session(points: list[Scenario], options: TestbedOptions, out: Path, prog
             atomic_write_text(path, node.read()["profile"])
         for k, psc in enumerate(points):
             settings = link_settings(psc, options)
-            if link is not None:
-                link.set_rates(settings.up_rate_bps, settings.down_rate_bps)
-                link.set_delays(settings.up_delay_s, settings.down_delay_s)
+            if link is None:  # a real network: this host's TCP sends the uplink
+                settings = replace(settings, slow_start_after_idle=host_slow_start_after_idle())
+            else:
+                link.set_delays(settings.up_delay_s, settings.down_delay_s)  # the rates: per run, see _one_run
+            rate = uplink_mean_mbps(psc)
             for j, pol in enumerate(psc.policies):
-                keys = {"point": k, "policy": pol.display, "data_rate_mbps": psc.link.data_rate_mbps,
+                keys = {"point": k, "policy": pol.display, "data_rate_mbps": rate,
                         "propagation_delay_s": psc.link.propagation_delay_s,
                         "frame_rate_fps": psc.workload.frame_rate_fps}
-                progress(f"point {k} ({psc.link.data_rate_mbps:g} Mbit/s), {pol.display}: {psc.workload.frames} frames")
-                results.append(_one_run(psc, j, keys, mobile, edge, offset, mobile_profile, edge_profile))
+                what = f"trace {Path(psc.link.trace).name}, mean {rate:.3g}" if psc.link.trace else f"{rate:g}"
+                progress(f"point {k} ({what} Mbit/s), {pol.display}: {psc.workload.frames} frames")
+                res = _one_run(psc, j, keys, mobile, edge, offset, mobile_profile, edge_profile, link,
+                               settings.restarts_after_idle)
+                if res.trace_lag_s:
+                    lag = np.asarray(res.trace_lag_s) * 1e3
+                    progress(f"  trace replayed: {lag.size} rate changes, late by {np.median(lag):.1f} ms median, "
+                             f"{lag.max():.1f} ms at most")
+                results.append(res)
     return results
+
+
+def uplink_mean_mbps(sc: Scenario) -> float:
+    """The uplink's rate: the constant one, or a trace's mean over its own span (its first rate if it has one row)."""
+    if not sc.link.trace:
+        return sc.link.data_rate_mbps
+    trace = sc.link.rate_trace()
+    return float(trace.bits_until(trace.end_s) / trace.end_s / 1e6) if trace.end_s else float(trace.rates_bps[0] / 1e6)
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -414,29 +447,43 @@ def _relay(f, host: str, data_port: int, placement: Placement) -> None:
 
 
 def _one_run(sc: Scenario, j: int, keys: dict, mobile: Node, edge, offset: ClockOffset, mobile_profile: Path,
-             edge_profile: Path) -> RunResult:
+             edge_profile: Path, link: Optional[ShapedLink] = None, slow_start: bool = False) -> RunResult:
+    """One policy of one point for real, then simulated twice; on a shaped link the uplink follows the simulated
+    topology's rate trace from the first capture (trace time 0) on the run's monotonic clock."""
+    replay = None
     with tempfile.TemporaryDirectory(prefix="edgesim-testbed-") as tmp:
         tmp = Path(tmp)
         planned = tmp / "planned.csv"
         pd.DataFrame({"capture_time_s": planned_captures(sc)}).to_csv(planned, index=False)
-        plans, route_of_frame, decisions = route_plans(sc, j, mobile_profile, edge_profile, planned)
+        plans, route_of_frame, decisions, topo = route_plans(sc, j, mobile_profile, edge_profile, planned, slow_start)
         capture_s = pd.read_csv(planned)["capture_time_s"].to_numpy(float)
         capture_s = capture_s - capture_s[0]
         cmd = {"cmd": "run", "routes": plans, "route_of_frame": route_of_frame.tolist()}
+        uplink = topo.uplink[0]
+        if link is not None:
+            link.set_rates(uplink.rate_bps_at(0.0), topo.downlink_bps)
         t0 = _monotonic_of(mobile) + START_LEAD_S
-        edge.send(cmd)
-        mobile.send({**cmd, "capture_s": capture_s.tolist(), "t0": t0})
-        m, e = mobile.read()["stamps"], edge.read()["stamps"]
+        if link is not None and not uplink.is_constant:
+            replay = TraceReplay(rate_changes(uplink), t0, lambda r: link.set_rates(r, topo.downlink_bps)).start()
+        try:
+            edge.send(cmd)
+            mobile.send({**cmd, "capture_s": capture_s.tolist(), "t0": t0})
+            m, e = mobile.read()["stamps"], edge.read()["stamps"]
+        finally:
+            if replay is not None:
+                replay.stop()
         e = [{k: (offset.to_local(v) if k != "frame" else v) for k, v in row.items()} for row in e]
         real = real_frames(m, e, t0)
         real.insert(1, "decision", np.array(decisions)[route_of_frame])
         real_csv = tmp / "real.csv"
         pd.DataFrame({"capture_time_s": real["capture_s"]}).to_csv(real_csv, index=False)
-        session = simulated_components(simulate_frames(simulation_scenario(sc, j, mobile_profile, edge_profile, real_csv)))
+        session = simulated_components(simulate_frames(simulation_scenario(sc, j, mobile_profile, edge_profile, real_csv,
+                                                                           slow_start_after_idle=slow_start)))
         split_codec_steps(session, plans, route_of_frame, mobile_profile, edge_profile)
         own_m, own_e = own_compute_profiles(real, plans, route_of_frame, mobile_profile, edge_profile, tmp)
-        own = simulated_components(simulate_frames(simulation_scenario(sc, j, own_m, own_e, real_csv, "sampled")))
-    return RunResult(keys, real, session, own)
+        own = simulated_components(simulate_frames(simulation_scenario(sc, j, own_m, own_e, real_csv, "sampled",
+                                                                       slow_start)))
+    return RunResult(keys, real, session, own, replay.lag_s() if replay is not None else None)
 
 
 def _monotonic_of(node: Node) -> float:

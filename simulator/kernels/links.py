@@ -1,9 +1,10 @@
-"""A link's rules, written once for both engines: the rate at a time, when a transfer over a rate trace ends, the
-bandwidth a prediction plans with, and a varying one-way delay kept in FIFO order.
+"""A link's rules, written once for both engines: the rate at a time, when a transfer over a rate trace ends (with
+TCP's slow start after idle where the link has it), the bandwidth a prediction plans with, and a varying one-way
+delay kept in FIFO order.
 
 Traces come packed (link.PackedSteps, built by link.pack_steps): trace k is steps[offsets[k]:offsets[k + 1]], each
 step a record (start_s, value, integral: the value integrated from 0 to start_s), with periods[k] (period_s, 0 when
-the last step holds on; integral: the value integrated over one period).
+the last step holds on; integral: the value integrated over one period; and link.PERIOD's slow-start fields).
 """
 
 from __future__ import annotations
@@ -99,6 +100,49 @@ def finish_time(packed, k, start_s, bits):
         j = min(j + 1, hi - lo - 1)
     out = steps[lo + j].start_s + (target - steps[lo + j].integral) / steps[lo + j].value
     return max(out, start_s)
+
+
+@njit(cache=True)
+def transfer_end(packed, k, start_s, bits, last_end_s):
+    """When a transfer of `bits` starting at start_s on link k ends, the link's previous transfer having ended at
+    last_end_s (0 or less: none since the run began at 0): finish_time, unless link k has TCP's slow start after
+    idle (link.SlowStart) and was idle longer than its RTO.
+
+    Then (RFC 5681 section 4.1) the congestion window restarts at the initial window W0 (RFC 6928: 10 segments) and
+    doubles every round trip (section 3.1, one ACK per segment; ssthresh above the bandwidth-delay product, no
+    loss). Round j sends W0 2^j bits from t_j; its first ACK is back at t_j + segment/rate + RTT, when round j + 1
+    starts: if the window was serialised before then, the link idled in between. Once a round's window is still
+    being serialised when its first ACK returns (W0 2^j >= rate x RTT + segment: the window covers the
+    bandwidth-delay product) the link stays busy and the rest goes at the link's rate. On a constant rate R:
+    bits/R + sum over the stalled rounds of (segment/R + RTT - W0 2^j/R) (Kurose & Ross's slow-start latency
+    model). Linux halves the window per RTO of idle down to W0 (RFC 2861) where RFC 5681 restarts at W0 at once:
+    the same after idle of two RTOs or more from a window of at most 4 W0."""
+    p = packed[2][k]
+    last = last_end_s if last_end_s > 0.0 else 0.0
+    if not start_s - last > p.restart_idle_s:
+        return finish_time(packed, k, start_s, bits)
+    t, left, window = start_s, bits, p.window_bits
+    while left > window:
+        acked = finish_time(packed, k, t, p.segment_bits) + p.rtt_s
+        if finish_time(packed, k, t, window) >= acked:  # the window fills the pipe: the link stays busy
+            break
+        t, left, window = acked, left - window, 2.0 * window
+    return finish_time(packed, k, t, left)
+
+
+@njit(cache=True)
+def fixed_rate(packed, k):
+    """True when a transfer on link k takes bits / rate wherever it starts: one constant rate, no slow start."""
+    return packed[0][k + 1] - packed[0][k] == 1 and packed[2][k].restart_idle_s == np.inf
+
+
+@njit(cache=True)
+def transfer_ends(packed, k, start_s, bits, last_end_s):
+    """transfer_end of each (start, bits, previous end) on link k."""
+    out = np.empty(start_s.size)
+    for i in range(start_s.size):
+        out[i] = transfer_end(packed, k, start_s[i], bits[i], last_end_s[i])
+    return out
 
 
 @njit(cache=True)

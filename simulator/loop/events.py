@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from simulator.kernels.links import finish_time
+from simulator.kernels.links import finish_time, transfer_end
 from simulator.kernels.stations import busy_until_after, queued_after_start
 from simulator.link import PackedSteps
 from simulator.loop.decide import fill_view, place
@@ -239,7 +239,7 @@ def run_events(c, decide, observe, nxt, remaining, window_width, ht, hs, hc, met
                     else:
                         e = r // per
                         trace = E[2, e] + (0 if E[0, e] else mob[i])
-                    s, row, ev = finish_time(links, trace, now, bits_s[p, i]) - now, US, UP_FIN
+                    s, row, ev = transfer_end(links, trace, now, bits_s[p, i], SF[BUSY, st]) - now, US, UP_FIN
                 elif k == K_EDGE:
                     s, row, ev = tail_s[p, i], TS, EDGE_FIN
                 elif k == K_DOWN:

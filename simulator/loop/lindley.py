@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from simulator.kernels.links import finish_time, value_at
+from simulator.kernels.links import fixed_rate, transfer_end, value_at
 from simulator.kernels.stations import backlog_s, lindley_step
 from simulator.link import PackedSteps
 from simulator.loop.heap import borrowed
@@ -92,7 +92,7 @@ def lindley(first, nxt, capture, route, plan, tr, T, status, prop, has_deadline,
     links = PackedSteps(b(tr.offsets), b(tr.steps), b(tr.periods))
     policy, state, routes, n_routes, view, P, C, F = decisions
     state, routes, n_routes, view, P, C, F = b(state), b(routes), b(n_routes), b(view), b(P), b(C), b(F)
-    constant, rate = links.offsets[1] - links.offsets[0] == 1, links.steps[0].value  # finish_time's first case
+    constant, rate = fixed_rate(links, 0), links.steps[0].value  # finish_time's first case
     # when each station's last service ends, and when the uplink, edge and downlink met their last frame
     busy_m = busy_u = busy_e = busy_d = last_u = last_e = last_d = -np.inf
     last_skip = False  # whether the uplink's last frame skipped the mobile device
@@ -132,7 +132,7 @@ def lindley(first, nxt, capture, route, plan, tr, T, status, prop, has_deadline,
                 return False
             last_u, last_skip = t, skip
             start = t if busy_u <= t else busy_u
-            finish = start + bits_s[r, i] / rate if constant else finish_time(links, 0, start, bits_s[r, i])
+            finish = start + bits_s[r, i] / rate if constant else transfer_end(links, 0, start, bits_s[r, i], busy_u)
             T[US, i], t, busy_u = lindley_step(busy_u, t, finish - start)
             T[UE, i] = t
             if prop > 0:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from profilers.errors import EdgesimError
 from profilers.schema import ModelProfile
 from simulator.devices import Device, ServiceTime, reference_model
-from simulator.link import DEFAULT_PACKET_PAYLOAD_BYTES, Packetiser, RateTrace
+from simulator.link import TCP_IP_OVERHEAD_BYTES, TCP_PAYLOAD_BYTES, Packetiser, RateTrace
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,8 +68,8 @@ class LoadView:
     server_backlog_s: float
     propagation_s: float
     downlink_bps: float
-    packet_payload_bytes: int = DEFAULT_PACKET_PAYLOAD_BYTES
-    packet_overhead_bytes: int = 0
+    packet_payload_bytes: int = TCP_PAYLOAD_BYTES
+    packet_overhead_bytes: int = TCP_IP_OVERHEAD_BYTES
     edge_backlog_s: float = 0.0  # the middle's edge server (the server backlog above is the same pool)
     wan_backlog_s: float = 0.0  # the edge server's WAN link to the cloud
     wan_bps: float = float("inf")

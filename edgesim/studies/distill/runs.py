@@ -17,14 +17,7 @@ from edgesim.studies.distill.kd import accuracy, count_flops, count_params, dist
 from edgesim.studies.training import save_state
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_bytes, atomic_write_text
-from profilers.measure import (
-    INT8_HEADER_BYTES,
-    MeasureOptions,
-    assumed_host_power,
-    host_hardware,
-    host_provenance,
-    measure_model,
-)
+from profilers.measure import INT8_HEADER_BYTES, MeasureOptions
 from profilers.models import build
 from profilers.models.mimic import _TEACHERS, build_student_head, teacher_split
 from profilers.models.nets import make_net
@@ -36,8 +29,8 @@ from profilers.models.students import (
     make_mimic,
     split_teacher,
 )
+from profilers.profiling import measure_into
 from profilers.progress import Progress, Steps, silent, silent_steps
-from profilers.schema import DeviceProfile, load_profile, merge_model
 
 
 def write_json(obj, path: Path) -> Path:
@@ -212,23 +205,10 @@ def profile_into(model_id: str, device_name: str, profile_out: Path, accuracy: O
                  accuracy_source: str, kind: str = "edge", threads: Optional[int] = None, repeats: int = 10,
                  warmup: int = 2, progress: Progress = silent, **build_kwargs):
     """Measure a registered model (profilers/measure.py) and merge it, with its accuracy, into a device profile."""
-    import torch
-
-    if kind not in ("mobile", "edge", "cloud"):
-        raise EdgesimError(f"unknown device kind '{kind}'; known: mobile, edge, cloud")
-    profile_out = Path(profile_out)
-    if profile_out.exists():
-        load_profile(profile_out)  # a corrupt profile fails before measuring
-    model = build(model_id, **build_kwargs)
-    hardware = host_hardware("cpu")
-    power = assumed_host_power(hardware.cores)
-    mp = measure_model(model, MeasureOptions(repeats=repeats, warmup=warmup, threads=threads), power,
-                       progress=progress)
-    mp = mp.model_copy(update={"accuracy": accuracy, "accuracy_source": accuracy_source})
-    provenance = host_provenance(mp.threads or torch.get_num_threads(), "cpu")
-    device = DeviceProfile(name=device_name, kind=kind, hardware=hardware, power=power, provenance=provenance)
-    merge_model(profile_out, device, mp)
-    return mp
+    device = measure_into([build(model_id, **build_kwargs)], device_name, MeasureOptions(repeats=repeats, warmup=warmup,
+                          threads=threads), out=Path(profile_out), kind=kind, codec_repeats=0, progress=progress,
+                          finish=lambda mp: mp.model_copy(update={"accuracy": accuracy, "accuracy_source": accuracy_source}))
+    return next(iter(device.models.values()))
 
 
 def accuracy_source(rec: dict, which: str) -> str:

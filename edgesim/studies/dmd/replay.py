@@ -32,7 +32,6 @@ from profilers.measure import (
     assumed_host_power,
     host_hardware,
     host_provenance,
-    measure_model,
 )
 from profilers.models import build
 from profilers.schema import DeviceProfile, load_profile, save_profile
@@ -102,6 +101,8 @@ def profile_demo_models(out: Path, edge_ckpt: Optional[Path], cloud_ckpt: Option
     derived devices understate latency; the measured host is the default for that reason.
     """
 
+    from profilers.profiling import measure_into
+
     facts = check_devices(mobile, cloud)
     wifi = next((f.power.radio for f in facts.values() if f.power.radio is not None), None)
     threads_needed = {1} | {MEASURED.get(name, MEASURED[DERIVE_FROM]) for name in (mobile, cloud)}
@@ -111,10 +112,9 @@ def profile_demo_models(out: Path, edge_ckpt: Optional[Path], cloud_ckpt: Option
         if threads not in threads_needed:
             continue
         power = assumed_host_power(threads)  # the energy estimate of each model uses the profile's own power model
-        models = {}
-        for model_id, ckpt in ((EDGE_ID, edge_ckpt), (CLOUD_ID, cloud_ckpt)):
-            model = build(model_id, checkpoint=str(ckpt) if ckpt else None, n_classes=n_classes, input_size=side_px)
-            models[model_id] = measure_model(model, MeasureOptions(repeats=repeats, warmup=3, threads=threads), power)
+        models = measure_into((build(model_id, checkpoint=str(ckpt) if ckpt else None, n_classes=n_classes, input_size=side_px)
+                               for model_id, ckpt in ((EDGE_ID, edge_ckpt), (CLOUD_ID, cloud_ckpt))), name,
+                              MeasureOptions(repeats=repeats, warmup=3, threads=threads), power=power, codec_repeats=0).models
         if name == mobile and wifi is not None:  # the host as a mobile device sends over Wi-Fi: a stated radio model
             power = power.model_copy(update={"radio": wifi.model_copy(update={
                 "source": f"assumed for this host as the mobile device: {wifi.source}"})})
