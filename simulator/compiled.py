@@ -106,7 +106,7 @@ def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_wind
     n_mob = first.n_mobiles
     run["policy"] = policy is not None
     traced, fifo, delay_traces = delay_model(topo, n_mob)
-    state, routes, n_routes, decide, observe = policy_arrays(policy, topo, routes_of_mobile, n_mob)
+    state, routes, n_routes, routes_of, decide, observe = policy_arrays(policy, topo, routes_of_mobile, n_mob)
     view = load_view()
     tiers = topo.tiers
     edge_of_mobile = np.ascontiguousarray(tiers.edge_of_mobile if tiers is not None and tiers.edge_of_mobile is not None
@@ -132,7 +132,7 @@ def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_wind
         delays = Delays(traced, fifo, ring.delay_values, delay_traces, last_up, last_down)
         c = Loop(ring.T, Demands(*ring.plan), ring.capture, ring.mobile, ring.route, stations, ring.NXT, ring.PRV,
                  run, edges, traces, ring.status, ring.drop_stage, delays, state, batches, routes, view,
-                 edge_of_mobile, n_routes)  # anew: rings grow
+                 edge_of_mobile, n_routes, routes_of, ring.rows)  # anew: rings grow
         why = run_events(c, decide, observe, ring.nxt, ring.remaining, ring.width, *heap)
         if why == GROW:
             heap = grown(heap)

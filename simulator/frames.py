@@ -170,7 +170,7 @@ def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]]
     tail_power = np.array([[routes[k].tail.power_w if routes[k].tail else 0.0 for k in range(n_routes)] for routes in routes_by_group])
     up_bytes = np.array([[routes[k].up_bytes for k in range(n_routes)] for routes in routes_by_group])
     down_bytes = np.array([[routes[k].down_bytes for k in range(n_routes)] for routes in routes_by_group])
-    wire_bits = plan.wire_bits[r, idx]
+    wire_bits = plan.wire_bits[plan.row_of(r), idx]
     down_dur = np.where(offloaded, times["down_end"] - times["down_start"], 0.0)
     head_s = np.nan_to_num(head_end - head_start)
     tx_w = np.array([devices[nm].radio.tx_w for nm in group_names])[group]

@@ -63,20 +63,21 @@ def edge_servers(c, m):
 @njit(cache=True, inline="always")
 def place(c, decide, m, base, now):
     """engine.StationPipeline._place: route r' = edge x R + r at a capture, the edge server by the assignment
-    (edge_servers), the route by the policy (else `base`)."""
+    (edge_servers), the route by the policy (else `base`) from mobile device m's list of routes."""
     run = c.run[0]
     per = run.routes_per_edge
+    routes = c.routes[c.routes_of[m]]  # the ROUTE records of m's list (one per mobile group)
     lo, hi = edge_servers(c, m)
     best, best_s = -1, np.inf
     for e in range(lo, hi):
         fill_view(c, m, e, m, now)
         rr = base
         if run.policy:
-            rr = decide(c.state, c.load_view, c.routes[m], e * per, (e + 1) * per)
+            rr = decide(c.state, c.load_view, routes, e * per, (e + 1) * per)
         if hi - lo == 1:
             return e * per + rr
         edge = c.edges[e]
-        expected = expected_delay_s(c.routes[m], e * per + rr, c.load_view,
+        expected = expected_delay_s(routes, e * per + rr, c.load_view,
                                     value_at(c.links, edge.uplink0 + (0 if edge.shared_medium else m), now))
         if expected < best_s:
             best, best_s = e * per + rr, expected

@@ -222,7 +222,8 @@ def capture(c, decide, i, now, remaining, width):
         c.route[i] = place(c, decide, m, c.route[i] % run.routes_per_edge, now)
     elif run.policy:  # engine._decide
         fill_view(c, m, 0, 0 if run.shared else m, now)
-        c.route[i] = decide(c.state, c.load_view, c.routes[m], 0, c.n_routes[m])
+        g = c.routes_of[m]  # m's list of routes (one per mobile group)
+        c.route[i] = decide(c.state, c.load_view, c.routes[g], 0, c.n_routes[g])
     if demand(c, K_MOBILE, i) > 0:
         return m, 1, A_ARRIVE
     c.T[HS, i] = now
@@ -351,7 +352,7 @@ def borrowed_loop(c):
                       b(q.factors), b(q.free_slot))
     return Loop(b(c.T), plan, b(c.capture), b(c.mobile), b(c.route), b(c.stations), b(c.NXT), b(c.PRV), b(c.run),
                 b(c.edges), steps(c.links), b(c.status), b(c.drop_stage), delays, b(c.state), batches, b(c.routes),
-                b(c.load_view), b(c.edge_of_mobile), b(c.n_routes))
+                b(c.load_view), b(c.edge_of_mobile), b(c.n_routes), b(c.routes_of), b(c.prow))
 
 
 @njit(cache=True, inline="always")

@@ -60,7 +60,8 @@ BATCHER = np.dtype([("max_size", np.int64), ("idle", np.int64), ("free_slots", n
 queue delay it waits at most, its pending timer (-1: none) and when its longest batch in progress ends."""
 
 class Demands(NamedTuple):
-    """Per route and frame slot (routes x slots), indexed by station kind (K_*) where a queue adds a frame's work."""
+    """Per demand row and frame slot (rows x slots; Loop.prow gives a route's row), indexed by station kind (K_*)
+    where a queue adds a frame's work."""
 
     head_s: np.ndarray
     bits: np.ndarray  # uplink wire bits
@@ -115,10 +116,12 @@ class Loop(NamedTuple):
     delays: Delays
     state: np.ndarray  # the stateful policy's state (its kernels' own)
     batches: Batches
-    routes: np.ndarray  # ROUTE records per mobile device (predictions)
+    routes: np.ndarray  # ROUTE records per distinct list of routes (a mobile group's; predictions)
     load_view: np.ndarray  # one LOAD_VIEW record (what a decision sees)
     edge_of_mobile: np.ndarray  # each mobile device's edge server under a fixed assignment
-    n_routes: np.ndarray  # each mobile device's number of routes
+    n_routes: np.ndarray  # each list's number of routes
+    routes_of: np.ndarray  # each mobile device's row of `routes` (and `n_routes`)
+    prow: np.ndarray  # each route's row of the plan's demands (routes via edge servers alike share one)
 
 
 def new_stations(n: int) -> np.ndarray:

@@ -45,7 +45,7 @@ def unlink(stations, NXT, PRV, st, i):
 def demand(c, kind, i):
     """What frame i asks of a station of `kind` (K_*) on its route: seconds of service, bits on a link (NaN or 0
     where the route skips it); also what it adds to the station's queued work (engine._Station.work)."""
-    return c.plan[kind][c.route[i], i]
+    return c.plan[kind][c.prow[c.route[i]], i]  # routes with the same demands share a row (plan.demand_rows)
 
 
 @njit(cache=True, inline="always")

@@ -29,21 +29,25 @@ from simulator.loop.layout import (
 )
 from simulator.plan import FramePlan, Topology
 from simulator.policies import Route, StatefulPolicy, policy_kernels
-from simulator.policies.base import _c_functions, route_table
+from simulator.policies.base import _c_functions, route_records
 
 
 def policy_arrays(policy: Optional[StatefulPolicy], topo: Topology, routes_of_mobile: Optional[list[list[Route]]],
                n_mobiles: int) -> tuple:
-    """(state, ROUTE table, routes per mobile device, decide, observe) of a run: the policy's kernels as C functions
-    (decisions.no_decide and no_observe without one) and its state; the routes where a decision reads them."""
+    """(state, ROUTE table, routes per list, each mobile device's list, decide, observe) of a run: the policy's
+    kernels as C functions (decisions.no_decide and no_observe without one) and its state; the routes where a decision
+    reads them, a row per distinct list of routes (a mobile group's: policies.base.route_records), not per device."""
     kernels = policy_kernels(policy)
     decide, observe = _c_functions(*((kernels.decide, kernels.observe) if kernels is not None
                                      else (no_decide, no_observe)))
     state = kernels.state(policy, topo.uplink) if kernels is not None else np.zeros(1)
     if routes_of_mobile is None:
-        return state, np.zeros((max(n_mobiles, 1), 1), ROUTE), np.ones(max(n_mobiles, 1), np.int64), decide, observe
-    table = route_table(routes_of_mobile, topo.packet_payload_bytes, topo.packet_overhead_bytes)
-    return state, table, np.array([len(r) for r in routes_of_mobile], dtype=np.int64), decide, observe
+        return (state, np.zeros((1, 1), ROUTE), np.ones(1, np.int64), np.zeros(max(n_mobiles, 1), np.int64), decide,
+                observe)
+    table, of_mobile = route_records(routes_of_mobile, topo.packet_payload_bytes, topo.packet_overhead_bytes)
+    n_routes = np.zeros(table.shape[0], np.int64)
+    n_routes[of_mobile] = [len(r) for r in routes_of_mobile]
+    return state, table, n_routes, of_mobile, decide, observe
 
 
 def delay_model(topo: Topology, n_mobiles: int) -> tuple:
@@ -102,10 +106,13 @@ def static_state(topo: Topology, first: FramePlan, n_rows: int) -> tuple:
         kind(wan_down0, n_edges, K_WDOWN)
         kind(cloud, 1, K_CLOUD, max(tiers.cloud_servers, 1))
         edges["medium"] = -1
+        first_of = {id(topo.uplink): 0}  # edge servers reached over the same uplinks (a list) share their traces
         for e, spec in enumerate(tiers.edges):
-            edges["shared_medium"][e], edges["servers"][e], edges["uplink0"][e] = (spec.shared_medium, spec.servers,
-                                                                                  len(traces))
-            traces += list(spec.uplink)
+            edges["shared_medium"][e], edges["servers"][e] = spec.shared_medium, spec.servers
+            edges["uplink0"][e] = first_of.get(id(spec.uplink), len(traces))
+            if edges["uplink0"][e] == len(traces):
+                first_of[id(spec.uplink)] = len(traces)
+                traces += list(spec.uplink)
             if spec.shared_medium:
                 edges["medium"][e] = up0 + n_up + media.index(e)
             edges["wan_propagation_s"][e] = spec.wan_propagation_s
