@@ -5,18 +5,20 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
-import pandas as pd
 
 from simulator.devices import Device
 from simulator.link import LinkDelay, Packetiser, RateTrace, load_delay_trace
-from simulator.plan import Batching, EdgeTier, FramePlan, Tiers, Topology
+from simulator.plan import Batching, EdgeTier, FramePlan, Tiers, Topology, demand_rows
 from simulator.policies import BasePolicy, FrameInputs, Route, make_policy
 from simulator.resolve import mobile_radio_notes, resolve_devices
 from simulator.scenario import Scenario
 from simulator.workload import FrameStreams, capture_windows, load_dataset, trace_captures
+
+if TYPE_CHECKING:  # annotations only: validate imports no pandas
+    import pandas as pd
 
 
 @dataclass
@@ -67,9 +69,18 @@ class Point:
         return self.dataset[cols[0]].convert_dtypes().dtype if cols else None
 
     def routes_of_group(self, policy: BasePolicy) -> list[list[Route]]:
-        """The policy's routes for each mobile group via each edge server in turn (route r' = edge x R + r)."""
+        """The policy's routes for each mobile group via each edge server in turn (route r' = edge x R + r); those of
+        a pair of devices are made once (edge servers of one device share them: 100 laptops, one set of routes)."""
         edges = self.edge_devices or [self.server]
-        return [[r for e in edges for r in policy.routes(self.devices[name], e)] for name, _ in self.groups]
+        made: dict[tuple[int, int], list[Route]] = {}
+
+        def of_pair(mobile: Device, edge: Device) -> list[Route]:
+            key = (id(mobile), id(edge))
+            if key not in made:
+                made[key] = policy.routes(mobile, edge)
+            return made[key]
+
+        return [[r for e in edges for r in of_pair(self.devices[name], e)] for name, _ in self.groups]
 
 
 def with_device_errors(pt: Point, seed: int, rep: int) -> Point:
@@ -119,12 +130,12 @@ def tiers_of(sc: Scenario, mobile_uplinks: list[RateTrace], scenario_trace: Rate
         else:
             base = own.rate_trace()
             shared = own.shared_medium
-            uplink = [base.shifted(own.trace_offset_s) if own.trace else base] if shared else [
-                mobile_uplinks[m] if groups_own[m] else (base.shifted(own.trace_offset_s + m * own.offset_step_s)
+            uplink = [base.shifted(own.offset_s(0)) if own.trace else base] if shared else [
+                mobile_uplinks[m] if groups_own[m] else (base.shifted(own.offset_s(m))
                                                          if own.trace else base) for m in range(len(mobile_uplinks))]
         wan = None
         if w is not None:
-            wan = base_wan.shifted(w.trace_offset_s + e * w.offset_step_s) if w.trace else base_wan
+            wan = base_wan.shifted(w.offset_s(e)) if w.trace else base_wan
         edges.append(EdgeTier(spec.name, spec.servers, uplink, shared, wan,
                               cloud.wan.propagation_delay_s if cloud is not None else 0.0))
     b = cloud.batching if cloud is not None else None
@@ -195,7 +206,7 @@ def mobile_links(sc: Scenario, scenario_trace: RateTrace) -> tuple[list[RateTrac
         first = 0 if own is not None else shared_users
         shared_users += 0 if own is not None else g.count
         for k in range(first, first + g.count):
-            offset = spec.trace_offset_s + k * spec.offset_step_s if path else 0.0
+            offset = spec.offset_s(k) if path else 0.0
             uplinks.append(base.shifted(offset))
             if link.delay is not None:
                 d = link.delay
@@ -275,12 +286,21 @@ def _resent_bytes(packetiser: Packetiser, streams: FrameStreams, mobiles: range,
     return np.concatenate([packetiser.draw_resent_bytes(streams.loss(m, route), size) for m in mobiles])
 
 
+def route_rows(pt: Point, routes_by_group: list[list[Route]]) -> Optional[np.ndarray]:
+    """Each route's row of the point's frame plans (plan.demand_rows: edge servers of one device share rows; None:
+    a row per route)."""
+    wan = pt.wan_packetiser
+    return demand_rows(routes_by_group, [id(d) for d in pt.edge_devices] or [id(pt.server)],
+                       pt.packetiser.loss_probability > 0, wan is not None and wan.loss_probability > 0)
+
+
 def plan_window(pt: Point, pol: BasePolicy, routes_by_group: list[list[Route]], rep: int, streams: FrameStreams,
                 start: int, stop: int) -> Window:
     """Frames start..stop-1 of every mobile device (mobile-major), with each route's service demands.
 
     routes_by_group: pt.routes_of_group(pol), worked out once for all the windows of a run. Demands are filled a
-    mobile group at a time (its devices' frames are contiguous), so the cost is frames x routes, not devices x routes.
+    mobile group at a time (its devices' frames are contiguous) and a row per distinct route (route_rows), so the
+    cost is frames x distinct routes, not devices x edge servers x routes.
     """
     sc = pt.scenario
     n_inst = pt.n_mobiles
@@ -303,14 +323,16 @@ def plan_window(pt: Point, pol: BasePolicy, routes_by_group: list[list[Route]], 
     frames_per = sc.workload.frames
     sample = (mobile * frames_per + seq) % len(pt.dataset) if pt.dataset is not None else seq
     n_routes = len(routes_by_group[0])
-    head = np.zeros((n_routes, n))
-    tail = np.full((n_routes, n), np.nan)
-    wire = np.zeros((n_routes, n))
-    down = np.zeros((n_routes, n))
+    rows = route_rows(pt, routes_by_group)
+    fill = range(n_routes) if rows is None else np.unique(rows, return_index=True)[1].tolist()  # a row's first route
+    head = np.zeros((len(fill), n))
+    tail = np.full((len(fill), n), np.nan)
+    wire = np.zeros((len(fill), n))
+    down = np.zeros((len(fill), n))
     packetiser = pt.packetiser
-    wan_bits = np.zeros((n_routes, n)) if tiered else None
-    cloud = np.full((n_routes, n), np.nan) if tiered else None
-    wan_down = np.zeros((n_routes, n)) if tiered else None
+    wan_bits = np.zeros((len(fill), n)) if tiered else None
+    cloud = np.full((len(fill), n), np.nan) if tiered else None
+    wan_down = np.zeros((len(fill), n)) if tiered else None
     u_cloud = uniforms("cloud", _needs_uniforms([rt.cloud for rt in all_routes], mode)) if tiered else None
     first = np.searchsorted(pt.group_of_instance, np.arange(len(routes_by_group) + 1))  # groups are contiguous
     for g, routes in enumerate(routes_by_group):
@@ -318,22 +340,23 @@ def plan_window(pt: Point, pol: BasePolicy, routes_by_group: list[list[Route]], 
         sl, count = slice(mobiles.start * per, mobiles.stop * per), len(mobiles) * per
         if not count:
             continue
-        for r, route in enumerate(routes):
+        for j, r in enumerate(fill):  # row j holds route r's demands (and those of the routes sharing its row)
+            route = routes[r]
             if route.head is not None:
-                head[r, sl] = route.head.draw(u_head[sl], mode)
+                head[j, sl] = route.head.draw(u_head[sl], mode)
             if route.tail is not None:
-                tail[r, sl] = route.tail.draw(u_tail[sl], mode)
+                tail[j, sl] = route.tail.draw(u_tail[sl], mode)
             if route.offloads:
                 size = np.full(count, route.up_bytes)
-                wire[r, sl] = packetiser.wire_bytes(size, _resent_bytes(packetiser, streams, mobiles, r, route.up_bytes,
+                wire[j, sl] = packetiser.wire_bytes(size, _resent_bytes(packetiser, streams, mobiles, r, route.up_bytes,
                                                                         per)) * 8.0
-                down[r, sl] = packetiser.wire_bytes(np.full(count, route.down_bytes)) * 8.0 / pt.downlink_bps
+                down[j, sl] = packetiser.wire_bytes(np.full(count, route.down_bytes)) * 8.0 / pt.downlink_bps
             if route.cloud is not None:
-                cloud[r, sl] = route.cloud.draw(u_cloud[sl], mode)
+                cloud[j, sl] = route.cloud.draw(u_cloud[sl], mode)
                 wp, size = pt.wan_packetiser, np.full(count, route.wan_bytes)
-                wan_bits[r, sl] = wp.wire_bytes(size, _resent_bytes(wp, streams, mobiles, WAN_LOSS + r, route.wan_bytes,
+                wan_bits[j, sl] = wp.wire_bytes(size, _resent_bytes(wp, streams, mobiles, WAN_LOSS + r, route.wan_bytes,
                                                                     per)) * 8.0
-                wan_down[r, sl] = wp.wire_bytes(np.full(count, route.down_bytes)) * 8.0 / pt.wan_down_bps
+                wan_down[j, sl] = wp.wire_bytes(np.full(count, route.down_bytes)) * 8.0 / pt.wan_down_bps
     inputs = FrameInputs(mobile_index=mobile, sample_index=sample, dataset=pt.dataset, seed=sc.seed + rep)
     per_edge = len(routes_by_group[0]) // max(len(pt.edge_devices), 1)
     route = pol.choose(inputs, routes_by_group[0][:per_edge]).astype(np.int16) if not pol.stateful \
@@ -344,7 +367,7 @@ def plan_window(pt: Point, pol: BasePolicy, routes_by_group: list[list[Route]], 
     if tiered:
         keys, factors = cloud_batches(routes_by_group[0], pt)
         plan = FramePlan(capture, mobile, route, head, wire, tail, down, n_inst, delay_u, wan_bits, cloud, wan_down,
-                         per_edge, keys, factors)
+                         per_edge, keys, factors, rows)
     else:
         plan = FramePlan(capture, mobile, route, head, wire, tail, down, n_inst, delay_u)
     return Window(plan, routes_by_group, group, sample, seq, mobile * frames_per + seq)

@@ -45,9 +45,9 @@ from simulator.engine import WindowDone, WindowLoader, in_memory
 from simulator.kernels.records import load_view
 from simulator.loop.events import run_events
 from simulator.loop.heap import grown, start_captures
-from simulator.loop.layout import GROW, LOAD, Q_POLICY
+from simulator.loop.layout import GROW, LOAD, Delays, Demands, Loop
 from simulator.loop.lindley import lindley as _lindley
-from simulator.loop.lindley import C_ARRIVE, C_START, F_CHAIN, F_END, lindley_applies
+from simulator.loop.lindley import lindley_applies, replay_state
 from simulator.loop.ring import Ring
 from simulator.loop.setup import delay_model, policy_arrays, static_state
 from simulator.plan import TIER_FIELDS, TIME_FIELDS, FramePlan, Topology
@@ -102,11 +102,11 @@ def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_wind
     fields = TIME_FIELDS + (TIER_FIELDS if first.cloud_s is not None else ())
     delay = topo.delay is not None
     ring = Ring(first, peeked is None, ring_windows, len(fields) + (2 if delay else 0), delay)
-    SI, SF, Q, P, E, EF, traces, B, n_up = static_state(topo, first, len(fields))
+    stations, run, edges, traces, batches, n_up = static_state(topo, first, len(fields))
     n_mob = first.n_mobiles
-    Q[Q_POLICY] = policy is not None
-    kinds, fifo, delay_traces = delay_model(topo, n_mob)
-    state, routes, n_routes, decide, observe = policy_arrays(policy, topo, routes_of_mobile, n_mob)
+    run["policy"] = policy is not None
+    traced, fifo, delay_traces = delay_model(topo, n_mob)
+    state, routes, n_routes, routes_of, decide, observe = policy_arrays(policy, topo, routes_of_mobile, n_mob)
     view = load_view()
     tiers = topo.tiers
     edge_of_mobile = np.ascontiguousarray(tiers.edge_of_mobile if tiers is not None and tiers.edge_of_mobile is not None
@@ -116,10 +116,8 @@ def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_wind
     firsts = firsts[firsts >= 0]
     firsts = firsts[np.lexsort((firsts, ring.capture[firsts]))]  # the SimPy engine's start order
     if ring.single and lindley_applies(first, topo):
-        cursors, numbers = np.zeros((3, 3), np.int64), np.zeros((3, 3))  # replay's state of each station
-        cursors[:, C_ARRIVE] = cursors[:, C_START] = firsts[0]
-        numbers[:, F_END], numbers[0, F_CHAIN] = -np.inf, ring.capture[firsts[0]]
-        decisions = (Q[Q_POLICY], state.copy(), routes, n_routes, view, P, cursors, numbers)
+        replayed = replay_state(firsts[0], ring.capture[firsts[0]])
+        decisions = (int(run["policy"][0]), state.copy(), routes, n_routes, view, run, replayed)
         if _lindley(firsts[0], ring.nxt, ring.capture, ring.route, ring.plan, traces, ring.T, ring.status,
                     topo.propagation_s, topo.deadline_s is not None, topo.deadline_s or 0.0, decisions, decide,
                     observe):
@@ -131,9 +129,10 @@ def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_wind
     heap = (np.empty(size), np.empty(size, np.int64), np.empty(size, np.int64), np.zeros(2, np.int64))
     start_captures(heap, firsts, ring.capture)
     while True:
-        dl = (kinds, fifo, ring.delay_values, delay_traces, last_up, last_down)
-        c = (ring.T, ring.plan, ring.capture, ring.mobile, ring.route, SI, ring.NXT, ring.PRV, SF, Q, P, E, EF, traces,
-             ring.status, ring.drop_stage, dl, state, B, routes, view, edge_of_mobile, n_routes)  # anew: rings grow
+        delays = Delays(traced, fifo, ring.delay_values, delay_traces, last_up, last_down)
+        c = Loop(ring.T, Demands(*ring.plan), ring.capture, ring.mobile, ring.route, stations, ring.NXT, ring.PRV,
+                 run, edges, traces, ring.status, ring.drop_stage, delays, state, batches, routes, view,
+                 edge_of_mobile, n_routes, routes_of, ring.rows)  # anew: rings grow
         why = run_events(c, decide, observe, ring.nxt, ring.remaining, ring.width, *heap)
         if why == GROW:
             heap = grown(heap)

@@ -19,12 +19,14 @@ Methods (lower priority defers first):
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
-import pandas as pd
 
 from profilers.errors import EdgesimError, unknown_name
+
+if TYPE_CHECKING:  # annotations only: list policies and validate import no pandas through the cascade policies
+    import pandas as pd
 
 SCORE_COLUMNS = {"switcher": "switcher_score", "uncertainty": "edge_max_prob", "margin": "edge_margin", "entropy": "edge_entropy"}
 """Confidence column per score method; entropy is reversed (high entropy = low confidence)."""

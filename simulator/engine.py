@@ -214,6 +214,7 @@ class FrameRing:
         wp = self.first if k == 0 else (self.peeked if k == 1 else self.load_window(k))
         if wp is None or wp.capture_s.size == 0:
             return False
+        wp = wp.all_routes()  # demands read by route (a plan may share rows between routes: FramePlan.rows)
         n = wp.capture_s.size
         if k - self.flushed >= self.ring_windows:
             raise falls_behind(self.ring_windows, self.env.now)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, NamedTuple, Optional
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,7 @@ from profilers.io import atomic_target
 from simulator.assemble import Point, Window
 from simulator.devices import Device
 from simulator.metrics import FrameKeys, SummaryAccumulator
-from simulator.plan import STAGES, STATUS_NAMES, FramePlan
+from simulator.plan import STAGES, STATUS_NAMES, FramePlan, Tiers
 from simulator.policies import Route
 
 
@@ -32,16 +32,40 @@ def text_column(names, codes: np.ndarray, missing: Optional[np.ndarray] = None) 
 
 def frames_df(pt: Point, w: Window, times: dict, policy: str, rep: int, point: int) -> pd.DataFrame:
     """The frame table of one window of one policy, keyed by sweep point and replication."""
+    beyond = beyond_edge(times, w.plan, pt.topo.tiers) if pt.topo.tiers is not None else None
     df = frame_table(w.plan, times, w.routes_by_group, w.group, pt.devices, [n for n, _ in pt.groups],
                      pt.instance_names, w.sample, pt.dataset, pt.scenario.link.propagation_delay_s, pt.downlink_bps,
-                     w.frame_id, pt.prediction_dtype)
+                     w.frame_id, pt.prediction_dtype, beyond)
     df.insert(0, "policy", policy)
     df.insert(0, "replication", rep)
     df.insert(0, "point", point)
     df["warmup"] = w.seq < pt.scenario.workload.warmup_frames
-    if pt.topo.tiers is not None:
-        add_tier_columns(df, w, times, pt)
+    if beyond is not None:
+        add_tier_columns(df, w, times, pt, beyond)
     return df
+
+
+class BeyondEdge(NamedTuple):
+    """Per frame of a tiered run, what happened past the uplink: masks and times the frame table's edge, WAN and
+    cloud columns are built from."""
+
+    edge: np.ndarray  # its edge server
+    computed: np.ndarray  # its tail ran at the edge server
+    cloud: np.ndarray  # it went on to the cloud
+    after_edge: np.ndarray  # when it left the edge server
+    back: np.ndarray  # when it was back at the edge server, on its way to the mobile device
+    wan_propagation_s: np.ndarray  # its edge server's WAN one-way propagation
+
+
+def beyond_edge(times: dict, plan: FramePlan, tiers: Tiers) -> BeyondEdge:
+    """The BeyondEdge of a window's frames from their stage times."""
+    edge = times["route"].astype(np.int64) // (plan.routes_per_edge or 1)
+    computed = ~np.isnan(times["tail_start"])
+    cloud = ~np.isnan(times["cloud_start"])
+    after_edge = np.where(computed, times["tail_end"], times["edge_arrive"])
+    wan_prop = np.array([e.wan_propagation_s for e in tiers.edges])[edge]
+    back = np.where(cloud, times["wan_down_end"] + wan_prop, after_edge)
+    return BeyondEdge(edge, computed, cloud, after_edge, back, wan_prop)
 
 
 def frame_keys(w: Window, times: dict, rep: int, pt: Point, bytes_up: np.ndarray) -> FrameKeys:
@@ -80,23 +104,13 @@ delay_s: mobile queue, head, uplink queue, transfer, propagation, edge queue, ed
 transfer, WAN propagation both ways, cloud queue, batching wait, cloud compute, WAN return, return."""
 
 
-def add_tier_columns(df: pd.DataFrame, w: Window, times: dict, pt: Point) -> None:
-    """The edge server of each frame and the WAN, cloud and batching components; edge and cloud energy."""
-    tiers, plan = pt.topo.tiers, w.plan
-    r = times["route"].astype(np.int64)
-    per = plan.routes_per_edge or 1
-    edge = r // per
-    offloaded = ~np.isnan(times["up_end"])
+def add_tier_columns(df: pd.DataFrame, w: Window, times: dict, pt: Point, beyond: BeyondEdge) -> None:
+    """The edge server of each frame and the WAN, cloud and batching components; cloud energy (the edge columns
+    are frame_table's, from the same BeyondEdge)."""
+    tiers, r = pt.topo.tiers, times["route"].astype(np.int64)
+    cloud, after_edge, wan_prop = beyond.cloud, beyond.after_edge, beyond.wan_propagation_s
     sent = _sent(times, df["bytes_up"].to_numpy())  # a frame run on the mobile device alone has no edge server
-    df.insert(df.columns.get_loc("mobile") + 1, "edge", text_column([e.name for e in tiers.edges], edge, ~sent))
-    arrive = times["edge_arrive"]
-    computed = ~np.isnan(times["tail_start"])
-    cloud = ~np.isnan(times["cloud_start"])
-    after_edge = np.where(computed, times["tail_end"], arrive)
-    wan_prop = np.array([e.wan_propagation_s for e in tiers.edges])[edge]
-    prop_down = df["propagation_s"].to_numpy() - df["propagation_up_s"].to_numpy()
-    df["server_queue_s"] = np.where(computed, times["tail_start"] - arrive, 0.0)
-    df["tail_s"] = np.where(computed, times["tail_end"] - times["tail_start"], 0.0)
+    df.insert(df.columns.get_loc("mobile") + 1, "edge", text_column([e.name for e in tiers.edges], beyond.edge, ~sent))
     batch_wait = np.nan_to_num(times["batch_wait"])
     df["wan_queue_s"] = np.where(cloud, times["wan_start"] - after_edge, 0.0)
     df["wan_transfer_s"] = np.where(cloud, times["wan_end"] - times["wan_start"], 0.0)
@@ -106,33 +120,44 @@ def add_tier_columns(df: pd.DataFrame, w: Window, times: dict, pt: Point) -> Non
     df["cloud_s"] = np.where(cloud, times["cloud_end"] - times["cloud_start"], 0.0)
     df["wan_return_s"] = np.where(cloud, times["wan_down_end"] - times["cloud_end"], 0.0)
     df["batch_size"] = np.where(cloud, np.nan_to_num(times["batch_size"], nan=1.0), 0).astype(np.int64)
-    back = np.where(cloud, times["wan_down_end"] + wan_prop, after_edge)
-    df["return_s"] = np.where(offloaded, times["done"] - back - prop_down, 0.0)
     df["bytes_wan"] = np.where(cloud, np.array([[rt.wan_bytes for rt in routes] for routes in w.routes_by_group])[
         w.group, r], 0)
     cloud_w = pt.cloud.active_w if pt.cloud is not None else 0.0
-    edge_w = np.array([[rt.tail.power_w if rt.tail else 0.0 for rt in routes] for routes in w.routes_by_group])[w.group, r]
-    df["energy_server_j"] = df["tail_s"].to_numpy() * edge_w
     df["energy_cloud_j"] = df["cloud_s"].to_numpy() * cloud_w / np.maximum(df["batch_size"].to_numpy(), 1)
     dropped = times["status"] == 2
-    for col in ("server_queue_s", "tail_s", "return_s", *TIER_COLUMNS):
+    for col in TIER_COLUMNS:
         df.loc[dropped, col] = np.nan
+
+
+def edge_columns(times: dict, offloaded: np.ndarray, prop_up, prop_down, prop_down_column: np.ndarray,
+                 beyond: Optional[BeyondEdge]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """server_queue_s, tail_s and return_s: from the uplink's end and the tail's (one edge server, no cloud) or, in a
+    tiered run, from the arrival at the edge server and the way back past it (the delay down then as the frame
+    table's propagation columns give it, their difference)."""
+    tail_start, tail_end, done = times["tail_start"], times["tail_end"], times["done"]
+    if beyond is None:
+        return (np.where(offloaded, tail_start - times["up_end"] - prop_up, 0.0),
+                np.where(offloaded, tail_end - tail_start, 0.0),
+                np.where(offloaded, done - tail_end - prop_down, 0.0))
+    return (np.where(beyond.computed, tail_start - times["edge_arrive"], 0.0),
+            np.where(beyond.computed, tail_end - tail_start, 0.0),
+            np.where(offloaded, done - beyond.back - prop_down_column, 0.0))
 
 
 def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]], group: np.ndarray,
                 devices: dict[str, Device], group_names: list[str], instance_names: list[str],
                 sample: np.ndarray, dataset: Optional[pd.DataFrame], propagation_s: float,
                 downlink_bps: float, frame_id: Optional[np.ndarray] = None,
-                prediction_dtype: Optional[object] = None) -> pd.DataFrame:
+                prediction_dtype: Optional[object] = None, beyond: Optional[BeyondEdge] = None) -> pd.DataFrame:
     """Per-frame records: each delay component, bytes, energy (compute and radio) and the decision; with
-    `prediction_dtype` (some policy of the run predicts: Point.prediction_dtype) also label, prediction, correct."""
+    `prediction_dtype` (some policy of the run predicts: Point.prediction_dtype) also label, prediction, correct;
+    with `beyond` (a tiered run) the edge server's columns from its arrival there (add_tier_columns adds the rest)."""
     n = plan.capture_s.size
     idx = np.arange(n)
     r = times["route"].astype(np.int64)
     capture = plan.capture_s
     head_start, head_end = times["head_start"], times["head_end"]
     up_start, up_end = times["up_start"], times["up_end"]
-    tail_start, tail_end = times["tail_start"], times["tail_end"]
     done = times["done"]
     status = times["status"]
     offloaded = ~np.isnan(up_end)
@@ -145,7 +170,7 @@ def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]]
     tail_power = np.array([[routes[k].tail.power_w if routes[k].tail else 0.0 for k in range(n_routes)] for routes in routes_by_group])
     up_bytes = np.array([[routes[k].up_bytes for k in range(n_routes)] for routes in routes_by_group])
     down_bytes = np.array([[routes[k].down_bytes for k in range(n_routes)] for routes in routes_by_group])
-    wire_bits = plan.wire_bits[r, idx]
+    wire_bits = plan.wire_bits[plan.row_of(r), idx]
     down_dur = np.where(offloaded, times["down_end"] - times["down_start"], 0.0)
     head_s = np.nan_to_num(head_end - head_start)
     tx_w = np.array([devices[nm].radio.tx_w for nm in group_names])[group]
@@ -154,7 +179,11 @@ def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]]
     rx_slope = np.array([devices[nm].radio.rx_w_per_mbps for nm in group_names])[group]
     down_bits = down_dur * downlink_bps
     radio_j = np.where(offloaded, tx_w * transfer + tx_slope * wire_bits / 1e6 + rx_w * down_dur + rx_slope * down_bits / 1e6, 0.0)
-    tail_s = np.where(offloaded, tail_end - tail_start, 0.0)
+    propagation = np.where(offloaded, prop_up + prop_down, 0.0)
+    propagation_up = np.where(offloaded, prop_up, 0.0)
+    server_queue, tail_s, return_s = edge_columns(times, offloaded, prop_up, prop_down, propagation - propagation_up,
+                                                  beyond)
+    energy_server = (np.nan_to_num(tail_s) if beyond is None else tail_s) * tail_power[group, r]
     df = pd.DataFrame({
         "frame": idx if frame_id is None else frame_id,
         "mobile": text_column(instance_names, plan.mobile),
@@ -166,11 +195,11 @@ def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]]
         "head_s": head_end - head_start,
         "uplink_queue_s": np.where(offloaded, up_start - head_end, 0.0),
         "transfer_s": transfer,
-        "propagation_s": np.where(offloaded, prop_up + prop_down, 0.0),
-        "propagation_up_s": np.where(offloaded, prop_up, 0.0),
-        "server_queue_s": np.where(offloaded, tail_start - up_end - prop_up, 0.0),
+        "propagation_s": propagation,
+        "propagation_up_s": propagation_up,
+        "server_queue_s": server_queue,
         "tail_s": tail_s,
-        "return_s": np.where(offloaded, done - tail_end - prop_down, 0.0),
+        "return_s": return_s,
         "delay_s": np.where(status == 2, np.nan, done - capture),
         "done_s": done,
         "bytes_up": np.where(offloaded, up_bytes[group, r], 0),
@@ -178,12 +207,13 @@ def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]]
         "bytes_down": np.where(offloaded, down_bytes[group, r], 0),
         "energy_mobile_compute_j": head_s * head_power[group, r],
         "energy_mobile_radio_j": radio_j,
-        "energy_server_j": np.nan_to_num(tail_s) * tail_power[group, r],
+        "energy_server_j": energy_server,
         "sample": sample,
     })
     dropped = status == 2
-    for col in ("mobile_queue_s", "head_s", "uplink_queue_s", "transfer_s", "server_queue_s", "tail_s", "return_s"):
-        df.loc[dropped, col] = np.nan
+    for col, _ in DELAY_COMPONENTS:  # all but the propagation columns
+        if col != "propagation_s":
+            df.loc[dropped, col] = np.nan
     if prediction_dtype is not None:  # the point's policies predict: label, prediction (missing where a route has none) and correct
         route_col = np.array([rt.prediction or "" for rt in routes_by_group[0]], dtype=object)[r]
         prediction = np.full(n, None, dtype=object)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -38,6 +38,26 @@ class FramePlan:
     routes_per_edge: int = 0  # with several edge servers, route r' = edge x routes_per_edge + the policy's route
     cloud_key: Optional[np.ndarray] = None  # (R,) what the cloud runs per route (-1: nothing): batches share a key
     batch_factors: Optional[np.ndarray] = None  # (R, B + 1) cloud time at batch size b / at batch size 1
+    rows: Optional[np.ndarray] = None  # (R,) each route's row of the demand arrays (None: row r is route r)
+
+    @property
+    def n_routes(self) -> int:
+        """Routes a frame can take (rows of the demand arrays where no two routes share one)."""
+        return self.head_s.shape[0] if self.rows is None else self.rows.size
+
+    def row_of(self, route):
+        """The demand row(s) of route(s) `route`: routes with the same demands share one row (demand_rows)."""
+        return route if self.rows is None else self.rows[route]
+
+    def all_routes(self) -> "FramePlan":
+        """The plan with a demand row per route (itself when it has one already), for an engine that reads the
+        demand arrays by route."""
+        if self.rows is None:
+            return self
+        take = (lambda a: None if a is None else a[self.rows])
+        return replace(self, head_s=take(self.head_s), wire_bits=take(self.wire_bits), tail_s=take(self.tail_s),
+                       down_s=take(self.down_s), wan_bits=take(self.wan_bits), cloud_s=take(self.cloud_s),
+                       wan_down_s=take(self.wan_down_s), rows=None)
 
     def capture_chain(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per mobile device its first and last frame by capture time (-1: none), and each frame's next capture of
@@ -58,6 +78,26 @@ class FramePlan:
             starts, ends = order[np.concatenate(([True], ~same))], order[np.concatenate((~same, [True]))]
             first_of[self.mobile[starts]], last_of[self.mobile[ends]] = starts, ends
         return first_of, last_of, nxt
+
+
+def demand_rows(routes_by_group: list[list], edge_keys: list, lossy_uplink: bool,
+                lossy_wan: bool) -> Optional[np.ndarray]:
+    """Each route's row of a plan's demand arrays, so that a plan holds (distinct routes x frames), not (edge servers
+    x routes x frames); None when every route has its own row.
+
+    Route r' = e x R + r (R routes per edge server) shares the row of route r via the first edge server whose key
+    (its device) is edge e's: the policy offers the same routes there, so a frame's uniforms give the same demands.
+    A route that draws packet losses keeps its own row: its resends come from its own stream (per route number).
+    """
+    n_routes = len(routes_by_group[0])
+    per = n_routes // max(len(edge_keys), 1)
+    seen: dict = {}
+    rows = np.empty(n_routes, dtype=np.int64)
+    for r in range(n_routes):
+        own = any((lossy_uplink and routes[r].offloads) or (lossy_wan and routes[r].cloud is not None)
+                  for routes in routes_by_group)
+        rows[r] = seen.setdefault(("route", r) if own else (edge_keys[r // per], r % per), len(seen))
+    return None if len(seen) == n_routes else rows
 
 
 

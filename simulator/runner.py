@@ -13,7 +13,7 @@ from typing import Optional
 
 import pandas as pd
 
-from simulator.assemble import Point, Window, assemble, plan_window, with_device_errors
+from simulator.assemble import Point, Window, assemble, plan_window, route_rows, with_device_errors
 from simulator.frames import FrameSink, frame_keys, frames_df
 from simulator.metrics import add_gain_bands, add_gains, summary_rows
 from simulator.policies import BasePolicy
@@ -40,7 +40,8 @@ def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Opti
     parent process) and the result holds no frames; above workload.chunk_frames the run then goes window by window."""
     sc = apply_overrides(scenario, overrides, source=f"sweep point {point}")
     pt = assemble(sc)
-    streaming = frames_path is not None and sc.workload.frames * pt.n_mobiles * _copies(pt) > sc.workload.chunk_frames
+    copies = max(_copies(pt, pt.routes_of_group(pol)) for pol in pt.policies)
+    streaming = frames_path is not None and sc.workload.frames * pt.n_mobiles * copies > sc.workload.chunk_frames
     n_edges = len(pt.topo.tiers.edges) if pt.topo.tiers is not None else 0
     with FrameSink([s.display for s in sc.policies], pt.n_mobiles, n_edges, frames_path, keep_frames) as sink:
         used: dict[str, str] = {}
@@ -61,10 +62,13 @@ def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Opti
     return PointResult(point, sink.frames(), summary, pt.engine, list(dict.fromkeys(notes)))
 
 
-def _copies(pt: Point) -> int:
-    """How many times a frame plan holds each frame's demands: once per edge server (a route per server), so that a
-    window holds chunk_frames frame-routes and its memory stays flat however many servers there are."""
-    return max(len(pt.edge_devices), 1)
+def _copies(pt: Point, routes_by_group: list) -> int:
+    """How many times a frame plan holds each frame's demands of a policy route: once per distinct edge server device
+    (assemble.route_rows; once per edge server where routes draw packet losses), so that a window holds chunk_frames
+    frame-rows and its memory stays flat however many servers there are."""
+    rows = route_rows(pt, routes_by_group)
+    n_rows = len(routes_by_group[0]) if rows is None else int(rows.max()) + 1
+    return max(1, -(-n_rows * max(len(pt.edge_devices), 1) // len(routes_by_group[0])))
 
 
 def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink, windowed: bool,
@@ -92,7 +96,7 @@ def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink
         df = frames_df(pt, w, times, label, rep, point)
         sink.add(df, label, frame_keys(w, times, rep, pt, df["bytes_up"].to_numpy()))
         return used
-    per_window = max(1, chunk // (pt.n_mobiles * _copies(pt)))
+    per_window = max(1, chunk // (pt.n_mobiles * _copies(pt, routes_by_group)))
     windows: dict[int, Window] = {}
 
     def load(k: int):

@@ -48,6 +48,10 @@ class TraceOffsets(_Strict):
     trace_end: TraceEnd = Field(default="hold", description=(
         "after the trace ends: 'hold' its last rate, or 'wrap' around to its start (the last time is the end)"))
 
+    def offset_s(self, k: int) -> float:
+        """Where in the trace the k-th user of the link starts (mobile device, or edge server on the WAN)."""
+        return self.trace_offset_s + k * self.offset_step_s
+
 
 class TracedRate(TraceOffsets):
     """A link's data rate: constant, or following a trace (scaled, offset per device, held or wrapped at its end)."""
@@ -615,7 +619,7 @@ def check_trace_offsets(scenario: Scenario, source: str = "<scenario>", root: Op
     for loc, link, count, who in links:
         if not link.trace or link.trace_end == "wrap" or count == 0 or not Path(link.trace).is_file():
             continue
-        last = link.trace_offset_s + (count - 1) * link.offset_step_s
+        last = link.offset_s(count - 1)
         end = load_rate_trace(link.trace).end_s
         if last > 0 and last >= end:
             field = "trace_offset_s" if link.offset_step_s == 0 else "offset_step_s"

@@ -11,12 +11,13 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Optional
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from profilers.errors import EdgesimWarning, field_message
 from simulator.link import load_rate_trace
+
+if TYPE_CHECKING:  # pandas where a summary is read, not when a scenario is checked (validate)
+    import pandas as pd
 
 RATE_MAX_MBPS = 1e5
 """100 Gbit/s: above it a data rate is most likely in bit/s or kbit/s written as Mbit/s."""
@@ -254,6 +255,8 @@ def _unstable(value) -> bool:
     """True for a `stable` cell that says False (a bool, or 'False'/'0' as read back from CSV)."""
     if isinstance(value, str):
         return value.strip().lower() in ("false", "0", "no")
+    import pandas as pd  # loaded already: the cell comes from a summary table
+
     return value is not None and not pd.isna(value) and not bool(value)
 
 
@@ -269,6 +272,8 @@ def unstable_warnings(summary: pd.DataFrame) -> list[str]:
     written before summary.csv had the `stable` column give no warnings; rows of one edge server (scope 'edge')
     are covered by the row of all of them.
     """
+    import pandas as pd
+
     if "stable" not in summary.columns:
         return []
     if "scope" in summary.columns:

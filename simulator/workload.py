@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
-import pandas as pd
-
-import pyarrow.parquet as pq
 
 from profilers.errors import EdgesimError, field_message
 from simulator.csvtable import read_csv_table
 from simulator.limits import MAX_TRACE_ROWS, check_trace_rows, check_trace_size
 from simulator.scenario import Scenario
+
+if TYPE_CHECKING:  # pandas and pyarrow where a dataset or a trace is read, not when a scenario is checked (validate)
+    import pandas as pd
 
 
 def load_dataset(path: Optional[str], split: Optional[str],
@@ -25,6 +25,9 @@ def load_dataset(path: Optional[str], split: Optional[str],
             raise EdgesimError(f"field 'workload.positive_label': {_cell(positive_label)} is set but there is no "
                                "workload.dataset: F1 is counted over a dataset trace's labels; remove it or give one")
         return None
+    import pandas as pd
+    import pyarrow.parquet as pq
+
     p = Path(path)
     if not p.exists():
         raise EdgesimError(f"{p}: dataset trace not found (workload.dataset)")
@@ -53,6 +56,8 @@ def load_dataset(path: Optional[str], split: Optional[str],
 def check_positive_label(df: pd.DataFrame, positive: int | str, path: Path) -> None:
     """workload.positive_label is one of the dataset's labels, of the same kind (a class index or a class name):
     a value that never occurs would make every F1 0 without saying why."""
+    import pandas as pd
+
     where = ("workload", "positive_label")
     if "label" not in df.columns:
         raise EdgesimError(field_message(str(path), where, f"{_cell(positive)} is set but the dataset trace has no "
@@ -94,6 +99,8 @@ def _first_bad(mask: np.ndarray) -> Optional[int]:
 def check_dataset(df: pd.DataFrame, path: Path) -> None:
     """A dataset trace's contents: labels and predictions are class indices (whole numbers >= 0) or class names, the
     same kind in every column, none missing; probabilities and scores finite in [0, 1]; entropies finite >= 0."""
+    import pandas as pd
+
     classes = [c for c in df.columns if c == "label" or str(c).endswith("_pred")]
     kinds = {}
     for col in classes:
@@ -169,6 +176,8 @@ class FrameStreams:
 
 def trace_captures(scenario: Scenario, dataset: Optional[pd.DataFrame]) -> np.ndarray:
     """Capture times of a trace source: a CSV column or the dataset's capture_time_s (repeated past its end)."""
+    import pandas as pd
+
     w = scenario.workload
     if w.trace is not None:  # the one CSV reader of traces: FILE:LINE errors
         path, field = Path(w.trace), "workload.trace"

@@ -9,21 +9,26 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator import run
+from simulator import metrics, run
 from simulator.metrics import group_sums
 from tests.sim_helpers import scenario_dict, write_toy_profiles
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(1, 3000), st.integers(1, 40), st.booleans(), st.integers(0, 2**32 - 1))
-def test_group_sums_equal_numpy_sum_of_each_group(n, groups, presorted, seed):
+@given(st.integers(1, 3000), st.integers(1, 40), st.booleans(), st.booleans(), st.integers(0, 2**32 - 1))
+def test_group_sums_equal_numpy_sum_of_each_group(n, groups, presorted, vectorised, seed):
     rng = np.random.default_rng(seed)
     codes = rng.integers(0, groups, n)
     if presorted:
         codes = np.sort(codes)
     values = rng.random(n) * 10.0 ** rng.uniform(-6, 6, n)
     expected = np.array([values[codes == g].sum() for g in range(groups)])
-    assert np.array_equal(group_sums(codes, values, groups), expected)  # exact: the summary's bytes depend on it
+    loop_groups = metrics.LOOP_GROUPS
+    metrics.LOOP_GROUPS = 0 if vectorised else loop_groups  # both ways: a call per group, or _pairwise's passes
+    try:
+        assert np.array_equal(group_sums(codes, values, groups), expected)  # exact: the summary's bytes depend on it
+    finally:
+        metrics.LOOP_GROUPS = loop_groups
 
 
 def test_group_sums_of_long_groups_follow_numpys_pairwise_blocks():
@@ -31,6 +36,7 @@ def test_group_sums_of_long_groups_follow_numpys_pairwise_blocks():
     for n in (7, 8, 9, 127, 128, 129, 255, 256, 1000, 70_001):
         values = rng.random(n) * 1e3
         assert group_sums(np.zeros(n, np.int64), values, 1)[0] == values.sum()
+        assert metrics._pairwise(values, np.array([0]), np.array([n]))[0] == values.sum()  # the vectorised passes
 
 
 @pytest.fixture(scope="module")

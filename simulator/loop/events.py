@@ -1,4 +1,5 @@
-"""The compiled event loop: the SimPy engine's callbacks (engine.StationPipeline) as one numba state machine."""
+"""The compiled event loop: the SimPy engine's callbacks (engine.StationPipeline) as numba handlers, one per event
+and hand-over, on the loop's records (layout.Loop)."""
 
 from __future__ import annotations
 
@@ -8,86 +9,19 @@ from simulator.kernels.links import finish_time, transfer_end
 from simulator.kernels.stations import busy_until_after, queued_after_start
 from simulator.link import PackedSteps
 from simulator.loop.decide import fill_view, place
-from simulator.loop.heap import borrowed, pop, push, push_seq
+from simulator.loop.heap import borrowed, pop, push, push_seq, schedule
 from simulator.loop.layout import (
-    ASSIGN_FIXED,
-    BATCH_FIN,
-    BATCH_TIMER,
-    BUSY,
-    CA,
-    CAP,
-    CAPTURE,
-    CE,
-    CLOUD_ARRIVE,
-    CLOUD_FIN,
-    CS,
-    DE,
-    DONE,
-    DONE_RUN,
-    DOWN_ARRIVE,
-    DOWN_FIN,
-    DS,
-    EA,
-    EDGE_FIN,
-    FINISH,
-    FREE,
-    GROW,
-    HE,
-    HS,
-    K_DOWN,
-    K_EDGE,
-    K_MOBILE,
-    K_UP,
-    K_WAN,
-    K_WDOWN,
-    LOAD,
-    MOBILE_FIN,
-    NEXT_WINDOW,
-    P_DEADLINE,
-    P_PROP,
-    QHEAD,
-    QLEN,
-    QUEUED,
-    Q_ASSIGN,
-    Q_BATCH,
-    Q_CLOUD,
-    Q_DEADLINE,
-    Q_DELAY,
-    Q_DOWN0,
-    Q_EDGE0,
-    Q_MAXB,
-    Q_NBATCH,
-    Q_NFREE,
-    Q_PER,
-    Q_POLICY,
-    Q_ROWPD,
-    Q_ROWPU,
-    Q_SHARED,
-    Q_STALE,
-    Q_TIERED,
-    Q_UP0,
-    Q_WAN0,
-    Q_WDOWN0,
-    SERVER_ARRIVE,
-    SKIND,
-    TE,
-    TS,
-    UE,
-    UP_FIN,
-    US,
-    WAN_DOWN_FIN,
-    WAN_FIN,
-    WDE,
-    WDS,
-    WE,
-    WS,
+    ASSIGN_FIXED, BATCH_FIN, BATCH_TIMER, CA, CAPTURE, CE, CLOUD_ARRIVE, CLOUD_FIN, CS, DE, DONE, DONE_RUN,
+    DOWN_ARRIVE, DOWN_FIN, DS, EA, EDGE_FIN, FINISH, GROW, HE, HS, K_CLOUD, K_EDGE, K_MOBILE, K_UP, K_WAN,
+    LOAD, MOBILE_FIN, NEXT_WINDOW, SERVER_ARRIVE, TE, TS, UE, UP_FIN, US, WAN_DOWN_FIN, WAN_FIN, WDE, WDS, WE, WS,
+    Batches, Delays, Demands, Loop,
 )
-from simulator.loop.queues import batch_dispatch, enqueue, unlink, varying_delay, work
+from simulator.loop.queues import batch_dispatch, demand, enqueue, unlink, varying_delay
 from simulator.plan import DROPPED, LATE
 
-
-# hand-overs inside one event (engine.StationPipeline's direct calls), run as a small state machine
-# (A_PUSH schedules the event (push_t, push_code): every event of a frame is pushed at that one place)
+STARTS = (HS, US, TS, DS, WS, CS, WDS)  # per station kind (K_*): the time table's row of a service's start
+ENDS = (MOBILE_FIN, UP_FIN, EDGE_FIN, DOWN_FIN, WAN_FIN, CLOUD_FIN, WAN_DOWN_FIN)  # and the event that ends it
+# hand-overs inside one event (engine.StationPipeline's direct calls), each the next step of one frame
 (A_NONE, A_BEGIN, A_ARRIVE, A_CAPTURE, A_HEAD_DONE, A_UP_DONE, A_EDGE_ARRIVE, A_AFTER_EDGE, A_DOWN_ARRIVE,
  A_DOWN_DONE, A_FINISH, A_WAN_DONE, A_CLOUD_ARRIVE, A_TO_WAN_DOWN, A_WAN_DOWN_DONE, A_PUSH) = range(16)
 
@@ -100,36 +34,14 @@ def run_events(c, decide, observe, nxt, remaining, window_width, ht, hs, hc, met
     nxt: each slot's next capture of its mobile device (-1: none, NEXT_WINDOW: the first of the next window);
     remaining: per window of the ring (slot // window_width), its frames not ended yet; decide and observe: the
     stateful policy's kernels (policies.base.PolicyKernels) as C functions."""
-    (T, plan, capture, mob, route, SI, NXT, PRV, SF, Q, P, E, EF, tr, status, drop_stage, dl, state, B, routes,
-     view, edge_of_mobile, n_routes) = c
-    head_s, bits_s, tail_s, down_s, wan_bits, cloud_s, wan_down_s = plan
-    dl_kind, dl_fifo, dl_val, dtr, last_up, last_down = dl
-    members, bsize, free_since, bfree = B[3], B[4], B[2], B[7]
-    b = borrowed  # the caller holds every array while the loop runs
-    T, capture, mob, route, SI, NXT, PRV, SF, Q, P, E, EF = (b(T), b(capture), b(mob), b(route), b(SI), b(NXT),
-                                                              b(PRV), b(SF), b(Q), b(P), b(E), b(EF))
-    status, drop_stage, state, routes, view, edge_of_mobile = b(status), b(drop_stage), b(state), b(routes), \
-        b(view), b(edge_of_mobile)
-    head_s, bits_s, tail_s, down_s, wan_bits, cloud_s, wan_down_s = (b(head_s), b(bits_s), b(tail_s), b(down_s),
-                                                                     b(wan_bits), b(cloud_s), b(wan_down_s))
-    plan = (head_s, bits_s, tail_s, down_s, wan_bits, cloud_s, wan_down_s)
-    links = PackedSteps(b(tr.offsets), b(tr.steps), b(tr.periods))
-    delays = PackedSteps(b(dtr.offsets), b(dtr.steps), b(dtr.periods))
-    dl_kind, dl_fifo, dl_val, last_up, last_down = b(dl_kind), b(dl_fifo), b(dl_val), b(last_up), b(last_down)
-    members, bsize, free_since, bfree, n_routes = b(members), b(bsize), b(free_since), b(bfree), b(n_routes)
-    remaining, width = b(remaining), window_width
-    ht, hs, hc, meta, nxt = b(ht), b(hs), b(hc), b(meta), b(nxt)
-    tiered, shared, policy, assign, per = Q[Q_TIERED], Q[Q_SHARED], Q[Q_POLICY], Q[Q_ASSIGN], Q[Q_PER]
-    delay, stale, has_deadline, batch = Q[Q_DELAY], Q[Q_STALE], Q[Q_DEADLINE], Q[Q_BATCH]
-    up0, edge0, down0, wan0, wdown0, cloud = Q[Q_UP0], Q[Q_EDGE0], Q[Q_DOWN0], Q[Q_WAN0], Q[Q_WDOWN0], Q[Q_CLOUD]
-    prop, deadline = P[P_PROP], P[P_DEADLINE]
-    row_pu, row_pd = Q[Q_ROWPU], Q[Q_ROWPD]
-    limit = ht.size - 16 - Q[Q_MAXB]  # one event pushes at most this many
-    st = stage = push_code = 0
-    push_t = 0.0
-    batch_slot = -1
-    pend_t, pend_seq, pend_code = 0.0, -1, 0  # an event scheduled by this one, not on the heap yet
+    c = borrowed_loop(c)  # the caller holds every array while the loop runs
+    b = borrowed
+    nxt, remaining, heap = b(nxt), b(remaining), (b(ht), b(hs), b(hc), b(meta))
+    ht, hs, hc, meta = heap
+    limit = ht.size - 16 - c.batches.state[0].max_size  # one event pushes at most this many
+    pend = (0.0, -1, 0)  # an event scheduled by the last one, not on the heap yet (heap.schedule)
     while True:
+        pend_t, pend_seq, pend_code = pend
         if pend_seq >= 0 and (meta[0] == 0 or pend_t < ht[0] or (pend_t == ht[0] and pend_seq < hs[0])):
             now, code = pend_t, pend_code  # it would be popped next: run it without the heap (same order)
         else:
@@ -142,219 +54,308 @@ def run_events(c, decide, observe, nxt, remaining, window_width, ht, hs, hc, met
             if hc[0] & 15 == CAPTURE and nxt[hc[0] >> 4] == NEXT_WINDOW:
                 return LOAD
             now, code = pop(ht, hs, hc, meta)
-        pend_seq = -1
-        kind, i = code & 15, code >> 4
-        ret_act = ret_i = 0
-        batch_q = batch_hi = 0
-        done_st, done_row, act = -1, 0, A_NONE
-        if kind == CAPTURE:
-            j = nxt[i]
-            if j >= 0:
-                push(ht, hs, hc, meta, now + (capture[j] - now), (j << 4) | CAPTURE)
-            act = A_CAPTURE
-        elif kind == MOBILE_FIN:
-            done_st, done_row, act = mob[i], HE, A_HEAD_DONE
-        elif kind == UP_FIN:
-            if not tiered:
-                done_st = up0 + (0 if shared else mob[i])
-            else:
-                medium = E[3, route[i] // per]
-                done_st = medium if medium >= 0 else up0 + mob[i]
-            done_row, act = UE, A_UP_DONE
-        elif kind == SERVER_ARRIVE:
-            act = A_EDGE_ARRIVE
-        elif kind == EDGE_FIN:
-            done_st, done_row = edge0 + (route[i] // per if tiered else 0), TE
-            act = A_AFTER_EDGE if tiered else A_DOWN_ARRIVE
-        elif kind == DOWN_FIN:
-            done_st, done_row, act = down0 + mob[i], DE, A_DOWN_DONE
-        elif kind == FINISH:
-            act = A_FINISH
-        elif kind == WAN_FIN:
-            done_st, done_row, act = wan0 + route[i] // per, WE, A_WAN_DONE
-        elif kind == CLOUD_ARRIVE:
-            act = A_CLOUD_ARRIVE
-        elif kind == CLOUD_FIN:
-            done_st, done_row, act = cloud, CE, A_TO_WAN_DOWN
-        elif kind == BATCH_FIN:
-            free_since[Q[Q_NFREE]] = now
-            Q[Q_NFREE] += 1
-            batch_slot, batch_q, batch_hi = i, 0, bsize[i]
-            for q in range(batch_hi):
-                T[CE, members[i, q]] = now
-            batch_dispatch(T, cloud_s, route, SI, SF, NXT, PRV, Q, P, B, ht, hs, hc, meta, now)
-        elif kind == BATCH_TIMER:
-            batch_dispatch(T, cloud_s, route, SI, SF, NXT, PRV, Q, P, B, ht, hs, hc, meta, now)
-        elif kind == WAN_DOWN_FIN:
-            done_st, done_row, act = wdown0 + route[i] // per, WDE, A_WAN_DOWN_DONE
-        else:  # DOWN_ARRIVE
-            act = A_DOWN_ARRIVE
-        if done_st >= 0:  # _Station._finish: record the end, start the next queued frame, then hand this one on
-            T[done_row, i] = now
-            if SI[QLEN, done_st]:
-                ret_act, ret_i = act, i
-                i = SI[QHEAD, done_st]
-                unlink(SI, NXT, PRV, done_st, i)
-                SF[QUEUED, done_st] = queued_after_start(SF[QUEUED, done_st],
-                                                         work(plan, SI[SKIND, done_st], route[i], i), SI[QLEN, done_st])
-                st, act = done_st, A_BEGIN
-            else:
-                SI[FREE, done_st] += 1
-        while True:
-            if act == A_NONE:
-                if ret_act:
-                    act, i, ret_act = ret_act, ret_i, 0
-                elif batch_q < batch_hi:
-                    i = members[batch_slot, batch_q]
-                    batch_q += 1
-                    act = A_TO_WAN_DOWN
-                else:
-                    if batch_slot >= 0:  # its frames are on their way: the batch slot is free again
-                        bfree[Q[Q_NBATCH]] = batch_slot
-                        Q[Q_NBATCH] += 1
-                        batch_slot = -1
-                    break
-            if act == A_PUSH:  # numbered now; the earliest of an event's pushes is held back (see the loop's top)
-                seq = meta[1]
-                meta[1] = seq + 1
-                if pend_seq < 0:
-                    pend_t, pend_seq, pend_code = push_t, seq, push_code
-                elif push_t < pend_t:
-                    push_seq(ht, hs, hc, meta, pend_t, pend_seq, pend_code)
-                    pend_t, pend_seq, pend_code = push_t, seq, push_code
-                else:
-                    push_seq(ht, hs, hc, meta, push_t, seq, push_code)
-                act = A_NONE
-                continue
-            r = route[i]
-            if act == A_BEGIN:  # _Station._begin: frame i's service at station st starts now
-                k = SI[SKIND, st]
-                if k == K_MOBILE:
-                    s, row, ev = head_s[r, i], HS, MOBILE_FIN
-                elif k == K_UP:
-                    if not tiered:
-                        trace = 0 if shared else mob[i]
-                    else:
-                        e = r // per
-                        trace = E[2, e] + (0 if E[0, e] else mob[i])
-                    s, row, ev = transfer_end(links, trace, now, bits_s[r, i], SF[BUSY, st]) - now, US, UP_FIN
-                elif k == K_EDGE:
-                    s, row, ev = tail_s[r, i], TS, EDGE_FIN
-                elif k == K_DOWN:
-                    s, row, ev = down_s[r, i], DS, DOWN_FIN
-                elif k == K_WAN:
-                    s, row, ev = finish_time(links, E[4, st - wan0], now, wan_bits[r, i]) - now, WS, WAN_FIN
-                elif k == K_WDOWN:
-                    s, row, ev = wan_down_s[r, i], WDS, WAN_DOWN_FIN
-                else:
-                    s, row, ev = cloud_s[r, i], CS, CLOUD_FIN
-                T[row, i] = now
-                SF[BUSY, st] = busy_until_after(SF[BUSY, st], now, s)
-                push_t, push_code, act = now + s, (i << 4) | ev, A_PUSH
-            elif act == A_ARRIVE:  # _Station.arrive
-                if SI[FREE, st]:
-                    SI[FREE, st] -= 1
-                    act = A_BEGIN
-                    continue
-                if SI[CAP, st] >= 0 and SI[QLEN, st] >= SI[CAP, st]:
-                    status[i], drop_stage[i] = DROPPED, stage
-                    T[DONE, i] = now
-                    remaining[i // width] -= 1
-                else:
-                    enqueue(SI, NXT, PRV, st, i)
-                    SF[QUEUED, st] += work(plan, SI[SKIND, st], r, i)
-                act = A_NONE
-            elif act == A_CAPTURE:  # engine._capture
-                m = mob[i]
-                if stale:
-                    while SI[QLEN, m]:
-                        j = SI[QHEAD, m]
-                        unlink(SI, NXT, PRV, m, j)
-                        SF[QUEUED, m] = queued_after_start(SF[QUEUED, m], head_s[route[j], j], SI[QLEN, m])
-                        status[j], drop_stage[j] = DROPPED, 1
-                        T[DONE, j] = now
-                        remaining[j // width] -= 1
-                if tiered and (assign != ASSIGN_FIXED or policy):  # engine._place
-                    route[i] = place(view, SI, SF, Q, P, E, EF, links, routes, state, decide, edge_of_mobile, m,
-                                      r % per, now)
-                elif policy:  # engine._decide
-                    link = 0 if shared else m
-                    fill_view(view, SI, SF, Q, P, E, EF, links, m, 0, link, now)
-                    route[i] = decide(state, view, routes[m], 0, n_routes[m])
-                r = route[i]
-                if head_s[r, i] > 0:
-                    st, stage, act = m, 1, A_ARRIVE
-                else:
-                    T[HS, i] = now
-                    T[HE, i] = now
-                    act = A_HEAD_DONE
-            elif act == A_HEAD_DONE:  # engine._head_done
-                if bits_s[r, i] > 0 or tail_s[r, i] == tail_s[r, i] or (tiered and cloud_s[r, i] == cloud_s[r, i]):
-                    if not tiered:
-                        st = up0 + (0 if shared else mob[i])
-                    else:
-                        medium = E[3, r // per]
-                        st = medium if medium >= 0 else up0 + mob[i]
-                    stage, act = 2, A_ARRIVE
-                else:
-                    act = A_FINISH
-            elif act == A_UP_DONE:  # engine._up_done: the estimator learns, then propagation
-                m = mob[i]
-                link = m if (tiered or not shared) else 0
-                if policy:
-                    observe(state, link, bits_s[r, i], T[UE, i] - T[US, i])
-                d = prop
-                if delay:
-                    d = varying_delay(dl_kind, dl_fifo, dl_val, delays, last_up, i, m, link, 0, now)
-                    T[row_pu, i] = d
-                push_t, push_code = now + d, (i << 4) | SERVER_ARRIVE
-                act = A_PUSH if delay != 0 or prop > 0 else A_EDGE_ARRIVE  # an event after the delay, else at once
-            elif act == A_EDGE_ARRIVE:  # engine._edge_arrive
-                if not tiered:
-                    st, stage, act = edge0, 3, A_ARRIVE
-                else:
-                    T[EA, i] = now
-                    if tail_s[r, i] == tail_s[r, i]:
-                        st, stage, act = edge0 + r // per, 3, A_ARRIVE
-                    else:
-                        act = A_AFTER_EDGE
-            elif act == A_AFTER_EDGE:
-                if cloud_s[r, i] == cloud_s[r, i]:
-                    st, stage, act = wan0 + r // per, 5, A_ARRIVE
-                else:
-                    act = A_DOWN_ARRIVE
-            elif act == A_DOWN_ARRIVE:
-                st, stage, act = down0 + mob[i], 4, A_ARRIVE
-            elif act == A_DOWN_DONE:  # engine._down_done
-                d = prop
-                if delay:
-                    m = mob[i]
-                    d = varying_delay(dl_kind, dl_fifo, dl_val, delays, last_down, i, m, m, 1, now)
-                    T[row_pd, i] = d
-                push_t, push_code = now + d, (i << 4) | FINISH
-                act = A_PUSH if delay != 0 or prop > 0 else A_FINISH  # an event after the delay, else at once
-            elif act == A_FINISH:  # engine._finish
-                T[DONE, i] = now
-                if has_deadline and now - capture[i] > deadline + 1e-12:
-                    status[i] = LATE
-                remaining[i // width] -= 1
-                act = A_NONE
-            elif act == A_WAN_DONE:
-                e = r // per
-                push_t, push_code = now + EF[e], (i << 4) | CLOUD_ARRIVE
-                act = A_PUSH if EF[e] > 0 else A_CLOUD_ARRIVE  # an event after the delay, else at once
-            elif act == A_CLOUD_ARRIVE:
-                T[CA, i] = now
-                if batch:
-                    enqueue(SI, NXT, PRV, cloud, i)
-                    SF[QUEUED, cloud] += cloud_s[r, i]
-                    batch_dispatch(T, cloud_s, route, SI, SF, NXT, PRV, Q, P, B, ht, hs, hc, meta, now)
-                    act = A_NONE
-                else:
-                    st, stage, act = cloud, 6, A_ARRIVE
-            elif act == A_TO_WAN_DOWN:
-                st, stage, act = wdown0 + r // per, 5, A_ARRIVE
-            else:  # A_WAN_DOWN_DONE
-                e = r // per
-                push_t, push_code = now + EF[e], (i << 4) | DOWN_ARRIVE
-                act = A_PUSH if EF[e] > 0 else A_DOWN_ARRIVE  # an event after the delay, else at once
+        pend = run_event(c, decide, observe, code, now, nxt, remaining, window_width, heap)
+    return DONE_RUN
+
+
+@njit(cache=True, inline="always")
+def run_event(c, decide, observe, code, now, nxt, remaining, width, heap):
+    """One event (code = frame << 4 | kind) at `now` and the hand-overs it causes, in the SimPy engine's callback
+    order; returns the earliest event it scheduled, held back (heap.schedule)."""
+    kind, i = code & 15, code >> 4
+    pend = (0.0, -1, 0)
+    st, started, batch, n = -1, -1, -1, 1  # the station that ended a service and the frame it starts next; a batch
+    if kind == CAPTURE:  # engine._capture_event: the device's next capture first, then this one
+        j = nxt[i]
+        if j >= 0:
+            ht, hs, hc, meta = heap
+            push(ht, hs, hc, meta, now + (c.capture[j] - now), (j << 4) | CAPTURE)
+        act = A_CAPTURE
+    elif kind == BATCH_FIN:
+        batch, n, act = i, batch_ended(c, i, now, heap), A_TO_WAN_DOWN
+    elif kind == BATCH_TIMER:
+        batch_dispatch(c, heap, now)
+        return pend
+    else:
+        st, row, act = ended(c, kind, i)
+        if st >= 0:  # _Station._finish: record the end, start the next queued frame, then hand this one on
+            c.T[row, i] = now
+            started = next_queued(c, st)
+    # the frames handed on, in order: the one the station starts, then this one; or the batch's, in batch order
+    for q in range(-1 if started >= 0 else 0, n):
+        step, f, at = (A_BEGIN, started, st) if q < 0 else (act, i if batch < 0 else c.batches.members[batch, q], -1)
+        pend = hand_over(c, decide, observe, step, f, at, now, pend, remaining, width, heap)
+    if batch >= 0:  # its frames are on their way: the batch slot is free again
+        bs = c.batches.state[0]
+        c.batches.free_slot[bs.free_slots] = batch
+        bs.free_slots += 1
+    return pend
+
+
+@njit(cache=True, inline="always")
+def hand_over(c, decide, observe, act, i, st, now, pend, remaining, width, heap):
+    """Frame i's steps from `act` (at station st for A_BEGIN) until it waits in a queue, has an event scheduled or
+    ends (engine.StationPipeline's direct calls); returns the event held back (heap.schedule)."""
+    stage = 0
+    while True:
+        if act == A_BEGIN:
+            t, ev = begin(c, st, i, now)
+            return schedule(heap, pend, t, (i << 4) | ev)
+        if act == A_ARRIVE:
+            act = arrive(c, st, stage, i, now, remaining, width)
+        elif act == A_CAPTURE:
+            st, stage, act = capture(c, decide, i, now, remaining, width)
+        elif act == A_UP_DONE or act == A_DOWN_DONE:
+            t, ev, act = link_done(c, observe, act, i, now)
+            if act == A_PUSH:
+                return schedule(heap, pend, t, (i << 4) | ev)
+        elif act == A_WAN_DONE or act == A_WAN_DOWN_DONE:  # the WAN's propagation, then the cloud or the edge
+            d = c.edges[c.route[i] // c.run[0].routes_per_edge].wan_propagation_s
+            ev, act = (CLOUD_ARRIVE, A_CLOUD_ARRIVE) if act == A_WAN_DONE else (DOWN_ARRIVE, A_DOWN_ARRIVE)
+            if d > 0:  # an event after the delay, else at once
+                return schedule(heap, pend, now + d, (i << 4) | ev)
+        elif act == A_CLOUD_ARRIVE:
+            st, stage, act = cloud_arrive(c, i, now, heap)
+        elif act == A_FINISH:
+            finish(c, i, now, remaining, width)
+            return pend
+        elif act == A_NONE:
+            return pend
+        else:
+            st, stage, act = next_station(c, act, i, now)
+
+
+@njit(cache=True, inline="always")
+def ended(c, kind, i):
+    """What event `kind` of frame i ends: the station whose service ended (-1: none), the time table's row of that
+    end, and the frame's next step."""
+    run, r = c.run[0], c.route[i]
+    if kind == MOBILE_FIN:
+        return c.mobile[i], HE, A_HEAD_DONE
+    if kind == UP_FIN:
+        return uplink_station(c, i, r), UE, A_UP_DONE
+    if kind == EDGE_FIN:
+        if run.tiered:
+            return run.edge0 + r // run.routes_per_edge, TE, A_AFTER_EDGE
+        return run.edge0, TE, A_DOWN_ARRIVE
+    if kind == DOWN_FIN:
+        return run.down0 + c.mobile[i], DE, A_DOWN_DONE
+    if kind == WAN_FIN:
+        return run.wan0 + r // run.routes_per_edge, WE, A_WAN_DONE
+    if kind == CLOUD_FIN:
+        return run.cloud, CE, A_TO_WAN_DOWN
+    if kind == WAN_DOWN_FIN:
+        return run.wan_down0 + r // run.routes_per_edge, WDE, A_WAN_DOWN_DONE
+    if kind == SERVER_ARRIVE:
+        return -1, 0, A_EDGE_ARRIVE
+    if kind == FINISH:
+        return -1, 0, A_FINISH
+    if kind == CLOUD_ARRIVE:
+        return -1, 0, A_CLOUD_ARRIVE
+    return -1, 0, A_DOWN_ARRIVE
+
+
+@njit(cache=True, inline="always")
+def next_queued(c, st):
+    """_Station._finish: the frame station st starts next, out of its queue (-1: none; a server is idle)."""
+    s = c.stations[st]
+    if s.waiting:
+        j = s.first
+        unlink(c.stations, c.NXT, c.PRV, st, j)
+        s.queued = queued_after_start(s.queued, demand(c, s.kind, j), s.waiting)
+        return j
+    s.free += 1
+    return -1
+
+
+@njit(cache=True, inline="always")
+def begin(c, st, i, now):
+    """_Station._begin: frame i's service at station st starts now; returns when it ends and that event's kind."""
+    station = c.stations[st]
+    k = station.kind
+    s = demand(c, k, i)
+    if k == K_UP:  # bits over the link's rate trace
+        s = transfer_end(c.links, uplink_trace(c, i, c.route[i]), now, s, station.busy_until_s) - now
+    elif k == K_WAN:
+        s = finish_time(c.links, c.edges[st - c.run[0].wan0].wan, now, s) - now
+    c.T[STARTS[k], i] = now
+    station.busy_until_s = busy_until_after(station.busy_until_s, now, s)
+    return now + s, ENDS[k]
+
+
+@njit(cache=True, inline="always")
+def arrive(c, st, stage, i, now, remaining, width):
+    """_Station.arrive: frame i starts at station st (A_BEGIN), waits in its queue, or is dropped at a full one."""
+    s = c.stations[st]
+    if s.free:
+        s.free -= 1
+        return A_BEGIN
+    if s.capacity >= 0 and s.waiting >= s.capacity:
+        drop(c, i, stage, now, remaining, width)
+    else:
+        enqueue(c.stations, c.NXT, c.PRV, st, i)
+        s.queued += demand(c, s.kind, i)
+    return A_NONE
+
+
+@njit(cache=True, inline="always")
+def drop(c, i, stage, now, remaining, width):
+    """engine._drop: frame i ends here, dropped at `stage` (plan.STAGES)."""
+    c.status[i], c.drop_stage[i] = DROPPED, stage
+    c.T[DONE, i] = now
+    remaining[i // width] -= 1
+
+
+@njit(cache=True, inline="always")
+def capture(c, decide, i, now, remaining, width):
+    """engine._capture: drop-stale, the decision (edge server and route), then the mobile device or, without a
+    head, straight on; returns the next station, stage and step."""
+    run, m = c.run[0], c.mobile[i]
+    if run.drop_stale:  # _Station.drop_waiting
+        s = c.stations[m]
+        while s.waiting:
+            j = s.first
+            unlink(c.stations, c.NXT, c.PRV, m, j)
+            s.queued = queued_after_start(s.queued, demand(c, K_MOBILE, j), s.waiting)
+            drop(c, j, 1, now, remaining, width)
+    if run.tiered and (run.assign != ASSIGN_FIXED or run.policy):  # engine._place
+        c.route[i] = place(c, decide, m, c.route[i] % run.routes_per_edge, now)
+    elif run.policy:  # engine._decide
+        fill_view(c, m, 0, 0 if run.shared else m, now)
+        g = c.routes_of[m]  # m's list of routes (one per mobile group)
+        c.route[i] = decide(c.state, c.load_view, c.routes[g], 0, c.n_routes[g])
+    if demand(c, K_MOBILE, i) > 0:
+        return m, 1, A_ARRIVE
+    c.T[HS, i] = now
+    c.T[HE, i] = now
+    return -1, 0, A_HEAD_DONE
+
+
+@njit(cache=True, inline="always")
+def link_done(c, observe, act, i, now):
+    """engine._up_done (the estimator learns, then the delay to the server) or _down_done (the delay back): the
+    event after the delay (its time and kind, A_PUSH) or, with none, the next step at once."""
+    run, m = c.run[0], c.mobile[i]
+    up = act == A_UP_DONE
+    link = m
+    if up:
+        link = m if (run.tiered or not run.shared) else 0
+        if run.policy:
+            observe(c.state, link, demand(c, K_UP, i), c.T[UE, i] - c.T[US, i])
+    d = run.propagation_s
+    if run.delay:
+        d = varying_delay(c.delays, 0 if up else 1, c.delays.last_up if up else c.delays.last_down, i, m, link, now)
+        c.T[run.row_delay_up if up else run.row_delay_down, i] = d
+    ev, then = (SERVER_ARRIVE, A_EDGE_ARRIVE) if up else (FINISH, A_FINISH)
+    return now + d, ev, (A_PUSH if run.delay != 0 or run.propagation_s > 0 else then)
+
+
+@njit(cache=True, inline="always")
+def next_station(c, act, i, now):
+    """Where frame i goes after the mobile device (A_HEAD_DONE), at the edge (A_EDGE_ARRIVE, A_AFTER_EDGE), back
+    (A_DOWN_ARRIVE, A_TO_WAN_DOWN): the station, its stage and A_ARRIVE, or the next step."""
+    run, r = c.run[0], c.route[i]
+    per = run.routes_per_edge
+    tail = demand(c, K_EDGE, i)  # NaN where the route skips it (likewise the cloud)
+    if act == A_HEAD_DONE:  # engine._head_done: something to send, or a tail to run
+        if demand(c, K_UP, i) > 0 or tail == tail or (run.tiered and runs_in_cloud(c, i)):
+            return uplink_station(c, i, r), 2, A_ARRIVE
+        return -1, 0, A_FINISH
+    if act == A_EDGE_ARRIVE:  # engine._edge_arrive
+        if not run.tiered:
+            return run.edge0, 3, A_ARRIVE
+        c.T[EA, i] = now
+        if tail == tail:
+            return run.edge0 + r // per, 3, A_ARRIVE
+        return -1, 0, A_AFTER_EDGE
+    if act == A_AFTER_EDGE:  # engine._after_edge: the WAN if the route runs in the cloud
+        if runs_in_cloud(c, i):
+            return run.wan0 + r // per, 5, A_ARRIVE
+        return -1, 0, A_DOWN_ARRIVE
+    if act == A_TO_WAN_DOWN:
+        return run.wan_down0 + r // per, 5, A_ARRIVE
+    return run.down0 + c.mobile[i], 4, A_ARRIVE  # A_DOWN_ARRIVE
+
+
+@njit(cache=True, inline="always")
+def cloud_arrive(c, i, now, heap):
+    """engine._cloud_arrive: into the batcher's queue (which dispatches) or to the cloud's servers."""
+    run = c.run[0]
+    c.T[CA, i] = now
+    if run.batching:
+        enqueue(c.stations, c.NXT, c.PRV, run.cloud, i)
+        c.stations[run.cloud].queued += demand(c, K_CLOUD, i)
+        batch_dispatch(c, heap, now)
+        return -1, 0, A_NONE
+    return run.cloud, 6, A_ARRIVE
+
+
+@njit(cache=True, inline="always")
+def batch_ended(c, b, now, heap):
+    """_BatchStation._finish: batch slot b's server is idle again, its frames' cloud service ends now, and the batcher
+    dispatches; returns the batch's size (its frames then go back over the WAN in batch order)."""
+    bs, members = c.batches.state[0], c.batches.members
+    c.batches.idle_since[bs.idle] = now
+    bs.idle += 1
+    n = c.batches.size[b]
+    for q in range(n):
+        c.T[CE, members[b, q]] = now
+    batch_dispatch(c, heap, now)
+    return n
+
+
+@njit(cache=True, inline="always")
+def finish(c, i, now, remaining, width):
+    """engine._finish: frame i is done (late past the deadline)."""
+    c.T[DONE, i] = now
+    run = c.run[0]
+    if run.has_deadline and now - c.capture[i] > run.deadline_s + 1e-12:
+        c.status[i] = LATE
+    remaining[i // width] -= 1
+
+
+@njit(cache=True, inline="always")
+def runs_in_cloud(c, i):
+    """Whether frame i's route runs a part in the cloud (tiered runs only: the plan has cloud demands)."""
+    cloud = demand(c, K_CLOUD, i)
+    return cloud == cloud
+
+
+@njit(cache=True, inline="always")
+def uplink_station(c, i, r):
+    """The uplink station frame i (route r) is sent on: its mobile device's radio, or a shared medium."""
+    run = c.run[0]
+    if not run.tiered:
+        return run.up0 + (0 if run.shared else c.mobile[i])
+    medium = c.edges[r // run.routes_per_edge].medium
+    return medium if medium >= 0 else run.up0 + c.mobile[i]
+
+
+@njit(cache=True, inline="always")
+def uplink_trace(c, i, r):
+    """The rate trace of the uplink frame i (route r) is sent on (in c.links)."""
+    run = c.run[0]
+    if not run.tiered:
+        return 0 if run.shared else c.mobile[i]
+    edge = c.edges[r // run.routes_per_edge]
+    return edge.uplink0 + (0 if edge.shared_medium else c.mobile[i])
+
+
+@njit(cache=True, inline="always")
+def borrowed_loop(c):
+    """The loop's state with every array borrowed (heap.borrowed: no reference counts while the loop runs)."""
+    b = borrowed
+    p, d, q = c.plan, c.delays, c.batches
+    plan = Demands(b(p.head_s), b(p.bits), b(p.tail_s), b(p.down_s), b(p.wan_bits), b(p.cloud_s), b(p.wan_down_s))
+    delays = Delays(b(d.traced), b(d.fifo), b(d.drawn), steps(d.traces), b(d.last_up), b(d.last_down))
+    batches = Batches(b(q.state), b(q.key_of), b(q.preferred), b(q.idle_since), b(q.members), b(q.size), b(q.same),
+                      b(q.factors), b(q.free_slot))
+    return Loop(b(c.T), plan, b(c.capture), b(c.mobile), b(c.route), b(c.stations), b(c.NXT), b(c.PRV), b(c.run),
+                b(c.edges), steps(c.links), b(c.status), b(c.drop_stage), delays, b(c.state), batches, b(c.routes),
+                b(c.load_view), b(c.edge_of_mobile), b(c.n_routes), b(c.routes_of), b(c.prow))
+
+
+@njit(cache=True, inline="always")
+def steps(s):
+    """PackedSteps borrowed."""
+    return PackedSteps(borrowed(s.offsets), borrowed(s.steps), borrowed(s.periods))

@@ -44,6 +44,24 @@ def push_seq(ht, hs, hc, meta, t, seq, code):
     meta[0] = n + 1
 
 
+@njit(cache=True, inline="always")
+def schedule(heap, pend, t, code):
+    """Number an event scheduled now (its place in the tie rule) and hold the earliest of one event's schedules
+    back as `pend` (time, sequence, code; sequence -1: none), the rest onto the heap: the loop runs a held event
+    without the heap when it would be popped next. Returns the event held back."""
+    ht, hs, hc, meta = heap
+    pend_t, pend_seq, pend_code = pend
+    seq = meta[1]
+    meta[1] = seq + 1
+    if pend_seq < 0:
+        return t, seq, code
+    if t < pend_t:
+        push_seq(ht, hs, hc, meta, pend_t, pend_seq, pend_code)
+        return t, seq, code
+    push_seq(ht, hs, hc, meta, t, seq, code)
+    return pend
+
+
 @njit(cache=True)
 def pop(ht, hs, hc, meta):
     t0, c0 = ht[0], hc[0]

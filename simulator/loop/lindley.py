@@ -11,15 +11,27 @@ from simulator.kernels.links import fixed_rate, transfer_end, value_at
 from simulator.kernels.stations import backlog_s, lindley_step
 from simulator.link import PackedSteps
 from simulator.loop.heap import borrowed
-from simulator.loop.layout import DE, DONE, DS, HE, HS, P_DLBPS, P_PROP, TE, TS, UE, US
+from simulator.loop.layout import DE, DONE, DS, HE, HS, TE, TS, UE, US
 from simulator.plan import LATE, FramePlan, Topology
 
-# state the recursion keeps per station for best-split (replay): cursors C[x] and numbers F[x]
-C_ARRIVE, C_START, C_QLEN = 0, 1, 2  # next frame to arrive, next frame to start, frames waiting
-F_QUEUED, F_END, F_CHAIN = 0, 1, 2  # queued work (the loop's running sum), end of the last service begun, capture
+REPLAY = np.dtype([("arrive", np.int64), ("start", np.int64), ("waiting", np.int64), ("queued", float),
+                   ("last_end", float), ("chain", float)])
+"""What the recursion keeps per station for a policy's decisions (replay): the next frame to arrive and to start,
+the frames waiting, their queued work (the loop's running sum), when the last service begun ends, and (the mobile
+device) the capture chain's time."""
+
+
+def replay_state(first: int, capture_s: float) -> np.ndarray:
+    """REPLAY records of the mobile device, uplink and edge server before frame `first`, captured at capture_s."""
+    out = np.zeros(3, REPLAY)
+    out["arrive"] = out["start"] = first
+    out["last_end"] = -np.inf
+    out["chain"][0] = capture_s
+    return out
+
 
 @njit(cache=True, inline="always")
-def replay(C, F, x, t, i, nxt, capture, T, work, route, a_row, s_row, e_row, prop):
+def replay(R, x, t, i, nxt, capture, T, work, route, a_row, s_row, e_row, prop):
     """Station x (0 mobile device, 1 uplink, 2 edge server) just before a capture at t, from the times the
     recursion has already given the frames before i: (residual service, queued work, exact).
 
@@ -28,8 +40,8 @@ def replay(C, F, x, t, i, nxt, capture, T, work, route, a_row, s_row, e_row, pro
     loop's float, not one equal in exact arithmetic. exact is False when anything happens at this station at t
     itself (or an arrival and a start from the queue coincide): the order of those events is the tie rule's, and
     the caller runs the event loop instead."""
-    ak, sk, qlen = C[x, C_ARRIVE], C[x, C_START], C[x, C_QLEN]
-    queued, last_end, chain = F[x, F_QUEUED], F[x, F_END], F[x, F_CHAIN]
+    rx = R[x]
+    ak, sk, qlen, queued, last_end, chain = rx.arrive, rx.start, rx.waiting, rx.queued, rx.last_end, rx.chain
     ta = ts = np.inf
     while True:
         while ak != i and not (work[route[ak], ak] > 0 if x == 0 else T[s_row, ak] == T[s_row, ak]):
@@ -64,15 +76,15 @@ def replay(C, F, x, t, i, nxt, capture, T, work, route, a_row, s_row, e_row, pro
                 queued = queued - work[route[sk], sk] if qlen else 0.0
             last_end = T[e_row, sk]
             sk = nxt[sk]
-    C[x, C_ARRIVE], C[x, C_START], C[x, C_QLEN] = ak, sk, qlen
-    F[x, F_QUEUED], F[x, F_END], F[x, F_CHAIN] = queued, last_end, chain
+    rx.arrive, rx.start, rx.waiting, rx.queued, rx.last_end, rx.chain = ak, sk, qlen, queued, last_end, chain
     if ta == t or ts == t or last_end == t:
         return 0.0, 0.0, False
     return (last_end - t if last_end > t else 0.0), queued, True
 
+
 @njit(cache=True)
 def lindley(first, nxt, capture, route, plan, tr, T, status, prop, has_deadline, deadline, decisions, decide,
-             observe):
+            observe):
     """One mobile device's frames through its own stations (mobile device, uplink, edge server, downlink; none
     shared, one server each, unbounded), frame by frame by Lindley's recursion instead of events.
 
@@ -82,73 +94,31 @@ def lindley(first, nxt, capture, route, plan, tr, T, status, prop, has_deadline,
     station would meet a frame earlier than the one before it (or at the same instant by another path, whose
     order the event tie rule decides); the caller then runs the event loop.
 
-    decisions = (policy, state, routes, n_routes, view, P, C, F): the stateful policy's decide kernel at each capture
-    (policy != 0) on the state the loop would have then: each station's backlog by replay, and the policy's own
-    state fed by its observe kernel with the uplink's ends before the capture, in order. Also False on a tie at a
-    capture (see replay)."""
+    decisions = (policy, state, routes, n_routes, view, run, R): the stateful policy's decide kernel at each
+    capture (policy != 0) on the state the loop would have then (see decide_at); run the loop's RUN record, R the
+    stations' REPLAY records."""
     b = borrowed
     capture, route, nxt, T, status = b(capture), b(route), b(nxt), b(T), b(status)
-    head_s, bits_s, tail_s, down_s = b(plan[0]), b(plan[1]), b(plan[2]), b(plan[3])
+    demands = (b(plan[0]), b(plan[1]), b(plan[2]), b(plan[3]))  # head, bits, tail, down
     links = PackedSteps(b(tr.offsets), b(tr.steps), b(tr.periods))
-    policy, state, routes, n_routes, view, P, C, F = decisions
-    state, routes, n_routes, view, P, C, F = b(state), b(routes), b(n_routes), b(view), b(P), b(C), b(F)
-    constant, rate = fixed_rate(links, 0), links.steps[0].value  # finish_time's first case
-    # when each station's last service ends, and when the uplink, edge and downlink met their last frame
-    busy_m = busy_u = busy_e = busy_d = last_u = last_e = last_d = -np.inf
-    last_skip = False  # whether the uplink's last frame skipped the mobile device
+    policy, state, routes, n_routes, view, run, R = decisions
+    decisions = (policy, b(state), b(routes), b(n_routes), b(view), b(run), b(R))
+    view[0].propagation_s, view[0].downlink_bps, view[0].link = run[0].propagation_s, run[0].downlink_bps, 0
+    constant = fixed_rate(links, 0)  # a transfer on the uplink takes bits / rate wherever it starts
+    # when the mobile device, uplink, edge and downlink end their last service; when the uplink, edge and downlink
+    # met their last frame, and whether the uplink's last frame skipped the mobile device
+    busy = (-np.inf, -np.inf, -np.inf, -np.inf)
+    met = (-np.inf, -np.inf, -np.inf, 0.0)
     i, now = first, capture[first]
-    view[0].propagation_s, view[0].downlink_bps, view[0].link = P[P_PROP], P[P_DLBPS], 0
-    uk = first  # the next frame whose uplink end the estimate has not seen
+    uk = first  # the next frame whose uplink end the policy's estimate has not seen
     while i >= 0:
-        if policy:  # engine._decide on the loop's backlogs of this instant
-            res_m, queued_m, ok_m = replay(C, F, 0, now, i, nxt, capture, T, head_s, route, -1, HS, HE, prop)
-            res_u, queued_u, ok_u = replay(C, F, 1, now, i, nxt, capture, T, bits_s, route, HE, US, UE, prop)
-            res_e, queued_e, ok_e = replay(C, F, 2, now, i, nxt, capture, T, tail_s, route, UE, TS, TE, prop)
-            if not (ok_m and ok_u and ok_e):
+        if policy:
+            uk = decide_at(i, now, uk, nxt, capture, route, demands, links, T, decisions, decide, observe)
+            if uk < 0:
                 return False
-            while uk != i:  # engine._up_done's observations, uplink end by uplink end
-                if T[US, uk] == T[US, uk]:
-                    if T[UE, uk] >= now:
-                        if T[UE, uk] == now:
-                            return False
-                        break
-                    observe(state, 0, bits_s[route[uk], uk], T[UE, uk] - T[US, uk])
-                uk = nxt[uk]
-            v = view[0]
-            v.now_s, v.uplink_rate_bps = now, value_at(links, 0, now)
-            v.mobile_backlog_s, v.server_backlog_s = backlog_s(res_m, queued_m, 1), backlog_s(res_e, queued_e, 1)
-            v.uplink_residual_s, v.uplink_queued_bits = res_u, queued_u
-            route[i] = decide(state, view, routes[0], 0, n_routes[0])
-        r = route[i]
-        t = now
-        skip = not head_s[r, i] > 0
-        if skip:
-            T[HS, i] = t
-        else:
-            T[HS, i], t, busy_m = lindley_step(busy_m, t, head_s[r, i])
-        T[HE, i] = t
-        if bits_s[r, i] > 0 or tail_s[r, i] == tail_s[r, i]:
-            if t < last_u or (t == last_u and skip != last_skip):
-                return False
-            last_u, last_skip = t, skip
-            start = t if busy_u <= t else busy_u
-            finish = start + bits_s[r, i] / rate if constant else transfer_end(links, 0, start, bits_s[r, i], busy_u)
-            T[US, i], t, busy_u = lindley_step(busy_u, t, finish - start)
-            T[UE, i] = t
-            if prop > 0:
-                t = t + prop
-            if t < last_e:
-                return False
-            last_e = t
-            T[TS, i], t, busy_e = lindley_step(busy_e, t, tail_s[r, i])
-            T[TE, i] = t
-            if t < last_d:
-                return False
-            last_d = t
-            T[DS, i], t, busy_d = lindley_step(busy_d, t, down_s[r, i])
-            T[DE, i] = t
-            if prop > 0:
-                t = t + prop
+        t, busy, met = lindley_frame(i, now, route[i], demands, links, constant, prop, T, busy, met)
+        if t != t:
+            return False
         T[DONE, i] = t
         if has_deadline and t - capture[i] > deadline + 1e-12:
             status[i] = LATE
@@ -157,6 +127,78 @@ def lindley(first, nxt, capture, route, plan, tr, T, status, prop, has_deadline,
             now = now + (capture[j] - now)
         i = j
     return True
+
+
+@njit(cache=True, inline="always")
+def lindley_frame(i, now, r, plan, links, constant, prop, T, busy, met):
+    """Frame i, captured now on route r, through the mobile device, uplink, edge server and downlink (its stage times
+    into T); returns (when it is done, busy, met), done NaN when a station would meet it out of order."""
+    head_s, bits_s, tail_s, down_s = plan
+    busy_m, busy_u, busy_e, busy_d = busy
+    last_u, last_e, last_d, last_skip = met
+    t = now
+    skip = 0.0 if head_s[r, i] > 0 else 1.0
+    if skip:
+        T[HS, i] = t
+    else:
+        T[HS, i], t, busy_m = lindley_step(busy_m, t, head_s[r, i])
+    T[HE, i] = t
+    if bits_s[r, i] > 0 or tail_s[r, i] == tail_s[r, i]:
+        if t < last_u or (t == last_u and skip != last_skip):
+            return np.nan, busy, met
+        last_u, last_skip = t, skip
+        start = t if busy_u <= t else busy_u
+        if constant:
+            finish = start + bits_s[r, i] / links.steps[0].value
+        else:
+            finish = transfer_end(links, 0, start, bits_s[r, i], busy_u)
+        T[US, i], t, busy_u = lindley_step(busy_u, t, finish - start)
+        T[UE, i] = t
+        if prop > 0:
+            t = t + prop
+        if t < last_e:
+            return np.nan, busy, met
+        last_e = t
+        T[TS, i], t, busy_e = lindley_step(busy_e, t, tail_s[r, i])
+        T[TE, i] = t
+        if t < last_d:
+            return np.nan, busy, met
+        last_d = t
+        T[DS, i], t, busy_d = lindley_step(busy_d, t, down_s[r, i])
+        T[DE, i] = t
+        if prop > 0:
+            t = t + prop
+    return t, (busy_m, busy_u, busy_e, busy_d), (last_u, last_e, last_d, last_skip)
+
+
+@njit(cache=True, inline="always")
+def decide_at(i, now, uk, nxt, capture, route, plan, links, T, decisions, decide, observe):
+    """engine._decide for frame i captured now, on the state the loop would have then: each station's backlog by
+    replay, the policy's own state fed by its observe kernel with the uplink's ends before now (from frame uk on, in
+    order). Sets route[i]; returns the next frame whose uplink end is unseen, -1 on a tie at now (see replay)."""
+    head_s, bits_s, tail_s, down_s = plan
+    policy, state, routes, n_routes, view, run, R = decisions
+    prop = run[0].propagation_s
+    res_m, queued_m, ok_m = replay(R, 0, now, i, nxt, capture, T, head_s, route, -1, HS, HE, prop)
+    res_u, queued_u, ok_u = replay(R, 1, now, i, nxt, capture, T, bits_s, route, HE, US, UE, prop)
+    res_e, queued_e, ok_e = replay(R, 2, now, i, nxt, capture, T, tail_s, route, UE, TS, TE, prop)
+    if not (ok_m and ok_u and ok_e):
+        return -1
+    while uk != i:  # engine._up_done's observations, uplink end by uplink end
+        if T[US, uk] == T[US, uk]:
+            if T[UE, uk] >= now:
+                if T[UE, uk] == now:
+                    return -1
+                break
+            observe(state, 0, bits_s[route[uk], uk], T[UE, uk] - T[US, uk])
+        uk = nxt[uk]
+    v = view[0]
+    v.now_s, v.uplink_rate_bps = now, value_at(links, 0, now)
+    v.mobile_backlog_s, v.server_backlog_s = backlog_s(res_m, queued_m, 1), backlog_s(res_e, queued_e, 1)
+    v.uplink_residual_s, v.uplink_queued_bits = res_u, queued_u
+    route[i] = decide(state, view, routes[0], 0, n_routes[0])
+    return uk
+
 
 def lindley_applies(plan: FramePlan, topo: Topology) -> bool:
     """True when no station is shared: one mobile device, one edge server with one server, no cloud, unbounded

@@ -8,74 +8,63 @@ from numba import njit
 from simulator.kernels.links import fifo_delay, value_at
 from simulator.kernels.stations import batch_size, batch_wait_s, busy_until_after, queued_after_start, residual_s
 from simulator.loop.heap import push
-from simulator.loop.layout import (
-    BATCH_FIN,
-    BATCH_TIMER,
-    BSZ,
-    BUSY,
-    BW,
-    CA,
-    CS,
-    FREE,
-    P_CBUSY,
-    P_MAXQD,
-    P_TIMER,
-    QHEAD,
-    QLEN,
-    QTAIL,
-    QUEUED,
-    Q_CLOUD,
-    Q_MAXB,
-    Q_NBATCH,
-    Q_NFREE,
-)
-
-
-@njit(cache=True)
-def enqueue(SI, NXT, PRV, st, i):
-    NXT[i] = -1
-    PRV[i] = SI[QTAIL, st]
-    if SI[QLEN, st]:
-        NXT[SI[QTAIL, st]] = i
-    else:
-        SI[QHEAD, st] = i
-    SI[QTAIL, st] = i
-    SI[QLEN, st] += 1
-
-
-@njit(cache=True)
-def unlink(SI, NXT, PRV, st, i):
-    p, n = PRV[i], NXT[i]
-    if SI[QHEAD, st] == i:
-        SI[QHEAD, st] = n
-    else:
-        NXT[p] = n
-    if SI[QTAIL, st] == i:
-        SI[QTAIL, st] = p
-    else:
-        PRV[n] = p
-    SI[QLEN, st] -= 1
+from simulator.loop.layout import BATCH_FIN, BATCH_TIMER, BSZ, BW, CA, CS, K_CLOUD
 
 
 @njit(cache=True, inline="always")
-def work(plan, kind, r, i):
-    """What frame i adds to a station's queued work (engine._Station.work): seconds of service, bits on a link."""
-    return plan[kind][r, i]
+def enqueue(stations, NXT, PRV, st, i):
+    """Frame i joins the end of station st's queue."""
+    s = stations[st]
+    NXT[i] = -1
+    PRV[i] = s.last
+    if s.waiting:
+        NXT[s.last] = i
+    else:
+        s.first = i
+    s.last = i
+    s.waiting += 1
 
 
-@njit(cache=True)
-def residual(SI, SF, st, now):
+@njit(cache=True, inline="always")
+def unlink(stations, NXT, PRV, st, i):
+    """Frame i leaves station st's queue (from wherever it waits)."""
+    s = stations[st]
+    p, n = PRV[i], NXT[i]
+    if s.first == i:
+        s.first = n
+    else:
+        NXT[p] = n
+    if s.last == i:
+        s.last = p
+    else:
+        PRV[n] = p
+    s.waiting -= 1
+
+
+@njit(cache=True, inline="always")
+def demand(c, kind, i):
+    """What frame i asks of a station of `kind` (K_*) on its route: seconds of service, bits on a link (NaN or 0
+    where the route skips it); also what it adds to the station's queued work (engine._Station.work)."""
+    return c.plan[kind][c.prow[c.route[i]], i]  # routes with the same demands share a row (plan.demand_rows)
+
+
+@njit(cache=True, inline="always")
+def residual(stations, st, now):
     """_Station.residual_s of station st."""
-    return residual_s(SI[FREE, st], SF[BUSY, st], now)
+    s = stations[st]
+    return residual_s(s.free, s.busy_until_s, now)
 
 
-@njit(cache=True)
-def batch_dispatch(T, cloud_s, route, SI, SF, NXT, PRV, Q, P, B, ht, hs, hc, meta, now):
+@njit(cache=True, inline="always")
+def batch_dispatch(c, heap, now):
     """_BatchStation._dispatch and start_captures: batches of one cloud key while a server is idle, else a timer."""
-    key_of, pref, free_since, members, bsize, same, factors, bfree = B
-    st, maxb = Q[Q_CLOUD], Q[Q_MAXB]
-    while Q[Q_NFREE] > 0 and SI[QLEN, st] > 0:
-        first = SI[QHEAD, st]
+    T, route, stations, NXT, PRV, batches = c.T, c.route, c.stations, c.NXT, c.PRV, c.batches
+    ht, hs, hc, meta = heap
+    cloud, bs = c.run[0].cloud, batches.state[0]
+    key_of, same, idle_since = batches.key_of, batches.same, batches.idle_since
+    maxb, q = bs.max_size, stations[cloud]
+    while bs.idle > 0 and q.waiting > 0:
+        first = q.first
         key = key_of[route[first]]
         n = 0
         j = first
@@ -85,41 +74,41 @@ def batch_dispatch(T, cloud_s, route, SI, SF, NXT, PRV, Q, P, B, ht, hs, hc, met
                 n += 1
             j = NXT[j]
         oldest = T[CA, same[0]]
-        size = batch_size(n, maxb, pref, now - oldest, P[P_MAXQD])
+        size = batch_size(n, maxb, batches.preferred, now - oldest, bs.max_queue_delay_s)
         if size == 0:
-            due = oldest + P[P_MAXQD]
-            if P[P_TIMER] != due:
-                P[P_TIMER] = due
+            due = oldest + bs.max_queue_delay_s
+            if bs.timer_s != due:
+                bs.timer_s = due
                 push(ht, hs, hc, meta, now + (due - now), BATCH_TIMER)
             return
-        nf = Q[Q_NFREE]  # the idle server free for longest takes the batch (only its free time matters)
+        nf = bs.idle  # the idle server free for longest takes the batch (only its free time matters)
         k_min = 0
         for k in range(1, nf):
-            if free_since[k] < free_since[k_min]:
+            if idle_since[k] < idle_since[k_min]:
                 k_min = k
-        free = free_since[k_min]
-        free_since[k_min] = free_since[nf - 1]
-        Q[Q_NFREE] = nf - 1
-        Q[Q_NBATCH] -= 1  # a free batch slot (one per cloud server, and one for a batch handing its frames on)
-        b = bfree[Q[Q_NBATCH]]
-        for q in range(size):
-            j = same[q]
-            unlink(SI, NXT, PRV, st, j)
-            SF[QUEUED, st] = queued_after_start(SF[QUEUED, st], cloud_s[route[j], j], SI[QLEN, st])
-            members[b, q] = j
+        free = idle_since[k_min]
+        idle_since[k_min] = idle_since[nf - 1]
+        bs.idle = nf - 1
+        bs.free_slots -= 1  # a free batch slot (one per cloud server, and one for a batch handing its frames on)
+        b = batches.free_slot[bs.free_slots]
+        for k in range(size):
+            j = same[k]
+            unlink(stations, NXT, PRV, cloud, j)
+            q.queued = queued_after_start(q.queued, demand(c, K_CLOUD, j), q.waiting)
+            batches.members[b, k] = j
             T[CS, j] = now
             T[BSZ, j] = size
             T[BW, j] = batch_wait_s(now, T[CA, j], free)
-        bsize[b] = size
+        batches.size[b] = size
         head = same[0]
-        s = cloud_s[route[head], head] * factors[route[head], size]
-        P[P_CBUSY] = busy_until_after(P[P_CBUSY], now, s)
+        s = demand(c, K_CLOUD, head) * batches.factors[route[head], size]
+        bs.busy_until_s = busy_until_after(bs.busy_until_s, now, s)
         push(ht, hs, hc, meta, now + s, (b << 4) | BATCH_FIN)
 
 
-@njit(cache=True)
-def varying_delay(kinds, fifo, values, delays, last, i, m, k, row, now):
+@njit(cache=True, inline="always")
+def varying_delay(delays, drawn_row, last, i, m, k, now):
     """engine._varying_delay: frame i's delay now (a trace's step, or its draw), held behind the one sent before."""
-    d = value_at(delays, m, now) if kinds[m] == 1 else values[row, i]
-    d, last[k] = fifo_delay(now, d, last[k], fifo[m])
+    d = value_at(delays.traces, m, now) if delays.traced[m] == 1 else delays.drawn[drawn_row, i]
+    d, last[k] = fifo_delay(now, d, last[k], delays.fifo[m])
     return d

@@ -25,6 +25,7 @@ class Ring:
         self.width, self.max_places = first.capture_s.size, 1 if single else ring_windows
         self.single, self.n_rows, self.delay = single, n_rows, delay
         self.routes, self.tiered = first.head_s.shape[0], first.cloud_s is not None
+        self.rows = np.ascontiguousarray(first.row_of(np.arange(first.n_routes)), dtype=np.int64)  # route -> row
         f64 = (lambda a: np.ascontiguousarray(a, dtype=float))
         dummy = np.zeros((1, 1))
         self.places = 0
@@ -79,6 +80,8 @@ class Ring:
         n, place = wp.capture_s.size, self.free.pop(0)
         if n > self.width:
             raise EdgesimError(f"window {k} has {n} frames, more than the first window's {self.width}")
+        if wp.n_routes != self.rows.size or not np.array_equal(wp.row_of(np.arange(self.rows.size)), self.rows):
+            raise EdgesimError(f"window {k} shares the demand rows of its routes differently from the first window")
         base = place * self.width
         sl = slice(base, base + n)
         if not self.single:

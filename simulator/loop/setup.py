@@ -14,8 +14,8 @@ from simulator.loop.layout import (
     ASSIGN_FIXED,
     ASSIGN_LEAST_LOADED,
     ASSIGN_SED,
-    CAP,
-    FREE,
+    BATCHER,
+    EDGE,
     K_CLOUD,
     K_DOWN,
     K_EDGE,
@@ -23,58 +23,31 @@ from simulator.loop.layout import (
     K_UP,
     K_WAN,
     K_WDOWN,
-    P_DEADLINE,
-    P_DLBPS,
-    P_LAST,
-    P_MAXQD,
-    P_PROP,
-    P_TIMER,
-    P_WANDBPS,
-    QHEAD,
-    QTAIL,
-    Q_ASSIGN,
-    Q_BATCH,
-    Q_CLOUD,
-    Q_CLOUDSRV,
-    Q_DEADLINE,
-    Q_DELAY,
-    Q_DOWN0,
-    Q_EDGE0,
-    Q_LAST,
-    Q_M,
-    Q_MAXB,
-    Q_NBATCH,
-    Q_NE,
-    Q_NFREE,
-    Q_PER,
-    Q_ROWPD,
-    Q_ROWPU,
-    Q_SHARED,
-    Q_STALE,
-    Q_TIERED,
-    Q_UP0,
-    Q_WAN0,
-    Q_WDOWN0,
-    SERVERS,
-    SKIND,
+    RUN,
+    Batches,
+    new_stations,
 )
 from simulator.plan import FramePlan, Topology
 from simulator.policies import Route, StatefulPolicy, policy_kernels
-from simulator.policies.base import _c_functions, route_table
+from simulator.policies.base import _c_functions, route_records
 
 
 def policy_arrays(policy: Optional[StatefulPolicy], topo: Topology, routes_of_mobile: Optional[list[list[Route]]],
                n_mobiles: int) -> tuple:
-    """(state, ROUTE table, routes per mobile device, decide, observe) of a run: the policy's kernels as C functions
-    (decisions.no_decide and no_observe without one) and its state; the routes where a decision reads them."""
+    """(state, ROUTE table, routes per list, each mobile device's list, decide, observe) of a run: the policy's
+    kernels as C functions (decisions.no_decide and no_observe without one) and its state; the routes where a decision
+    reads them, a row per distinct list of routes (a mobile group's: policies.base.route_records), not per device."""
     kernels = policy_kernels(policy)
     decide, observe = _c_functions(*((kernels.decide, kernels.observe) if kernels is not None
                                      else (no_decide, no_observe)))
     state = kernels.state(policy, topo.uplink) if kernels is not None else np.zeros(1)
     if routes_of_mobile is None:
-        return state, np.zeros((max(n_mobiles, 1), 1), ROUTE), np.ones(max(n_mobiles, 1), np.int64), decide, observe
-    table = route_table(routes_of_mobile, topo.packet_payload_bytes, topo.packet_overhead_bytes)
-    return state, table, np.array([len(r) for r in routes_of_mobile], dtype=np.int64), decide, observe
+        return (state, np.zeros((1, 1), ROUTE), np.ones(1, np.int64), np.zeros(max(n_mobiles, 1), np.int64), decide,
+                observe)
+    table, of_mobile = route_records(routes_of_mobile, topo.packet_payload_bytes, topo.packet_overhead_bytes)
+    n_routes = np.zeros(table.shape[0], np.int64)
+    n_routes[of_mobile] = [len(r) for r in routes_of_mobile]
+    return state, table, n_routes, of_mobile, decide, observe
 
 
 def delay_model(topo: Topology, n_mobiles: int) -> tuple:
@@ -103,7 +76,7 @@ def delay_draws(plan: FramePlan, topo: Topology) -> np.ndarray:
 
 
 def static_state(topo: Topology, first: FramePlan, n_rows: int) -> tuple:
-    """The static part of the loop's state: stations, parameters, links, batching and best-split's tables."""
+    """The static part of the loop's state: STATION, RUN and EDGE records, the links packed, the batcher."""
     n_mob, tiers = first.n_mobiles, topo.tiers
     tiered = first.cloud_s is not None
     n_edges = len(tiers.edges) if tiers is not None else 1
@@ -113,69 +86,71 @@ def static_state(topo: Topology, first: FramePlan, n_rows: int) -> tuple:
     up0, edge0 = n_mob, n_mob + n_up + len(media)
     down0 = edge0 + n_edges
     wan0 = down0 + n_mob
-    wdown0 = wan0 + (n_edges if tiers is not None else 0)
-    cloud = wdown0 + (n_edges if tiers is not None else 0)
-    n_st = cloud + (1 if tiers is not None else 0)
-    SI = np.zeros((7, n_st), np.int64)
-    SI[QHEAD], SI[QTAIL], SI[CAP], SI[SERVERS] = -1, -1, -1, 1
+    wan_down0 = wan0 + (n_edges if tiers is not None else 0)
+    cloud = wan_down0 + (n_edges if tiers is not None else 0)
+    stations = new_stations(cloud + (1 if tiers is not None else 0))
 
-    def stations(lo, count, kind, servers=1, capacity=None):
-        SI[SKIND, lo:lo + count], SI[SERVERS, lo:lo + count] = kind, servers
-        SI[CAP, lo:lo + count] = -1 if capacity is None else capacity
+    def kind(lo, count, k, servers=1, capacity=None):
+        st = stations[lo:lo + count]
+        st["kind"], st["servers"], st["capacity"] = k, servers, -1 if capacity is None else capacity
 
-    stations(0, n_mob, K_MOBILE, capacity=topo.mobile_capacity)
-    stations(up0, n_up + len(media), K_UP)
+    kind(0, n_mob, K_MOBILE, capacity=topo.mobile_capacity)
+    kind(up0, n_up + len(media), K_UP)
     for e in range(n_edges):
-        stations(edge0 + e, 1, K_EDGE, tiers.edges[e].servers if tiers is not None else topo.servers,
-                 topo.server_capacity)
-    stations(down0, n_mob, K_DOWN)
+        kind(edge0 + e, 1, K_EDGE, tiers.edges[e].servers if tiers is not None else topo.servers, topo.server_capacity)
+    kind(down0, n_mob, K_DOWN)
     traces = list(topo.uplink)
-    E = np.zeros((5, n_edges), np.int64)
-    EF = np.zeros(n_edges)
+    edges = np.zeros(n_edges, EDGE)
     if tiers is not None:
-        stations(wan0, n_edges, K_WAN)
-        stations(wdown0, n_edges, K_WDOWN)
-        stations(cloud, 1, K_CLOUD, max(tiers.cloud_servers, 1))
-        E[3] = -1
+        kind(wan0, n_edges, K_WAN)
+        kind(wan_down0, n_edges, K_WDOWN)
+        kind(cloud, 1, K_CLOUD, max(tiers.cloud_servers, 1))
+        edges["medium"] = -1
+        first_of = {id(topo.uplink): 0}  # edge servers reached over the same uplinks (a list) share their traces
         for e, spec in enumerate(tiers.edges):
-            E[0, e], E[1, e], E[2, e] = spec.shared_medium, spec.servers, len(traces)
-            traces += list(spec.uplink)
+            edges["shared_medium"][e], edges["servers"][e] = spec.shared_medium, spec.servers
+            edges["uplink0"][e] = first_of.get(id(spec.uplink), len(traces))
+            if edges["uplink0"][e] == len(traces):
+                first_of[id(spec.uplink)] = len(traces)
+                traces += list(spec.uplink)
             if spec.shared_medium:
-                E[3, e] = up0 + n_up + media.index(e)
-            EF[e] = spec.wan_propagation_s
+                edges["medium"][e] = up0 + n_up + media.index(e)
+            edges["wan_propagation_s"][e] = spec.wan_propagation_s
         for e, spec in enumerate(tiers.edges):
             if spec.wan is not None:
-                E[4, e] = len(traces)
+                edges["wan"][e] = len(traces)
                 traces.append(spec.wan)
-    SI[FREE] = SI[SERVERS]
-    Q = np.zeros(Q_LAST, np.int64)
-    P = np.zeros(P_LAST)
-    Q[Q_M], Q[Q_UP0], Q[Q_EDGE0], Q[Q_DOWN0], Q[Q_WAN0], Q[Q_WDOWN0], Q[Q_CLOUD] = (n_mob, up0, edge0, down0, wan0,
-                                                                                   wdown0, cloud)
-    Q[Q_SHARED], Q[Q_TIERED], Q[Q_NE] = topo.shared_medium, tiered, n_edges
-    Q[Q_PER] = (first.routes_per_edge or 1) if tiered else 1
-    if tiers is not None:
-        Q[Q_ASSIGN] = {"least-loaded": ASSIGN_LEAST_LOADED, "shortest-expected-delay": ASSIGN_SED}.get(
-            tiers.assignment, ASSIGN_FIXED)
-        Q[Q_CLOUDSRV] = tiers.cloud_servers
-        P[P_WANDBPS] = tiers.wan_down_bps
-    else:
-        P[P_WANDBPS] = np.inf
-    Q[Q_DELAY], Q[Q_STALE], Q[Q_DEADLINE] = topo.delay is not None, topo.drop_stale, topo.deadline_s is not None
-    Q[Q_ROWPU], Q[Q_ROWPD] = n_rows, n_rows + 1
-    P[P_PROP], P[P_DEADLINE], P[P_DLBPS] = topo.propagation_s, topo.deadline_s or 0.0, topo.downlink_bps
-    P[P_TIMER] = -1.0
+    stations["free"] = stations["servers"]
+    assign = {"least-loaded": ASSIGN_LEAST_LOADED, "shortest-expected-delay": ASSIGN_SED}.get(
+        tiers.assignment, ASSIGN_FIXED) if tiers is not None else ASSIGN_FIXED
+    run = np.zeros(1, RUN)
+    for name, value in dict(
+            n_mobiles=n_mob, up0=up0, edge0=edge0, down0=down0, wan0=wan0, wan_down0=wan_down0, cloud=cloud,
+            n_edges=n_edges, routes_per_edge=(first.routes_per_edge or 1) if tiered else 1,
+            shared=topo.shared_medium, tiered=tiered, assign=assign, delay=topo.delay is not None,
+            drop_stale=topo.drop_stale, has_deadline=topo.deadline_s is not None,
+            batching=tiers is not None and tiers.batching is not None,
+            cloud_servers=tiers.cloud_servers if tiers is not None else 0, row_delay_up=n_rows,
+            row_delay_down=n_rows + 1, propagation_s=topo.propagation_s, deadline_s=topo.deadline_s or 0.0,
+            downlink_bps=topo.downlink_bps, wan_down_bps=tiers.wan_down_bps if tiers is not None else np.inf).items():
+        run[name] = value
+    return stations, run, edges, pack_steps(traces), batches(first, topo), n_up
+
+
+def batches(first: FramePlan, topo: Topology) -> Batches:
+    """The dynamic batcher's state and arrays (empty ones without batching)."""
+    tiers = topo.tiers
     batching = tiers.batching if tiers is not None else None
-    if batching is not None:
-        slots = tiers.cloud_servers + 1  # a batch per server, and one handing its frames on
-        Q[Q_BATCH], Q[Q_MAXB], Q[Q_NFREE], Q[Q_NBATCH] = 1, batching.max_batch_size, tiers.cloud_servers, slots
-        P[P_MAXQD] = batching.max_queue_delay_s
-        B = (np.ascontiguousarray(first.cloud_key, dtype=np.int64),
-             np.array(batching.preferred_batch_sizes, dtype=np.int64),
-             np.zeros(tiers.cloud_servers), np.zeros((slots, batching.max_batch_size), np.int64),
-             np.zeros(slots, np.int64), np.zeros(batching.max_batch_size, np.int64),
-             np.ascontiguousarray(first.batch_factors, dtype=float), np.arange(slots, dtype=np.int64))
-    else:
-        B = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(1), np.zeros((1, 1), np.int64),
-             np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros((1, 1)), np.zeros(1, np.int64))
-    return SI, np.zeros((2, n_st)), Q, P, E, EF, pack_steps(traces), B, n_up
+    state = np.zeros(1, BATCHER)
+    state["timer_s"] = -1.0
+    if batching is None:
+        return Batches(state, np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(1), np.zeros((1, 1), np.int64),
+                       np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros((1, 1)), np.zeros(1, np.int64))
+    slots = tiers.cloud_servers + 1  # a batch per server, and one handing its frames on
+    state["max_size"], state["idle"], state["free_slots"] = batching.max_batch_size, tiers.cloud_servers, slots
+    state["max_queue_delay_s"] = batching.max_queue_delay_s
+    return Batches(state, np.ascontiguousarray(first.cloud_key, dtype=np.int64),
+                   np.array(batching.preferred_batch_sizes, dtype=np.int64), np.zeros(tiers.cloud_servers),
+                   np.zeros((slots, batching.max_batch_size), np.int64), np.zeros(slots, np.int64),
+                   np.zeros(batching.max_batch_size, np.int64), np.ascontiguousarray(first.batch_factors, dtype=float),
+                   np.arange(slots, dtype=np.int64))

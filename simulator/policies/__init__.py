@@ -6,9 +6,8 @@ parse time; `make_policy` turns a parsed spec into the policy object a run uses.
 
 from __future__ import annotations
 
-from typing import Annotated, Optional, Union
+from typing import TYPE_CHECKING, Annotated, Optional, Union
 
-import pandas as pd
 from pydantic import Field
 
 from simulator.devices import Device
@@ -24,6 +23,9 @@ from simulator.policies.base import (
     StatefulPolicy,
     make_route,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ENTRIES: dict[str, PolicyEntry] = {e.name: e for e in (*fixed.ENTRIES, best_split.ENTRY, best_split.ENTRY_PLACEMENT,
                                                      *cascade.ENTRIES)}
@@ -41,7 +43,7 @@ def policy_entries() -> dict[str, PolicyEntry]:
 def policy_kernels(policy: Optional[BasePolicy]) -> Optional[PolicyKernels]:
     """The kernels a stateful policy's registry entry declares (None: no policy, or not registered with kernels)."""
     entry = ENTRIES.get(getattr(getattr(policy, "spec", None), "name", None))
-    return entry.kernels if entry is not None and isinstance(policy, entry.policy) else None
+    return entry.resolved_kernels() if entry is not None and isinstance(policy, entry.policy) else None
 
 
 def make_policy(spec: PolicySpecBase, scenario_model: str, devices: dict[str, Device],

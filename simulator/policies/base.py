@@ -7,20 +7,20 @@ replay them; stateful ones pick at capture time from the load they see and keep 
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Optional
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, Union
 
 import numpy as np
-import pandas as pd
-from numba import cfunc
 from pydantic import BaseModel, ConfigDict, Field
 
 from profilers.errors import EdgesimError
 from profilers.schema import ModelProfile
 from simulator.devices import Device, ServiceTime, reference_model
-from simulator.kernels.decisions import DECIDE, OBSERVE
-from simulator.kernels.records import ROUTE
 from simulator.link import TCP_IP_OVERHEAD_BYTES, TCP_PAYLOAD_BYTES, Packetiser, RateTrace
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -239,39 +239,77 @@ _C_FUNCTIONS: dict = {}
 
 
 def _c_functions(decide, observe) -> tuple:
+    from numba import cfunc  # numba: imported by the first compiled run, not by list or validate
+
+    from simulator.kernels.decisions import DECIDE, OBSERVE
+
     key = (decide, observe)
     if key not in _C_FUNCTIONS:
         _C_FUNCTIONS[key] = (cfunc(DECIDE, cache=True)(decide.py_func), cfunc(OBSERVE, cache=True)(observe.py_func))
     return _C_FUNCTIONS[key]
 
 
-def route_table(routes_of_mobile: list[list[Route]], payload_bytes: int, overhead_bytes: int) -> np.ndarray:
-    """Every mobile device's routes as ROUTE records (M, R): what predictions read of them (expected times, and wire
-    bits with per-packet overhead, resends not predicted)."""
-    width = max(len(r) for r in routes_of_mobile)
-    table = np.zeros((len(routes_of_mobile), width), ROUTE)
+def route_records(routes_of_mobile: list[list[Route]], payload_bytes: int,
+                  overhead_bytes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each distinct list of routes as ROUTE records (L, R), and each mobile device's list (M,): what predictions
+    read of them (expected times, and wire bits with per-packet overhead, resends not predicted). A mobile group's
+    devices share one list, so the records are packed once per group (a column at a time), not once per device."""
+    from simulator.kernels.records import ROUTE  # the kernels package imports numba: a run's, not list's or validate's
+
+    number: dict[int, int] = {}
+    distinct: list[list[Route]] = []
+    of_mobile = np.empty(len(routes_of_mobile), dtype=np.int64)
+    for m, routes in enumerate(routes_of_mobile):
+        k = number.get(id(routes))
+        if k is None:
+            k = number[id(routes)] = len(distinct)
+            distinct.append(routes)
+        of_mobile[m] = k
+    table = np.zeros((len(distinct), max(len(r) for r in distinct)), ROUTE)
     packetiser = Packetiser(payload_bytes, overhead_bytes)
 
-    def bits(size_bytes: int) -> float:
-        return float(packetiser.wire_bytes(size_bytes)) * 8.0
+    def expected(times: list) -> list[float]:
+        return [t.expected_s if t is not None else 0.0 for t in times]
 
-    for m, routes in enumerate(routes_of_mobile):
-        for k, r in enumerate(routes):
-            table[m, k] = (r.head.expected_s if r.head else 0.0, r.tail is not None,
-                           r.tail.expected_s if r.tail is not None else 0.0, r.cloud is not None,
-                           r.cloud.expected_s if r.cloud is not None else 0.0, bits(r.up_bytes), bits(r.down_bytes),
-                           bits(r.wan_bytes))
-    return table
+    for k, routes in enumerate(distinct):
+        row = table[k, :len(routes)]
+        row["head_s"] = expected([r.head for r in routes])
+        row["tail_on"] = [r.tail is not None for r in routes]
+        row["tail_s"] = expected([r.tail for r in routes])
+        row["cloud_on"] = [r.cloud is not None for r in routes]
+        row["cloud_s"] = expected([r.cloud for r in routes])
+        for field_name, size in (("up_bits", "up_bytes"), ("down_bits", "down_bytes"), ("wan_bits", "wan_bytes")):
+            row[field_name] = packetiser.wire_bytes([getattr(r, size) for r in routes]) * 8.0
+    return table, of_mobile
+
+
+def route_table(routes_of_mobile: list[list[Route]], payload_bytes: int, overhead_bytes: int) -> np.ndarray:
+    """Every mobile device's routes as ROUTE records (M, R) (route_records, a row per device)."""
+    table, of_mobile = route_records(routes_of_mobile, payload_bytes, overhead_bytes)
+    return table[of_mobile]
 
 
 @dataclass(frozen=True)
 class PolicyEntry:
     """A registered policy: its spec model, its behaviour, the paper section it comes from, and for a stateful
-    policy its kernels (None: a stateless policy, or one only the SimPy engine can run)."""
+    policy its kernels (None: a stateless policy, or one only the SimPy engine can run), as PolicyKernels or as
+    "module:NAME" of a module that holds them (imported when a run first needs them: numba stays out of `edgesim
+    list policies` and `validate`)."""
 
     name: str
     spec: type[PolicySpecBase]
     policy: type[BasePolicy]
     summary: str
     source: str
-    kernels: Optional[PolicyKernels] = None
+    kernels: Union[PolicyKernels, str, None] = None
+
+    def resolved_kernels(self) -> Optional[PolicyKernels]:
+        """The entry's kernels, their module imported if named by path (one line if the path names nothing)."""
+        if not isinstance(self.kernels, str):
+            return self.kernels
+        module, _, name = self.kernels.partition(":")
+        kernels = getattr(importlib.import_module(module), name, None)
+        if not isinstance(kernels, PolicyKernels):
+            raise EdgesimError(f"policy '{self.name}': kernels '{self.kernels}' name no PolicyKernels "
+                               "(PolicyEntry.kernels)")
+        return kernels

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-import numpy as np
-from numba import njit
 from pydantic import Field
 
 from simulator.devices import Device
-from simulator.kernels.decisions import ewma_bps, least_delay, uplink_wait_s
-from simulator.kernels.links import planning_bps
 from simulator.link import RateTrace
 from simulator.policies.base import (
     PolicyEntry,
-    PolicyKernels,
     PolicySpecBase,
     Route,
     StatefulPolicy,
@@ -39,52 +34,30 @@ class BestSplitSpec(PolicySpecBase):
 
 
 
-@njit(cache=True)
-def decide(state, view, routes, lo, hi):
-    """Best-split's choice at a capture: the route with the least predicted delay, planning the uplink with the EWMA
-    estimate (state[0] == 0) or the link's true rate now (the oracle), clamped by planning_bps."""
-    v = view[0]
-    bw = planning_bps(state[2 + v.link] if state[0] == 0.0 else v.uplink_rate_bps)
-    return least_delay(routes, lo, hi, v, bw, uplink_wait_s(v, bw))
-
-
-@njit(cache=True)
-def observe(state, link, bits, duration_s):
-    """Fold one finished uplink transfer into the link's EWMA estimate (weight state[1] for the newest)."""
-    state[2 + link] = ewma_bps(state[2 + link], state[1], bits, duration_s)
-
-
-def start_state(policy: "BestSplitPolicy", uplinks: list[RateTrace]) -> np.ndarray:
-    """[estimate kind (0 EWMA, 1 oracle), alpha, one estimate per uplink, from its rate at time 0]."""
-    spec = policy.spec
-    return np.array([0.0 if spec.bandwidth_estimate == "ewma" else 1.0, spec.ewma_alpha]
-                    + [tr.rate_bps_at(0.0) for tr in uplinks], dtype=float)
-
-
-KERNELS = PolicyKernels(start_state, decide, observe)
-"""Best-split's and best-placement's kernels: both engines run these."""
-
-
 class BandwidthEstimator:
     """Uplink bandwidth as best-split sees it, for Python policies: the same EWMA and clamp kernels (run as Python)."""
 
     def __init__(self, kind: str, alpha: float, uplinks: list[RateTrace]) -> None:
+        from simulator.kernels.decisions import ewma_bps  # numba: imported where a run needs it
+        from simulator.kernels.links import planning_bps
+
+        self._ewma_bps, self._planning_bps = ewma_bps.py_func, planning_bps.py_func
         self.kind, self.alpha, self.uplinks = kind, alpha, uplinks
         self.estimate_bps = [tr.rate_bps_at(0.0) for tr in uplinks]
 
     def observe(self, link: int, bits: float, duration_s: float) -> None:
         """Fold one finished transfer into the link's estimate."""
-        self.estimate_bps[link] = ewma_bps.py_func(self.estimate_bps[link], self.alpha, bits, duration_s)
+        self.estimate_bps[link] = self._ewma_bps(self.estimate_bps[link], self.alpha, bits, duration_s)
 
     def at(self, link: int, now_s: float) -> float:
         """The bandwidth to plan with on `link` at now_s (the planning clamp of kernels.links)."""
         bw = self.estimate_bps[link] if self.kind == "ewma" else self.uplinks[link].rate_bps_at(now_s)
-        return planning_bps.py_func(bw)
+        return self._planning_bps(bw)
 
 
 class BestSplitPolicy(StatefulPolicy):
     """Predict head + waits + transfer + tail + return for each candidate split point and take the least (its
-    decisions and observations are the kernels above, declared in its registry entry)."""
+    decisions and observations are best_split_kernels', declared in its registry entry)."""
 
     def routes(self, mobile: Device, server: Device) -> list[Route]:
         names = self.spec.candidates or [sp.name for sp in self.model.split_points]
@@ -124,6 +97,10 @@ class BestPlacementPolicy(BestSplitPolicy):
                 wan = self.spec.input_encoding if self.model.split_point(b).layer_index == 0 else self.spec.wan_encoding
                 out.append(place_route(f"place@{a}|{b}", self.model, a, b, enc, wan, mobile, server, self.cloud))
         return out
+
+
+KERNELS = "simulator.policies.best_split_kernels:KERNELS"
+"""Best-split's and best-placement's kernels (numba), imported when a run first needs them (PolicyEntry.kernels)."""
 
 
 ENTRY_PLACEMENT = PolicyEntry("best-placement", BestPlacementSpec, BestPlacementPolicy,

@@ -7,10 +7,9 @@ edge_pred and cloud_pred, plus the score columns); its time and energy come from
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import ClassVar, Literal, Optional
+from typing import TYPE_CHECKING, ClassVar, Literal, Optional
 
 import numpy as np
-import pandas as pd
 from pydantic import Field, model_validator
 
 from profilers.errors import EdgesimError
@@ -18,6 +17,9 @@ from simulator.deferral import SCORE_COLUMNS, defer_mask
 from simulator.devices import Device, reference_model
 from simulator.policies.base import BasePolicy, FrameInputs, PolicyEntry, PolicySpecBase, Route, make_route, place_route
 from simulator.policies.fixed import InputEncoding, TensorEncoding
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class CascadeSpec(PolicySpecBase):

@@ -1,0 +1,67 @@
+"""A frame plan holds a demand row per distinct route, not per (edge server, route): edge servers of one device share
+rows, routes that draw packet losses keep their own, and both engines give the same frames either way."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simulator.assemble import assemble, plan_window, route_rows
+from simulator.compiled import simulate_compiled
+from simulator.engine import simulate
+from simulator.scenario import Scenario
+from simulator.workload import FrameStreams
+from tests.sim_helpers import scenario_dict, write_toy_profiles
+
+
+def _point(tmp_path, edges, loss=0.0, policy=None, assignment="least-loaded"):
+    profiles = write_toy_profiles(tmp_path)
+    data = scenario_dict(profiles, mobiles=[{"device": "toy-mobile", "count": 4}],
+                         edges=[{"name": f"e{k}", "device": dev, "servers": 1 + k % 2} for k, dev in enumerate(edges)],
+                         cloud={"device": "toy-edge", "servers": 2, "wan": {"data_rate_mbps": 5, "propagation_delay_s": 0.01},
+                                "batching": {"max_batch_size": 4, "preferred_batch_sizes": [4],
+                                             "max_queue_delay_s": 0.005}},
+                         assignment=assignment, link={"data_rate_mbps": 2.0, "propagation_delay_s": 0.001,
+                                                      "packet_overhead_bytes": 40, "loss_probability": loss},
+                         policies=[policy or {"name": "best-placement", "candidates": ["input", "mid", "output"]}],
+                         workload={"source": "poisson", "frame_rate_fps": 6.0, "frames": 80, "service_time": "sampled"})
+    data.pop("edge")
+    return assemble(Scenario.model_validate(data))
+
+
+def _plan(pt):
+    pol = pt.policies[0]
+    routes = pt.routes_of_group(pol)
+    return pt, pol, routes, plan_window(pt, pol, routes, 0, FrameStreams(pt.scenario.seed, 0, pt.n_mobiles), 0, 80)
+
+
+def test_edge_servers_of_one_device_share_rows_and_losses_keep_their_own(tmp_path):
+    pt, pol, routes, w = _plan(_point(tmp_path / "a", ["toy-edge"] * 5))
+    per = len(routes[0]) // 5
+    assert w.plan.head_s.shape == (per, w.plan.capture_s.size)  # a row per route of one edge server, not five
+    assert np.array_equal(w.plan.rows, np.tile(np.arange(per), 5))
+    # two devices: the servers of each share rows (edge 2 is toy-mobile, the rest toy-edge)
+    mixed = _point(tmp_path / "b", ["toy-edge", "toy-edge", "toy-mobile", "toy-edge"])
+    rows = route_rows(mixed, mixed.routes_of_group(mixed.policies[0]))
+    assert np.array_equal(rows, np.concatenate([np.arange(per), np.arange(per), per + np.arange(per), np.arange(per)]))
+    # a lossy uplink: every route that offloads draws its own resends, so it keeps its own row
+    lossy = _point(tmp_path / "c", ["toy-edge"] * 3, loss=0.05)
+    lossy_routes = lossy.routes_of_group(lossy.policies[0])
+    rows = route_rows(lossy, lossy_routes)
+    offloads = np.array([rt.offloads for rt in lossy_routes[0]])
+    assert rows is not None and np.unique(rows[offloads]).size == offloads.sum()  # local routes still share
+    assert np.unique(rows[~offloads]).size == 1
+
+
+@pytest.mark.parametrize("assignment", ["least-loaded", "round-robin", "shortest-expected-delay"])
+def test_shared_rows_give_the_frames_of_a_row_per_route_in_both_engines(tmp_path, assignment):
+    pt, pol, routes, w = _plan(_point(tmp_path, ["toy-edge"] * 3, assignment=assignment))
+    assert w.plan.rows is not None
+    by_mobile = [routes[g] for g in pt.group_of_instance]
+    shared = simulate_compiled(w.plan, pt.topo, pol, by_mobile)
+    full = simulate_compiled(w.plan.all_routes(), pt.topo, pol, by_mobile)
+    simpy = simulate(w.plan, pt.topo, pol, by_mobile)
+    assert shared.keys() == full.keys()
+    for name in shared:
+        np.testing.assert_array_equal(shared[name], full[name], err_msg=name)
+        np.testing.assert_allclose(shared[name], simpy[name], rtol=0, atol=1e-9, err_msg=name)
