@@ -15,7 +15,8 @@ from edgesim.studies.dmd.adapters import (
     parse_yes_no,
     yes_no_probs,
 )
-from edgesim.studies.dmd.generate import Sample, confidence_features, generate
+from edgesim.studies.dmd.generate import confidence_features, generate
+from edgesim.studies.samples import Sample
 from profilers.errors import EdgesimError
 from profilers.models import build
 

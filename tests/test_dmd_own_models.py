@@ -13,7 +13,7 @@ torch.set_num_threads(1)  # two pytest workers on two cores
 from edgesim.cli.app import main
 from edgesim.studies.dmd.generate import degenerate_problems
 from edgesim.studies.dmd.models import ModelChoice, class_groups, load_classifier
-from edgesim.studies.dmd.yolo import load_fall_samples
+from edgesim.studies.yolo import load_fall_samples
 from profilers.errors import EdgesimError
 
 MODELS = '''"""Two tiny torchvision models: the DMD test's edge (MobileNetV2 blocks) and cloud (a ResNet of BasicBlocks)."""

@@ -6,7 +6,7 @@ from PIL import Image
 
 from edgesim.studies.dmd.adapters import TorchClassifierAdapter
 from edgesim.studies.dmd.generate import generate
-from edgesim.studies.dmd.yolo import iter_fall_images, load_fall_samples
+from edgesim.studies.yolo import iter_fall_images, load_fall_samples
 from profilers.errors import EdgesimError
 
 

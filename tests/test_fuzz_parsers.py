@@ -118,7 +118,7 @@ def test_dmd_json(tmp_path, value, records):
 @SETTINGS
 @given(lines=st.lists(st.text(alphabet="0123456789.- abc\t", max_size=30), max_size=6), raw=st.binary(max_size=40))
 def test_yolo_labels(tmp_path, lines, raw):
-    from edgesim.studies.dmd.yolo import parse_label_file
+    from edgesim.studies.yolo import parse_label_file
 
     _each_file_parses_or_fails_in_one_line(parse_label_file, tmp_path / "img.txt", ("\n".join(lines).encode(), raw))
 

@@ -92,7 +92,7 @@ def _samples(dataset: str, task: str, seed: int, fall_class: Optional[str], miss
     """Samples from 'digits' / 'mnist' (the demo's DMD pool) or a YOLO fall-detection folder (its own split kept)."""
     from edgesim.studies.data import BUNDLED
     from edgesim.studies.dmd import digits
-    from edgesim.studies.dmd.yolo import load_fall_samples
+    from edgesim.studies.yolo import load_fall_samples
 
     if dataset in BUNDLED:
         return digits.dmd_samples(digits.demo_data(task, seed=seed, data=dataset))

@@ -70,7 +70,7 @@ class FolderImages:
 
 def is_yolo_export(root: str | Path) -> bool:
     """A YOLO export (images/ with labels/, or train|valid|test/images) rather than an ImageFolder (root/<class>/)."""
-    from edgesim.studies.dmd.yolo import SPLIT_NAMES
+    from edgesim.studies.yolo import SPLIT_NAMES
 
     root = Path(root)
     return ((root / "images").is_dir() and (root / "labels").is_dir()) or any(
@@ -100,8 +100,8 @@ def _read_images(root: Path, paths: list, side_px: int, channels: int) -> tuple[
 def read_folder(root: str | Path, side_px: int, channels: int) -> FolderImages:
     """Images a user brings, at side_px: an ImageFolder (root/<class>/<image>.png, e.g. CIFAR-10 exported to PNG;
     classes in sorted folder order) or a YOLO export (000 A.1's layout: fall / no fall per image, edgesim.studies.
-    dmd.yolo). Needs at least 2 classes and 10 images."""
-    from edgesim.studies.dmd.yolo import class_names, fall_class_id, iter_fall_images
+    studies.yolo). Needs at least 2 classes and 10 images."""
+    from edgesim.studies.yolo import class_names, fall_class_id, iter_fall_images
 
     root = Path(root)
     if not root.is_dir():

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgesim.studies.data import BUNDLED, load_bundled, load_folder, split_indices
-from edgesim.studies.dmd.generate import Sample
+from edgesim.studies.samples import Sample
 from edgesim.studies.training import fit
 from profilers.errors import EdgesimError
 from profilers.models.digits import cloud_net, edge_net

@@ -3,27 +3,16 @@ features, both predictions and whether they agree (the switcher's label, no huma
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Iterable, Optional
 
 import numpy as np
 import pandas as pd
 
 from edgesim.studies.data import split_indices
 from edgesim.studies.dmd.adapters import Adapter
+from edgesim.studies.samples import Sample
 from profilers.errors import EdgesimError
 from profilers.progress import Progress, silent
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One raw input: an id (path), the image (tensor, array or PIL), its task label (int) and, when the dataset
-    comes split (a YOLO export's train / valid / test folders, 000 A.1), its split."""
-
-    sample_id: str
-    image: Any
-    label: int
-    split: Optional[str] = None
 
 
 def confidence_features(probs: np.ndarray) -> dict[str, np.ndarray]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
-from edgesim.studies.dmd.generate import Sample
+from edgesim.studies.samples import Sample
 from profilers.errors import EdgesimError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
