@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import os
 import shutil
 from pathlib import Path
@@ -59,6 +61,7 @@ def testbed(
     from edgesim.testbed.runner import (Placement, TestbedOptions, default_placement, expand, link_settings,
                                         run_session, serve, session_context, session_idle_gap_s, summary_table,
                                         write_outputs)
+    from profilers.measure import MAX_IDLE_GAP_S
     from simulator.scenario import apply_overrides, load_scenario
 
     placement = default_placement(threads)
@@ -89,8 +92,9 @@ def testbed(
         require()
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise EdgesimError(f"{out}: folder exists and is not empty; pass --overwrite to replace it")
-    if profile_idle_gap is not None and not 0 <= profile_idle_gap <= 10:
-        raise EdgesimError(f"--profile-idle-gap {profile_idle_gap}: give 0 to 10 seconds")
+    gap_ok = profile_idle_gap is None or (math.isfinite(profile_idle_gap) and 0 <= profile_idle_gap <= MAX_IDLE_GAP_S)
+    if not gap_ok:
+        raise EdgesimError(f"--profile-idle-gap {profile_idle_gap}: give 0 to {MAX_IDLE_GAP_S:g} seconds")
     gap = session_idle_gap_s(points) if profile_idle_gap is None else profile_idle_gap
     options = TestbedOptions(placement, congestion_control, slow_start_after_idle, profile_repeats,
                              profile_idle_gap_s=gap)
