@@ -13,9 +13,9 @@ import pytest
 from edgesim.cli.app import main
 from edgesim.testbed.compare import COMPONENTS, STAMPS, comparison_rows, real_frames, simulated_components
 from edgesim.testbed.net import missing_requirements
-from edgesim.testbed.runner import (IDLE_GAP_CAP_S, Placement, TestbedOptions, expand, own_compute_profiles,
-                                    run_session, session_idle_gap_s, simulate_frames, simulation_scenario,
-                                    write_outputs)
+from edgesim.testbed.runner import (IDLE_GAP_CAP_S, Placement, SessionProfiles, TestbedOptions, expand,
+                                    own_compute_profiles, run_session, session_idle_gap_s, simulate_frames,
+                                    simulation_scenario, write_outputs)
 from profilers.measure import MeasureOptions, assumed_host_power, host_hardware, host_provenance, measure_model
 from profilers.models.registry import build
 from profilers.schema import DeviceProfile, load_profile, save_profile
@@ -97,9 +97,10 @@ def test_simulated_components_add_up_and_own_compute_profiles_replay_the_run(tin
     # a run whose head took 7 ms and tail 3 ms: the diagnostic profiles replay exactly those times
     real = sim.copy()
     real["head_s"], real["encode_s"], real["decode_s"], real["tail_s"] = 0.006, 0.001, 0.0005, 0.0025
-    own_m, own_e = own_compute_profiles(real, [[TINY, layer.layer_index, "int8"]], np.zeros(4, int), mobile, edge,
-                                        tmp_path)
-    own = simulated_components(simulate_frames(simulation_scenario(sc, 1, own_m, own_e, captures, "sampled")))
+    own_p = own_compute_profiles(real, [[TINY, layer.layer_index, "int8"]], np.zeros(4, int),
+                                 SessionProfiles(mobile, edge), tmp_path)
+    own = simulated_components(simulate_frames(simulation_scenario(sc, 1, own_p.mobile, own_p.edge, captures,
+                                                                   "sampled")))
     assert np.allclose(own["head_s"], 0.007) and np.allclose(own["tail_s"], 0.003)
     rows = pd.DataFrame(comparison_rows(own, own, {"policy": "split"}, "run-compute"))
     assert set(rows["quantity"]) == {"delay_s", *COMPONENTS}
@@ -107,13 +108,28 @@ def test_simulated_components_add_up_and_own_compute_profiles_replay_the_run(tin
     assert rows[(rows.quantity == "encode_s")]["relative_error"].isna().all()  # real value 0: no relative error
 
 
-def test_testbed_refuses_what_it_cannot_run(tmp_path, capsys):
+@pytest.mark.parametrize("change, expect", [
+    (("edge: {device: host-cpu-1thread}", "edge: {device: host-cpu-1thread, servers: 2}"), "servers: 1"),
+    (("edge: {device: host-cpu-1thread}", "edge: {device: host-cpu-1thread}\ncloud: {device: host-cpu-1thread, "
+      "batching: {max_batch_size: 4}}"), "no batching"),
+    (("link: {", "link: {shared_medium: true, "), "its own shaped hop"),
+])
+def test_testbed_refuses_what_it_cannot_run(tmp_path, capsys, change, expect):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(SCENARIO.replace(*change))
+    assert main(["testbed", str(bad), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expect in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_two_machines_refuse_several_mobiles_in_one_line(tmp_path, capsys):
     two = tmp_path / "two.yaml"
     two.write_text(SCENARIO.replace("mobiles: [{device: host-cpu-1thread}]",
                                     "mobiles: [{device: host-cpu-1thread, count: 2}]"))
-    assert main(["testbed", str(two), "--out", str(tmp_path / "out")]) == 2
+    assert main(["testbed", "run", str(two), "--edge", "127.0.0.1:5301", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "exactly one mobile device" in err
+    assert len(err.splitlines()) == 1 and "--edge (two machines) runs one mobile device" in err
     assert not (tmp_path / "out").exists()
 
 

@@ -57,6 +57,27 @@ def test_tcp_transfer_takes_what_the_link_model_predicts():
 
 
 @needs_root
+def test_wan_hop_transfer_takes_what_the_link_model_predicts():
+    """The same check on the WAN hop (edge server's namespace to the cloud's): 500 kB at 20 Mbit/s, 10 ms one way."""
+    settings = LinkSettings(20e6, 20e6, 0.010, 0.010, "cubic", slow_start_after_idle=False)
+    check = check_transfers(settings, 500_000, repeats=3, wan=True)
+    print(f"WAN: measured {check.measured_s}, predicted {check.predicted_s:.5f} s, fastest {check.relative_error:+.2%}")
+    assert abs(check.relative_error) < 0.02
+
+
+@needs_root
+def test_namespaces_of_several_mobiles_and_a_cloud_are_removed():
+    with pytest.raises(KeyboardInterrupt):
+        with ShapedLink(LinkSettings(1e6, 1e6, 0.0, 0.0), mobiles=3, wan=LinkSettings(5e6, 5e6, 0.001, 0.001)) as link:
+            assert len(link.namespaces) == 5 and set(link.namespaces) <= _namespaces()
+            edge_devices = subprocess.run(["ip", "-n", link.edge_ns, "-o", "link"], capture_output=True,
+                                          text=True).stdout
+            assert all(dev in edge_devices for dev in ("es-link:", "es-link1:", "es-link2:", "es-wan:"))
+            raise KeyboardInterrupt
+    assert not set(link.namespaces) & _namespaces()
+
+
+@needs_root
 def test_slow_start_after_idle_takes_what_the_link_model_predicts():
     """An int8 ResNet-18 layer4 tensor (25,096 B) at 50 Mbit/s with 5 ms one way, 1 s after the previous message
     (beyond the RTO: Linux halves cwnd per RTO idle down to 10 segments), cubic with tcp_slow_start_after_idle=1:

@@ -29,8 +29,9 @@ def _cores(text: Optional[str], what: str) -> Optional[tuple[int, ...]]:
 
 def testbed(
     args: list[str] = typer.Argument(..., metavar="SCENARIO | serve | run SCENARIO", show_default=False,
-                                     help="a scenario YAML (one mobile device, one edge server); 'serve' on the edge "
-                                          "server of two machines; 'run SCENARIO' with --edge on the mobile device"),
+                                     help="a scenario YAML (mobile devices, one edge server, maybe a cloud); 'serve' on "
+                                          "the edge server of two machines; 'run SCENARIO' with --edge on the mobile "
+                                          "device"),
     out: Optional[Path] = typer.Option(None, "--out", metavar="DIR",
                                        help="folder for frames.csv, sim_vs_real.csv, report.html, profiles"),
     edge: Optional[str] = typer.Option(None, "--edge", metavar="HOST:PORT",
@@ -41,6 +42,7 @@ def testbed(
                                    help="override a field, e.g. workload.frames=20 (repeatable)"),
     mobile_cores: Optional[str] = typer.Option(None, metavar="CPUS", help="the mobile device's CPUs (default: first half)"),
     edge_cores: Optional[str] = typer.Option(None, metavar="CPUS", help="the edge server's CPUs (default: second half)"),
+    cloud_cores: Optional[str] = typer.Option(None, metavar="CPUS", help="the cloud's CPUs (default: the edge server's)"),
     threads: int = typer.Option(1, min=1, help="torch threads of each process (and of the session profile)"),
     congestion_control: str = typer.Option("", metavar="NAME",
                                            help="TCP congestion control of the link (default: the host's)"),
@@ -52,22 +54,24 @@ def testbed(
                                                      "0.05 s: the run's CPUs idle between frames too)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing DIR"),
 ) -> None:
-    """Run a scenario for real (processes pinned to cores, real models with random weights, real encodings, TCP
-    through two network namespaces shaped with tc tbf), simulate it with the same capture times, and write
+    """Run a scenario for real (each mobile device, the edge server and a cloud as processes pinned to cores, real
+    models with random weights, real encodings, TCP through network namespaces shaped with tc tbf; mobile devices
+    share their CPUs), simulate it with the same capture times, and write
     sim_vs_real.csv. On one machine it needs root, iproute2 with tc tbf, TUN and gcc; on two, `edgesim testbed serve`
     on the edge server and `edgesim testbed run SCENARIO --edge HOST:PORT --out DIR` on the mobile device."""
     from edgesim.testbed.net import available_congestion_control, require
     from edgesim.testbed.report import write_report
-    from edgesim.testbed.runner import (Placement, TestbedOptions, default_placement, expand, link_settings,
-                                        run_session, serve, session_context, session_idle_gap_s, summary_table,
-                                        write_outputs)
+    from edgesim.testbed.runner import (Placement, TestbedOptions, check_two_machines, default_placement, expand,
+                                        link_settings, run_session, serve, session_context, session_idle_gap_s,
+                                        summary_table, write_outputs)
     from profilers.measure import MAX_IDLE_GAP_S
     from simulator.scenario import apply_overrides, load_scenario
 
     placement = default_placement(threads)
     m, e = _cores(mobile_cores, "--mobile-cores"), _cores(edge_cores, "--edge-cores")
-    if m or e:
-        placement = Placement(m or placement.mobile_cores, e or placement.edge_cores, threads, threads)
+    c = _cores(cloud_cores, "--cloud-cores")
+    if m or e or c:
+        placement = Placement(m or placement.mobile_cores, e or placement.edge_cores, threads, threads, c or ())
     if args == ["serve"]:
         if e is None:  # the whole machine is the edge server
             placement = Placement(placement.mobile_cores, tuple(sorted(os.sched_getaffinity(0))), threads, threads)
@@ -88,7 +92,9 @@ def testbed(
         raise EdgesimError(f"--congestion-control '{congestion_control}': not in this kernel; available: {', '.join(known)}")
     sc = apply_overrides(load_scenario(Path(args[0]), names=False), _parse_sets(set_))
     points = expand(sc)
-    if not edge:
+    if edge:
+        check_two_machines(points)
+    else:
         require()
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise EdgesimError(f"{out}: folder exists and is not empty; pass --overwrite to replace it")

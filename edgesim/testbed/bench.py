@@ -5,6 +5,9 @@ and 50 Mbit/s with 5 ms one way, at least 100 frames each, all in one session (o
 Frames are periodic at 2 fps, except where the link alone would take most of a period at 1 Mbit/s (raw: 1.2 s
 a frame, so 0.7 fps; float32 at layer4: 0.8 s, so 1 fps), so that queues stay stable. Goal (issue 23): the mean
 capture-to-output delay within 5 % and the p95 within 10 % of the real run, predicted from the session profile.
+Then, in a second session, scenarios/testbed_multi.yaml: two mobile devices, the edge server and a cloud behind a
+WAN (local, offloading to the edge server and to the cloud, a split across the three tiers), MULTI_FRAMES frames
+from each device at 1 fps each.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from edgesim.testbed.compare import COMPONENTS
+from edgesim.testbed.compare import CLOUD_COMPONENTS
 from edgesim.testbed.net import require
 from edgesim.testbed.report import write_report
 from edgesim.testbed.runner import (TestbedOptions, default_placement, link_settings, run_session, session_context,
@@ -26,6 +29,10 @@ from profilers.io import atomic_write_text
 from simulator.scenario import Scenario, apply_overrides, load_scenario
 
 SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "testbed_resnet18.yaml"
+MULTI_SCENARIO = SCENARIO.with_name("testbed_multi.yaml")
+MULTI_FRAMES = 50
+"""Frames per mobile device of the multi-device session (4 policies x 50 s at 1 fps, plus profiling three processes:
+about 8 minutes)."""
 RATES_MBPS = (1, 10, 50)
 POLICIES = ("local", "offload-raw", "offload-jpeg", "split-float32", "split-int8", "mimic")
 SLOW_AT_1_MBPS = {"offload-raw": 0.7, "split-float32": 1.0}
@@ -44,6 +51,13 @@ WHY = {
     "uplink_s": "the uplink: TCP (congestion window, ACK clocking, wake-up latency of the processes) against the "
                 "model's size / rate + delay",
     "return_s": "the return: TCP and the processes' wake-up latency against the model's size / rate + delay",
+    "wan_encode_s": "encoding for the WAN at the edge server: the profile's median against the run's",
+    "wan_uplink_s": "the WAN to the cloud: TCP against the model's size / rate + delay",
+    "cloud_queue_s": "queueing at the cloud: waits amplify any compute error",
+    "cloud_decode_s": "decoding in the cloud: the profile's median against the run's",
+    "cloud_s": "compute in the cloud: the session profile's times against the run's (it shares the edge server's "
+               "CPU on a 2-core machine)",
+    "wan_return_s": "the WAN's way back: TCP and the processes' wake-up latency against the model's size / rate + delay",
     "encode_s": "encoding: the profile's median against the run's",
     "decode_s": "decoding: the profile's median against the run's",
 }
@@ -85,14 +99,35 @@ class LoadSampler(threading.Thread):
         return self.samples
 
 
-def worst_component(table: pd.DataFrame, point: int, policy: str) -> str:
-    """The component whose simulated mean is furthest from the real one (session profile), in words."""
-    t = table[(table["point"] == point) & (table["policy"] == policy) & (table["prediction"] == "session-profile")
-              & (table["statistic"] == "mean") & table["quantity"].isin(COMPONENTS)].copy()
+def multi_points(base: Scenario, frames: int) -> list[Scenario]:
+    """The multi-device scenario with `frames` frames from each mobile device (its own rates and policies)."""
+    return [apply_overrides(base, {"workload.frames": frames})]
+
+
+def worst_component(table: pd.DataFrame, scenario: str, point: int, policy: str) -> str:
+    """The component whose simulated mean is furthest from the real one (session profile, all mobile devices), in
+    words."""
+    t = table[(table["scenario"] == scenario) & (table["point"] == point) & (table["policy"] == policy)
+              & (table["mobile"] == "all") & (table["prediction"] == "session-profile")
+              & (table["statistic"] == "mean") & table["quantity"].isin(CLOUD_COMPONENTS)].copy()
     t["gap"] = t["simulated_s"] - t["real_s"]
     row = t.loc[t["gap"].abs().idxmax()]
     return (f"{row['quantity']}: simulated {1e3 * row['simulated_s']:.1f} ms vs real {1e3 * row['real_s']:.1f} ms "
             f"({WHY[row['quantity']]})")
+
+
+def multi_session(sc: Scenario, context: dict, results: list) -> dict:
+    """What docs/sim_vs_real.md says of the multi-device session: devices, placement, WAN, frames, and how long
+    processes that share a CPU computed at once (measured from the runs' stamps)."""
+    together = sum(r.shared_cpu_s[0] for r in results)
+    busy = sum(r.shared_cpu_s[1] for r in results)
+    wan = sc.cloud.wan
+    return {"scenario": sc.name, "mobiles": sum(g.count for g in sc.mobiles), "frames": sc.workload.frames,
+            "mobile_cores": context["mobile_cores"], "edge_cores": context["edge_cores"],
+            "cloud_cores": context["cloud_cores"],
+            "wan": f"{wan.data_rate_mbps:g} Mbit/s WAN with {1e3 * wan.propagation_delay_s:g} ms one way",
+            "overlap": f"{1e3 * together:.1f} ms of their {busy:.1f} s of compute ({together / busy:.2%})" if busy
+            else "no time (no process shared a CPU)"}
 
 
 def load_stats(samples: list[float]) -> tuple[float, float, float]:
@@ -100,7 +135,8 @@ def load_stats(samples: list[float]) -> tuple[float, float, float]:
     return min(samples), sum(samples) / len(samples), max(samples)
 
 
-def markdown(table: pd.DataFrame, context: dict, load: tuple[float, float, float], frames: int, wall_s: float) -> str:
+def markdown(table: pd.DataFrame, context: dict, load: tuple[float, float, float], frames: int, wall_s: float,
+             multi: dict | None = None) -> str:
     """docs/sim_vs_real.md: the session, the table (real, simulated, errors, goal met), and each miss's component."""
     s = summary_table(table)
     lines = [
@@ -127,6 +163,12 @@ def markdown(table: pd.DataFrame, context: dict, load: tuple[float, float, float
         f"{'on' if context['slow_start_after_idle'] else 'off'}; {context['tcp_framing']} (the simulator is given "
         "the same framing)",
         f"- frames: {frames} per configuration (the first 2 left out of the statistics as warm-up)",
+        *([f"- second session, `{multi['scenario']}`: {multi['mobiles']} mobile devices, each its own process and its own "
+           f"shaped hop, all on CPU {multi['mobile_cores']} (they share it: captures staggered by half a period, "
+           f"a frame's stages overlapped another process's on a shared CPU for {multi['overlap']}); edge server on "
+           f"CPU {multi['edge_cores']}, cloud on CPU {multi['cloud_cores']} behind a {multi['wan']}; "
+           f"{multi['frames']} frames from each mobile device per configuration; its own session profile (three "
+           "processes); per-device rows are in sim_vs_real.csv (column mobile)"] if multi else []),
         (f"- session profile: every part timed after {1e3 * context['profile_idle_gap_s']:g} ms idle, as each process "
          "of the run idles between frames (a CPU that idled runs the next inference slower than back to back: "
          "`edgesim profile --idle-gap`)" if context.get("profile_idle_gap_s") else
@@ -134,19 +176,19 @@ def markdown(table: pd.DataFrame, context: dict, load: tuple[float, float, float
         "",
         "## Capture-to-output delay, real vs simulated",
         "",
-        "| Mbit/s | policy | real mean ms | sim mean ms | err mean | real p95 ms | sim p95 ms | err p95 | "
+        "| scenario | Mbit/s | policy | real mean ms | sim mean ms | err mean | real p95 ms | sim p95 ms | err p95 | "
         "goal met (5 % / 10 %) | diagnostic err mean / p95 (run's compute times) |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|:---:|---:|",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|:---:|---:|",
     ]
     misses = []
     for r in s.itertuples():
         ok = abs(r.err_mean) <= MEAN_GOAL and abs(r.err_p95) <= P95_GOAL
-        lines.append(f"| {r.data_rate_mbps:g} | {r.policy} | {r.real_mean_ms:.1f} | {r.sim_mean_ms:.1f} | "
+        lines.append(f"| {r.scenario} | {r.data_rate_mbps:g} | {r.policy} | {r.real_mean_ms:.1f} | {r.sim_mean_ms:.1f} | "
                      f"{r.err_mean:+.1%} | {r.real_p95_ms:.1f} | {r.sim_p95_ms:.1f} | {r.err_p95:+.1%} | "
                      f"{'yes' if ok else 'no'} | {r.own_err_mean:+.1%} / {r.own_err_p95:+.1%} |")
         if not ok:
-            point = int(table[(table["policy"] == r.policy) & (table["data_rate_mbps"] == r.data_rate_mbps)]["point"].iloc[0])
-            misses.append(f"- {r.policy} at {r.data_rate_mbps:g} Mbit/s: largest gap in {worst_component(table, point, r.policy)}")
+            misses.append(f"- {r.scenario}, {r.policy} at {r.data_rate_mbps:g} Mbit/s: largest gap in "
+                          f"{worst_component(table, r.scenario, r.point, r.policy)}")
     met = sum(1 for r in s.itertuples() if abs(r.err_mean) <= MEAN_GOAL and abs(r.err_p95) <= P95_GOAL)
     lines += ["", f"{met} of {len(s)} configurations meet both goals.", ""]
     if misses:
@@ -162,6 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and write the document (and the results folder)."""
     ap = argparse.ArgumentParser(prog="python -m edgesim.testbed.bench")
     ap.add_argument("--frames", type=int, default=100)
+    ap.add_argument("--multi-frames", type=int, default=MULTI_FRAMES, help="frames per mobile device, second session")
     ap.add_argument("--doc", type=Path, default=Path("docs/sim_vs_real.md"))
     ap.add_argument("--results", type=Path, default=Path("results/testbed"))
     args = ap.parse_args(argv)
@@ -173,12 +216,18 @@ def main(argv: list[str] | None = None) -> None:
     sampler = LoadSampler()
     sampler.start()
     start = time.monotonic()
-    results = run_session(points, options, args.results, progress=lambda msg: print(msg, flush=True))
+    say = lambda msg: print(msg, flush=True)  # noqa: E731
+    results = run_session(points, options, args.results, progress=say)
+    multi = multi_points(load_scenario(MULTI_SCENARIO), args.multi_frames)
+    multi_options = TestbedOptions(default_placement(1), profile_idle_gap_s=session_idle_gap_s(multi))
+    multi_results = run_session(multi, multi_options, args.results / "multi", progress=say)
     load = load_stats(sampler.stop())
-    context = session_context(options, link_settings(points[0], options))
-    table = write_outputs(results, args.results, base.workload.warmup_frames, context)
+    context = {**session_context(options, link_settings(points[0], options)),
+               "multi": session_context(multi_options, link_settings(multi[0], multi_options))}
+    table = write_outputs(results + multi_results, args.results, base.workload.warmup_frames, context)
     write_report(table, summary_table(table), context, args.results)
-    atomic_write_text(args.doc, markdown(table, context, load, args.frames, time.monotonic() - start))
+    atomic_write_text(args.doc, markdown(table, context, load, args.frames, time.monotonic() - start,
+                                         multi_session(multi[0], context["multi"], multi_results)))
     print(f"wrote {args.doc} and {args.results}/")
 
 

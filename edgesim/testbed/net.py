@@ -1,8 +1,10 @@
 """A shaped link between two network namespaces: TUN devices joined by the delay helper, tc tbf per direction.
 
-The mobile device's namespace and the edge server's are joined by one TUN device in each (es_delay creates them,
-so they vanish with it); `tc tbf` on each TUN device sets the rate of the direction leaving it (serialisation)
-and es_delay adds the one-way delay after it (propagation), as simulator/link.py models a link (STYLE.md rule 11).
+Each mobile device's namespace is joined to the edge server's by its own hop (a TUN device in each, created by its
+own es_delay helper, so they vanish with it), and, where the scenario has a cloud, the edge server's namespace to
+the cloud's by one more (the WAN); `tc tbf` on each TUN device sets the rate of the direction leaving it
+(serialisation) and es_delay adds the one-way delay after it (propagation), as simulator/link.py models a link
+(STYLE.md rule 11).
 Everything this module creates is named with PREFIX and the owner's process id, is removed on exit, on Ctrl-C
 and SIGTERM, and, when its owner was killed, at the next start (`remove_leftovers`). Nothing outside its own
 namespaces is touched.
@@ -25,8 +27,9 @@ from profilers.errors import EdgesimError
 
 PREFIX = "es-"
 """Every namespace this module creates is called es-<owner pid>-<role>; nothing else is touched."""
-DEVICE = "es-link"
+DEVICE, WAN_DEVICE = "es-link", "es-wan"
 MOBILE_ADDR, EDGE_ADDR = "10.87.0.1", "10.87.0.2"
+WAN_EDGE_ADDR, CLOUD_ADDR = "10.88.0.1", "10.88.0.2"
 MTU_BYTES = 1500
 TBF_BUCKET_S = 0.001
 """tbf's bucket holds this long at the rate (at least a packet): a tbf timer that fires late then loses no
@@ -199,16 +202,117 @@ def host_slow_start_after_idle() -> bool:
         return True
 
 
-class ShapedLink:
-    """Two namespaces joined by a shaped link for the life of a `with` block (removed however the block ends)."""
+def uplink_addresses(mobile: int) -> tuple[str, str]:
+    """(mobile device, edge server) addresses of mobile device k's hop (k = 0: MOBILE_ADDR, EDGE_ADDR)."""
+    return f"10.87.{mobile}.1", f"10.87.{mobile}.2"
 
-    def __init__(self, settings: LinkSettings, role_tag: str = "") -> None:
+
+@dataclass
+class Hop:
+    """One shaped hop between two namespaces: a TUN device in each, its own es_delay helper, a rate and a one-way
+    delay per direction (a to b, b to a)."""
+
+    a_ns: str
+    a_dev: str
+    a_addr: str
+    b_ns: str
+    b_dev: str
+    b_addr: str
+    rates_bps: tuple[float, float]
+    delays_s: tuple[float, float]
+    helper: Optional[subprocess.Popen] = None
+
+    def start(self, helper: Path) -> None:
+        """Start the helper (it creates both TUN devices), then address and bring them up."""
+        (d_ab, d_ba), (r_ab, r_ba) = self.delays_s, self.rates_bps
+        self.helper = subprocess.Popen(
+            [str(helper), self.a_ns, self.a_dev, self.b_ns, self.b_dev, str(round(d_ab * 1e6)), str(round(d_ba * 1e6)),
+             str(r_ab), str(r_ba)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if self.helper.stdout.readline().strip() != "ready":
+            err = self.helper.stderr.read().strip().splitlines()
+            raise TestbedUnavailable(f"testbed: the delay helper did not start: {err[0] if err else 'no message'}")
+        for ns, dev, here, there in ((self.a_ns, self.a_dev, self.a_addr, self.b_addr),
+                                     (self.b_ns, self.b_dev, self.b_addr, self.a_addr)):
+            _run(["ip", "-n", ns, "link", "set", dev, "mtu", str(MTU_BYTES), "up"], f"bringing up {dev} in {ns}")
+            _run(["ip", "-n", ns, "addr", "add", here, "peer", there, "dev", dev], f"addressing {dev} in {ns}")
+        _shape(self.a_ns, self.a_dev, r_ab, add=True)
+        _shape(self.b_ns, self.b_dev, r_ba, add=True)
+
+    def set_rates(self, rates_bps: tuple[float, float]) -> None:
+        """tc tbf on the side whose rate changes (one tc call per changed direction), then tell the helper."""
+        for ns, dev, rate, old in ((self.a_ns, self.a_dev, rates_bps[0], self.rates_bps[0]),
+                                   (self.b_ns, self.b_dev, rates_bps[1], self.rates_bps[1])):
+            if rate != old:
+                _shape(ns, dev, rate)
+        self.rates_bps = rates_bps
+        self.tell_helper()
+
+    def tell_helper(self) -> None:
+        """The helper's per-packet serialisation and delay follow the hop's current rates and delays."""
+        (d_ab, d_ba), (r_ab, r_ba) = self.delays_s, self.rates_bps
+        self.helper.stdin.write(f"{round(d_ab * 1e6)} {round(d_ba * 1e6)} {r_ab} {r_ba}\n")
+        self.helper.stdin.flush()
+
+    def stop(self) -> None:
+        """End the helper (its TUN devices go with it); idempotent."""
+        if self.helper is None:
+            return
+        if self.helper.poll() is None:
+            self.helper.terminate()
+            try:
+                self.helper.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.helper.kill()
+                self.helper.wait()
+        for stream in (self.helper.stdin, self.helper.stdout, self.helper.stderr):
+            if stream is not None:
+                stream.close()
+        self.helper = None
+
+
+def _shape(ns: str, dev: str, rate: float, add: bool = False) -> None:
+    """tc tbf on a TUN device: the rate of the direction leaving it."""
+    if rate <= 0:
+        raise EdgesimError("testbed: tc tbf cannot shape a rate of 0 (a trace's zero-rate step)")
+    burst = max(MTU_BYTES, round(rate * TBF_BUCKET_S / 8))
+    args = ["ip", "netns", "exec", ns, "tc", "qdisc", "add" if add else "change", "dev", dev, "root",
+            "tbf", "rate", f"{int(round(rate))}bit", "burst", str(burst), "limit", str(TBF_LIMIT_BYTES),
+            "peakrate", f"{int(round(rate * TBF_PEAK_FACTOR))}bit", "mtu", str(MTU_BYTES)]
+    proc = _run(args, "shaping the link", check=False)
+    if proc.returncode != 0:
+        detail = (proc.stderr or "").strip().splitlines()
+        raise TestbedUnavailable(f"testbed: tc tbf is not available here ({detail[0] if detail else 'tc failed'})")
+
+
+class ShapedLink:
+    """The testbed's namespaces joined by shaped hops for the life of a `with` block (removed however it ends): each
+    mobile device's to the edge server's, and the edge server's to the cloud's where `wan` is given."""
+
+    def __init__(self, settings: LinkSettings, role_tag: str = "", mobiles: int = 1,
+                 wan: Optional[LinkSettings] = None) -> None:
         self.settings = settings
         tag = f"{PREFIX}{os.getpid()}{('-' + role_tag) if role_tag else ''}"
-        self.mobile_ns, self.edge_ns = f"{tag}-m", f"{tag}-e"
-        self._helper: Optional[subprocess.Popen] = None
+        self.mobile_nss = [f"{tag}-m"] + [f"{tag}-m{k}" for k in range(1, mobiles)]
+        self.mobile_ns, self.edge_ns = self.mobile_nss[0], f"{tag}-e"
+        self.cloud_ns = f"{tag}-c" if wan is not None else None
+        up, down = (settings.up_rate_bps, settings.down_rate_bps), (settings.up_delay_s, settings.down_delay_s)
+        self.uplinks = [Hop(ns, DEVICE, uplink_addresses(k)[0], self.edge_ns, DEVICE + (str(k) if k else ""),
+                            uplink_addresses(k)[1], up, down) for k, ns in enumerate(self.mobile_nss)]
+        self.wan = None if wan is None else Hop(
+            self.edge_ns, WAN_DEVICE, WAN_EDGE_ADDR, self.cloud_ns, WAN_DEVICE, CLOUD_ADDR,
+            (wan.up_rate_bps, wan.down_rate_bps), (wan.up_delay_s, wan.down_delay_s))
         self._lock = threading.Lock()
         self._previous_handlers: dict[int, object] = {}
+
+    @property
+    def namespaces(self) -> list[str]:
+        """Every namespace of this link."""
+        return [*self.mobile_nss, self.edge_ns, *([self.cloud_ns] if self.cloud_ns else [])]
+
+    @property
+    def hops(self) -> list[Hop]:
+        """Every hop: the uplinks, then the WAN."""
+        return [*self.uplinks, *([self.wan] if self.wan else [])]
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -238,81 +342,41 @@ class ShapedLink:
         self._previous_handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, interrupt)
 
     def _create(self, helper: Path) -> None:
-        s = self.settings
-        for ns in (self.mobile_ns, self.edge_ns):
+        for ns in self.namespaces:
             _run(["ip", "netns", "add", ns], f"creating namespace {ns}")
-        self._helper = subprocess.Popen(
-            [str(helper), self.mobile_ns, DEVICE, self.edge_ns, DEVICE, str(round(s.up_delay_s * 1e6)),
-             str(round(s.down_delay_s * 1e6)), str(s.up_rate_bps), str(s.down_rate_bps)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True)
-        ready = self._helper.stdout.readline().strip()
-        if ready != "ready":
-            err = self._helper.stderr.read().strip().splitlines()
-            raise TestbedUnavailable(f"testbed: the delay helper did not start: {err[0] if err else 'no message'}")
-        for ns, here, there in ((self.mobile_ns, MOBILE_ADDR, EDGE_ADDR), (self.edge_ns, EDGE_ADDR, MOBILE_ADDR)):
             _run(["ip", "-n", ns, "link", "set", "lo", "up"], f"bringing up lo in {ns}")
-            _run(["ip", "-n", ns, "link", "set", DEVICE, "mtu", str(MTU_BYTES), "up"], f"bringing up {DEVICE} in {ns}")
-            _run(["ip", "-n", ns, "addr", "add", here, "peer", there, "dev", DEVICE], f"addressing {DEVICE} in {ns}")
-            self._sysctl(ns, "net.ipv4.tcp_slow_start_after_idle", "1" if s.slow_start_after_idle else "0")
-        self._shape(s.up_rate_bps, s.down_rate_bps, add=True)
-        self._rates_bps = (s.up_rate_bps, s.down_rate_bps)
-        self._delays_s = (s.up_delay_s, s.down_delay_s)
+            self._sysctl(ns, "net.ipv4.tcp_slow_start_after_idle", "1" if self.settings.slow_start_after_idle else "0")
+        for hop in self.hops:
+            hop.start(helper)
 
     def _sysctl(self, ns: str, key: str, value: str) -> None:
         _run(["ip", "netns", "exec", ns, "sysctl", "-qw", f"{key}={value}"], f"setting {key} in {ns}")
 
-    def set_rates(self, up_rate_bps: float, down_rate_bps: float) -> None:
-        """Set the rate of each direction (a rate trace replays by calling this at the trace's times): one tc call
-        per direction whose rate changes."""
+    def set_rates(self, up_rate_bps: float, down_rate_bps: float, mobile: Optional[int] = None) -> None:
+        """Set the rate of each direction of mobile device k's hop (None: every mobile device's; a rate trace
+        replays by calling this at the trace's times): one tc call per hop and direction whose rate changes."""
         with self._lock:
-            self._shape(up_rate_bps, down_rate_bps)
-            self._rates_bps = (up_rate_bps, down_rate_bps)
-            self._tell_helper()
-
-    def _shape(self, up_rate_bps: float, down_rate_bps: float, add: bool = False) -> None:
-        """tc tbf on each side's TUN device: the rate of the direction leaving it (changed where it differs)."""
-        now = (None, None) if add else self._rates_bps
-        for ns, rate, old in ((self.mobile_ns, up_rate_bps, now[0]), (self.edge_ns, down_rate_bps, now[1])):
-            if rate == old:
-                continue
-            if rate <= 0:
-                raise EdgesimError("testbed: tc tbf cannot shape a rate of 0 (a trace's zero-rate step)")
-            burst = max(MTU_BYTES, round(rate * TBF_BUCKET_S / 8))
-            args = ["ip", "netns", "exec", ns, "tc", "qdisc", "add" if add else "change", "dev", DEVICE, "root",
-                    "tbf", "rate", f"{int(round(rate))}bit", "burst", str(burst), "limit", str(TBF_LIMIT_BYTES),
-                    "peakrate", f"{int(round(rate * TBF_PEAK_FACTOR))}bit", "mtu", str(MTU_BYTES)]
-            proc = _run(args, "shaping the link", check=False)
-            if proc.returncode != 0:
-                detail = (proc.stderr or "").strip().splitlines()
-                raise TestbedUnavailable(f"testbed: tc tbf is not available here ({detail[0] if detail else 'tc failed'})")
+            for hop in self.uplinks if mobile is None else [self.uplinks[mobile]]:
+                hop.set_rates((up_rate_bps, down_rate_bps))
 
     def set_delays(self, up_delay_s: float, down_delay_s: float) -> None:
-        """Change the one-way delays (a delay trace)."""
+        """Change the one-way delays of every uplink hop."""
         with self._lock:
-            self._delays_s = (up_delay_s, down_delay_s)
-            self._tell_helper()
+            for hop in self.uplinks:
+                hop.delays_s = (up_delay_s, down_delay_s)
+                hop.tell_helper()
 
-    def _tell_helper(self) -> None:
-        """The helper's per-packet serialisation and delay follow the link's current rates and delays."""
-        (d_up, d_down), (r_up, r_down) = self._delays_s, self._rates_bps
-        self._helper.stdin.write(f"{round(d_up * 1e6)} {round(d_down * 1e6)} {r_up} {r_down}\n")
-        self._helper.stdin.flush()
+    def set_wan(self, rates_bps: tuple[float, float], delays_s: tuple[float, float]) -> None:
+        """Set the WAN hop's rates and one-way delays (edge server to cloud, back)."""
+        with self._lock:
+            self.wan.delays_s = delays_s
+            self.wan.set_rates(rates_bps)
 
     def close(self) -> None:
-        """End the helper and remove both namespaces (idempotent)."""
-        if self._helper is not None:
-            if self._helper.poll() is None:
-                self._helper.terminate()
-                try:
-                    self._helper.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    self._helper.kill()
-                    self._helper.wait()
-            for stream in (self._helper.stdin, self._helper.stdout, self._helper.stderr):
-                if stream is not None:
-                    stream.close()
-            self._helper = None
-        for ns in (self.mobile_ns, self.edge_ns):
+        """End the helpers and remove every namespace (idempotent)."""
+        for hop in self.hops:
+            hop.stop()
+        for ns in self.namespaces:
             _run(["ip", "netns", "del", ns], f"removing namespace {ns}", check=False)
         for signum, handler in self._previous_handlers.items():
             signal.signal(signum, handler)
@@ -320,9 +384,10 @@ class ShapedLink:
 
     # ------------------------------------------------------------------ running processes inside
 
-    def command(self, side: str, args: Sequence[str]) -> list[str]:
-        """A command line that runs `args` in the mobile ('mobile') or edge server ('edge') namespace."""
-        ns = {"mobile": self.mobile_ns, "edge": self.edge_ns}[side]
+    def command(self, side: str, args: Sequence[str], mobile: int = 0) -> list[str]:
+        """A command line that runs `args` in mobile device k's namespace ('mobile', k = `mobile`), the edge server's
+        ('edge') or the cloud's ('cloud')."""
+        ns = {"mobile": self.mobile_nss[mobile], "edge": self.edge_ns, "cloud": self.cloud_ns}[side]
         return ["ip", "netns", "exec", ns, *args]
 
 

@@ -1,4 +1,4 @@
-"""One testbed process: the mobile device or the edge server, pinned to its cores, running real model parts.
+"""One testbed process: a mobile device, the edge server or the cloud, pinned to its cores, running real model parts.
 
 Started by the runner inside its namespace (`python -m edgesim.testbed.node ROLE ...`); the runner sends one
 JSON command a line on stdin and reads one JSON reply a line on stdout. Every stamp is time.monotonic()
@@ -6,8 +6,12 @@ JSON command a line on stdin and reads one JSON reply a line on stdout. Every st
 the runner estimates, edgesim.testbed.clock).
 
 Per frame the mobile device stamps capture, head start and end, encoded (handed to TCP) and done (result back);
-the edge server stamps received (last byte in), tail start (taken from its queue), decoded and tail end. A frame's
-delay is done - capture and its components are the differences of consecutive stamps, so they add up to it.
+the edge server stamps received (last byte in), tail start (taken from its queue), decoded and tail end, and for a
+frame that goes on to the cloud, wan_encoded (its part's output encoded, or the frame as it came when it only
+relays it) and back (the cloud's result in); the cloud stamps received, tail start, decoded and tail end as the
+edge server does (the runner names them cloud_*). A frame's delay is done - capture and its components are the
+differences of consecutive stamps, so they add up to it. The edge server takes the frames of every mobile device
+in one FIFO queue (one server, as the simulator's edge server with servers: 1).
 """
 
 from __future__ import annotations
@@ -38,11 +42,15 @@ END_OF_RUN = -1
 class RoutePlan:
     """What a frame's route runs: the model, the layer index it is cut at and the encoding on the link.
 
-    layer_index 0: the input crosses (full offloading); layer_index = number of blocks: nothing crosses (local)."""
+    layer_index 0: the input crosses (full offloading); layer_index = number of blocks: nothing crosses (local).
+    cloud_layer: where the cloud's part begins (None: nothing runs in the cloud; = layer_index: the edge server relays
+    the frame as it came), sent over the WAN in wan_encoding."""
 
     model_id: str
     layer_index: int
     encoding: str
+    cloud_layer: Optional[int] = None
+    wan_encoding: str = ""
 
 
 class Models:
@@ -75,6 +83,12 @@ class Models:
     def n_blocks(self, model_id: str) -> int:
         return len(self.models[model_id].blocks)
 
+    def decode(self, model_id: str, layer: int, encoding: str, payload: bytes):
+        """The tensor a part starting at block `layer` takes, from its payload (the input image at layer 0)."""
+        shape = self.shapes[(model_id, layer)]
+        return (decode_image(payload, encoding, tuple(shape)) if layer == 0
+                else decode_tensor(payload, encoding, shape))
+
 
 def _pin(cores: list[int], threads: int) -> None:
     """This process (and the torch threads it starts) on `cores`, torch with `threads` intra-op threads."""
@@ -97,15 +111,21 @@ def _reply(obj: dict) -> None:
 
 
 def run_mobile(models: Models, sock, routes: list[RoutePlan], route_of_frame: list[int], capture_s: list[float],
-               t0: float) -> list[dict]:
-    """Capture at t0 + capture_s, run each frame's head, encode, send; stamp everything; wait for every result."""
+               t0: float, frame_ids: Optional[list[int]] = None) -> list[dict]:
+    """Capture at t0 + capture_s, run each frame's head, encode, send; stamp everything; wait for every result.
+
+    frame_ids: the run's ids of this device's frames (default 0..n-1), which index route_of_frame and name the
+    frames on the wire."""
     import torch
 
     n = len(capture_s)
-    stamps = [dict(frame=i) for i in range(n)]
+    ids = list(range(n)) if frame_ids is None else list(frame_ids)
+    local_of = {f: i for i, f in enumerate(ids)}
+    stamps = [dict(frame=f) for f in ids]
     captured: "queue.Queue[Optional[int]]" = queue.Queue()
     outgoing: "queue.Queue[Optional[tuple[int, bytes]]]" = queue.Queue()
-    pending = {i for i in range(n) if routes[route_of_frame[i]].layer_index < models.n_blocks(routes[route_of_frame[i]].model_id)}
+    route_of = [routes[route_of_frame[f]] for f in ids]
+    pending = {i for i in range(n) if route_of[i].layer_index < models.n_blocks(route_of[i].model_id)}
     all_back = threading.Event()
     if not pending:
         all_back.set()
@@ -129,8 +149,9 @@ def run_mobile(models: Models, sock, routes: list[RoutePlan], route_of_frame: li
             msg = recv_message(sock)
             if msg is None:
                 break
-            stamps[msg[0]]["done"] = time.monotonic()
-            left.discard(msg[0])
+            i = local_of[msg[0]]
+            stamps[i]["done"] = time.monotonic()
+            left.discard(i)
         all_back.set()
 
     threads = [threading.Thread(target=f, daemon=True) for f in (camera, sender, receiver)]
@@ -138,8 +159,7 @@ def run_mobile(models: Models, sock, routes: list[RoutePlan], route_of_frame: li
         th.start()
     with torch.inference_mode():
         while (i := captured.get()) is not None:
-            route = routes[route_of_frame[i]]
-            s = stamps[i]
+            route, s = route_of[i], stamps[i]
             s["head_start"] = time.monotonic()
             if route.layer_index == 0:
                 s["head_end"] = s["head_start"]
@@ -152,46 +172,96 @@ def run_mobile(models: Models, sock, routes: list[RoutePlan], route_of_frame: li
                     continue
                 payload = encode_tensor(out[0], route.encoding)
             s["encoded"] = time.monotonic()
-            outgoing.put((i, payload))
+            outgoing.put((ids[i], payload))
     outgoing.put(None)
     all_back.wait()
     send_message(sock, END_OF_RUN, b"")
     return stamps
 
 
-# ------------------------------------------------------------------------------------------------ edge
+# ------------------------------------------------------------------------------------------------ edge, cloud
 
 
-def run_edge(models: Models, conn, routes: list[RoutePlan], route_of_frame: list[int]) -> list[dict]:
-    """Receive frames until END_OF_RUN; decode, run each tail in arrival order, send the result back; stamp."""
+def run_server(models: Models, conns: list, routes: list[RoutePlan], route_of_frame: list[int], cloud_tier: bool = False,
+               wan=None) -> list[dict]:
+    """Receive frames from every connection until each sends END_OF_RUN; decode and run each frame's part in arrival
+    order (one FIFO queue), send the result back or, with `wan`, on to the cloud; stamp.
+
+    The edge server (cloud_tier False) runs blocks [layer_index, cloud_layer or the end); a frame whose cloud part
+    begins where it arrived is relayed as it came, without the queue. The cloud (cloud_tier True, one connection:
+    the edge server's) runs [cloud_layer, end) and echoes END_OF_RUN after its last result."""
     import torch
 
     stamps: dict[int, dict] = {}
+    reply_to: dict[int, object] = {}
+    locks = {id(c): threading.Lock() for c in conns}
     arrived: "queue.Queue[Optional[tuple[int, bytes]]]" = queue.Queue()
+    forward: "queue.Queue[Optional[tuple[int, bytes]]]" = queue.Queue()
 
-    def receiver() -> None:
+    def answer(i: int, payload: bytes) -> None:
+        conn = reply_to[i]
+        with locks[id(conn)]:
+            send_message(conn, i, payload)
+
+    def receiver(conn) -> None:
         while True:
             msg = recv_message(conn)
             if msg is None or msg[0] == END_OF_RUN:
                 break
-            stamps[msg[0]] = {"frame": msg[0], "received": time.monotonic()}
-            arrived.put(msg)
+            t = time.monotonic()
+            stamps[msg[0]], reply_to[msg[0]] = {"frame": msg[0], "received": t}, conn
+            route = routes[route_of_frame[msg[0]]]
+            if not cloud_tier and route.cloud_layer == route.layer_index:  # nothing to run here: relayed
+                stamps[msg[0]].update(tail_start=t, decoded=t, tail_end=t, wan_encoded=t)
+                forward.put(msg)
+            else:
+                arrived.put(msg)
         arrived.put(None)
 
-    th = threading.Thread(target=receiver, daemon=True)
-    th.start()
+    def wan_sender() -> None:
+        while (item := forward.get()) is not None:
+            send_message(wan, *item)
+        send_message(wan, END_OF_RUN, b"")
+
+    def wan_receiver() -> None:
+        while (msg := recv_message(wan)) is not None and msg[0] != END_OF_RUN:
+            stamps[msg[0]]["back"] = time.monotonic()
+            answer(*msg)
+
+    threads = [threading.Thread(target=receiver, args=(c,), daemon=True) for c in conns]
+    if wan is not None:
+        threads += [threading.Thread(target=f, daemon=True) for f in (wan_sender, wan_receiver)]
+    for th in threads:
+        th.start()
+    ended = 0
     with torch.inference_mode():
-        while (item := arrived.get()) is not None:
+        while ended < len(conns):
+            if (item := arrived.get()) is None:
+                ended += 1
+                continue
             i, payload = item
             route, s = routes[route_of_frame[i]], stamps[i]
+            mid, end = route.model_id, models.n_blocks(route.model_id)
+            start, encoding = ((route.cloud_layer, route.wan_encoding) if cloud_tier
+                               else (route.layer_index, route.encoding))
+            if not cloud_tier and route.cloud_layer is not None:
+                end = route.cloud_layer
             s["tail_start"] = time.monotonic()
-            shape = models.shapes[(route.model_id, route.layer_index)]
-            x = (decode_image(payload, route.encoding, tuple(shape)) if route.layer_index == 0
-                 else decode_tensor(payload, route.encoding, shape))
+            x = models.decode(mid, start, encoding, payload)
             s["decoded"] = time.monotonic()
-            out = models.run(route.model_id, route.layer_index, models.n_blocks(route.model_id), x)
+            out = models.run(mid, start, end, x)
             s["tail_end"] = time.monotonic()
-            send_message(conn, i, out.detach().float().contiguous().numpy().tobytes())
+            if end < models.n_blocks(mid):  # the rest runs in the cloud
+                payload = encode_tensor(out[0], route.wan_encoding)
+                s["wan_encoded"] = time.monotonic()
+                forward.put((i, payload))
+            else:
+                answer(i, out.detach().float().contiguous().numpy().tobytes())
+    forward.put(None)
+    if cloud_tier:
+        send_message(conns[0], END_OF_RUN, b"")
+    for th in threads[len(conns):]:
+        th.join()
     return [stamps[k] for k in sorted(stamps)]
 
 
@@ -211,26 +281,34 @@ def _profile(cmd: dict, threads: int, role: str) -> dict:
 def main(argv: Optional[list[str]] = None) -> None:
     """Serve the runner's commands until 'quit' (or the end of stdin)."""
     ap = argparse.ArgumentParser(prog="edgesim.testbed.node")
-    ap.add_argument("role", choices=["mobile", "edge"])
+    ap.add_argument("role", choices=["mobile", "edge", "cloud"])
     ap.add_argument("--cores", required=True, help="comma-separated CPU numbers")
     ap.add_argument("--threads", type=int, required=True)
     ap.add_argument("--models", required=True, help="comma-separated model ids")
     ap.add_argument("--host", required=True)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--congestion-control", default="")
+    ap.add_argument("--mobiles", type=int, default=1, help="edge server: the mobile devices that connect")
+    ap.add_argument("--cloud", default="", metavar="HOST:PORT", help="edge server: the cloud it forwards to")
     args = ap.parse_args(argv)
     _pin([int(c) for c in args.cores.split(",")], args.threads)
     steady_allocator()  # the run's processes reuse tensor memory as the session profile's do
     models = Models(args.models.split(","))
-    if args.role == "edge":
-        srv = listen(args.host, args.port, args.congestion_control or None)
-        _reply({"listening": True})
-        sock, _ = srv.accept()
+    cc = args.congestion_control or None
+    wan = None
+    if args.cloud:  # the cloud listens before the edge server starts
+        host, _, port = args.cloud.rpartition(":")
+        wan = connect(host, int(port), cc)
+    if args.role == "mobile":
+        conns = [connect(args.host, args.port, cc)]
     else:
-        sock = connect(args.host, args.port, args.congestion_control or None)
+        srv = listen(args.host, args.port, cc)
+        _reply({"listening": True})
+        conns = [srv.accept()[0] for _ in range(args.mobiles if args.role == "edge" else 1)]
     import socket
 
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for sock in conns:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     _reply({"ready": True})
     for line in sys.stdin:
         cmd = json.loads(line)
@@ -244,9 +322,10 @@ def main(argv: Optional[list[str]] = None) -> None:
             continue
         routes = [RoutePlan(*r) for r in cmd["routes"]]
         if args.role == "mobile":
-            stamps = run_mobile(models, sock, routes, cmd["route_of_frame"], cmd["capture_s"], cmd["t0"])
+            stamps = run_mobile(models, conns[0], routes, cmd["route_of_frame"], cmd["capture_s"], cmd["t0"],
+                                cmd.get("frame_ids"))
         else:
-            stamps = run_edge(models, sock, routes, cmd["route_of_frame"])
+            stamps = run_server(models, conns, routes, cmd["route_of_frame"], args.role == "cloud", wan)
         _reply({"stamps": stamps})
 
 

@@ -19,7 +19,7 @@ from typing import Optional
 
 import numpy as np
 
-from edgesim.testbed.net import LinkSettings, ShapedLink
+from edgesim.testbed.net import CLOUD_ADDR, EDGE_ADDR, LinkSettings, ShapedLink
 from edgesim.testbed.wire import HEADER_BYTES
 from simulator.link import LINUX_RTO_MIN_S, TCP_IP_OVERHEAD_BYTES, TCP_PAYLOAD_BYTES, Packetiser, RateTrace, SlowStart
 
@@ -66,22 +66,26 @@ def probe_cpus() -> tuple[Optional[int], Optional[int]]:
 
 
 def check_transfers(settings: LinkSettings, size_bytes: int, repeats: int = 3, warmup_bytes: int = 200_000,
-                    gap_s: float = 0.0) -> TransferCheck:
+                    gap_s: float = 0.0, wan: bool = False) -> TransferCheck:
     """Shape a link, send `repeats` messages of size_bytes after a warm-up message (each gap_s after the previous
     one's acknowledgement), and compare with the model (after a gap beyond the RTO on a link whose TCP restarts
-    slow start after idle: the model with link.SlowStart)."""
+    slow start after idle: the model with link.SlowStart). wan: the hop shaped with `settings` is the WAN, from
+    the edge server's namespace to the cloud's (the uplink then as fast, unused)."""
     client_cpu, server_cpu = probe_cpus()
+    client_side, server_side, addr = ("edge", "cloud", CLOUD_ADDR) if wan else ("mobile", "edge", EDGE_ADDR)
 
     def probe(role: str, cpu: Optional[int], *args: str) -> list[str]:
         pin = ["--cpu", str(cpu)] if cpu is not None else []
-        return [sys.executable, "-m", "edgesim.testbed.probe_node", role, settings.congestion_control, *pin, *args]
+        return [sys.executable, "-m", "edgesim.testbed.probe_node", role, settings.congestion_control, *pin,
+                "--addr", addr, *args]
 
-    with ShapedLink(settings) as link:
-        server = subprocess.Popen(link.command("edge", probe("serve", server_cpu)), stdout=subprocess.PIPE, text=True)
+    with ShapedLink(settings, wan=settings if wan else None) as link:
+        server = subprocess.Popen(link.command(server_side, probe("serve", server_cpu)), stdout=subprocess.PIPE,
+                                  text=True)
         try:
             if server.stdout.readline().strip() != "listening":
                 raise RuntimeError("probe server did not start")
-            client = subprocess.run(link.command("mobile", probe("send", client_cpu, "--gap-s", str(gap_s),
+            client = subprocess.run(link.command(client_side, probe("send", client_cpu, "--gap-s", str(gap_s),
                                                                  str(warmup_bytes), *[str(size_bytes)] * repeats)),
                                     capture_output=True, text=True, timeout=120 + repeats * gap_s)
             if client.returncode != 0:

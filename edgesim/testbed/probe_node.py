@@ -18,9 +18,9 @@ from edgesim.testbed.wire import connect, listen, recv_message, send_message
 PROBE_PORT = 5201
 
 
-def _serve(congestion_control: str) -> None:
+def _serve(congestion_control: str, addr: str = EDGE_ADDR) -> None:
     """Accept one client; stamp the arrival of each message's last byte, acknowledge it; print the stamps at EOF."""
-    srv = listen(EDGE_ADDR, PROBE_PORT, congestion_control)
+    srv = listen(addr, PROBE_PORT, congestion_control)
     print("listening", flush=True)
     conn, _ = srv.accept()
     ends = []
@@ -30,9 +30,9 @@ def _serve(congestion_control: str) -> None:
     print(json.dumps(ends), flush=True)
 
 
-def _send(congestion_control: str, sizes: list[int], gap_s: float = 0.0) -> None:
+def _send(congestion_control: str, sizes: list[int], gap_s: float = 0.0, addr: str = EDGE_ADDR) -> None:
     """Send one message per size, each gap_s after the previous one's acknowledgement; print the send times."""
-    sock = connect(EDGE_ADDR, PROBE_PORT, congestion_control)
+    sock = connect(addr, PROBE_PORT, congestion_control)
     starts = []
     for k, size in enumerate(sizes):
         payload = bytes(size)
@@ -53,10 +53,11 @@ if __name__ == "__main__":
     parser.add_argument("sizes", nargs="*", type=int)
     parser.add_argument("--cpu", type=int, default=None, help="pin this process to one CPU")
     parser.add_argument("--gap-s", type=float, default=0.0, help="send: idle time before each message after the first")
+    parser.add_argument("--addr", default=EDGE_ADDR, help="the server's address (the cloud's for the WAN hop)")
     args = parser.parse_intermixed_args()
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
     if args.role == "serve":
-        _serve(args.congestion_control)
+        _serve(args.congestion_control, args.addr)
     else:
-        _send(args.congestion_control, args.sizes, args.gap_s)
+        _send(args.congestion_control, args.sizes, args.gap_s, args.addr)

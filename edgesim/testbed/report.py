@@ -20,16 +20,19 @@ def delay_figure(table: pd.DataFrame):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    d = table[table["quantity"] == "delay_s"]
-    runs = d[["data_rate_mbps", "policy"]].drop_duplicates()
-    labels = [f"{r.policy} @ {r.data_rate_mbps:g} Mbit/s" for r in runs.itertuples()]
+    d = table[(table["quantity"] == "delay_s") & (table["mobile"] == "all")]
+    runs = d[["scenario", "data_rate_mbps", "policy"]].drop_duplicates()
+    several = runs["scenario"].nunique() > 1
+    labels = [f"{r.scenario + ': ' if several else ''}{r.policy} @ {r.data_rate_mbps:g} Mbit/s"
+              for r in runs.itertuples()]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         subplot_titles=("mean delay (ms)", "p95 delay (ms)"))
     for row, stat in ((1, "mean"), (2, "p95")):
         s = d[d["statistic"] == stat]
         for k, (name, col, pred) in enumerate(SERIES):
-            vals = [1e3 * float(s[(s["data_rate_mbps"] == r.data_rate_mbps) & (s["policy"] == r.policy)
-                                  & (s["prediction"] == pred)][col].iloc[0]) for r in runs.itertuples()]
+            vals = [1e3 * float(s[(s["scenario"] == r.scenario) & (s["data_rate_mbps"] == r.data_rate_mbps)
+                                  & (s["policy"] == r.policy) & (s["prediction"] == pred)][col].iloc[0])
+                    for r in runs.itertuples()]
             fig.add_trace(go.Bar(x=labels, y=vals, name=name, legendgroup=name, showlegend=row == 1,
                                  marker_color=("#444444", "#1f77b4", "#ff7f0e")[k]), row=row, col=1)
     fig.update_layout(barmode="group", height=720, title="edgesim testbed: real run vs simulation, same capture times")

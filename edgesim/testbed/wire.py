@@ -51,7 +51,7 @@ def listen(host: str, port: int, congestion_control: Optional[str] = None) -> so
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     set_congestion_control(srv, congestion_control)
     srv.bind((host, port))
-    srv.listen(1)
+    srv.listen(16)
     return srv
 
 

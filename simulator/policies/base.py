@@ -153,9 +153,14 @@ def place_route(decision: str, model: ModelProfile, to_edge: str, to_cloud: Opti
         raise EdgesimError(f"model '{model.model_id}': split point '{to_cloud}' comes before '{to_edge}'")
     if cloud is None:
         raise EdgesimError(f"route '{decision}' needs a cloud: the scenario has none")
-    head = mobile.head_time(model, a)
+    # encoding and decoding where measured (as make_route): the mobile device encodes what goes up, an edge server
+    # that runs a part decodes it and encodes what goes on, the cloud decodes what it gets (a relay decodes nothing)
+    head = _with_step(mobile.head_time(model, a), mobile.codec_s(model, a, encoding, "encode_s"), mobile.active_w)
     middle = edge.part_time(model, a, b)
-    tail = cloud.tail_time(model, b)
+    if middle is not None:
+        middle = _with_step(middle, edge.codec_s(model, a, encoding, "decode_s")
+                            + edge.codec_s(model, b, wan_encoding, "encode_s"), edge.active_w)
+    tail = _with_step(cloud.tail_time(model, b), cloud.codec_s(model, b, wan_encoding, "decode_s"), cloud.active_w)
     up_bytes = _payload_bytes(model, a, encoding)
     wan_bytes = _payload_bytes(model, b, wan_encoding)
     return Route(decision, model.model_id, f"{to_edge}|{to_cloud}", f"{encoding}|{wan_encoding}", head, up_bytes,
