@@ -90,10 +90,15 @@ def test_simulated_tiers_and_own_compute_through_three_tiers(profiles, tmp_path)
     for j, name in enumerate(("offload-cloud", "split2", "edge-head")):
         plans, route_of_frame, _, _, frames = route_plans(sc, j, profiles, None)
         sim = simulated_components(frames)
+        charged = sim.copy()
         assert np.allclose(sim[list(CLOUD_COMPONENTS)].sum(axis=1), sim["delay_s"]), name
         assert list(sim["mobile"]) == [0] * 4 + [1] * 4  # frame id = device x frames + its sequence number
         assert np.allclose(sim["capture_s"], np.r_[np.arange(4) / 5, np.arange(4) / 5 + 0.1])  # staggered
         split_codec_steps(sim, plans, route_of_frame, profiles)
+        # what the simulator charged (place_route): the stated codec costs where the testbed does the work
+        assert np.allclose(charged["cloud_s"] - sim["cloud_s"], 0.002), name  # the cloud decodes
+        edge_codec = 0.0 if name == "offload-cloud" else 0.003  # a relay decodes nothing; a part decodes, encodes
+        assert np.allclose(charged["tail_s"] - sim["tail_s"], edge_codec), name
         if name == "offload-cloud":  # relayed: the mobile encodes (1 ms), the cloud decodes (2 ms), the edge nothing
             assert len(plans[0]) == 5 and plans[0][1] == plans[0][3] == 0
             assert np.allclose(sim["encode_s"], 0.001) and np.allclose(sim["cloud_decode_s"], 0.002)
