@@ -930,9 +930,10 @@ def _check(parts: list[_Part], points, n_blocks: int, options: MeasureOptions, c
                         f"and second half of the rounds (largest {name} {drift:+.1f}%)")
     if host_ref is not None and host_ref.drift_pct is not None and abs(host_ref.drift_pct) > DRIFT_WARN_PCT:
         warnings.append(f"the host's own speed moved: a fixed reference workload timed in the same rounds drifted "
-                        f"{host_ref.drift_pct:+.1f}% between the halves (neither load nor steal shows this: other "
-                        "virtual machines on the physical host, or frequency); a profile taken at another time may "
-                        "differ as much")
+                        f"{host_ref.drift_pct:+.1f}% between the halves ("
+                        + ("with the other processes said above" if reasons else "neither load nor steal shows "
+                           "why: other virtual machines on the physical host, or frequency")
+                        + "); a profile taken at another time may differ as much")
     off = {n: r for n, r in sums.items() if abs(r - 1) > SPLIT_SUM_WARN}
     if off:
         name, ratio = max(off.items(), key=lambda kv: abs(kv[1] - 1))
