@@ -16,6 +16,7 @@ import argparse
 import os
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import pandas as pd
@@ -164,12 +165,15 @@ def markdown(table: pd.DataFrame, context: dict, load: tuple[float, float, float
         f"{'on' if context['slow_start_after_idle'] else 'off'}; {context['tcp_framing']} (the simulator is given "
         "the same framing)",
         f"- frames: {frames} per configuration (the first 2 left out of the statistics as warm-up)",
+        *([f"- second session, `{multi['scenario']}`: FAILED, not in the table ({multi['failed']})"]
+          if multi and "failed" in multi else []),
         *([f"- second session, `{multi['scenario']}`: {multi['mobiles']} mobile devices, each its own process and its own "
            f"shaped hop, all on CPU {multi['mobile_cores']} (they share it: captures staggered by half a period, "
            f"a frame's stages overlapped another process's on a shared CPU for {multi['overlap']}); edge server on "
            f"CPU {multi['edge_cores']}, cloud on CPU {multi['cloud_cores']} behind a {multi['wan']}; "
            f"{multi['frames']} frames from each mobile device per configuration; its own session profile (three "
-           "processes); per-device rows are in sim_vs_real.csv (column mobile)"] if multi else []),
+           "processes); per-device rows are in sim_vs_real.csv (column mobile)"] if multi and "failed" not in multi
+          else []),
         (f"- session profile: every part timed after {1e3 * context['profile_idle_gap_s']:g} ms idle, as each process "
          "of the run idles between frames (a CPU that idled runs the next inference slower than back to back: "
          "`edgesim profile --idle-gap`)" if context.get("profile_idle_gap_s") else
@@ -221,14 +225,20 @@ def main(argv: list[str] | None = None) -> None:
     results = run_session(points, options, args.results, progress=say)
     multi = multi_points(load_scenario(MULTI_SCENARIO), args.multi_frames)
     multi_options = TestbedOptions(default_placement(1), profile_idle_gap_s=session_idle_gap_s(multi))
-    multi_results = run_session(multi, multi_options, args.results / "multi", progress=say)
+    try:
+        multi_results = run_session(multi, multi_options, args.results / "multi", progress=say)
+        failure = None
+    except Exception as exc:  # noqa: BLE001 - the first session's 18 configurations are still written
+        traceback.print_exc()
+        multi_results, failure = [], f"{type(exc).__name__}: {exc}"
     load = load_stats(sampler.stop())
     context = {**session_context(options, link_settings(points[0], options)),
                "multi": session_context(multi_options, link_settings(multi[0], multi_options))}
     table = write_outputs(results + multi_results, args.results, base.workload.warmup_frames, context)
     write_report(table, summary_table(table), context, args.results)
-    atomic_write_text(args.doc, markdown(table, context, load, args.frames, time.monotonic() - start,
-                                         multi_session(multi[0], context["multi"], multi_results)))
+    second = multi_session(multi[0], context["multi"], multi_results) if not failure else {"failed": failure,
+                                                                                          "scenario": multi[0].name}
+    atomic_write_text(args.doc, markdown(table, context, load, args.frames, time.monotonic() - start, second))
     print(f"wrote {args.doc} and {args.results}/")
 
 
