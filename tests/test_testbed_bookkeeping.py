@@ -113,6 +113,8 @@ def test_simulated_components_add_up_and_own_compute_profiles_replay_the_run(tin
     (("edge: {device: host-cpu-1thread}", "edge: {device: host-cpu-1thread}\ncloud: {device: host-cpu-1thread, "
       "batching: {max_batch_size: 4}}"), "no batching"),
     (("link: {", "link: {shared_medium: true, "), "its own shaped hop"),
+    (("edge: {device: host-cpu-1thread}", "edge: {device: host-cpu-1thread}\ncloud: {device: host-cpu-1thread, "
+      "wan: {data_rate_mbps: 50, loss_probability: 0.01}}"), "cloud.wan must have a constant data_rate_mbps"),
 ])
 def test_testbed_refuses_what_it_cannot_run(tmp_path, capsys, change, expect):
     bad = tmp_path / "bad.yaml"
