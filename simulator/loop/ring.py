@@ -53,8 +53,9 @@ class Ring:
         """Room for `places` windows; the slots in use keep their numbers."""
         old, cap = self.places * self.width, places * self.width
 
-        def wider(a: np.ndarray, fill) -> np.ndarray:
-            out = np.full(a.shape[:-1] + (cap,), fill, dtype=a.dtype)
+        def wider(a: np.ndarray, fill) -> np.ndarray:  # zeros: pages the system hands out as they are first written
+            shape = a.shape[:-1] + (cap,)
+            out = np.zeros(shape, dtype=a.dtype) if fill == 0 else np.full(shape, fill, dtype=a.dtype)
             out[..., :old] = a
             return out
 
