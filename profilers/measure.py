@@ -682,6 +682,23 @@ def _timed_parts(blocks, x, acts: dict[int, Any], points, n_blocks: int) -> list
     return parts
 
 
+#: the name of the fixed workload timed beside the model's parts in every round
+HOST_REFERENCE = "host-reference"
+
+
+def _reference_part(device: str) -> _Part:
+    """A fixed workload timed in every round beside the model's parts (a 3x3 convolution, 64 to 64 channels at 56 x 56,
+    as in ResNet's first stage, seeded weights): when it drifts as the parts do, the host's speed moved (other
+    virtual machines on the physical host, frequency), which neither load nor steal shows, not the model."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False).eval()
+    with torch.no_grad():
+        conv.weight.copy_(0.05 * torch.randn(conv.weight.shape, generator=g))
+    return _Part(HOST_REFERENCE, [conv.to(device)], torch.randn(1, 64, 56, 56, generator=g).to(device), [])
+
+
 def _run_rounds(parts: list[_Part], options: MeasureOptions, cuda: bool, tick) -> tuple[list[list[float]], bool, float]:
     """Warm-up rounds, then timed rounds (each starts at another part) until every part's median is precise to the
     target or the time budget is spent; (whole-model stamps per round, converged, seconds spent)."""
@@ -773,6 +790,7 @@ def _measure(model, options, points, power_model, progress, device, cuda, thread
         if cuda:
             acts = {k: _to(v, device) for k, v in acts.items()}
         parts = _timed_parts(blocks, x, acts, points, n_blocks)
+        reference = _reference_part(device)
         heap = not cuda and steady_allocator()
         sampler = None
         if cuda:
@@ -788,7 +806,7 @@ def _measure(model, options, points, power_model, progress, device, cuda, thread
             proc.cpu_percent(None)
             watch.start()
             meter.start()
-            stamps, converged, wall_s = _run_rounds(parts, options, cuda, tick)
+            stamps, converged, wall_s = _run_rounds(parts + [reference], options, cuda, tick)
             energy_j = meter.stop()
             host_during = watch.stop()
             cpu_percent = round(min(100.0, proc.cpu_percent(None) / threads), 1)
@@ -800,14 +818,14 @@ def _measure(model, options, points, power_model, progress, device, cuda, thread
             peak_memory = int(max(0, sampler.stop()))
             memory_method = sampler.method
         check = _check(parts, points, n_blocks, options, converged, wall_s, host_before, host_during, threads,
-                       cores, warnings, heap)
+                       cores, warnings, heap, reference)
         if options.strict and (check.busy or not check.converged):
             raise EdgesimError("measurement not trustworthy (--strict): " + "; ".join(check.warnings))
 
     samples = {p.name: p.samples for p in parts}
     full = samples.get("whole", [])
     median_full = statistics.median(full) if full else 0.0
-    timed_s = sum(sum(p.samples) for p in parts)
+    timed_s = sum(sum(p.samples) for p in parts) + (sum(reference.samples) if parts else 0.0)
     per_run_energy = energy_j * median_full / timed_s if full and energy_j is not None and timed_s > 0 else None
     cum_flops = [0]
     cum_params = [0]
@@ -888,9 +906,10 @@ SPLIT_SUM_WARN = 0.10
 
 def _check(parts: list[_Part], points, n_blocks: int, options: MeasureOptions, converged: bool, wall_s: float,
            host_before: Optional[HostState], host_during: HostState, threads: int, cores: list[int],
-           warnings: list[str], heap: bool = False) -> MeasurementCheck:
+           warnings: list[str], heap: bool = False, reference: Optional[_Part] = None) -> MeasurementCheck:
     """The record of how the timing went: dispersion per part, head + tail against the whole, host, warnings."""
     disp = {p.name: dispersion(p.samples) for p in parts}
+    host_ref = dispersion(reference.samples) if reference is not None and reference.samples else None
     whole = disp["whole"].median_s
     sums = {}
     for name, k in points:
@@ -909,6 +928,12 @@ def _check(parts: list[_Part], points, n_blocks: int, options: MeasureOptions, c
         name, drift = max(drifting.items(), key=lambda kv: abs(kv[1]))
         warnings.append(f"unstable: {len(drifting)} part(s) drifted more than {DRIFT_WARN_PCT:g}% between the first "
                         f"and second half of the rounds (largest {name} {drift:+.1f}%)")
+    if host_ref is not None and host_ref.drift_pct is not None and abs(host_ref.drift_pct) > DRIFT_WARN_PCT:
+        warnings.append(f"the host's own speed moved: a fixed reference workload timed in the same rounds drifted "
+                        f"{host_ref.drift_pct:+.1f}% between the halves ("
+                        + ("with the other processes said above" if reasons else "neither load nor steal shows "
+                           "why: other virtual machines on the physical host, or frequency")
+                        + "); a profile taken at another time may differ as much")
     off = {n: r for n, r in sums.items() if abs(r - 1) > SPLIT_SUM_WARN}
     if off:
         name, ratio = max(off.items(), key=lambda kv: abs(kv[1] - 1))
@@ -920,14 +945,16 @@ def _check(parts: list[_Part], points, n_blocks: int, options: MeasureOptions, c
               + (f", each after {1e3 * options.idle_gap_s:g} ms idle (as a pipeline idles between frames)"
                  if options.idle_gap_s > 0 else ", back to back")
               + ("; tensors up to 32 MiB kept on the heap (glibc mallopt), not mapped anew each run" if heap else "")
-              + "; rounds interleave the parts, each round starting at the next part; "
+              + "; rounds interleave the parts, each round starting at the next part, and time a fixed reference "
+                "workload beside them (host_reference: the host's own speed); "
               + (f"repeated until every median's distribution-free 95% interval is within +/-"
                  f"{100 * options.target_ci:g}% or {options.time_budget_s or 0:g} s are spent (at least "
                  f"{options.repeats} rounds)" if options.target_ci is not None else f"{options.repeats} rounds"))
     return MeasurementCheck(method=method, rounds=len(parts[0].samples), wall_s=round(wall_s, 3),
                             target_ci95_pct=None if options.target_ci is None else 100 * options.target_ci,
                             time_budget_s=options.time_budget_s, converged=converged, parts=disp,
-                            head_plus_tail_over_whole=sums, host_before=host_before, host_during=host_during,
+                            head_plus_tail_over_whole=sums, host_reference=host_ref,
+                            host_before=host_before, host_during=host_during,
                             busy=bool(reasons) or any(w.startswith("before measuring") for w in warnings),
                             warnings=warnings)
 

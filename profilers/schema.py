@@ -126,6 +126,9 @@ class MeasurementCheck(_Strict):
     parts: dict[str, PartDispersion] = Field(default_factory=dict)
     head_plus_tail_over_whole: dict[str, float] = Field(default_factory=dict, description=(
         "per split point: (head median + tail median) / whole-model median, each timed on its own"))
+    host_reference: Optional[PartDispersion] = Field(default=None, description=(
+        "a fixed workload (3x3 convolution, 64 channels, 56 x 56) timed in the same rounds: the host's own speed; "
+        "its drift, or its median against another profile's, shows a host that moved"))
     host_before: Optional[HostState] = None
     host_during: Optional[HostState] = None
     busy: bool = False

@@ -89,21 +89,35 @@ def with_device_errors(pt: Point, seed: int, rep: int) -> Point:
     A derived profile records the leave-one-out errors e = predicted / published - 1 of its method on its stack
     (profilers.calibrate); the device's true latency is then derived / (1 + e), a speed factor of 1 + e. Drawing
     e from that empirical distribution per replication turns the method's validated error into a band on every
-    result; devices without validated errors (measured, inline, too few published points) stay as they are.
+    result; devices without validated errors (measured, inline, too few published points) stay as they are. A
+    model derived by another method (the dense-operator fallback of a model that could not be traced) draws from
+    that method's own errors instead, or stays as it is where that method has none (as simulator.devices'
+    fidelity_notes prints them).
     """
     devices = dict(pt.devices)
     for name, dev in pt.devices.items():
         prov = dev.profile.provenance if dev.profile is not None else None
-        errors = getattr(prov, "validated_errors", None) or []
-        if errors:
-            rng = np.random.default_rng([seed, rep, 11, zlib.crc32(name.encode())])
-            devices[name] = replace(dev, speed_factor=dev.speed_factor * (1.0 + float(rng.choice(errors))))
+        errors = tuple(getattr(prov, "validated_errors", None) or [])
+        device_factor = 1.0 + float(_draw(errors, seed, rep, name)) if errors else 1.0
+        own = {mid: mp for mid, mp in (dev.profile.models.items() if dev.profile is not None else ())
+               if mp.derivation_method and tuple(mp.derivation_errors) != errors}
+        per_model = tuple((mid, (1.0 + float(_draw(tuple(mp.derivation_errors), seed, rep, name, mid))
+                                 if mp.derivation_errors else 1.0) / device_factor) for mid, mp in sorted(own.items()))
+        if errors or any(f != 1.0 for _, f in per_model):
+            devices[name] = replace(dev, speed_factor=dev.speed_factor * device_factor,
+                                    model_speed_factors=dev.model_speed_factors + per_model)
     sc = pt.scenario
     edges = [devices[e.device] for e in sc.edge_servers()]
     cloud = devices[sc.cloud.device] if sc.cloud is not None else None
     for pol in pt.policies:
         pol.with_cloud(cloud)
     return replace(pt, devices=devices, server=edges[0], edge_devices=edges if pt.edge_devices else [], cloud=cloud)
+
+
+def _draw(errors: tuple[float, ...], seed: int, rep: int, *names: str) -> float:
+    """One validated error drawn for a device (or one of its models) in one replication, from its own stream."""
+    rng = np.random.default_rng([seed, rep, 11, *(zlib.crc32(n.encode()) for n in names)])
+    return float(rng.choice(errors))
 
 
 def assigned_edges(sc: Scenario, group_of_instance: np.ndarray) -> np.ndarray:

@@ -179,6 +179,12 @@ class Device:
     profile: Optional[DeviceProfile] = None
     inline: Optional[InlineDevice] = None
     speed_factor: float = 1.0
+    model_speed_factors: tuple[tuple[str, float], ...] = ()
+
+    def speed_of(self, model_id: str) -> float:
+        """The speed factor of one model here: the device's, times the model's own where one was drawn for it
+        (a model derived by another method than the device's, `uncertainty: device`)."""
+        return self.speed_factor * dict(self.model_speed_factors).get(model_id, 1.0)
 
     def model(self, model_id: str) -> ModelProfile:
         """The model's profile on this device (or on the device an inline speed factor scales)."""
@@ -204,7 +210,8 @@ class Device:
         own_sp = own.split_point(sp.name)
         st = _from_stats(own_sp.head_latency, own_sp.head_energy_j, self.active_w, own.energy_method,
                          f"device '{self.name}', model '{model.model_id}', split point '{sp.name}'")
-        return st.scaled(1.0 / self.speed_factor) if self.speed_factor != 1.0 else st
+        speed = self.speed_of(model.model_id)
+        return st.scaled(1.0 / speed) if speed != 1.0 else st
 
     def tail_time(self, model: ModelProfile, sp: SplitPoint) -> Optional[ServiceTime]:
         """Time to run the tail (blocks from the split point on) here; None when the tail is empty."""
@@ -216,7 +223,8 @@ class Device:
         own_sp = own.split_point(sp.name)
         st = _from_stats(own_sp.tail_latency, own_sp.tail_energy_j, self.active_w, own.energy_method,
                          f"device '{self.name}', model '{model.model_id}', split point '{sp.name}'")
-        return st.scaled(1.0 / self.speed_factor) if self.speed_factor != 1.0 else st
+        speed = self.speed_of(model.model_id)
+        return st.scaled(1.0 / speed) if speed != 1.0 else st
 
     def codec_s(self, model: ModelProfile, sp: SplitPoint, encoding: str, step: Literal["encode_s", "decode_s"]) -> float:
         """Measured median seconds to encode (step 'encode_s') or decode ('decode_s') sp's tensor in `encoding` on
@@ -224,7 +232,7 @@ class Device:
         if self.profile is None or model.model_id not in self.profile.models:
             return 0.0
         own = {p.name: p for p in self.profile.models[model.model_id].split_points}.get(sp.name)
-        return float(getattr(own, step).get(encoding, 0.0)) / self.speed_factor if own is not None else 0.0
+        return float(getattr(own, step).get(encoding, 0.0)) / self.speed_of(model.model_id) if own is not None else 0.0
 
     def part_time(self, model: ModelProfile, start: SplitPoint, end: SplitPoint) -> Optional[ServiceTime]:
         """Time to run the blocks between two split points here (the middle of a two-point split); None if empty.

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from profilers.errors import EdgesimError, MeasurementUnavailable
 from profilers.hostcheck import busy_reasons, parse_cores, pinned
 from profilers.measure import (
+    HOST_REFERENCE,
     MeasureOptions,
     dispersion,
     encoded_sizes,
@@ -123,6 +124,27 @@ def test_rounds_stop_at_the_cap_when_the_target_is_out_of_reach(monkeypatch):
 
 
 
+@pytest.mark.parametrize("later", [1.0, 1.3])
+def test_host_reference_is_timed_beside_the_parts_and_its_drift_said(monkeypatch, later):
+    import profilers.measure as measure
+
+    runs = []
+
+    def fake(blocks, x, cuda, clock=None):
+        if len(blocks) == 1 and getattr(blocks[0], "out_channels", None) == 64 and tuple(x.shape) == (1, 64, 56, 56):
+            runs.append(1)
+            return [0.0, 0.01 if len(runs) <= 5 else 0.01 * later]
+        return [0.0] * len(blocks) + [1.0]
+
+    monkeypatch.setattr(measure, "_timed_pass", fake)
+    check = measure_model(tiny_model(), MeasureOptions(repeats=10, warmup=0, threads=1), POWER).measurement_check
+    assert len(runs) == 10 and check.host_reference.n == 10 and HOST_REFERENCE not in check.parts
+    assert check.host_reference.drift_pct == pytest.approx(100 * (later - 1))
+    moved = [w for w in check.warnings if "host's own speed moved" in w]
+    assert (moved == []) == (later == 1.0), check.warnings
+    assert "+30.0%" in moved[0] if moved else True
+
+
 def test_idle_gap_sleeps_before_every_timed_part_and_is_stated(monkeypatch):
     import profilers.measure as measure
 
@@ -130,7 +152,7 @@ def test_idle_gap_sleeps_before_every_timed_part_and_is_stated(monkeypatch):
     slept: list[float] = []
     monkeypatch.setattr(measure.time, "sleep", slept.append)
     mp = measure_model(tiny_model(), MeasureOptions(repeats=3, warmup=1, threads=1, idle_gap_s=0.05), POWER)
-    parts = len(mp.measurement_check.parts)
+    parts = len(mp.measurement_check.parts) + 1  # and the host reference
     assert slept == [0.05] * (3 * parts)  # timed rounds only, one gap before each part
     assert "each after 50 ms idle" in mp.measurement_check.method
     back_to_back = measure_model(tiny_model(), MeasureOptions(repeats=2, warmup=0, threads=1), POWER)

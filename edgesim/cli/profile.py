@@ -87,6 +87,10 @@ def check_line(check) -> str:
                if check.target_ci95_pct else "")
             + (f"; largest drift between halves {drift:.1f}%" if drift is not None else "")
             + (f"; head+tail / whole {min(sums):.3f}-{max(sums):.3f}" if sums else ""))
+    ref = check.host_reference
+    if ref is not None:
+        text += (f"; host reference {1e3 * ref.median_s:.2f} ms"
+                 + (f" (drift {ref.drift_pct:+.1f}%)" if ref.drift_pct is not None else ""))
     if host is not None:
         text += (f"; host while measuring: other processes {host.other_cpu_cores:.2f} of {host.logical_cpus} CPUs, "
                  f"load {host.load_avg_1min}" + (f", steal {host.steal_percent:.1f}%" if host.steal_percent else "")
