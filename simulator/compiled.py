@@ -42,6 +42,7 @@ import numpy as np
 
 from profilers.errors import EdgesimError
 from simulator.engine import WindowDone, WindowLoader, in_memory
+from simulator.kernels.decisions import least_loaded_tree
 from simulator.kernels.records import load_view
 from simulator.loop.events import run_events
 from simulator.loop.heap import grown, start_captures
@@ -112,6 +113,7 @@ def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_wind
     edge_of_mobile = np.ascontiguousarray(tiers.edge_of_mobile if tiers is not None and tiers.edge_of_mobile is not None
                                           else np.zeros(n_mob), dtype=np.int64)
     last_up, last_down = np.zeros(max(n_up, 1)), np.zeros(max(n_mob, 1))
+    tree = least_loaded_tree(int(run["n_edges"][0]))  # every edge server idle
     firsts = ring.load(0, first, topo, 0.0)
     firsts = firsts[firsts >= 0]
     firsts = firsts[np.lexsort((firsts, ring.capture[firsts]))]  # the SimPy engine's start order
@@ -125,6 +127,7 @@ def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_wind
             return
         ring.T[:] = np.nan  # frames met out of order: the event loop runs them from the start
         ring.status[:] = 0
+    first = None  # the ring holds what it needs of a window: no second copy of its demands here
     size = max(1024, 4 * n_mob)
     heap = (np.empty(size), np.empty(size, np.int64), np.empty(size, np.int64), np.zeros(2, np.int64))
     start_captures(heap, firsts, ring.capture)
@@ -132,7 +135,7 @@ def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_wind
         delays = Delays(traced, fifo, ring.delay_values, delay_traces, last_up, last_down)
         c = Loop(ring.T, Demands(*ring.plan), ring.capture, ring.mobile, ring.route, stations, ring.NXT, ring.PRV,
                  run, edges, traces, ring.status, ring.drop_stage, delays, state, batches, routes, view,
-                 edge_of_mobile, n_routes, routes_of, ring.rows)  # anew: rings grow
+                 edge_of_mobile, n_routes, routes_of, ring.rows, tree)  # anew: rings grow
         why = run_events(c, decide, observe, ring.nxt, ring.remaining, ring.width, *heap)
         if why == GROW:
             heap = grown(heap)
@@ -144,6 +147,7 @@ def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_wind
             else:
                 ring.flush(on_window, fields)
                 ring.load(k, wp, topo, float(heap[0][0]))
+            wp = peeked = None  # likewise
         else:
             break
     ring.flush(on_window, fields, everything=True)

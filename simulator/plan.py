@@ -59,6 +59,14 @@ class FramePlan:
                        down_s=take(self.down_s), wan_bits=take(self.wan_bits), cloud_s=take(self.cloud_s),
                        wan_down_s=take(self.wan_down_s), rows=None)
 
+    def for_tables(self) -> "FramePlan":
+        """The plan with only what a frame table reads (capture times, mobile devices, wire bits): the demands the
+        engines alone read become read-only NaN views of the same shape, so a window an engine has copied holds no
+        second copy of them while its frames run (a best-placement window: 15 rows x 7 arrays)."""
+        gone = (lambda a: None if a is None else np.broadcast_to(np.float64(np.nan), a.shape))
+        return replace(self, head_s=gone(self.head_s), tail_s=gone(self.tail_s), down_s=gone(self.down_s),
+                       wan_bits=gone(self.wan_bits), cloud_s=gone(self.cloud_s), wan_down_s=gone(self.wan_down_s))
+
     def capture_chain(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per mobile device its first and last frame by capture time (-1: none), and each frame's next capture of
         its device (-1 at its last); equal capture times in frame order."""

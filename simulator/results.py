@@ -315,12 +315,17 @@ def _finish(scenario: Scenario, out: Path, stage: Path, resolved: str, started: 
     """Run the points not yet staged, then combine, describe and promote the staging folder to `out`."""
     points = sweep_points(scenario)
     done = finished_points(stage)
-    about = {"git_revision": git_revision(), "versions": package_versions()}  # the parent is idle then
+    about: dict = {}  # git revision and versions: worked out while the first point runs (the parent waits then)
+
+    def describe() -> None:
+        if not about:
+            about.update(git_revision=git_revision(), versions=package_versions())
 
     with ExitStack() as stack:
         combiner = stack.enter_context(_FramesCombiner(stage, len(points))) if scenario.outputs.frames else None
 
         def keep(res: PointResult) -> None:
+            describe()
             _write_point(stage, res, scenario.outputs.frames)
             if combiner is not None:
                 combiner.staged_point(res.point)
@@ -332,6 +337,7 @@ def _finish(scenario: Scenario, out: Path, stage: Path, resolved: str, started: 
                   keep_frames=scenario.outputs.frames)
         if combiner is not None:
             combiner.check_complete()
+    describe()  # every point was staged before (resume)
     summaries = [pd.read_csv(stage / "points" / f"{k:05d}.summary.csv") for k in range(len(points))]
     notes = list(dict.fromkeys(note for k in range(len(points)) for note in _point_notes(stage, k)))
     summary = order_summary(pd.concat(summaries, ignore_index=True))

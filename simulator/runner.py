@@ -7,7 +7,7 @@ window.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -103,17 +103,19 @@ def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink
         start = k * per_window
         if start >= frames_per:
             return None
-        windows[k] = plan_window(pt, pol, routes_by_group, rep, streams, start, min(frames_per, start + per_window))
-        return windows[k].plan
+        w = plan_window(pt, pol, routes_by_group, rep, streams, start, min(frames_per, start + per_window))
+        windows[k] = replace(w, plan=w.plan.for_tables())  # the engine holds the demands until the window is done
+        return w.plan
 
     def done(k: int, _plan, times: dict) -> None:
         w = windows.pop(k)
         df = frames_df(pt, w, times, label, rep, point)
         sink.add(df, label, frame_keys(w, times, rep, pt, df["bytes_up"].to_numpy()))
 
-    first = load(0)  # loaded once: windows draw from the random streams in order
-    loader = (lambda k: first if k == 0 else load(k))
-    if compiled and first is not None and _compiled_covers(first, pt, policy, label, notes):
+    first = [load(0)]  # loaded once: windows draw from the random streams in order
+    covered = compiled and first[0] is not None and _compiled_covers(first[0], pt, policy, label, notes)
+    loader = (lambda k: first.pop() if k == 0 else load(k))  # nothing here keeps window 0's demands alive
+    if covered:
         simulate_compiled_windows(loader, pt.topo, done, policy, routes)
         return "compiled"
     simulate_windows(loader, pt.topo, done, policy, routes)

@@ -65,3 +65,17 @@ def test_shared_rows_give_the_frames_of_a_row_per_route_in_both_engines(tmp_path
     for name in shared:
         np.testing.assert_array_equal(shared[name], full[name], err_msg=name)
         np.testing.assert_allclose(shared[name], simpy[name], rtol=0, atol=1e-9, err_msg=name)
+
+
+def test_a_window_handed_to_an_engine_keeps_only_what_its_frame_table_reads(tmp_path):
+    # the runner and the compiled ring keep FramePlan.for_tables: no second copy of the demands while frames run
+    pt, pol, routes, w = _plan(_point(tmp_path, ["toy-edge"] * 3))
+    slim = w.plan.for_tables()
+    for name in ("capture_s", "mobile", "wire_bits", "rows", "route"):
+        assert getattr(slim, name) is getattr(w.plan, name)
+    for name in ("head_s", "tail_s", "down_s", "wan_bits", "cloud_s", "wan_down_s"):
+        kept, full = getattr(slim, name), getattr(w.plan, name)
+        assert kept.shape == full.shape and kept.strides == (0, 0) and not kept.flags.writeable
+        assert np.isnan(kept).all()
+    assert slim.n_routes == w.plan.n_routes and np.array_equal(slim.row_of(np.arange(slim.n_routes)),
+                                                               w.plan.row_of(np.arange(w.plan.n_routes)))

@@ -143,10 +143,27 @@ def test_least_loaded_sends_each_frame_to_the_emptier_pool(profiles):
     assert sed["delay_s"].mean() <= frames["delay_s"].mean() * 1.05
 
 
+@settings(max_examples=40, deadline=None)
+@given(servers=st.lists(st.integers(1, 3), min_size=1, max_size=9),
+       changes=st.lists(st.tuples(st.integers(0, 8), st.integers(0, 6)), max_size=60))
+def test_least_loaded_tree_picks_what_the_scan_picks_after_every_change(servers, changes):
+    # the compiled loop keeps least-loaded as a tournament tree; the SimPy engine scans: same server, ties first
+    from simulator.kernels.decisions import least_loaded, least_loaded_after, least_loaded_tree, load_per_server
+
+    servers = np.array(servers)
+    in_system = np.zeros(servers.size, np.int64)
+    tree = least_loaded_tree(servers.size)
+    for e, n in changes:
+        e %= servers.size
+        in_system[e] = n
+        least_loaded_after(tree, e, load_per_server(n, 0, servers[e]))
+        assert tree[1]["edge"] == least_loaded(in_system, np.zeros_like(in_system), servers)
+
+
 topologies = st.fixed_dictionaries({
     "n_mobiles": st.integers(1, 4), "servers": st.lists(st.integers(1, 3), min_size=1, max_size=3),
     "cloud_servers": st.integers(1, 3), "rate": st.floats(0.5, 20), "wan": st.floats(1, 50),
-    "fps": st.floats(0.5, 8), "assignment": st.sampled_from(["static", "round-robin"]),
+    "fps": st.floats(0.5, 8), "assignment": st.sampled_from(["static", "round-robin", "least-loaded"]),
     "policy": st.sampled_from([{"name": "offload"}, {"name": "offload", "tier": "cloud"},
                                {"name": "split", "split_point": "mid", "between": ["mobile", "cloud"]},
                                {"name": "split", "split_point": "mid", "between": ["edge", "cloud"]},

@@ -77,14 +77,55 @@ def expected_delay_s(routes, k, view, rate_bps):
 
 
 @njit(cache=True)
+def load_per_server(busy, waiting, servers):
+    """An edge server's load as least-loaded assignment ranks it: frames in service and waiting per server."""
+    return (busy + waiting) / servers
+
+
+@njit(cache=True)
 def least_loaded(busy, waiting, servers):
     """The edge server with the fewest frames in service and waiting per server, the first of equals."""
     best, best_load = 0, np.inf
     for e in range(servers.size):
-        load = (busy[e] + waiting[e]) / servers[e]
+        load = load_per_server(busy[e], waiting[e], servers[e])
         if load < best_load:
             best, best_load = e, load
     return best
+
+
+LEAST_LOADED = np.dtype([("edge", np.int64), ("load", float)])
+"""A node of least_loaded's tournament tree: the edge server that wins its subtree and that server's load."""
+
+
+def least_loaded_tree(n_edges: int) -> np.ndarray:
+    """least_loaded kept as a tournament tree (LEAST_LOADED records, node k's children 2k and 2k + 1, edge server e
+    the leaf P + e) over n_edges idle edge servers: tree[1] is least_loaded's choice, and a change of one server's
+    load costs O(log E) (least_loaded_after) instead of a scan of every server at each capture."""
+    leaves = 1 << max(n_edges - 1, 0).bit_length()
+    tree = np.zeros(2 * leaves, LEAST_LOADED)
+    tree["edge"][leaves:] = np.arange(leaves)
+    tree["load"][leaves + n_edges:] = np.inf  # padding: never the least loaded
+    for k in range(leaves - 1, 0, -1):
+        tree[k] = tree[2 * k] if tree["load"][2 * k] <= tree["load"][2 * k + 1] else tree[2 * k + 1]
+    return tree
+
+
+@njit(cache=True)
+def least_loaded_after(tree, e, load):
+    """Edge server e's load is now `load`: the matches on its path to the root played again (the lower load wins,
+    the left one of equals: least_loaded's first of equals), stopping where a winner stays the same."""
+    k = (tree.size >> 1) + e
+    leaf = tree[k]
+    leaf.load = load
+    k >>= 1
+    while k:
+        a, b = tree[2 * k], tree[2 * k + 1]
+        w = a if a.load <= b.load else b
+        node = tree[k]
+        if node.edge == w.edge and node.load == w.load:
+            return
+        node.edge, node.load = w.edge, w.load
+        k >>= 1
 
 
 @njit(cache=True)

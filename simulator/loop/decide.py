@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from simulator.kernels.decisions import expected_delay_s, least_loaded
+from simulator.kernels.decisions import expected_delay_s, least_loaded_after, load_per_server
 from simulator.kernels.links import planning_bps, value_at
 from simulator.kernels.stations import backlog_s, residual_s
-from simulator.loop.layout import ASSIGN_FIXED, ASSIGN_LEAST_LOADED
+from simulator.loop.layout import ASSIGN_FIXED, ASSIGN_LEAST_LOADED, K_EDGE
 from simulator.loop.queues import residual
 
 
@@ -48,14 +48,14 @@ def fill_view(c, m, e, link, now):
 @njit(cache=True, inline="always")
 def edge_servers(c, m):
     """The edge servers [lo, hi) a capture of mobile device m may go to: its own (fixed), the least loaded
-    (decisions.least_loaded), or every one (the least decisions.expected_delay_s decides)."""
+    (decisions.least_loaded, as its tournament tree keeps it), or every one (the least decisions.expected_delay_s
+    decides)."""
     run = c.run[0]
     if run.assign == ASSIGN_FIXED:
         lo = c.edge_of_mobile[m]
         return lo, lo + 1
-    if run.assign == ASSIGN_LEAST_LOADED:
-        pools = c.stations[run.edge0:run.edge0 + run.n_edges]
-        lo = least_loaded(pools.servers - pools.free, pools.waiting, pools.servers)
+    if run.assign == ASSIGN_LEAST_LOADED:  # kept up to date as edge servers' loads change (edge_load_changed)
+        lo = c.least_loaded[1].edge
         return lo, lo + 1
     return 0, run.n_edges
 
@@ -70,15 +70,26 @@ def place(c, decide, m, base, now):
     lo, hi = edge_servers(c, m)
     best, best_s = -1, np.inf
     for e in range(lo, hi):
-        fill_view(c, m, e, m, now)
         rr = base
         if run.policy:
+            fill_view(c, m, e, m, now)
             rr = decide(c.state, c.load_view, routes, e * per, (e + 1) * per)
         if hi - lo == 1:
             return e * per + rr
+        if not run.policy:
+            fill_view(c, m, e, m, now)
         edge = c.edges[e]
         expected = expected_delay_s(routes, e * per + rr, c.load_view,
                                     value_at(c.links, edge.uplink0 + (0 if edge.shared_medium else m), now))
         if expected < best_s:
             best, best_s = e * per + rr, expected
     return best
+
+
+@njit(cache=True, inline="always")
+def edge_load_changed(c, st):
+    """Station st's frames in service or waiting changed: if it is an edge server under least-loaded assignment,
+    its place in least_loaded's tree (decisions.least_loaded_after)."""
+    run, s = c.run[0], c.stations[st]
+    if run.assign == ASSIGN_LEAST_LOADED and s.kind == K_EDGE:
+        least_loaded_after(c.least_loaded, st - run.edge0, load_per_server(s.servers - s.free, s.waiting, s.servers))

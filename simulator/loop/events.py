@@ -8,7 +8,7 @@ from numba import njit
 from simulator.kernels.links import finish_time, transfer_end
 from simulator.kernels.stations import busy_until_after, queued_after_start
 from simulator.link import PackedSteps
-from simulator.loop.decide import fill_view, place
+from simulator.loop.decide import edge_load_changed, fill_view, place
 from simulator.loop.heap import borrowed, pop, push, push_seq, schedule
 from simulator.loop.layout import (
     ASSIGN_FIXED, BATCH_FIN, BATCH_TIMER, CA, CAPTURE, CE, CLOUD_ARRIVE, CLOUD_FIN, CS, DE, DONE, DONE_RUN,
@@ -79,7 +79,7 @@ def run_event(c, decide, observe, code, now, nxt, remaining, width, heap):
     else:
         st, row, act = ended(c, kind, i)
         if st >= 0:  # _Station._finish: record the end, start the next queued frame, then hand this one on
-            c.T[row, i] = now
+            c.T[i, row] = now
             started = next_queued(c, st)
     # the frames handed on, in order: the one the station starts, then this one; or the batch's, in batch order
     for q in range(-1 if started >= 0 else 0, n):
@@ -163,8 +163,10 @@ def next_queued(c, st):
         j = s.first
         unlink(c.stations, c.NXT, c.PRV, st, j)
         s.queued = queued_after_start(s.queued, demand(c, s.kind, j), s.waiting)
+        edge_load_changed(c, st)
         return j
     s.free += 1
+    edge_load_changed(c, st)
     return -1
 
 
@@ -178,7 +180,7 @@ def begin(c, st, i, now):
         s = transfer_end(c.links, uplink_trace(c, i, c.route[i]), now, s, station.busy_until_s) - now
     elif k == K_WAN:
         s = finish_time(c.links, c.edges[st - c.run[0].wan0].wan, now, s) - now
-    c.T[STARTS[k], i] = now
+    c.T[i, STARTS[k]] = now
     station.busy_until_s = busy_until_after(station.busy_until_s, now, s)
     return now + s, ENDS[k]
 
@@ -189,12 +191,14 @@ def arrive(c, st, stage, i, now, remaining, width):
     s = c.stations[st]
     if s.free:
         s.free -= 1
+        edge_load_changed(c, st)
         return A_BEGIN
     if s.capacity >= 0 and s.waiting >= s.capacity:
         drop(c, i, stage, now, remaining, width)
     else:
         enqueue(c.stations, c.NXT, c.PRV, st, i)
         s.queued += demand(c, s.kind, i)
+        edge_load_changed(c, st)
     return A_NONE
 
 
@@ -202,7 +206,7 @@ def arrive(c, st, stage, i, now, remaining, width):
 def drop(c, i, stage, now, remaining, width):
     """engine._drop: frame i ends here, dropped at `stage` (plan.STAGES)."""
     c.status[i], c.drop_stage[i] = DROPPED, stage
-    c.T[DONE, i] = now
+    c.T[i, DONE] = now
     remaining[i // width] -= 1
 
 
@@ -226,8 +230,8 @@ def capture(c, decide, i, now, remaining, width):
         c.route[i] = decide(c.state, c.load_view, c.routes[g], 0, c.n_routes[g])
     if demand(c, K_MOBILE, i) > 0:
         return m, 1, A_ARRIVE
-    c.T[HS, i] = now
-    c.T[HE, i] = now
+    c.T[i, HS] = now
+    c.T[i, HE] = now
     return -1, 0, A_HEAD_DONE
 
 
@@ -241,11 +245,11 @@ def link_done(c, observe, act, i, now):
     if up:
         link = m if (run.tiered or not run.shared) else 0
         if run.policy:
-            observe(c.state, link, demand(c, K_UP, i), c.T[UE, i] - c.T[US, i])
+            observe(c.state, link, demand(c, K_UP, i), c.T[i, UE] - c.T[i, US])
     d = run.propagation_s
     if run.delay:
         d = varying_delay(c.delays, 0 if up else 1, c.delays.last_up if up else c.delays.last_down, i, m, link, now)
-        c.T[run.row_delay_up if up else run.row_delay_down, i] = d
+        c.T[i, run.row_delay_up if up else run.row_delay_down] = d
     ev, then = (SERVER_ARRIVE, A_EDGE_ARRIVE) if up else (FINISH, A_FINISH)
     return now + d, ev, (A_PUSH if run.delay != 0 or run.propagation_s > 0 else then)
 
@@ -264,7 +268,7 @@ def next_station(c, act, i, now):
     if act == A_EDGE_ARRIVE:  # engine._edge_arrive
         if not run.tiered:
             return run.edge0, 3, A_ARRIVE
-        c.T[EA, i] = now
+        c.T[i, EA] = now
         if tail == tail:
             return run.edge0 + r // per, 3, A_ARRIVE
         return -1, 0, A_AFTER_EDGE
@@ -281,7 +285,7 @@ def next_station(c, act, i, now):
 def cloud_arrive(c, i, now, heap):
     """engine._cloud_arrive: into the batcher's queue (which dispatches) or to the cloud's servers."""
     run = c.run[0]
-    c.T[CA, i] = now
+    c.T[i, CA] = now
     if run.batching:
         enqueue(c.stations, c.NXT, c.PRV, run.cloud, i)
         c.stations[run.cloud].queued += demand(c, K_CLOUD, i)
@@ -299,7 +303,7 @@ def batch_ended(c, b, now, heap):
     bs.idle += 1
     n = c.batches.size[b]
     for q in range(n):
-        c.T[CE, members[b, q]] = now
+        c.T[members[b, q], CE] = now
     batch_dispatch(c, heap, now)
     return n
 
@@ -307,7 +311,7 @@ def batch_ended(c, b, now, heap):
 @njit(cache=True, inline="always")
 def finish(c, i, now, remaining, width):
     """engine._finish: frame i is done (late past the deadline)."""
-    c.T[DONE, i] = now
+    c.T[i, DONE] = now
     run = c.run[0]
     if run.has_deadline and now - c.capture[i] > run.deadline_s + 1e-12:
         c.status[i] = LATE
@@ -352,7 +356,7 @@ def borrowed_loop(c):
                       b(q.factors), b(q.free_slot))
     return Loop(b(c.T), plan, b(c.capture), b(c.mobile), b(c.route), b(c.stations), b(c.NXT), b(c.PRV), b(c.run),
                 b(c.edges), steps(c.links), b(c.status), b(c.drop_stage), delays, b(c.state), batches, b(c.routes),
-                b(c.load_view), b(c.edge_of_mobile), b(c.n_routes), b(c.routes_of), b(c.prow))
+                b(c.load_view), b(c.edge_of_mobile), b(c.n_routes), b(c.routes_of), b(c.prow), b(c.least_loaded))
 
 
 @njit(cache=True, inline="always")

@@ -16,7 +16,8 @@ from simulator.plan import TIER_FIELDS, TIME_FIELDS
 CAPTURE, MOBILE_FIN, UP_FIN, SERVER_ARRIVE, EDGE_FIN, DOWN_FIN, FINISH = 1, 2, 3, 4, 5, 6, 7
 WAN_FIN, CLOUD_ARRIVE, CLOUD_FIN, BATCH_FIN, BATCH_TIMER, WAN_DOWN_FIN, DOWN_ARRIVE = 8, 9, 10, 11, 12, 13, 14
 
-# rows of the time table T: the frame table's TIME_FIELDS, then TIER_FIELDS when tiered, then the varying delays
+# columns of the time table T (slots x columns: a frame's times lie side by side, a few cache lines a frame): the
+# frame table's TIME_FIELDS, then TIER_FIELDS when tiered, then the varying delays
 HS, HE, US, UE, TS, TE, DS, DE, DONE = (TIME_FIELDS.index(f) for f in (
     "head_start", "head_end", "up_start", "up_end", "tail_start", "tail_end", "down_start", "down_end", "done"))
 EA, WS, WE, CA, CS, CE, WDS, WDE, BW, BSZ = (len(TIME_FIELDS) + TIER_FIELDS.index(f) for f in (
@@ -100,7 +101,7 @@ class Delays(NamedTuple):
 class Loop(NamedTuple):
     """Everything the event loop reads and writes."""
 
-    T: np.ndarray  # the time table: rows HS..DONE (then EA..BSZ when tiered, then the varying delays) x slots
+    T: np.ndarray  # the time table: slots x rows HS..DONE (then EA..BSZ when tiered, then the varying delays)
     plan: Demands
     capture: np.ndarray  # capture time per slot
     mobile: np.ndarray  # mobile device per slot
@@ -122,6 +123,7 @@ class Loop(NamedTuple):
     n_routes: np.ndarray  # each list's number of routes
     routes_of: np.ndarray  # each mobile device's row of `routes` (and `n_routes`)
     prow: np.ndarray  # each route's row of the plan's demands (routes via edge servers alike share one)
+    least_loaded: np.ndarray  # least-loaded assignment's tournament tree (decisions.least_loaded_tree)
 
 
 def new_stations(n: int) -> np.ndarray:

@@ -44,22 +44,22 @@ def replay(R, x, t, i, nxt, capture, T, work, route, a_row, s_row, e_row, prop):
     ak, sk, qlen, queued, last_end, chain = rx.arrive, rx.start, rx.waiting, rx.queued, rx.last_end, rx.chain
     ta = ts = np.inf
     while True:
-        while ak != i and not (work[route[ak], ak] > 0 if x == 0 else T[s_row, ak] == T[s_row, ak]):
+        while ak != i and not (work[route[ak], ak] > 0 if x == 0 else T[ak, s_row] == T[ak, s_row]):
             j = nxt[ak]  # a frame that does not visit this station (the mobile device's arrivals: the captures)
             if x == 0:
                 chain = chain + (capture[j] - chain)
             ak = j
         if ak != i:
-            ta = chain if x == 0 else (T[a_row, ak] + prop if x == 2 and prop > 0 else T[a_row, ak])
+            ta = chain if x == 0 else (T[ak, a_row] + prop if x == 2 and prop > 0 else T[ak, a_row])
         else:
             ta = np.inf
-        while sk != i and not (work[route[sk], sk] > 0 if x == 0 else T[s_row, sk] == T[s_row, sk]):
+        while sk != i and not (work[route[sk], sk] > 0 if x == 0 else T[sk, s_row] == T[sk, s_row]):
             sk = nxt[sk]
-        ts = T[s_row, sk] if sk != i else np.inf
+        ts = T[sk, s_row] if sk != i else np.inf
         if ta < ts or (ta == ts and ak == sk):
             if ta >= t:
                 break
-            if T[s_row, ak] > ta:  # it waits: the loop's enqueue
+            if T[ak, s_row] > ta:  # it waits: the loop's enqueue
                 queued += work[route[ak], ak]
                 qlen += 1
             j = nxt[ak]
@@ -74,7 +74,7 @@ def replay(R, x, t, i, nxt, capture, T, work, route, a_row, s_row, e_row, prop):
             if qlen:  # it starts from the queue: the loop's _finish
                 qlen -= 1
                 queued = queued - work[route[sk], sk] if qlen else 0.0
-            last_end = T[e_row, sk]
+            last_end = T[sk, e_row]
             sk = nxt[sk]
     rx.arrive, rx.start, rx.waiting, rx.queued, rx.last_end, rx.chain = ak, sk, qlen, queued, last_end, chain
     if ta == t or ts == t or last_end == t:
@@ -119,7 +119,7 @@ def lindley(first, nxt, capture, route, plan, tr, T, status, prop, has_deadline,
         t, busy, met = lindley_frame(i, now, route[i], demands, links, constant, prop, T, busy, met)
         if t != t:
             return False
-        T[DONE, i] = t
+        T[i, DONE] = t
         if has_deadline and t - capture[i] > deadline + 1e-12:
             status[i] = LATE
         j = nxt[i]
@@ -139,10 +139,10 @@ def lindley_frame(i, now, r, plan, links, constant, prop, T, busy, met):
     t = now
     skip = 0.0 if head_s[r, i] > 0 else 1.0
     if skip:
-        T[HS, i] = t
+        T[i, HS] = t
     else:
-        T[HS, i], t, busy_m = lindley_step(busy_m, t, head_s[r, i])
-    T[HE, i] = t
+        T[i, HS], t, busy_m = lindley_step(busy_m, t, head_s[r, i])
+    T[i, HE] = t
     if bits_s[r, i] > 0 or tail_s[r, i] == tail_s[r, i]:
         if t < last_u or (t == last_u and skip != last_skip):
             return np.nan, busy, met
@@ -152,20 +152,20 @@ def lindley_frame(i, now, r, plan, links, constant, prop, T, busy, met):
             finish = start + bits_s[r, i] / links.steps[0].value
         else:
             finish = transfer_end(links, 0, start, bits_s[r, i], busy_u)
-        T[US, i], t, busy_u = lindley_step(busy_u, t, finish - start)
-        T[UE, i] = t
+        T[i, US], t, busy_u = lindley_step(busy_u, t, finish - start)
+        T[i, UE] = t
         if prop > 0:
             t = t + prop
         if t < last_e:
             return np.nan, busy, met
         last_e = t
-        T[TS, i], t, busy_e = lindley_step(busy_e, t, tail_s[r, i])
-        T[TE, i] = t
+        T[i, TS], t, busy_e = lindley_step(busy_e, t, tail_s[r, i])
+        T[i, TE] = t
         if t < last_d:
             return np.nan, busy, met
         last_d = t
-        T[DS, i], t, busy_d = lindley_step(busy_d, t, down_s[r, i])
-        T[DE, i] = t
+        T[i, DS], t, busy_d = lindley_step(busy_d, t, down_s[r, i])
+        T[i, DE] = t
         if prop > 0:
             t = t + prop
     return t, (busy_m, busy_u, busy_e, busy_d), (last_u, last_e, last_d, last_skip)
@@ -185,12 +185,12 @@ def decide_at(i, now, uk, nxt, capture, route, plan, links, T, decisions, decide
     if not (ok_m and ok_u and ok_e):
         return -1
     while uk != i:  # engine._up_done's observations, uplink end by uplink end
-        if T[US, uk] == T[US, uk]:
-            if T[UE, uk] >= now:
-                if T[UE, uk] == now:
+        if T[uk, US] == T[uk, US]:
+            if T[uk, UE] >= now:
+                if T[uk, UE] == now:
                     return -1
                 break
-            observe(state, 0, bits_s[route[uk], uk], T[UE, uk] - T[US, uk])
+            observe(state, 0, bits_s[route[uk], uk], T[uk, UE] - T[uk, US])
         uk = nxt[uk]
     v = view[0]
     v.now_s, v.uplink_rate_bps = now, value_at(links, 0, now)

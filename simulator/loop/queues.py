@@ -73,7 +73,7 @@ def batch_dispatch(c, heap, now):
                 same[n] = j
                 n += 1
             j = NXT[j]
-        oldest = T[CA, same[0]]
+        oldest = T[same[0], CA]
         size = batch_size(n, maxb, batches.preferred, now - oldest, bs.max_queue_delay_s)
         if size == 0:
             due = oldest + bs.max_queue_delay_s
@@ -96,9 +96,9 @@ def batch_dispatch(c, heap, now):
             unlink(stations, NXT, PRV, cloud, j)
             q.queued = queued_after_start(q.queued, demand(c, K_CLOUD, j), q.waiting)
             batches.members[b, k] = j
-            T[CS, j] = now
-            T[BSZ, j] = size
-            T[BW, j] = batch_wait_s(now, T[CA, j], free)
+            T[j, CS] = now
+            T[j, BSZ] = size
+            T[j, BW] = batch_wait_s(now, T[j, CA], free)
         batches.size[b] = size
         head = same[0]
         s = demand(c, K_CLOUD, head) * batches.factors[route[head], size]

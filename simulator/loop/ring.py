@@ -37,7 +37,7 @@ class Ring:
         else:
             self.plan = tuple(np.zeros((self.routes, 0)) if k < 4 or self.tiered else dummy for k in range(7))
             self.capture, self.mobile = np.zeros(0), np.zeros(0, np.int64)
-        self.route, self.T = np.zeros(0, np.int64), np.zeros((n_rows, 0))
+        self.route, self.T = np.zeros(0, np.int64), np.zeros((0, n_rows))  # T: a frame's times side by side
         self.status, self.drop_stage = np.zeros(0, np.int8), np.zeros(0, np.int8)
         self.nxt, self.NXT, self.PRV = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
         self.delay_values = np.zeros((2, 0) if delay else (2, 1))
@@ -53,15 +53,21 @@ class Ring:
         """Room for `places` windows; the slots in use keep their numbers."""
         old, cap = self.places * self.width, places * self.width
 
-        def wider(a: np.ndarray, fill) -> np.ndarray:
-            out = np.full(a.shape[:-1] + (cap,), fill, dtype=a.dtype)
+        def wider(a: np.ndarray, fill) -> np.ndarray:  # zeros: pages the system hands out as they are first written
+            shape = a.shape[:-1] + (cap,)
+            out = np.zeros(shape, dtype=a.dtype) if fill == 0 else np.full(shape, fill, dtype=a.dtype)
             out[..., :old] = a
+            return out
+
+        def taller(a: np.ndarray, fill) -> np.ndarray:  # slots first
+            out = np.full((cap,) + a.shape[1:], fill, dtype=a.dtype)
+            out[:old] = a
             return out
 
         if not self.single:
             self.plan = tuple(wider(a, 0.0) if k < 4 or self.tiered else a for k, a in enumerate(self.plan))
             self.capture, self.mobile = wider(self.capture, 0.0), wider(self.mobile, 0)
-        self.route, self.T = wider(self.route, 0), wider(self.T, np.nan)
+        self.route, self.T = wider(self.route, 0), taller(self.T, np.nan)
         self.status, self.drop_stage = wider(self.status, 0), wider(self.drop_stage, 0)
         self.nxt, self.NXT, self.PRV = wider(self.nxt, -1), wider(self.NXT, -1), wider(self.PRV, -1)
         if self.delay:
@@ -90,7 +96,7 @@ class Ring:
             for dst, src in zip(self.plan, parts):
                 dst[:, sl] = src
             self.capture[sl], self.mobile[sl] = wp.capture_s, wp.mobile
-            self.T[:, sl] = np.nan
+            self.T[sl] = np.nan
             self.status[sl] = self.drop_stage[sl] = 0
         self.route[sl] = wp.route
         if topo.delay is not None:
@@ -105,7 +111,7 @@ class Ring:
         if prev is not None:
             self.nxt[prev[prev >= 0]] = firsts[prev >= 0]
         self.lasts[k] = lasts
-        self.windows[k], self.remaining[place] = (wp, place), n
+        self.windows[k], self.remaining[place] = (wp if self.single else wp.for_tables(), place), n
         self.loaded = k + 1
         return firsts
 
@@ -123,11 +129,12 @@ class Ring:
             base = place * self.width
             sl = slice(base, base + wp.capture_s.size)
             take = (lambda a: a[sl]) if self.single else (lambda a: a[sl].copy())
-            times = {name: take(self.T[row]) for row, name in enumerate(fields)}
+            times = {name: np.ascontiguousarray(self.T[sl, row]) for row, name in enumerate(fields)}
             times["status"], times["drop_stage"] = take(self.status), take(self.drop_stage)
             times["route"] = self.route[sl].astype(np.int16)
             if self.delay:
-                times["prop_up_s"], times["prop_down_s"] = take(self.T[len(fields)]), take(self.T[len(fields) + 1])
+                times["prop_up_s"], times["prop_down_s"] = (np.ascontiguousarray(self.T[sl, len(fields) + d])
+                                                            for d in (0, 1))
             self.flushed = k + 1
             self.free.append(place)
             on_window(k, wp, times)
