@@ -375,6 +375,9 @@ def tune(
     seed: int = typer.Option(0, "--seed", help="the first of --seeds consecutive seeds"),
     seeds: int = typer.Option(3, "--seeds", min=1),
     limit: Optional[int] = typer.Option(None, "--limit", min=30, help="use only this many images (a stated budget)"),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="mini-batch of every trial and the teacher (Adam)"),
+    teacher_px: Optional[int] = typer.Option(None, "--teacher-px", min=1, help="train the teacher once at this side; "
+                                             "its logits on the same images teach every resolution (e.g. 32 for 16 px students)"),
     quick: bool = typer.Option(False, "--quick", help="seconds: 300 images, 2 epochs, one student, 2+2 trials (tests)"),
     out: Optional[Path] = typer.Option(None, "--out", help="folder (default results/distill-tune)"),
 ) -> None:
@@ -402,11 +405,13 @@ def tune(
     start, cpu0, host = time.perf_counter(), time.process_time(), {}
     with _host_watch(host), progress_steps() as steps:
         runs = tune_study(teacher, names, data, sides, seed_list(seeds, seed), grid, teacher_epochs, limit=limit,
-                          steps=steps)
-    meta = {"budget": grid.budget(), "teacher": teacher, "seeds": seed_list(seeds, seed),
+                          batch_size=batch_size, teacher_px=teacher_px, steps=steps)
+    meta = {"budget": f"{grid.budget()}, batch {batch_size}",
+            "teacher": teacher,
+            "seeds": seed_list(seeds, seed),
             "wall_time_s": time.perf_counter() - start, "cpu_time_s": time.process_time() - cpu0,
             "load_avg_1min_end": os.getloadavg()[0], "host_busy": host["host_busy"],
-            "interval": "mean +/- half-width of the 95% Student-t interval over seeds", "dataset": runs["dataset"].iloc[0]}
+            "interval": "mean +/- half-width of the 95% Student-t interval over seeds", "dataset": "; ".join(runs.drop_duplicates("side_px")["dataset"])}
     _print_tune(write_tune_tables(runs, meta, out), meta, out)
 
 

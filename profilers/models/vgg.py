@@ -62,13 +62,14 @@ def _cfg(name: str) -> list:
     raise EdgesimError(f"unknown VGG '{name}'; known: {', '.join(sorted([*TEACHER_CFGS, *STUDENTS]))}")
 
 
-def _side(input_size) -> int:
-    """Square input side from an int or (H, W); VGG here is built for 32 or 224 (any multiple of 32 works)."""
+def _side(input_size, min_px: int = 32) -> int:
+    """Square input side from an int or (H, W); VGG here is built for 32 or 224 (any multiple of 32 works), a
+    student for any side its poolings leave at least 1 px (min_px: 16 px for vgg-s5, a lower resolution than 003's)."""
     if input_size is None:
         return 224
     sizes = [int(s) for s in (input_size if isinstance(input_size, (list, tuple)) else [input_size])]
-    if len(set(sizes)) != 1 or sizes[0] < 32:
-        raise EdgesimError(f"VGG input size {input_size}: expected a square side >= 32 (003 uses 32 and 224)")
+    if len(set(sizes)) != 1 or sizes[0] < min_px:
+        raise EdgesimError(f"VGG input size {input_size}: expected a square side >= {min_px} (003 uses 32 and 224)")
     return sizes[0]
 
 
@@ -92,8 +93,8 @@ def build_vgg(name: str, num_classes: int = 10, input_size: int = 32, in_channel
     import torch.nn as nn
 
     cfg = _cfg(name)
-    side = _side(input_size)
     student = name in STUDENTS
+    side = _side(input_size, 2 ** cfg.count("M") if student else 32)
     bn = student if batch_norm is None else batch_norm
     layers: list = []
     c = in_channels

@@ -78,6 +78,8 @@ def _stratified(x, y, num_classes: int, side_px: int, channels: int, seed: int,
     rest, test = split_indices(idx, y, seed, test_size=test_fraction)
     train, val = split_indices(rest, y, seed, test_size=val_fraction / (1 - test_fraction))
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    if max(xt.shape[-2:]) > side_px:  # a lower resolution: low-pass then sample (antialiased), not aliased pixels
+        xt = torch.nn.functional.interpolate(xt, size=(side_px, side_px), mode="bilinear", antialias=True)
     xt = (resize_images(xt, side_px, channels) - NORM_MEAN) / NORM_STD
     yt = torch.from_numpy(y.astype(np.int64))
 
@@ -116,7 +118,8 @@ def load_data(dataset: str = "digits", side_px: int = 32, channels: int = 3, see
     if dataset in BUNDLED:
         x, y = load_bundled(dataset)
         return _stratified(x, y, int(y.max()) + 1, side_px, channels, seed, 0.2, 0.2,
-                           f"{describe_data(dataset, len(y))}, bilinear to {side_px}x{side_px}, seed {seed}", limit)
+                           f"{describe_data(dataset, len(y))}, {'antialiased ' * (x.shape[-1] > side_px)}bilinear to "
+                           f"{side_px}x{side_px}, seed {seed}", limit)
     return load_image_folder(dataset, side_px, channels, seed, limit=limit)
 
 

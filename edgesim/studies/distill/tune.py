@@ -87,7 +87,7 @@ def _trial(student: str, data, trial: dict, max_epochs: int, batch_size: int, se
                   weight_decay=trial["weight_decay"], validate=validate)
     best = int(np.argmax(history.val))  # first best: fewer epochs on ties
     return {**trial, "epochs": best + 1, "val_accuracy": float(history.val[best]), "test_accuracy": test_acc[best],
-            "train_time_s": time.perf_counter() - start}
+            "val_curve": " ".join(f"{v:.3f}" for v in history.val), "train_time_s": time.perf_counter() - start}
 
 
 def tune_student(student: str, data, teacher_logits, grid: TuneGrid, seed: int = 0, batch_size: int = 64,
@@ -113,6 +113,7 @@ def tune_student(student: str, data, teacher_logits, grid: TuneGrid, seed: int =
         "kd_temperature": kd["temperature"], "kd_alpha": kd["alpha"], "kd_lr": kd["lr"], "kd_epochs": kd["epochs"],
         "scratch_lr": scratch["lr"], "scratch_weight_decay": scratch["weight_decay"], "scratch_epochs": scratch["epochs"],
         "kd_search_time_s": kd["time_s"], "scratch_search_time_s": scratch["time_s"],
+        "kd_val_curve": kd["val_curve"], "scratch_val_curve": scratch["val_curve"],  # the chosen trials', per epoch
     }
 
 
@@ -145,21 +146,38 @@ def verdict(mean_row, level: str = "95% t-interval") -> str:
 
 
 def tune_study(teacher: str, students, dataset: str, sides, seeds, grid: TuneGrid, teacher_epochs: int = 8,
-               teacher_lr: float = 3e-3, limit: Optional[int] = None, steps: Steps = silent_steps):
-    """Rows of tune_student for every student, resolution and seed, each with its teacher's numbers."""
+               teacher_lr: float = 3e-3, limit: Optional[int] = None, batch_size: int = 64,
+               teacher_px: Optional[int] = None, steps: Steps = silent_steps):
+    """Rows of tune_student for every student, resolution and seed, each with its teacher's numbers.
+
+    teacher_px: the teacher is trained once per seed at this side and its logits on the same training images are
+    the soft targets at every student side (a teacher that cannot run at a student's small side, e.g. vgg-s8's
+    five poolings at 16 px); else it is trained at each student side."""
     import pandas as pd
 
     from edgesim.studies.distill.data import load_data
     from edgesim.studies.distill.studies import check_teacher_larger
+    from profilers.errors import EdgesimError
 
     rows = []
     for seed in seeds:
+        fixed = None
+        if teacher_px is not None:
+            tdata = load_data(dataset, teacher_px, 3, seed, limit)
+            fixed = (tdata, *teacher_for(teacher, tdata, teacher_epochs, teacher_lr, seed, batch_size, steps))
         for side in sides:
             data = load_data(dataset, side, 3, seed, limit)
-            check_teacher_larger(teacher, students, data.num_classes, side)
-            info, logits = teacher_for(teacher, data, teacher_epochs, teacher_lr, seed, steps=steps)
+            check_teacher_larger(teacher, students, data.num_classes, side if teacher_px is None else teacher_px)
+            if fixed is None:
+                info, logits = teacher_for(teacher, data, teacher_epochs, teacher_lr, seed, batch_size, steps)
+                info = {**info, "teacher_side_px": side}
+            else:
+                tdata, info, logits = fixed
+                if not bool((tdata.train.y == data.train.y).all()):
+                    raise EdgesimError(f"the teacher's {teacher_px} px training split differs from the {side} px one")
+                info = {**info, "teacher_side_px": teacher_px}
             for student in students:
-                rows.append({**info, **tune_student(student, data, logits, grid, seed, steps=steps),
+                rows.append({**info, **tune_student(student, data, logits, grid, seed, batch_size, steps),
                              "dataset": data.describe()})
     return pd.DataFrame(rows)
 
@@ -190,20 +208,24 @@ def tune_markdown(runs, mean, meta: dict) -> str:
 
     shown = formatted(mean, ["teacher_accuracy", "kd_accuracy", "scratch_accuracy", "kd_minus_scratch"], 3)
     lines = ["| student | px | params (ours) | params / Ops 003 (cited) | MACs (ours) | teacher | KD | scratch | "
-             "KD - scratch | verdict | KD chose (per seed) | scratch chose (per seed) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "KD - scratch | seeds | verdict | KD chose (per seed) | scratch chose (per seed) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in shown.itertuples(index=False):
         g = runs[(runs.student == row.student) & (runs.side_px == row.side_px)].sort_values("seed")
         lines.append(
             f"| {row.student} | {row.side_px} | {int(g.student_params.iloc[0]):,} | {_cited_003(row.student, row.side_px)} | "
             f"{g.student_macs.iloc[0] / 1e6:.3g} M | {row.teacher_accuracy} | {row.kd_accuracy} | {row.scratch_accuracy} | "
-            f"{row.kd_minus_scratch} | {row.verdict} | "
+            f"{row.kd_minus_scratch} | {int(row.n_seeds)} | {row.verdict} | "
             f"{_chosen(g, ('kd_temperature', 'kd_alpha', 'kd_lr', 'kd_epochs'))} | "
             f"{_chosen(g, ('scratch_lr', 'scratch_weight_decay', 'scratch_epochs'))} |")
+    cross = runs[runs.teacher_side_px != runs.side_px] if "teacher_side_px" in runs else runs.iloc[:0]
     head = [f"Teacher {meta['teacher']} ({int(runs.teacher_params.iloc[0]):,} parameters, larger than every student); "
             f"data: {meta['dataset']}.", f"Budget per student, resolution and seed: {meta['budget']}.",
             f"Seeds {meta['seeds']}; test accuracy, mean +/- half-width of the 95% Student-t interval over seeds; "
             "verdict from the interval of KD - scratch (paired by seed).",
+            *([f"At {', '.join(map(str, sorted(set(cross.side_px))))} px the soft targets are the logits of the teacher "
+               f"trained at {', '.join(map(str, sorted(set(cross.teacher_side_px))))} px on the same training images "
+               "(its accuracy is at that side)."] if len(cross) else []),
             f"Wall time {meta['wall_time_s']:.0f} s; host: " + ("; ".join(meta["host_busy"]) or "quiet (profilers.hostcheck)") + "."]
     return "\n".join(head) + "\n\n" + "\n".join(lines) + "\n"
 
@@ -252,16 +274,23 @@ def combine_tune_runs(folders) -> tuple:
         values = {m[key] for m in metas}
         if len(values) > 1:
             raise EdgesimError(f"runs differ in {key}: {' vs '.join(sorted(values))}; combine runs of one budget only")
-    data = {re.sub(r", seed \d+", "", d) for r in runs for d in r["dataset"]}
-    if len(data) > 1:
-        raise EdgesimError(f"runs differ in data: {' vs '.join(sorted(data))}")
-    seeds = [s for m in metas for s in m["seeds"]]
-    if len(set(seeds)) != len(seeds):
-        raise EdgesimError(f"seeds repeat across the runs: {sorted(seeds)}")
-    meta = {"budget": metas[0]["budget"], "teacher": metas[0]["teacher"], "seeds": sorted(seeds),
+    data: dict[int, set] = {}  # per resolution: one dataset
+    for r in runs:
+        for side, d in zip(r["side_px"], r["dataset"]):
+            data.setdefault(int(side), set()).add(re.sub(r", seed \d+", "", d))
+    for described in data.values():
+        if len(described) > 1:
+            raise EdgesimError(f"runs differ in data: {' vs '.join(sorted(described))}")
+    pooled = pd.concat(runs, ignore_index=True)
+    repeated = pooled[pooled.duplicated(["student", "side_px", "seed"], keep=False)]
+    if len(repeated):
+        r = repeated.iloc[0]
+        raise EdgesimError(f"seeds repeat across the runs: {r.student} at {r.side_px} px, seed {r.seed} appears twice")
+    seeds = sorted({s for m in metas for s in m["seeds"]})
+    meta = {"budget": metas[0]["budget"], "teacher": metas[0]["teacher"], "seeds": seeds,
             "wall_time_s": max(m["wall_time_s"] for m in metas), "cpu_time_s": sum(m.get("cpu_time_s", 0.0) for m in metas),
             "load_avg_1min_end": [m.get("load_avg_1min_end") for m in metas],
             "host_busy": list(dict.fromkeys(b for m in metas for b in m["host_busy"])),
-            "interval": metas[0]["interval"], "dataset": re.sub(r", seed \d+", "", metas[0]["dataset"]),
+            "interval": metas[0]["interval"], "dataset": "; ".join(next(iter(d)) for _, d in sorted(data.items())),
             "runs": [str(f) for f in folders]}
-    return pd.concat(runs, ignore_index=True).sort_values(["student", "side_px", "seed"], kind="stable"), meta
+    return pooled.sort_values(["student", "side_px", "seed"], kind="stable"), meta
