@@ -86,11 +86,16 @@ def test_estimate_and_unknown_method():
         pick_energy_meter("cpu", POWER, "joulemeter")
 
 
-def test_measure_model_records_the_zeus_method():
+def test_measure_model_records_the_zeus_method(monkeypatch):
     import torch.nn as nn
 
+    import profilers.measure as measure
     from profilers.measure import MeasureOptions, measure_model
     from profilers.models import SplittableModel
+
+    references = []  # the host reference runs in the same rounds, so the meter's energy covers it too
+    made = measure._reference_part
+    monkeypatch.setattr(measure, "_reference_part", lambda device: references.append(made(device)) or references[-1])
 
     model = SplittableModel("lin", [nn.Linear(4, 4), nn.ReLU()], [("input", 0), ("mid", 1), ("output", 2)], (4,))
     meter = pick_energy_meter("cpu", POWER, "rapl", factory=factory_for(cpus=1))
@@ -99,7 +104,8 @@ def test_measure_model_records_the_zeus_method():
     total = mp.split_points[1].head_energy_j + mp.split_points[1].tail_energy_j
     whole = mp.split_points[2].head_latency  # the meter's 2.5 J over every timed part: average power x whole run
     timed_s = sum(whole.samples_s) + sum(mp.split_points[1].head_latency.samples_s) + sum(
-        mp.split_points[1].tail_latency.samples_s)
+        mp.split_points[1].tail_latency.samples_s) + sum(references[0].samples)
+    assert len(references[0].samples) == mp.measurement_check.host_reference.n == 2
     assert total == pytest.approx(2.5 * whole.median_s / timed_s)
 
 
