@@ -778,6 +778,7 @@ def _measure(model, options, points, power_model, progress, device, cuda, thread
     n_blocks = len(blocks)
     stamps: list[list[float]] = []
     parts: list[_Part] = []
+    reference: Optional[_Part] = None  # the host reference, timed in the same rounds (the meter covers it too)
     peak_memory = None
     memory_method = ""
     cpu_percent = None
@@ -825,7 +826,7 @@ def _measure(model, options, points, power_model, progress, device, cuda, thread
     samples = {p.name: p.samples for p in parts}
     full = samples.get("whole", [])
     median_full = statistics.median(full) if full else 0.0
-    timed_s = sum(sum(p.samples) for p in parts) + (sum(reference.samples) if parts else 0.0)
+    timed_s = sum(sum(p.samples) for p in parts + ([reference] if reference is not None else []))
     per_run_energy = energy_j * median_full / timed_s if full and energy_j is not None and timed_s > 0 else None
     cum_flops = [0]
     cum_params = [0]

@@ -98,10 +98,10 @@ def with_device_errors(pt: Point, seed: int, rep: int) -> Point:
     for name, dev in pt.devices.items():
         prov = dev.profile.provenance if dev.profile is not None else None
         errors = tuple(getattr(prov, "validated_errors", None) or [])
-        device_factor = 1.0 + float(_draw(errors, seed, rep, name)) if errors else 1.0
+        device_factor = 1.0 + _draw(errors, seed, rep, name) if errors else 1.0
         own = {mid: mp for mid, mp in (dev.profile.models.items() if dev.profile is not None else ())
                if mp.derivation_method and tuple(mp.derivation_errors) != errors}
-        per_model = tuple((mid, (1.0 + float(_draw(tuple(mp.derivation_errors), seed, rep, name, mid))
+        per_model = tuple((mid, (1.0 + _draw(tuple(mp.derivation_errors), seed, rep, name, mid)
                                  if mp.derivation_errors else 1.0) / device_factor) for mid, mp in sorted(own.items()))
         if errors or any(f != 1.0 for _, f in per_model):
             devices[name] = replace(dev, speed_factor=dev.speed_factor * device_factor,
