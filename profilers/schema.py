@@ -122,6 +122,11 @@ class PartDispersion(_Strict):
     mad_pct: float = Field(ge=0, description="median absolute deviation, % of the median")
     drift_pct: Optional[float] = Field(default=None, description=(
         "median of the second half of the rounds over the first half's, minus 1, %"))
+    per_reference: Optional[float] = Field(default=None, ge=0, description=(
+        "median over the rounds of this part's time over the host reference's time in the same round: the part with "
+        "the host's speed taken out, comparable between profiles of one host taken at different times"))
+    per_reference_ci95_half_pct: Optional[float] = Field(default=None, ge=0, description=(
+        "half-width of per_reference's distribution-free 95 % interval, % of it"))
 
 
 class MeasurementCheck(_Strict):
@@ -139,6 +144,8 @@ class MeasurementCheck(_Strict):
     host_reference: Optional[PartDispersion] = Field(default=None, description=(
         "a fixed workload (3x3 convolution, 64 channels, 56 x 56) timed in the same rounds: the host's own speed; "
         "its drift, or its median against another profile's, shows a host that moved"))
+    host_reference_samples_s: list[Annotated[float, Field(ge=0)]] = Field(default_factory=list, description=(
+        "the host reference's time in every round, in round order (the parts' samples_s are in the same order)"))
     host_before: Optional[HostState] = None
     host_during: Optional[HostState] = None
     busy: bool = False
