@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import pandas as pd
@@ -113,10 +113,20 @@ LOOP_GROUPS = 1024
 _pairwise's vectorised passes (a fixed cost of some 700 numpy calls a window: 7 ms for 100 edge servers)."""
 
 
+COMPILED_FROM = 20_000
+"""From this many values on, group_sums runs compiled: one pass whatever the number of groups (a city's (edge server,
+camera) pairs are a million groups)."""
+
+
 def group_sums(codes: np.ndarray, values: np.ndarray, size: int, order: Optional[np.ndarray] = None) -> np.ndarray:
     """Per code 0..size-1, the sum of its values in the order they come, equal bit for bit to numpy's (and pandas')
     sum of that group: bincount adds one after the other, which is numpy's sum below 8 values; groups of 8 or more
-    are summed pairwise as numpy does. `order`: a stable sort of codes, when the caller has one."""
+    are summed pairwise as numpy does. `order`: a stable sort of codes, when the caller has one. From COMPILED_FROM
+    values on (and at most twice as many groups), one compiled pass does the same (groupsum.group_sums_compiled; numba's import is paid back there)."""
+    if codes.size >= COMPILED_FROM and size <= 2 * codes.size:  # sparser: bincount's pass is cheaper
+        from simulator.groupsum import group_sums_compiled
+
+        return group_sums_compiled(codes.astype(np.int64, copy=False), values.astype(float, copy=False), size)[0]
     out = np.bincount(codes, values, size)
     counts = np.bincount(codes, minlength=size)
     long = np.flatnonzero(counts >= 8)
@@ -236,25 +246,30 @@ class SummaryAccumulator:
         """The edge servers (scope numbers 1 + e) that received any frame, warm-up included."""
         return [1 + e for e in range(self.n_servers) if self.sums["seen"][1 + e] > 0]
 
-    def add(self, frames: pd.DataFrame, keys: FrameKeys) -> None:
-        """Fold in a window of frame records of one replication (warm-up frames are left out).
+    def add(self, frames: Mapping[str, Any], keys: FrameKeys) -> None:
+        """Fold in a window of frame records of one replication (warm-up frames are left out): frames maps each
+        frame-table column to its values (frames.frame_columns).
 
         Each sum is taken as the pandas group-by it replaces took it (numpy's pairwise sum per group: group_sums),
         so summary.csv keeps its bytes."""
         edge_all = _scope_codes(keys.edge)
         n_e = self.n_edges if edge_all is not None else 0
         s = self.sums
-        s["seen"] += _scoped_count(np.ones(len(frames), bool), edge_all, n_e)
-        keep = ~frames["warmup"].to_numpy() if "warmup" in frames else np.ones(len(frames), bool)
-        kept = frames[keep] if not keep.all() else frames
-        status, mobile = keys.status[keep], keys.mobile[keep].astype(np.int64, copy=False)
-        edge = edge_all[keep] if edge_all is not None else None
+        s["seen"] += _scoped_count(np.ones(keys.mobile.size, bool), edge_all, n_e)
+        keep = ~np.asarray(frames["warmup"]) if "warmup" in frames else None
+        keep = None if keep is None or keep.all() else keep
+        status, mobile = keys.status, keys.mobile.astype(np.int64, copy=False)
+        edge = edge_all
+        if keep is not None:
+            status, mobile = status[keep], mobile[keep]
+            edge = edge_all[keep] if edge_all is not None else None
         done_mask = status != 2
         done_edge = edge[done_mask] if edge is not None else None
         kept_order, done_order = _edge_order(edge, n_e), _edge_order(done_edge, n_e)
 
         def col(name: str, where: Optional[np.ndarray] = None) -> np.ndarray:
-            v = kept[name].to_numpy(float)
+            v = np.asarray(frames[name], dtype=float)
+            v = v if keep is None else v[keep]
             return v if where is None else v[where]
 
         def kept_sum(values: np.ndarray) -> np.ndarray:
@@ -283,12 +298,15 @@ class SummaryAccumulator:
         self.delays.append(delay.copy())  # a copy: a view would keep the window alive
         if done_edge is not None:
             self.delay_edges.append(done_edge.astype(np.int16 if n_e < 2 ** 15 else np.int64))
-        if "prediction" in kept:  # a missing prediction counts as wrong; scopes with none predicted are left out
-            any_pred = _scoped_count(kept["prediction"].notna().to_numpy(), edge, n_e) > 0
+        if "prediction" in frames:  # a missing prediction counts as wrong; scopes with none predicted are left out
+            prediction = pd.array(frames["prediction"])
+            prediction = prediction if keep is None else prediction[keep]
+            any_pred = _scoped_count(~np.asarray(prediction.isna()), edge, n_e) > 0
             if any_pred.any():
-                done = kept[done_mask]
-                self.predicted.append((done["label"].to_numpy(copy=True),
-                                       done["prediction"].to_numpy(dtype=object, na_value=None), done_edge, any_pred))
+                label = np.asarray(frames["label"])
+                label = label if keep is None else label[keep]
+                self.predicted.append((label[done_mask].copy(), prediction[done_mask].to_numpy(dtype=object, na_value=None),
+                                       done_edge, any_pred))
         rep = self.reps.setdefault(keys.replication, _PerReplication(1 + self.n_edges))
         if done_mask.any():
             rows = slice(0, 1 + n_e)
@@ -298,7 +316,7 @@ class SummaryAccumulator:
                                            _scoped_extreme(np.minimum, col("capture_s", done_mask), done_edge, n_e, np.inf))
             rep.last_s[rows] = np.maximum(rep.last_s[rows],
                                           _scoped_extreme(np.maximum, col("done_s", done_mask), done_edge, n_e, -np.inf))
-        tiered = "cloud_s" in kept
+        tiered = "cloud_s" in frames
         self.load.add(keys.replication, mobile, edge, kept_order, col("capture_s"), head, transfer, tail,
                       np.nan_to_num(col("wan_transfer_s")) if tiered else None,
                       np.nan_to_num(col("cloud_s")) / np.maximum(col("batch_size"), 1) if tiered else None)
@@ -524,6 +542,15 @@ def summary_rows(sc: Scenario, point: int, overrides: dict, accumulators: dict[s
             row["engine"] = engine.get(spec.display, "")
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def summary_csv(df: pd.DataFrame) -> bytes:
+    """CSV with a fixed float format, so the same numbers always give the same bytes."""
+    import io
+
+    buf = io.StringIO()
+    df.to_csv(buf, index=False, float_format="%.12g", lineterminator="\n")
+    return buf.getvalue().encode()
 
 
 def order_summary(summary: pd.DataFrame) -> pd.DataFrame:

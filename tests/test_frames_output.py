@@ -1,0 +1,101 @@
+"""Frame tables straight to Arrow, per-point Parquet files joined without re-encoding, compiled group sums: each gives
+the bytes (or bits) the slower way gave."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from simulator import frames, metrics
+from simulator.parquet_concat import concat_parquet, read_footer, same_layout
+
+
+def _table(rng, n: int, point: int) -> pa.Table:
+    values = rng.random(n)
+    values[rng.random(n) < 0.1] = np.nan
+    df = pd.DataFrame({"point": np.full(n, point), "policy": pd.array(rng.choice(["local", "offload"], n), dtype="str"),
+                       "delay_s": values, "warmup": rng.random(n) < 0.2})
+    return pa.Table.from_pandas(df, preserve_index=False)
+
+
+def _write(path, tables, parts: bool) -> None:
+    with frames.FramesFile(path) as out:
+        for t in tables:
+            for lo in range(0, t.num_rows, 333):  # in uneven pieces, as windows arrive
+                out.write(t.slice(lo, 333))
+            if parts:
+                out.end_part()
+
+
+def test_joined_point_files_are_the_file_one_writer_makes(tmp_path, monkeypatch):
+    """Each point's file written apart, then joined: byte for byte what one writer gives for the same row groups
+    (each point's rows in row groups of their own), and the same rows back."""
+    monkeypatch.setattr(frames, "ROW_GROUP_ROWS", 1000)
+    rng = np.random.default_rng(5)
+    tables = [_table(rng, n, k) for k, n in enumerate((2500, 10, 1000, 1999))]
+    parts = [tmp_path / f"{k}.parquet" for k in range(len(tables))]
+    for part, t in zip(parts, tables):
+        _write(part, [t], parts=False)
+    _write(tmp_path / "one.parquet", tables, parts=True)
+    assert same_layout(parts)
+    concat_parquet(parts, tmp_path / "joined.parquet")
+    assert (tmp_path / "joined.parquet").read_bytes() == (tmp_path / "one.parquet").read_bytes()
+    meta = pq.ParquetFile(tmp_path / "joined.parquet").metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [1000, 1000, 500, 10, 1000, 1000, 999]
+    back = pq.read_table(tmp_path / "joined.parquet").to_pandas()
+    pd.testing.assert_frame_equal(back, pa.concat_tables(tables).to_pandas())
+
+
+def test_footer_decodes_and_encodes_to_the_same_bytes(tmp_path):
+    from simulator.parquet_concat import _struct
+
+    _write(tmp_path / "f.parquet", [_table(np.random.default_rng(1), 700, 0)], parts=False)
+    raw = (tmp_path / "f.parquet").read_bytes()
+    meta, start = read_footer(tmp_path / "f.parquet")
+    assert _struct(meta) == raw[start:-8]
+
+
+def test_files_of_different_schemas_are_not_joined_as_bytes(tmp_path):
+    rng = np.random.default_rng(2)
+    a, b = _table(rng, 50, 0), _table(rng, 50, 1).drop_columns(["warmup"])
+    _write(tmp_path / "a.parquet", [a], parts=False)
+    _write(tmp_path / "b.parquet", [b], parts=False)
+    assert not same_layout([tmp_path / "a.parquet", tmp_path / "b.parquet"])
+
+
+def test_frame_columns_convert_as_pandas_would(tmp_path):
+    """frame_arrow (columns straight to Arrow) equals pa.Table.from_pandas of the same table as a DataFrame: the
+    schema with its pandas metadata, nulls where NaN, text as large_string."""
+    rng = np.random.default_rng(3)
+    n = 400
+    cols = {"point": np.zeros(n, np.int64), "policy": pa.repeat(pa.scalar("offload", pa.large_string()), n),
+            "mobile": frames.text_column(["cam0", "cam1"], rng.integers(0, 2, n)),
+            "edge": frames.text_column(["e0", "e1"], rng.integers(0, 2, n), rng.random(n) < 0.3),
+            "delay_s": np.where(rng.random(n) < 0.2, np.nan, rng.random(n)), "bytes_up": rng.integers(0, 9, n),
+            "warmup": rng.random(n) < 0.1, "label": rng.integers(0, 3, n),
+            "prediction": pd.array(np.where(rng.random(n) < 0.5, None, rng.integers(0, 3, n)), dtype="Int64"),
+            "correct": pd.array(np.where(rng.random(n) < 0.5, None, rng.random(n) < 0.5), dtype="boolean")}
+    expected = pa.Table.from_pandas(frames.frame_df(cols), preserve_index=False)
+    got = frames.frame_arrow(cols, frames.frame_schema(cols))
+    assert got.schema.equals(expected.schema, check_metadata=True)
+    assert got.equals(expected)
+    typed = {k: v for k, v in cols.items() if k not in ("label", "prediction", "correct")}
+    assert frames.frame_schema(typed).equals(pa.Table.from_pandas(frames.frame_df(typed), preserve_index=False).schema,
+                                             check_metadata=True)
+
+
+@pytest.mark.parametrize("n,groups,presorted", [(20_000, 3, False), (50_000, 101, False), (30_000, 9_000, True),
+                                                (25_000, 40_000, False), (60_000, 1, True)])
+def test_compiled_group_sums_equal_numpys_sum_of_each_group(n, groups, presorted):
+    rng = np.random.default_rng(n + groups)
+    codes = rng.integers(0, groups, n)
+    codes = np.sort(codes) if presorted else codes
+    values = rng.random(n) * 10.0 ** rng.uniform(-6, 6, n)
+    expected = np.array([values[codes == g].sum() for g in range(groups)]) + 0.0
+    from simulator.groupsum import group_sums_compiled
+
+    assert np.array_equal(group_sums_compiled(codes, values, groups)[0], expected)
+    assert np.array_equal(metrics.group_sums(codes, values, groups), expected)  # whichever way it takes
