@@ -177,26 +177,25 @@ def _moved_row_group(rg: list, by: int, ordinal: int) -> list:
     return rg
 
 
-def same_layout(paths: list[Path]) -> bool:
-    """True if the files can be joined by concat_parquet: one schema and key-value metadata, no page index."""
-    first = None
-    for path in paths:
-        meta, _ = read_footer(path)
-        rest = [f for f in meta if f[0] not in (FILE_NUM_ROWS, FILE_ROW_GROUPS)]
-        if first is None:
-            first = rest
-        elif rest != first:
+def _joinable(metas: list[list]) -> bool:
+    """True if footers can be joined by concat_parquet: one schema and key-value metadata, no page index."""
+    first = [f for f in metas[0] if f[0] not in (FILE_NUM_ROWS, FILE_ROW_GROUPS)]
+    for meta in metas:
+        if [f for f in meta if f[0] not in (FILE_NUM_ROWS, FILE_ROW_GROUPS)] != first:
             return False
         for rg in _field(meta, FILE_ROW_GROUPS)[2][1] if _field(meta, FILE_ROW_GROUPS) else []:
             if any(_field(cc, CC_OFFSET_INDEX) or _field(cc, CC_COLUMN_INDEX) for cc in _field(rg, RG_COLUMNS)[2][1]):
                 return False
-    return first is not None
+    return True
 
 
-def concat_parquet(paths: list[Path], out: Path) -> None:
+def concat_parquet(paths: list[Path], out: Path) -> bool:
     """Write `out` (atomically): the row groups of every file in `paths`, in order, copied as they are encoded, under
-    the first file's schema and metadata (same_layout(paths) must hold)."""
+    the first file's schema and metadata. False, and nothing written, where the files differ in schema or metadata
+    or have page indexes (then only decoding and encoding again joins them)."""
     metas = [read_footer(p) for p in paths]
+    if not _joinable([m for m, _ in metas]):
+        return False
     merged = [list(f) for f in metas[0][0]]
     groups: list = []
     rows = 0
@@ -225,3 +224,4 @@ def concat_parquet(paths: list[Path], out: Path) -> None:
         row_groups[2] = (STRUCT, groups)
         footer = _struct(merged)
         dst.write(footer + struct.pack("<i", len(footer)) + MAGIC)
+    return True

@@ -221,7 +221,7 @@ def check_target(out: Path, overwrite: bool, resume: bool = False) -> None:
 def combine_frames(stage: Path, n_points: int) -> None:
     """frames.parquet from the staged per-point files, in point order: their encoded row groups copied under one
     footer (parquet_concat), or, where the points' schemas differ, read and written again in the first's schema."""
-    from simulator.parquet_concat import concat_parquet, same_layout
+    from simulator.parquet_concat import concat_parquet
 
     parts = [frames_part(stage / "points", k) for k in range(n_points)]
     missing = next((k for k, p in enumerate(parts) if not p.exists()), None)
@@ -232,8 +232,7 @@ def combine_frames(stage: Path, n_points: int) -> None:
         (stage / "frames.parquet").unlink(missing_ok=True)
         os.link(parts[0], stage / "frames.parquet")
         return
-    if same_layout(parts):
-        concat_parquet(parts, stage / "frames.parquet")
+    if concat_parquet(parts, stage / "frames.parquet"):
         return
     import pyarrow.parquet as pq
 

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from simulator import frames, metrics
-from simulator.parquet_concat import concat_parquet, read_footer, same_layout
+from simulator.parquet_concat import concat_parquet, read_footer
 
 
 def _table(rng, n: int, point: int) -> pa.Table:
@@ -40,8 +40,7 @@ def test_joined_point_files_are_the_file_one_writer_makes(tmp_path, monkeypatch)
     for part, t in zip(parts, tables):
         _write(part, [t], parts=False)
     _write(tmp_path / "one.parquet", tables, parts=True)
-    assert same_layout(parts)
-    concat_parquet(parts, tmp_path / "joined.parquet")
+    assert concat_parquet(parts, tmp_path / "joined.parquet")
     assert (tmp_path / "joined.parquet").read_bytes() == (tmp_path / "one.parquet").read_bytes()
     meta = pq.ParquetFile(tmp_path / "joined.parquet").metadata
     assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [1000, 1000, 500, 10, 1000, 1000, 999]
@@ -63,7 +62,8 @@ def test_files_of_different_schemas_are_not_joined_as_bytes(tmp_path):
     a, b = _table(rng, 50, 0), _table(rng, 50, 1).drop_columns(["warmup"])
     _write(tmp_path / "a.parquet", [a], parts=False)
     _write(tmp_path / "b.parquet", [b], parts=False)
-    assert not same_layout([tmp_path / "a.parquet", tmp_path / "b.parquet"])
+    assert not concat_parquet([tmp_path / "a.parquet", tmp_path / "b.parquet"], tmp_path / "joined.parquet")
+    assert not (tmp_path / "joined.parquet").exists()
 
 
 def test_frame_columns_convert_as_pandas_would(tmp_path):
