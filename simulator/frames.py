@@ -335,11 +335,57 @@ class FramesFile:
         self._stack.__exit__(kind, exc, tb)
 
 
+class PointFrames:
+    """A sweep point's frame tables, staged by the process that simulates it: as its own Parquet file (encoded there,
+    in row groups of its own) once they fill a row group, else as an Arrow IPC file that the parent pools with the
+    neighbouring small points' (so a small sweep's frames.parquet has the row groups one writer gives all its rows)."""
+
+    def __init__(self, parquet: Path, arrow: Path) -> None:
+        self.parquet, self.arrow = Path(parquet), Path(arrow)
+        self._file: Optional[FramesFile] = None
+        self._pending: list[pa.Table] = []
+        self._rows = 0
+
+    def __enter__(self) -> "PointFrames":
+        for stale in (self.parquet, self.arrow):  # what an earlier, interrupted run of this point left
+            stale.unlink(missing_ok=True)
+        return self
+
+    def write(self, table: pa.Table) -> None:
+        if self._file is not None:
+            self._file.write(table)
+            return
+        self._pending.append(table)
+        self._rows += table.num_rows
+        if self._rows >= ROW_GROUP_ROWS:
+            self._file = FramesFile(self.parquet).__enter__()
+            for t in self._pending:
+                self._file.write(t)
+            self._pending = []
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if self._file is not None:
+            self._file.__exit__(kind, exc, tb)
+        elif kind is None and self._pending:
+            schema = self._pending[0].schema
+            with atomic_target(self.arrow) as tmp, pa.ipc.new_file(str(tmp), schema) as out:
+                for t in self._pending:
+                    out.write_table(t.cast(schema) if t.schema != schema else t)
+
+
+def staged_frames(path: Path) -> Iterator[pa.Table]:
+    """The tables a PointFrames staged as Arrow IPC, one at a time (read, not memory-mapped: bounded memory)."""
+    with pa.OSFile(str(path)) as source:
+        reader = pa.ipc.open_file(source)
+        for i in range(reader.num_record_batches):
+            yield pa.Table.from_batches([reader.get_batch(i)])
+
+
 class FrameSink:
     """Where a sweep point's frame tables go: folded into per-policy summaries, and kept or written to Parquet.
 
-    With a path, tables are written there as they come (the point's own Parquet file, in the process that simulates
-    it); without one they are kept in memory (as pandas) when `keep` is true.
+    With a path (the point's Parquet file; its Arrow IPC file beside it, PointFrames), tables are staged there as they
+    come, in the process that simulates the point; without one they are kept in memory (as pandas) when `keep`.
     """
 
     def __init__(self, labels: list[str], n_mobiles: int, n_edges: int = 0, path: Optional[Path] = None,
@@ -348,7 +394,7 @@ class FrameSink:
                                                              for label in labels}
         self.path, self.keep = path, keep and path is None
         self.kept: list[pd.DataFrame] = []
-        self._file: Optional[FramesFile] = FramesFile(path) if path is not None else None
+        self._file = PointFrames(path, path.with_suffix(".arrow")) if path is not None else None
         self._schema: Optional[pa.Schema] = None
 
     def __enter__(self) -> "FrameSink":

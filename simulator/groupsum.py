@@ -67,3 +67,38 @@ def group_sums_compiled(codes, values, size):
         else:
             out[g] = 0.0 + _pairwise(ordered, lo, n)
     return out, counts
+
+
+@njit(cache=True)
+def group_sums_rows(codes, rows, size):
+    """group_sums_compiled of each row of `rows` (columns x values) under the same codes: one counting sort for all."""
+    counts = np.zeros(size, np.int64)
+    for c in codes:
+        counts[c] += 1
+    starts = np.empty(size + 1, np.int64)
+    starts[0] = 0
+    for g in range(size):
+        starts[g + 1] = starts[g] + counts[g]
+    fill = starts[:-1].copy()
+    order = np.empty(codes.size, np.int64)
+    for i in range(codes.size):
+        c = codes[i]
+        order[fill[c]] = i
+        fill[c] += 1
+    out = np.zeros((rows.shape[0], size))
+    ordered = np.empty(codes.size)
+    for k in range(rows.shape[0]):
+        row = rows[k]
+        for j in range(codes.size):
+            ordered[j] = row[order[j]]
+        for g in range(size):
+            n = counts[g]
+            lo = starts[g]
+            if n < 8:
+                s = 0.0
+                for i in range(n):
+                    s += ordered[lo + i]
+                out[k, g] = s
+            else:
+                out[k, g] = 0.0 + _pairwise(ordered, lo, n)
+    return out

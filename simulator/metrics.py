@@ -142,6 +142,26 @@ def group_sums(codes: np.ndarray, values: np.ndarray, size: int, order: Optional
     return out
 
 
+def group_sums_many(codes: np.ndarray, columns: list[np.ndarray], size: int,
+                    order: Optional[np.ndarray] = None) -> list[np.ndarray]:
+    """group_sums of each column under the same codes (compiled: one sort of the codes for all the columns)."""
+    if columns and codes.size >= COMPILED_FROM and size <= 2 * codes.size:
+        from simulator.groupsum import group_sums_rows
+
+        return list(group_sums_rows(codes.astype(np.int64, copy=False), np.stack(columns).astype(float, copy=False),
+                                    size))
+    return [group_sums(codes, v, size, order) for v in columns]
+
+
+def _scoped_sums(columns: dict[str, np.ndarray], edge: Optional[np.ndarray], n_edges: int,
+                 order: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+    """_scoped_sum of each column (name -> values) under the same edge servers."""
+    if edge is None:
+        return {name: np.array([v.sum()]) for name, v in columns.items()}
+    per = group_sums_many(edge, list(columns.values()), n_edges, order)
+    return {name: np.concatenate(([v.sum()], sums)) for (name, v), sums in zip(columns.items(), per)}
+
+
 def _edge_order(edge: Optional[np.ndarray], n_edges: int) -> Optional[np.ndarray]:
     """A stable sort of frames by edge server (a radix sort for up to 32,767 servers)."""
     if edge is None:
@@ -179,20 +199,28 @@ def _scope_order(edge: np.ndarray, n_edges: int) -> tuple[np.ndarray, np.ndarray
     return order, np.concatenate(([0], np.cumsum(np.bincount(edge, minlength=n_edges))))
 
 
-def _by_mobile(values: Optional[np.ndarray], mobile: np.ndarray, edge: Optional[np.ndarray], n_mobiles: int,
-               n_edges: int, edge_order: Optional[np.ndarray]) -> np.ndarray:
-    """(1 + E, M): per mobile device, the sum of values (None: the count) over every frame and per edge server."""
+def _count_by_mobile(mobile: np.ndarray, edge: Optional[np.ndarray], n_mobiles: int, n_edges: int) -> np.ndarray:
+    """(1 + E, M): per mobile device, how many frames over every frame and per edge server."""
     out = np.empty((1 + n_edges, n_mobiles))
-    count = values is None
-    out[0] = np.bincount(mobile, minlength=n_mobiles) if count else group_sums(mobile, values, n_mobiles)
+    out[0] = np.bincount(mobile, minlength=n_mobiles)
+    if edge is not None:
+        out[1:] = np.bincount(edge * n_mobiles + mobile, minlength=n_edges * n_mobiles).reshape(n_edges, n_mobiles)
+    return out
+
+
+def _by_mobile_sums(columns: list[np.ndarray], mobile: np.ndarray, edge: Optional[np.ndarray], n_mobiles: int,
+                    n_edges: int, edge_order: Optional[np.ndarray]) -> list[np.ndarray]:
+    """(1 + E, M) for each column: per mobile device, the sum of its values over every frame and per edge server."""
+    outs = [np.empty((1 + n_edges, n_mobiles)) for _ in columns]
+    for out, sums in zip(outs, group_sums_many(mobile, columns, n_mobiles)):
+        out[0] = sums
     if edge is not None:
         codes = edge * n_mobiles + mobile
-        size = n_edges * n_mobiles
         mobile_sorted = bool(np.all(mobile[1:] >= mobile[:-1]))  # then the edge sort is a sort by (edge, mobile)
-        per = np.bincount(codes, minlength=size) if count else \
-            group_sums(codes, values, size, edge_order if mobile_sorted else None)
-        out[1:] = per.reshape(n_edges, n_mobiles)
-    return out
+        per = group_sums_many(codes, columns, n_edges * n_mobiles, edge_order if mobile_sorted else None)
+        for out, sums in zip(outs, per):
+            out[1:] = sums.reshape(n_edges, n_mobiles)
+    return outs
 
 
 def _extreme_by_mobile(ufunc: np.ufunc, values: np.ndarray, mobile: np.ndarray, edge: Optional[np.ndarray],
@@ -272,29 +300,34 @@ class SummaryAccumulator:
             v = v if keep is None else v[keep]
             return v if where is None else v[where]
 
-        def kept_sum(values: np.ndarray) -> np.ndarray:
-            return _scoped_sum(values, edge, n_e, kept_order)
-
-        def done_sum(values: np.ndarray) -> np.ndarray:
-            return _scoped_sum(values, done_edge, n_e, done_order)
-
         s["n"] += _scoped_count(np.ones(status.size, bool), edge, n_e)
         s["dropped"] += _scoped_count(~done_mask, edge, n_e)
         s["late"] += _scoped_count(status == 1, edge, n_e)
         bytes_up = col("bytes_up")
         s["offloaded"] += _scoped_count(bytes_up > 0, edge, n_e)
-        s["compute"] += kept_sum(np.nan_to_num(col("energy_mobile_compute_j")))
-        s["radio"] += kept_sum(np.nan_to_num(col("energy_mobile_radio_j")))
-        s["server"] += kept_sum(np.nan_to_num(col("energy_server_j")))
-        s["bytes_up"] += kept_sum(bytes_up)
         head, transfer, tail = np.nan_to_num(col("head_s")), np.nan_to_num(col("transfer_s")), np.nan_to_num(col("tail_s"))
-        s["busy"] += kept_sum(head) + kept_sum(transfer)
-        s["head"] += done_sum(head[done_mask])
-        s["transfer"] += done_sum(transfer[done_mask])
-        s["tail"] += done_sum(tail[done_mask])
+        tiered = "cloud_s" in frames
+        kept_cols = {"compute": np.nan_to_num(col("energy_mobile_compute_j")),
+                     "radio": np.nan_to_num(col("energy_mobile_radio_j")),
+                     "server": np.nan_to_num(col("energy_server_j")), "bytes_up": bytes_up, "head": head,
+                     "transfer": transfer}
+        if tiered:
+            kept_cols["energy_cloud_j"] = np.nan_to_num(col("energy_cloud_j"))
+        kept = _scoped_sums(kept_cols, edge, n_e, kept_order)
+        for name in ("compute", "radio", "server", "bytes_up"):
+            s[name] += kept[name]
+        s["busy"] += kept["head"] + kept["transfer"]
         queue = col("mobile_queue_s", done_mask) + col("uplink_queue_s", done_mask) + col("server_queue_s", done_mask)
-        s["queue"] += done_sum(np.nan_to_num(queue))
         delay = col("delay_s", done_mask)
+        done_cols = {"head": head[done_mask], "transfer": transfer[done_mask], "tail": tail[done_mask],
+                     "queue": np.nan_to_num(queue), "delay": delay}
+        if tiered:
+            batch = col("batch_size", done_mask)
+            done_cols.update({name: np.nan_to_num(col(name, done_mask)) for name in TIER_MEANS})
+            done_cols["batch_size"] = np.where(batch > 0, batch, 0.0)
+        done = _scoped_sums(done_cols, done_edge, n_e, done_order)
+        for name in ("head", "transfer", "tail", "queue"):
+            s[name] += done[name]
         self.delays.append(delay.copy())  # a copy: a view would keep the window alive
         if done_edge is not None:
             self.delay_edges.append(done_edge.astype(np.int16 if n_e < 2 ** 15 else np.int64))
@@ -310,23 +343,21 @@ class SummaryAccumulator:
         rep = self.reps.setdefault(keys.replication, _PerReplication(1 + self.n_edges))
         if done_mask.any():
             rows = slice(0, 1 + n_e)
-            rep.delay_sum[rows] += done_sum(delay)
+            rep.delay_sum[rows] += done["delay"]
             rep.done[rows] += _scoped_count(np.ones(delay.size, bool), done_edge, n_e).astype(np.int64)
             rep.first_s[rows] = np.minimum(rep.first_s[rows],
                                            _scoped_extreme(np.minimum, col("capture_s", done_mask), done_edge, n_e, np.inf))
             rep.last_s[rows] = np.maximum(rep.last_s[rows],
                                           _scoped_extreme(np.maximum, col("done_s", done_mask), done_edge, n_e, -np.inf))
-        tiered = "cloud_s" in frames
         self.load.add(keys.replication, mobile, edge, kept_order, col("capture_s"), head, transfer, tail,
                       np.nan_to_num(col("wan_transfer_s")) if tiered else None,
                       np.nan_to_num(col("cloud_s")) / np.maximum(col("batch_size"), 1) if tiered else None)
         if tiered:
             t = self.tier_sums
             for name in TIER_MEANS:
-                t[name] = t.get(name, 0.0) + done_sum(np.nan_to_num(col(name, done_mask)))
-            t["energy_cloud_j"] = t.get("energy_cloud_j", 0.0) + kept_sum(np.nan_to_num(col("energy_cloud_j")))
-            batch = col("batch_size", done_mask)
-            t["batch_size"] = t.get("batch_size", 0.0) + done_sum(np.where(batch > 0, batch, 0.0))
+                t[name] = t.get(name, 0.0) + done[name]
+            t["energy_cloud_j"] = t.get("energy_cloud_j", 0.0) + kept["energy_cloud_j"]
+            t["batch_size"] = t.get("batch_size", 0.0) + done["batch_size"]
             t["batched"] = t.get("batched", 0.0) + _scoped_count(batch > 0, done_edge, n_e)
             t["done"] = t.get("done", 0.0) + _scoped_count(np.ones(batch.size, bool), done_edge, n_e)
 
@@ -444,16 +475,17 @@ class OfferedLoad:
                                   "server": np.zeros(shape), "wan": np.zeros(shape), "cloud": np.zeros(shape),
                                   "seen": np.full(shape, np.inf), "windows": np.zeros(1)}
         rows = slice(0, 1 + n_e)
-        count = _by_mobile(None, mobile, edge, m, n_e, edge_order)
+        count = _count_by_mobile(mobile, edge, m, n_e)
         a["seen"][rows] = np.where((a["seen"][rows] == np.inf) & (count > 0), a["windows"][0], a["seen"][rows])
         a["windows"] += 1
         a["count"][rows] += count
         a["first"][rows] = np.minimum(a["first"][rows], _extreme_by_mobile(np.minimum, capture_s, mobile, edge, m, n_e, np.inf))
         a["last"][rows] = np.maximum(a["last"][rows], _extreme_by_mobile(np.maximum, capture_s, mobile, edge, m, n_e, -np.inf))
-        for kind, values in (("mobile", head_s), ("uplink", transfer_s), ("server", tail_s), ("wan", wan_s),
-                             ("cloud", cloud_busy_s)):
-            if values is not None:
-                a[kind][rows] += _by_mobile(values, mobile, edge, m, n_e, edge_order)
+        kinds = [(kind, values) for kind, values in (("mobile", head_s), ("uplink", transfer_s), ("server", tail_s),
+                                                      ("wan", wan_s), ("cloud", cloud_busy_s)) if values is not None]
+        sums = _by_mobile_sums([values for _, values in kinds], mobile, edge, m, n_e, edge_order)
+        for (kind, _), per in zip(kinds, sums):
+            a[kind][rows] += per
 
     def _spans(self, a: dict, scope: int) -> tuple[np.ndarray, np.ndarray]:
         """The mobile devices that sent frames in this scope, in the order they first did (window by window, then by

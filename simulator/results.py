@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -32,7 +32,7 @@ import pandas as pd
 
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_bytes, atomic_write_text, read_text
-from simulator.frames import FramesFile
+from simulator.frames import FramesFile, PointFrames, staged_frames
 from simulator.metrics import order_summary, summary_csv
 from simulator.runner import PointResult
 from simulator.scenario import Scenario, load_scenario, sweep_points, to_yaml
@@ -142,7 +142,8 @@ def _write_point(stage: Path, res: PointResult, frames: bool) -> None:
     if frames and res.frames is not None:  # None: written to that file by the worker, window by window
         import pyarrow as pa
 
-        with FramesFile(frames_part(points, res.point)) as staged:
+        part = frames_part(points, res.point)
+        with PointFrames(part, part.with_suffix(".arrow")) as staged:
             staged.write(pa.Table.from_pandas(res.frames, preserve_index=False))
     atomic_write_text(points / f"{res.point:05d}.notes.json", json.dumps(res.notes) + "\n")
     csv = res.summary_csv if res.summary_csv is not None else summary_csv(res.summary)
@@ -160,13 +161,17 @@ def finished_points(stage: Path) -> set[int]:
     return {int(p.name.split(".")[0]) for p in (stage / "points").glob("*.summary.csv")} if stage.exists() else set()
 
 
-def _frames_complete(path: Path) -> bool:
-    """True if a staged frames file (Parquet) ends with a readable footer (a write cut short has none)."""
+def _frames_complete(part: Path) -> bool:
+    """True if a point's staged frames (its Parquet file, or the Arrow IPC file beside it) end with a readable
+    footer (a write cut short has none)."""
     import pyarrow.parquet as pq
 
     try:
-        pq.read_metadata(path)
-    except Exception:  # pyarrow raises ArrowInvalid, OSError and others for a damaged file
+        if part.exists():
+            pq.read_metadata(part)
+        else:
+            sum(t.num_rows for t in staged_frames(part.with_suffix(".arrow")))
+    except Exception:  # pyarrow raises ArrowInvalid, OSError and others for a damaged or missing file
         return False
     return True
 
@@ -187,9 +192,9 @@ def _drop_incomplete(stage: Path, frames: bool) -> None:
     points = stage / "points"
     for k in sorted(finished_points(stage)):
         summary, frames_file = points / f"{k:05d}.summary.csv", frames_part(points, k)
-        ok = _csv_complete(summary) and (not frames or (frames_file.exists() and _frames_complete(frames_file)))
+        ok = _csv_complete(summary) and (not frames or _frames_complete(frames_file))
         if not ok:
-            for path in (summary, frames_file, points / f"{k:05d}.notes.json"):
+            for path in (summary, frames_file, frames_file.with_suffix(".arrow"), points / f"{k:05d}.notes.json"):
                 path.unlink(missing_ok=True)
 
 
@@ -219,29 +224,44 @@ def check_target(out: Path, overwrite: bool, resume: bool = False) -> None:
 
 
 def combine_frames(stage: Path, n_points: int) -> None:
-    """frames.parquet from the staged per-point files, in point order: their encoded row groups copied under one
-    footer (parquet_concat), or, where the points' schemas differ, read and written again in the first's schema."""
+    """frames.parquet from the staged per-point files, in point order. A point staged as Parquet (a row group or more
+    of frames, encoded where it ran) keeps its row groups; runs of smaller points (staged as Arrow IPC) are pooled
+    into row groups here. The pieces are joined by copying their encoded row groups under one footer
+    (parquet_concat), or, where their schemas differ, read and written again in the first's schema."""
     from simulator.parquet_concat import concat_parquet
 
-    parts = [frames_part(stage / "points", k) for k in range(n_points)]
-    missing = next((k for k, p in enumerate(parts) if not p.exists()), None)
-    if missing is not None:
-        raise EdgesimError(f"{stage / 'points'}: the frames of sweep point {missing} are missing; frames.parquet "
-                           "not written")
-    if len(parts) == 1:  # the file as it is (a second name for it: the staged point stays whole until the end)
-        (stage / "frames.parquet").unlink(missing_ok=True)
-        os.link(parts[0], stage / "frames.parquet")
-        return
-    if concat_parquet(parts, stage / "frames.parquet"):
-        return
-    import pyarrow.parquet as pq
+    points = stage / "points"
+    pieces: list[Path] = []
+    with ExitStack() as stack:
+        pool: Optional[FramesFile] = None
+        for k in range(n_points):
+            part = frames_part(points, k)
+            if part.exists() or not part.with_suffix(".arrow").exists():
+                if not part.exists():
+                    raise EdgesimError(f"{points}: the frames of sweep point {k} are missing; frames.parquet not "
+                                       "written")
+                stack.close()  # the pool before this point is complete
+                pool = None
+                pieces.append(part)
+                continue
+            if pool is None:
+                pieces.append(points / f"pool.{k:05d}.parquet")
+                pool = stack.enter_context(FramesFile(pieces[-1]))
+            for table in staged_frames(part.with_suffix(".arrow")):
+                pool.write(table)
+    out = stage / "frames.parquet"
+    out.unlink(missing_ok=True)
+    if len(pieces) == 1:  # the file as it is (a second name for it: the staged point stays whole until the end)
+        os.link(pieces[0], out)
+    elif not concat_parquet(pieces, out):
+        import pyarrow.parquet as pq
 
-    with FramesFile(stage / "frames.parquet") as out:
-        for part in parts:
-            source = pq.ParquetFile(part)
-            for i in range(source.num_row_groups):
-                out.write(source.read_row_group(i))
-            out.end_part()
+        with FramesFile(out) as joined:
+            for piece in pieces:
+                source = pq.ParquetFile(piece)
+                for i in range(source.num_row_groups):
+                    joined.write(source.read_row_group(i))
+                joined.end_part()
 
 
 def run_to_folder(scenario: Scenario, out: Path, jobs: int = 1, resume: bool = False,

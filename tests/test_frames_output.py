@@ -99,3 +99,28 @@ def test_compiled_group_sums_equal_numpys_sum_of_each_group(n, groups, presorted
 
     assert np.array_equal(group_sums_compiled(codes, values, groups)[0], expected)
     assert np.array_equal(metrics.group_sums(codes, values, groups), expected)  # whichever way it takes
+
+
+def test_points_of_a_row_group_or_more_keep_their_own_row_groups_and_small_ones_are_pooled(tmp_path, monkeypatch):
+    """A sweep whose points differ in size: a point with a row group's worth of frames or more is encoded where it
+    runs, in row groups of its own; runs of smaller points share row groups (as one writer cuts their rows). Same
+    bytes with --jobs 1 and 2, the same rows as the in-memory run."""
+    from simulator import run
+    from simulator.results import run_to_folder
+    from simulator.scenario import Scenario
+    from tests.sim_helpers import scenario_dict, write_toy_profiles
+
+    monkeypatch.setattr(frames, "ROW_GROUP_ROWS", 500)  # 3 policies x frames rows per point
+    profiles = write_toy_profiles(tmp_path)
+    data = scenario_dict(profiles, sweep={"grid": {"workload.frames": [40, 30, 250, 60, 50, 200]}},
+                         outputs={"plots": False})
+    sc = Scenario.model_validate(data)
+    for jobs in (1, 2):
+        run_to_folder(sc, tmp_path / f"jobs{jobs}", jobs=jobs)
+    assert (tmp_path / "jobs1" / "frames.parquet").read_bytes() == (tmp_path / "jobs2" / "frames.parquet").read_bytes()
+    meta = pq.ParquetFile(tmp_path / "jobs1" / "frames.parquet").metadata
+    # points 0-1 (210 rows) pooled; point 2 (750 rows) alone: 500 + 250; points 3-4 (330) pooled; point 5 (600) alone
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [210, 500, 250, 330, 500, 100]
+    expected, _ = run(data)
+    got = pq.read_table(tmp_path / "jobs1" / "frames.parquet").to_pandas()
+    pd.testing.assert_frame_equal(got, expected)
