@@ -1,5 +1,5 @@
-"""Compiled group sums for the summaries (metrics.group_sums on large windows): per integer code, the sum of its
-values in the order they come, added as numpy's sum adds them (pairwise_sum in numpy's umath loops: one after the
+"""Compiled group sums for the summaries (metrics.group_sums_many on large windows): per integer code, the sum of
+its values in the order they come, added as numpy's sum adds them (pairwise_sum in numpy's umath loops: one after the
 other below 8 values, 8 running sums up to 128, halves beyond), so the result is bit for bit numpy's, and pandas'.
 One counting-sort pass and one summing pass: linear in values plus codes, whatever the number of groups."""
 
@@ -40,38 +40,9 @@ def _pairwise(a, lo, n):
 
 
 @njit(cache=True)
-def group_sums_compiled(codes, values, size):
-    """(sums, counts) per code 0..size-1: a stable counting sort by code, then numpy's summation of each group."""
-    counts = np.zeros(size, np.int64)
-    for c in codes:
-        counts[c] += 1
-    starts = np.empty(size + 1, np.int64)
-    starts[0] = 0
-    for g in range(size):
-        starts[g + 1] = starts[g] + counts[g]
-    fill = starts[:-1].copy()
-    ordered = np.empty(values.size)
-    for i in range(values.size):
-        c = codes[i]
-        ordered[fill[c]] = values[i]
-        fill[c] += 1
-    out = np.zeros(size)
-    for g in range(size):
-        n = counts[g]
-        lo = starts[g]
-        if n < 8:
-            s = 0.0
-            for i in range(n):
-                s += ordered[lo + i]
-            out[g] = s
-        else:
-            out[g] = 0.0 + _pairwise(ordered, lo, n)
-    return out, counts
-
-
-@njit(cache=True)
 def group_sums_rows(codes, rows, size):
-    """group_sums_compiled of each row of `rows` (columns x values) under the same codes: one counting sort for all."""
+    """Per code 0..size-1 and row of `rows` (columns x values), the sum of the row's values of that code in the
+    order they come: one stable counting sort of the codes for every row, then numpy's summation of each group."""
     counts = np.zeros(size, np.int64)
     for c in codes:
         counts[c] += 1

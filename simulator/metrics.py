@@ -122,11 +122,9 @@ def group_sums(codes: np.ndarray, values: np.ndarray, size: int, order: Optional
     """Per code 0..size-1, the sum of its values in the order they come, equal bit for bit to numpy's (and pandas')
     sum of that group: bincount adds one after the other, which is numpy's sum below 8 values; groups of 8 or more
     are summed pairwise as numpy does. `order`: a stable sort of codes, when the caller has one. From COMPILED_FROM
-    values on (and at most twice as many groups), one compiled pass does the same (groupsum.group_sums_compiled; numba's import is paid back there)."""
+    values on (and at most twice as many groups), one compiled pass does the same (groupsum.group_sums_rows; numba's import is paid back there)."""
     if codes.size >= COMPILED_FROM and size <= 2 * codes.size:  # sparser: bincount's pass is cheaper
-        from simulator.groupsum import group_sums_compiled
-
-        return group_sums_compiled(codes.astype(np.int64, copy=False), values.astype(float, copy=False), size)[0]
+        return group_sums_many(codes, [values], size)[0]
     out = np.bincount(codes, values, size)
     counts = np.bincount(codes, minlength=size)
     long = np.flatnonzero(counts >= 8)
