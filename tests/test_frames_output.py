@@ -124,3 +124,25 @@ def test_points_of_a_row_group_or_more_keep_their_own_row_groups_and_small_ones_
     expected, _ = run(data)
     got = pq.read_table(tmp_path / "jobs1" / "frames.parquet").to_pandas()
     pd.testing.assert_frame_equal(got, expected)
+
+
+def test_points_of_different_schemas_are_written_again_in_the_first_ones(tmp_path):
+    """Where the points' files differ in schema (a column's type), their row groups cannot be copied as they are:
+    frames.parquet then reads and writes them again in the first point's schema, each point's row groups its own."""
+    from simulator.results import combine_frames
+
+    points = tmp_path / "points"
+    points.mkdir()
+    rng = np.random.default_rng(4)
+    first = _table(rng, 60, 0)
+    second = first.slice(0, 40).set_column(2, "delay_s", pa.array(np.arange(40), pa.int64()))
+    _write(points / "00000.frames.parquet", [first], parts=False)
+    _write(points / "00001.frames.parquet", [second], parts=False)
+    combine_frames(tmp_path, 2)
+    meta = pq.ParquetFile(tmp_path / "frames.parquet").metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [60, 40]
+    back = pq.read_table(tmp_path / "frames.parquet")
+    assert back.schema.equals(first.schema, check_metadata=True)
+    assert back.column("delay_s").to_pylist()[60:] == [float(v) for v in range(40)]
+    with pytest.raises(Exception, match="frames of sweep point 2 are missing"):
+        combine_frames(tmp_path, 3)
