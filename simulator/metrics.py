@@ -167,13 +167,6 @@ def _edge_order(edge: Optional[np.ndarray], n_edges: int) -> Optional[np.ndarray
     return np.argsort(edge.astype(np.int16) if n_edges < 2 ** 15 else edge, kind="stable")
 
 
-def _scoped_sum(values: np.ndarray, edge: Optional[np.ndarray], n_edges: int,
-                order: Optional[np.ndarray] = None) -> np.ndarray:
-    """Sum over every frame (scope 0) and per edge server (scopes 1..E), each as numpy (and pandas) sums it."""
-    total = np.array([values.sum()])
-    return total if edge is None else np.concatenate((total, group_sums(edge, values, n_edges, order)))
-
-
 def _scoped_count(mask: np.ndarray, edge: Optional[np.ndarray], n_edges: int) -> np.ndarray:
     """How many frames are in mask, over every frame (scope 0) and per edge server (scopes 1..E)."""
     total = np.array([float(np.count_nonzero(mask))])
@@ -195,40 +188,6 @@ def _scope_order(edge: np.ndarray, n_edges: int) -> tuple[np.ndarray, np.ndarray
     """Frames in edge-server order (stable: each server's frames in the order they came) and each server's bounds."""
     order = _edge_order(edge, n_edges)
     return order, np.concatenate(([0], np.cumsum(np.bincount(edge, minlength=n_edges))))
-
-
-def _count_by_mobile(mobile: np.ndarray, edge: Optional[np.ndarray], n_mobiles: int, n_edges: int) -> np.ndarray:
-    """(1 + E, M): per mobile device, how many frames over every frame and per edge server."""
-    out = np.empty((1 + n_edges, n_mobiles))
-    out[0] = np.bincount(mobile, minlength=n_mobiles)
-    if edge is not None:
-        out[1:] = np.bincount(edge * n_mobiles + mobile, minlength=n_edges * n_mobiles).reshape(n_edges, n_mobiles)
-    return out
-
-
-def _by_mobile_sums(columns: list[np.ndarray], mobile: np.ndarray, edge: Optional[np.ndarray], n_mobiles: int,
-                    n_edges: int, edge_order: Optional[np.ndarray]) -> list[np.ndarray]:
-    """(1 + E, M) for each column: per mobile device, the sum of its values over every frame and per edge server."""
-    outs = [np.empty((1 + n_edges, n_mobiles)) for _ in columns]
-    for out, sums in zip(outs, group_sums_many(mobile, columns, n_mobiles)):
-        out[0] = sums
-    if edge is not None:
-        codes = edge * n_mobiles + mobile
-        mobile_sorted = bool(np.all(mobile[1:] >= mobile[:-1]))  # then the edge sort is a sort by (edge, mobile)
-        per = group_sums_many(codes, columns, n_edges * n_mobiles, edge_order if mobile_sorted else None)
-        for out, sums in zip(outs, per):
-            out[1:] = sums.reshape(n_edges, n_mobiles)
-    return outs
-
-
-def _extreme_by_mobile(ufunc: np.ufunc, values: np.ndarray, mobile: np.ndarray, edge: Optional[np.ndarray],
-                       n_mobiles: int, n_edges: int, fill: float) -> np.ndarray:
-    """(1 + E, M): per mobile device, the minimum or maximum (ufunc) of values over every frame and per edge server."""
-    out = np.full((1 + n_edges, n_mobiles), fill)
-    ufunc.at(out[0], mobile, values)
-    if edge is not None:
-        ufunc.at(out[1:].reshape(-1), edge * n_mobiles + mobile, values)
-    return out
 
 
 class _PerReplication:
@@ -347,7 +306,7 @@ class SummaryAccumulator:
                                            _scoped_extreme(np.minimum, col("capture_s", done_mask), done_edge, n_e, np.inf))
             rep.last_s[rows] = np.maximum(rep.last_s[rows],
                                           _scoped_extreme(np.maximum, col("done_s", done_mask), done_edge, n_e, -np.inf))
-        self.load.add(keys.replication, mobile, edge, kept_order, col("capture_s"), head, transfer, tail,
+        self.load.add(keys.replication, mobile, edge, col("capture_s"), head, transfer, tail,
                       np.nan_to_num(col("wan_transfer_s")) if tiered else None,
                       np.nan_to_num(col("cloud_s")) / np.maximum(col("batch_size"), 1) if tiered else None)
         if tiered:
@@ -460,8 +419,8 @@ class OfferedLoad:
         self.n_mobiles, self.n_edges = n_mobiles, n_edges
         self.reps: dict[int, dict[str, np.ndarray]] = {}
 
-    def add(self, rep: int, mobile: np.ndarray, edge: Optional[np.ndarray], edge_order: Optional[np.ndarray],
-            capture_s: np.ndarray, head_s: np.ndarray, transfer_s: np.ndarray, tail_s: np.ndarray,
+    def add(self, rep: int, mobile: np.ndarray, edge: Optional[np.ndarray], capture_s: np.ndarray,
+            head_s: np.ndarray, transfer_s: np.ndarray, tail_s: np.ndarray,
             wan_s: Optional[np.ndarray], cloud_busy_s: Optional[np.ndarray]) -> None:
         """Fold in a window of frames (dropped frames count as arrivals with the service they got; NaN as 0)."""
         m, n_e = self.n_mobiles, (self.n_edges if edge is not None else 0)
@@ -472,18 +431,31 @@ class OfferedLoad:
                                   "last": np.full(shape, -np.inf), "mobile": np.zeros(shape), "uplink": np.zeros(shape),
                                   "server": np.zeros(shape), "wan": np.zeros(shape), "cloud": np.zeros(shape),
                                   "seen": np.full(shape, np.inf), "windows": np.zeros(1)}
-        rows = slice(0, 1 + n_e)
-        count = _count_by_mobile(mobile, edge, m, n_e)
-        a["seen"][rows] = np.where((a["seen"][rows] == np.inf) & (count > 0), a["windows"][0], a["seen"][rows])
-        a["windows"] += 1
-        a["count"][rows] += count
-        a["first"][rows] = np.minimum(a["first"][rows], _extreme_by_mobile(np.minimum, capture_s, mobile, edge, m, n_e, np.inf))
-        a["last"][rows] = np.maximum(a["last"][rows], _extreme_by_mobile(np.maximum, capture_s, mobile, edge, m, n_e, -np.inf))
         kinds = [(kind, values) for kind, values in (("mobile", head_s), ("uplink", transfer_s), ("server", tail_s),
                                                       ("wan", wan_s), ("cloud", cloud_busy_s)) if values is not None]
-        sums = _by_mobile_sums([values for _, values in kinds], mobile, edge, m, n_e, edge_order)
-        for (kind, _), per in zip(kinds, sums):
-            a[kind][rows] += per
+        flat = {name: v.reshape(-1) for name, v in a.items() if name != "windows"}  # views of (1 + E, M)
+        window = a["windows"][0]
+        a["windows"] += 1
+        # row 0: per mobile device over every frame; rows 1 + e: per (edge server, mobile device). Only the cells this
+        # window's frames touch are updated (a city has a million (edge server, camera) cells, a window a few of them)
+        cells = [(mobile, m, 0)] + ([(edge * m + mobile, n_e * m, m)] if edge is not None else [])
+        for codes, size, offset in cells:
+            count = np.bincount(codes, minlength=size)
+            touched = np.flatnonzero(count)
+            compact = np.zeros(size, np.int64)
+            compact[touched] = np.arange(touched.size)
+            cell = compact[codes]  # each frame's touched cell, 0..touched.size - 1
+            at = offset + touched
+            seen = flat["seen"][at]
+            flat["seen"][at] = np.where(seen == np.inf, window, seen)
+            flat["count"][at] += count[touched]
+            first, last = np.full(touched.size, np.inf), np.full(touched.size, -np.inf)
+            np.minimum.at(first, cell, capture_s)
+            np.maximum.at(last, cell, capture_s)
+            flat["first"][at] = np.minimum(flat["first"][at], first)
+            flat["last"][at] = np.maximum(flat["last"][at], last)
+            for (kind, _), per in zip(kinds, group_sums_many(cell, [values for _, values in kinds], touched.size)):
+                flat[kind][at] += per
 
     def _spans(self, a: dict, scope: int) -> tuple[np.ndarray, np.ndarray]:
         """The mobile devices that sent frames in this scope, in the order they first did (window by window, then by
