@@ -190,6 +190,12 @@ def _scope_order(edge: np.ndarray, n_edges: int) -> tuple[np.ndarray, np.ndarray
     return order, np.concatenate(([0], np.cumsum(np.bincount(edge, minlength=n_edges))))
 
 
+def _zero_nan(values: np.ndarray) -> np.ndarray:
+    """np.nan_to_num(values) (NaN as 0, infinities as the largest finite doubles) in three passes instead of six."""
+    out = np.where(np.isnan(values), 0.0, values)
+    return out if np.isfinite(out).all() else np.nan_to_num(out)
+
+
 class _PerReplication:
     """Sums, counts, first and last times of one replication, per scope (0: every frame; 1 + e: edge server e)."""
 
@@ -262,14 +268,14 @@ class SummaryAccumulator:
         s["late"] += _scoped_count(status == 1, edge, n_e)
         bytes_up = col("bytes_up")
         s["offloaded"] += _scoped_count(bytes_up > 0, edge, n_e)
-        head, transfer, tail = np.nan_to_num(col("head_s")), np.nan_to_num(col("transfer_s")), np.nan_to_num(col("tail_s"))
+        head, transfer, tail = _zero_nan(col("head_s")), _zero_nan(col("transfer_s")), _zero_nan(col("tail_s"))
         tiered = "cloud_s" in frames
-        kept_cols = {"compute": np.nan_to_num(col("energy_mobile_compute_j")),
-                     "radio": np.nan_to_num(col("energy_mobile_radio_j")),
-                     "server": np.nan_to_num(col("energy_server_j")), "bytes_up": bytes_up, "head": head,
+        kept_cols = {"compute": _zero_nan(col("energy_mobile_compute_j")),
+                     "radio": _zero_nan(col("energy_mobile_radio_j")),
+                     "server": _zero_nan(col("energy_server_j")), "bytes_up": bytes_up, "head": head,
                      "transfer": transfer}
         if tiered:
-            kept_cols["energy_cloud_j"] = np.nan_to_num(col("energy_cloud_j"))
+            kept_cols["energy_cloud_j"] = _zero_nan(col("energy_cloud_j"))
         kept = _scoped_sums(kept_cols, edge, n_e, kept_order)
         for name in ("compute", "radio", "server", "bytes_up"):
             s[name] += kept[name]
@@ -277,10 +283,10 @@ class SummaryAccumulator:
         queue = col("mobile_queue_s", done_mask) + col("uplink_queue_s", done_mask) + col("server_queue_s", done_mask)
         delay = col("delay_s", done_mask)
         done_cols = {"head": head[done_mask], "transfer": transfer[done_mask], "tail": tail[done_mask],
-                     "queue": np.nan_to_num(queue), "delay": delay}
+                     "queue": _zero_nan(queue), "delay": delay}
         if tiered:
             batch = col("batch_size", done_mask)
-            done_cols.update({name: np.nan_to_num(col(name, done_mask)) for name in TIER_MEANS})
+            done_cols.update({name: _zero_nan(col(name, done_mask)) for name in TIER_MEANS})
             done_cols["batch_size"] = np.where(batch > 0, batch, 0.0)
         done = _scoped_sums(done_cols, done_edge, n_e, done_order)
         for name in ("head", "transfer", "tail", "queue"):
@@ -307,8 +313,8 @@ class SummaryAccumulator:
             rep.last_s[rows] = np.maximum(rep.last_s[rows],
                                           _scoped_extreme(np.maximum, col("done_s", done_mask), done_edge, n_e, -np.inf))
         self.load.add(keys.replication, mobile, edge, col("capture_s"), head, transfer, tail,
-                      np.nan_to_num(col("wan_transfer_s")) if tiered else None,
-                      np.nan_to_num(col("cloud_s")) / np.maximum(col("batch_size"), 1) if tiered else None)
+                      _zero_nan(col("wan_transfer_s")) if tiered else None,
+                      _zero_nan(col("cloud_s")) / np.maximum(col("batch_size"), 1) if tiered else None)
         if tiered:
             t = self.tier_sums
             for name in TIER_MEANS:
