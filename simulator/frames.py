@@ -32,7 +32,7 @@ def text_column(names, codes: np.ndarray, missing: Optional[np.ndarray] = None) 
 Column = Union[np.ndarray, pa.Array, pd.api.extensions.ExtensionArray]
 FrameColumns = dict[str, Column]
 """One window's frame table as columns in table order: numbers and flags as numpy arrays, text as Arrow
-large_string arrays, label and prediction as pandas arrays; frame_df and FrameSchema.table make it pandas or Arrow."""
+large_string arrays, label and prediction as pandas arrays; frame_df and frame_arrow make it pandas or Arrow."""
 
 
 def frame_columns(pt: Point, w: Window, times: dict, policy: str, rep: int, point: int) -> FrameColumns:

@@ -62,7 +62,8 @@ def run_sweep(scenario: Scenario, jobs: int = 1, progress: Optional[Progress] = 
 
 
 def frames_part(points: Path, k: int) -> Path:
-    """Where sweep point k's frames are staged: its own Parquet file (its frames make their own row groups)."""
+    """Where sweep point k's frames are staged: its own Parquet file, or (fewer than a row group of frames) the Arrow
+    IPC file beside it with the suffix .arrow (frames.PointFrames)."""
     return points / f"{k:05d}.frames.parquet"
 
 
