@@ -296,6 +296,9 @@ def test_per_round_ratio_to_the_reference_takes_a_host_step_out(monkeypatch):
         # the raw median sits in the slow half; the per-round ratio is the same in every round
         assert disp.median_s == pytest.approx(1.5 * disp.per_reference * 0.01), name
         assert disp.per_reference_ci95_half_pct == pytest.approx(0.0, abs=1e-9)
+    from edgesim.cli.profile import check_line
+
+    assert "widest 95% interval with the host's speed taken out +/-0.0%" in check_line(check)
     assert dispersion([1.0, 2.0, 4.0], [1.0, 2.0, 2.0]).per_reference == pytest.approx(1.0)
     assert dispersion([1.0, 2.0], []).per_reference is None  # no reference: nothing to divide by
 

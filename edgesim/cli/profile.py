@@ -91,6 +91,9 @@ def check_line(check) -> str:
     if ref is not None:
         text += (f"; host reference {1e3 * ref.median_s:.2f} ms"
                  + (f" (drift {ref.drift_pct:+.1f}%)" if ref.drift_pct is not None else ""))
+        per_ref = [d.per_reference_ci95_half_pct for d in check.parts.values() if d.per_reference_ci95_half_pct is not None]
+        if per_ref:
+            text += f", widest 95% interval with the host's speed taken out +/-{max(per_ref):.1f}%"
     if host is not None:
         text += (f"; host while measuring: other processes {host.other_cpu_cores:.2f} of {host.logical_cpus} CPUs, "
                  f"load {host.load_avg_1min}" + (f", steal {host.steal_percent:.1f}%" if host.steal_percent else "")
