@@ -32,12 +32,12 @@ def _sweep_scenario(profiles: dict, grid: dict, frames: int):
 
 
 # where a --jobs 1 sweep spends its time: cumulative time of these functions under cProfile, less the stage
-# named last (FrameSink.add folds the summary statistics in before it stages the table)
+# named last (FrameSink.add folds the summary statistics in before it encodes the table)
 SWEEP_STAGES = {"engine (compiled)": ("compiled.py", "simulate_compiled", None),
-          "frame tables": ("frames.py", "frames_df", None),
+          "frame tables": ("frames.py", "frame_columns", None),
           "summary statistics": ("metrics.py", "add", None),
-          "staging per point (Arrow IPC)": ("frames.py", "add", "summary statistics"),
-          "frames.parquet (read staged, encode)": ("results.py", "staged_point", None)}
+          "Parquet per point (Arrow, encode)": ("frames.py", "add", "summary statistics"),
+          "frames.parquet (join the points' files)": ("results.py", "combine_frames", None)}
 
 
 def _time_shares(stats, wall: float) -> dict:

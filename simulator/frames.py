@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Iterator, NamedTuple, Optional
+from typing import Iterator, NamedTuple, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -23,26 +23,42 @@ from simulator.plan import STAGES, STATUS_NAMES, FramePlan, Tiers
 from simulator.policies import Route
 
 
-def text_column(names, codes: np.ndarray, missing: Optional[np.ndarray] = None) -> pd.api.extensions.ExtensionArray:
-    """names[codes] as pandas' text column (missing where `missing` is true), taken in Arrow: the same values and
-    type as from an object array, about 7x faster (measured: 0.5 vs 3.4 ms per 100,000 rows), which a sweep does
-    five times per table."""
-    return pd.array(pa.array(list(names), pa.large_string()).take(pa.array(codes, mask=missing)), dtype="str")
+def text_column(names, codes: np.ndarray, missing: Optional[np.ndarray] = None) -> pa.Array:
+    """names[codes] as an Arrow text column (large_string, null where `missing` is true): the type pandas' "str"
+    columns take in Arrow, so frames.parquet keeps its schema (frame_df turns it into pandas' text column)."""
+    return pa.array(list(names), pa.large_string()).take(pa.array(codes, mask=missing))
 
 
-def frames_df(pt: Point, w: Window, times: dict, policy: str, rep: int, point: int) -> pd.DataFrame:
+Column = Union[np.ndarray, pa.Array, pd.api.extensions.ExtensionArray]
+FrameColumns = dict[str, Column]
+"""One window's frame table as columns in table order: numbers and flags as numpy arrays, text as Arrow
+large_string arrays, label and prediction as pandas arrays; frame_df and frame_arrow make it pandas or Arrow."""
+
+
+def frame_columns(pt: Point, w: Window, times: dict, policy: str, rep: int, point: int) -> FrameColumns:
     """The frame table of one window of one policy, keyed by sweep point and replication."""
     beyond = beyond_edge(times, w.plan, pt.topo.tiers) if pt.topo.tiers is not None else None
-    df = frame_table(w.plan, times, w.routes_by_group, w.group, pt.devices, [n for n, _ in pt.groups],
-                     pt.instance_names, w.sample, pt.dataset, pt.scenario.link.propagation_delay_s, pt.downlink_bps,
-                     w.frame_id, pt.prediction_dtype, beyond)
-    df.insert(0, "policy", policy)
-    df.insert(0, "replication", rep)
-    df.insert(0, "point", point)
-    df["warmup"] = w.seq < pt.scenario.workload.warmup_frames
+    cols = frame_table(w.plan, times, w.routes_by_group, w.group, pt.devices, [n for n, _ in pt.groups],
+                       pt.instance_names, w.sample, pt.dataset, pt.scenario.link.propagation_delay_s, pt.downlink_bps,
+                       w.frame_id, pt.prediction_dtype, beyond)
+    n = w.plan.capture_s.size
+    out: FrameColumns = {"point": np.full(n, point, np.int64), "replication": np.full(n, rep, np.int64),
+                         "policy": pa.repeat(pa.scalar(policy, pa.large_string()), n)}
+    out.update(cols)
+    out["warmup"] = w.seq < pt.scenario.workload.warmup_frames
     if beyond is not None:
-        add_tier_columns(df, w, times, pt, beyond)
-    return df
+        add_tier_columns(out, w, times, pt, beyond)
+    return out
+
+
+def frame_df(cols: FrameColumns) -> pd.DataFrame:
+    """The frame table as pandas: text columns as pandas' "str" dtype, the rest as they are."""
+    return pd.DataFrame({name: pd.array(v, dtype="str") if isinstance(v, pa.Array) else v for name, v in cols.items()})
+
+
+def _masked(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """values with NaN where mask is true (a new array; values unchanged)."""
+    return np.where(mask, np.nan, values) if mask.any() else values
 
 
 class BeyondEdge(NamedTuple):
@@ -104,29 +120,36 @@ delay_s: mobile queue, head, uplink queue, transfer, propagation, edge queue, ed
 transfer, WAN propagation both ways, cloud queue, batching wait, cloud compute, WAN return, return."""
 
 
-def add_tier_columns(df: pd.DataFrame, w: Window, times: dict, pt: Point, beyond: BeyondEdge) -> None:
-    """The edge server of each frame and the WAN, cloud and batching components; cloud energy (the edge columns
-    are frame_table's, from the same BeyondEdge)."""
+def add_tier_columns(cols: FrameColumns, w: Window, times: dict, pt: Point, beyond: BeyondEdge) -> None:
+    """The edge server of each frame (after the mobile device) and the WAN, cloud and batching components; cloud
+    energy (the edge columns are frame_table's, from the same BeyondEdge)."""
     tiers, r = pt.topo.tiers, times["route"].astype(np.int64)
     cloud, after_edge, wan_prop = beyond.cloud, beyond.after_edge, beyond.wan_propagation_s
-    sent = _sent(times, df["bytes_up"].to_numpy())  # a frame run on the mobile device alone has no edge server
-    df.insert(df.columns.get_loc("mobile") + 1, "edge", text_column([e.name for e in tiers.edges], beyond.edge, ~sent))
+    sent = _sent(times, cols["bytes_up"])  # a frame run on the mobile device alone has no edge server
+    edge = text_column([e.name for e in tiers.edges], beyond.edge, ~sent)
+    ordered = {}
+    for name, v in cols.items():
+        ordered[name] = v
+        if name == "mobile":
+            ordered["edge"] = edge
+    cols.clear()
+    cols.update(ordered)
     batch_wait = np.nan_to_num(times["batch_wait"])
-    df["wan_queue_s"] = np.where(cloud, times["wan_start"] - after_edge, 0.0)
-    df["wan_transfer_s"] = np.where(cloud, times["wan_end"] - times["wan_start"], 0.0)
-    df["wan_propagation_s"] = np.where(cloud, 2 * wan_prop, 0.0)
-    df["cloud_queue_s"] = np.where(cloud, times["cloud_start"] - times["cloud_arrive"] - batch_wait, 0.0)
-    df["batch_wait_s"] = np.where(cloud, batch_wait, 0.0)
-    df["cloud_s"] = np.where(cloud, times["cloud_end"] - times["cloud_start"], 0.0)
-    df["wan_return_s"] = np.where(cloud, times["wan_down_end"] - times["cloud_end"], 0.0)
-    df["batch_size"] = np.where(cloud, np.nan_to_num(times["batch_size"], nan=1.0), 0).astype(np.int64)
-    df["bytes_wan"] = np.where(cloud, np.array([[rt.wan_bytes for rt in routes] for routes in w.routes_by_group])[
+    cols["wan_queue_s"] = np.where(cloud, times["wan_start"] - after_edge, 0.0)
+    cols["wan_transfer_s"] = np.where(cloud, times["wan_end"] - times["wan_start"], 0.0)
+    cols["wan_propagation_s"] = np.where(cloud, 2 * wan_prop, 0.0)
+    cols["cloud_queue_s"] = np.where(cloud, times["cloud_start"] - times["cloud_arrive"] - batch_wait, 0.0)
+    cols["batch_wait_s"] = np.where(cloud, batch_wait, 0.0)
+    cols["cloud_s"] = np.where(cloud, times["cloud_end"] - times["cloud_start"], 0.0)
+    cols["wan_return_s"] = np.where(cloud, times["wan_down_end"] - times["cloud_end"], 0.0)
+    cols["batch_size"] = np.where(cloud, np.nan_to_num(times["batch_size"], nan=1.0), 0).astype(np.int64)
+    cols["bytes_wan"] = np.where(cloud, np.array([[rt.wan_bytes for rt in routes] for routes in w.routes_by_group])[
         w.group, r], 0)
     cloud_w = pt.cloud.active_w if pt.cloud is not None else 0.0
-    df["energy_cloud_j"] = df["cloud_s"].to_numpy() * cloud_w / np.maximum(df["batch_size"].to_numpy(), 1)
+    cols["energy_cloud_j"] = cols["cloud_s"] * cloud_w / np.maximum(cols["batch_size"], 1)
     dropped = times["status"] == 2
     for col in TIER_COLUMNS:
-        df.loc[dropped, col] = np.nan
+        cols[col] = _masked(cols[col], dropped)
 
 
 def edge_columns(times: dict, offloaded: np.ndarray, prop_up, prop_down, prop_down_column: np.ndarray,
@@ -148,7 +171,7 @@ def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]]
                 devices: dict[str, Device], group_names: list[str], instance_names: list[str],
                 sample: np.ndarray, dataset: Optional[pd.DataFrame], propagation_s: float,
                 downlink_bps: float, frame_id: Optional[np.ndarray] = None,
-                prediction_dtype: Optional[object] = None, beyond: Optional[BeyondEdge] = None) -> pd.DataFrame:
+                prediction_dtype: Optional[object] = None, beyond: Optional[BeyondEdge] = None) -> FrameColumns:
     """Per-frame records: each delay component, bytes, energy (compute and radio) and the decision; with
     `prediction_dtype` (some policy of the run predicts: Point.prediction_dtype) also label, prediction, correct;
     with `beyond` (a tiered run) the edge server's columns from its arrival there (add_tier_columns adds the rest)."""
@@ -184,7 +207,8 @@ def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]]
     server_queue, tail_s, return_s = edge_columns(times, offloaded, prop_up, prop_down, propagation - propagation_up,
                                                   beyond)
     energy_server = (np.nan_to_num(tail_s) if beyond is None else tail_s) * tail_power[group, r]
-    df = pd.DataFrame({
+    dropped = status == 2
+    cols: FrameColumns = {
         "frame": idx if frame_id is None else frame_id,
         "mobile": text_column(instance_names, plan.mobile),
         "capture_s": capture,
@@ -200,7 +224,7 @@ def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]]
         "server_queue_s": server_queue,
         "tail_s": tail_s,
         "return_s": return_s,
-        "delay_s": np.where(status == 2, np.nan, done - capture),
+        "delay_s": np.where(dropped, np.nan, done - capture),
         "done_s": done,
         "bytes_up": np.where(offloaded, up_bytes[group, r], 0),
         "wire_bytes_up": np.where(offloaded, wire_bits / 8.0, 0.0),
@@ -209,11 +233,10 @@ def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]]
         "energy_mobile_radio_j": radio_j,
         "energy_server_j": energy_server,
         "sample": sample,
-    })
-    dropped = status == 2
+    }
     for col, _ in DELAY_COMPONENTS:  # all but the propagation columns
         if col != "propagation_s":
-            df.loc[dropped, col] = np.nan
+            cols[col] = _masked(cols[col], dropped)
     if prediction_dtype is not None:  # the point's policies predict: label, prediction (missing where a route has none) and correct
         route_col = np.array([rt.prediction or "" for rt in routes_by_group[0]], dtype=object)[r]
         prediction = np.full(n, None, dtype=object)
@@ -221,10 +244,10 @@ def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]]
             m = route_col == col
             prediction[m] = dataset[col].to_numpy()[sample[m]]
         label = dataset["label"].to_numpy()[sample]
-        df["label"] = label
-        df["prediction"] = pd.array(prediction, dtype=prediction_dtype)
-        df["correct"] = pd.array(np.where(route_col != "", label == prediction, None), dtype="boolean")
-    return df
+        cols["label"] = label
+        cols["prediction"] = pd.array(prediction, dtype=prediction_dtype)
+        cols["correct"] = pd.array(np.where(route_col != "", label == prediction, None), dtype="boolean")
+    return cols
 
 
 STATISTICS = ("point", "replication", "policy", "frame", "mobile", "edge", "capture_s", "status")
@@ -237,20 +260,40 @@ ROW_GROUP_ROWS = 262_144
 frames only (not on the executor, the job count or the window size)."""
 
 
-class FramesFile:
-    """Frame tables appended to one file, in the first table's schema, written under a temporary name and renamed
-    into place when the `with` block ends without error: Parquet for results (zstd; dictionary encoding only for
-    the text columns, where it pays; statistics for STATISTICS; ROW_GROUP_ROWS rows per row group), Arrow IPC with
-    lz4 for the per-point files a run stages (about 4x cheaper to write and 2x to read back; they only live until
-    the run ends)."""
+def frame_schema(cols: FrameColumns) -> pa.Schema:
+    """The Arrow schema, pandas metadata included, that pa.Table.from_pandas gives the frame table's DataFrame (so
+    frames.parquet keeps its bytes): from its first row where every column's type follows from its dtype, else (label
+    and prediction: pandas infers object columns' types from their values) from the whole table."""
+    typed = all(isinstance(v, pa.Array) or (isinstance(v, np.ndarray) and v.dtype.kind in "biuf") for v in cols.values())
+    head = {name: v[:1] for name, v in cols.items()} if typed else cols
+    return pa.Schema.from_pandas(frame_df(head), preserve_index=False)
 
-    def __init__(self, path: Path, fmt: str = "parquet") -> None:
-        self.path, self.fmt = Path(path), fmt
+
+def frame_arrow(cols: FrameColumns, schema: pa.Schema) -> pa.Table:
+    """The frame table as Arrow in `schema` (frame_schema's), converted column by column as pa.Table.from_pandas
+    converts them (NaN as null) without building a DataFrame first."""
+    arrays = []
+    for field in schema:
+        v = cols[field.name]
+        if isinstance(v, pa.Array):
+            arrays.append(v if v.type == field.type else v.cast(field.type))
+        else:
+            arrays.append(pa.array(v, type=field.type, from_pandas=True))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+class FramesFile:
+    """Frame tables appended to one Parquet file, in the first table's schema, written under a temporary name and
+    renamed into place when the `with` block ends without error (zstd; dictionary encoding only for the text columns,
+    where it pays; statistics for STATISTICS; ROW_GROUP_ROWS rows per row group)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
         self._stack = ExitStack()
         self._tmp: Optional[Path] = None
         self._writer = None
         self._schema: Optional[pa.Schema] = None
-        self._pending: list[pa.Table] = []  # Parquet: rows not yet in a row group
+        self._pending: list[pa.Table] = []  # rows not yet in a row group
 
     def __enter__(self) -> "FramesFile":
         self._tmp = self._stack.enter_context(atomic_target(self.path))
@@ -260,19 +303,17 @@ class FramesFile:
     def write(self, table: pa.Table) -> None:
         if self._writer is None:
             self._schema = table.schema
-            if self.fmt == "arrow":
-                self._writer = pa.ipc.new_file(str(self._tmp), table.schema,
-                                               options=pa.ipc.IpcWriteOptions(compression="lz4"))
-            else:
-                text = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-                self._writer = pq.ParquetWriter(self._tmp, table.schema, compression="zstd", use_dictionary=text,
-                                                write_statistics=[c for c in STATISTICS if c in table.schema.names])
+            text = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+            self._writer = pq.ParquetWriter(self._tmp, table.schema, compression="zstd", use_dictionary=text,
+                                            write_statistics=[c for c in STATISTICS if c in table.schema.names])
         table = table.cast(self._schema) if table.schema != self._schema else table
-        if self.fmt == "arrow":
-            self._writer.write_table(table)
-            return
         self._pending.append(table)
         self._flush()
+
+    def end_part(self) -> None:
+        """The rows so far make their own row groups (a sweep point's frames never share one with the next's)."""
+        if self._writer is not None:
+            self._flush(everything=True)
 
     def _flush(self, everything: bool = False) -> None:
         """Write the pending rows as row groups of ROW_GROUP_ROWS (with everything, the rest too)."""
@@ -287,17 +328,53 @@ class FramesFile:
 
     def _close(self) -> None:
         if self._writer is not None:
-            if self.fmt != "arrow":
-                self._flush(everything=True)
+            self._flush(everything=True)
             self._writer.close()
 
     def __exit__(self, kind, exc, tb) -> None:
         self._stack.__exit__(kind, exc, tb)
 
 
+class PointFrames:
+    """A sweep point's frame tables, staged by the process that simulates it: as its own Parquet file (encoded there,
+    in row groups of its own) once they fill a row group, else as an Arrow IPC file that the parent pools with the
+    neighbouring small points' (so a small sweep's frames.parquet has the row groups one writer gives all its rows)."""
+
+    def __init__(self, parquet: Path, arrow: Path) -> None:
+        self.parquet, self.arrow = Path(parquet), Path(arrow)
+        self._file: Optional[FramesFile] = None
+        self._pending: list[pa.Table] = []
+        self._rows = 0
+
+    def __enter__(self) -> "PointFrames":
+        for stale in (self.parquet, self.arrow):  # what an earlier, interrupted run of this point left
+            stale.unlink(missing_ok=True)
+        return self
+
+    def write(self, table: pa.Table) -> None:
+        if self._file is not None:
+            self._file.write(table)
+            return
+        self._pending.append(table)
+        self._rows += table.num_rows
+        if self._rows >= ROW_GROUP_ROWS:
+            self._file = FramesFile(self.parquet).__enter__()
+            for t in self._pending:
+                self._file.write(t)
+            self._pending = []
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if self._file is not None:
+            self._file.__exit__(kind, exc, tb)
+        elif kind is None and self._pending:
+            schema = self._pending[0].schema
+            with atomic_target(self.arrow) as tmp, pa.ipc.new_file(str(tmp), schema) as out:
+                for t in self._pending:
+                    out.write_table(t.cast(schema) if t.schema != schema else t)
+
+
 def staged_frames(path: Path) -> Iterator[pa.Table]:
-    """The tables a FramesFile(fmt="arrow") wrote, one at a time (read, not memory-mapped: mapped pages would
-    stay in the process's resident memory; bounded memory)."""
+    """The tables a PointFrames staged as Arrow IPC, one at a time (read, not memory-mapped: bounded memory)."""
     with pa.OSFile(str(path)) as source:
         reader = pa.ipc.open_file(source)
         for i in range(reader.num_record_batches):
@@ -305,10 +382,10 @@ def staged_frames(path: Path) -> Iterator[pa.Table]:
 
 
 class FrameSink:
-    """Where a sweep point's frame tables go: folded into per-policy summaries, and kept or streamed to Parquet.
+    """Where a sweep point's frame tables go: folded into per-policy summaries, and kept or written to Parquet.
 
-    With a path, tables are staged there as they come (an Arrow IPC FramesFile); without one they are kept in
-    memory when `keep` is true.
+    With a path (the point's Parquet file; its Arrow IPC file beside it, PointFrames), tables are staged there as they
+    come, in the process that simulates the point; without one they are kept in memory (as pandas) when `keep`.
     """
 
     def __init__(self, labels: list[str], n_mobiles: int, n_edges: int = 0, path: Optional[Path] = None,
@@ -317,23 +394,26 @@ class FrameSink:
                                                              for label in labels}
         self.path, self.keep = path, keep and path is None
         self.kept: list[pd.DataFrame] = []
-        self._file: Optional[FramesFile] = FramesFile(path, "arrow") if path is not None else None
+        self._file = PointFrames(path, path.with_suffix(".arrow")) if path is not None else None
+        self._schema: Optional[pa.Schema] = None
 
     def __enter__(self) -> "FrameSink":
         if self._file is not None:
             self._file.__enter__()
         return self
 
-    def add(self, df: pd.DataFrame, label: str, keys: FrameKeys) -> None:
+    def add(self, cols: FrameColumns, label: str, keys: FrameKeys) -> None:
         """Fold a frame table into its policy's summary (per edge server too, by keys.edge); keep or write it."""
-        self.accumulators[label].add(df, keys)
+        self.accumulators[label].add(cols, keys)
         if self._file is not None:
-            self._file.write(pa.Table.from_pandas(df, preserve_index=False))
+            if self._schema is None:
+                self._schema = frame_schema(cols)
+            self._file.write(frame_arrow(cols, self._schema))
         elif self.keep:
-            self.kept.append(df)
+            self.kept.append(frame_df(cols))
 
     def frames(self) -> Optional[pd.DataFrame]:
-        """The kept frame tables as one (None when streamed or not kept)."""
+        """The kept frame tables as one (None when written or not kept)."""
         return pd.concat(self.kept, ignore_index=True) if self.kept else None
 
     def __exit__(self, kind, exc, tb) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import pandas as pd
@@ -113,10 +113,18 @@ LOOP_GROUPS = 1024
 _pairwise's vectorised passes (a fixed cost of some 700 numpy calls a window: 7 ms for 100 edge servers)."""
 
 
+COMPILED_FROM = 20_000
+"""From this many values on, group_sums runs compiled: one pass whatever the number of groups (a city's (edge server,
+camera) pairs are a million groups)."""
+
+
 def group_sums(codes: np.ndarray, values: np.ndarray, size: int, order: Optional[np.ndarray] = None) -> np.ndarray:
     """Per code 0..size-1, the sum of its values in the order they come, equal bit for bit to numpy's (and pandas')
     sum of that group: bincount adds one after the other, which is numpy's sum below 8 values; groups of 8 or more
-    are summed pairwise as numpy does. `order`: a stable sort of codes, when the caller has one."""
+    are summed pairwise as numpy does. `order`: a stable sort of codes, when the caller has one. From COMPILED_FROM
+    values on (and at most twice as many groups), one compiled pass does the same (groupsum.group_sums_rows; numba's import is paid back there)."""
+    if codes.size >= COMPILED_FROM and size <= 2 * codes.size:  # sparser: bincount's pass is cheaper
+        return group_sums_many(codes, [values], size)[0]
     out = np.bincount(codes, values, size)
     counts = np.bincount(codes, minlength=size)
     long = np.flatnonzero(counts >= 8)
@@ -132,18 +140,31 @@ def group_sums(codes: np.ndarray, values: np.ndarray, size: int, order: Optional
     return out
 
 
+def group_sums_many(codes: np.ndarray, columns: list[np.ndarray], size: int,
+                    order: Optional[np.ndarray] = None) -> list[np.ndarray]:
+    """group_sums of each column under the same codes (compiled: one sort of the codes for all the columns)."""
+    if columns and codes.size >= COMPILED_FROM and size <= 2 * codes.size:
+        from simulator.groupsum import group_sums_rows
+
+        return list(group_sums_rows(codes.astype(np.int64, copy=False), np.stack(columns).astype(float, copy=False),
+                                    size))
+    return [group_sums(codes, v, size, order) for v in columns]
+
+
+def _scoped_sums(columns: dict[str, np.ndarray], edge: Optional[np.ndarray], n_edges: int,
+                 order: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+    """_scoped_sum of each column (name -> values) under the same edge servers."""
+    if edge is None:
+        return {name: np.array([v.sum()]) for name, v in columns.items()}
+    per = group_sums_many(edge, list(columns.values()), n_edges, order)
+    return {name: np.concatenate(([v.sum()], sums)) for (name, v), sums in zip(columns.items(), per)}
+
+
 def _edge_order(edge: Optional[np.ndarray], n_edges: int) -> Optional[np.ndarray]:
     """A stable sort of frames by edge server (a radix sort for up to 32,767 servers)."""
     if edge is None:
         return None
     return np.argsort(edge.astype(np.int16) if n_edges < 2 ** 15 else edge, kind="stable")
-
-
-def _scoped_sum(values: np.ndarray, edge: Optional[np.ndarray], n_edges: int,
-                order: Optional[np.ndarray] = None) -> np.ndarray:
-    """Sum over every frame (scope 0) and per edge server (scopes 1..E), each as numpy (and pandas) sums it."""
-    total = np.array([values.sum()])
-    return total if edge is None else np.concatenate((total, group_sums(edge, values, n_edges, order)))
 
 
 def _scoped_count(mask: np.ndarray, edge: Optional[np.ndarray], n_edges: int) -> np.ndarray:
@@ -169,30 +190,10 @@ def _scope_order(edge: np.ndarray, n_edges: int) -> tuple[np.ndarray, np.ndarray
     return order, np.concatenate(([0], np.cumsum(np.bincount(edge, minlength=n_edges))))
 
 
-def _by_mobile(values: Optional[np.ndarray], mobile: np.ndarray, edge: Optional[np.ndarray], n_mobiles: int,
-               n_edges: int, edge_order: Optional[np.ndarray]) -> np.ndarray:
-    """(1 + E, M): per mobile device, the sum of values (None: the count) over every frame and per edge server."""
-    out = np.empty((1 + n_edges, n_mobiles))
-    count = values is None
-    out[0] = np.bincount(mobile, minlength=n_mobiles) if count else group_sums(mobile, values, n_mobiles)
-    if edge is not None:
-        codes = edge * n_mobiles + mobile
-        size = n_edges * n_mobiles
-        mobile_sorted = bool(np.all(mobile[1:] >= mobile[:-1]))  # then the edge sort is a sort by (edge, mobile)
-        per = np.bincount(codes, minlength=size) if count else \
-            group_sums(codes, values, size, edge_order if mobile_sorted else None)
-        out[1:] = per.reshape(n_edges, n_mobiles)
-    return out
-
-
-def _extreme_by_mobile(ufunc: np.ufunc, values: np.ndarray, mobile: np.ndarray, edge: Optional[np.ndarray],
-                       n_mobiles: int, n_edges: int, fill: float) -> np.ndarray:
-    """(1 + E, M): per mobile device, the minimum or maximum (ufunc) of values over every frame and per edge server."""
-    out = np.full((1 + n_edges, n_mobiles), fill)
-    ufunc.at(out[0], mobile, values)
-    if edge is not None:
-        ufunc.at(out[1:].reshape(-1), edge * n_mobiles + mobile, values)
-    return out
+def _zero_nan(values: np.ndarray) -> np.ndarray:
+    """np.nan_to_num(values) (NaN as 0, infinities as the largest finite doubles) in three passes instead of six."""
+    out = np.where(np.isnan(values), 0.0, values)
+    return out if np.isfinite(out).all() else np.nan_to_num(out)
 
 
 class _PerReplication:
@@ -236,79 +237,90 @@ class SummaryAccumulator:
         """The edge servers (scope numbers 1 + e) that received any frame, warm-up included."""
         return [1 + e for e in range(self.n_servers) if self.sums["seen"][1 + e] > 0]
 
-    def add(self, frames: pd.DataFrame, keys: FrameKeys) -> None:
-        """Fold in a window of frame records of one replication (warm-up frames are left out).
+    def add(self, frames: Mapping[str, Any], keys: FrameKeys) -> None:
+        """Fold in a window of frame records of one replication (warm-up frames are left out): frames maps each
+        frame-table column to its values (frames.frame_columns).
 
         Each sum is taken as the pandas group-by it replaces took it (numpy's pairwise sum per group: group_sums),
         so summary.csv keeps its bytes."""
         edge_all = _scope_codes(keys.edge)
         n_e = self.n_edges if edge_all is not None else 0
         s = self.sums
-        s["seen"] += _scoped_count(np.ones(len(frames), bool), edge_all, n_e)
-        keep = ~frames["warmup"].to_numpy() if "warmup" in frames else np.ones(len(frames), bool)
-        kept = frames[keep] if not keep.all() else frames
-        status, mobile = keys.status[keep], keys.mobile[keep].astype(np.int64, copy=False)
-        edge = edge_all[keep] if edge_all is not None else None
+        s["seen"] += _scoped_count(np.ones(keys.mobile.size, bool), edge_all, n_e)
+        keep = ~np.asarray(frames["warmup"]) if "warmup" in frames else None
+        keep = None if keep is None or keep.all() else keep
+        status, mobile = keys.status, keys.mobile.astype(np.int64, copy=False)
+        edge = edge_all
+        if keep is not None:
+            status, mobile = status[keep], mobile[keep]
+            edge = edge_all[keep] if edge_all is not None else None
         done_mask = status != 2
         done_edge = edge[done_mask] if edge is not None else None
         kept_order, done_order = _edge_order(edge, n_e), _edge_order(done_edge, n_e)
 
         def col(name: str, where: Optional[np.ndarray] = None) -> np.ndarray:
-            v = kept[name].to_numpy(float)
+            v = np.asarray(frames[name], dtype=float)
+            v = v if keep is None else v[keep]
             return v if where is None else v[where]
-
-        def kept_sum(values: np.ndarray) -> np.ndarray:
-            return _scoped_sum(values, edge, n_e, kept_order)
-
-        def done_sum(values: np.ndarray) -> np.ndarray:
-            return _scoped_sum(values, done_edge, n_e, done_order)
 
         s["n"] += _scoped_count(np.ones(status.size, bool), edge, n_e)
         s["dropped"] += _scoped_count(~done_mask, edge, n_e)
         s["late"] += _scoped_count(status == 1, edge, n_e)
         bytes_up = col("bytes_up")
         s["offloaded"] += _scoped_count(bytes_up > 0, edge, n_e)
-        s["compute"] += kept_sum(np.nan_to_num(col("energy_mobile_compute_j")))
-        s["radio"] += kept_sum(np.nan_to_num(col("energy_mobile_radio_j")))
-        s["server"] += kept_sum(np.nan_to_num(col("energy_server_j")))
-        s["bytes_up"] += kept_sum(bytes_up)
-        head, transfer, tail = np.nan_to_num(col("head_s")), np.nan_to_num(col("transfer_s")), np.nan_to_num(col("tail_s"))
-        s["busy"] += kept_sum(head) + kept_sum(transfer)
-        s["head"] += done_sum(head[done_mask])
-        s["transfer"] += done_sum(transfer[done_mask])
-        s["tail"] += done_sum(tail[done_mask])
+        head, transfer, tail = _zero_nan(col("head_s")), _zero_nan(col("transfer_s")), _zero_nan(col("tail_s"))
+        tiered = "cloud_s" in frames
+        kept_cols = {"compute": _zero_nan(col("energy_mobile_compute_j")),
+                     "radio": _zero_nan(col("energy_mobile_radio_j")),
+                     "server": _zero_nan(col("energy_server_j")), "bytes_up": bytes_up, "head": head,
+                     "transfer": transfer}
+        if tiered:
+            kept_cols["energy_cloud_j"] = _zero_nan(col("energy_cloud_j"))
+        kept = _scoped_sums(kept_cols, edge, n_e, kept_order)
+        for name in ("compute", "radio", "server", "bytes_up"):
+            s[name] += kept[name]
+        s["busy"] += kept["head"] + kept["transfer"]
         queue = col("mobile_queue_s", done_mask) + col("uplink_queue_s", done_mask) + col("server_queue_s", done_mask)
-        s["queue"] += done_sum(np.nan_to_num(queue))
         delay = col("delay_s", done_mask)
+        done_cols = {"head": head[done_mask], "transfer": transfer[done_mask], "tail": tail[done_mask],
+                     "queue": _zero_nan(queue), "delay": delay}
+        if tiered:
+            batch = col("batch_size", done_mask)
+            done_cols.update({name: _zero_nan(col(name, done_mask)) for name in TIER_MEANS})
+            done_cols["batch_size"] = np.where(batch > 0, batch, 0.0)
+        done = _scoped_sums(done_cols, done_edge, n_e, done_order)
+        for name in ("head", "transfer", "tail", "queue"):
+            s[name] += done[name]
         self.delays.append(delay.copy())  # a copy: a view would keep the window alive
         if done_edge is not None:
             self.delay_edges.append(done_edge.astype(np.int16 if n_e < 2 ** 15 else np.int64))
-        if "prediction" in kept:  # a missing prediction counts as wrong; scopes with none predicted are left out
-            any_pred = _scoped_count(kept["prediction"].notna().to_numpy(), edge, n_e) > 0
+        if "prediction" in frames:  # a missing prediction counts as wrong; scopes with none predicted are left out
+            prediction = pd.array(frames["prediction"])
+            prediction = prediction if keep is None else prediction[keep]
+            any_pred = _scoped_count(~np.asarray(prediction.isna()), edge, n_e) > 0
             if any_pred.any():
-                done = kept[done_mask]
-                self.predicted.append((done["label"].to_numpy(copy=True),
-                                       done["prediction"].to_numpy(dtype=object, na_value=None), done_edge, any_pred))
+                label = np.asarray(frames["label"])
+                label = label if keep is None else label[keep]
+                self.predicted.append((label[done_mask].copy(), prediction[done_mask].to_numpy(dtype=object, na_value=None),
+                                       done_edge, any_pred))
         rep = self.reps.setdefault(keys.replication, _PerReplication(1 + self.n_edges))
         if done_mask.any():
             rows = slice(0, 1 + n_e)
-            rep.delay_sum[rows] += done_sum(delay)
+            rep.delay_sum[rows] += done["delay"]
             rep.done[rows] += _scoped_count(np.ones(delay.size, bool), done_edge, n_e).astype(np.int64)
             rep.first_s[rows] = np.minimum(rep.first_s[rows],
                                            _scoped_extreme(np.minimum, col("capture_s", done_mask), done_edge, n_e, np.inf))
             rep.last_s[rows] = np.maximum(rep.last_s[rows],
                                           _scoped_extreme(np.maximum, col("done_s", done_mask), done_edge, n_e, -np.inf))
-        tiered = "cloud_s" in kept
-        self.load.add(keys.replication, mobile, edge, kept_order, col("capture_s"), head, transfer, tail,
-                      np.nan_to_num(col("wan_transfer_s")) if tiered else None,
-                      np.nan_to_num(col("cloud_s")) / np.maximum(col("batch_size"), 1) if tiered else None)
+        self.load.add(keys.replication, mobile, edge, col("capture_s"), head, transfer, tail,
+                      _zero_nan(col("wan_transfer_s")) if tiered else None,
+                      _zero_nan(col("cloud_s")) / np.maximum(col("batch_size"), 1) if tiered else None)
         if tiered:
             t = self.tier_sums
             for name in TIER_MEANS:
-                t[name] = t.get(name, 0.0) + done_sum(np.nan_to_num(col(name, done_mask)))
-            t["energy_cloud_j"] = t.get("energy_cloud_j", 0.0) + kept_sum(np.nan_to_num(col("energy_cloud_j")))
-            batch = col("batch_size", done_mask)
-            t["batch_size"] = t.get("batch_size", 0.0) + done_sum(np.where(batch > 0, batch, 0.0))
+                t[name] = t.get(name, 0.0) + done[name]
+            t["energy_cloud_j"] = t.get("energy_cloud_j", 0.0) + kept["energy_cloud_j"]
+            t["batch_size"] = t.get("batch_size", 0.0) + done["batch_size"]
             t["batched"] = t.get("batched", 0.0) + _scoped_count(batch > 0, done_edge, n_e)
             t["done"] = t.get("done", 0.0) + _scoped_count(np.ones(batch.size, bool), done_edge, n_e)
 
@@ -413,8 +425,8 @@ class OfferedLoad:
         self.n_mobiles, self.n_edges = n_mobiles, n_edges
         self.reps: dict[int, dict[str, np.ndarray]] = {}
 
-    def add(self, rep: int, mobile: np.ndarray, edge: Optional[np.ndarray], edge_order: Optional[np.ndarray],
-            capture_s: np.ndarray, head_s: np.ndarray, transfer_s: np.ndarray, tail_s: np.ndarray,
+    def add(self, rep: int, mobile: np.ndarray, edge: Optional[np.ndarray], capture_s: np.ndarray,
+            head_s: np.ndarray, transfer_s: np.ndarray, tail_s: np.ndarray,
             wan_s: Optional[np.ndarray], cloud_busy_s: Optional[np.ndarray]) -> None:
         """Fold in a window of frames (dropped frames count as arrivals with the service they got; NaN as 0)."""
         m, n_e = self.n_mobiles, (self.n_edges if edge is not None else 0)
@@ -425,17 +437,31 @@ class OfferedLoad:
                                   "last": np.full(shape, -np.inf), "mobile": np.zeros(shape), "uplink": np.zeros(shape),
                                   "server": np.zeros(shape), "wan": np.zeros(shape), "cloud": np.zeros(shape),
                                   "seen": np.full(shape, np.inf), "windows": np.zeros(1)}
-        rows = slice(0, 1 + n_e)
-        count = _by_mobile(None, mobile, edge, m, n_e, edge_order)
-        a["seen"][rows] = np.where((a["seen"][rows] == np.inf) & (count > 0), a["windows"][0], a["seen"][rows])
+        kinds = [(kind, values) for kind, values in (("mobile", head_s), ("uplink", transfer_s), ("server", tail_s),
+                                                      ("wan", wan_s), ("cloud", cloud_busy_s)) if values is not None]
+        flat = {name: v.reshape(-1) for name, v in a.items() if name != "windows"}  # views of (1 + E, M)
+        window = a["windows"][0]
         a["windows"] += 1
-        a["count"][rows] += count
-        a["first"][rows] = np.minimum(a["first"][rows], _extreme_by_mobile(np.minimum, capture_s, mobile, edge, m, n_e, np.inf))
-        a["last"][rows] = np.maximum(a["last"][rows], _extreme_by_mobile(np.maximum, capture_s, mobile, edge, m, n_e, -np.inf))
-        for kind, values in (("mobile", head_s), ("uplink", transfer_s), ("server", tail_s), ("wan", wan_s),
-                             ("cloud", cloud_busy_s)):
-            if values is not None:
-                a[kind][rows] += _by_mobile(values, mobile, edge, m, n_e, edge_order)
+        # row 0: per mobile device over every frame; rows 1 + e: per (edge server, mobile device). Only the cells this
+        # window's frames touch are updated (a city has a million (edge server, camera) cells, a window a few of them)
+        cells = [(mobile, m, 0)] + ([(edge * m + mobile, n_e * m, m)] if edge is not None else [])
+        for codes, size, offset in cells:
+            count = np.bincount(codes, minlength=size)
+            touched = np.flatnonzero(count)
+            compact = np.zeros(size, np.int64)
+            compact[touched] = np.arange(touched.size)
+            cell = compact[codes]  # each frame's touched cell, 0..touched.size - 1
+            at = offset + touched
+            seen = flat["seen"][at]
+            flat["seen"][at] = np.where(seen == np.inf, window, seen)
+            flat["count"][at] += count[touched]
+            first, last = np.full(touched.size, np.inf), np.full(touched.size, -np.inf)
+            np.minimum.at(first, cell, capture_s)
+            np.maximum.at(last, cell, capture_s)
+            flat["first"][at] = np.minimum(flat["first"][at], first)
+            flat["last"][at] = np.maximum(flat["last"][at], last)
+            for (kind, _), per in zip(kinds, group_sums_many(cell, [values for _, values in kinds], touched.size)):
+                flat[kind][at] += per
 
     def _spans(self, a: dict, scope: int) -> tuple[np.ndarray, np.ndarray]:
         """The mobile devices that sent frames in this scope, in the order they first did (window by window, then by
@@ -524,6 +550,15 @@ def summary_rows(sc: Scenario, point: int, overrides: dict, accumulators: dict[s
             row["engine"] = engine.get(spec.display, "")
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def summary_csv(df: pd.DataFrame) -> bytes:
+    """CSV with a fixed float format, so the same numbers always give the same bytes."""
+    import io
+
+    buf = io.StringIO()
+    df.to_csv(buf, index=False, float_format="%.12g", lineterminator="\n")
+    return buf.getvalue().encode()
 
 
 def order_summary(summary: pd.DataFrame) -> pd.DataFrame:

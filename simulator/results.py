@@ -1,9 +1,9 @@
 """Results folders: crash-safe, resumable, reproducible.
 
 A run works in a staging folder `<out>.partial/` beside the results folder. Each finished sweep
-point is written there atomically (frames as an Arrow IPC file, summary as CSV), so an interrupted
-sweep keeps every finished point and `edgesim run --resume <out>` runs only the rest; frames.parquet is
-appended from those files in point order while the sweep runs. Resuming first drops what a hard kill
+point is written there atomically (frames as the point's own Parquet file, written by the process that simulates
+it; summary as CSV), so an interrupted sweep keeps every finished point and `edgesim run --resume <out>` runs only
+the rest; at the end frames.parquet joins the points' files, their encoded row groups copied as they are. Resuming first drops what a hard kill
 can leave (temporary files, a per-point file without its footer or a cut-short CSV), so those points
 run again. At the end the staging folder becomes `<out>` in one rename; an existing
 results folder is replaced only when asked (`overwrite`), and only then, never left half-overwritten.
@@ -32,11 +32,11 @@ import pandas as pd
 
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_bytes, atomic_write_text, read_text
-from simulator.frames import FramesFile, staged_frames
-from simulator.metrics import order_summary
+from simulator.frames import FramesFile, PointFrames, staged_frames
+from simulator.metrics import order_summary, summary_csv
 from simulator.runner import PointResult
 from simulator.scenario import Scenario, load_scenario, sweep_points, to_yaml
-from simulator.sweep import run_sweep
+from simulator.sweep import frames_part, run_sweep
 
 PACKAGES = ("numpy", "pandas", "pyarrow", "simpy", "pydantic", "plotly", "kaleido", "torch", "torchvision",
             "transformers", "PyYAML", "typer", "rich")
@@ -137,22 +137,17 @@ def _version(name: str) -> str:
         return "not installed"
 
 
-def _csv_bytes(df: pd.DataFrame) -> bytes:
-    """CSV with a fixed float format, so the same numbers always give the same bytes."""
-    buf = io.StringIO()
-    df.to_csv(buf, index=False, float_format="%.12g", lineterminator="\n")
-    return buf.getvalue().encode()
-
-
 def _write_point(stage: Path, res: PointResult, frames: bool) -> None:
     points = stage / "points"
     if frames and res.frames is not None:  # None: written to that file by the worker, window by window
         import pyarrow as pa
 
-        with FramesFile(points / f"{res.point:05d}.frames.arrow", "arrow") as staged:
+        part = frames_part(points, res.point)
+        with PointFrames(part, part.with_suffix(".arrow")) as staged:
             staged.write(pa.Table.from_pandas(res.frames, preserve_index=False))
     atomic_write_text(points / f"{res.point:05d}.notes.json", json.dumps(res.notes) + "\n")
-    atomic_write_bytes(points / f"{res.point:05d}.summary.csv", _csv_bytes(res.summary))  # last: the point is done
+    csv = res.summary_csv if res.summary_csv is not None else summary_csv(res.summary)
+    atomic_write_bytes(points / f"{res.point:05d}.summary.csv", csv)  # last: the point is done
 
 
 def _point_notes(stage: Path, k: int) -> list[str]:
@@ -166,11 +161,17 @@ def finished_points(stage: Path) -> set[int]:
     return {int(p.name.split(".")[0]) for p in (stage / "points").glob("*.summary.csv")} if stage.exists() else set()
 
 
-def _frames_complete(path: Path) -> bool:
-    """True if a staged frames file (Arrow IPC) ends with a readable footer (a write cut short has none)."""
+def _frames_complete(part: Path) -> bool:
+    """True if a point's staged frames (its Parquet file, or the Arrow IPC file beside it) end with a readable
+    footer (a write cut short has none)."""
+    import pyarrow.parquet as pq
+
     try:
-        sum(t.num_rows for t in staged_frames(path))
-    except Exception:  # pyarrow raises ArrowInvalid, OSError and others for a damaged file
+        if part.exists():
+            pq.read_metadata(part)
+        else:
+            sum(t.num_rows for t in staged_frames(part.with_suffix(".arrow")))
+    except Exception:  # pyarrow raises ArrowInvalid, OSError and others for a damaged or missing file
         return False
     return True
 
@@ -190,10 +191,10 @@ def _drop_incomplete(stage: Path, frames: bool) -> None:
         tmp.unlink(missing_ok=True)
     points = stage / "points"
     for k in sorted(finished_points(stage)):
-        summary, frames_file = points / f"{k:05d}.summary.csv", points / f"{k:05d}.frames.arrow"
-        ok = _csv_complete(summary) and (not frames or (frames_file.exists() and _frames_complete(frames_file)))
+        summary, frames_file = points / f"{k:05d}.summary.csv", frames_part(points, k)
+        ok = _csv_complete(summary) and (not frames or _frames_complete(frames_file))
         if not ok:
-            for path in (summary, frames_file, points / f"{k:05d}.notes.json"):
+            for path in (summary, frames_file, frames_file.with_suffix(".arrow"), points / f"{k:05d}.notes.json"):
                 path.unlink(missing_ok=True)
 
 
@@ -222,35 +223,45 @@ def check_target(out: Path, overwrite: bool, resume: bool = False) -> None:
                            "whole folder)")
 
 
-class _FramesCombiner:
-    """frames.parquet from the staged per-point files, in point order, each appended (one table at a time, bounded
-    memory) as soon as it and every point before it are staged: with --jobs N this runs while workers simulate."""
+def combine_frames(stage: Path, n_points: int) -> None:
+    """frames.parquet from the staged per-point files, in point order. A point staged as Parquet (a row group or more
+    of frames, encoded where it ran) keeps its row groups; runs of smaller points (staged as Arrow IPC) are pooled
+    into row groups here. The pieces are joined by copying their encoded row groups under one footer
+    (parquet_concat), or, where their schemas differ, read and written again in the first's schema."""
+    from simulator.parquet_concat import concat_parquet
 
-    def __init__(self, stage: Path, n_points: int) -> None:
-        self.points, self.n_points = stage / "points", n_points
-        self.staged: set[int] = set()
-        self.next = 0
-        self._file = FramesFile(stage / "frames.parquet")
+    points = stage / "points"
+    pieces: list[Path] = []
+    with ExitStack() as stack:
+        pool: Optional[FramesFile] = None
+        for k in range(n_points):
+            part = frames_part(points, k)
+            if part.exists() or not part.with_suffix(".arrow").exists():
+                if not part.exists():
+                    raise EdgesimError(f"{points}: the frames of sweep point {k} are missing; frames.parquet not "
+                                       "written")
+                stack.close()  # the pool before this point is complete
+                pool = None
+                pieces.append(part)
+                continue
+            if pool is None:
+                pieces.append(points / f"pool.{k:05d}.parquet")
+                pool = stack.enter_context(FramesFile(pieces[-1]))
+            for table in staged_frames(part.with_suffix(".arrow")):
+                pool.write(table)
+    out = stage / "frames.parquet"
+    out.unlink(missing_ok=True)
+    if len(pieces) == 1:  # the file as it is (a second name for it: the staged point stays whole until the end)
+        os.link(pieces[0], out)
+    elif not concat_parquet(pieces, out):
+        import pyarrow.parquet as pq
 
-    def __enter__(self) -> "_FramesCombiner":
-        self._file.__enter__()
-        return self
-
-    def staged_point(self, k: int) -> None:
-        """Point k's frames are staged: append it and every staged point after it, in order."""
-        self.staged.add(k)
-        while self.next in self.staged:
-            for table in staged_frames(self.points / f"{self.next:05d}.frames.arrow"):
-                self._file.write(table)
-            self.next += 1
-
-    def check_complete(self) -> None:
-        if self.next < self.n_points:
-            raise EdgesimError(f"{self.points}: the frames of sweep point {self.next} are missing; frames.parquet "
-                               "not written")
-
-    def __exit__(self, kind, exc, tb) -> None:
-        self._file.__exit__(kind, exc, tb)
+        with FramesFile(out) as joined:
+            for piece in pieces:
+                source = pq.ParquetFile(piece)
+                for i in range(source.num_row_groups):
+                    joined.write(source.read_row_group(i))
+                joined.end_part()
 
 
 def run_to_folder(scenario: Scenario, out: Path, jobs: int = 1, resume: bool = False,
@@ -321,27 +332,25 @@ def _finish(scenario: Scenario, out: Path, stage: Path, resolved: str, started: 
         if not about:
             about.update(git_revision=git_revision(), versions=package_versions())
 
-    with ExitStack() as stack:
-        combiner = stack.enter_context(_FramesCombiner(stage, len(points))) if scenario.outputs.frames else None
+    read_back: dict[int, pd.DataFrame] = {}  # each point's summary as its CSV reads (the worker parsed it)
 
-        def keep(res: PointResult) -> None:
-            describe()
-            _write_point(stage, res, scenario.outputs.frames)
-            if combiner is not None:
-                combiner.staged_point(res.point)
+    def keep(res: PointResult) -> None:
+        describe()
+        _write_point(stage, res, scenario.outputs.frames)
+        if res.summary_read is not None:
+            read_back[res.point] = res.summary_read
 
-        for k in sorted(done) if combiner is not None else ():
-            combiner.staged_point(k)
-        run_sweep(scenario, jobs=jobs, progress=progress, skip=done, on_point=keep, executor=executor,
-                  scheduler=scheduler, frames_dir=stage / "points" if scenario.outputs.frames else None,
-                  keep_frames=scenario.outputs.frames)
-        if combiner is not None:
-            combiner.check_complete()
+    run_sweep(scenario, jobs=jobs, progress=progress, skip=done, on_point=keep, executor=executor,
+              scheduler=scheduler, frames_dir=stage / "points" if scenario.outputs.frames else None,
+              keep_frames=scenario.outputs.frames, summary_csv=True)
+    if scenario.outputs.frames:
+        combine_frames(stage, len(points))
     describe()  # every point was staged before (resume)
-    summaries = [pd.read_csv(stage / "points" / f"{k:05d}.summary.csv") for k in range(len(points))]
+    summaries = [read_back[k] if k in read_back else pd.read_csv(stage / "points" / f"{k:05d}.summary.csv")
+                 for k in range(len(points))]
     notes = list(dict.fromkeys(note for k in range(len(points)) for note in _point_notes(stage, k)))
     summary = order_summary(pd.concat(summaries, ignore_index=True))
-    atomic_write_bytes(stage / "summary.csv", _csv_bytes(summary))
+    atomic_write_bytes(stage / "summary.csv", summary_csv(summary))
     engines_all = sorted({str(e) for e in summary.get("engine", pd.Series(dtype=str)).unique()})
     manifest = {
         "edgesim_command": command,

@@ -7,6 +7,7 @@ window.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
@@ -14,8 +15,9 @@ from typing import Optional
 import pandas as pd
 
 from simulator.assemble import Point, Window, assemble, plan_window, route_rows, with_device_errors
-from simulator.frames import FrameSink, frame_keys, frames_df
+from simulator.frames import FrameSink, frame_columns, frame_keys
 from simulator.metrics import add_gain_bands, add_gains, summary_rows
+from simulator.metrics import summary_csv as metrics_csv
 from simulator.policies import BasePolicy
 from simulator.scenario import Scenario, apply_overrides
 from simulator.workload import FrameStreams
@@ -30,14 +32,17 @@ class PointResult:
     summary: pd.DataFrame
     engine: str
     notes: list[str] = field(default_factory=list)
+    summary_csv: Optional[bytes] = None  # the summary as a results folder's CSV, and as that CSV reads back (asked for
+    summary_read: Optional[pd.DataFrame] = None  # by run_point(summary_csv=True): made where the point ran)
 
 
 def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Optional[Path] = None,
-              keep_frames: bool = True) -> PointResult:
+              keep_frames: bool = True, summary_csv: bool = False) -> PointResult:
     """Simulate every policy at one sweep point.
 
     With frames_path the frame tables are written there as they end (in the worker: nothing big goes back to the
-    parent process) and the result holds no frames; above workload.chunk_frames the run then goes window by window."""
+    parent process) and the result holds no frames; above workload.chunk_frames the run then goes window by window.
+    With summary_csv the result also holds the summary's CSV bytes and what they read back as (results folders)."""
     sc = apply_overrides(scenario, overrides, source=f"sweep point {point}")
     pt = assemble(sc)
     copies = max(_copies(pt, pt.routes_of_group(pol)) for pol in pt.policies)
@@ -59,7 +64,11 @@ def run_point(scenario: Scenario, point: int, overrides: dict, frames_path: Opti
     summary = add_gains(summary, local, offload)
     if sc.uncertainty == "device":
         summary = add_gain_bands(summary, sink.accumulators, local, offload)
-    return PointResult(point, sink.frames(), summary, pt.engine, list(dict.fromkeys(notes)))
+    res = PointResult(point, sink.frames(), summary, pt.engine, list(dict.fromkeys(notes)))
+    if summary_csv:
+        res.summary_csv = metrics_csv(summary)
+        res.summary_read = pd.read_csv(io.BytesIO(res.summary_csv))
+    return res
 
 
 def _copies(pt: Point, routes_by_group: list) -> int:
@@ -93,8 +102,8 @@ def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink
             times, used = simulate_compiled(w.plan, pt.topo, policy, routes), "compiled"
         else:  # the readable reference, and whatever the compiled loop does not cover
             times, used = simulate(w.plan, pt.topo, policy, routes), "simpy"
-        df = frames_df(pt, w, times, label, rep, point)
-        sink.add(df, label, frame_keys(w, times, rep, pt, df["bytes_up"].to_numpy()))
+        cols = frame_columns(pt, w, times, label, rep, point)
+        sink.add(cols, label, frame_keys(w, times, rep, pt, cols["bytes_up"]))
         return used
     per_window = max(1, chunk // (pt.n_mobiles * _copies(pt, routes_by_group)))
     windows: dict[int, Window] = {}
@@ -109,8 +118,8 @@ def run_policy(pt: Point, pol: BasePolicy, rep: int, point: int, sink: FrameSink
 
     def done(k: int, _plan, times: dict) -> None:
         w = windows.pop(k)
-        df = frames_df(pt, w, times, label, rep, point)
-        sink.add(df, label, frame_keys(w, times, rep, pt, df["bytes_up"].to_numpy()))
+        cols = frame_columns(pt, w, times, label, rep, point)
+        sink.add(cols, label, frame_keys(w, times, rep, pt, cols["bytes_up"]))
 
     first = [load(0)]  # loaded once: windows draw from the random streams in order
     covered = compiled and first[0] is not None and _compiled_covers(first[0], pt, policy, label, notes)

@@ -34,19 +34,22 @@ PR_SET_PDEATHSIG = 1
 def run_sweep(scenario: Scenario, jobs: int = 1, progress: Optional[Progress] = None,
               skip: Optional[set[int]] = None, on_point: Optional[Callable[[PointResult], None]] = None,
               executor: str = "process", scheduler: Optional[str] = None,
-              frames_dir: Optional[Path] = None, keep_frames: bool = True) -> list[PointResult]:
+              frames_dir: Optional[Path] = None, keep_frames: bool = True,
+              summary_csv: bool = False) -> list[PointResult]:
     """Run every sweep point not in skip (in `jobs` processes, or on a Dask cluster), returned in point order.
 
     keep_frames=False keeps no frame table in memory (the summary is folded in as frames end). With frames_dir,
     each point's frames are written there by the process that simulates it (on this machine; a remote Dask cluster
-    returns them instead).
+    returns them instead). summary_csv: each point's summary also comes back as CSV bytes and as they read
+    (PointResult.summary_csv, summary_read), made by the process that ran it.
     """
     if executor not in EXECUTORS:
         raise EdgesimError(f"unknown executor '{executor}'; known: {', '.join(EXECUTORS)}")
     todo = [(k, ov) for k, ov in enumerate(sweep_points(scenario)) if not skip or k not in skip]
     if executor == "dask" and scheduler is not None:
         frames_dir = None  # a remote worker cannot write into this machine's folder: its frames come back
-    jobs_of = [(scenario, k, ov, frames_dir / f"{k:05d}.frames.arrow" if frames_dir is not None else None, keep_frames)
+    jobs_of = [(scenario, k, ov, frames_part(frames_dir, k) if frames_dir is not None else None, keep_frames,
+                summary_csv)
                for k, ov in todo]
     results: dict[int, PointResult] = {}
     for done_n, res in enumerate(_execute(jobs_of, jobs, executor, scheduler), start=1):
@@ -56,6 +59,12 @@ def run_sweep(scenario: Scenario, jobs: int = 1, progress: Optional[Progress] = 
         if progress:
             progress(done_n, len(todo))
     return [results[k] for k in sorted(results)]
+
+
+def frames_part(points: Path, k: int) -> Path:
+    """Where sweep point k's frames are staged: its own Parquet file, or (fewer than a row group of frames) the Arrow
+    IPC file beside it with the suffix .arrow (frames.PointFrames)."""
+    return points / f"{k:05d}.frames.parquet"
 
 
 def _execute(jobs_of: list[tuple], jobs: int, executor: str, scheduler: Optional[str]):

@@ -75,7 +75,7 @@ def test_resume_after_hard_kill_ignores_half_written_files(tmp_path, monkeypatch
     good = (full / "frames.parquet").read_bytes()
     (stage / ".frames.parquet.k1ll3d.tmp").write_bytes(good[: len(good) // 2])
     (points / ".00002.summary.csv.abc.tmp").write_text("point,policy\n2,lo")
-    frames1 = points / "00001.frames.arrow"
+    frames1 = points / "00001.frames.arrow"  # a small point's frames, staged for the parent to pool
     frames1.write_bytes(frames1.read_bytes()[:-20])
     assert main(["run", "--resume", str(part), "--jobs", "1"]) == 0
     assert sorted(p.name for p in part.iterdir()) == sorted(p.name for p in full.iterdir())

@@ -1,0 +1,227 @@
+"""Parquet files of one schema joined into one file by copying their encoded row groups (no decoding, no
+re-encoding) and writing one footer that lists them all: the bytes a single writer would have written for the same
+row groups (checked in tests against pyarrow's own).
+
+The footer is Thrift's compact protocol (parquet.thrift's FileMetaData); only what moves with a row group changes:
+its file offsets, its ordinal and the total row count.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+from typing import Optional
+
+from profilers.io import atomic_target
+
+MAGIC = b"PAR1"
+
+# compact protocol types (Thrift's TCompactProtocol)
+STOP, TRUE, FALSE, BYTE, I16, I32, I64, DOUBLE, BINARY, LIST, SET, MAP, STRUCT = range(13)
+# parquet.thrift field ids
+FILE_NUM_ROWS, FILE_ROW_GROUPS = 3, 4
+RG_COLUMNS, RG_FILE_OFFSET, RG_ORDINAL = 1, 5, 7
+CC_FILE_OFFSET, CC_META, CC_OFFSET_INDEX, CC_COLUMN_INDEX = 2, 3, 4, 6
+CM_DATA_PAGE, CM_INDEX_PAGE, CM_DICTIONARY_PAGE, CM_BLOOM = 9, 10, 11, 14
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def byte(self) -> int:
+        self.pos += 1
+        return self.data[self.pos - 1]
+
+    def varint(self) -> int:
+        out = shift = 0
+        while True:
+            b = self.byte()
+            out |= (b & 0x7F) << shift
+            if b < 0x80:
+                return out
+            shift += 7
+
+    def zigzag(self) -> int:
+        v = self.varint()
+        return (v >> 1) ^ -(v & 1)
+
+    def value(self, kind: int):
+        if kind in (TRUE, FALSE):  # inside a list a bool is a byte of its own
+            return self.byte() == TRUE
+        if kind == BYTE:
+            return self.byte()
+        if kind in (I16, I32, I64):
+            return self.zigzag()
+        if kind == DOUBLE:
+            self.pos += 8
+            return self.data[self.pos - 8:self.pos]
+        if kind == BINARY:
+            n = self.varint()
+            self.pos += n
+            return self.data[self.pos - n:self.pos]
+        if kind in (LIST, SET):
+            head = self.byte()
+            n, elem = head >> 4, head & 0x0F
+            if n == 15:
+                n = self.varint()
+            return (elem, [self.value(elem) for _ in range(n)])
+        if kind == MAP:
+            n = self.varint()
+            kinds = self.byte() if n else 0
+            return (kinds, [(self.value(kinds >> 4), self.value(kinds & 0x0F)) for _ in range(n)])
+        if kind == STRUCT:
+            return self.struct()
+        raise ValueError(f"unknown Thrift compact type {kind}")
+
+    def struct(self) -> list:
+        """[field id, type, value] of each field in the order written."""
+        fields, last = [], 0
+        while True:
+            head = self.byte()
+            if head == STOP:
+                return fields
+            kind, delta = head & 0x0F, head >> 4
+            fid = last + delta if delta else self.zigzag()
+            value = (kind == TRUE) if kind in (TRUE, FALSE) else self.value(kind)
+            fields.append([fid, kind, value])
+            last = fid
+
+
+def _varint(v: int) -> bytes:
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def _zigzag(v: int) -> bytes:
+    return _varint((v << 1) ^ (v >> 63))
+
+
+def _value(kind: int, v) -> bytes:
+    if kind in (TRUE, FALSE):
+        return bytes([TRUE if v else FALSE])
+    if kind == BYTE:
+        return bytes([v])
+    if kind in (I16, I32, I64):
+        return _zigzag(v)
+    if kind == DOUBLE:
+        return v
+    if kind == BINARY:
+        return _varint(len(v)) + v
+    if kind in (LIST, SET):
+        elem, items = v
+        head = bytes([(len(items) << 4) | elem]) if len(items) < 15 else bytes([0xF0 | elem]) + _varint(len(items))
+        return head + b"".join(_value(elem, x) for x in items)
+    if kind == MAP:
+        kinds, items = v
+        if not items:
+            return b"\x00"
+        return _varint(len(items)) + bytes([kinds]) + b"".join(_value(kinds >> 4, a) + _value(kinds & 0x0F, b)
+                                                              for a, b in items)
+    if kind == STRUCT:
+        return _struct(v)
+    raise ValueError(f"unknown Thrift compact type {kind}")
+
+
+def _struct(fields: list) -> bytes:
+    out, last = bytearray(), 0
+    for fid, kind, v in fields:
+        wire = (TRUE if v else FALSE) if kind in (TRUE, FALSE) else kind
+        delta = fid - last
+        out += bytes([(delta << 4) | wire]) if 0 < delta <= 15 else bytes([wire]) + _zigzag(fid)
+        if kind not in (TRUE, FALSE):
+            out += _value(kind, v)
+        last = fid
+    out.append(STOP)
+    return bytes(out)
+
+
+def _field(fields: list, fid: int) -> Optional[list]:
+    return next((f for f in fields if f[0] == fid), None)
+
+
+def read_footer(path: Path) -> tuple[list, int]:
+    """A Parquet file's FileMetaData (decoded fields) and where its footer starts."""
+    with open(path, "rb") as f:
+        f.seek(-8, os.SEEK_END)
+        tail = f.read(8)
+        if tail[4:] != MAGIC:
+            raise ValueError(f"{path}: not a Parquet file (no PAR1 at its end)")
+        (length,) = struct.unpack("<i", tail[:4])
+        end = f.tell() - 8
+        f.seek(end - length)
+        return _Reader(f.read(length)).struct(), end - length
+
+
+def _shift(fields: list, ids: tuple[int, ...], by: int) -> None:
+    for f in fields:
+        if f[0] in ids and f[2]:  # 0: not set by the writer (a column chunk's file_offset), stays 0
+            f[2] += by
+
+
+def _moved_row_group(rg: list, by: int, ordinal: int) -> list:
+    """A row group's metadata with its pages `by` bytes further on and its place in the file."""
+    for cc in _field(rg, RG_COLUMNS)[2][1]:
+        if _field(cc, CC_OFFSET_INDEX) or _field(cc, CC_COLUMN_INDEX):
+            raise ValueError("page indexes (written after the row groups) cannot be moved")
+        _shift(cc, (CC_FILE_OFFSET,), by)
+        _shift(_field(cc, CC_META)[2], (CM_DATA_PAGE, CM_INDEX_PAGE, CM_DICTIONARY_PAGE, CM_BLOOM), by)
+    _shift(rg, (RG_FILE_OFFSET,), by)
+    if _field(rg, RG_ORDINAL) is not None:
+        _field(rg, RG_ORDINAL)[2] = ordinal
+    return rg
+
+
+def _joinable(metas: list[list]) -> bool:
+    """True if footers can be joined by concat_parquet: one schema and key-value metadata, no page index."""
+    first = [f for f in metas[0] if f[0] not in (FILE_NUM_ROWS, FILE_ROW_GROUPS)]
+    for meta in metas:
+        if [f for f in meta if f[0] not in (FILE_NUM_ROWS, FILE_ROW_GROUPS)] != first:
+            return False
+        for rg in _field(meta, FILE_ROW_GROUPS)[2][1] if _field(meta, FILE_ROW_GROUPS) else []:
+            if any(_field(cc, CC_OFFSET_INDEX) or _field(cc, CC_COLUMN_INDEX) for cc in _field(rg, RG_COLUMNS)[2][1]):
+                return False
+    return True
+
+
+def concat_parquet(paths: list[Path], out: Path) -> bool:
+    """Write `out` (atomically): the row groups of every file in `paths`, in order, copied as they are encoded, under
+    the first file's schema and metadata. False, and nothing written, where the files differ in schema or metadata
+    or have page indexes (then only decoding and encoding again joins them)."""
+    metas = [read_footer(p) for p in paths]
+    if not _joinable([m for m, _ in metas]):
+        return False
+    merged = [list(f) for f in metas[0][0]]
+    groups: list = []
+    rows = 0
+    with atomic_target(out) as tmp, open(tmp, "wb", buffering=0) as dst:
+        dst.write(MAGIC)
+        for path, (meta, footer_at) in zip(paths, metas):
+            by = dst.tell() - len(MAGIC)  # this file's row groups start after what is already written
+            with open(path, "rb") as src:
+                src.seek(len(MAGIC))
+                left = footer_at - len(MAGIC)
+                while left > 0:
+                    sent = os.copy_file_range(src.fileno(), dst.fileno(), left) if hasattr(os, "copy_file_range") \
+                        else dst.write(src.read(min(left, 1 << 24)))
+                    if not sent:
+                        raise OSError(f"{path}: shorter than its footer says")
+                    left -= sent
+            rows += _field(meta, FILE_NUM_ROWS)[2]
+            for rg in (_field(meta, FILE_ROW_GROUPS) or [0, 0, (STRUCT, [])])[2][1]:
+                groups.append(_moved_row_group(rg, by, len(groups)))
+        _field(merged, FILE_NUM_ROWS)[2] = rows
+        row_groups = _field(merged, FILE_ROW_GROUPS)
+        if row_groups is None:
+            row_groups = [FILE_ROW_GROUPS, LIST, (STRUCT, [])]
+            merged.append(row_groups)
+            merged.sort(key=lambda f: f[0])
+        row_groups[2] = (STRUCT, groups)
+        footer = _struct(merged)
+        dst.write(footer + struct.pack("<i", len(footer)) + MAGIC)
+    return True
