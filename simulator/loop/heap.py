@@ -1,4 +1,5 @@
-"""The compiled loop's event heap in (time, sequence) order, as SimPy's; arrays borrowed without reference counts."""
+"""The compiled loop's events in (time, sequence) order, as SimPy's: a binary heap, and the captures in a queue of
+their own while they are scheduled in that order; arrays borrowed without reference counts."""
 
 from __future__ import annotations
 
@@ -85,12 +86,53 @@ def pop(ht, hs, hc, meta):
     return t0, c0
 
 
-@njit(cache=True)
-def start_captures(heap, firsts, capture):
-    """Each mobile device's first capture on the heap."""
+@njit(cache=True, inline="always")
+def push_capture(heap, captures, t, code):
+    """Schedule a capture: at the end of the captures' queue when it sorts after every capture there (a periodic
+    workload's always do), else on the heap. The next event is the earlier of the heap's top and the queue's head
+    (next_event), the same one a single heap would pop, and the heap holds only the frames in flight: a capture per
+    mobile device no longer sits in it (meta: heap size, sequence, queue head, queue length)."""
     ht, hs, hc, meta = heap
+    ct, cs, cc = captures
+    seq = meta[1]
+    meta[1] = seq + 1
+    n, size = meta[3], ct.size
+    if n == 0 or t >= ct[(meta[2] + n - 1) % size]:  # equal times: this one was scheduled last
+        k = (meta[2] + n) % size
+        ct[k], cs[k], cc[k] = t, seq, code
+        meta[3] = n + 1
+    else:
+        push_seq(ht, hs, hc, meta, t, seq, code)
+
+
+@njit(cache=True, inline="always")
+def next_event(heap, captures):
+    """Where the earliest scheduled event is (0: nowhere, 1: the heap's top, 2: the captures' queue's head), its
+    time, sequence number and code."""
+    ht, hs, hc, meta = heap
+    ct, cs, cc = captures
+    where, t, seq, code = 0, 0.0, -1, 0
+    if meta[0] > 0:
+        where, t, seq, code = 1, ht[0], hs[0], hc[0]
+    if meta[3] > 0:
+        h = meta[2]
+        if where == 0 or ct[h] < t or (ct[h] == t and cs[h] < seq):
+            where, t, seq, code = 2, ct[h], cs[h], cc[h]
+    return where, t, seq, code
+
+
+@njit(cache=True)
+def start_captures(heap, captures, firsts, capture):
+    """Each mobile device's first capture, in this order."""
     for i in firsts:
-        push(ht, hs, hc, meta, capture[i], (i << 4) | CAPTURE)
+        push_capture(heap, captures, capture[i], (i << 4) | CAPTURE)
+
+
+def first_time(heap: tuple, captures: tuple) -> float:
+    """The time of the earliest scheduled event (heap or captures' queue; inf: none)."""
+    ht, _, _, meta = heap
+    t = ht[0] if meta[0] > 0 else np.inf
+    return min(t, captures[0][meta[2]]) if meta[3] > 0 else t
 
 
 def grown(heap: tuple) -> tuple:
