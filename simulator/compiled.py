@@ -45,7 +45,7 @@ from simulator.engine import WindowDone, WindowLoader, in_memory
 from simulator.kernels.decisions import least_loaded_tree
 from simulator.kernels.records import load_view
 from simulator.loop.events import run_events
-from simulator.loop.heap import first_time, grown, start_captures
+from simulator.loop.heap import first_time, grown, new_queues, start_captures
 from simulator.loop.layout import GROW, LOAD, Delays, Demands, Loop
 from simulator.loop.lindley import lindley as _lindley
 from simulator.loop.lindley import lindley_applies, replay_state
@@ -129,15 +129,15 @@ def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_wind
         ring.status[:] = 0
     first = None  # the ring holds what it needs of a window: no second copy of its demands here
     size = max(1024, 4 * n_mob)
-    heap = (np.empty(size), np.empty(size, np.int64), np.empty(size, np.int64), np.zeros(4, np.int64))
-    captures = (np.empty(n_mob + 1), np.empty(n_mob + 1, np.int64), np.empty(n_mob + 1, np.int64))  # one a device
-    start_captures(heap, captures, firsts, ring.capture)
+    heap = (np.empty(size), np.empty(size, np.int64), np.empty(size, np.int64), np.zeros(6, np.int64))
+    queues = new_queues(n_mob)
+    start_captures(heap, queues, firsts, ring.capture)
     while True:
         delays = Delays(traced, fifo, ring.delay_values, delay_traces, last_up, last_down)
         c = Loop(ring.T, Demands(*ring.plan), ring.capture, ring.mobile, ring.route, stations, ring.NXT, ring.PRV,
                  run, edges, traces, ring.status, ring.drop_stage, delays, state, batches, routes, view,
                  edge_of_mobile, n_routes, routes_of, ring.rows, tree)  # anew: rings grow
-        why = run_events(c, decide, observe, ring.nxt, ring.remaining, ring.width, *heap, *captures)
+        why = run_events(c, decide, observe, ring.nxt, ring.remaining, ring.width, *heap, *queues)
         if why == GROW:
             heap = grown(heap)
         elif why == LOAD:
@@ -147,7 +147,7 @@ def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_wind
                 ring.last_window()
             else:
                 ring.flush(on_window, fields)
-                ring.load(k, wp, topo, first_time(heap, captures))
+                ring.load(k, wp, topo, first_time(heap, queues))
             wp = peeked = None  # likewise
         else:
             break

@@ -1,5 +1,6 @@
-"""The compiled loop's events in (time, sequence) order, as SimPy's: a binary heap, and the captures in a queue of
-their own while they are scheduled in that order; arrays borrowed without reference counts."""
+"""The compiled loop's events in (time, sequence) order, as SimPy's: a binary heap, and queues for the events that
+are mostly scheduled in that order (captures; arrivals after a propagation delay); arrays borrowed without reference
+counts."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 from numba import njit
 from numba.core import cgutils
 from numba.extending import intrinsic
-from simulator.loop.layout import CAPTURE
+from simulator.loop.layout import CAPTURE, CLOUD_ARRIVE, DOWN_ARRIVE, FINISH, SERVER_ARRIVE
 
 
 
@@ -46,20 +47,20 @@ def push_seq(ht, hs, hc, meta, t, seq, code):
 
 
 @njit(cache=True, inline="always")
-def schedule(heap, pend, t, code):
+def schedule(events, pend, t, code):
     """Number an event scheduled now (its place in the tie rule) and hold the earliest of one event's schedules
-    back as `pend` (time, sequence, code; sequence -1: none), the rest onto the heap: the loop runs a held event
-    without the heap when it would be popped next. Returns the event held back."""
-    ht, hs, hc, meta = heap
+    back as `pend` (time, sequence, code; sequence -1: none), the rest onto the heap or a queue (push_event): the
+    loop runs a held event without them when it would be taken next. Returns the event held back."""
+    meta = events[3]
     pend_t, pend_seq, pend_code = pend
     seq = meta[1]
     meta[1] = seq + 1
     if pend_seq < 0:
         return t, seq, code
     if t < pend_t:
-        push_seq(ht, hs, hc, meta, pend_t, pend_seq, pend_code)
+        push_event(events, pend_t, pend_seq, pend_code)
         return t, seq, code
-    push_seq(ht, hs, hc, meta, t, seq, code)
+    push_event(events, t, seq, code)
     return pend
 
 
@@ -87,52 +88,90 @@ def pop(ht, hs, hc, meta):
 
 
 @njit(cache=True, inline="always")
-def push_capture(heap, captures, t, code):
-    """Schedule a capture: at the end of the captures' queue when it sorts after every capture there (a periodic
-    workload's always do), else on the heap. The next event is the earlier of the heap's top and the queue's head
-    (next_event), the same one a single heap would pop, and the heap holds only the frames in flight: a capture per
-    mobile device no longer sits in it (meta: heap size, sequence, queue head, queue length)."""
-    ht, hs, hc, meta = heap
-    ct, cs, cc = captures
-    seq = meta[1]
-    meta[1] = seq + 1
-    n, size = meta[3], ct.size
-    if n == 0 or t >= ct[(meta[2] + n - 1) % size]:  # equal times: this one was scheduled last
-        k = (meta[2] + n) % size
-        ct[k], cs[k], cc[k] = t, seq, code
-        meta[3] = n + 1
-    else:
-        push_seq(ht, hs, hc, meta, t, seq, code)
+def queue_of(code):
+    """The queue an event waits in while it sorts after every event there: 0 the captures (a periodic workload's are
+    scheduled in time order), 1 the arrivals after a fixed delay (propagation), -1 none (the heap)."""
+    kind = code & 15
+    if kind == CAPTURE:
+        return 0
+    if kind == SERVER_ARRIVE or kind == FINISH or kind == CLOUD_ARRIVE or kind == DOWN_ARRIVE:
+        return 1
+    return -1
 
 
 @njit(cache=True, inline="always")
-def next_event(heap, captures):
-    """Where the earliest scheduled event is (0: nowhere, 1: the heap's top, 2: the captures' queue's head), its
-    time, sequence number and code."""
-    ht, hs, hc, meta = heap
-    ct, cs, cc = captures
+def push_event(events, t, seq, code):
+    """An event, numbered seq, onto the end of its queue (queue_of) when it sorts after the last one there, else onto
+    the heap. The queues stay sorted, so the next event is the earliest of the heap's top and the queues' heads
+    (next_event): the one a single heap would pop, from a heap that holds only the events of no queue
+    (meta: heap size, next sequence number, then each queue's head and length)."""
+    ht, hs, hc, meta, qt, qs, qc = events
+    q = queue_of(code)
+    if q >= 0:
+        n, size = meta[3 + 2 * q], qt.shape[1]
+        if n < size:
+            k = (meta[2 + 2 * q] + n) & (size - 1)  # size: a power of two
+            last = (k - 1) & (size - 1)
+            if n == 0 or qt[q, last] < t or (qt[q, last] == t and qs[q, last] < seq):
+                qt[q, k], qs[q, k], qc[q, k] = t, seq, code
+                meta[3 + 2 * q] = n + 1
+                return
+    push_seq(ht, hs, hc, meta, t, seq, code)
+
+
+@njit(cache=True, inline="always")
+def next_event(events):
+    """Where the earliest scheduled event waits (0: nowhere, 1: the heap's top, 2 + q: queue q's head), its time,
+    sequence number and code."""
+    ht, hs, hc, meta, qt, qs, qc = events
     where, t, seq, code = 0, 0.0, -1, 0
     if meta[0] > 0:
         where, t, seq, code = 1, ht[0], hs[0], hc[0]
-    if meta[3] > 0:
-        h = meta[2]
-        if where == 0 or ct[h] < t or (ct[h] == t and cs[h] < seq):
-            where, t, seq, code = 2, ct[h], cs[h], cc[h]
+    for q in range(qt.shape[0]):
+        if meta[3 + 2 * q] > 0:
+            h = meta[2 + 2 * q]
+            if where == 0 or qt[q, h] < t or (qt[q, h] == t and qs[q, h] < seq):
+                where, t, seq, code = 2 + q, qt[q, h], qs[q, h], qc[q, h]
     return where, t, seq, code
 
 
+@njit(cache=True, inline="always")
+def take_event(events, where):
+    """Remove the event next_event found at `where` (the heap's top or a queue's head)."""
+    ht, hs, hc, meta, qt, qs, qc = events
+    if where == 1:
+        pop(ht, hs, hc, meta)
+    else:
+        q = where - 2
+        meta[2 + 2 * q] = (meta[2 + 2 * q] + 1) & (qt.shape[1] - 1)
+        meta[3 + 2 * q] -= 1
+
+
 @njit(cache=True)
-def start_captures(heap, captures, firsts, capture):
+def start_captures(heap, queues, firsts, capture):
     """Each mobile device's first capture, in this order."""
+    events = heap + queues
+    meta = heap[3]
     for i in firsts:
-        push_capture(heap, captures, capture[i], (i << 4) | CAPTURE)
+        seq = meta[1]
+        meta[1] = seq + 1
+        push_event(events, capture[i], seq, (i << 4) | CAPTURE)
 
 
-def first_time(heap: tuple, captures: tuple) -> float:
-    """The time of the earliest scheduled event (heap or captures' queue; inf: none)."""
+def new_queues(n_mobiles: int) -> tuple:
+    """The event queues (push_event), each room for a capture per mobile device (a full queue sends to the heap)."""
+    size = 1 << int(n_mobiles).bit_length()
+    return np.empty((2, size)), np.empty((2, size), np.int64), np.empty((2, size), np.int64)
+
+
+def first_time(heap: tuple, queues: tuple) -> float:
+    """The time of the earliest scheduled event (heap or queues; inf: none)."""
     ht, _, _, meta = heap
     t = ht[0] if meta[0] > 0 else np.inf
-    return min(t, captures[0][meta[2]]) if meta[3] > 0 else t
+    for q in range(queues[0].shape[0]):
+        if meta[3 + 2 * q] > 0:
+            t = min(t, queues[0][q, meta[2 + 2 * q]])
+    return float(t)
 
 
 def grown(heap: tuple) -> tuple:

@@ -59,7 +59,7 @@ def residual(stations, st, now):
 def batch_dispatch(c, heap, now):
     """_BatchStation._dispatch and start_captures: batches of one cloud key while a server is idle, else a timer."""
     T, route, stations, NXT, PRV, batches = c.T, c.route, c.stations, c.NXT, c.PRV, c.batches
-    ht, hs, hc, meta = heap
+    ht, hs, hc, meta = heap[0], heap[1], heap[2], heap[3]
     cloud, bs = c.run[0].cloud, batches.state[0]
     key_of, same, idle_since = batches.key_of, batches.same, batches.idle_since
     maxb, q = bs.max_size, stations[cloud]

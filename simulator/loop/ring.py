@@ -146,12 +146,12 @@ class Ring:
                 slot = np.empty(n, np.int64)
                 slot[order] = np.arange(base, base + n)
                 take = (lambda a: a[slot])
-            times = {name: np.ascontiguousarray(take(self.T[:, row])) for row, name in enumerate(fields)}
+            T = take(self.T)  # a frame's times are one row: one gather of rows, then the columns in order
+            times = {name: np.ascontiguousarray(T[:, row]) for row, name in enumerate(fields)}
             times["status"], times["drop_stage"] = take(self.status), take(self.drop_stage)
             times["route"] = take(self.route).astype(np.int16)
             if self.delay:
-                times["prop_up_s"], times["prop_down_s"] = (np.ascontiguousarray(take(self.T[:, len(fields) + d]))
-                                                            for d in (0, 1))
+                times["prop_up_s"], times["prop_down_s"] = (np.ascontiguousarray(T[:, len(fields) + d]) for d in (0, 1))
             self.flushed = k + 1
             self.free.append(place)
             on_window(k, wp, times)
