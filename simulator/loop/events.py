@@ -27,20 +27,20 @@ ENDS = (MOBILE_FIN, UP_FIN, EDGE_FIN, DOWN_FIN, WAN_FIN, CLOUD_FIN, WAN_DOWN_FIN
 
 
 @njit(cache=True)
-def run_events(c, decide, observe, nxt, remaining, window_width, ht, hs, hc, meta, qt, qs, qc):
+def run_events(c, decide, observe, nxt, remaining, window_width, h, meta, queues):
     """Run events until none is left (returns DONE_RUN), the heap is nearly full (GROW: grow it and call again) or a
     capture's next frame is in a window not loaded yet (LOAD: load it, set nxt, call again).
 
     nxt: each slot's next capture of its mobile device (-1: none, NEXT_WINDOW: the first of the next window);
     remaining: per window of the ring (slot // window_width), its frames not ended yet; decide and observe: the
-    stateful policy's kernels (policies.base.PolicyKernels) as C functions; ht, hs, hc, meta the heap, qt, qs, qc
-    the event queues (heap.push_event)."""
+    stateful policy's kernels (policies.base.PolicyKernels) as C functions; h, meta and queues the events (EVENT
+    records: heap.push_event)."""
     c = borrowed_loop(c)  # the caller holds every array while the loop runs
     b = borrowed
     nxt, remaining = b(nxt), b(remaining)
-    heap = (b(ht), b(hs), b(hc), b(meta), b(qt), b(qs), b(qc))  # the heap and the queues
-    meta = heap[3]
-    limit = ht.size - 16 - c.batches.state[0].max_size  # one event pushes at most this many
+    heap = (b(h), b(meta), b(queues))  # the heap and the queues
+    meta = heap[1]
+    limit = h.size - 16 - c.batches.state[0].max_size  # one event pushes at most this many
     pend = (0.0, -1, 0)  # an event scheduled by the last one, not on the heap yet (heap.schedule)
     while True:
         pend_t, pend_seq, pend_code = pend
@@ -72,7 +72,7 @@ def run_event(c, decide, observe, code, now, nxt, remaining, width, heap):
     if kind == CAPTURE:  # engine._capture_event: the device's next capture first, then this one
         j = nxt[i]
         if j >= 0:
-            meta = heap[3]
+            meta = heap[1]
             seq = meta[1]
             meta[1] = seq + 1
             push_event(heap, now + (c.capture[j] - now), seq, (j << 4) | CAPTURE)
