@@ -633,8 +633,10 @@ def median_ci95(samples: Sequence[float]) -> tuple[float, float]:
     return xs[lo - 1], xs[hi - 1]
 
 
-def dispersion(samples: Sequence[float]) -> PartDispersion:
-    """Median, its 95 % interval's half-width, MAD and the drift between the first and second half, in %."""
+def dispersion(samples: Sequence[float], reference: Sequence[float] = ()) -> PartDispersion:
+    """Median, its 95 % interval's half-width, MAD and the drift between the first and second half, in %; with the
+    host reference's times of the same rounds, also the median of the per-round ratio part / reference and its
+    interval (the host's speed, which moves every part of a round alike, taken out round by round)."""
     med = statistics.median(samples)
     n = len(samples)
     ci = mad = drift = None
@@ -645,8 +647,16 @@ def dispersion(samples: Sequence[float]) -> PartDispersion:
         if n >= 4:
             first, second = statistics.median(samples[:n // 2]), statistics.median(samples[n // 2:])
             drift = 100.0 * (second / first - 1) if first > 0 else None
+    per_ref = per_ref_ci = None
+    if len(reference) == n and n and all(r > 0 for r in reference):
+        ratios = [s / r for s, r in zip(samples, reference)]
+        per_ref = statistics.median(ratios)
+        if per_ref > 0 and n >= 6:
+            lo, hi = median_ci95(ratios)
+            per_ref_ci = round(100.0 * (hi - lo) / 2 / per_ref, 3)
     return PartDispersion(n=n, median_s=med, ci95_half_pct=None if ci is None else round(ci, 3),
-                          mad_pct=round(mad or 0.0, 3), drift_pct=None if drift is None else round(drift, 3))
+                          mad_pct=round(mad or 0.0, 3), drift_pct=None if drift is None else round(drift, 3),
+                          per_reference=per_ref, per_reference_ci95_half_pct=per_ref_ci)
 
 
 def _precise(samples: Sequence[float], target: float) -> bool:
@@ -909,8 +919,9 @@ def _check(parts: list[_Part], points, n_blocks: int, options: MeasureOptions, c
            host_before: Optional[HostState], host_during: HostState, threads: int, cores: list[int],
            warnings: list[str], heap: bool = False, reference: Optional[_Part] = None) -> MeasurementCheck:
     """The record of how the timing went: dispersion per part, head + tail against the whole, host, warnings."""
-    disp = {p.name: dispersion(p.samples) for p in parts}
-    host_ref = dispersion(reference.samples) if reference is not None and reference.samples else None
+    ref_samples = reference.samples if reference is not None else []
+    disp = {p.name: dispersion(p.samples, ref_samples) for p in parts}
+    host_ref = dispersion(ref_samples) if ref_samples else None
     whole = disp["whole"].median_s
     sums = {}
     for name, k in points:
@@ -955,6 +966,7 @@ def _check(parts: list[_Part], points, n_blocks: int, options: MeasureOptions, c
                             target_ci95_pct=None if options.target_ci is None else 100 * options.target_ci,
                             time_budget_s=options.time_budget_s, converged=converged, parts=disp,
                             head_plus_tail_over_whole=sums, host_reference=host_ref,
+                            host_reference_samples_s=list(ref_samples),
                             host_before=host_before, host_during=host_during,
                             busy=bool(reasons) or any(w.startswith("before measuring") for w in warnings),
                             warnings=warnings)

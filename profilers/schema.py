@@ -40,6 +40,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)  # every number finite
 
 
+def _sorted_percentiles(ordered: list[float], percents: tuple[float, ...]) -> list[float]:
+    """numpy's default (linear-interpolation) percentiles of already sorted values, in plain Python: a profile holds
+    about a thousand sample lists, all checked when it is read, and np.percentile costs 0.1-0.5 ms a call."""
+    last = len(ordered) - 1
+    out = []
+    for percent in percents:
+        pos = percent / 100.0 * last
+        lower = int(pos)
+        upper = min(lower + 1, last)
+        out.append(ordered[lower] + (ordered[upper] - ordered[lower]) * (pos - lower))
+    return out
+
+
 class LatencyStats(_Strict):
     """Latency samples in seconds with their median and 5th/95th percentiles."""
 
@@ -51,10 +64,7 @@ class LatencyStats(_Strict):
     @model_validator(mode="after")
     def _agrees_with_samples(self) -> "LatencyStats":
         """The statistics are those of the samples (a hand-edited profile cannot contradict itself)."""
-        import numpy as np
-
-        arr = np.asarray(self.samples_s, dtype=float)
-        wants = np.percentile(arr, (50, 5, 95)) if arr.size > 1 else np.repeat(arr, 3)  # one sort, not three
+        wants = _sorted_percentiles(sorted(self.samples_s), (50.0, 5.0, 95.0))
         for name, value, want in zip(("median_s", "p5_s", "p95_s"), (self.median_s, self.p5_s, self.p95_s), wants):
             if abs(value - want) > 1e-9 + 1e-6 * abs(want):
                 raise ValueError(f"{name} = {value:g} s contradicts samples_s (whose {name[:-2]} is {want:g} s); "
@@ -112,6 +122,11 @@ class PartDispersion(_Strict):
     mad_pct: float = Field(ge=0, description="median absolute deviation, % of the median")
     drift_pct: Optional[float] = Field(default=None, description=(
         "median of the second half of the rounds over the first half's, minus 1, %"))
+    per_reference: Optional[float] = Field(default=None, ge=0, description=(
+        "median over the rounds of this part's time over the host reference's time in the same round: the part with "
+        "the host's speed taken out, comparable between profiles of one host taken at different times"))
+    per_reference_ci95_half_pct: Optional[float] = Field(default=None, ge=0, description=(
+        "half-width of per_reference's distribution-free 95 % interval, % of it"))
 
 
 class MeasurementCheck(_Strict):
@@ -129,6 +144,8 @@ class MeasurementCheck(_Strict):
     host_reference: Optional[PartDispersion] = Field(default=None, description=(
         "a fixed workload (3x3 convolution, 64 channels, 56 x 56) timed in the same rounds: the host's own speed; "
         "its drift, or its median against another profile's, shows a host that moved"))
+    host_reference_samples_s: list[Annotated[float, Field(ge=0)]] = Field(default_factory=list, description=(
+        "the host reference's time in every round, in round order (the parts' samples_s are in the same order)"))
     host_before: Optional[HostState] = None
     host_during: Optional[HostState] = None
     busy: bool = False

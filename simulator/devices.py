@@ -299,7 +299,11 @@ def _error_text(errors: Sequence[float], method: str) -> str:
 
 def find_model(model_id: str, profiles: Iterable[DeviceProfile]) -> Optional[ModelProfile]:
     """The model's profile from the first of `profiles` that has it, else from the catalog; None if none has."""
-    for prof in itertools.chain(profiles, map(read_device, list_devices())):
+    for prof in profiles:
+        if model_id in prof.models:
+            return prof.models[model_id]
+    for name in list_devices():  # the catalog listed only when no given profile has the model
+        prof = read_device(name)
         if model_id in prof.models:
             return prof.models[model_id]
     return None

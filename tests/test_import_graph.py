@@ -71,3 +71,45 @@ def test_run_without_profiling_never_imports_torch(tmp_path):
     loaded = _heavy_after(["run", str(path), "--out", str(tmp_path / "out"), "--jobs", "1"])
     assert "torch" not in loaded and "transformers" not in loaded
     assert (tmp_path / "out" / "summary.csv").exists()
+
+
+_MODULES_AFTER = """
+import json, sys
+from edgesim.cli.app import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("edgesim.cli."))), file=sys.stderr)
+"""
+
+
+def test_root_help_imports_no_command_module():
+    res = subprocess.run([sys.executable, "-c", _MODULES_AFTER, "-h"], cwd=ROOT, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    loaded = json.loads(res.stderr.strip().splitlines()[-1])
+    assert loaded == ["edgesim.cli.app"], loaded
+    for name in ("run", "validate", "profile", "dmd", "distill", "trace", "testbed"):
+        assert f"\n  {name} " in res.stdout
+
+
+def test_root_help_reads_the_same_summaries_as_the_mounted_commands(capsys):
+    import typer.main
+
+    from edgesim.cli.app import COMMANDS, app, main
+
+    assert main(["-h"]) == 0
+    lazy = capsys.readouterr().out
+    group = typer.main.get_group(app)
+    for name in COMMANDS:  # mount every command, then the help from the built commands must read the same
+        assert group.get_command(None, name) is not None
+    assert set(group.commands.built) == set(COMMANDS)
+    group.main(["-h"], prog_name="edgesim", standalone_mode=False)
+    assert capsys.readouterr().out == lazy
+
+
+def test_a_mistyped_command_is_still_suggested(capsys):
+    from edgesim.cli.app import main
+
+    assert main(["distil"]) == 2
+    assert "Did you mean 'distill'" in capsys.readouterr().err

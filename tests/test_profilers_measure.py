@@ -268,3 +268,65 @@ def test_host_facts_and_provenance():
         assert "FLOPs/cycle" in hw.sources["peak_gflops"]
     prov = host_provenance(2)
     assert prov.threads == 2 and prov.host_fingerprint and prov.torch_version == torch.__version__
+
+
+def _host_at_speed(monkeypatch, slow_from_round: int, factor: float, part_s: float = 1.0) -> list:
+    """_timed_pass faked: the reference takes 10 ms and every part part_s per block, both `factor` times longer from
+    round `slow_from_round` on (a host that slowed down as a whole; tiny_model's rounds time 6 things: the whole model,
+    head and tail at conv and flat, the reference)."""
+    import profilers.measure as measure
+
+    calls = []
+
+    def fake(blocks, x, cuda, clock=None):
+        reference = len(blocks) == 1 and getattr(blocks[0], "out_channels", None) == 64
+        slow = factor if len(calls) // 6 >= slow_from_round else 1.0
+        calls.append(1)
+        return [0.0] * len(blocks) + [(0.01 if reference else part_s * len(blocks)) * slow]
+
+    monkeypatch.setattr(measure, "_timed_pass", fake)
+    return calls
+
+
+def test_per_round_ratio_to_the_reference_takes_a_host_step_out(monkeypatch):
+    _host_at_speed(monkeypatch, slow_from_round=4, factor=1.5)
+    check = measure_model(tiny_model(), MeasureOptions(repeats=10, warmup=0, threads=1), POWER).measurement_check
+    assert len(check.host_reference_samples_s) == check.rounds == 10
+    for name, disp in check.parts.items():
+        # the raw median sits in the slow half; the per-round ratio is the same in every round
+        assert disp.median_s == pytest.approx(1.5 * disp.per_reference * 0.01), name
+        assert disp.per_reference_ci95_half_pct == pytest.approx(0.0, abs=1e-9)
+    from edgesim.cli.profile import check_line
+
+    assert "widest 95% interval with the host's speed taken out +/-0.0%" in check_line(check)
+    assert dispersion([1.0, 2.0, 4.0], [1.0, 2.0, 2.0]).per_reference == pytest.approx(1.0)
+    assert dispersion([1.0, 2.0], []).per_reference is None  # no reference: nothing to divide by
+
+
+def test_profile_compare_takes_the_host_speed_out(monkeypatch, tmp_path, capsys):
+    from profilers.agreement import compare_profiles
+    from profilers.schema import DeviceProfile
+
+    _host_at_speed(monkeypatch, slow_from_round=10**6, factor=1.0)
+    first = measure_model(tiny_model(), MeasureOptions(repeats=8, warmup=0, threads=1), POWER)
+    _host_at_speed(monkeypatch, slow_from_round=0, factor=1.25)  # the same model on a host 25 % slower throughout
+    second = measure_model(tiny_model(), MeasureOptions(repeats=8, warmup=0, threads=1), POWER)
+    agree = compare_profiles(first, second)
+    assert {(r.split_point, r.part) for r in agree.parts} == {("input", "tail"), ("conv", "head"), ("conv", "tail"),
+                                                              ("flat", "head"), ("flat", "tail"), ("output", "head")}
+    assert all(r.change == pytest.approx(0.25) and r.change_host_removed == pytest.approx(0.0) for r in agree.parts)
+    assert agree.summary(host_removed=False)[2:] == (0, 6) and agree.summary(host_removed=True)[2:] == (6, 6)
+
+    # the command: a table per shared model and the summary line; two profiles without a shared model: one line
+    from edgesim.cli.app import main
+    from profilers.schema import DeviceProfile, save_profile
+
+    paths = []
+    for name, mp in (("a", first), ("b", second)):
+        dev = DeviceProfile(name=name, kind="edge", hardware=host_hardware(), power=POWER,
+                            provenance=host_provenance(1), models={mp.model_id: mp})
+        paths.append(save_profile(dev, tmp_path / f"{name}.json"))
+    assert main(["profile", "compare", *map(str, paths)]) == 0
+    out = capsys.readouterr().out
+    assert "with the host's speed removed, largest 0.0%, median 0.0%, 6/6 within 5%" in " ".join(out.split())
+    assert "+25.0%" in out

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import os
 import sys
 import warnings
-from importlib import metadata
+from collections.abc import MutableMapping
+from importlib import util
 
 import typer
+import typer.core
+import typer.main
 
-from edgesim.cli import distill, dmd, profile, simulate, testbed, trace
 from profilers.errors import EdgesimError, EdgesimWarning
 
 try:  # typer 0.2x bundles its own copy of click and raises that copy's exceptions, not the click package's
@@ -17,14 +21,88 @@ try:  # typer 0.2x bundles its own copy of click and raises that copy's exceptio
 except ImportError:  # older typer drives the click package itself
     from click import exceptions as click_exceptions
 
+#: every command by name: (module, attribute, whether the attribute is a typer app of subcommands), in help order
+COMMANDS: dict[str, tuple[str, str, bool]] = {
+    "run": ("edgesim.cli.simulate", "run", False), "validate": ("edgesim.cli.simulate", "validate", False),
+    "plot": ("edgesim.cli.simulate", "plot", False), "compare": ("edgesim.cli.simulate", "compare", False),
+    "list": ("edgesim.cli.simulate", "list_", False), "schema": ("edgesim.cli.simulate", "schema", False),
+    "profile": ("edgesim.cli.profile", "profile", False), "derive": ("edgesim.cli.profile", "derive", False),
+    "testbed": ("edgesim.cli.testbed", "testbed", False), "dmd": ("edgesim.cli.dmd", "dmd_app", True),
+    "distill": ("edgesim.cli.distill", "distill_app", True), "trace": ("edgesim.cli.trace", "trace_app", True),
+}
+
+
+def _declared_help(module: str, attribute: str) -> str:
+    """A command's help read from its module's source, not imported: the function's docstring or the app's help=."""
+    tree = ast.parse(open(util.find_spec(module).origin, encoding="utf-8").read())
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == attribute:
+            return ast.get_docstring(node) or ""
+        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+                and any(isinstance(t, ast.Name) and t.id == attribute for t in node.targets)):
+            return next((ast.literal_eval(k.value) for k in node.value.keywords if k.arg == "help"), "")
+    return ""
+
+
+class _MountedOnUse(MutableMapping):
+    """The root's commands by name, each built (its module imported) the first time it is looked up."""
+
+    def __init__(self) -> None:
+        self.built: dict = {}
+
+    def __getitem__(self, name: str):
+        if name not in self.built:
+            if name not in COMMANDS:
+                raise KeyError(name)
+            module, attribute, is_group = COMMANDS[name]
+            target = getattr(importlib.import_module(module), attribute)
+            holder = typer.Typer(add_completion=False, rich_markup_mode=None)  # mounted as the root mounts it
+            if is_group:
+                holder.add_typer(target, name=name)
+            else:
+                holder.command(name)(target)
+            self.built[name] = typer.main.get_group(holder).commands[name]
+        return self.built[name]
+
+    def __setitem__(self, name: str, command) -> None:
+        self.built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self.built[name]
+
+    def __iter__(self):
+        return iter(dict.fromkeys([*COMMANDS, *self.built]))
+
+    def __len__(self) -> int:
+        return len(set(COMMANDS) | set(self.built))
+
+
+class LazyCommands(typer.core.TyperGroup):
+    """The root command group: a command's module (torch, numba, pandas behind it) is imported only when that command
+    runs or its own help is asked; the root help reads the one-line summaries from source."""
+
+    def __init__(self, **attrs) -> None:
+        super().__init__(**attrs)
+        self.commands = _MountedOnUse()
+
+    def format_commands(self, ctx, formatter) -> None:
+        limit = formatter.width - 6 - max(len(name) for name in self.commands)
+        rows = [(name, (self.commands.built.get(name) or typer.core.TyperCommand(
+            name, help=_declared_help(*COMMANDS[name][:2]))).get_short_help_str(limit)) for name in self.commands]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
 #: plain click-style help: no boxes, and no '<bool>' or '<list[str]>' type labels beside the options
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+app = typer.Typer(cls=LazyCommands, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   context_settings={"help_option_names": ["-h", "--help"]},
                   help="edgesim: edge-cloud split-computing simulator with real-model profiling.")
 
 
 def edgesim_version() -> str:
     """The installed edgesim package's version ('unknown' when run from a tree that is not installed)."""
+    from importlib import metadata  # here, not at start-up: 50 ms that only --version needs
+
     try:
         return metadata.version("edgesim")
     except metadata.PackageNotFoundError:
@@ -46,19 +124,6 @@ def _root(
 ) -> None:
     """edgesim: edge-cloud split-computing simulator with real-model profiling."""
 
-
-app.command("run")(simulate.run)
-app.command("validate")(simulate.validate)
-app.command("plot")(simulate.plot)
-app.command("compare")(simulate.compare)
-app.command("list")(simulate.list_)
-app.command("schema")(simulate.schema)
-app.command("profile")(profile.profile)
-app.command("derive")(profile.derive)
-app.command("testbed")(testbed.testbed)
-app.add_typer(dmd.dmd_app, name="dmd")
-app.add_typer(distill.distill_app, name="distill")
-app.add_typer(trace.trace_app, name="trace")
 
 
 def usage_line(exc: click_exceptions.UsageError) -> str:

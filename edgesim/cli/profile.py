@@ -91,6 +91,9 @@ def check_line(check) -> str:
     if ref is not None:
         text += (f"; host reference {1e3 * ref.median_s:.2f} ms"
                  + (f" (drift {ref.drift_pct:+.1f}%)" if ref.drift_pct is not None else ""))
+        per_ref = [d.per_reference_ci95_half_pct for d in check.parts.values() if d.per_reference_ci95_half_pct is not None]
+        if per_ref:
+            text += f", widest 95% interval with the host's speed taken out +/-{max(per_ref):.1f}%"
     if host is not None:
         text += (f"; host while measuring: other processes {host.other_cpu_cores:.2f} of {host.logical_cpus} CPUs, "
                  f"load {host.load_avg_1min}" + (f", steal {host.steal_percent:.1f}%" if host.steal_percent else "")
@@ -160,10 +163,47 @@ def show(path: Path) -> None:
             screen.print(derivation_line(mp))
 
 
+def compare(first: Path, second: Path) -> None:
+    """Print, for every model the two profiles share, each split point's head and tail median in both, the change
+    as measured and with the host's speed taken out (measurement_check.host_reference), and a summary line."""
+    from profilers.agreement import compare_profiles
+    from profilers.schema import load_profile
+
+    from rich.table import Table
+
+    a, b = load_profile(first), load_profile(second)
+    shared = [m for m in a.models if m in b.models]
+    if not shared:
+        raise EdgesimError(f"{first} and {second} share no model (first: {', '.join(a.models) or 'none'}; "
+                           f"second: {', '.join(b.models) or 'none'})")
+    screen = console()
+    for model_id in shared:
+        agree = compare_profiles(a.models[model_id], b.models[model_id])
+        table = Table(title=f"{model_id}: {first} -> {second} (measured medians)")
+        for col in ("split point", "part", "first ms", "second ms", "change", "host speed removed"):
+            table.add_column(col, justify="left" if col in ("split point", "part") else "right")
+        for r in agree.parts:
+            table.add_row(r.split_point, r.part, f"{1e3 * r.first_s:.3f}", f"{1e3 * r.second_s:.3f}",
+                          f"{100 * r.change:+.1f}%",
+                          "-" if r.change_host_removed is None else f"{100 * r.change_host_removed:+.1f}%")
+        screen.print(table)
+        worst, median, within, n = agree.summary(host_removed=False)
+        line = f"{model_id}: as measured, largest change {100 * worst:.1f}%, median {100 * median:.1f}%, {within}/{n} within 5%"
+        if agree.reference_first_s and agree.reference_second_s:
+            worst, median, within, n = agree.summary(host_removed=True)
+            line += (f"; host reference {1e3 * agree.reference_first_s:.2f} -> {1e3 * agree.reference_second_s:.2f} ms"
+                     f" ({100 * (agree.reference_second_s / agree.reference_first_s - 1):+.1f}%); with the host's "
+                     f"speed removed, largest {100 * worst:.1f}%, median {100 * median:.1f}%, {within}/{n} within 5%")
+        else:
+            line += "; no host reference in both profiles: the host's speed cannot be taken out"
+        screen.print(line)
+
+
 def profile(
     model: Optional[str] = typer.Argument(None, help="registered id, torchvision:NAME (or a bare torchvision name), "
-                                          "timm:NAME, hf:PATH; or 'show FILE' to print a profile"),
-    show_path: Optional[Path] = typer.Argument(None, hidden=True),
+                                          "timm:NAME, hf:PATH; or 'show FILE' to print a profile, or 'compare A B' "
+                                          "to compare two profiles of one host"),
+    files: Optional[list[Path]] = typer.Argument(None, hidden=True),
     device_name: Optional[str] = typer.Option(None, "--device-name", help="name of the device profile to write"),
     model_file: Optional[str] = typer.Option(None, "--model-file", help="FILE.py:FACTORY returning an nn.Module"),
     split_points: str = typer.Option("auto", "--split-points", help="auto, all or comma-separated names"),
@@ -200,13 +240,19 @@ def profile(
     from profilers.models.sources import ModelRequest
     from profilers.profiling import list_split_points, parse_input_size, split_rows
 
+    files = list(files or [])
     if model == "show":
-        if show_path is None:
-            raise EdgesimError("edgesim profile show FILE: give the profile file to print")
-        show(show_path)
+        if len(files) != 1:
+            raise EdgesimError("edgesim profile show FILE: give the one profile file to print")
+        show(files[0])
         return
-    if show_path is not None:
-        raise EdgesimError(f"unexpected argument '{show_path}' after MODEL '{model}'")
+    if model == "compare":
+        if len(files) != 2:
+            raise EdgesimError("edgesim profile compare A B: give the two profile files to compare")
+        compare(files[0], files[1])
+        return
+    if files:
+        raise EdgesimError(f"unexpected argument '{files[0]}' after MODEL '{model}'")
     request = ModelRequest(spec=model, model_file=model_file, input_size=parse_input_size(input_size),
                            checkpoint=checkpoint, split_points=split_points, shapes_only=shapes_only)
     if list_points:
