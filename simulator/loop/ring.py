@@ -14,6 +14,10 @@ from simulator.loop.setup import delay_draws
 from simulator.plan import FramePlan, Topology
 
 
+MAX_ROWS_REORDERED = 2
+"""Plans of at most this many demand rows lie in the ring in capture order (Ring)."""
+
+
 class Ring:
     """The loop's frame slots: windows of frames, each in a place of `width` slots (slot = place x width + row).
 
@@ -22,8 +26,8 @@ class Ring:
     running and the next) and grows to at most ring_windows (a system that falls further behind gets one clear
     error). Inside a place the frames lie in capture order (equal times in frame order: `in_capture_order`), so
     that the loop, which meets frames in about that order, reads its slots one after the other rather than a
-    camera's frames in a row; a run of one window whose frames are in capture order already is that window, slot =
-    frame index, with the plan's own arrays.
+    camera's frames in a row (plans of at most MAX_ROWS_REORDERED demand rows; others in frame order); a run of one
+    window whose frames are in that order already is that window, slot = frame index, with the plan's own arrays.
     """
 
     def __init__(self, first: FramePlan, single: bool, ring_windows: int, n_rows: int, delay: bool) -> None:
@@ -34,7 +38,10 @@ class Ring:
         f64 = (lambda a: np.ascontiguousarray(a, dtype=float))
         dummy = np.zeros((1, 1))
         self.places = 0
-        self.own = single and in_capture_order(first.capture_s) is None
+        # a plan of many demand rows (best-placement's routes) is not reordered: a gather of every row costs more
+        # than the loop saves on the one row a frame reads
+        self.reorder = first.head_s.shape[0] <= MAX_ROWS_REORDERED
+        self.own = single and (not self.reorder or in_capture_order(first.capture_s) is None)
         if self.own:  # the plan's own arrays (no copy)
             self.plan = (f64(first.head_s), f64(first.wire_bits), f64(first.tail_s), f64(first.down_s),
                          f64(first.wan_bits) if self.tiered else dummy, f64(first.cloud_s) if self.tiered else dummy,
@@ -96,7 +103,7 @@ class Ring:
             raise EdgesimError(f"window {k} shares the demand rows of its routes differently from the first window")
         base = place * self.width
         sl = slice(base, base + n)
-        order = None if self.own else in_capture_order(wp.capture_s)  # slot base + s holds frame order[s]
+        order = None if self.own or not self.reorder else in_capture_order(wp.capture_s)  # slot base + s: frame order[s]
         at = (lambda a: a) if order is None else (lambda a: a[..., order])
         slot = np.arange(base, base + n) if order is None else np.empty(n, np.int64)  # each frame's slot
         if order is not None:
