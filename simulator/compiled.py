@@ -1,7 +1,8 @@
 """The compiled exact engine: the SimPy engine's stations and policies as one numba event loop (issue 17).
 
-Same contract as engine.simulate: a FramePlan and a Topology in, per-frame stage times out. The loop is a binary
-heap of events (time, sequence, kind, frame) in numpy arrays; every station is a FIFO with c servers whose queue
+Same contract as engine.simulate: a FramePlan and a Topology in, per-frame stage times out. The loop's events
+(time, sequence, kind, frame) wait in a binary heap or, while they are scheduled in time order (captures, arrivals
+after a propagation delay), in queues (loop.heap); every station is a FIFO with c servers whose queue
 is a list linked through the frames (a frame waits in at most one queue at a time, so one `next` slot per frame
 holds every queue in O(N) memory). Each handler mirrors a callback of engine.StationPipeline, computing the same
 floating-point expressions in the same order (a service is scheduled at now + (finish - now), a capture at
@@ -45,7 +46,7 @@ from simulator.engine import WindowDone, WindowLoader, in_memory
 from simulator.kernels.decisions import least_loaded_tree
 from simulator.kernels.records import load_view
 from simulator.loop.events import run_events
-from simulator.loop.heap import grown, start_captures
+from simulator.loop.heap import first_time, grown, new_events, start_captures
 from simulator.loop.layout import GROW, LOAD, Delays, Demands, Loop
 from simulator.loop.lindley import lindley as _lindley
 from simulator.loop.lindley import lindley_applies, replay_state
@@ -128,17 +129,16 @@ def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_wind
         ring.T[:] = np.nan  # frames met out of order: the event loop runs them from the start
         ring.status[:] = 0
     first = None  # the ring holds what it needs of a window: no second copy of its demands here
-    size = max(1024, 4 * n_mob)
-    heap = (np.empty(size), np.empty(size, np.int64), np.empty(size, np.int64), np.zeros(2, np.int64))
-    start_captures(heap, firsts, ring.capture)
+    h, meta, queues = new_events(n_mob)
+    start_captures(h, meta, queues, firsts, ring.capture)
     while True:
         delays = Delays(traced, fifo, ring.delay_values, delay_traces, last_up, last_down)
         c = Loop(ring.T, Demands(*ring.plan), ring.capture, ring.mobile, ring.route, stations, ring.NXT, ring.PRV,
                  run, edges, traces, ring.status, ring.drop_stage, delays, state, batches, routes, view,
                  edge_of_mobile, n_routes, routes_of, ring.rows, tree)  # anew: rings grow
-        why = run_events(c, decide, observe, ring.nxt, ring.remaining, ring.width, *heap)
+        why = run_events(c, decide, observe, ring.nxt, ring.remaining, ring.width, h, meta, queues)
         if why == GROW:
-            heap = grown(heap)
+            h = grown(h)
         elif why == LOAD:
             k = ring.loaded
             wp = peeked if k == 1 else load_window(k)
@@ -146,7 +146,7 @@ def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_wind
                 ring.last_window()
             else:
                 ring.flush(on_window, fields)
-                ring.load(k, wp, topo, float(heap[0][0]))
+                ring.load(k, wp, topo, first_time(h, meta, queues))
             wp = peeked = None  # likewise
         else:
             break

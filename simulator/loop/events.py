@@ -9,7 +9,7 @@ from simulator.kernels.links import finish_time, transfer_end
 from simulator.kernels.stations import busy_until_after, queued_after_start
 from simulator.link import PackedSteps
 from simulator.loop.decide import edge_load_changed, fill_view, place
-from simulator.loop.heap import borrowed, pop, push, push_seq, schedule
+from simulator.loop.heap import borrowed, next_event, push_event, schedule, take_event
 from simulator.loop.layout import (
     ASSIGN_FIXED, BATCH_FIN, BATCH_TIMER, CA, CAPTURE, CE, CLOUD_ARRIVE, CLOUD_FIN, CS, DE, DONE, DONE_RUN,
     DOWN_ARRIVE, DOWN_FIN, DS, EA, EDGE_FIN, FINISH, GROW, HE, HS, K_CLOUD, K_EDGE, K_MOBILE, K_UP, K_WAN,
@@ -27,33 +27,37 @@ ENDS = (MOBILE_FIN, UP_FIN, EDGE_FIN, DOWN_FIN, WAN_FIN, CLOUD_FIN, WAN_DOWN_FIN
 
 
 @njit(cache=True)
-def run_events(c, decide, observe, nxt, remaining, window_width, ht, hs, hc, meta):
+def run_events(c, decide, observe, nxt, remaining, window_width, h, meta, queues):
     """Run events until none is left (returns DONE_RUN), the heap is nearly full (GROW: grow it and call again) or a
     capture's next frame is in a window not loaded yet (LOAD: load it, set nxt, call again).
 
     nxt: each slot's next capture of its mobile device (-1: none, NEXT_WINDOW: the first of the next window);
     remaining: per window of the ring (slot // window_width), its frames not ended yet; decide and observe: the
-    stateful policy's kernels (policies.base.PolicyKernels) as C functions."""
+    stateful policy's kernels (policies.base.PolicyKernels) as C functions; h, meta and queues the events (EVENT
+    records: heap.push_event)."""
     c = borrowed_loop(c)  # the caller holds every array while the loop runs
     b = borrowed
-    nxt, remaining, heap = b(nxt), b(remaining), (b(ht), b(hs), b(hc), b(meta))
-    ht, hs, hc, meta = heap
-    limit = ht.size - 16 - c.batches.state[0].max_size  # one event pushes at most this many
+    nxt, remaining = b(nxt), b(remaining)
+    heap = (b(h), b(meta), b(queues))  # the heap and the queues
+    meta = heap[1]
+    limit = h.size - 16 - c.batches.state[0].max_size  # one event pushes at most this many
     pend = (0.0, -1, 0)  # an event scheduled by the last one, not on the heap yet (heap.schedule)
     while True:
         pend_t, pend_seq, pend_code = pend
-        if pend_seq >= 0 and (meta[0] == 0 or pend_t < ht[0] or (pend_t == ht[0] and pend_seq < hs[0])):
+        where, t, seq, code = next_event(heap)
+        if pend_seq >= 0 and (where == 0 or pend_t < t or (pend_t == t and pend_seq < seq)):
             now, code = pend_t, pend_code  # it would be popped next: run it without the heap (same order)
         else:
-            if pend_seq >= 0:
-                push_seq(ht, hs, hc, meta, pend_t, pend_seq, pend_code)
-            if meta[0] == 0:
+            if pend_seq >= 0:  # later than the next event: that one stays the next
+                push_event(heap, pend_t, pend_seq, pend_code)
+            if where == 0:
                 break
             if meta[0] > limit:  # stale batch timers can pile up
                 return GROW
-            if hc[0] & 15 == CAPTURE and nxt[hc[0] >> 4] == NEXT_WINDOW:
+            if code & 15 == CAPTURE and nxt[code >> 4] == NEXT_WINDOW:
                 return LOAD
-            now, code = pop(ht, hs, hc, meta)
+            take_event(heap, where)
+            now = t
         pend = run_event(c, decide, observe, code, now, nxt, remaining, window_width, heap)
     return DONE_RUN
 
@@ -68,8 +72,10 @@ def run_event(c, decide, observe, code, now, nxt, remaining, width, heap):
     if kind == CAPTURE:  # engine._capture_event: the device's next capture first, then this one
         j = nxt[i]
         if j >= 0:
-            ht, hs, hc, meta = heap
-            push(ht, hs, hc, meta, now + (c.capture[j] - now), (j << 4) | CAPTURE)
+            meta = heap[1]
+            seq = meta[1]
+            meta[1] = seq + 1
+            push_event(heap, now + (c.capture[j] - now), seq, (j << 4) | CAPTURE)
         act = A_CAPTURE
     elif kind == BATCH_FIN:
         batch, n, act = i, batch_ended(c, i, now, heap), A_TO_WAN_DOWN

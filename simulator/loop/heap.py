@@ -1,4 +1,6 @@
-"""The compiled loop's event heap in (time, sequence) order, as SimPy's; arrays borrowed without reference counts."""
+"""The compiled loop's events in (time, sequence) order, as SimPy's: a binary heap, and queues for the events that
+are mostly scheduled in that order (captures; arrivals after a propagation delay); an event is one EVENT record, and
+arrays are borrowed without reference counts."""
 
 from __future__ import annotations
 
@@ -6,8 +8,11 @@ import numpy as np
 from numba import njit
 from numba.core import cgutils
 from numba.extending import intrinsic
-from simulator.loop.layout import CAPTURE
+from simulator.loop.layout import CAPTURE, CLOUD_ARRIVE, DOWN_ARRIVE, FINISH, SERVER_ARRIVE
 
+EVENT = np.dtype([("t", float), ("seq", np.int64), ("code", np.int64)])
+"""A scheduled event: its time, sequence number (the tie rule: scheduled earlier, runs earlier) and code (frame << 4
+| kind); one record, so that a step of the heap reads one place."""
 
 
 @intrinsic
@@ -23,80 +28,164 @@ def borrowed(typingctx, arr):
 
 
 @njit(cache=True, inline="always")
-def push(ht, hs, hc, meta, t, code):
+def push(h, meta, t, code):
     seq = meta[1]
     meta[1] = seq + 1
-    push_seq(ht, hs, hc, meta, t, seq, code)
+    push_seq(h, meta, t, seq, code)
 
 
 @njit(cache=True)
-def push_seq(ht, hs, hc, meta, t, seq, code):
+def push_seq(h, meta, t, seq, code):
     """Put an event on the heap with the sequence number it was given when it was scheduled."""
     n = meta[0]
     k = n
     while k > 0:
         p = (k - 1) >> 1
-        if ht[p] < t or (ht[p] == t and hs[p] < seq):
+        e = h[p]
+        if e.t < t or (e.t == t and e.seq < seq):
             break
-        ht[k], hs[k], hc[k] = ht[p], hs[p], hc[p]
+        h[k] = e
         k = p
-    ht[k], hs[k], hc[k] = t, seq, code
+    e = h[k]
+    e.t, e.seq, e.code = t, seq, code
     meta[0] = n + 1
 
 
 @njit(cache=True, inline="always")
-def schedule(heap, pend, t, code):
+def schedule(events, pend, t, code):
     """Number an event scheduled now (its place in the tie rule) and hold the earliest of one event's schedules
-    back as `pend` (time, sequence, code; sequence -1: none), the rest onto the heap: the loop runs a held event
-    without the heap when it would be popped next. Returns the event held back."""
-    ht, hs, hc, meta = heap
+    back as `pend` (time, sequence, code; sequence -1: none), the rest onto the heap or a queue (push_event): the
+    loop runs a held event without them when it would be taken next. Returns the event held back."""
+    meta = events[1]
     pend_t, pend_seq, pend_code = pend
     seq = meta[1]
     meta[1] = seq + 1
     if pend_seq < 0:
         return t, seq, code
     if t < pend_t:
-        push_seq(ht, hs, hc, meta, pend_t, pend_seq, pend_code)
+        push_event(events, pend_t, pend_seq, pend_code)
         return t, seq, code
-    push_seq(ht, hs, hc, meta, t, seq, code)
+    push_event(events, t, seq, code)
     return pend
 
 
 @njit(cache=True)
-def pop(ht, hs, hc, meta):
-    t0, c0 = ht[0], hc[0]
+def pop(h, meta):
+    """Take the heap's top off (its time and code)."""
+    t0, c0 = h[0].t, h[0].code
     n = meta[0] - 1
     meta[0] = n
     if n > 0:
-        t, s, c = ht[n], hs[n], hc[n]
+        last = h[n]
+        t, s, c = last.t, last.seq, last.code
         k = 0
         while True:
             j = 2 * k + 1
             if j >= n:
                 break
             r = j + 1
-            if r < n and (ht[r] < ht[j] or (ht[r] == ht[j] and hs[r] < hs[j])):
+            if r < n and (h[r].t < h[j].t or (h[r].t == h[j].t and h[r].seq < h[j].seq)):
                 j = r
-            if t < ht[j] or (t == ht[j] and s < hs[j]):
+            e = h[j]
+            if t < e.t or (t == e.t and s < e.seq):
                 break
-            ht[k], hs[k], hc[k] = ht[j], hs[j], hc[j]
+            h[k] = e
             k = j
-        ht[k], hs[k], hc[k] = t, s, c
+        e = h[k]
+        e.t, e.seq, e.code = t, s, c
     return t0, c0
 
 
+@njit(cache=True, inline="always")
+def queue_of(code):
+    """The queue an event waits in while it sorts after every event there: 0 the captures (a periodic workload's are
+    scheduled in time order), 1 the arrivals after a fixed delay (propagation), -1 none (the heap)."""
+    kind = code & 15
+    if kind == CAPTURE:
+        return 0
+    if kind == SERVER_ARRIVE or kind == FINISH or kind == CLOUD_ARRIVE or kind == DOWN_ARRIVE:
+        return 1
+    return -1
+
+
+@njit(cache=True, inline="always")
+def push_event(events, t, seq, code):
+    """An event, numbered seq, onto the end of its queue (queue_of) when it sorts after the last one there, else onto
+    the heap. The queues stay sorted, so the next event is the earliest of the heap's top and the queues' heads
+    (next_event): the one a single heap would pop, from a heap that holds only the events of no queue
+    (meta: heap size, next sequence number, then each queue's head and length)."""
+    h, meta, queues = events
+    q = queue_of(code)
+    if q >= 0:
+        n, size = meta[3 + 2 * q], queues.shape[1]
+        if n < size:
+            k = (meta[2 + 2 * q] + n) & (size - 1)  # size: a power of two
+            last = queues[q, (k - 1) & (size - 1)]
+            if n == 0 or last.t < t or (last.t == t and last.seq < seq):
+                e = queues[q, k]
+                e.t, e.seq, e.code = t, seq, code
+                meta[3 + 2 * q] = n + 1
+                return
+    push_seq(h, meta, t, seq, code)
+
+
+@njit(cache=True, inline="always")
+def next_event(events):
+    """Where the earliest scheduled event waits (0: nowhere, 1: the heap's top, 2 + q: queue q's head), its time,
+    sequence number and code."""
+    h, meta, queues = events
+    where, t, seq, code = 0, 0.0, -1, 0
+    if meta[0] > 0:
+        e = h[0]
+        where, t, seq, code = 1, e.t, e.seq, e.code
+    for q in range(queues.shape[0]):
+        if meta[3 + 2 * q] > 0:
+            e = queues[q, meta[2 + 2 * q]]
+            if where == 0 or e.t < t or (e.t == t and e.seq < seq):
+                where, t, seq, code = 2 + q, e.t, e.seq, e.code
+    return where, t, seq, code
+
+
+@njit(cache=True, inline="always")
+def take_event(events, where):
+    """Remove the event next_event found at `where` (the heap's top or a queue's head)."""
+    h, meta, queues = events
+    if where == 1:
+        pop(h, meta)
+    else:
+        q = where - 2
+        meta[2 + 2 * q] = (meta[2 + 2 * q] + 1) & (queues.shape[1] - 1)
+        meta[3 + 2 * q] -= 1
+
+
 @njit(cache=True)
-def start_captures(heap, firsts, capture):
-    """Each mobile device's first capture on the heap."""
-    ht, hs, hc, meta = heap
+def start_captures(h, meta, queues, firsts, capture):
+    """Each mobile device's first capture, in this order."""
+    events = (h, meta, queues)
     for i in firsts:
-        push(ht, hs, hc, meta, capture[i], (i << 4) | CAPTURE)
+        seq = meta[1]
+        meta[1] = seq + 1
+        push_event(events, capture[i], seq, (i << 4) | CAPTURE)
 
 
-def grown(heap: tuple) -> tuple:
+def new_events(n_mobiles: int) -> tuple:
+    """The heap (room for 4 events a mobile device, grown when full) with its meta (push_event), and the queues,
+    each with room for an event per mobile device (a full queue sends to the heap)."""
+    size = 1 << int(n_mobiles).bit_length()
+    return np.empty(max(1024, 4 * n_mobiles), EVENT), np.zeros(6, np.int64), np.empty((2, size), EVENT)
+
+
+def first_time(h: np.ndarray, meta: np.ndarray, queues: np.ndarray) -> float:
+    """The time of the earliest scheduled event (heap or queues; inf: none)."""
+    t = h[0]["t"] if meta[0] > 0 else np.inf
+    for q in range(queues.shape[0]):
+        if meta[3 + 2 * q] > 0:
+            t = min(t, queues[q, meta[2 + 2 * q]]["t"])
+    return float(t)
+
+
+def grown(h: np.ndarray) -> np.ndarray:
     """The event heap at twice its size (same events, same order)."""
-    ht, hs, hc, meta = heap
-    out = (np.empty(2 * ht.size), np.empty(2 * ht.size, np.int64), np.empty(2 * ht.size, np.int64), meta)
-    for a, b in zip(out, heap):
-        a[:b.size] = b
+    out = np.empty(2 * h.size, EVENT)
+    out[:h.size] = h
     return out

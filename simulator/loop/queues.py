@@ -59,7 +59,7 @@ def residual(stations, st, now):
 def batch_dispatch(c, heap, now):
     """_BatchStation._dispatch and start_captures: batches of one cloud key while a server is idle, else a timer."""
     T, route, stations, NXT, PRV, batches = c.T, c.route, c.stations, c.NXT, c.PRV, c.batches
-    ht, hs, hc, meta = heap
+    h, meta = heap[0], heap[1]
     cloud, bs = c.run[0].cloud, batches.state[0]
     key_of, same, idle_since = batches.key_of, batches.same, batches.idle_since
     maxb, q = bs.max_size, stations[cloud]
@@ -79,7 +79,7 @@ def batch_dispatch(c, heap, now):
             due = oldest + bs.max_queue_delay_s
             if bs.timer_s != due:
                 bs.timer_s = due
-                push(ht, hs, hc, meta, now + (due - now), BATCH_TIMER)
+                push(h, meta, now + (due - now), BATCH_TIMER)
             return
         nf = bs.idle  # the idle server free for longest takes the batch (only its free time matters)
         k_min = 0
@@ -103,7 +103,7 @@ def batch_dispatch(c, heap, now):
         head = same[0]
         s = demand(c, K_CLOUD, head) * batches.factors[route[head], size]
         bs.busy_until_s = busy_until_after(bs.busy_until_s, now, s)
-        push(ht, hs, hc, meta, now + s, (b << 4) | BATCH_FIN)
+        push(h, meta, now + s, (b << 4) | BATCH_FIN)
 
 
 @njit(cache=True, inline="always")

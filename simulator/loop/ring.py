@@ -3,6 +3,8 @@ contract, with arrays)."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from profilers.errors import EdgesimError
@@ -12,13 +14,20 @@ from simulator.loop.setup import delay_draws
 from simulator.plan import FramePlan, Topology
 
 
+MAX_ROWS_REORDERED = 2
+"""Plans of at most this many demand rows lie in the ring in capture order (Ring)."""
+
+
 class Ring:
     """The loop's frame slots: windows of frames, each in a place of `width` slots (slot = place x width + row).
 
     Window k is loaded into a free place once a mobile device's captures reach it, and handed back, in order, once
     all its frames have ended (engine.FrameRing's contract, with arrays). It starts with two places (the window
     running and the next) and grows to at most ring_windows (a system that falls further behind gets one clear
-    error); a run of one window is that window, slot = frame index.
+    error). Inside a place the frames lie in capture order (equal times in frame order: `in_capture_order`), so
+    that the loop, which meets frames in about that order, reads its slots one after the other rather than a
+    camera's frames in a row (plans of at most MAX_ROWS_REORDERED demand rows; others in frame order); a run of one
+    window whose frames are in that order already is that window, slot = frame index, with the plan's own arrays.
     """
 
     def __init__(self, first: FramePlan, single: bool, ring_windows: int, n_rows: int, delay: bool) -> None:
@@ -29,7 +38,11 @@ class Ring:
         f64 = (lambda a: np.ascontiguousarray(a, dtype=float))
         dummy = np.zeros((1, 1))
         self.places = 0
-        if single:  # the plan's own arrays (no copy)
+        # a plan of many demand rows (best-placement's routes) is not reordered: a gather of every row costs more
+        # than the loop saves on the one row a frame reads
+        self.reorder = first.head_s.shape[0] <= MAX_ROWS_REORDERED
+        self.own = single and (not self.reorder or in_capture_order(first.capture_s) is None)
+        if self.own:  # the plan's own arrays (no copy)
             self.plan = (f64(first.head_s), f64(first.wire_bits), f64(first.tail_s), f64(first.down_s),
                          f64(first.wan_bits) if self.tiered else dummy, f64(first.cloud_s) if self.tiered else dummy,
                          f64(first.wan_down_s) if self.tiered else dummy)
@@ -44,7 +57,7 @@ class Ring:
         self.remaining = np.zeros(0, np.int64)
         self.free: list[int] = []
         self._grow(1 if single else 2)
-        self.windows: dict[int, tuple[FramePlan, int]] = {}  # window -> (plan, place)
+        self.windows: dict[int, tuple[FramePlan, int, Optional[np.ndarray]]] = {}  # window -> (plan, place, order)
         self.lasts: dict[int, np.ndarray] = {}  # per window: the slot of each mobile device's last frame (-1: none)
         self.loaded = self.flushed = 0
         self.more = not single
@@ -64,7 +77,7 @@ class Ring:
             out[:old] = a
             return out
 
-        if not self.single:
+        if not self.own:
             self.plan = tuple(wider(a, 0.0) if k < 4 or self.tiered else a for k, a in enumerate(self.plan))
             self.capture, self.mobile = wider(self.capture, 0.0), wider(self.mobile, 0)
         self.route, self.T = wider(self.route, 0), taller(self.T, np.nan)
@@ -90,28 +103,33 @@ class Ring:
             raise EdgesimError(f"window {k} shares the demand rows of its routes differently from the first window")
         base = place * self.width
         sl = slice(base, base + n)
-        if not self.single:
+        order = None if self.own or not self.reorder else in_capture_order(wp.capture_s)  # slot base + s: frame order[s]
+        at = (lambda a: a) if order is None else (lambda a: a[..., order])
+        slot = np.arange(base, base + n) if order is None else np.empty(n, np.int64)  # each frame's slot
+        if order is not None:
+            slot[order] = np.arange(base, base + n)
+        if not self.own:
             parts = (wp.head_s, wp.wire_bits, wp.tail_s, wp.down_s) + (
                 (wp.wan_bits, wp.cloud_s, wp.wan_down_s) if self.tiered else ())
             for dst, src in zip(self.plan, parts):
-                dst[:, sl] = src
-            self.capture[sl], self.mobile[sl] = wp.capture_s, wp.mobile
+                dst[:, sl] = at(src)
+            self.capture[sl], self.mobile[sl] = at(wp.capture_s), at(wp.mobile)
             self.T[sl] = np.nan
             self.status[sl] = self.drop_stage[sl] = 0
-        self.route[sl] = wp.route
+        self.route[sl] = at(wp.route)
         if topo.delay is not None:
-            self.delay_values[:, sl] = delay_draws(wp, topo)
+            self.delay_values[:, sl] = at(delay_draws(wp, topo))
         first_of, last_of, nxt = wp.capture_chain()
-        self.nxt[sl] = np.where(nxt >= 0, nxt + base, -1)
-        firsts = np.where(first_of >= 0, first_of + base, -1)
-        lasts = np.where(last_of >= 0, last_of + base, -1)
+        self.nxt[sl] = at(np.where(nxt >= 0, slot[nxt], -1))
+        firsts = np.where(first_of >= 0, slot[first_of], -1)
+        lasts = np.where(last_of >= 0, slot[last_of], -1)
         if self.more:
             self.nxt[lasts[lasts >= 0]] = NEXT_WINDOW
         prev = self.lasts.pop(k - 1, None)
         if prev is not None:
             self.nxt[prev[prev >= 0]] = firsts[prev >= 0]
         self.lasts[k] = lasts
-        self.windows[k], self.remaining[place] = (wp if self.single else wp.for_tables(), place), n
+        self.windows[k], self.remaining[place] = (wp if self.single else wp.for_tables(), place, order), n
         self.loaded = k + 1
         return firsts
 
@@ -125,16 +143,29 @@ class Ring:
         """Hand back every leading window whose frames have all ended (every loaded one when `everything`)."""
         while self.flushed < self.loaded and (everything or self.remaining[self.windows[self.flushed][1]] == 0):
             k = self.flushed
-            wp, place = self.windows.pop(k)
+            wp, place, order = self.windows.pop(k)
             base = place * self.width
-            sl = slice(base, base + wp.capture_s.size)
-            take = (lambda a: a[sl]) if self.single else (lambda a: a[sl].copy())
-            times = {name: np.ascontiguousarray(self.T[sl, row]) for row, name in enumerate(fields)}
+            n = wp.capture_s.size
+            if order is None:
+                sl = slice(base, base + n)
+                take = (lambda a: a[sl]) if self.single else (lambda a: a[sl].copy())
+            else:  # back in frame order
+                slot = np.empty(n, np.int64)
+                slot[order] = np.arange(base, base + n)
+                take = (lambda a: a[slot])
+            T = take(self.T)  # a frame's times are one row: one gather of rows, then the columns in order
+            times = {name: np.ascontiguousarray(T[:, row]) for row, name in enumerate(fields)}
             times["status"], times["drop_stage"] = take(self.status), take(self.drop_stage)
-            times["route"] = self.route[sl].astype(np.int16)
+            times["route"] = take(self.route).astype(np.int16)
             if self.delay:
-                times["prop_up_s"], times["prop_down_s"] = (np.ascontiguousarray(self.T[sl, len(fields) + d])
-                                                            for d in (0, 1))
+                times["prop_up_s"], times["prop_down_s"] = (np.ascontiguousarray(T[:, len(fields) + d]) for d in (0, 1))
             self.flushed = k + 1
             self.free.append(place)
             on_window(k, wp, times)
+
+
+def in_capture_order(capture_s: np.ndarray) -> Optional[np.ndarray]:
+    """The frames of a window by capture time, equal times in frame order (None: they are in that order already)."""
+    if capture_s.size < 2 or bool(np.all(capture_s[1:] >= capture_s[:-1])):
+        return None
+    return np.lexsort((np.arange(capture_s.size), capture_s))
