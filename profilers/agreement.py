@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from profilers.errors import EdgesimError
-from profilers.schema import ModelProfile
+from profilers.schema import ModelProfile, timed_part
 
 #: parts shorter than this (seconds) are left out: a timer's resolution and call overhead dominate them
 MIN_PART_S = 1e-4
@@ -47,10 +47,8 @@ class Agreement:
 def _per_reference(mp: ModelProfile, part: str, name: str, layer_index: int) -> Optional[float]:
     """A part's per-round ratio to the host reference; a head of every block or a tail of every block is the whole."""
     check = mp.measurement_check
-    if check is None:
-        return None
-    whole = (part == "head" and layer_index == len(mp.blocks)) or (part == "tail" and layer_index == 0)
-    disp = check.parts.get("whole" if whole else f"{part}@{name}")
+    key = timed_part(part, name, layer_index, len(mp.blocks))
+    disp = check.parts.get(key) if check is not None and key is not None else None
     return disp.per_reference if disp is not None else None
 
 

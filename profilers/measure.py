@@ -39,6 +39,7 @@ from profilers.schema import (
     PartDispersion,
     PowerModel,
     SplitPoint,
+    timed_part,
 )
 
 JPEG_QUALITY = 90
@@ -641,8 +642,7 @@ def dispersion(samples: Sequence[float], reference: Sequence[float] = ()) -> Par
     n = len(samples)
     ci = mad = drift = None
     if med > 0:
-        lo, hi = median_ci95(samples)
-        ci = 100.0 * (hi - lo) / 2 / med if n >= 6 else None
+        ci = _ci95_half_pct(samples, med)
         mad = 100.0 * statistics.median(abs(s - med) for s in samples) / med
         if n >= 4:
             first, second = statistics.median(samples[:n // 2]), statistics.median(samples[n // 2:])
@@ -651,12 +651,19 @@ def dispersion(samples: Sequence[float], reference: Sequence[float] = ()) -> Par
     if len(reference) == n and n and all(r > 0 for r in reference):
         ratios = [s / r for s, r in zip(samples, reference)]
         per_ref = statistics.median(ratios)
-        if per_ref > 0 and n >= 6:
-            lo, hi = median_ci95(ratios)
-            per_ref_ci = round(100.0 * (hi - lo) / 2 / per_ref, 3)
+        per_ref_ci = _ci95_half_pct(ratios, per_ref) if per_ref > 0 else None
     return PartDispersion(n=n, median_s=med, ci95_half_pct=None if ci is None else round(ci, 3),
                           mad_pct=round(mad or 0.0, 3), drift_pct=None if drift is None else round(drift, 3),
-                          per_reference=per_ref, per_reference_ci95_half_pct=per_ref_ci)
+                          per_reference=per_ref,
+                          per_reference_ci95_half_pct=None if per_ref_ci is None else round(per_ref_ci, 3))
+
+
+def _ci95_half_pct(values: Sequence[float], median: float) -> Optional[float]:
+    """Half-width of the median's distribution-free 95 % interval, % of the (positive) median; None under 6 values."""
+    if len(values) < 6:
+        return None
+    lo, hi = median_ci95(values)
+    return 100.0 * (hi - lo) / 2 / median
 
 
 def _precise(samples: Sequence[float], target: float) -> bool:
@@ -687,8 +694,8 @@ def _timed_parts(blocks, x, acts: dict[int, Any], points, n_blocks: int) -> list
     parts = [_Part("whole", blocks, x, [])]
     for name, k in points:
         if 0 < k < n_blocks:
-            parts.append(_Part(f"head@{name}", blocks[:k], x, []))
-            parts.append(_Part(f"tail@{name}", blocks[k:], acts[k], []))
+            parts.append(_Part(timed_part("head", name, k, n_blocks), blocks[:k], x, []))
+            parts.append(_Part(timed_part("tail", name, k, n_blocks), blocks[k:], acts[k], []))
     return parts
 
 
@@ -847,12 +854,8 @@ def _measure(model, options, points, power_model, progress, device, cuda, thread
     def part_stats(kind: str, name: str, k: int) -> Optional[LatencyStats]:
         if not full:
             return None
-        empty = (k == 0) if kind == "head" else (k == n_blocks)
-        if empty:
-            return LatencyStats.from_samples([0.0] * len(full))
-        if (kind == "head" and k == n_blocks) or (kind == "tail" and k == 0):
-            return LatencyStats.from_samples(full)
-        return LatencyStats.from_samples(samples[f"{kind}@{name}"])
+        key = timed_part(kind, name, k, n_blocks)
+        return LatencyStats.from_samples([0.0] * len(full) if key is None else samples[key])
 
     split_points = []
     for name, k in points:
@@ -926,7 +929,8 @@ def _check(parts: list[_Part], points, n_blocks: int, options: MeasureOptions, c
     sums = {}
     for name, k in points:
         if 0 < k < n_blocks and whole > 0:
-            sums[name] = round((disp[f"head@{name}"].median_s + disp[f"tail@{name}"].median_s) / whole, 4)
+            sums[name] = round((disp[timed_part("head", name, k, n_blocks)].median_s
+                                + disp[timed_part("tail", name, k, n_blocks)].median_s) / whole, 4)
     warnings = list(warnings)
     reasons = busy_reasons(host_during, threads)
     warnings += [f"while measuring: {r}" for r in reasons]

@@ -129,6 +129,15 @@ class PartDispersion(_Strict):
         "half-width of per_reference's distribution-free 95 % interval, % of it"))
 
 
+def timed_part(kind: str, split_point: str, layer_index: int, n_blocks: int) -> Optional[str]:
+    """The key under which a split point's head or tail is timed (MeasurementCheck.parts): None for an empty part
+    (a head of no block, a tail of none), 'whole' for a head or tail of every block, else 'head@NAME' / 'tail@NAME'."""
+    empty, every = (0, n_blocks) if kind == "head" else (n_blocks, 0)
+    if layer_index == empty:
+        return None
+    return "whole" if layer_index == every else f"{kind}@{split_point}"
+
+
 class MeasurementCheck(_Strict):
     """How a measured model was timed and how far to trust it: rounds, precision reached, host state, checks."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import os
 import sys
@@ -32,10 +33,16 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
 }
 
 
+@functools.cache
+def _source_tree(module: str) -> ast.Module:
+    """A module's syntax tree, parsed once (several commands live in one module)."""
+    with open(util.find_spec(module).origin, encoding="utf-8") as source:
+        return ast.parse(source.read())
+
+
 def _declared_help(module: str, attribute: str) -> str:
     """A command's help read from its module's source, not imported: the function's docstring or the app's help=."""
-    tree = ast.parse(open(util.find_spec(module).origin, encoding="utf-8").read())
-    for node in tree.body:
+    for node in _source_tree(module).body:
         if isinstance(node, ast.FunctionDef) and node.name == attribute:
             return ast.get_docstring(node) or ""
         if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
