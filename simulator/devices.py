@@ -10,7 +10,7 @@ import functools
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal, Optional, Sequence
+from typing import Iterable, Iterator, Literal, Optional, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -299,14 +299,15 @@ def _error_text(errors: Sequence[float], method: str) -> str:
 
 def find_model(model_id: str, profiles: Iterable[DeviceProfile]) -> Optional[ModelProfile]:
     """The model's profile from the first of `profiles` that has it, else from the catalog; None if none has."""
-    for prof in profiles:
-        if model_id in prof.models:
-            return prof.models[model_id]
-    for name in list_devices():  # the catalog listed only when no given profile has the model
-        prof = read_device(name)
+    for prof in itertools.chain(profiles, _catalog_profiles()):
         if model_id in prof.models:
             return prof.models[model_id]
     return None
+
+
+def _catalog_profiles() -> Iterator[DeviceProfile]:
+    """The catalog's device profiles, the catalog listed only when the first one is asked for."""
+    yield from map(read_device, list_devices())
 
 
 def reference_model(devices: dict[str, Device], model_id: str) -> ModelProfile:
@@ -315,7 +316,7 @@ def reference_model(devices: dict[str, Device], model_id: str) -> ModelProfile:
     model = find_model(model_id, profiles)
     if model is not None:
         return model
-    known = sorted({m for prof in itertools.chain(profiles, map(read_device, list_devices())) for m in prof.models})
+    known = sorted({m for prof in itertools.chain(profiles, _catalog_profiles()) for m in prof.models})
     raise ProfileError(f"no profile of model '{model_id}' in the scenario's devices or the catalog"
                        f"{did_you_mean(model_id, known)}; measure it on a machine you have "
                        f"(`{profile_command(model_id)}`), derive it onto catalog devices (`edgesim derive P.json "

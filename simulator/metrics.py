@@ -118,12 +118,18 @@ COMPILED_FROM = 20_000
 camera) pairs are a million groups)."""
 
 
+def _compiled(n_values: int, n_groups: int) -> bool:
+    """Whether group sums take the compiled pass: from COMPILED_FROM values, at most twice as many groups (sparser:
+    bincount's pass is cheaper)."""
+    return n_values >= COMPILED_FROM and n_groups <= 2 * n_values
+
+
 def group_sums(codes: np.ndarray, values: np.ndarray, size: int, order: Optional[np.ndarray] = None) -> np.ndarray:
     """Per code 0..size-1, the sum of its values in the order they come, equal bit for bit to numpy's (and pandas')
     sum of that group: bincount adds one after the other, which is numpy's sum below 8 values; groups of 8 or more
     are summed pairwise as numpy does. `order`: a stable sort of codes, when the caller has one. From COMPILED_FROM
     values on (and at most twice as many groups), one compiled pass does the same (groupsum.group_sums_rows; numba's import is paid back there)."""
-    if codes.size >= COMPILED_FROM and size <= 2 * codes.size:  # sparser: bincount's pass is cheaper
+    if _compiled(codes.size, size):
         return group_sums_many(codes, [values], size)[0]
     out = np.bincount(codes, values, size)
     counts = np.bincount(codes, minlength=size)
@@ -143,7 +149,7 @@ def group_sums(codes: np.ndarray, values: np.ndarray, size: int, order: Optional
 def group_sums_many(codes: np.ndarray, columns: list[np.ndarray], size: int,
                     order: Optional[np.ndarray] = None) -> list[np.ndarray]:
     """group_sums of each column under the same codes (compiled: one sort of the codes for all the columns)."""
-    if columns and codes.size >= COMPILED_FROM and size <= 2 * codes.size:
+    if columns and _compiled(codes.size, size):
         from simulator.groupsum import group_sums_rows
 
         return list(group_sums_rows(codes.astype(np.int64, copy=False), np.stack(columns).astype(float, copy=False),
@@ -153,7 +159,7 @@ def group_sums_many(codes: np.ndarray, columns: list[np.ndarray], size: int,
 
 def _scoped_sums(columns: dict[str, np.ndarray], edge: Optional[np.ndarray], n_edges: int,
                  order: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
-    """_scoped_sum of each column (name -> values) under the same edge servers."""
+    """Sum of each column (name -> values) over every frame (scope 0) and per edge server (scopes 1..E)."""
     if edge is None:
         return {name: np.array([v.sum()]) for name, v in columns.items()}
     per = group_sums_many(edge, list(columns.values()), n_edges, order)
@@ -161,8 +167,9 @@ def _scoped_sums(columns: dict[str, np.ndarray], edge: Optional[np.ndarray], n_e
 
 
 def _edge_order(edge: Optional[np.ndarray], n_edges: int) -> Optional[np.ndarray]:
-    """A stable sort of frames by edge server (a radix sort for up to 32,767 servers)."""
-    if edge is None:
+    """A stable sort of frames by edge server (a radix sort for up to 32,767 servers); None where nothing would read
+    it (no edge servers, or group sums taking the compiled pass, which sorts on its own)."""
+    if edge is None or _compiled(edge.size, n_edges):
         return None
     return np.argsort(edge.astype(np.int16) if n_edges < 2 ** 15 else edge, kind="stable")
 

@@ -236,10 +236,9 @@ def combine_frames(stage: Path, n_points: int) -> None:
         pool: Optional[FramesFile] = None
         for k in range(n_points):
             part = frames_part(points, k)
-            if part.exists() or not part.with_suffix(".arrow").exists():
-                if not part.exists():
-                    raise EdgesimError(f"{points}: the frames of sweep point {k} are missing; frames.parquet not "
-                                       "written")
+            if not part.exists() and not part.with_suffix(".arrow").exists():
+                raise EdgesimError(f"{points}: the frames of sweep point {k} are missing; frames.parquet not written")
+            if part.exists():
                 stack.close()  # the pool before this point is complete
                 pool = None
                 pieces.append(part)

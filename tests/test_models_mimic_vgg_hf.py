@@ -203,3 +203,13 @@ def test_mimic_and_vgg_build_on_meta_for_shapes_and_flops():
         assert _chain(model.blocks, x).shape == (1, out)
     with pytest.raises(EdgesimError, match="shapes-only"):
         build("densenet201-mimic", shapes_only=True, checkpoint="x.pt")
+
+
+def test_a_student_builds_at_its_smallest_side_through_the_registry_as_directly():
+    # vgg-s5 has 4 poolings: 16 px is its least side, both for build_vgg and for `edgesim profile vgg-s5`
+    assert build("vgg-s5", input_size=16).input_shape == (3, 16, 16)
+    assert build_vgg("vgg-s5", input_size=16) is not None
+    with pytest.raises(EdgesimError, match=r"square side >= 16"):
+        build("vgg-s5", input_size=8)
+    with pytest.raises(EdgesimError, match=r"square side >= 32"):
+        build("vgg11", input_size=16)

@@ -62,9 +62,10 @@ def _cfg(name: str) -> list:
     raise EdgesimError(f"unknown VGG '{name}'; known: {', '.join(sorted([*TEACHER_CFGS, *STUDENTS]))}")
 
 
-def _side(input_size, min_px: int = 32) -> int:
+def _side(name: str, input_size) -> int:
     """Square input side from an int or (H, W); VGG here is built for 32 or 224 (any multiple of 32 works), a
-    student for any side its poolings leave at least 1 px (min_px: 16 px for vgg-s5, a lower resolution than 003's)."""
+    student for any side its poolings leave at least 1 px (16 px for vgg-s5, a lower resolution than 003's)."""
+    min_px = 2 ** _cfg(name).count("M") if name in STUDENTS else 32
     if input_size is None:
         return 224
     sizes = [int(s) for s in (input_size if isinstance(input_size, (list, tuple)) else [input_size])]
@@ -94,7 +95,7 @@ def build_vgg(name: str, num_classes: int = 10, input_size: int = 32, in_channel
 
     cfg = _cfg(name)
     student = name in STUDENTS
-    side = _side(input_size, 2 ** cfg.count("M") if student else 32)
+    side = _side(name, input_size)
     bn = student if batch_norm is None else batch_norm
     layers: list = []
     c = in_channels
@@ -163,7 +164,7 @@ def _build(name: str, input_size=None, checkpoint: Optional[str] = None, num_cla
 
     if shapes_only and checkpoint is not None:
         raise EdgesimError(f"model {name}: a checkpoint cannot be loaded into a shapes-only (meta) model")
-    side = _side(input_size if input_size is not None else (32 if name in STUDENTS else 224))
+    side = _side(name, input_size if input_size is not None else (32 if name in STUDENTS else 224))
     with torch.device("meta") if shapes_only else contextlib.nullcontext():
         model = build_vgg(name, num_classes=num_classes, input_size=side, in_channels=in_channels,
                           batch_norm=batch_norm)
