@@ -47,7 +47,7 @@ from simulator.kernels.decisions import least_loaded_tree
 from simulator.kernels.records import load_view
 from simulator.loop.events import run_events
 from simulator.loop.heap import first_time, grown, new_events, start_captures
-from simulator.loop.layout import GROW, LOAD, Delays, Demands, Loop
+from simulator.loop.layout import GROW, LOAD, T_TIMES, Delays, Loop
 from simulator.loop.lindley import lindley as _lindley
 from simulator.loop.lindley import lindley_applies, replay_state
 from simulator.loop.ring import Ring
@@ -104,7 +104,7 @@ def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_wind
     fields = TIME_FIELDS + (TIER_FIELDS if first.cloud_s is not None else ())
     delay = topo.delay is not None
     ring = Ring(first, peeked is None, ring_windows, len(fields) + (2 if delay else 0), delay)
-    stations, run, edges, traces, batches, n_up = static_state(topo, first, len(fields))
+    stations, run, edges, traces, batches, n_up = static_state(topo, first, T_TIMES + len(fields))  # T's delay columns
     n_mob = first.n_mobiles
     run["policy"] = policy is not None
     traced, fifo, delay_traces = delay_model(topo, n_mob)
@@ -118,10 +118,10 @@ def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_wind
     firsts = ring.load(0, first, topo, 0.0)
     firsts = firsts[firsts >= 0]
     firsts = firsts[np.lexsort((firsts, ring.capture[firsts]))]  # the SimPy engine's start order
-    if ring.single and lindley_applies(first, topo):
+    if ring.own and lindley_applies(first, topo):  # slot = frame: Lindley's recursion reads the plan by slot
         replayed = replay_state(firsts[0], ring.capture[firsts[0]])
         decisions = (int(run["policy"][0]), state.copy(), routes, n_routes, view, run, replayed)
-        if _lindley(firsts[0], ring.nxt, ring.capture, ring.route, ring.plan, traces, ring.T, ring.status,
+        if _lindley(firsts[0], ring.nxt, ring.capture, ring.route, ring.demands[0][:4], traces, ring.T, ring.status,
                     topo.propagation_s, topo.deadline_s is not None, topo.deadline_s or 0.0, decisions, decide,
                     observe):
             ring.flush(on_window, fields, everything=True)
@@ -133,9 +133,9 @@ def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_wind
     start_captures(h, meta, queues, firsts, ring.capture)
     while True:
         delays = Delays(traced, fifo, ring.delay_values, delay_traces, last_up, last_down)
-        c = Loop(ring.T, Demands(*ring.plan), ring.capture, ring.mobile, ring.route, stations, ring.NXT, ring.PRV,
-                 run, edges, traces, ring.status, ring.drop_stage, delays, state, batches, routes, view,
-                 edge_of_mobile, n_routes, routes_of, ring.rows, tree)  # anew: rings grow
+        c = Loop(ring.T, ring.demand_at, ring.demand_frames, ring.column, ring.capture, ring.mobile, ring.route,
+                 stations, ring.NXT, ring.PRV, run, edges, traces, ring.status, ring.drop_stage, delays, state,
+                 batches, routes, view, edge_of_mobile, n_routes, routes_of, ring.rows, tree)  # anew: rings grow
         why = run_events(c, decide, observe, ring.nxt, ring.remaining, ring.width, h, meta, queues)
         if why == GROW:
             h = grown(h)

@@ -3,12 +3,15 @@ rows, routes that draw packet losses keep their own, and both engines give the s
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from simulator.assemble import assemble, plan_window, route_rows
-from simulator.compiled import simulate_compiled
+from simulator.compiled import simulate_compiled, simulate_compiled_windows
 from simulator.engine import simulate
+from simulator.loop.ring import in_capture_order
 from simulator.scenario import Scenario
 from simulator.workload import FrameStreams
 from tests.sim_helpers import scenario_dict, write_toy_profiles
@@ -79,3 +82,35 @@ def test_a_window_handed_to_an_engine_keeps_only_what_its_frame_table_reads(tmp_
         assert np.isnan(kept).all()
     assert slim.n_routes == w.plan.n_routes and np.array_equal(slim.row_of(np.arange(slim.n_routes)),
                                                                w.plan.row_of(np.arange(w.plan.n_routes)))
+
+
+def _frames(plan, sel):
+    """The plan's frames sel (a window of it), every per-frame array cut alike."""
+    cut = (lambda a: None if a is None else a[..., sel])
+    return replace(plan, capture_s=plan.capture_s[sel], mobile=plan.mobile[sel], route=plan.route[sel].copy(),
+                   head_s=cut(plan.head_s), wire_bits=cut(plan.wire_bits), tail_s=cut(plan.tail_s),
+                   down_s=cut(plan.down_s), delay_u=cut(plan.delay_u), wan_bits=cut(plan.wan_bits),
+                   cloud_s=cut(plan.cloud_s), wan_down_s=cut(plan.wan_down_s))
+
+
+def test_windows_of_many_demand_rows_laid_in_capture_order_give_the_simpy_engine_times(tmp_path):
+    # the compiled ring lays each window's frames in capture order and reads their demands on every route, left in
+    # frame order in the window's own arrays, through a slot -> frame column: best-placement's routes (many demand
+    # rows) in three windows give the SimPy engine's times for every frame
+    pt, pol, routes, w = _plan(_point(tmp_path, ["toy-edge", "toy-mobile", "toy-edge"]))
+    plan = w.plan
+    assert plan.head_s.shape[0] > 2 and in_capture_order(plan.capture_s) is not None  # mobile-major, many rows
+    by_mobile = [routes[g] for g in pt.group_of_instance]
+    simpy = simulate(plan, pt.topo, pol, by_mobile)
+    nth = np.concatenate([np.arange(np.sum(plan.mobile == m)) for m in range(plan.n_mobiles)])  # mobile-major
+    sels = [np.flatnonzero((nth >= lo) & (nth < lo + 27)) for lo in (0, 27, 54)]
+    got: dict[int, dict] = {}
+    simulate_compiled_windows(lambda k: _frames(plan, sels[k]) if k < len(sels) else None, pt.topo,
+                              lambda k, _w, times: got.update({k: times}), pol, by_mobile)
+    assert sorted(got) == [0, 1, 2]
+    for name, want in simpy.items():
+        have = np.empty_like(want)
+        for k, sel in enumerate(sels):
+            have[sel] = got[k][name]
+        np.testing.assert_allclose(have, want, rtol=0, atol=1e-9, err_msg=name)
+    assert np.unique(plan.row_of(simpy["route"].astype(np.int64))).size >= 2  # frames take routes of several rows

@@ -12,11 +12,11 @@ from simulator.loop.decide import edge_load_changed, fill_view, place
 from simulator.loop.heap import borrowed, next_event, push_event, schedule, take_event
 from simulator.loop.layout import (
     ASSIGN_FIXED, BATCH_FIN, BATCH_TIMER, CA, CAPTURE, CE, CLOUD_ARRIVE, CLOUD_FIN, CS, DE, DONE, DONE_RUN,
-    DOWN_ARRIVE, DOWN_FIN, DS, EA, EDGE_FIN, FINISH, GROW, HE, HS, K_CLOUD, K_EDGE, K_MOBILE, K_UP, K_WAN,
-    LOAD, MOBILE_FIN, NEXT_WINDOW, SERVER_ARRIVE, TE, TS, UE, UP_FIN, US, WAN_DOWN_FIN, WAN_FIN, WDE, WDS, WE, WS,
-    Batches, Delays, Demands, Loop,
+    DOWN_ARRIVE, DOWN_FIN, DS, EA, EDGE_FIN, FINISH, GROW, HE, HS, K_CLOUD, K_EDGE, K_MOBILE, K_UP, K_WAN, LOAD,
+    MOBILE_FIN, N_KINDS, NEXT_WINDOW, SERVER_ARRIVE, TE, TS, UE, UP_FIN, US, WAN_DOWN_FIN, WAN_FIN, WDE, WDS, WE,
+    WS, Batches, Delays, Loop,
 )
-from simulator.loop.queues import batch_dispatch, demand, enqueue, unlink, varying_delay
+from simulator.loop.queues import batch_dispatch, demand, enqueue, take_demands, unlink, varying_delay
 from simulator.plan import DROPPED, LATE
 
 STARTS = (HS, US, TS, DS, WS, CS, WDS)  # per station kind (K_*): the time table's row of a service's start
@@ -234,6 +234,7 @@ def capture(c, decide, i, now, remaining, width):
         fill_view(c, m, 0, 0 if run.shared else m, now)
         g = c.routes_of[m]  # m's list of routes (one per mobile group)
         c.route[i] = decide(c.state, c.load_view, c.routes[g], 0, c.n_routes[g])
+    take_demands(c, i, N_KINDS if run.tiered else K_WAN, width)  # a run without tiers has no WAN or cloud demands
     if demand(c, K_MOBILE, i) > 0:
         return m, 1, A_ARRIVE
     c.T[i, HS] = now
@@ -355,14 +356,14 @@ def uplink_trace(c, i, r):
 def borrowed_loop(c):
     """The loop's state with every array borrowed (heap.borrowed: no reference counts while the loop runs)."""
     b = borrowed
-    p, d, q = c.plan, c.delays, c.batches
-    plan = Demands(b(p.head_s), b(p.bits), b(p.tail_s), b(p.down_s), b(p.wan_bits), b(p.cloud_s), b(p.wan_down_s))
+    d, q = c.delays, c.batches
     delays = Delays(b(d.traced), b(d.fifo), b(d.drawn), steps(d.traces), b(d.last_up), b(d.last_down))
     batches = Batches(b(q.state), b(q.key_of), b(q.preferred), b(q.idle_since), b(q.members), b(q.size), b(q.same),
                       b(q.factors), b(q.free_slot))
-    return Loop(b(c.T), plan, b(c.capture), b(c.mobile), b(c.route), b(c.stations), b(c.NXT), b(c.PRV), b(c.run),
-                b(c.edges), steps(c.links), b(c.status), b(c.drop_stage), delays, b(c.state), batches, b(c.routes),
-                b(c.load_view), b(c.edge_of_mobile), b(c.n_routes), b(c.routes_of), b(c.prow), b(c.least_loaded))
+    return Loop(b(c.T), b(c.demand_at), b(c.demand_frames), b(c.column), b(c.capture), b(c.mobile), b(c.route),
+                b(c.stations), b(c.NXT), b(c.PRV), b(c.run), b(c.edges), steps(c.links), b(c.status),
+                b(c.drop_stage), delays, b(c.state), batches, b(c.routes), b(c.load_view), b(c.edge_of_mobile),
+                b(c.n_routes), b(c.routes_of), b(c.prow), b(c.least_loaded))
 
 
 @njit(cache=True, inline="always")

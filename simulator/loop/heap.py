@@ -1,11 +1,12 @@
 """The compiled loop's events in (time, sequence) order, as SimPy's: a binary heap, and queues for the events that
 are mostly scheduled in that order (captures; arrivals after a propagation delay); an event is one EVENT record, and
-arrays are borrowed without reference counts."""
+arrays are borrowed without reference counts (or read by address: float_at)."""
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 from simulator.loop.layout import CAPTURE, CLOUD_ARRIVE, DOWN_ARRIVE, FINISH, SERVER_ARRIVE
@@ -25,6 +26,16 @@ def borrowed(typingctx, arr):
         out.parent = cgutils.get_null_value(out.parent.type)
         return out._getvalue()
     return arr(arr), codegen
+
+
+@intrinsic
+def float_at(typingctx, address, index):
+    """The float at address + 8 x index: an element of a float64 array the caller keeps alive and whose data
+    pointer (ndarray.ctypes.data) it passed in, so that the loop reads arrays it was not handed one by one."""
+    def codegen(context, builder, sig, args):
+        at = builder.inttoptr(args[0], ir.PointerType(ir.DoubleType()))
+        return builder.load(builder.gep(at, [args[1]]))
+    return types.float64(types.int64, types.int64), codegen
 
 
 @njit(cache=True, inline="always")

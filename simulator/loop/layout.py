@@ -16,16 +16,20 @@ from simulator.plan import TIER_FIELDS, TIME_FIELDS
 CAPTURE, MOBILE_FIN, UP_FIN, SERVER_ARRIVE, EDGE_FIN, DOWN_FIN, FINISH = 1, 2, 3, 4, 5, 6, 7
 WAN_FIN, CLOUD_ARRIVE, CLOUD_FIN, BATCH_FIN, BATCH_TIMER, WAN_DOWN_FIN, DOWN_ARRIVE = 8, 9, 10, 11, 12, 13, 14
 
-# columns of the time table T (slots x columns: a frame's times lie side by side, a few cache lines a frame): the
-# frame table's TIME_FIELDS, then TIER_FIELDS when tiered, then the varying delays
-HS, HE, US, UE, TS, TE, DS, DE, DONE = (TIME_FIELDS.index(f) for f in (
+# station kinds; a kind is also the index of its demand among a plan's (head, bits, tail, down, WAN bits, cloud,
+# return: Loop.demand_at) and the column of the frame's demand on its route in the time table T
+K_MOBILE, K_UP, K_EDGE, K_DOWN, K_WAN, K_CLOUD, K_WDOWN = 0, 1, 2, 3, 4, 5, 6
+N_KINDS = 7
+
+# columns of the time table T (slots x columns: what the loop reads and writes of a frame lies side by side, a few
+# cache lines a frame): its demand per station kind on the route it takes (K_*, copied at capture), the frame
+# table's TIME_FIELDS, then TIER_FIELDS when tiered, then the varying delays
+T_TIMES = N_KINDS  # the column of the first time field
+HS, HE, US, UE, TS, TE, DS, DE, DONE = (T_TIMES + TIME_FIELDS.index(f) for f in (
     "head_start", "head_end", "up_start", "up_end", "tail_start", "tail_end", "down_start", "down_end", "done"))
-EA, WS, WE, CA, CS, CE, WDS, WDE, BW, BSZ = (len(TIME_FIELDS) + TIER_FIELDS.index(f) for f in (
+EA, WS, WE, CA, CS, CE, WDS, WDE, BW, BSZ = (T_TIMES + len(TIME_FIELDS) + TIER_FIELDS.index(f) for f in (
     "edge_arrive", "wan_start", "wan_end", "cloud_arrive", "cloud_start", "cloud_end", "wan_down_start",
     "wan_down_end", "batch_wait", "batch_size"))
-
-# station kinds; a kind is also the index of its demand in Demands (head, bits, tail, down, WAN bits, cloud, return)
-K_MOBILE, K_UP, K_EDGE, K_DOWN, K_WAN, K_CLOUD, K_WDOWN = 0, 1, 2, 3, 4, 5, 6
 ASSIGN_FIXED, ASSIGN_LEAST_LOADED, ASSIGN_SED = 0, 1, 2  # RUN.assign
 DONE_RUN, GROW, LOAD = 0, 1, 2  # why run_events returned
 NEXT_WINDOW = -2  # nxt of a mobile device's last frame in a window while the next window is not loaded
@@ -61,14 +65,14 @@ BATCHER = np.dtype([("max_size", np.int64), ("idle", np.int64), ("free_slots", n
 queue delay it waits at most, its pending timer (-1: none) and when its longest batch in progress ends."""
 
 class Demands(NamedTuple):
-    """Per demand row and frame slot (rows x slots; Loop.prow gives a route's row), indexed by station kind (K_*)
-    where a queue adds a frame's work."""
+    """A window's demands per station kind (K_*; rows x frames, Loop.prow gives a route's row): what a frame asks
+    of each station on each route it may take (the ring keeps them while the loop reads them by address)."""
 
     head_s: np.ndarray
     bits: np.ndarray  # uplink wire bits
     tail_s: np.ndarray
     down_s: np.ndarray
-    wan_bits: np.ndarray
+    wan_bits: np.ndarray  # (0 x 0 without tiers, likewise the next two)
     cloud_s: np.ndarray
     wan_down_s: np.ndarray
 
@@ -101,8 +105,12 @@ class Delays(NamedTuple):
 class Loop(NamedTuple):
     """Everything the event loop reads and writes."""
 
-    T: np.ndarray  # the time table: slots x rows HS..DONE (then EA..BSZ when tiered, then the varying delays)
-    plan: Demands
+    T: np.ndarray  # the time table: slots x columns: demands (K_*), HS..DONE (then EA..BSZ when tiered, then the
+    # varying delays)
+    demand_at: np.ndarray  # per place of the ring and kind (K_*): the address of its window's (rows x frames) float
+    # demands (the window's plan's own arrays, kept alive by the ring; 0: none)
+    demand_frames: np.ndarray  # per place: its window's frames (a row of its demands)
+    column: np.ndarray  # per slot: its frame's index in its window (the column of its demands)
     capture: np.ndarray  # capture time per slot
     mobile: np.ndarray  # mobile device per slot
     route: np.ndarray  # route per slot (r' = edge x routes_per_edge + r when tiered)

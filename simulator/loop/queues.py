@@ -7,7 +7,7 @@ from numba import njit
 
 from simulator.kernels.links import fifo_delay, value_at
 from simulator.kernels.stations import batch_size, batch_wait_s, busy_until_after, queued_after_start, residual_s
-from simulator.loop.heap import push
+from simulator.loop.heap import float_at, push
 from simulator.loop.layout import BATCH_FIN, BATCH_TIMER, BSZ, BW, CA, CS, K_CLOUD
 
 
@@ -44,8 +44,20 @@ def unlink(stations, NXT, PRV, st, i):
 @njit(cache=True, inline="always")
 def demand(c, kind, i):
     """What frame i asks of a station of `kind` (K_*) on its route: seconds of service, bits on a link (NaN or 0
-    where the route skips it); also what it adds to the station's queued work (engine._Station.work)."""
-    return c.plan[kind][c.prow[c.route[i]], i]  # routes with the same demands share a row (plan.demand_rows)
+    where the route skips it); also what it adds to the station's queued work (engine._Station.work). Read from
+    the frame's row of T, where take_demands put it at capture."""
+    return c.T[i, kind]
+
+
+@njit(cache=True, inline="always")
+def take_demands(c, i, kinds, width):
+    """Frame i's demands on the route it takes (decided at its capture) into its row of T, from its window's own
+    (rows x frames) arrays: the loop then reads a frame's demands beside its times, slot after slot, and the ring
+    copies no window's demands on every route (docs/round4/issue26c.md)."""
+    place, T = i // width, c.T
+    at = c.prow[c.route[i]] * c.demand_frames[place] + c.column[i]  # routes with the same demands share a row
+    for k in range(kinds):
+        T[i, k] = float_at(c.demand_at[place, k], at)
 
 
 @njit(cache=True, inline="always")

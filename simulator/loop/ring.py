@@ -6,16 +6,13 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
+from numba import njit
 
 from profilers.errors import EdgesimError
 from simulator.engine import WindowDone, falls_behind
-from simulator.loop.layout import NEXT_WINDOW
+from simulator.loop.layout import N_KINDS, NEXT_WINDOW, T_TIMES, Demands
 from simulator.loop.setup import delay_draws
 from simulator.plan import FramePlan, Topology
-
-
-MAX_ROWS_REORDERED = 2
-"""Plans of at most this many demand rows lie in the ring in capture order (Ring)."""
 
 
 class Ring:
@@ -26,39 +23,39 @@ class Ring:
     running and the next) and grows to at most ring_windows (a system that falls further behind gets one clear
     error). Inside a place the frames lie in capture order (equal times in frame order: `in_capture_order`), so
     that the loop, which meets frames in about that order, reads its slots one after the other rather than a
-    camera's frames in a row (plans of at most MAX_ROWS_REORDERED demand rows; others in frame order); a run of one
-    window whose frames are in that order already is that window, slot = frame index, with the plan's own arrays.
+    camera's frames in a row. A window's demands on every route stay in its plan's own arrays, in frame order,
+    until it is handed back: the loop reads them by address (demand_at), a frame's on its route once, at its
+    capture (queues.take_demands). A run of one window whose frames are in capture order already is that window,
+    slot = frame index.
     """
 
     def __init__(self, first: FramePlan, single: bool, ring_windows: int, n_rows: int, delay: bool) -> None:
         self.width, self.max_places = first.capture_s.size, 1 if single else ring_windows
         self.single, self.n_rows, self.delay = single, n_rows, delay
-        self.routes, self.tiered = first.head_s.shape[0], first.cloud_s is not None
+        self.tiered = first.cloud_s is not None
         self.rows = np.ascontiguousarray(first.row_of(np.arange(first.n_routes)), dtype=np.int64)  # route -> row
-        f64 = (lambda a: np.ascontiguousarray(a, dtype=float))
-        dummy = np.zeros((1, 1))
         self.places = 0
-        # a plan of many demand rows (best-placement's routes) is not reordered: a gather of every row costs more
-        # than the loop saves on the one row a frame reads (measured, 10,000 cameras x 60 frames: 5.37 us a frame
-        # reordered against 3.65 us not, docs/round4/issue26a_s6.md)
-        self.reorder = first.head_s.shape[0] <= MAX_ROWS_REORDERED
-        self.own = single and (not self.reorder or in_capture_order(first.capture_s) is None)
+        self.own = single and in_capture_order(first.capture_s) is None
         if self.own:  # the plan's own arrays (no copy)
-            self.plan = (f64(first.head_s), f64(first.wire_bits), f64(first.tail_s), f64(first.down_s),
-                         f64(first.wan_bits) if self.tiered else dummy, f64(first.cloud_s) if self.tiered else dummy,
-                         f64(first.wan_down_s) if self.tiered else dummy)
-            self.capture, self.mobile = f64(first.capture_s), np.ascontiguousarray(first.mobile, dtype=np.int64)
+            self.capture = np.ascontiguousarray(first.capture_s, dtype=float)
+            self.mobile = np.ascontiguousarray(first.mobile, dtype=np.int64)
+            self.column = np.arange(self.width, dtype=np.int64)
         else:
-            self.plan = tuple(np.zeros((self.routes, 0)) if k < 4 or self.tiered else dummy for k in range(7))
-            self.capture, self.mobile = np.zeros(0), np.zeros(0, np.int64)
-        self.route, self.T = np.zeros(0, np.int64), np.zeros((0, n_rows))  # T: a frame's times side by side
+            self.capture, self.mobile, self.column = np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        # T: a frame's demands on its route (layout.T_TIMES columns), then its times, side by side
+        self.route, self.T = np.zeros(0, np.int64), np.zeros((0, T_TIMES + n_rows))
         self.status, self.drop_stage = np.zeros(0, np.int8), np.zeros(0, np.int8)
         self.nxt, self.NXT, self.PRV = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
         self.delay_values = np.zeros((2, 0) if delay else (2, 1))
         self.remaining = np.zeros(0, np.int64)
+        # per place: its window's demand arrays (kept alive while the loop reads them by address), their addresses
+        # per kind (K_*; 0: none) and its frames
+        self.demands: list[Optional[Demands]] = []
+        self.demand_at, self.demand_frames = np.zeros((0, N_KINDS), np.int64), np.zeros(0, np.int64)
         self.free: list[int] = []
         self._grow(1 if single else 2)
-        self.windows: dict[int, tuple[FramePlan, int, Optional[np.ndarray]]] = {}  # window -> (plan, place, order)
+        # window -> (plan, place, each frame's slot; None: frame f in slot place x width + f)
+        self.windows: dict[int, tuple[FramePlan, int, Optional[np.ndarray]]] = {}
         self.lasts: dict[int, np.ndarray] = {}  # per window: the slot of each mobile device's last frame (-1: none)
         self.loaded = self.flushed = 0
         self.more = not single
@@ -73,20 +70,22 @@ class Ring:
             out[..., :old] = a
             return out
 
-        def taller(a: np.ndarray, fill) -> np.ndarray:  # slots first
-            out = np.full((cap,) + a.shape[1:], fill, dtype=a.dtype)
-            out[:old] = a
+        def taller(a: np.ndarray, fill, rows: int = cap) -> np.ndarray:  # slots (or places) first
+            out = np.full((rows,) + a.shape[1:], fill, dtype=a.dtype)
+            out[:a.shape[0]] = a
             return out
 
         if not self.own:
-            self.plan = tuple(wider(a, 0.0) if k < 4 or self.tiered else a for k, a in enumerate(self.plan))
             self.capture, self.mobile = wider(self.capture, 0.0), wider(self.mobile, 0)
+            self.column = wider(self.column, 0)
         self.route, self.T = wider(self.route, 0), taller(self.T, np.nan)
         self.status, self.drop_stage = wider(self.status, 0), wider(self.drop_stage, 0)
         self.nxt, self.NXT, self.PRV = wider(self.nxt, -1), wider(self.NXT, -1), wider(self.PRV, -1)
         if self.delay:
             self.delay_values = wider(self.delay_values, 0.0)
         self.remaining = wider(self.remaining, 0)
+        self.demand_at, self.demand_frames = taller(self.demand_at, 0, places), taller(self.demand_frames, 0, places)
+        self.demands += [None] * (places - self.places)
         self.free += list(range(self.places, places))
         self.places = places
 
@@ -104,16 +103,18 @@ class Ring:
             raise EdgesimError(f"window {k} shares the demand rows of its routes differently from the first window")
         base = place * self.width
         sl = slice(base, base + n)
-        order = None if self.own or not self.reorder else in_capture_order(wp.capture_s)  # slot base + s: frame order[s]
+        order = None if self.own else in_capture_order(wp.capture_s)  # slot base + s: frame order[s]
         at = (lambda a: a) if order is None else (lambda a: a[..., order])
         slot = np.arange(base, base + n) if order is None else np.empty(n, np.int64)  # each frame's slot
         if order is not None:
             slot[order] = np.arange(base, base + n)
+        tiers = (wp.wan_bits, wp.cloud_s, wp.wan_down_s) if self.tiered else (None,) * 3
+        self.demands[place] = Demands(*(np.zeros((0, 0)) if a is None else np.ascontiguousarray(a, dtype=float)
+                                        for a in (wp.head_s, wp.wire_bits, wp.tail_s, wp.down_s) + tiers))  # no copy
+        self.demand_at[place] = [a.ctypes.data if a.size else 0 for a in self.demands[place]]
+        self.demand_frames[place] = n
         if not self.own:
-            parts = (wp.head_s, wp.wire_bits, wp.tail_s, wp.down_s) + (
-                (wp.wan_bits, wp.cloud_s, wp.wan_down_s) if self.tiered else ())
-            for dst, src in zip(self.plan, parts):
-                dst[:, sl] = at(src)
+            self.column[sl] = np.arange(n) if order is None else order
             self.capture[sl], self.mobile[sl] = at(wp.capture_s), at(wp.mobile)
             self.T[sl] = np.nan
             self.status[sl] = self.drop_stage[sl] = 0
@@ -130,7 +131,8 @@ class Ring:
         if prev is not None:
             self.nxt[prev[prev >= 0]] = firsts[prev >= 0]
         self.lasts[k] = lasts
-        self.windows[k], self.remaining[place] = (wp if self.single else wp.for_tables(), place, order), n
+        self.windows[k], self.remaining[place] = (wp if self.single else wp.for_tables(), place,
+                                                  None if order is None else slot), n
         self.loaded = k + 1
         return firsts
 
@@ -144,22 +146,19 @@ class Ring:
         """Hand back every leading window whose frames have all ended (every loaded one when `everything`)."""
         while self.flushed < self.loaded and (everything or self.remaining[self.windows[self.flushed][1]] == 0):
             k = self.flushed
-            wp, place, order = self.windows.pop(k)
-            base = place * self.width
+            wp, place, slot = self.windows.pop(k)
             n = wp.capture_s.size
-            if order is None:
-                idx = slice(base, base + n)
-                take = (lambda a: a[idx]) if self.single else (lambda a: a[idx].copy())
-            else:  # back in frame order
-                idx = np.empty(n, np.int64)
-                idx[order] = np.arange(base, base + n)
-                take = (lambda a: a[idx])
-            T = self.T[idx]  # a frame's times are one row: a view (or one gather of rows), each column copied once
-            times = {name: T[:, row].copy() for row, name in enumerate(fields)}
-            times["status"], times["drop_stage"] = take(self.status), take(self.drop_stage)
-            times["route"] = self.route[idx].astype(np.int16)
+            if slot is None:  # frame f in slot base + f
+                slot = np.arange(place * self.width, place * self.width + n)
+            count = len(fields) + (2 if self.delay else 0)
+            T = np.empty((count, n))  # numpy's (huge pages where the system has them: numba's would fault per 4 KB)
+            times_by_frame(self.T, slot, T_TIMES, T)  # one pass over the window's rows of T
+            times = {name: T[row] for row, name in enumerate(fields)}
+            times["status"], times["drop_stage"] = self.status[slot], self.drop_stage[slot]
+            times["route"] = self.route[slot].astype(np.int16)
             if self.delay:
-                times["prop_up_s"], times["prop_down_s"] = (T[:, len(fields) + d].copy() for d in (0, 1))
+                times["prop_up_s"], times["prop_down_s"] = T[len(fields)], T[len(fields) + 1]
+            self.demands[place], self.demand_at[place] = None, 0  # its frames are captured: the demands go
             self.flushed = k + 1
             self.free.append(place)
             on_window(k, wp, times)
@@ -170,3 +169,15 @@ def in_capture_order(capture_s: np.ndarray) -> Optional[np.ndarray]:
     if capture_s.size < 2 or bool(np.all(capture_s[1:] >= capture_s[:-1])):
         return None
     return np.argsort(capture_s, kind="stable")
+
+
+@njit(cache=True)
+def times_by_frame(T: np.ndarray, slot: np.ndarray, first: int, out: np.ndarray) -> None:
+    """Columns first, first + 1, ... of T's rows slot[0], slot[1], ... into out (columns x frames): a window's
+    times in frame order, a row per field, in one pass that reads each frame's row of T once (not a gather of
+    every row, then a strided copy per column)."""
+    count = out.shape[0]
+    for f in range(slot.size):
+        row = T[slot[f]]
+        for c in range(count):
+            out[c, f] = row[first + c]
