@@ -1,6 +1,7 @@
 """The compiled loop's events in (time, sequence) order, as SimPy's: a binary heap, and queues for the events that
-are mostly scheduled in that order (captures; arrivals after a propagation delay); an event is one EVENT record, and
-arrays are borrowed without reference counts (or read by address: float_at)."""
+are mostly scheduled in that order (captures; arrivals after a propagation delay; the ends of services of about
+fixed length); an event is one EVENT record, and arrays are borrowed without reference counts (or read by address:
+float_at)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
-from simulator.loop.layout import CAPTURE, CLOUD_ARRIVE, DOWN_ARRIVE, FINISH, SERVER_ARRIVE
+from simulator.loop.layout import (CAPTURE, CLOUD_ARRIVE, DOWN_ARRIVE, DOWN_FIN, EDGE_FIN, FINISH, MOBILE_FIN,
+                                   SERVER_ARRIVE, UP_FIN)
 
 EVENT = np.dtype([("t", float), ("seq", np.int64), ("code", np.int64)])
 """A scheduled event: its time, sequence number (the tie rule: scheduled earlier, runs earlier) and code (frame << 4
@@ -108,27 +110,42 @@ def pop(h, meta):
 
 
 @njit(cache=True, inline="always")
-def queue_of(code):
-    """The queue an event waits in while it sorts after every event there: 0 the captures (a periodic workload's are
-    scheduled in time order), 1 the arrivals after a fixed delay (propagation), -1 none (the heap)."""
+def queues_of(code):
+    """The queues (first, how many) an event may wait in while it sorts after every event there (0 queues: the heap
+    only): the captures (a periodic workload's are scheduled in time order), the arrivals after a fixed delay
+    (propagation), and each service's ends (a fixed service after arrivals in about time order: two queues for the
+    mobile devices', whose heads differ by device, so that two devices' ends interleaved each stay in order)."""
     kind = code & 15
     if kind == CAPTURE:
-        return 0
+        return 0, 1
     if kind == SERVER_ARRIVE or kind == FINISH or kind == CLOUD_ARRIVE or kind == DOWN_ARRIVE:
-        return 1
-    return -1
+        return 1, 1
+    if kind == MOBILE_FIN:
+        return 2, 2
+    if kind == UP_FIN:
+        return 4, 1
+    if kind == EDGE_FIN:
+        return 5, 1
+    if kind == DOWN_FIN:
+        return 6, 1
+    return 0, 0
+
+
+N_QUEUES = 7
+"""Queues beside the heap (queues_of)."""
 
 
 @njit(cache=True, inline="always")
 def push_event(events, t, seq, code):
-    """An event, numbered seq, onto the end of its queue (queue_of) when it sorts after the last one there, else onto
-    the heap. The queues stay sorted, so the next event is the earliest of the heap's top and the queues' heads
-    (next_event): the one a single heap would pop, from a heap that holds only the events of no queue
+    """An event, numbered seq, onto the end of the first of its queues (queues_of) after whose last event it sorts,
+    else onto the heap. The queues stay sorted, so the next event is the earliest of the heap's top and the queues'
+    heads (next_event): the one a single heap would pop, from a heap that holds only the events of no queue
     (meta: heap size, next sequence number, then each queue's head and length)."""
     h, meta, queues = events
-    q = queue_of(code)
-    if q >= 0:
-        n, size = meta[3 + 2 * q], queues.shape[1]
+    first, count = queues_of(code)
+    size = queues.shape[1]
+    for q in range(first, first + count):
+        n = meta[3 + 2 * q]
         if n < size:
             k = (meta[2 + 2 * q] + n) & (size - 1)  # size: a power of two
             last = queues[q, (k - 1) & (size - 1)]
@@ -180,10 +197,11 @@ def start_captures(h, meta, queues, firsts, capture):
 
 
 def new_events(n_mobiles: int) -> tuple:
-    """The heap (room for 4 events a mobile device, grown when full) with its meta (push_event), and the queues,
-    each with room for an event per mobile device (a full queue sends to the heap)."""
+    """The heap (room for 4 events a mobile device, grown when full) with its meta (push_event), and the N_QUEUES
+    queues, each with room for an event per mobile device (a full queue sends to the next or the heap)."""
     size = 1 << int(n_mobiles).bit_length()
-    return np.empty(max(1024, 4 * n_mobiles), EVENT), np.zeros(6, np.int64), np.empty((2, size), EVENT)
+    return (np.empty(max(1024, 4 * n_mobiles), EVENT), np.zeros(2 + 2 * N_QUEUES, np.int64),
+            np.empty((N_QUEUES, size), EVENT))
 
 
 def first_time(h: np.ndarray, meta: np.ndarray, queues: np.ndarray) -> float:
