@@ -114,3 +114,20 @@ def test_windows_of_many_demand_rows_laid_in_capture_order_give_the_simpy_engine
             have[sel] = got[k][name]
         np.testing.assert_allclose(have, want, rtol=0, atol=1e-9, err_msg=name)
     assert np.unique(plan.row_of(simpy["route"].astype(np.int64))).size >= 2  # frames take routes of several rows
+
+
+def test_capture_order_takes_the_last_windows_order_only_where_it_is_this_windows():
+    # the ring checks the previous window's order on the next window instead of sorting it again: whatever order it
+    # is offered, it gives the stable sort by capture time (equal times in frame order)
+    rng = np.random.default_rng(7)
+    phase = np.round(rng.random(50), 1)  # ties between devices
+    for k in range(3):
+        capture = (phase[:, None] + np.arange(k * 4, k * 4 + 4)[None, :]).ravel()  # mobile-major, as planned
+        want = np.argsort(capture, kind="stable")
+        assert np.array_equal(in_capture_order(capture), want)
+        assert in_capture_order(capture, want) is want  # this window's order: taken as it is
+        tie = np.flatnonzero(np.diff(capture[want]) == 0)[0]
+        swapped = want.copy()
+        swapped[[tie, tie + 1]] = swapped[[tie + 1, tie]]  # sorted by time, a tie out of frame order
+        for offered in (swapped, rng.permutation(capture.size), want[:-1]):
+            assert np.array_equal(in_capture_order(capture, offered), want)

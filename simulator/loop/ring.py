@@ -35,7 +35,8 @@ class Ring:
         self.tiered = first.cloud_s is not None
         self.rows = np.ascontiguousarray(first.row_of(np.arange(first.n_routes)), dtype=np.int64)  # route -> row
         self.places = 0
-        self.own = single and in_capture_order(first.capture_s) is None
+        self.order = in_capture_order(first.capture_s)  # the last window's (the next is likely in the same order)
+        self.own = single and self.order is None
         if self.own:  # the plan's own arrays (no copy)
             self.capture = np.ascontiguousarray(first.capture_s, dtype=float)
             self.mobile = np.ascontiguousarray(first.mobile, dtype=np.int64)
@@ -103,7 +104,8 @@ class Ring:
             raise EdgesimError(f"window {k} shares the demand rows of its routes differently from the first window")
         base = place * self.width
         sl = slice(base, base + n)
-        order = None if self.own else in_capture_order(wp.capture_s)  # slot base + s: frame order[s]
+        order = None if self.own else in_capture_order(wp.capture_s, self.order)  # slot base + s: frame order[s]
+        self.order = order
         at = (lambda a: a) if order is None else (lambda a: a[..., order])
         slot = np.arange(base, base + n) if order is None else np.empty(n, np.int64)  # each frame's slot
         if order is not None:
@@ -164,10 +166,15 @@ class Ring:
             on_window(k, wp, times)
 
 
-def in_capture_order(capture_s: np.ndarray) -> Optional[np.ndarray]:
-    """The frames of a window by capture time, equal times in frame order (None: they are in that order already)."""
+def in_capture_order(capture_s: np.ndarray, likely: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+    """The frames of a window by capture time, equal times in frame order (None: they are in that order already):
+    `likely` where it is that order (checked: a periodic workload's windows share it), else a stable sort."""
     if capture_s.size < 2 or bool(np.all(capture_s[1:] >= capture_s[:-1])):
         return None
+    if likely is not None and likely.size == capture_s.size:
+        gap = np.diff(capture_s[likely])
+        if bool(np.all(gap >= 0)) and bool(np.all(np.diff(likely)[gap == 0] > 0)):  # sorted, ties in frame order
+            return likely
     return np.argsort(capture_s, kind="stable")
 
 
