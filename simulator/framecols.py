@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-LARGEST = np.finfo(np.float64).max
+from simulator.groupsum import nan_to_num
 
 NUMBERS = ("mobile_queue_s", "head_s", "uplink_queue_s", "transfer_s", "propagation_s", "propagation_up_s",
            "server_queue_s", "tail_s", "return_s", "delay_s", "wire_bytes_up", "energy_mobile_compute_j",
@@ -21,18 +21,6 @@ NUMBERS = ("mobile_queue_s", "head_s", "uplink_queue_s", "transfer_s", "propagat
 COUNTS = ("bytes_up", "bytes_down", "batch_size", "bytes_wan", "edge")
 """Its integer rows (the last three only in a tiered run; edge: each frame's edge server)."""
 TIERED_FROM = NUMBERS.index("wan_queue_s")
-
-
-@njit(cache=True)
-def _nan_to_num(v, nan):
-    """np.nan_to_num(v, nan=nan): infinities as the largest finite doubles."""
-    if v != v:
-        return nan
-    if v == np.inf:
-        return LARGEST
-    if v == -np.inf:
-        return -LARGEST
-    return v
 
 
 @njit(cache=True)
@@ -74,7 +62,7 @@ def frame_numbers(capture, times, tier_times, status, group, route, wire_row, wi
             server_queue = tail_start - up_end - pu if offloaded else 0.0
             tail_s = tail_end - tail_start if offloaded else 0.0
             return_s = done - tail_end - pd if offloaded else 0.0
-            energy_server = _nan_to_num(tail_s, 0.0) * tail_power[g, r]
+            energy_server = nan_to_num(tail_s, 0.0) * tail_power[g, r]
         else:
             edge_arrive, cloud_start, cloud_arrive, cloud_end = edge_arrives[i], cloud_starts[i], cloud_arrives[i], cloud_ends[i]
             wan_start, wan_end, wan_down_end = wan_starts[i], wan_ends[i], wan_down_ends[i]
@@ -88,9 +76,9 @@ def frame_numbers(capture, times, tier_times, status, group, route, wire_row, wi
             tail_s = tail_end - tail_start if computed else 0.0
             return_s = done - back - (propagation - propagation_up) if offloaded else 0.0
             energy_server = tail_s * tail_power[g, r]
-            batch_wait = _nan_to_num(batch_waits[i], 0.0)
+            batch_wait = nan_to_num(batch_waits[i], 0.0)
             cloud_s = cloud_end - cloud_start if cloud else 0.0
-            batch_size = np.int64(_nan_to_num(batch_sizes[i], 1.0) if cloud else 0.0)
+            batch_size = np.int64(nan_to_num(batch_sizes[i], 1.0) if cloud else 0.0)
             out[14, i] = wan_start - after_edge if cloud else 0.0
             out[15, i] = wan_end - wan_start if cloud else 0.0
             out[16, i] = 2 * wan_prop if cloud else 0.0
@@ -116,7 +104,7 @@ def frame_numbers(capture, times, tier_times, status, group, route, wire_row, wi
         out[8, i] = return_s if not dropped else nan
         out[9, i] = done - capture[i] if not dropped else nan
         out[10, i] = wire / 8.0 if offloaded else 0.0
-        out[11, i] = _nan_to_num(head_end - head_start, 0.0) * head_power[g, r]
+        out[11, i] = nan_to_num(head_end - head_start, 0.0) * head_power[g, r]
         out[12, i] = radio_j
         out[13, i] = energy_server
         counts[0, i] = up_bytes[g, r] if offloaded else 0

@@ -13,17 +13,21 @@ LARGEST = np.finfo(np.float64).max
 
 
 @njit(cache=True)
+def nan_to_num(v, nan):
+    """np.nan_to_num(v, nan=nan) of one value: infinities as the largest finite doubles."""
+    if v != v:
+        return nan
+    if v == np.inf:
+        return LARGEST
+    if v == -np.inf:
+        return -LARGEST
+    return v
+
+
+@njit(cache=True)
 def _value(a, i, zero_nan):
     """a[i], or with zero_nan as np.nan_to_num gives it (NaN as 0, infinities as the largest finite doubles)."""
-    v = a[i]
-    if zero_nan:
-        if v != v:
-            return 0.0
-        if v == np.inf:
-            return LARGEST
-        if v == -np.inf:
-            return -LARGEST
-    return v
+    return nan_to_num(a[i], 0.0) if zero_nan else a[i]
 
 
 @njit(cache=True)
@@ -137,26 +141,26 @@ def fold_runs(order, starts, run_codes, rows, zero_nan, window, state):
     first seen in (seen still inf); and the sum of each demand over its frames as numpy sums them (with zero_nan[k], of
     np.nan_to_num's values). A cell's figures side by side, so a window touches each cell's memory once."""
     k_demands = rows.shape[1] - 1
+    acc = np.empty(k_demands)
     for r in range(run_codes.size):
-        row = state[run_codes[r]]
+        c = run_codes[r]
         lo = starts[r]
         n = starts[r + 1] - lo
-        if row[3] == np.inf:
-            row[3] = window
-        row[0] += n
-        first, last = row[1], row[2]
+        if state[c, 3] == np.inf:
+            state[c, 3] = window
+        state[c, 0] += n
+        first, last = state[c, 1], state[c, 2]
+        acc[:] = 0.0
         for j in range(lo, lo + n):
-            x = rows[order[j], 0]
+            f = order[j]
+            x = rows[f, 0]
             if x < first or x != x:
                 first = x
             if x > last or x != x:
                 last = x
-        row[1], row[2] = first, last
+            if n < 8:  # numpy's sum below 8 values: one after the other
+                for k in range(k_demands):
+                    acc[k] += _value(rows[f], k + 1, zero_nan[k])
+        state[c, 1], state[c, 2] = first, last
         for k in range(k_demands):
-            if n < 8:
-                s = 0.0
-                for j in range(lo, lo + n):
-                    s += _value(rows[order[j]], k + 1, zero_nan[k])
-            else:
-                s = 0.0 + _pairwise(rows[:, k + 1], order, lo, n, zero_nan[k])
-            row[4 + k] += s
+            state[c, 4 + k] += acc[k] if n < 8 else 0.0 + _pairwise(rows[:, k + 1], order, lo, n, zero_nan[k])

@@ -264,7 +264,7 @@ class SummaryAccumulator:
         self.reps: dict[int, _PerReplication] = {}
         self.load = OfferedLoad(n_mobiles, self.n_edges)
         self.tier_sums: dict[str, np.ndarray] = {}
-        self._by_edge: Optional[tuple[int, np.ndarray, np.ndarray]] = None  # delays sorted by edge server, bounds
+        self._by_edge: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None  # delays by edge server, bounds
 
     @property
     def scopes(self) -> list[int]:
@@ -352,13 +352,16 @@ class SummaryAccumulator:
 
     def _delays(self, scope: int) -> np.ndarray:
         """Completed frames' delays, or (scope 1 + e) those at edge server e, in the order they came."""
-        whole = np.concatenate(self.delays) if self.delays else np.zeros(0)
+        if len(self.delays) != 1:  # the windows' delays joined once, and kept joined (a city has 6 M)
+            self.delays = [np.concatenate(self.delays) if self.delays else np.zeros(0)]
+            self.delay_edges = [np.concatenate(self.delay_edges)] if self.delay_edges else []
+        whole = self.delays[0]
         if scope == 0:
             return whole
-        if self._by_edge is None or self._by_edge[0] != len(self.delays):  # one stable sort serves every server
-            edge = np.concatenate(self.delay_edges) if self.delay_edges else np.zeros(0, np.int16)
+        if self._by_edge is None or self._by_edge[0] is not whole:  # one stable sort serves every server
+            edge = self.delay_edges[0] if self.delay_edges else np.zeros(0, np.int16)
             ordered, bounds = _Scopes(np.arange(edge.size), edge, self.n_edges).ordered(whole)
-            self._by_edge = (len(self.delays), ordered, bounds)
+            self._by_edge = (whole, ordered, bounds)
         _, ordered, bounds = self._by_edge
         return ordered[bounds[scope - 1]:bounds[scope]]
 

@@ -75,6 +75,7 @@ def test_frame_columns_convert_as_pandas_would(tmp_path):
             "mobile": frames.text_column(["cam0", "cam1"], rng.integers(0, 2, n)),
             "edge": frames.text_column(["e0", "e1"], rng.integers(0, 2, n), rng.random(n) < 0.3),
             "delay_s": np.where(rng.random(n) < 0.2, np.nan, rng.random(n)), "bytes_up": rng.integers(0, 9, n),
+            "capture_s": rng.random(n), "tail_s": np.where(rng.random((3, n)) < 0.1, np.inf, 1.0)[1],
             "warmup": rng.random(n) < 0.1, "label": rng.integers(0, 3, n),
             "prediction": pd.array(np.where(rng.random(n) < 0.5, None, rng.integers(0, 3, n)), dtype="Int64"),
             "correct": pd.array(np.where(rng.random(n) < 0.5, None, rng.random(n) < 0.5), dtype="boolean")}
@@ -82,6 +83,9 @@ def test_frame_columns_convert_as_pandas_would(tmp_path):
     got = frames.frame_arrow(cols, frames.frame_schema(cols))
     assert got.schema.equals(expected.schema, check_metadata=True)
     assert got.equals(expected)
+    pq.write_table(got, tmp_path / "got.parquet")
+    pq.write_table(expected, tmp_path / "expected.parquet")
+    assert (tmp_path / "got.parquet").read_bytes() == (tmp_path / "expected.parquet").read_bytes()
     typed = {k: v for k, v in cols.items() if k not in ("label", "prediction", "correct")}
     assert frames.frame_schema(typed).equals(pa.Table.from_pandas(frames.frame_df(typed), preserve_index=False).schema,
                                              check_metadata=True)

@@ -39,8 +39,7 @@ def test_group_sums_of_long_groups_follow_numpys_pairwise_blocks():
         assert metrics._pairwise(values, np.array([0]), np.array([n]))[0] == values.sum()  # the vectorised passes
 
 
-@pytest.fixture(scope="module")
-def tiered_run(tmp_path_factory):
+def _tiered_scenario(tmp_path_factory) -> dict:
     profiles = write_toy_profiles(tmp_path_factory.mktemp("profiles"))
     data = scenario_dict(profiles, mobiles=[{"device": "toy-mobile", "count": 5}],
                          edges=[{"name": f"e{k}", "device": "toy-edge"} for k in range(3)],
@@ -49,7 +48,12 @@ def tiered_run(tmp_path_factory):
                          workload={"source": "poisson", "frame_rate_fps": 3.0, "frames": 300, "warmup_frames": 20,
                                    "service_time": "sampled"}, replications=2)
     data.pop("edge")
-    return run(data)
+    return data
+
+
+@pytest.fixture(scope="module")
+def tiered_run(tmp_path_factory):
+    return run(_tiered_scenario(tmp_path_factory))
 
 
 def test_per_edge_rows_summarise_that_edge_servers_frames(tiered_run):
@@ -88,18 +92,10 @@ def test_server_utilisation_is_the_busiest_pools_offered_load(tiered_run):
 @pytest.fixture(scope="module")
 def tiered_run_compiled(tiered_run, tmp_path_factory):
     """The same scenario with every group-by taking the compiled passes (groupsum), however small the window."""
-    profiles = write_toy_profiles(tmp_path_factory.mktemp("profiles"))
-    data = scenario_dict(profiles, mobiles=[{"device": "toy-mobile", "count": 5}],
-                         edges=[{"name": f"e{k}", "device": "toy-edge"} for k in range(3)],
-                         cloud={"device": "toy-edge", "wan": {"data_rate_mbps": 5, "propagation_delay_s": 0.01}},
-                         assignment="least-loaded", policies=[{"name": "offload"}, {"name": "split", "split_point": "mid"}],
-                         workload={"source": "poisson", "frame_rate_fps": 3.0, "frames": 300, "warmup_frames": 20,
-                                   "service_time": "sampled"}, replications=2)
-    data.pop("edge")
     compiled_from = metrics.COMPILED_FROM
     metrics.COMPILED_FROM = 1
     try:
-        return run(data)
+        return run(_tiered_scenario(tmp_path_factory))
     finally:
         metrics.COMPILED_FROM = compiled_from
 
