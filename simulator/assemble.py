@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
-from simulator.devices import Device
+from simulator.devices import Device, ServiceTime
 from simulator.link import LinkDelay, Packetiser, RateTrace, load_delay_trace
 from simulator.plan import Batching, EdgeTier, FramePlan, Tiers, Topology, demand_rows
 from simulator.policies import BasePolicy, FrameInputs, Route, make_policy
@@ -286,8 +286,14 @@ class Window:
 
 def _needs_uniforms(times: list, mode: str) -> bool:
     """Whether service times drawn from these distributions depend on the uniforms (else none are drawn)."""
-    return any(t is not None and (t.distribution == "exponential" or (
-        mode != "median" and t.distribution != "fixed" and t.samples_s.size > 0)) for t in times)
+    return any(t is not None and t.constant_s(mode) is None for t in times)
+
+
+def _demands(t: ServiceTime, u: np.ndarray, mode: str) -> np.ndarray | float:
+    """Service times of frames with uniforms u: one number when every draw gives it (a row of a window's demands is
+    filled from it without an array per route), else t.draw's."""
+    constant = t.constant_s(mode)
+    return constant if constant is not None else t.draw(u, mode)
 
 
 def _resent_bytes(packetiser: Packetiser, streams: FrameStreams, mobiles: range, route: int, size_bytes: int,
@@ -356,21 +362,21 @@ def plan_window(pt: Point, pol: BasePolicy, routes_by_group: list[list[Route]], 
             continue
         for j, r in enumerate(fill):  # row j holds route r's demands (and those of the routes sharing its row)
             route = routes[r]
+            # sizes are the route's (one number; resent bytes, where packets are lost, one per frame)
             if route.head is not None:
-                head[j, sl] = route.head.draw(u_head[sl], mode)
+                head[j, sl] = _demands(route.head, u_head[sl], mode)
             if route.tail is not None:
-                tail[j, sl] = route.tail.draw(u_tail[sl], mode)
+                tail[j, sl] = _demands(route.tail, u_tail[sl], mode)
             if route.offloads:
-                size = np.full(count, route.up_bytes)
-                wire[j, sl] = packetiser.wire_bytes(size, _resent_bytes(packetiser, streams, mobiles, r, route.up_bytes,
-                                                                        per)) * 8.0
-                down[j, sl] = packetiser.wire_bytes(np.full(count, route.down_bytes)) * 8.0 / pt.downlink_bps
+                wire[j, sl] = packetiser.wire_bytes(route.up_bytes, _resent_bytes(
+                    packetiser, streams, mobiles, r, route.up_bytes, per)) * 8.0
+                down[j, sl] = packetiser.wire_bytes(route.down_bytes) * 8.0 / pt.downlink_bps
             if route.cloud is not None:
-                cloud[j, sl] = route.cloud.draw(u_cloud[sl], mode)
-                wp, size = pt.wan_packetiser, np.full(count, route.wan_bytes)
-                wan_bits[j, sl] = wp.wire_bytes(size, _resent_bytes(wp, streams, mobiles, WAN_LOSS + r, route.wan_bytes,
-                                                                    per)) * 8.0
-                wan_down[j, sl] = wp.wire_bytes(np.full(count, route.down_bytes)) * 8.0 / pt.wan_down_bps
+                cloud[j, sl] = _demands(route.cloud, u_cloud[sl], mode)
+                wp = pt.wan_packetiser
+                wan_bits[j, sl] = wp.wire_bytes(route.wan_bytes, _resent_bytes(
+                    wp, streams, mobiles, WAN_LOSS + r, route.wan_bytes, per)) * 8.0
+                wan_down[j, sl] = wp.wire_bytes(route.down_bytes) * 8.0 / pt.wan_down_bps
     inputs = FrameInputs(mobile_index=mobile, sample_index=sample, dataset=pt.dataset, seed=sc.seed + rep)
     per_edge = len(routes_by_group[0]) // max(len(pt.edge_devices), 1)
     route = pol.choose(inputs, routes_by_group[0][:per_edge]).astype(np.int16) if not pol.stateful \
