@@ -63,9 +63,15 @@ def pack_steps(traces: list) -> PackedSteps:
     (`packed`): this joins them, so a city's uplinks sharing one trace cost a copy each, not a packing."""
     if not traces:
         return PackedSteps(np.zeros(1, np.int64), np.zeros(1, STEP), _pack_one(RateTrace.constant(1.0))[1])
-    offsets = np.cumsum([0] + [len(t.times_s) for t in traces]).astype(np.int64)
-    steps = np.concatenate([t.packed.steps[:len(t.times_s)] for t in traces])
-    periods = np.concatenate([t.packed.periods for t in traces])
+    first: dict[int, int] = {}  # each distinct trace's number, in order of first use
+    which = np.array([first.setdefault(id(t), len(first)) for t in traces], np.int64)
+    distinct = list({id(t): t for t in traces}.values())
+    lengths = np.array([len(t.times_s) for t in distinct], np.int64)
+    starts = np.cumsum(lengths) - lengths  # where each distinct trace's steps begin among theirs
+    offsets = np.concatenate(([0], np.cumsum(lengths[which]))).astype(np.int64)
+    rows = np.repeat(starts[which] - offsets[:-1], lengths[which]) + np.arange(offsets[-1])
+    steps = np.concatenate([t.packed.steps[:len(t.times_s)] for t in distinct])[rows]
+    periods = np.concatenate([t.packed.periods for t in distinct])[which]
     return PackedSteps(offsets, steps, periods)
 
 
