@@ -289,11 +289,12 @@ def _needs_uniforms(times: list, mode: str) -> bool:
     return any(t is not None and t.constant_s(mode) is None for t in times)
 
 
-def _demands(t: ServiceTime, u: np.ndarray, mode: str) -> np.ndarray | float:
-    """Service times of frames with uniforms u: one number when every draw gives it (a row of a window's demands is
-    filled from it without an array per route), else t.draw's."""
+def _demands(t: ServiceTime, u: Optional[np.ndarray], frames: slice, mode: str) -> np.ndarray | float:
+    """Service times of these frames (their uniforms u[frames]; None where no route's draw reads one): one number
+    when every draw gives it (a row of a window's demands is filled from it without an array per route), else
+    t.draw's."""
     constant = t.constant_s(mode)
-    return constant if constant is not None else t.draw(u, mode)
+    return constant if constant is not None else t.draw(u[frames], mode)
 
 
 def _resent_bytes(packetiser: Packetiser, streams: FrameStreams, mobiles: range, route: int, size_bytes: int,
@@ -335,8 +336,8 @@ def plan_window(pt: Point, pol: BasePolicy, routes_by_group: list[list[Route]], 
     all_routes = [rt for routes in routes_by_group for rt in routes]
     n = capture.size
 
-    def uniforms(kind: str, needed: bool) -> np.ndarray:
-        return streams.uniforms(kind, per) if needed else np.full(n, 0.5)  # 0.5: never read (median or fixed times)
+    def uniforms(kind: str, needed: bool) -> Optional[np.ndarray]:
+        return streams.uniforms(kind, per) if needed else None  # None: every draw is its median or fixed time
 
     u_head = uniforms("head", _needs_uniforms([rt.head for rt in all_routes], mode))
     u_tail = uniforms("tail", _needs_uniforms([rt.tail for rt in all_routes], mode))
@@ -364,15 +365,15 @@ def plan_window(pt: Point, pol: BasePolicy, routes_by_group: list[list[Route]], 
             route = routes[r]
             # sizes are the route's (one number; resent bytes, where packets are lost, one per frame)
             if route.head is not None:
-                head[j, sl] = _demands(route.head, u_head[sl], mode)
+                head[j, sl] = _demands(route.head, u_head, sl, mode)
             if route.tail is not None:
-                tail[j, sl] = _demands(route.tail, u_tail[sl], mode)
+                tail[j, sl] = _demands(route.tail, u_tail, sl, mode)
             if route.offloads:
                 wire[j, sl] = packetiser.wire_bytes(route.up_bytes, _resent_bytes(
                     packetiser, streams, mobiles, r, route.up_bytes, per)) * 8.0
                 down[j, sl] = packetiser.wire_bytes(route.down_bytes) * 8.0 / pt.downlink_bps
             if route.cloud is not None:
-                cloud[j, sl] = _demands(route.cloud, u_cloud[sl], mode)
+                cloud[j, sl] = _demands(route.cloud, u_cloud, sl, mode)
                 wp = pt.wan_packetiser
                 wan_bits[j, sl] = wp.wire_bytes(route.wan_bytes, _resent_bytes(
                     wp, streams, mobiles, WAN_LOSS + r, route.wan_bytes, per)) * 8.0
