@@ -245,12 +245,16 @@ def cloud_batches(routes: list[Route], pt: Point) -> tuple[np.ndarray, np.ndarra
     size = tiers.batching.max_batch_size if tiers.batching is not None else 1
     keys, factors, seen = np.full(len(routes), -1, dtype=np.int64), np.ones((len(routes), size + 1)), {}
     sizes = np.arange(size + 1, dtype=float)
+    of_route: dict[int, np.ndarray] = {}  # edge servers of one device share their Route objects: one table each
     for r, route in enumerate(routes):
         if route.cloud is None:
             continue
         keys[r] = seen.setdefault(route.cloud_key, len(seen))
-        table = batch_table(pt.cloud, route)
-        factors[r] = np.interp(sizes, *zip(*sorted(table.items()))) / table[1] if table else 1 + BATCH_SLOPE * (sizes - 1)
+        if id(route) not in of_route:
+            table = batch_table(pt.cloud, route)
+            of_route[id(route)] = (np.interp(sizes, *zip(*sorted(table.items()))) / table[1] if table
+                                   else 1 + BATCH_SLOPE * (sizes - 1))
+        factors[r] = of_route[id(route)]
     return keys, factors
 
 
@@ -333,7 +337,7 @@ def plan_window(pt: Point, pol: BasePolicy, routes_by_group: list[list[Route]], 
     capture = capture_windows(sc, n_inst, seq_one, streams, pt.capture_trace)
     mode = sc.workload.service_time
     tiered = pt.topo.tiers is not None
-    all_routes = [rt for routes in routes_by_group for rt in routes]
+    all_routes = list({id(rt): rt for routes in routes_by_group for rt in routes}.values())  # shared ones once
     n = capture.size
 
     def uniforms(kind: str, needed: bool) -> Optional[np.ndarray]:
