@@ -27,8 +27,9 @@ TIERED_FROM = NUMBERS.index("wan_queue_s")
 def frame_numbers(capture, times, tier_times, status, group, route, wire_row, wire_bits, prop_up, prop_down, head_power,
                   tail_power, up_bytes, down_bytes, radio, downlink_bps, tiered, routes_per_edge, wan_prop_of_edge,
                   wan_bytes, cloud_w, out, counts):
-    """Fill out (len(NUMBERS) x frames) and counts (len(COUNTS) x frames) for a window (the tiered rows only when
-    tiered).
+    """Fill out (len(NUMBERS) arrays of frames) and counts (len(COUNTS)) for a window (the tiered ones only when
+    tiered: others may be empty). Arrays apart, not rows of one block: a block of 44 MB a window is mapped afresh
+    each time (page faults), column-sized ones come back from the allocator.
 
     times: the stage times head_start, head_end, up_start, up_end, down_start, down_end, tail_start, tail_end, done;
     tier_times (tiered): edge_arrive, cloud_start, cloud_arrive, cloud_end, wan_start, wan_end, wan_down_end, batch_wait,
@@ -79,33 +80,32 @@ def frame_numbers(capture, times, tier_times, status, group, route, wire_row, wi
             batch_wait = nan_to_num(batch_waits[i], 0.0)
             cloud_s = cloud_end - cloud_start if cloud else 0.0
             batch_size = np.int64(nan_to_num(batch_sizes[i], 1.0) if cloud else 0.0)
-            out[14, i] = wan_start - after_edge if cloud else 0.0
-            out[15, i] = wan_end - wan_start if cloud else 0.0
-            out[16, i] = 2 * wan_prop if cloud else 0.0
-            out[17, i] = cloud_start - cloud_arrive - batch_wait if cloud else 0.0
-            out[18, i] = batch_wait if cloud else 0.0
-            out[19, i] = cloud_s
-            out[20, i] = wan_down_end - cloud_end if cloud else 0.0
-            out[21, i] = cloud_s * cloud_w / max(batch_size, 1)
-            if dropped:
-                for k in range(14, 21):
-                    out[k, i] = nan
-            counts[2, i] = batch_size
-            counts[3, i] = wan_bytes[g, r] if cloud else 0
-            counts[4, i] = edge
-        out[0, i] = head_start - capture[i] if not dropped else nan
-        out[1, i] = head_end - head_start if not dropped else nan
-        out[2, i] = (up_start - head_end if offloaded else 0.0) if not dropped else nan
-        out[3, i] = transfer if not dropped else nan
-        out[4, i] = propagation
-        out[5, i] = propagation_up
-        out[6, i] = server_queue if not dropped else nan
-        out[7, i] = tail_s if not dropped else nan
-        out[8, i] = return_s if not dropped else nan
-        out[9, i] = done - capture[i] if not dropped else nan
-        out[10, i] = wire / 8.0 if offloaded else 0.0
-        out[11, i] = nan_to_num(head_end - head_start, 0.0) * head_power[g, r]
-        out[12, i] = radio_j
-        out[13, i] = energy_server
-        counts[0, i] = up_bytes[g, r] if offloaded else 0
-        counts[1, i] = down_bytes[g, r] if offloaded else 0
+            out[14][i] = wan_start - after_edge if cloud else 0.0
+            out[15][i] = wan_end - wan_start if cloud else 0.0
+            out[16][i] = 2 * wan_prop if cloud else 0.0
+            out[17][i] = cloud_start - cloud_arrive - batch_wait if cloud else 0.0
+            out[18][i] = batch_wait if cloud else 0.0
+            out[19][i] = cloud_s
+            out[20][i] = wan_down_end - cloud_end if cloud else 0.0
+            out[21][i] = cloud_s * cloud_w / max(batch_size, 1)
+            if dropped:  # the tier delay components (not energy_cloud_j)
+                out[14][i] = out[15][i] = out[16][i] = out[17][i] = out[18][i] = out[19][i] = out[20][i] = nan
+            counts[2][i] = batch_size
+            counts[3][i] = wan_bytes[g, r] if cloud else 0
+            counts[4][i] = edge
+        out[0][i] = head_start - capture[i] if not dropped else nan
+        out[1][i] = head_end - head_start if not dropped else nan
+        out[2][i] = (up_start - head_end if offloaded else 0.0) if not dropped else nan
+        out[3][i] = transfer if not dropped else nan
+        out[4][i] = propagation
+        out[5][i] = propagation_up
+        out[6][i] = server_queue if not dropped else nan
+        out[7][i] = tail_s if not dropped else nan
+        out[8][i] = return_s if not dropped else nan
+        out[9][i] = done - capture[i] if not dropped else nan
+        out[10][i] = wire / 8.0 if offloaded else 0.0
+        out[11][i] = nan_to_num(head_end - head_start, 0.0) * head_power[g, r]
+        out[12][i] = radio_j
+        out[13][i] = energy_server
+        counts[0][i] = up_bytes[g, r] if offloaded else 0
+        counts[1][i] = down_bytes[g, r] if offloaded else 0

@@ -122,8 +122,8 @@ def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]]
     # the one-way delays each frame met: a varying delay's own, else the constant propagation both ways
     prop_up = np.atleast_1d(np.asarray(times.get("prop_up_s", propagation_s), dtype=float))
     prop_down = np.atleast_1d(np.asarray(times.get("prop_down_s", propagation_s), dtype=float))
-    out = np.empty((len(NUMBERS) if tiered else TIERED_FROM, n))
-    counts = np.empty((len(COUNTS) if tiered else 2, n), np.int64)
+    out = tuple(np.empty(n if tiered or k < TIERED_FROM else 0) for k in range(len(NUMBERS)))
+    counts = tuple(np.empty(n if tiered or k < 2 else 0, np.int64) for k in range(len(COUNTS)))
     frame_numbers(capture, stage, tier_stage, times["status"], group, r, plan.row_of(np.arange(n_routes)),
                   plan.wire_bits, prop_up, prop_down, per_route(lambda rt: rt.head.power_w if rt.head else 0.0),
                   per_route(lambda rt: rt.tail.power_w if rt.tail else 0.0), per_route(lambda rt: rt.up_bytes),

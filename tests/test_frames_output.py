@@ -221,8 +221,8 @@ def test_compiled_frame_numbers_equal_numpys_formulas_bit_for_bit(tiered, per_fr
     head_power, tail_power = rng.random((groups, routes)) * 5, rng.random((groups, routes)) * 50
     up_bytes, down_bytes, wan_bytes = (rng.integers(0, 10 ** 6, (groups, routes)) for _ in range(3))
     radio, wan_prop_of_edge = rng.random((groups, 4)), rng.random(2) * 0.05
-    out = np.empty((len(NUMBERS) if tiered else TIERED_FROM, n))
-    counts = np.empty((len(COUNTS) if tiered else 2, n), np.int64)
+    out = tuple(np.empty(n if tiered or k < TIERED_FROM else 0) for k in range(len(NUMBERS)))
+    counts = tuple(np.empty(n if tiered or k < 2 else 0, np.int64) for k in range(len(COUNTS)))
     frame_numbers(t["capture"], tuple(t[k] for k in names[:9]), tuple(t[k] for k in names[9:]), status, g, r, wire_row,
                   wire_bits, pu, pd, head_power, tail_power, up_bytes, down_bytes, radio, 8e6, tiered, 2,
                   wan_prop_of_edge, wan_bytes, 300.0, out, counts)
@@ -237,7 +237,7 @@ def test_compiled_frame_numbers_equal_numpys_formulas_bit_for_bit(tiered, per_fr
     ref.update({k: np.where(dropped, np.nan, ref[k]) for k in masked})
     ref.update(energy_mobile_compute_j=ref.pop("compute"), energy_mobile_radio_j=ref.pop("radio"),
                energy_server_j=ref.pop("server"))
-    for k, name in enumerate(NUMBERS[:out.shape[0]]):
+    for k, name in enumerate(NUMBERS[:len(NUMBERS) if tiered else TIERED_FROM]):
         assert out[k].tobytes() == ref[name].tobytes(), name
     off = ref["offloaded"]
     assert np.array_equal(counts[0], np.where(off, up_bytes[g, r], 0))
