@@ -196,7 +196,7 @@ def main(argv=None) -> int:
         report["startup"] = startup.report()
     from rich.console import Console
 
-    say = Console().print
+    say = Console(soft_wrap=True).print  # one line each, unwrapped, whatever the terminal
     if "compiled" in report:
         compiled.print_report(report["compiled"])
     if "sweep_scaling" in report:
@@ -209,7 +209,8 @@ def main(argv=None) -> int:
     for row in report.get("city_scale", []):
         say(f"city_scale.yaml, {row['policy']} ({row['cameras']:,} cameras, {row['edge_servers']} edge servers, "
             f"{row['frames']:,} frames): " + (f"{row['seconds']:.1f} s (CPU {row['cpu_s']:.1f} s), peak "
-                                               f"{row['peak_rss_mb']:.0f} MB" if row["seconds"] else row["note"]))
+                                               f"{row['peak_rss_mb']:.0f} MB" if row["seconds"] else row["note"])
+            + (f" (after an untimed 100-camera run of {row['warmup_s']:.1f} s)" if row.get("warmup_s") else ""))
     for label, row in report.get("startup", {}).items():
         say(f"{label}: {row['seconds']:.2f} s (CPU {row['cpu_s']:.2f} s), peak {row['peak_rss_mb']:.0f} MB, heavy "
             f"imports: {', '.join(row['heavy_imports']) or 'none'}")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
-from simulator.devices import Device
+from simulator.devices import Device, ServiceTime
 from simulator.link import LinkDelay, Packetiser, RateTrace, load_delay_trace
 from simulator.plan import Batching, EdgeTier, FramePlan, Tiers, Topology, demand_rows
 from simulator.policies import BasePolicy, FrameInputs, Route, make_policy
@@ -245,12 +245,16 @@ def cloud_batches(routes: list[Route], pt: Point) -> tuple[np.ndarray, np.ndarra
     size = tiers.batching.max_batch_size if tiers.batching is not None else 1
     keys, factors, seen = np.full(len(routes), -1, dtype=np.int64), np.ones((len(routes), size + 1)), {}
     sizes = np.arange(size + 1, dtype=float)
+    of_route: dict[int, np.ndarray] = {}  # edge servers of one device share their Route objects: one table each
     for r, route in enumerate(routes):
         if route.cloud is None:
             continue
         keys[r] = seen.setdefault(route.cloud_key, len(seen))
-        table = batch_table(pt.cloud, route)
-        factors[r] = np.interp(sizes, *zip(*sorted(table.items()))) / table[1] if table else 1 + BATCH_SLOPE * (sizes - 1)
+        if id(route) not in of_route:
+            table = batch_table(pt.cloud, route)
+            of_route[id(route)] = (np.interp(sizes, *zip(*sorted(table.items()))) / table[1] if table
+                                   else 1 + BATCH_SLOPE * (sizes - 1))
+        factors[r] = of_route[id(route)]
     return keys, factors
 
 
@@ -286,8 +290,15 @@ class Window:
 
 def _needs_uniforms(times: list, mode: str) -> bool:
     """Whether service times drawn from these distributions depend on the uniforms (else none are drawn)."""
-    return any(t is not None and (t.distribution == "exponential" or (
-        mode != "median" and t.distribution != "fixed" and t.samples_s.size > 0)) for t in times)
+    return any(t is not None and t.constant_s(mode) is None for t in times)
+
+
+def _demands(t: ServiceTime, u: Optional[np.ndarray], frames: slice, mode: str) -> np.ndarray | float:
+    """Service times of these frames (their uniforms u[frames]; None where no route's draw reads one): one number
+    when every draw gives it (a row of a window's demands is filled from it without an array per route), else
+    t.draw's."""
+    constant = t.constant_s(mode)
+    return constant if constant is not None else t.draw(u[frames], mode)
 
 
 def _resent_bytes(packetiser: Packetiser, streams: FrameStreams, mobiles: range, route: int, size_bytes: int,
@@ -326,11 +337,11 @@ def plan_window(pt: Point, pol: BasePolicy, routes_by_group: list[list[Route]], 
     capture = capture_windows(sc, n_inst, seq_one, streams, pt.capture_trace)
     mode = sc.workload.service_time
     tiered = pt.topo.tiers is not None
-    all_routes = [rt for routes in routes_by_group for rt in routes]
+    all_routes = list({id(rt): rt for routes in routes_by_group for rt in routes}.values())  # shared ones once
     n = capture.size
 
-    def uniforms(kind: str, needed: bool) -> np.ndarray:
-        return streams.uniforms(kind, per) if needed else np.full(n, 0.5)  # 0.5: never read (median or fixed times)
+    def uniforms(kind: str, needed: bool) -> Optional[np.ndarray]:
+        return streams.uniforms(kind, per) if needed else None  # None: every draw is its median or fixed time
 
     u_head = uniforms("head", _needs_uniforms([rt.head for rt in all_routes], mode))
     u_tail = uniforms("tail", _needs_uniforms([rt.tail for rt in all_routes], mode))
@@ -356,21 +367,21 @@ def plan_window(pt: Point, pol: BasePolicy, routes_by_group: list[list[Route]], 
             continue
         for j, r in enumerate(fill):  # row j holds route r's demands (and those of the routes sharing its row)
             route = routes[r]
+            # sizes are the route's (one number; resent bytes, where packets are lost, one per frame)
             if route.head is not None:
-                head[j, sl] = route.head.draw(u_head[sl], mode)
+                head[j, sl] = _demands(route.head, u_head, sl, mode)
             if route.tail is not None:
-                tail[j, sl] = route.tail.draw(u_tail[sl], mode)
+                tail[j, sl] = _demands(route.tail, u_tail, sl, mode)
             if route.offloads:
-                size = np.full(count, route.up_bytes)
-                wire[j, sl] = packetiser.wire_bytes(size, _resent_bytes(packetiser, streams, mobiles, r, route.up_bytes,
-                                                                        per)) * 8.0
-                down[j, sl] = packetiser.wire_bytes(np.full(count, route.down_bytes)) * 8.0 / pt.downlink_bps
+                wire[j, sl] = packetiser.wire_bytes(route.up_bytes, _resent_bytes(
+                    packetiser, streams, mobiles, r, route.up_bytes, per)) * 8.0
+                down[j, sl] = packetiser.wire_bytes(route.down_bytes) * 8.0 / pt.downlink_bps
             if route.cloud is not None:
-                cloud[j, sl] = route.cloud.draw(u_cloud[sl], mode)
-                wp, size = pt.wan_packetiser, np.full(count, route.wan_bytes)
-                wan_bits[j, sl] = wp.wire_bytes(size, _resent_bytes(wp, streams, mobiles, WAN_LOSS + r, route.wan_bytes,
-                                                                    per)) * 8.0
-                wan_down[j, sl] = wp.wire_bytes(np.full(count, route.down_bytes)) * 8.0 / pt.wan_down_bps
+                cloud[j, sl] = _demands(route.cloud, u_cloud, sl, mode)
+                wp = pt.wan_packetiser
+                wan_bits[j, sl] = wp.wire_bytes(route.wan_bytes, _resent_bytes(
+                    wp, streams, mobiles, WAN_LOSS + r, route.wan_bytes, per)) * 8.0
+                wan_down[j, sl] = wp.wire_bytes(route.down_bytes) * 8.0 / pt.wan_down_bps
     inputs = FrameInputs(mobile_index=mobile, sample_index=sample, dataset=pt.dataset, seed=sc.seed + rep)
     per_edge = len(routes_by_group[0]) // max(len(pt.edge_devices), 1)
     route = pol.choose(inputs, routes_by_group[0][:per_edge]).astype(np.int16) if not pol.stateful \

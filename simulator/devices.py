@@ -72,10 +72,17 @@ class ServiceTime:
         u = np.asarray(u, dtype=float)
         if self.distribution == "exponential":
             return -self.mean_s * np.log1p(-u)
-        if self.distribution == "fixed" or mode == "median" or self.samples_s.size == 0:
+        if self.constant_s(mode) is not None:
             return np.full(u.shape, self.median_s)
         idx = np.minimum((u * self.samples_s.size).astype(np.int64), self.samples_s.size - 1)
         return self.samples_s[idx]
+
+    def constant_s(self, mode: ServiceMode) -> Optional[float]:
+        """The time every draw gives in this mode, whatever its uniform (None: each frame's depends on its own)."""
+        if self.distribution != "exponential" and (
+                self.distribution == "fixed" or mode == "median" or self.samples_s.size == 0):
+            return self.median_s
+        return None
 
     def scaled(self, factor: float) -> "ServiceTime":
         """The same distribution, every time multiplied by factor."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Iterator, NamedTuple, Optional, Union
+from typing import Iterator, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -37,51 +37,22 @@ large_string arrays, label and prediction as pandas arrays; frame_df and frame_a
 
 def frame_columns(pt: Point, w: Window, times: dict, policy: str, rep: int, point: int) -> FrameColumns:
     """The frame table of one window of one policy, keyed by sweep point and replication."""
-    beyond = beyond_edge(times, w.plan, pt.topo.tiers) if pt.topo.tiers is not None else None
-    cols = frame_table(w.plan, times, w.routes_by_group, w.group, pt.devices, [n for n, _ in pt.groups],
-                       pt.instance_names, w.sample, pt.dataset, pt.scenario.link.propagation_delay_s, pt.downlink_bps,
-                       w.frame_id, pt.prediction_dtype, beyond)
+    cols, tier_cols = frame_table(w.plan, times, w.routes_by_group, w.group, pt.devices, [n for n, _ in pt.groups],
+                                  pt.instance_names, w.sample, pt.dataset, pt.scenario.link.propagation_delay_s,
+                                  pt.downlink_bps, w.frame_id, pt.prediction_dtype, pt.topo.tiers,
+                                  pt.cloud.active_w if pt.cloud is not None else 0.0)
     n = w.plan.capture_s.size
     out: FrameColumns = {"point": np.full(n, point, np.int64), "replication": np.full(n, rep, np.int64),
                          "policy": pa.repeat(pa.scalar(policy, pa.large_string()), n)}
     out.update(cols)
     out["warmup"] = w.seq < pt.scenario.workload.warmup_frames
-    if beyond is not None:
-        add_tier_columns(out, w, times, pt, beyond)
+    out.update(tier_cols)
     return out
 
 
 def frame_df(cols: FrameColumns) -> pd.DataFrame:
     """The frame table as pandas: text columns as pandas' "str" dtype, the rest as they are."""
     return pd.DataFrame({name: pd.array(v, dtype="str") if isinstance(v, pa.Array) else v for name, v in cols.items()})
-
-
-def _masked(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """values with NaN where mask is true (a new array; values unchanged)."""
-    return np.where(mask, np.nan, values) if mask.any() else values
-
-
-class BeyondEdge(NamedTuple):
-    """Per frame of a tiered run, what happened past the uplink: masks and times the frame table's edge, WAN and
-    cloud columns are built from."""
-
-    edge: np.ndarray  # its edge server
-    computed: np.ndarray  # its tail ran at the edge server
-    cloud: np.ndarray  # it went on to the cloud
-    after_edge: np.ndarray  # when it left the edge server
-    back: np.ndarray  # when it was back at the edge server, on its way to the mobile device
-    wan_propagation_s: np.ndarray  # its edge server's WAN one-way propagation
-
-
-def beyond_edge(times: dict, plan: FramePlan, tiers: Tiers) -> BeyondEdge:
-    """The BeyondEdge of a window's frames from their stage times."""
-    edge = times["route"].astype(np.int64) // (plan.routes_per_edge or 1)
-    computed = ~np.isnan(times["tail_start"])
-    cloud = ~np.isnan(times["cloud_start"])
-    after_edge = np.where(computed, times["tail_end"], times["edge_arrive"])
-    wan_prop = np.array([e.wan_propagation_s for e in tiers.edges])[edge]
-    back = np.where(cloud, times["wan_down_end"] + wan_prop, after_edge)
-    return BeyondEdge(edge, computed, cloud, after_edge, back, wan_prop)
 
 
 def frame_keys(w: Window, times: dict, rep: int, pt: Point, bytes_up: np.ndarray) -> FrameKeys:
@@ -120,123 +91,58 @@ delay_s: mobile queue, head, uplink queue, transfer, propagation, edge queue, ed
 transfer, WAN propagation both ways, cloud queue, batching wait, cloud compute, WAN return, return."""
 
 
-def add_tier_columns(cols: FrameColumns, w: Window, times: dict, pt: Point, beyond: BeyondEdge) -> None:
-    """The edge server of each frame (after the mobile device) and the WAN, cloud and batching components; cloud
-    energy (the edge columns are frame_table's, from the same BeyondEdge)."""
-    tiers, r = pt.topo.tiers, times["route"].astype(np.int64)
-    cloud, after_edge, wan_prop = beyond.cloud, beyond.after_edge, beyond.wan_propagation_s
-    sent = _sent(times, cols["bytes_up"])  # a frame run on the mobile device alone has no edge server
-    edge = text_column([e.name for e in tiers.edges], beyond.edge, ~sent)
-    ordered = {}
-    for name, v in cols.items():
-        ordered[name] = v
-        if name == "mobile":
-            ordered["edge"] = edge
-    cols.clear()
-    cols.update(ordered)
-    batch_wait = np.nan_to_num(times["batch_wait"])
-    cols["wan_queue_s"] = np.where(cloud, times["wan_start"] - after_edge, 0.0)
-    cols["wan_transfer_s"] = np.where(cloud, times["wan_end"] - times["wan_start"], 0.0)
-    cols["wan_propagation_s"] = np.where(cloud, 2 * wan_prop, 0.0)
-    cols["cloud_queue_s"] = np.where(cloud, times["cloud_start"] - times["cloud_arrive"] - batch_wait, 0.0)
-    cols["batch_wait_s"] = np.where(cloud, batch_wait, 0.0)
-    cols["cloud_s"] = np.where(cloud, times["cloud_end"] - times["cloud_start"], 0.0)
-    cols["wan_return_s"] = np.where(cloud, times["wan_down_end"] - times["cloud_end"], 0.0)
-    cols["batch_size"] = np.where(cloud, np.nan_to_num(times["batch_size"], nan=1.0), 0).astype(np.int64)
-    cols["bytes_wan"] = np.where(cloud, np.array([[rt.wan_bytes for rt in routes] for routes in w.routes_by_group])[
-        w.group, r], 0)
-    cloud_w = pt.cloud.active_w if pt.cloud is not None else 0.0
-    cols["energy_cloud_j"] = cols["cloud_s"] * cloud_w / np.maximum(cols["batch_size"], 1)
-    dropped = times["status"] == 2
-    for col in TIER_COLUMNS:
-        cols[col] = _masked(cols[col], dropped)
-
-
-def edge_columns(times: dict, offloaded: np.ndarray, prop_up, prop_down, prop_down_column: np.ndarray,
-                 beyond: Optional[BeyondEdge]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """server_queue_s, tail_s and return_s: from the uplink's end and the tail's (one edge server, no cloud) or, in a
-    tiered run, from the arrival at the edge server and the way back past it (the delay down then as the frame
-    table's propagation columns give it, their difference)."""
-    tail_start, tail_end, done = times["tail_start"], times["tail_end"], times["done"]
-    if beyond is None:
-        return (np.where(offloaded, tail_start - times["up_end"] - prop_up, 0.0),
-                np.where(offloaded, tail_end - tail_start, 0.0),
-                np.where(offloaded, done - tail_end - prop_down, 0.0))
-    return (np.where(beyond.computed, tail_start - times["edge_arrive"], 0.0),
-            np.where(beyond.computed, tail_end - tail_start, 0.0),
-            np.where(offloaded, done - beyond.back - prop_down_column, 0.0))
-
-
 def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]], group: np.ndarray,
                 devices: dict[str, Device], group_names: list[str], instance_names: list[str],
                 sample: np.ndarray, dataset: Optional[pd.DataFrame], propagation_s: float,
                 downlink_bps: float, frame_id: Optional[np.ndarray] = None,
-                prediction_dtype: Optional[object] = None, beyond: Optional[BeyondEdge] = None) -> FrameColumns:
+                prediction_dtype: Optional[object] = None, tiers: Optional[Tiers] = None,
+                cloud_w: float = 0.0) -> tuple[FrameColumns, FrameColumns]:
     """Per-frame records: each delay component, bytes, energy (compute and radio) and the decision; with
-    `prediction_dtype` (some policy of the run predicts: Point.prediction_dtype) also label, prediction, correct;
-    with `beyond` (a tiered run) the edge server's columns from its arrival there (add_tier_columns adds the rest)."""
+    `prediction_dtype` (some policy of the run predicts: Point.prediction_dtype) also label, prediction, correct; with
+    `tiers` (a tiered run) each frame's edge server (after mobile) and, as a second table, the WAN, cloud and batching
+    components and cloud energy (0 for frames that stay at the edge). The numbers come from one compiled pass
+    (framecols.frame_numbers)."""
+    from simulator.framecols import COUNTS, NUMBERS, TIERED_FROM, frame_numbers
+
     n = plan.capture_s.size
-    idx = np.arange(n)
-    r = times["route"].astype(np.int64)
+    r = times["route"]
     capture = plan.capture_s
-    head_start, head_end = times["head_start"], times["head_end"]
-    up_start, up_end = times["up_start"], times["up_end"]
-    done = times["done"]
-    status = times["status"]
-    offloaded = ~np.isnan(up_end)
-    # the one-way delays each frame met: a varying delay's own, else the constant propagation both ways
-    prop_up = times.get("prop_up_s", propagation_s)
-    prop_down = times.get("prop_down_s", propagation_s)
-    transfer = np.where(offloaded, up_end - up_start, 0.0)
     n_routes = len(routes_by_group[0])
-    head_power = np.array([[routes[k].head.power_w if routes[k].head else 0.0 for k in range(n_routes)] for routes in routes_by_group])
-    tail_power = np.array([[routes[k].tail.power_w if routes[k].tail else 0.0 for k in range(n_routes)] for routes in routes_by_group])
-    up_bytes = np.array([[routes[k].up_bytes for k in range(n_routes)] for routes in routes_by_group])
-    down_bytes = np.array([[routes[k].down_bytes for k in range(n_routes)] for routes in routes_by_group])
-    wire_bits = plan.wire_bits[plan.row_of(r), idx]
-    down_dur = np.where(offloaded, times["down_end"] - times["down_start"], 0.0)
-    head_s = np.nan_to_num(head_end - head_start)
-    tx_w = np.array([devices[nm].radio.tx_w for nm in group_names])[group]
-    tx_slope = np.array([devices[nm].radio.tx_w_per_mbps for nm in group_names])[group]
-    rx_w = np.array([devices[nm].radio.rx_w for nm in group_names])[group]
-    rx_slope = np.array([devices[nm].radio.rx_w_per_mbps for nm in group_names])[group]
-    down_bits = down_dur * downlink_bps
-    radio_j = np.where(offloaded, tx_w * transfer + tx_slope * wire_bits / 1e6 + rx_w * down_dur + rx_slope * down_bits / 1e6, 0.0)
-    propagation = np.where(offloaded, prop_up + prop_down, 0.0)
-    propagation_up = np.where(offloaded, prop_up, 0.0)
-    server_queue, tail_s, return_s = edge_columns(times, offloaded, prop_up, prop_down, propagation - propagation_up,
-                                                  beyond)
-    energy_server = (np.nan_to_num(tail_s) if beyond is None else tail_s) * tail_power[group, r]
-    dropped = status == 2
-    cols: FrameColumns = {
-        "frame": idx if frame_id is None else frame_id,
-        "mobile": text_column(instance_names, plan.mobile),
-        "capture_s": capture,
-        "decision": text_column([rt.decision for rt in routes_by_group[0]], r),
-        "status": text_column(STATUS_NAMES, status),
-        "drop_stage": text_column(STAGES, times["drop_stage"]),
-        "mobile_queue_s": head_start - capture,
-        "head_s": head_end - head_start,
-        "uplink_queue_s": np.where(offloaded, up_start - head_end, 0.0),
-        "transfer_s": transfer,
-        "propagation_s": propagation,
-        "propagation_up_s": propagation_up,
-        "server_queue_s": server_queue,
-        "tail_s": tail_s,
-        "return_s": return_s,
-        "delay_s": np.where(dropped, np.nan, done - capture),
-        "done_s": done,
-        "bytes_up": np.where(offloaded, up_bytes[group, r], 0),
-        "wire_bytes_up": np.where(offloaded, wire_bits / 8.0, 0.0),
-        "bytes_down": np.where(offloaded, down_bytes[group, r], 0),
-        "energy_mobile_compute_j": head_s * head_power[group, r],
-        "energy_mobile_radio_j": radio_j,
-        "energy_server_j": energy_server,
-        "sample": sample,
-    }
-    for col, _ in DELAY_COMPONENTS:  # all but the propagation columns
-        if col != "propagation_s":
-            cols[col] = _masked(cols[col], dropped)
+
+    def per_route(value) -> np.ndarray:
+        return np.array([[value(routes[k]) for k in range(n_routes)] for routes in routes_by_group])
+
+    radios = [devices[nm].radio for nm in group_names]
+    radio = np.array([[rd.tx_w, rd.tx_w_per_mbps, rd.rx_w, rd.rx_w_per_mbps] for rd in radios], dtype=float)
+    stage = tuple(times[k] for k in ("head_start", "head_end", "up_start", "up_end", "down_start", "down_end",
+                                     "tail_start", "tail_end", "done"))
+    tiered = tiers is not None
+    tier_stage = tuple(times[k] for k in ("edge_arrive", "cloud_start", "cloud_arrive", "cloud_end", "wan_start",
+                                          "wan_end", "wan_down_end", "batch_wait", "batch_size")) if tiered else (capture,) * 9
+    # the one-way delays each frame met: a varying delay's own, else the constant propagation both ways
+    prop_up = np.atleast_1d(np.asarray(times.get("prop_up_s", propagation_s), dtype=float))
+    prop_down = np.atleast_1d(np.asarray(times.get("prop_down_s", propagation_s), dtype=float))
+    out = tuple(np.empty(n if tiered or k < TIERED_FROM else 0) for k in range(len(NUMBERS)))
+    counts = tuple(np.empty(n if tiered or k < 2 else 0, np.int64) for k in range(len(COUNTS)))
+    frame_numbers(capture, stage, tier_stage, times["status"], group, r, plan.row_of(np.arange(n_routes)),
+                  plan.wire_bits, prop_up, prop_down, per_route(lambda rt: rt.head.power_w if rt.head else 0.0),
+                  per_route(lambda rt: rt.tail.power_w if rt.tail else 0.0), per_route(lambda rt: rt.up_bytes),
+                  per_route(lambda rt: rt.down_bytes), radio, float(downlink_bps), tiered, plan.routes_per_edge or 1,
+                  np.array([e.wan_propagation_s for e in tiers.edges]) if tiered else np.zeros(1),
+                  per_route(lambda rt: rt.wan_bytes), float(cloud_w), out, counts)
+    num, cnt = dict(zip(NUMBERS, out)), dict(zip(COUNTS, counts))
+    cols: FrameColumns = {"frame": np.arange(n) if frame_id is None else frame_id,
+                          "mobile": text_column(instance_names, plan.mobile)}
+    if tiered:  # a frame run on the mobile device alone has no edge server
+        cols["edge"] = text_column([e.name for e in tiers.edges], cnt["edge"], ~_sent(times, cnt["bytes_up"]))
+    cols.update({"capture_s": capture, "decision": text_column([rt.decision for rt in routes_by_group[0]], r),
+                 "status": text_column(STATUS_NAMES, times["status"]),
+                 "drop_stage": text_column(STAGES, times["drop_stage"])})
+    for name in ("mobile_queue_s", "head_s", "uplink_queue_s", "transfer_s", "propagation_s", "propagation_up_s",
+                 "server_queue_s", "tail_s", "return_s", "delay_s", "done_s", "bytes_up", "wire_bytes_up", "bytes_down",
+                 "energy_mobile_compute_j", "energy_mobile_radio_j", "energy_server_j"):
+        cols[name] = times["done"].copy() if name == "done_s" else cnt[name] if name in cnt else num[name]
+    cols["sample"] = sample
     if prediction_dtype is not None:  # the point's policies predict: label, prediction (missing where a route has none) and correct
         route_col = np.array([rt.prediction or "" for rt in routes_by_group[0]], dtype=object)[r]
         prediction = np.full(n, None, dtype=object)
@@ -247,7 +153,12 @@ def frame_table(plan: FramePlan, times: dict, routes_by_group: list[list[Route]]
         cols["label"] = label
         cols["prediction"] = pd.array(prediction, dtype=prediction_dtype)
         cols["correct"] = pd.array(np.where(route_col != "", label == prediction, None), dtype="boolean")
-    return cols
+    tier_cols: FrameColumns = {}
+    if tiered:
+        tier_cols = {name: num[name] for name in TIER_COLUMNS}
+        tier_cols.update({"batch_size": cnt["batch_size"], "bytes_wan": cnt["bytes_wan"],
+                          "energy_cloud_j": num["energy_cloud_j"]})
+    return cols, tier_cols
 
 
 STATISTICS = ("point", "replication", "policy", "frame", "mobile", "edge", "capture_s", "status")
@@ -277,9 +188,22 @@ def frame_arrow(cols: FrameColumns, schema: pa.Schema) -> pa.Table:
         v = cols[field.name]
         if isinstance(v, pa.Array):
             arrays.append(v if v.type == field.type else v.cast(field.type))
+        elif isinstance(v, np.ndarray) and v.dtype == np.float64 and field.type == pa.float64():
+            arrays.append(_float_arrow(v))
         else:
             arrays.append(pa.array(v, type=field.type, from_pandas=True))
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _float_arrow(values: np.ndarray) -> pa.Array:
+    """A float64 column as Arrow with NaN as null, its values not copied (pa.array(from_pandas=True) copies them: 1.5 ms
+    a 250,000-frame column, some 30 columns a window): the frame table's own arrays, none of the engine's."""
+    values = np.ascontiguousarray(values)
+    nan = np.isnan(values)
+    if not nan.any():
+        return pa.array(values, type=pa.float64())
+    valid = pa.py_buffer(np.packbits(~nan, bitorder="little"))
+    return pa.Array.from_buffers(pa.float64(), values.size, [valid, pa.py_buffer(values)], null_count=int(nan.sum()))
 
 
 class FramesFile:
@@ -340,8 +264,8 @@ class PointFrames:
     in row groups of its own) once they fill a row group, else as an Arrow IPC file that the parent pools with the
     neighbouring small points' (so a small sweep's frames.parquet has the row groups one writer gives all its rows)."""
 
-    def __init__(self, parquet: Path, arrow: Path) -> None:
-        self.parquet, self.arrow = Path(parquet), Path(arrow)
+    def __init__(self, parquet: Path) -> None:
+        self.parquet, self.arrow = Path(parquet), staged_arrow(parquet)
         self._file: Optional[FramesFile] = None
         self._pending: list[pa.Table] = []
         self._rows = 0
@@ -373,6 +297,11 @@ class PointFrames:
                     out.write_table(t.cast(schema) if t.schema != schema else t)
 
 
+def staged_arrow(parquet: Path) -> Path:
+    """The Arrow IPC file a PointFrames stages beside its Parquet file (a point smaller than a row group)."""
+    return Path(parquet).with_suffix(".arrow")
+
+
 def staged_frames(path: Path) -> Iterator[pa.Table]:
     """The tables a PointFrames staged as Arrow IPC, one at a time (read, not memory-mapped: bounded memory)."""
     with pa.OSFile(str(path)) as source:
@@ -392,9 +321,9 @@ class FrameSink:
                  keep: bool = True) -> None:
         self.accumulators: dict[str, SummaryAccumulator] = {label: SummaryAccumulator(n_mobiles, n_edges)
                                                              for label in labels}
-        self.path, self.keep = path, keep and path is None
+        self.keep = keep and path is None
         self.kept: list[pd.DataFrame] = []
-        self._file = PointFrames(path, path.with_suffix(".arrow")) if path is not None else None
+        self._file = PointFrames(path) if path is not None else None
         self._schema: Optional[pa.Schema] = None
 
     def __enter__(self) -> "FrameSink":

@@ -1,7 +1,7 @@
-"""Compiled group sums for the summaries (metrics.group_sums_many on large windows): per integer code, the sum of
-its values in the order they come, added as numpy's sum adds them (pairwise_sum in numpy's umath loops: one after the
-other below 8 values, 8 running sums up to 128, halves beyond), so the result is bit for bit numpy's, and pandas'.
-One counting-sort pass and one summing pass: linear in values plus codes, whatever the number of groups."""
+"""Compiled group-bys for the summaries (metrics._Scopes on large windows): per integer code, the sum of its values in
+the order they come, added as numpy's sum adds them (pairwise_sum in numpy's umath loops: one after the other below 8
+values, 8 running sums up to 128, halves beyond), so the result is bit for bit numpy's, and pandas'. A stable radix sort
+of the codes into runs, then one pass per column read through that order (no gathered or stacked copies)."""
 
 from __future__ import annotations
 
@@ -9,67 +9,158 @@ import numpy as np
 from numba import njit
 
 BLOCK = 128  # numpy's PW_BLOCKSIZE
+LARGEST = np.finfo(np.float64).max
 
 
 @njit(cache=True)
-def _pairwise(a, lo, n):
-    """numpy's pairwise_sum of a[lo:lo + n] (n >= 8)."""
+def nan_to_num(v, nan):
+    """np.nan_to_num(v, nan=nan) of one value: infinities as the largest finite doubles."""
+    if v != v:
+        return nan
+    if v == np.inf:
+        return LARGEST
+    if v == -np.inf:
+        return -LARGEST
+    return v
+
+
+@njit(cache=True)
+def _value(a, i, zero_nan):
+    """a[i], or with zero_nan as np.nan_to_num gives it (NaN as 0, infinities as the largest finite doubles)."""
+    return nan_to_num(a[i], 0.0) if zero_nan else a[i]
+
+
+@njit(cache=True)
+def _pairwise(a, index, lo, n, zero_nan):
+    """numpy's pairwise_sum of a[index[lo:lo + n]] (n >= 8)."""
     if n <= BLOCK:
-        r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
-        r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+        r0, r1 = _value(a, index[lo], zero_nan), _value(a, index[lo + 1], zero_nan)
+        r2, r3 = _value(a, index[lo + 2], zero_nan), _value(a, index[lo + 3], zero_nan)
+        r4, r5 = _value(a, index[lo + 4], zero_nan), _value(a, index[lo + 5], zero_nan)
+        r6, r7 = _value(a, index[lo + 6], zero_nan), _value(a, index[lo + 7], zero_nan)
         whole = n - n % 8
-        i = 8
-        while i < whole:
-            r0 += a[lo + i]
-            r1 += a[lo + i + 1]
-            r2 += a[lo + i + 2]
-            r3 += a[lo + i + 3]
-            r4 += a[lo + i + 4]
-            r5 += a[lo + i + 5]
-            r6 += a[lo + i + 6]
-            r7 += a[lo + i + 7]
+        i = lo + 8
+        while i < lo + whole:
+            r0 += _value(a, index[i], zero_nan)
+            r1 += _value(a, index[i + 1], zero_nan)
+            r2 += _value(a, index[i + 2], zero_nan)
+            r3 += _value(a, index[i + 3], zero_nan)
+            r4 += _value(a, index[i + 4], zero_nan)
+            r5 += _value(a, index[i + 5], zero_nan)
+            r6 += _value(a, index[i + 6], zero_nan)
+            r7 += _value(a, index[i + 7], zero_nan)
             i += 8
         res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-        while i < n:
-            res += a[lo + i]
+        while i < lo + n:
+            res += _value(a, index[i], zero_nan)
             i += 1
         return res
     half = n // 2
     half -= half % 8
-    return _pairwise(a, lo, half) + _pairwise(a, lo + half, n - half)
+    return _pairwise(a, index, lo, half, zero_nan) + _pairwise(a, index, lo + half, n - half, zero_nan)
 
 
 @njit(cache=True)
-def group_sums_rows(codes, rows, size):
-    """Per code 0..size-1 and row of `rows` (columns x values), the sum of the row's values of that code in the
-    order they come: one stable counting sort of the codes for every row, then numpy's summation of each group."""
-    counts = np.zeros(size, np.int64)
-    for c in codes:
-        counts[c] += 1
-    starts = np.empty(size + 1, np.int64)
-    starts[0] = 0
-    for g in range(size):
-        starts[g + 1] = starts[g] + counts[g]
-    fill = starts[:-1].copy()
-    order = np.empty(codes.size, np.int64)
-    for i in range(codes.size):
-        c = codes[i]
-        order[fill[c]] = i
-        fill[c] += 1
-    out = np.zeros((rows.shape[0], size))
-    ordered = np.empty(codes.size)
-    for k in range(rows.shape[0]):
-        row = rows[k]
-        for j in range(codes.size):
-            ordered[j] = row[order[j]]
-        for g in range(size):
-            n = counts[g]
-            lo = starts[g]
-            if n < 8:
-                s = 0.0
-                for i in range(n):
-                    s += ordered[lo + i]
-                out[k, g] = s
-            else:
-                out[k, g] = 0.0 + _pairwise(ordered, lo, n)
-    return out
+def _run_sum(values, order, lo, n, zero_nan):
+    """numpy's sum of values[order[lo:lo + n]] (one after the other below 8 values, else pairwise)."""
+    if n < 8:
+        s = 0.0
+        for j in range(lo, lo + n):
+            s += _value(values, order[j], zero_nan)
+        return s
+    return 0.0 + _pairwise(values, order, lo, n, zero_nan)
+
+
+@njit(cache=True)
+def add_run_sums(values, order, starts, run_codes, zero_nan, out):
+    """out[run_codes[r]] += the sum of run r's values (values[order[starts[r]:starts[r + 1]]], sorted_runs) in that
+    order, as numpy sums them; with zero_nan, of np.nan_to_num's values."""
+    for r in range(run_codes.size):
+        out[run_codes[r]] += _run_sum(values, order, starts[r], starts[r + 1] - starts[r], zero_nan)
+
+
+RADIX_BITS = 16  # codes beyond 2**16 are sorted in two counting passes of about sqrt(codes) buckets each (cache-sized)
+
+
+@njit(cache=True)
+def _counting_pass(items, keys, shift, buckets):
+    """(items, keys) stably sorted by the digit (key >> shift) & (buckets - 1), read in order (no random reads)."""
+    starts = np.zeros(buckets + 1, np.int64)
+    mask = buckets - 1
+    for k in keys:
+        starts[((k >> shift) & mask) + 1] += 1
+    for b in range(buckets):
+        starts[b + 1] += starts[b]
+    out_items, out_keys = np.empty_like(items), np.empty_like(keys)
+    for j in range(items.size):
+        d = (keys[j] >> shift) & mask
+        out_items[starts[d]] = items[j]
+        out_keys[starts[d]] = keys[j]
+        starts[d] += 1
+    return out_items, out_keys
+
+
+@njit(cache=True)
+def sorted_runs(codes, frames, size):
+    """The frames stably sorted by code (0..size-1) and the runs of one code in that order: run r holds
+    order[starts[r]:starts[r + 1]], all of code run_codes[r]. Without arrays of `size` (a radix sort in two passes
+    beyond 2**16 codes): a city's (edge server, camera) codes are a million, a window touches a fifth of them."""
+    keys = np.empty(frames.size, np.int64)
+    for j in range(frames.size):
+        keys[j] = codes[frames[j]]
+    bits = 0
+    while (size - 1) >> bits:
+        bits += 1
+    if bits <= RADIX_BITS:
+        order, keys = _counting_pass(frames, keys, 0, 1 << bits)
+    else:
+        low = (bits + 1) // 2  # two passes of about sqrt(size) buckets
+        order, keys = _counting_pass(frames, keys, 0, 1 << low)
+        order, keys = _counting_pass(order, keys, low, 1 << (bits - low))
+    n_runs = 0
+    for j in range(keys.size):
+        if j == 0 or keys[j] != keys[j - 1]:
+            n_runs += 1
+    starts = np.empty(n_runs + 1, np.int64)
+    run_codes = np.empty(n_runs, np.int64)
+    r = 0
+    for j in range(keys.size):
+        if j == 0 or keys[j] != keys[j - 1]:
+            starts[r] = j
+            run_codes[r] = keys[j]
+            r += 1
+    starts[n_runs] = keys.size
+    return order, starts, run_codes
+
+
+@njit(cache=True)
+def fold_runs(order, starts, run_codes, rows, zero_nan, window, state):
+    """Per run (one code's frames, sorted_runs), into its row of state (count, earliest and latest capture, window
+    first seen, then k demand sums), from each frame's row of `rows` (capture, then k demands: frame-major, one read
+    a frame): one more frame each; the earliest and latest capture (NaN sticks, as np.minimum's); the window it was
+    first seen in (seen still inf); and the sum of each demand over its frames as numpy sums them (with zero_nan[k], of
+    np.nan_to_num's values). A cell's figures side by side, so a window touches each cell's memory once."""
+    k_demands = rows.shape[1] - 1
+    acc = np.empty(k_demands)
+    for r in range(run_codes.size):
+        c = run_codes[r]
+        lo = starts[r]
+        n = starts[r + 1] - lo
+        if state[c, 3] == np.inf:
+            state[c, 3] = window
+        state[c, 0] += n
+        first, last = state[c, 1], state[c, 2]
+        acc[:] = 0.0
+        for j in range(lo, lo + n):
+            f = order[j]
+            x = rows[f, 0]
+            if x < first or x != x:
+                first = x
+            if x > last or x != x:
+                last = x
+            if n < 8:  # numpy's sum below 8 values: one after the other
+                for k in range(k_demands):
+                    acc[k] += _value(rows[f], k + 1, zero_nan[k])
+        state[c, 1], state[c, 2] = first, last
+        for k in range(k_demands):
+            state[c, 4 + k] += acc[k] if n < 8 else 0.0 + _pairwise(rows[:, k + 1], order, lo, n, zero_nan[k])

@@ -38,26 +38,40 @@ class PackedSteps(NamedTuple):
     periods: np.ndarray  # (K,) PERIOD records
 
 
+def _pack_one(t) -> tuple[np.ndarray, np.ndarray]:
+    """One trace's STEP records and PERIOD record (pack_steps' rule; a trace keeps them as its `packed`)."""
+    values = t.step_values
+    steps = np.zeros(max(len(t.times_s), 1), STEP)
+    period = np.zeros(1, PERIOD)
+    period["restart_idle_s"] = np.inf
+    steps["start_s"][:len(t.times_s)], steps["value"][:len(t.times_s)] = t.times_s, values
+    steps["integral"][:len(t.times_s)] = np.concatenate(([0.0], np.cumsum(np.diff(t.times_s) * values[:-1])))
+    period["period_s"] = t.period_s
+    period["integral"] = (steps["integral"][len(t.times_s) - 1] + (t.period_s - t.times_s[-1]) * values[-1]
+                          if t.period_s else 0.0)
+    if t.slow_start is not None:
+        ss = t.slow_start
+        period["restart_idle_s"], period["rtt_s"] = ss.rto_s, ss.rtt_s
+        period["segment_bits"] = 8.0 * ss.segment_bytes
+        period["window_bits"] = 8.0 * ss.segment_bytes * ss.initial_window_segments
+    return steps, period
+
+
 def pack_steps(traces: list) -> PackedSteps:
     """Pack RateTraces and DelayTraces (each a step function of time) for the link kernels; the link module's one
-    way in for both engines (nothing else reads a trace's arrays)."""
-    offsets = np.cumsum([0] + [len(t.times_s) for t in traces]).astype(np.int64)
-    steps = np.zeros(max(int(offsets[-1]), 1), STEP)
-    periods = np.zeros(max(len(traces), 1), PERIOD)
-    periods["restart_idle_s"] = np.inf
-    for k, t in enumerate(traces):
-        lo, hi = offsets[k], offsets[k + 1]
-        values = t.step_values
-        steps["start_s"][lo:hi], steps["value"][lo:hi] = t.times_s, values
-        steps["integral"][lo:hi] = np.concatenate(([0.0], np.cumsum(np.diff(t.times_s) * values[:-1])))
-        periods["period_s"][k] = t.period_s
-        periods["integral"][k] = (steps["integral"][hi - 1] + (t.period_s - t.times_s[-1]) * values[-1]
-                                  if t.period_s else 0.0)
-        if t.slow_start is not None:
-            ss = t.slow_start
-            periods["restart_idle_s"][k], periods["rtt_s"][k] = ss.rto_s, ss.rtt_s
-            periods["segment_bits"][k] = 8.0 * ss.segment_bytes
-            periods["window_bits"][k] = 8.0 * ss.segment_bytes * ss.initial_window_segments
+    way in for both engines (nothing else reads a trace's arrays). Each trace was packed once when it was made
+    (`packed`): this joins them, so a city's uplinks sharing one trace cost a copy each, not a packing."""
+    if not traces:
+        return PackedSteps(np.zeros(1, np.int64), np.zeros(1, STEP), _pack_one(RateTrace.constant(1.0))[1])
+    first: dict[int, int] = {}  # each distinct trace's number, in order of first use
+    which = np.array([first.setdefault(id(t), len(first)) for t in traces], np.int64)
+    distinct = list({id(t): t for t in traces}.values())
+    lengths = np.array([len(t.times_s) for t in distinct], np.int64)
+    starts = np.cumsum(lengths) - lengths  # where each distinct trace's steps begin among theirs
+    offsets = np.concatenate(([0], np.cumsum(lengths[which]))).astype(np.int64)
+    rows = np.repeat(starts[which] - offsets[:-1], lengths[which]) + np.arange(offsets[-1])
+    steps = np.concatenate([t.packed.steps[:len(t.times_s)] for t in distinct])[rows]
+    periods = np.concatenate([t.packed.periods for t in distinct])[which]
     return PackedSteps(offsets, steps, periods)
 
 
@@ -127,10 +141,10 @@ class RateTrace:
     slow_start: Optional[SlowStart] = None  # TCP's slow start after idle on this link (None: never)
 
     def __post_init__(self) -> None:
-        packed = pack_steps([self])
-        if self.period_s and packed.periods[0]["integral"] <= 0:
+        steps, period = _pack_one(self)
+        if self.period_s and period[0]["integral"] <= 0:
             raise EdgesimError("a repeating link trace must carry some bits in each period")
-        object.__setattr__(self, "packed", packed)
+        object.__setattr__(self, "packed", PackedSteps(np.array([0, len(self.times_s)], np.int64), steps, period))
 
     @property
     def step_values(self) -> np.ndarray:
@@ -171,7 +185,10 @@ class RateTrace:
         return self.period_s or float(self.times_s[-1])
 
     def shifted(self, offset_s: float) -> "RateTrace":
-        """The same link seen offset_s seconds into the trace: rate'(t) = rate(t + offset_s)."""
+        """The same link seen offset_s seconds into the trace: rate'(t) = rate(t + offset_s) (itself at offset 0:
+        a trace is immutable, so the devices of a city on one link share it)."""
+        if offset_s == 0:
+            return self
         return RateTrace(*shift_steps(self.times_s, self.rates_bps, self.period_s, offset_s), self.period_s,
                          self.slow_start)
 
@@ -205,7 +222,8 @@ class DelayTrace:
     slow_start: ClassVar[None] = None  # pack_steps reads it: a delay has no congestion window
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "packed", pack_steps([self]))
+        steps, period = _pack_one(self)
+        object.__setattr__(self, "packed", PackedSteps(np.array([0, len(self.times_s)], np.int64), steps, period))
 
     @property
     def step_values(self) -> np.ndarray:
@@ -217,7 +235,9 @@ class DelayTrace:
         return np.asarray(_each("value_at", "values_at", self.packed, t_s))
 
     def shifted(self, offset_s: float) -> "DelayTrace":
-        """The same delays seen offset_s seconds into the trace."""
+        """The same delays seen offset_s seconds into the trace (itself at offset 0)."""
+        if offset_s == 0:
+            return self
         return DelayTrace(*shift_steps(self.times_s, self.one_way_s, self.period_s, offset_s), self.period_s)
 
 

@@ -114,23 +114,23 @@ _pairwise's vectorised passes (a fixed cost of some 700 numpy calls a window: 7 
 
 
 COMPILED_FROM = 20_000
-"""From this many values on, group_sums runs compiled: one pass whatever the number of groups (a city's (edge server,
-camera) pairs are a million groups)."""
+"""From this many values on, a window's group-bys run compiled (groupsum): one counting sort, then one pass per column
+whatever the number of groups (a city's (edge server, camera) pairs are a million groups)."""
 
 
 def _compiled(n_values: int, n_groups: int) -> bool:
-    """Whether group sums take the compiled pass: from COMPILED_FROM values, at most twice as many groups (sparser:
-    bincount's pass is cheaper)."""
-    return n_values >= COMPILED_FROM and n_groups <= 2 * n_values
+    """Whether a window's group-bys take the compiled passes: from COMPILED_FROM values or groups (numba's import is
+    paid back there; numpy's passes cost as much per group as per value)."""
+    return n_values >= COMPILED_FROM or n_groups >= COMPILED_FROM
 
 
 def group_sums(codes: np.ndarray, values: np.ndarray, size: int, order: Optional[np.ndarray] = None) -> np.ndarray:
     """Per code 0..size-1, the sum of its values in the order they come, equal bit for bit to numpy's (and pandas')
     sum of that group: bincount adds one after the other, which is numpy's sum below 8 values; groups of 8 or more
     are summed pairwise as numpy does. `order`: a stable sort of codes, when the caller has one. From COMPILED_FROM
-    values on (and at most twice as many groups), one compiled pass does the same (groupsum.group_sums_rows; numba's import is paid back there)."""
+    values on, the compiled passes do the same (_Scopes)."""
     if _compiled(codes.size, size):
-        return group_sums_many(codes, [values], size)[0]
+        return _Scopes(np.arange(codes.size), codes.astype(np.int64, copy=False), size).sums(values)[1:]
     out = np.bincount(codes, values, size)
     counts = np.bincount(codes, minlength=size)
     long = np.flatnonzero(counts >= 8)
@@ -146,61 +146,88 @@ def group_sums(codes: np.ndarray, values: np.ndarray, size: int, order: Optional
     return out
 
 
-def group_sums_many(codes: np.ndarray, columns: list[np.ndarray], size: int,
-                    order: Optional[np.ndarray] = None) -> list[np.ndarray]:
-    """group_sums of each column under the same codes (compiled: one sort of the codes for all the columns)."""
-    if columns and _compiled(codes.size, size):
-        from simulator.groupsum import group_sums_rows
-
-        return list(group_sums_rows(codes.astype(np.int64, copy=False), np.stack(columns).astype(float, copy=False),
-                                    size))
-    return [group_sums(codes, v, size, order) for v in columns]
+def _zero_nan(values: np.ndarray) -> np.ndarray:
+    """np.nan_to_num(values) (NaN as 0, infinities as the largest finite doubles) in three passes instead of six."""
+    out = np.where(np.isnan(values), 0.0, values)
+    return out if np.isfinite(out).all() else np.nan_to_num(out)
 
 
-def _scoped_sums(columns: dict[str, np.ndarray], edge: Optional[np.ndarray], n_edges: int,
-                 order: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
-    """Sum of each column (name -> values) over every frame (scope 0) and per edge server (scopes 1..E)."""
-    if edge is None:
-        return {name: np.array([v.sum()]) for name, v in columns.items()}
-    per = group_sums_many(edge, list(columns.values()), n_edges, order)
-    return {name: np.concatenate(([v.sum()], sums)) for (name, v), sums in zip(columns.items(), per)}
+class _Scopes:
+    """Some frames of a window (indices into its columns) by scope: all of them (scope 0) and each code's (scope 1 +
+    code: an edge server, or an (edge server, camera) cell): counts, sums and extremes as numpy's group-bys give them,
+    computed by the compiled passes on large windows (groupsum: a stable radix sort into runs of one code, then a pass
+    per column read through it, no copies) and by numpy's on small ones (no numba import)."""
 
+    def __init__(self, frames: np.ndarray, codes: Optional[np.ndarray], size: int) -> None:
+        self.frames, self.size = frames, size
+        self.codes = None if codes is None else codes[frames]  # each frame's code, in frame order
+        self.compiled = _compiled(frames.size, 0 if codes is None else size)
+        if codes is not None and self.compiled:
+            from simulator.groupsum import sorted_runs
 
-def _edge_order(edge: Optional[np.ndarray], n_edges: int) -> Optional[np.ndarray]:
-    """A stable sort of frames by edge server (a radix sort for up to 32,767 servers); None where nothing would read
-    it (no edge servers, or group sums taking the compiled pass, which sorts on its own)."""
-    if edge is None or _compiled(edge.size, n_edges):
-        return None
-    return np.argsort(edge.astype(np.int16) if n_edges < 2 ** 15 else edge, kind="stable")
+            # order: the frames (window indices) by code; run r: order[starts[r]:starts[r + 1]], code run_codes[r]
+            self.order, self.starts, self.run_codes = sorted_runs(codes, frames, size)
+        elif codes is not None:  # order: positions in self.frames by code (a radix sort for up to 32,767 codes)
+            self.order = np.argsort(self.codes.astype(np.int16) if size < 2 ** 15 else self.codes, kind="stable")
+
+    def per_code(self) -> np.ndarray:
+        """How many frames each code has."""
+        if self.compiled:
+            counts = np.zeros(self.size, np.int64)
+            counts[self.run_codes] = np.diff(self.starts)
+            return counts
+        return np.bincount(self.codes, minlength=self.size)
+
+    def count(self, mask: Optional[np.ndarray] = None) -> np.ndarray:
+        """How many of the frames are in mask (per frame of the window; None: all of them), per scope, as floats."""
+        if mask is None:
+            total = np.array([float(self.frames.size)])
+            return total if self.codes is None else np.concatenate((total, self.per_code()))
+        inside = mask[self.frames]
+        total = np.array([float(np.count_nonzero(inside))])
+        return total if self.codes is None else np.concatenate((total, np.bincount(self.codes[inside],
+                                                                                   minlength=self.size)))
+
+    def sums(self, values: np.ndarray, zero_nan: bool = False) -> np.ndarray:
+        """Per scope, the sum of the frames' values (window-long) in frame order, as numpy sums each group (with
+        zero_nan, of np.nan_to_num's values)."""
+        values = np.asarray(values, dtype=float)
+        if self.compiled:
+            from simulator.groupsum import add_run_sums
+
+            out = np.zeros(1 + (self.size if self.codes is not None else 0))
+            add_run_sums(values, self.frames, np.array([0, self.frames.size]), np.zeros(1, np.int64), zero_nan, out)
+            if self.codes is not None:
+                add_run_sums(values, self.order, self.starts, self.run_codes, zero_nan, out[1:])
+            return out
+        v = values[self.frames]
+        v = _zero_nan(v) if zero_nan else v
+        total = np.array([v.sum()])
+        if self.codes is None:
+            return total
+        return np.concatenate((total, group_sums(self.codes, v, self.size, self.order)))
+
+    def extreme(self, ufunc: np.ufunc, values: np.ndarray, fill: float) -> np.ndarray:
+        """Minimum or maximum (ufunc) of the frames' values per scope; `fill` where a scope has no frame."""
+        v = values[self.frames]
+        out = np.full(1 + (self.size if self.codes is not None else 0), fill)
+        if v.size:
+            out[0] = ufunc.reduce(v)
+            if self.codes is not None:
+                ufunc.at(out[1:], self.codes, v)
+        return out
+
+    def ordered(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The frames' values by scope (each code's in frame order), and the bounds of code g's: [bounds[g]:bounds[g +
+        1]]."""
+        bounds = np.concatenate(([0], np.cumsum(self.per_code())))
+        return (values[self.order] if self.compiled else values[self.frames][self.order]), bounds
 
 
 def _scoped_count(mask: np.ndarray, edge: Optional[np.ndarray], n_edges: int) -> np.ndarray:
     """How many frames are in mask, over every frame (scope 0) and per edge server (scopes 1..E)."""
     total = np.array([float(np.count_nonzero(mask))])
     return total if edge is None else np.concatenate((total, np.bincount(edge[mask], minlength=n_edges)))
-
-
-def _scoped_extreme(ufunc: np.ufunc, values: np.ndarray, edge: Optional[np.ndarray], n_edges: int,
-                    fill: float) -> np.ndarray:
-    """Minimum or maximum (ufunc) over every frame and per edge server; `fill` where a scope has no frame."""
-    out = np.full(1 + n_edges, fill)
-    if values.size:
-        out[0] = ufunc.reduce(values)
-        if edge is not None:
-            ufunc.at(out[1:], edge, values)
-    return out
-
-
-def _scope_order(edge: np.ndarray, n_edges: int) -> tuple[np.ndarray, np.ndarray]:
-    """Frames in edge-server order (stable: each server's frames in the order they came) and each server's bounds."""
-    order = _edge_order(edge, n_edges)
-    return order, np.concatenate(([0], np.cumsum(np.bincount(edge, minlength=n_edges))))
-
-
-def _zero_nan(values: np.ndarray) -> np.ndarray:
-    """np.nan_to_num(values) (NaN as 0, infinities as the largest finite doubles) in three passes instead of six."""
-    out = np.where(np.isnan(values), 0.0, values)
-    return out if np.isfinite(out).all() else np.nan_to_num(out)
 
 
 class _PerReplication:
@@ -237,7 +264,7 @@ class SummaryAccumulator:
         self.reps: dict[int, _PerReplication] = {}
         self.load = OfferedLoad(n_mobiles, self.n_edges)
         self.tier_sums: dict[str, np.ndarray] = {}
-        self._by_edge: Optional[tuple[int, np.ndarray, np.ndarray]] = None  # delays sorted by edge server, bounds
+        self._by_edge: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None  # delays by edge server, bounds
 
     @property
     def scopes(self) -> list[int]:
@@ -254,92 +281,87 @@ class SummaryAccumulator:
         n_e = self.n_edges if edge_all is not None else 0
         s = self.sums
         s["seen"] += _scoped_count(np.ones(keys.mobile.size, bool), edge_all, n_e)
-        keep = ~np.asarray(frames["warmup"]) if "warmup" in frames else None
-        keep = None if keep is None or keep.all() else keep
-        status, mobile = keys.status, keys.mobile.astype(np.int64, copy=False)
-        edge = edge_all
-        if keep is not None:
-            status, mobile = status[keep], mobile[keep]
-            edge = edge_all[keep] if edge_all is not None else None
-        done_mask = status != 2
-        done_edge = edge[done_mask] if edge is not None else None
-        kept_order, done_order = _edge_order(edge, n_e), _edge_order(done_edge, n_e)
+        status = keys.status
+        kept_mask = ~np.asarray(frames["warmup"]) if "warmup" in frames else np.ones(status.size, bool)
+        kept = _Scopes(np.flatnonzero(kept_mask), edge_all, n_e)  # frames past warm-up
+        done = _Scopes(np.flatnonzero(kept_mask & (status != 2)), edge_all, n_e)  # of those, the completed ones
 
-        def col(name: str, where: Optional[np.ndarray] = None) -> np.ndarray:
-            v = np.asarray(frames[name], dtype=float)
-            v = v if keep is None else v[keep]
-            return v if where is None else v[where]
+        def col(name: str) -> np.ndarray:
+            return np.asarray(frames[name], dtype=float)
 
-        s["n"] += _scoped_count(np.ones(status.size, bool), edge, n_e)
-        s["dropped"] += _scoped_count(~done_mask, edge, n_e)
-        s["late"] += _scoped_count(status == 1, edge, n_e)
+        n_kept, n_done = kept.count(), done.count()
+        s["n"] += n_kept
+        s["dropped"] += n_kept - n_done
+        s["late"] += kept.count(status == 1)
         bytes_up = col("bytes_up")
-        s["offloaded"] += _scoped_count(bytes_up > 0, edge, n_e)
-        head, transfer, tail = _zero_nan(col("head_s")), _zero_nan(col("transfer_s")), _zero_nan(col("tail_s"))
+        s["offloaded"] += kept.count(bytes_up > 0)
+        head, transfer, tail = col("head_s"), col("transfer_s"), col("tail_s")
         tiered = "cloud_s" in frames
-        kept_cols = {"compute": _zero_nan(col("energy_mobile_compute_j")),
-                     "radio": _zero_nan(col("energy_mobile_radio_j")),
-                     "server": _zero_nan(col("energy_server_j")), "bytes_up": bytes_up, "head": head,
-                     "transfer": transfer}
+        kept_sums = {"compute": kept.sums(col("energy_mobile_compute_j"), zero_nan=True),
+                     "radio": kept.sums(col("energy_mobile_radio_j"), zero_nan=True),
+                     "server": kept.sums(col("energy_server_j"), zero_nan=True), "bytes_up": kept.sums(bytes_up),
+                     "head": kept.sums(head, zero_nan=True), "transfer": kept.sums(transfer, zero_nan=True)}
         if tiered:
-            kept_cols["energy_cloud_j"] = _zero_nan(col("energy_cloud_j"))
-        kept = _scoped_sums(kept_cols, edge, n_e, kept_order)
+            kept_sums["energy_cloud_j"] = kept.sums(col("energy_cloud_j"), zero_nan=True)
         for name in ("compute", "radio", "server", "bytes_up"):
-            s[name] += kept[name]
-        s["busy"] += kept["head"] + kept["transfer"]
-        queue = col("mobile_queue_s", done_mask) + col("uplink_queue_s", done_mask) + col("server_queue_s", done_mask)
-        delay = col("delay_s", done_mask)
-        done_cols = {"head": head[done_mask], "transfer": transfer[done_mask], "tail": tail[done_mask],
-                     "queue": _zero_nan(queue), "delay": delay}
+            s[name] += kept_sums[name]
+        s["busy"] += kept_sums["head"] + kept_sums["transfer"]
+        queue = col("mobile_queue_s") + col("uplink_queue_s") + col("server_queue_s")
+        delay_all = col("delay_s")
+        done_sums = {"head": done.sums(head, zero_nan=True), "transfer": done.sums(transfer, zero_nan=True),
+                     "tail": done.sums(tail, zero_nan=True), "queue": done.sums(queue, zero_nan=True),
+                     "delay": done.sums(delay_all)}
         if tiered:
-            batch = col("batch_size", done_mask)
-            done_cols.update({name: _zero_nan(col(name, done_mask)) for name in TIER_MEANS})
-            done_cols["batch_size"] = np.where(batch > 0, batch, 0.0)
-        done = _scoped_sums(done_cols, done_edge, n_e, done_order)
+            batch = col("batch_size")
+            done_sums.update({name: done_sums["tail"] if name == "tail_s" else done.sums(col(name), zero_nan=True)
+                              for name in TIER_MEANS})
+            done_sums["batch_size"] = done.sums(np.where(batch > 0, batch, 0.0))
         for name in ("head", "transfer", "tail", "queue"):
-            s[name] += done[name]
-        self.delays.append(delay.copy())  # a copy: a view would keep the window alive
-        if done_edge is not None:
-            self.delay_edges.append(done_edge.astype(np.int16 if n_e < 2 ** 15 else np.int64))
+            s[name] += done_sums[name]
+        self.delays.append(delay_all[done.frames])
+        if edge_all is not None:
+            self.delay_edges.append(done.codes.astype(np.int16 if n_e < 2 ** 15 else np.int64))
         if "prediction" in frames:  # a missing prediction counts as wrong; scopes with none predicted are left out
             prediction = pd.array(frames["prediction"])
-            prediction = prediction if keep is None else prediction[keep]
-            any_pred = _scoped_count(~np.asarray(prediction.isna()), edge, n_e) > 0
+            any_pred = kept.count(~np.asarray(prediction.isna())) > 0
             if any_pred.any():
                 label = np.asarray(frames["label"])
-                label = label if keep is None else label[keep]
-                self.predicted.append((label[done_mask].copy(), prediction[done_mask].to_numpy(dtype=object, na_value=None),
-                                       done_edge, any_pred))
+                self.predicted.append((label[done.frames], prediction[done.frames].to_numpy(dtype=object, na_value=None),
+                                       done.codes, any_pred))
         rep = self.reps.setdefault(keys.replication, _PerReplication(1 + self.n_edges))
-        if done_mask.any():
+        if done.frames.size:
             rows = slice(0, 1 + n_e)
-            rep.delay_sum[rows] += done["delay"]
-            rep.done[rows] += _scoped_count(np.ones(delay.size, bool), done_edge, n_e).astype(np.int64)
-            rep.first_s[rows] = np.minimum(rep.first_s[rows],
-                                           _scoped_extreme(np.minimum, col("capture_s", done_mask), done_edge, n_e, np.inf))
-            rep.last_s[rows] = np.maximum(rep.last_s[rows],
-                                          _scoped_extreme(np.maximum, col("done_s", done_mask), done_edge, n_e, -np.inf))
-        self.load.add(keys.replication, mobile, edge, col("capture_s"), head, transfer, tail,
-                      _zero_nan(col("wan_transfer_s")) if tiered else None,
-                      _zero_nan(col("cloud_s")) / np.maximum(col("batch_size"), 1) if tiered else None)
+            rep.delay_sum[rows] += done_sums["delay"]
+            rep.done[rows] += n_done.astype(np.int64)
+            rep.first_s[rows] = np.minimum(rep.first_s[rows], done.extreme(np.minimum, col("capture_s"), np.inf))
+            rep.last_s[rows] = np.maximum(rep.last_s[rows], done.extreme(np.maximum, col("done_s"), -np.inf))
+        demands = {"mobile": (head, True), "uplink": (transfer, True), "server": (tail, True)}
+        if tiered:
+            demands["wan"] = (col("wan_transfer_s"), True)
+            demands["cloud"] = (_zero_nan(col("cloud_s")) / np.maximum(batch, 1), False)
+        self.load.add(keys.replication, keys.mobile.astype(np.int64, copy=False), edge_all, kept.frames,
+                      col("capture_s"), demands)
         if tiered:
             t = self.tier_sums
             for name in TIER_MEANS:
-                t[name] = t.get(name, 0.0) + done[name]
-            t["energy_cloud_j"] = t.get("energy_cloud_j", 0.0) + kept["energy_cloud_j"]
-            t["batch_size"] = t.get("batch_size", 0.0) + done["batch_size"]
-            t["batched"] = t.get("batched", 0.0) + _scoped_count(batch > 0, done_edge, n_e)
-            t["done"] = t.get("done", 0.0) + _scoped_count(np.ones(batch.size, bool), done_edge, n_e)
+                t[name] = t.get(name, 0.0) + done_sums[name]
+            t["energy_cloud_j"] = t.get("energy_cloud_j", 0.0) + kept_sums["energy_cloud_j"]
+            t["batch_size"] = t.get("batch_size", 0.0) + done_sums["batch_size"]
+            t["batched"] = t.get("batched", 0.0) + done.count(batch > 0)
+            t["done"] = t.get("done", 0.0) + n_done
 
     def _delays(self, scope: int) -> np.ndarray:
         """Completed frames' delays, or (scope 1 + e) those at edge server e, in the order they came."""
-        whole = np.concatenate(self.delays) if self.delays else np.zeros(0)
+        if len(self.delays) != 1:  # the windows' delays joined once, and kept joined (a city has 6 M)
+            self.delays = [np.concatenate(self.delays) if self.delays else np.zeros(0)]
+            self.delay_edges = [np.concatenate(self.delay_edges)] if self.delay_edges else []
+        whole = self.delays[0]
         if scope == 0:
             return whole
-        if self._by_edge is None or self._by_edge[0] != len(self.delays):  # one stable sort serves every server
-            edge = np.concatenate(self.delay_edges) if self.delay_edges else np.zeros(0, np.int16)
-            order, bounds = _scope_order(edge, self.n_edges)
-            self._by_edge = (len(self.delays), whole[order], bounds)
+        if self._by_edge is None or self._by_edge[0] is not whole:  # one stable sort serves every server
+            edge = self.delay_edges[0] if self.delay_edges else np.zeros(0, np.int16)
+            ordered, bounds = _Scopes(np.arange(edge.size), edge, self.n_edges).ordered(whole)
+            self._by_edge = (whole, ordered, bounds)
         _, ordered, bounds = self._by_edge
         return ordered[bounds[scope - 1]:bounds[scope]]
 
@@ -428,47 +450,62 @@ class OfferedLoad:
     mobile device) for the WAN and cloud demands.
     """
 
+    FIELDS = ("count", "first", "last", "seen", "mobile", "uplink", "server", "wan", "cloud")
+    """A cell's figures side by side (a row of 72 bytes: a window touches each cell's memory once): frames, earliest and
+    latest capture, the window it was first seen in, then the demands on each station."""
+
     def __init__(self, n_mobiles: int, n_edges: int = 0) -> None:
         self.n_mobiles, self.n_edges = n_mobiles, n_edges
         self.reps: dict[int, dict[str, np.ndarray]] = {}
 
-    def add(self, rep: int, mobile: np.ndarray, edge: Optional[np.ndarray], capture_s: np.ndarray,
-            head_s: np.ndarray, transfer_s: np.ndarray, tail_s: np.ndarray,
-            wan_s: Optional[np.ndarray], cloud_busy_s: Optional[np.ndarray]) -> None:
-        """Fold in a window of frames (dropped frames count as arrivals with the service they got; NaN as 0)."""
-        m, n_e = self.n_mobiles, (self.n_edges if edge is not None else 0)
-        shape = (1 + self.n_edges, m)
+    def _cells(self, rep: int) -> dict[str, np.ndarray]:
+        """Replication rep's cells: "state" ((1 + E) x M rows of FIELDS) and a (1 + E, M) view of each field."""
         a = self.reps.get(rep)
         if a is None:
-            a = self.reps[rep] = {"count": np.zeros(shape), "first": np.full(shape, np.inf),
-                                  "last": np.full(shape, -np.inf), "mobile": np.zeros(shape), "uplink": np.zeros(shape),
-                                  "server": np.zeros(shape), "wan": np.zeros(shape), "cloud": np.zeros(shape),
-                                  "seen": np.full(shape, np.inf), "windows": np.zeros(1)}
-        kinds = [(kind, values) for kind, values in (("mobile", head_s), ("uplink", transfer_s), ("server", tail_s),
-                                                      ("wan", wan_s), ("cloud", cloud_busy_s)) if values is not None]
-        flat = {name: v.reshape(-1) for name, v in a.items() if name != "windows"}  # views of (1 + E, M)
+            state = np.zeros(((1 + self.n_edges) * self.n_mobiles, len(self.FIELDS)))
+            state[:, 1:4] = (np.inf, -np.inf, np.inf)
+            grid = state.reshape(1 + self.n_edges, self.n_mobiles, len(self.FIELDS))
+            a = self.reps[rep] = {"state": state, "windows": np.zeros(1),
+                                  **{name: grid[:, :, k] for k, name in enumerate(self.FIELDS)}}
+        return a
+
+    def add(self, rep: int, mobile: np.ndarray, edge: Optional[np.ndarray], frames: np.ndarray, capture_s: np.ndarray,
+            demands: dict[str, tuple[np.ndarray, bool]]) -> None:
+        """Fold in a window's frames (indices into its columns; dropped frames count as arrivals with the service they
+        got): demands maps mobile, uplink, server (and wan, cloud), in FIELDS' order, to each frame's service and
+        whether NaN counts as 0."""
+        m, n_e = self.n_mobiles, (self.n_edges if edge is not None else 0)
+        a = self._cells(rep)
         window = a["windows"][0]
         a["windows"] += 1
+        rows = None  # each frame's capture and demands side by side, for the compiled passes
         # row 0: per mobile device over every frame; rows 1 + e: per (edge server, mobile device). Only the cells this
         # window's frames touch are updated (a city has a million (edge server, camera) cells, a window a few of them)
         cells = [(mobile, m, 0)] + ([(edge * m + mobile, n_e * m, m)] if edge is not None else [])
         for codes, size, offset in cells:
-            count = np.bincount(codes, minlength=size)
-            touched = np.flatnonzero(count)
-            compact = np.zeros(size, np.int64)
-            compact[touched] = np.arange(touched.size)
-            cell = compact[codes]  # each frame's touched cell, 0..touched.size - 1
-            at = offset + touched
-            seen = flat["seen"][at]
-            flat["seen"][at] = np.where(seen == np.inf, window, seen)
-            flat["count"][at] += count[touched]
-            first, last = np.full(touched.size, np.inf), np.full(touched.size, -np.inf)
-            np.minimum.at(first, cell, capture_s)
-            np.maximum.at(last, cell, capture_s)
-            flat["first"][at] = np.minimum(flat["first"][at], first)
-            flat["last"][at] = np.maximum(flat["last"][at], last)
-            for (kind, _), per in zip(kinds, group_sums_many(cell, [values for _, values in kinds], touched.size)):
-                flat[kind][at] += per
+            scopes = _Scopes(frames, codes, size)
+            state = a["state"][offset:offset + size]
+            if scopes.compiled:
+                from simulator.groupsum import fold_runs
+
+                if rows is None:
+                    rows = np.empty((capture_s.size, 1 + len(demands)))
+                    rows[:, 0] = capture_s
+                    for k, (values, _) in enumerate(demands.values()):
+                        rows[:, 1 + k] = values
+                fold_runs(scopes.order, scopes.starts, scopes.run_codes, rows,
+                          np.array([zero_nan for _, zero_nan in demands.values()]), window, state)
+                continue
+            counts = scopes.per_code()
+            touched = np.flatnonzero(counts)
+            cell = state[touched]
+            cell[:, 3] = np.where(cell[:, 3] == np.inf, window, cell[:, 3])
+            cell[:, 0] += counts[touched]
+            cell[:, 1] = np.minimum(cell[:, 1], scopes.extreme(np.minimum, capture_s, np.inf)[1:][touched])
+            cell[:, 2] = np.maximum(cell[:, 2], scopes.extreme(np.maximum, capture_s, -np.inf)[1:][touched])
+            for k, (values, zero_nan) in enumerate(demands.values()):
+                cell[:, 4 + k] += scopes.sums(values, zero_nan)[1:][touched]
+            state[touched] = cell
 
     def _spans(self, a: dict, scope: int) -> tuple[np.ndarray, np.ndarray]:
         """The mobile devices that sent frames in this scope, in the order they first did (window by window, then by

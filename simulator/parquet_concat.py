@@ -166,9 +166,7 @@ def _shift(fields: list, ids: tuple[int, ...], by: int) -> None:
 
 def _moved_row_group(rg: list, by: int, ordinal: int) -> list:
     """A row group's metadata with its pages `by` bytes further on and its place in the file."""
-    for cc in _field(rg, RG_COLUMNS)[2][1]:
-        if _field(cc, CC_OFFSET_INDEX) or _field(cc, CC_COLUMN_INDEX):
-            raise ValueError("page indexes (written after the row groups) cannot be moved")
+    for cc in _field(rg, RG_COLUMNS)[2][1]:  # no page indexes: _joinable refuses them
         _shift(cc, (CC_FILE_OFFSET,), by)
         _shift(_field(cc, CC_META)[2], (CM_DATA_PAGE, CM_INDEX_PAGE, CM_DICTIONARY_PAGE, CM_BLOOM), by)
     _shift(rg, (RG_FILE_OFFSET,), by)

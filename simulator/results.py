@@ -32,7 +32,7 @@ import pandas as pd
 
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_bytes, atomic_write_text, read_text
-from simulator.frames import FramesFile, PointFrames, staged_frames
+from simulator.frames import FramesFile, PointFrames, staged_arrow, staged_frames
 from simulator.metrics import order_summary, summary_csv
 from simulator.runner import PointResult
 from simulator.scenario import Scenario, load_scenario, sweep_points, to_yaml
@@ -143,11 +143,10 @@ def _write_point(stage: Path, res: PointResult, frames: bool) -> None:
         import pyarrow as pa
 
         part = frames_part(points, res.point)
-        with PointFrames(part, part.with_suffix(".arrow")) as staged:
+        with PointFrames(part) as staged:
             staged.write(pa.Table.from_pandas(res.frames, preserve_index=False))
     atomic_write_text(points / f"{res.point:05d}.notes.json", json.dumps(res.notes) + "\n")
-    csv = res.summary_csv if res.summary_csv is not None else summary_csv(res.summary)
-    atomic_write_bytes(points / f"{res.point:05d}.summary.csv", csv)  # last: the point is done
+    atomic_write_bytes(points / f"{res.point:05d}.summary.csv", res.summary_csv)  # last: the point is done
 
 
 def _point_notes(stage: Path, k: int) -> list[str]:
@@ -170,7 +169,7 @@ def _frames_complete(part: Path) -> bool:
         if part.exists():
             pq.read_metadata(part)
         else:
-            sum(t.num_rows for t in staged_frames(part.with_suffix(".arrow")))
+            sum(t.num_rows for t in staged_frames(staged_arrow(part)))
     except Exception:  # pyarrow raises ArrowInvalid, OSError and others for a damaged or missing file
         return False
     return True
@@ -194,7 +193,7 @@ def _drop_incomplete(stage: Path, frames: bool) -> None:
         summary, frames_file = points / f"{k:05d}.summary.csv", frames_part(points, k)
         ok = _csv_complete(summary) and (not frames or _frames_complete(frames_file))
         if not ok:
-            for path in (summary, frames_file, frames_file.with_suffix(".arrow"), points / f"{k:05d}.notes.json"):
+            for path in (summary, frames_file, staged_arrow(frames_file), points / f"{k:05d}.notes.json"):
                 path.unlink(missing_ok=True)
 
 
@@ -236,7 +235,7 @@ def combine_frames(stage: Path, n_points: int) -> None:
         pool: Optional[FramesFile] = None
         for k in range(n_points):
             part = frames_part(points, k)
-            if not part.exists() and not part.with_suffix(".arrow").exists():
+            if not part.exists() and not staged_arrow(part).exists():
                 raise EdgesimError(f"{points}: the frames of sweep point {k} are missing; frames.parquet not written")
             if part.exists():
                 stack.close()  # the pool before this point is complete
@@ -246,7 +245,7 @@ def combine_frames(stage: Path, n_points: int) -> None:
             if pool is None:
                 pieces.append(points / f"pool.{k:05d}.parquet")
                 pool = stack.enter_context(FramesFile(pieces[-1]))
-            for table in staged_frames(part.with_suffix(".arrow")):
+            for table in staged_frames(staged_arrow(part)):
                 pool.write(table)
     out = stage / "frames.parquet"
     out.unlink(missing_ok=True)
@@ -336,8 +335,7 @@ def _finish(scenario: Scenario, out: Path, stage: Path, resolved: str, started: 
     def keep(res: PointResult) -> None:
         describe()
         _write_point(stage, res, scenario.outputs.frames)
-        if res.summary_read is not None:
-            read_back[res.point] = res.summary_read
+        read_back[res.point] = res.summary_read
 
     run_sweep(scenario, jobs=jobs, progress=progress, skip=done, on_point=keep, executor=executor,
               scheduler=scheduler, frames_dir=stage / "points" if scenario.outputs.frames else None,

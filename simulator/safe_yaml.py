@@ -23,6 +23,10 @@ MAX_YAML_NODES = 200_000
 
 MERGE_TAG = "tag:yaml.org,2002:merge"
 
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""PyYAML's safe loader on libyaml where PyYAML was built with it (its events, nodes and line marks are the
+pure-Python loader's; scenarios/city_scale.yaml reads in 10 ms of CPU instead of 83 ms)."""
+
 
 class YamlLimitError(EdgesimError):
     """A YAML text over a stated limit, with a duplicate key, or not valid YAML."""
@@ -35,14 +39,19 @@ def _where(source: str, mark: Optional[yaml.Mark]) -> str:
 def _check_depth(text: str, source: str) -> None:
     """Nesting depth from the parser's events (iterative: a deep document cannot overflow this check)."""
     depth = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-            depth += 1
-            if depth > MAX_YAML_DEPTH:
-                raise YamlLimitError(f"{_where(source, event.start_mark)}: nested more than {MAX_YAML_DEPTH} levels "
-                                     "deep (the limit for a scenario)")
-        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-            depth -= 1
+    too_deep = f"nested more than {MAX_YAML_DEPTH} levels deep (the limit for a scenario)"
+    try:
+        for event in yaml.parse(text, Loader=LOADER):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise YamlLimitError(f"{_where(source, event.start_mark)}: {too_deep}")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    except yaml.YAMLError as exc:  # libyaml's own limit, met while it scans a flow collection ahead of its events
+        if "nesting depth" not in str(getattr(exc, "problem", "")):
+            raise
+        raise YamlLimitError(f"{_where(source, getattr(exc, 'problem_mark', None))}: {too_deep}") from None
 
 
 def _key_text(node: yaml.Node) -> str:
@@ -106,7 +115,7 @@ def load_yaml(text: str, source: str) -> tuple[Any, Optional[yaml.Node]]:
         raise _too_big(source, size)
     try:
         _check_depth(text, source)
-        loader = yaml.SafeLoader(text)
+        loader = LOADER(text)
         try:
             root = loader.get_single_node()
             if root is not None:

@@ -140,6 +140,8 @@ def test_quick_tune_searches_both_arms_alike_and_says_where_kd_helps(tmp_path, c
     for seed in (0, 1):  # two runs side by side, one seed each, pooled by tune-report
         assert run_cli(["distill", "tune", "--quick", "--seed", str(seed), "--seeds", "1", "--out",
                         str(tmp_path / f"seed{seed}")]) == 0
+    data_line = next(ln for ln in (tmp_path / "seed1" / "tune.md").read_text().splitlines() if "; data: " in ln)
+    assert "sklearn digits" in data_line and "seed" not in data_line  # the table's seeds are listed on their own line
     assert run_cli(["distill", "tune-report", str(tmp_path / "seed0"), str(tmp_path / "seed0"), "--out",
                     str(tmp_path / "bad")]) == 2  # a seed twice
     assert run_cli(["distill", "tune-report", str(tmp_path / "seed0"), str(tmp_path / "seed1"), "--out",

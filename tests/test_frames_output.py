@@ -75,6 +75,7 @@ def test_frame_columns_convert_as_pandas_would(tmp_path):
             "mobile": frames.text_column(["cam0", "cam1"], rng.integers(0, 2, n)),
             "edge": frames.text_column(["e0", "e1"], rng.integers(0, 2, n), rng.random(n) < 0.3),
             "delay_s": np.where(rng.random(n) < 0.2, np.nan, rng.random(n)), "bytes_up": rng.integers(0, 9, n),
+            "capture_s": rng.random(n), "tail_s": np.where(rng.random((3, n)) < 0.1, np.inf, 1.0)[1],
             "warmup": rng.random(n) < 0.1, "label": rng.integers(0, 3, n),
             "prediction": pd.array(np.where(rng.random(n) < 0.5, None, rng.integers(0, 3, n)), dtype="Int64"),
             "correct": pd.array(np.where(rng.random(n) < 0.5, None, rng.random(n) < 0.5), dtype="boolean")}
@@ -82,6 +83,9 @@ def test_frame_columns_convert_as_pandas_would(tmp_path):
     got = frames.frame_arrow(cols, frames.frame_schema(cols))
     assert got.schema.equals(expected.schema, check_metadata=True)
     assert got.equals(expected)
+    pq.write_table(got, tmp_path / "got.parquet")
+    pq.write_table(expected, tmp_path / "expected.parquet")
+    assert (tmp_path / "got.parquet").read_bytes() == (tmp_path / "expected.parquet").read_bytes()
     typed = {k: v for k, v in cols.items() if k not in ("label", "prediction", "correct")}
     assert frames.frame_schema(typed).equals(pa.Table.from_pandas(frames.frame_df(typed), preserve_index=False).schema,
                                              check_metadata=True)
@@ -95,9 +99,11 @@ def test_compiled_group_sums_equal_numpys_sum_of_each_group(n, groups, presorted
     codes = np.sort(codes) if presorted else codes
     values = rng.random(n) * 10.0 ** rng.uniform(-6, 6, n)
     expected = np.array([values[codes == g].sum() for g in range(groups)]) + 0.0
-    from simulator.groupsum import group_sums_rows
+    from simulator.groupsum import add_run_sums, sorted_runs
 
-    assert np.array_equal(group_sums_rows(codes, np.stack([values, values[::-1].copy()]), groups)[0], expected)
+    out = np.zeros(groups)
+    add_run_sums(values, *sorted_runs(codes, np.arange(n), groups), False, out)
+    assert np.array_equal(out, expected)
     assert np.array_equal(metrics.group_sums(codes, values, groups), expected)  # whichever way it takes
 
 
@@ -146,3 +152,97 @@ def test_points_of_different_schemas_are_written_again_in_the_first_ones(tmp_pat
     assert back.column("delay_s").to_pylist()[60:] == [float(v) for v in range(40)]
     with pytest.raises(Exception, match="frames of sweep point 2 are missing"):
         combine_frames(tmp_path, 3)
+
+
+def _numpy_frame_numbers(t: dict, tiered: bool, g, r, wire, pu, pd, head_power, tail_power, radio, downlink_bps,
+                         routes_per_edge, wan_prop_of_edge, cloud_w) -> dict:
+    """The frame table's numbers as whole-window numpy formulas (the form frame_numbers replaced): the reference."""
+    off = ~np.isnan(t["up_end"])
+    transfer = np.where(off, t["up_end"] - t["up_start"], 0.0)
+    down_dur = np.where(off, t["down_end"] - t["down_start"], 0.0)
+    tx, tx_slope, rx, rx_slope = (radio[:, k][g] for k in range(4))
+    out = {"radio": np.where(off, tx * transfer + tx_slope * wire / 1e6 + rx * down_dur
+                             + rx_slope * (down_dur * downlink_bps) / 1e6, 0.0)}
+    propagation, propagation_up = np.where(off, pu + pd, 0.0), np.where(off, pu, 0.0)
+    if not tiered:
+        queue = np.where(off, t["tail_start"] - t["up_end"] - pu, 0.0)
+        tail = np.where(off, t["tail_end"] - t["tail_start"], 0.0)
+        ret = np.where(off, t["done"] - t["tail_end"] - pd, 0.0)
+        out["server"] = np.nan_to_num(tail) * tail_power[g, r]
+    else:
+        edge = r // routes_per_edge
+        computed, cloud = ~np.isnan(t["tail_start"]), ~np.isnan(t["cloud_start"])
+        after_edge = np.where(computed, t["tail_end"], t["edge_arrive"])
+        wan_prop = wan_prop_of_edge[edge]
+        back = np.where(cloud, t["wan_down_end"] + wan_prop, after_edge)
+        queue = np.where(computed, t["tail_start"] - t["edge_arrive"], 0.0)
+        tail = np.where(computed, t["tail_end"] - t["tail_start"], 0.0)
+        ret = np.where(off, t["done"] - back - (propagation - propagation_up), 0.0)
+        out["server"] = tail * tail_power[g, r]
+        wait = np.nan_to_num(t["batch_wait"])
+        cloud_s = np.where(cloud, t["cloud_end"] - t["cloud_start"], 0.0)
+        size = np.where(cloud, np.nan_to_num(t["batch_size"], nan=1.0), 0).astype(np.int64)
+        out.update(wan_queue_s=np.where(cloud, t["wan_start"] - after_edge, 0.0),
+                   wan_transfer_s=np.where(cloud, t["wan_end"] - t["wan_start"], 0.0),
+                   wan_propagation_s=np.where(cloud, 2 * wan_prop, 0.0),
+                   cloud_queue_s=np.where(cloud, t["cloud_start"] - t["cloud_arrive"] - wait, 0.0),
+                   batch_wait_s=np.where(cloud, wait, 0.0), cloud_s=cloud_s,
+                   wan_return_s=np.where(cloud, t["wan_down_end"] - t["cloud_end"], 0.0), batch_size=size,
+                   energy_cloud_j=cloud_s * cloud_w / np.maximum(size, 1), edge=edge)
+    out.update(mobile_queue_s=t["head_start"] - t["capture"], head_s=t["head_end"] - t["head_start"],
+               uplink_queue_s=np.where(off, t["up_start"] - t["head_end"], 0.0), transfer_s=transfer,
+               propagation_s=propagation, propagation_up_s=propagation_up, server_queue_s=queue, tail_s=tail,
+               return_s=ret, delay_s=t["done"] - t["capture"], wire_bytes_up=np.where(off, wire / 8.0, 0.0),
+               compute=np.nan_to_num(t["head_end"] - t["head_start"]) * head_power[g, r], offloaded=off)
+    return out
+
+
+@pytest.mark.parametrize("tiered,per_frame_propagation", [(False, False), (False, True), (True, False), (True, True)])
+def test_compiled_frame_numbers_equal_numpys_formulas_bit_for_bit(tiered, per_frame_propagation):
+    """frame_numbers (one compiled pass) against the numpy formulas it replaced, on random times with NaNs (frames
+    not offloaded, not computed at the edge, not at the cloud), infinities and dropped frames."""
+    from simulator.framecols import COUNTS, NUMBERS, TIERED_FROM, frame_numbers
+
+    rng = np.random.default_rng(26 + tiered + 2 * per_frame_propagation)
+    n, groups, routes = 5_000, 3, 4
+    names = ("head_start", "head_end", "up_start", "up_end", "down_start", "down_end", "tail_start", "tail_end", "done",
+             "edge_arrive", "cloud_start", "cloud_arrive", "cloud_end", "wan_start", "wan_end", "wan_down_end",
+             "batch_wait", "batch_size")
+    t = {k: rng.random(n) * 10.0 ** rng.uniform(-3, 2, n) for k in names + ("capture",)}
+    for k in names:
+        t[k][rng.random(n) < 0.2] = np.nan
+    t["head_end"][rng.random(n) < 0.01] = np.inf
+    t["batch_size"] = np.where(rng.random(n) < 0.2, np.nan, rng.integers(1, 9, n).astype(float))
+    status = rng.integers(0, 3, n).astype(np.int8)
+    g, r = rng.integers(0, groups, n), rng.integers(0, routes, n).astype(np.int16)
+    wire_bits, wire_row = rng.random((2, n)) * 1e6, np.array([0, 1, 1, 0])
+    pu = rng.random(n) * 1e-2 if per_frame_propagation else np.array([0.002])
+    pd = rng.random(n) * 1e-2 if per_frame_propagation else np.array([0.003])
+    head_power, tail_power = rng.random((groups, routes)) * 5, rng.random((groups, routes)) * 50
+    up_bytes, down_bytes, wan_bytes = (rng.integers(0, 10 ** 6, (groups, routes)) for _ in range(3))
+    radio, wan_prop_of_edge = rng.random((groups, 4)), rng.random(2) * 0.05
+    out = tuple(np.empty(n if tiered or k < TIERED_FROM else 0) for k in range(len(NUMBERS)))
+    counts = tuple(np.empty(n if tiered or k < 2 else 0, np.int64) for k in range(len(COUNTS)))
+    frame_numbers(t["capture"], tuple(t[k] for k in names[:9]), tuple(t[k] for k in names[9:]), status, g, r, wire_row,
+                  wire_bits, pu, pd, head_power, tail_power, up_bytes, down_bytes, radio, 8e6, tiered, 2,
+                  wan_prop_of_edge, wan_bytes, 300.0, out, counts)
+    with np.errstate(over="ignore"):  # the infinite head times' energy
+        ref = _numpy_frame_numbers(t, tiered, g, r.astype(np.int64), wire_bits[wire_row[r], np.arange(n)],
+                                   pu if pu.size > 1 else pu[0], pd if pd.size > 1 else pd[0], head_power, tail_power,
+                                   radio, 8e6, 2, wan_prop_of_edge, 300.0)
+    dropped = status == 2
+    masked = ["mobile_queue_s", "head_s", "uplink_queue_s", "transfer_s", "server_queue_s", "tail_s", "return_s",
+              "delay_s"] + (["wan_queue_s", "wan_transfer_s", "wan_propagation_s", "cloud_queue_s", "batch_wait_s",
+                             "cloud_s", "wan_return_s"] if tiered else [])
+    ref.update({k: np.where(dropped, np.nan, ref[k]) for k in masked})
+    ref.update(energy_mobile_compute_j=ref.pop("compute"), energy_mobile_radio_j=ref.pop("radio"),
+               energy_server_j=ref.pop("server"))
+    for k, name in enumerate(NUMBERS[:len(NUMBERS) if tiered else TIERED_FROM]):
+        assert out[k].tobytes() == ref[name].tobytes(), name
+    off = ref["offloaded"]
+    assert np.array_equal(counts[0], np.where(off, up_bytes[g, r], 0))
+    assert np.array_equal(counts[1], np.where(off, down_bytes[g, r], 0))
+    if tiered:
+        cloud = ~np.isnan(t["cloud_start"])
+        assert np.array_equal(counts[2], ref["batch_size"]) and np.array_equal(counts[4], ref["edge"])
+        assert np.array_equal(counts[3], np.where(cloud, wan_bytes[g, r], 0))

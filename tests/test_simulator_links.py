@@ -171,3 +171,25 @@ def test_offsets_on_the_scenario_link_step_through_every_mobile_device_it_carrie
         start = (rows["capture_s"] + rows["head_s"] + rows["uplink_queue_s"]).to_numpy()
         expected = np.asarray(base.shifted(0.5 * k).finish_time(start, rows["wire_bytes_up"].to_numpy() * 8)) - start
         np.testing.assert_allclose(rows["transfer_s"], expected, rtol=0, atol=1e-9)
+
+
+def test_packed_traces_hold_their_integrals_and_a_shared_trace_packs_as_its_copies():
+    """pack_steps by hand: rates 2, 4, 1 bit/s from 0, 1 and 3 s carry 0, 2 and 10 bits by each step; repeating every
+    5 s, 12 bits a period. A trace at offset 0 is the trace itself, and packing it for many devices repeats its rows."""
+    from simulator.link import PackedSteps, SlowStart, pack_steps
+
+    t = RateTrace(np.array([0.0, 1.0, 3.0]), np.array([2.0, 4.0, 1.0]), period_s=5.0)
+    c = RateTrace.constant(8.0)
+    slow = RateTrace(np.array([0.0]), np.array([1e6]), slow_start=SlowStart(rtt_s=0.01, segment_bytes=1500))
+    assert t.shifted(0.0) is t and c.shifted(0) is c
+    packed: PackedSteps = pack_steps([t, c, t, slow])
+    assert packed.offsets.tolist() == [0, 3, 4, 7, 8]
+    assert packed.steps["integral"].tolist() == [0.0, 2.0, 10.0, 0.0, 0.0, 2.0, 10.0, 0.0]
+    assert packed.steps["value"].tolist() == [2.0, 4.0, 1.0, 8e6, 2.0, 4.0, 1.0, 1e6]
+    assert packed.periods["period_s"].tolist() == [5.0, 0.0, 5.0, 0.0]
+    assert packed.periods["integral"].tolist() == [12.0, 0.0, 12.0, 0.0]
+    assert packed.periods["restart_idle_s"].tolist()[:3] == [np.inf] * 3
+    assert packed.periods["restart_idle_s"][3] == pytest.approx(0.21) and packed.periods["window_bits"][3] == 120_000
+    assert t.finish_time(0.5, 3.0) == pytest.approx(1.5)  # 1 bit by 1 s, then 2 more at 4 bit/s
+    empty = pack_steps([])
+    assert empty.offsets.tolist() == [0] and empty.periods["restart_idle_s"].tolist() == [np.inf]

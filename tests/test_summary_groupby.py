@@ -39,8 +39,7 @@ def test_group_sums_of_long_groups_follow_numpys_pairwise_blocks():
         assert metrics._pairwise(values, np.array([0]), np.array([n]))[0] == values.sum()  # the vectorised passes
 
 
-@pytest.fixture(scope="module")
-def tiered_run(tmp_path_factory):
+def _tiered_scenario(tmp_path_factory) -> dict:
     profiles = write_toy_profiles(tmp_path_factory.mktemp("profiles"))
     data = scenario_dict(profiles, mobiles=[{"device": "toy-mobile", "count": 5}],
                          edges=[{"name": f"e{k}", "device": "toy-edge"} for k in range(3)],
@@ -49,7 +48,12 @@ def tiered_run(tmp_path_factory):
                          workload={"source": "poisson", "frame_rate_fps": 3.0, "frames": 300, "warmup_frames": 20,
                                    "service_time": "sampled"}, replications=2)
     data.pop("edge")
-    return run(data)
+    return data
+
+
+@pytest.fixture(scope="module")
+def tiered_run(tmp_path_factory):
+    return run(_tiered_scenario(tmp_path_factory))
 
 
 def test_per_edge_rows_summarise_that_edge_servers_frames(tiered_run):
@@ -83,3 +87,57 @@ def test_server_utilisation_is_the_busiest_pools_offered_load(tiered_run):
             worst = max(worst, rate)
         row = summary[(summary["policy"] == policy) & (summary["scope"] == "all")].iloc[0]
         assert row["utilisation_server"] == pytest.approx(worst, rel=1e-12)
+
+
+@pytest.fixture(scope="module")
+def tiered_run_compiled(tiered_run, tmp_path_factory):
+    """The same scenario with every group-by taking the compiled passes (groupsum), however small the window."""
+    compiled_from = metrics.COMPILED_FROM
+    metrics.COMPILED_FROM = 1
+    try:
+        return run(_tiered_scenario(tmp_path_factory))
+    finally:
+        metrics.COMPILED_FROM = compiled_from
+
+
+def test_compiled_group_bys_give_numpys_summary_bytes(tiered_run, tiered_run_compiled):
+    # every sum, count, extreme and per-edge percentile: the same summary.csv bytes either way
+    assert metrics.summary_csv(tiered_run_compiled[1]) == metrics.summary_csv(tiered_run[1])
+    test_per_edge_rows_summarise_that_edge_servers_frames(tiered_run_compiled)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 3000), st.sampled_from([1, 7, 300, 70_000, 1_000_003]), st.booleans(), st.integers(0, 2**32 - 1))
+def test_compiled_sums_of_selected_frames_equal_numpys_with_nan_to_num(n, groups, zero_nan, seed):
+    # the codes' runs (a radix sort in two passes beyond 65,536 codes), each run's sum, extremes and first window
+    from simulator.groupsum import add_run_sums, fold_runs, sorted_runs
+
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, groups, n)
+    values = rng.random(n) * 10.0 ** rng.uniform(-6, 6, n)
+    values[rng.random(n) < 0.1] = np.nan
+    values[rng.random(n) < 0.01] = np.inf
+    values[rng.random(n) < 0.01] = -np.inf
+    frames = np.flatnonzero(rng.random(n) < 0.7)
+    picked = np.nan_to_num(values[frames]) if zero_nan else values[frames]
+    order, starts, run_codes = sorted_runs(codes, frames, groups)
+    assert np.array_equal(order, frames[np.argsort(codes[frames], kind="stable")])
+    assert np.array_equal(run_codes, np.unique(codes[frames]))
+    out = np.full(groups, 0.5)
+    add_run_sums(values, order, starts, run_codes, zero_nan, out)
+    state = np.zeros((groups, 6))
+    state[:, 1:4] = (np.inf, -np.inf, np.inf)
+    state[0, 3] = 3.0
+    fold_runs(order, starts, run_codes, np.stack([values, values, values], axis=1), np.array([zero_nan, True]), 7.0,
+              state)
+    for g in np.unique(np.concatenate(([0], codes))):
+        mine = values[frames][codes[frames] == g]
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf in a group without zero_nan; huge sums
+            expected = picked[codes[frames] == g].sum() if mine.size else 0.0
+            assert np.array_equal(out[g], 0.5 + expected if mine.size else 0.5, equal_nan=True)
+            assert np.array_equal(state[g, 4], 0.0 + expected if mine.size else 0.0, equal_nan=True)
+            assert np.array_equal(state[g, 5], 0.0 + np.nan_to_num(mine).sum() if mine.size else 0.0, equal_nan=True)
+        assert state[g, 0] == mine.size
+        assert state[g, 3] == (3.0 if g == 0 else 7.0 if mine.size else np.inf)
+        assert np.array_equal(state[g, 1], np.minimum.reduce(mine, initial=np.inf), equal_nan=True)
+        assert np.array_equal(state[g, 2], np.maximum.reduce(mine, initial=-np.inf), equal_nan=True)

@@ -12,7 +12,7 @@ import pytest
 
 from edgesim.testbed import net
 from edgesim.testbed.net import LinkSettings, ShapedLink, missing_requirements
-from edgesim.testbed.probe import check_transfers, predicted_transfer_s
+from edgesim.testbed.probe import TransferCheck, check_transfers, predicted_transfer_s
 from edgesim.testbed.wire import HEADER_BYTES
 
 MISSING = missing_requirements()
@@ -23,6 +23,20 @@ needs_root = pytest.mark.skipif(MISSING is not None, reason=f"testbed unavailabl
 
 def _namespaces() -> set[str]:
     return set(net.our_namespaces())
+
+
+def _fastest(settings: LinkSettings, repeats: int, wan: bool = False, limit: float = 0.02,
+             rounds: int = 3) -> TransferCheck:
+    """check_transfers, again (up to `rounds` times, every transfer kept) while the fastest is more than `limit`
+    slower than the model: a busy core (the suite's other worker) only adds time, so more tries can only bring the
+    fastest down to what the link gives; one faster than the model, or a model off by more, fails every round."""
+    check = check_transfers(settings, 500_000, repeats=repeats, wan=wan)
+    for _ in range(rounds - 1):
+        if check.relative_error < limit:
+            break
+        more = check_transfers(settings, 500_000, repeats=repeats, wan=wan)
+        check = TransferCheck(check.size_bytes, check.measured_s + more.measured_s, check.predicted_s)
+    return check
 
 
 def test_prediction_is_the_link_models_wire_time():
@@ -47,9 +61,10 @@ def test_missing_root_is_one_line(monkeypatch):
 @needs_root
 def test_tcp_transfer_takes_what_the_link_model_predicts():
     """500 kB at 10 Mbit/s with 5 ms one way (cubic, no slow start after idle), the two ends pinned to different
-    CPUs: the fastest of 5 within 2 % (the host's load can only make a transfer slower, see probe.py)."""
+    CPUs: the fastest of 5 (of up to 15 while a busy core slows them) within 2 % (the host's load can only make a
+    transfer slower, see probe.py)."""
     settings = LinkSettings(10e6, 10e6, 0.005, 0.005, "cubic", slow_start_after_idle=False)
-    check = check_transfers(settings, 500_000, repeats=5)
+    check = _fastest(settings, repeats=5)
     print(f"measured {check.measured_s}, predicted {check.predicted_s:.5f} s, fastest {check.relative_error:+.2%}, "
           f"median {check.median_s / check.predicted_s - 1:+.2%}")
     assert abs(check.relative_error) < 0.02
@@ -60,7 +75,7 @@ def test_tcp_transfer_takes_what_the_link_model_predicts():
 def test_wan_hop_transfer_takes_what_the_link_model_predicts():
     """The same check on the WAN hop (edge server's namespace to the cloud's): 500 kB at 20 Mbit/s, 10 ms one way."""
     settings = LinkSettings(20e6, 20e6, 0.010, 0.010, "cubic", slow_start_after_idle=False)
-    check = check_transfers(settings, 500_000, repeats=3, wan=True)
+    check = _fastest(settings, repeats=3, wan=True)
     print(f"WAN: measured {check.measured_s}, predicted {check.predicted_s:.5f} s, fastest {check.relative_error:+.2%}")
     assert abs(check.relative_error) < 0.02
 

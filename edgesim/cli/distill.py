@@ -382,7 +382,7 @@ def tune(
     out: Optional[Path] = typer.Option(None, "--out", help="folder (default results/distill-tune)"),
 ) -> None:
     """KD and scratch tuned alike on validation within one stated budget; where KD beats scratch, with intervals (003)."""
-    from edgesim.studies.distill.tune import TuneGrid, tune_study, write_tune_tables
+    from edgesim.studies.distill.tune import TuneGrid, tune_study, unseeded, write_tune_tables
     from edgesim.studies.stats import seed_list
 
     names = tuple(s.strip() for s in students.split(",") if s.strip())
@@ -411,7 +411,7 @@ def tune(
             "seeds": seed_list(seeds, seed),
             "wall_time_s": time.perf_counter() - start, "cpu_time_s": time.process_time() - cpu0,
             "load_avg_1min_end": os.getloadavg()[0], "host_busy": host["host_busy"],
-            "interval": "mean +/- half-width of the 95% Student-t interval over seeds", "dataset": "; ".join(runs.drop_duplicates("side_px")["dataset"])}
+            "interval": "mean +/- half-width of the 95% Student-t interval over seeds", "dataset": "; ".join(dict.fromkeys(unseeded(d) for d in runs.drop_duplicates("side_px")["dataset"]))}
     _print_tune(write_tune_tables(runs, meta, out), meta, out)
 
 

@@ -170,11 +170,13 @@ def split_indices(idx: np.ndarray, labels: Optional[np.ndarray], seed: int, trai
 
 
 def resize_images(x, side_px: int, channels: int):
-    """A (n, C, H, W) tensor resized bilinearly to side_px, its channels made `channels` (1 <-> 3 by copy or mean)."""
+    """A (n, C, H, W) tensor resized bilinearly to side_px (antialiased where a side shrinks: low-pass then sample,
+    not aliased pixels), its channels made `channels` (1 <-> 3 by copy or mean)."""
     import torch.nn.functional as F
 
     if x.shape[-1] != side_px or x.shape[-2] != side_px:
-        x = F.interpolate(x, size=(side_px, side_px), mode="bilinear", align_corners=False)
+        x = F.interpolate(x, size=(side_px, side_px), mode="bilinear", align_corners=False,
+                          antialias=max(x.shape[-2:]) > side_px)
     if x.shape[1] == 1 and channels == 3:
         x = x.repeat(1, 3, 1, 1)
     elif x.shape[1] == 3 and channels == 1:

@@ -78,8 +78,6 @@ def _stratified(x, y, num_classes: int, side_px: int, channels: int, seed: int,
     rest, test = split_indices(idx, y, seed, test_size=test_fraction)
     train, val = split_indices(rest, y, seed, test_size=val_fraction / (1 - test_fraction))
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    if max(xt.shape[-2:]) > side_px:  # a lower resolution: low-pass then sample (antialiased), not aliased pixels
-        xt = torch.nn.functional.interpolate(xt, size=(side_px, side_px), mode="bilinear", antialias=True)
     xt = (resize_images(xt, side_px, channels) - NORM_MEAN) / NORM_STD
     yt = torch.from_numpy(y.astype(np.int64))
 

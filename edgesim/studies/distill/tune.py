@@ -12,6 +12,7 @@ turns the seeds into mean +/- t-interval, and KD minus scratch per seed into its
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -145,6 +146,11 @@ def verdict(mean_row, level: str = "95% t-interval") -> str:
     return f"no difference ({level} holds 0)"
 
 
+def unseeded(described: str) -> str:
+    """A data description (ImageData.describe) without its seed: the dataset line of a table over several seeds."""
+    return re.sub(r", seed \d+", "", described)
+
+
 def tune_study(teacher: str, students, dataset: str, sides, seeds, grid: TuneGrid, teacher_epochs: int = 8,
                teacher_lr: float = 3e-3, limit: Optional[int] = None, batch_size: int = 64,
                teacher_px: Optional[int] = None, steps: Steps = silent_steps):
@@ -159,15 +165,17 @@ def tune_study(teacher: str, students, dataset: str, sides, seeds, grid: TuneGri
     from edgesim.studies.distill.studies import check_teacher_larger
     from profilers.errors import EdgesimError
 
-    rows = []
+    rows, checked = [], set()
     for seed in seeds:
         fixed = None
         if teacher_px is not None:
             tdata = load_data(dataset, teacher_px, 3, seed, limit)
             fixed = (tdata, *teacher_for(teacher, tdata, teacher_epochs, teacher_lr, seed, batch_size, steps))
         for side in sides:
-            data = load_data(dataset, side, 3, seed, limit)
-            check_teacher_larger(teacher, students, data.num_classes, side if teacher_px is None else teacher_px)
+            data = fixed[0] if fixed is not None and side == teacher_px else load_data(dataset, side, 3, seed, limit)
+            if side not in checked:  # the models' sizes do not depend on the seed: checked once per side
+                check_teacher_larger(teacher, students, data.num_classes, side if teacher_px is None else teacher_px)
+                checked.add(side)
             if fixed is None:
                 info, logits = teacher_for(teacher, data, teacher_epochs, teacher_lr, seed, batch_size, steps)
                 info = {**info, "teacher_side_px": side}
@@ -256,7 +264,6 @@ def combine_tune_runs(folders) -> tuple:
     """The rows and metadata of several `distill tune` output folders pooled (seeds run side by side): one line when a
     folder lacks its files, when budgets, teachers or data differ, or when a seed repeats."""
     import json
-    import re
     from pathlib import Path
 
     import pandas as pd
@@ -277,7 +284,7 @@ def combine_tune_runs(folders) -> tuple:
     data: dict[int, set] = {}  # per resolution: one dataset
     for r in runs:
         for side, d in zip(r["side_px"], r["dataset"]):
-            data.setdefault(int(side), set()).add(re.sub(r", seed \d+", "", d))
+            data.setdefault(int(side), set()).add(unseeded(d))
     for described in data.values():
         if len(described) > 1:
             raise EdgesimError(f"runs differ in data: {' vs '.join(sorted(described))}")
