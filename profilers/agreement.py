@@ -12,6 +12,8 @@ from profilers.schema import ModelProfile, timed_part
 
 #: parts shorter than this (seconds) are left out: a timer's resolution and call overhead dominate them
 MIN_PART_S = 1e-4
+#: two medians "agree" when their relative change is at most this (issue 24's goal: 5 %)
+WITHIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class PartAgreement:
     second_s: float
     change: float
     change_host_removed: Optional[float]
+    removed_by: Optional[str]  # "per round" (per_reference medians) or "medians" (over the references'), None: not
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,14 @@ class Agreement:
     reference_first_s: Optional[float]
     reference_second_s: Optional[float]
 
-    def summary(self, host_removed: bool, within: float = 0.05) -> tuple[float, float, int, int]:
+    @property
+    def reference_change(self) -> Optional[float]:
+        """The host reference's relative change from the first profile to the second (None: not in both)."""
+        if not (self.reference_first_s and self.reference_second_s):
+            return None
+        return self.reference_second_s / self.reference_first_s - 1
+
+    def summary(self, host_removed: bool, within: float = WITHIN) -> tuple[float, float, int, int]:
         """(largest |change|, median |change|, parts within `within`, parts compared), as measured or host removed."""
         changes = [abs(p.change_host_removed if host_removed else p.change) for p in self.parts
                    if not host_removed or p.change_host_removed is not None]
@@ -74,12 +84,12 @@ def compare_profiles(first: ModelProfile, second: ModelProfile) -> Agreement:
             pa = _per_reference(first, part, sp.name, sp.layer_index)
             pb = _per_reference(second, part, other.name, other.layer_index)
             if pa and pb:
-                removed = pb / pa - 1
+                removed, by = pb / pa - 1, "per round"
             elif ref_a and ref_b:
-                removed = (b.median_s / a.median_s) / (ref_b / ref_a) - 1
+                removed, by = (b.median_s / a.median_s) / (ref_b / ref_a) - 1, "medians"
             else:
-                removed = None
-            rows.append(PartAgreement(sp.name, part, a.median_s, b.median_s, change, removed))
+                removed, by = None, None
+            rows.append(PartAgreement(sp.name, part, a.median_s, b.median_s, change, removed, by))
     if not rows:
         raise EdgesimError(f"no split point of '{first.model_id}' is timed in both profiles")
     return Agreement(first.model_id, rows, ref_a, ref_b)

@@ -47,7 +47,7 @@ from simulator.kernels.decisions import least_loaded_tree
 from simulator.kernels.records import load_view
 from simulator.loop.events import run_events
 from simulator.loop.heap import first_time, grown, new_events, start_captures
-from simulator.loop.layout import GROW, LOAD, T_TIMES, Delays, Loop
+from simulator.loop.layout import GROW, LOAD, Delays, Loop
 from simulator.loop.lindley import lindley as _lindley
 from simulator.loop.lindley import lindley_applies, replay_state
 from simulator.loop.ring import Ring
@@ -104,7 +104,7 @@ def simulate_compiled_windows(load_window: WindowLoader, topo: Topology, on_wind
     fields = TIME_FIELDS + (TIER_FIELDS if first.cloud_s is not None else ())
     delay = topo.delay is not None
     ring = Ring(first, peeked is None, ring_windows, len(fields) + (2 if delay else 0), delay)
-    stations, run, edges, traces, batches, n_up = static_state(topo, first, T_TIMES + len(fields))  # T's delay columns
+    stations, run, edges, traces, batches, n_up = static_state(topo, first, len(fields))
     n_mob = first.n_mobiles
     run["policy"] = policy is not None
     traced, fifo, delay_traces = delay_model(topo, n_mob)

@@ -104,7 +104,8 @@ def _counting_pass(items, keys, shift, buckets):
 def sorted_runs(codes, frames, size):
     """The frames stably sorted by code (0..size-1) and the runs of one code in that order: run r holds
     order[starts[r]:starts[r + 1]], all of code run_codes[r]. Without arrays of `size` (a radix sort in two passes
-    beyond 2**16 codes): a city's (edge server, camera) codes are a million, a window touches a fifth of them."""
+    beyond 2**16 codes): a city's (edge server, camera) codes are 100 x 10,000 = a million; a 250,000-frame window
+    touches ~233,000 of them (counted on city_scale.yaml)."""
     keys = np.empty(frames.size, np.int64)
     for j in range(frames.size):
         keys[j] = codes[frames[j]]

@@ -38,23 +38,21 @@ class PackedSteps(NamedTuple):
     periods: np.ndarray  # (K,) PERIOD records
 
 
-def _pack_one(t) -> tuple[np.ndarray, np.ndarray]:
+def _pack_one(t) -> PackedSteps:
     """One trace's STEP records and PERIOD record (pack_steps' rule; a trace keeps them as its `packed`)."""
-    values = t.step_values
-    steps = np.zeros(max(len(t.times_s), 1), STEP)
-    period = np.zeros(1, PERIOD)
+    values, n = t.step_values, len(t.times_s)
+    steps, period = np.zeros(n, STEP), np.zeros(1, PERIOD)
     period["restart_idle_s"] = np.inf
-    steps["start_s"][:len(t.times_s)], steps["value"][:len(t.times_s)] = t.times_s, values
-    steps["integral"][:len(t.times_s)] = np.concatenate(([0.0], np.cumsum(np.diff(t.times_s) * values[:-1])))
+    steps["start_s"], steps["value"] = t.times_s, values
+    steps["integral"] = np.concatenate(([0.0], np.cumsum(np.diff(t.times_s) * values[:-1])))
     period["period_s"] = t.period_s
-    period["integral"] = (steps["integral"][len(t.times_s) - 1] + (t.period_s - t.times_s[-1]) * values[-1]
-                          if t.period_s else 0.0)
+    period["integral"] = steps["integral"][-1] + (t.period_s - t.times_s[-1]) * values[-1] if t.period_s else 0.0
     if t.slow_start is not None:
         ss = t.slow_start
         period["restart_idle_s"], period["rtt_s"] = ss.rto_s, ss.rtt_s
         period["segment_bits"] = 8.0 * ss.segment_bytes
         period["window_bits"] = 8.0 * ss.segment_bytes * ss.initial_window_segments
-    return steps, period
+    return PackedSteps(np.array([0, n], np.int64), steps, period)
 
 
 def pack_steps(traces: list) -> PackedSteps:
@@ -62,15 +60,15 @@ def pack_steps(traces: list) -> PackedSteps:
     way in for both engines (nothing else reads a trace's arrays). Each trace was packed once when it was made
     (`packed`): this joins them, so a city's uplinks sharing one trace cost a copy each, not a packing."""
     if not traces:
-        return PackedSteps(np.zeros(1, np.int64), np.zeros(1, STEP), _pack_one(RateTrace.constant(1.0))[1])
-    first: dict[int, int] = {}  # each distinct trace's number, in order of first use
-    which = np.array([first.setdefault(id(t), len(first)) for t in traces], np.int64)
-    distinct = list({id(t): t for t in traces}.values())
+        return PackedSteps(np.zeros(1, np.int64), np.zeros(1, STEP), RateTrace.constant(1.0).packed.periods)
+    distinct = list({id(t): t for t in traces}.values())  # in order of first use
+    number = {id(t): k for k, t in enumerate(distinct)}
+    which = np.array([number[id(t)] for t in traces], np.int64)
     lengths = np.array([len(t.times_s) for t in distinct], np.int64)
     starts = np.cumsum(lengths) - lengths  # where each distinct trace's steps begin among theirs
     offsets = np.concatenate(([0], np.cumsum(lengths[which]))).astype(np.int64)
     rows = np.repeat(starts[which] - offsets[:-1], lengths[which]) + np.arange(offsets[-1])
-    steps = np.concatenate([t.packed.steps[:len(t.times_s)] for t in distinct])[rows]
+    steps = np.concatenate([t.packed.steps for t in distinct])[rows]
     periods = np.concatenate([t.packed.periods for t in distinct])[which]
     return PackedSteps(offsets, steps, periods)
 
@@ -141,10 +139,10 @@ class RateTrace:
     slow_start: Optional[SlowStart] = None  # TCP's slow start after idle on this link (None: never)
 
     def __post_init__(self) -> None:
-        steps, period = _pack_one(self)
-        if self.period_s and period[0]["integral"] <= 0:
+        packed = _pack_one(self)
+        if self.period_s and packed.periods[0]["integral"] <= 0:
             raise EdgesimError("a repeating link trace must carry some bits in each period")
-        object.__setattr__(self, "packed", PackedSteps(np.array([0, len(self.times_s)], np.int64), steps, period))
+        object.__setattr__(self, "packed", packed)
 
     @property
     def step_values(self) -> np.ndarray:
@@ -222,8 +220,7 @@ class DelayTrace:
     slow_start: ClassVar[None] = None  # pack_steps reads it: a delay has no congestion window
 
     def __post_init__(self) -> None:
-        steps, period = _pack_one(self)
-        object.__setattr__(self, "packed", PackedSteps(np.array([0, len(self.times_s)], np.int64), steps, period))
+        object.__setattr__(self, "packed", _pack_one(self))
 
     @property
     def step_values(self) -> np.ndarray:

@@ -146,12 +146,6 @@ def group_sums(codes: np.ndarray, values: np.ndarray, size: int, order: Optional
     return out
 
 
-def _zero_nan(values: np.ndarray) -> np.ndarray:
-    """np.nan_to_num(values) (NaN as 0, infinities as the largest finite doubles) in three passes instead of six."""
-    out = np.where(np.isnan(values), 0.0, values)
-    return out if np.isfinite(out).all() else np.nan_to_num(out)
-
-
 class _Scopes:
     """Some frames of a window (indices into its columns) by scope: all of them (scope 0) and each code's (scope 1 +
     code: an edge server, or an (edge server, camera) cell): counts, sums and extremes as numpy's group-bys give them,
@@ -201,7 +195,7 @@ class _Scopes:
                 add_run_sums(values, self.order, self.starts, self.run_codes, zero_nan, out[1:])
             return out
         v = values[self.frames]
-        v = _zero_nan(v) if zero_nan else v
+        v = np.nan_to_num(v) if zero_nan else v
         total = np.array([v.sum()])
         if self.codes is None:
             return total
@@ -338,7 +332,7 @@ class SummaryAccumulator:
         demands = {"mobile": (head, True), "uplink": (transfer, True), "server": (tail, True)}
         if tiered:
             demands["wan"] = (col("wan_transfer_s"), True)
-            demands["cloud"] = (_zero_nan(col("cloud_s")) / np.maximum(batch, 1), False)
+            demands["cloud"] = (np.nan_to_num(col("cloud_s")) / np.maximum(batch, 1), False)
         self.load.add(keys.replication, keys.mobile.astype(np.int64, copy=False), edge_all, kept.frames,
                       col("capture_s"), demands)
         if tiered:
@@ -352,7 +346,8 @@ class SummaryAccumulator:
 
     def _delays(self, scope: int) -> np.ndarray:
         """Completed frames' delays, or (scope 1 + e) those at edge server e, in the order they came."""
-        if len(self.delays) != 1:  # the windows' delays joined once, and kept joined (a city has 6 M)
+        # the windows' delays joined once, and kept joined (city_scale.yaml: 6 M frames a policy)
+        if len(self.delays) != 1:
             self.delays = [np.concatenate(self.delays) if self.delays else np.zeros(0)]
             self.delay_edges = [np.concatenate(self.delay_edges)] if self.delay_edges else []
         whole = self.delays[0]
@@ -451,8 +446,8 @@ class OfferedLoad:
     """
 
     FIELDS = ("count", "first", "last", "seen", "mobile", "uplink", "server", "wan", "cloud")
-    """A cell's figures side by side (a row of 72 bytes: a window touches each cell's memory once): frames, earliest and
-    latest capture, the window it was first seen in, then the demands on each station."""
+    """A cell's figures side by side (a row of 9 x 8 = 72 bytes: a window touches each cell's memory once): frames,
+    earliest and latest capture, the window it was first seen in, then the demands on each station."""
 
     def __init__(self, n_mobiles: int, n_edges: int = 0) -> None:
         self.n_mobiles, self.n_edges = n_mobiles, n_edges

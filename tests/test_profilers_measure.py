@@ -308,7 +308,6 @@ def test_per_round_ratio_to_the_reference_takes_a_host_step_out(monkeypatch):
 
 def test_profile_compare_takes_the_host_speed_out(monkeypatch, tmp_path, capsys):
     from profilers.agreement import compare_profiles
-    from profilers.schema import DeviceProfile
 
     _host_at_speed(monkeypatch, slow_from_round=10**6, factor=1.0)
     first = measure_model(tiny_model(), MeasureOptions(repeats=8, warmup=0, threads=1), POWER)

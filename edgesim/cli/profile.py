@@ -91,9 +91,11 @@ def check_line(check) -> str:
     if ref is not None:
         text += (f"; host reference {1e3 * ref.median_s:.2f} ms"
                  + (f" (drift {ref.drift_pct:+.1f}%)" if ref.drift_pct is not None else ""))
-        per_ref = [d.per_reference_ci95_half_pct for d in check.parts.values() if d.per_reference_ci95_half_pct is not None]
+        per_ref = [(name, d.per_reference_ci95_half_pct) for name, d in check.parts.items()
+                   if d.per_reference_ci95_half_pct is not None]
         if per_ref:
-            text += f", widest 95% interval with the host's speed taken out +/-{max(per_ref):.1f}%"
+            name, half = max(per_ref, key=lambda kv: kv[1])
+            text += f", widest 95% interval with the host's speed taken out +/-{half:.1f}% ({name})"
     if host is not None:
         text += (f"; host while measuring: other processes {host.other_cpu_cores:.2f} of {host.logical_cpus} CPUs, "
                  f"load {host.load_avg_1min}" + (f", steal {host.steal_percent:.1f}%" if host.steal_percent else "")
@@ -166,7 +168,7 @@ def show(path: Path) -> None:
 def compare(first: Path, second: Path) -> None:
     """Print, for every model the two profiles share, each split point's head and tail median in both, the change
     as measured and with the host's speed taken out (measurement_check.host_reference), and a summary line."""
-    from profilers.agreement import compare_profiles
+    from profilers.agreement import WITHIN, compare_profiles
     from profilers.schema import load_profile
 
     from rich.table import Table
@@ -185,15 +187,19 @@ def compare(first: Path, second: Path) -> None:
         for r in agree.parts:
             table.add_row(r.split_point, r.part, f"{1e3 * r.first_s:.3f}", f"{1e3 * r.second_s:.3f}",
                           f"{100 * r.change:+.1f}%",
-                          "-" if r.change_host_removed is None else f"{100 * r.change_host_removed:+.1f}%")
+                          "-" if r.change_host_removed is None
+                          else f"{100 * r.change_host_removed:+.1f}% ({r.removed_by})")
         screen.print(table)
         worst, median, within, n = agree.summary(host_removed=False)
-        line = f"{model_id}: as measured, largest change {100 * worst:.1f}%, median {100 * median:.1f}%, {within}/{n} within 5%"
-        if agree.reference_first_s and agree.reference_second_s:
+        limit = f"{100 * WITHIN:g}%"
+        line = (f"{model_id}: as measured, largest change {100 * worst:.1f}%, median {100 * median:.1f}%, "
+                f"{within}/{n} within {limit}")
+        if agree.reference_change is not None:
             worst, median, within, n = agree.summary(host_removed=True)
             line += (f"; host reference {1e3 * agree.reference_first_s:.2f} -> {1e3 * agree.reference_second_s:.2f} ms"
-                     f" ({100 * (agree.reference_second_s / agree.reference_first_s - 1):+.1f}%); with the host's "
-                     f"speed removed, largest {100 * worst:.1f}%, median {100 * median:.1f}%, {within}/{n} within 5%")
+                     f" ({100 * agree.reference_change:+.1f}%); with the host's speed removed, largest "
+                     f"{100 * worst:.1f}%, median {100 * median:.1f}%, {within}/{n} within {limit} (per round: each "
+                     "round's part over its reference; medians: the parts' ratio over the references')")
         else:
             line += "; no host reference in both profiles: the host's speed cannot be taken out"
         screen.print(line)

@@ -84,8 +84,7 @@ def schedule(events, pend, t, code):
 
 @njit(cache=True)
 def pop(h, meta):
-    """Take the heap's top off (its time and code)."""
-    t0, c0 = h[0].t, h[0].code
+    """Take the heap's top off."""
     n = meta[0] - 1
     meta[0] = n
     if n > 0:
@@ -106,7 +105,6 @@ def pop(h, meta):
             k = j
         e = h[k]
         e.t, e.seq, e.code = t, s, c
-    return t0, c0
 
 
 @njit(cache=True, inline="always")

@@ -56,7 +56,7 @@ class Ring:
         self.free: list[int] = []
         self._grow(1 if single else 2)
         # window -> (plan, place, each frame's slot; None: frame f in slot place x width + f)
-        self.windows: dict[int, tuple[FramePlan, int, Optional[np.ndarray]]] = {}
+        self.windows: dict[int, tuple[FramePlan, int, np.ndarray]] = {}
         self.lasts: dict[int, np.ndarray] = {}  # per window: the slot of each mobile device's last frame (-1: none)
         self.loaded = self.flushed = 0
         self.more = not single
@@ -133,8 +133,7 @@ class Ring:
         if prev is not None:
             self.nxt[prev[prev >= 0]] = firsts[prev >= 0]
         self.lasts[k] = lasts
-        self.windows[k], self.remaining[place] = (wp if self.single else wp.for_tables(), place,
-                                                  None if order is None else slot), n
+        self.windows[k], self.remaining[place] = (wp if self.single else wp.for_tables(), place, slot), n
         self.loaded = k + 1
         return firsts
 
@@ -149,11 +148,8 @@ class Ring:
         while self.flushed < self.loaded and (everything or self.remaining[self.windows[self.flushed][1]] == 0):
             k = self.flushed
             wp, place, slot = self.windows.pop(k)
-            n = wp.capture_s.size
-            if slot is None:  # frame f in slot base + f
-                slot = np.arange(place * self.width, place * self.width + n)
-            count = len(fields) + (2 if self.delay else 0)
-            T = np.empty((count, n))  # numpy's (huge pages where the system has them: numba's would fault per 4 KB)
+            # numpy's block (huge pages where the system has them: numba's would fault per 4 KB)
+            T = np.empty((self.n_rows, slot.size))
             times_by_frame(self.T, slot, T_TIMES, T)  # one pass over the window's rows of T
             times = {name: T[row] for row, name in enumerate(fields)}
             times["status"], times["drop_stage"] = self.status[slot], self.drop_stage[slot]

@@ -24,6 +24,7 @@ from simulator.loop.layout import (
     K_WAN,
     K_WDOWN,
     RUN,
+    T_TIMES,
     Batches,
     new_stations,
 )
@@ -130,8 +131,8 @@ def static_state(topo: Topology, first: FramePlan, n_rows: int) -> tuple:
             shared=topo.shared_medium, tiered=tiered, assign=assign, delay=topo.delay is not None,
             drop_stale=topo.drop_stale, has_deadline=topo.deadline_s is not None,
             batching=tiers is not None and tiers.batching is not None,
-            cloud_servers=tiers.cloud_servers if tiers is not None else 0, row_delay_up=n_rows,
-            row_delay_down=n_rows + 1, propagation_s=topo.propagation_s, deadline_s=topo.deadline_s or 0.0,
+            cloud_servers=tiers.cloud_servers if tiers is not None else 0, row_delay_up=T_TIMES + n_rows,
+            row_delay_down=T_TIMES + n_rows + 1, propagation_s=topo.propagation_s, deadline_s=topo.deadline_s or 0.0,
             downlink_bps=topo.downlink_bps, wan_down_bps=tiers.wan_down_bps if tiers is not None else np.inf).items():
         run[name] = value
     return stations, run, edges, pack_steps(traces), batches(first, topo), n_up
