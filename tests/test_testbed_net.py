@@ -75,7 +75,7 @@ def test_tcp_transfer_takes_what_the_link_model_predicts():
 def test_wan_hop_transfer_takes_what_the_link_model_predicts():
     """The same check on the WAN hop (edge server's namespace to the cloud's): 500 kB at 20 Mbit/s, 10 ms one way."""
     settings = LinkSettings(20e6, 20e6, 0.010, 0.010, "cubic", slow_start_after_idle=False)
-    check = _fastest(settings, repeats=3, wan=True)
+    check = _fastest(settings, repeats=5, wan=True)  # as many as the uplink check: a busy core slows some
     print(f"WAN: measured {check.measured_s}, predicted {check.predicted_s:.5f} s, fastest {check.relative_error:+.2%}")
     assert abs(check.relative_error) < 0.02
 
