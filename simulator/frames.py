@@ -166,6 +166,15 @@ STATISTICS = ("point", "replication", "policy", "frame", "mobile", "edge", "capt
 the write)."""
 
 
+ENCODINGS = {"capture_s": "BYTE_STREAM_SPLIT", "done_s": "BYTE_STREAM_SPLIT", "frame": "DELTA_BINARY_PACKED",
+             "sample": "DELTA_BINARY_PACKED"}
+"""frames.parquet's encodings other than PLAIN (and dictionaries for text): capture and done times (each frame's
+own, rising) as split bytes, frame and sample numbers (rising runs) as deltas. With data page v2 written 65,536
+values at a time, on a captured 10,000-camera city window (500,000 rows, 2 row groups, one core): 0.83 -> 0.58 us a
+frame and 4.6 -> 2.6 MB; the files of the shipped scenarios 3-42 % smaller. Split bytes lose on delay components, which
+repeat a few profiled values that zstd finds as they are (hybrid_edge_cloud +30 % with every float split)."""
+
+
 ROW_GROUP_ROWS = 262_144
 """Rows per row group of frames.parquet whatever tables the frames arrive in, so that its bytes depend on the
 frames only (not on the executor, the job count or the window size)."""
@@ -207,10 +216,20 @@ def _float_arrow(values: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.float64(), values.size, [valid, pa.py_buffer(values)], null_count=int(nan.sum()))
 
 
+def writer_options(schema: pa.Schema) -> dict:
+    """frames.parquet's ParquetWriter options: zstd, data pages v2 filled 65,536 values at a time (each measured
+    10-20 % cheaper than v1 and pyarrow's 1,024), dictionaries for text, ENCODINGS where the column's type has them,
+    statistics for STATISTICS."""
+    text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    fits = {"BYTE_STREAM_SPLIT": pa.types.is_floating, "DELTA_BINARY_PACKED": pa.types.is_integer}
+    encodings = {f.name: ENCODINGS[f.name] for f in schema if f.name in ENCODINGS and fits[ENCODINGS[f.name]](f.type)}
+    return dict(compression="zstd", use_dictionary=text, column_encoding=encodings or None, data_page_version="2.0",
+                write_batch_size=65_536, write_statistics=[c for c in STATISTICS if c in schema.names])
+
+
 class FramesFile:
     """Frame tables appended to one Parquet file, in the first table's schema, written under a temporary name and
-    renamed into place when the `with` block ends without error (zstd; dictionary encoding only for the text columns,
-    where it pays; statistics for STATISTICS; ROW_GROUP_ROWS rows per row group)."""
+    renamed into place when the `with` block ends without error (writer_options; ROW_GROUP_ROWS rows per row group)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -228,9 +247,7 @@ class FramesFile:
     def write(self, table: pa.Table) -> None:
         if self._writer is None:
             self._schema = table.schema
-            text = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-            self._writer = pq.ParquetWriter(self._tmp, table.schema, compression="zstd", use_dictionary=text,
-                                            write_statistics=[c for c in STATISTICS if c in table.schema.names])
+            self._writer = pq.ParquetWriter(self._tmp, table.schema, **writer_options(table.schema))
         table = table.cast(self._schema) if table.schema != self._schema else table
         self._pending.append(table)
         self._flush()

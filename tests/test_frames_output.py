@@ -48,6 +48,32 @@ def test_joined_point_files_are_the_file_one_writer_makes(tmp_path, monkeypatch)
     pd.testing.assert_frame_equal(back, pa.concat_tables(tables).to_pandas())
 
 
+def test_frames_file_writes_v2_pages_in_its_encodings_and_reads_back_equal(tmp_path):
+    """frames.parquet's data pages are v2, capture and done times split by bytes, frame and sample numbers as deltas,
+    text as dictionaries; pyarrow and pandas read back the table written."""
+    from simulator.parquet_concat import _Reader
+
+    rng = np.random.default_rng(6)
+    t = _table(rng, 3000, 0)
+    n = t.num_rows
+    t = t.append_column("frame", pa.array(np.arange(n))).append_column("sample", pa.array(rng.integers(0, 9, n)))
+    t = t.append_column("capture_s", pa.array(np.sort(rng.random(n)))).append_column("done_s", pa.array(rng.random(n)))
+    _write(tmp_path / "f.parquet", [t], parts=False)
+    pf = pq.ParquetFile(tmp_path / "f.parquet")
+    assert pf.read().equals(t) and pf.read().schema.equals(t.schema, check_metadata=True)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "f.parquet"), t.to_pandas())
+    raw = (tmp_path / "f.parquet").read_bytes()
+    encodings = {"frame": "DELTA_BINARY_PACKED", "sample": "DELTA_BINARY_PACKED", "capture_s": "BYTE_STREAM_SPLIT",
+                 "done_s": "BYTE_STREAM_SPLIT", "policy": "RLE_DICTIONARY", "delay_s": "PLAIN"}
+    for g in range(pf.metadata.num_row_groups):
+        for c in range(pf.metadata.num_columns):
+            chunk = pf.metadata.row_group(g).column(c)
+            header = _Reader(raw[chunk.data_page_offset:chunk.data_page_offset + 256]).struct()
+            assert header[0][:2] == [1, 5] and header[0][2] == 3  # PageHeader.type: DATA_PAGE_V2
+            if chunk.path_in_schema in encodings:
+                assert encodings[chunk.path_in_schema] in chunk.encodings
+
+
 def test_footer_decodes_and_encodes_to_the_same_bytes(tmp_path):
     from simulator.parquet_concat import _struct
 
