@@ -37,7 +37,7 @@ SWEEP_STAGES = {"engine (compiled)": ("compiled.py", "simulate_compiled", None),
           "frame tables": ("frames.py", "frame_columns", None),
           "summary statistics": ("metrics.py", "add", None),
           "Parquet per point (Arrow, encode)": ("frames.py", "add", "summary statistics"),
-          "frames.parquet (join the points' files)": ("results.py", "combine_frames", None)}
+          "frames.parquet (join the points' files)": ("results.py", ("staged", "finish"), None)}
 
 
 def _time_shares(stats, wall: float) -> dict:
@@ -45,7 +45,8 @@ def _time_shares(stats, wall: float) -> dict:
     out = {}
     for label, (file, name, less) in SWEEP_STAGES.items():
         # the outermost of same-named functions: SummaryAccumulator.add calls OfferedLoad.add, both counted in its time
-        cum = max((v[3] for (f, _line, fn), v in stats.stats.items() if f.endswith(file) and fn == name), default=0.0)
+        cum = sum(max((v[3] for (f, _line, fn), v in stats.stats.items() if f.endswith(file) and fn == one), default=0.0)
+                  for one in ((name,) if isinstance(name, str) else name))
         out[label] = {"seconds": cum - (out[less]["seconds"] if less else 0.0)}
     out["the rest (points, manifest, Python)"] = {"seconds": wall - sum(v["seconds"] for v in out.values())}
     for v in out.values():
