@@ -30,7 +30,7 @@ from typing import Callable, Iterator, Optional
 
 import pandas as pd
 
-from profilers.collector import collector_paused
+from profilers.runtime import collector_paused, heap_kept
 from profilers.errors import EdgesimError
 from profilers.io import atomic_target, atomic_write_bytes, atomic_write_text, read_text
 from simulator.frames import FramesFile, PointFrames, staged_arrow, staged_frames
@@ -353,7 +353,7 @@ def run_to_folder(scenario: Scenario, out: Path, jobs: int = 1, resume: bool = F
     finished keeps them in the staging folder and says so; with none finished, a fresh run leaves nothing behind.
     """
     out = Path(out)
-    with writer_lock(out), collector_paused():
+    with writer_lock(out), collector_paused(), heap_kept():
         return _run_locked(scenario, out, jobs, resume, progress, command, scenario_source, executor, scheduler,
                            write_extras, overwrite)
 

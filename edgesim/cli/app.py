@@ -16,7 +16,7 @@ import typer
 import typer.core
 import typer.main
 
-from profilers.collector import collector_paused
+from profilers.runtime import collector_paused
 from profilers.errors import EdgesimError, EdgesimWarning
 
 try:  # typer 0.2x bundles its own copy of click and raises that copy's exceptions, not the click package's
@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "distill": ("edgesim.cli.distill", "distill_app", True), "trace": ("edgesim.cli.trace", "trace_app", True),
 }
 
-#: Commands whose work is the simulator's: they run with the cycle collector paused (profilers.collector says why);
+#: Commands whose work is the simulator's: they run with the cycle collector paused (profilers.runtime says why);
 #: commands that train or measure models keep it on.
 WITHOUT_COLLECTOR = frozenset({"run", "validate", "plot", "compare", "list", "schema"})
 

@@ -1,4 +1,5 @@
-"""The simulator's commands and run_to_folder run with Python's cycle collector paused, and leave it as they found it."""
+"""The simulator's commands and run_to_folder run with Python's cycle collector paused and (glibc) freed heap memory
+kept for the next window, and leave the process as they found it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from profilers.collector import collector_paused
+from profilers import runtime
+from profilers.runtime import collector_paused
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,10 +50,44 @@ def test_run_to_folder_runs_paused(tmp_path, monkeypatch):
     from simulator.scenario import Scenario
     from tests.sim_helpers import scenario_dict, write_toy_profiles
 
-    seen = []
+    seen, fake = [], _FakeLibc()
     real = results._run_locked
-    monkeypatch.setattr(results, "_run_locked", lambda *a: seen.append(gc.isenabled()) or real(*a))
+    monkeypatch.setattr(results, "_run_locked", lambda *a: seen.append((gc.isenabled(), len(fake.calls))) or real(*a))
+    monkeypatch.setattr(runtime, "_libc", lambda: fake)
     sc = Scenario.model_validate(scenario_dict(write_toy_profiles(tmp_path), workload={"frames": 20},
                                                outputs={"plots": False}))
     results.run_to_folder(sc, tmp_path / "out")
-    assert seen == [False] and gc.isenabled()
+    assert seen == [(False, 3)] and gc.isenabled() and fake.calls[-1] == ("trim", 0)  # in the block, then after it
+
+
+class _FakeLibc:
+    def __init__(self):
+        self.calls = []
+
+    def mallopt(self, param, value):
+        self.calls.append((param, value))
+        return 1
+
+    def malloc_trim(self, pad):
+        self.calls.append(("trim", pad))
+        return 1
+
+
+def test_heap_kept_keeps_freed_memory_in_the_block_and_hands_it_back_after(monkeypatch):
+    fake = _FakeLibc()
+    monkeypatch.setattr(runtime, "_libc", lambda: fake)
+    with runtime.heap_kept():
+        inside = dict(fake.calls)
+    assert inside == {runtime.M_MMAP_THRESHOLD: 32 * runtime.MIB, runtime.M_TRIM_THRESHOLD: 1024 * runtime.MIB,
+                      runtime.M_TOP_PAD: 64 * runtime.MIB}
+    assert dict(fake.calls[3:]) == {runtime.M_TOP_PAD: 128 * 1024, runtime.M_TRIM_THRESHOLD: 64 * runtime.MIB,
+                                    "trim": 0}
+
+
+def test_heap_kept_is_a_no_op_without_glibc(monkeypatch):
+    def no_libc():
+        raise OSError("no libc")
+
+    monkeypatch.setattr(runtime, "_libc", no_libc)
+    with runtime.heap_kept():
+        pass
