@@ -7,12 +7,13 @@ from typing import Optional
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from profilers.errors import EdgesimError
 from simulator.engine import WindowDone, falls_behind
+from simulator.jit import njit
 from simulator.loop.layout import N_KINDS, NEXT_WINDOW, T_TIMES, Demands
 from simulator.loop.setup import delay_draws
 from simulator.plan import FramePlan, Topology
