@@ -9,7 +9,8 @@ import pytest
 from simulator.loop.ring import times_by_frame
 
 
-@pytest.mark.parametrize("frames,width,first,count", [(1, 9, 3, 6), (7, 26, 7, 19), (500, 12, 2, 10), (3000, 33, 0, 33)])
+@pytest.mark.parametrize("frames,width,first,count",
+                         [(1, 9, 3, 6), (7, 26, 7, 19), (500, 12, 2, 10), (3000, 33, 0, 33)])
 def test_times_by_frame_reads_rows_in_frame_order_and_leaves_them_nan(frames, width, first, count):
     rng = np.random.default_rng(frames)
     T = rng.random((2 * frames + 5, width))
