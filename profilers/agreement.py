@@ -93,3 +93,17 @@ def compare_profiles(first: ModelProfile, second: ModelProfile) -> Agreement:
     if not rows:
         raise EdgesimError(f"no split point of '{first.model_id}' is timed in both profiles")
     return Agreement(first.model_id, rows, ref_a, ref_b)
+
+
+#: what two measured profiles must share for their changes to be one host's drift: (field, words for it)
+SAME_SETTING = (("host_fingerprint", "host"), ("threads", "threads"), ("torch_version", "torch"),
+                ("cuda_version", "CUDA"), ("driver_version", "driver"))
+
+
+def setting_differences(first, second) -> list[str]:
+    """How two profiles' provenances differ where it matters to a comparison ('host a vs b', ...); a derived profile
+    has no host of its own ('derived vs measured')."""
+    if first.kind != second.kind or first.kind != "measured":
+        return [] if first.kind == second.kind else [f"{first.kind} vs {second.kind}"]
+    return [f"{words} {getattr(first, field)} vs {getattr(second, field)}" for field, words in SAME_SETTING
+            if getattr(first, field) != getattr(second, field)]

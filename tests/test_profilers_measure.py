@@ -332,3 +332,10 @@ def test_profile_compare_takes_the_host_speed_out(monkeypatch, tmp_path, capsys)
     out = capsys.readouterr().out
     assert "with the host's speed removed, largest 0.0%, median 0.0%, 6/6 within 5%" in " ".join(out.split())
     assert "+25.0%" in out
+    assert "not measured alike" not in out  # one host, one setting
+    other = host_provenance(2).model_copy(update={"host_fingerprint": "another-host"})
+    dev = DeviceProfile(name="c", kind="edge", hardware=host_hardware(), power=POWER, provenance=other,
+                        models={second.model_id: second})
+    assert main(["profile", "compare", str(paths[0]), str(save_profile(dev, tmp_path / "c.json"))]) == 0
+    note = " ".join(capsys.readouterr().out.split())
+    assert f"not measured alike (host {host_provenance(1).host_fingerprint} vs another-host; threads 1 vs 2)" in note

@@ -168,7 +168,7 @@ def show(path: Path) -> None:
 def compare(first: Path, second: Path) -> None:
     """Print, for every model the two profiles share, each split point's head and tail median in both, the change
     as measured and with the host's speed taken out (measurement_check.host_reference), and a summary line."""
-    from profilers.agreement import WITHIN, compare_profiles
+    from profilers.agreement import WITHIN, compare_profiles, setting_differences
     from profilers.schema import load_profile
 
     from rich.table import Table
@@ -179,6 +179,10 @@ def compare(first: Path, second: Path) -> None:
         raise EdgesimError(f"{first} and {second} share no model (first: {', '.join(a.models) or 'none'}; "
                            f"second: {', '.join(b.models) or 'none'})")
     screen = console()
+    differ = setting_differences(a.provenance, b.provenance)
+    if differ:  # still compared: a user may mean to compare two machines or versions
+        screen.print(f"note: the two profiles were not measured alike ({'; '.join(differ)}): their changes are "
+                     "between those settings, not one host's drift", markup=False)
     for model_id in shared:
         agree = compare_profiles(a.models[model_id], b.models[model_id])
         table = Table(title=f"{model_id}: {first} -> {second} (measured medians)")
