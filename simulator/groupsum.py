@@ -165,3 +165,128 @@ def fold_runs(order, starts, run_codes, rows, zero_nan, window, state):
         state[c, 1], state[c, 2] = first, last
         for k in range(k_demands):
             state[c, 4 + k] += acc[k] if n < 8 else 0.0 + _pairwise(rows[:, k + 1], order, lo, n, zero_nan[k])
+
+
+LEAF_SLOTS = 16  # a leaf's 8 lanes and up to 7 values past them; a group of n >= 8 values has 16 * (n // 64 + 1) slots
+
+
+@njit(cache=True)
+def _group_slots(n):
+    """Slots of a group of n values: one running sum below 8 values (numpy adds them one after the other), else 16 per
+    64 values and one leaf more (a leaf of numpy's pairwise tree holds 64 values or more, 128 at most, and its slots
+    start at 16 x (its first position // 64): no two leaves share them)."""
+    return 1 if n < 8 else LEAF_SLOTS * (n // 64 + 1)
+
+
+@njit(cache=True)
+def slot_plan(codes, frames, size, by_code):
+    """Each selected frame's slot in a scratch buffer of running sums (frame order, no sort): slots[j, 0] in the group
+    of every frame, slots[j, 1] (by_code) in the group of its code; a value added to its slot lands where numpy's
+    pairwise_sum would add it (a leaf's lane, position % 8, or a place of its own past the last multiple of 8).
+    counts[0] = frames; counts[1 + c]: frames of code c; group g's slots are bases[g]:bases[g + 1]."""
+    n = frames.size
+    groups = 1 + size if by_code else 1
+    counts = np.zeros(groups, np.int64)
+    counts[0] = n
+    if by_code:
+        for j in range(n):
+            counts[1 + codes[frames[j]]] += 1
+    bases = np.zeros(groups + 1, np.int64)
+    for g in range(groups):
+        bases[g + 1] = bases[g] + _group_slots(counts[g])
+    pos = np.zeros(groups, np.int64)
+    leaf = np.zeros((groups, 3), np.int64)  # the current leaf of each group: first position, end, end of its lanes
+    slots = np.empty((n, 2 if by_code else 1), np.int64)
+    for j in range(n):
+        for s in range(slots.shape[1]):
+            g = 0 if s == 0 else 1 + codes[frames[j]]
+            p = pos[g]
+            pos[g] = p + 1
+            total = counts[g]
+            if total < 8:
+                slots[j, s] = bases[g]
+                continue
+            if p == leaf[g, 1]:  # past the last leaf: the tree's next one, found from the root
+                lo, length = 0, total
+                while length > BLOCK:
+                    half = length // 2
+                    half -= half % 8
+                    if p - lo < half:
+                        length = half
+                    else:
+                        lo += half
+                        length -= half
+                leaf[g, 0], leaf[g, 1], leaf[g, 2] = lo, lo + length, lo + length - length % 8
+            q = p - leaf[g, 0]
+            base = bases[g] + (leaf[g, 0] // 64) * LEAF_SLOTS
+            slots[j, s] = base + (q % 8 if p < leaf[g, 2] else 8 + p - leaf[g, 2])
+    return slots, counts, bases
+
+
+@njit(cache=True)
+def _tree_sum(buf, base, n):
+    """numpy's pairwise_sum of a group's n >= 8 values from their leaves' slots (slot_plan): lanes combined, the
+    values past them added one after the other, halves added. Without recursion (numba's cached recursive functions
+    crashed when loaded back): a stack of the halves still open, left to right."""
+    los, lengths, stages = np.empty(64, np.int64), np.empty(64, np.int64), np.empty(64, np.int64)
+    sums = np.empty(64)
+    los[0], lengths[0], stages[0] = 0, n, 0
+    top, done = 0, 0  # open halves; sums of finished ones waiting for their sibling
+    while top >= 0:
+        lo, length = los[top], lengths[top]
+        if length <= BLOCK:
+            b = base + (lo // 64) * LEAF_SLOTS
+            res = ((buf[b] + buf[b + 1]) + (buf[b + 2] + buf[b + 3])) + \
+                  ((buf[b + 4] + buf[b + 5]) + (buf[b + 6] + buf[b + 7]))
+            for t in range(length % 8):
+                res += buf[b + 8 + t]
+            sums[done] = res
+            done += 1
+            top -= 1
+            continue
+        half = length // 2
+        half -= half % 8
+        if stages[top] == 0:  # the left half next
+            stages[top] = 1
+            los[top + 1], lengths[top + 1], stages[top + 1] = lo, half, 0
+            top += 1
+        elif stages[top] == 1:  # then the right half
+            stages[top] = 2
+            los[top + 1], lengths[top + 1], stages[top + 1] = lo + half, length - half, 0
+            top += 1
+        else:  # both done: left + right
+            done -= 1
+            sums[done - 1] = sums[done - 1] + sums[done]
+            top -= 1
+    return sums[0]
+
+
+@njit(cache=True)
+def slot_sums(values, zero_nan, frames, slots, counts, bases, out):
+    """out[g] += the sum of group g's values (values[frames], slot_plan's groups) as numpy sums them, in one pass in
+    frame order (with zero_nan, of np.nan_to_num's values). A lane starts at 0.0, not at its first value: that changes
+    only the sign of a zero sum, and every sum is added to 0.0."""
+    buf = np.zeros(bases[-1])
+    if slots.shape[1] == 1:  # one loop per case: a test or an inner loop in it costs three times the sums
+        if zero_nan:
+            for j in range(frames.size):
+                buf[slots[j, 0]] += nan_to_num(values[frames[j]], 0.0)
+        else:
+            for j in range(frames.size):
+                buf[slots[j, 0]] += values[frames[j]]
+    elif zero_nan:
+        for j in range(frames.size):
+            x = nan_to_num(values[frames[j]], 0.0)
+            buf[slots[j, 0]] += x
+            buf[slots[j, 1]] += x
+    else:
+        for j in range(frames.size):
+            x = values[frames[j]]
+            buf[slots[j, 0]] += x
+            buf[slots[j, 1]] += x
+    for g in range(counts.size):
+        n = counts[g]
+        if n >= 8:
+            out[g] += 0.0 + _tree_sum(buf, bases[g], n)
+        elif n:
+            out[g] += buf[bases[g]]

@@ -149,27 +149,41 @@ def group_sums(codes: np.ndarray, values: np.ndarray, size: int, order: Optional
 class _Scopes:
     """Some frames of a window (indices into its columns) by scope: all of them (scope 0) and each code's (scope 1 +
     code: an edge server, or an (edge server, camera) cell): counts, sums and extremes as numpy's group-bys give them,
-    computed by the compiled passes on large windows (groupsum: a stable radix sort into runs of one code, then a pass
-    per column read through it, no copies) and by numpy's on small ones (no numba import)."""
+    computed by the compiled passes on large windows (groupsum: each frame's slot among its scopes' running sums, then
+    one pass in frame order per column, no sort) and by numpy's on small ones (no numba import)."""
 
     def __init__(self, frames: np.ndarray, codes: Optional[np.ndarray], size: int) -> None:
-        self.frames, self.size = frames, size
+        self.frames, self.size, self._codes_all = frames, size, codes
         self.codes = None if codes is None else codes[frames]  # each frame's code, in frame order
         self.compiled = _compiled(frames.size, 0 if codes is None else size)
-        if codes is not None and self.compiled:
+        self._runs: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None
+        self._plan: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None
+        if codes is not None and not self.compiled:  # order: positions in self.frames by code (a radix sort for up to 32,767 codes)
+            self.order = np.argsort(self.codes.astype(np.int16) if size < 2 ** 15 else self.codes, kind="stable")
+
+    def runs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The frames (window indices) stably sorted by code and its runs of one code: run r is order[starts[r]:
+        starts[r + 1]], code run_codes[r] (compiled path; sorted once, where asked)."""
+        if self._runs is None:
             from simulator.groupsum import sorted_runs
 
-            # order: the frames (window indices) by code; run r: order[starts[r]:starts[r + 1]], code run_codes[r]
-            self.order, self.starts, self.run_codes = sorted_runs(codes, frames, size)
-        elif codes is not None:  # order: positions in self.frames by code (a radix sort for up to 32,767 codes)
-            self.order = np.argsort(self.codes.astype(np.int16) if size < 2 ** 15 else self.codes, kind="stable")
+            self._runs = sorted_runs(self._codes_all, self.frames, self.size)
+        return self._runs
+
+    def plan(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each frame's slots among the running sums of its scopes, the frames per scope and the scopes' first slots
+        (groupsum.slot_plan; compiled path, planned once, where asked)."""
+        if self._plan is None:
+            from simulator.groupsum import slot_plan
+
+            codes = np.zeros(0, np.int64) if self._codes_all is None else self._codes_all
+            self._plan = slot_plan(codes, self.frames, self.size, self._codes_all is not None)
+        return self._plan
 
     def per_code(self) -> np.ndarray:
         """How many frames each code has."""
-        if self.compiled:
-            counts = np.zeros(self.size, np.int64)
-            counts[self.run_codes] = np.diff(self.starts)
-            return counts
+        if self.compiled and self._plan is not None:
+            return self._plan[1][1:]
         return np.bincount(self.codes, minlength=self.size)
 
     def count(self, mask: Optional[np.ndarray] = None) -> np.ndarray:
@@ -187,12 +201,11 @@ class _Scopes:
         zero_nan, of np.nan_to_num's values)."""
         values = np.asarray(values, dtype=float)
         if self.compiled:
-            from simulator.groupsum import add_run_sums
+            from simulator.groupsum import slot_sums
 
-            out = np.zeros(1 + (self.size if self.codes is not None else 0))
-            add_run_sums(values, self.frames, np.array([0, self.frames.size]), np.zeros(1, np.int64), zero_nan, out)
-            if self.codes is not None:
-                add_run_sums(values, self.order, self.starts, self.run_codes, zero_nan, out[1:])
+            slots, counts, bases = self.plan()
+            out = np.zeros(counts.size)
+            slot_sums(values, zero_nan, self.frames, slots, counts, bases, out)
             return out
         v = values[self.frames]
         v = np.nan_to_num(v) if zero_nan else v
@@ -215,7 +228,7 @@ class _Scopes:
         """The frames' values by scope (each code's in frame order), and the bounds of code g's: [bounds[g]:bounds[g +
         1]]."""
         bounds = np.concatenate(([0], np.cumsum(self.per_code())))
-        return (values[self.order] if self.compiled else values[self.frames][self.order]), bounds
+        return (values[self.runs()[0]] if self.compiled else values[self.frames][self.order]), bounds
 
 
 def _scoped_count(mask: np.ndarray, edge: Optional[np.ndarray], n_edges: int) -> np.ndarray:
@@ -488,7 +501,7 @@ class OfferedLoad:
                     rows[:, 0] = capture_s
                     for k, (values, _) in enumerate(demands.values()):
                         rows[:, 1 + k] = values
-                fold_runs(scopes.order, scopes.starts, scopes.run_codes, rows,
+                fold_runs(*scopes.runs(), rows,
                           np.array([zero_nan for _, zero_nan in demands.values()]), window, state)
                 continue
             counts = scopes.per_code()

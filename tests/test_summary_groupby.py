@@ -110,7 +110,7 @@ def test_compiled_group_bys_give_numpys_summary_bytes(tiered_run, tiered_run_com
 @given(st.integers(1, 3000), st.sampled_from([1, 7, 300, 70_000, 1_000_003]), st.booleans(), st.integers(0, 2**32 - 1))
 def test_compiled_sums_of_selected_frames_equal_numpys_with_nan_to_num(n, groups, zero_nan, seed):
     # the codes' runs (a radix sort in two passes beyond 65,536 codes), each run's sum, extremes and first window
-    from simulator.groupsum import add_run_sums, fold_runs, sorted_runs
+    from simulator.groupsum import add_run_sums, fold_runs, slot_plan, slot_sums, sorted_runs
 
     rng = np.random.default_rng(seed)
     codes = rng.integers(0, groups, n)
@@ -125,6 +125,15 @@ def test_compiled_sums_of_selected_frames_equal_numpys_with_nan_to_num(n, groups
     assert np.array_equal(run_codes, np.unique(codes[frames]))
     out = np.full(groups, 0.5)
     add_run_sums(values, order, starts, run_codes, zero_nan, out)
+    slots, counts, bases = slot_plan(codes, frames, groups, True)  # the same sums in frame order, through slots
+    by_slots = np.full(1 + groups, 0.5)
+    slot_sums(values, zero_nan, frames, slots, counts, bases, by_slots)
+    everything = np.full(1, 0.5)
+    slot_sums(values, zero_nan, frames, *slot_plan(codes, frames, groups, False), everything)
+    with np.errstate(invalid="ignore", over="ignore"):
+        assert np.array_equal(everything, [0.5 + picked.sum()] if frames.size else [0.5], equal_nan=True)
+    assert np.array_equal(by_slots, np.concatenate((everything, out)), equal_nan=True)  # every frame's, each code's
+    assert np.array_equal(counts, np.concatenate(([frames.size], np.bincount(codes[frames], minlength=groups))))
     state = np.zeros((groups, 6))
     state[:, 1:4] = (np.inf, -np.inf, np.inf)
     state[0, 3] = 3.0
