@@ -101,23 +101,67 @@ def _counting_pass(items, keys, shift, buckets):
 
 
 @njit(cache=True)
+def _bucket_pass(frames, codes, size):
+    """The frames stably sorted by codes[frame] (0..size-1; one counting pass, the codes read through the frames, not
+    carried along) and each code's first place in that order (starts[c]:starts[c + 1])."""
+    starts = np.zeros(size + 1, np.int64)
+    for j in range(frames.size):
+        starts[codes[frames[j]] + 1] += 1
+    for c in range(size):
+        starts[c + 1] += starts[c]
+    fill = starts[:-1].copy()
+    order = np.empty_like(frames)
+    for j in range(frames.size):
+        f = frames[j]
+        c = codes[f]
+        order[fill[c]] = f
+        fill[c] += 1
+    return order, starts
+
+
+@njit(cache=True)
+def _bucket_runs(order, starts):
+    """A counting pass's runs: the codes with frames, and where each one's frames start in the order."""
+    n_runs = 0
+    for c in range(starts.size - 1):
+        if starts[c + 1] > starts[c]:
+            n_runs += 1
+    run_starts = np.empty(n_runs + 1, np.int64)
+    run_codes = np.empty(n_runs, np.int64)
+    r = 0
+    for c in range(starts.size - 1):
+        if starts[c + 1] > starts[c]:
+            run_starts[r] = starts[c]
+            run_codes[r] = c
+            r += 1
+    run_starts[n_runs] = order.size
+    return order, run_starts, run_codes
+
+
+@njit(cache=True)
 def sorted_runs(codes, frames, size):
     """The frames stably sorted by code (0..size-1) and the runs of one code in that order: run r holds
-    order[starts[r]:starts[r + 1]], all of code run_codes[r]. Without arrays of `size` (a radix sort in two passes
-    beyond 2**16 codes): a city's (edge server, camera) codes are 100 x 10,000 = a million; a 250,000-frame window
+    order[starts[r]:starts[r + 1]], all of code run_codes[r]. Without arrays of `size` beyond 2**16 codes (a radix sort
+    in two passes there): a city's (edge server, camera) codes are 100 x 10,000 = a million; a 250,000-frame window
     touches ~233,000 of them (counted on city_scale.yaml)."""
-    keys = np.empty(frames.size, np.int64)
-    for j in range(frames.size):
-        keys[j] = codes[frames[j]]
     bits = 0
     while (size - 1) >> bits:
         bits += 1
     if bits <= RADIX_BITS:
-        order, keys = _counting_pass(frames, keys, 0, 1 << bits)
-    else:
-        low = (bits + 1) // 2  # two passes of about sqrt(size) buckets
-        order, keys = _counting_pass(frames, keys, 0, 1 << low)
-        order, keys = _counting_pass(order, keys, low, 1 << (bits - low))
+        order, starts = _bucket_pass(frames, codes, size)
+        return _bucket_runs(order, starts)
+    keys = np.empty(frames.size, np.int64)
+    for j in range(frames.size):
+        keys[j] = codes[frames[j]]
+    low = (bits + 1) // 2  # two passes of about sqrt(size) buckets
+    order, keys = _counting_pass(frames, keys, 0, 1 << low)
+    order, keys = _counting_pass(order, keys, low, 1 << (bits - low))
+    return _key_runs(order, keys)
+
+
+@njit(cache=True)
+def _key_runs(order, keys):
+    """The runs of equal keys in sorted keys."""
     n_runs = 0
     for j in range(keys.size):
         if j == 0 or keys[j] != keys[j - 1]:
@@ -132,6 +176,20 @@ def sorted_runs(codes, frames, size):
             r += 1
     starts[n_runs] = keys.size
     return order, starts, run_codes
+
+
+@njit(cache=True)
+def pair_runs(minor, major, frames, n_minor, n_major):
+    """sorted_runs of the frames by minor code (a camera), and by the pair code major x n_minor + minor (an (edge
+    server, camera) cell) from that order: a stable pass by major code of the minor order is the pair's stable sort
+    (least significant digit first), with arrays of n_minor and n_major, not of their product."""
+    by_minor, starts = _bucket_pass(frames, minor, n_minor)
+    by_pair, _ = _bucket_pass(by_minor, major, n_major)
+    keys = np.empty(by_pair.size, np.int64)
+    for j in range(by_pair.size):
+        f = by_pair[j]
+        keys[j] = major[f] * n_minor + minor[f]
+    return _bucket_runs(by_minor, starts), _key_runs(by_pair, keys)
 
 
 @njit(cache=True)
@@ -179,6 +237,29 @@ def _group_slots(n):
 
 
 @njit(cache=True)
+def _next_slot(g, counts, bases, pos, leaf):
+    """The slot of group g's next value (slot_plan)."""
+    p = pos[g]
+    pos[g] = p + 1
+    total = counts[g]
+    if total < 8:
+        return bases[g]
+    if p == leaf[g, 1]:  # past the last leaf: the tree's next one, found from the root
+        lo, length = 0, total
+        while length > BLOCK:
+            half = length // 2
+            half -= half % 8
+            if p - lo < half:
+                length = half
+            else:
+                lo += half
+                length -= half
+        leaf[g, 0], leaf[g, 1], leaf[g, 2] = lo, lo + length, lo + length - length % 8
+    base = bases[g] + (leaf[g, 0] // 64) * LEAF_SLOTS
+    return base + ((p - leaf[g, 0]) % 8 if p < leaf[g, 2] else 8 + p - leaf[g, 2])
+
+
+@njit(cache=True)
 def slot_plan(codes, frames, size, by_code):
     """Each selected frame's slot in a scratch buffer of running sums (frame order, no sort): slots[j, 0] in the group
     of every frame, slots[j, 1] (by_code) in the group of its code; a value added to its slot lands where numpy's
@@ -197,29 +278,13 @@ def slot_plan(codes, frames, size, by_code):
     pos = np.zeros(groups, np.int64)
     leaf = np.zeros((groups, 3), np.int64)  # the current leaf of each group: first position, end, end of its lanes
     slots = np.empty((n, 2 if by_code else 1), np.int64)
-    for j in range(n):
-        for s in range(slots.shape[1]):
-            g = 0 if s == 0 else 1 + codes[frames[j]]
-            p = pos[g]
-            pos[g] = p + 1
-            total = counts[g]
-            if total < 8:
-                slots[j, s] = bases[g]
-                continue
-            if p == leaf[g, 1]:  # past the last leaf: the tree's next one, found from the root
-                lo, length = 0, total
-                while length > BLOCK:
-                    half = length // 2
-                    half -= half % 8
-                    if p - lo < half:
-                        length = half
-                    else:
-                        lo += half
-                        length -= half
-                leaf[g, 0], leaf[g, 1], leaf[g, 2] = lo, lo + length, lo + length - length % 8
-            q = p - leaf[g, 0]
-            base = bases[g] + (leaf[g, 0] // 64) * LEAF_SLOTS
-            slots[j, s] = base + (q % 8 if p < leaf[g, 2] else 8 + p - leaf[g, 2])
+    if by_code:
+        for j in range(n):
+            slots[j, 0] = _next_slot(0, counts, bases, pos, leaf)
+            slots[j, 1] = _next_slot(1 + codes[frames[j]], counts, bases, pos, leaf)
+    else:
+        for j in range(n):
+            slots[j, 0] = _next_slot(0, counts, bases, pos, leaf)
     return slots, counts, bases
 
 

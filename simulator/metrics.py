@@ -152,13 +152,14 @@ class _Scopes:
     computed by the compiled passes on large windows (groupsum: each frame's slot among its scopes' running sums, then
     one pass in frame order per column, no sort) and by numpy's on small ones (no numba import)."""
 
-    def __init__(self, frames: np.ndarray, codes: Optional[np.ndarray], size: int) -> None:
+    def __init__(self, frames: np.ndarray, codes: Optional[np.ndarray], size: int,
+                 runs: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None) -> None:
         self.frames, self.size, self._codes_all = frames, size, codes
         self.codes = None if codes is None else codes[frames]  # each frame's code, in frame order
         self.compiled = _compiled(frames.size, 0 if codes is None else size)
-        self._runs: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None
+        self._runs = runs  # runs(), where the caller has them
         self._plan: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None
-        if codes is not None and not self.compiled:  # order: positions in self.frames by code (a radix sort for up to 32,767 codes)
+        if codes is not None and not self.compiled:  # positions in self.frames by code (radix sort to 32,767 codes)
             self.order = np.argsort(self.codes.astype(np.int16) if size < 2 ** 15 else self.codes, kind="stable")
 
     def runs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -490,8 +491,13 @@ class OfferedLoad:
         # row 0: per mobile device over every frame; rows 1 + e: per (edge server, mobile device). Only the cells this
         # window's frames touch are updated (a city has a million (edge server, camera) cells, a window a few of them)
         cells = [(mobile, m, 0)] + ([(edge * m + mobile, n_e * m, m)] if edge is not None else [])
-        for codes, size, offset in cells:
-            scopes = _Scopes(frames, codes, size)
+        runs: list = [None, None]
+        if edge is not None and _compiled(frames.size, m) and _compiled(frames.size, n_e * m):
+            from simulator.groupsum import pair_runs
+
+            runs = pair_runs(mobile, edge, frames, m, n_e)  # by camera, then by cell from that order
+        for (codes, size, offset), sorted_runs in zip(cells, runs):
+            scopes = _Scopes(frames, codes, size, sorted_runs)
             state = a["state"][offset:offset + size]
             if scopes.compiled:
                 from simulator.groupsum import fold_runs
