@@ -327,11 +327,12 @@ def _tree_sum(buf, base, n):
 
 
 @njit(cache=True)
-def slot_sums(values, zero_nan, frames, slots, counts, bases, out):
+def slot_sums(values, zero_nan, frames, slots, counts, bases, buf, out):
     """out[g] += the sum of group g's values (values[frames], slot_plan's groups) as numpy sums them, in one pass in
     frame order (with zero_nan, of np.nan_to_num's values). A lane starts at 0.0, not at its first value: that changes
-    only the sign of a zero sum, and every sum is added to 0.0."""
-    buf = np.zeros(bases[-1])
+    only the sign of a zero sum, and every sum is added to 0.0. buf: scratch of bases[-1] slots or more (one for every
+    column: a fresh one a column costs page faults)."""
+    buf[:bases[-1]] = 0.0
     if slots.shape[1] == 1:  # one loop per case: a test or an inner loop in it costs three times the sums
         if zero_nan:
             for j in range(frames.size):

@@ -152,13 +152,13 @@ class _Scopes:
     computed by the compiled passes on large windows (groupsum: each frame's slot among its scopes' running sums, then
     one pass in frame order per column, no sort) and by numpy's on small ones (no numba import)."""
 
-    def __init__(self, frames: np.ndarray, codes: Optional[np.ndarray], size: int,
-                 runs: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None) -> None:
+    def __init__(self, frames: np.ndarray, codes: Optional[np.ndarray], size: int) -> None:
         self.frames, self.size, self._codes_all = frames, size, codes
         self.codes = None if codes is None else codes[frames]  # each frame's code, in frame order
         self.compiled = _compiled(frames.size, 0 if codes is None else size)
-        self._runs = runs  # runs(), where the caller has them
+        self._runs: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None
         self._plan: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None
+        self._buf: Optional[np.ndarray] = None  # slot_sums' scratch, one for every column
         if codes is not None and not self.compiled:  # positions in self.frames by code (radix sort to 32,767 codes)
             self.order = np.argsort(self.codes.astype(np.int16) if size < 2 ** 15 else self.codes, kind="stable")
 
@@ -205,8 +205,9 @@ class _Scopes:
             from simulator.groupsum import slot_sums
 
             slots, counts, bases = self.plan()
+            self._buf = np.empty(bases[-1]) if self._buf is None else self._buf
             out = np.zeros(counts.size)
-            slot_sums(values, zero_nan, self.frames, slots, counts, bases, out)
+            slot_sums(values, zero_nan, self.frames, slots, counts, bases, self._buf, out)
             return out
         v = values[self.frames]
         v = np.nan_to_num(v) if zero_nan else v
@@ -466,6 +467,19 @@ class OfferedLoad:
     def __init__(self, n_mobiles: int, n_edges: int = 0) -> None:
         self.n_mobiles, self.n_edges = n_mobiles, n_edges
         self.reps: dict[int, dict[str, np.ndarray]] = {}
+        self._buffer: Optional[np.ndarray] = None  # _rows'
+
+    def _rows(self, capture_s: np.ndarray, demands: dict[str, tuple[np.ndarray, bool]]) -> np.ndarray:
+        """Each frame's capture and demands side by side (frame-major, one read a frame for the compiled passes), in
+        a buffer kept from window to window (a fresh 12 MB a window costs its page faults again)."""
+        shape = (capture_s.size, 1 + len(demands))
+        if self._buffer is None or self._buffer.shape[0] < shape[0] or self._buffer.shape[1] != shape[1]:
+            self._buffer = np.empty(shape)
+        rows = self._buffer[:shape[0]]
+        rows[:, 0] = capture_s
+        for k, (values, _) in enumerate(demands.values()):
+            rows[:, 1 + k] = values
+        return rows
 
     def _cells(self, rep: int) -> dict[str, np.ndarray]:
         """Replication rep's cells: "state" ((1 + E) x M rows of FIELDS) and a (1 + E, M) view of each field."""
@@ -487,29 +501,27 @@ class OfferedLoad:
         a = self._cells(rep)
         window = a["windows"][0]
         a["windows"] += 1
-        rows = None  # each frame's capture and demands side by side, for the compiled passes
         # row 0: per mobile device over every frame; rows 1 + e: per (edge server, mobile device). Only the cells this
         # window's frames touch are updated (a city has a million (edge server, camera) cells, a window a few of them)
-        cells = [(mobile, m, 0)] + ([(edge * m + mobile, n_e * m, m)] if edge is not None else [])
-        runs: list = [None, None]
-        if edge is not None and _compiled(frames.size, m) and _compiled(frames.size, n_e * m):
+        groups = [(m, 0)] + ([(n_e * m, m)] if edge is not None else [])
+        compiled = [_compiled(frames.size, size) for size, _ in groups]
+        runs: list = [None] * len(groups)
+        if edge is not None and all(compiled):
             from simulator.groupsum import pair_runs
 
-            runs = pair_runs(mobile, edge, frames, m, n_e)  # by camera, then by cell from that order
-        for (codes, size, offset), sorted_runs in zip(cells, runs):
-            scopes = _Scopes(frames, codes, size, sorted_runs)
+            runs = list(pair_runs(mobile, edge, frames, m, n_e))  # by camera, then by cell from that order
+        rows = None
+        for (size, offset), fast, sorted_by in zip(groups, compiled, runs):
             state = a["state"][offset:offset + size]
-            if scopes.compiled:
-                from simulator.groupsum import fold_runs
+            codes = None if sorted_by is not None else mobile if offset == 0 else edge * m + mobile
+            if fast:
+                from simulator.groupsum import fold_runs, sorted_runs
 
-                if rows is None:
-                    rows = np.empty((capture_s.size, 1 + len(demands)))
-                    rows[:, 0] = capture_s
-                    for k, (values, _) in enumerate(demands.values()):
-                        rows[:, 1 + k] = values
-                fold_runs(*scopes.runs(), rows,
+                rows = self._rows(capture_s, demands) if rows is None else rows
+                fold_runs(*(sorted_runs(codes, frames, size) if sorted_by is None else sorted_by), rows,
                           np.array([zero_nan for _, zero_nan in demands.values()]), window, state)
                 continue
+            scopes = _Scopes(frames, codes, size)
             counts = scopes.per_code()
             touched = np.flatnonzero(counts)
             cell = state[touched]

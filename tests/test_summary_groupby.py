@@ -127,9 +127,10 @@ def test_compiled_sums_of_selected_frames_equal_numpys_with_nan_to_num(n, groups
     add_run_sums(values, order, starts, run_codes, zero_nan, out)
     slots, counts, bases = slot_plan(codes, frames, groups, True)  # the same sums in frame order, through slots
     by_slots = np.full(1 + groups, 0.5)
-    slot_sums(values, zero_nan, frames, slots, counts, bases, by_slots)
+    scratch = np.full(bases[-1] + 3, np.nan)  # used, not trusted: zeroed by each call
+    slot_sums(values, zero_nan, frames, slots, counts, bases, scratch, by_slots)
     everything = np.full(1, 0.5)
-    slot_sums(values, zero_nan, frames, *slot_plan(codes, frames, groups, False), everything)
+    slot_sums(values, zero_nan, frames, *slot_plan(codes, frames, groups, False), scratch, everything)
     with np.errstate(invalid="ignore", over="ignore"):
         assert np.array_equal(everything, [0.5 + picked.sum()] if frames.size else [0.5], equal_nan=True)
     assert np.array_equal(by_slots, np.concatenate((everything, out)), equal_nan=True)  # every frame's, each code's
