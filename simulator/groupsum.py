@@ -277,7 +277,7 @@ def slot_plan(codes, frames, size, by_code):
         bases[g + 1] = bases[g] + _group_slots(counts[g])
     pos = np.zeros(groups, np.int64)
     leaf = np.zeros((groups, 3), np.int64)  # the current leaf of each group: first position, end, end of its lanes
-    slots = np.empty((n, 2 if by_code else 1), np.int64)
+    slots = np.empty((n, 2 if by_code else 1), np.int32)  # half the bytes of int64 to write and read 20 times
     if by_code:
         for j in range(n):
             slots[j, 0] = _next_slot(0, counts, bases, pos, leaf)
