@@ -449,6 +449,14 @@ def _first_or_max(values: np.ndarray) -> float:
     return float(np.nanmax(values))
 
 
+def _sums_in_order(values: np.ndarray) -> np.ndarray:
+    """Each row's sum one value after the other, as Python 3.11's sum adds a list of floats (cumsum adds in that
+    order, not pairwise as numpy's sum); + 0.0 makes a sum of -0.0s 0.0, as Python's start 0 + x does."""
+    if values.shape[1] == 0:
+        return np.zeros(values.shape[0])
+    return np.cumsum(values, axis=1)[:, -1] + 0.0
+
+
 class OfferedLoad:
     """Offered load per station: arrival rate x mean service demand, per server (rho of a queue; stable below 1).
 
@@ -555,12 +563,12 @@ class OfferedLoad:
             ok = span > 0
             keys, span = keys[ok], span[ok]
 
-            def pooled(kind: str, e: int) -> float:  # the (edge server, mobile) demands sit in scope 1 + e
-                return sum((a[kind][1 + e][keys] / span).tolist())
+            def pooled(kind: str) -> np.ndarray:  # per edge server; its (edge server, mobile) demands: scope 1 + e
+                return _sums_in_order(a[kind][np.ix_([1 + e for e in edge_servers], keys)] / span)
 
-            server += [pooled("server", e) / c for e, c in edge_servers.items()]
-            wan += [pooled("wan", e) for e in edge_servers]
-            cloud.append(sum(pooled("cloud", e) for e in edge_servers) / cloud_servers if cloud_servers else nan)
+            server += (pooled("server") / np.array(list(edge_servers.values()), dtype=float)).tolist()
+            wan += pooled("wan").tolist()
+            cloud.append(sum(pooled("cloud").tolist()) / cloud_servers if cloud_servers else nan)
         rho = {"utilisation_server": max(server, default=nan)}
         if cloud_servers:
             rho["utilisation_wan"] = max(wan, default=nan)
@@ -578,7 +586,7 @@ class OfferedLoad:
             with np.errstate(invalid="ignore", divide="ignore"):
                 for kind, values in rho_of.items():
                     values.append(np.where(span > 0, a[kind][scope][keys] / span, np.nan))
-        pooled = {kind: np.array([sum(v.tolist()) for v in values]) for kind, values in rho_of.items()}
+        pooled = {kind: np.array([_sums_in_order(v[None, :])[0] for v in values]) for kind, values in rho_of.items()}
         flat = {kind: np.concatenate(values) if values else np.zeros(0) for kind, values in rho_of.items()}
         return {"utilisation_mobile": _first_or_max(flat["mobile"]),
                 "utilisation_uplink": _first_or_max(pooled["uplink"] if shared_medium else flat["uplink"]),
