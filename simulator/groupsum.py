@@ -101,16 +101,15 @@ def _counting_pass(items, keys, shift, buckets):
 
 
 @njit(cache=True)
-def _bucket_pass(frames, codes, size):
+def _bucket_pass(frames, codes, size, order):
     """The frames stably sorted by codes[frame] (0..size-1; one counting pass, the codes read through the frames, not
-    carried along) and each code's first place in that order (starts[c]:starts[c + 1])."""
+    carried along) into order, and each code's first place in it (starts[c]:starts[c + 1])."""
     starts = np.zeros(size + 1, np.int64)
     for j in range(frames.size):
         starts[codes[frames[j]] + 1] += 1
     for c in range(size):
         starts[c + 1] += starts[c]
     fill = starts[:-1].copy()
-    order = np.empty_like(frames)
     for j in range(frames.size):
         f = frames[j]
         c = codes[f]
@@ -148,7 +147,7 @@ def sorted_runs(codes, frames, size):
     while (size - 1) >> bits:
         bits += 1
     if bits <= RADIX_BITS:
-        order, starts = _bucket_pass(frames, codes, size)
+        order, starts = _bucket_pass(frames, codes, size, np.empty_like(frames))
         return _bucket_runs(order, starts)
     keys = np.empty(frames.size, np.int64)
     for j in range(frames.size):
@@ -156,18 +155,17 @@ def sorted_runs(codes, frames, size):
     low = (bits + 1) // 2  # two passes of about sqrt(size) buckets
     order, keys = _counting_pass(frames, keys, 0, 1 << low)
     order, keys = _counting_pass(order, keys, low, 1 << (bits - low))
-    return _key_runs(order, keys)
+    return _key_runs(order, keys, np.empty(keys.size + 1, np.int64), np.empty(keys.size, np.int64))
 
 
 @njit(cache=True)
-def _key_runs(order, keys):
-    """The runs of equal keys in sorted keys."""
+def _key_runs(order, keys, starts, run_codes):
+    """The runs of equal keys in sorted keys, into starts and run_codes (room for a run a key; views returned)."""
     n_runs = 0
     for j in range(keys.size):
         if j == 0 or keys[j] != keys[j - 1]:
             n_runs += 1
-    starts = np.empty(n_runs + 1, np.int64)
-    run_codes = np.empty(n_runs, np.int64)
+    starts, run_codes = starts[:n_runs + 1], run_codes[:n_runs]
     r = 0
     for j in range(keys.size):
         if j == 0 or keys[j] != keys[j - 1]:
@@ -179,17 +177,20 @@ def _key_runs(order, keys):
 
 
 @njit(cache=True)
-def pair_runs(minor, major, frames, n_minor, n_major):
+def pair_runs(minor, major, frames, n_minor, n_major, scratch):
     """sorted_runs of the frames by minor code (a camera), and by the pair code major x n_minor + minor (an (edge
     server, camera) cell) from that order: a stable pass by major code of the minor order is the pair's stable sort
-    (least significant digit first), with arrays of n_minor and n_major, not of their product."""
-    by_minor, starts = _bucket_pass(frames, minor, n_minor)
-    by_pair, _ = _bucket_pass(by_minor, major, n_major)
-    keys = np.empty(by_pair.size, np.int64)
-    for j in range(by_pair.size):
+    (least significant digit first), with arrays of n_minor and n_major, not of their product. The frame-long arrays
+    are views of scratch (5 x frames + 1 int64 or more, kept by the caller: fresh ones a window cost page faults)."""
+    n = frames.size
+    by_minor, starts = _bucket_pass(frames, minor, n_minor, scratch[:n])
+    by_pair, _ = _bucket_pass(by_minor, major, n_major, scratch[n:2 * n])
+    keys = scratch[2 * n:3 * n]
+    for j in range(n):
         f = by_pair[j]
         keys[j] = major[f] * n_minor + minor[f]
-    return _bucket_runs(by_minor, starts), _key_runs(by_pair, keys)
+    by_cell = _key_runs(by_pair, keys, scratch[3 * n:4 * n + 1], scratch[4 * n + 1:5 * n + 1])
+    return _bucket_runs(by_minor, starts), by_cell
 
 
 @njit(cache=True)

@@ -233,12 +233,6 @@ class _Scopes:
         return (values[self.runs()[0]] if self.compiled else values[self.frames][self.order]), bounds
 
 
-def _scoped_count(mask: np.ndarray, edge: Optional[np.ndarray], n_edges: int) -> np.ndarray:
-    """How many frames are in mask, over every frame (scope 0) and per edge server (scopes 1..E)."""
-    total = np.array([float(np.count_nonzero(mask))])
-    return total if edge is None else np.concatenate((total, np.bincount(edge[mask], minlength=n_edges)))
-
-
 class _PerReplication:
     """Sums, counts, first and last times of one replication, per scope (0: every frame; 1 + e: edge server e)."""
 
@@ -289,7 +283,8 @@ class SummaryAccumulator:
         edge_all = _scope_codes(keys.edge)
         n_e = self.n_edges if edge_all is not None else 0
         s = self.sums
-        s["seen"] += _scoped_count(np.ones(keys.mobile.size, bool), edge_all, n_e)
+        seen = np.array([float(keys.mobile.size)])  # every frame of the window, warm-up included; per edge server
+        s["seen"] += seen if edge_all is None else np.concatenate((seen, np.bincount(edge_all, minlength=n_e)))
         status = keys.status
         kept_mask = ~np.asarray(frames["warmup"]) if "warmup" in frames else np.ones(status.size, bool)
         kept = _Scopes(np.flatnonzero(kept_mask), edge_all, n_e)  # frames past warm-up
@@ -476,6 +471,7 @@ class OfferedLoad:
         self.n_mobiles, self.n_edges = n_mobiles, n_edges
         self.reps: dict[int, dict[str, np.ndarray]] = {}
         self._buffer: Optional[np.ndarray] = None  # _rows'
+        self._scratch: Optional[np.ndarray] = None  # pair_runs' sorts, kept from window to window
 
     def _rows(self, capture_s: np.ndarray, demands: dict[str, tuple[np.ndarray, bool]]) -> np.ndarray:
         """Each frame's capture and demands side by side (frame-major, one read a frame for the compiled passes), in
@@ -517,7 +513,9 @@ class OfferedLoad:
         if edge is not None and all(compiled):
             from simulator.groupsum import pair_runs
 
-            runs = list(pair_runs(mobile, edge, frames, m, n_e))  # by camera, then by cell from that order
+            if self._scratch is None or self._scratch.size < 5 * frames.size + 1:
+                self._scratch = np.empty(5 * frames.size + 1, np.int64)
+            runs = list(pair_runs(mobile, edge, frames, m, n_e, self._scratch))  # by camera, then by cell
         rows = None
         for (size, offset), fast, sorted_by in zip(groups, compiled, runs):
             state = a["state"][offset:offset + size]

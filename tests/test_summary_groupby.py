@@ -151,3 +151,25 @@ def test_compiled_sums_of_selected_frames_equal_numpys_with_nan_to_num(n, groups
         assert state[g, 3] == (3.0 if g == 0 else 7.0 if mine.size else np.inf)
         assert np.array_equal(state[g, 1], np.minimum.reduce(mine, initial=np.inf), equal_nan=True)
         assert np.array_equal(state[g, 2], np.maximum.reduce(mine, initial=-np.inf), equal_nan=True)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 3000), st.sampled_from([1, 7, 300, 10_000]), st.sampled_from([1, 3, 101]), st.booleans(),
+       st.integers(0, 2**32 - 1))
+def test_pair_runs_are_the_sorted_runs_by_camera_and_by_cell(n, cameras, edges, camera_major, seed):
+    # the offered load's two groupings from one pass by camera and one by edge server over it, as two sorts give them
+    from simulator.groupsum import pair_runs, sorted_runs
+
+    rng = np.random.default_rng(seed)
+    camera, edge = rng.integers(0, cameras, n), rng.integers(0, edges, n)
+    if camera_major:  # a window's frames camera by camera, as the engine lays them out
+        camera = np.sort(camera)
+    frames = np.flatnonzero(rng.random(n) < 0.8)
+    scratch = np.full(5 * frames.size + 9, -7)  # used, not trusted
+    by_camera, by_cell = pair_runs(camera, edge, frames, cameras, edges, scratch)
+    for got, expected in ((by_camera, sorted_runs(camera, frames, cameras)),
+                          (by_cell, sorted_runs(edge * cameras + camera, frames, edges * cameras))):
+        assert all(np.array_equal(a, b) for a, b in zip(got, expected))
+    cell = (edge * cameras + camera)[frames]
+    assert np.array_equal(by_cell[0], frames[np.argsort(cell, kind="stable")])
+    assert np.array_equal(by_cell[2], np.unique(cell))
