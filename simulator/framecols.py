@@ -9,9 +9,9 @@ MobiSys 2012): tx_w x transfer time + tx_w_per_mbps x megabits sent, likewise fo
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from simulator.groupsum import nan_to_num
+from simulator.jit import njit
 
 NUMBERS = ("mobile_queue_s", "head_s", "uplink_queue_s", "transfer_s", "propagation_s", "propagation_up_s",
            "server_queue_s", "tail_s", "return_s", "delay_s", "wire_bytes_up", "energy_mobile_compute_j",

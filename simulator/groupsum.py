@@ -6,7 +6,8 @@ of the codes into runs, then one pass per column read through that order (no gat
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from simulator.jit import njit
 
 BLOCK = 128  # numpy's PW_BLOCKSIZE
 LARGEST = np.finfo(np.float64).max

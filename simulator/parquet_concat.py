@@ -124,7 +124,7 @@ def _value(kind: int, v) -> bytes:
         return _varint(len(items)) + bytes([kinds]) + b"".join(_value(kinds >> 4, a) + _value(kinds & 0x0F, b)
                                                               for a, b in items)
     if kind == STRUCT:
-        return _struct(v)
+        return v if isinstance(v, Encoded) else _struct(v)
     raise ValueError(f"unknown Thrift compact type {kind}")
 
 
@@ -187,39 +187,74 @@ def _joinable(metas: list[list]) -> bool:
     return True
 
 
-def concat_parquet(paths: list[Path], out: Path) -> bool:
-    """Write `out` (atomically): the row groups of every file in `paths`, in order, copied as they are encoded, under
-    the first file's schema and metadata. False, and nothing written, where the files differ in schema or metadata
-    or have page indexes (then only decoding and encoding again joins them)."""
-    metas = [read_footer(p) for p in paths]
-    if not _joinable([m for m, _ in metas]):
-        return False
-    merged = [list(f) for f in metas[0][0]]
-    groups: list = []
-    rows = 0
-    with atomic_target(out) as tmp, open(tmp, "wb", buffering=0) as dst:
+class Encoded(bytes):
+    """A Thrift value already in compact-protocol bytes (a row group encoded when it was joined), written as it is."""
+
+
+class ParquetJoin:
+    """Row groups of Parquet files of one schema appended, file by file, to `dst` (a new file open for binary writing),
+    then one footer that lists them all (concat_parquet's bytes). A file joins as soon as it is complete, so a sweep
+    joins its points while later ones still run; each row group's metadata is encoded as it joins."""
+
+    def __init__(self, dst) -> None:
+        self.dst = dst
+        self.first: Optional[list] = None  # the first file's FileMetaData: its schema and metadata are the file's
+        self.groups: list[Encoded] = []
+        self.rows = 0
         dst.write(MAGIC)
-        for path, (meta, footer_at) in zip(paths, metas):
-            by = dst.tell() - len(MAGIC)  # this file's row groups start after what is already written
-            with open(path, "rb") as src:
-                src.seek(len(MAGIC))
-                left = footer_at - len(MAGIC)
-                while left > 0:
-                    sent = os.copy_file_range(src.fileno(), dst.fileno(), left) if hasattr(os, "copy_file_range") \
-                        else dst.write(src.read(min(left, 1 << 24)))
-                    if not sent:
-                        raise OSError(f"{path}: shorter than its footer says")
-                    left -= sent
-            rows += _field(meta, FILE_NUM_ROWS)[2]
-            for rg in (_field(meta, FILE_ROW_GROUPS) or [0, 0, (STRUCT, [])])[2][1]:
-                groups.append(_moved_row_group(rg, by, len(groups)))
-        _field(merged, FILE_NUM_ROWS)[2] = rows
+
+    def add(self, path: Path) -> bool:
+        """Copy `path`'s row groups after those already joined; False, and nothing copied, where it cannot join (a
+        schema or metadata other than the first file's, or a page index)."""
+        meta, footer_at = read_footer(path)
+        if not _joinable([self.first if self.first is not None else meta, meta]):
+            return False
+        if self.first is None:
+            self.first = meta
+        by = self.dst.tell() - len(MAGIC)  # this file's row groups start after what is already written
+        with open(path, "rb") as src:
+            src.seek(len(MAGIC))
+            left = footer_at - len(MAGIC)
+            while left > 0:
+                sent = os.copy_file_range(src.fileno(), self.dst.fileno(), left) if hasattr(os, "copy_file_range") \
+                    else self.dst.write(src.read(min(left, 1 << 24)))
+                if not sent:
+                    raise OSError(f"{path}: shorter than its footer says")
+                left -= sent
+        self.rows += _field(meta, FILE_NUM_ROWS)[2]
+        for rg in (_field(meta, FILE_ROW_GROUPS) or [0, 0, (STRUCT, [])])[2][1]:
+            self.groups.append(Encoded(_struct(_moved_row_group(rg, by, len(self.groups)))))
+        return True
+
+    def close(self) -> None:
+        """Write the footer: the first file's FileMetaData with every joined row group and their total rows."""
+        merged = [list(f) for f in self.first]
+        _field(merged, FILE_NUM_ROWS)[2] = self.rows
         row_groups = _field(merged, FILE_ROW_GROUPS)
         if row_groups is None:
             row_groups = [FILE_ROW_GROUPS, LIST, (STRUCT, [])]
             merged.append(row_groups)
             merged.sort(key=lambda f: f[0])
-        row_groups[2] = (STRUCT, groups)
+        row_groups[2] = (STRUCT, self.groups)
         footer = _struct(merged)
-        dst.write(footer + struct.pack("<i", len(footer)) + MAGIC)
+        self.dst.write(footer + struct.pack("<i", len(footer)) + MAGIC)
+
+
+def concat_parquet(paths: list[Path], out: Path) -> bool:
+    """Write `out` (atomically): the row groups of every file in `paths`, in order, copied as they are encoded, under
+    the first file's schema and metadata. False, and nothing written, where the files differ in schema or metadata
+    or have page indexes (then only decoding and encoding again joins them)."""
+    try:
+        with atomic_target(out) as tmp, open(tmp, "wb", buffering=0) as dst:
+            join = ParquetJoin(dst)
+            for path in paths:
+                if not join.add(path):
+                    raise _NotJoinable  # atomic_target removes what was written
+            join.close()
+    except _NotJoinable:
+        return False
     return True
+
+
+class _NotJoinable(Exception):
+    """concat_parquet's files cannot be joined by copying."""

@@ -30,8 +30,9 @@ from typing import Callable, Iterator, Optional
 
 import pandas as pd
 
+from profilers.runtime import collector_paused, heap_kept
 from profilers.errors import EdgesimError
-from profilers.io import atomic_write_bytes, atomic_write_text, read_text
+from profilers.io import atomic_target, atomic_write_bytes, atomic_write_text, read_text
 from simulator.frames import FramesFile, PointFrames, staged_arrow, staged_frames
 from simulator.metrics import order_summary, summary_csv
 from simulator.runner import PointResult
@@ -223,43 +224,120 @@ def check_target(out: Path, overwrite: bool, resume: bool = False) -> None:
 
 
 def combine_frames(stage: Path, n_points: int) -> None:
-    """frames.parquet from the staged per-point files, in point order. A point staged as Parquet (a row group or more
-    of frames, encoded where it ran) keeps its row groups; runs of smaller points (staged as Arrow IPC) are pooled
-    into row groups here. The pieces are joined by copying their encoded row groups under one footer
-    (parquet_concat), or, where their schemas differ, read and written again in the first's schema."""
-    from simulator.parquet_concat import concat_parquet
+    """frames.parquet from every staged point's frames (FramesJoin, its points all staged already)."""
+    with FramesJoin(stage, n_points) as join:
+        join.staged(set(range(n_points)))
+        join.finish()
 
-    points = stage / "points"
-    pieces: list[Path] = []
-    with ExitStack() as stack:
-        pool: Optional[FramesFile] = None
-        for k in range(n_points):
-            part = frames_part(points, k)
-            if not part.exists() and not staged_arrow(part).exists():
-                raise EdgesimError(f"{points}: the frames of sweep point {k} are missing; frames.parquet not written")
-            if part.exists():
-                stack.close()  # the pool before this point is complete
-                pool = None
-                pieces.append(part)
-                continue
-            if pool is None:
-                pieces.append(points / f"pool.{k:05d}.parquet")
-                pool = stack.enter_context(FramesFile(pieces[-1]))
-            for table in staged_frames(staged_arrow(part)):
-                pool.write(table)
-    out = stage / "frames.parquet"
-    out.unlink(missing_ok=True)
-    if len(pieces) == 1:  # the file as it is (a second name for it: the staged point stays whole until the end)
-        os.link(pieces[0], out)
-    elif not concat_parquet(pieces, out):
+
+class FramesJoin:
+    """frames.parquet from the staged per-point files, in point order, joined while the sweep runs: each point as soon
+    as it and every point before it are staged, so the parent's work after the last point is the footer alone.
+
+    A point staged as Parquet (a row group or more of frames, encoded where it ran) keeps its row groups; runs of
+    smaller points (staged as Arrow IPC) are pooled into row groups here. The pieces are joined by copying their
+    encoded row groups under one footer (parquet_concat), or, where their schemas differ, read and written again in
+    the first's schema at the end. A single piece becomes frames.parquet as it is (a second name for it: the staged
+    point stays whole until the end). Used as a `with` block: an error or interrupt leaves no partial file."""
+
+    def __init__(self, stage: Path, n_points: int) -> None:
+        self.stage, self.n_points = Path(stage), n_points
+        self.points = self.stage / "points"
+        self.out = self.stage / "frames.parquet"
+        self.next = 0  # the first point not yet joined
+        self.pieces: list[Path] = []  # complete pieces in point order: points' own files and pools of small ones
+        self._pool: Optional[FramesFile] = None
+        self._pool_path: Optional[Path] = None
+        self._pool_stack, self._out_stack = ExitStack(), ExitStack()
+        self._join = None  # parquet_concat.ParquetJoin once a second piece exists
+        self._dst = None
+        self._copied = 0  # pieces the join holds
+        self._rewrite = False  # a piece that cannot be copied: every piece is read and written again at the end
+
+    def __enter__(self) -> "FramesJoin":
+        return self
+
+    def staged(self, done: set[int]) -> None:
+        """Join every point from the next one on, in order, while `done` holds it."""
+        while self.next < self.n_points and self.next in done:
+            self._point(self.next)
+            self.next += 1
+
+    def _point(self, k: int) -> None:
+        part = frames_part(self.points, k)
+        if part.exists():
+            self._end_pool()
+            self._piece(part)
+            return
+        if not staged_arrow(part).exists():
+            raise EdgesimError(f"{self.points}: the frames of sweep point {k} are missing; frames.parquet not written")
+        if self._pool is None:
+            self._pool_path = self.points / f"pool.{k:05d}.parquet"
+            self._pool = self._pool_stack.enter_context(FramesFile(self._pool_path))
+        for table in staged_frames(staged_arrow(part)):
+            self._pool.write(table)
+
+    def _end_pool(self) -> None:
+        """The pool of small points before this one is complete: it becomes a piece."""
+        if self._pool is not None:
+            self._pool = None
+            self._pool_stack.close()
+            self._piece(self._pool_path)
+
+    def _piece(self, path: Path) -> None:
+        from simulator.parquet_concat import ParquetJoin
+
+        self.pieces.append(path)
+        if self._rewrite or len(self.pieces) < 2:
+            return
+        if self._join is None:
+            tmp = self._out_stack.enter_context(atomic_target(self.out))
+            self._dst = self._out_stack.enter_context(open(tmp, "wb", buffering=0))
+            self._join = ParquetJoin(self._dst)
+        for piece in self.pieces[self._copied:]:
+            if not self._join.add(piece):
+                self._rewrite = True
+                self._abandon()
+                return
+            self._copied += 1
+        os.fdatasync(self._dst.fileno())  # on disk now, while later points run: the final fsync is the footer's
+
+    def _abandon(self) -> None:
+        """Drop the joined file (atomic_target removes it on an exception)."""
+        stop = _Abandoned()
+        self._out_stack.__exit__(type(stop), stop, None)
+        self._join = self._dst = None
+
+    def finish(self) -> None:
+        """Write frames.parquet; every point must have been joined (staged)."""
+        if self.next < self.n_points:
+            raise EdgesimError(f"{self.points}: the frames of sweep point {self.next} are missing; frames.parquet "
+                               "not written")
+        self._end_pool()
+        if self._join is not None:
+            self._join.close()
+            self._out_stack.close()
+            return
+        self.out.unlink(missing_ok=True)
+        if len(self.pieces) == 1:
+            os.link(self.pieces[0], self.out)
+            return
         import pyarrow.parquet as pq
 
-        with FramesFile(out) as joined:
-            for piece in pieces:
+        with FramesFile(self.out) as joined:
+            for piece in self.pieces:
                 source = pq.ParquetFile(piece)
                 for i in range(source.num_row_groups):
                     joined.write(source.read_row_group(i))
                 joined.end_part()
+
+    def __exit__(self, kind, exc, tb) -> None:
+        self._pool_stack.__exit__(kind, exc, tb)
+        self._out_stack.__exit__(kind, exc, tb)
+
+
+class _Abandoned(Exception):
+    """FramesJoin drops the file it was joining."""
 
 
 def run_to_folder(scenario: Scenario, out: Path, jobs: int = 1, resume: bool = False,
@@ -275,7 +353,7 @@ def run_to_folder(scenario: Scenario, out: Path, jobs: int = 1, resume: bool = F
     finished keeps them in the staging folder and says so; with none finished, a fresh run leaves nothing behind.
     """
     out = Path(out)
-    with writer_lock(out):
+    with writer_lock(out), collector_paused(), heap_kept():
         return _run_locked(scenario, out, jobs, resume, progress, command, scenario_source, executor, scheduler,
                            write_extras, overwrite)
 
@@ -332,16 +410,22 @@ def _finish(scenario: Scenario, out: Path, stage: Path, resolved: str, started: 
 
     read_back: dict[int, pd.DataFrame] = {}  # each point's summary as its CSV reads (the worker parsed it)
 
-    def keep(res: PointResult) -> None:
-        describe()
-        _write_point(stage, res, scenario.outputs.frames)
-        read_back[res.point] = res.summary_read
+    staged = set(done)
+    with FramesJoin(stage, len(points) if scenario.outputs.frames else 0) as frames:
 
-    run_sweep(scenario, jobs=jobs, progress=progress, skip=done, on_point=keep, executor=executor,
-              scheduler=scheduler, frames_dir=stage / "points" if scenario.outputs.frames else None,
-              keep_frames=scenario.outputs.frames, summary_csv=True)
-    if scenario.outputs.frames:
-        combine_frames(stage, len(points))
+        def keep(res: PointResult) -> None:
+            describe()
+            _write_point(stage, res, scenario.outputs.frames)
+            read_back[res.point] = res.summary_read
+            staged.add(res.point)
+            frames.staged(staged)  # joined while later points run
+
+        frames.staged(staged)
+        run_sweep(scenario, jobs=jobs, progress=progress, skip=done, on_point=keep, executor=executor,
+                  scheduler=scheduler, frames_dir=stage / "points" if scenario.outputs.frames else None,
+                  keep_frames=scenario.outputs.frames, summary_csv=True)
+        if scenario.outputs.frames:
+            frames.finish()
     describe()  # every point was staged before (resume)
     summaries = [read_back[k] if k in read_back else pd.read_csv(stage / "points" / f"{k:05d}.summary.csv")
                  for k in range(len(points))]

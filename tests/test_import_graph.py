@@ -70,6 +70,7 @@ def test_run_without_profiling_never_imports_torch(tmp_path):
                                                   outputs={"plots": False}))
     loaded = _heavy_after(["run", str(path), "--out", str(tmp_path / "out"), "--jobs", "1"])
     assert "torch" not in loaded and "transformers" not in loaded
+    assert "plotly" not in loaded  # no figure drawn: the report's modules import plotly only to draw
     assert (tmp_path / "out" / "summary.csv").exists()
 
 

@@ -9,12 +9,14 @@ import os
 import sys
 import warnings
 from collections.abc import MutableMapping
+from contextlib import nullcontext
 from importlib import util
 
 import typer
 import typer.core
 import typer.main
 
+from profilers.runtime import collector_paused
 from profilers.errors import EdgesimError, EdgesimWarning
 
 try:  # typer 0.2x bundles its own copy of click and raises that copy's exceptions, not the click package's
@@ -31,6 +33,10 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "testbed": ("edgesim.cli.testbed", "testbed", False), "dmd": ("edgesim.cli.dmd", "dmd_app", True),
     "distill": ("edgesim.cli.distill", "distill_app", True), "trace": ("edgesim.cli.trace", "trace_app", True),
 }
+
+#: Commands whose work is the simulator's: they run with the cycle collector paused (profilers.runtime says why);
+#: commands that train or measure models keep it on.
+WITHOUT_COLLECTOR = frozenset({"run", "validate", "plot", "compare", "list", "schema"})
 
 
 @functools.cache
@@ -153,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args or os.environ.get("EDGESIM_DEBUG") == "1"
     args = [a for a in args if a != "--debug"]
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), collector_paused() if args and args[0] in WITHOUT_COLLECTOR else nullcontext():
             warnings.simplefilter("default", EdgesimWarning)  # each distinct warning once
             warnings.showwarning = _show_warning
             rv = app(args=args, prog_name="edgesim", standalone_mode=False)

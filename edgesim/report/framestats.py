@@ -25,6 +25,8 @@ KEYS = ["point", "policy", "replication"]
 SUMMED = ("delay_s", "energy_mobile_compute_j", "energy_mobile_radio_j")
 #: columns the sample keeps
 SAMPLED = ("point", "policy", "replication", "capture_s", "delay_s", "status", "mobile")
+#: Capture-time windows the delay-over-time figure averages gains over (ours: long enough to hold a few frames).
+GAIN_WINDOW_S = 10.0
 
 
 @dataclass

@@ -20,8 +20,7 @@ from typing import Literal, Mapping, Optional
 
 import pandas as pd
 
-from edgesim.report.plots import GAIN_WINDOW_S, crossovers
-from edgesim.report.sweepfigs import crossing_table
+from edgesim.report.framestats import GAIN_WINDOW_S
 from edgesim.report.stability import unstable_warnings
 from profilers.errors import EdgesimError
 from profilers.io import atomic_write_bytes, atomic_write_text
@@ -328,6 +327,9 @@ def _fidelity_box(manifest: Mapping) -> list[str]:
 
 def report_html(figures: Mapping[str, object], summary: pd.DataFrame, manifest: Mapping, title: str) -> str:
     """The report page: title, gain definition, each figure with a note, the summary table and the manifest."""
+    from edgesim.report.plots import crossovers  # plotly: imported where a report is written, not to format numbers
+    from edgesim.report.sweepfigs import crossing_table
+
     esc = html.escape
     parts = [
         "<!doctype html>", "<html lang='en'><head><meta charset='utf-8'>",

@@ -8,8 +8,6 @@ from typing import Optional
 
 import pandas as pd
 
-from edgesim.report import html as report
-from edgesim.report import plots
 from edgesim.report.framestats import read_frame_stats
 from profilers.errors import EdgesimError
 from simulator.assemble import mobile_links
@@ -60,6 +58,9 @@ def write_plots_and_report(folder: Path, scenario: Scenario, summary: pd.DataFra
     returned warnings for the caller to print, not also as a Python warning. style "paper": single-column figures
     in a greyscale-safe palette. The frames are read row group by row group (framestats): never whole.
     """
+    from edgesim.report import html as report  # plotly: imported where figures are drawn, not by a run without plots
+    from edgesim.report import plots
+
     frames_path = folder / "frames.parquet"
     components = tuple(c for c, _ in plots.TIER_COMPONENTS)
     stats = read_frame_stats(frames_path, components) if frames_path.exists() else None

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from edgesim.report.framestats import FrameStats
+from edgesim.report.framestats import GAIN_WINDOW_S, FrameStats
 from edgesim.report.sweepfigs import (DASHES, case_label, field_axis, gain_replications, overall, panel_hline,
                                       paper_style, swept_columns, sweep_figures)
 from profilers.schema import ModelProfile
@@ -24,8 +24,6 @@ from simulator.frames import DELAY_COMPONENTS, TIER_DELAY_COMPONENTS
 COLORS = qualitative.Plotly + qualitative.D3 + qualitative.Dark24
 TEMPLATE = "plotly_white"
 RATE_TITLE = "uplink data rate (Mbit/s)"
-#: Capture-time windows the delay-over-time figure averages gains over (ours: long enough to hold a few frames).
-GAIN_WINDOW_S = 10.0
 #: Gain column -> (baseline policy name, words for titles), as in 002 section 4 (Org. MD and Org. ES).
 GAINS = {
     "gain_vs_offload": ("offload", "full offloading (Org. ES)"),

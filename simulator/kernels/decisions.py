@@ -9,8 +9,9 @@ engine calls them as first-class functions (one compiled loop for every policy),
 from __future__ import annotations
 
 import numpy as np
-from numba import from_dtype, njit, types
+from numba import from_dtype, types
 
+from simulator.jit import njit
 from simulator.kernels.links import planning_bps
 from simulator.kernels.records import LOAD_VIEW, ROUTE
 

@@ -10,7 +10,8 @@ the last step holds on; integral: the value integrated over one period; and link
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from simulator.jit import njit
 
 MIN_PLANNING_BPS = 1.0
 """The least bandwidth a prediction divides by (1 bit/s): during an outage every transfer looks ~forever away."""

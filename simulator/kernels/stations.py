@@ -4,7 +4,7 @@ its backlog, the running sum of queued work) and Triton's dynamic batcher's disp
 
 from __future__ import annotations
 
-from numba import njit
+from simulator.jit import njit
 
 
 @njit(cache=True)

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from simulator.jit import njit
 from simulator.kernels.decisions import expected_delay_s, least_loaded_after, load_per_server
 from simulator.kernels.links import planning_bps, value_at
 from simulator.kernels.stations import backlog_s, residual_s

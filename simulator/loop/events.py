@@ -3,8 +3,7 @@ and hand-over, on the loop's records (layout.Loop)."""
 
 from __future__ import annotations
 
-from numba import njit
-
+from simulator.jit import njit
 from simulator.kernels.links import finish_time, transfer_end
 from simulator.kernels.stations import busy_until_after, queued_after_start
 from simulator.link import PackedSteps

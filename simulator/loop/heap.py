@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from simulator.jit import njit
 from simulator.loop.layout import (CAPTURE, CLOUD_ARRIVE, DOWN_ARRIVE, DOWN_FIN, EDGE_FIN, FINISH, MOBILE_FIN,
                                    SERVER_ARRIVE, UP_FIN)
 

@@ -5,8 +5,8 @@ tie rule's."""
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from simulator.jit import njit
 from simulator.kernels.links import fixed_rate, transfer_end, value_at
 from simulator.kernels.stations import backlog_s, lindley_step
 from simulator.link import PackedSteps

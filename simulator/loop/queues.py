@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from numba import njit
-
+from simulator.jit import njit
 from simulator.kernels.links import fifo_delay, value_at
 from simulator.kernels.stations import batch_size, batch_wait_s, busy_until_after, queued_after_start, residual_s
 from simulator.loop.heap import float_at, push

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-from numba import njit
 
 from profilers.errors import EdgesimError
 from simulator.engine import WindowDone, falls_behind
+from simulator.jit import njit
 from simulator.loop.layout import N_KINDS, NEXT_WINDOW, T_TIMES, Demands
 from simulator.loop.setup import delay_draws
 from simulator.plan import FramePlan, Topology

@@ -244,7 +244,7 @@ _C_FUNCTIONS: dict = {}
 
 
 def _c_functions(decide, observe) -> tuple:
-    from numba import cfunc  # numba: imported by the first compiled run, not by list or validate
+    from simulator.jit import cfunc  # numba: imported by the first compiled run, not by list or validate
 
     from simulator.kernels.decisions import DECIDE, OBSERVE
 

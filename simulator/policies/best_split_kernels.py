@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from numba import njit
 
+from simulator.jit import njit
 from simulator.kernels.decisions import ewma_bps, least_delay, uplink_wait_s
 from simulator.kernels.links import planning_bps
 from simulator.link import RateTrace
