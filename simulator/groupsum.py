@@ -1,7 +1,8 @@
 """Compiled group-bys for the summaries (metrics._Scopes on large windows): per integer code, the sum of its values in
 the order they come, added as numpy's sum adds them (pairwise_sum in numpy's umath loops: one after the other below 8
-values, 8 running sums up to 128, halves beyond), so the result is bit for bit numpy's, and pandas'. A stable radix sort
-of the codes into runs, then one pass per column read through that order (no gathered or stacked copies)."""
+values, 8 running sums up to 128, halves beyond), so the result is bit for bit numpy's, and pandas'. Sums: each frame's
+slot in that tree planned once a window (slot_plan), then one pass in frame order per column (slot_sums), no sort.
+The offered load's cells: a stable counting sort into runs of one code (sorted_runs, pair_runs), folded run by run."""
 
 from __future__ import annotations
 
