@@ -20,7 +20,7 @@ MAGIC = b"PAR1"
 # compact protocol types (Thrift's TCompactProtocol)
 STOP, TRUE, FALSE, BYTE, I16, I32, I64, DOUBLE, BINARY, LIST, SET, MAP, STRUCT = range(13)
 # parquet.thrift field ids
-FILE_NUM_ROWS, FILE_ROW_GROUPS = 3, 4
+FILE_NUM_ROWS, FILE_ROW_GROUPS, FILE_KEY_VALUES = 3, 4, 5
 RG_COLUMNS, RG_FILE_OFFSET, RG_ORDINAL = 1, 5, 7
 CC_FILE_OFFSET, CC_META, CC_OFFSET_INDEX, CC_COLUMN_INDEX = 2, 3, 4, 6
 CM_DATA_PAGE, CM_INDEX_PAGE, CM_DICTIONARY_PAGE, CM_BLOOM = 9, 10, 11, 14
@@ -156,6 +156,27 @@ def read_footer(path: Path) -> tuple[list, int]:
         end = f.tell() - 8
         f.seek(end - length)
         return _Reader(f.read(length)).struct(), end - length
+
+
+def set_key_value(path: Path, key: bytes, value: bytes) -> None:
+    """Rewrite a Parquet file's footer in place with its key-value metadata `key` set to `value` (added where it has
+    none); the pages stay as they are."""
+    meta, start = read_footer(path)
+    pairs = _field(meta, FILE_KEY_VALUES)
+    if pairs is None:
+        pairs = [FILE_KEY_VALUES, LIST, (STRUCT, [])]
+        meta.append(pairs)
+        meta.sort(key=lambda f: f[0])
+    entry = next((kv for kv in pairs[2][1] if _field(kv, 1)[2] == key), None)
+    if entry is None:
+        pairs[2][1].append([[1, BINARY, key], [2, BINARY, value]])
+    else:
+        entry[:] = [[1, BINARY, key], [2, BINARY, value]]
+    footer = _struct(meta)
+    with open(path, "r+b") as f:
+        f.seek(start)
+        f.write(footer + struct.pack("<i", len(footer)) + MAGIC)
+        f.truncate()
 
 
 def _shift(fields: list, ids: tuple[int, ...], by: int) -> None:

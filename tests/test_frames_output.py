@@ -48,6 +48,32 @@ def test_joined_point_files_are_the_file_one_writer_makes(tmp_path, monkeypatch)
     pd.testing.assert_frame_equal(back, pa.concat_tables(tables).to_pandas())
 
 
+def test_frames_file_writes_v2_pages_in_its_encodings_and_reads_back_equal(tmp_path):
+    """frames.parquet's data pages are v2, capture and done times split by bytes, frame and sample numbers as deltas,
+    text as dictionaries; pyarrow and pandas read back the table written."""
+    from simulator.parquet_concat import _Reader
+
+    rng = np.random.default_rng(6)
+    t = _table(rng, 3000, 0)
+    n = t.num_rows
+    t = t.append_column("frame", pa.array(np.arange(n))).append_column("sample", pa.array(rng.integers(0, 9, n)))
+    t = t.append_column("capture_s", pa.array(np.sort(rng.random(n)))).append_column("done_s", pa.array(rng.random(n)))
+    _write(tmp_path / "f.parquet", [t], parts=False)
+    pf = pq.ParquetFile(tmp_path / "f.parquet")
+    assert pf.read().equals(t) and pf.read().schema.equals(t.schema, check_metadata=True)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "f.parquet"), t.to_pandas())
+    raw = (tmp_path / "f.parquet").read_bytes()
+    encodings = {"frame": "DELTA_BINARY_PACKED", "sample": "DELTA_BINARY_PACKED", "capture_s": "BYTE_STREAM_SPLIT",
+                 "done_s": "BYTE_STREAM_SPLIT", "policy": "RLE_DICTIONARY", "delay_s": "PLAIN"}
+    for g in range(pf.metadata.num_row_groups):
+        for c in range(pf.metadata.num_columns):
+            chunk = pf.metadata.row_group(g).column(c)
+            header = _Reader(raw[chunk.data_page_offset:chunk.data_page_offset + 256]).struct()
+            assert header[0][:2] == [1, 5] and header[0][2] == 3  # PageHeader.type: DATA_PAGE_V2
+            if chunk.path_in_schema in encodings:
+                assert encodings[chunk.path_in_schema] in chunk.encodings
+
+
 def test_footer_decodes_and_encodes_to_the_same_bytes(tmp_path):
     from simulator.parquet_concat import _struct
 
@@ -68,27 +94,55 @@ def test_files_of_different_schemas_are_not_joined_as_bytes(tmp_path):
 
 def test_frame_columns_convert_as_pandas_would(tmp_path):
     """frame_arrow (columns straight to Arrow) equals pa.Table.from_pandas of the same table as a DataFrame: the
-    schema with its pandas metadata, nulls where NaN, text as large_string."""
+    schema with its pandas metadata, nulls where NaN, text as large_string (text_column's dictionaries as their
+    strings once stored). FramesFile writes their indices, and the file reads back that same table, in its schema."""
     rng = np.random.default_rng(3)
     n = 400
     cols = {"point": np.zeros(n, np.int64), "policy": pa.repeat(pa.scalar("offload", pa.large_string()), n),
             "mobile": frames.text_column(["cam0", "cam1"], rng.integers(0, 2, n)),
             "edge": frames.text_column(["e0", "e1"], rng.integers(0, 2, n), rng.random(n) < 0.3),
+            "decision": frames.text_column(["local", "split", "local"], rng.integers(0, 3, n)),
             "delay_s": np.where(rng.random(n) < 0.2, np.nan, rng.random(n)), "bytes_up": rng.integers(0, 9, n),
             "capture_s": rng.random(n), "tail_s": np.where(rng.random((3, n)) < 0.1, np.inf, 1.0)[1],
             "warmup": rng.random(n) < 0.1, "label": rng.integers(0, 3, n),
             "prediction": pd.array(np.where(rng.random(n) < 0.5, None, rng.integers(0, 3, n)), dtype="Int64"),
             "correct": pd.array(np.where(rng.random(n) < 0.5, None, rng.random(n) < 0.5), dtype="boolean")}
+    assert cols["decision"].dictionary.to_pylist() == ["local", "split"]  # a repeated name: one dictionary entry
     expected = pa.Table.from_pandas(frames.frame_df(cols), preserve_index=False)
     got = frames.frame_arrow(cols, frames.frame_schema(cols))
-    assert got.schema.equals(expected.schema, check_metadata=True)
-    assert got.equals(expected)
-    pq.write_table(got, tmp_path / "got.parquet")
+    assert [got.schema.field(c).type == pa.dictionary(pa.int32(), pa.large_string()) for c in ("mobile", "edge")] \
+        == [True, True]
+    stored = frames.stored_schema(got.schema)
+    assert stored.equals(expected.schema, check_metadata=True)
+    assert got.cast(stored).equals(expected)
+    pq.write_table(got.cast(stored), tmp_path / "got.parquet")
     pq.write_table(expected, tmp_path / "expected.parquet")
     assert (tmp_path / "got.parquet").read_bytes() == (tmp_path / "expected.parquet").read_bytes()
+    with frames.FramesFile(tmp_path / "frames.parquet") as out:
+        out.write(got)
+    back = pq.read_table(tmp_path / "frames.parquet")
+    assert back.schema.equals(expected.schema, check_metadata=True) and back.equals(expected)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "frames.parquet"), frames.frame_df(cols))
     typed = {k: v for k, v in cols.items() if k not in ("label", "prediction", "correct")}
     assert frames.frame_schema(typed).equals(pa.Table.from_pandas(frames.frame_df(typed), preserve_index=False).schema,
                                              check_metadata=True)
+
+
+def test_dictionary_and_text_files_join_as_bytes(tmp_path):
+    """A point's file written from dictionary columns (its footer's Arrow schema set to text) and a pool's written
+    from text join byte for byte, and read back as the text tables."""
+    rng = np.random.default_rng(7)
+    t = _table(rng, 700, 0)
+    codes = (np.array(t.column("policy").to_pylist()) == "offload").astype(np.int8)
+    d = t.set_column(1, pa.field("policy", pa.dictionary(pa.int32(), pa.large_string())),
+                     frames.text_column(["local", "offload"], codes))
+    _write(tmp_path / "a.parquet", [d], parts=False)
+    _write(tmp_path / "b.parquet", [t], parts=False)
+    a, b = (read_footer(tmp_path / f"{k}.parquet")[0] for k in "ab")
+    assert [f for f in a if f[0] != 4] == [f for f in b if f[0] != 4]  # all but the row groups: schema, key-values
+    assert concat_parquet([tmp_path / "a.parquet", tmp_path / "b.parquet"], tmp_path / "j.parquet")
+    back = pq.read_table(tmp_path / "j.parquet")
+    assert back.schema.equals(t.schema, check_metadata=True) and back.equals(pa.concat_tables([t, t]))
 
 
 @pytest.mark.parametrize("n,groups,presorted", [(20_000, 3, False), (50_000, 101, False), (30_000, 9_000, True),
