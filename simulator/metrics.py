@@ -149,27 +149,42 @@ def group_sums(codes: np.ndarray, values: np.ndarray, size: int, order: Optional
 class _Scopes:
     """Some frames of a window (indices into its columns) by scope: all of them (scope 0) and each code's (scope 1 +
     code: an edge server, or an (edge server, camera) cell): counts, sums and extremes as numpy's group-bys give them,
-    computed by the compiled passes on large windows (groupsum: a stable radix sort into runs of one code, then a pass
-    per column read through it, no copies) and by numpy's on small ones (no numba import)."""
+    computed by the compiled passes on large windows (groupsum: each frame's slot among its scopes' running sums, then
+    one pass in frame order per column, no sort) and by numpy's on small ones (no numba import)."""
 
     def __init__(self, frames: np.ndarray, codes: Optional[np.ndarray], size: int) -> None:
-        self.frames, self.size = frames, size
+        self.frames, self.size, self._codes_all = frames, size, codes
         self.codes = None if codes is None else codes[frames]  # each frame's code, in frame order
         self.compiled = _compiled(frames.size, 0 if codes is None else size)
-        if codes is not None and self.compiled:
+        self._runs: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None
+        self._plan: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None
+        self._buf: Optional[np.ndarray] = None  # slot_sums' scratch, one for every column
+        if codes is not None and not self.compiled:  # positions in self.frames by code (radix sort to 32,767 codes)
+            self.order = np.argsort(self.codes.astype(np.int16) if size < 2 ** 15 else self.codes, kind="stable")
+
+    def runs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The frames (window indices) stably sorted by code and its runs of one code: run r is order[starts[r]:
+        starts[r + 1]], code run_codes[r] (compiled path; sorted once, where asked)."""
+        if self._runs is None:
             from simulator.groupsum import sorted_runs
 
-            # order: the frames (window indices) by code; run r: order[starts[r]:starts[r + 1]], code run_codes[r]
-            self.order, self.starts, self.run_codes = sorted_runs(codes, frames, size)
-        elif codes is not None:  # order: positions in self.frames by code (a radix sort for up to 32,767 codes)
-            self.order = np.argsort(self.codes.astype(np.int16) if size < 2 ** 15 else self.codes, kind="stable")
+            self._runs = sorted_runs(self._codes_all, self.frames, self.size)
+        return self._runs
+
+    def plan(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each frame's slots among the running sums of its scopes, the frames per scope and the scopes' first slots
+        (groupsum.slot_plan; compiled path, planned once, where asked)."""
+        if self._plan is None:
+            from simulator.groupsum import slot_plan
+
+            codes = np.zeros(0, np.int64) if self._codes_all is None else self._codes_all
+            self._plan = slot_plan(codes, self.frames, self.size, self._codes_all is not None)
+        return self._plan
 
     def per_code(self) -> np.ndarray:
         """How many frames each code has."""
-        if self.compiled:
-            counts = np.zeros(self.size, np.int64)
-            counts[self.run_codes] = np.diff(self.starts)
-            return counts
+        if self.compiled and self._plan is not None:
+            return self._plan[1][1:]
         return np.bincount(self.codes, minlength=self.size)
 
     def count(self, mask: Optional[np.ndarray] = None) -> np.ndarray:
@@ -187,12 +202,12 @@ class _Scopes:
         zero_nan, of np.nan_to_num's values)."""
         values = np.asarray(values, dtype=float)
         if self.compiled:
-            from simulator.groupsum import add_run_sums
+            from simulator.groupsum import slot_sums
 
-            out = np.zeros(1 + (self.size if self.codes is not None else 0))
-            add_run_sums(values, self.frames, np.array([0, self.frames.size]), np.zeros(1, np.int64), zero_nan, out)
-            if self.codes is not None:
-                add_run_sums(values, self.order, self.starts, self.run_codes, zero_nan, out[1:])
+            slots, counts, bases = self.plan()
+            self._buf = np.empty(bases[-1]) if self._buf is None else self._buf
+            out = np.zeros(counts.size)
+            slot_sums(values, zero_nan, self.frames, slots, counts, bases, self._buf, out)
             return out
         v = values[self.frames]
         v = np.nan_to_num(v) if zero_nan else v
@@ -215,13 +230,7 @@ class _Scopes:
         """The frames' values by scope (each code's in frame order), and the bounds of code g's: [bounds[g]:bounds[g +
         1]]."""
         bounds = np.concatenate(([0], np.cumsum(self.per_code())))
-        return (values[self.order] if self.compiled else values[self.frames][self.order]), bounds
-
-
-def _scoped_count(mask: np.ndarray, edge: Optional[np.ndarray], n_edges: int) -> np.ndarray:
-    """How many frames are in mask, over every frame (scope 0) and per edge server (scopes 1..E)."""
-    total = np.array([float(np.count_nonzero(mask))])
-    return total if edge is None else np.concatenate((total, np.bincount(edge[mask], minlength=n_edges)))
+        return (values[self.runs()[0]] if self.compiled else values[self.frames][self.order]), bounds
 
 
 class _PerReplication:
@@ -274,7 +283,8 @@ class SummaryAccumulator:
         edge_all = _scope_codes(keys.edge)
         n_e = self.n_edges if edge_all is not None else 0
         s = self.sums
-        s["seen"] += _scoped_count(np.ones(keys.mobile.size, bool), edge_all, n_e)
+        seen = np.array([float(keys.mobile.size)])  # every frame of the window, warm-up included; per edge server
+        s["seen"] += seen if edge_all is None else np.concatenate((seen, np.bincount(edge_all, minlength=n_e)))
         status = keys.status
         kept_mask = ~np.asarray(frames["warmup"]) if "warmup" in frames else np.ones(status.size, bool)
         kept = _Scopes(np.flatnonzero(kept_mask), edge_all, n_e)  # frames past warm-up
@@ -434,6 +444,14 @@ def _first_or_max(values: np.ndarray) -> float:
     return float(np.nanmax(values))
 
 
+def _sums_in_order(values: np.ndarray) -> np.ndarray:
+    """Each row's sum one value after the other, as Python 3.11's sum adds a list of floats (cumsum adds in that
+    order, not pairwise as numpy's sum); + 0.0 makes a sum of -0.0s 0.0, as Python's start 0 + x does."""
+    if values.shape[1] == 0:
+        return np.zeros(values.shape[0])
+    return np.cumsum(values, axis=1)[:, -1] + 0.0
+
+
 class OfferedLoad:
     """Offered load per station: arrival rate x mean service demand, per server (rho of a queue; stable below 1).
 
@@ -452,6 +470,20 @@ class OfferedLoad:
     def __init__(self, n_mobiles: int, n_edges: int = 0) -> None:
         self.n_mobiles, self.n_edges = n_mobiles, n_edges
         self.reps: dict[int, dict[str, np.ndarray]] = {}
+        self._buffer: Optional[np.ndarray] = None  # _rows'
+        self._scratch: Optional[np.ndarray] = None  # pair_runs' sorts, kept from window to window
+
+    def _rows(self, capture_s: np.ndarray, demands: dict[str, tuple[np.ndarray, bool]]) -> np.ndarray:
+        """Each frame's capture and demands side by side (frame-major, one read a frame for the compiled passes), in
+        a buffer kept from window to window (a fresh 12 MB a window costs its page faults again)."""
+        shape = (capture_s.size, 1 + len(demands))
+        if self._buffer is None or self._buffer.shape[0] < shape[0] or self._buffer.shape[1] != shape[1]:
+            self._buffer = np.empty(shape)
+        rows = self._buffer[:shape[0]]
+        rows[:, 0] = capture_s
+        for k, (values, _) in enumerate(demands.values()):
+            rows[:, 1 + k] = values
+        return rows
 
     def _cells(self, rep: int) -> dict[str, np.ndarray]:
         """Replication rep's cells: "state" ((1 + E) x M rows of FIELDS) and a (1 + E, M) view of each field."""
@@ -473,24 +505,29 @@ class OfferedLoad:
         a = self._cells(rep)
         window = a["windows"][0]
         a["windows"] += 1
-        rows = None  # each frame's capture and demands side by side, for the compiled passes
         # row 0: per mobile device over every frame; rows 1 + e: per (edge server, mobile device). Only the cells this
         # window's frames touch are updated (a city has a million (edge server, camera) cells, a window a few of them)
-        cells = [(mobile, m, 0)] + ([(edge * m + mobile, n_e * m, m)] if edge is not None else [])
-        for codes, size, offset in cells:
-            scopes = _Scopes(frames, codes, size)
-            state = a["state"][offset:offset + size]
-            if scopes.compiled:
-                from simulator.groupsum import fold_runs
+        groups = [(m, 0)] + ([(n_e * m, m)] if edge is not None else [])
+        compiled = [_compiled(frames.size, size) for size, _ in groups]
+        runs: list = [None] * len(groups)
+        if edge is not None and all(compiled):
+            from simulator.groupsum import pair_runs
 
-                if rows is None:
-                    rows = np.empty((capture_s.size, 1 + len(demands)))
-                    rows[:, 0] = capture_s
-                    for k, (values, _) in enumerate(demands.values()):
-                        rows[:, 1 + k] = values
-                fold_runs(scopes.order, scopes.starts, scopes.run_codes, rows,
+            if self._scratch is None or self._scratch.size < 5 * frames.size + 1:
+                self._scratch = np.empty(5 * frames.size + 1, np.int64)
+            runs = list(pair_runs(mobile, edge, frames, m, n_e, self._scratch))  # by camera, then by cell
+        rows = None
+        for (size, offset), fast, sorted_by in zip(groups, compiled, runs):
+            state = a["state"][offset:offset + size]
+            codes = None if sorted_by is not None else mobile if offset == 0 else edge * m + mobile
+            if fast:
+                from simulator.groupsum import fold_runs, sorted_runs
+
+                rows = self._rows(capture_s, demands) if rows is None else rows
+                fold_runs(*(sorted_runs(codes, frames, size) if sorted_by is None else sorted_by), rows,
                           np.array([zero_nan for _, zero_nan in demands.values()]), window, state)
                 continue
+            scopes = _Scopes(frames, codes, size)
             counts = scopes.per_code()
             touched = np.flatnonzero(counts)
             cell = state[touched]
@@ -524,12 +561,12 @@ class OfferedLoad:
             ok = span > 0
             keys, span = keys[ok], span[ok]
 
-            def pooled(kind: str, e: int) -> float:  # the (edge server, mobile) demands sit in scope 1 + e
-                return sum((a[kind][1 + e][keys] / span).tolist())
+            def pooled(kind: str) -> np.ndarray:  # per edge server; its (edge server, mobile) demands: scope 1 + e
+                return _sums_in_order(a[kind][np.ix_([1 + e for e in edge_servers], keys)] / span)
 
-            server += [pooled("server", e) / c for e, c in edge_servers.items()]
-            wan += [pooled("wan", e) for e in edge_servers]
-            cloud.append(sum(pooled("cloud", e) for e in edge_servers) / cloud_servers if cloud_servers else nan)
+            server += (pooled("server") / np.array(list(edge_servers.values()), dtype=float)).tolist()
+            wan += pooled("wan").tolist()
+            cloud.append(sum(pooled("cloud").tolist()) / cloud_servers if cloud_servers else nan)
         rho = {"utilisation_server": max(server, default=nan)}
         if cloud_servers:
             rho["utilisation_wan"] = max(wan, default=nan)
@@ -547,7 +584,7 @@ class OfferedLoad:
             with np.errstate(invalid="ignore", divide="ignore"):
                 for kind, values in rho_of.items():
                     values.append(np.where(span > 0, a[kind][scope][keys] / span, np.nan))
-        pooled = {kind: np.array([sum(v.tolist()) for v in values]) for kind, values in rho_of.items()}
+        pooled = {kind: np.array([_sums_in_order(v[None, :])[0] for v in values]) for kind, values in rho_of.items()}
         flat = {kind: np.concatenate(values) if values else np.zeros(0) for kind, values in rho_of.items()}
         return {"utilisation_mobile": _first_or_max(flat["mobile"]),
                 "utilisation_uplink": _first_or_max(pooled["uplink"] if shared_medium else flat["uplink"]),

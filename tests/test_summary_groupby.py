@@ -110,7 +110,7 @@ def test_compiled_group_bys_give_numpys_summary_bytes(tiered_run, tiered_run_com
 @given(st.integers(1, 3000), st.sampled_from([1, 7, 300, 70_000, 1_000_003]), st.booleans(), st.integers(0, 2**32 - 1))
 def test_compiled_sums_of_selected_frames_equal_numpys_with_nan_to_num(n, groups, zero_nan, seed):
     # the codes' runs (a radix sort in two passes beyond 65,536 codes), each run's sum, extremes and first window
-    from simulator.groupsum import add_run_sums, fold_runs, sorted_runs
+    from simulator.groupsum import add_run_sums, fold_runs, slot_plan, slot_sums, sorted_runs
 
     rng = np.random.default_rng(seed)
     codes = rng.integers(0, groups, n)
@@ -125,6 +125,16 @@ def test_compiled_sums_of_selected_frames_equal_numpys_with_nan_to_num(n, groups
     assert np.array_equal(run_codes, np.unique(codes[frames]))
     out = np.full(groups, 0.5)
     add_run_sums(values, order, starts, run_codes, zero_nan, out)
+    slots, counts, bases = slot_plan(codes, frames, groups, True)  # the same sums in frame order, through slots
+    by_slots = np.full(1 + groups, 0.5)
+    scratch = np.full(bases[-1] + 3, np.nan)  # used, not trusted: zeroed by each call
+    slot_sums(values, zero_nan, frames, slots, counts, bases, scratch, by_slots)
+    everything = np.full(1, 0.5)
+    slot_sums(values, zero_nan, frames, *slot_plan(codes, frames, groups, False), scratch, everything)
+    with np.errstate(invalid="ignore", over="ignore"):
+        assert np.array_equal(everything, [0.5 + picked.sum()] if frames.size else [0.5], equal_nan=True)
+    assert np.array_equal(by_slots, np.concatenate((everything, out)), equal_nan=True)  # every frame's, each code's
+    assert np.array_equal(counts, np.concatenate(([frames.size], np.bincount(codes[frames], minlength=groups))))
     state = np.zeros((groups, 6))
     state[:, 1:4] = (np.inf, -np.inf, np.inf)
     state[0, 3] = 3.0
@@ -141,3 +151,25 @@ def test_compiled_sums_of_selected_frames_equal_numpys_with_nan_to_num(n, groups
         assert state[g, 3] == (3.0 if g == 0 else 7.0 if mine.size else np.inf)
         assert np.array_equal(state[g, 1], np.minimum.reduce(mine, initial=np.inf), equal_nan=True)
         assert np.array_equal(state[g, 2], np.maximum.reduce(mine, initial=-np.inf), equal_nan=True)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 3000), st.sampled_from([1, 7, 300, 10_000]), st.sampled_from([1, 3, 101]), st.booleans(),
+       st.integers(0, 2**32 - 1))
+def test_pair_runs_are_the_sorted_runs_by_camera_and_by_cell(n, cameras, edges, camera_major, seed):
+    # the offered load's two groupings from one pass by camera and one by edge server over it, as two sorts give them
+    from simulator.groupsum import pair_runs, sorted_runs
+
+    rng = np.random.default_rng(seed)
+    camera, edge = rng.integers(0, cameras, n), rng.integers(0, edges, n)
+    if camera_major:  # a window's frames camera by camera, as the engine lays them out
+        camera = np.sort(camera)
+    frames = np.flatnonzero(rng.random(n) < 0.8)
+    scratch = np.full(5 * frames.size + 9, -7)  # used, not trusted
+    by_camera, by_cell = pair_runs(camera, edge, frames, cameras, edges, scratch)
+    for got, expected in ((by_camera, sorted_runs(camera, frames, cameras)),
+                          (by_cell, sorted_runs(edge * cameras + camera, frames, edges * cameras))):
+        assert all(np.array_equal(a, b) for a, b in zip(got, expected))
+    cell = (edge * cameras + camera)[frames]
+    assert np.array_equal(by_cell[0], frames[np.argsort(cell, kind="stable")])
+    assert np.array_equal(by_cell[2], np.unique(cell))
