@@ -13,7 +13,6 @@ import struct
 from pathlib import Path
 from typing import Optional
 
-from profilers.io import atomic_target
 
 MAGIC = b"PAR1"
 
@@ -197,7 +196,7 @@ def _moved_row_group(rg: list, by: int, ordinal: int) -> list:
 
 
 def _joinable(metas: list[list]) -> bool:
-    """True if footers can be joined by concat_parquet: one schema and key-value metadata, no page index."""
+    """True if footers can be joined by ParquetJoin: one schema and key-value metadata, no page index."""
     first = [f for f in metas[0] if f[0] not in (FILE_NUM_ROWS, FILE_ROW_GROUPS)]
     for meta in metas:
         if [f for f in meta if f[0] not in (FILE_NUM_ROWS, FILE_ROW_GROUPS)] != first:
@@ -214,7 +213,7 @@ class Encoded(bytes):
 
 class ParquetJoin:
     """Row groups of Parquet files of one schema appended, file by file, to `dst` (a new file open for binary writing),
-    then one footer that lists them all (concat_parquet's bytes). A file joins as soon as it is complete, so a sweep
+    then one footer that lists them all: the bytes one writer gives for the same row groups. A file joins as soon as it is complete, so a sweep
     joins its points while later ones still run; each row group's metadata is encoded as it joins."""
 
     def __init__(self, dst) -> None:
@@ -233,6 +232,7 @@ class ParquetJoin:
         if self.first is None:
             self.first = meta
         by = self.dst.tell() - len(MAGIC)  # this file's row groups start after what is already written
+        self.dst.flush()  # copy_file_range writes past a buffered file's buffer
         with open(path, "rb") as src:
             src.seek(len(MAGIC))
             left = footer_at - len(MAGIC)
@@ -259,23 +259,3 @@ class ParquetJoin:
         row_groups[2] = (STRUCT, self.groups)
         footer = _struct(merged)
         self.dst.write(footer + struct.pack("<i", len(footer)) + MAGIC)
-
-
-def concat_parquet(paths: list[Path], out: Path) -> bool:
-    """Write `out` (atomically): the row groups of every file in `paths`, in order, copied as they are encoded, under
-    the first file's schema and metadata. False, and nothing written, where the files differ in schema or metadata
-    or have page indexes (then only decoding and encoding again joins them)."""
-    try:
-        with atomic_target(out) as tmp, open(tmp, "wb", buffering=0) as dst:
-            join = ParquetJoin(dst)
-            for path in paths:
-                if not join.add(path):
-                    raise _NotJoinable  # atomic_target removes what was written
-            join.close()
-    except _NotJoinable:
-        return False
-    return True
-
-
-class _NotJoinable(Exception):
-    """concat_parquet's files cannot be joined by copying."""

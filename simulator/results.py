@@ -30,9 +30,9 @@ from typing import Callable, Iterator, Optional
 
 import pandas as pd
 
-from profilers.runtime import collector_paused, heap_kept
 from profilers.errors import EdgesimError
 from profilers.io import atomic_target, atomic_write_bytes, atomic_write_text, read_text
+from profilers.runtime import collector_paused, heap_kept
 from simulator.frames import FramesFile, PointFrames, staged_arrow, staged_frames
 from simulator.metrics import order_summary, summary_csv
 from simulator.runner import PointResult
@@ -221,13 +221,6 @@ def check_target(out: Path, overwrite: bool, resume: bool = False) -> None:
     elif any(out.iterdir()):
         raise EdgesimError(f"{out}: not a results folder and not empty; choose another --out (a run replaces the "
                            "whole folder)")
-
-
-def combine_frames(stage: Path, n_points: int) -> None:
-    """frames.parquet from every staged point's frames (FramesJoin, its points all staged already)."""
-    with FramesJoin(stage, n_points) as join:
-        join.staged(set(range(n_points)))
-        join.finish()
 
 
 class FramesJoin:

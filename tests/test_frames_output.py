@@ -10,7 +10,27 @@ import pyarrow.parquet as pq
 import pytest
 
 from simulator import frames, metrics
-from simulator.parquet_concat import concat_parquet, read_footer
+from simulator.parquet_concat import ParquetJoin, read_footer
+from simulator.results import FramesJoin
+
+
+def concat_parquet(paths, out) -> bool:
+    """The files' row groups joined into `out` by ParquetJoin; False, and no file, where one cannot join."""
+    with open(out, "wb") as dst:
+        join = ParquetJoin(dst)
+        joined = all(join.add(p) for p in paths)
+        if joined:
+            join.close()
+    if not joined:
+        out.unlink()
+    return joined
+
+
+def combine_frames(stage, n_points: int) -> None:
+    """frames.parquet from every staged point at once (as a run whose points had all finished)."""
+    with FramesJoin(stage, n_points) as join:
+        join.staged(set(range(n_points)))
+        join.finish()
 
 
 def _table(rng, n: int, point: int) -> pa.Table:
@@ -189,8 +209,6 @@ def test_points_of_a_row_group_or_more_keep_their_own_row_groups_and_small_ones_
 def test_points_of_different_schemas_are_written_again_in_the_first_ones(tmp_path):
     """Where the points' files differ in schema (a column's type), their row groups cannot be copied as they are:
     frames.parquet then reads and writes them again in the first point's schema, each point's row groups its own."""
-    from simulator.results import combine_frames
-
     points = tmp_path / "points"
     points.mkdir()
     rng = np.random.default_rng(4)
