@@ -103,7 +103,9 @@ SAME_SETTING = (("host_fingerprint", "host"), ("threads", "threads"), ("torch_ve
 def setting_differences(first, second) -> list[str]:
     """How two profiles' provenances differ where it matters to a comparison ('host a vs b', ...); a derived profile
     has no host of its own ('derived vs measured')."""
-    if first.kind != second.kind or first.kind != "measured":
-        return [] if first.kind == second.kind else [f"{first.kind} vs {second.kind}"]
+    if first.kind != second.kind:
+        return [f"{first.kind} vs {second.kind}"]
+    if first.kind != "measured":
+        return []
     return [f"{words} {getattr(first, field)} vs {getattr(second, field)}" for field, words in SAME_SETTING
             if getattr(first, field) != getattr(second, field)]

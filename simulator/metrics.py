@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Mapping, Optional
 
 import numpy as np
@@ -154,13 +155,17 @@ class _Scopes:
 
     def __init__(self, frames: np.ndarray, codes: Optional[np.ndarray], size: int) -> None:
         self.frames, self.size, self._codes_all = frames, size, codes
-        self.codes = None if codes is None else codes[frames]  # each frame's code, in frame order
         self.compiled = _compiled(frames.size, 0 if codes is None else size)
         self._runs: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None
         self._plan: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None
         self._buf: Optional[np.ndarray] = None  # slot_sums' scratch, one for every column
         if codes is not None and not self.compiled:  # positions in self.frames by code (radix sort to 32,767 codes)
             self.order = np.argsort(self.codes.astype(np.int16) if size < 2 ** 15 else self.codes, kind="stable")
+
+    @cached_property
+    def codes(self) -> Optional[np.ndarray]:
+        """Each frame's code, in frame order (None without codes): copied where a path reads it, not for sums."""
+        return None if self._codes_all is None else self._codes_all[self.frames]
 
     def runs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The frames (window indices) stably sorted by code and its runs of one code: run r is order[starts[r]:
@@ -191,10 +196,10 @@ class _Scopes:
         """How many of the frames are in mask (per frame of the window; None: all of them), per scope, as floats."""
         if mask is None:
             total = np.array([float(self.frames.size)])
-            return total if self.codes is None else np.concatenate((total, self.per_code()))
+            return total if self._codes_all is None else np.concatenate((total, self.per_code()))
         inside = mask[self.frames]
         total = np.array([float(np.count_nonzero(inside))])
-        return total if self.codes is None else np.concatenate((total, np.bincount(self.codes[inside],
+        return total if self._codes_all is None else np.concatenate((total, np.bincount(self.codes[inside],
                                                                                    minlength=self.size)))
 
     def sums(self, values: np.ndarray, zero_nan: bool = False) -> np.ndarray:
@@ -212,25 +217,29 @@ class _Scopes:
         v = values[self.frames]
         v = np.nan_to_num(v) if zero_nan else v
         total = np.array([v.sum()])
-        if self.codes is None:
+        if self._codes_all is None:
             return total
         return np.concatenate((total, group_sums(self.codes, v, self.size, self.order)))
 
     def extreme(self, ufunc: np.ufunc, values: np.ndarray, fill: float) -> np.ndarray:
         """Minimum or maximum (ufunc) of the frames' values per scope; `fill` where a scope has no frame."""
         v = values[self.frames]
-        out = np.full(1 + (self.size if self.codes is not None else 0), fill)
+        out = np.full(1 + (self.size if self._codes_all is not None else 0), fill)
         if v.size:
             out[0] = ufunc.reduce(v)
-            if self.codes is not None:
+            if self._codes_all is not None:
                 ufunc.at(out[1:], self.codes, v)
         return out
 
     def ordered(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The frames' values by scope (each code's in frame order), and the bounds of code g's: [bounds[g]:bounds[g +
         1]]."""
-        bounds = np.concatenate(([0], np.cumsum(self.per_code())))
-        return (values[self.runs()[0]] if self.compiled else values[self.frames][self.order]), bounds
+        if self.compiled:  # the runs' starts are the bounds of the codes that have frames
+            order, starts, run_codes = self.runs()
+            counts = np.zeros(self.size, np.int64)
+            counts[run_codes] = np.diff(starts)
+            return values[order], np.concatenate(([0], np.cumsum(counts)))
+        return values[self.frames][self.order], np.concatenate(([0], np.cumsum(self.per_code())))
 
 
 class _PerReplication:
@@ -475,7 +484,8 @@ class OfferedLoad:
 
     def _rows(self, capture_s: np.ndarray, demands: dict[str, tuple[np.ndarray, bool]]) -> np.ndarray:
         """Each frame's capture and demands side by side (frame-major, one read a frame for the compiled passes), in
-        a buffer kept from window to window (a fresh 12 MB a window costs its page faults again)."""
+        a buffer kept from window to window (a fresh one, 12 MB for a city window: 250,000 frames x 6 x 8 B, costs its
+        page faults again)."""
         shape = (capture_s.size, 1 + len(demands))
         if self._buffer is None or self._buffer.shape[0] < shape[0] or self._buffer.shape[1] != shape[1]:
             self._buffer = np.empty(shape)
@@ -561,8 +571,10 @@ class OfferedLoad:
             ok = span > 0
             keys, span = keys[ok], span[ok]
 
+            cells = np.ix_([1 + e for e in edge_servers], keys)  # each edge server's (edge server, mobile) cells
+
             def pooled(kind: str) -> np.ndarray:  # per edge server; its (edge server, mobile) demands: scope 1 + e
-                return _sums_in_order(a[kind][np.ix_([1 + e for e in edge_servers], keys)] / span)
+                return _sums_in_order(a[kind][cells] / span)
 
             server += (pooled("server") / np.array(list(edge_servers.values()), dtype=float)).tolist()
             wan += pooled("wan").tolist()

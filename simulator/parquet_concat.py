@@ -13,7 +13,6 @@ import struct
 from pathlib import Path
 from typing import Optional
 
-
 MAGIC = b"PAR1"
 
 # compact protocol types (Thrift's TCompactProtocol)
@@ -144,6 +143,22 @@ def _field(fields: list, fid: int) -> Optional[list]:
     return next((f for f in fields if f[0] == fid), None)
 
 
+def _list_field(fields: list, fid: int) -> list:
+    """A struct's list field `fid`, added (empty, in field order) where it has none."""
+    found = _field(fields, fid)
+    if found is None:
+        found = [fid, LIST, (STRUCT, [])]
+        fields.append(found)
+        fields.sort(key=lambda f: f[0])
+    return found
+
+
+def _footer(meta: list) -> bytes:
+    """FileMetaData as a file ends: the struct, its length and the magic."""
+    footer = _struct(meta)
+    return footer + struct.pack("<i", len(footer)) + MAGIC
+
+
 def read_footer(path: Path) -> tuple[list, int]:
     """A Parquet file's FileMetaData (decoded fields) and where its footer starts."""
     with open(path, "rb") as f:
@@ -161,20 +176,15 @@ def set_key_value(path: Path, key: bytes, value: bytes) -> None:
     """Rewrite a Parquet file's footer in place with its key-value metadata `key` set to `value` (added where it has
     none); the pages stay as they are."""
     meta, start = read_footer(path)
-    pairs = _field(meta, FILE_KEY_VALUES)
-    if pairs is None:
-        pairs = [FILE_KEY_VALUES, LIST, (STRUCT, [])]
-        meta.append(pairs)
-        meta.sort(key=lambda f: f[0])
+    pairs = _list_field(meta, FILE_KEY_VALUES)
     entry = next((kv for kv in pairs[2][1] if _field(kv, 1)[2] == key), None)
     if entry is None:
         pairs[2][1].append([[1, BINARY, key], [2, BINARY, value]])
     else:
         entry[:] = [[1, BINARY, key], [2, BINARY, value]]
-    footer = _struct(meta)
     with open(path, "r+b") as f:
         f.seek(start)
-        f.write(footer + struct.pack("<i", len(footer)) + MAGIC)
+        f.write(_footer(meta))
         f.truncate()
 
 
@@ -195,16 +205,15 @@ def _moved_row_group(rg: list, by: int, ordinal: int) -> list:
     return rg
 
 
-def _joinable(metas: list[list]) -> bool:
-    """True if footers can be joined by ParquetJoin: one schema and key-value metadata, no page index."""
-    first = [f for f in metas[0] if f[0] not in (FILE_NUM_ROWS, FILE_ROW_GROUPS)]
-    for meta in metas:
-        if [f for f in meta if f[0] not in (FILE_NUM_ROWS, FILE_ROW_GROUPS)] != first:
-            return False
-        for rg in _field(meta, FILE_ROW_GROUPS)[2][1] if _field(meta, FILE_ROW_GROUPS) else []:
-            if any(_field(cc, CC_OFFSET_INDEX) or _field(cc, CC_COLUMN_INDEX) for cc in _field(rg, RG_COLUMNS)[2][1]):
-                return False
-    return True
+def _joinable(first: list, meta: list) -> bool:
+    """True if a file's footer `meta` can join one whose first file's is `first`: the same schema and key-value
+    metadata, and no page index of its own."""
+    if [f for f in meta if f[0] not in (FILE_NUM_ROWS, FILE_ROW_GROUPS)] != \
+            [f for f in first if f[0] not in (FILE_NUM_ROWS, FILE_ROW_GROUPS)]:
+        return False
+    return not any(_field(cc, CC_OFFSET_INDEX) or _field(cc, CC_COLUMN_INDEX)
+                   for rg in (_field(meta, FILE_ROW_GROUPS) or [0, 0, (STRUCT, [])])[2][1]
+                   for cc in _field(rg, RG_COLUMNS)[2][1])
 
 
 class Encoded(bytes):
@@ -227,7 +236,7 @@ class ParquetJoin:
         """Copy `path`'s row groups after those already joined; False, and nothing copied, where it cannot join (a
         schema or metadata other than the first file's, or a page index)."""
         meta, footer_at = read_footer(path)
-        if not _joinable([self.first if self.first is not None else meta, meta]):
+        if not _joinable(meta if self.first is None else self.first, meta):
             return False
         if self.first is None:
             self.first = meta
@@ -251,11 +260,5 @@ class ParquetJoin:
         """Write the footer: the first file's FileMetaData with every joined row group and their total rows."""
         merged = [list(f) for f in self.first]
         _field(merged, FILE_NUM_ROWS)[2] = self.rows
-        row_groups = _field(merged, FILE_ROW_GROUPS)
-        if row_groups is None:
-            row_groups = [FILE_ROW_GROUPS, LIST, (STRUCT, [])]
-            merged.append(row_groups)
-            merged.sort(key=lambda f: f[0])
-        row_groups[2] = (STRUCT, self.groups)
-        footer = _struct(merged)
-        self.dst.write(footer + struct.pack("<i", len(footer)) + MAGIC)
+        _list_field(merged, FILE_ROW_GROUPS)[2] = (STRUCT, self.groups)
+        self.dst.write(_footer(merged))

@@ -242,9 +242,7 @@ class FramesJoin:
         self._pool: Optional[FramesFile] = None
         self._pool_path: Optional[Path] = None
         self._pool_stack, self._out_stack = ExitStack(), ExitStack()
-        self._join = None  # parquet_concat.ParquetJoin once a second piece exists
-        self._dst = None
-        self._copied = 0  # pieces the join holds
+        self._join = None  # parquet_concat.ParquetJoin once a second piece exists; it holds every piece since
         self._rewrite = False  # a piece that cannot be copied: every piece is read and written again at the end
 
     def __enter__(self) -> "FramesJoin":
@@ -283,23 +281,20 @@ class FramesJoin:
         self.pieces.append(path)
         if self._rewrite or len(self.pieces) < 2:
             return
-        if self._join is None:
+        new = self.pieces[-1:]
+        if self._join is None:  # the second piece: the first joins too
             tmp = self._out_stack.enter_context(atomic_target(self.out))
-            self._dst = self._out_stack.enter_context(open(tmp, "wb", buffering=0))
-            self._join = ParquetJoin(self._dst)
-        for piece in self.pieces[self._copied:]:
-            if not self._join.add(piece):
-                self._rewrite = True
-                self._abandon()
-                return
-            self._copied += 1
-        os.fdatasync(self._dst.fileno())  # on disk now, while later points run: the final fsync is the footer's
+            self._join = ParquetJoin(self._out_stack.enter_context(open(tmp, "wb", buffering=0)))
+            new = self.pieces
+        if not all(self._join.add(piece) for piece in new):
+            self._rewrite = True
+            self._abandon()
 
     def _abandon(self) -> None:
         """Drop the joined file (atomic_target removes it on an exception)."""
         stop = _Abandoned()
         self._out_stack.__exit__(type(stop), stop, None)
-        self._join = self._dst = None
+        self._join = None
 
     def finish(self) -> None:
         """Write frames.parquet; every point must have been joined (staged)."""

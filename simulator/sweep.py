@@ -6,7 +6,6 @@ executor, the job count or the order points finish in.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import sys
@@ -19,6 +18,7 @@ import pandas as pd
 
 from profilers.errors import EdgesimError, first_line
 from profilers.progress import Progress
+from profilers.runtime import libc, simulation_process
 from simulator.devices import fidelity_notes
 from simulator.metrics import order_summary
 from simulator.resolve import scenario_devices
@@ -91,17 +91,15 @@ def _worker_init(parent_pid: int) -> None:
     it: Ctrl-C (or SIGINT to the parent alone) stops the sweep in the parent, which then ends the workers."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent_pid)
+    simulation_process()  # whatever the start method: a forked worker has it from run_to_folder already
 
 
 def _die_with_parent(parent_pid: Optional[int]) -> None:
     """This process gets SIGKILL when its parent dies (Linux: prctl's parent-death signal), and exits now if the
     parent (parent_pid, where known) died before prctl took effect."""
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):  # no prctl: the pool's broken-pipe check (Dask's: a pipe's EOF) remains
-            pass
+    prctl = getattr(libc(), "prctl", None) if sys.platform.startswith("linux") else None
+    if prctl is not None:  # else the pool's broken-pipe check (Dask's: a pipe's EOF) remains
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if parent_pid is not None and os.getppid() != parent_pid:
         os._exit(1)
 
@@ -114,6 +112,7 @@ def dask_setup(worker) -> None:
 
     parent = multiprocessing.parent_process()
     _die_with_parent(parent.pid if parent is not None else None)
+    simulation_process()
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:

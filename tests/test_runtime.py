@@ -53,7 +53,7 @@ def test_run_to_folder_runs_paused(tmp_path, monkeypatch):
     seen, fake = [], _FakeLibc()
     real = results._run_locked
     monkeypatch.setattr(results, "_run_locked", lambda *a: seen.append((gc.isenabled(), len(fake.calls))) or real(*a))
-    monkeypatch.setattr(runtime, "_libc", lambda: fake)
+    monkeypatch.setattr(runtime, "libc", lambda: fake)
     sc = Scenario.model_validate(scenario_dict(write_toy_profiles(tmp_path), workload={"frames": 20},
                                                outputs={"plots": False}))
     results.run_to_folder(sc, tmp_path / "out")
@@ -75,7 +75,7 @@ class _FakeLibc:
 
 def test_heap_kept_keeps_freed_memory_in_the_block_and_hands_it_back_after(monkeypatch):
     fake = _FakeLibc()
-    monkeypatch.setattr(runtime, "_libc", lambda: fake)
+    monkeypatch.setattr(runtime, "libc", lambda: fake)
     with runtime.heap_kept():
         inside = dict(fake.calls)
     assert inside == {runtime.M_MMAP_THRESHOLD: 32 * runtime.MIB, runtime.M_TRIM_THRESHOLD: 1024 * runtime.MIB,
@@ -85,9 +85,6 @@ def test_heap_kept_keeps_freed_memory_in_the_block_and_hands_it_back_after(monke
 
 
 def test_heap_kept_is_a_no_op_without_glibc(monkeypatch):
-    def no_libc():
-        raise OSError("no libc")
-
-    monkeypatch.setattr(runtime, "_libc", no_libc)
+    monkeypatch.setattr(runtime, "libc", lambda: None)  # what libc() says where it cannot load one
     with runtime.heap_kept():
         pass

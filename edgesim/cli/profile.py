@@ -202,11 +202,12 @@ def compare(first: Path, second: Path) -> None:
             worst, median, within, n = agree.summary(host_removed=True)
             line += (f"; host reference {1e3 * agree.reference_first_s:.2f} -> {1e3 * agree.reference_second_s:.2f} ms"
                      f" ({100 * agree.reference_change:+.1f}%); with the host's speed removed, largest "
-                     f"{100 * worst:.1f}%, median {100 * median:.1f}%, {within}/{n} within {limit} (per round: each "
-                     "round's part over its reference; medians: the parts' ratio over the references')")
+                     f"{100 * worst:.1f}%, median {100 * median:.1f}%, {within}/{n} within {limit}")
         else:
             line += "; no host reference in both profiles: the host's speed cannot be taken out"
         screen.print(line)
+    screen.print("host speed removed: per round = each round's part over its reference; medians = the parts' ratio "
+                 "over the references'", markup=False)
 
 
 def profile(
