@@ -36,6 +36,6 @@ profiles: $(BIN)/edgesim
 clean-venv:
 	rm -rf $(VENV)
 
-# The testbed's accuracy benchmark (root, iproute2 with tc tbf, TUN, gcc): docs/sim_vs_real.md (about 20-30 min).
+# The testbed's accuracy benchmark (root, iproute2, TUN, gcc): docs/sim_vs_real.md (about 20-30 min).
 testbed: $(BIN)/edgesim
 	$(BIN)/python -m edgesim.testbed.bench

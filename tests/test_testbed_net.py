@@ -1,6 +1,6 @@
 """The testbed's shaped link: a TCP transfer takes what simulator/link.py predicts; namespaces never outlive a run.
 
-Needs root, ip, tc tbf and TUN (no torch); elsewhere the tests are skipped with the reason printed.
+Needs root, ip, TUN and gcc (no torch); elsewhere the tests are skipped with the reason printed.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import pytest
 
 from edgesim.testbed import net
 from edgesim.testbed.net import LinkSettings, ShapedLink, missing_requirements
-from edgesim.testbed.probe import TransferCheck, check_transfers, predicted_transfer_s
+from edgesim.testbed.probe import (TransferCheck, check_rate_step, check_transfers, predicted_step_transfer_s,
+                                   predicted_transfer_s)
 from edgesim.testbed.wire import HEADER_BYTES
 
 MISSING = missing_requirements()
@@ -52,6 +53,13 @@ def test_prediction_after_idle_with_slow_start():
     assert predicted_transfer_s(25_096, 50e6, 0.005, 0.010) == pytest.approx(plain + 0.00024 + 0.010 - 0.0024)
 
 
+def test_prediction_across_a_rate_step():
+    """1,448,000 B (1000 segments, 12 Mbit on the wire) at 10 Mbit/s, halved 0.5 s in: 5 Mbit in the first 0.5 s,
+    the other 7 at 5 Mbit/s."""
+    size = 1000 * 1448 - HEADER_BYTES
+    assert predicted_step_transfer_s(size, 10e6, 5e6, 0.5, 0.005) == pytest.approx(0.5 + 7e6 / 5e6 + 0.005)
+
+
 def test_missing_root_is_one_line(monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(net.TestbedUnavailable, match="needs root"):
@@ -77,6 +85,24 @@ def test_wan_hop_transfer_takes_what_the_link_model_predicts():
     settings = LinkSettings(20e6, 20e6, 0.010, 0.010, "cubic", slow_start_after_idle=False)
     check = _fastest(settings, repeats=5, wan=True)  # as many as the uplink check: a busy core slows some
     print(f"WAN: measured {check.measured_s}, predicted {check.predicted_s:.5f} s, fastest {check.relative_error:+.2%}")
+    assert abs(check.relative_error) < 0.02
+
+
+@needs_root
+def test_a_rate_change_during_a_transfer_takes_what_the_link_model_predicts():
+    """1.5 MB at 10 Mbit/s with 5 ms one way, the uplink halved about 0.5 s into it (a trace's step, as the replay
+    sets it): within 2 % of RateTrace.transfer_end over the two rates, the change placed where it took effect
+    (the helper sends the bits left of the packet on the wire at the new rate, as the model integrates the rate).
+    Where the message starts is known only afterwards: up to three tries for the change to fall inside it."""
+    settings = LinkSettings(10e6, 10e6, 0.005, 0.005, "cubic", slow_start_after_idle=False)
+    for _ in range(3):
+        check = check_rate_step(settings, 1_500_000, 5e6, change_after_s=1.9)
+        if 0.1 < check.change_s < check.measured_s - 0.1:
+            break
+    print(f"change at {check.change_s:.3f} s, measured {check.measured_s:.4f} s, predicted {check.predicted_s:.4f} s, "
+          f"{check.relative_error:+.2%}")
+    assert 0.1 < check.change_s < check.measured_s - 0.1
+    assert check.predicted_s > predicted_transfer_s(1_500_000, 10e6, 0.005) + 0.3  # the step counts
     assert abs(check.relative_error) < 0.02
 
 

@@ -1,10 +1,9 @@
-"""A shaped link between two network namespaces: TUN devices joined by the delay helper, tc tbf per direction.
+"""A shaped link between two network namespaces: TUN devices joined by the es_delay helper, which shapes each direction.
 
 Each mobile device's namespace is joined to the edge server's by its own hop (a TUN device in each, created by its
 own es_delay helper, so they vanish with it), and, where the scenario has a cloud, the edge server's namespace to
-the cloud's by one more (the WAN); `tc tbf` on each TUN device sets the rate of the direction leaving it
-(serialisation) and es_delay adds the one-way delay after it (propagation), as simulator/link.py models a link
-(STYLE.md rule 11).
+the cloud's by one more (the WAN); the helper serialises each direction's packets at its rate and adds the one-way
+delay after (propagation), as simulator/link.py models a link (STYLE.md rule 11; data/es_delay.c says why no qdisc).
 Everything this module creates is named with PREFIX and the owner's process id, is removed on exit, on Ctrl-C
 and SIGTERM, and, when its owner was killed, at the next start (`remove_leftovers`). Nothing outside its own
 namespaces is touched.
@@ -31,19 +30,11 @@ DEVICE, WAN_DEVICE = "es-link", "es-wan"
 MOBILE_ADDR, EDGE_ADDR = "10.87.0.1", "10.87.0.2"
 WAN_EDGE_ADDR, CLOUD_ADDR = "10.88.0.1", "10.88.0.2"
 MTU_BYTES = 1500
-TBF_BUCKET_S = 0.001
-"""tbf's bucket holds this long at the rate (at least a packet): a tbf timer that fires late then loses no
-capacity (with a one-packet bucket a loaded 2-core host lost 5-7 % of 50 Mbit/s, measured)."""
-TBF_PEAK_FACTOR = 1.25
-"""tbf's peak rate over its rate (a one-packet second bucket): after idle the bucket's bytes leave at this rate,
-not at once, so a transfer gains at most bucket x (1 - 1 / TBF_PEAK_FACTOR) / rate over a link busy for size / rate."""
-TBF_LIMIT_BYTES = 16 * 2**20
-"""tbf's queue: large enough that TCP never loses a packet to it (the simulator's links do not drop)."""
 HELPER_SOURCE = "es_delay.c"
 
 
 class TestbedUnavailable(EdgesimError):
-    """This machine cannot run the testbed (not root, no tc tbf, no TUN, no gcc): what is missing, in one line."""
+    """This machine cannot run the testbed (not root, no ip, no TUN, no gcc): what is missing, in one line."""
 
     __test__ = False  # a name pytest would otherwise try to collect
 
@@ -58,12 +49,11 @@ def _run(args: Sequence[str], what: str, check: bool = True) -> subprocess.Compl
 
 
 def missing_requirements() -> Optional[str]:
-    """What this machine lacks to shape a link (None: nothing): root, ip, tc, /dev/net/tun, gcc or a built helper."""
+    """What this machine lacks to shape a link (None: nothing): root, ip, /dev/net/tun, gcc or a built helper."""
     if os.geteuid() != 0:
-        return "the testbed needs root (network namespaces and tc); run it as root"
-    for tool in ("ip", "tc"):
-        if shutil.which(tool) is None:
-            return f"the testbed needs '{tool}' (iproute2) on PATH"
+        return "the testbed needs root (network namespaces and TUN devices); run it as root"
+    if shutil.which("ip") is None:
+        return "the testbed needs 'ip' (iproute2) on PATH"
     if not os.path.exists("/dev/net/tun"):
         return "the testbed needs TUN devices (/dev/net/tun is missing)"
     if shutil.which("gcc") is None and not helper_path().exists():
@@ -235,15 +225,11 @@ class Hop:
                                      (self.b_ns, self.b_dev, self.b_addr, self.a_addr)):
             _run(["ip", "-n", ns, "link", "set", dev, "mtu", str(MTU_BYTES), "up"], f"bringing up {dev} in {ns}")
             _run(["ip", "-n", ns, "addr", "add", here, "peer", there, "dev", dev], f"addressing {dev} in {ns}")
-        _shape(self.a_ns, self.a_dev, r_ab, add=True)
-        _shape(self.b_ns, self.b_dev, r_ba, add=True)
 
     def set_rates(self, rates_bps: tuple[float, float]) -> None:
-        """tc tbf on the side whose rate changes (one tc call per changed direction), then tell the helper."""
-        for ns, dev, rate, old in ((self.a_ns, self.a_dev, rates_bps[0], self.rates_bps[0]),
-                                   (self.b_ns, self.b_dev, rates_bps[1], self.rates_bps[1])):
-            if rate != old:
-                _shape(ns, dev, rate)
+        """The hop's rates from now on (the packet being serialised sends the bits it has left at the new rate)."""
+        if min(rates_bps) <= 0:
+            raise EdgesimError("testbed: a link's rate must be above 0 (a trace's zero-rate step is an outage)")
         self.rates_bps = rates_bps
         self.tell_helper()
 
@@ -268,20 +254,6 @@ class Hop:
             if stream is not None:
                 stream.close()
         self.helper = None
-
-
-def _shape(ns: str, dev: str, rate: float, add: bool = False) -> None:
-    """tc tbf on a TUN device: the rate of the direction leaving it."""
-    if rate <= 0:
-        raise EdgesimError("testbed: tc tbf cannot shape a rate of 0 (a trace's zero-rate step)")
-    burst = max(MTU_BYTES, round(rate * TBF_BUCKET_S / 8))
-    args = ["ip", "netns", "exec", ns, "tc", "qdisc", "add" if add else "change", "dev", dev, "root",
-            "tbf", "rate", f"{int(round(rate))}bit", "burst", str(burst), "limit", str(TBF_LIMIT_BYTES),
-            "peakrate", f"{int(round(rate * TBF_PEAK_FACTOR))}bit", "mtu", str(MTU_BYTES)]
-    proc = _run(args, "shaping the link", check=False)
-    if proc.returncode != 0:
-        detail = (proc.stderr or "").strip().splitlines()
-        raise TestbedUnavailable(f"testbed: tc tbf is not available here ({detail[0] if detail else 'tc failed'})")
 
 
 class ShapedLink:
@@ -354,7 +326,7 @@ class ShapedLink:
 
     def set_rates(self, up_rate_bps: float, down_rate_bps: float, mobile: Optional[int] = None) -> None:
         """Set the rate of each direction of mobile device k's hop (None: every mobile device's; a rate trace
-        replays by calling this at the trace's times): one tc call per hop and direction whose rate changes."""
+        replays by calling this at the trace's times): one line to each hop's helper."""
         with self._lock:
             for hop in self.uplinks if mobile is None else [self.uplinks[mobile]]:
                 hop.set_rates((up_rate_bps, down_rate_bps))

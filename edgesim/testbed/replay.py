@@ -1,8 +1,8 @@
-"""A link rate trace replayed on the testbed's link: the uplink's tbf rate (and the delay helper's) changed at the
+"""A link rate trace replayed on the testbed's link: the uplink's rate in its es_delay helpers changed at the
 trace's times, by a thread on the run's monotonic clock, with the time each change took effect recorded.
 
-A change is one `tc` process (10-40 ms on a loaded 2-core host, measured), and takes effect about when it returns:
-each change is therefore started early by the median time the changes before it took, so that it lands on time.
+A change is one line to each helper and takes effect about when it has been written: each change is started early by
+the median time the changes before it took, so that it lands on time.
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ def rate_changes(trace: RateTrace) -> Iterator[RateChange]:
 
 
 def check_replayable(trace: RateTrace, where: str) -> None:
-    """One line if tc tbf cannot shape one of the trace's rates (an outage: rate 0)."""
+    """One line if one of the trace's rates is an outage (rate 0), which the testbed's link does not carry."""
     zero = [float(t) for t, r in zip(trace.times_s, trace.rates_bps) if not r > 0]
     if zero:
-        raise EdgesimError(f"testbed: {where} has a zero rate from {zero[0]:g} s; tc tbf cannot shape an outage "
+        raise EdgesimError(f"testbed: {where} has a zero rate from {zero[0]:g} s; the testbed's link carries no outage "
                            "(the simulator can: run it with `edgesim run`)")
 
 

@@ -1,13 +1,13 @@
-/* es_delay: the one-way delay of an edgesim testbed link, for kernels without netem.
+/* es_delay: one hop of an edgesim testbed link, both directions: serialisation at the rate, then propagation.
  *
  * Joins two network namespaces by a TUN device in each (created here, so they vanish when this process ends)
- * and copies every IP packet read from one device to the other, in order (FIFO: a packet is never released
- * before the one read before it). The rate of each direction is set by a tc tbf qdisc on the sending
- * namespace's TUN device. tbf hands over the first packet after idle when its serialisation begins, later ones
- * when theirs ends; a link delivers every packet when its serialisation ends and it has propagated (STYLE.md
- * rule 11). So here each direction is also a FIFO server at the same rate, as simulator/link.py's link:
- * serialised_k = max(read_k, serialised_{k-1}) + len_k * 8 / rate, released at serialised_k + the one-way delay.
- * (tbf keeps the rate over time; this server only puts each packet's delivery at the end of its serialisation.)
+ * and copies every IP packet read from one device to the other, in order. Each direction is simulator/link.py's
+ * link (STYLE.md rule 11): a FIFO server at the current rate (a packet's serialisation starts when it has been
+ * read and the one before it is serialised; bits left when the rate changes go at the new rate, as
+ * RateTrace.transfer_end integrates it), then the one-way delay after its serialisation ends (propagation; never
+ * released before the packet ahead of it). The queue is here, not in the kernel: this process runs SCHED_FIFO
+ * with 1 ns timer slack, so a busy host delays it little, where a qdisc's timers (tc tbf, run from softirqs that
+ * compete with the host's other work) cost a loaded 2-core host 3.1-4.6 % of the rate (measured: README, the testbed).
  *
  * usage: es_delay NETNS_A DEV_A NETNS_B DEV_B DELAY_AB_US DELAY_BA_US RATE_AB_BPS RATE_BA_BPS
  * stdin: lines "DELAY_AB_US DELAY_BA_US RATE_AB_BPS RATE_BA_BPS" change them (traces); EOF on stdin ends it.
@@ -33,8 +33,10 @@
 #define SLOTS 8192
 #define PKT_MAX 2048
 
-struct slot { int64_t due_ns; int len; unsigned char data[PKT_MAX]; };
-struct queue { struct slot *s; int head, count; int64_t delay_ns, last_due_ns, serialised_ns; double rate_bps; int out_fd; };
+/* ring slots head .. head+done-1 are serialised (due_ns set), slot head+done (if < count) is being serialised
+ * until end_ns, the rest wait for it */
+struct slot { int64_t read_ns, due_ns; int len; unsigned char data[PKT_MAX]; };
+struct queue { struct slot *s; int head, count, done; int64_t delay_ns, last_due_ns, end_ns; double rate_bps; int out_fd; };
 
 static int64_t now_ns(void) {
     struct timespec ts;
@@ -62,7 +64,27 @@ static int open_tun(const char *netns, const char *dev) {
     return fd;
 }
 
-/* read every packet waiting on fd into q, stamped with its release time */
+static struct slot *at(struct queue *q, int k) { return &q->s[(q->head + k) % SLOTS]; }
+
+/* serialisation of slot k starts at `start`: it ends after its bits at the current rate */
+static void begin(struct queue *q, int k, int64_t start) {
+    q->end_ns = start + (int64_t)(at(q, k)->len * 8e9 / q->rate_bps);
+}
+
+/* every serialisation that has ended by `now`: its packet propagates (due after the delay, FIFO); the next starts */
+static void advance(struct queue *q, int64_t now) {
+    while (q->done < q->count && q->end_ns <= now) {
+        struct slot *s = at(q, q->done);
+        int64_t due = q->end_ns + q->delay_ns;
+        s->due_ns = q->last_due_ns = due > q->last_due_ns ? due : q->last_due_ns;
+        if (++q->done < q->count) {
+            int64_t read = at(q, q->done)->read_ns;
+            begin(q, q->done, read > q->end_ns ? read : q->end_ns);
+        }
+    }
+}
+
+/* read every packet waiting on fd into q */
 static void take(int fd, struct queue *q) {
     for (;;) {
         if (q->count == SLOTS) {  /* full: drop as a queue would (never at the rates the testbed uses) */
@@ -70,30 +92,40 @@ static void take(int fd, struct queue *q) {
             if (read(fd, sink, sizeof sink) < 0) return;
             continue;
         }
-        struct slot *s = &q->s[(q->head + q->count) % SLOTS];
+        struct slot *s = at(q, q->count);
         ssize_t n = read(fd, s->data, PKT_MAX);
         if (n < 0) { if (errno == EAGAIN || errno == EINTR) return; die("read"); }
         int64_t t = now_ns();
-        q->serialised_ns = (t > q->serialised_ns ? t : q->serialised_ns) + (int64_t)(n * 8e9 / q->rate_bps);
-        int64_t due = q->serialised_ns + q->delay_ns;
-        if (due < q->last_due_ns) due = q->last_due_ns;  /* FIFO */
-        s->due_ns = q->last_due_ns = due;
+        advance(q, t);
+        s->read_ns = t;
         s->len = (int)n;
-        q->count++;
+        if (q->count++ == q->done) begin(q, q->done, t > q->end_ns ? t : q->end_ns);  /* the link was idle */
     }
 }
 
-/* write every packet of q that is due; the time until the next one is due (-1: none waiting) */
+/* the rate from now on: the packet being serialised sends its bits left at the new rate */
+static void set_rate(struct queue *q, double rate_bps, int64_t now) {
+    advance(q, now);
+    if (q->done < q->count && q->end_ns > now)
+        q->end_ns = now + (int64_t)((q->end_ns - now) * (q->rate_bps / rate_bps));
+    q->rate_bps = rate_bps;
+}
+
+/* write every packet of q that is due; the time until q's next event (-1: none) */
 static int64_t release(struct queue *q) {
-    while (q->count) {
-        struct slot *s = &q->s[q->head];
-        int64_t wait = s->due_ns - now_ns();
-        if (wait > 0) return wait;
+    int64_t now = now_ns();
+    advance(q, now);
+    while (q->done) {
+        struct slot *s = at(q, 0);
+        if (s->due_ns > now) break;
         if (write(q->out_fd, s->data, s->len) < 0 && errno != EAGAIN && errno != EIO) die("write");
         q->head = (q->head + 1) % SLOTS;
         q->count--;
+        q->done--;
     }
-    return -1;
+    int64_t wait = q->done ? at(q, 0)->due_ns - now : -1;
+    if (q->done < q->count && (wait < 0 || q->end_ns - now < wait)) wait = q->end_ns - now;
+    return wait < 0 && q->count ? 0 : wait;
 }
 
 int main(int argc, char **argv) {
@@ -107,8 +139,8 @@ int main(int argc, char **argv) {
     int fa = open_tun(argv[1], argv[2]), fb = open_tun(argv[3], argv[4]);
     struct sched_param sp = { .sched_priority = 10 };
     sched_setscheduler(0, SCHED_FIFO, &sp);  /* best effort: a loaded host delays packets less */
-    struct queue ab = { calloc(SLOTS, sizeof(struct slot)), 0, 0, atoll(argv[5]) * 1000LL, 0, 0, atof(argv[7]), fb };
-    struct queue ba = { calloc(SLOTS, sizeof(struct slot)), 0, 0, atoll(argv[6]) * 1000LL, 0, 0, atof(argv[8]), fa };
+    struct queue ab = { calloc(SLOTS, sizeof(struct slot)), 0, 0, 0, atoll(argv[5]) * 1000LL, 0, 0, atof(argv[7]), fb };
+    struct queue ba = { calloc(SLOTS, sizeof(struct slot)), 0, 0, 0, atoll(argv[6]) * 1000LL, 0, 0, atof(argv[8]), fa };
     if (ab.rate_bps <= 0 || ba.rate_bps <= 0) { fprintf(stderr, "es_delay: rates must be > 0\n"); return 2; }
     if (!ab.s || !ba.s) die("calloc");
     printf("ready\n");
@@ -116,7 +148,8 @@ int main(int argc, char **argv) {
     char line[128];
     size_t used = 0;
     for (;;) {
-        int64_t wa = release(&ab), wb = release(&ba), wait = wa < 0 ? wb : (wb < 0 || wa < wb ? wa : wb);
+        int64_t wa = release(&ab), wb = release(&ba);
+        int64_t wait = wa < 0 ? wb : (wb < 0 || wa < wb ? wa : wb);
         struct pollfd p[3] = { { fa, POLLIN, 0 }, { fb, POLLIN, 0 }, { 0, POLLIN, 0 } };
         struct timespec ts = { wait / 1000000000LL, wait % 1000000000LL };
         if (ppoll(p, 3, wait < 0 ? NULL : &ts, NULL) < 0 && errno != EINTR) die("ppoll");
@@ -133,7 +166,10 @@ int main(int argc, char **argv) {
                 double r_ab, r_ba;
                 *nl = 0;
                 if (sscanf(line, "%lld %lld %lf %lf", &d_ab, &d_ba, &r_ab, &r_ba) == 4 && r_ab > 0 && r_ba > 0) {
-                    ab.delay_ns = d_ab * 1000LL; ba.delay_ns = d_ba * 1000LL; ab.rate_bps = r_ab; ba.rate_bps = r_ba;
+                    int64_t t = now_ns();
+                    set_rate(&ab, r_ab, t);  /* what ended serialising before now propagates with the old delay */
+                    set_rate(&ba, r_ba, t);
+                    ab.delay_ns = d_ab * 1000LL; ba.delay_ns = d_ba * 1000LL;
                 }
                 used -= (size_t)(nl + 1 - line);
                 memmove(line, nl + 1, used + 1);
