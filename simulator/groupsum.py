@@ -33,33 +33,60 @@ def _value(a, i, zero_nan):
 
 
 @njit(cache=True)
+def _block_sum(a, index, lo, n, zero_nan):
+    """numpy's pairwise_sum of a[index[lo:lo + n]] for 8 <= n <= BLOCK: 8 running sums, then the rest in turn."""
+    r0, r1 = _value(a, index[lo], zero_nan), _value(a, index[lo + 1], zero_nan)
+    r2, r3 = _value(a, index[lo + 2], zero_nan), _value(a, index[lo + 3], zero_nan)
+    r4, r5 = _value(a, index[lo + 4], zero_nan), _value(a, index[lo + 5], zero_nan)
+    r6, r7 = _value(a, index[lo + 6], zero_nan), _value(a, index[lo + 7], zero_nan)
+    whole = n - n % 8
+    i = lo + 8
+    while i < lo + whole:
+        r0 += _value(a, index[i], zero_nan)
+        r1 += _value(a, index[i + 1], zero_nan)
+        r2 += _value(a, index[i + 2], zero_nan)
+        r3 += _value(a, index[i + 3], zero_nan)
+        r4 += _value(a, index[i + 4], zero_nan)
+        r5 += _value(a, index[i + 5], zero_nan)
+        r6 += _value(a, index[i + 6], zero_nan)
+        r7 += _value(a, index[i + 7], zero_nan)
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < lo + n:
+        res += _value(a, index[i], zero_nan)
+        i += 1
+    return res
+
+
+@njit(cache=True)
 def _pairwise(a, index, lo, n, zero_nan):
-    """numpy's pairwise_sum of a[index[lo:lo + n]] (n >= 8)."""
+    """numpy's pairwise_sum of a[index[lo:lo + n]] (n >= 8): halves (the first a multiple of 8) down to BLOCK values,
+    added in the order numpy's recursion adds them, by a walk with its own stacks: numba can crash loading a
+    recursive function from its cache (numba issue #6061, open; a helper saw it with one of ours)."""
     if n <= BLOCK:
-        r0, r1 = _value(a, index[lo], zero_nan), _value(a, index[lo + 1], zero_nan)
-        r2, r3 = _value(a, index[lo + 2], zero_nan), _value(a, index[lo + 3], zero_nan)
-        r4, r5 = _value(a, index[lo + 4], zero_nan), _value(a, index[lo + 5], zero_nan)
-        r6, r7 = _value(a, index[lo + 6], zero_nan), _value(a, index[lo + 7], zero_nan)
-        whole = n - n % 8
-        i = lo + 8
-        while i < lo + whole:
-            r0 += _value(a, index[i], zero_nan)
-            r1 += _value(a, index[i + 1], zero_nan)
-            r2 += _value(a, index[i + 2], zero_nan)
-            r3 += _value(a, index[i + 3], zero_nan)
-            r4 += _value(a, index[i + 4], zero_nan)
-            r5 += _value(a, index[i + 5], zero_nan)
-            r6 += _value(a, index[i + 6], zero_nan)
-            r7 += _value(a, index[i + 7], zero_nan)
-            i += 8
-        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-        while i < lo + n:
-            res += _value(a, index[i], zero_nan)
-            i += 1
-        return res
-    half = n // 2
-    half -= half % 8
-    return _pairwise(a, index, lo, half, zero_nan) + _pairwise(a, index, lo + half, n - half, zero_nan)
+        return _block_sum(a, index, lo, n, zero_nan)
+    # frames still to do: (lo, n, whether to add the last two sums); at most two per level of halving, < 64 levels
+    los, ns, adds = np.empty(128, np.int64), np.empty(128, np.int64), np.empty(128, np.bool_)
+    sums = np.empty(64, np.float64)
+    los[0], ns[0], adds[0] = lo, n, False
+    top, depth = 1, 0
+    while top:
+        top -= 1
+        first, m = los[top], ns[top]
+        if adds[top]:
+            depth -= 1
+            sums[depth - 1] = sums[depth - 1] + sums[depth]
+        elif m <= BLOCK:
+            sums[depth] = _block_sum(a, index, first, m, zero_nan)
+            depth += 1
+        else:
+            half = m // 2
+            half -= half % 8
+            adds[top] = True  # this frame again, after both halves
+            los[top + 1], ns[top + 1], adds[top + 1] = first + half, m - half, False
+            los[top + 2], ns[top + 2], adds[top + 2] = first, half, False  # the first half on top: summed first
+            top += 3
+    return sums[0]
 
 
 @njit(cache=True)

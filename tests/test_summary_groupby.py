@@ -39,6 +39,22 @@ def test_group_sums_of_long_groups_follow_numpys_pairwise_blocks():
         assert metrics._pairwise(values, np.array([0]), np.array([n]))[0] == values.sum()  # the vectorised passes
 
 
+def test_compiled_pairwise_walk_adds_as_numpy_at_any_offset_and_length():
+    """groupsum's walk (its own stacks, no recursion) against numpy's sum, over lengths either side of its blocks
+    and halvings, from a run that starts inside the order."""
+    from simulator.groupsum import _run_sum
+
+    rng = np.random.default_rng(11)
+    for n in (8, 15, 127, 128, 129, 135, 136, 255, 256, 257, 1000, 1024, 4109, 100_003, 1_000_001):
+        values = rng.random(n + 5) * 10.0 ** rng.uniform(-6, 6, n + 5)
+        values[rng.random(n + 5) < 0.05] = np.nan
+        order = rng.permutation(n + 5)
+        for zero_nan in (False, True):
+            picked = values[order[5:]]
+            expected = np.nan_to_num(picked).sum() if zero_nan else picked.sum()
+            assert np.array_equal(_run_sum(values, order, 5, n, zero_nan), expected, equal_nan=True)
+
+
 def _tiered_scenario(tmp_path_factory) -> dict:
     profiles = write_toy_profiles(tmp_path_factory.mktemp("profiles"))
     data = scenario_dict(profiles, mobiles=[{"device": "toy-mobile", "count": 5}],
