@@ -218,7 +218,7 @@ import ctypes, os
 import simulator.sweep as sweep
 
 def busy(*args):
-    print(os.getpid(), flush=True)
+    os.write(1, f"{os.getpid()}\\n".encode())  # one write: two workers' print() could interleave pid and newline
     ctypes.PyDLL(None).sleep(600)  # PyDLL keeps the GIL through the call, as a compiled kernel (no nogil) does
 
 sweep.run_point = busy  # _dask submits sweep.run_point: this one, pickled by value
