@@ -72,8 +72,9 @@ def camera_rows(total_frames: int, timeout_s: float = 600.0) -> list[dict]:
 def city_rows(timeout_s: float, scale: float = 1.0) -> list[dict]:
     """scenarios/city_scale.yaml, one policy per child process (scale < 1: that fraction of its cameras), each after
     an untimed run of the same policy with 100 cameras (50 of each of its two device groups x 600 frames = 60,000
-    frames, three times metrics.COMPILED_FROM: past every size where a summary's group-by turns compiled): the timed run finds numba's cache filled, as every run after a machine's first does (the
-    warm-up's own time, compiling included where the cache was cold, is in `warmup_s`)."""
+    frames, three times metrics.COMPILED_FROM: past every size where a summary's group-by turns compiled): the timed
+    run finds numba's cache filled, as every run after a machine's first does (the warm-up's own time, compiling
+    included where the cache was cold, is in `warmup_s`)."""
     source = yaml.safe_load((ROOT / "scenarios" / "city_scale.yaml").read_text())
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
 from contextlib import contextmanager
 from typing import Iterator, Optional
@@ -19,8 +20,9 @@ KEPT = {M_MMAP_THRESHOLD: 32 * MIB, M_TRIM_THRESHOLD: 1024 * MIB, M_TOP_PAD: 64 
 AFTER = {M_TOP_PAD: 128 * 1024, M_TRIM_THRESHOLD: 64 * MIB}
 
 
+@functools.cache
 def libc() -> Optional[ctypes.CDLL]:
-    """The C library this process runs on (None where it cannot be loaded)."""
+    """The C library this process runs on (None where it cannot be loaded), loaded once."""
     try:
         return ctypes.CDLL(None, use_errno=True)
     except OSError:

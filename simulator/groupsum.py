@@ -89,25 +89,6 @@ def _pairwise(a, index, lo, n, zero_nan):
     return sums[0]
 
 
-@njit(cache=True)
-def _run_sum(values, order, lo, n, zero_nan):
-    """numpy's sum of values[order[lo:lo + n]] (one after the other below 8 values, else pairwise)."""
-    if n < 8:
-        s = 0.0
-        for j in range(lo, lo + n):
-            s += _value(values, order[j], zero_nan)
-        return s
-    return 0.0 + _pairwise(values, order, lo, n, zero_nan)
-
-
-@njit(cache=True)
-def add_run_sums(values, order, starts, run_codes, zero_nan, out):
-    """out[run_codes[r]] += the sum of run r's values (values[order[starts[r]:starts[r + 1]]], sorted_runs) in that
-    order, as numpy sums them; with zero_nan, of np.nan_to_num's values."""
-    for r in range(run_codes.size):
-        out[run_codes[r]] += _run_sum(values, order, starts[r], starts[r + 1] - starts[r], zero_nan)
-
-
 RADIX_BITS = 16  # codes beyond 2**16 are sorted in two counting passes of about sqrt(codes) buckets each (cache-sized)
 
 

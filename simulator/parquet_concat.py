@@ -222,8 +222,9 @@ class Encoded(bytes):
 
 class ParquetJoin:
     """Row groups of Parquet files of one schema appended, file by file, to `dst` (a new file open for binary writing),
-    then one footer that lists them all: the bytes one writer gives for the same row groups. A file joins as soon as it is complete, so a sweep
-    joins its points while later ones still run; each row group's metadata is encoded as it joins."""
+    then one footer that lists them all: the bytes one writer gives for the same row groups. A file joins as soon as
+    it is complete, so a sweep joins its points while later ones still run; each row group's metadata is encoded as
+    it joins."""
 
     def __init__(self, dst) -> None:
         self.dst = dst

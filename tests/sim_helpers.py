@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from profilers.schema import (DeviceProfile, HardwareFacts, LatencyStats, MeasuredProvenance, ModelProfile,
@@ -74,3 +75,20 @@ def write_scenario(folder: Path, data: dict, name: str = "scenario.yaml") -> Pat
     path = folder / name
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def run_sums(values, order, starts, run_codes, zero_nan, out):
+    """The oracle of the compiled summaries: out[run_codes[r]] += numpy's own sum of run r's values
+    (values[order[starts[r]:starts[r + 1]]], groupsum.sorted_runs), with zero_nan of np.nan_to_num's values."""
+    with np.errstate(invalid="ignore", over="ignore"):  # infinities of both signs: NaN, as the compiled sums give
+        for r in range(run_codes.size):
+            picked = values[order[starts[r]:starts[r + 1]]]
+            out[run_codes[r]] += (np.nan_to_num(picked) if zero_nan else picked).sum()
+
+
+def pairwise_sum(values, order, lo, n, zero_nan):
+    """groupsum's compiled pairwise walk over values[order[lo:lo + n]] (n >= 8; numpy's order of additions)."""
+    from simulator.groupsum import _pairwise
+
+    return 0.0 + _pairwise(values, order, lo, n, zero_nan)
+

@@ -173,10 +173,11 @@ def test_compiled_group_sums_equal_numpys_sum_of_each_group(n, groups, presorted
     codes = np.sort(codes) if presorted else codes
     values = rng.random(n) * 10.0 ** rng.uniform(-6, 6, n)
     expected = np.array([values[codes == g].sum() for g in range(groups)]) + 0.0
-    from simulator.groupsum import add_run_sums, sorted_runs
+    from simulator.groupsum import sorted_runs
+    from tests.sim_helpers import run_sums
 
     out = np.zeros(groups)
-    add_run_sums(values, *sorted_runs(codes, np.arange(n), groups), False, out)
+    run_sums(values, *sorted_runs(codes, np.arange(n), groups), False, out)
     assert np.array_equal(out, expected)
     assert np.array_equal(metrics.group_sums(codes, values, groups), expected)  # whichever way it takes
 

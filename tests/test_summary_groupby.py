@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from simulator import metrics, run
 from simulator.metrics import group_sums
-from tests.sim_helpers import scenario_dict, write_toy_profiles
+from tests.sim_helpers import pairwise_sum, run_sums, scenario_dict, write_toy_profiles
 
 
 @settings(max_examples=60, deadline=None)
@@ -40,10 +40,8 @@ def test_group_sums_of_long_groups_follow_numpys_pairwise_blocks():
 
 
 def test_compiled_pairwise_walk_adds_as_numpy_at_any_offset_and_length():
-    """groupsum's walk (its own stacks, no recursion) against numpy's sum, over lengths either side of its blocks
-    and halvings, from a run that starts inside the order."""
-    from simulator.groupsum import _run_sum
-
+    """groupsum's pairwise walk (its own stacks, no recursion) against numpy's sum, over lengths either side of its
+    blocks and halvings, from a run that starts inside the order."""
     rng = np.random.default_rng(11)
     for n in (8, 15, 127, 128, 129, 135, 136, 255, 256, 257, 1000, 1024, 4109, 100_003, 1_000_001):
         values = rng.random(n + 5) * 10.0 ** rng.uniform(-6, 6, n + 5)
@@ -52,7 +50,7 @@ def test_compiled_pairwise_walk_adds_as_numpy_at_any_offset_and_length():
         for zero_nan in (False, True):
             picked = values[order[5:]]
             expected = np.nan_to_num(picked).sum() if zero_nan else picked.sum()
-            assert np.array_equal(_run_sum(values, order, 5, n, zero_nan), expected, equal_nan=True)
+            assert np.array_equal(pairwise_sum(values, order, 5, n, zero_nan), expected, equal_nan=True)
 
 
 def _tiered_scenario(tmp_path_factory) -> dict:
@@ -126,7 +124,7 @@ def test_compiled_group_bys_give_numpys_summary_bytes(tiered_run, tiered_run_com
 @given(st.integers(1, 3000), st.sampled_from([1, 7, 300, 70_000, 1_000_003]), st.booleans(), st.integers(0, 2**32 - 1))
 def test_compiled_sums_of_selected_frames_equal_numpys_with_nan_to_num(n, groups, zero_nan, seed):
     # the codes' runs (a radix sort in two passes beyond 65,536 codes), each run's sum, extremes and first window
-    from simulator.groupsum import add_run_sums, fold_runs, slot_plan, slot_sums, sorted_runs
+    from simulator.groupsum import fold_runs, slot_plan, slot_sums, sorted_runs
 
     rng = np.random.default_rng(seed)
     codes = rng.integers(0, groups, n)
@@ -140,7 +138,7 @@ def test_compiled_sums_of_selected_frames_equal_numpys_with_nan_to_num(n, groups
     assert np.array_equal(order, frames[np.argsort(codes[frames], kind="stable")])
     assert np.array_equal(run_codes, np.unique(codes[frames]))
     out = np.full(groups, 0.5)
-    add_run_sums(values, order, starts, run_codes, zero_nan, out)
+    run_sums(values, order, starts, run_codes, zero_nan, out)
     slots, counts, bases = slot_plan(codes, frames, groups, True)  # the same sums in frame order, through slots
     by_slots = np.full(1 + groups, 0.5)
     scratch = np.full(bases[-1] + 3, np.nan)  # used, not trusted: zeroed by each call

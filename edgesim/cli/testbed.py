@@ -55,10 +55,10 @@ def testbed(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing DIR"),
 ) -> None:
     """Run a scenario for real (each mobile device, the edge server and a cloud as processes pinned to cores, real
-    models with random weights, real encodings, TCP through network namespaces joined by a shaping helper; mobile devices
-    share their CPUs), simulate it with the same capture times, and write
-    sim_vs_real.csv. On one machine it needs root, iproute2, TUN and gcc; on two, `edgesim testbed serve`
-    on the edge server and `edgesim testbed run SCENARIO --edge HOST:PORT --out DIR` on the mobile device."""
+    models with random weights, real encodings, TCP through network namespaces joined by a shaping helper; mobile
+    devices share their CPUs), simulate it with the same capture times, and write sim_vs_real.csv. On one machine it
+    needs root, iproute2, TUN and gcc; on two, `edgesim testbed serve` on the edge server and
+    `edgesim testbed run SCENARIO --edge HOST:PORT --out DIR` on the mobile device."""
     from edgesim.testbed.net import available_congestion_control, require
     from edgesim.testbed.report import write_report
     from edgesim.testbed.runner import (Placement, TestbedOptions, check_two_machines, default_placement, expand,

@@ -147,8 +147,8 @@ def markdown(table: pd.DataFrame, context: dict, load: tuple[float, float, float
         "`edgesim testbed` on this machine (a process per device pinned to its cores, 1 torch thread each, "
         "ResNet-18 with random weights, real encodings, TCP through network namespaces joined by TUN devices: a hop "
         "per mobile device and, to a cloud, a WAN hop, each shaped by the es_delay helper: serialisation at the "
-        "rate, then the one-way delay). Simulated: `edgesim` on the same scenario with the same capture times, from the profile "
-        "the processes measured in the same session under the same pinning (what a user gets), and, as a "
+        "rate, then the one-way delay). Simulated: `edgesim` on the same scenario with the same capture times, from "
+        "the profile the processes measured in the same session under the same pinning (what a user gets), and, as a "
         "diagnostic, from the run's own compute times (which isolates the link and queue model). Relative error = "
         "simulated / real - 1.",
         "",

@@ -197,6 +197,12 @@ def uplink_addresses(mobile: int) -> tuple[str, str]:
     return f"10.87.{mobile}.1", f"10.87.{mobile}.2"
 
 
+def _check_rates(rates_bps: tuple[float, float]) -> None:
+    """One line where a hop's rate is not above 0 (es_delay cannot carry an outage: replay.check_replayable)."""
+    if min(rates_bps) <= 0:
+        raise EdgesimError(f"testbed: a link's rate must be above 0 bit/s, not {min(rates_bps):g}")
+
+
 @dataclass
 class Hop:
     """One shaped hop between two namespaces: a TUN device in each, its own es_delay helper, a rate and a one-way
@@ -214,6 +220,7 @@ class Hop:
 
     def start(self, helper: Path) -> None:
         """Start the helper (it creates both TUN devices), then address and bring them up."""
+        _check_rates(self.rates_bps)
         (d_ab, d_ba), (r_ab, r_ba) = self.delays_s, self.rates_bps
         self.helper = subprocess.Popen(
             [str(helper), self.a_ns, self.a_dev, self.b_ns, self.b_dev, str(round(d_ab * 1e6)), str(round(d_ba * 1e6)),
@@ -228,8 +235,7 @@ class Hop:
 
     def set_rates(self, rates_bps: tuple[float, float]) -> None:
         """The hop's rates from now on (the packet being serialised sends the bits it has left at the new rate)."""
-        if min(rates_bps) <= 0:
-            raise EdgesimError("testbed: a link's rate must be above 0 (a trace's zero-rate step is an outage)")
+        _check_rates(rates_bps)
         self.rates_bps = rates_bps
         self.tell_helper()
 

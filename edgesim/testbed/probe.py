@@ -4,8 +4,8 @@ No torch: a client in the mobile device's namespace sends messages of given size
 after the previous one's 1-byte acknowledgement, optionally after an idle gap), a server in the edge server's
 namespace stamps when each message's last byte arrived; both stamp CLOCK_MONOTONIC, which the namespaces share, so
 transfer = end - start. The two are pinned to different CPUs where there are two, and the check compares the
-fastest repeat: load on the host can only add time to a transfer (a late wake-up of a process or of the helper), never take
-it away, so the fastest repeat is the closest to the link's own time.
+fastest repeat: load on the host can only add time to a transfer (a late wake-up of a process or of the helper),
+never take it away, so the fastest repeat is the closest to the link's own time.
 """
 
 from __future__ import annotations
@@ -25,31 +25,30 @@ from edgesim.testbed.wire import HEADER_BYTES
 from simulator.link import LINUX_RTO_MIN_S, TCP_IP_OVERHEAD_BYTES, TCP_PAYLOAD_BYTES, Packetiser, RateTrace, SlowStart
 
 
-def _wire_bits(size_bytes: int) -> float:
-    """A message's bits on the wire: TCP/IP framing of TCP_PAYLOAD_BYTES-byte segments with TCP_IP_OVERHEAD_BYTES
-    each, message header included (simulator/link.py's Packetiser)."""
+def _model_s(link: RateTrace, start_s: float, size_bytes: int, delay_s: float) -> float:
+    """simulator/link.py's time for one message starting at start_s on an idle link: its wire bits (TCP/IP framing
+    of TCP_PAYLOAD_BYTES-byte segments with TCP_IP_OVERHEAD_BYTES each, message header included) through
+    link.transfer_end, plus the one-way delay."""
     wire = Packetiser(TCP_PAYLOAD_BYTES, TCP_IP_OVERHEAD_BYTES).wire_bytes(np.array([size_bytes + HEADER_BYTES]))
-    return float(wire[0]) * 8.0
+    return float(link.transfer_end(start_s, float(wire[0]) * 8.0, 0.0)) - start_s + delay_s
 
 
 def predicted_transfer_s(size_bytes: int, rate_bps: float, delay_s: float, slow_start_rtt_s: Optional[float] = None
                          ) -> float:
-    """simulator/link.py's time for one message: its wire bits at the link rate, plus the one-way delay; with
+    """simulator/link.py's time for one message at a constant rate (_model_s); with
     slow_start_rtt_s, the same message after a long idle on a link that restarts slow start (link.SlowStart with
     that RTT)."""
     link = RateTrace.constant(rate_bps / 1e6)
     if slow_start_rtt_s is not None:
         link = replace(link, slow_start=SlowStart(slow_start_rtt_s, TCP_PAYLOAD_BYTES + TCP_IP_OVERHEAD_BYTES))
-    start_s = 1e3  # long after the link's start (time 0), when a transfer_end counts its idle from
-    return link.transfer_end(start_s, _wire_bits(size_bytes), 0.0) - start_s + delay_s
+    return _model_s(link, 1e3, size_bytes, delay_s)  # long after the link's start (time 0), whence idle is counted
 
 
 def predicted_step_transfer_s(size_bytes: int, rate_bps: float, new_rate_bps: float, change_s: float,
                               delay_s: float) -> float:
     """simulator/link.py's time for one message whose link changes from rate_bps to new_rate_bps change_s after
-    the message starts (RateTrace.transfer_end over the two steps), plus the one-way delay."""
-    link = RateTrace(np.array([0.0, change_s]), np.array([rate_bps, new_rate_bps]))
-    return float(link.transfer_end(0.0, _wire_bits(size_bytes), 0.0)) + delay_s
+    the message starts (_model_s over the two steps)."""
+    return _model_s(RateTrace(np.array([0.0, change_s]), np.array([rate_bps, new_rate_bps])), 0.0, size_bytes, delay_s)
 
 
 @dataclass(frozen=True)

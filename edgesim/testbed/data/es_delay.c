@@ -36,7 +36,13 @@
 /* ring slots head .. head+done-1 are serialised (due_ns set), slot head+done (if < count) is being serialised
  * until end_ns, the rest wait for it */
 struct slot { int64_t read_ns, due_ns; int len; unsigned char data[PKT_MAX]; };
-struct queue { struct slot *s; int head, count, done; int64_t delay_ns, last_due_ns, end_ns; double rate_bps; int out_fd; };
+struct queue {
+    struct slot *s;
+    int head, count, done;
+    int64_t delay_ns, last_due_ns, end_ns;
+    double rate_bps;
+    int out_fd;
+};
 
 static int64_t now_ns(void) {
     struct timespec ts;
@@ -66,9 +72,9 @@ static int open_tun(const char *netns, const char *dev) {
 
 static struct slot *at(struct queue *q, int k) { return &q->s[(q->head + k) % SLOTS]; }
 
-/* serialisation of slot k starts at `start`: it ends after its bits at the current rate */
-static void begin(struct queue *q, int k, int64_t start) {
-    q->end_ns = start + (int64_t)(at(q, k)->len * 8e9 / q->rate_bps);
+/* the first packet not yet serialised starts at `start`: it ends after its bits at the current rate */
+static void begin(struct queue *q, int64_t start) {
+    q->end_ns = start + (int64_t)(at(q, q->done)->len * 8e9 / q->rate_bps);
 }
 
 /* every serialisation that has ended by `now`: its packet propagates (due after the delay, FIFO); the next starts */
@@ -79,7 +85,7 @@ static void advance(struct queue *q, int64_t now) {
         s->due_ns = q->last_due_ns = due > q->last_due_ns ? due : q->last_due_ns;
         if (++q->done < q->count) {
             int64_t read = at(q, q->done)->read_ns;
-            begin(q, q->done, read > q->end_ns ? read : q->end_ns);
+            begin(q, read > q->end_ns ? read : q->end_ns);
         }
     }
 }
@@ -96,10 +102,9 @@ static void take(int fd, struct queue *q) {
         ssize_t n = read(fd, s->data, PKT_MAX);
         if (n < 0) { if (errno == EAGAIN || errno == EINTR) return; die("read"); }
         int64_t t = now_ns();
-        advance(q, t);
         s->read_ns = t;
         s->len = (int)n;
-        if (q->count++ == q->done) begin(q, q->done, t > q->end_ns ? t : q->end_ns);  /* the link was idle */
+        if (q->count++ == q->done) begin(q, t > q->end_ns ? t : q->end_ns);  /* nothing on the wire: it goes next */
     }
 }
 
@@ -123,9 +128,9 @@ static int64_t release(struct queue *q) {
         q->count--;
         q->done--;
     }
-    int64_t wait = q->done ? at(q, 0)->due_ns - now : -1;
+    int64_t wait = q->done ? at(q, 0)->due_ns - now : -1;  /* both are after now: advanced and released above */
     if (q->done < q->count && (wait < 0 || q->end_ns - now < wait)) wait = q->end_ns - now;
-    return wait < 0 && q->count ? 0 : wait;
+    return wait;
 }
 
 int main(int argc, char **argv) {
